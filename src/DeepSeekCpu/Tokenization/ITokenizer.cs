@@ -1,0 +1,54 @@
+namespace DeepSeekCpu.Tokenization;
+
+/// <summary>
+/// What the engine needs from a tokenizer. Implementations: <see cref="Llama2cTokenizer"/> (engine, demo model),
+/// and the byte-level BPE tokenizers of tokenizer.json / GGUF in the DeepSeekCpu.Tokenizers project.
+/// </summary>
+public interface ITokenizer
+{
+    /// <summary>Number of token ids (including added/special tokens).</summary>
+    int VocabSize { get; }
+
+    /// <summary>Beginning-of-sequence id, read from the tokenizer files (null when the model has none).</summary>
+    int? BosId { get; }
+
+    /// <summary>End-of-sequence id, read from the tokenizer files.</summary>
+    int? EosId { get; }
+
+    /// <summary>Ids that end generation (EOS plus e.g. end-of-turn tokens).</summary>
+    IReadOnlySet<int> StopIds { get; }
+
+    /// <summary>
+    /// Encodes text. Special/added tokens written literally in the text (e.g. "&lt;｜User｜&gt;") are recognised.
+    /// BOS (and EOS where the tokenizer's post-processor adds one) only when <paramref name="addSpecial"/>.
+    /// </summary>
+    int[] Encode(string text, bool addSpecial = false);
+
+    /// <summary>Decodes ids to text (invalid UTF-8 becomes U+FFFD).</summary>
+    string Decode(ReadOnlySpan<int> ids);
+
+    /// <summary>
+    /// The raw bytes one token stands for (UTF-8 fragments for byte-level BPE). The streaming decoder joins these
+    /// so that a multi-byte character split across tokens is never emitted broken.
+    /// </summary>
+    ReadOnlySpan<byte> TokenBytes(int id);
+
+    /// <summary>Id of a token given its exact vocabulary string (e.g. "&lt;/think&gt;"), or null.</summary>
+    int? TokenToId(string token);
+
+    /// <summary>The chat template the model ships with, or null for plain-completion models.</summary>
+    IChatTemplate? ChatTemplate { get; }
+}
+
+/// <summary>A role/content message for chat rendering.</summary>
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>Renders a conversation to prompt text.</summary>
+public interface IChatTemplate
+{
+    /// <summary>Renders the conversation; with <paramref name="addGenerationPrompt"/> it ends where the assistant starts.</summary>
+    string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);
+
+    /// <summary>True when the generation prompt already opens a reasoning block ("&lt;think&gt;\n").</summary>
+    bool OpensReasoning { get; }
+}
