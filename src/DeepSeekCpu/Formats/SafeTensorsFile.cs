@@ -1,0 +1,86 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Formats;
+
+/// <summary>
+/// Reader for Hugging Face safetensors (huggingface/safetensors README, "Format"):
+/// u64 little-endian header length N, N bytes of JSON { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__": {...} },
+/// then the data; offsets are relative to the first byte after the header.
+/// </summary>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    private readonly MappedFile _file;
+    public string Path => _file.Path;
+    public IReadOnlyDictionary<string, TensorView> Tensors { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    private SafeTensorsFile(MappedFile file, Dictionary<string, TensorView> tensors, Dictionary<string, string> metadata)
+    {
+        _file = file; Tensors = tensors; Metadata = metadata;
+    }
+
+    public static SafeTensorsFile Open(string path)
+    {
+        var file = MappedFile.Open(path);
+        try { return Parse(file); }
+        catch { file.Dispose(); throw; }
+    }
+
+    private static SafeTensorsFile Parse(MappedFile file)
+    {
+        string p = file.Path;
+        if (file.Length < 8) throw ModelFormatException.In(p, $"expected a safetensors file (8-byte header length), but it has {file.Length} bytes");
+        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(file.Span(0, 8));
+        if (n > 100_000_000 || 8 + (long)n > file.Length)
+            throw ModelFormatException.In(p, $"safetensors header length {n} does not fit in a file of {file.Length} bytes (truncated or not safetensors)");
+        long dataStart = 8 + (long)n;
+        long dataLength = file.Length - dataStart;
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(file.Span(8, (long)n).ToArray()); }
+        catch (JsonException e) { throw ModelFormatException.In(p, $"safetensors header is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ModelFormatException.In(p, "safetensors header must be a JSON object");
+
+        var tensors = new Dictionary<string, TensorView>();
+        var metadata = new Dictionary<string, string>();
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                foreach (var m in prop.Value.EnumerateObject()) metadata[m.Name] = m.Value.ToString();
+                continue;
+            }
+            var t = prop.Value;
+            string name = prop.Name;
+            if (!t.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
+                throw ModelFormatException.In(p, $"tensor {name}: missing \"dtype\"");
+            DType type;
+            try { type = DTypeInfo.FromSafetensors(dt.GetString()!); }
+            catch (NotSupportedException e) { throw ModelFormatException.In(p, $"tensor {name}: unsupported {e.Message}"); }
+            if (!t.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
+                throw ModelFormatException.In(p, $"tensor {name}: missing \"shape\" array");
+            var shape = new long[sh.GetArrayLength()];
+            int i = 0;
+            foreach (var d in sh.EnumerateArray())
+            {
+                if (!d.TryGetInt64(out shape[i]) || shape[i] < 0) throw ModelFormatException.In(p, $"tensor {name}: shape entries must be non-negative integers");
+                i++;
+            }
+            if (!t.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+                throw ModelFormatException.In(p, $"tensor {name}: missing \"data_offsets\" [begin, end]");
+            long begin = off[0].GetInt64(), end = off[1].GetInt64();
+            long elements = 1; foreach (var d in shape) elements *= d;
+            long expected = elements * type.BlockBytes();
+            if (end - begin != expected)
+                throw ModelFormatException.In(p, $"tensor {name}: data_offsets span {end - begin} bytes, expected {expected} for {type} {string.Join("x", shape)}");
+            if (begin < 0 || end > dataLength)
+                throw ModelFormatException.In(p, $"tensor {name}: data [{begin}, {end}) lies outside the file's {dataLength} data bytes (truncated?)");
+            tensors[name] = new TensorView(name, type, shape, file.Pointer + dataStart + begin, expected, p);
+        }
+        return new SafeTensorsFile(file, tensors, metadata);
+    }
+
+    public void Dispose() => _file.Dispose();
+}

@@ -1,0 +1,76 @@
+using System.Numerics.Tensors;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>Element-wise and per-row operations of the model graph, on TensorPrimitives (SIMD on every ISA).</summary>
+public static class Ops
+{
+    /// <summary>RMSNorm: y = x / sqrt(mean(x²) + eps) * weight (Zhang and Sennrich 2019).</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y, float eps)
+    {
+        float ss = TensorPrimitives.Dot(x, x);
+        float inv = 1f / MathF.Sqrt(ss / x.Length + eps);
+        TensorPrimitives.Multiply(x, inv, y);
+        TensorPrimitives.Multiply(y, weight, y);
+    }
+
+    /// <summary>RMSNorm over each of the <paramref name="n"/> rows of length <paramref name="dim"/>.</summary>
+    public static void RmsNormRows(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y, int n, int dim, float eps)
+    {
+        for (int t = 0; t < n; t++) RmsNorm(x.Slice(t * dim, dim), weight, y.Slice(t * dim, dim), eps);
+    }
+
+    /// <summary>In-place softmax.</summary>
+    public static void Softmax(Span<float> x)
+    {
+        if (x.Length == 0) return;
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        float sum = TensorPrimitives.Sum(x);
+        TensorPrimitives.Multiply(x, 1f / sum, x);
+    }
+
+    /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
+    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        // silu(g) = g * sigmoid(g)
+        Span<float> tmp = gate; // TensorPrimitives.Sigmoid may run in place
+        for (int i = 0; i < gate.Length; i += 4096)
+        {
+            int len = Math.Min(4096, gate.Length - i);
+            Span<float> sig = stackalloc float[len];
+            TensorPrimitives.Sigmoid(gate.Slice(i, len), sig);
+            TensorPrimitives.Multiply(tmp.Slice(i, len), sig, tmp.Slice(i, len));
+        }
+        TensorPrimitives.Multiply(gate, up, gate);
+    }
+
+    /// <summary>
+    /// Rotary embedding on one head vector. <paramref name="interleaved"/>: rotate pairs (2i, 2i+1) (Meta's original
+    /// Llama, llama2.c, DeepSeek's reference, GGUF llama with its permuted Q/K); otherwise rotate halves (i, i+d/2)
+    /// (Hugging Face rotate_half: Qwen2, Llama on HF weights). cos/sin hold d/2 values for this position.
+    /// </summary>
+    public static void Rope(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, bool interleaved)
+    {
+        int half = cos.Length;
+        if (interleaved)
+        {
+            for (int i = 0; i < half; i++)
+            {
+                float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * cos[i] - b * sin[i];
+                v[2 * i + 1] = a * sin[i] + b * cos[i];
+            }
+        }
+        else
+        {
+            for (int i = 0; i < half; i++)
+            {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cos[i] - b * sin[i];
+                v[i + half] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+namespace DeepSeekCpu.Threading;
+
+/// <summary>A unit of parallel work: called with disjoint [start, end) ranges of [0, count).</summary>
+public interface IRangeJob
+{
+    void Run(int start, int end);
+}
+
+/// <summary>
+/// One persistent pool of worker threads for the whole engine (ENGINEERING.md: "one persistent pool sized to
+/// physical cores, partitioning rows; no allocation, no Task per matmul"). The calling thread takes part, so a
+/// pool of N threads starts N-1 workers. Workers spin briefly between jobs (decode issues hundreds of small jobs per
+/// token) and then sleep on an event. Jobs are objects the caller keeps, so dispatch allocates nothing.
+/// Not re-entrant: a job must not call <see cref="Run"/>.
+/// </summary>
+public sealed class WorkerPool : IDisposable
+{
+    private static WorkerPool? _shared;
+    private static readonly object SharedLock = new();
+
+    /// <summary>The engine's pool; its size is set once by <see cref="Configure"/> (default: all logical cores).</summary>
+    public static WorkerPool Shared
+    {
+        get
+        {
+            if (_shared != null) return _shared;
+            lock (SharedLock) return _shared ??= new WorkerPool(Environment.ProcessorCount);
+        }
+    }
+
+    /// <summary>Replaces the shared pool with one of <paramref name="threads"/> threads (0 or less: all cores).</summary>
+    public static void Configure(int threads)
+    {
+        lock (SharedLock)
+        {
+            int n = threads > 0 ? threads : Environment.ProcessorCount;
+            if (_shared?.ThreadCount == n) return;
+            _shared?.Dispose();
+            _shared = new WorkerPool(n);
+        }
+    }
+
+    private readonly Thread[] _threads;
+    private readonly ManualResetEventSlim[] _wake;
+    private readonly object _runLock = new();
+    private volatile IRangeJob? _job;
+    private int _count, _chunk;
+    private int _next;          // next chunk start, taken with Interlocked.Add
+    private int _pending;       // workers still busy with the current job
+    private volatile int _generation;
+    private volatile bool _disposed;
+    private Exception? _error;
+
+    public int ThreadCount { get; }
+
+    public WorkerPool(int threads)
+    {
+        ThreadCount = Math.Max(1, threads);
+        _threads = new Thread[ThreadCount - 1];
+        _wake = new ManualResetEventSlim[ThreadCount - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _wake[i] = new ManualResetEventSlim(false, spinCount: 1);
+            int id = i;
+            _threads[i] = new Thread(() => WorkerLoop(id)) { IsBackground = true, Name = $"deepseek-cpu worker {i + 1}" };
+            _threads[i].Start();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="job"/> over [0, count) in chunks of at least <paramref name="grain"/> items and returns
+    /// when every chunk is done. Exceptions from any thread are rethrown here.
+    /// </summary>
+    public void Run(IRangeJob job, int count, int grain = 1)
+    {
+        if (count <= 0) return;
+        grain = Math.Max(1, grain);
+        if (ThreadCount == 1 || count <= grain) { job.Run(0, count); return; }
+        lock (_runLock)
+        {
+            // About 4 chunks per thread balances uneven cores (a busy host) against dispatch cost.
+            int chunk = Math.Max(grain, (count + ThreadCount * 4 - 1) / (ThreadCount * 4));
+            chunk = (chunk + grain - 1) / grain * grain;
+            _count = count; _chunk = chunk; _next = 0; _error = null;
+            _job = job;
+            Volatile.Write(ref _pending, _threads.Length);
+            _generation++;
+            foreach (var w in _wake) w.Set();
+            Work();
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            _job = null;
+            if (_error != null) throw new AggregateException(_error).InnerException!;
+        }
+    }
+
+    private void Work()
+    {
+        var job = _job!;
+        try
+        {
+            while (true)
+            {
+                int start = Interlocked.Add(ref _next, _chunk) - _chunk;
+                if (start >= _count) break;
+                job.Run(start, Math.Min(_count, start + _chunk));
+            }
+        }
+        catch (Exception e) { _error ??= e; Volatile.Write(ref _next, _count); }
+    }
+
+    private void WorkerLoop(int id)
+    {
+        int seen = 0;
+        while (true)
+        {
+            // Spin a little for the next job (decode dispatches back to back), then sleep.
+            var spin = new SpinWait();
+            while (_generation == seen && !_disposed)
+            {
+                if (spin.Count > 200) { _wake[id].Wait(); _wake[id].Reset(); }
+                else spin.SpinOnce(sleep1Threshold: -1);
+            }
+            if (_disposed) return;
+            seen = _generation;
+            Work();
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        foreach (var w in _wake) w.Set();
+        foreach (var t in _threads) t.Join();
+        foreach (var w in _wake) w.Dispose();
+    }
+}

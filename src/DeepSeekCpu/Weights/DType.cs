@@ -1,0 +1,95 @@
+namespace DeepSeekCpu.Weights;
+
+/// <summary>
+/// Element formats of weights. Numeric values of the GGUF types are ggml's <c>ggml_type</c> ids
+/// (ggml/include/ggml.h), so a GGUF tensor info's type field casts straight to this enum.
+/// Types that GGUF does not have (DeepSeek's block-scaled FP8) use ids above 1000.
+/// </summary>
+public enum DType
+{
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    F64 = 28,
+    BF16 = 30,
+
+    /// <summary>float8_e4m3fn with a separate float32 scale per 128x128 block (DeepSeek-V3 official checkpoints).</summary>
+    F8_E4M3 = 1001,
+}
+
+public static class DTypeInfo
+{
+    /// <summary>Elements per block (1 for plain element types). Block layouts: ggml-common.h.</summary>
+    public static int BlockSize(this DType t) => t switch
+    {
+        DType.Q4_0 or DType.Q4_1 or DType.Q5_0 or DType.Q5_1 or DType.Q8_0 or DType.Q8_1 => 32,
+        DType.Q2_K or DType.Q3_K or DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K => 256,
+        _ => 1,
+    };
+
+    /// <summary>Bytes per block (per element for plain types). Sizes: ggml-common.h static_asserts.</summary>
+    public static int BlockBytes(this DType t) => t switch
+    {
+        DType.F32 => 4,
+        DType.F16 or DType.BF16 => 2,
+        DType.F8_E4M3 or DType.I8 => 1,
+        DType.I16 => 2,
+        DType.I32 => 4,
+        DType.I64 or DType.F64 => 8,
+        DType.Q4_0 => 18,   // f16 d; 16 bytes of nibbles
+        DType.Q4_1 => 20,   // f16 d, f16 m; 16 bytes of nibbles
+        DType.Q5_0 => 22,   // f16 d; u32 high bits; 16 bytes of nibbles
+        DType.Q5_1 => 24,   // f16 d, f16 m; u32 high bits; 16 bytes
+        DType.Q8_0 => 34,   // f16 d; 32 int8
+        DType.Q8_1 => 36,   // f16 d, f16 s; 32 int8
+        DType.Q2_K => 84,
+        DType.Q3_K => 110,
+        DType.Q4_K => 144,  // f16 d, f16 dmin; 12 bytes of 6-bit scales/mins; 128 bytes of nibbles
+        DType.Q5_K => 176,  // as Q4_K plus 32 bytes of high bits
+        DType.Q6_K => 210,  // 128 low nibbles, 64 high 2-bits, 16 int8 scales, f16 d
+        DType.Q8_K => 292,  // f32 d; 256 int8; 16 int16 block sums
+        _ => throw new NotSupportedException($"unknown element type {t}"),
+    };
+
+    public static bool IsQuantized(this DType t) => t.BlockSize() > 1;
+
+    /// <summary>Bytes for <paramref name="elements"/> elements (must be a whole number of blocks).</summary>
+    public static long ByteCount(this DType t, long elements)
+    {
+        int bs = t.BlockSize();
+        if (elements % bs != 0) throw new ArgumentException($"{elements} elements is not a whole number of {t} blocks of {bs}");
+        return elements / bs * t.BlockBytes();
+    }
+
+    /// <summary>Safetensors dtype strings (huggingface/safetensors, README "dtype").</summary>
+    public static DType FromSafetensors(string s) => s switch
+    {
+        "F32" => DType.F32,
+        "F16" => DType.F16,
+        "BF16" => DType.BF16,
+        "F64" => DType.F64,
+        "F8_E4M3" => DType.F8_E4M3,
+        "I8" => DType.I8,
+        "I16" => DType.I16,
+        "I32" => DType.I32,
+        "I64" => DType.I64,
+        _ => throw new NotSupportedException($"dtype \"{s}\" (expected F32, F16, BF16, F8_E4M3, F64, I8..I64)"),
+    };
+
+    public static bool IsKnownGguf(uint id) => Enum.IsDefined(typeof(DType), (int)id) && id < 1000;
+}
