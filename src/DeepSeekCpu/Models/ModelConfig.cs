@@ -1,0 +1,177 @@
+using System.Text.Json;
+
+namespace DeepSeekCpu.Models;
+
+public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3 }
+
+/// <summary>
+/// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
+/// original_max_position_embeddings) or "yarn" (DeepSeek: factor, original_max_position_embeddings, beta_fast,
+/// beta_slow, mscale, mscale_all_dim). See DEEPSEEK.md.
+/// </summary>
+public sealed record RopeScaling(
+    string Type,
+    double Factor,
+    int OriginalMaxPositionEmbeddings,
+    double LowFreqFactor = 1,
+    double HighFreqFactor = 4,
+    double BetaFast = 32,
+    double BetaSlow = 1,
+    double Mscale = 1,
+    double MscaleAllDim = 0);
+
+/// <summary>
+/// Everything about a model's shape that changes the computation, from HF config.json, GGUF metadata or a
+/// llama2.c header. Field names follow HF config.json; grouped as DeepSeek's ModelArgs groups them.
+/// </summary>
+public sealed record ModelConfig
+{
+    public required Architecture Architecture { get; init; }
+    public string ModelType { get; init; } = "";
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public int NumKvHeads { get; init; }
+    public int HeadDim { get; init; }
+    public float RmsNormEps { get; init; } = 1e-6f;
+    public double RopeTheta { get; init; } = 10000;
+    public RopeScaling? RopeScaling { get; init; }
+    public int MaxPositionEmbeddings { get; init; } = 4096;
+    public bool TieWordEmbeddings { get; init; }
+    /// <summary>q/k/v projections have biases (Qwen2).</summary>
+    public bool AttentionBias { get; init; }
+    /// <summary>
+    /// RoPE rotates interleaved pairs (2i, 2i+1) rather than halves. True for llama2.c checkpoints and GGUF llama
+    /// (llama.cpp's converter permutes Q/K rows for it); false for HF weights of Qwen2/Llama.
+    /// </summary>
+    public bool RopeInterleaved { get; init; }
+    public int? BosTokenId { get; init; }
+    public int[] EosTokenIds { get; init; } = [];
+
+    // mla
+    public int? QLoraRank { get; init; }
+    public int KvLoraRank { get; init; }
+    public int QkNopeHeadDim { get; init; }
+    public int QkRopeHeadDim { get; init; }
+    public int VHeadDim { get; init; }
+
+    // moe
+    public int NRoutedExperts { get; init; }
+    public int NSharedExperts { get; init; }
+    public int MoeIntermediateSize { get; init; }
+    public int NumExpertsPerTok { get; init; }
+    public int NGroup { get; init; } = 1;
+    public int TopkGroup { get; init; } = 1;
+    public string TopkMethod { get; init; } = "greedy";
+    public string ScoringFunc { get; init; } = "softmax";
+    public bool NormTopkProb { get; init; }
+    public double RoutedScalingFactor { get; init; } = 1;
+    public int FirstKDenseReplace { get; init; }
+    public int MoeLayerFreq { get; init; } = 1;
+    /// <summary>Multi-token-prediction layers stored after the main layers (R1/V3: 1); not part of the main model.</summary>
+    public int NumNextnPredictLayers { get; init; }
+
+    public bool IsMla => Architecture is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+
+    /// <summary>True when layer <paramref name="layer"/> uses MoE rather than a dense MLP (HF modeling_deepseek.py).</summary>
+    public bool IsMoeLayer(int layer) =>
+        NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % Math.Max(1, MoeLayerFreq) == 0;
+
+    /// <summary>Values cached per token per layer: latent + shared rope key for MLA, K and V heads otherwise.</summary>
+    public int KvValuesPerTokenPerLayer => IsMla ? KvLoraRank + QkRopeHeadDim : 2 * NumKvHeads * HeadDim;
+
+    /// <summary>Reads a Hugging Face config.json.</summary>
+    public static ModelConfig FromHfJson(string path)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new ModelFormatException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        using var _ = doc;
+        var j = new JsonFields(doc.RootElement, path);
+        string modelType = j.Str("model_type") ?? throw new ModelFormatException($"{path}: field \"model_type\" is missing");
+        var arch = modelType switch
+        {
+            "llama" => Architecture.Llama,
+            "qwen2" => Architecture.Qwen2,
+            "deepseek_v2" => Architecture.DeepSeekV2,
+            "deepseek_v3" => Architecture.DeepSeekV3,
+            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, deepseek_v2 or deepseek_v3)"),
+        };
+        int hidden = j.ReqInt("hidden_size"), heads = j.ReqInt("num_attention_heads");
+        RopeScaling? scaling = null;
+        if (doc.RootElement.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
+        {
+            var r = new JsonFields(rs, path + " rope_scaling");
+            string type = r.Str("rope_type") ?? r.Str("type") ?? throw new ModelFormatException($"{path}: rope_scaling has no \"type\"");
+            scaling = new RopeScaling(type, r.Dbl("factor") ?? 1,
+                r.Int("original_max_position_embeddings") ?? 4096,
+                LowFreqFactor: r.Dbl("low_freq_factor") ?? 1, HighFreqFactor: r.Dbl("high_freq_factor") ?? 4,
+                BetaFast: r.Dbl("beta_fast") ?? 32, BetaSlow: r.Dbl("beta_slow") ?? 1,
+                Mscale: r.Dbl("mscale") ?? 1, MscaleAllDim: r.Dbl("mscale_all_dim") ?? 0);
+            if (type is not ("llama3" or "yarn" or "default" or "linear"))
+                throw new ModelFormatException($"{path}: rope_scaling type \"{type}\" is not supported (expected llama3 or yarn)");
+            if (type == "default") scaling = null;
+        }
+        bool isDs = arch is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+        return new ModelConfig
+        {
+            Architecture = arch,
+            ModelType = modelType,
+            VocabSize = j.ReqInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = j.ReqInt("intermediate_size"),
+            NumLayers = j.ReqInt("num_hidden_layers"),
+            NumHeads = heads,
+            NumKvHeads = j.Int("num_key_value_heads") ?? heads,
+            HeadDim = j.Int("head_dim") ?? hidden / heads,
+            RmsNormEps = (float)(j.Dbl("rms_norm_eps") ?? 1e-6),
+            RopeTheta = j.Dbl("rope_theta") ?? 10000,
+            RopeScaling = scaling,
+            MaxPositionEmbeddings = j.Int("max_position_embeddings") ?? 4096,
+            TieWordEmbeddings = j.Bool("tie_word_embeddings") ?? false,
+            AttentionBias = arch == Architecture.Qwen2 || (j.Bool("attention_bias") ?? false),
+            RopeInterleaved = false,
+            BosTokenId = j.Int("bos_token_id"),
+            EosTokenIds = j.IntOrArray("eos_token_id"),
+            QLoraRank = isDs ? j.Int("q_lora_rank") : null,
+            KvLoraRank = j.Int("kv_lora_rank") ?? 0,
+            QkNopeHeadDim = j.Int("qk_nope_head_dim") ?? 0,
+            QkRopeHeadDim = j.Int("qk_rope_head_dim") ?? 0,
+            VHeadDim = j.Int("v_head_dim") ?? 0,
+            NRoutedExperts = j.Int("n_routed_experts") ?? 0,
+            NSharedExperts = j.Int("n_shared_experts") ?? 0,
+            MoeIntermediateSize = j.Int("moe_intermediate_size") ?? 0,
+            NumExpertsPerTok = j.Int("num_experts_per_tok") ?? 0,
+            NGroup = j.Int("n_group") ?? 1,
+            TopkGroup = j.Int("topk_group") ?? 1,
+            TopkMethod = j.Str("topk_method") ?? "greedy",
+            ScoringFunc = j.Str("scoring_func") ?? "softmax",
+            NormTopkProb = j.Bool("norm_topk_prob") ?? false,
+            RoutedScalingFactor = j.Dbl("routed_scaling_factor") ?? 1,
+            FirstKDenseReplace = j.Int("first_k_dense_replace") ?? 0,
+            MoeLayerFreq = j.Int("moe_layer_freq") ?? 1,
+            NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
+        };
+    }
+
+    /// <summary>Typed, error-reporting access to a JSON object's fields.</summary>
+    private readonly struct JsonFields(JsonElement e, string path)
+    {
+        private bool Has(string name, out JsonElement v) =>
+            e.TryGetProperty(name, out v) && v.ValueKind != JsonValueKind.Null;
+        public string? Str(string name) => Has(name, out var v) ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad(name, "a string") : null;
+        public int? Int(string name) => Has(name, out var v) ? v.TryGetInt32(out int i) ? i : throw Bad(name, "an integer") : null;
+        public double? Dbl(string name) => Has(name, out var v) ? v.TryGetDouble(out double d) ? d : throw Bad(name, "a number") : null;
+        public bool? Bool(string name) => Has(name, out var v) ? v.ValueKind switch { JsonValueKind.True => true, JsonValueKind.False => false, _ => throw Bad(name, "true or false") } : null;
+        public int ReqInt(string name) => Int(name) is int i && i > 0 ? i : throw Bad(name, "a positive integer");
+        public int[] IntOrArray(string name)
+        {
+            if (!Has(name, out var v)) return [];
+            if (v.ValueKind == JsonValueKind.Array) return v.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            return [Int(name)!.Value];
+        }
+        private ModelFormatException Bad(string name, string what) => new($"{path}: field \"{name}\" must be {what}");
+    }
+}

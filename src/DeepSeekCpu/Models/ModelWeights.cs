@@ -1,0 +1,106 @@
+using System.Text.Json;
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Models;
+
+/// <summary>
+/// All tensors of a model by their Hugging Face name, whatever file format they came from (GGUF and llama2.c
+/// readers rename into HF names through a name map), as views over memory-mapped files. Owns the mappings.
+/// </summary>
+public sealed class ModelWeights : IDisposable
+{
+    private readonly Dictionary<string, TensorView> _tensors;
+    private readonly List<IDisposable> _owned;
+
+    /// <summary>Where the weights came from (a folder or file), for messages.</summary>
+    public string Source { get; }
+
+    public ModelWeights(string source, Dictionary<string, TensorView> tensors, List<IDisposable> owned)
+    {
+        Source = source; _tensors = tensors; _owned = owned;
+    }
+
+    public IReadOnlyDictionary<string, TensorView> Tensors => _tensors;
+
+    /// <summary>Optional load-time conversion of matrices (e.g. --quant q8_0); null keeps them as stored.</summary>
+    public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; set; }
+
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    public TensorView Get(string name) =>
+        _tensors.TryGetValue(name, out var t) ? t : throw new ModelFormatException($"{Source}: tensor {name} is missing");
+
+    public TensorView? TryGet(string name) => _tensors.TryGetValue(name, out var t) ? t : null;
+
+    /// <summary>A 2-D weight [rows, cols] checked against the expected shape; FP8 scales come from "{name}_scale_inv".</summary>
+    public WeightMatrix Matrix(string name, int rows, int cols)
+    {
+        var t = Get(name);
+        if (t.Rank != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
+            throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{rows}, {cols}]");
+        var m = WeightMatrix.From(t, TryGet(name + "_scale_inv"));
+        return MatrixTransform?.Invoke(m) ?? m;
+    }
+
+    /// <summary>A 1-D vector as float32 (norm weights, biases): converted once, it is small.</summary>
+    public float[] Vector(string name, int length)
+    {
+        var t = Get(name);
+        if (t.ElementCount != length)
+            throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{length}]");
+        var v = new float[length];
+        unsafe { Kernels.Dequantize.Row(t.Type, t.Data, v); }
+        return v;
+    }
+
+    public long TotalBytes => _tensors.Values.Sum(t => t.ByteLength);
+
+    public void Dispose()
+    {
+        foreach (var o in _owned) o.Dispose();
+    }
+
+    /// <summary>
+    /// Opens a Hugging Face folder's safetensors: model.safetensors, or the shards listed by model.safetensors.index.json
+    /// ("weight_map": tensor name → shard file).
+    /// </summary>
+    public static ModelWeights OpenSafetensorsFolder(string dir)
+    {
+        var files = new List<string>();
+        string index = Path.Combine(dir, "model.safetensors.index.json");
+        if (File.Exists(index))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+                if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                    throw new ModelFormatException($"{index}: field \"weight_map\" is missing");
+                foreach (var p in map.EnumerateObject())
+                {
+                    string f = Path.Combine(dir, p.Value.GetString() ?? "");
+                    if (!files.Contains(f)) files.Add(f);
+                }
+            }
+            catch (JsonException e) { throw new ModelFormatException($"{index}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        }
+        else if (File.Exists(Path.Combine(dir, "model.safetensors"))) files.Add(Path.Combine(dir, "model.safetensors"));
+        else files.AddRange(Directory.GetFiles(dir, "*.safetensors").Order());
+        if (files.Count == 0) throw new ModelFormatException($"{dir}: no model.safetensors or model.safetensors.index.json found");
+
+        var owned = new List<IDisposable>();
+        var tensors = new Dictionary<string, TensorView>();
+        try
+        {
+            foreach (var f in files)
+            {
+                var st = SafeTensorsFile.Open(f);
+                owned.Add(st);
+                foreach (var (name, t) in st.Tensors)
+                    if (!tensors.TryAdd(name, t)) throw new ModelFormatException($"{f}: tensor {name} also appears in another shard");
+            }
+        }
+        catch { foreach (var o in owned) o.Dispose(); throw; }
+        return new ModelWeights(dir, tensors, owned);
+    }
+}
