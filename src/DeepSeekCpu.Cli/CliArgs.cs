@@ -1,0 +1,72 @@
+using System.Globalization;
+
+namespace DeepSeekCpu.Cli;
+
+/// <summary>A usage error: printed as one line, exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// Minimal GNU-style argument parser: "-m X", "--model X", "--model=X", flags. Every option a command accepts is
+/// declared, so a misspelt option is an error that names it rather than being ignored.
+/// </summary>
+public sealed class CliArgs
+{
+    private readonly Dictionary<string, string?> _values = new();
+    private readonly string _command;
+
+    public CliArgs(string command, string[] args, string[] valueOptions, string[] flags, Dictionary<string, string>? aliases = null)
+    {
+        _command = command;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string? inline = null;
+            int eq = a.IndexOf('=');
+            if (a.StartsWith("--") && eq > 0) { inline = a[(eq + 1)..]; a = a[..eq]; }
+            if (aliases != null && aliases.TryGetValue(a, out var full)) a = full;
+            if (valueOptions.Contains(a))
+            {
+                string? v = inline ?? (i + 1 < args.Length ? args[++i] : null);
+                if (v == null) throw new UsageException($"{command}: option {a} needs a value");
+                _values[a] = v;
+            }
+            else if (flags.Contains(a))
+            {
+                if (inline != null) throw new UsageException($"{command}: option {a} takes no value");
+                _values[a] = null;
+            }
+            else throw new UsageException($"{command}: unknown argument '{args[i]}' (see 'deepseek-cpu help')");
+        }
+    }
+
+    public bool Has(string name) => _values.ContainsKey(name);
+    public string? Str(string name) => _values.TryGetValue(name, out var v) ? v : null;
+    public string Req(string name) => Str(name) ?? throw new UsageException($"{_command}: option {name} is required");
+
+    public int Int(string name, int def, int min = int.MinValue, int max = int.MaxValue)
+    {
+        var s = Str(name);
+        if (s == null) return def;
+        if (!int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v < min || v > max)
+            throw new UsageException($"{_command}: option {name} expects an integer{(min > int.MinValue ? $" >= {min}" : "")}{(max < int.MaxValue ? $" <= {max}" : "")}, got '{s}'");
+        return v;
+    }
+
+    public float Float(string name, float def, float min = float.MinValue, float max = float.MaxValue)
+    {
+        var s = Str(name);
+        if (s == null) return def;
+        if (!float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) || float.IsNaN(v) || v < min || v > max)
+            throw new UsageException($"{_command}: option {name} expects a number in [{min}, {max}], got '{s}'");
+        return v;
+    }
+
+    public ulong? ULong(string name)
+    {
+        var s = Str(name);
+        if (s == null) return null;
+        if (!ulong.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong v))
+            throw new UsageException($"{_command}: option {name} expects a non-negative integer, got '{s}'");
+        return v;
+    }
+}

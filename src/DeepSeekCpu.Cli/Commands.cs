@@ -1,0 +1,253 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using DeepSeekCpu.Generation;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Tokenization;
+
+namespace DeepSeekCpu.Cli;
+
+public static partial class Commands
+{
+    public const string Usage = """
+        deepseek-cpu: DeepSeek-R1 family on the CPU, pure .NET
+
+        usage: deepseek-cpu <command> [options]
+
+          run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
+                                                       [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
+                                                       [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
+          chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
+          logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
+          tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
+          info      describe a model                   -m MODEL
+
+        MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
+        (tokenizer.bin beside it, or --tokenizer). Without -m, run/chat use the bundled demo model (stories260K).
+        """;
+
+    public static int Dispatch(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "help" or "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        string cmd = args[0];
+        var rest = args[1..];
+        return cmd switch
+        {
+            "run" => Run(rest),
+            "chat" => Chat(rest),
+            "logits" => Logits(rest),
+            "tokenize" => Tokenize(rest),
+            "info" => Info(rest),
+            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize or info)"),
+        };
+    }
+
+    private static readonly string[] SamplingValues = ["--temp", "--top-p", "--top-k", "--min-p", "--repeat-penalty", "--seed"];
+    private static readonly Dictionary<string, string> Aliases = new()
+    {
+        ["-m"] = "--model", ["-p"] = "--prompt", ["-n"] = "--max-tokens", ["-t"] = "--threads", ["-c"] = "--ctx",
+        ["--n-predict"] = "--max-tokens", ["--temperature"] = "--temp",
+    };
+
+    /// <summary>The demo model shipped beside the executable (models/stories260K, MIT, karpathy/llama2.c).</summary>
+    public static string DefaultModelPath()
+    {
+        string p = Path.Combine(AppContext.BaseDirectory, "models", "stories260K", "stories260K.bin");
+        if (!File.Exists(p)) throw new ModelFormatException($"{p}: the bundled demo model is missing (rebuild the CLI, or give -m MODEL)");
+        return p;
+    }
+
+    private static SamplingOptions Sampling(CliArgs a) => new()
+    {
+        Temperature = a.Float("--temp", 0.6f, 0, 100),
+        TopP = a.Float("--top-p", 0.95f, 0.0001f, 1),
+        TopK = a.Int("--top-k", 0, 0),
+        MinP = a.Float("--min-p", 0, 0, 0.999f),
+        RepetitionPenalty = a.Float("--repeat-penalty", 1, 0.0001f, 100),
+        Seed = a.ULong("--seed"),
+    };
+
+    private static LocalModel LoadModel(CliArgs a, bool allowDefault)
+    {
+        string path = a.Str("--model") ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
+        WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
+        return LocalModel.Load(path, a.Str("--tokenizer"));
+    }
+
+    private static int Run(string[] args)
+    {
+        var a = new CliArgs("run", args,
+            ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", .. SamplingValues],
+            ["--raw", "--hide-reasoning", "--no-stats"], Aliases);
+        int maxTokens = a.Int("--max-tokens", 256, 1);
+        var sampling = Sampling(a);
+        var loadWatch = Stopwatch.StartNew();
+        using var lm = LoadModel(a, allowDefault: true);
+        var loadTime = loadWatch.Elapsed;
+        string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
+        var template = a.Has("--raw") ? null : lm.Tokenizer.ChatTemplate;
+        int[] ids;
+        bool reasoning = false;
+        if (template != null)
+        {
+            var msgs = new List<ChatMessage>();
+            if (a.Str("--system") is { } sys) msgs.Add(new ChatMessage("system", sys));
+            msgs.Add(new ChatMessage("user", prompt));
+            ids = lm.Tokenizer.Encode(template.Render(msgs, addGenerationPrompt: true), addSpecial: false);
+            reasoning = template.OpensReasoning;
+        }
+        else
+        {
+            ids = lm.Tokenizer.Encode(prompt, addSpecial: true);
+        }
+        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        using var session = lm.Model.NewSession(ctx);
+        var stats = new GenerationStats();
+        var printer = new StreamPrinter(Console.Out, hideReasoning: a.Has("--hide-reasoning"));
+        if (template == null) printer.Write(prompt, TextKind.Answer); // plain completion: echo the prompt, like llama-cli
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            foreach (var t in new Generator(lm.Model, lm.Tokenizer).Generate(session, ids, maxTokens, sampling, stats, reasoning, cts.Token))
+                printer.Write(t.Text, t.Kind);
+        }
+        finally { Console.CancelKeyPress -= onCancel; }
+        printer.End();
+        if (!a.Has("--no-stats")) PrintStats(stats, loadTime);
+        return 0;
+    }
+
+    internal static void PrintStats(GenerationStats s, TimeSpan? load = null)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        Console.Error.WriteLine(string.Format(inv,
+            "\n[{0}prompt {1} tokens, {2:F1} tok/s | generation {3} tokens, {4:F1} tok/s | time to first token {5:F0} ms | {6}]",
+            load is { } l ? string.Format(inv, "load {0:F0} ms | ", l.TotalMilliseconds) : "",
+            s.PromptTokens, s.PromptTokensPerSecond, s.GeneratedTokens, s.GenerationTokensPerSecond,
+            s.TimeToFirstToken.TotalMilliseconds, s.FinishReason));
+    }
+
+    private static int Logits(string[] args)
+    {
+        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--tokenizer"], ["--stepwise"], Aliases);
+        string path = a.Req("--model");
+        var tokens = ParseIds(a.Req("--tokens"));
+        string outPath = a.Req("--out");
+        WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
+        var (config, weights, _, _) = ModelLoader.OpenWeights(path);
+        using var model = ModelLoader.Build(config, weights);
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)config.VocabSize) throw new UsageException($"logits: --tokens contains {t}, outside the vocabulary 0..{config.VocabSize - 1}");
+        int vocab = config.VocabSize;
+        var logits = new float[tokens.Length * vocab];
+        using var session = model.NewSession(Math.Max(tokens.Length + 1, 16));
+        if (a.Has("--stepwise"))
+            for (int i = 0; i < tokens.Length; i++) session.Forward(tokens.AsSpan(i, 1), logits.AsSpan(i * vocab, vocab));
+        else
+            session.Forward(tokens, logits, allPositions: true);
+        using (var fs = File.Create(outPath))
+            fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits.AsSpan()));
+        Console.Error.WriteLine($"wrote {tokens.Length} x {vocab} float32 logits to {outPath}");
+        return 0;
+    }
+
+    private static int[] ParseIds(string s)
+    {
+        try { return s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray() is { Length: > 0 } r ? r : throw new FormatException(); }
+        catch (FormatException) { throw new UsageException($"--tokens expects comma-separated integers like 0,17,42, got '{s}'"); }
+        catch (OverflowException) { throw new UsageException($"--tokens expects comma-separated integers like 0,17,42, got '{s}'"); }
+    }
+
+    private static int Tokenize(string[] args)
+    {
+        var a = new CliArgs("tokenize", args, ["--model", "--text", "--jsonl"], ["--add-special"], Aliases);
+        var tok = LocalModel.LoadTokenizerOnly(a.Req("--model"));
+        bool add = a.Has("--add-special");
+        if (a.Str("--text") is { } text)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(tok.Encode(text, add)));
+            return 0;
+        }
+        string file = a.Str("--jsonl") ?? throw new UsageException("tokenize: give --text TEXT or --jsonl FILE");
+        if (!File.Exists(file)) throw new UsageException($"tokenize: --jsonl file {file} not found");
+        int lineNo = 0;
+        var stdout = Console.Out;
+        foreach (var line in File.ReadLines(file))
+        {
+            lineNo++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            JsonDocument doc;
+            try { doc = JsonDocument.Parse(line); }
+            catch (JsonException) { throw new ModelFormatException($"{file}:{lineNo}: not a JSON object"); }
+            using var _ = doc;
+            string input;
+            if (doc.RootElement.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String) input = t.GetString()!;
+            else if (doc.RootElement.TryGetProperty("messages", out var m) && m.ValueKind == JsonValueKind.Array)
+            {
+                var template = tok.ChatTemplate ?? throw new ModelFormatException($"{file}:{lineNo}: \"messages\" given but the tokenizer has no chat template");
+                var msgs = m.EnumerateArray().Select(x => new ChatMessage(
+                    x.GetProperty("role").GetString() ?? "user", x.GetProperty("content").GetString() ?? "")).ToList();
+                input = template.Render(msgs, addGenerationPrompt: true);
+            }
+            else throw new ModelFormatException($"{file}:{lineNo}: expected {{\"text\": ...}} or {{\"messages\": [...]}}");
+            var ids = tok.Encode(input, add);
+            stdout.WriteLine(JsonSerializer.Serialize(new { ids, text = input }));
+        }
+        return 0;
+    }
+}
+
+/// <summary>
+/// Writes the answer stream. On a terminal reasoning is dim and framed ("Thinking..." / "...done thinking."), as
+/// Ollama shows it; when piped it is framed by &lt;think&gt; tags so a script can split it. --hide-reasoning drops it.
+/// </summary>
+public sealed class StreamPrinter(TextWriter output, bool hideReasoning)
+{
+    private readonly bool _tty = !Console.IsOutputRedirected;
+    private TextKind? _current;
+    private bool _atLineStart = true;
+    private bool _trimAnswerStart;
+
+    public void Write(string text, TextKind kind)
+    {
+        if (kind == TextKind.Reasoning && hideReasoning) return;
+        if (_current != kind)
+        {
+            bool wasReasoning = _current == TextKind.Reasoning;
+            if (wasReasoning) CloseReasoning();
+            if (kind == TextKind.Reasoning)
+            {
+                output.Write(_tty ? "\u001b[2mThinking...\n" : "<think>\n");
+                _atLineStart = true;
+            }
+            _trimAnswerStart = kind == TextKind.Answer && wasReasoning;
+            _current = kind;
+        }
+        if (text.Length == 0) return;
+        // Drop the blank lines the model puts right after </think> so the answer starts cleanly.
+        if (_trimAnswerStart) { text = text.TrimStart('\n'); if (text.Length == 0) return; _trimAnswerStart = false; }
+        output.Write(text);
+        output.Flush();
+        _atLineStart = text.EndsWith('\n');
+    }
+
+    private void CloseReasoning()
+    {
+        if (!_atLineStart) output.Write('\n');
+        output.Write(_tty ? "...done thinking.\u001b[0m\n\n" : "</think>\n\n");
+        _atLineStart = true;
+    }
+
+    public void End()
+    {
+        if (_current == TextKind.Reasoning) CloseReasoning();
+        if (!_atLineStart) output.Write('\n');
+        output.Flush();
+        _current = null;
+        _atLineStart = true;
+    }
+}

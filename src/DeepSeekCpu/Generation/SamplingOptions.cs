@@ -1,0 +1,29 @@
+namespace DeepSeekCpu.Generation;
+
+/// <summary>
+/// How the next token is chosen. Temperature 0 is greedy (argmax). Filters apply in llama.cpp's order:
+/// repetition penalty, top-k, top-p (nucleus), min-p, then temperature and a seeded draw.
+/// Defaults are DeepSeek's recommendation for R1 (temperature 0.6, top-p 0.95).
+/// </summary>
+public sealed record SamplingOptions
+{
+    public float Temperature { get; init; } = 0.6f;
+    public int TopK { get; init; } = 0;            // 0: off
+    public float TopP { get; init; } = 0.95f;      // 1: off
+    public float MinP { get; init; } = 0f;         // 0: off
+    public float RepetitionPenalty { get; init; } = 1f; // 1: off (CTRL-style: divide positive logits, multiply negative)
+    public int RepetitionWindow { get; init; } = 64;
+    public ulong? Seed { get; init; }
+
+    public static SamplingOptions Greedy { get; } = new() { Temperature = 0, TopP = 1 };
+
+    /// <summary>Checks ranges; the message names the option.</summary>
+    public void Validate()
+    {
+        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentException($"temperature must be >= 0 (got {Temperature})");
+        if (TopK < 0) throw new ArgumentException($"top-k must be >= 0 (got {TopK})");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1] (got {TopP})");
+        if (!(MinP >= 0 && MinP < 1)) throw new ArgumentException($"min-p must be in [0, 1) (got {MinP})");
+        if (!(RepetitionPenalty > 0)) throw new ArgumentException($"repetition penalty must be > 0 (got {RepetitionPenalty})");
+    }
+}

@@ -1,0 +1,88 @@
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Models.Llama;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Models;
+
+/// <summary>Which container a model came from.</summary>
+public enum ModelFormat { HuggingFace, Gguf, Llama2c }
+
+/// <summary>
+/// Opens a model from a Hugging Face folder (config.json + safetensors), a .gguf file or a llama2.c .bin, and builds
+/// the graph its architecture needs. Tokenizers are loaded separately (DeepSeekCpu.Tokenizers).
+/// </summary>
+public static class ModelLoader
+{
+    public static ModelFormat Detect(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            if (File.Exists(Path.Combine(path, "config.json"))) return ModelFormat.HuggingFace;
+            throw new ModelFormatException($"{path}: folder has no config.json (expected a Hugging Face model folder)");
+        }
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: no such file or folder");
+        if (GgufFile.HasMagic(path)) return ModelFormat.Gguf;
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException($"{path}: not a GGUF file (expected magic \"GGUF\")");
+        return ModelFormat.Llama2c;
+    }
+
+    /// <summary>Reads config and maps weights without building the graph (for `info`).</summary>
+    public static (ModelConfig config, ModelWeights weights, ModelFormat format, GgufFile? gguf) OpenWeights(string path)
+    {
+        var format = Detect(path);
+        switch (format)
+        {
+            case ModelFormat.HuggingFace:
+            {
+                var config = ModelConfig.FromHfJson(Path.Combine(path, "config.json"));
+                return (config, ModelWeights.OpenSafetensorsFolder(path), format, null);
+            }
+            case ModelFormat.Gguf:
+            {
+                var g = GgufFile.Open(path);
+                try
+                {
+                    string arch = g.GetString("general.architecture") ?? "";
+                    var (config, tensors) = arch switch
+                    {
+                        "llama" or "qwen2" => LlamaGguf.FromGguf(g),
+                        "deepseek2" => DeepSeekGgufHook?.Invoke(g) ?? throw ModelFormatException.In(path, "deepseek2 GGUF support is not built in"),
+                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2 or deepseek2)"),
+                    };
+                    return (config, new ModelWeights(path, tensors, [g]), format, g);
+                }
+                catch { g.Dispose(); throw; }
+            }
+            default:
+            {
+                var (config, weights) = Llama2cCheckpoint.Open(path);
+                return (config, weights, format, null);
+            }
+        }
+    }
+
+    /// <summary>Set by the DeepSeek graph to map deepseek2 GGUF files (kept as a hook so the loader stays generic).</summary>
+    internal static Func<GgufFile, (ModelConfig, Dictionary<string, TensorView>)>? DeepSeekGgufHook;
+
+    /// <summary>Builds the graph for an already opened set of weights.</summary>
+    public static ILanguageModel Build(ModelConfig config, ModelWeights weights) => config.Architecture switch
+    {
+        Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights),
+        _ => DeepSeekBuildHook?.Invoke(config, weights) ?? throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not built in"),
+    };
+
+    internal static Func<ModelConfig, ModelWeights, ILanguageModel>? DeepSeekBuildHook;
+
+    /// <summary>Opens and builds a model. <paramref name="transform"/> converts matrices at load (e.g. quantize).</summary>
+    public static ILanguageModel Load(string path, Func<WeightMatrix, WeightMatrix>? transform = null)
+    {
+        var (config, weights, _, _) = OpenWeights(path);
+        try
+        {
+            weights.MatrixTransform = transform;
+            return Build(config, weights);
+        }
+        catch { weights.Dispose(); throw; }
+    }
+}
