@@ -19,10 +19,13 @@ public static partial class Commands
           run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
+                                                       [--quant q8_0|q4_0|q4_k]
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
           info      describe a model                   -m MODEL
+          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--quant TYPE] [--json]
+          quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
 
         MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
         (tokenizer.bin beside it, or --tokenizer). Without -m, run/chat use the bundled demo model (stories260K).
@@ -40,7 +43,9 @@ public static partial class Commands
             "logits" => Logits(rest),
             "tokenize" => Tokenize(rest),
             "info" => Info(rest),
-            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize or info)"),
+            "bench" => Bench(rest),
+            "quantize" => QuantizeCmd(rest),
+            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize, info, bench or quantize)"),
         };
     }
 
@@ -73,13 +78,13 @@ public static partial class Commands
     {
         string path = a.Str("--model") ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
         WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
-        return LocalModel.Load(path, a.Str("--tokenizer"));
+        return LocalModel.Load(path, a.Str("--tokenizer"), QuantTransform(a.Str("--quant")));
     }
 
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats"], Aliases);
         int maxTokens = a.Int("--max-tokens", 256, 1);
         var sampling = Sampling(a);

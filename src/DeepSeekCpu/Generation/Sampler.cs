@@ -12,6 +12,14 @@ public sealed class Sampler
     private ulong _state;
     private int[] _idx = [];
     private float[] _p = [];
+    private readonly ByProbability _byProbability = new();
+
+    /// <summary>Orders candidate ids by descending probability (a reused object, so sorting allocates nothing).</summary>
+    private sealed class ByProbability : IComparer<int>
+    {
+        public float[] P = [];
+        public int Compare(int a, int b) => P[b].CompareTo(P[a]);
+    }
 
     public Sampler(SamplingOptions options)
     {
@@ -47,8 +55,8 @@ public sealed class Sampler
         float floor = Math.Max(max * 1e-6f, max * _o.MinP);
         for (int i = 0; i < n; i++) if (p[i] >= floor) _idx[m++] = i;
         var idx = _idx.AsSpan(0, m);
-        var probs = _p; // captured for the comparison below
-        idx.Sort((a, b) => probs[b].CompareTo(probs[a]));
+        _byProbability.P = _p;
+        idx.Sort(_byProbability);
         if (_o.TopK > 0 && m > _o.TopK) m = _o.TopK;
         if (_o.TopP < 1)
         {

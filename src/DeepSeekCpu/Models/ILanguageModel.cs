@@ -11,6 +11,12 @@ public interface ILanguageModel : IDisposable
 
     /// <summary>KV cache bytes per token (all layers), as the cache stores them.</summary>
     long KvBytesPerToken { get; }
+
+    /// <summary>
+    /// Bytes of weights one decoded token reads (every matrix it multiplies by, with MoE only the chosen experts and
+    /// the shared ones): the numerator of the decode roofline, tokens/s ≤ bandwidth / this.
+    /// </summary>
+    long WeightBytesPerToken { get; }
 }
 
 /// <summary>One sequence: its KV cache and scratch buffers. Not thread-safe; many sessions may share a model.</summary>

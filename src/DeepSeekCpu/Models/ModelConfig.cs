@@ -38,6 +38,8 @@ public sealed record ModelConfig
     public float RmsNormEps { get; init; } = 1e-6f;
     public double RopeTheta { get; init; } = 10000;
     public RopeScaling? RopeScaling { get; init; }
+    /// <summary>Per-frequency divisors stored by llama.cpp as the "rope_freqs" tensor (Llama 3.1 in GGUF); overrides RopeScaling.</summary>
+    public float[]? RopeFreqFactors { get; init; }
     public int MaxPositionEmbeddings { get; init; } = 4096;
     public bool TieWordEmbeddings { get; init; }
     /// <summary>q/k/v projections have biases (Qwen2).</summary>

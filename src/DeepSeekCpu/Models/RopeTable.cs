@@ -23,7 +23,12 @@ public sealed class RopeTable
         for (int i = 0; i < half; i++) freq[i] = 1.0 / Math.Pow(c.RopeTheta, 2.0 * i / dim);
         double cosSinScale = 1;
         AttentionScaleFactor = 1;
-        switch (c.RopeScaling)
+        if (c.RopeFreqFactors is { } factors)
+        {
+            if (factors.Length != half) throw new ModelFormatException($"rope_freqs has {factors.Length} values, expected {half} (head_dim / 2)");
+            for (int i = 0; i < half; i++) freq[i] /= factors[i];
+        }
+        else switch (c.RopeScaling)
         {
             case { Type: "llama3" } s:
                 // Llama 3.1 (HF _compute_llama3_parameters): long wavelengths are divided by the factor,

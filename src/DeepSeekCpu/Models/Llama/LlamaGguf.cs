@@ -77,20 +77,16 @@ public static class LlamaGguf
             if (hf != null) tensors[hf] = Renamed(t, hf);
         }
 
-        // Llama 3.1's rope scaling is stored by llama.cpp as per-frequency divisors in a "rope_freqs" tensor;
-        // we read the equivalent rope_scaling parameters from metadata when present, else the tensor's presence
-        // means llama3 scaling with the published defaults.
-        RopeScaling? scaling = null;
-        string? scalingType = f.GetString($"{arch}.rope.scaling.type");
-        if (f.Tensors.ContainsKey("rope_freqs.weight") || scalingType == "llama3")
+        // Llama 3.1's rope scaling is stored by llama.cpp as per-frequency divisors, the "rope_freqs" tensor
+        // (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors); other scalings as rope.scaling.* keys.
+        float[]? freqFactors = null;
+        if (f.Tensors.TryGetValue("rope_freqs.weight", out var rf))
         {
-            scaling = new RopeScaling("llama3",
-                f.GetFloat($"{arch}.rope.scaling.factor") ?? 8,
-                (int)(f.GetInt($"{arch}.rope.scaling.original_context_length") ?? 8192),
-                LowFreqFactor: 1, HighFreqFactor: 4);
+            if (rf.Type != DType.F32) throw ModelFormatException.In(f.Path, $"tensor rope_freqs.weight is {rf.Type}, expected F32");
+            freqFactors = rf.AsF32().ToArray();
         }
-        else if (scalingType == "linear")
-            scaling = new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0);
+        RopeScaling? scaling = f.GetString($"{arch}.rope.scaling.type") == "linear"
+            ? new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0) : null;
 
         int? bos = f.GetInt("tokenizer.ggml.bos_token_id") is long b ? (int)b : null;
         int[] eos = f.GetInt("tokenizer.ggml.eos_token_id") is long e ? [(int)e] : [];
@@ -108,6 +104,7 @@ public static class LlamaGguf
             RmsNormEps = (float)(f.GetFloat($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-6),
             RopeTheta = f.GetFloat($"{arch}.rope.freq_base") ?? 10000,
             RopeScaling = scaling,
+            RopeFreqFactors = freqFactors,
             MaxPositionEmbeddings = (int)(f.GetInt($"{arch}.context_length") ?? 4096),
             TieWordEmbeddings = !tensors.ContainsKey("lm_head.weight"),
             AttentionBias = tensors.ContainsKey("model.layers.0.self_attn.q_proj.bias"),

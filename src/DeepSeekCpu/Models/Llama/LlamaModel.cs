@@ -65,6 +65,10 @@ public sealed class LlamaModel : ILanguageModel
         Rope = new RopeTable(c, hd, Math.Min(c.MaxPositionEmbeddings, 4096));
     }
 
+    public long WeightBytesPerToken =>
+        Output.ByteLength + Layers.Sum(b => b.Wq.ByteLength + b.Wk.ByteLength + b.Wv.ByteLength + b.Wo.ByteLength
+                                            + b.Gate.ByteLength + b.Up.ByteLength + b.Down.ByteLength);
+
     public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * sizeof(float);
 
     public IModelSession NewSession(int contextLength)

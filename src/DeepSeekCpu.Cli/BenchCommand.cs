@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Threading;
+
+namespace DeepSeekCpu.Cli;
+
+public static partial class Commands
+{
+    /// <summary>
+    /// llama-bench-like measurement: prompt processing (pp, one batch of P tokens) and generation (tg, N tokens one at a
+    /// time from an empty cache) over repeated runs, mean ± standard deviation, and the decode roofline: the bytes of
+    /// weights each token reads against this machine's measured read bandwidth.
+    /// </summary>
+    private static int Bench(string[] args)
+    {
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant"], ["--json", "--no-bandwidth"],
+            new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions" });
+        string path = a.Req("--model");
+        int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
+        int threads = a.Int("--threads", 0, 0, 1024);
+        WorkerPool.Configure(threads);
+        var load = Stopwatch.StartNew();
+        using var model = ModelLoader.Load(path, QuantTransform(a.Str("--quant")));
+        double loadMs = load.Elapsed.TotalMilliseconds;
+        var c = model.Config;
+        var rng = new Random(1234);
+        int[] RandomTokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var logits = new float[c.VocabSize];
+        int ctx = Math.Max(pp, tg) + 8;
+
+        // Warm-up: JIT-compiles every path and touches the weights once.
+        using (var s = model.NewSession(ctx)) { s.Forward(RandomTokens(Math.Min(Math.Max(pp, 1), 32)), logits); for (int i = 0; i < 4; i++) s.Forward(RandomTokens(1), logits); }
+
+        var ppRates = new List<double>();
+        var tgRates = new List<double>();
+        for (int r = 0; r < reps; r++)
+        {
+            if (pp > 0)
+            {
+                using var s = model.NewSession(ctx);
+                var toks = RandomTokens(pp);
+                var sw = Stopwatch.StartNew();
+                s.Forward(toks, logits);
+                ppRates.Add(pp / sw.Elapsed.TotalSeconds);
+            }
+            if (tg > 0)
+            {
+                using var s = model.NewSession(ctx);
+                var toks = RandomTokens(tg);
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < tg; i++) s.Forward(toks.AsSpan(i, 1), logits);
+                tgRates.Add(tg / sw.Elapsed.TotalSeconds);
+            }
+        }
+        int usedThreads = WorkerPool.Shared.ThreadCount;
+        double bandwidth = a.Has("--no-bandwidth") ? double.NaN : MemoryBandwidth.Measure(usedThreads);
+        long bytesPerToken = model.WeightBytesPerToken;
+        double roofline = bandwidth * 1e9 / bytesPerToken;
+        var (tgMean, tgSd) = MeanSd(tgRates);
+        var (ppMean, ppSd) = MeanSd(ppRates);
+        double fraction = tgMean / roofline;
+        var inv = CultureInfo.InvariantCulture;
+        if (a.Has("--json"))
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                model = path, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
+                weight_bytes = model.Weights.TotalBytes, weight_bytes_per_token = bytesPerToken,
+                pp = new { tokens = pp, mean = ppMean, stdev = ppSd, samples = ppRates },
+                tg = new { tokens = tg, mean = tgMean, stdev = tgSd, samples = tgRates },
+                bandwidth_gb_s = double.IsNaN(bandwidth) ? (double?)null : bandwidth,
+                roofline_tg = double.IsNaN(roofline) ? (double?)null : roofline,
+                bandwidth_fraction = double.IsNaN(fraction) ? (double?)null : fraction,
+            }));
+            return 0;
+        }
+        string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
+        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, load {loadMs:F0} ms), threads: {usedThreads}");
+        Console.WriteLine("| test   |              t/s |");
+        Console.WriteLine("| ------ | ---------------: |");
+        if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} |", pp, ppMean, ppSd));
+        if (tg > 0) Console.WriteLine(string.Format(inv, "| tg{0,-4} | {1,8:F2} ± {2,5:F2} |", tg, tgMean, tgSd));
+        Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
+            bytesPerToken / 1e6, bandwidth, usedThreads, roofline, fraction));
+        return 0;
+    }
+
+    private static (double mean, double sd) MeanSd(List<double> xs)
+    {
+        if (xs.Count == 0) return (double.NaN, double.NaN);
+        double m = xs.Average();
+        double sd = xs.Count > 1 ? Math.Sqrt(xs.Sum(x => (x - m) * (x - m)) / (xs.Count - 1)) : 0;
+        return (m, sd);
+    }
+}
+
+public static partial class Commands
+{
+    /// <summary>--quant TYPE: quantize float weights (F32/F16/BF16/FP8) at load; already-quantized matrices stay as they are.</summary>
+    internal static Func<DeepSeekCpu.Weights.WeightMatrix, DeepSeekCpu.Weights.WeightMatrix>? QuantTransform(string? quant)
+    {
+        if (quant == null) return null;
+        var type = quant.ToLowerInvariant() switch
+        {
+            "q8_0" => DeepSeekCpu.Weights.DType.Q8_0,
+            "q4_0" => DeepSeekCpu.Weights.DType.Q4_0,
+            "q4_k" => DeepSeekCpu.Weights.DType.Q4_K,
+            "q6_k" => DeepSeekCpu.Weights.DType.Q6_K,
+            "q5_k" => DeepSeekCpu.Weights.DType.Q5_K,
+            "f16" => DeepSeekCpu.Weights.DType.F16,
+            "bf16" => DeepSeekCpu.Weights.DType.BF16,
+            _ => throw new UsageException($"--quant '{quant}' is unknown (expected q8_0, q4_0, q4_k, q5_k, q6_k, f16 or bf16)"),
+        };
+        return m => m.Type is DeepSeekCpu.Weights.DType.F32 or DeepSeekCpu.Weights.DType.F16 or DeepSeekCpu.Weights.DType.BF16 or DeepSeekCpu.Weights.DType.F8_E4M3
+                    && m.Cols % type.BlockSize() == 0 && m.Type != type
+            ? Quantize.Matrix(m, type) : m;
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with one line "N passed, N failed".
+#  1. the main test suite (tests/DeepSeekCpu.Tests: formats, tokenizers, models against reference logits, CLI);
+#  2. the kernel tests on every instruction-set path this machine can run (.ci/kernels.sh: AVX-512, AVX2, SSE-only
+#     and scalar in child processes, NEON with and without DotProd under qemu).
+# Exits non-zero if any test failed or no test ran.
+set -uo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+passed=0; failed=0; status=0
+
+echo "== build"
+if ! dotnet build DeepSeekCpu.sln -c Release -v minimal -clp:ErrorsOnly; then
+  echo "build failed"; echo "0 passed, 1 failed"; exit 1
+fi
+
+# Runs one Microsoft.Testing.Platform test executable and adds its counts.
+run_suite() {
+  local name="$1"; shift
+  local log; log=$(mktemp)
+  echo "== $name"
+  "$@" 2>&1 | tee "$log" | grep -E "^(failed|  Failed|error|Test run summary|  total|  failed|  succeeded|  skipped)" || true
+  local total f s
+  total=$(grep -E '^\s*total: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
+  f=$(grep -E '^\s*failed: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
+  s=$(grep -E '^\s*succeeded: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
+  if [ -z "$total" ] || [ "${total:-0}" = "0" ]; then
+    echo "$name: no tests ran"; failed=$((failed + 1)); status=1
+  else
+    passed=$((passed + ${s:-0})); failed=$((failed + ${f:-0}))
+    [ "${f:-0}" = "0" ] || status=1
+  fi
+  rm -f "$log"
+}
+
+run_suite "main tests" tests/DeepSeekCpu.Tests/bin/Release/net10.0/DeepSeekCpu.Tests
+
+if [ -x .ci/kernels.sh ]; then
+  echo "== kernel tests on every instruction set"
+  klog=$(mktemp)
+  .ci/kernels.sh 2>&1 | tee "$klog"
+  kstatus=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$klog" | tail -1)
+  if [ -z "$line" ]; then
+    echo "kernel tests printed no summary"; failed=$((failed + 1)); status=1
+  else
+    kp=$(echo "$line" | grep -oE '^[0-9]+'); kf=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+    passed=$((passed + kp)); failed=$((failed + kf))
+  fi
+  [ "$kstatus" = "0" ] || status=1
+  rm -f "$klog"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = "0" ] || status=1
+exit $status

@@ -1,0 +1,42 @@
+using System.Globalization;
+using DeepSeekCpu;
+using DeepSeekCpu.Tools;
+using DeepSeekCpu.Weights;
+
+// deepseek-cpu-tools synth --shape NAME --type TYPE -o OUT.gguf
+// Writes a model of a real shape with random weights, so speed can be measured at real sizes without real weights.
+try
+{
+    if (args.Length < 1 || args[0] != "synth")
+    {
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf [--layers N] [--seed S]");
+        return 2;
+    }
+    string? shape = null, type = null, output = null; int? layers = null; ulong seed = 1;
+    for (int i = 1; i < args.Length; i++)
+    {
+        string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"option {args[i]} needs a value");
+        switch (args[i])
+        {
+            case "--shape": shape = Next(); break;
+            case "--type": type = Next(); break;
+            case "-o" or "--out": output = Next(); break;
+            case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+            case "--seed": seed = ulong.Parse(Next(), CultureInfo.InvariantCulture); break;
+            default: throw new ArgumentException($"unknown argument '{args[i]}'");
+        }
+    }
+    if (shape == null || type == null || output == null) throw new ArgumentException("synth needs --shape, --type and -o");
+    var dtype = SyntheticShapes.ParseType(type);
+    var s = SyntheticShapes.Get(shape);
+    if (layers is int l) s = s with { Layers = l };
+    var sw = System.Diagnostics.Stopwatch.StartNew();
+    long bytes = SyntheticWriter.Write(s, dtype, output, seed);
+    Console.Error.WriteLine($"wrote {output}: {s.Name}, {dtype}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
+    return 0;
+}
+catch (Exception e) when (e is ArgumentException or ModelFormatException or IOException or FormatException or NotSupportedException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 1;
+}

@@ -1,0 +1,145 @@
+using System.Runtime.InteropServices;
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Tools;
+
+/// <summary>
+/// Writes a GGUF with llama.cpp's tensor names and metadata keys (gguf-py constants.py) and random weights.
+/// Norm weights are 1 and F32 (as llama.cpp keeps them); matrices get uniform values scaled by 1/sqrt(cols) so
+/// activations stay finite through all layers; the router of MoE layers stays F32 like llama.cpp's ffn_gate_inp.
+/// </summary>
+public static class SyntheticWriter
+{
+    public static long Write(ModelShape s, DType type, string path, ulong seed)
+    {
+        var w = new GgufWriter();
+        string a = s.Arch;
+        w.Add("general.architecture", a).Add("general.name", $"synthetic {s.Name}").Add("general.file_type", 0u);
+        w.Add($"{a}.block_count", (uint)s.Layers).Add($"{a}.context_length", (uint)s.Context)
+         .Add($"{a}.embedding_length", (uint)s.Hidden).Add($"{a}.feed_forward_length", (uint)s.Ffn)
+         .Add($"{a}.attention.head_count", (uint)s.Heads).Add($"{a}.attention.head_count_kv", (uint)s.KvHeads)
+         .Add($"{a}.rope.freq_base", (float)s.RopeTheta)
+         .Add($"{a}.attention.layer_norm_rms_epsilon", 1e-6f).Add($"{a}.vocab_size", (uint)s.Vocab);
+        bool ds = a == "deepseek2";
+        if (ds)
+        {
+            w.Add($"{a}.attention.kv_lora_rank", (uint)s.KvLoraRank)
+             .Add($"{a}.attention.key_length", (uint)(s.Nope + s.Rope)).Add($"{a}.attention.value_length", (uint)s.VDim)
+             .Add($"{a}.rope.dimension_count", (uint)s.Rope)
+             .Add($"{a}.leading_dense_block_count", (uint)s.LeadingDense)
+             .Add($"{a}.expert_count", (uint)s.Experts).Add($"{a}.expert_used_count", (uint)s.TopK)
+             .Add($"{a}.expert_shared_count", (uint)s.SharedExperts).Add($"{a}.expert_feed_forward_length", (uint)s.ExpertFfn)
+             .Add($"{a}.expert_weights_scale", 1.0f).Add($"{a}.expert_weights_norm", false).Add($"{a}.expert_gating_func", 1u);
+            if (s.QLoraRank is int q) w.Add($"{a}.attention.q_lora_rank", (uint)q);
+        }
+        ulong state = seed | 1;
+        void Matrix(string name, int rows, int cols, DType t) => AddMatrix(w, name, rows, cols, t, ref state);
+        void Ones(string name, int n) => w.AddTensor(name, DType.F32, [n], MemoryMarshal.AsBytes(Enumerable.Repeat(1f, n).ToArray().AsSpan()).ToArray());
+
+        Matrix("token_embd.weight", s.Vocab, s.Hidden, type);
+        for (int l = 0; l < s.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            Ones(p + "attn_norm.weight", s.Hidden);
+            Ones(p + "ffn_norm.weight", s.Hidden);
+            if (ds)
+            {
+                int qk = s.Nope + s.Rope;
+                if (s.QLoraRank is int q)
+                {
+                    Matrix(p + "attn_q_a.weight", q, s.Hidden, type);
+                    Ones(p + "attn_q_a_norm.weight", q);
+                    Matrix(p + "attn_q_b.weight", s.Heads * qk, q, type);
+                }
+                else Matrix(p + "attn_q.weight", s.Heads * qk, s.Hidden, type);
+                Matrix(p + "attn_kv_a_mqa.weight", s.KvLoraRank + s.Rope, s.Hidden, type);
+                Ones(p + "attn_kv_a_norm.weight", s.KvLoraRank);
+                Matrix(p + "attn_kv_b.weight", s.Heads * (s.Nope + s.VDim), s.KvLoraRank, type);
+                Matrix(p + "attn_output.weight", s.Hidden, s.Heads * s.VDim, type);
+                if (l < s.LeadingDense) DenseFfn(p, s.Ffn);
+                else
+                {
+                    Matrix(p + "ffn_gate_inp.weight", s.Experts, s.Hidden, DType.F32);
+                    Stacked(p + "ffn_gate_exps.weight", s.Experts, s.ExpertFfn, s.Hidden);
+                    Stacked(p + "ffn_up_exps.weight", s.Experts, s.ExpertFfn, s.Hidden);
+                    Stacked(p + "ffn_down_exps.weight", s.Experts, s.Hidden, s.ExpertFfn);
+                    int sh = s.SharedExperts * s.ExpertFfn;
+                    Matrix(p + "ffn_gate_shexp.weight", sh, s.Hidden, type);
+                    Matrix(p + "ffn_up_shexp.weight", sh, s.Hidden, type);
+                    Matrix(p + "ffn_down_shexp.weight", s.Hidden, sh, type);
+                }
+            }
+            else
+            {
+                int hd = s.Hidden / s.Heads;
+                Matrix(p + "attn_q.weight", s.Heads * hd, s.Hidden, type);
+                Matrix(p + "attn_k.weight", s.KvHeads * hd, s.Hidden, type);
+                Matrix(p + "attn_v.weight", s.KvHeads * hd, s.Hidden, type);
+                if (a == "qwen2")
+                {
+                    w.AddTensor(p + "attn_q.bias", DType.F32, [s.Heads * hd], new byte[s.Heads * hd * 4]);
+                    w.AddTensor(p + "attn_k.bias", DType.F32, [s.KvHeads * hd], new byte[s.KvHeads * hd * 4]);
+                    w.AddTensor(p + "attn_v.bias", DType.F32, [s.KvHeads * hd], new byte[s.KvHeads * hd * 4]);
+                }
+                Matrix(p + "attn_output.weight", s.Hidden, s.Heads * hd, type);
+                DenseFfn(p, s.Ffn);
+            }
+        }
+        Ones("output_norm.weight", s.Hidden);
+        if (!s.Tied) Matrix("output.weight", s.Vocab, s.Hidden, type);
+        w.Write(path);
+        return new FileInfo(path).Length;
+
+        void DenseFfn(string p, int ffn)
+        {
+            Matrix(p + "ffn_gate.weight", ffn, s.Hidden, type);
+            Matrix(p + "ffn_up.weight", ffn, s.Hidden, type);
+            Matrix(p + "ffn_down.weight", s.Hidden, ffn, type);
+        }
+        void Stacked(string name, int n, int rows, int cols)
+        {
+            long per = type.ByteCount((long)rows * cols);
+            ulong st = state; state = state * 6364136223846793005UL + 1442695040888963407UL;
+            w.AddTensor(name, type, [n, rows, cols], per * n, stream =>
+            {
+                ulong local = st | 1;
+                for (int e = 0; e < n; e++) stream.Write(RandomRows(rows, cols, type, ref local));
+            });
+        }
+    }
+
+    private static void AddMatrix(GgufWriter w, string name, int rows, int cols, DType type, ref ulong state)
+    {
+        ulong st = state | 1; state = state * 6364136223846793005UL + 1442695040888963407UL;
+        w.AddTensor(name, type, [rows, cols], type.ByteCount((long)rows * cols), stream =>
+        {
+            ulong local = st;
+            // Stream in slabs of rows to bound memory for the 150k-row embedding.
+            for (int r0 = 0; r0 < rows; r0 += 4096)
+                stream.Write(RandomRows(Math.Min(4096, rows - r0), cols, type, ref local));
+        });
+    }
+
+    /// <summary>rows x cols random values in [-1, 1) / sqrt(cols), quantized to <paramref name="type"/>, rows in parallel.</summary>
+    private static byte[] RandomRows(int rows, int cols, DType type, ref ulong state)
+    {
+        long rowBytes = type.ByteCount(cols);
+        var result = new byte[rowBytes * rows];
+        ulong baseSeed = state; state = state * 6364136223846793005UL + 1442695040888963407UL;
+        float scale = 1f / MathF.Sqrt(cols);
+        Parallel.For(0, rows, () => new float[cols], (r, _, buf) =>
+        {
+            ulong x = (baseSeed ^ ((ulong)r * 0x9E3779B97F4A7C15UL)) | 1;
+            for (int c = 0; c < cols; c++)
+            {
+                x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+                buf[c] = ((x * 0x2545F4914F6CDD1DUL >> 40) / 8388608f - 1f) * scale;
+            }
+            Quantize.Row(type, buf, result.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            return buf;
+        }, _ => { });
+        return result;
+    }
+}
