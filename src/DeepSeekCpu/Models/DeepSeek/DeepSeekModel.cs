@@ -24,9 +24,10 @@ public sealed class DeepSeekModel : ILanguageModel
     public int SkippedMtpLayers { get; }
 
     /// <summary>
-    /// RoPE rotates interleaved pairs (2i, 2i+1), as DeepSeek's reference does on its weights. True for HF and GGUF
-    /// DeepSeek weights: HF's modeling_deepseek.py de-interleaves q_pe/k_pe at run time before rotate_half, which is the
-    /// same computation; llama.cpp's deepseek2 uses LLAMA_ROPE_TYPE_NORM (adjacent pairs) on unpermuted weights.
+    /// RoPE rotates interleaved pairs (2i, 2i+1), as DeepSeek's reference does on its weights (config.RopeInterleaved).
+    /// True for HF and GGUF DeepSeek weights: HF's modeling_deepseek.py de-interleaves q_pe/k_pe at run time before
+    /// rotate_half, which is the same computation; llama.cpp's deepseek2 uses LLAMA_ROPE_TYPE_NORM (adjacent pairs) on
+    /// unpermuted weights. The fixture's reference logits confirm it.
     /// </summary>
     public bool RopeInterleaved { get; }
 
@@ -39,14 +40,14 @@ public sealed class DeepSeekModel : ILanguageModel
     public long KvBytesPerToken => (long)Config.NumLayers * (Config.KvLoraRank + Config.QkRopeHeadDim) * sizeof(float);
 
     /// <summary>Builds the graph over <paramref name="weights"/> (HF names) with <paramref name="config"/>.</summary>
-    /// <param name="ropeInterleaved">Override the rope layout (null: interleaved pairs, right for DeepSeek weights).</param>
+    /// <param name="ropeInterleaved">Override the rope layout (null: the config's, interleaved for DeepSeek).</param>
     public DeepSeekModel(ModelWeights weights, ModelConfig config, bool? ropeInterleaved = null)
     {
         if (!config.IsMla) throw new ModelFormatException($"{weights.Source}: model_type {config.ModelType} is not a DeepSeek MLA model");
         if (config.KvLoraRank <= 0 || config.QkRopeHeadDim <= 0 || config.QkNopeHeadDim <= 0 || config.VHeadDim <= 0 || config.QkRopeHeadDim % 2 != 0)
             throw new ModelFormatException($"{weights.Source}: MLA needs kv_lora_rank, qk_nope_head_dim, v_head_dim > 0 and an even qk_rope_head_dim");
         Config = config; Weights = weights;
-        RopeInterleaved = ropeInterleaved ?? true;
+        RopeInterleaved = ropeInterleaved ?? config.RopeInterleaved;
         int dim = config.HiddenSize;
         Embed = weights.Matrix("model.embed_tokens.weight", config.VocabSize, dim);
         Head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
