@@ -182,4 +182,21 @@ public class DeepSeekFixtureTests
         var rows = Prefill(m, r.PromptIds);
         Assert.True(MaxAbsDiff(rows[^1], r.Rows[^1]) > 1e-2f);
     }
+
+    /// <summary>Decoding allocates nothing once the session's per-thread scratch exists.</summary>
+    [Theory]
+    [InlineData(MlaMode.Absorbed)]
+    [InlineData(MlaMode.Auto)]
+    public void DecodingDoesNotAllocate(MlaMode mode)
+    {
+        using var m = Open("f32", mode);
+        using var s = m.NewSession(64);
+        var logits = new float[m.Config.VocabSize];
+        int[] token = [5];
+        for (int i = 0; i < 4; i++) s.Forward(token, logits);     // warm-up: JIT, thread-static scratch
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        for (int i = 0; i < 8; i++) s.Forward(token, logits);
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated over 8 decode steps");
+    }
 }
