@@ -50,8 +50,7 @@ public sealed class DeepSeekModel : ILanguageModel
         RopeInterleaved = ropeInterleaved ?? config.RopeInterleaved;
         int dim = config.HiddenSize;
         Embed = weights.Matrix("model.embed_tokens.weight", config.VocabSize, dim);
-        Head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
-            ? Embed : weights.Matrix("lm_head.weight", config.VocabSize, dim);
+        Head = config.TieWordEmbeddings ? Embed : weights.Matrix("lm_head.weight", config.VocabSize, dim);
         FinalNorm = weights.Vector("model.norm.weight", dim);
         Layers = new Block[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++) Layers[i] = new Block(weights, config, i);
