@@ -182,14 +182,25 @@ public class DeepSeekFixtureTests
         var rows = Prefill(m, r.PromptIds);
         Assert.True(MaxAbsDiff(rows[^1], r.Rows[^1]) > 1e-2f);
     }
+}
 
+/// <summary>
+/// Allocation is counted process-wide (the worker pool's threads take part), so these tests run alone: a
+/// non-parallel collection runs after every parallel one has finished.
+/// </summary>
+[CollectionDefinition("DeepSeek allocation", DisableParallelization = true)]
+public class DeepSeekAllocationCollection;
+
+[Collection("DeepSeek allocation")]
+public class DeepSeekAllocationTests
+{
     /// <summary>Decoding allocates nothing once the session's per-thread scratch exists.</summary>
     [Theory]
     [InlineData(MlaMode.Absorbed)]
     [InlineData(MlaMode.Auto)]
     public void DecodingDoesNotAllocate(MlaMode mode)
     {
-        using var m = Open("f32", mode);
+        using var m = DeepSeekFixtureTests.Open("f32", mode);
         using var s = m.NewSession(64);
         var logits = new float[m.Config.VocabSize];
         int[] token = [5];
