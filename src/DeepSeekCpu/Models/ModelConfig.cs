@@ -134,7 +134,9 @@ public sealed record ModelConfig
             MaxPositionEmbeddings = j.Int("max_position_embeddings") ?? 4096,
             TieWordEmbeddings = j.Bool("tie_word_embeddings") ?? false,
             AttentionBias = arch == Architecture.Qwen2 || (j.Bool("attention_bias") ?? false),
-            RopeInterleaved = false,
+            // DeepSeek's RoPE rotates interleaved pairs on HF weights (HF's modeling_deepseek.py de-interleaves q_pe/k_pe
+            // at run time, then rotate_half: the same computation); tests/fixtures/deepseek-v3-tiny confirms it.
+            RopeInterleaved = isDs,
             BosTokenId = j.Int("bos_token_id"),
             EosTokenIds = j.IntOrArray("eos_token_id"),
             QLoraRank = isDs ? j.Int("q_lora_rank") : null,

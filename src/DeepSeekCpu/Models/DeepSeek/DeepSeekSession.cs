@@ -1,0 +1,123 @@
+using DeepSeekCpu.Kernels;
+
+namespace DeepSeekCpu.Models.DeepSeek;
+
+/// <summary>
+/// One sequence of a <see cref="DeepSeekModel"/>: the latent KV cache ([c_kv ; k_pe] per token per layer) and every
+/// scratch buffer, allocated once here so that decoding allocates nothing. Prompts longer than
+/// <see cref="MaxBatch"/> tokens run as several batches.
+/// </summary>
+public sealed class DeepSeekSession : IModelSession
+{
+    /// <summary>Tokens per forward batch (bounds the scratch buffers).</summary>
+    public const int MaxBatch = 256;
+
+    private readonly DeepSeekModel _m;
+    public int Position { get; private set; }
+    public int ContextLength { get; }
+    /// <summary>Attention mode of this session (from the model's <see cref="DeepSeekModel.MlaMode"/>; may be changed).</summary>
+    public MlaMode Mode { get; set; }
+
+    internal readonly RopeTable Rope;
+    internal readonly bool RopeInterleaved;
+    internal readonly float SoftmaxScale;
+    internal readonly float[][] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
+
+    // activations, B = MaxBatch rows
+    internal readonly float[] X;                  // [B, dim] residual stream
+    internal readonly float[] Normed, Out;        // [B, dim]
+    internal readonly float[] Q;                  // [B, heads, nope+rope]
+    internal readonly float[] QA;                 // [B, q_lora]
+    internal readonly float[] KV;                 // [B, kvl+rope]
+    internal readonly float[] O;                  // [B, heads, v]
+    internal readonly float[] Hidden1, Hidden2;   // [B, max inter]
+    internal readonly float[] ExpertIn, ExpertOut;// [B, dim]
+    internal readonly float[] RouterLogits;       // [B, n_experts]
+    internal readonly float[] RouterSelect;       // [n_experts]
+    internal readonly float[] GroupScratch;       // [2 * n_group]
+    internal readonly int[] Chosen;               // [B, k]
+    internal readonly float[] ChosenWeights;      // [B, k]
+    internal readonly int[] Slots;                // [B * k]
+    internal readonly int[] ExpertCount;          // [n_experts + 1]
+    internal readonly int[] ExpertFill;           // [n_experts]
+    internal readonly float[] LastNormed;         // [dim]
+    internal float[]? NaiveLatent;                // [tokens, kvl]            (naive attention only, grows)
+    internal float[]? NaiveExpanded;              // [tokens, heads, nope+v]  (naive attention only, grows)
+    internal readonly MLA.AbsorbedAttention AbsorbedJob = new();
+    internal readonly MLA.NaiveAttention NaiveJob = new();
+
+    internal DeepSeekSession(DeepSeekModel m, int contextLength)
+    {
+        if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength));
+        var c = m.Config;
+        _m = m; ContextLength = contextLength; Mode = m.MlaMode;
+        Rope = new RopeTable(c, c.QkRopeHeadDim, contextLength);
+        RopeInterleaved = m.RopeInterleaved;
+        // softmax_scale = (nope + rope)^-0.5, times mscale² under YaRN (model.py MLA.__init__)
+        SoftmaxScale = (float)(1.0 / Math.Sqrt(c.QkNopeHeadDim + c.QkRopeHeadDim)) * Rope.AttentionScaleFactor;
+        int row = c.KvLoraRank + c.QkRopeHeadDim;
+        Cache = new float[c.NumLayers][];
+        for (int l = 0; l < c.NumLayers; l++) Cache[l] = new float[(long)contextLength * row];
+
+        const int B = MaxBatch;
+        int dim = c.HiddenSize, k = Math.Max(1, c.NumExpertsPerTok), E = Math.Max(1, c.NRoutedExperts);
+        X = new float[B * dim]; Normed = new float[B * dim]; Out = new float[B * dim];
+        Q = new float[B * c.NumHeads * (c.QkNopeHeadDim + c.QkRopeHeadDim)];
+        QA = new float[B * (c.QLoraRank ?? 0)];
+        KV = new float[B * row];
+        O = new float[B * c.NumHeads * c.VHeadDim];
+        Hidden1 = new float[B * m.MaxInter]; Hidden2 = new float[B * m.MaxInter];
+        ExpertIn = new float[B * dim]; ExpertOut = new float[B * dim];
+        RouterLogits = new float[B * E]; RouterSelect = new float[E]; GroupScratch = new float[2 * Math.Max(1, c.NGroup)];
+        Chosen = new int[B * k]; ChosenWeights = new float[B * k]; Slots = new int[B * k];
+        ExpertCount = new int[E + 1]; ExpertFill = new int[E];
+        LastNormed = new float[dim];
+    }
+
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
+    {
+        var c = _m.Config;
+        int vocab = c.VocabSize, dim = c.HiddenSize;
+        if (tokens.Length == 0) throw new ArgumentException("no tokens to feed");
+        if (Position + tokens.Length > ContextLength)
+            throw new InvalidOperationException($"context is full: {Position} + {tokens.Length} tokens > {ContextLength}");
+        if (logits.Length < (allPositions ? (long)tokens.Length * vocab : vocab))
+            throw new ArgumentException($"logits has {logits.Length} values, expected {(allPositions ? tokens.Length : 1)} x {vocab}");
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary (0..{vocab - 1})");
+
+        for (int done = 0; done < tokens.Length; done += MaxBatch)
+        {
+            int n = Math.Min(MaxBatch, tokens.Length - done), start = Position;
+            var x = X.AsSpan(0, n * dim);                                  // [n, dim]
+            for (int t = 0; t < n; t++) Dequantize.RowOf(_m.Embed, tokens[done + t], x.Slice(t * dim, dim));
+            foreach (var block in _m.Layers) block.Forward(this, x, n, start);
+            Position += n;
+            if (allPositions)
+            {
+                var h = Normed.AsSpan(0, n * dim);                         // [n, dim]
+                Ops.RmsNormRows(x, _m.FinalNorm, h, n, dim, c.RmsNormEps);
+                MatMul.Multiply(_m.Head, h, logits.Slice(done * vocab, n * vocab), n);
+            }
+            else if (done + n == tokens.Length)
+            {
+                Ops.RmsNorm(x.Slice((n - 1) * dim, dim), _m.FinalNorm, LastNormed, c.RmsNormEps);
+                MatMul.Multiply(_m.Head, LastNormed, logits[..vocab], 1);
+            }
+        }
+    }
+
+    public void Truncate(int position)
+    {
+        if (position < 0 || position > Position) throw new ArgumentOutOfRangeException(nameof(position));
+        Position = position;
+    }
+
+    internal float[] EnsureNaiveLatent(int length) =>
+        NaiveLatent is { } a && a.Length >= length ? a : (NaiveLatent = new float[Math.Max(length, (NaiveLatent?.Length ?? 0) * 2)]);
+
+    internal float[] EnsureNaiveExpanded(int length) =>
+        NaiveExpanded is { } a && a.Length >= length ? a : (NaiveExpanded = new float[Math.Max(length, (NaiveExpanded?.Length ?? 0) * 2)]);
+
+    public void Dispose() { }
+}

@@ -1,0 +1,246 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Models.DeepSeek;
+
+/// <summary>How MLA computes attention: over the latent cache (absorbed) or with keys/values expanded per head.</summary>
+public enum MlaMode
+{
+    /// <summary>Absorbed for decoding; naive for prompt chunks whose queries are most of the keys (cheaper there).</summary>
+    Auto,
+    /// <summary>Always absorbed: scores and values over the latent c_kv (DeepSeek's attn_impl "absorb").</summary>
+    Absorbed,
+    /// <summary>Always naive: expand k_h = [W_uk_h c_kv ; k_pe], v_h = W_uv_h c_kv per head (attn_impl "naive"). Reference.</summary>
+    Naive,
+}
+
+/// <summary>
+/// Multi-head Latent Attention (DeepSeek-V2 paper §2.1; deepseek-ai/DeepSeek-V3 inference/model.py class MLA).
+/// Queries come from a low-rank projection (q LoRA) or a plain q_proj; keys and values from one latent c_kv per token
+/// that all heads share, plus one rope key k_pe shared by all heads. The KV cache holds only [c_kv ; k_pe] per token.
+/// </summary>
+internal sealed unsafe class MLA
+{
+    private readonly int _dim, _heads, _nope, _rope, _v, _kvl;
+    private readonly int _qkHead; // nope + rope
+    private readonly float _eps;
+
+    // q: either wq [heads*(nope+rope), dim], or wq_a [q_lora, dim] → q_norm → wq_b [heads*(nope+rope), q_lora]
+    private readonly WeightMatrix? _wq, _wqA, _wqB;
+    private readonly float[]? _qNorm;                 // [q_lora]
+    private readonly WeightMatrix _wkvA;              // [kvl + rope, dim]  (HF kv_a_proj_with_mqa)
+    private readonly float[] _kvNorm;                 // [kvl]
+    /// <summary>
+    /// kv_b_proj as float32, [heads, nope + v, kvl]: per head the nope rows are W_uk_h, the v rows W_uv_h.
+    /// Pinned so that <see cref="_wkvBMatrix"/> can view it for the naive path's batched expansion.
+    /// </summary>
+    private readonly float[] _wkvB;
+    private readonly WeightMatrix _wkvBMatrix;        // the same values as an F32 matrix [heads*(nope+v), kvl]
+    private readonly WeightMatrix _wo;                // [dim, heads*v]
+
+    public int KvValuesPerToken => _kvl + _rope;      // cache row: [c_kv (kvl) ; k_pe (rope)]
+
+    public MLA(ModelWeights w, ModelConfig c, string p)
+    {
+        _dim = c.HiddenSize; _heads = c.NumHeads; _nope = c.QkNopeHeadDim; _rope = c.QkRopeHeadDim; _v = c.VHeadDim;
+        _kvl = c.KvLoraRank; _qkHead = _nope + _rope; _eps = c.RmsNormEps;
+        if (c.QLoraRank is int qr && qr > 0)
+        {
+            _wqA = w.Matrix(p + "q_a_proj.weight", qr, _dim);
+            _qNorm = w.Vector(p + "q_a_layernorm.weight", qr);
+            _wqB = w.Matrix(p + "q_b_proj.weight", _heads * _qkHead, qr);
+        }
+        else _wq = w.Matrix(p + "q_proj.weight", _heads * _qkHead, _dim);
+        _wkvA = w.Matrix(p + "kv_a_proj_with_mqa.weight", _kvl + _rope, _dim);
+        _kvNorm = w.Vector(p + "kv_a_layernorm.weight", _kvl);
+        _wo = w.Matrix(p + "o_proj.weight", _dim, _heads * _v);
+
+        // kv_b_proj is small (heads*(nope+v) x kvl; 64 MiB as float32 for V3) and the absorbed path reads it per
+        // head both ways (W_ukᵀ and W_uv), so it is dequantized once here, whatever the stored format.
+        _wkvB = GC.AllocateUninitializedArray<float>(_heads * (_nope + _v) * _kvl, pinned: true);
+        if (w.Contains(p + "kv_b_proj.weight"))
+            Dequantize.Matrix(w.Matrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl)).CopyTo(_wkvB, 0);
+        else LoadSplitKvB(w, p);
+        _wkvBMatrix = new WeightMatrix(p + "kv_b_proj.weight(f32)", DType.F32, _heads * (_nope + _v), _kvl,
+            (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(_wkvB, 0));
+    }
+
+    /// <summary>
+    /// GGUF files from newer llama.cpp converters split kv_b_proj into k_b_proj [heads, kvl, nope] (W_uk transposed per
+    /// head) and v_b_proj [heads, v, kvl] (W_uv); DeepSeekGguf passes them on under these names.
+    /// </summary>
+    private void LoadSplitKvB(ModelWeights w, string p)
+    {
+        var kb = w.Get(p + "k_b_proj.weight");
+        var vb = w.Get(p + "v_b_proj.weight");
+        if (kb.ElementCount != (long)_heads * _kvl * _nope || kb.Shape[^1] != _nope)
+            throw new ModelFormatException($"{kb.File}: tensor {kb.Name} has shape {kb.ShapeText}, expected [{_heads}, {_kvl}, {_nope}]");
+        if (vb.ElementCount != (long)_heads * _v * _kvl || vb.Shape[^1] != _kvl)
+            throw new ModelFormatException($"{vb.File}: tensor {vb.Name} has shape {vb.ShapeText}, expected [{_heads}, {_v}, {_kvl}]");
+        var kbf = Dequantize.Matrix(new WeightMatrix(kb.Name, kb.Type, _heads * _kvl, _nope, kb.Data)); // [heads, kvl, nope]
+        var vbf = Dequantize.Matrix(new WeightMatrix(vb.Name, vb.Type, _heads * _v, _kvl, vb.Data));    // [heads, v, kvl]
+        for (int h = 0; h < _heads; h++)
+        {
+            int baseRow = h * (_nope + _v);
+            for (int d = 0; d < _nope; d++)
+                for (int c = 0; c < _kvl; c++)
+                    _wkvB[(baseRow + d) * _kvl + c] = kbf[((long)h * _kvl + c) * _nope + d];
+            Array.Copy(vbf, (long)h * _v * _kvl, _wkvB, (long)(baseRow + _nope) * _kvl, _v * _kvl);
+        }
+    }
+
+    /// <summary>y[n, dim] = attention of the n tokens x[n, dim] at positions [start, start+n) over the cache.</summary>
+    public void Forward(DeepSeekSession s, int layer, ReadOnlySpan<float> x, Span<float> y, int n, int start)
+    {
+        var q = s.Q.AsSpan(0, n * _heads * _qkHead);                 // [n, heads, nope+rope]
+        if (_wq != null) MatMul.Multiply(_wq, x, q, n);
+        else
+        {
+            var qa = s.QA.AsSpan(0, n * _wqA!.Rows);                 // [n, q_lora]
+            MatMul.Multiply(_wqA, x, qa, n);
+            Ops.RmsNormRows(qa, _qNorm, qa, n, _wqA.Rows, _eps);
+            MatMul.Multiply(_wqB!, qa, q, n);
+        }
+        var kv = s.KV.AsSpan(0, n * (_kvl + _rope));                 // [n, kvl+rope] = [c_kv ; k_pe] before norm/rope
+        MatMul.Multiply(_wkvA, x, kv, n);
+
+        // RoPE on the rope parts of q (per head) and on k_pe (one per token); normalise c_kv; append to the cache.
+        var cache = s.Cache[layer];                                  // [ctx, kvl+rope]
+        for (int t = 0; t < n; t++)
+        {
+            int pos = start + t;
+            var cos = s.Rope.Cos(pos); var sin = s.Rope.Sin(pos);
+            for (int h = 0; h < _heads; h++)
+                Ops.Rope(q.Slice((t * _heads + h) * _qkHead + _nope, _rope), cos, sin, s.RopeInterleaved);
+            var row = kv.Slice(t * (_kvl + _rope), _kvl + _rope);
+            var dst = cache.AsSpan(pos * (_kvl + _rope), _kvl + _rope);
+            Ops.RmsNorm(row[.._kvl], _kvNorm, dst[.._kvl], _eps);
+            row[_kvl..].CopyTo(dst[_kvl..]);
+            Ops.Rope(dst[_kvl..], cos, sin, s.RopeInterleaved);
+        }
+
+        var o = s.O.AsSpan(0, n * _heads * _v);                      // [n, heads, v]
+        bool naive = s.Mode switch
+        {
+            MlaMode.Naive => true,
+            MlaMode.Absorbed => false,
+            // Naive expansion costs heads*(nope+v)*kvl per cached token once per call, then per (query, key) pair
+            // heads*(nope+rope+v) instead of absorbed heads*(2*kvl+rope): it wins when the queries are most of the keys.
+            _ => n >= 8 && 2 * n >= start + n,
+        };
+        if (naive) AttendNaive(s, layer, n, start);
+        else AttendAbsorbed(s, layer, n, start);
+        MatMul.Multiply(_wo, o, y, n);
+    }
+
+    // Absorbed attention. Per head h, with k_nope_t = W_uk_h c_t and v_t = W_uv_h c_t:
+    //   q_nope·k_nope_t = q_nopeᵀ W_uk_h c_t = (W_uk_hᵀ q_nope)·c_t = q_lat·c_t          (fold W_uk into the query)
+    //   Σ_t p_t v_t = W_uv_h Σ_t p_t c_t = W_uv_h o_lat                                   (fold W_uv after the sum)
+    // so keys and values never leave the kvl-dimensional latent space and the cache holds only c_t and k_pe_t.
+    private void AttendAbsorbed(DeepSeekSession s, int layer, int n, int start)
+    {
+        var job = s.AbsorbedJob;
+        job.Mla = this; job.Session = s; job.Cache = s.Cache[layer]; job.Start = start;
+        WorkerPool.Shared.Run(job, n * _heads, grain: 1);
+        job.Mla = null!; job.Session = null!; job.Cache = null!;
+    }
+
+    /// <summary>One (token, head) pair per item; the scores buffer is per thread.</summary>
+    internal sealed class AbsorbedAttention : IRangeJob
+    {
+        [ThreadStatic] private static float[]? _scores, _lat;
+        public MLA Mla = null!;
+        public DeepSeekSession Session = null!;
+        public float[] Cache = null!;
+        public int Start;
+
+        public void Run(int first, int end)
+        {
+            var m = Mla; var s = Session;
+            int kvl = m._kvl, rope = m._rope, nope = m._nope, v = m._v, row = kvl + rope;
+            var qLat = (_lat is { } l && l.Length >= kvl ? l : (_lat = new float[kvl])).AsSpan(0, kvl); // [kvl] W_uk_hᵀ q_nope, then o_lat
+            for (int item = first; item < end; item++)
+            {
+                int t = item / m._heads, h = item % m._heads, pos = Start + t;
+                var q = s.Q.AsSpan((t * m._heads + h) * m._qkHead, m._qkHead);
+                var qNope = q[..nope]; var qPe = q[nope..];
+                // q_lat = Σ_d q_nope[d] · W_uk_h[d, :]
+                qLat.Clear();
+                int wk = h * (nope + v) * kvl;
+                for (int d = 0; d < nope; d++)
+                    TensorPrimitives.MultiplyAdd(m._wkvB.AsSpan(wk + d * kvl, kvl), qNope[d], qLat, qLat);
+                int len = pos + 1;                                    // causal: keys 0..pos
+                var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
+                for (int j = 0; j < len; j++)
+                {
+                    var c = Cache.AsSpan(j * row, row);
+                    scores[j] = (TensorPrimitives.Dot(qLat, c[..kvl]) + TensorPrimitives.Dot(qPe, c[kvl..])) * s.SoftmaxScale;
+                }
+                Ops.Softmax(scores);
+                var oLat = qLat;                                      // [kvl] Σ_j p_j c_j
+                oLat.Clear();
+                for (int j = 0; j < len; j++)
+                    TensorPrimitives.MultiplyAdd(Cache.AsSpan(j * row, kvl), scores[j], oLat, oLat);
+                // o_h = W_uv_h o_lat
+                var o = s.O.AsSpan((t * m._heads + h) * v, v);
+                int wv = (h * (nope + v) + nope) * kvl;
+                for (int d = 0; d < v; d++) o[d] = TensorPrimitives.Dot(m._wkvB.AsSpan(wv + d * kvl, kvl), oLat);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Naive attention (model.py attn_impl "naive"): expand every cached latent into per-head keys and values with
+    /// one matrix-matrix product, then ordinary attention with k_h = [k_nope_h ; k_pe] and v_h.
+    /// </summary>
+    private void AttendNaive(DeepSeekSession s, int layer, int n, int start)
+    {
+        int total = start + n, row = _kvl + _rope;
+        var cache = s.Cache[layer];
+        var c = s.EnsureNaiveLatent(total * _kvl).AsSpan(0, total * _kvl);     // [total, kvl]
+        for (int j = 0; j < total; j++) cache.AsSpan(j * row, _kvl).CopyTo(c.Slice(j * _kvl, _kvl));
+        var kvExp = s.EnsureNaiveExpanded(total * _heads * (_nope + _v));      // [total, heads, nope+v]
+        MatMul.Multiply(_wkvBMatrix, c, kvExp.AsSpan(0, total * _heads * (_nope + _v)), total);
+        var job = s.NaiveJob;
+        job.Mla = this; job.Session = s; job.Cache = cache; job.Start = start;
+        WorkerPool.Shared.Run(job, n * _heads, grain: 1);
+        job.Mla = null!; job.Session = null!; job.Cache = null!;
+    }
+
+    internal sealed class NaiveAttention : IRangeJob
+    {
+        [ThreadStatic] private static float[]? _scores;
+        public MLA Mla = null!;
+        public DeepSeekSession Session = null!;
+        public float[] Cache = null!;
+        public int Start;
+
+        public void Run(int first, int end)
+        {
+            var m = Mla; var s = Session;
+            int kvl = m._kvl, rope = m._rope, nope = m._nope, v = m._v, row = kvl + rope, H = m._heads;
+            var kv = s.NaiveExpanded!;
+            for (int item = first; item < end; item++)
+            {
+                int t = item / H, h = item % H, pos = Start + t;
+                var q = s.Q.AsSpan((t * H + h) * m._qkHead, m._qkHead);
+                int len = pos + 1;
+                var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
+                for (int j = 0; j < len; j++)
+                {
+                    var kNope = kv.AsSpan((j * H + h) * (nope + v), nope);
+                    var kPe = Cache.AsSpan(j * row + kvl, rope);
+                    scores[j] = (TensorPrimitives.Dot(q[..nope], kNope) + TensorPrimitives.Dot(q[nope..], kPe)) * s.SoftmaxScale;
+                }
+                Ops.Softmax(scores);
+                var o = s.O.AsSpan((t * H + h) * v, v);
+                o.Clear();
+                for (int j = 0; j < len; j++)
+                    TensorPrimitives.MultiplyAdd(kv.AsSpan((j * H + h) * (nope + v) + nope, v), scores[j], o, o);
+            }
+        }
+    }
+}

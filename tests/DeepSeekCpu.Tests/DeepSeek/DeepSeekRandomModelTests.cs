@@ -1,0 +1,117 @@
+using DeepSeekCpu.Models.DeepSeek;
+using Xunit;
+
+namespace DeepSeekCpu.Tests.DeepSeek;
+
+/// <summary>
+/// Random tiny DeepSeek models in configurations the fixture does not cover, each compared with
+/// <see cref="NaiveDeepSeekReference"/> (an independent plain implementation) on the same weights.
+/// </summary>
+public class DeepSeekRandomModelTests
+{
+    internal static readonly int[] Prompt = [3, 17, 42, 5, 77, 9, 31, 60, 2, 11, 88, 23];
+
+    /// <summary>V2-Lite style: no q LoRA (plain q_proj), softmax scores, no normalisation, factor 1, greedy top-k, 2 shared experts.</summary>
+    public static TinySpec V2Lite => new()
+    {
+        ModelType = "deepseek_v2", QLoraRank = null, Scoring = "softmax", NormTopk = false, RoutedScale = 1.0,
+        TopkMethod = "greedy", NGroup = 1, TopkGroup = 1, NRouted = 8, TopK = 3, NShared = 2, Seed = 11,
+    };
+
+    /// <summary>V2 style: group_limited_greedy (group max), softmax, q LoRA, routed_scaling_factor 16 unnormalised; every other layer MoE.</summary>
+    public static TinySpec V2Grouped => new()
+    {
+        ModelType = "deepseek_v2", Scoring = "softmax", TopkMethod = "group_limited_greedy", NGroup = 4, TopkGroup = 2,
+        NRouted = 12, TopK = 3, NormTopk = false, RoutedScale = 16, Layers = 4, FirstKDense = 1, MoeLayerFreq = 2, Seed = 12,
+    };
+
+    /// <summary>V3 style with YaRN active (factor 40, mscale 0.707 ≠ mscale_all_dim 1.0 so cos/sin are scaled too), tied embeddings, MTP layer to skip.</summary>
+    public static TinySpec V3Yarn => new()
+    {
+        Scoring = "sigmoid", TopkMethod = "noaux_tc", NGroup = 4, TopkGroup = 2, NRouted = 8, TopK = 2, NormTopk = true,
+        RoutedScale = 2.5, GateBias = true, Tie = true, Rope = 8, Yarn = (40, 64, 32, 1, 0.707, 1.0), MtpLayers = 1, Seed = 13,
+    };
+
+    public static TheoryData<string> SpecNames() => new("V2Lite", "V2Grouped", "V3Yarn");
+
+    internal static TinySpec ByName(string name) => name switch
+    {
+        "V2Lite" => V2Lite,
+        "V2Grouped" => V2Grouped,
+        "V3Yarn" => V3Yarn,
+        _ => throw new ArgumentException(name),
+    };
+
+    internal static void AssertClose(double[][] expected, float[][] actual, float tol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int t = 0; t < expected.Length; t++)
+        {
+            double d = 0;
+            for (int i = 0; i < expected[t].Length; i++) d = Math.Max(d, Math.Abs(expected[t][i] - actual[t][i]));
+            TestContext.Current.TestOutputHelper?.WriteLine($"{what} row {t}: max abs diff {d:E2}");
+            Assert.True(d <= tol, $"{what} row {t}: max abs diff {d}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SpecNames))]
+    public void MatchesIndependentReference(string name)
+    {
+        var spec = ByName(name);
+        var tensors = TinyDeepSeek.Generate(spec);
+        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(Prompt);
+        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        try
+        {
+            using var m = DeepSeekModel.OpenFolder(dir);
+            Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
+            foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive, MlaMode.Auto })
+            {
+                m.MlaMode = mode;
+                AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, Prompt), 1e-3f, $"{name} {mode} stepwise");
+                AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, $"{name} {mode} prefill");
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
+    /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
+    /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
+    /// </summary>
+    [Fact]
+    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights()
+    {
+        var spec = new TinySpec
+        {
+            Hidden = 160, QLoraRank = 136, KvLoraRank = 40, Heads = 3, Nope = 16, Rope = 8, V = 16, Intermediate = 200,
+            MoeIntermediate = 48, NRouted = 4, TopK = 2, NShared = 1, Scoring = "sigmoid", TopkMethod = "noaux_tc",
+            NGroup = 2, TopkGroup = 1, NormTopk = true, RoutedScale = 2.5, GateBias = true, Vocab = 150, Seed = 21,
+        };
+        var tensors = TinyDeepSeek.Generate(spec);
+        foreach (var t in tensors)
+        {
+            if (t.Name.EndsWith("e_score_correction_bias")) continue;                  // F32
+            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
+                TinyDeepSeek.ToFp8(t);
+            else TinyDeepSeek.ToBf16(t);
+        }
+        Assert.Contains(tensors, t => t.DType == "F8_E4M3" && t.Shape[1] > 128);
+        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(Prompt);
+        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        try
+        {
+            using var m = DeepSeekModel.OpenFolder(dir);
+            Assert.Equal(Weights.DType.F8_E4M3, m.Weights.Get("model.layers.0.self_attn.q_a_proj.weight").Type);
+            foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })
+            {
+                m.MlaMode = mode;
+                AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, Prompt), 1e-3f, $"fp8 {mode} stepwise");
+                AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, $"fp8 {mode} prefill");
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
