@@ -1,4 +1,5 @@
 using DeepSeekCpu.Formats;
+using DeepSeekCpu.Models.DeepSeek;
 using DeepSeekCpu.Models.Llama;
 using DeepSeekCpu.Weights;
 
@@ -47,7 +48,7 @@ public static class ModelLoader
                     var (config, tensors) = arch switch
                     {
                         "llama" or "qwen2" => LlamaGguf.FromGguf(g),
-                        "deepseek2" => DeepSeekGgufHook?.Invoke(g) ?? throw ModelFormatException.In(path, "deepseek2 GGUF support is not built in"),
+                        "deepseek2" => DeepSeekGguf.FromGguf(g),
                         _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2 or deepseek2)"),
                     };
                     return (config, new ModelWeights(path, tensors, [g]), format, g);
@@ -62,17 +63,13 @@ public static class ModelLoader
         }
     }
 
-    /// <summary>Set by the DeepSeek graph to map deepseek2 GGUF files (kept as a hook so the loader stays generic).</summary>
-    internal static Func<GgufFile, (ModelConfig, Dictionary<string, TensorView>)>? DeepSeekGgufHook;
-
     /// <summary>Builds the graph for an already opened set of weights.</summary>
     public static ILanguageModel Build(ModelConfig config, ModelWeights weights) => config.Architecture switch
     {
         Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights),
-        _ => DeepSeekBuildHook?.Invoke(config, weights) ?? throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not built in"),
+        Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config),
+        _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
     };
-
-    internal static Func<ModelConfig, ModelWeights, ILanguageModel>? DeepSeekBuildHook;
 
     /// <summary>Opens and builds a model. <paramref name="transform"/> converts matrices at load (e.g. quantize).</summary>
     public static ILanguageModel Load(string path, Func<WeightMatrix, WeightMatrix>? transform = null)

@@ -11,6 +11,7 @@ namespace DeepSeekCpu.Models;
 public sealed class ModelWeights : IDisposable
 {
     private readonly Dictionary<string, TensorView> _tensors;
+    private readonly Dictionary<string, long> _matrixBytes = new(); // what the graph multiplies by, after MatrixTransform
     private readonly List<IDisposable> _owned;
 
     /// <summary>Where the weights came from (a folder or file), for messages.</summary>
@@ -40,7 +41,26 @@ public sealed class ModelWeights : IDisposable
         if (t.Rank != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
             throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{rows}, {cols}]");
         var m = WeightMatrix.From(t, TryGet(name + "_scale_inv"));
-        return MatrixTransform?.Invoke(m) ?? m;
+        m = MatrixTransform?.Invoke(m) ?? m;
+        lock (_matrixBytes) _matrixBytes[name] = m.ByteLength;
+        return m;
+    }
+
+    /// <summary>
+    /// Bytes of weights one decoded token reads: every matrix the graph took through <see cref="Matrix"/>, except the
+    /// embedding table (one row per token) unless it doubles as the output head, and with MoE experts counted
+    /// for the <paramref name="expertsPerToken"/> of <paramref name="experts"/> that a token uses.
+    /// </summary>
+    public long BytesPerToken(string headName, int experts = 0, int expertsPerToken = 0)
+    {
+        double total = 0;
+        lock (_matrixBytes)
+            foreach (var (name, bytes) in _matrixBytes)
+            {
+                if (name == "model.embed_tokens.weight" && headName != name) continue;
+                total += name.Contains(".mlp.experts.") && experts > 0 ? bytes * (double)expertsPerToken / experts : bytes;
+            }
+        return (long)total;
     }
 
     /// <summary>A 1-D vector as float32 (norm weights, biases): converted once, it is small.</summary>

@@ -37,6 +37,10 @@ public sealed class DeepSeekModel : ILanguageModel
     internal readonly Block[] Layers;
     internal readonly int MaxInter;         // widest MLP hidden layer (dense, expert or shared)
 
+    /// <summary>Attention, dense and shared MLPs, the router, the head, and num_experts_per_tok routed experts per MoE layer.</summary>
+    public long WeightBytesPerToken =>
+        Weights.BytesPerToken(Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", Config.NRoutedExperts, Config.NumExpertsPerTok);
+
     public long KvBytesPerToken => (long)Config.NumLayers * (Config.KvLoraRank + Config.QkRopeHeadDim) * sizeof(float);
 
     /// <summary>Builds the graph over <paramref name="weights"/> (HF names) with <paramref name="config"/>.</summary>

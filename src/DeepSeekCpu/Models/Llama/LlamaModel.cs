@@ -59,15 +59,13 @@ public sealed class LlamaModel : ILanguageModel
             };
         }
         FinalNorm = w.Vector("model.norm.weight", c.HiddenSize);
-        Output = c.TieWordEmbeddings || !w.Contains("lm_head.weight")
-            ? w.Matrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize)
-            : w.Matrix("lm_head.weight", c.VocabSize, c.HiddenSize);
+        _headName = c.TieWordEmbeddings || !w.Contains("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
+        Output = w.Matrix(_headName, c.VocabSize, c.HiddenSize);
         Rope = new RopeTable(c, hd, Math.Min(c.MaxPositionEmbeddings, 4096));
     }
 
-    public long WeightBytesPerToken =>
-        Output.ByteLength + Layers.Sum(b => b.Wq.ByteLength + b.Wk.ByteLength + b.Wv.ByteLength + b.Wo.ByteLength
-                                            + b.Gate.ByteLength + b.Up.ByteLength + b.Down.ByteLength);
+    public long WeightBytesPerToken => Weights.BytesPerToken(_headName);
+    private readonly string _headName;
 
     public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * sizeof(float);
 
