@@ -77,17 +77,24 @@ public static class LlamaGguf
             if (hf != null) tensors[hf] = Renamed(t, hf);
         }
 
-        // Llama 3.1's rope scaling is stored by llama.cpp as per-frequency divisors in a "rope_freqs" tensor;
-        // we read the equivalent rope_scaling parameters from metadata when present, else the tensor's presence
-        // means llama3 scaling with the published defaults.
+        // Llama 3.1's rope scaling is stored by llama.cpp's converter only as per-frequency divisors in a "rope_freqs"
+        // tensor (no rope.scaling.* keys), and llama.cpp divides each frequency by it: use the tensor when present.
+        // Without it, rope.scaling.type "llama3" uses the metadata parameters (defaults: Llama 3.1's).
         RopeScaling? scaling = null;
         string? scalingType = f.GetString($"{arch}.rope.scaling.type");
-        if (f.Tensors.ContainsKey("rope_freqs.weight") || scalingType == "llama3")
+        double[]? freqFactors = null;
+        if (f.Tensors.TryGetValue("rope_freqs.weight", out var rf))
+        {
+            var factors = new float[rf.ElementCount];
+            unsafe { Kernels.Dequantize.Row(rf.Type, rf.Data, factors); }
+            freqFactors = Array.ConvertAll(factors, x => (double)x);
+        }
+        if (freqFactors != null || scalingType == "llama3")
         {
             scaling = new RopeScaling("llama3",
                 f.GetFloat($"{arch}.rope.scaling.factor") ?? 8,
                 (int)(f.GetInt($"{arch}.rope.scaling.original_context_length") ?? 8192),
-                LowFreqFactor: 1, HighFreqFactor: 4);
+                LowFreqFactor: 1, HighFreqFactor: 4, FreqFactors: freqFactors);
         }
         else if (scalingType == "linear")
             scaling = new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0);
