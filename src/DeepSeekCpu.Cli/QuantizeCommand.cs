@@ -79,7 +79,8 @@ public static partial class Commands
             w.AddTensor(name, target, t.Shape, target.ByteCount((long)m.Rows * m.Cols), s => WriteRows(s, m, target, perm ? heads : 0));
         }
         if (c.Architecture == Architecture.Llama && c.RopeScaling is { Type: "llama3" } rs)
-            w.AddTensor("rope_freqs.weight", DType.F32, [c.HeadDim / 2], MemoryMarshal.AsBytes(Llama3FreqFactors(c, rs).AsSpan()).ToArray());
+            w.AddTensor("rope_freqs.weight", DType.F32, [c.HeadDim / 2], 
+                MemoryMarshal.AsBytes((rs.FreqFactors is { } ff ? Array.ConvertAll(ff, x => (float)x) : Llama3FreqFactors(c, rs)).AsSpan()).ToArray());
 
         var sw = Stopwatch.StartNew();
         string tmp = outPath + ".partial";

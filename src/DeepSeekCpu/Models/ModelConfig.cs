@@ -7,7 +7,8 @@ public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3 }
 /// <summary>
 /// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
 /// original_max_position_embeddings) or "yarn" (DeepSeek: factor, original_max_position_embeddings, beta_fast,
-/// beta_slow, mscale, mscale_all_dim). See DEEPSEEK.md.
+/// beta_slow, mscale, mscale_all_dim). See DEEPSEEK.md. <see cref="FreqFactors"/>: per-frequency divisors that replace
+/// the llama3 formula (GGUF's rope_freqs tensor, which is what llama.cpp applies).
 /// </summary>
 public sealed record RopeScaling(
     string Type,
@@ -18,7 +19,8 @@ public sealed record RopeScaling(
     double BetaFast = 32,
     double BetaSlow = 1,
     double Mscale = 1,
-    double MscaleAllDim = 0);
+    double MscaleAllDim = 0,
+    double[]? FreqFactors = null);
 
 /// <summary>
 /// Everything about a model's shape that changes the computation, from HF config.json, GGUF metadata or a
@@ -38,8 +40,6 @@ public sealed record ModelConfig
     public float RmsNormEps { get; init; } = 1e-6f;
     public double RopeTheta { get; init; } = 10000;
     public RopeScaling? RopeScaling { get; init; }
-    /// <summary>Per-frequency divisors stored by llama.cpp as the "rope_freqs" tensor (Llama 3.1 in GGUF); overrides RopeScaling.</summary>
-    public float[]? RopeFreqFactors { get; init; }
     public int MaxPositionEmbeddings { get; init; } = 4096;
     public bool TieWordEmbeddings { get; init; }
     /// <summary>q/k/v projections have biases (Qwen2).</summary>

@@ -23,13 +23,13 @@ public sealed class RopeTable
         for (int i = 0; i < half; i++) freq[i] = 1.0 / Math.Pow(c.RopeTheta, 2.0 * i / dim);
         double cosSinScale = 1;
         AttentionScaleFactor = 1;
-        if (c.RopeFreqFactors is { } factors)
+        switch (c.RopeScaling)
         {
-            if (factors.Length != half) throw new ModelFormatException($"rope_freqs has {factors.Length} values, expected {half} (head_dim / 2)");
-            for (int i = 0; i < half; i++) freq[i] /= factors[i];
-        }
-        else switch (c.RopeScaling)
-        {
+            case { Type: "llama3", FreqFactors: { } factors }:
+                // GGUF rope_freqs: llama.cpp divides each frequency by its stored factor.
+                if (factors.Length != half) throw new ModelFormatException($"rope frequency factors have {factors.Length} values, expected {half} (head_dim / 2)");
+                for (int i = 0; i < half; i++) freq[i] /= factors[i];
+                break;
             case { Type: "llama3" } s:
                 // Llama 3.1 (HF _compute_llama3_parameters): long wavelengths are divided by the factor,
                 // short ones kept, and the band between is smoothly interpolated.

@@ -77,16 +77,27 @@ public static class LlamaGguf
             if (hf != null) tensors[hf] = Renamed(t, hf);
         }
 
-        // Llama 3.1's rope scaling is stored by llama.cpp as per-frequency divisors, the "rope_freqs" tensor
-        // (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors); other scalings as rope.scaling.* keys.
-        float[]? freqFactors = null;
+        // Llama 3.1's rope scaling is stored by llama.cpp's converter only as per-frequency divisors in a "rope_freqs"
+        // tensor (no rope.scaling.* keys), and llama.cpp divides each frequency by it: use the tensor when present.
+        // Without it, rope.scaling.type "llama3" uses the metadata parameters (defaults: Llama 3.1's).
+        RopeScaling? scaling = null;
+        string? scalingType = f.GetString($"{arch}.rope.scaling.type");
+        double[]? freqFactors = null;
         if (f.Tensors.TryGetValue("rope_freqs.weight", out var rf))
         {
-            if (rf.Type != DType.F32) throw ModelFormatException.In(f.Path, $"tensor rope_freqs.weight is {rf.Type}, expected F32");
-            freqFactors = rf.AsF32().ToArray();
+            var factors = new float[rf.ElementCount];
+            unsafe { Kernels.Dequantize.Row(rf.Type, rf.Data, factors); }
+            freqFactors = Array.ConvertAll(factors, x => (double)x);
         }
-        RopeScaling? scaling = f.GetString($"{arch}.rope.scaling.type") == "linear"
-            ? new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0) : null;
+        if (freqFactors != null || scalingType == "llama3")
+        {
+            scaling = new RopeScaling("llama3",
+                f.GetFloat($"{arch}.rope.scaling.factor") ?? 8,
+                (int)(f.GetInt($"{arch}.rope.scaling.original_context_length") ?? 8192),
+                LowFreqFactor: 1, HighFreqFactor: 4, FreqFactors: freqFactors);
+        }
+        else if (scalingType == "linear")
+            scaling = new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0);
 
         int? bos = f.GetInt("tokenizer.ggml.bos_token_id") is long b ? (int)b : null;
         int[] eos = f.GetInt("tokenizer.ggml.eos_token_id") is long e ? [(int)e] : [];
@@ -104,7 +115,6 @@ public static class LlamaGguf
             RmsNormEps = (float)(f.GetFloat($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-6),
             RopeTheta = f.GetFloat($"{arch}.rope.freq_base") ?? 10000,
             RopeScaling = scaling,
-            RopeFreqFactors = freqFactors,
             MaxPositionEmbeddings = (int)(f.GetInt($"{arch}.context_length") ?? 4096),
             TieWordEmbeddings = !tensors.ContainsKey("lm_head.weight"),
             AttentionBias = tensors.ContainsKey("model.layers.0.self_attn.q_proj.bias"),
