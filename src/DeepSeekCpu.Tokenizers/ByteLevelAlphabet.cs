@@ -26,22 +26,6 @@ internal static class ByteLevelAlphabet
         return false;
     }
 
-    /// <summary>
-    /// Bytes of a vocabulary string the way Hugging Face's ByteLevel decoder turns a token into bytes: every char
-    /// mapped back to its byte, or, if any char is outside the alphabet (added tokens such as "&lt;｜User｜&gt;"),
-    /// the token's own UTF-8 bytes.
-    /// </summary>
-    public static byte[] TokenToBytes(string token)
-    {
-        var bytes = new byte[token.Length];
-        for (int i = 0; i < token.Length; i++)
-        {
-            if (!TryGetByte(token[i], out bytes[i]))
-                return System.Text.Encoding.UTF8.GetBytes(token);
-        }
-        return bytes;
-    }
-
     /// <summary>Writes the alphabet characters of UTF-8 <paramref name="utf8"/> into <paramref name="destination"/>.</summary>
     public static void Map(ReadOnlySpan<byte> utf8, Span<char> destination)
     {

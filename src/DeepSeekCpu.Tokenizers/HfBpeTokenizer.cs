@@ -48,22 +48,9 @@ public sealed class HfBpeTokenizer : ITokenizer
         _ignoreMerges = d.IgnoreMerges;
         AddedTokens = d.AddedTokens;
 
-        try
-        {
-            _bpe = BpeTokenizer.Create(new BpeOptions(d.Vocab)
-            {
-                Merges = d.Merges,
-                PreTokenizer = d.PreTokenizer,
-                ByteLevel = true,
-                UnknownToken = d.UnknownToken,
-                ContinuingSubwordPrefix = string.IsNullOrEmpty(d.ContinuingSubwordPrefix) ? null : d.ContinuingSubwordPrefix,
-                EndOfWordSuffix = string.IsNullOrEmpty(d.EndOfWordSuffix) ? null : d.EndOfWordSuffix,
-            });
-        }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
-        {
-            throw new InvalidDataException($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})", e);
-        }
+        // Building the Microsoft.ML.Tokenizers model (vocabulary dictionary, merge table, reverse map) is the slow
+        // part of loading; it runs on another core while the id tables below are built.
+        Task<BpeTokenizer> model = Task.Run(() => CreateModel(d));
 
         // Id tables cover the model vocabulary and the added tokens; ids in neither (padding) stand for no bytes.
         int size = 0;
@@ -88,16 +75,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         _tokenLookup = _tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
         _addedIds = d.AddedTokens.Select(t => t.Id).ToHashSet();
 
-        _tokenOffsets = new int[size + 1];
-        var bytes = new List<byte>(size * 6);
-        for (int id = 0; id < size; id++)
-        {
-            _tokenOffsets[id] = bytes.Count;
-            if (_idToToken[id] is string token)
-                bytes.AddRange(ByteLevelAlphabet.TokenToBytes(token));
-        }
-        _tokenOffsets[size] = bytes.Count;
-        _tokenBytes = bytes.ToArray();
+        (_tokenBytes, _tokenOffsets) = BuildTokenBytes(_idToToken);
 
         _rawAdded = new AddedTokenMatcher(d.AddedTokens.Where(t => !t.Normalized));
         var normalizedTokens = d.AddedTokens.Where(t => t.Normalized).ToList();
@@ -121,6 +99,55 @@ public sealed class HfBpeTokenizer : ITokenizer
         ChatTemplateText = d.ChatTemplate;
         BosToken = d.BosId is int b ? _idToToken[b] : null;
         ChatTemplate = R1ChatTemplate.FromJinja(d.ChatTemplate, BosToken ?? "");
+        _bpe = model.GetAwaiter().GetResult(); // rethrows CreateModel's exception as is
+    }
+
+    private static BpeTokenizer CreateModel(BpeDefinition d)
+    {
+        try
+        {
+            return BpeTokenizer.Create(new BpeOptions(d.Vocab)
+            {
+                Merges = d.Merges,
+                PreTokenizer = d.PreTokenizer,
+                ByteLevel = true,
+                UnknownToken = d.UnknownToken,
+                ContinuingSubwordPrefix = string.IsNullOrEmpty(d.ContinuingSubwordPrefix) ? null : d.ContinuingSubwordPrefix,
+                EndOfWordSuffix = string.IsNullOrEmpty(d.EndOfWordSuffix) ? null : d.EndOfWordSuffix,
+            });
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new InvalidDataException($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})", e);
+        }
+    }
+
+    /// <summary>All tokens' bytes in one array, with offsets by id (one allocation instead of one per token).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static (byte[] Bytes, int[] Offsets) BuildTokenBytes(string?[] idToToken)
+    {
+        var offsets = new int[idToToken.Length + 1];
+        var bytes = new byte[idToToken.Sum(t => t is null ? 0 : System.Text.Encoding.UTF8.GetMaxByteCount(t.Length))];
+        int at = 0;
+        for (int id = 0; id < idToToken.Length; id++)
+        {
+            offsets[id] = at;
+            if (idToToken[id] is not string token)
+                continue;
+            bool alphabet = true;
+            foreach (char c in token)
+            {
+                if (!ByteLevelAlphabet.TryGetByte(c, out bytes[at++]))
+                {
+                    alphabet = false;
+                    break;
+                }
+            }
+            if (!alphabet) // HF's ByteLevel decoder falls back to the token's own UTF-8 (added tokens)
+                at = offsets[id] + System.Text.Encoding.UTF8.GetBytes(token, bytes.AsSpan(offsets[id]));
+        }
+        offsets[idToToken.Length] = at;
+        return (bytes[..at], offsets);
     }
 
     /// <summary>Loads <c>tokenizer.json</c>; <c>tokenizer_config.json</c> and <c>generation_config.json</c> are read
