@@ -68,6 +68,7 @@ internal static class GgufTokenizerReader
         return new BpeDefinition
         {
             Source = source,
+            VocabSize = tokens.Length, // the model's embedding rows, padding entries included
             Vocab = vocab,
             Merges = [.. merges],
             AddedTokens = added,

@@ -53,7 +53,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         Task<BpeTokenizer> model = Task.Run(() => CreateModel(d));
 
         // Id tables cover the model vocabulary and the added tokens; ids in neither (padding) stand for no bytes.
-        int size = 0;
+        int size = d.VocabSize ?? 0;
         foreach (var kv in d.Vocab)
             size = Math.Max(size, kv.Value + 1);
         foreach (AddedToken t in d.AddedTokens)
@@ -201,6 +201,7 @@ public sealed class HfBpeTokenizer : ITokenizer
     public int[] Encode(string text, bool addSpecial = false)
     {
         ArgumentNullException.ThrowIfNull(text);
+        text = ReplaceLoneSurrogates(text);
         var ids = new List<int>(text.Length / 3 + 4);
         if (addSpecial && AddsBos)
             ids.Add(BosId!.Value);
@@ -218,6 +219,28 @@ public sealed class HfBpeTokenizer : ITokenizer
         if (addSpecial && AddsEos)
             ids.Add(EosId!.Value);
         return ids.ToArray();
+    }
+
+    /// <summary>
+    /// A .NET string may hold a lone surrogate, which has no UTF-8 form (HF only ever sees valid Unicode). We encode
+    /// it as U+FFFD, as Encoding.UTF8 would; the BPE model would otherwise write invalid 3-byte sequences.
+    /// </summary>
+    private static string ReplaceLoneSurrogates(string text)
+    {
+        if (text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
+            return text;
+        char[]? copy = null;
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+                continue;
+            }
+            if (char.IsSurrogate(text[i]))
+                (copy ??= text.ToCharArray())[i] = '\uFFFD';
+        }
+        return copy is null ? text : new string(copy);
     }
 
     private void EncodeNormalizable(ReadOnlySpan<char> text, List<int> ids)
@@ -335,6 +358,8 @@ internal sealed class BpeDefinition
     public required List<string> Merges { get; init; }
     public required List<AddedToken> AddedTokens { get; init; }
     public required HfPreTokenizer PreTokenizer { get; init; }
+    /// <summary>At least this many ids (GGUF: the token array, padding included); null: highest id + 1.</summary>
+    public int? VocabSize { get; init; }
     public HfNormalizer? Normalizer { get; init; }
     public bool IgnoreMerges { get; init; }
     public string? UnknownToken { get; init; }

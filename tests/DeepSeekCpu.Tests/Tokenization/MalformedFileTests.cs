@@ -113,6 +113,27 @@ public sealed class MalformedFileTests : IDisposable
         Assert.Contains(3, tok.StopIds);
     }
 
+    [Fact]
+    public void Gguf_padding_entries_count_but_stand_for_nothing()
+    {
+        var md = Minimal();
+        md["tokenizer.ggml.tokens"] = new[] { "a", "b", "ab", "<eos>", "[PAD4]" };
+        md["tokenizer.ggml.token_type"] = new[] { 1, 1, 1, 3, 5 };
+        HfBpeTokenizer tok = TokenizerLoader.FromGgufMetadata(md, "m.gguf");
+        Assert.Equal(5, tok.VocabSize);
+        Assert.Equal(0, tok.TokenBytes(4).Length);
+        Assert.Equal("ab", tok.Decode([2, 4]));
+        Assert.Equal([0, 0], tok.Encode("aa"));
+    }
+
+    [Fact]
+    public void Lone_surrogates_do_not_break_encoding()
+    {
+        HfBpeTokenizer qwen = TokenizerFixtures.Json(TokenizerFixtures.Qwen);
+        int[] ids = qwen.Encode("a\uD800b");
+        Assert.Equal("a\uFFFDb", qwen.Decode(ids)); // UTF-8 has no surrogates: the replacement character is encoded
+    }
+
     private static Dictionary<string, object> Minimal() => new()
     {
         ["tokenizer.ggml.model"] = "gpt2",
