@@ -4,6 +4,7 @@ using System.Text.Json;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 

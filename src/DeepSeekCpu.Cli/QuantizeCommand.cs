@@ -6,6 +6,7 @@ using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.Llama;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Weights;
+using Architecture = DeepSeekCpu.Models.Architecture;
 
 namespace DeepSeekCpu.Cli;
 
