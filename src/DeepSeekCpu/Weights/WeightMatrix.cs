@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Weights;
 /// each row <see cref="RowBytes"/> bytes of <see cref="Type"/> blocks, pointing into the memory map (never copied).
 /// FP8 weights carry DeepSeek's block scales: the real value of (r, c) is fp8(r, c) * <see cref="BlockScales"/>[r/128, c/128].
 /// </summary>
-public sealed unsafe class WeightMatrix
+public sealed unsafe class WeightMatrix : IDisposable
 {
     public const int Fp8BlockSize = 128; // DeepSeek-V3 weight_block_size [128, 128]
 
@@ -18,9 +18,18 @@ public sealed unsafe class WeightMatrix
     /// <summary>FP8 only: float32 [ceil(Rows/128), ceil(Cols/128)], row-major.</summary>
     public float* BlockScales { get; }
     public int ScaleCols { get; }
+    /// <summary>
+    /// What keeps <see cref="Data"/> alive when the matrix does not point into a memory map (e.g. the
+    /// <see cref="NativeBuffer"/> of a quantized copy); disposing the matrix disposes it.
+    /// </summary>
+    public IDisposable? Owner { get; }
 
     public WeightMatrix(string name, DType type, int rows, int cols, byte* data, float* blockScales = null)
+        : this(name, type, rows, cols, data, blockScales, null) { }
+
+    public WeightMatrix(string name, DType type, int rows, int cols, byte* data, float* blockScales, IDisposable? owner)
     {
+        Owner = owner;
         if (cols % type.BlockSize() != 0)
             throw new ModelFormatException($"{name}: {cols} columns is not a multiple of the {type} block size {type.BlockSize()}");
         Name = name; Type = type; Rows = rows; Cols = cols; Data = data;
@@ -31,6 +40,9 @@ public sealed unsafe class WeightMatrix
     }
 
     public long ByteLength => RowBytes * Rows;
+
+    /// <summary>Frees the memory of an owned matrix (a quantized copy); a view into a memory map has nothing to free.</summary>
+    public void Dispose() => Owner?.Dispose();
 
     public byte* Row(int r) => Data + r * RowBytes;
 

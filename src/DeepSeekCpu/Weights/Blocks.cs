@@ -1,0 +1,141 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace DeepSeekCpu.Weights;
+
+// Blittable mirrors of llama.cpp's quantization blocks (ggml/src/ggml-common.h, the `block_*` typedefs and their
+// static_asserts on sizeof). Fields are in the C declaration order; `ggml_half` is IEEE binary16, stored here as
+// System.Half (2 bytes, blittable). Pack = 1 because ggml's blocks contain no padding: the sizes below are the
+// GGUF on-disk sizes and each struct is checked against DTypeInfo.BlockBytes in the tests.
+// QK_K = 256 is the super-block size of the K-quants; K_SCALE_SIZE = 12.
+
+/// <summary>block_q8_0 (34 bytes): x[i] = d * qs[i].</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ8_0
+{
+    public const int Elements = 32;
+    public Half D;
+    public fixed sbyte Qs[32];
+}
+
+/// <summary>block_q4_0 (18 bytes): element j &lt; 16 is the low nibble of qs[j], element j + 16 the high nibble;
+/// x = d * (q - 8).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_0
+{
+    public const int Elements = 32;
+    public Half D;
+    public fixed byte Qs[16];
+}
+
+/// <summary>block_q4_1 (20 bytes): nibbles as Q4_0, x = d * q + m.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_1
+{
+    public const int Elements = 32;
+    public Half D;
+    public Half M;
+    public fixed byte Qs[16];
+}
+
+/// <summary>block_q5_0 (22 bytes): low 4 bits as Q4_0; bit j of qh is the fifth bit of element j; x = d * (q - 16).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ5_0
+{
+    public const int Elements = 32;
+    public Half D;
+    public fixed byte Qh[4];
+    public fixed byte Qs[16];
+}
+
+/// <summary>block_q8_K (292 bytes): the K-quants' activation format. x = d * qs; bsums[j] = sum of qs[16j..16j+15].
+/// Its scale is a float, not a half.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ8_K
+{
+    public const int Elements = 256;
+    public float D;
+    public fixed sbyte Qs[256];
+    public fixed short BSums[16];
+}
+
+/// <summary>
+/// block_q4_K (144 bytes): 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes (see
+/// <see cref="KQuant.ScaleMin"/>); x = d * sc_j * q - dmin * m_j. Nibble layout: each 32-byte group of qs holds
+/// sub-block 2g in its low nibbles and sub-block 2g+1 in its high nibbles.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ4_K
+{
+    public const int Elements = 256;
+    public Half D;
+    public Half DMin;
+    public fixed byte Scales[12];
+    public fixed byte Qs[128];
+}
+
+/// <summary>block_q5_K (176 bytes): as Q4_K plus qh: bit 2g of qh[l] is the fifth bit of element l of sub-block 2g,
+/// bit 2g+1 that of sub-block 2g+1.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ5_K
+{
+    public const int Elements = 256;
+    public Half D;
+    public Half DMin;
+    public fixed byte Scales[12];
+    public fixed byte Qh[32];
+    public fixed byte Qs[128];
+}
+
+/// <summary>
+/// block_q6_K (210 bytes): 16 sub-blocks of 16 with int8 scales; x = d * scales[s] * (q - 32), q 6 bits: low 4 in ql,
+/// high 2 in qh. Per half of 128 elements (ql += 64, qh += 32): element l (l &lt; 32) has low nibble of ql[l] and
+/// qh bits 0-1; l+32: low nibble of ql[l+32], bits 2-3; l+64: high nibble of ql[l], bits 4-5; l+96: high nibble
+/// of ql[l+32], bits 6-7.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ6_K
+{
+    public const int Elements = 256;
+    public fixed byte Ql[128];
+    public fixed byte Qh[64];
+    public fixed sbyte Scales[16];
+    public Half D;
+}
+
+/// <summary>Helpers shared by the K-quant readers and writers.</summary>
+public static unsafe class KQuant
+{
+    /// <summary>
+    /// Scale and min of sub-block <paramref name="j"/> (0..7) from the 12 packed bytes of Q4_K/Q5_K
+    /// (ggml-quants.c get_scale_min_k4): sub-blocks 0-3 keep 6 bits in bytes j and j+4; sub-blocks 4-7 keep their
+    /// low 4 bits in byte j+4 (scale low nibble, min high nibble) and their top 2 bits in the top bits of bytes
+    /// j-4 (scale) and j (min).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScaleMin(int j, byte* q, out int scale, out int min)
+    {
+        if (j < 4)
+        {
+            scale = q[j] & 63;
+            min = q[j + 4] & 63;
+        }
+        else
+        {
+            scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+
+    /// <summary>All 8 scales (bytes 0-7) and 8 mins (bytes 8-15) at once, the bit trick of ggml's SIMD kernels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UnpackScalesMins(byte* packed, uint* out4)
+    {
+        const uint k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+        uint u0 = *(uint*)packed, u1 = *(uint*)(packed + 4), u2 = *(uint*)(packed + 8);
+        out4[0] = u0 & k1;                                        // scales 0-3
+        out4[1] = (u2 & k2) | (((u0 >> 6) & k3) << 4);            // scales 4-7
+        out4[2] = u1 & k1;                                        // mins 0-3
+        out4[3] = ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4);    // mins 4-7
+    }
+}

@@ -1,0 +1,82 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// Every SIMD dot body this machine can run against the scalar reference on identical quantized inputs, and the
+/// quantized dot against a plain f32 dot within a per-format budget (the activations' 8-bit quantization error).
+/// </summary>
+public unsafe class DotTests
+{
+    private static readonly DType[] QuantTypes = [DType.Q8_0, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q8_K, DType.Q4_K, DType.Q5_K, DType.Q6_K];
+
+    public static TheoryData<DType, int> Cases()
+    {
+        var d = new TheoryData<DType, int>();
+        foreach (var t in QuantTypes)
+            foreach (int cols in t.BlockSize() == 32 ? new[] { 32, 96, 288, 1536 } : new[] { 256, 768, 2304 })
+                d.Add(t, cols);
+        return d;
+    }
+
+    private static (WeightMatrix w, float[] x, byte[] actMem) Setup(DType t, int rows, int cols, int seed)
+    {
+        var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, seed, 0.05f), rows, cols);
+        var x = TestData.Gaussian(cols, seed + 1);
+        return (w, x, new byte[ActQ8.BytesFor(cols) + 64]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Every_path_matches_the_reference_on_identical_inputs(DType t, int cols)
+    {
+        var (w, x, mem) = Setup(t, 5, cols, seed: cols + (int)t);
+        using var _ = w;
+        fixed (byte* m = mem)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
+            ActQ8.QuantizeFor(t, px, &a);
+            var reference = Gemv.QuantDotReference(t);
+            foreach (var path in KernelInfo.Available)
+            {
+                var dot = Gemv.QuantDot(t, path);
+                for (int r = 0; r < w.Rows; r++)
+                {
+                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
+                    // Integer sums are exact in every body; only float accumulation order differs.
+                    float tol = 1e-5f * (Math.Abs(expect) + 1e-3f * cols);
+                    Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Quantized_dot_is_close_to_the_f32_dot(DType t, int cols)
+    {
+        var (w, x, mem) = Setup(t, 4, cols, seed: 3 * cols + (int)t);
+        using var _ = w;
+        var deq = Dequantize.Matrix(w);
+        fixed (byte* m = mem)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
+            ActQ8.QuantizeFor(t, px, &a);
+            var dot = Gemv.QuantDot(t, KernelInfo.Path);
+            for (int r = 0; r < w.Rows; r++)
+            {
+                double exact = 0, wn = 0, xn = 0;
+                for (int c = 0; c < cols; c++) { exact += (double)deq[r * cols + c] * x[c]; wn += deq[r * cols + c] * (double)deq[r * cols + c]; xn += x[c] * (double)x[c]; }
+                // 8-bit activations: rounding error per element is uniform within ±d/2, d = block amax/127 (≈ 0.1σ
+                // with outliers), so the error sum has sd ≈ 0.03·|w|·|x|/√cols; the budget is 5 sd.
+                double budget = 0.15 * Math.Sqrt(wn * xn / cols) + 1e-6;
+                double got = dot(w.Row(r), &a);
+                Assert.True(Math.Abs(got - exact) <= budget, $"{t} cols {cols} row {r}: {got} vs f32 {exact} (budget {budget})");
+            }
+        }
+    }
+}

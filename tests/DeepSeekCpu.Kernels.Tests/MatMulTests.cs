@@ -1,0 +1,85 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// The public entry on every path this machine has, matrix-vector (n &lt; GemmMinTokens) and tiled matrix-matrix,
+/// against a float64 product of the dequantized weights, with row/token/column counts that leave tails everywhere.
+/// </summary>
+public class MatMulTests
+{
+    public static TheoryData<DType, int, int> Shapes()
+    {
+        var d = new TheoryData<DType, int, int>();
+        foreach (var t in new[] { DType.F32, DType.F16, DType.BF16, DType.F8_E4M3 })
+        {
+            d.Add(t, 67, 200);   // FP8: partial 128-column and 128-row scale blocks
+            d.Add(t, 130, 136);
+        }
+        foreach (var t in new[] { DType.Q8_0, DType.Q4_0, DType.Q4_1, DType.Q5_0 })
+        {
+            d.Add(t, 67, 288);
+            d.Add(t, 3, 544);    // 544 = 2·256 + 32: a partial column slice in the GEMM
+        }
+        foreach (var t in new[] { DType.Q8_K, DType.Q4_K, DType.Q5_K, DType.Q6_K })
+        {
+            d.Add(t, 67, 768);
+            d.Add(t, 9, 256);
+        }
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Multiply_matches_the_float_reference_on_every_path(DType t, int rows, int cols)
+    {
+        using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, rows + cols, 0.05f), rows, cols);
+        var deq = Dequantize.Matrix(w);
+        foreach (int n in new[] { 1, 3, 8, 37 })
+        {
+            var x = TestData.Gaussian(n * cols, n);
+            var expect = TestData.ReferenceMatMul(w, x, n);
+            foreach (var path in KernelInfo.Available)
+            {
+                var y = new float[n * rows + 5];
+                y[^1] = 12345f;
+                MatMul.Multiply(w, x, y, n, path);
+                Assert.Equal(12345f, y[^1]); // nothing written past n·rows
+                bool quantizedActs = t.IsQuantized() && (n < MatMul.GemmMinTokens || path == KernelPath.Scalar);
+                for (int tk = 0; tk < n; tk++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double norm = TestData.TermNorm(w, deq, x, tk, r);
+                    // Float paths: rounding of float32 sums. Integer paths: 8-bit activation error (see DotTests).
+                    double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
+                    double got = y[tk * rows + r], exp = expect[tk * rows + r];
+                    Assert.True(Math.Abs(got - exp) <= budget,
+                        $"{t} {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs {exp} (budget {budget:G3})");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Default_entry_uses_the_active_path()
+    {
+        int rows = 16, cols = 64;
+        using var w = TestData.Matrix(DType.Q8_0, TestData.Gaussian(rows * cols, 1), rows, cols);
+        var x = TestData.Gaussian(cols, 2);
+        var a = new float[rows];
+        var b = new float[rows];
+        MatMul.Multiply(w, x, a, 1);
+        MatMul.Multiply(w, x, b, 1, KernelInfo.Path);
+        Assert.Equal(a, b);
+    }
+
+    [Fact]
+    public void Rejects_short_buffers()
+    {
+        using var w = TestData.Matrix(DType.F32, new float[8 * 32], 8, 32);
+        Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[31], new float[8], 1));
+        Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[32], new float[7], 1));
+    }
+}
