@@ -15,21 +15,25 @@ if ! dotnet build DeepSeekCpu.sln -c Release -v minimal -clp:ErrorsOnly; then
   echo "build failed"; echo "0 passed, 1 failed"; exit 1
 fi
 
-# Runs one Microsoft.Testing.Platform test executable and adds its counts.
+# Runs one xUnit v3 test executable and adds its counts. Its summary line reads
+# "NAME  Total: N, Errors: N, Failed: N, Skipped: N, Not Run: N, Time: ...".
 run_suite() {
   local name="$1"; shift
   local log; log=$(mktemp)
   echo "== $name"
-  "$@" 2>&1 | tee "$log" | grep -E "^(failed|  Failed|error|Test run summary|  total|  failed|  succeeded|  skipped)" || true
-  local total f s
-  total=$(grep -E '^\s*total: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
-  f=$(grep -E '^\s*failed: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
-  s=$(grep -E '^\s*succeeded: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
-  if [ -z "$total" ] || [ "${total:-0}" = "0" ]; then
+  "$@" 2>&1 | tee "$log" | grep -E "\[FAIL\]|Total: [0-9]+" || true
+  local line total f e
+  line=$(grep -oE 'Total: [0-9]+, Errors: [0-9]+, Failed: [0-9]+' "$log" | tail -1)
+  total=$(echo "$line" | sed -E 's/Total: ([0-9]+).*/\1/')
+  e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+  f=$(echo "$line" | sed -E 's/.*Failed: ([0-9]+).*/\1/')
+  if [ -z "$line" ] || [ "$total" = "0" ]; then
     echo "$name: no tests ran"; failed=$((failed + 1)); status=1
   else
-    passed=$((passed + ${s:-0})); failed=$((failed + ${f:-0}))
-    [ "${f:-0}" = "0" ] || status=1
+    local skipped notrun
+    skipped=$(grep -oE 'Skipped: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+'); notrun=$(grep -oE 'Not Run: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
+    passed=$((passed + total - f - e - ${skipped:-0} - ${notrun:-0})); failed=$((failed + f + e))
+    [ "$((f + e))" = "0" ] || status=1
   fi
   rm -f "$log"
 }

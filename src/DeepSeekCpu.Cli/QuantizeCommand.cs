@@ -55,7 +55,7 @@ public static partial class Commands
         }
         else if (format == ModelFormat.HuggingFace)
         {
-            foreach (var (k, v) in GgufVocabulary.FromHuggingFace(path)) w.Add(k, v);
+            foreach (var (k, v) in GgufVocabulary.FromHuggingFace(path, c.VocabSize)) w.Add(k, v);
         }
         else throw new UsageException("quantize: a llama2.c checkpoint has no GGUF vocabulary; give a Hugging Face folder or a GGUF file");
 

@@ -9,7 +9,9 @@ namespace DeepSeekCpu.Tokenization;
 /// </summary>
 public static class GgufVocabulary
 {
-    public static List<(string key, object value)> FromHuggingFace(string dir)
+    /// <param name="vocabSize">The model's vocabulary (embedding rows); the token list is padded to it with unused
+    /// "[PADn]" entries as llama.cpp's converter does, so token ids and logits line up.</param>
+    public static List<(string key, object value)> FromHuggingFace(string dir, int vocabSize = 0)
     {
         string path = Path.Combine(dir, "tokenizer.json");
         if (!File.Exists(path)) throw new ModelFormatException($"{dir}: no tokenizer.json to write into the GGUF");
@@ -22,7 +24,7 @@ public static class GgufVocabulary
         if (root.TryGetProperty("added_tokens", out var added))
             foreach (var t in added.EnumerateArray())
                 byId[t.GetProperty("id").GetInt32()] = (t.GetProperty("content").GetString()!, t.TryGetProperty("special", out var sp) && sp.GetBoolean() ? 3 : 4);
-        int n = byId.Count == 0 ? 0 : byId.Keys.Max() + 1;
+        int n = Math.Max(vocabSize, byId.Count == 0 ? 0 : byId.Keys.Max() + 1);
         var tokens = new string[n];
         var types = new int[n];
         for (int i = 0; i < n; i++)

@@ -9,10 +9,10 @@ try
 {
     if (args.Length < 1 || args[0] != "synth")
     {
-        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf [--layers N] [--seed S]");
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
         return 2;
     }
-    string? shape = null, type = null, output = null; int? layers = null; ulong seed = 1;
+    string? shape = null, type = null, output = null, tokenizer = null; int? layers = null; ulong seed = 1;
     for (int i = 1; i < args.Length; i++)
     {
         string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"option {args[i]} needs a value");
@@ -23,6 +23,7 @@ try
             case "-o" or "--out": output = Next(); break;
             case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--seed": seed = ulong.Parse(Next(), CultureInfo.InvariantCulture); break;
+            case "--tokenizer": tokenizer = Next(); break;
             default: throw new ArgumentException($"unknown argument '{args[i]}'");
         }
     }
@@ -31,7 +32,8 @@ try
     var s = SyntheticShapes.Get(shape);
     if (layers is int l) s = s with { Layers = l };
     var sw = System.Diagnostics.Stopwatch.StartNew();
-    long bytes = SyntheticWriter.Write(s, dtype, output, seed);
+    var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenization.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
+    long bytes = SyntheticWriter.Write(s, dtype, output, seed, vocabMeta);
     Console.Error.WriteLine($"wrote {output}: {s.Name}, {dtype}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
     return 0;
 }

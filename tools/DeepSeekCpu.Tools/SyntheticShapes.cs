@@ -14,6 +14,8 @@ public static class SyntheticShapes
 {
     public static readonly ModelShape[] All =
     [
+        // A tiny model with the R1-Distill-Qwen vocabulary, for end-to-end checks of the tokenizer/chat plumbing.
+        new("tiny-qwen2-r1", "qwen2", 151936, 64, 2, 4, 2, 128, 10000, Context: 4096),
         new("qwen2-1.5b", "qwen2", 151936, 1536, 28, 12, 2, 8960, 10000),
         new("qwen2-7b", "qwen2", 152064, 3584, 28, 28, 4, 18944, 10000),
         new("qwen2-14b", "qwen2", 152064, 5120, 48, 40, 8, 13824, 1000000),

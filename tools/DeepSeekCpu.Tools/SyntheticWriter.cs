@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Tools;
 /// </summary>
 public static class SyntheticWriter
 {
-    public static long Write(ModelShape s, DType type, string path, ulong seed)
+    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null)
     {
         var w = new GgufWriter();
         string a = s.Arch;
@@ -22,6 +22,7 @@ public static class SyntheticWriter
          .Add($"{a}.attention.head_count", (uint)s.Heads).Add($"{a}.attention.head_count_kv", (uint)s.KvHeads)
          .Add($"{a}.rope.freq_base", (float)s.RopeTheta)
          .Add($"{a}.attention.layer_norm_rms_epsilon", 1e-6f).Add($"{a}.vocab_size", (uint)s.Vocab);
+        foreach (var (k, v) in vocabulary ?? []) w.Add(k, v);
         bool ds = a == "deepseek2";
         if (ds)
         {

@@ -81,6 +81,9 @@ public sealed class Generator
         for (int n = 0; n < maxTokens; n++)
         {
             if (cancel.IsCancellationRequested) { stats.FinishReason = "cancelled"; break; }
+            // Embedding rows past the tokenizer's vocabulary (padding, e.g. 151936 rows for 151665 Qwen tokens) are
+            // not tokens: never sample them.
+            if (_tok.VocabSize < vocab) logits.AsSpan(_tok.VocabSize).Fill(float.NegativeInfinity);
             int next = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
             stats.GeneratedTokens++;
             if (n == 0) stats.TimeToFirstToken = sw.Elapsed;
