@@ -46,7 +46,7 @@ public static partial class Commands
             history.Add(new ChatMessage("user", line));
             int[] full = template != null
                 ? lm.Tokenizer.Encode(template.Render(history, addGenerationPrompt: true))
-                : lm.Tokenizer.Encode(string.Concat(history.Select(m => m.Content + "\n")), addSpecial: true);
+                : lm.Tokenizer.Encode(string.Join("\n", history.Select(m => m.Content)), addSpecial: true);
             int common = 0;
             while (common < cached.Count && common < full.Length - 1 && cached[common] == full[common]) common++;
             session.Truncate(common);

@@ -31,6 +31,30 @@ public static partial class Commands
         (tokenizer.bin beside it, or --tokenizer). Without -m, run/chat use the bundled demo model (stories260K).
         """;
 
+    /// <summary>
+    /// The program: runs a command and turns bad input into one line on stderr and a non-zero exit (2 for usage
+    /// errors, 1 for unusable files or values), never a stack trace.
+    /// </summary>
+    public static int Main(string[] args)
+    {
+        try
+        {
+            return Dispatch(args);
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException
+                                      or InvalidDataException or ArgumentException or IOException or UnauthorizedAccessException
+                                      or InvalidOperationException or NotSupportedException or OperationCanceledException)
+        {
+            Console.Error.WriteLine($"error: {e.Message.Split('\n')[0]}");
+            return 1;
+        }
+    }
+
     public static int Dispatch(string[] args)
     {
         if (args.Length == 0 || args[0] is "help" or "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
