@@ -84,7 +84,8 @@ public static partial class Commands
         Console.WriteLine("| ------ | ---------------: |");
         if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} |", pp, ppMean, ppSd));
         if (tg > 0) Console.WriteLine(string.Format(inv, "| tg{0,-4} | {1,8:F2} ± {2,5:F2} |", tg, tgMean, tgSd));
-        Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
+        if (double.IsNaN(bandwidth)) Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token (bandwidth not measured)", bytesPerToken / 1e6));
+        else Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
             bytesPerToken / 1e6, bandwidth, usedThreads, roofline, fraction));
         return 0;
     }
