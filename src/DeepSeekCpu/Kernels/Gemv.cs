@@ -21,24 +21,24 @@ internal static unsafe class Gemv
         {
             DType.Q8_0 => &DotX86.Q8_0Avx512,
             DType.Q4_0 => &DotX86.Q4_0Avx512,
-            DType.Q4_K => &DotX86.Q4_K<VnniDot>,
-            DType.Q6_K => &DotX86.Q6_K<VnniDot>,
+            DType.Q4_K => &DotX86.Q4_KAvx512,
+            DType.Q6_K => &DotX86.Q6_KAvx512,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2Vnni => t switch
         {
             DType.Q8_0 => &DotX86.Q8_0<VnniDot>,
             DType.Q4_0 => &DotX86.Q4_0<VnniDot>,
-            DType.Q4_K => &DotX86.Q4_K<VnniDot>,
-            DType.Q6_K => &DotX86.Q6_K<VnniDot>,
+            DType.Q4_K => &DotX86.Q4_K,
+            DType.Q6_K => &DotX86.Q6_K,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2 => t switch
         {
             DType.Q8_0 => &DotX86.Q8_0<MaddDot>,
             DType.Q4_0 => &DotX86.Q4_0<MaddDot>,
-            DType.Q4_K => &DotX86.Q4_K<MaddDot>,
-            DType.Q6_K => &DotX86.Q6_K<MaddDot>,
+            DType.Q4_K => &DotX86.Q4_K,
+            DType.Q6_K => &DotX86.Q6_K,
             _ => QuantDotReference(t),
         },
         KernelPath.NeonDp => t switch

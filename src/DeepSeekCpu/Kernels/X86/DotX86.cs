@@ -61,7 +61,7 @@ internal static unsafe class DotX86
         for (int b = 0; b < nb; b++, blk++)
         {
             var p = DotS8S8<TDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create((float)blk->D * a->D[b]), acc);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return HSum(acc);
     }
@@ -75,7 +75,7 @@ internal static unsafe class DotX86
         float bias = 0;
         for (int b = 0; b < nb; b++, blk++)
         {
-            float d = (float)blk->D;
+            float d = HalfBits.ToFloat(blk->D);
             var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
             bias += d * a->S[b];
@@ -84,15 +84,16 @@ internal static unsafe class DotX86
     }
 
     /// <summary>
-    /// Q4_K: per super-block the 8 sub-block dot products are scaled by their 6-bit scales in int32 and converted
-    /// once; the mins term uses the activation's block sums.
+    /// Q4_K: per super-block the 8 sub-block products are formed as vpmaddubsw pairs (int16) and summed by vpmaddwd
+    /// against the sub-block's 6-bit scale (so the scale costs nothing), converted once; the mins term uses the
+    /// activations' block sums. |pair| ≤ 2·15·127 fits int16. The same body serves both 256-bit flavours.
     /// </summary>
-    public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    public static float Q4_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
         uint* sm = stackalloc uint[4];
-        byte* scales = (byte*)sm, mins = scales + 8;
+        byte* scales = (byte*)sm;
         var acc = Vector256<float>.Zero;
         float minTerm = 0;
         var mask = Vector256.Create((byte)0x0F);
@@ -100,31 +101,39 @@ internal static unsafe class DotX86
         {
             KQuant.UnpackScalesMins(blk->Scales, sm);
             sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            int summ = 0;
-            for (int j = 0; j < 8; j++) summ += mins[j] * (bs[2 * j] + bs[2 * j + 1]);
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(*(ulong*)(scales + 8)).AsByte(), a->BSums + 16 * b);
             var sumi = Vector256<int>.Zero;
             for (int g = 0; g < 4; g++)
             {
                 var q = Vector256.Load(blk->Qs + 32 * g);
                 var lo = q & mask;
                 var hi = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask;
-                var p1 = TDot.Dot(lo, Vector256.Load(x + 64 * g));
-                var p2 = TDot.Dot(hi, Vector256.Load(x + 64 * g + 32));
-                sumi += p1 * Vector256.Create((int)scales[2 * g]) + p2 * Vector256.Create((int)scales[2 * g + 1]);
+                var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
+                var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
+                sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
+                      + Avx2.MultiplyAddAdjacent(p2, Vector256.Create((short)scales[2 * g + 1]));
             }
             float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create((float)blk->D * dy), acc);
-            minTerm += (float)blk->DMin * dy * summ;
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
         }
         return HSum(acc) - minTerm;
     }
 
+    /// <summary>Σ_j mins[j]·(bsums[2j] + bsums[2j+1]) with one vpmaddwd: mins widened and duplicated pairwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MinsDotBlockSums(Vector128<byte> mins8, short* bsums)
+    {
+        var m = Sse41.ConvertToVector128Int16(mins8);                 // 8 × int16
+        var dup = Vector256.Create(Sse2.UnpackLow(m, m), Sse2.UnpackHigh(m, m));
+        return Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), dup));
+    }
+
     /// <summary>
     /// Q6_K: unsigned 6-bit q (0..63) against the activations, then Σ (q − 32)·y = Σ q·y − 32·Σ y with Σ y from
-    /// the block sums; each 16-element group carries its own int8 scale (lanes 0-3 and 4-7 of a 32-byte dot).
+    /// the block sums; each 16-element group carries its own int8 scale (the low and high 128-bit halves of 32 bytes).
     /// </summary>
-    public static float Q6_K<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    public static float Q6_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ6_K*)w;
         int nb = a->Cols / 256;
@@ -151,19 +160,20 @@ internal static unsafe class DotX86
                 var q4 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & m4) | Vector256.ShiftLeft((Vector256.ShiftRightLogical(qh.AsUInt16(), 6).AsByte() & m2).AsUInt16(), 4).AsByte();
                 sbyte* xh = x + 128 * half;
                 sbyte* s = sc + 8 * half;
-                sumi += TDot.Dot(q1, Vector256.Load(xh)) * Pair(s[0], s[1])
-                      + TDot.Dot(q2, Vector256.Load(xh + 32)) * Pair(s[2], s[3])
-                      + TDot.Dot(q3, Vector256.Load(xh + 64)) * Pair(s[4], s[5])
-                      + TDot.Dot(q4, Vector256.Load(xh + 96)) * Pair(s[6], s[7]);
+                // vpmaddubsw pairs (|pair| ≤ 2·63·127 fits int16), then vpmaddwd against each 16-group's scale.
+                sumi += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(xh)), Pair16(s[0], s[1]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Vector256.Load(xh + 32)), Pair16(s[2], s[3]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Vector256.Load(xh + 64)), Pair16(s[4], s[5]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q4, Vector256.Load(xh + 96)), Pair16(s[6], s[7]));
             }
             var total = Avx.ConvertToVector256Single(sumi - Vector256.CreateScalar(32 * bias));
-            acc = Fma.MultiplyAdd(total, Vector256.Create((float)blk->D * a->D[b]), acc);
+            acc = Fma.MultiplyAdd(total, Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return HSum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Pair(int lo, int hi) => Vector256.Create(Vector128.Create(lo), Vector128.Create(hi));
+    private static Vector256<short> Pair16(int lo, int hi) => Vector256.Create(Vector128.Create((short)lo), Vector128.Create((short)hi));
 
     // ---------- 512-bit bodies (two 32-element blocks per register) ----------
 
@@ -193,13 +203,13 @@ internal static unsafe class DotX86
         {
             var wq = Vector512.Create(Vector256.Load(blk[0].Qs), Vector256.Load(blk[1].Qs));
             var p = DotS8S8x64(wq, Vector512.Load(a->Q + 32 * b));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales((float)blk[0].D * a->D[b], (float)blk[1].D * a->D[b + 1]), acc);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales(HalfBits.ToFloat(blk[0].D) * a->D[b], HalfBits.ToFloat(blk[1].D) * a->D[b + 1]), acc);
         }
         float sum = Vector512.Sum(acc);
         for (; b < nb; b++, blk++)
         {
             var p = DotS8S8<VnniDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            sum += Vector256.Sum(p) * ((float)blk->D * a->D[b]);
+            sum += Vector256.Sum(p) * (HalfBits.ToFloat(blk->D) * a->D[b]);
         }
         return sum;
     }
@@ -221,18 +231,106 @@ internal static unsafe class DotX86
             var both = Vector512.Create(Vector256.Create(n0, n0), Vector256.Create(n1, n1)).AsUInt16();
             var q = Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & mask;
             var p = DotU8S8x64(q, Vector512.Load(a->Q + 32 * b));
-            float d0 = (float)blk[0].D, d1 = (float)blk[1].D;
+            float d0 = HalfBits.ToFloat(blk[0].D), d1 = HalfBits.ToFloat(blk[1].D);
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales(d0 * a->D[b], d1 * a->D[b + 1]), acc);
             bias += d0 * a->S[b] + d1 * a->S[b + 1];
         }
         float sum = Vector512.Sum(acc);
         for (; b < nb; b++, blk++)
         {
-            float d = (float)blk->D;
+            float d = HalfBits.ToFloat(blk->D);
             var p = VnniDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
             sum += Vector256.Sum(p) * (d * a->D[b]);
             bias += d * a->S[b];
         }
         return sum - 8 * bias;
+    }
+
+    /// <summary>Pairs of u8×s8 → int16 (vpmaddubsw), then pairs of int16 × per-lane int16 scales → int32 (vpmaddwd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ScaledDot(Vector512<byte> u, Vector512<sbyte> s, Vector512<short> scale) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u, s), scale);
+
+    /// <summary>Two 32-byte activation runs as one register (the two sub-blocks a 64-byte weight load covers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Join(sbyte* lo, sbyte* hi) => Vector512.Create(Vector256.Load(lo), Vector256.Load(hi));
+
+    /// <summary>
+    /// Q4_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
+    /// nibbles 2g+1 and 2g+3, matched by joined activation runs. Sub-block scales are spread to int16 lanes with one
+    /// vpermw each and applied inside vpmaddwd.
+    /// </summary>
+    public static float Q4_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ4_K*)w;
+        int nb = a->Cols / 256;
+        uint* sm = stackalloc uint[4];
+        byte* scales = (byte*)sm;
+        var acc = Vector512<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector512.Create((byte)0x0F);
+        // int16 lane i of a 512-bit product covers bytes 2i, 2i+1: lanes 0-15 are the first sub-block, 16-31 the second.
+        var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));   // sub-blocks 0 | 2
+        var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));   // 1 | 3
+        var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));   // 4 | 6
+        var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));   // 5 | 7
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, sm);
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(*(ulong*)(scales + 8)).AsByte(), a->BSums + 16 * b);
+            var sc16 = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.CreateScalar(*(ulong*)scales).AsByte(), Vector128<byte>.Zero)).AsInt16();
+            var q01 = Vector512.Load(blk->Qs);
+            var q23 = Vector512.Load(blk->Qs + 64);
+            var sumi = ScaledDot(q01 & mask, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
+                     + ScaledDot(Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
+                     + ScaledDot(q23 & mask, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
+                     + ScaledDot(Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
+            float dy = a->D[b];
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return Vector512.Sum(acc) - minTerm;
+    }
+
+    /// <summary>
+    /// Q6_K, 512-bit: per half (128 elements) a 64-byte load of ql gives elements 0-63 in its low nibbles and 64-127 in
+    /// its high nibbles, in activation order; the 2 high bits come from qh shifted into bits 4-5. Each 16-element group's
+    /// int8 scale is spread over its 8 int16 lanes with vpermw; the −32 offset is applied once via the block sums.
+    /// </summary>
+    public static float Q6_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ6_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector512<float>.Zero;
+        var m4 = Vector512.Create((byte)0x0F);
+        var m30 = Vector512.Create((byte)0x30);
+        // int16 lane i covers elements 2i, 2i+1 of a 64-element run: group (i / 8) of that run.
+        var idx = Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var four = Vector512.Create((short)4);
+        var eight = Vector512.Create((short)8);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            sbyte* x = a->Q + 256 * b;
+            var sc = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.Load(blk->Scales), Vector128<sbyte>.Zero));
+            int bias = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), sc.GetLower()));
+            var sumi = Vector512<int>.Zero;
+            for (int half = 0; half < 2; half++)
+            {
+                var l = Vector512.Load(blk->Ql + 64 * half);
+                var qh = Vector256.Load(blk->Qh + 32 * half).AsUInt16();
+                // bits 4-5 for elements 0-31 | 32-63 | 64-95 | 96-127: (qh << 4), (qh << 2), qh, (qh >> 2), each & 0x30
+                var hA = Vector512.Create(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & m30;
+                var hB = Vector512.Create(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & m30;
+                var qA = (l & m4) | hA;
+                var qB = (Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & m4) | hB;
+                var baseIdx = half == 0 ? idx : idx + eight;
+                sumi += ScaledDot(qA, Vector512.Load(x + 128 * half), Avx512BW.PermuteVar32x16(sc, baseIdx))
+                      + ScaledDot(qB, Vector512.Load(x + 128 * half + 64), Avx512BW.PermuteVar32x16(sc, baseIdx + four));
+            }
+            var total = Avx512F.ConvertToVector512Single(sumi - Vector512.CreateScalar(32 * bias));
+            acc = Avx512F.FusedMultiplyAdd(total, Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return Vector512.Sum(acc);
     }
 }
