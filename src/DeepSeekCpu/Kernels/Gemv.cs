@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using DeepSeekCpu.Kernels.Arm;
 using DeepSeekCpu.Kernels.Reference;
@@ -133,6 +134,7 @@ internal static unsafe class Gemv
         public delegate*<byte*, ActQ8*, float> QDot;
         public delegate*<byte*, float*, int, float*, float> FDot;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
         {
             var w = W;

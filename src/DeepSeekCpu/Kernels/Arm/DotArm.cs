@@ -38,6 +38,7 @@ internal static unsafe class DotArm
     private static Vector128<int> Dot32<TDot>(Vector128<sbyte> w0, Vector128<sbyte> w1, sbyte* x) where TDot : IS8Dot =>
         TDot.Dot(TDot.Dot(Vector128<int>.Zero, w0, Vector128.Load(x)), w1, Vector128.Load(x + 16));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ8_0*)w;
@@ -50,6 +51,7 @@ internal static unsafe class DotArm
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ4_0*)w;
@@ -67,6 +69,7 @@ internal static unsafe class DotArm
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ4_K*)w;
@@ -94,6 +97,7 @@ internal static unsafe class DotArm
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ6_K*)w;

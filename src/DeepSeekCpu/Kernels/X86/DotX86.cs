@@ -53,6 +53,7 @@ internal static unsafe class DotX86
 
     // ---------- 256-bit bodies ----------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
     {
         var blk = (BlockQ8_0*)w;
@@ -67,6 +68,7 @@ internal static unsafe class DotX86
     }
 
     // Q4_0 with unsigned nibbles: Σ (q − 8)·y = Σ q·y − 8·Σ y; dy·Σ qy is the activation's S.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
     {
         var blk = (BlockQ4_0*)w;
@@ -88,20 +90,20 @@ internal static unsafe class DotX86
     /// against the sub-block's 6-bit scale (so the scale costs nothing), converted once; the mins term uses the
     /// activations' block sums. |pair| ≤ 2·15·127 fits int16. The same body serves both 256-bit flavours.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
-        uint* sm = stackalloc uint[4];
-        byte* scales = (byte*)sm;
         var acc = Vector256<float>.Zero;
         float minTerm = 0;
         var mask = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, blk++)
         {
-            KQuant.UnpackScalesMins(blk->Scales, sm);
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            byte* scales = (byte*)&scales8;
             sbyte* x = a->Q + 256 * b;
-            int summ = MinsDotBlockSums(Vector128.CreateScalar(*(ulong*)(scales + 8)).AsByte(), a->BSums + 16 * b);
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
             var sumi = Vector256<int>.Zero;
             for (int g = 0; g < 4; g++)
             {
@@ -133,6 +135,7 @@ internal static unsafe class DotX86
     /// Q6_K: unsigned 6-bit q (0..63) against the activations, then Σ (q − 32)·y = Σ q·y − 32·Σ y with Σ y from
     /// the block sums; each 16-element group carries its own int8 scale (the low and high 128-bit halves of 32 bytes).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ6_K*)w;
@@ -190,58 +193,147 @@ internal static unsafe class DotX86
     private static Vector512<int> DotU8S8x64(Vector512<byte> u, Vector512<sbyte> s) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u, s), Vector512<short>.One);
 
+
+    /// <summary>
+    /// 16 block scales at once: gathers the first dword of 16 consecutive blocks (stride <paramref name="stride"/>
+    /// bytes; its low half is the block's ggml_half d) and converts half → float with the bit trick of HalfBits.
+    /// One gather replaces 16 scalar conversions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> GatherHalfScales(byte* firstBlock, Vector256<int> byteOffsets8, int stride)
+    {
+        // .NET 10 has no 512-bit gather: two 256-bit vpgatherdd.
+        var lo = Avx2.GatherVector256((int*)firstBlock, byteOffsets8, 1);
+        var hi = Avx2.GatherVector256((int*)(firstBlock + 8 * stride), byteOffsets8, 1);
+        var h = Join(lo, hi).AsUInt32();
+        var mag = Vector512.ShiftLeft(h & Vector512.Create(0x7FFFu), 13).AsSingle() * Vector512.Create(5.192297E+33f); // 2^112
+        return (mag.AsUInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+    }
+
+    /// <summary>[s[2p] ×8 | s[2p+1] ×8]: the combined scales of block pair p, spread over the lanes its products fill.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> PairScales(Vector512<float> scales16, Vector512<int> pairIndex) => Avx512F.PermuteVar16x32(scales16, pairIndex);
+
     /// <summary>Lanes 0-7 get the first block's scale, lanes 8-15 the second's.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> TwoScales(float s0, float s1) => Vector512.Create(Vector256.Create(s0), Vector256.Create(s1));
+    private static Vector512<float> TwoScales(float s0, float s1) => Vector512.Create(s0).WithUpper(Vector256.Create(s1));
 
+    /// <summary>Two 32-byte runs as one register without a dependency on a stale register (ToVector512Unsafe + insert).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Join<T>(Vector256<T> lo, Vector256<T> hi) => lo.ToVector512Unsafe().WithUpper(hi);
+
+    /// <summary>
+    /// Q8_0, 512-bit: two blocks per register; the weight scales of 16 blocks are gathered and multiplied by the
+    /// activation scales in one go, then spread to block pairs with vpermps.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0Avx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ8_0*)w;
         int nb = a->Cols / 32, b = 0;
-        var acc = Vector512<float>.Zero;
-        for (; b + 2 <= nb; b += 2, blk += 2)
+        sbyte* xq = a->Q;
+        float* xd = a->D;
+        Vector512<float> acc = default, acc1 = default;
+        var offsets = Vector256<int>.Indices * sizeof(BlockQ8_0);
+        var pair0 = Vector512.Create(0).WithUpper(Vector256.Create(1));
+        var two = Vector512.Create(2);
+        for (; b + 16 <= nb; b += 16)
         {
-            var wq = Vector512.Create(Vector256.Load(blk[0].Qs), Vector256.Load(blk[1].Qs));
-            var p = DotS8S8x64(wq, Vector512.Load(a->Q + 32 * b));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales(HalfBits.ToFloat(blk[0].D) * a->D[b], HalfBits.ToFloat(blk[1].D) * a->D[b + 1]), acc);
+            var scales = GatherHalfScales((byte*)(blk + b), offsets, sizeof(BlockQ8_0)) * Vector512.Load(xd + b);
+            var pair = pair0;
+            sbyte* qs = (sbyte*)(blk + b) + 2;
+            sbyte* xp = xq + 32 * b;
+            for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ8_0), xp += 128)
+            {
+                var w0 = Join(Vector256.Load(qs), Vector256.Load(qs + sizeof(BlockQ8_0)));
+                var w1 = Join(Vector256.Load(qs + 2 * sizeof(BlockQ8_0)), Vector256.Load(qs + 3 * sizeof(BlockQ8_0)));
+                var prod0 = DotS8S8x64(w0, Vector512.Load(xp));
+                var prod1 = DotS8S8x64(w1, Vector512.Load(xp + 64));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod0), PairScales(scales, pair), acc);
+                acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod1), PairScales(scales, pair + two), acc1);
+            }
         }
-        float sum = Vector512.Sum(acc);
-        for (; b < nb; b++, blk++)
+        for (; b + 2 <= nb; b += 2)
         {
-            var p = DotS8S8<VnniDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            sum += Vector256.Sum(p) * (HalfBits.ToFloat(blk->D) * a->D[b]);
+            var wq = Join(Vector256.Load(blk[b].Qs), Vector256.Load(blk[b + 1].Qs));
+            var prod = DotS8S8x64(wq, Vector512.Load(xq + 32 * b));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * xd[b], HalfBits.ToFloat(blk[b + 1].D) * xd[b + 1]), acc);
+        }
+        float sum = Vector512.Sum(acc + acc1);
+        for (; b < nb; b++)
+        {
+            var prod = DotS8S8<VnniDot>(Vector256.Load(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            sum += Vector256.Sum(prod) * (HalfBits.ToFloat(blk[b].D) * xd[b]);
         }
         return sum;
     }
 
+    /// <summary>
+    /// Each 128-bit lane gets one block's 16 bytes (two broadcast loads and one vshufi32x4 give [b, b, b+1, b+1]);
+    /// lanes 1 and 3 are shifted right by 4 (per 16-bit element), so after masking the register holds
+    /// [lo(b), hi(b), lo(b+1), hi(b+1)]: the activations' order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> NibblePair(byte* qs0, byte* qs1, Vector512<ushort> shifts)
+    {
+        var b0 = Avx512F.BroadcastVector128ToVector512((uint*)qs0);
+        var b1 = Avx512F.BroadcastVector128ToVector512((uint*)qs1);
+        var both = Avx512F.Shuffle4x128(b0, b1, 0b01_00_01_00).AsUInt16();
+        return Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & Vector512.Create((byte)0x0F);
+    }
+
+    /// <summary>
+    /// Q4_0, 512-bit, unsigned nibbles: Σ (q − 8)·y = Σ q·y − 8·Σ y, where dy·Σ qy is the activations' S. Scales of 16
+    /// blocks are gathered at once; the −8 term is one FMA per 16 blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0Avx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_0*)w;
         int nb = a->Cols / 32, b = 0;
-        var acc = Vector512<float>.Zero;
-        float bias = 0;
-        // Each 128-bit lane gets one block's 16 bytes; lanes 1 and 3 are shifted right by 4 (per 16-bit element),
-        // so after masking the register holds [lo(b), hi(b), lo(b+1), hi(b+1)]: the activations' order.
-        var shifts = Vector512.Create(Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)), Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)));
-        var mask = Vector512.Create((byte)0x0F);
-        for (; b + 2 <= nb; b += 2, blk += 2)
+        sbyte* xq = a->Q;
+        float* xd = a->D, xs = a->S;
+        Vector512<float> acc = default, acc1 = default;
+        var biasAcc = Vector512<float>.Zero;
+        var shifts = Join(Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)), Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)));
+        var offsets = Vector256<int>.Indices * sizeof(BlockQ4_0);
+        var pair0 = Vector512.Create(0).WithUpper(Vector256.Create(1));
+        var two = Vector512.Create(2);
+        for (; b + 16 <= nb; b += 16)
         {
-            var n0 = Vector128.Load(blk[0].Qs);
-            var n1 = Vector128.Load(blk[1].Qs);
-            var both = Vector512.Create(Vector256.Create(n0, n0), Vector256.Create(n1, n1)).AsUInt16();
-            var q = Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & mask;
-            var p = DotU8S8x64(q, Vector512.Load(a->Q + 32 * b));
-            float d0 = HalfBits.ToFloat(blk[0].D), d1 = HalfBits.ToFloat(blk[1].D);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales(d0 * a->D[b], d1 * a->D[b + 1]), acc);
-            bias += d0 * a->S[b] + d1 * a->S[b + 1];
+            var dw = GatherHalfScales((byte*)(blk + b), offsets, sizeof(BlockQ4_0));
+            var scales = dw * Vector512.Load(xd + b);
+            biasAcc = Avx512F.FusedMultiplyAdd(dw, Vector512.Load(xs + b), biasAcc);
+            var pair = pair0;
+            byte* qs = (byte*)(blk + b) + 2;              // qs of block b; block b+1's is 18 bytes on
+            sbyte* xp = xq + 32 * b;
+            // Two block pairs per step into two accumulators: a single FMA chain would be latency-bound.
+            for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ4_0), xp += 128)
+            {
+                var q0 = NibblePair(qs, qs + sizeof(BlockQ4_0), shifts);
+                var q1 = NibblePair(qs + 2 * sizeof(BlockQ4_0), qs + 3 * sizeof(BlockQ4_0), shifts);
+                var prod0 = DotU8S8x64(q0, Vector512.Load(xp));
+                var prod1 = DotU8S8x64(q1, Vector512.Load(xp + 64));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod0), PairScales(scales, pair), acc);
+                acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod1), PairScales(scales, pair + two), acc1);
+            }
         }
-        float sum = Vector512.Sum(acc);
-        for (; b < nb; b++, blk++)
+        float bias = Vector512.Sum(biasAcc);
+        for (; b + 2 <= nb; b += 2)
         {
-            float d = HalfBits.ToFloat(blk->D);
-            var p = VnniDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            sum += Vector256.Sum(p) * (d * a->D[b]);
-            bias += d * a->S[b];
+            var q = NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts);
+            var prod = DotU8S8x64(q, Vector512.Load(xq + 32 * b));
+            float d0 = HalfBits.ToFloat(blk[b].D), d1 = HalfBits.ToFloat(blk[b + 1].D);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(d0 * xd[b], d1 * xd[b + 1]), acc);
+            bias += d0 * xs[b] + d1 * xs[b + 1];
+        }
+        float sum = Vector512.Sum(acc + acc1);
+        for (; b < nb; b++)
+        {
+            float d = HalfBits.ToFloat(blk[b].D);
+            var prod = VnniDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            sum += Vector256.Sum(prod) * (d * xd[b]);
+            bias += d * xs[b];
         }
         return sum - 8 * bias;
     }
@@ -253,19 +345,18 @@ internal static unsafe class DotX86
 
     /// <summary>Two 32-byte activation runs as one register (the two sub-blocks a 64-byte weight load covers).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Join(sbyte* lo, sbyte* hi) => Vector512.Create(Vector256.Load(lo), Vector256.Load(hi));
+    private static Vector512<sbyte> Join(sbyte* lo, sbyte* hi) => Join(Vector256.Load(lo), Vector256.Load(hi));
 
     /// <summary>
     /// Q4_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
     /// nibbles 2g+1 and 2g+3, matched by joined activation runs. Sub-block scales are spread to int16 lanes with one
     /// vpermw each and applied inside vpmaddwd.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_KAvx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
-        uint* sm = stackalloc uint[4];
-        byte* scales = (byte*)sm;
         var acc = Vector512<float>.Zero;
         float minTerm = 0;
         var mask = Vector512.Create((byte)0x0F);
@@ -276,10 +367,10 @@ internal static unsafe class DotX86
         var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));   // 5 | 7
         for (int b = 0; b < nb; b++, blk++)
         {
-            KQuant.UnpackScalesMins(blk->Scales, sm);
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             sbyte* x = a->Q + 256 * b;
-            int summ = MinsDotBlockSums(Vector128.CreateScalar(*(ulong*)(scales + 8)).AsByte(), a->BSums + 16 * b);
-            var sc16 = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.CreateScalar(*(ulong*)scales).AsByte(), Vector128<byte>.Zero)).AsInt16();
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
             var q01 = Vector512.Load(blk->Qs);
             var q23 = Vector512.Load(blk->Qs + 64);
             var sumi = ScaledDot(q01 & mask, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
@@ -298,6 +389,7 @@ internal static unsafe class DotX86
     /// its high nibbles, in activation order; the 2 high bits come from qh shifted into bits 4-5. Each 16-element group's
     /// int8 scale is spread over its 8 int16 lanes with vpermw; the −32 offset is applied once via the block sums.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_KAvx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ6_K*)w;
