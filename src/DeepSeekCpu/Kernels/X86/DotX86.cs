@@ -425,4 +425,126 @@ internal static unsafe class DotX86
         }
         return Vector512.Sum(acc);
     }
+
+    /// <summary>
+    /// Q5_K, 256-bit: as Q4_K with the fifth bit of each element taken from qh (bit 2g for sub-block 2g, bit 2g+1 for
+    /// 2g+1) and moved to bit 4. |pair| ≤ 2·31·127 fits int16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector256<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector256.Create((byte)0x0F);
+        var bit4 = Vector256.Create((byte)0x10);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            byte* scales = (byte*)&scales8;
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var qh = Vector256.Load(blk->Qh).AsUInt16();
+            var sumi = Vector256<int>.Zero;
+            for (int g = 0; g < 4; g++)
+            {
+                var q = Vector256.Load(blk->Qs + 32 * g);
+                var hLo = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g), 4).AsByte() & bit4;
+                var hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g + 1), 4).AsByte() & bit4;
+                var lo = (q & mask) | hLo;
+                var hi = (Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask) | hHi;
+                var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
+                var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
+                sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
+                      + Avx2.MultiplyAddAdjacent(p2, Vector256.Create((short)scales[2 * g + 1]));
+            }
+            float dy = a->D[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return HSum(acc) - minTerm;
+    }
+
+    /// <summary>
+    /// Q5_K, 512-bit: the Q4_K layout (a 64-byte load covers sub-blocks 2g, 2g+2 in its low nibbles and 2g+1, 2g+3 in
+    /// its high nibbles) with the fifth bits: each 256-bit half of qh shifted so bit j of sub-block j lands on bit 4.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector512<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector512.Create((byte)0x0F);
+        var bit4 = Vector512.Create((byte)0x10);
+        var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));
+        var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));
+        var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));
+        var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
+            var qh = Vector256.Load(blk->Qh).AsUInt16();
+            var h0 = Join(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & bit4;              // bits 0 | 2
+            var h1 = Join(Vector256.ShiftLeft(qh, 3), Vector256.ShiftLeft(qh, 1)).AsByte() & bit4;              // bits 1 | 3
+            var h2 = Join(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & bit4;                              // bits 4 | 6
+            var h3 = Join(Vector256.ShiftRightLogical(qh, 1), Vector256.ShiftRightLogical(qh, 3)).AsByte() & bit4; // bits 5 | 7
+            var q01 = Vector512.Load(blk->Qs);
+            var q23 = Vector512.Load(blk->Qs + 64);
+            var sumi = ScaledDot((q01 & mask) | h0, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
+                     + ScaledDot((Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask) | h1, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
+                     + ScaledDot((q23 & mask) | h2, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
+                     + ScaledDot((Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask) | h3, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
+            float dy = a->D[b];
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return Vector512.Sum(acc) - minTerm;
+    }
+
+    /// <summary>Q4_1: x = d·q + m, so Σ x·y = d·dy·Σ q·qy + m·(dy·Σ qy); unsigned nibbles straight into the u8×s8 dot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockQ4_1*)w;
+        int nb = a->Cols / 32;
+        var acc = Vector256<float>.Zero;
+        float offset = 0;
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+            offset += HalfBits.ToFloat(blk->M) * a->S[b];
+        }
+        return HSum(acc) + offset;
+    }
+
+    /// <summary>Q5_0: unsigned 5-bit q (fifth bit j of qh moved to bit 4 of byte j), then Σ (q − 16)·y = Σ q·y − 16·Σ y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockQ5_0*)w;
+        int nb = a->Cols / 32;
+        var acc = Vector256<float>.Zero;
+        float bias = 0;
+        // Spread the 32 bits of qh to one byte each: byte j takes byte j/8 of qh (vpshufb), then tests bit j%8.
+        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var bitOf = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            var qh = Vector256.Create(*(uint*)blk->Qh).AsByte();
+            var bytes = Avx2.Shuffle(qh, spread);
+            var high = Vector256.Equals(bytes & bitOf, bitOf) & Vector256.Create((byte)0x10);
+            var p = TDot.Dot(Nibbles32(blk->Qs) | high, Vector256.Load(a->Q + 32 * b));
+            float d = HalfBits.ToFloat(blk->D);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
+            bias += d * a->S[b];
+        }
+        return HSum(acc) - 16 * bias;
+    }
 }
