@@ -47,7 +47,7 @@ public class MatMulTests
                 y[^1] = 12345f;
                 MatMul.Multiply(w, x, y, n, path);
                 Assert.Equal(12345f, y[^1]); // nothing written past n·rows
-                bool quantizedActs = t.IsQuantized() && (n < MatMul.GemmMinTokens || path == KernelPath.Scalar);
+                bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
                 for (int tk = 0; tk < n; tk++)
                 for (int r = 0; r < rows; r++)
                 {

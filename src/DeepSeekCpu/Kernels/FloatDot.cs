@@ -6,15 +6,18 @@ namespace DeepSeekCpu.Kernels;
 
 /// <summary>
 /// Dot products of one row of a float-like weight format (F32, F16, BF16, FP8 E4M3) with float32 activations.
-/// Decoding happens in registers: BF16 is the upper half of a float32; FP8 E4M3 is rebuilt by placing its 7
-/// magnitude bits at float32 bit 20 (exponent field 0..15, mantissa top 3 bits) and multiplying by 2^120, which
-/// rebias the exponent from 7 to 127 and also produces the subnormals exactly; the sign goes to bit 31 and the
-/// NaN codes 0x7F/0xFF are selected explicitly. Bodies exist per vector width: 512 (AVX-512), 256 (AVX2),
+/// Decoding happens in registers: BF16 is the upper half of a float32; FP8 E4M3 is rebuilt with integer operations:
+/// its 7 magnitude bits go to float32 bit 20 (exponent at bit 23, mantissa's top 3 bits below) and the exponent is
+/// rebiased from 7 to 127 by an integer add; subnormal codes (exponent 0) are m · 2^-9, converted from the integer
+/// (no float subnormals anywhere: they cost microcode assists on this CPU); the sign goes to bit 31 and the NaN codes
+/// 0x7F/0xFF are selected explicitly. Bodies exist per vector width: 512 (AVX-512), 256 (AVX2),
 /// 128 (NEON), scalar (reference). FP8 <paramref name="scales"/> are the row's 128-column block scales.
 /// </summary>
 internal static unsafe class FloatDot
 {
-    private const float Pow2_120 = 1.329228E+36f; // 2^120
+    /// <summary>(127 − 7) &lt;&lt; 23: moves a normal E4M3 exponent (bias 7), placed at float32 bit 23, to bias 127.</summary>
+    private const uint RebiasE4M3 = 120u << 23;
+    private const float Pow2_m9 = 1f / 512; // subnormal E4M3: m · 2^-6 / 8
 
     public static float F32(byte* w, float* x, int cols, float* scales) =>
         TensorPrimitives.Dot(new ReadOnlySpan<float>(w, cols), new ReadOnlySpan<float>(x, cols));
@@ -57,18 +60,29 @@ internal static unsafe class FloatDot
 
     // ---------- 512-bit ----------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Bf16V512(byte* w, float* x, int cols, float* scales)
     {
         ushort* p = (ushort*)w;
-        Vector512<float> acc0 = default, acc1 = default;
+        // Four independent FMA chains: with fewer the loop waits on FMA latency instead of memory.
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         int i = 0;
+        for (; i + 64 <= cols; i += 64)
+        {
+            var v = Vector512.Load(p + i);
+            var u = Vector512.Load(p + i + 32);
+            acc0 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(v), 16).AsSingle(), Vector512.Load(x + i), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(v), 16).AsSingle(), Vector512.Load(x + i + 16), acc1);
+            acc2 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(u), 16).AsSingle(), Vector512.Load(x + i + 32), acc2);
+            acc3 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(u), 16).AsSingle(), Vector512.Load(x + i + 48), acc3);
+        }
         for (; i + 32 <= cols; i += 32)
         {
             var v = Vector512.Load(p + i);
             acc0 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(v), 16).AsSingle(), Vector512.Load(x + i), acc0);
             acc1 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(v), 16).AsSingle(), Vector512.Load(x + i + 16), acc1);
         }
-        float sum = Vector512.Sum(acc0 + acc1);
+        float sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
         for (; i < cols; i++) sum += Dequantize.Bf16ToFloat(p[i]) * x[i];
         return sum;
     }
@@ -77,11 +91,14 @@ internal static unsafe class FloatDot
     private static Vector512<float> Fp8V512(Vector512<uint> t)
     {
         var magBits = t & Vector512.Create(0x7Fu);
-        var mag = Vector512.ShiftLeft(magBits, 20).AsSingle() * Vector512.Create(Pow2_120);
+        var normal = Vector512.ShiftLeft(magBits, 20) + Vector512.Create(RebiasE4M3);
+        var subnormal = Vector512.ConvertToSingle(magBits.AsInt32()) * Vector512.Create(Pow2_m9);
+        var mag = Vector512.ConditionalSelect(Vector512.LessThan(magBits, Vector512.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
         var v = (mag.AsUInt32() | Vector512.ShiftLeft(t & Vector512.Create(0x80u), 24)).AsSingle();
         return Vector512.ConditionalSelect(Vector512.Equals(magBits, Vector512.Create(0x7Fu)).AsSingle(), Vector512.Create(float.NaN), v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Fp8V512(byte* w, float* x, int cols, float* scales)
     {
         var acc = Vector512<float>.Zero;
@@ -111,6 +128,7 @@ internal static unsafe class FloatDot
 
     // ---------- 256-bit ----------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Bf16V256(byte* w, float* x, int cols, float* scales)
     {
         ushort* p = (ushort*)w;
@@ -131,11 +149,14 @@ internal static unsafe class FloatDot
     private static Vector256<float> Fp8V256(Vector256<uint> t)
     {
         var magBits = t & Vector256.Create(0x7Fu);
-        var mag = Vector256.ShiftLeft(magBits, 20).AsSingle() * Vector256.Create(Pow2_120);
+        var normal = Vector256.ShiftLeft(magBits, 20) + Vector256.Create(RebiasE4M3);
+        var subnormal = Vector256.ConvertToSingle(magBits.AsInt32()) * Vector256.Create(Pow2_m9);
+        var mag = Vector256.ConditionalSelect(Vector256.LessThan(magBits, Vector256.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
         var v = (mag.AsUInt32() | Vector256.ShiftLeft(t & Vector256.Create(0x80u), 24)).AsSingle();
         return Vector256.ConditionalSelect(Vector256.Equals(magBits, Vector256.Create(0x7Fu)).AsSingle(), Vector256.Create(float.NaN), v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Fp8V256(byte* w, float* x, int cols, float* scales)
     {
         var acc = Vector256<float>.Zero;
@@ -165,6 +186,7 @@ internal static unsafe class FloatDot
 
     // ---------- 128-bit (NEON) ----------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Bf16V128(byte* w, float* x, int cols, float* scales)
     {
         ushort* p = (ushort*)w;
@@ -185,11 +207,14 @@ internal static unsafe class FloatDot
     private static Vector128<float> Fp8V128(Vector128<uint> t)
     {
         var magBits = t & Vector128.Create(0x7Fu);
-        var mag = Vector128.ShiftLeft(magBits, 20).AsSingle() * Vector128.Create(Pow2_120);
+        var normal = Vector128.ShiftLeft(magBits, 20) + Vector128.Create(RebiasE4M3);
+        var subnormal = Vector128.ConvertToSingle(magBits.AsInt32()) * Vector128.Create(Pow2_m9);
+        var mag = Vector128.ConditionalSelect(Vector128.LessThan(magBits, Vector128.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
         var v = (mag.AsUInt32() | Vector128.ShiftLeft(t & Vector128.Create(0x80u), 24)).AsSingle();
         return Vector128.ConditionalSelect(Vector128.Equals(magBits, Vector128.Create(0x7Fu)).AsSingle(), Vector128.Create(float.NaN), v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Fp8V128(byte* w, float* x, int cols, float* scales)
     {
         var acc = Vector128<float>.Zero;

@@ -89,6 +89,7 @@ internal static unsafe class Gemm
         public int N, NPad;
         public KernelPath Path;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
         {
             var w = W;

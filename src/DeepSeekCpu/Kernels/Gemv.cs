@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using DeepSeekCpu.Kernels.Arm;
 using DeepSeekCpu.Kernels.Reference;
@@ -21,24 +22,33 @@ internal static unsafe class Gemv
         {
             DType.Q8_0 => &DotX86.Q8_0Avx512,
             DType.Q4_0 => &DotX86.Q4_0Avx512,
-            DType.Q4_K => &DotX86.Q4_K<VnniDot>,
-            DType.Q6_K => &DotX86.Q6_K<VnniDot>,
+            DType.Q4_K => &DotX86.Q4_KAvx512,
+            DType.Q5_K => &DotX86.Q5_KAvx512,
+            DType.Q6_K => &DotX86.Q6_KAvx512,
+            DType.Q4_1 => &DotX86.Q4_1<VnniDot>,
+            DType.Q5_0 => &DotX86.Q5_0<VnniDot>,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2Vnni => t switch
         {
             DType.Q8_0 => &DotX86.Q8_0<VnniDot>,
             DType.Q4_0 => &DotX86.Q4_0<VnniDot>,
-            DType.Q4_K => &DotX86.Q4_K<VnniDot>,
-            DType.Q6_K => &DotX86.Q6_K<VnniDot>,
+            DType.Q4_K => &DotX86.Q4_K,
+            DType.Q5_K => &DotX86.Q5_K,
+            DType.Q6_K => &DotX86.Q6_K,
+            DType.Q4_1 => &DotX86.Q4_1<VnniDot>,
+            DType.Q5_0 => &DotX86.Q5_0<VnniDot>,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2 => t switch
         {
             DType.Q8_0 => &DotX86.Q8_0<MaddDot>,
             DType.Q4_0 => &DotX86.Q4_0<MaddDot>,
-            DType.Q4_K => &DotX86.Q4_K<MaddDot>,
-            DType.Q6_K => &DotX86.Q6_K<MaddDot>,
+            DType.Q4_K => &DotX86.Q4_K,
+            DType.Q5_K => &DotX86.Q5_K,
+            DType.Q6_K => &DotX86.Q6_K,
+            DType.Q4_1 => &DotX86.Q4_1<MaddDot>,
+            DType.Q5_0 => &DotX86.Q5_0<MaddDot>,
             _ => QuantDotReference(t),
         },
         KernelPath.NeonDp => t switch
@@ -46,6 +56,7 @@ internal static unsafe class Gemv
             DType.Q8_0 => &DotArm.Q8_0<SdotDot>,
             DType.Q4_0 => &DotArm.Q4_0<SdotDot>,
             DType.Q4_K => &DotArm.Q4_K<SdotDot>,
+            DType.Q5_K => &DotArm.Q5_K<SdotDot>,
             DType.Q6_K => &DotArm.Q6_K<SdotDot>,
             _ => QuantDotReference(t),
         },
@@ -54,6 +65,7 @@ internal static unsafe class Gemv
             DType.Q8_0 => &DotArm.Q8_0<WideningDot>,
             DType.Q4_0 => &DotArm.Q4_0<WideningDot>,
             DType.Q4_K => &DotArm.Q4_K<WideningDot>,
+            DType.Q5_K => &DotArm.Q5_K<WideningDot>,
             DType.Q6_K => &DotArm.Q6_K<WideningDot>,
             _ => QuantDotReference(t),
         },
@@ -133,6 +145,7 @@ internal static unsafe class Gemv
         public delegate*<byte*, ActQ8*, float> QDot;
         public delegate*<byte*, float*, int, float*, float> FDot;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
         {
             var w = W;

@@ -13,7 +13,7 @@ public enum KernelPath
     Avx2,
     /// <summary>x86 AVX2 + FMA with AVX-VNNI (256-bit vpdpbusd) for the int8 dot products.</summary>
     Avx2Vnni,
-    /// <summary>x86 AVX-512 F/BW (512-bit bodies; K-quant dot products use the 256-bit AVX-VNNI body).</summary>
+    /// <summary>x86 AVX-512 F/BW/VL: 512-bit bodies (int8 products via vpmaddubsw/vpmaddwd, two blocks per register).</summary>
     Avx512,
     /// <summary>ARM64 AdvSimd without the dot-product extension (smull/sadalp).</summary>
     Neon,

@@ -14,6 +14,10 @@ public static unsafe class MatMul
     /// <summary>From this many tokens on, the tiled GEMM is used (below it, the GEMV kernel per token).</summary>
     public static int GemmMinTokens { get; set; } = 8;
 
+    /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
+    internal static bool QuantizesActivations(DType t, int n, KernelPath path) =>
+        t.IsQuantized() && (n < GemmMinTokens || path == KernelPath.Scalar || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)));
+
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
 
@@ -27,8 +31,9 @@ public static unsafe class MatMul
         if (n == 0 || w.Rows == 0) return;
         fixed (float* px = x, py = y)
         {
-            if (n >= GemmMinTokens && path != KernelPath.Scalar) Gemm.Run(w, px, py, n, path);
-            else Gemv.Run(w, px, py, n, path);
+            if (n < GemmMinTokens || path == KernelPath.Scalar) Gemv.Run(w, px, py, n, path);
+            else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) X86.GemmInt8Avx512.Run(w, px, py, n);
+            else Gemm.Run(w, px, py, n, path);
         }
         GC.KeepAlive(w);
     }

@@ -127,6 +127,18 @@ public static unsafe class KQuant
         }
     }
 
+    /// <summary>All 8 scales and 8 mins at once as 8 bytes each (byte j = sub-block j), computed in registers
+    /// (the bit trick of ggml's SIMD kernels). Keeping them out of memory avoids a store-forwarding stall when they
+    /// are then loaded as one 64-bit value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UnpackScalesMins(byte* packed, out ulong scales, out ulong mins)
+    {
+        const uint k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+        uint u0 = *(uint*)packed, u1 = *(uint*)(packed + 4), u2 = *(uint*)(packed + 8);
+        scales = (u0 & k1) | ((ulong)((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+        mins = (u1 & k1) | ((ulong)(((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)) << 32);
+    }
+
     /// <summary>All 8 scales (bytes 0-7) and 8 mins (bytes 8-15) at once, the bit trick of ggml's SIMD kernels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void UnpackScalesMins(byte* packed, uint* out4)

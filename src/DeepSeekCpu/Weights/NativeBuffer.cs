@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace DeepSeekCpu.Weights;
 
 /// <summary>
-/// 64-byte aligned native memory for weights produced at load time (quantized copies, weights copied out of a
+/// Aligned (64 bytes by default) native memory for weights produced at load time (quantized copies, weights copied out of a
 /// memory map). Freed by <see cref="Dispose"/> or, failing that, by the finalizer once nothing references it; a
 /// <see cref="WeightMatrix"/> over it keeps it alive through <see cref="WeightMatrix.Owner"/>.
 /// </summary>
@@ -14,11 +14,11 @@ public sealed unsafe class NativeBuffer : IDisposable
     public long Length { get; }
     public byte* Pointer => _pointer != null ? _pointer : throw new ObjectDisposedException(nameof(NativeBuffer));
 
-    public NativeBuffer(long bytes)
+    public NativeBuffer(long bytes, long alignment = 64)
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
         Length = bytes;
-        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
+        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), (nuint)alignment);
         if (bytes > 0) GC.AddMemoryPressure(bytes);
     }
 

@@ -38,6 +38,7 @@ internal static unsafe class DotArm
     private static Vector128<int> Dot32<TDot>(Vector128<sbyte> w0, Vector128<sbyte> w1, sbyte* x) where TDot : IS8Dot =>
         TDot.Dot(TDot.Dot(Vector128<int>.Zero, w0, Vector128.Load(x)), w1, Vector128.Load(x + 16));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ8_0*)w;
@@ -50,6 +51,7 @@ internal static unsafe class DotArm
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ4_0*)w;
@@ -67,6 +69,7 @@ internal static unsafe class DotArm
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ4_K*)w;
@@ -94,6 +97,7 @@ internal static unsafe class DotArm
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
     {
         var blk = (BlockQ6_K*)w;
@@ -135,4 +139,42 @@ internal static unsafe class DotArm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Sum16<TDot>(Vector128<sbyte> q, sbyte* x) where TDot : IS8Dot =>
         AdvSimd.Arm64.AddAcross(TDot.Dot(Vector128<int>.Zero, q, Vector128.Load(x))).ToScalar();
+
+    /// <summary>Q5_K: the Q4_K body with the fifth bits of qh (bit 2g / 2g+1 for the low / high nibbles of group g) as 0x10.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
+    {
+        var blk = (BlockQ5_K*)w;
+        uint* sm = stackalloc uint[4];
+        byte* scales = (byte*)sm, mins = scales + 8;
+        var mask = Vector128.Create((byte)0x0F);
+        var bit4 = Vector128.Create((byte)0x10);
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, sm);
+            sbyte* x = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            int summ = 0, sumi = 0;
+            for (int j = 0; j < 8; j++) summ += mins[j] * (bs[2 * j] + bs[2 * j + 1]);
+            var qh0 = Vector128.Load(blk->Qh);
+            var qh1 = Vector128.Load(blk->Qh + 16);
+            for (int g = 0; g < 4; g++)
+            {
+                var mLo = Vector128.Create((byte)(1 << (2 * g)));
+                var mHi = Vector128.Create((byte)(2 << (2 * g)));
+                var q0 = Vector128.Load(blk->Qs + 32 * g);
+                var q1 = Vector128.Load(blk->Qs + 32 * g + 16);
+                var lo0 = (q0 & mask) | (Vector128.Equals(qh0 & mLo, mLo) & bit4);
+                var lo1 = (q1 & mask) | (Vector128.Equals(qh1 & mLo, mLo) & bit4);
+                var hi0 = AdvSimd.ShiftRightLogical(q0, 4) | (Vector128.Equals(qh0 & mHi, mHi) & bit4);
+                var hi1 = AdvSimd.ShiftRightLogical(q1, 4) | (Vector128.Equals(qh1 & mHi, mHi) & bit4);
+                var lo = Dot32<TDot>(lo0.AsSByte(), lo1.AsSByte(), x + 64 * g);
+                var hi = Dot32<TDot>(hi0.AsSByte(), hi1.AsSByte(), x + 64 * g + 32);
+                sumi += AdvSimd.Arm64.AddAcross(lo).ToScalar() * scales[2 * g] + AdvSimd.Arm64.AddAcross(hi).ToScalar() * scales[2 * g + 1];
+            }
+            sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
+        }
+        return sum;
+    }
 }

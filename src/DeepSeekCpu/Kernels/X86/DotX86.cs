@@ -53,6 +53,7 @@ internal static unsafe class DotX86
 
     // ---------- 256-bit bodies ----------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
     {
         var blk = (BlockQ8_0*)w;
@@ -61,12 +62,13 @@ internal static unsafe class DotX86
         for (int b = 0; b < nb; b++, blk++)
         {
             var p = DotS8S8<TDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create((float)blk->D * a->D[b]), acc);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return HSum(acc);
     }
 
     // Q4_0 with unsigned nibbles: Σ (q − 8)·y = Σ q·y − 8·Σ y; dy·Σ qy is the activation's S.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
     {
         var blk = (BlockQ4_0*)w;
@@ -75,7 +77,7 @@ internal static unsafe class DotX86
         float bias = 0;
         for (int b = 0; b < nb; b++, blk++)
         {
-            float d = (float)blk->D;
+            float d = HalfBits.ToFloat(blk->D);
             var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
             bias += d * a->S[b];
@@ -84,47 +86,57 @@ internal static unsafe class DotX86
     }
 
     /// <summary>
-    /// Q4_K: per super-block the 8 sub-block dot products are scaled by their 6-bit scales in int32 and converted
-    /// once; the mins term uses the activation's block sums.
+    /// Q4_K: per super-block the 8 sub-block products are formed as vpmaddubsw pairs (int16) and summed by vpmaddwd
+    /// against the sub-block's 6-bit scale (so the scale costs nothing), converted once; the mins term uses the
+    /// activations' block sums. |pair| ≤ 2·15·127 fits int16. The same body serves both 256-bit flavours.
     /// </summary>
-    public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
-        uint* sm = stackalloc uint[4];
-        byte* scales = (byte*)sm, mins = scales + 8;
         var acc = Vector256<float>.Zero;
         float minTerm = 0;
         var mask = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, blk++)
         {
-            KQuant.UnpackScalesMins(blk->Scales, sm);
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            byte* scales = (byte*)&scales8;
             sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            int summ = 0;
-            for (int j = 0; j < 8; j++) summ += mins[j] * (bs[2 * j] + bs[2 * j + 1]);
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
             var sumi = Vector256<int>.Zero;
             for (int g = 0; g < 4; g++)
             {
                 var q = Vector256.Load(blk->Qs + 32 * g);
                 var lo = q & mask;
                 var hi = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask;
-                var p1 = TDot.Dot(lo, Vector256.Load(x + 64 * g));
-                var p2 = TDot.Dot(hi, Vector256.Load(x + 64 * g + 32));
-                sumi += p1 * Vector256.Create((int)scales[2 * g]) + p2 * Vector256.Create((int)scales[2 * g + 1]);
+                var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
+                var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
+                sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
+                      + Avx2.MultiplyAddAdjacent(p2, Vector256.Create((short)scales[2 * g + 1]));
             }
             float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create((float)blk->D * dy), acc);
-            minTerm += (float)blk->DMin * dy * summ;
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
         }
         return HSum(acc) - minTerm;
     }
 
+    /// <summary>Σ_j mins[j]·(bsums[2j] + bsums[2j+1]) with one vpmaddwd: mins widened and duplicated pairwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MinsDotBlockSums(Vector128<byte> mins8, short* bsums)
+    {
+        var m = Sse41.ConvertToVector128Int16(mins8);                 // 8 × int16
+        var dup = Vector256.Create(Sse2.UnpackLow(m, m), Sse2.UnpackHigh(m, m));
+        return Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), dup));
+    }
+
     /// <summary>
     /// Q6_K: unsigned 6-bit q (0..63) against the activations, then Σ (q − 32)·y = Σ q·y − 32·Σ y with Σ y from
-    /// the block sums; each 16-element group carries its own int8 scale (lanes 0-3 and 4-7 of a 32-byte dot).
+    /// the block sums; each 16-element group carries its own int8 scale (the low and high 128-bit halves of 32 bytes).
     /// </summary>
-    public static float Q6_K<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q6_K(byte* w, ActQ8* a)
     {
         var blk = (BlockQ6_K*)w;
         int nb = a->Cols / 256;
@@ -151,19 +163,20 @@ internal static unsafe class DotX86
                 var q4 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & m4) | Vector256.ShiftLeft((Vector256.ShiftRightLogical(qh.AsUInt16(), 6).AsByte() & m2).AsUInt16(), 4).AsByte();
                 sbyte* xh = x + 128 * half;
                 sbyte* s = sc + 8 * half;
-                sumi += TDot.Dot(q1, Vector256.Load(xh)) * Pair(s[0], s[1])
-                      + TDot.Dot(q2, Vector256.Load(xh + 32)) * Pair(s[2], s[3])
-                      + TDot.Dot(q3, Vector256.Load(xh + 64)) * Pair(s[4], s[5])
-                      + TDot.Dot(q4, Vector256.Load(xh + 96)) * Pair(s[6], s[7]);
+                // vpmaddubsw pairs (|pair| ≤ 2·63·127 fits int16), then vpmaddwd against each 16-group's scale.
+                sumi += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(xh)), Pair16(s[0], s[1]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Vector256.Load(xh + 32)), Pair16(s[2], s[3]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Vector256.Load(xh + 64)), Pair16(s[4], s[5]))
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q4, Vector256.Load(xh + 96)), Pair16(s[6], s[7]));
             }
             var total = Avx.ConvertToVector256Single(sumi - Vector256.CreateScalar(32 * bias));
-            acc = Fma.MultiplyAdd(total, Vector256.Create((float)blk->D * a->D[b]), acc);
+            acc = Fma.MultiplyAdd(total, Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return HSum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Pair(int lo, int hi) => Vector256.Create(Vector128.Create(lo), Vector128.Create(hi));
+    private static Vector256<short> Pair16(int lo, int hi) => Vector256.Create(Vector128.Create((short)lo), Vector128.Create((short)hi));
 
     // ---------- 512-bit bodies (two 32-element blocks per register) ----------
 
@@ -180,59 +193,358 @@ internal static unsafe class DotX86
     private static Vector512<int> DotU8S8x64(Vector512<byte> u, Vector512<sbyte> s) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u, s), Vector512<short>.One);
 
+
+    /// <summary>
+    /// 16 block scales at once: gathers the first dword of 16 consecutive blocks (stride <paramref name="stride"/>
+    /// bytes; its low half is the block's ggml_half d) and converts half → float with the bit trick of HalfBits.
+    /// One gather replaces 16 scalar conversions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> GatherHalfScales(byte* firstBlock, Vector256<int> byteOffsets8, int stride)
+    {
+        // .NET 10 has no 512-bit gather: two 256-bit vpgatherdd.
+        var lo = Avx2.GatherVector256((int*)firstBlock, byteOffsets8, 1);
+        var hi = Avx2.GatherVector256((int*)(firstBlock + 8 * stride), byteOffsets8, 1);
+        var h = Join(lo, hi).AsUInt32();
+        var mag = Vector512.ShiftLeft(h & Vector512.Create(0x7FFFu), 13).AsSingle() * Vector512.Create(5.192297E+33f); // 2^112
+        return (mag.AsUInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+    }
+
+    /// <summary>[s[2p] ×8 | s[2p+1] ×8]: the combined scales of block pair p, spread over the lanes its products fill.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> PairScales(Vector512<float> scales16, Vector512<int> pairIndex) => Avx512F.PermuteVar16x32(scales16, pairIndex);
+
     /// <summary>Lanes 0-7 get the first block's scale, lanes 8-15 the second's.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> TwoScales(float s0, float s1) => Vector512.Create(Vector256.Create(s0), Vector256.Create(s1));
+    private static Vector512<float> TwoScales(float s0, float s1) => Vector512.Create(s0).WithUpper(Vector256.Create(s1));
 
+    /// <summary>Two 32-byte runs as one register without a dependency on a stale register (ToVector512Unsafe + insert).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Join<T>(Vector256<T> lo, Vector256<T> hi) => lo.ToVector512Unsafe().WithUpper(hi);
+
+    /// <summary>
+    /// Q8_0, 512-bit: two blocks per register; the weight scales of 16 blocks are gathered and multiplied by the
+    /// activation scales in one go, then spread to block pairs with vpermps.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0Avx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ8_0*)w;
         int nb = a->Cols / 32, b = 0;
-        var acc = Vector512<float>.Zero;
-        for (; b + 2 <= nb; b += 2, blk += 2)
+        sbyte* xq = a->Q;
+        float* xd = a->D;
+        Vector512<float> acc = default, acc1 = default;
+        var offsets = Vector256<int>.Indices * sizeof(BlockQ8_0);
+        var pair0 = Vector512.Create(0).WithUpper(Vector256.Create(1));
+        var two = Vector512.Create(2);
+        for (; b + 16 <= nb; b += 16)
         {
-            var wq = Vector512.Create(Vector256.Load(blk[0].Qs), Vector256.Load(blk[1].Qs));
-            var p = DotS8S8x64(wq, Vector512.Load(a->Q + 32 * b));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales((float)blk[0].D * a->D[b], (float)blk[1].D * a->D[b + 1]), acc);
+            var scales = GatherHalfScales((byte*)(blk + b), offsets, sizeof(BlockQ8_0)) * Vector512.Load(xd + b);
+            var pair = pair0;
+            sbyte* qs = (sbyte*)(blk + b) + 2;
+            sbyte* xp = xq + 32 * b;
+            for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ8_0), xp += 128)
+            {
+                var w0 = Join(Vector256.Load(qs), Vector256.Load(qs + sizeof(BlockQ8_0)));
+                var w1 = Join(Vector256.Load(qs + 2 * sizeof(BlockQ8_0)), Vector256.Load(qs + 3 * sizeof(BlockQ8_0)));
+                var prod0 = DotS8S8x64(w0, Vector512.Load(xp));
+                var prod1 = DotS8S8x64(w1, Vector512.Load(xp + 64));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod0), PairScales(scales, pair), acc);
+                acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod1), PairScales(scales, pair + two), acc1);
+            }
         }
-        float sum = Vector512.Sum(acc);
-        for (; b < nb; b++, blk++)
+        for (; b + 2 <= nb; b += 2)
         {
-            var p = DotS8S8<VnniDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            sum += Vector256.Sum(p) * ((float)blk->D * a->D[b]);
+            var wq = Join(Vector256.Load(blk[b].Qs), Vector256.Load(blk[b + 1].Qs));
+            var prod = DotS8S8x64(wq, Vector512.Load(xq + 32 * b));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * xd[b], HalfBits.ToFloat(blk[b + 1].D) * xd[b + 1]), acc);
+        }
+        float sum = Vector512.Sum(acc + acc1);
+        for (; b < nb; b++)
+        {
+            var prod = DotS8S8<VnniDot>(Vector256.Load(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            sum += Vector256.Sum(prod) * (HalfBits.ToFloat(blk[b].D) * xd[b]);
         }
         return sum;
     }
 
+    /// <summary>
+    /// Each 128-bit lane gets one block's 16 bytes (two broadcast loads and one vshufi32x4 give [b, b, b+1, b+1]);
+    /// lanes 1 and 3 are shifted right by 4 (per 16-bit element), so after masking the register holds
+    /// [lo(b), hi(b), lo(b+1), hi(b+1)]: the activations' order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> NibblePair(byte* qs0, byte* qs1, Vector512<ushort> shifts)
+    {
+        var b0 = Avx512F.BroadcastVector128ToVector512((uint*)qs0);
+        var b1 = Avx512F.BroadcastVector128ToVector512((uint*)qs1);
+        var both = Avx512F.Shuffle4x128(b0, b1, 0b01_00_01_00).AsUInt16();
+        return Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & Vector512.Create((byte)0x0F);
+    }
+
+    /// <summary>
+    /// Q4_0, 512-bit, unsigned nibbles: Σ (q − 8)·y = Σ q·y − 8·Σ y, where dy·Σ qy is the activations' S. Scales of 16
+    /// blocks are gathered at once; the −8 term is one FMA per 16 blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0Avx512(byte* w, ActQ8* a)
     {
         var blk = (BlockQ4_0*)w;
         int nb = a->Cols / 32, b = 0;
-        var acc = Vector512<float>.Zero;
-        float bias = 0;
-        // Each 128-bit lane gets one block's 16 bytes; lanes 1 and 3 are shifted right by 4 (per 16-bit element),
-        // so after masking the register holds [lo(b), hi(b), lo(b+1), hi(b+1)]: the activations' order.
-        var shifts = Vector512.Create(Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)), Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)));
-        var mask = Vector512.Create((byte)0x0F);
-        for (; b + 2 <= nb; b += 2, blk += 2)
+        sbyte* xq = a->Q;
+        float* xd = a->D, xs = a->S;
+        Vector512<float> acc = default, acc1 = default;
+        var biasAcc = Vector512<float>.Zero;
+        var shifts = Join(Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)), Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)));
+        var offsets = Vector256<int>.Indices * sizeof(BlockQ4_0);
+        var pair0 = Vector512.Create(0).WithUpper(Vector256.Create(1));
+        var two = Vector512.Create(2);
+        for (; b + 16 <= nb; b += 16)
         {
-            var n0 = Vector128.Load(blk[0].Qs);
-            var n1 = Vector128.Load(blk[1].Qs);
-            var both = Vector512.Create(Vector256.Create(n0, n0), Vector256.Create(n1, n1)).AsUInt16();
-            var q = Avx512BW.ShiftRightLogicalVariable(both, shifts).AsByte() & mask;
-            var p = DotU8S8x64(q, Vector512.Load(a->Q + 32 * b));
-            float d0 = (float)blk[0].D, d1 = (float)blk[1].D;
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), TwoScales(d0 * a->D[b], d1 * a->D[b + 1]), acc);
-            bias += d0 * a->S[b] + d1 * a->S[b + 1];
+            var dw = GatherHalfScales((byte*)(blk + b), offsets, sizeof(BlockQ4_0));
+            var scales = dw * Vector512.Load(xd + b);
+            biasAcc = Avx512F.FusedMultiplyAdd(dw, Vector512.Load(xs + b), biasAcc);
+            var pair = pair0;
+            byte* qs = (byte*)(blk + b) + 2;              // qs of block b; block b+1's is 18 bytes on
+            sbyte* xp = xq + 32 * b;
+            // Two block pairs per step into two accumulators: a single FMA chain would be latency-bound.
+            for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ4_0), xp += 128)
+            {
+                var q0 = NibblePair(qs, qs + sizeof(BlockQ4_0), shifts);
+                var q1 = NibblePair(qs + 2 * sizeof(BlockQ4_0), qs + 3 * sizeof(BlockQ4_0), shifts);
+                var prod0 = DotU8S8x64(q0, Vector512.Load(xp));
+                var prod1 = DotU8S8x64(q1, Vector512.Load(xp + 64));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod0), PairScales(scales, pair), acc);
+                acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod1), PairScales(scales, pair + two), acc1);
+            }
         }
-        float sum = Vector512.Sum(acc);
-        for (; b < nb; b++, blk++)
+        float bias = Vector512.Sum(biasAcc);
+        for (; b + 2 <= nb; b += 2)
         {
-            float d = (float)blk->D;
-            var p = VnniDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            sum += Vector256.Sum(p) * (d * a->D[b]);
-            bias += d * a->S[b];
+            var q = NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts);
+            var prod = DotU8S8x64(q, Vector512.Load(xq + 32 * b));
+            float d0 = HalfBits.ToFloat(blk[b].D), d1 = HalfBits.ToFloat(blk[b + 1].D);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(d0 * xd[b], d1 * xd[b + 1]), acc);
+            bias += d0 * xs[b] + d1 * xs[b + 1];
+        }
+        float sum = Vector512.Sum(acc + acc1);
+        for (; b < nb; b++)
+        {
+            float d = HalfBits.ToFloat(blk[b].D);
+            var prod = VnniDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            sum += Vector256.Sum(prod) * (d * xd[b]);
+            bias += d * xs[b];
         }
         return sum - 8 * bias;
+    }
+
+    /// <summary>Pairs of u8×s8 → int16 (vpmaddubsw), then pairs of int16 × per-lane int16 scales → int32 (vpmaddwd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ScaledDot(Vector512<byte> u, Vector512<sbyte> s, Vector512<short> scale) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u, s), scale);
+
+    /// <summary>Two 32-byte activation runs as one register (the two sub-blocks a 64-byte weight load covers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Join(sbyte* lo, sbyte* hi) => Join(Vector256.Load(lo), Vector256.Load(hi));
+
+    /// <summary>
+    /// Q4_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
+    /// nibbles 2g+1 and 2g+3, matched by joined activation runs. Sub-block scales are spread to int16 lanes with one
+    /// vpermw each and applied inside vpmaddwd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ4_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector512<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector512.Create((byte)0x0F);
+        // int16 lane i of a 512-bit product covers bytes 2i, 2i+1: lanes 0-15 are the first sub-block, 16-31 the second.
+        var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));   // sub-blocks 0 | 2
+        var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));   // 1 | 3
+        var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));   // 4 | 6
+        var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));   // 5 | 7
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
+            var q01 = Vector512.Load(blk->Qs);
+            var q23 = Vector512.Load(blk->Qs + 64);
+            var sumi = ScaledDot(q01 & mask, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
+                     + ScaledDot(Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
+                     + ScaledDot(q23 & mask, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
+                     + ScaledDot(Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
+            float dy = a->D[b];
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return Vector512.Sum(acc) - minTerm;
+    }
+
+    /// <summary>
+    /// Q6_K, 512-bit: per half (128 elements) a 64-byte load of ql gives elements 0-63 in its low nibbles and 64-127 in
+    /// its high nibbles, in activation order; the 2 high bits come from qh shifted into bits 4-5. Each 16-element group's
+    /// int8 scale is spread over its 8 int16 lanes with vpermw; the −32 offset is applied once via the block sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q6_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ6_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector512<float>.Zero;
+        var m4 = Vector512.Create((byte)0x0F);
+        var m30 = Vector512.Create((byte)0x30);
+        // int16 lane i covers elements 2i, 2i+1 of a 64-element run: group (i / 8) of that run.
+        var idx = Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var four = Vector512.Create((short)4);
+        var eight = Vector512.Create((short)8);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            sbyte* x = a->Q + 256 * b;
+            var sc = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.Load(blk->Scales), Vector128<sbyte>.Zero));
+            int bias = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), sc.GetLower()));
+            var sumi = Vector512<int>.Zero;
+            for (int half = 0; half < 2; half++)
+            {
+                var l = Vector512.Load(blk->Ql + 64 * half);
+                var qh = Vector256.Load(blk->Qh + 32 * half).AsUInt16();
+                // bits 4-5 for elements 0-31 | 32-63 | 64-95 | 96-127: (qh << 4), (qh << 2), qh, (qh >> 2), each & 0x30
+                var hA = Vector512.Create(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & m30;
+                var hB = Vector512.Create(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & m30;
+                var qA = (l & m4) | hA;
+                var qB = (Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & m4) | hB;
+                var baseIdx = half == 0 ? idx : idx + eight;
+                sumi += ScaledDot(qA, Vector512.Load(x + 128 * half), Avx512BW.PermuteVar32x16(sc, baseIdx))
+                      + ScaledDot(qB, Vector512.Load(x + 128 * half + 64), Avx512BW.PermuteVar32x16(sc, baseIdx + four));
+            }
+            var total = Avx512F.ConvertToVector512Single(sumi - Vector512.CreateScalar(32 * bias));
+            acc = Avx512F.FusedMultiplyAdd(total, Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return Vector512.Sum(acc);
+    }
+
+    /// <summary>
+    /// Q5_K, 256-bit: as Q4_K with the fifth bit of each element taken from qh (bit 2g for sub-block 2g, bit 2g+1 for
+    /// 2g+1) and moved to bit 4. |pair| ≤ 2·31·127 fits int16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector256<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector256.Create((byte)0x0F);
+        var bit4 = Vector256.Create((byte)0x10);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            byte* scales = (byte*)&scales8;
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var qh = Vector256.Load(blk->Qh).AsUInt16();
+            var sumi = Vector256<int>.Zero;
+            for (int g = 0; g < 4; g++)
+            {
+                var q = Vector256.Load(blk->Qs + 32 * g);
+                var hLo = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g), 4).AsByte() & bit4;
+                var hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g + 1), 4).AsByte() & bit4;
+                var lo = (q & mask) | hLo;
+                var hi = (Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask) | hHi;
+                var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
+                var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
+                sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
+                      + Avx2.MultiplyAddAdjacent(p2, Vector256.Create((short)scales[2 * g + 1]));
+            }
+            float dy = a->D[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return HSum(acc) - minTerm;
+    }
+
+    /// <summary>
+    /// Q5_K, 512-bit: the Q4_K layout (a 64-byte load covers sub-blocks 2g, 2g+2 in its low nibbles and 2g+1, 2g+3 in
+    /// its high nibbles) with the fifth bits: each 256-bit half of qh shifted so bit j of sub-block j lands on bit 4.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_K*)w;
+        int nb = a->Cols / 256;
+        var acc = Vector512<float>.Zero;
+        float minTerm = 0;
+        var mask = Vector512.Create((byte)0x0F);
+        var bit4 = Vector512.Create((byte)0x10);
+        var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));
+        var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));
+        var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));
+        var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
+            sbyte* x = a->Q + 256 * b;
+            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
+            var qh = Vector256.Load(blk->Qh).AsUInt16();
+            var h0 = Join(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & bit4;              // bits 0 | 2
+            var h1 = Join(Vector256.ShiftLeft(qh, 3), Vector256.ShiftLeft(qh, 1)).AsByte() & bit4;              // bits 1 | 3
+            var h2 = Join(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & bit4;                              // bits 4 | 6
+            var h3 = Join(Vector256.ShiftRightLogical(qh, 1), Vector256.ShiftRightLogical(qh, 3)).AsByte() & bit4; // bits 5 | 7
+            var q01 = Vector512.Load(blk->Qs);
+            var q23 = Vector512.Load(blk->Qs + 64);
+            var sumi = ScaledDot((q01 & mask) | h0, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
+                     + ScaledDot((Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask) | h1, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
+                     + ScaledDot((q23 & mask) | h2, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
+                     + ScaledDot((Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask) | h3, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
+            float dy = a->D[b];
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return Vector512.Sum(acc) - minTerm;
+    }
+
+    /// <summary>Q4_1: x = d·q + m, so Σ x·y = d·dy·Σ q·qy + m·(dy·Σ qy); unsigned nibbles straight into the u8×s8 dot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockQ4_1*)w;
+        int nb = a->Cols / 32;
+        var acc = Vector256<float>.Zero;
+        float offset = 0;
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+            offset += HalfBits.ToFloat(blk->M) * a->S[b];
+        }
+        return HSum(acc) + offset;
+    }
+
+    /// <summary>Q5_0: unsigned 5-bit q (fifth bit j of qh moved to bit 4 of byte j), then Σ (q − 16)·y = Σ q·y − 16·Σ y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_0<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockQ5_0*)w;
+        int nb = a->Cols / 32;
+        var acc = Vector256<float>.Zero;
+        float bias = 0;
+        // Spread the 32 bits of qh to one byte each: byte j takes byte j/8 of qh (vpshufb), then tests bit j%8.
+        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var bitOf = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        for (int b = 0; b < nb; b++, blk++)
+        {
+            var qh = Vector256.Create(*(uint*)blk->Qh).AsByte();
+            var bytes = Avx2.Shuffle(qh, spread);
+            var high = Vector256.Equals(bytes & bitOf, bitOf) & Vector256.Create((byte)0x10);
+            var p = TDot.Dot(Nibbles32(blk->Qs) | high, Vector256.Load(a->Q + 32 * b));
+            float d = HalfBits.ToFloat(blk->D);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(d * a->D[b]), acc);
+            bias += d * a->S[b];
+        }
+        return HSum(acc) - 16 * bias;
     }
 }
