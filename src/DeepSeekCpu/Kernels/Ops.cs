@@ -31,19 +31,18 @@ public static class Ops
         TensorPrimitives.Multiply(x, 1f / sum, x);
     }
 
-    /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
+    /// <summary>SwiGLU gate: gate = silu(gate) * up = gate * sigmoid(gate) * up, in place on <paramref name="gate"/>.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        // silu(g) = g * sigmoid(g)
-        Span<float> tmp = gate; // TensorPrimitives.Sigmoid may run in place
-        for (int i = 0; i < gate.Length; i += 4096)
+        Span<float> sig = stackalloc float[1024]; // one buffer, reused chunk by chunk
+        for (int i = 0; i < gate.Length; i += sig.Length)
         {
-            int len = Math.Min(4096, gate.Length - i);
-            Span<float> sig = stackalloc float[len];
-            TensorPrimitives.Sigmoid(gate.Slice(i, len), sig);
-            TensorPrimitives.Multiply(tmp.Slice(i, len), sig, tmp.Slice(i, len));
+            var g = gate.Slice(i, Math.Min(sig.Length, gate.Length - i));
+            var s = sig[..g.Length];
+            TensorPrimitives.Sigmoid(g, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Multiply(g, up.Slice(i, g.Length), g);
         }
-        TensorPrimitives.Multiply(gate, up, gate);
     }
 
     /// <summary>
