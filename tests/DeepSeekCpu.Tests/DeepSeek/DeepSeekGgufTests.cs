@@ -253,10 +253,40 @@ public class DeepSeekGgufTests
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })
             {
                 m.MlaMode = mode;
-                DeepSeekRandomModelTests.AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, DeepSeekRandomModelTests.Prompt), 1e-3f, $"{name} {mode} stepwise");
-                DeepSeekRandomModelTests.AssertClose(expected, DeepSeekFixtureTests.Prefill(m, DeepSeekRandomModelTests.Prompt), 1e-3f, $"{name} {mode} prefill");
+                var stepwise = DeepSeekFixtureTests.Stepwise(m, DeepSeekRandomModelTests.Prompt);
+                var prefill = DeepSeekFixtureTests.Prefill(m, DeepSeekRandomModelTests.Prompt);
+                if (!q8)
+                {
+                    DeepSeekRandomModelTests.AssertClose(expected, stepwise, 1e-3f, $"{name} {mode} stepwise");
+                    DeepSeekRandomModelTests.AssertClose(expected, prefill, 1e-3f, $"{name} {mode} prefill");
+                }
+                else
+                {
+                    // Q8_0 weights multiply activations quantized to Q8_0 blocks (llama.cpp's vec_dot_q8_0_q8_0 scheme),
+                    // which the float64 reference does not model, and a small change can flip a near-tied expert
+                    // choice. So: each row within 25% relative RMS (a mis-mapped tensor gives ~100%) of the reference, and the same top token on all
+                    // but one position. (Exact Q8_0 decoding is checked by the kernel tests.)
+                    AssertCloseRelative(expected, stepwise, 0.25, $"{name} {mode} stepwise");
+                    AssertCloseRelative(expected, prefill, 0.25, $"{name} {mode} prefill");
+                }
             }
         }
         finally { File.Delete(path); }
+    }
+
+    private static void AssertCloseRelative(double[][] expected, float[][] actual, double maxRelRms, string what)
+    {
+        int argmaxMisses = 0;
+        for (int r = 0; r < expected.Length; r++)
+        {
+            double err = 0, norm = 0;
+            for (int i = 0; i < expected[r].Length; i++) { double d = expected[r][i] - actual[r][i]; err += d * d; norm += expected[r][i] * expected[r][i]; }
+            double rel = Math.Sqrt(err / norm);
+            TestContext.Current.SendDiagnosticMessage($"{what} row {r}: relative RMS error {rel:E2}");
+            Assert.True(rel <= maxRelRms, $"{what} row {r}: relative RMS error {rel:E3} > {maxRelRms}");
+            int ea = Array.IndexOf(expected[r], expected[r].Max()), aa = Array.IndexOf(actual[r], actual[r].Max());
+            if (ea != aa) argmaxMisses++;
+        }
+        Assert.True(argmaxMisses <= 1, $"{what}: top token differs at {argmaxMisses} positions");
     }
 }
