@@ -36,10 +36,12 @@ public static class Ops
     {
         // silu(g) = g * sigmoid(g)
         Span<float> tmp = gate; // TensorPrimitives.Sigmoid may run in place
+        // One stack buffer for all chunks (a stackalloc inside the loop would grow the stack with every chunk).
+        Span<float> sigBuffer = stackalloc float[4096];
         for (int i = 0; i < gate.Length; i += 4096)
         {
             int len = Math.Min(4096, gate.Length - i);
-            Span<float> sig = stackalloc float[len];
+            var sig = sigBuffer.Slice(0, len);
             TensorPrimitives.Sigmoid(gate.Slice(i, len), sig);
             TensorPrimitives.Multiply(tmp.Slice(i, len), sig, tmp.Slice(i, len));
         }
