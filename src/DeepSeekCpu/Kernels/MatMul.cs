@@ -13,8 +13,8 @@ public static unsafe class MatMul
 {
     /// <summary>
     /// From this many tokens on, the tiled GEMM is used (below it, the GEMV kernel per token); 0 (the default) picks
-    /// per format from measurements on this machine (bench `crossover`): 12 tokens where the int8 GEMM runs,
-    /// 32 for the float GEMM, whose per-call dequantization only pays off over more tokens.
+    /// per format from measurements on this machine (bench `crossover`, Zen 5, 2 threads): 10 tokens where the int8
+    /// GEMM runs (16 for Q6_K), 16 for the float GEMM, whose per-call dequantization pays off only over more tokens.
     /// </summary>
     public static int GemmMinTokens { get; set; }
 
@@ -22,7 +22,8 @@ public static unsafe class MatMul
     {
         if (path == KernelPath.Scalar) return false;
         if (GemmMinTokens > 0) return n >= GemmMinTokens;
-        return n >= (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t) ? 12 : 32);
+        if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) return n >= (t == DType.Q6_K ? 16 : 10);
+        return n >= 16;
     }
 
     /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
