@@ -3,10 +3,14 @@ using DeepSeekCpu.Bench;
 
 // `quick [--threads N] [--n 512] [--formats Q4_0,Q8_0] [--ms 300] [--no-gemm] [--no-gemv]`: a few seconds, no BDN.
 // `bodies`: each dot-product body alone (ns per 1000 weights, single thread, L2-resident).
+// `crossover`: GEMV vs GEMM time per token for small n (MatMul.GemmMinTokens).
+// `quantize`: Quantize.Matrix speed per target type.
 // `mmap FILE`: read bandwidth of a memory-mapped file with and without madvise/mlock/copy (see MmapBench).
 // Anything else goes to BenchmarkDotNet (e.g. `--filter *Gemv*`).
 if (args.Length > 0 && args[0] == "quick") return Quick.Run(args[1..]);
 if (args.Length > 0 && args[0] == "mmap") return MmapBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "bodies") return Bodies.Run(args[1..]);
+if (args.Length > 0 && args[0] == "crossover") return Crossover.Run(args[1..]);
+if (args.Length > 0 && args[0] == "quantize") return QuantizeBench.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(BenchWeights).Assembly).Run(args);
 return 0;

@@ -80,3 +80,57 @@ public unsafe class DotTests
         }
     }
 }
+
+/// <summary>The SIMD activation quantizer writes exactly the bytes and scales of its scalar specification.</summary>
+public unsafe class ActivationQuantizationTests
+{
+    [Theory]
+    [InlineData(32)]
+    [InlineData(288)]
+    [InlineData(1536)]
+    public void Simd_Q8_0_activations_equal_the_scalar_ones(int cols)
+    {
+        var x = TestData.Gaussian(cols, cols);
+        x[5] = 0.5f * (x[0] == 0 ? 1 : x[0]);                 // a few exact halves after scaling are likely anyway
+        var m1 = new byte[ActQ8.BytesFor(cols) + 64];
+        var m2 = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (byte* p1 = m1)
+        fixed (byte* p2 = m2)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)p1 + 63) & ~63), cols);
+            var b = ActQ8.At((byte*)(((nint)p2 + 63) & ~63), cols);
+            ActQ8.QuantizeQ8_0(px, &a);
+            ActQ8.QuantizeQ8_0Scalar(px, &b);
+            Assert.True(new ReadOnlySpan<sbyte>(a.Q, cols).SequenceEqual(new ReadOnlySpan<sbyte>(b.Q, cols)));
+            Assert.True(new ReadOnlySpan<float>(a.D, cols / 32).SequenceEqual(new ReadOnlySpan<float>(b.D, cols / 32)));
+            for (int i = 0; i < cols / 32; i++) Assert.Equal(b.S[i], a.S[i], 5);
+        }
+    }
+}
+
+public unsafe class ActivationQuantizationQ8KTests
+{
+    [Theory]
+    [InlineData(256)]
+    [InlineData(1536)]
+    public void Simd_Q8_K_activations_equal_the_scalar_ones(int cols)
+    {
+        var x = TestData.Gaussian(cols, cols + 1);
+        x[300 % cols] = -x.Max(Math.Abs);                      // a negative extreme somewhere
+        var m1 = new byte[ActQ8.BytesFor(cols) + 64];
+        var m2 = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (byte* p1 = m1)
+        fixed (byte* p2 = m2)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)p1 + 63) & ~63), cols);
+            var b = ActQ8.At((byte*)(((nint)p2 + 63) & ~63), cols);
+            ActQ8.QuantizeQ8_K(px, &a);
+            ActQ8.QuantizeQ8_KScalar(px, &b);
+            Assert.True(new ReadOnlySpan<sbyte>(a.Q, cols).SequenceEqual(new ReadOnlySpan<sbyte>(b.Q, cols)));
+            Assert.True(new ReadOnlySpan<float>(a.D, cols / 256).SequenceEqual(new ReadOnlySpan<float>(b.D, cols / 256)));
+            Assert.True(new ReadOnlySpan<short>(a.BSums, cols / 16).SequenceEqual(new ReadOnlySpan<short>(b.BSums, cols / 16)));
+        }
+    }
+}

@@ -11,12 +11,24 @@ namespace DeepSeekCpu.Kernels;
 /// </summary>
 public static unsafe class MatMul
 {
-    /// <summary>From this many tokens on, the tiled GEMM is used (below it, the GEMV kernel per token).</summary>
-    public static int GemmMinTokens { get; set; } = 8;
+    /// <summary>
+    /// From this many tokens on, the tiled GEMM is used (below it, the GEMV kernel per token); 0 (the default) picks
+    /// per format from measurements on this machine (bench `crossover`, Zen 5, 2 threads): 10 tokens where the int8
+    /// GEMM runs (16 for Q6_K), 16 for the float GEMM, whose per-call dequantization pays off only over more tokens.
+    /// </summary>
+    public static int GemmMinTokens { get; set; }
+
+    internal static bool UsesGemm(DType t, int n, KernelPath path)
+    {
+        if (path == KernelPath.Scalar) return false;
+        if (GemmMinTokens > 0) return n >= GemmMinTokens;
+        if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) return n >= (t == DType.Q6_K ? 16 : 10);
+        return n >= 16;
+    }
 
     /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
     internal static bool QuantizesActivations(DType t, int n, KernelPath path) =>
-        t.IsQuantized() && (n < GemmMinTokens || path == KernelPath.Scalar || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)));
+        t.IsQuantized() && (!UsesGemm(t, n, path) || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)));
 
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
@@ -31,7 +43,7 @@ public static unsafe class MatMul
         if (n == 0 || w.Rows == 0) return;
         fixed (float* px = x, py = y)
         {
-            if (n < GemmMinTokens || path == KernelPath.Scalar) Gemv.Run(w, px, py, n, path);
+            if (!UsesGemm(w.Type, n, path)) Gemv.Run(w, px, py, n, path);
             else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) X86.GemmInt8Avx512.Run(w, px, py, n);
             else Gemm.Run(w, px, py, n, path);
         }

@@ -31,18 +31,21 @@ public static class Ops
         TensorPrimitives.Multiply(x, 1f / sum, x);
     }
 
-    /// <summary>SwiGLU gate: gate = silu(gate) * up = gate * sigmoid(gate) * up, in place on <paramref name="gate"/>.</summary>
+    /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        Span<float> sig = stackalloc float[1024]; // one buffer, reused chunk by chunk
-        for (int i = 0; i < gate.Length; i += sig.Length)
+        // silu(g) = g * sigmoid(g)
+        Span<float> tmp = gate; // TensorPrimitives.Sigmoid may run in place
+        // One stack buffer for all chunks (a stackalloc inside the loop would grow the stack with every chunk).
+        Span<float> sigBuffer = stackalloc float[4096];
+        for (int i = 0; i < gate.Length; i += 4096)
         {
-            var g = gate.Slice(i, Math.Min(sig.Length, gate.Length - i));
-            var s = sig[..g.Length];
-            TensorPrimitives.Sigmoid(g, s);
-            TensorPrimitives.Multiply(g, s, g);
-            TensorPrimitives.Multiply(g, up.Slice(i, g.Length), g);
+            int len = Math.Min(4096, gate.Length - i);
+            var sig = sigBuffer.Slice(0, len);
+            TensorPrimitives.Sigmoid(gate.Slice(i, len), sig);
+            TensorPrimitives.Multiply(tmp.Slice(i, len), sig, tmp.Slice(i, len));
         }
+        TensorPrimitives.Multiply(gate, up, gate);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
@@ -38,8 +39,49 @@ public unsafe struct ActQ8
     /// <summary>Which activation style weights of <paramref name="t"/> multiply against.</summary>
     public static bool UsesQ8K(DType t) => t is DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K;
 
-    /// <summary>Q8_0 style: d = max|x|/127, q = round-half-even(x/d), s = d·Σq, per 32.</summary>
+    /// <summary>Q8_0 style: d = max|x|/127, q = round-half-even(x/d), s = d·Σq, per 32. SIMD where available
+    /// (the same float operations, so the same bytes as <see cref="QuantizeQ8_0Scalar"/>).</summary>
     public static void QuantizeQ8_0(float* x, ActQ8* a)
+    {
+        if (!Vector128.IsHardwareAccelerated) { QuantizeQ8_0Scalar(x, a); return; }
+        for (int b = 0; b < a->Cols / 32; b++)
+        {
+            float* xb = x + 32 * b;
+            var v0 = Vector128.Load(xb); var v1 = Vector128.Load(xb + 4); var v2 = Vector128.Load(xb + 8); var v3 = Vector128.Load(xb + 12);
+            var v4 = Vector128.Load(xb + 16); var v5 = Vector128.Load(xb + 20); var v6 = Vector128.Load(xb + 24); var v7 = Vector128.Load(xb + 28);
+            var m = Vector128.Max(Vector128.Max(Vector128.Max(Vector128.Abs(v0), Vector128.Abs(v1)), Vector128.Max(Vector128.Abs(v2), Vector128.Abs(v3))),
+                                  Vector128.Max(Vector128.Max(Vector128.Abs(v4), Vector128.Abs(v5)), Vector128.Max(Vector128.Abs(v6), Vector128.Abs(v7))));
+            float amax = MaxAcross(m);
+            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            var vid = Vector128.Create(id);
+            var sum = Store8(v0, v1, v2, v3, vid, a->Q + 32 * b) + Store8(v4, v5, v6, v7, vid, a->Q + 32 * b + 16);
+            a->D[b] = d;
+            a->S[b] = d * Vector128.Sum(sum);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector128<float> m)
+    {
+        m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
+        m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(1, 0, 3, 2)));
+        return m.ToScalar();
+    }
+
+    /// <summary>Rounds 16 floats × scale half-to-even to int8 (|values| ≤ 127 by construction), stores them, returns their int sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Store8(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d, Vector128<float> scale, sbyte* dst)
+    {
+        var i0 = Vector128.ConvertToInt32(Vector128.Round(a * scale));
+        var i1 = Vector128.ConvertToInt32(Vector128.Round(b * scale));
+        var i2 = Vector128.ConvertToInt32(Vector128.Round(c * scale));
+        var i3 = Vector128.ConvertToInt32(Vector128.Round(d * scale));
+        Vector128.Narrow(Vector128.Narrow(i0, i1), Vector128.Narrow(i2, i3)).Store(dst);
+        return (i0 + i1) + (i2 + i3);
+    }
+
+    /// <summary>The scalar specification of <see cref="QuantizeQ8_0"/>.</summary>
+    public static void QuantizeQ8_0Scalar(float* x, ActQ8* a)
     {
         for (int b = 0; b < a->Cols / 32; b++)
         {
@@ -59,8 +101,53 @@ public unsafe struct ActQ8
         }
     }
 
-    /// <summary>Q8_K style: quantize_row_q8_K_ref (iscale = -127/max, d = 1/iscale, bsums per 16).</summary>
+    /// <summary>Q8_K style: quantize_row_q8_K_ref (iscale = -127/max with max the signed value of largest magnitude,
+    /// d = 1/iscale, bsums per 16). SIMD where available, producing the bytes of <see cref="QuantizeQ8_KScalar"/>.</summary>
     public static void QuantizeQ8_K(float* x, ActQ8* a)
+    {
+        if (!Vector128.IsHardwareAccelerated) { QuantizeQ8_KScalar(x, a); return; }
+        for (int b = 0; b < a->Cols / 256; b++)
+        {
+            float* xb = x + 256 * b;
+            var m = Vector128<float>.Zero;
+            for (int i = 0; i < 256; i += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(xb + i)));
+            float amax = MaxAcross(m);
+            sbyte* q = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            if (amax == 0)
+            {
+                new Span<sbyte>(q, 256).Clear();
+                new Span<short>(bs, 16).Clear();
+                a->D[b] = 0;
+                continue;
+            }
+            // The first element of that magnitude gives the sign (ggml keeps the first on ties).
+            float max = 0;
+            var target = Vector128.Create(amax);
+            for (int i = 0; i < 256; i += 4)
+            {
+                uint hits = Vector128.ExtractMostSignificantBits(Vector128.Equals(Vector128.Abs(Vector128.Load(xb + i)), target));
+                if (hits != 0) { max = xb[i + System.Numerics.BitOperations.TrailingZeroCount(hits)]; break; }
+            }
+            float iscale = -127f / max;
+            var vs = Vector128.Create(iscale);
+            var cap = Vector128.Create(127);
+            for (int g = 0; g < 16; g++)
+            {
+                float* xg = xb + 16 * g;
+                var i0 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg) * vs)));
+                var i1 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 4) * vs)));
+                var i2 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 8) * vs)));
+                var i3 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 12) * vs)));
+                Vector128.Narrow(Vector128.Narrow(i0, i1), Vector128.Narrow(i2, i3)).Store(q + 16 * g);
+                bs[g] = (short)Vector128.Sum((i0 + i1) + (i2 + i3));
+            }
+            a->D[b] = 1 / iscale;
+        }
+    }
+
+    /// <summary>The scalar specification of <see cref="QuantizeQ8_K"/> (ggml's quantize_row_q8_K_ref).</summary>
+    public static void QuantizeQ8_KScalar(float* x, ActQ8* a)
     {
         BlockQ8_K blk;
         for (int b = 0; b < a->Cols / 256; b++)

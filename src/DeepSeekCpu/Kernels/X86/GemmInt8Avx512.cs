@@ -7,7 +7,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels.X86;
 
 /// <summary>
-/// Integer matrix-matrix product for 4-bit weights (Q4_0, Q4_1, Q4_K) on AVX-512BW, the prompt-processing path.
+/// Integer matrix-matrix product for 4-bit weights (Q4_0, Q4_1, Q4_K) and Q8_0 on AVX-512BW, the prompt-processing path.
 /// Measured on this Zen 5: 512-bit vpmaddubsw + vpmaddwd + vpaddd retire ~740 G int8 ops/s per core, against
 /// 225 GFLOP/s for float FMA and 430 G ops/s for 256-bit AVX-VNNI (no 512-bit VNNI in .NET 10).
 /// <list type="bullet">
@@ -29,7 +29,16 @@ internal static unsafe class GemmInt8Avx512
     private const int KBlock = 256;      // columns per unpacked slice
     private const int BlocksPerSlice = KBlock / 32;
 
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q8_0 or DType.Q6_K;
+
+    /// <summary>Q6_K carries a scale per 16 elements: its d and m are per half block, applied after 4 groups of 4 k.</summary>
+    private static bool HalfBlockScales(DType t) => t == DType.Q6_K;
+
+    /// <summary>
+    /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
+    /// planes: q + 128 = 16·h + l with h, l in 0..15, and Σ q·x = 16·Σ h·x + Σ l·x − 128·Σ x (the −128 goes into m).
+    /// </summary>
+    private static bool SplitPlanes(DType t) => t is DType.Q8_0 or DType.Q6_K;
 
     [ThreadStatic] private static byte[]? _acts;
     [ThreadStatic] private static PackJob? _pack;
@@ -40,15 +49,15 @@ internal static unsafe class GemmInt8Avx512
         int cols = w.Cols, nb = cols / 32;
         int nPad = (n + TokenStep - 1) / TokenStep * TokenStep, panels = nPad / Panel;
         long xqBytes = (long)panels * nb * 512, scaleFloats = (long)panels * nb * Panel;
-        byte* mem = Scratch.Get(ref _acts, xqBytes + 2 * scaleFloats * sizeof(float));
+        byte* mem = Scratch.Get(ref _acts, xqBytes + 4 * scaleFloats * sizeof(float));
         var pack = _pack ??= new PackJob();
         pack.X = x; pack.N = n; pack.Cols = cols;
-        pack.Xq = (sbyte*)mem; pack.Dx = (float*)(mem + xqBytes); pack.Sx = pack.Dx + scaleFloats;
+        pack.Xq = (sbyte*)mem; pack.Dx = (float*)(mem + xqBytes); pack.Sx = pack.Dx + scaleFloats; pack.Sx16 = pack.Sx + scaleFloats;
         WorkerPool.Shared.Run(pack, panels, grain: 1);
 
         var job = _job ??= new Job();
         job.W = w; job.Y = y; job.N = n; job.NPad = nPad;
-        job.Xq = pack.Xq; job.Dx = pack.Dx; job.Sx = pack.Sx;
+        job.Xq = pack.Xq; job.Dx = pack.Dx; job.Sx = pack.Sx; job.Sx16 = pack.Sx16;
         WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
         job.W = null!;
     }
@@ -56,7 +65,7 @@ internal static unsafe class GemmInt8Avx512
     /// <summary>Quantizes and packs 16 tokens per panel (padding tokens are zero).</summary>
     private sealed class PackJob : IRangeJob
     {
-        public float* X, Dx, Sx;
+        public float* X, Dx, Sx, Sx16;   // Sx16[panel][block][half][16]: d·Σq over each 16 elements
         public sbyte* Xq;
         public int N, Cols;
 
@@ -77,6 +86,8 @@ internal static unsafe class GemmInt8Avx512
                         for (int g = 0; g < 8; g++) *(int*)(dst + 64 * g) = 0;
                         Dx[blockIndex * Panel + j] = 0;
                         Sx[blockIndex * Panel + j] = 0;
+                        Sx16[blockIndex * 2 * Panel + j] = 0;
+                        Sx16[blockIndex * 2 * Panel + Panel + j] = 0;
                         continue;
                     }
                     float* src = X + (long)t * Cols + 32 * b;
@@ -93,8 +104,11 @@ internal static unsafe class GemmInt8Avx512
                     *(int*)(dst + 128) = b0.GetElement(2); *(int*)(dst + 192) = b0.GetElement(3);
                     *(int*)(dst + 256) = b1.GetElement(0); *(int*)(dst + 320) = b1.GetElement(1);
                     *(int*)(dst + 384) = b1.GetElement(2); *(int*)(dst + 448) = b1.GetElement(3);
+                    int s0 = Vector512.Sum(q0), s1 = Vector512.Sum(q1);
                     Dx[blockIndex * Panel + j] = d;
-                    Sx[blockIndex * Panel + j] = d * Vector512.Sum(q0 + q1);
+                    Sx[blockIndex * Panel + j] = d * (s0 + s1);
+                    Sx16[blockIndex * 2 * Panel + j] = d * s0;
+                    Sx16[blockIndex * 2 * Panel + Panel + j] = d * s1;
                 }
             }
         }
@@ -113,7 +127,7 @@ internal static unsafe class GemmInt8Avx512
     {
         [ThreadStatic] private static byte[]? _tile, _ct;
         public WeightMatrix W = null!;
-        public float* Y, Dx, Sx;
+        public float* Y, Dx, Sx, Sx16;
         public sbyte* Xq;
         public int N, NPad;
 
@@ -122,9 +136,14 @@ internal static unsafe class GemmInt8Avx512
         {
             var w = W;
             int rows = w.Rows, cols = w.Cols, nb = cols / 32, nPad = NPad, n = N;
-            // Unpacked tile: q bytes [64][256], then d and m floats [64][8] each.
-            byte* tile = Scratch.Get(ref _tile, RowBlock * KBlock + 2 * RowBlock * BlocksPerSlice * sizeof(float));
-            float* wd = (float*)(tile + RowBlock * KBlock), wm = wd + RowBlock * BlocksPerSlice;
+            // Unpacked tile: q bytes [64][256] (low plane), high plane [64][256] (8-bit formats only), then d and m
+            // floats [64][8] each.
+            // (Q6_K: d and m per 16 elements, [64][16] each; ScaleStride says which.)
+            byte* tile = Scratch.Get(ref _tile, 2 * RowBlock * KBlock + 4 * RowBlock * BlocksPerSlice * sizeof(float));
+            byte* high = tile + RowBlock * KBlock;
+            bool split = SplitPlanes(w.Type), halves = HalfBlockScales(w.Type);
+            int ss = halves ? 2 * BlocksPerSlice : BlocksPerSlice;   // scale stride per row
+            float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
             float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));
             for (int rb = start; rb < end; rb++)
             {
@@ -133,21 +152,42 @@ internal static unsafe class GemmInt8Avx512
                 for (int k0 = 0; k0 < cols; k0 += KBlock)
                 {
                     int nBlocks = Math.Min(KBlock, cols - k0) / 32, b0 = k0 / 32;
-                    for (int r = 0; r < nr; r++) Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice);
+                    for (int r = 0; r < nr; r++) Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
                     for (int r = nr; r < nrPad; r++)
                     {
                         new Span<byte>(tile + r * KBlock, KBlock).Clear();
-                        new Span<float>(wd + r * BlocksPerSlice, BlocksPerSlice).Clear();
-                        new Span<float>(wm + r * BlocksPerSlice, BlocksPerSlice).Clear();
+                        new Span<byte>(high + r * KBlock, KBlock).Clear();
+                        new Span<float>(wd + r * ss, ss).Clear();
+                        new Span<float>(wm + r * ss, ss).Clear();
                     }
                     bool first = k0 == 0;
                     for (int t0 = 0; t0 < nPad; t0 += TokenStep)
                     {
                         long pa = (long)(t0 / Panel) * nb + b0, pb = pa + nb;   // (panel, block) indices
                         for (int r = 0; r < nrPad; r += RowStep)
-                            Micro4x32(tile + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice, nBlocks,
-                                Xq + pa * 512, Xq + pb * 512, Dx + pa * Panel, Dx + pb * Panel, Sx + pa * Panel, Sx + pb * Panel,
-                                ct + (long)r * nPad + t0, nPad, first);
+                        {
+                            if (halves)
+                            {
+                                for (int h = 0; h < RowStep; h += 2)
+                                    Micro2x32SplitHalves(tile + (r + h) * KBlock, high + (r + h) * KBlock, wd + (r + h) * ss, wm + (r + h) * ss, nBlocks,
+                                        Xq + pa * 512, Xq + pb * 512, Dx + pa * Panel, Dx + pb * Panel, Sx16 + pa * 2 * Panel, Sx16 + pb * 2 * Panel,
+                                        ct + (long)(r + h) * nPad + t0, nPad, first);
+                            }
+                            else if (split)
+                            {
+                                // two rows at a time: two planes need twice the int16 accumulators
+                                for (int h = 0; h < RowStep; h += 2)
+                                    Micro2x32Split(tile + (r + h) * KBlock, high + (r + h) * KBlock, wd + (r + h) * BlocksPerSlice, wm + (r + h) * BlocksPerSlice, nBlocks,
+                                        Xq + pa * 512, Xq + pb * 512, Dx + pa * Panel, Dx + pb * Panel, Sx + pa * Panel, Sx + pb * Panel,
+                                        ct + (long)(r + h) * nPad + t0, nPad, first);
+                            }
+                            else
+                            {
+                                Micro4x32(tile + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice, nBlocks,
+                                    Xq + pa * 512, Xq + pb * 512, Dx + pa * Panel, Dx + pb * Panel, Sx + pa * Panel, Sx + pb * Panel,
+                                    ct + (long)r * nPad + t0, nPad, first);
+                            }
+                        }
                     }
                 }
                 for (int r = 0; r < nr; r++)
@@ -159,13 +199,56 @@ internal static unsafe class GemmInt8Avx512
         }
     }
 
-    /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m.</summary>
-    private static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, float* d, float* m)
+    /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
+    /// (8-bit formats: q = 16·high + low).</summary>
+    private static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)
     {
         var mask = Vector128.Create((byte)0x0F);
         byte* row = w.Row(r);
         switch (w.Type)
         {
+            case DType.Q6_K:
+                // q (0..63) in element order as low nibble + high 2 bits; d·sc and −32·d·sc per 16 elements.
+                for (int i = 0; i < count; i += 8)
+                {
+                    var blk = (BlockQ6_K*)row + (b0 + i) / 8;
+                    float sd = HalfBits.ToFloat(blk->D);
+                    var m30 = Vector128.Create((byte)0x30);
+                    for (int half = 0; half < 2; half++)
+                    {
+                        byte* ql = blk->Ql + 64 * half, qhp = blk->Qh + 32 * half;
+                        int o = 32 * i + 128 * half;
+                        for (int k = 0; k < 2; k++)
+                        {
+                            var l0 = Vector128.Load(ql + 16 * k);
+                            var l1 = Vector128.Load(ql + 32 + 16 * k);
+                            var h = Vector128.Load(qhp + 16 * k);
+                            // element order: l (0..31), l + 32, l + 64, l + 96 of this half
+                            StoreQ6(l0 & mask, Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30, q + o + 16 * k, high + o + 16 * k);
+                            StoreQ6(l1 & mask, Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30, q + o + 32 + 16 * k, high + o + 32 + 16 * k);
+                            StoreQ6(Vector128.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & mask, h & m30, q + o + 64 + 16 * k, high + o + 64 + 16 * k);
+                            StoreQ6(Vector128.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & mask, Vector128.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m30, q + o + 96 + 16 * k, high + o + 96 + 16 * k);
+                        }
+                    }
+                    for (int s16 = 0; s16 < 16; s16++)
+                    {
+                        float ds = sd * blk->Scales[s16];
+                        d[2 * i + s16] = ds;
+                        m[2 * i + s16] = -32 * ds;
+                    }
+                }
+                break;
+            case DType.Q8_0:
+                for (int i = 0; i < count; i++)
+                {
+                    var blk = (BlockQ8_0*)row + b0 + i;
+                    var u = Vector256.Load((byte*)blk->Qs) ^ Vector256.Create((byte)0x80);     // q + 128
+                    (u & Vector256.Create((byte)0x0F)).Store(q + 32 * i);
+                    (Vector256.ShiftRightLogical(u.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F)).Store(high + 32 * i);
+                    d[i] = HalfBits.ToFloat(blk->D);
+                    m[i] = -128 * d[i];
+                }
+                break;
             case DType.Q4_0:
                 for (int i = 0; i < count; i++)
                 {
@@ -277,5 +360,132 @@ internal static unsafe class GemmInt8Avx512
         var m = Vector512.Create(mw);
         fa = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(aa, ones)), da * d, Avx512F.FusedMultiplyAdd(sa, m, fa));
         fb = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(ab, ones)), db * d, Avx512F.FusedMultiplyAdd(sb, m, fb));
+    }
+
+    /// <summary>
+    /// Two rows × 32 tokens of an 8-bit format split into nibble planes (see <see cref="SplitPlanes"/>): each plane
+    /// accumulates in int16 like the 4-bit kernel; the high plane's sums are weighted by 16 in vpmaddwd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro2x32Split(byte* wl, byte* wh, float* wd, float* wm, int nBlocks, sbyte* xa, sbyte* xb,
+        float* dxa, float* dxb, float* sxa, float* sxb, float* c, int ldc, bool first)
+    {
+        Vector512<float> f00, f01, f10, f11;
+        if (first)
+        {
+            f00 = f01 = f10 = f11 = Vector512<float>.Zero;
+        }
+        else
+        {
+            f00 = Vector512.Load(c); f01 = Vector512.Load(c + 16);
+            f10 = Vector512.Load(c + ldc); f11 = Vector512.Load(c + ldc + 16);
+        }
+        var ones = Vector512<short>.One;
+        var sixteens = Vector512.Create((short)16);
+        for (int b = 0; b < nBlocks; b++)
+        {
+            Vector512<short> l00 = default, l01 = default, l10 = default, l11 = default;
+            Vector512<short> h00 = default, h01 = default, h10 = default, h11 = default;
+            byte* pl = wl + 32 * b, ph = wh + 32 * b;
+            sbyte* pa = xa + 512 * b, pb = xb + 512 * b;
+            for (int g = 0; g < 8; g++)
+            {
+                var x0 = Vector512.Load(pa + 64 * g);
+                var x1 = Vector512.Load(pb + 64 * g);
+                var v = Vector512.Create(*(uint*)(pl + 4 * g)).AsByte();
+                l00 += Avx512BW.MultiplyAddAdjacent(v, x0); l01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(ph + 4 * g)).AsByte();
+                h00 += Avx512BW.MultiplyAddAdjacent(v, x0); h01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(pl + KBlock + 4 * g)).AsByte();
+                l10 += Avx512BW.MultiplyAddAdjacent(v, x0); l11 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(ph + KBlock + 4 * g)).AsByte();
+                h10 += Avx512BW.MultiplyAddAdjacent(v, x0); h11 += Avx512BW.MultiplyAddAdjacent(v, x1);
+            }
+            var da = Vector512.Load(dxa + Panel * b);
+            var db = Vector512.Load(dxb + Panel * b);
+            var sa = Vector512.Load(sxa + Panel * b);
+            var sb = Vector512.Load(sxb + Panel * b);
+            ScaleSplit(ref f00, ref f01, l00, l01, h00, h01, wd[b], wm[b], da, db, sa, sb, ones, sixteens);
+            ScaleSplit(ref f10, ref f11, l10, l11, h10, h11, wd[BlocksPerSlice + b], wm[BlocksPerSlice + b], da, db, sa, sb, ones, sixteens);
+        }
+        f00.Store(c); f01.Store(c + 16);
+        f10.Store(c + ldc); f11.Store(c + ldc + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScaleSplit(ref Vector512<float> fa, ref Vector512<float> fb, Vector512<short> la, Vector512<short> lb,
+        Vector512<short> ha, Vector512<short> hb, float dw, float mw, Vector512<float> da, Vector512<float> db,
+        Vector512<float> sa, Vector512<float> sb, Vector512<short> ones, Vector512<short> sixteens)
+    {
+        var d = Vector512.Create(dw);
+        var m = Vector512.Create(mw);
+        var ia = Avx512BW.MultiplyAddAdjacent(la, ones) + Avx512BW.MultiplyAddAdjacent(ha, sixteens);
+        var ib = Avx512BW.MultiplyAddAdjacent(lb, ones) + Avx512BW.MultiplyAddAdjacent(hb, sixteens);
+        fa = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(ia), da * d, Avx512F.FusedMultiplyAdd(sa, m, fa));
+        fb = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(ib), db * d, Avx512F.FusedMultiplyAdd(sb, m, fb));
+    }
+
+    /// <summary>Q6_K planes: low nibble as is, the two high bits (already at bits 4-5) shifted down to 0..3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreQ6(Vector128<byte> low, Vector128<byte> highBits45, byte* q, byte* high)
+    {
+        low.Store(q);
+        Vector128.ShiftRightLogical(highBits45.AsUInt16(), 4).AsByte().Store(high);
+    }
+
+    /// <summary>
+    /// As <see cref="Micro2x32Split"/> for a format with a scale per 16 elements (Q6_K): the int16 sums are scaled after
+    /// each half block (4 groups of 4 k); wd/wm hold one value per half block and sxa/sxb the activations' d·Σq per
+    /// half block (32 floats per block: 16 tokens × 2 halves).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro2x32SplitHalves(byte* wl, byte* wh, float* wd, float* wm, int nBlocks, sbyte* xa, sbyte* xb,
+        float* dxa, float* dxb, float* sxa, float* sxb, float* c, int ldc, bool first)
+    {
+        Vector512<float> f00, f01, f10, f11;
+        if (first)
+        {
+            f00 = f01 = f10 = f11 = Vector512<float>.Zero;
+        }
+        else
+        {
+            f00 = Vector512.Load(c); f01 = Vector512.Load(c + 16);
+            f10 = Vector512.Load(c + ldc); f11 = Vector512.Load(c + ldc + 16);
+        }
+        var ones = Vector512<short>.One;
+        var sixteens = Vector512.Create((short)16);
+        int rowStride = 2 * BlocksPerSlice;
+        for (int b = 0; b < nBlocks; b++)
+        {
+            var da = Vector512.Load(dxa + Panel * b);
+            var db = Vector512.Load(dxb + Panel * b);
+            for (int half = 0; half < 2; half++)
+            {
+                Vector512<short> l00 = default, l01 = default, l10 = default, l11 = default;
+                Vector512<short> h00 = default, h01 = default, h10 = default, h11 = default;
+                byte* pl = wl + 32 * b + 16 * half, ph = wh + 32 * b + 16 * half;
+                sbyte* pa = xa + 512 * b + 256 * half, pb = xb + 512 * b + 256 * half;
+                for (int g = 0; g < 4; g++)
+                {
+                    var x0 = Vector512.Load(pa + 64 * g);
+                    var x1 = Vector512.Load(pb + 64 * g);
+                    var v = Vector512.Create(*(uint*)(pl + 4 * g)).AsByte();
+                    l00 += Avx512BW.MultiplyAddAdjacent(v, x0); l01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                    v = Vector512.Create(*(uint*)(ph + 4 * g)).AsByte();
+                    h00 += Avx512BW.MultiplyAddAdjacent(v, x0); h01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                    v = Vector512.Create(*(uint*)(pl + KBlock + 4 * g)).AsByte();
+                    l10 += Avx512BW.MultiplyAddAdjacent(v, x0); l11 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                    v = Vector512.Create(*(uint*)(ph + KBlock + 4 * g)).AsByte();
+                    h10 += Avx512BW.MultiplyAddAdjacent(v, x0); h11 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                }
+                var sa = Vector512.Load(sxa + 2 * Panel * b + Panel * half);
+                var sb = Vector512.Load(sxb + 2 * Panel * b + Panel * half);
+                int si = 2 * b + half;
+                ScaleSplit(ref f00, ref f01, l00, l01, h00, h01, wd[si], wm[si], da, db, sa, sb, ones, sixteens);
+                ScaleSplit(ref f10, ref f11, l10, l11, h10, h11, wd[rowStride + si], wm[rowStride + si], da, db, sa, sb, ones, sixteens);
+            }
+        }
+        f00.Store(c); f01.Store(c + 16);
+        f10.Store(c + ldc); f11.Store(c + ldc + 16);
     }
 }

@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Bench;
+
+/// <summary>`crossover`: time per token of the GEMV path and the GEMM path for small n (to set MatMul.GemmMinTokens).</summary>
+internal static class Crossover
+{
+    public static int Run(string[] args)
+    {
+        int saved = MatMul.GemmMinTokens;
+        foreach (var type in new[] { DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K, DType.BF16 })
+        {
+            using var w = BenchWeights.Make(type, 8960, 1536);
+            var line = $"{type,-6} us/token gemv|gemm:";
+            foreach (int n in new[] { 1, 2, 4, 8, 16, 32 })
+            {
+                var x = BenchWeights.Activations(n * 1536);
+                var y = new float[n * 8960];
+                MatMul.GemmMinTokens = int.MaxValue; // always GEMV
+                double gemv = Time(() => MatMul.Multiply(w, x, y, n)) / n;
+                MatMul.GemmMinTokens = 1;
+                double gemm = Time(() => MatMul.Multiply(w, x, y, n)) / n;
+                line += $"  n={n} {gemv * 1e6:F0}|{gemm * 1e6:F0}";
+            }
+            Console.WriteLine(line);
+        }
+        MatMul.GemmMinTokens = saved;
+        return 0;
+    }
+
+    private static double Time(Action a)
+    {
+        a();
+        double best = double.MaxValue;
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed.TotalSeconds < 0.2) { long t0 = Stopwatch.GetTimestamp(); a(); best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds); }
+        return best;
+    }
+}
