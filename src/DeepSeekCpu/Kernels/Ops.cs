@@ -34,18 +34,16 @@ public static class Ops
     /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        // silu(g) = g * sigmoid(g)
-        Span<float> tmp = gate; // TensorPrimitives.Sigmoid may run in place
-        // One stack buffer for all chunks (a stackalloc inside the loop would grow the stack with every chunk).
-        Span<float> sigBuffer = stackalloc float[4096];
-        for (int i = 0; i < gate.Length; i += 4096)
+        // silu(g) * u = g * sigmoid(g) * u, chunk by chunk through one reused stack buffer.
+        Span<float> sig = stackalloc float[1024];
+        for (int i = 0; i < gate.Length; i += sig.Length)
         {
-            int len = Math.Min(4096, gate.Length - i);
-            var sig = sigBuffer.Slice(0, len);
-            TensorPrimitives.Sigmoid(gate.Slice(i, len), sig);
-            TensorPrimitives.Multiply(tmp.Slice(i, len), sig, tmp.Slice(i, len));
+            var g = gate.Slice(i, Math.Min(sig.Length, gate.Length - i));
+            var s = sig[..g.Length];
+            TensorPrimitives.Sigmoid(g, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Multiply(g, up.Slice(i, g.Length), g);
         }
-        TensorPrimitives.Multiply(gate, up, gate);
     }
 
     /// <summary>
