@@ -17,12 +17,13 @@ public static partial class Commands
     /// </summary>
     private static int Bench(string[] args)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant"], ["--json", "--no-bandwidth"],
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant"], ["--json", "--no-bandwidth", "--no-mmap"],
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions" });
         string path = a.Req("--model");
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
         int threads = a.Int("--threads", 0, 0, 1024);
         WorkerPool.Configure(threads);
+        ApplyMemoryMode(a);
         var load = Stopwatch.StartNew();
         using var model = ModelLoader.Load(path, QuantTransform(a.Str("--quant")));
         double loadMs = load.Elapsed.TotalMilliseconds;
@@ -68,7 +69,7 @@ public static partial class Commands
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                model = path, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
+                model = path, memory = a.Has("--no-mmap") ? "anonymous" : "mmap", kernels = KernelInfo.ActivePath, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
                 weight_bytes = model.Weights.TotalBytes, weight_bytes_per_token = bytesPerToken,
                 pp = new { tokens = pp, mean = ppMean, stdev = ppSd, samples = ppRates },
                 tg = new { tokens = tg, mean = tgMean, stdev = tgSd, samples = tgRates },
@@ -79,7 +80,7 @@ public static partial class Commands
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
-        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, load {loadMs:F0} ms), threads: {usedThreads}");
+        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
         Console.WriteLine("| test   |              t/s |");
         Console.WriteLine("| ------ | ---------------: |");
         if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} |", pp, ppMean, ppSd));

@@ -14,7 +14,7 @@ public static partial class Commands
     {
         var a = new CliArgs("chat", args,
             ["--model", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
-            ["--hide-reasoning", "--no-stats"], Aliases);
+            ["--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         int maxTokens = a.Int("--max-tokens", 2048, 1);
         var sampling = Sampling(a);
         using var lm = LoadModel(a, allowDefault: true);

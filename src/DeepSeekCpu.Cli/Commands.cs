@@ -19,12 +19,12 @@ public static partial class Commands
           run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
-                                                       [--quant q8_0|q4_0|q4_k]
+                                                       [--quant q8_0|q4_0|q4_k] [--no-mmap]
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
           info      describe a model                   -m MODEL
-          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--quant TYPE] [--json]
+          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--quant TYPE] [--no-mmap] [--json]
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
 
         MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
@@ -88,6 +88,10 @@ public static partial class Commands
         return p;
     }
 
+    /// <summary>--no-mmap: read weights into private memory instead of mapping the file (see WeightMemory).</summary>
+    internal static void ApplyMemoryMode(CliArgs a) =>
+        DeepSeekCpu.Formats.MappedFile.DefaultMemory = a.Has("--no-mmap") ? DeepSeekCpu.Formats.WeightMemory.Anonymous : DeepSeekCpu.Formats.WeightMemory.Mmap;
+
     private static SamplingOptions Sampling(CliArgs a) => new()
     {
         Temperature = a.Float("--temp", 0.6f, 0, 100),
@@ -100,6 +104,7 @@ public static partial class Commands
 
     private static LocalModel LoadModel(CliArgs a, bool allowDefault)
     {
+        ApplyMemoryMode(a);
         string path = a.Str("--model") ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
         WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
         return LocalModel.Load(path, a.Str("--tokenizer"), QuantTransform(a.Str("--quant")));
@@ -109,7 +114,7 @@ public static partial class Commands
     {
         var a = new CliArgs("run", args,
             ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
-            ["--raw", "--hide-reasoning", "--no-stats"], Aliases);
+            ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         int maxTokens = a.Int("--max-tokens", 256, 1);
         var sampling = Sampling(a);
         var loadWatch = Stopwatch.StartNew();
