@@ -54,7 +54,9 @@ public class LlamaGgufReferenceTests
     public void Gguf_q8_0_equals_its_test_side_dequantization(string name)
     {
         // The same Q8_0 blocks decoded by the test (ggml dequantize_row_q8_0) and stored as F32: the engine's Q8_0
-        // path must reproduce those logits to float rounding, so the loose reference bound above hides no decoding bug.
+        // path must reproduce those logits up to its 8-bit activations (x is quantized to Q8_0 blocks before the
+        // integer dot products, as llama.cpp's vec_dot_q8_0_q8_0 does), so
+        // the loose reference bound above hides no decoding bug: a mis-decoded block moves logits by far more.
         var r = ReferenceData.Load(TestPaths.Fixture(name));
         using var tmp = TestPaths.NewTempDir();
         string q8 = TinyGguf.Convert(TestPaths.Fixture(name), DType.Q8_0, tmp.File("q8.gguf"));
@@ -64,7 +66,16 @@ public class LlamaGgufReferenceTests
         using var md = ModelLoader.Load(deq);
         var expected = Engine.Prefill(md, r.Prompt);
         Assert.True(Engine.MaxAbsDiff(expected, r.Logits) > 1e-3, "quantization should have changed the logits");
-        Engine.AssertClose(expected, Engine.Prefill(mq, r.Prompt), 1e-4, r.Vocab, $"{name} gguf Q8_0 vs test-dequantized F32");
+        // Per-element activation error is up to amax/254 of its block (RMS ≈ 1.4% of the activations' RMS for these
+        // 32-wide blocks), compounding over 2 layers: a few percent. A wrongly decoded block gives ~100%.
+        foreach (var (mode, got) in new[] { ("prefill", Engine.Prefill(mq, r.Prompt)), ("stepwise", Engine.Stepwise(mq, r.Prompt)) })
+        {
+            double err = 0, norm = 0;
+            for (int i = 0; i < expected.Length; i++) { double d = expected[i] - got[i]; err += d * d; norm += (double)expected[i] * expected[i]; }
+            double rel = Math.Sqrt(err / norm);
+            TestContext.Current.SendDiagnosticMessage($"[maxdiff] {name} gguf Q8_0 {mode} vs test-dequantized F32: relative RMS {rel:E2}");
+            Assert.True(rel < 0.06, $"{name} {mode}: Q8_0 logits differ from the test-side dequantization by {rel:P2} (relative RMS)");
+        }
     }
 
     [Fact]
