@@ -53,10 +53,12 @@ public static partial class Commands
             foreach (var (k, v) in gguf.Metadata)
                 if (k.StartsWith("tokenizer.")) w.Add(k, v is long l ? (object)(uint)l : v);
         }
-        else if (format == ModelFormat.HuggingFace)
+        else if (format == ModelFormat.HuggingFace && File.Exists(Path.Combine(path, "tokenizer.json")))
         {
             foreach (var (k, v) in GgufVocabulary.FromHuggingFace(path, c.VocabSize)) w.Add(k, v);
         }
+        else if (format == ModelFormat.HuggingFace)
+            Console.Error.WriteLine($"warning: {path} has no tokenizer.json: the GGUF gets no vocabulary (llama.cpp needs one to run it)");
         else throw new UsageException("quantize: a llama2.c checkpoint has no GGUF vocabulary; give a Hugging Face folder or a GGUF file");
 
         // llama.cpp expects its own rope layout for "llama": permute Q/K rows of HF weights (not of a llama GGUF source).

@@ -1,0 +1,65 @@
+using DeepSeekCpu.Cli;
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Tests.Models;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Tests.Cli;
+
+/// <summary>
+/// `quantize` writes a GGUF the engine reads back to the independent Python reference's logits: for "llama" this
+/// checks the Q/K row permutation and the rope_freqs tensor against llama.cpp's conventions (a wrong permutation moves
+/// the logits by whole units), for "qwen2" the absence of both.
+/// </summary>
+[Collection("Console")]
+public class QuantizeCommandTests
+{
+    [Theory]
+    [InlineData("tiny-qwen2", "f16", 1e-4)]
+    [InlineData("tiny-llama3", "f16", 1e-4)]
+    [InlineData("tiny-qwen2", "q8_0", -1)]
+    [InlineData("tiny-llama3", "q8_0", -1)]
+    public void Quantized_gguf_reproduces_the_reference(string name, string type, double tol)
+    {
+        var r = ReferenceData.Load(TestPaths.Fixture(name));
+        using var tmp = TestPaths.NewTempDir();
+        string output = tmp.File("out.gguf");
+        var err = Console.Error;
+        Console.SetError(new StringWriter());
+        try { Assert.Equal(0, Commands.Main(["quantize", "-m", TestPaths.Fixture(name), "--type", type, "-o", output])); }
+        finally { Console.SetError(err); }
+
+        using (var g = GgufFile.Open(output))
+        {
+            Assert.Equal(name == "tiny-llama3" ? "llama" : "qwen2", g.GetString("general.architecture"));
+            Assert.Equal(type == "f16" ? DType.F16 : DType.Q8_0, g.Tensors["blk.0.attn_q.weight"].Type);
+            Assert.Equal(DType.F32, g.Tensors["blk.0.attn_norm.weight"].Type);
+            Assert.Equal(name == "tiny-llama3", g.Tensors.ContainsKey("rope_freqs.weight"));
+        }
+        using var m = ModelLoader.Load(output);
+        var got = Engine.Prefill(m, r.Prompt);
+        if (tol > 0) Engine.AssertClose(r.Logits, got, tol, r.Vocab, $"{name} quantize {type}");
+        else
+        {
+            // 8-bit weights and activations: a few percent of relative RMS error, the same top token almost everywhere.
+            double e = 0, n = 0;
+            for (int i = 0; i < got.Length; i++) { double d = r.Logits[i] - got[i]; e += d * d; n += (double)r.Logits[i] * r.Logits[i]; }
+            Assert.True(Math.Sqrt(e / n) < 0.08, $"{name} quantize {type}: relative RMS error {Math.Sqrt(e / n):P1}");
+        }
+    }
+
+    [Fact]
+    public void Quantize_refuses_to_overwrite_its_input_and_names_bad_types()
+    {
+        var err = Console.Error;
+        var sw = new StringWriter();
+        Console.SetError(sw);
+        try
+        {
+            Assert.Equal(2, Commands.Main(["quantize", "-m", TestPaths.Fixture("tiny-qwen2"), "--type", "q3_xs", "-o", "/tmp/x.gguf"]));
+            Assert.Contains("--type 'q3_xs' is unknown", sw.ToString());
+        }
+        finally { Console.SetError(err); }
+    }
+}
