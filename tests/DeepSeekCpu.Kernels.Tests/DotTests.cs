@@ -16,7 +16,7 @@ public unsafe class DotTests
     {
         var d = new TheoryData<DType, int>();
         foreach (var t in QuantTypes)
-            foreach (int cols in t.BlockSize() == 32 ? new[] { 32, 96, 288, 1536 } : new[] { 256, 768, 2304 })
+            foreach (int cols in t.BlockSize() == 32 ? new[] { 32, 96, 288, 416, 1536 } : new[] { 256, 768, 2304 })
                 d.Add(t, cols);
         return d;
     }
@@ -51,6 +51,44 @@ public unsafe class DotTests
                     Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
                 }
             }
+        }
+    }
+
+    /// <summary>Q4_0 blocks whose half scale is zero, subnormal or negative, on every path (the AVX-512 bodies convert
+    /// halves with bit tricks), plus the 512-bit body that VBMI machines no longer dispatch to.</summary>
+    [Theory]
+    [InlineData(416)]
+    [InlineData(1536)]
+    public void Q4_0_special_scales_match_the_reference(int cols)
+    {
+        var data = TestData.Gaussian(3 * cols, cols, 0.05f);
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                int block = c / 32;
+                if (block % 5 == 0) data[r * cols + c] = 0;                 // d = 0
+                else if (block % 5 == 1) data[r * cols + c] *= 1e-4f;      // |d| below the smallest normal half
+            }
+        using var w = TestData.Matrix(DType.Q4_0, data, 3, cols);
+        var x = TestData.Gaussian(cols, cols + 7);
+        var mem = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (byte* m = mem)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
+            ActQ8.QuantizeFor(DType.Q4_0, px, &a);
+            var reference = Gemv.QuantDotReference(DType.Q4_0);
+            var bodies = new List<(string, nint)>();
+            foreach (var path in KernelInfo.Available) bodies.Add((KernelInfo.Name(path), (nint)Gemv.QuantDot(DType.Q4_0, path)));
+            if (KernelInfo.Available.Contains(KernelPath.Avx512)) bodies.Add(("avx512 (gather)", (nint)(delegate*<byte*, ActQ8*, float>)&DeepSeekCpu.Kernels.X86.DotX86.Q4_0Avx512));
+            for (int r = 0; r < 3; r++)
+                foreach (var (name, f) in bodies)
+                {
+                    var dot = (delegate*<byte*, ActQ8*, float>)f;
+                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
+                    float tol = 1e-5f * (Math.Abs(expect) + 1e-3f * cols);
+                    Assert.True(Math.Abs(expect - got) <= tol, $"{name} cols {cols} row {r}: {got} vs reference {expect}");
+                }
         }
     }
 

@@ -21,7 +21,7 @@ internal static unsafe class Gemv
         KernelPath.Avx512 => t switch
         {
             DType.Q8_0 => &DotX86.Q8_0Avx512,
-            DType.Q4_0 => &DotX86.Q4_0Avx512,
+            DType.Q4_0 => ActQ8.HasNibbleOrder ? &DotX86.Q4_0Vbmi : &DotX86.Q4_0Avx512,
             DType.Q4_K => &DotX86.Q4_KAvx512,
             DType.Q5_K => &DotX86.Q5_KAvx512,
             DType.Q6_K => &DotX86.Q6_KAvx512,

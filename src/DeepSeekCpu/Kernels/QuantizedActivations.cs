@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
@@ -18,10 +19,20 @@ public unsafe struct ActQ8
     public float* D;
     public float* S;
     public short* BSums;
+    /// <summary>
+    /// Q8_0 style only, where <see cref="HasNibbleOrder"/>: the activations rearranged for nibble-packed weights
+    /// (Q4_0), 256 bytes per group of 4 blocks: the first 16 quants of each block (64 bytes: what the low nibbles
+    /// multiply), the last 16 of each (64 bytes: the high nibbles), the 4 block scales each repeated 4 times
+    /// (16 floats), and 8·Σq over each int32 lane of the products (16 ints: the −8 offset of Q4_0).
+    /// </summary>
+    public byte* Nib;
     public int Cols;
 
     /// <summary>Bytes one token needs (either style), 64-byte aligned sections.</summary>
-    public static long BytesFor(int cols) => Align(cols) + 2 * Align(cols / 32 * 4) + Align(cols / 16 * 2) + 64;
+    public static long BytesFor(int cols) => Align(cols) + 2 * Align(cols / 32 * 4) + Align(cols / 16 * 2) + 2 * Align(cols) + 64;
+
+    /// <summary>Whether Q8_0-style quantization also fills <see cref="Nib"/> (only the AVX-512 VBMI Q4_0 body reads it).</summary>
+    public static bool HasNibbleOrder => Vector512.IsHardwareAccelerated && Avx512Vbmi.IsSupported;
 
     private static long Align(long v) => (v + 63) & ~63L;
 
@@ -32,7 +43,8 @@ public unsafe struct ActQ8
         a.Q = (sbyte*)mem; mem += Align(cols);
         a.D = (float*)mem; mem += Align(cols / 32 * 4);
         a.S = (float*)mem; mem += Align(cols / 32 * 4);
-        a.BSums = (short*)mem;
+        a.BSums = (short*)mem; mem += Align(cols / 16 * 2);
+        a.Nib = mem;
         return a;
     }
 
@@ -57,6 +69,35 @@ public unsafe struct ActQ8
             var sum = Store8(v0, v1, v2, v3, vid, a->Q + 32 * b) + Store8(v4, v5, v6, v7, vid, a->Q + 32 * b + 16);
             a->D[b] = d;
             a->S[b] = d * Vector128.Sum(sum);
+        }
+        if (HasNibbleOrder) FillNibbleOrder(a);
+    }
+
+    /// <summary>Builds <see cref="Nib"/> from <see cref="Q"/> and <see cref="D"/> (whole groups of 4 blocks only).</summary>
+    private static void FillNibbleOrder(ActQ8* a)
+    {
+        // Output byte 16i + m of the low half is quant 32i + m; of the high half, 32i + 16 + m.
+        var idxLo = Vector512.Create((byte)0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+            32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+            64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79,
+            96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111);
+        var idxHi = idxLo + Vector512.Create((byte)16);
+        var spread = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        var ones = Vector512.Create((byte)1);
+        int groups = a->Cols / 128;
+        for (int g = 0; g < groups; g++)
+        {
+            sbyte* q = a->Q + 128 * g;
+            byte* dst = a->Nib + 256 * g;
+            var x0 = Vector512.Load(q);
+            var x1 = Vector512.Load(q + 64);
+            var lo = Avx512Vbmi.PermuteVar64x8x2(x0, idxLo.AsSByte(), x1);
+            var hi = Avx512Vbmi.PermuteVar64x8x2(x0, idxHi.AsSByte(), x1);
+            lo.Store((sbyte*)dst);
+            hi.Store((sbyte*)dst + 64);
+            Avx512F.PermuteVar16x32(Vector128.Load(a->D + 4 * g).ToVector256Unsafe().ToVector512Unsafe(), spread).Store((float*)(dst + 128));
+            var pairs = Avx512BW.MultiplyAddAdjacent(ones, lo) + Avx512BW.MultiplyAddAdjacent(ones, hi);
+            Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)8)).Store((int*)(dst + 192));
         }
     }
 
@@ -99,6 +140,7 @@ public unsafe struct ActQ8
             a->D[b] = d;
             a->S[b] = d * sum;
         }
+        if (HasNibbleOrder) FillNibbleOrder(a);
     }
 
     /// <summary>Q8_K style: quantize_row_q8_K_ref (iscale = -127/max with max the signed value of largest magnitude,
