@@ -22,7 +22,7 @@ public static partial class Commands
         {
             Console.WriteLine($"attention:      MLA, {c.NumHeads} heads, q_lora_rank {(c.QLoraRank?.ToString() ?? "none")}, kv_lora_rank {c.KvLoraRank}, nope {c.QkNopeHeadDim} + rope {c.QkRopeHeadDim}, v {c.VHeadDim}");
             Console.WriteLine($"ffn:            dense {c.IntermediateSize} for the first {c.FirstKDenseReplace} layers; MoE {c.NRoutedExperts} routed x {c.MoeIntermediateSize} (top {c.NumExpertsPerTok}, {c.ScoringFunc}, groups {c.NGroup} keep {c.TopkGroup}) + {c.NSharedExperts} shared");
-            if (c.NumNextnPredictLayers > 0) Console.WriteLine($"mtp:            {c.NumNextnPredictLayers} multi-token-prediction layer(s) present, not loaded");
+            if (c.NumNextnPredictLayers > 0) Console.WriteLine($"config:         num_nextn_predict_layers = {c.NumNextnPredictLayers} (multi-token prediction; not used for decoding)");
         }
         else
         {
@@ -35,8 +35,10 @@ public static partial class Commands
             c.RopeScaling is { } s ? $", {s.Type} x{s.Factor.ToString(inv)} (original {s.OriginalMaxPositionEmbeddings})" : "",
             c.RopeInterleaved ? ", interleaved pairs" : ", rotate-half"));
         long parameters = w.Tensors.Values.Where(t => !t.Name.EndsWith("_scale_inv")).Sum(t => t.ElementCount);
-        Console.WriteLine(string.Format(inv, "parameters:     {0:N0} ({1:F2} B)", parameters, parameters / 1e9));
-        Console.WriteLine(string.Format(inv, "weight bytes:   {0:N0} ({1:F2} GiB)", w.TotalBytes, w.TotalBytes / (double)(1L << 30)));
+        Console.WriteLine(string.Format(inv, "parameters:     {0:N0} ({1})", parameters, parameters >= 1e9 ? $"{parameters / 1e9:F2} B" : $"{parameters / 1e6:F2} M"));
+        Console.WriteLine(string.Format(inv, "weight bytes:   {0:N0} ({1})", w.TotalBytes, w.TotalBytes >= 1L << 30 ? $"{w.TotalBytes / (double)(1L << 30):F2} GiB" : $"{w.TotalBytes / (double)(1L << 20):F2} MiB"));
+        if (model is DeepSeekCpu.Models.DeepSeek.DeepSeekModel ds && ds.SkippedMtpLayers > 0)
+            Console.WriteLine($"mtp:            {ds.SkippedMtpLayers} multi-token-prediction layer(s) in the weights, not loaded into the main model");
         var byType = w.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength));
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
         Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, float32)",

@@ -9,7 +9,7 @@ try
 {
     if (args.Length < 1 || args[0] != "synth")
     {
-        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf|OUT_DIR [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
         return 2;
     }
     string? shape = null, type = null, output = null, tokenizer = null; int? layers = null; ulong seed = 1;
@@ -33,7 +33,10 @@ try
     if (layers is int l) s = s with { Layers = l };
     var sw = System.Diagnostics.Stopwatch.StartNew();
     var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenization.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
-    long bytes = SyntheticWriter.Write(s, dtype, output, seed, vocabMeta);
+    // OUT ending in .gguf: llama.cpp layout (any type); otherwise a Hugging Face folder (f32/f16/bf16).
+    long bytes = output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
+        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta)
+        : SyntheticHfWriter.Write(s, dtype, output, seed);
     Console.Error.WriteLine($"wrote {output}: {s.Name}, {dtype}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
     return 0;
 }

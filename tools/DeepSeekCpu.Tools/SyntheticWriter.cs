@@ -124,7 +124,7 @@ public static class SyntheticWriter
     }
 
     /// <summary>rows x cols random values in [-1, 1) / sqrt(cols), quantized to <paramref name="type"/>, rows in parallel.</summary>
-    private static byte[] RandomRows(int rows, int cols, DType type, ref ulong state)
+    internal static byte[] RandomRows(int rows, int cols, DType type, ref ulong state)
     {
         long rowBytes = type.ByteCount(cols);
         var result = new byte[rowBytes * rows];
