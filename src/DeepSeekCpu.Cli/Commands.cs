@@ -35,7 +35,7 @@ public static partial class Commands
     /// The program: runs a command and turns bad input into one line on stderr and a non-zero exit (2 for usage
     /// errors, 1 for unusable files or values), never a stack trace.
     /// </summary>
-    public static int Main(string[] args)
+    public static int Execute(string[] args)
     {
         try
         {

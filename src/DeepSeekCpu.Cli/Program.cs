@@ -1,1 +1,1 @@
-return DeepSeekCpu.Cli.Commands.Main(args);
+return DeepSeekCpu.Cli.Commands.Execute(args);

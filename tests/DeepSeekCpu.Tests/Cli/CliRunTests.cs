@@ -19,7 +19,7 @@ public class CliRunTests
         var so = new StringWriter(); var se = new StringWriter();
         Console.SetOut(so); Console.SetError(se);
         if (stdin != null) Console.SetIn(new StringReader(stdin));
-        try { return (Commands.Main(args), so.ToString(), se.ToString()); }
+        try { return (Commands.Execute(args), so.ToString(), se.ToString()); }
         finally { Console.SetOut(o); Console.SetError(e); Console.SetIn(i); }
     }
 

@@ -27,7 +27,7 @@ public class QuantizeCommandTests
         string output = tmp.File("out.gguf");
         var err = Console.Error;
         Console.SetError(new StringWriter());
-        try { Assert.Equal(0, Commands.Main(["quantize", "-m", TestPaths.Fixture(name), "--type", type, "-o", output])); }
+        try { Assert.Equal(0, Commands.Execute(["quantize", "-m", TestPaths.Fixture(name), "--type", type, "-o", output])); }
         finally { Console.SetError(err); }
 
         using (var g = GgufFile.Open(output))
@@ -57,7 +57,7 @@ public class QuantizeCommandTests
         Console.SetError(sw);
         try
         {
-            Assert.Equal(2, Commands.Main(["quantize", "-m", TestPaths.Fixture("tiny-qwen2"), "--type", "q3_xs", "-o", "/tmp/x.gguf"]));
+            Assert.Equal(2, Commands.Execute(["quantize", "-m", TestPaths.Fixture("tiny-qwen2"), "--type", "q3_xs", "-o", "/tmp/x.gguf"]));
             Assert.Contains("--type 'q3_xs' is unknown", sw.ToString());
         }
         finally { Console.SetError(err); }
