@@ -49,6 +49,26 @@ public class QuantizeCommandTests
         }
     }
 
+    [Theory]
+    [InlineData("q8_0", 0.08)]
+    [InlineData("q4_0", 0.6)]
+    public void Quant_option_quantizes_float_weights_at_load(string type, double maxRelRms)
+    {
+        // --quant TYPE converts F32/F16/BF16 matrices while loading; the logits stay near the reference's
+        // (4-bit weights of a 32-wide random model lose far more than real models do: ~48% here; a broken
+        // conversion gives ~100% or more).
+        var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
+        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), Commands.QuantTransform(type));
+        var got = Engine.Prefill(m, r.Prompt);
+        double e = 0, n = 0;
+        for (int i = 0; i < got.Length; i++) { double d = r.Logits[i] - got[i]; e += d * d; n += (double)r.Logits[i] * r.Logits[i]; }
+        Assert.True(Math.Sqrt(e / n) < maxRelRms, $"--quant {type}: relative RMS error {Math.Sqrt(e / n):P1}");
+        Assert.True(Math.Sqrt(e / n) > 1e-4, "quantization should change the logits");
+        // the bytes a token reads shrink accordingly (F32 → 8.5 or 4.5 bits per weight)
+        using var f32 = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"));
+        Assert.True(m.WeightBytesPerToken < f32.WeightBytesPerToken / 3, $"{m.WeightBytesPerToken} vs {f32.WeightBytesPerToken}");
+    }
+
     [Fact]
     public void Quantize_refuses_to_overwrite_its_input_and_names_bad_types()
     {
