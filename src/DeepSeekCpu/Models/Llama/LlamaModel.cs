@@ -19,6 +19,7 @@ public sealed class LlamaModel : ILanguageModel
     internal readonly WeightMatrix Output;        // [vocab, hidden]
     /// <summary>cos/sin tables, grown to the longest session's context (the full 128K table would be 64 MB).</summary>
     internal RopeTable Rope { get; private set; }
+    private readonly object _ropeLock = new();
 
     internal sealed class Block
     {
@@ -72,7 +73,7 @@ public sealed class LlamaModel : ILanguageModel
     public IModelSession NewSession(int contextLength)
     {
         if (contextLength <= 0 || contextLength > Config.MaxPositionEmbeddings) contextLength = Config.MaxPositionEmbeddings;
-        lock (this) if (Rope.MaxPositions < contextLength) Rope = new RopeTable(Config, Config.HeadDim, contextLength);
+        lock (_ropeLock) if (Rope.MaxPositions < contextLength) Rope = new RopeTable(Config, Config.HeadDim, contextLength);
         return new LlamaSession(this, contextLength);
     }
 
