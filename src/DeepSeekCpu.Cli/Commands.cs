@@ -48,7 +48,9 @@ public static partial class Commands
         }
         catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException
                                       or InvalidDataException or ArgumentException or IOException or UnauthorizedAccessException
-                                      or InvalidOperationException or NotSupportedException or OperationCanceledException)
+                                      or InvalidOperationException or NotSupportedException or OperationCanceledException
+                                      or System.Text.Json.JsonException or KeyNotFoundException or FormatException
+                                      or OverflowException or OutOfMemoryException)
         {
             Console.Error.WriteLine($"error: {e.Message.Split('\n')[0]}");
             return 1;
@@ -177,7 +179,7 @@ public static partial class Commands
         foreach (int t in tokens)
             if ((uint)t >= (uint)config.VocabSize) throw new UsageException($"logits: --tokens contains {t}, outside the vocabulary 0..{config.VocabSize - 1}");
         int vocab = config.VocabSize;
-        var logits = new float[tokens.Length * vocab];
+        var logits = new float[checked((long)tokens.Length * vocab)];
         using var session = model.NewSession(Math.Max(tokens.Length + 1, 16));
         if (a.Has("--stepwise"))
             for (int i = 0; i < tokens.Length; i++) session.Forward(tokens.AsSpan(i, 1), logits.AsSpan(i * vocab, vocab));

@@ -75,7 +75,12 @@ public sealed unsafe class GgufFile : IDisposable
             uint nd = r.U32();
             if (nd is 0 or > 4) throw ModelFormatException.In(file.Path, $"tensor {name}: {nd} dimensions (expected 1..4)");
             var ne = new long[nd];
-            for (int d = 0; d < nd; d++) ne[d] = (long)r.U64();
+            for (int d = 0; d < nd; d++)
+            {
+                ulong v = r.U64();
+                if (v > int.MaxValue) throw ModelFormatException.In(file.Path, $"tensor {name}: dimension {d} is {v} (expected at most {int.MaxValue})");
+                ne[d] = (long)v;
+            }
             uint t = r.U32();
             if (!DTypeInfo.IsKnownGguf(t)) throw ModelFormatException.In(file.Path, $"tensor {name}: unknown ggml type {t}");
             ulong off = r.U64();
@@ -87,7 +92,9 @@ public sealed unsafe class GgufFile : IDisposable
         var order = new List<string>();
         foreach (var (name, shape, type, off) in infos)
         {
-            long elements = 1; foreach (var d in shape) elements *= d;
+            long elements = 1;
+            try { foreach (var d in shape) elements = checked(elements * d); }
+            catch (OverflowException) { throw ModelFormatException.In(file.Path, $"tensor {name}: shape [{string.Join(", ", shape)}] is too large"); }
             if (shape[^1] % type.BlockSize() != 0)
                 throw ModelFormatException.In(file.Path, $"tensor {name}: row length {shape[^1]} is not a multiple of the {type} block size {type.BlockSize()}");
             long bytes = type.ByteCount(elements);
@@ -154,7 +161,7 @@ public sealed unsafe class GgufFile : IDisposable
         {
             uint t = U32();
             ulong n = U64();
-            if (n > (ulong)(f.Length - Position)) throw ModelFormatException.In(f.Path, $"metadata {key}: array of {n} elements runs past the end of the file");
+            if (n > int.MaxValue || n > (ulong)(f.Length - Position)) throw ModelFormatException.In(f.Path, $"metadata {key}: array of {n} elements runs past the end of the file");
             int count = (int)n;
             switch (t)
             {

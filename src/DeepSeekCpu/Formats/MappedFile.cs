@@ -50,14 +50,20 @@ public sealed unsafe class MappedFile : IDisposable
             _pointer = _anonymous.Pointer;
             return;
         }
-        _mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        byte* p = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        _pointer = p + _view.PointerOffset;
+        try
+        {
+            _mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            _view = _mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            _pointer = p + _view.PointerOffset;
+        }
+        catch { Dispose(); throw; }
         // Large files (weights): fill the page tables now, so decoding takes no page faults; ask for huge pages
         // where the filesystem allows. Both are advice: refusal changes nothing but speed.
-        if (Length >= 64 << 20)
+        // Only when the file fits in memory with room to spare: populating a 400 GB R1 checkpoint on a smaller machine
+        // would read it all and thrash the page cache before the first token.
+        if (Length >= 64 << 20 && Length < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2)
         {
             MemoryAdvice.HugePages(_pointer, Length);
             MemoryAdvice.PopulateRead(_pointer, Length);

@@ -68,7 +68,7 @@ public sealed class Generator
         var ids = prompt is int[] arr ? arr : prompt.ToArray();
         for (int i = 0; i < ids.Length; i += PromptBatch)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (cancel.IsCancellationRequested) { stats.FinishReason = "cancelled"; stats.PromptTime = sw.Elapsed; yield break; }
             int len = Math.Min(PromptBatch, ids.Length - i);
             session.Forward(ids.AsSpan(i, len), logits);
         }

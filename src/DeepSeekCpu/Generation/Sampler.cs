@@ -13,6 +13,8 @@ public sealed class Sampler
     private int[] _idx = [];
     private float[] _p = [];
     private readonly ByProbability _byProbability = new();
+    private int[] _penalised = [];
+    private int _stamp;
 
     /// <summary>Orders candidate ids by descending probability (a reused object, so sorting allocates nothing).</summary>
     private sealed class ByProbability : IComparer<int>
@@ -34,10 +36,16 @@ public sealed class Sampler
     {
         if (_o.RepetitionPenalty != 1f)
         {
+            // Once per distinct token in the window (as llama.cpp does), not once per occurrence.
+            if (_penalised.Length < logits.Length) _penalised = new int[logits.Length];
+            _stamp++;
             int from = Math.Max(0, history.Length - _o.RepetitionWindow);
             foreach (int id in history[from..])
-                if ((uint)id < (uint)logits.Length)
+                if ((uint)id < (uint)logits.Length && _penalised[id] != _stamp)
+                {
+                    _penalised[id] = _stamp;
                     logits[id] = logits[id] > 0 ? logits[id] / _o.RepetitionPenalty : logits[id] * _o.RepetitionPenalty;
+                }
         }
         if (_o.Temperature == 0) return TensorPrimitives.IndexOfMax(logits);
 
@@ -54,6 +62,7 @@ public sealed class Sampler
         int m = 0;
         float floor = Math.Max(max * 1e-6f, max * _o.MinP);
         for (int i = 0; i < n; i++) if (p[i] >= floor) _idx[m++] = i;
+        if (m == 0) return TensorPrimitives.IndexOfMax(logits); // NaN logits: nothing comparable survived
         var idx = _idx.AsSpan(0, m);
         _byProbability.P = _p;
         idx.Sort(_byProbability);

@@ -37,13 +37,26 @@ public sealed class ModelWeights : IDisposable
     /// <summary>A 2-D weight [rows, cols] checked against the expected shape; FP8 scales come from "{name}_scale_inv".</summary>
     public WeightMatrix Matrix(string name, int rows, int cols)
     {
+        var stored = RawMatrix(name, rows, cols);
+        var m = MatrixTransform?.Invoke(stored) ?? stored;
+        lock (_matrixBytes)
+        {
+            _matrixBytes[name] = m.ByteLength;
+            if (!ReferenceEquals(m, stored) && m.Owner != null) _owned.Add(m.Owner); // freed with the model
+        }
+        return m;
+    }
+
+    /// <summary>
+    /// A 2-D weight exactly as stored (no <see cref="MatrixTransform"/>), for tensors that are looked up by row or
+    /// converted by the graph itself (embeddings, MLA's kv_b_proj); not counted in <see cref="BytesPerToken"/>.
+    /// </summary>
+    public WeightMatrix RawMatrix(string name, int rows, int cols)
+    {
         var t = Get(name);
         if (t.Rank != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
             throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{rows}, {cols}]");
-        var m = WeightMatrix.From(t, TryGet(name + "_scale_inv"));
-        m = MatrixTransform?.Invoke(m) ?? m;
-        lock (_matrixBytes) _matrixBytes[name] = m.ByteLength;
-        return m;
+        return WeightMatrix.From(t, TryGet(name + "_scale_inv"));
     }
 
     /// <summary>

@@ -90,7 +90,7 @@ public sealed class WorkerPool : IDisposable
             var spin = new SpinWait();
             while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
             _job = null;
-            if (_error != null) throw new AggregateException(_error).InnerException!;
+            if (_error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
         }
     }
 

@@ -53,8 +53,8 @@ public sealed class DeepSeekModel : ILanguageModel
         Config = config; Weights = weights;
         RopeInterleaved = ropeInterleaved ?? config.RopeInterleaved;
         int dim = config.HiddenSize;
-        Embed = weights.Matrix("model.embed_tokens.weight", config.VocabSize, dim);
-        Head = config.TieWordEmbeddings ? Embed : weights.Matrix("lm_head.weight", config.VocabSize, dim);
+        Embed = weights.RawMatrix("model.embed_tokens.weight", config.VocabSize, dim); // looked up by row
+        Head = weights.Matrix(config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", config.VocabSize, dim);
         FinalNorm = weights.Vector("model.norm.weight", dim);
         Layers = new Block[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++) Layers[i] = new Block(weights, config, i);

@@ -62,7 +62,7 @@ internal sealed unsafe class MLA
         // head both ways (W_ukᵀ and W_uv), so it is dequantized once here, whatever the stored format.
         _wkvB = GC.AllocateUninitializedArray<float>(_heads * (_nope + _v) * _kvl, pinned: true);
         if (w.Contains(p + "kv_b_proj.weight"))
-            Dequantize.Matrix(w.Matrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl)).CopyTo(_wkvB, 0);
+            Dequantize.Matrix(w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl)).CopyTo(_wkvB, 0);
         else LoadSplitKvB(w, p);
         _wkvBMatrix = new WeightMatrix(p + "kv_b_proj.weight(f32)", DType.F32, _heads * (_nope + _v), _kvl,
             (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(_wkvB, 0));

@@ -38,7 +38,7 @@ public sealed class LlamaModel : ILanguageModel
         var emb = w.Get("model.embed_tokens.weight");
         if (emb.Rank != 2 || emb.Shape[0] != c.VocabSize || emb.Shape[1] != c.HiddenSize)
             throw new ModelFormatException($"{emb.File}: tensor model.embed_tokens.weight has shape {emb.ShapeText}, expected [{c.VocabSize}, {c.HiddenSize}]");
-        Embedding = WeightMatrix.From(emb); // looked up row by row, never transformed
+        Embedding = w.RawMatrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize); // looked up row by row
         Layers = new Block[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
@@ -199,7 +199,8 @@ internal sealed class LlamaSession : IModelSession
             {
                 int t = item / heads, h = item % heads, kvh = h / group;
                 int len = _pos0 + t + 1; // causal: this token sees positions 0..pos0+t
-                var scores = (_scores is { } s && s.Length >= len ? s : (_scores = new float[Math.Max(len, 256)])).AsSpan(0, len);
+                // Grown by doubling, so decoding past the buffer does not allocate on every token.
+                var scores = (_scores is { } s && s.Length >= len ? s : (_scores = new float[Math.Max(len * 2, 256)])).AsSpan(0, len);
                 var q = _q.AsSpan((t * heads + h) * hd, hd);
                 for (int p = 0; p < len; p++) scores[p] = TensorPrimitives.Dot(q, _k.AsSpan(p * kvDim + kvh * hd, hd)) * scale;
                 Ops.Softmax(scores);
