@@ -20,7 +20,7 @@ public static partial class Commands
     /// </summary>
     private static int QuantizeCmd(string[] args)
     {
-        var a = new CliArgs("quantize", args, ["--model", "--type", "--out", "--threads"], [],
+        var a = new CliArgs("quantize", args, ["--model", "--type", "--out"], [],
             new Dictionary<string, string>(Aliases) { ["-o"] = "--out" });
         string path = a.Req("--model"), outPath = a.Req("--out");
         var (type, ftype) = a.Req("--type").ToLowerInvariant() switch

@@ -1,8 +1,8 @@
 namespace DeepSeekCpu.Generation;
 
 /// <summary>
-/// How the next token is chosen. Temperature 0 is greedy (argmax). Filters apply in llama.cpp's order:
-/// repetition penalty, top-k, top-p (nucleus), min-p, then temperature and a seeded draw.
+/// How the next token is chosen. Temperature 0 is greedy (argmax). Otherwise: repetition penalty on the logits, softmax
+/// at the temperature, then min-p, top-k and top-p (nucleus) on those probabilities, and a seeded draw among the rest.
 /// Defaults are DeepSeek's recommendation for R1 (temperature 0.6, top-p 0.95).
 /// </summary>
 public sealed record SamplingOptions
