@@ -186,23 +186,8 @@ public static unsafe class Quantize
     public static void Q4_K(float* x, BlockQ4_K* y)
     {
         byte* L = stackalloc byte[256];
-        byte* laux = stackalloc byte[32];
-        float* weights = stackalloc float[32];
-        float* mins = stackalloc float[8];
-        float* scales = stackalloc float[8];
-        float maxScale = 0, maxMin = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            SubBlockWeights(x + 32 * j, weights);
-            scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, out mins[j], laux, -1f, 0.1f, 20);
-            maxScale = MathF.Max(maxScale, scales[j]);
-            maxMin = MathF.Max(maxMin, mins[j]);
-        }
         *y = default;
-        PackScalesMins(scales, mins, maxScale, maxMin, y->Scales);
-        y->D = (Half)(maxScale / 63f);
-        y->DMin = (Half)(maxMin / 63f);
-        RequantizeWithPackedScales(x, y->Scales, (float)y->D, (float)y->DMin, 15, L);
+        y->D = KScalesAndLevels(x, 15, -1f, 20, y->Scales, L, out y->DMin);
         byte* q = y->Qs;
         for (int j = 0; j < 256; j += 64, q += 32)
             for (int l = 0; l < 32; l++) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
@@ -212,23 +197,8 @@ public static unsafe class Quantize
     public static void Q5_K(float* x, BlockQ5_K* y)
     {
         byte* L = stackalloc byte[256];
-        byte* laux = stackalloc byte[32];
-        float* weights = stackalloc float[32];
-        float* mins = stackalloc float[8];
-        float* scales = stackalloc float[8];
-        float maxScale = 0, maxMin = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            SubBlockWeights(x + 32 * j, weights);
-            scales[j] = MakeQkx2Quants(32, 31, x + 32 * j, weights, L + 32 * j, out mins[j], laux, -0.5f, 0.1f, 15);
-            maxScale = MathF.Max(maxScale, scales[j]);
-            maxMin = MathF.Max(maxMin, mins[j]);
-        }
         *y = default;
-        PackScalesMins(scales, mins, maxScale, maxMin, y->Scales);
-        y->D = (Half)(maxScale / 63f);
-        y->DMin = (Half)(maxMin / 63f);
-        RequantizeWithPackedScales(x, y->Scales, (float)y->D, (float)y->DMin, 31, L);
+        y->D = KScalesAndLevels(x, 31, -0.5f, 15, y->Scales, L, out y->DMin);
         byte* qh = y->Qh;
         byte* ql = y->Qs;
         int m1 = 1, m2 = 2;
@@ -242,6 +212,33 @@ public static unsafe class Quantize
                 ql[j] = (byte)(l1 | (l2 << 4));
             }
         }
+    }
+
+    /// <summary>
+    /// The part quantize_row_q4_K_ref and quantize_row_q5_K_ref share: per 32-value sub-block a scale and min by
+    /// make_qkx2_quants (levels 0..<paramref name="nmax"/>), the 6-bit packing of all eight against the super-block
+    /// d and dmin, and the levels requantized with the packed values. Writes the packed scales and the levels
+    /// <paramref name="L"/>[256]; returns d (dmin through <paramref name="dmin"/>).
+    /// </summary>
+    private static Half KScalesAndLevels(float* x, int nmax, float rmin, int nstep, byte* packedScales, byte* L, out Half dmin)
+    {
+        byte* laux = stackalloc byte[32];
+        float* weights = stackalloc float[32];
+        float* mins = stackalloc float[8];
+        float* scales = stackalloc float[8];
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            SubBlockWeights(x + 32 * j, weights);
+            scales[j] = MakeQkx2Quants(32, nmax, x + 32 * j, weights, L + 32 * j, out mins[j], laux, rmin, 0.1f, nstep);
+            maxScale = MathF.Max(maxScale, scales[j]);
+            maxMin = MathF.Max(maxMin, mins[j]);
+        }
+        PackScalesMins(scales, mins, maxScale, maxMin, packedScales);
+        var d = (Half)(maxScale / 63f);
+        dmin = (Half)(maxMin / 63f);
+        RequantizeWithPackedScales(x, packedScales, (float)d, (float)dmin, nmax, L);
+        return d;
     }
 
     // quantize_row_q6_K_ref
