@@ -86,9 +86,7 @@ public static partial class Commands
                 MemoryMarshal.AsBytes((rs.FreqFactors is { } ff ? Array.ConvertAll(ff, x => (float)x) : Llama3FreqFactors(c, rs)).AsSpan()).ToArray());
 
         var sw = Stopwatch.StartNew();
-        string tmp = outPath + ".partial";
-        w.Write(tmp);
-        File.Move(tmp, outPath, overwrite: true); // never leave a half-written file under the final name
+        w.Write(outPath); // GgufWriter writes PATH.partial and renames it only when complete
         Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / 1e6:F1} MB, {type}) in {sw.Elapsed.TotalSeconds:F1} s");
         return 0;
     }

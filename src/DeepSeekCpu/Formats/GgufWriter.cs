@@ -28,7 +28,26 @@ public sealed class GgufWriter
         return this;
     }
 
+    /// <summary>
+    /// Writes the file. It is written under "PATH.partial" and renamed when complete, so a failure (a tensor producer
+    /// throwing, a full disk) never leaves a truncated file, or replaces a good one, under <paramref name="path"/>.
+    /// </summary>
     public void Write(string path)
+    {
+        string partial = path + ".partial";
+        try
+        {
+            WriteTo(partial);
+            File.Move(partial, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(partial); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    private void WriteTo(string path)
     {
         using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
