@@ -70,9 +70,7 @@ public class LlamaGgufReferenceTests
         // 32-wide blocks), compounding over 2 layers: a few percent. A wrongly decoded block gives ~100%.
         foreach (var (mode, got) in new[] { ("prefill", Engine.Prefill(mq, r.Prompt)), ("stepwise", Engine.Stepwise(mq, r.Prompt)) })
         {
-            double err = 0, norm = 0;
-            for (int i = 0; i < expected.Length; i++) { double d = expected[i] - got[i]; err += d * d; norm += (double)expected[i] * expected[i]; }
-            double rel = Math.Sqrt(err / norm);
+            double rel = Engine.RelativeRms(expected, got);
             TestContext.Current.SendDiagnosticMessage($"[maxdiff] {name} gguf Q8_0 {mode} vs test-dequantized F32: relative RMS {rel:E2}");
             Assert.True(rel < 0.06, $"{name} {mode}: Q8_0 logits differ from the test-side dequantization by {rel:P2} (relative RMS)");
         }

@@ -100,6 +100,14 @@ public static class Engine
         return best;
     }
 
+    /// <summary>sqrt(Σ (e − a)²) / sqrt(Σ e²): the error of quantized logits relative to the reference's size.</summary>
+    public static double RelativeRms(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        double err = 0, norm = 0;
+        for (int i = 0; i < expected.Length; i++) { double d = expected[i] - actual[i]; err += d * d; norm += (double)expected[i] * expected[i]; }
+        return Math.Sqrt(err / norm);
+    }
+
     public static double MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         Assert.Equal(a.Length, b.Length);
