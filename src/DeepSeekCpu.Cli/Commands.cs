@@ -174,8 +174,8 @@ public static partial class Commands
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");
         WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
-        var (config, weights, _, _) = ModelLoader.OpenWeights(path);
-        using var model = ModelLoader.Build(config, weights);
+        using var model = ModelLoader.Load(path);
+        var config = model.Config;
         foreach (int t in tokens)
             if ((uint)t >= (uint)config.VocabSize) throw new UsageException($"logits: --tokens contains {t}, outside the vocabulary 0..{config.VocabSize - 1}");
         int vocab = config.VocabSize;

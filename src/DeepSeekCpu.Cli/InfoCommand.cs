@@ -10,8 +10,9 @@ public static partial class Commands
     {
         var a = new CliArgs("info", args, ["--model"], [], Aliases);
         string path = a.Req("--model");
-        var (c, w, format, _) = ModelLoader.OpenWeights(path);
-        using var model = ModelLoader.Build(c, w);
+        var format = ModelLoader.Detect(path);
+        using var model = ModelLoader.Load(path);
+        var (c, w) = (model.Config, model.Weights);
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"model:          {path}");
         Console.WriteLine($"format:         {format}");
