@@ -110,63 +110,122 @@ internal static unsafe class Gemv
 
     [ThreadStatic] private static byte[]? _actScratch;
     [ThreadStatic] private static Job? _job;
+    [ThreadStatic] private static MatMulBatch? _single;
 
     /// <summary>y[t, r] = x[t, :] · w[r, :] for t &lt; n (pointers checked by the caller).</summary>
     public static void Run(WeightMatrix w, float* x, float* y, int n, KernelPath path)
     {
+        var b = _single ??= new MatMulBatch();
+        b.Clear(n);
+        b.Add(w, x, y);
+        Run(b, path);
+        b.Clear(0);
+    }
+
+    /// <summary>
+    /// Every product of <paramref name="batch"/> in one pool dispatch: the rows of all its matrices form one range
+    /// that the workers split, so a decode step's small matrices (a layer's experts, per-head MLA products) cost one
+    /// round trip instead of one each.
+    /// </summary>
+    public static void Run(MatMulBatch batch, KernelPath path)
+    {
         var job = _job ??= new Job();
-        job.W = w; job.X = x; job.Y = y; job.N = n;
-        job.QDot = QuantDot(w.Type, path);
-        job.FDot = job.QDot == null ? FloatDotFor(w.Type, path) : null;
-        if (job.QDot != null)
+        int count = batch.Count, n = batch.Tokens;
+        job.Ensure(count);
+        job.N = n;
+        // Quantize each distinct input once, on this thread (a few microseconds per token); tasks that share an
+        // input and the activation format (Q8_0 or Q8_K style) share the quantized copy.
+        long bytes = 0;
+        for (int i = 0; i < count; i++)
+            if (QuantDot(batch.W[i].Type, path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * n + StructBytes(n);
+        byte* mem = bytes == 0 ? null : Scratch.Get(ref _actScratch, bytes);
+        int rows = 0;
+        for (int i = 0; i < count; i++)
         {
-            // Quantize each token's activations once, on this thread (a few microseconds per token).
+            var w = batch.W[i];
+            job.W[i] = w; job.X[i] = batch.X[i]; job.Y[i] = batch.Y[i];
+            job.RowStart[i] = rows; rows += w.Rows;
+            var qdot = QuantDot(w.Type, path);
+            job.QDot[i] = (nint)qdot;
+            job.FDot[i] = qdot == null ? (nint)FloatDotFor(w.Type, path) : 0;
+            job.Acts[i] = 0;
+            if (qdot == null) continue;
+            for (int j = 0; j < i && job.Acts[i] == 0; j++)
+                if (job.Acts[j] != 0 && job.X[j] == job.X[i] && job.W[j].Cols == w.Cols
+                    && ActQ8.UsesQ8K(job.W[j].Type) == ActQ8.UsesQ8K(w.Type))
+                    job.Acts[i] = job.Acts[j];
+            if (job.Acts[i] != 0) continue;
             long per = ActQ8.BytesFor(w.Cols);
-            byte* mem = Scratch.Get(ref _actScratch, per * n + n * sizeof(ActQ8));
-            var acts = (ActQ8*)(mem + per * n);
+            var acts = (ActQ8*)mem; mem += StructBytes(n);           // keeps mem 64-byte aligned
             for (int t = 0; t < n; t++)
             {
-                acts[t] = ActQ8.At(mem + per * t, w.Cols);
-                ActQ8.QuantizeFor(w.Type, x + (long)t * w.Cols, acts + t);
+                acts[t] = ActQ8.At(mem, w.Cols); mem += per;
+                ActQ8.QuantizeFor(w.Type, (float*)batch.X[i] + (long)t * w.Cols, acts + t);
             }
-            job.Acts = acts;
+            job.Acts[i] = (nint)acts;
         }
-        WorkerPool.Shared.Run(job, w.Rows, grain: 16);
-        job.W = null!;
+        job.RowStart[count] = rows;
+        job.Count = count;
+        WorkerPool.Shared.Run(job, rows, grain: 16);
+        Array.Clear(job.W, 0, count);
     }
+
+    private static long StructBytes(int n) => (n * sizeof(ActQ8) + 63) & ~63L;
 
     private sealed class Job : IRangeJob
     {
         [ThreadStatic] private static float[]? _rowScratch;
-        public WeightMatrix W = null!;
-        public float* X, Y;
-        public int N;
-        public ActQ8* Acts;
-        public delegate*<byte*, ActQ8*, float> QDot;
-        public delegate*<byte*, float*, int, float*, float> FDot;
+        // per task i: the matrix, its input [N, cols] and output [N, rows], its first row in the combined range
+        public WeightMatrix[] W = [];
+        public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [];
+        public int[] RowStart = [];   // [Count + 1]
+        public int Count, N;
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Ensure(int count)
+        {
+            if (W.Length >= count) return;
+            int c = Math.Max(count, W.Length * 2);
+            W = new WeightMatrix[c]; X = new nint[c]; Y = new nint[c]; Acts = new nint[c];
+            QDot = new nint[c]; FDot = new nint[c]; RowStart = new int[c + 1];
+        }
+
+        /// <summary>Rows [start, end) of the combined range, task by task.</summary>
         public void Run(int start, int end)
         {
-            var w = W;
-            int rows = w.Rows, cols = w.Cols, n = N;
-            if (QDot != null)
+            int i = 0;
+            while (RowStart[i + 1] <= start) i++;
+            for (int r = start; r < end; i++)
             {
-                var dot = QDot;
+                int stop = Math.Min(end, RowStart[i + 1]);
+                RunRows(i, r - RowStart[i], stop - RowStart[i]);
+                r = stop;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RunRows(int i, int start, int end)
+        {
+            var w = W[i];
+            int rows = w.Rows, cols = w.Cols, n = N;
+            float* x = (float*)X[i], y = (float*)Y[i];
+            if (QDot[i] != 0)
+            {
+                var dot = (delegate*<byte*, ActQ8*, float>)QDot[i];
+                var acts = (ActQ8*)Acts[i];
                 for (int r = start; r < end; r++)
                 {
                     byte* row = w.Row(r);
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r] = dot(row, Acts + t);
+                    for (int t = 0; t < n; t++) y[(long)t * rows + r] = dot(row, acts + t);
                 }
             }
-            else if (FDot != null)
+            else if (FDot[i] != 0)
             {
-                var dot = FDot;
+                var dot = (delegate*<byte*, float*, int, float*, float>)FDot[i];
                 for (int r = start; r < end; r++)
                 {
                     float* scales = w.BlockScales == null ? null : w.BlockScales + (r / WeightMatrix.Fp8BlockSize) * w.ScaleCols;
                     byte* row = w.Row(r);
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r] = dot(row, X + (long)t * cols, cols, scales);
+                    for (int t = 0; t < n; t++) y[(long)t * rows + r] = dot(row, x + (long)t * cols, cols, scales);
                 }
             }
             else
@@ -177,7 +236,7 @@ internal static unsafe class Gemv
                 for (int r = start; r < end; r++)
                 {
                     Dequantize.RowOf(w, r, buf);
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r] = TensorPrimitives.Dot(buf, new ReadOnlySpan<float>(X + (long)t * cols, cols));
+                    for (int t = 0; t < n; t++) y[(long)t * rows + r] = TensorPrimitives.Dot(buf, new ReadOnlySpan<float>(x + (long)t * cols, cols));
                 }
             }
         }

@@ -49,4 +49,21 @@ public static unsafe class MatMul
         }
         GC.KeepAlive(w);
     }
+
+    /// <summary>Every product of <paramref name="batch"/>: one pool dispatch while they are matrix-vector products.</summary>
+    public static void Multiply(MatMulBatch batch) => Multiply(batch, KernelInfo.Path);
+
+    internal static void Multiply(MatMulBatch batch, KernelPath path)
+    {
+        int n = batch.Tokens;
+        if (batch.Count == 0 || n == 0) return;
+        bool gemm = false;
+        for (int i = 0; i < batch.Count; i++) gemm |= UsesGemm(batch.W[i].Type, n, path);
+        if (!gemm) { Gemv.Run(batch, path); return; }
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var w = batch.W[i];
+            Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
+        }
+    }
 }

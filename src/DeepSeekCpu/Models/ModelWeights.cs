@@ -48,6 +48,19 @@ public sealed class ModelWeights : IDisposable
     }
 
     /// <summary>
+    /// Registers matrices the graph derived from stored tensors (re-laid-out or converted copies, or views of parts of
+    /// them) and multiplies by for every token: counted in <see cref="BytesPerToken"/>, its memory freed with the model.
+    /// </summary>
+    public void AddDerived(string name, long bytes, IDisposable? owner)
+    {
+        lock (_matrixBytes)
+        {
+            _matrixBytes[name] = bytes;
+            if (owner != null) _owned.Add(owner);
+        }
+    }
+
+    /// <summary>
     /// A 2-D weight exactly as stored (no <see cref="MatrixTransform"/>), for tensors that are looked up by row or
     /// converted by the graph itself (embeddings, MLA's kv_b_proj); not counted in <see cref="BytesPerToken"/>.
     /// </summary>

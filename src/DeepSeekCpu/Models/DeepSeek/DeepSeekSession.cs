@@ -11,6 +11,8 @@ public sealed class DeepSeekSession : IModelSession
 {
     /// <summary>Tokens per forward batch (bounds the scratch buffers).</summary>
     public const int MaxBatch = 256;
+    /// <summary>Tokens per group of absorbed attention (bounds its per-head scratch, [heads, group, kvl]).</summary>
+    internal const int AbsorbedTokens = 16;
 
     private readonly DeepSeekModel _m;
     public int Position { get; private set; }
@@ -41,6 +43,10 @@ public sealed class DeepSeekSession : IModelSession
     internal readonly int[] ExpertCount;          // [n_experts + 1]
     internal readonly int[] ExpertFill;           // [n_experts]
     internal readonly float[] LastNormed;         // [dim]
+    internal readonly float[] QNope;              // [heads, AbsorbedTokens, nope]   absorbed attention, by head
+    internal readonly float[] QLat, OLat;         // [heads, AbsorbedTokens, kvl]
+    internal readonly float[] OHead;              // [heads, AbsorbedTokens, v]
+    internal readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
     internal float[]? NaiveLatent;                // [tokens, kvl]            (naive attention only, grows)
     internal float[]? NaiveExpanded;              // [tokens, heads, nope+v]  (naive attention only, grows)
     internal readonly MLA.AbsorbedAttention AbsorbedJob = new();
@@ -72,6 +78,10 @@ public sealed class DeepSeekSession : IModelSession
         Chosen = new int[B * k]; ChosenWeights = new float[B * k]; Slots = new int[B * k];
         ExpertCount = new int[E + 1]; ExpertFill = new int[E];
         LastNormed = new float[dim];
+        int groupHeads = AbsorbedTokens * c.NumHeads;
+        QNope = new float[groupHeads * c.QkNopeHeadDim];
+        QLat = new float[groupHeads * c.KvLoraRank]; OLat = new float[groupHeads * c.KvLoraRank];
+        OHead = new float[groupHeads * c.VHeadDim];
     }
 
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)

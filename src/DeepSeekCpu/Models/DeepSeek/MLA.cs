@@ -39,6 +39,12 @@ internal sealed unsafe class MLA
     /// </summary>
     private readonly float[] _wkvB;
     private readonly WeightMatrix _wkvBMatrix;        // the same values as an F32 matrix [heads*(nope+v), kvl]
+    /// <summary>
+    /// The absorbed path's per-head matrices, multiplied as matrix-vector products in (close to) the stored precision:
+    /// W_ukᵀ_h [kvl, nope] turns q_nope into the latent query, W_uv_h [v, kvl] the latent output into the head's
+    /// values. Views into the stored tensors where the layout allows, otherwise one packed copy (see BuildAbsorbed).
+    /// </summary>
+    private readonly WeightMatrix[] _wukT, _wuv;
     private readonly WeightMatrix _wo;                // [dim, heads*v]
 
     public int KvValuesPerToken => _kvl + _rope;      // cache row: [c_kv (kvl) ; k_pe (rope)]
@@ -61,11 +67,79 @@ internal sealed unsafe class MLA
         // kv_b_proj is small (heads*(nope+v) x kvl; 64 MiB as float32 for V3) and the absorbed path reads it per
         // head both ways (W_ukᵀ and W_uv), so it is dequantized once here, whatever the stored format.
         _wkvB = GC.AllocateUninitializedArray<float>(_heads * (_nope + _v) * _kvl, pinned: true);
+        _wukT = new WeightMatrix[_heads]; _wuv = new WeightMatrix[_heads];
         if (w.Contains(p + "kv_b_proj.weight"))
-            Dequantize.Matrix(w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl)).CopyTo(_wkvB, 0);
+        {
+            var kvB = w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl);
+            Dequantize.Matrix(kvB).CopyTo(_wkvB, 0);
+            BuildAbsorbed(w, kvB);
+        }
         else LoadSplitKvB(w, p);
         _wkvBMatrix = new WeightMatrix(p + "kv_b_proj.weight(f32)", DType.F32, _heads * (_nope + _v), _kvl,
             (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(_wkvB, 0));
+    }
+
+    /// <summary>
+    /// Per-head W_ukᵀ and W_uv from the combined kv_b_proj [heads * (nope + v), kvl]. W_uv_h is rows
+    /// h*(nope+v)+nope .. +v of it, used in place (FP8 excepted: its 128-row scale blocks would need re-slicing, so it is
+    /// packed as float32). W_ukᵀ_h needs a transpose, packed once: float formats keep their type (F32 and BF16 fixtures
+    /// stay exact), FP8 becomes float32 (exact; model.py dequantizes it to BF16 here, a rounding we do not add) and
+    /// GGUF quants Q8_0 (an 8-bit copy of the dequantized values, so decoding reads 1.06 bytes per weight instead of
+    /// the 4 of float32).
+    /// </summary>
+    private void BuildAbsorbed(ModelWeights w, WeightMatrix kvB)
+    {
+        DType packed = kvB.Type switch
+        {
+            DType.F32 or DType.F16 or DType.BF16 => kvB.Type,
+            DType.F8_E4M3 => DType.F32,
+            _ => DType.Q8_0,
+        };
+        var t = new float[_kvl * _nope];                                     // [kvl, nope] W_ukᵀ_h
+        var uk = Pack(w, kvB.Name + "(uk^T)", packed, _heads * _kvl, _nope, h =>
+        {
+            int baseRow = h * (_nope + _v);
+            for (int d = 0; d < _nope; d++)
+                for (int c = 0; c < _kvl; c++)
+                    t[c * _nope + d] = _wkvB[(baseRow + d) * _kvl + c];
+            return t;
+        });
+        for (int h = 0; h < _heads; h++)
+            _wukT[h] = new WeightMatrix($"{uk.Name}[{h}]", packed, _kvl, _nope, uk.Row(h * _kvl));
+
+        if (kvB.Type == DType.F8_E4M3)
+        {
+            var uv = Pack(w, kvB.Name + "(uv)", DType.F32, _heads * _v, _kvl,
+                h => _wkvB.AsSpan((h * (_nope + _v) + _nope) * _kvl, _v * _kvl).ToArray());
+            for (int h = 0; h < _heads; h++)
+                _wuv[h] = new WeightMatrix($"{uv.Name}[{h}]", DType.F32, _v, _kvl, uv.Row(h * _v));
+        }
+        else
+        {
+            for (int h = 0; h < _heads; h++)
+                _wuv[h] = new WeightMatrix($"{kvB.Name}(uv)[{h}]", kvB.Type, _v, _kvl, kvB.Row(h * (_nope + _v) + _nope));
+            w.AddDerived(kvB.Name + "(uv)", _heads * _v * kvB.RowBytes, null);
+        }
+    }
+
+    /// <summary>
+    /// A packed [heads * rowsPerHead, cols] matrix of <paramref name="type"/> whose head h rows come from
+    /// <paramref name="headRows"/>(h) ([rowsPerHead, cols] float32); owned and counted by <paramref name="w"/>.
+    /// </summary>
+    private WeightMatrix Pack(ModelWeights w, string name, DType type, int rows, int cols, Func<int, float[]> headRows)
+    {
+        long rowBytes = type.ByteCount(cols);
+        var buffer = new NativeBuffer(rowBytes * rows);
+        w.AddDerived(name, rowBytes * rows, buffer);
+        int perHead = rows / _heads;
+        for (int h = 0; h < _heads; h++)
+        {
+            var src = headRows(h);
+            for (int r = 0; r < perHead; r++)
+                Quantize.Row(type, src.AsSpan(r * cols, cols),
+                    new Span<byte>(buffer.Pointer + (long)(h * perHead + r) * rowBytes, checked((int)rowBytes)));
+        }
+        return new WeightMatrix(name, type, rows, cols, buffer.Pointer, null, buffer);
     }
 
     /// <summary>
@@ -89,23 +163,34 @@ internal sealed unsafe class MLA
                 for (int c = 0; c < _kvl; c++)
                     _wkvB[(baseRow + d) * _kvl + c] = kbf[((long)h * _kvl + c) * _nope + d];
             Array.Copy(vbf, (long)h * _v * _kvl, _wkvB, (long)(baseRow + _nope) * _kvl, _v * _kvl);
+            // k_b is already W_ukᵀ per head and v_b W_uv: the absorbed path uses them in place
+            _wukT[h] = new WeightMatrix($"{kb.Name}[{h}]", kb.Type, _kvl, _nope, kb.Data + h * kb.Type.ByteCount(_kvl * _nope));
+            _wuv[h] = new WeightMatrix($"{vb.Name}[{h}]", vb.Type, _v, _kvl, vb.Data + h * vb.Type.ByteCount(_v * _kvl));
         }
+        w.AddDerived(kb.Name, kb.ByteLength, null);
+        w.AddDerived(vb.Name, vb.ByteLength, null);
     }
 
     /// <summary>y[n, dim] = attention of the n tokens x[n, dim] at positions [start, start+n) over the cache.</summary>
     public void Forward(DeepSeekSession s, int layer, ReadOnlySpan<float> x, Span<float> y, int n, int start)
     {
         var q = s.Q.AsSpan(0, n * _heads * _qkHead);                 // [n, heads, nope+rope]
-        if (_wq != null) MatMul.Multiply(_wq, x, q, n);
-        else
+        var kv = s.KV.AsSpan(0, n * (_kvl + _rope));                 // [n, kvl+rope] = [c_kv ; k_pe] before norm/rope
+        // q (or its LoRA down-projection) and kv_a read the same x: one batch
+        fixed (float* px = x, pq = q, pqa = s.QA, pkv = kv)
+        {
+            var b = s.Batch;
+            b.Clear(n);
+            b.Add(_wq ?? _wqA!, px, _wq != null ? pq : pqa);
+            b.Add(_wkvA, px, pkv);
+            MatMul.Multiply(b);
+        }
+        if (_wq == null)
         {
             var qa = s.QA.AsSpan(0, n * _wqA!.Rows);                 // [n, q_lora]
-            MatMul.Multiply(_wqA, x, qa, n);
             Ops.RmsNormRows(qa, _qNorm, qa, n, _wqA.Rows, _eps);
             MatMul.Multiply(_wqB!, qa, q, n);
         }
-        var kv = s.KV.AsSpan(0, n * (_kvl + _rope));                 // [n, kvl+rope] = [c_kv ; k_pe] before norm/rope
-        MatMul.Multiply(_wkvA, x, kv, n);
 
         // RoPE on the rope parts of q (per head) and on k_pe (one per token); normalise c_kv; append to the cache.
         var cache = s.Cache[layer];                                  // [ctx, kvl+rope]
@@ -140,38 +225,59 @@ internal sealed unsafe class MLA
     //   q_nope·k_nope_t = q_nopeᵀ W_uk_h c_t = (W_uk_hᵀ q_nope)·c_t = q_lat·c_t          (fold W_uk into the query)
     //   Σ_t p_t v_t = W_uv_h Σ_t p_t c_t = W_uv_h o_lat                                   (fold W_uv after the sum)
     // so keys and values never leave the kvl-dimensional latent space and the cache holds only c_t and k_pe_t.
+    // Tokens go in groups of DeepSeekSession.AbsorbedTokens; per group: one batch of per-head products W_ukᵀ_h q_nope,
+    // one pool job of (token, head) attention items in latent space, one batch of W_uv_h o_lat.
     private void AttendAbsorbed(DeepSeekSession s, int layer, int n, int start)
     {
+        int H = _heads;
         var job = s.AbsorbedJob;
-        job.Mla = this; job.Session = s; job.Cache = s.Cache[layer]; job.Start = start;
-        WorkerPool.Shared.Run(job, n * _heads, grain: 1);
+        job.Mla = this; job.Session = s; job.Cache = s.Cache[layer];
+        fixed (float* qNope = s.QNope, qLat = s.QLat, oLat = s.OLat, oHead = s.OHead)
+        {
+            for (int t0 = 0; t0 < n; t0 += DeepSeekSession.AbsorbedTokens)
+            {
+                int T = Math.Min(DeepSeekSession.AbsorbedTokens, n - t0);
+                // q_nope by head: qNope[h, t, :] = Q[t0 + t, h, :nope]
+                for (int t = 0; t < T; t++)
+                    for (int h = 0; h < H; h++)
+                        s.Q.AsSpan(((t0 + t) * H + h) * _qkHead, _nope).CopyTo(new Span<float>(qNope + (h * T + t) * _nope, _nope));
+                var b = s.Batch;
+                b.Clear(T);
+                for (int h = 0; h < H; h++) b.Add(_wukT[h], qNope + h * T * _nope, qLat + h * T * _kvl); // qLat[h, t, :]
+                MatMul.Multiply(b);
+
+                job.Start = start + t0; job.First = t0; job.Tokens = T;
+                WorkerPool.Shared.Run(job, T * H, grain: 1);                                              // oLat[h, t, :]
+
+                b.Clear(T);
+                for (int h = 0; h < H; h++) b.Add(_wuv[h], oLat + h * T * _kvl, oHead + h * T * _v);   // oHead[h, t, :]
+                MatMul.Multiply(b);
+                for (int t = 0; t < T; t++)
+                    for (int h = 0; h < H; h++)
+                        new ReadOnlySpan<float>(oHead + (h * T + t) * _v, _v).CopyTo(s.O.AsSpan(((t0 + t) * H + h) * _v, _v));
+            }
+        }
         job.Mla = null!; job.Session = null!; job.Cache = null!;
     }
 
-    /// <summary>One (token, head) pair per item; the scores buffer is per thread.</summary>
+    /// <summary>One (token, head) pair of a token group per item: scores over the latent cache, then o_lat.</summary>
     internal sealed class AbsorbedAttention : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores, _lat;
+        [ThreadStatic] private static float[]? _scores;
         public MLA Mla = null!;
         public DeepSeekSession Session = null!;
         public float[] Cache = null!;
-        public int Start;
+        public int Start, First, Tokens;   // position of the group's first token, its index in the batch, group size
 
         public void Run(int first, int end)
         {
             var m = Mla; var s = Session;
-            int kvl = m._kvl, rope = m._rope, nope = m._nope, v = m._v, row = kvl + rope;
-            var qLat = (_lat is { } l && l.Length >= kvl ? l : (_lat = new float[kvl])).AsSpan(0, kvl); // [kvl] W_uk_hᵀ q_nope, then o_lat
+            int kvl = m._kvl, rope = m._rope, nope = m._nope, row = kvl + rope, T = Tokens;
             for (int item = first; item < end; item++)
             {
                 int t = item / m._heads, h = item % m._heads, pos = Start + t;
-                var q = s.Q.AsSpan((t * m._heads + h) * m._qkHead, m._qkHead);
-                var qNope = q[..nope]; var qPe = q[nope..];
-                // q_lat = Σ_d q_nope[d] · W_uk_h[d, :]
-                qLat.Clear();
-                int wk = h * (nope + v) * kvl;
-                for (int d = 0; d < nope; d++)
-                    TensorPrimitives.MultiplyAdd(m._wkvB.AsSpan(wk + d * kvl, kvl), qNope[d], qLat, qLat);
+                var qPe = s.Q.AsSpan(((First + t) * m._heads + h) * m._qkHead + nope, rope);
+                var qLat = s.QLat.AsSpan((h * T + t) * kvl, kvl);      // W_uk_hᵀ q_nope
                 int len = pos + 1;                                    // causal: keys 0..pos
                 var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
                 for (int j = 0; j < len; j++)
@@ -180,14 +286,10 @@ internal sealed unsafe class MLA
                     scores[j] = (TensorPrimitives.Dot(qLat, c[..kvl]) + TensorPrimitives.Dot(qPe, c[kvl..])) * s.SoftmaxScale;
                 }
                 Ops.Softmax(scores);
-                var oLat = qLat;                                      // [kvl] Σ_j p_j c_j
+                var oLat = s.OLat.AsSpan((h * T + t) * kvl, kvl);      // Σ_j p_j c_j
                 oLat.Clear();
                 for (int j = 0; j < len; j++)
                     TensorPrimitives.MultiplyAdd(Cache.AsSpan(j * row, kvl), scores[j], oLat, oLat);
-                // o_h = W_uv_h o_lat
-                var o = s.O.AsSpan((t * m._heads + h) * v, v);
-                int wv = (h * (nope + v) + nope) * kvl;
-                for (int d = 0; d < v; d++) o[d] = TensorPrimitives.Dot(m._wkvB.AsSpan(wv + d * kvl, kvl), oLat);
             }
         }
     }
