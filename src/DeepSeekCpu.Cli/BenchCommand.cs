@@ -80,7 +80,7 @@ public static partial class Commands
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
-        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
+        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
         Console.WriteLine("| test   |              t/s |");
         Console.WriteLine("| ------ | ---------------: |");
         if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} |", pp, ppMean, ppSd));

@@ -63,6 +63,59 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// A batch of products of mixed formats and shapes, some sharing one input (Q8_0 and Q4_0 share the quantized
+    /// activations, Q4_K needs its own), in one dispatch: each output must match its own float64 reference, with the
+    /// same budgets as single products; n = 13 takes the per-product GEMM route.
+    /// </summary>
+    [Fact]
+    public unsafe void Batch_matches_the_float_reference_for_every_product_on_every_path()
+    {
+        var specs = new (DType Type, int Rows, int Cols, int Input)[]
+        {
+            (DType.Q8_0, 67, 288, 0), (DType.Q4_0, 33, 288, 0), (DType.Q4_K, 20, 256, 1), (DType.Q4_0, 5, 256, 1),
+            (DType.F32, 17, 288, 0), (DType.BF16, 9, 64, 2), (DType.Q6_K, 40, 512, 3), (DType.Q5_0, 16, 96, 4),
+        };
+        int[] inputCols = [288, 256, 64, 512, 96];
+        var weights = specs.Select((s, i) => TestData.Matrix(s.Type, TestData.Gaussian(s.Rows * s.Cols, 100 + i, 0.05f), s.Rows, s.Cols)).ToArray();
+        try
+        {
+            foreach (int n in new[] { 1, 3, 13 })
+            {
+                var inputs = inputCols.Select((c, i) => GC.AllocateArray<float>(n * c, pinned: true)).ToArray();
+                for (int i = 0; i < inputs.Length; i++) TestData.Gaussian(n * inputCols[i], 7 * n + i).CopyTo(inputs[i], 0);
+                foreach (var path in KernelInfo.Available)
+                {
+                    var outputs = specs.Select(s => GC.AllocateArray<float>(n * s.Rows, pinned: true)).ToArray();
+                    var batch = new MatMulBatch();
+                    batch.Clear(n);
+                    for (int i = 0; i < specs.Length; i++)
+                        batch.Add(weights[i], (float*)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(inputs[specs[i].Input], 0),
+                            (float*)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(outputs[i], 0));
+                    MatMul.Multiply(batch, path);
+                    for (int i = 0; i < specs.Length; i++)
+                    {
+                        var (t, rows, cols, input) = specs[i];
+                        var x = inputs[input];
+                        var expect = TestData.ReferenceMatMul(weights[i], x, n);
+                        var deq = Dequantize.Matrix(weights[i]);
+                        bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
+                        for (int tk = 0; tk < n; tk++)
+                        for (int r = 0; r < rows; r++)
+                        {
+                            double norm = TestData.TermNorm(weights[i], deq, x, tk, r);
+                            double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
+                            double got = outputs[i][tk * rows + r], exp = expect[tk * rows + r];
+                            Assert.True(Math.Abs(got - exp) <= budget,
+                                $"batch product {i} ({t}) {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs {exp} (budget {budget:G3})");
+                        }
+                    }
+                }
+            }
+        }
+        finally { foreach (var w in weights) w.Dispose(); }
+    }
+
     [Fact]
     public void Default_entry_uses_the_active_path()
     {

@@ -16,6 +16,9 @@ public sealed unsafe class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
     private readonly MappedFile _file;
+
+    /// <summary>The file's memory.</summary>
+    public MappedFile Mapped => _file;
     public string Path => _file.Path;
     public uint Version { get; }
     public IReadOnlyDictionary<string, object> Metadata { get; }

@@ -26,8 +26,8 @@ public sealed unsafe class MappedFile : IDisposable
     /// <summary>The mode files are opened with when the caller does not say (set once by front ends: --no-mmap).</summary>
     public static WeightMemory DefaultMemory { get; set; } = WeightMemory.Mmap;
 
-    private readonly MemoryMappedFile? _mmf;
-    private readonly MemoryMappedViewAccessor? _view;
+    private MemoryMappedFile? _mmf;
+    private MemoryMappedViewAccessor? _view;
     private readonly NativeBuffer? _anonymous;
     private byte* _pointer;
 
@@ -50,24 +50,55 @@ public sealed unsafe class MappedFile : IDisposable
             _pointer = _anonymous.Pointer;
             return;
         }
+        // Large files (weights): fill the page tables now, so decoding takes no page faults; ask for huge pages
+        // where the filesystem allows. Both are advice: refusal changes nothing but speed.
+        // Only when the file fits in memory with room to spare: populating a 400 GB R1 checkpoint on a smaller machine
+        // would read it all and thrash the page cache before the first token.
+        bool populate = Length >= 64 << 20 && Length < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+        Map(populate);
+        if (populate && NeedsHugeFolios())
+        {
+            // The page cache holds most of this file in small folios (how it was written or first read decides),
+            // so the mapping gets 4 KiB pages: one TLB walk per 4 KiB streamed, measured at 8% of decoding speed on
+            // V2-Lite (21.4 → 23.1 tokens/s). Dropping the file's cached pages and reading them back through
+            // readahead under MADV_HUGEPAGE rebuilds them as 2 MiB folios, once per file until they are evicted.
+            Unmap();
+            MemoryAdvice.DropFromPageCache(path);
+            Map(populate: true);
+        }
+        if (populate && MemoryAdvice.MappedPageSizes(_pointer) is { Resident: > 0 } r) HugePageShare = (double)r.Huge / r.Resident;
+    }
+
+    /// <summary>Share of a populated mapping that sits on 2 MiB pages; null when not known (small files, files that
+    /// were not populated, anonymous memory).</summary>
+    public double? HugePageShare { get; private set; }
+
+    private void Map(bool populate)
+    {
         try
         {
-            _mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            _mmf = MemoryMappedFile.CreateFromFile(Path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
             _view = _mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             byte* p = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             _pointer = p + _view.PointerOffset;
         }
         catch { Dispose(); throw; }
-        // Large files (weights): fill the page tables now, so decoding takes no page faults; ask for huge pages
-        // where the filesystem allows. Both are advice: refusal changes nothing but speed.
-        // Only when the file fits in memory with room to spare: populating a 400 GB R1 checkpoint on a smaller machine
-        // would read it all and thrash the page cache before the first token.
-        if (Length >= 64 << 20 && Length < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2)
-        {
-            MemoryAdvice.HugePages(_pointer, Length);
-            MemoryAdvice.PopulateRead(_pointer, Length);
-        }
+        if (!populate) return;
+        MemoryAdvice.HugePages(_pointer, Length);
+        MemoryAdvice.PopulateRead(_pointer, Length);
+    }
+
+    /// <summary>
+    /// True when the kernel can put this file in 2 MiB page-cache folios (some file already is) but under half of this
+    /// mapping is: then a re-read is worth it. Where the kernel makes no file huge pages at all, never (a re-read would
+    /// change nothing and cost a read of the file every time).
+    /// </summary>
+    private bool NeedsHugeFolios()
+    {
+        if (MemoryAdvice.MappedPageSizes(_pointer) is not { } sizes || sizes.Resident < Length / 2) return false;
+        if (sizes.Huge >= sizes.Resident / 2) return false;
+        return sizes.Huge > 0 || MemoryAdvice.KernelMakesFileHugePages();
     }
 
     public static MappedFile Open(string path) => new(path, DefaultMemory);
@@ -89,12 +120,17 @@ public sealed unsafe class MappedFile : IDisposable
         return _pointer + offset;
     }
 
-    public void Dispose()
+    private void Unmap()
     {
         if (_pointer != null && _view != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _pointer = null;
-        _view?.Dispose();
-        _mmf?.Dispose();
+        _view?.Dispose(); _view = null;
+        _mmf?.Dispose(); _mmf = null;
+    }
+
+    public void Dispose()
+    {
+        Unmap();
         _anonymous?.Dispose();
     }
 }

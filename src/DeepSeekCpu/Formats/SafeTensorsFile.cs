@@ -12,6 +12,9 @@ namespace DeepSeekCpu.Formats;
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
     private readonly MappedFile _file;
+
+    /// <summary>The file's memory.</summary>
+    public MappedFile Mapped => _file;
     public string Path => _file.Path;
     public IReadOnlyDictionary<string, TensorView> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }

@@ -90,6 +90,84 @@ public static unsafe partial class MemoryAdvice
         return (start, (long)((nint)p - start) + bytes);
     }
 
+    /// <summary>
+    /// Bytes of the mapping that starts at <paramref name="start"/> that are resident, and of those how many are mapped
+    /// as 2 MiB pages (/proc/self/smaps "Rss" and "FilePmdMapped"/"AnonHugePages"); null where smaps is unavailable.
+    /// </summary>
+    public static (long Resident, long Huge)? MappedPageSizes(void* start)
+    {
+        if (!IsSupported) return null;
+        string head = ((nint)start).ToString("x") + "-";
+        try
+        {
+            bool inside = false;
+            long rss = -1, huge = 0;
+            foreach (var line in File.ReadLines("/proc/self/smaps"))
+            {
+                bool header = IsSmapsHeader(line);
+                if (header && line.StartsWith(head, StringComparison.Ordinal)) { inside = true; continue; }
+                if (!inside) continue;
+                if (header) break;
+                if (line.StartsWith("Rss:", StringComparison.Ordinal)) rss = Kilobytes(line);
+                else if (line.StartsWith("FilePmdMapped:", StringComparison.Ordinal) || line.StartsWith("AnonHugePages:", StringComparison.Ordinal))
+                    huge += Kilobytes(line);
+            }
+            return rss < 0 ? null : (rss, huge);
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Whether any file page in the system sits in a 2 MiB page-cache folio (/proc/meminfo FileHugePages).</summary>
+    public static bool KernelMakesFileHugePages()
+    {
+        if (!IsSupported) return false;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("FileHugePages:", StringComparison.Ordinal)) return Kilobytes(line) > 0;
+        }
+        catch (IOException) { }
+        return false;
+    }
+
+    /// <summary>
+    /// Asks the kernel to drop the file's clean, unmapped pages from the page cache (posix_fadvise DONTNEED); the next
+    /// read brings them back through readahead, which with MADV_HUGEPAGE allocates 2 MiB folios.
+    /// </summary>
+    public static bool DropFromPageCache(string path)
+    {
+        if (!IsSupported) return false;
+        try
+        {
+            using var f = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            return posix_fadvise((int)f.DangerousGetHandle(), 0, 0, POSIX_FADV_DONTNEED) == 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException) { return false; }
+    }
+
+    private const int POSIX_FADV_DONTNEED = 4;
+
+    /// <summary>A mapping's first line, "start-end perms offset dev inode path" with hexadecimal start and end.</summary>
+    private static bool IsSmapsHeader(string line)
+    {
+        int dash = line.IndexOf('-'), space = line.IndexOf(' ');
+        if (dash <= 0 || space <= dash + 1) return false;
+        for (int i = 0; i < space; i++)
+            if (i != dash && !char.IsAsciiHexDigit(line[i])) return false;
+        return true;
+    }
+
+    private static long Kilobytes(string smapsLine)
+    {
+        // "FilePmdMapped:   8605696 kB"
+        var parts = smapsLine.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return parts.Length >= 2 && long.TryParse(parts[1], out long kb) ? kb * 1024 : 0;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int posix_fadvise(int fd, long offset, long length, int advice);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int madvise(void* addr, nuint length, int advice);
 

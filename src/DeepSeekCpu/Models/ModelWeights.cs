@@ -100,6 +100,23 @@ public sealed class ModelWeights : IDisposable
         return v;
     }
 
+    /// <summary>Share of the populated memory-mapped files on 2 MiB pages (byte-weighted); null if none was populated.</summary>
+    public double? HugePageShare
+    {
+        get
+        {
+            var files = _owned.Select(o => o switch
+                {
+                    Formats.MappedFile m => m,
+                    Formats.GgufFile g => g.Mapped,
+                    Formats.SafeTensorsFile t => t.Mapped,
+                    _ => null,
+                }).OfType<Formats.MappedFile>().Where(f => f.HugePageShare != null).ToList();
+            if (files.Count == 0) return null;
+            return files.Sum(f => f.HugePageShare!.Value * f.Length) / files.Sum(f => (double)f.Length);
+        }
+    }
+
     public long TotalBytes => _tensors.Values.Sum(t => t.ByteLength);
 
     public void Dispose()

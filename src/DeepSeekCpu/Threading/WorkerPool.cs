@@ -40,6 +40,10 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
+    // Pure spinning before yielding: PauseSpins turns of Thread.SpinWait(PauseBatch), about 50 µs in all
+    // (one turn measured at 0.8 µs on this machine's Zen 5).
+    private const int PauseSpins = 64, PauseBatch = 20;
+
     private readonly Thread[] _threads;
     private readonly ManualResetEventSlim[] _wake;
     private readonly object _runLock = new();
@@ -87,8 +91,14 @@ public sealed class WorkerPool : IDisposable
             _generation++;
             foreach (var w in _wake) w.Set();
             Work();
+            // The last chunks usually finish within microseconds: spin on pause instructions first. SpinWait alone
+            // soon turns to sched_yield, a system call (and a hypervisor exit here) per turn.
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            for (int i = 0; Volatile.Read(ref _pending) != 0; i++)
+            {
+                if (i < PauseSpins) Thread.SpinWait(PauseBatch);
+                else spin.SpinOnce(sleep1Threshold: -1);
+            }
             _job = null;
             if (_error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
         }
@@ -116,9 +126,10 @@ public sealed class WorkerPool : IDisposable
         {
             // Spin a little for the next job (decode dispatches back to back), then sleep.
             var spin = new SpinWait();
-            while (_generation == seen && !_disposed)
+            for (int i = 0; _generation == seen && !_disposed; i++)
             {
-                if (spin.Count > 200) { _wake[id].Wait(); _wake[id].Reset(); }
+                if (i < PauseSpins) Thread.SpinWait(PauseBatch);
+                else if (spin.Count > 200) { _wake[id].Wait(); _wake[id].Reset(); }
                 else spin.SpinOnce(sleep1Threshold: -1);
             }
             if (_disposed) return;
