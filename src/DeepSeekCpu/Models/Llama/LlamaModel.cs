@@ -81,13 +81,14 @@ public sealed class LlamaModel : ILanguageModel
 }
 
 /// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V) and scratch buffers.</summary>
-internal sealed class LlamaSession : IModelSession
+internal sealed unsafe class LlamaSession : IModelSession
 {
     private readonly LlamaModel _m;
     private readonly float[][] _k, _v;            // per layer: [ctx, kv*hd]
     private int _capacity;                        // tokens the scratch buffers hold
     private float[] _x = [], _xb = [], _q = [], _kk = [], _vv = [], _att = [], _o = [], _g = [], _u = [];
     private readonly AttentionJob _attJob = new();
+    private readonly MatMulBatch _batch = new();
 
     public int Position { get; private set; }
     public int ContextLength { get; }
@@ -139,9 +140,14 @@ internal sealed class LlamaSession : IModelSession
             var b = _m.Layers[l];
             // --- attention: x = x + Wo · attn(RMSNorm(x)) ---
             Ops.RmsNormRows(_x, b.AttnNorm, _xb, n, dim, c.RmsNormEps);
-            MatMul.Multiply(b.Wq, _xb, _q, n);                       // [n, heads*hd]
-            MatMul.Multiply(b.Wk, _xb, _kk, n);                      // [n, kv*hd]
-            MatMul.Multiply(b.Wv, _xb, _vv, n);                      // [n, kv*hd]
+            fixed (float* xb = _xb, q = _q, kk = _kk, vv = _vv)
+            {
+                _batch.Clear(n);                                     // one dispatch while decoding
+                _batch.Add(b.Wq, xb, q);                             // [n, heads*hd]
+                _batch.Add(b.Wk, xb, kk);                            // [n, kv*hd]
+                _batch.Add(b.Wv, xb, vv);                            // [n, kv*hd]
+                MatMul.Multiply(_batch);
+            }
             for (int t = 0; t < n; t++)
             {
                 var q = _q.AsSpan(t * qDim, qDim);
@@ -162,8 +168,13 @@ internal sealed class LlamaSession : IModelSession
 
             // --- MLP: x = x + Down · (silu(Gate · h) * (Up · h)), h = RMSNorm(x) ---
             Ops.RmsNormRows(_x, b.MlpNorm, _xb, n, dim, c.RmsNormEps);
-            MatMul.Multiply(b.Gate, _xb, _g, n);                     // [n, ffn]
-            MatMul.Multiply(b.Up, _xb, _u, n);                       // [n, ffn]
+            fixed (float* xb = _xb, g = _g, u = _u)
+            {
+                _batch.Clear(n);
+                _batch.Add(b.Gate, xb, g);                           // [n, ffn]
+                _batch.Add(b.Up, xb, u);                             // [n, ffn]
+                MatMul.Multiply(_batch);
+            }
             Ops.SwiGlu(_g.AsSpan(0, n * ffn), _u.AsSpan(0, n * ffn));
             MatMul.Multiply(b.Down, _g, _o, n);                      // [n, dim]
             TensorPrimitives.Add(_x.AsSpan(0, n * dim), _o.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
