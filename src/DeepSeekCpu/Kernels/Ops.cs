@@ -32,6 +32,51 @@ public static class Ops
     }
 
     /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
+    /// <summary>
+    /// Causal attention of <paramref name="heads"/> query heads that share one key/value stream (a GQA group, or all
+    /// MLA heads over the latent cache): for each head g, p_g = softmax(scale · q_g · k_j) over j &lt; len and
+    /// o_g = Σ_j p_g[j] v_j. Each key and value row is used by every head while it sits in L1, so the cache is read
+    /// once per group instead of once per head (what makes long contexts bandwidth-bound on the cache otherwise).
+    /// Query g is q[g*qStride ..][..dk], key j keys[j*kStride ..][..dk], value j values[j*vStride ..][..dv], output g
+    /// o[g*oStride ..][..dv]; <paramref name="scores"/> is scratch of heads * len.
+    /// </summary>
+    public static void Attention(ReadOnlySpan<float> q, int qStride, int heads, int dk,
+        ReadOnlySpan<float> keys, int kStride, ReadOnlySpan<float> values, int vStride, int dv, int len, float scale,
+        Span<float> scores, Span<float> o, int oStride)
+    {
+        for (int j = 0; j < len; j++)
+        {
+            var k = keys.Slice(j * kStride, dk);
+            for (int g = 0; g < heads; g++) scores[g * len + j] = TensorPrimitives.Dot(q.Slice(g * qStride, dk), k) * scale;
+        }
+        for (int g = 0; g < heads; g++)
+        {
+            Softmax(scores.Slice(g * len, len));
+            o.Slice(g * oStride, dv).Clear();
+        }
+        for (int j = 0; j < len; j++)
+        {
+            var v = values.Slice(j * vStride, dv);
+            for (int g = 0; g < heads; g++)
+            {
+                var og = o.Slice(g * oStride, dv);
+                TensorPrimitives.MultiplyAdd(v, scores[g * len + j], og, og);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Query heads per attention work item: the largest divisor of <paramref name="group"/> (heads sharing one
+    /// key/value stream) that still gives every one of <paramref name="threads"/> threads an item, with
+    /// <paramref name="streams"/> streams per token.
+    /// </summary>
+    public static int HeadsPerItem(int group, int streams, int threads)
+    {
+        for (int g = group; g > 1; g--)
+            if (group % g == 0 && streams * (group / g) >= threads) return g;
+        return 1;
+    }
+
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         // silu(g) * u = g * sigmoid(g) * u, chunk by chunk through one reused stack buffer.

@@ -226,7 +226,7 @@ internal sealed unsafe class MLA
     //   Σ_t p_t v_t = W_uv_h Σ_t p_t c_t = W_uv_h o_lat                                   (fold W_uv after the sum)
     // so keys and values never leave the kvl-dimensional latent space and the cache holds only c_t and k_pe_t.
     // Tokens go in groups of DeepSeekSession.AbsorbedTokens; per group: one batch of per-head products W_ukᵀ_h q_nope,
-    // one pool job of (token, head) attention items in latent space, one batch of W_uv_h o_lat.
+    // one pool job of (token, head group) attention items in latent space, one batch of W_uv_h o_lat.
     private void AttendAbsorbed(DeepSeekSession s, int layer, int n, int start)
     {
         int H = _heads;
@@ -247,7 +247,8 @@ internal sealed unsafe class MLA
                 MatMul.Multiply(b);
 
                 job.Start = start + t0; job.First = t0; job.Tokens = T;
-                WorkerPool.Shared.Run(job, T * H, grain: 1);                                              // oLat[h, t, :]
+                job.HeadsPerItem = Ops.HeadsPerItem(H, 1, WorkerPool.Shared.ThreadCount);
+                WorkerPool.Shared.Run(job, T * (H / job.HeadsPerItem), grain: 1);                         // oLat[h, t, :]
 
                 b.Clear(T);
                 for (int h = 0; h < H; h++) b.Add(_wuv[h], oLat + h * T * _kvl, oHead + h * T * _v);   // oHead[h, t, :]
@@ -260,36 +261,40 @@ internal sealed unsafe class MLA
         job.Mla = null!; job.Session = null!; job.Cache = null!;
     }
 
-    /// <summary>One (token, head) pair of a token group per item: scores over the latent cache, then o_lat.</summary>
+    /// <summary>
+    /// One (token, group of heads) pair per item: all heads attend over the same latent cache, a standard
+    /// multi-query attention with keys [c_kv ; k_pe] (kvl + rope) against queries [q_lat ; q_pe] and values c_kv, so
+    /// <see cref="Ops.Attention"/> reads each cache row once for the whole group.
+    /// </summary>
     internal sealed class AbsorbedAttention : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores;
+        [ThreadStatic] private static float[]? _scores, _queries;
         public MLA Mla = null!;
         public DeepSeekSession Session = null!;
         public float[] Cache = null!;
         public int Start, First, Tokens;   // position of the group's first token, its index in the batch, group size
+        public int HeadsPerItem;
 
         public void Run(int first, int end)
         {
             var m = Mla; var s = Session;
-            int kvl = m._kvl, rope = m._rope, nope = m._nope, row = kvl + rope, T = Tokens;
+            int kvl = m._kvl, rope = m._rope, nope = m._nope, row = kvl + rope, T = Tokens, G = HeadsPerItem;
+            int groups = m._heads / G;
+            var queries = (_queries is { } qa && qa.Length >= G * row ? qa : (_queries = new float[G * row])).AsSpan(0, G * row); // [G, kvl+rope]
             for (int item = first; item < end; item++)
             {
-                int t = item / m._heads, h = item % m._heads, pos = Start + t;
-                var qPe = s.Q.AsSpan(((First + t) * m._heads + h) * m._qkHead + nope, rope);
-                var qLat = s.QLat.AsSpan((h * T + t) * kvl, kvl);      // W_uk_hᵀ q_nope
-                int len = pos + 1;                                    // causal: keys 0..pos
-                var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
-                for (int j = 0; j < len; j++)
+                int t = item / groups, h0 = item % groups * G, pos = Start + t;
+                for (int g = 0; g < G; g++)
                 {
-                    var c = Cache.AsSpan(j * row, row);
-                    scores[j] = (TensorPrimitives.Dot(qLat, c[..kvl]) + TensorPrimitives.Dot(qPe, c[kvl..])) * s.SoftmaxScale;
+                    int h = h0 + g;
+                    s.QLat.AsSpan((h * T + t) * kvl, kvl).CopyTo(queries.Slice(g * row, kvl));                          // W_uk_hᵀ q_nope
+                    s.Q.AsSpan(((First + t) * m._heads + h) * m._qkHead + nope, rope).CopyTo(queries.Slice(g * row + kvl, rope)); // q_pe
                 }
-                Ops.Softmax(scores);
-                var oLat = s.OLat.AsSpan((h * T + t) * kvl, kvl);      // Σ_j p_j c_j
-                oLat.Clear();
-                for (int j = 0; j < len; j++)
-                    TensorPrimitives.MultiplyAdd(Cache.AsSpan(j * row, kvl), scores[j], oLat, oLat);
+                int len = pos + 1;                                    // causal: keys 0..pos
+                var scores = (_scores is { } a && a.Length >= G * len ? a : (_scores = new float[Math.Max(G * len, 256) * 2])).AsSpan(0, G * len);
+                // oLat[h, t, :] = Σ_j p_j c_j for h in the group (head stride T * kvl)
+                Ops.Attention(queries, row, G, row, Cache, row, Cache, row, kvl, len, s.SoftmaxScale,
+                    scores, s.OLat.AsSpan((h0 * T + t) * kvl), T * kvl);
             }
         }
     }

@@ -162,7 +162,7 @@ internal sealed unsafe class LlamaSession : IModelSession
                 v.CopyTo(_v[l].AsSpan((pos0 + t) * kvDim, kvDim));
             }
             _attJob.Set(c, _q, _k[l], _v[l], _att, pos0);
-            WorkerPool.Shared.Run(_attJob, n * c.NumHeads);
+            WorkerPool.Shared.Run(_attJob, n * (c.NumHeads / _attJob.HeadsPerItem));
             MatMul.Multiply(b.Wo, _att, _o, n);                      // [n, dim]
             TensorPrimitives.Add(_x.AsSpan(0, n * dim), _o.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
 
@@ -189,39 +189,38 @@ internal sealed unsafe class LlamaSession : IModelSession
 
     public void Dispose() { }
 
-    /// <summary>Causal attention for one (token, head) pair per item: softmax(q·K / sqrt(hd)) · V over positions 0..pos.</summary>
+    /// <summary>
+    /// Causal attention, one (token, group of query heads sharing a KV head) per item: softmax(q·K / sqrt(hd)) · V
+    /// over positions 0..pos, each K/V row read once for the group (<see cref="Ops.Attention"/>).
+    /// </summary>
     private sealed class AttentionJob : IRangeJob
     {
         [ThreadStatic] private static float[]? _scores;
         private ModelConfig _c = null!;
         private float[] _q = null!, _k = null!, _v = null!, _out = null!;
         private int _pos0;
+        public int HeadsPerItem { get; private set; }
 
         public void Set(ModelConfig c, float[] q, float[] k, float[] v, float[] output, int pos0)
         {
             _c = c; _q = q; _k = k; _v = v; _out = output; _pos0 = pos0;
+            HeadsPerItem = Ops.HeadsPerItem(c.NumHeads / c.NumKvHeads, c.NumKvHeads, WorkerPool.Shared.ThreadCount);
         }
 
         public void Run(int start, int end)
         {
             int hd = _c.HeadDim, heads = _c.NumHeads, kvDim = _c.NumKvHeads * hd, group = heads / _c.NumKvHeads;
+            int G = HeadsPerItem, itemsPerToken = heads / G;
             float scale = 1f / MathF.Sqrt(hd);
             for (int item = start; item < end; item++)
             {
-                int t = item / heads, h = item % heads, kvh = h / group;
+                int t = item / itemsPerToken, h0 = item % itemsPerToken * G, kvh = h0 / group;
                 int len = _pos0 + t + 1; // causal: this token sees positions 0..pos0+t
                 // Grown by doubling, so decoding past the buffer does not allocate on every token.
-                var scores = (_scores is { } s && s.Length >= len ? s : (_scores = new float[Math.Max(len * 2, 256)])).AsSpan(0, len);
-                var q = _q.AsSpan((t * heads + h) * hd, hd);
-                for (int p = 0; p < len; p++) scores[p] = TensorPrimitives.Dot(q, _k.AsSpan(p * kvDim + kvh * hd, hd)) * scale;
-                Ops.Softmax(scores);
-                var o = _out.AsSpan((t * heads + h) * hd, hd);
-                o.Clear();
-                for (int p = 0; p < len; p++)
-                {
-                    var vrow = _v.AsSpan(p * kvDim + kvh * hd, hd);
-                    TensorPrimitives.MultiplyAdd(vrow, scores[p], o, o);
-                }
+                var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len * 2, 256)])).AsSpan(0, G * len);
+                Ops.Attention(_q.AsSpan((t * heads + h0) * hd), hd, G, hd,
+                    _k.AsSpan(kvh * hd), kvDim, _v.AsSpan(kvh * hd), kvDim, hd, len, scale,
+                    scores, _out.AsSpan((t * heads + h0) * hd), hd);
             }
         }
     }

@@ -1,0 +1,52 @@
+using DeepSeekCpu.Kernels;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// Grouped attention (several query heads over one key/value stream, strided as the KV caches lay it out) against a
+/// float64 per-head softmax(q·k·scale)·v written out directly.
+/// </summary>
+public class AttentionTests
+{
+    [Theory]
+    [InlineData(1, 64, 64, 1)]
+    [InlineData(4, 72, 64, 37)]     // MLA-like: key = [latent ; rope] longer than the value, which is its prefix
+    [InlineData(3, 16, 16, 300)]
+    public void Grouped_heads_match_per_head_float64_attention(int heads, int dk, int dv, int len)
+    {
+        int qStride = dk + 3, kStride = dk + 5, vStride = dk + 5, oStride = dv + 2;  // padding between rows
+        var q = TestData.Gaussian(heads * qStride, 1);
+        var cache = TestData.Gaussian(len * kStride, 2);      // values are the first dv of each key row
+        float scale = 0.125f;
+        var o = new float[heads * oStride];
+        var scores = new float[heads * len];
+        Ops.Attention(q, qStride, heads, dk, cache, kStride, cache, vStride, dv, len, scale, scores, o, oStride);
+        for (int g = 0; g < heads; g++)
+        {
+            var s = new double[len];
+            for (int j = 0; j < len; j++)
+            {
+                double dot = 0;
+                for (int d = 0; d < dk; d++) dot += (double)q[g * qStride + d] * cache[j * kStride + d];
+                s[j] = dot * scale;
+            }
+            double max = s.Max(), sum = s.Sum(v => Math.Exp(v - max));
+            for (int d = 0; d < dv; d++)
+            {
+                double expect = 0;
+                for (int j = 0; j < len; j++) expect += Math.Exp(s[j] - max) / sum * cache[j * vStride + d];
+                Assert.True(Math.Abs(o[g * oStride + d] - expect) <= 1e-5 + 1e-5 * Math.Abs(expect), $"head {g} dim {d}: {o[g * oStride + d]} vs {expect}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(16, 1, 2, 8)]    // V2-Lite MLA: 16 heads over one latent stream, 2 threads: two items of 8
+    [InlineData(6, 2, 2, 6)]     // Qwen 1.5B GQA: 2 KV heads already give both threads an item
+    [InlineData(6, 2, 16, 1)]
+    [InlineData(7, 1, 2, 1)]     // a prime group splits only into single heads
+    [InlineData(4, 8, 1, 4)]
+    public void Heads_per_item_divides_the_group_and_feeds_every_thread(int group, int streams, int threads, int expect) =>
+        Assert.Equal(expect, Ops.HeadsPerItem(group, streams, threads));
+}
