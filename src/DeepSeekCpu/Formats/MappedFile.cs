@@ -52,9 +52,10 @@ public sealed unsafe class MappedFile : IDisposable
         }
         // Large files (weights): fill the page tables now, so decoding takes no page faults; ask for huge pages
         // where the filesystem allows. Both are advice: refusal changes nothing but speed.
-        // Only when the file fits in memory with room to spare: populating a 400 GB R1 checkpoint on a smaller machine
-        // would read it all and thrash the page cache before the first token.
-        bool populate = Length >= 64 << 20 && Length < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+        // Only when the file fits in memory with a quarter to spare (for the KV cache, activations and everything else):
+        // populating a 400 GB R1 checkpoint on a smaller machine would read it all and thrash the page cache before
+        // the first token.
+        bool populate = Length >= 64 << 20 && Length < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 * 3;
         Map(populate);
         if (populate && NeedsHugeFolios())
         {
