@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using DeepSeekCpu.Formats;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
+using DeepSeekCpu.Models.DeepSeek;
 using DeepSeekCpu.Models.Llama;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Weights;
@@ -16,7 +17,9 @@ public static partial class Commands
     /// deepseek-cpu quantize -m MODEL --type TYPE -o OUT.gguf: writes a GGUF that llama.cpp reads, with llama.cpp's
     /// tensor names, metadata key types (convert_hf_to_gguf.py), file type code (llama.h LLAMA_FTYPE_*) and vocabulary.
     /// Matrices become TYPE (or Q8_0 when their row length is not a multiple of TYPE's block), vectors stay F32.
-    /// From a Hugging Face "llama" folder the Q/K rows are permuted as llama.cpp's converter does.
+    /// From a Hugging Face "llama" folder the Q/K rows are permuted as llama.cpp's converter does. DeepSeek V2/V3
+    /// models (HF, FP8 included, or GGUF) become "deepseek2" with stacked experts and the combined attn_kv_b; the MTP
+    /// layers are left out.
     /// </summary>
     private static int QuantizeCmd(string[] args)
     {
@@ -33,19 +36,32 @@ public static partial class Commands
         if (Path.GetFullPath(outPath) == Path.GetFullPath(path)) throw new UsageException("quantize: --out must differ from the input model");
         var (c, weights, format, gguf) = ModelLoader.OpenWeights(path);
         using var _ = weights;
-        if (c.Architecture is not (Architecture.Llama or Architecture.Qwen2))
-            throw new UsageException($"quantize: {c.Architecture} models are not supported yet (llama and qwen2 are)");
-        string arch = c.Architecture == Architecture.Llama ? "llama" : "qwen2";
+        string arch = c.Architecture switch
+        {
+            Architecture.Llama => "llama",
+            Architecture.Qwen2 => "qwen2",
+            _ => "deepseek2",
+        };
         var w = new GgufWriter();
         w.Add("general.architecture", arch).Add("general.name", Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path)))
-         .Add("general.file_type", ftype).Add("general.quantization_version", 2u)
-         .Add($"{arch}.block_count", (uint)c.NumLayers).Add($"{arch}.context_length", (uint)c.MaxPositionEmbeddings)
-         .Add($"{arch}.embedding_length", (uint)c.HiddenSize).Add($"{arch}.feed_forward_length", (uint)c.IntermediateSize)
-         .Add($"{arch}.attention.head_count", (uint)c.NumHeads).Add($"{arch}.attention.head_count_kv", (uint)c.NumKvHeads)
-         .Add($"{arch}.rope.freq_base", (float)c.RopeTheta).Add($"{arch}.attention.layer_norm_rms_epsilon", c.RmsNormEps)
-         .Add($"{arch}.rope.dimension_count", (uint)c.HeadDim).Add($"{arch}.vocab_size", (uint)c.VocabSize);
-        if (c.HeadDim != c.HiddenSize / c.NumHeads)
-            w.Add($"{arch}.attention.key_length", (uint)c.HeadDim).Add($"{arch}.attention.value_length", (uint)c.HeadDim);
+         .Add("general.file_type", ftype).Add("general.quantization_version", 2u);
+        if (c.IsMla)
+        {
+            if (weights.Contains("model.layers.0.self_attn.k_b_proj.weight"))
+                throw new UsageException($"quantize: {path} stores MLA's kv_b split into attn_k_b/attn_v_b; re-quantizing that layout is not supported (quantize from the Hugging Face folder or a GGUF with attn_kv_b)");
+            bool bias = weights.Tensors.Keys.Any(k => k.EndsWith("mlp.gate.e_score_correction_bias"));
+            foreach (var (k, v) in DeepSeekGguf.Metadata(c, bias, path)) w.Add(k, v);
+        }
+        else
+        {
+            w.Add($"{arch}.block_count", (uint)c.NumLayers).Add($"{arch}.context_length", (uint)c.MaxPositionEmbeddings)
+             .Add($"{arch}.embedding_length", (uint)c.HiddenSize).Add($"{arch}.feed_forward_length", (uint)c.IntermediateSize)
+             .Add($"{arch}.attention.head_count", (uint)c.NumHeads).Add($"{arch}.attention.head_count_kv", (uint)c.NumKvHeads)
+             .Add($"{arch}.rope.freq_base", (float)c.RopeTheta).Add($"{arch}.attention.layer_norm_rms_epsilon", c.RmsNormEps)
+             .Add($"{arch}.rope.dimension_count", (uint)c.HeadDim).Add($"{arch}.vocab_size", (uint)c.VocabSize);
+            if (c.HeadDim != c.HiddenSize / c.NumHeads)
+                w.Add($"{arch}.attention.key_length", (uint)c.HeadDim).Add($"{arch}.attention.value_length", (uint)c.HeadDim);
+        }
 
         // Vocabulary: copied from a GGUF source, converted from tokenizer.json for a Hugging Face folder.
         if (gguf != null)
@@ -67,7 +83,18 @@ public static partial class Commands
         foreach (string hf in order)
         {
             var t = weights.Tensors[hf];
-            string name = LlamaGguf.ToGgufName(hf) ?? throw new ModelFormatException($"{path}: tensor {hf} has no GGUF name");
+            if (c.IsMla)
+            {
+                if (hf.EndsWith("_scale_inv")) continue;                       // FP8 scales: applied when reading rows
+                if (TensorOrderKey(hf) is (1, int layer, _) && layer >= c.NumLayers) continue; // MTP layers: not exported
+                if (ExpertIndex(hf) is (int l, int e, string proj))
+                {
+                    if (e == 0) AddExpertStack(w, weights, c, l, proj, type);    // all experts of the layer, stacked
+                    continue;
+                }
+            }
+            string name = (c.IsMla ? DeepSeekGguf.ToGgufName(hf) : LlamaGguf.ToGgufName(hf))
+                ?? throw new ModelFormatException($"{path}: tensor {hf} has no GGUF name");
             if (c.TieWordEmbeddings && name == "output.weight") continue;
             if (t.Rank == 1)
             {
@@ -76,7 +103,8 @@ public static partial class Commands
                 continue;
             }
             var m = WeightMatrix.From(t, weights.TryGet(hf + "_scale_inv"));
-            var target = m.Cols % type.BlockSize() == 0 ? type : DType.Q8_0;
+            // the MoE router stays F32, as llama.cpp's quantizer leaves ffn_gate_inp
+            var target = hf.EndsWith("mlp.gate.weight") ? DType.F32 : TargetFor(type, m.Cols);
             int heads = hf.EndsWith("q_proj.weight") ? c.NumHeads : hf.EndsWith("k_proj.weight") ? c.NumKvHeads : 0;
             bool perm = permute && heads > 0;
             w.AddTensor(name, target, t.Shape, target.ByteCount((long)m.Rows * m.Cols), s => WriteRows(s, m, target, perm ? heads : 0));
@@ -89,6 +117,38 @@ public static partial class Commands
         w.Write(outPath); // GgufWriter writes PATH.partial and renames it only when complete
         Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / 1e6:F1} MB, {type}) in {sw.Elapsed.TotalSeconds:F1} s");
         return 0;
+    }
+
+    /// <summary>The requested type where the row length fits its blocks, else Q8_0, else F16 (llama.cpp's fallbacks).</summary>
+    private static DType TargetFor(DType type, int cols) =>
+        cols % type.BlockSize() == 0 ? type : cols % DType.Q8_0.BlockSize() == 0 ? DType.Q8_0 : DType.F16;
+
+    /// <summary>(layer, expert, projection) of a routed expert's matrix "model.layers.L.mlp.experts.E.PROJ.weight".</summary>
+    private static (int, int, string)? ExpertIndex(string hf)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(hf, @"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$");
+        return m.Success ? (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value), m.Groups[3].Value) : null;
+    }
+
+    /// <summary>
+    /// deepseek2 stores a layer's routed experts as one tensor per projection, [experts, rows, cols] (ggml ne
+    /// {cols, rows, experts}; convert_hf_to_gguf.py DeepseekV2Model stacks them the same way).
+    /// </summary>
+    private static void AddExpertStack(GgufWriter w, ModelWeights weights, ModelConfig c, int layer, string proj, DType type)
+    {
+        var experts = new WeightMatrix[c.NRoutedExperts];
+        for (int e = 0; e < experts.Length; e++)
+        {
+            string hf = $"model.layers.{layer}.mlp.experts.{e}.{proj}.weight";
+            experts[e] = WeightMatrix.From(weights.Get(hf), weights.TryGet(hf + "_scale_inv"));
+        }
+        int rows = experts[0].Rows, cols = experts[0].Cols;
+        var target = TargetFor(type, cols);
+        long per = target.ByteCount((long)rows * cols);
+        w.AddTensor(DeepSeekGguf.ExpertStackName(layer, proj), target, [experts.Length, rows, cols], per * experts.Length, s =>
+        {
+            foreach (var m in experts) WriteRows(s, m, target, 0);
+        });
     }
 
     /// <summary>Row r of the output is row src(r) of the input; with heads > 0, llama.cpp's Q/K permutation.</summary>

@@ -91,14 +91,14 @@ public sealed unsafe class MappedFile : IDisposable
     }
 
     /// <summary>
-    /// True when the kernel can put this file in 2 MiB page-cache folios (some file already is) but under half of this
-    /// mapping is: then a re-read is worth it. Where the kernel makes no file huge pages at all, never (a re-read would
+    /// True when the kernel can put this file in 2 MiB page-cache folios (some file already is) but under three
+    /// quarters of this mapping is: then a re-read is worth it. Where the kernel makes no file huge pages at all, never (a re-read would
     /// change nothing and cost a read of the file every time).
     /// </summary>
     private bool NeedsHugeFolios()
     {
         if (MemoryAdvice.MappedPageSizes(_pointer) is not { } sizes || sizes.Resident < Length / 2) return false;
-        if (sizes.Huge >= sizes.Resident / 2) return false;
+        if (sizes.Huge >= sizes.Resident / 4 * 3) return false;
         return sizes.Huge > 0 || MemoryAdvice.KernelMakesFileHugePages();
     }
 

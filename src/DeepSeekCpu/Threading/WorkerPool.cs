@@ -18,22 +18,53 @@ public sealed class WorkerPool : IDisposable
     private static WorkerPool? _shared;
     private static readonly object SharedLock = new();
 
-    /// <summary>The engine's pool; its size is set once by <see cref="Configure"/> (default: all logical cores).</summary>
+    /// <summary>The engine's pool; its size is set once by <see cref="Configure"/> (default: <see cref="DefaultThreads"/>).</summary>
     public static WorkerPool Shared
     {
         get
         {
             if (_shared != null) return _shared;
-            lock (SharedLock) return _shared ??= new WorkerPool(Environment.ProcessorCount);
+            lock (SharedLock) return _shared ??= new WorkerPool(DefaultThreads);
         }
     }
 
-    /// <summary>Replaces the shared pool with one of <paramref name="threads"/> threads (0 or less: all cores).</summary>
+    /// <summary>
+    /// Physical cores this process may use: logical processors (affinity and cgroup quota applied by .NET) less SMT
+    /// siblings, as llama.cpp's default. Decoding is memory-bound and prompt processing fills each core's vector
+    /// units, so a second hardware thread per core adds contention, not speed. Linux reads the sysfs topology; other
+    /// systems (or an unreadable topology) use every logical processor.
+    /// </summary>
+    public static int DefaultThreads { get; } = CountDefaultThreads();
+
+    private static int CountDefaultThreads()
+    {
+        int logical = Environment.ProcessorCount;
+        if (!OperatingSystem.IsLinux()) return logical;
+        try
+        {
+            var cores = new HashSet<string>();
+            int cpus = 0;
+            foreach (var dir in Directory.EnumerateDirectories("/sys/devices/system/cpu", "cpu*"))
+            {
+                string topo = Path.Combine(dir, "topology");
+                if (!char.IsAsciiDigit(dir[^1]) || !Directory.Exists(topo)) continue;
+                cpus++;
+                cores.Add(File.ReadAllText(Path.Combine(topo, "physical_package_id")).Trim() + ":" + File.ReadAllText(Path.Combine(topo, "core_id")).Trim());
+            }
+            if (cpus == 0 || cores.Count == 0) return logical;
+            // With SMT, cpus / cores logical processors share a core; keep that ratio within what this process may use.
+            int perCore = Math.Max(1, cpus / cores.Count);
+            return Math.Max(1, Math.Min(logical, (logical + perCore - 1) / perCore));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return logical; }
+    }
+
+    /// <summary>Replaces the shared pool with one of <paramref name="threads"/> threads (0 or less: <see cref="DefaultThreads"/>).</summary>
     public static void Configure(int threads)
     {
         lock (SharedLock)
         {
-            int n = threads > 0 ? threads : Environment.ProcessorCount;
+            int n = threads > 0 ? threads : DefaultThreads;
             if (_shared?.ThreadCount == n) return;
             _shared?.Dispose();
             _shared = new WorkerPool(n);

@@ -274,7 +274,7 @@ public class DeepSeekGgufTests
         finally { File.Delete(path); }
     }
 
-    private static void AssertCloseRelative(double[][] expected, float[][] actual, double maxRelRms, string what)
+    internal static void AssertCloseRelative(double[][] expected, float[][] actual, double maxRelRms, string what)
     {
         int argmaxMisses = 0;
         for (int r = 0; r < expected.Length; r++)

@@ -190,5 +190,77 @@ public static class DeepSeekGguf
         return (config, tensors);
     }
 
+    private static readonly Regex HfLayerTensor = new(@"^model\.layers\.(\d+)\.(.+)$");
+
+    /// <summary>
+    /// HF name → deepseek2 GGUF name (the inverse of the reader's table), for writing GGUF files. Routed experts are
+    /// not named one by one: a writer stacks them into <see cref="ExpertStackName"/>. Null for names without one.
+    /// </summary>
+    public static string? ToGgufName(string hf)
+    {
+        switch (hf)
+        {
+            case "model.embed_tokens.weight": return "token_embd.weight";
+            case "model.norm.weight": return "output_norm.weight";
+            case "lm_head.weight": return "output.weight";
+        }
+        var m = HfLayerTensor.Match(hf);
+        if (!m.Success) return null;
+        foreach (var (gguf, name) in BlockNames)
+            if (name == m.Groups[2].Value) return $"blk.{m.Groups[1].Value}.{gguf}";
+        return null;
+    }
+
+    /// <summary>The stacked GGUF tensor [experts, rows, cols] of layer <paramref name="layer"/>'s routed experts'
+    /// <paramref name="proj"/> (gate_proj, up_proj or down_proj).</summary>
+    public static string ExpertStackName(int layer, string proj) =>
+        $"blk.{layer}.{StackedExperts.First(kv => kv.Value == proj + ".weight").Key}";
+
+    /// <summary>
+    /// The deepseek2 metadata that <see cref="FromGguf"/> reads back into <paramref name="c"/> (keys and types of
+    /// convert_hf_to_gguf.py DeepseekV2Model), for writing GGUF files. Configs that this layout cannot express are
+    /// refused rather than silently changed.
+    /// </summary>
+    public static List<(string Key, object Value)> Metadata(ModelConfig c, bool hasSelectionBias, string source)
+    {
+        const string a = "deepseek2";
+        string Refuse(string why) => throw new ModelFormatException($"{source}: cannot be written as GGUF deepseek2: {why}");
+        if (c.MoeLayerFreq > 1) Refuse($"moe_layer_freq {c.MoeLayerFreq} (the layout has MoE in every layer after the dense ones)");
+        // The reader infers topk_method from the group count and the selection bias; greedy ignores groups.
+        int groups = c.TopkMethod == "greedy" ? 1 : Math.Max(1, c.NGroup);
+        if (groups > 1 && (c.TopkMethod == "noaux_tc") != hasSelectionBias)
+            Refuse($"topk_method {c.TopkMethod} {(hasSelectionBias ? "with" : "without")} e_score_correction_bias");
+        var meta = new List<(string, object)>
+        {
+            ($"{a}.block_count", (uint)c.NumLayers), ($"{a}.context_length", (uint)c.MaxPositionEmbeddings),
+            ($"{a}.embedding_length", (uint)c.HiddenSize), ($"{a}.feed_forward_length", (uint)c.IntermediateSize),
+            ($"{a}.attention.head_count", (uint)c.NumHeads), ($"{a}.attention.head_count_kv", (uint)c.NumHeads),
+            ($"{a}.rope.freq_base", (float)c.RopeTheta), ($"{a}.attention.layer_norm_rms_epsilon", c.RmsNormEps),
+            ($"{a}.vocab_size", (uint)c.VocabSize),
+            ($"{a}.attention.kv_lora_rank", (uint)c.KvLoraRank),
+            ($"{a}.attention.key_length", (uint)(c.QkNopeHeadDim + c.QkRopeHeadDim)),
+            ($"{a}.attention.value_length", (uint)c.VHeadDim), ($"{a}.rope.dimension_count", (uint)c.QkRopeHeadDim),
+            ($"{a}.leading_dense_block_count", (uint)(c.NRoutedExperts > 0 ? c.FirstKDenseReplace : c.NumLayers)),
+            ($"{a}.expert_count", (uint)c.NRoutedExperts), ($"{a}.expert_used_count", (uint)c.NumExpertsPerTok),
+            ($"{a}.expert_shared_count", (uint)c.NSharedExperts), ($"{a}.expert_feed_forward_length", (uint)c.MoeIntermediateSize),
+            ($"{a}.expert_weights_scale", (float)c.RoutedScalingFactor), ($"{a}.expert_weights_norm", c.NormTopkProb),
+            ($"{a}.expert_gating_func", c.ScoringFunc == "sigmoid" ? 2u : 1u),
+            ($"{a}.expert_group_count", (uint)groups), ($"{a}.expert_group_used_count", (uint)(groups > 1 ? c.TopkGroup : 1)),
+        };
+        if (c.QLoraRank is int q && q > 0) meta.Add(($"{a}.attention.q_lora_rank", (uint)q));
+        if (c.RopeScaling is { } rs)
+        {
+            if (rs.Type != "yarn") Refuse($"rope_scaling type {rs.Type} (expected yarn)");
+            if (rs.Mscale != rs.MscaleAllDim) Refuse($"YaRN mscale {rs.Mscale} differs from mscale_all_dim {rs.MscaleAllDim}");
+            meta.Add(($"{a}.rope.scaling.type", "yarn"));
+            meta.Add(($"{a}.rope.scaling.factor", (float)rs.Factor));
+            meta.Add(($"{a}.rope.scaling.original_context_length", (uint)rs.OriginalMaxPositionEmbeddings));
+            meta.Add(($"{a}.rope.scaling.yarn_log_multiplier", (float)(0.1 * rs.MscaleAllDim)));
+            meta.Add(($"{a}.rope.scaling.yarn_beta_fast", (float)rs.BetaFast));
+            meta.Add(($"{a}.rope.scaling.yarn_beta_slow", (float)rs.BetaSlow));
+        }
+        return meta;
+    }
+
     private static unsafe TensorView Rename(TensorView t, string name) => new(name, t.Type, t.Shape, t.Data, t.ByteLength, t.File);
 }

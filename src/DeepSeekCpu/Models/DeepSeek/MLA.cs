@@ -216,6 +216,9 @@ internal sealed unsafe class MLA
             // heads*(nope+rope+v) instead of absorbed heads*(2*kvl+rope): it wins when the queries are most of the keys.
             _ => n >= 8 && 2 * n >= start + n,
         };
+        // The naive path expands the whole cache into one array, [tokens, heads, nope+v]; past .NET's array limit
+        // (about 65K tokens for V3's 128 heads) it cannot, and absorbed attention computes the same values.
+        if (naive && (long)(start + n) * _heads * (_nope + _v) > Array.MaxLength) naive = false;
         if (naive) AttendNaive(s, layer, n, start);
         else AttendAbsorbed(s, layer, n, start);
         MatMul.Multiply(_wo, o, y, n);
