@@ -79,8 +79,8 @@ public sealed class WorkerPool : IDisposable
     private readonly ManualResetEventSlim[] _wake;
     private readonly object _runLock = new();
     private volatile IRangeJob? _job;
-    private int _count, _chunk;
-    private int _next;          // next chunk start, taken with Interlocked.Add
+    private int _count, _grain;
+    private int _next;          // next chunk start, taken with Interlocked.CompareExchange
     private int _pending;       // workers still busy with the current job
     private volatile int _generation;
     private volatile bool _disposed;
@@ -113,10 +113,7 @@ public sealed class WorkerPool : IDisposable
         if (ThreadCount == 1 || count <= grain) { job.Run(0, count); return; }
         lock (_runLock)
         {
-            // About 4 chunks per thread balances uneven cores (a busy host) against dispatch cost.
-            int chunk = Math.Max(grain, (count + ThreadCount * 4 - 1) / (ThreadCount * 4));
-            chunk = (chunk + grain - 1) / grain * grain;
-            _count = count; _chunk = chunk; _next = 0; _error = null;
+            _count = count; _grain = grain; _next = 0; _error = null;
             _job = job;
             Volatile.Write(ref _pending, _threads.Length);
             _generation++;
@@ -142,9 +139,15 @@ public sealed class WorkerPool : IDisposable
         {
             while (true)
             {
-                int start = Interlocked.Add(ref _next, _chunk) - _chunk;
-                if (start >= _count) break;
-                job.Run(start, Math.Min(_count, start + _chunk));
+                // Guided self-scheduling: each grab takes 1/(2·threads) of what is left (whole grains), so chunks
+                // shrink toward the end and the threads finish within about one grain of each other; a fixed
+                // chunk left one thread idle for up to a chunk per dispatch (7% of decoding on V2-Lite).
+                int start = Volatile.Read(ref _next);
+                int left = _count - start;
+                if (left <= 0) break;
+                int size = Math.Max(_grain, left / (2 * ThreadCount) / _grain * _grain);
+                if (Interlocked.CompareExchange(ref _next, start + size, start) != start) continue;
+                job.Run(start, Math.Min(_count, start + size));
             }
         }
         catch (Exception e) { _error ??= e; Volatile.Write(ref _next, _count); }
