@@ -1,0 +1,35 @@
+using DeepSeekCpu.Generation;
+using DeepSeekCpu.Server;
+using Microsoft.Extensions.Hosting;
+
+namespace DeepSeekCpu.Cli;
+
+public static partial class Commands
+{
+    /// <summary>
+    /// deepseek-cpu serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--name ID]: the
+    /// OpenAI-compatible HTTP API (llama-server / ollama serve). Each of the N slots holds its own KV cache of --ctx
+    /// tokens; more concurrent requests wait for a slot. Ctrl+C stops the server.
+    /// </summary>
+    private static int Serve(string[] args)
+    {
+        var a = new CliArgs("serve", args,
+            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--tokenizer", "--quant", "--name"],
+            ["--no-mmap", "--quiet"], Aliases);
+        string host = a.Str("--host") ?? "127.0.0.1";
+        int port = a.Int("--port", 8080, 0, 65535);
+        int parallel = a.Int("--parallel", 1, 1, 64);
+        using var lm = LoadModel(a, allowDefault: true);
+        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        string id = a.Str("--name") ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path));
+        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, parallel, ctx);
+        string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
+        var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error);
+        try { app.Start(); }
+        catch (IOException e) { throw new IOException($"serve: cannot listen on {url}: {e.Message}"); }
+        Console.Error.WriteLine($"serving '{id}' on {string.Join(", ", app.Urls)} ({parallel} slot{(parallel > 1 ? "s" : "")} of {ctx} tokens); " +
+                                "POST /v1/chat/completions, /v1/completions; GET /v1/models, /health. Ctrl+C stops.");
+        app.WaitForShutdown();
+        return 0;
+    }
+}

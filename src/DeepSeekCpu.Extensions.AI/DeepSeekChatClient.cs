@@ -1,0 +1,131 @@
+using System.Runtime.CompilerServices;
+using DeepSeekCpu.Generation;
+using Microsoft.Extensions.AI;
+using EngineMessage = DeepSeekCpu.Tokenization.ChatMessage;
+
+namespace DeepSeekCpu.Extensions.AI;
+
+/// <summary>
+/// <see cref="IChatClient"/> over a local model (Microsoft.Extensions.AI): messages are rendered with the model's chat
+/// template, an R1 model's reasoning arrives as <see cref="TextReasoningContent"/> apart from the answer's
+/// <see cref="TextContent"/>, and <see cref="ChatOptions"/> map onto sampling (Temperature, TopP, TopK, Seed,
+/// MaxOutputTokens, StopSequences; "min_p" and "repetition_penalty" through AdditionalProperties). Concurrent calls
+/// take the engine's slots (a conversation's next turn reuses its cached prefix).
+/// <code>
+/// using IChatClient client = new DeepSeekChatClient(LocalModel.Load("DeepSeek-R1-Distill-Qwen-1.5B-Q4_0.gguf"));
+/// var reply = await client.GetResponseAsync("How many r's are in strawberry?");
+/// </code>
+/// </summary>
+public sealed class DeepSeekChatClient : IChatClient
+{
+    private readonly ChatEngine _engine;
+    private readonly IDisposable? _owned;
+    private readonly ChatClientMetadata _metadata;
+
+    /// <summary>A client over an engine the caller owns.</summary>
+    public DeepSeekChatClient(ChatEngine engine, string modelId)
+    {
+        _engine = engine;
+        _metadata = new ChatClientMetadata("deepseek-cpu", null, modelId);
+    }
+
+    /// <summary>A client that owns <paramref name="model"/> (disposed with the client), with <paramref name="slots"/> concurrent conversations.</summary>
+    public DeepSeekChatClient(LocalModel model, int slots = 1, int contextLength = 0)
+        : this(new ChatEngine(model.Model, model.Tokenizer, slots, contextLength),
+               Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.Path)))
+    {
+        _owned = model;
+    }
+
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var (prompt, reasoning, request) = Prepare(messages, options);
+        var r = await _engine.CompleteAsync(prompt, reasoning, request, cancellationToken).ConfigureAwait(false);
+        var contents = new List<AIContent>();
+        if (r.Reasoning.Length > 0) contents.Add(new TextReasoningContent(r.Reasoning));
+        contents.Add(new TextContent(r.Content));
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, contents))
+        {
+            ResponseId = Guid.NewGuid().ToString("N"),
+            ModelId = _metadata.DefaultModelId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            FinishReason = r.FinishReason == "stop" ? ChatFinishReason.Stop : ChatFinishReason.Length,
+            Usage = Usage(r.PromptTokens, r.CompletionTokens),
+        };
+    }
+
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var (prompt, reasoning, request) = Prepare(messages, options);
+        string id = Guid.NewGuid().ToString("N");
+        var created = DateTimeOffset.UtcNow;
+        var result = new ChatEngine.ResultBox();
+        await foreach (var d in _engine.StreamAsync(prompt, reasoning, request, result, cancellationToken).ConfigureAwait(false))
+        {
+            AIContent content = d.Kind == TextKind.Answer ? new TextContent(d.Text) : new TextReasoningContent(d.Text);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [content])
+            {
+                ResponseId = id, MessageId = id, ModelId = _metadata.DefaultModelId, CreatedAt = created,
+            };
+        }
+        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result.PromptTokens, result.CompletionTokens))])
+        {
+            ResponseId = id, MessageId = id, ModelId = _metadata.DefaultModelId, CreatedAt = created,
+            FinishReason = result.FinishReason == "stop" ? ChatFinishReason.Stop : ChatFinishReason.Length,
+        };
+    }
+
+    public object? GetService(Type serviceType, object? serviceKey = null) =>
+        serviceKey != null ? null
+        : serviceType == typeof(ChatClientMetadata) ? _metadata
+        : serviceType.IsInstanceOfType(this) ? this
+        : serviceType.IsInstanceOfType(_engine) ? _engine
+        : null;
+
+    public void Dispose()
+    {
+        if (_owned == null) return;   // the caller owns the engine
+        _engine.Dispose();
+        _owned.Dispose();
+    }
+
+    private static UsageDetails Usage(int prompt, int completion) =>
+        new() { InputTokenCount = prompt, OutputTokenCount = completion, TotalTokenCount = prompt + completion };
+
+    private (int[] Prompt, bool Reasoning, GenerationRequest Request) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    {
+        var list = new List<EngineMessage>();
+        if (options?.Instructions is { Length: > 0 } instructions) list.Add(new EngineMessage("system", instructions));
+        foreach (var m in messages)
+        {
+            string role = m.Role == ChatRole.System ? "system" : m.Role == ChatRole.User ? "user" : m.Role == ChatRole.Assistant ? "assistant"
+                : throw new NotSupportedException($"chat role '{m.Role}' is not supported (system, user and assistant are)");
+            // earlier reasoning is not sent back (the R1 template strips it anyway): only the text contents
+            list.Add(new EngineMessage(role, string.Concat(m.Contents.OfType<TextContent>().Select(c => c.Text))));
+        }
+        if (options?.Tools is { Count: > 0 }) throw new NotSupportedException("tools are not supported by this model client");
+        if (options?.FrequencyPenalty is float fp && fp != 0) throw new NotSupportedException("FrequencyPenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
+        if (options?.PresencePenalty is float pp && pp != 0) throw new NotSupportedException("PresencePenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
+
+        var sampling = new SamplingOptions();
+        if (options?.Temperature is float t) sampling = sampling with { Temperature = t };
+        if (options?.TopP is float p) sampling = sampling with { TopP = p };
+        if (options?.TopK is int k) sampling = sampling with { TopK = k };
+        if (options?.Seed is long s) sampling = sampling with { Seed = unchecked((ulong)s) };
+        if (options?.AdditionalProperties is { } extra)
+        {
+            if (extra.TryGetValue("min_p", out var mp) && mp != null) sampling = sampling with { MinP = Convert.ToSingle(mp, System.Globalization.CultureInfo.InvariantCulture) };
+            if (extra.TryGetValue("repetition_penalty", out var rp) && rp != null) sampling = sampling with { RepetitionPenalty = Convert.ToSingle(rp, System.Globalization.CultureInfo.InvariantCulture) };
+        }
+        var request = new GenerationRequest
+        {
+            MaxTokens = options?.MaxOutputTokens ?? 2048,
+            Sampling = sampling,
+            Stop = options?.StopSequences?.ToArray() ?? [],
+        };
+        var prompt = _engine.RenderChat(list, out bool reasoning);
+        _engine.Check(prompt, request);
+        return (prompt, reasoning, request);
+    }
+}

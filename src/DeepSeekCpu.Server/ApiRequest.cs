@@ -1,0 +1,173 @@
+using System.Text.Json;
+using DeepSeekCpu.Generation;
+using DeepSeekCpu.Tokenization;
+
+namespace DeepSeekCpu.Server;
+
+/// <summary>An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with an HTTP status.</summary>
+public sealed class ApiError(int status, string message, string? param = null, string type = "invalid_request_error", string? code = null)
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string? Param { get; } = param;
+    public string Type { get; } = type;
+    public string? Code { get; } = code;
+}
+
+/// <summary>
+/// A parsed /v1/chat/completions or /v1/completions body. Fields and ranges follow the OpenAI API reference
+/// (platform.openai.com/docs/api-reference/chat/create), with the sampling extensions llama.cpp's server and vLLM
+/// accept (top_k, min_p, repetition_penalty). Every problem is reported as an <see cref="ApiError"/> naming the field.
+/// </summary>
+internal sealed class ApiRequest
+{
+    public List<ChatMessage>? Messages;     // chat
+    public string? Prompt;                  // completion
+    public bool Stream;
+    public bool IncludeUsage;
+    public GenerationRequest Generation = new();
+
+    public static ApiRequest Parse(JsonDocument doc, bool chat, string servedModel)
+    {
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) throw new ApiError(400, "the request body must be a JSON object");
+        var r = new ApiRequest();
+
+        if (root.TryGetProperty("model", out var model))
+        {
+            if (model.ValueKind != JsonValueKind.String) throw new ApiError(400, "model must be a string", "model");
+            string id = model.GetString()!;
+            if (id.Length > 0 && id != servedModel)
+                throw new ApiError(404, $"the model '{id}' does not exist here; this server serves '{servedModel}'", "model", code: "model_not_found");
+        }
+
+        if (chat)
+        {
+            if (!root.TryGetProperty("messages", out var msgs)) throw new ApiError(400, "messages is required", "messages");
+            if (msgs.ValueKind != JsonValueKind.Array || msgs.GetArrayLength() == 0)
+                throw new ApiError(400, "messages must be a non-empty array", "messages");
+            r.Messages = [];
+            int i = 0;
+            foreach (var m in msgs.EnumerateArray())
+            {
+                string at = $"messages[{i}]";
+                if (m.ValueKind != JsonValueKind.Object) throw new ApiError(400, $"{at} must be an object with role and content", at);
+                if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
+                    || role.GetString() is not ("system" or "developer" or "user" or "assistant"))
+                    throw new ApiError(400, $"{at}.role must be one of system, developer, user, assistant", at + ".role");
+                string roleName = role.GetString() == "developer" ? "system" : role.GetString()!;
+                r.Messages.Add(new ChatMessage(roleName, Content(m, at)));
+                i++;
+            }
+        }
+        else
+        {
+            if (!root.TryGetProperty("prompt", out var p)) throw new ApiError(400, "prompt is required", "prompt");
+            r.Prompt = p.ValueKind switch
+            {
+                JsonValueKind.String => p.GetString(),
+                JsonValueKind.Array when p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String => p[0].GetString(),
+                _ => throw new ApiError(400, "prompt must be a string (or an array of one string)", "prompt"),
+            };
+            if (string.IsNullOrEmpty(r.Prompt)) throw new ApiError(400, "prompt must not be empty", "prompt");
+        }
+
+        var sampling = new SamplingOptions();
+        int maxTokens = Int(root, "max_completion_tokens") ?? Int(root, "max_tokens") ?? (chat ? 2048 : 16);
+        if (maxTokens < 1) throw new ApiError(400, $"max_tokens must be at least 1 (got {maxTokens})", "max_tokens");
+        if (Number(root, "temperature") is double t)
+        {
+            if (t < 0 || t > 2) throw new ApiError(400, $"temperature must be between 0 and 2 (got {t})", "temperature");
+            sampling = sampling with { Temperature = (float)t };
+        }
+        if (Number(root, "top_p") is double tp)
+        {
+            if (!(tp > 0 && tp <= 1)) throw new ApiError(400, $"top_p must be in (0, 1] (got {tp})", "top_p");
+            sampling = sampling with { TopP = (float)tp };
+        }
+        if (Int(root, "top_k") is int tk)
+        {
+            if (tk < 0) throw new ApiError(400, $"top_k must be >= 0 (got {tk})", "top_k");
+            sampling = sampling with { TopK = tk };
+        }
+        if (Number(root, "min_p") is double mp)
+        {
+            if (!(mp >= 0 && mp < 1)) throw new ApiError(400, $"min_p must be in [0, 1) (got {mp})", "min_p");
+            sampling = sampling with { MinP = (float)mp };
+        }
+        if (Number(root, "repetition_penalty") is double rp)
+        {
+            if (!(rp > 0)) throw new ApiError(400, $"repetition_penalty must be > 0 (got {rp})", "repetition_penalty");
+            sampling = sampling with { RepetitionPenalty = (float)rp };
+        }
+        if (root.TryGetProperty("seed", out var seed) && seed.ValueKind != JsonValueKind.Null)
+        {
+            if (seed.ValueKind != JsonValueKind.Number || !seed.TryGetInt64(out long sv)) throw new ApiError(400, "seed must be an integer", "seed");
+            sampling = sampling with { Seed = unchecked((ulong)sv) };
+        }
+        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
+            if (Number(root, name) is double v && v != 0)
+                throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
+        if (Int(root, "n") is int n && n != 1) throw new ApiError(400, $"n must be 1 (got {n}): one choice per request", "n");
+        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
+            throw new ApiError(400, "logprobs are not supported", "logprobs");
+
+        var stops = new List<string>();
+        if (root.TryGetProperty("stop", out var stop) && stop.ValueKind != JsonValueKind.Null)
+        {
+            if (stop.ValueKind == JsonValueKind.String) stops.Add(stop.GetString()!);
+            else if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 4 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String))
+                stops.AddRange(stop.EnumerateArray().Select(s => s.GetString()!));
+            else throw new ApiError(400, "stop must be a string or an array of up to 4 strings", "stop");
+            stops.RemoveAll(s => s.Length == 0);
+        }
+
+        if (root.TryGetProperty("stream", out var stream) && stream.ValueKind != JsonValueKind.Null)
+        {
+            if (stream.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw new ApiError(400, "stream must be true or false", "stream");
+            r.Stream = stream.GetBoolean();
+        }
+        if (root.TryGetProperty("stream_options", out var so) && so.ValueKind == JsonValueKind.Object
+            && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True)
+            r.IncludeUsage = true;
+
+        r.Generation = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling, Stop = stops };
+        return r;
+    }
+
+    /// <summary>A message's content: a string, or an array of {"type": "text", "text": ...} parts joined.</summary>
+    private static string Content(JsonElement m, string at)
+    {
+        if (!m.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) return "";
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.Array)
+        {
+            var sb = new System.Text.StringBuilder();
+            int k = 0;
+            foreach (var part in c.EnumerateArray())
+            {
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
+                    || !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+                    throw new ApiError(400, $"{at}.content[{k}] must be a text part ({{\"type\": \"text\", \"text\": ...}}); other parts are not supported", $"{at}.content");
+                sb.Append(text.GetString());
+                k++;
+            }
+            return sb.ToString();
+        }
+        throw new ApiError(400, $"{at}.content must be a string or an array of text parts", $"{at}.content");
+    }
+
+    private static double? Number(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw new ApiError(400, $"{name} must be a number", name);
+        return v.GetDouble();
+    }
+
+    private static int? Int(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int i)) throw new ApiError(400, $"{name} must be an integer", name);
+        return i;
+    }
+}

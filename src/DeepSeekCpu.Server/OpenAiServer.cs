@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DeepSeekCpu.Generation;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace DeepSeekCpu.Server;
+
+/// <summary>
+/// An OpenAI-compatible HTTP API over a <see cref="ChatEngine"/> (the endpoints and JSON shapes of
+/// platform.openai.com/docs/api-reference, as llama.cpp's server and vLLM serve them):
+/// <list type="bullet">
+/// <item><c>POST /v1/chat/completions</c>: messages rendered with the model's chat template; the R1 reasoning comes
+/// apart from the answer as <c>reasoning_content</c> (DeepSeek API's field), streamed as server-sent events with
+/// <c>"stream": true</c>.</item>
+/// <item><c>POST /v1/completions</c>: plain text continuation.</item>
+/// <item><c>GET /v1/models</c>, <c>GET /health</c>.</item>
+/// </list>
+/// Bad requests get a 4xx with OpenAI's error object naming the field; a failure inside one request is a 500 for that
+/// request only; the server keeps serving. Concurrent requests take the engine's slots and wait when all are busy.
+/// </summary>
+public static class OpenAiServer
+{
+    /// <summary>Builds the application listening on <paramref name="urls"/> (e.g. "http://127.0.0.1:8080"; port 0 picks one).</summary>
+    public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls(urls);
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+        app.MapGet("/health", () => Results.Text("""{"status":"ok"}""", "application/json"));
+        app.MapGet("/v1/models", () => Results.Text(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = new JsonArray(new JsonObject
+            {
+                ["id"] = modelId, ["object"] = "model", ["created"] = created, ["owned_by"] = "deepseek-cpu",
+                ["context_length"] = engine.ContextLength,
+            }),
+        }.ToJsonString(), "application/json"));
+        app.MapPost("/v1/chat/completions", ctx => Handle(ctx, engine, modelId, chat: true, log));
+        app.MapPost("/v1/completions", ctx => Handle(ctx, engine, modelId, chat: false, log));
+        app.MapFallback(ctx => WriteError(ctx, new ApiError(404, $"no route for {ctx.Request.Method} {ctx.Request.Path}", type: "not_found_error")));
+        return app;
+    }
+
+    private static async Task Handle(HttpContext ctx, ChatEngine engine, string modelId, bool chat, TextWriter? log)
+    {
+        var sw = Stopwatch.StartNew();
+        int status = 200;
+        var result = new ChatEngine.ResultBox();
+        try
+        {
+            ApiRequest req;
+            JsonDocument doc;
+            try { doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ctx.RequestAborted); }
+            catch (JsonException e) { throw new ApiError(400, $"the request body is not valid JSON: {e.Message}"); }
+            using (doc) req = ApiRequest.Parse(doc, chat, modelId);
+
+            int[] prompt;
+            bool reasoning = false;
+            try
+            {
+                prompt = chat ? engine.RenderChat(req.Messages!, out reasoning) : engine.RenderCompletion(req.Prompt!);
+                engine.Check(prompt, req.Generation);
+            }
+            catch (ArgumentException e)
+            {
+                bool tooLong = e.Message.Contains("context holds");
+                throw new ApiError(400, e.Message, chat ? "messages" : "prompt", code: tooLong ? "context_length_exceeded" : null);
+            }
+
+            string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
+            long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prompt, reasoning, id, created, result);
+            else
+            {
+                var content = new StringBuilder();
+                var thoughts = new StringBuilder();
+                await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted))
+                    (d.Kind == TextKind.Answer ? content : thoughts).Append(d.Text);
+                JsonObject choice = chat
+                    ? new JsonObject { ["index"] = 0, ["message"] = Message(content.ToString(), thoughts.ToString()), ["logprobs"] = null, ["finish_reason"] = Finish(result) }
+                    : new JsonObject { ["index"] = 0, ["text"] = thoughts.ToString() + content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
+                var body = new JsonObject
+                {
+                    ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = modelId,
+                    ["choices"] = new JsonArray(choice), ["usage"] = Usage(result),
+                };
+                ctx.Response.ContentType = "application/json";
+                await ctx.Response.WriteAsync(body.ToJsonString(), ctx.RequestAborted);
+            }
+        }
+        catch (ApiError e) { status = e.Status; await WriteError(ctx, e); }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { status = 499; } // the client went away
+        catch (Exception e)
+        {
+            status = 500;
+            log?.WriteLine($"error: {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
+            await WriteError(ctx, new ApiError(500, $"the server failed on this request: {e.Message}", type: "server_error"));
+        }
+        log?.WriteLine($"{ctx.Request.Method} {ctx.Request.Path} {status} prompt={result.PromptTokens} completion={result.CompletionTokens} " +
+                       $"{sw.Elapsed.TotalSeconds:F2}s");
+    }
+
+    private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, int[] prompt,
+        bool reasoning, string id, long created, ChatEngine.ResultBox result)
+    {
+        var res = ctx.Response;
+        res.ContentType = "text/event-stream";
+        res.Headers.CacheControl = "no-cache";
+        res.Headers["X-Accel-Buffering"] = "no";
+        string obj = chat ? "chat.completion.chunk" : "text_completion";
+        JsonObject Chunk(JsonObject? delta, string? text, string? finish) => new()
+        {
+            ["id"] = id, ["object"] = obj, ["created"] = created, ["model"] = modelId,
+            ["choices"] = new JsonArray(chat
+                ? new JsonObject { ["index"] = 0, ["delta"] = delta ?? new JsonObject(), ["logprobs"] = null, ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = 0, ["text"] = text ?? "", ["logprobs"] = null, ["finish_reason"] = finish }),
+        };
+        async Task Send(JsonNode node)
+        {
+            await res.WriteAsync("data: " + node.ToJsonString() + "\n\n", ctx.RequestAborted);
+            await res.Body.FlushAsync(ctx.RequestAborted);
+        }
+
+        if (chat) await Send(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null));
+        try
+        {
+            await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted))
+            {
+                if (chat)
+                    await Send(Chunk(new JsonObject { [d.Kind == TextKind.Answer ? "content" : "reasoning_content"] = d.Text }, null, null));
+                else await Send(Chunk(null, d.Text, null));
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Headers are gone: report in the stream, as OpenAI does, and end it.
+            await Send(new JsonObject { ["error"] = ErrorObject(new ApiError(500, $"the server failed on this request: {e.Message}", type: "server_error")) });
+            await res.WriteAsync("data: [DONE]\n\n");
+            return;
+        }
+        await Send(Chunk(chat ? new JsonObject() : null, "", Finish(result)));
+        if (req.IncludeUsage)
+            await Send(new JsonObject
+            {
+                ["id"] = id, ["object"] = obj, ["created"] = created, ["model"] = modelId,
+                ["choices"] = new JsonArray(), ["usage"] = Usage(result),
+            });
+        await res.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted);
+    }
+
+    private static JsonObject Message(string content, string reasoning)
+    {
+        var m = new JsonObject { ["role"] = "assistant", ["content"] = content };
+        if (reasoning.Length > 0) m["reasoning_content"] = reasoning;
+        return m;
+    }
+
+    /// <summary>OpenAI's finish reasons: "stop" (a stop token or string) or "length" (max_tokens or the context).</summary>
+    private static string Finish(ChatEngine.ResultBox r) => r.FinishReason == "stop" ? "stop" : "length";
+
+    private static JsonObject Usage(ChatEngine.ResultBox r) => new()
+    {
+        ["prompt_tokens"] = r.PromptTokens, ["completion_tokens"] = r.CompletionTokens, ["total_tokens"] = r.PromptTokens + r.CompletionTokens,
+    };
+
+    private static JsonObject ErrorObject(ApiError e) => new()
+    {
+        ["message"] = e.Message, ["type"] = e.Type, ["param"] = e.Param, ["code"] = e.Code,
+    };
+
+    private static async Task WriteError(HttpContext ctx, ApiError e)
+    {
+        if (ctx.Response.HasStarted) return;
+        ctx.Response.StatusCode = e.Status;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(new JsonObject { ["error"] = ErrorObject(e) }.ToJsonString());
+    }
+}
