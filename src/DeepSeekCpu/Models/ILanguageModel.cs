@@ -17,6 +17,18 @@ public interface ILanguageModel : IDisposable
     /// the shared ones): the numerator of the decode roofline, tokens/s ≤ bandwidth / this.
     /// </summary>
     long WeightBytesPerToken { get; }
+
+    /// <summary>
+    /// One decoding step for several sequences: row i feeds <paramref name="tokens"/>[i] to <paramref name="sessions"/>[i]
+    /// (each at its own position) and writes its logits to row i of <paramref name="logits"/> [n, vocab]. Models that
+    /// batch it read their weights once for all rows (continuous batching); this default feeds them one by one.
+    /// </summary>
+    void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int vocab = Config.VocabSize;
+        if (tokens.Length != sessions.Count) throw new ArgumentException($"{tokens.Length} tokens for {sessions.Count} sessions");
+        for (int i = 0; i < sessions.Count; i++) sessions[i].Forward(tokens.Slice(i, 1), logits.Slice(i * vocab, vocab));
+    }
 }
 
 /// <summary>One sequence: its KV cache and scratch buffers. Not thread-safe; many sessions may share a model.</summary>

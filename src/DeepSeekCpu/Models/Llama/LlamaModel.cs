@@ -77,41 +77,81 @@ public sealed class LlamaModel : ILanguageModel
         return new LlamaSession(this, contextLength);
     }
 
+    private readonly LlamaBatch _decodeBatch = new();
+
+    /// <summary>
+    /// One decoding step for several sequences at once: row i feeds tokens[i] to sessions[i] (each at its own
+    /// position) and gets its logits in row i of <paramref name="logits"/> [n, vocab]. The weights are read once for
+    /// all rows, so n sequences cost about what one does while decoding is memory-bound.
+    /// </summary>
+    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int n = sessions.Count;
+        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} sessions");
+        if (logits.Length < (long)n * Config.VocabSize) throw new ArgumentException("logits buffer too small");
+        if (n == 0) return;
+        lock (_decodeBatch)
+        {
+            _decodeBatch.Reserve(Config, n);
+            for (int i = 0; i < n; i++)
+            {
+                var s = sessions[i] as LlamaSession ?? throw new ArgumentException("a session of another model");
+                if (s.Position + 1 > s.ContextLength) throw new InvalidOperationException($"context full: session {i} holds {s.Position} of {s.ContextLength} tokens");
+                for (int j = 0; j < i; j++)
+                    if (ReferenceEquals(_decodeBatch.Sessions[j], s)) throw new ArgumentException("a session appears twice in one batch");
+                _decodeBatch.Sessions[i] = s; _decodeBatch.Positions[i] = s.Position;
+            }
+            LlamaSession.Run(this, _decodeBatch, tokens, logits, 0);
+            for (int i = 0; i < n; i++) _decodeBatch.Sessions[i].Position++;
+            Array.Clear(_decodeBatch.Sessions);
+        }
+    }
+
     public void Dispose() => Weights.Dispose();
 }
 
-/// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V) and scratch buffers.</summary>
+/// <summary>
+/// Scratch for one forward pass over n rows, and which sequence and position each row is: rows of one session at
+/// consecutive positions (a prompt), or one row per session (a batched decoding step).
+/// </summary>
+internal sealed class LlamaBatch
+{
+    private int _capacity;
+    public float[] X = [], Xb = [], Q = [], K = [], V = [], Att = [], O = [], G = [], U = [];
+    public LlamaSession[] Sessions = [];
+    public int[] Positions = [];
+    public readonly MatMulBatch Products = new();
+    public readonly LlamaSession.AttentionJob Attention = new();
+
+    public void Reserve(ModelConfig c, int n)
+    {
+        if (n <= _capacity) return;
+        X = new float[n * c.HiddenSize]; Xb = new float[n * c.HiddenSize]; O = new float[n * c.HiddenSize];
+        Q = new float[n * c.NumHeads * c.HeadDim]; Att = new float[n * c.NumHeads * c.HeadDim];
+        K = new float[n * c.NumKvHeads * c.HeadDim]; V = new float[n * c.NumKvHeads * c.HeadDim];
+        G = new float[n * c.IntermediateSize]; U = new float[n * c.IntermediateSize];
+        Sessions = new LlamaSession[n]; Positions = new int[n];
+        _capacity = n;
+    }
+}
+
+/// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V).</summary>
 internal sealed unsafe class LlamaSession : IModelSession
 {
     private readonly LlamaModel _m;
-    private readonly float[][] _k, _v;            // per layer: [ctx, kv*hd]
-    private int _capacity;                        // tokens the scratch buffers hold
-    private float[] _x = [], _xb = [], _q = [], _kk = [], _vv = [], _att = [], _o = [], _g = [], _u = [];
-    private readonly AttentionJob _attJob = new();
-    private readonly MatMulBatch _batch = new();
+    internal readonly float[][] KCache, VCache;   // per layer: [ctx, kv*hd]
+    private readonly LlamaBatch _batch = new();
 
-    public int Position { get; private set; }
+    public int Position { get; internal set; }
     public int ContextLength { get; }
 
     public LlamaSession(LlamaModel m, int ctx)
     {
         _m = m; ContextLength = ctx;
         int kv = m.Config.NumKvHeads * m.Config.HeadDim;
-        _k = new float[m.Config.NumLayers][];
-        _v = new float[m.Config.NumLayers][];
-        for (int l = 0; l < _k.Length; l++) { _k[l] = new float[(long)ctx * kv]; _v[l] = new float[(long)ctx * kv]; }
-        Reserve(1);
-    }
-
-    private void Reserve(int n)
-    {
-        if (n <= _capacity) return;
-        var c = _m.Config;
-        _x = new float[n * c.HiddenSize]; _xb = new float[n * c.HiddenSize]; _o = new float[n * c.HiddenSize];
-        _q = new float[n * c.NumHeads * c.HeadDim]; _att = new float[n * c.NumHeads * c.HeadDim];
-        _kk = new float[n * c.NumKvHeads * c.HeadDim]; _vv = new float[n * c.NumKvHeads * c.HeadDim];
-        _g = new float[n * c.IntermediateSize]; _u = new float[n * c.IntermediateSize];
-        _capacity = n;
+        KCache = new float[m.Config.NumLayers][];
+        VCache = new float[m.Config.NumLayers][];
+        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new float[(long)ctx * kv]; VCache[l] = new float[(long)ctx * kv]; }
     }
 
     public void Truncate(int position) => Position = Math.Clamp(position, 0, Position);
@@ -119,91 +159,104 @@ internal sealed unsafe class LlamaSession : IModelSession
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
     {
         var c = _m.Config;
-        int n = tokens.Length, dim = c.HiddenSize, hd = c.HeadDim;
-        int qDim = c.NumHeads * hd, kvDim = c.NumKvHeads * hd, ffn = c.IntermediateSize;
+        int n = tokens.Length;
         if (n == 0) return;
         if (Position + n > ContextLength)
             throw new InvalidOperationException($"context full: {Position} + {n} tokens exceed the context length {ContextLength}");
         if (logits.Length < (allPositions ? n : 1) * c.VocabSize) throw new ArgumentException("logits buffer too small");
-        Reserve(n);
-        int pos0 = Position;
+        _batch.Reserve(c, n);
+        for (int t = 0; t < n; t++) { _batch.Sessions[t] = this; _batch.Positions[t] = Position + t; }
+        Run(_m, _batch, tokens, logits, allPositions ? 0 : n - 1);
+        Position += n;
+    }
+
+    /// <summary>
+    /// One forward pass over the rows of <paramref name="b"/> (its Sessions and Positions set for the n tokens):
+    /// every matrix product runs once over all rows (one weight read for the whole batch while decoding), RoPE,
+    /// cache writes and attention per row against its own session's cache. Logits for rows from
+    /// <paramref name="firstLogitRow"/> on, [n - firstLogitRow, vocab].
+    /// </summary>
+    internal static void Run(LlamaModel m, LlamaBatch b, ReadOnlySpan<int> tokens, Span<float> logits, int firstLogitRow)
+    {
+        var c = m.Config;
+        int n = tokens.Length, dim = c.HiddenSize, hd = c.HeadDim;
+        int qDim = c.NumHeads * hd, kvDim = c.NumKvHeads * hd, ffn = c.IntermediateSize;
 
         // x [n, dim] = embedding rows
         for (int t = 0; t < n; t++)
         {
             if ((uint)tokens[t] >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} is outside the vocabulary (0..{c.VocabSize - 1})");
-            Dequantize.RowOf(_m.Embedding, tokens[t], _x.AsSpan(t * dim, dim));
+            Dequantize.RowOf(m.Embedding, tokens[t], b.X.AsSpan(t * dim, dim));
         }
 
         for (int l = 0; l < c.NumLayers; l++)
         {
-            var b = _m.Layers[l];
+            var blk = m.Layers[l];
             // --- attention: x = x + Wo · attn(RMSNorm(x)) ---
-            Ops.RmsNormRows(_x, b.AttnNorm, _xb, n, dim, c.RmsNormEps);
-            fixed (float* xb = _xb, q = _q, kk = _kk, vv = _vv)
+            Ops.RmsNormRows(b.X, blk.AttnNorm, b.Xb, n, dim, c.RmsNormEps);
+            fixed (float* xb = b.Xb, q = b.Q, kk = b.K, vv = b.V)
             {
-                _batch.Clear(n);                                     // one dispatch while decoding
-                _batch.Add(b.Wq, xb, q);                             // [n, heads*hd]
-                _batch.Add(b.Wk, xb, kk);                            // [n, kv*hd]
-                _batch.Add(b.Wv, xb, vv);                            // [n, kv*hd]
-                MatMul.Multiply(_batch);
+                b.Products.Clear(n);                                 // one dispatch while decoding
+                b.Products.Add(blk.Wq, xb, q);                       // [n, heads*hd]
+                b.Products.Add(blk.Wk, xb, kk);                      // [n, kv*hd]
+                b.Products.Add(blk.Wv, xb, vv);                      // [n, kv*hd]
+                MatMul.Multiply(b.Products);
             }
             for (int t = 0; t < n; t++)
             {
-                var q = _q.AsSpan(t * qDim, qDim);
-                var k = _kk.AsSpan(t * kvDim, kvDim);
-                var v = _vv.AsSpan(t * kvDim, kvDim);
-                if (b.Bq != null) { TensorPrimitives.Add(q, b.Bq, q); TensorPrimitives.Add(k, b.Bk!, k); TensorPrimitives.Add(v, b.Bv!, v); }
-                var rope = _m.Rope;
-                var cos = rope.Cos(pos0 + t); var sin = rope.Sin(pos0 + t);
+                var q = b.Q.AsSpan(t * qDim, qDim);
+                var k = b.K.AsSpan(t * kvDim, kvDim);
+                var v = b.V.AsSpan(t * kvDim, kvDim);
+                if (blk.Bq != null) { TensorPrimitives.Add(q, blk.Bq, q); TensorPrimitives.Add(k, blk.Bk!, k); TensorPrimitives.Add(v, blk.Bv!, v); }
+                int pos = b.Positions[t];
+                var cos = m.Rope.Cos(pos); var sin = m.Rope.Sin(pos);
                 for (int h = 0; h < c.NumHeads; h++) Ops.Rope(q.Slice(h * hd, hd), cos, sin, c.RopeInterleaved);
                 for (int h = 0; h < c.NumKvHeads; h++) Ops.Rope(k.Slice(h * hd, hd), cos, sin, c.RopeInterleaved);
-                k.CopyTo(_k[l].AsSpan((pos0 + t) * kvDim, kvDim));
-                v.CopyTo(_v[l].AsSpan((pos0 + t) * kvDim, kvDim));
+                k.CopyTo(b.Sessions[t].KCache[l].AsSpan(pos * kvDim, kvDim));
+                v.CopyTo(b.Sessions[t].VCache[l].AsSpan(pos * kvDim, kvDim));
             }
-            _attJob.Set(c, _q, _k[l], _v[l], _att, pos0);
-            WorkerPool.Shared.Run(_attJob, n * (c.NumHeads / _attJob.HeadsPerItem));
-            MatMul.Multiply(b.Wo, _att, _o, n);                      // [n, dim]
-            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _o.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+            b.Attention.Set(c, b, l);
+            WorkerPool.Shared.Run(b.Attention, n * (c.NumHeads / b.Attention.HeadsPerItem));
+            MatMul.Multiply(blk.Wo, b.Att, b.O, n);                  // [n, dim]
+            TensorPrimitives.Add(b.X.AsSpan(0, n * dim), b.O.AsSpan(0, n * dim), b.X.AsSpan(0, n * dim));
 
             // --- MLP: x = x + Down · (silu(Gate · h) * (Up · h)), h = RMSNorm(x) ---
-            Ops.RmsNormRows(_x, b.MlpNorm, _xb, n, dim, c.RmsNormEps);
-            fixed (float* xb = _xb, g = _g, u = _u)
+            Ops.RmsNormRows(b.X, blk.MlpNorm, b.Xb, n, dim, c.RmsNormEps);
+            fixed (float* xb = b.Xb, g = b.G, u = b.U)
             {
-                _batch.Clear(n);
-                _batch.Add(b.Gate, xb, g);                           // [n, ffn]
-                _batch.Add(b.Up, xb, u);                             // [n, ffn]
-                MatMul.Multiply(_batch);
+                b.Products.Clear(n);
+                b.Products.Add(blk.Gate, xb, g);                     // [n, ffn]
+                b.Products.Add(blk.Up, xb, u);                       // [n, ffn]
+                MatMul.Multiply(b.Products);
             }
-            Ops.SwiGlu(_g.AsSpan(0, n * ffn), _u.AsSpan(0, n * ffn));
-            MatMul.Multiply(b.Down, _g, _o, n);                      // [n, dim]
-            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _o.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+            Ops.SwiGlu(b.G.AsSpan(0, n * ffn), b.U.AsSpan(0, n * ffn));
+            MatMul.Multiply(blk.Down, b.G, b.O, n);                  // [n, dim]
+            TensorPrimitives.Add(b.X.AsSpan(0, n * dim), b.O.AsSpan(0, n * dim), b.X.AsSpan(0, n * dim));
         }
 
         // Final norm and the output head only for the rows whose logits are wanted.
-        int first = allPositions ? 0 : n - 1, rows = n - first;
-        Ops.RmsNormRows(_x.AsSpan(first * dim), _m.FinalNorm, _xb, rows, dim, c.RmsNormEps);
-        MatMul.Multiply(_m.Output, _xb, logits, rows);
-        Position += n;
+        int rows = n - firstLogitRow;
+        Ops.RmsNormRows(b.X.AsSpan(firstLogitRow * dim), m.FinalNorm, b.Xb, rows, dim, c.RmsNormEps);
+        MatMul.Multiply(m.Output, b.Xb, logits, rows);
     }
 
     public void Dispose() { }
 
     /// <summary>
-    /// Causal attention, one (token, group of query heads sharing a KV head) per item: softmax(q·K / sqrt(hd)) · V
-    /// over positions 0..pos, each K/V row read once for the group (<see cref="Ops.Attention"/>).
+    /// Causal attention, one (row, group of query heads sharing a KV head) per item: softmax(q·K / sqrt(hd)) · V
+    /// over positions 0..pos of the row's own session, each K/V row read once for the group (<see cref="Ops.Attention"/>).
     /// </summary>
-    private sealed class AttentionJob : IRangeJob
+    internal sealed class AttentionJob : IRangeJob
     {
         [ThreadStatic] private static float[]? _scores;
         private ModelConfig _c = null!;
-        private float[] _q = null!, _k = null!, _v = null!, _out = null!;
-        private int _pos0;
+        private LlamaBatch _b = null!;
+        private int _layer;
         public int HeadsPerItem { get; private set; }
 
-        public void Set(ModelConfig c, float[] q, float[] k, float[] v, float[] output, int pos0)
+        public void Set(ModelConfig c, LlamaBatch b, int layer)
         {
-            _c = c; _q = q; _k = k; _v = v; _out = output; _pos0 = pos0;
+            _c = c; _b = b; _layer = layer;
             HeadsPerItem = Ops.HeadsPerItem(c.NumHeads / c.NumKvHeads, c.NumKvHeads, WorkerPool.Shared.ThreadCount);
         }
 
@@ -215,12 +268,13 @@ internal sealed unsafe class LlamaSession : IModelSession
             for (int item = start; item < end; item++)
             {
                 int t = item / itemsPerToken, h0 = item % itemsPerToken * G, kvh = h0 / group;
-                int len = _pos0 + t + 1; // causal: this token sees positions 0..pos0+t
+                var session = _b.Sessions[t];
+                int len = _b.Positions[t] + 1; // causal: this row sees positions 0..pos of its sequence
                 // Grown by doubling, so decoding past the buffer does not allocate on every token.
                 var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len * 2, 256)])).AsSpan(0, G * len);
-                Ops.Attention(_q.AsSpan((t * heads + h0) * hd), hd, G, hd,
-                    _k.AsSpan(kvh * hd), kvDim, _v.AsSpan(kvh * hd), kvDim, hd, len, scale,
-                    scores, _out.AsSpan((t * heads + h0) * hd), hd);
+                Ops.Attention(_b.Q.AsSpan((t * heads + h0) * hd), hd, G, hd,
+                    session.KCache[_layer].AsSpan(kvh * hd), kvDim, session.VCache[_layer].AsSpan(kvh * hd), kvDim, hd, len, scale,
+                    scores, _b.Att.AsSpan((t * heads + h0) * hd), hd);
             }
         }
     }
