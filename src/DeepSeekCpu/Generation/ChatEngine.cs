@@ -22,12 +22,13 @@ public sealed record GenerationRequest
 public sealed record ChatResult(string Content, string Reasoning, string FinishReason, int PromptTokens, int CompletionTokens);
 
 /// <summary>
-/// Serves chat and completion requests for one model to many callers: a fixed number of slots, each a session with
-/// its own KV cache, taken by one request at a time (callers beyond that wait in line). A request goes to the free slot
-/// whose cached tokens share the longest prefix with its prompt, so a conversation's next turn (or a shared system
-/// prompt) reuses the cache instead of processing the prompt again, as llama.cpp's server slots do. Requests in
-/// different slots run concurrently on their own threads and share the engine's worker pool dispatch by dispatch.
-/// The server and the IChatClient adapter both sit on this class.
+/// Serves chat and completion requests for one model to many callers with continuous batching: a fixed number of
+/// slots, each a session with its own KV cache, and one scheduler thread that runs the model. Every step it decodes
+/// one token for every request that is generating, in a single <see cref="ILanguageModel.DecodeBatch"/> (the weights
+/// are read once for all of them: decoding is memory-bound, so N requests cost little more than one), and feeds a chunk
+/// of a newly admitted prompt. A request takes the free slot whose cached tokens share the longest prefix with its
+/// prompt, so a conversation's next turn (or a shared system prompt) is not processed again, as llama.cpp's server
+/// slots do; requests beyond the slots wait in line. The server and the IChatClient adapter both sit on this class.
 /// </summary>
 public sealed class ChatEngine : IDisposable
 {
@@ -35,18 +36,40 @@ public sealed class ChatEngine : IDisposable
     {
         public readonly IModelSession Session = session;
         public readonly List<int> Cached = [];     // tokens whose keys/values the session holds
-        public bool Busy;
+        public Job? Job;
+    }
+
+    /// <summary>One request from admission to its last delta.</summary>
+    private sealed class Job
+    {
+        public required int[] Prompt;
+        public required bool StartsInReasoning;
+        public required GenerationRequest Request;
+        public required ResultBox Result;
+        public required ChannelWriter<ChatDelta> Output;
+        public required CancellationToken Cancel;
+        public Slot? Slot;
+        public int Fed;                            // prompt tokens in the slot's cache so far
+        public Sequence? Seq;                      // set once the prompt is processed
+        public StopMatcher Stops = null!;
+        public GenerationStats Stats = new();
     }
 
     private readonly Slot[] _slots;
-    private readonly SemaphoreSlim _free;
-    private readonly Generator _generator;
+    private readonly Queue<Job> _waiting = new();
+    private readonly object _lock = new();
+    private readonly Thread _scheduler;
+    private bool _disposed;
+    private readonly List<GeneratedToken> _pieces = [];
 
     public ILanguageModel Model { get; }
     public ITokenizer Tokenizer { get; }
     /// <summary>Tokens per slot (prompt and generation together).</summary>
     public int ContextLength { get; }
     public int SlotCount => _slots.Length;
+    /// <summary>Prompt tokens per forward pass while nothing else is decoding (fewer, 128, while others decode, so
+    /// their tokens keep coming).</summary>
+    public int PromptChunk { get; init; } = 512;
 
     /// <param name="contextLength">Per slot; 0: the model's maximum, at most 4096.</param>
     public ChatEngine(ILanguageModel model, ITokenizer tokenizer, int slots = 1, int contextLength = 0)
@@ -56,8 +79,8 @@ public sealed class ChatEngine : IDisposable
         ContextLength = contextLength > 0 ? contextLength : Math.Min(model.Config.MaxPositionEmbeddings, 4096);
         _slots = new Slot[slots];
         for (int i = 0; i < slots; i++) _slots[i] = new Slot(model.NewSession(ContextLength));
-        _free = new SemaphoreSlim(slots, slots);
-        _generator = new Generator(model, tokenizer);
+        _scheduler = new Thread(Schedule) { IsBackground = true, Name = "deepseek-cpu scheduler" };
+        _scheduler.Start();
     }
 
     /// <summary>
@@ -111,50 +134,118 @@ public sealed class ChatEngine : IDisposable
     }
 
     /// <summary>
-    /// Streams a request's output as it is generated. Waits for a free slot first. The generation runs on its own
-    /// thread; abandoning the enumeration or cancelling <paramref name="cancel"/> stops it and frees the slot.
-    /// Throws <see cref="ArgumentException"/> (before any output) when the prompt does not fit the context.
+    /// Streams a request's output as it is generated (after waiting for a free slot). Abandoning the enumeration or
+    /// cancelling <paramref name="cancel"/> ends the request and frees its slot.
+    /// Throws <see cref="ArgumentException"/> (before any output) when <see cref="Check"/> fails.
     /// </summary>
     public async IAsyncEnumerable<ChatDelta> StreamAsync(int[] prompt, bool startsInReasoning, GenerationRequest request,
         ResultBox? result = null, [EnumeratorCancellation] CancellationToken cancel = default)
     {
         Check(prompt, request);
-        result ??= new ResultBox();
-
-        await _free.WaitAsync(cancel).ConfigureAwait(false);
-        Slot slot;
-        lock (_slots) slot = TakeBestSlot(prompt);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var channel = Channel.CreateUnbounded<ChatDelta>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var worker = Task.Factory.StartNew(() => Run(slot, prompt, startsInReasoning, request, result, channel.Writer, stop.Token),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var job = new Job
+        {
+            Prompt = prompt, StartsInReasoning = startsInReasoning, Request = request, Result = result ?? new ResultBox(),
+            Output = channel.Writer, Cancel = stop.Token, Stops = new StopMatcher(request.Stop),
+        };
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _waiting.Enqueue(job);
+            Monitor.PulseAll(_lock);
+        }
         try
         {
             await foreach (var d in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
                 yield return d;
-            await worker.ConfigureAwait(false);     // rethrows a failure of the generation
         }
         finally
         {
-            stop.Cancel();                          // the caller stopped reading: stop generating
-            try { await worker.ConfigureAwait(false); } catch { /* reported above when the stream was read to the end */ }
-            lock (_slots) slot.Busy = false;
-            _free.Release();
+            stop.Cancel();   // the caller stopped reading (or everything was read): the scheduler lets the job go
+            lock (_lock) Monitor.PulseAll(_lock);
+        }
+        cancel.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>The scheduler thread: admit waiting jobs to free slots, feed prompt chunks, decode everyone together.</summary>
+    private void Schedule()
+    {
+        int vocab = Model.Config.VocabSize;
+        var logits = new float[vocab];
+        var batchLogits = Array.Empty<float>();
+        var sessions = new List<IModelSession>();
+        var decoding = new List<Job>();
+        var tokens = new List<int>();
+        while (true)
+        {
+            Job? prefill = null;
+            decoding.Clear();
+            lock (_lock)
+            {
+                while (true)
+                {
+                    if (_disposed) { FailAll(new ObjectDisposedException(nameof(ChatEngine))); return; }
+                    Admit();
+                    foreach (var s in _slots)
+                        if (s.Job is { } j)
+                        {
+                            if (j.Cancel.IsCancellationRequested) { Complete(j, "cancelled"); continue; }
+                            if (j.Seq == null) prefill ??= j;
+                            else decoding.Add(j);
+                        }
+                    if (prefill != null || decoding.Count > 0) break;
+                    Monitor.Wait(_lock);
+                }
+            }
+            try
+            {
+                if (prefill != null) Prefill(prefill, decoding.Count > 0 ? 128 : PromptChunk, logits);
+                if (decoding.Count == 0) continue;
+                sessions.Clear(); tokens.Clear();
+                foreach (var j in decoding) { sessions.Add(j.Slot!.Session); tokens.Add(j.Seq!.NextToken); }
+                if (batchLogits.Length < decoding.Count * vocab) batchLogits = new float[decoding.Count * vocab * 2];
+                Model.DecodeBatch(sessions, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(tokens), batchLogits);
+                for (int i = 0; i < decoding.Count; i++)
+                {
+                    var j = decoding[i];
+                    j.Slot!.Cached.Add(tokens[i]);
+                    Advance(j, batchLogits.AsSpan(i * vocab, vocab));
+                }
+            }
+            catch (Exception e)
+            {
+                // a failed forward pass leaves those caches in an unknown state: fail the requests, forget the caches
+                lock (_lock)
+                    foreach (var j in decoding.Append(prefill))
+                        if (j?.Slot is { } s) { s.Cached.Clear(); s.Session.Truncate(0); Fail(j, e); }
+            }
         }
     }
 
-    private Slot TakeBestSlot(int[] prompt)
+    /// <summary>Waiting jobs take free slots, each the one sharing the longest prefix with its prompt (under _lock).</summary>
+    private void Admit()
     {
-        Slot? best = null;
-        int bestLen = -1;
-        foreach (var s in _slots)
+        while (_waiting.Count > 0)
         {
-            if (s.Busy) continue;
-            int n = CommonPrefix(s.Cached, prompt);
-            if (n > bestLen) { best = s; bestLen = n; }
+            var job = _waiting.Peek();
+            if (job.Cancel.IsCancellationRequested) { _waiting.Dequeue(); job.Output.TryComplete(); continue; }
+            Slot? best = null;
+            int bestLen = -1;
+            foreach (var s in _slots)
+            {
+                if (s.Job != null) continue;
+                int n = CommonPrefix(s.Cached, job.Prompt);
+                if (n > bestLen) { best = s; bestLen = n; }
+            }
+            if (best == null) return;
+            _waiting.Dequeue();
+            best.Session.Truncate(bestLen);
+            best.Cached.RemoveRange(bestLen, best.Cached.Count - bestLen);
+            best.Job = job;
+            job.Slot = best;
+            job.Fed = bestLen;
         }
-        best!.Busy = true;
-        return best;
     }
 
     private static int CommonPrefix(List<int> cached, int[] prompt)
@@ -164,56 +255,85 @@ public sealed class ChatEngine : IDisposable
         return n;
     }
 
-    private void Run(Slot slot, int[] prompt, bool startsInReasoning, GenerationRequest request, ResultBox result,
-        ChannelWriter<ChatDelta> output, CancellationToken cancel)
+    /// <summary>Feeds the next chunk of a job's prompt; after the last one, samples its first token.</summary>
+    private void Prefill(Job j, int chunk, float[] logits)
     {
-        try
+        var slot = j.Slot!;
+        int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
+        slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);
+        slot.Cached.AddRange(j.Prompt.AsSpan(j.Fed, len));
+        j.Fed += len;
+        if (j.Fed < j.Prompt.Length) return;
+        int maxTokens = Math.Min(j.Request.MaxTokens, ContextLength - j.Prompt.Length - 1);
+        j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Stats, j.StartsInReasoning);
+        j.Seq.PromptDone();
+        Advance(j, logits);
+    }
+
+    /// <summary>Samples a job's next token from its logits, streams the text, and ends the job when it is done.</summary>
+    private void Advance(Job j, Span<float> logits)
+    {
+        var seq = j.Seq!;
+        _pieces.Clear();
+        if (j.Cancel.IsCancellationRequested) seq.Finish(_pieces, "cancelled");
+        else
         {
-            int common = CommonPrefix(slot.Cached, prompt);
-            slot.Session.Truncate(common);
-            slot.Cached.RemoveRange(common, slot.Cached.Count - common);
-            var fresh = prompt[common..];
-            slot.Cached.AddRange(fresh);
-            int maxTokens = Math.Min(request.MaxTokens, ContextLength - prompt.Length - 1);
-            var stats = new GenerationStats();
-            var stops = new StopMatcher(request.Stop);
-            bool stopped = false;
-            foreach (var t in _generator.Generate(slot.Session, fresh, maxTokens, request.Sampling, stats, startsInReasoning, cancel))
-            {
-                if (t.Id >= 0 && !Tokenizer.StopIds.Contains(t.Id)) slot.Cached.Add(t.Id);
-                if (t.Text.Length == 0) continue;
-                if (t.Kind == TextKind.Reasoning) { output.TryWrite(new ChatDelta(t.Text, t.Kind)); continue; }
-                var (emit, hit) = stops.Push(t.Text);
-                if (emit.Length > 0) output.TryWrite(new ChatDelta(emit, TextKind.Answer));
-                if (hit) { stopped = true; break; }
-            }
-            if (!stopped)
-            {
-                string tail = stops.Flush();
-                if (tail.Length > 0) output.TryWrite(new ChatDelta(tail, TextKind.Answer));
-            }
-            // the session holds exactly the tokens fed so far (the last sampled token was never fed)
-            int fed = slot.Session.Position;
-            if (slot.Cached.Count > fed) slot.Cached.RemoveRange(fed, slot.Cached.Count - fed);
-            result.PromptTokens = prompt.Length;
-            result.CompletionTokens = stats.GeneratedTokens;
-            result.FinishReason = stopped ? "stop" : stats.FinishReason;
-            output.TryComplete();
+            seq.Step(logits, _pieces);
+            if (!seq.Finished && j.Slot!.Session.Position >= ContextLength) seq.Finish(_pieces, "length");
         }
-        catch (Exception e)
+        bool hit = false;
+        foreach (var t in _pieces)
         {
-            // a failed generation leaves the cache in an unknown state: forget it
-            slot.Cached.Clear();
-            slot.Session.Truncate(0);
-            output.TryComplete(e);
-            throw;
+            if (t.Text.Length == 0) continue;
+            if (t.Kind == TextKind.Reasoning) { j.Output.TryWrite(new ChatDelta(t.Text, t.Kind)); continue; }
+            var (emit, stopHere) = j.Stops.Push(t.Text);
+            if (emit.Length > 0) j.Output.TryWrite(new ChatDelta(emit, TextKind.Answer));
+            if (stopHere) { hit = true; break; }
         }
+        if (hit) { seq.Finish(_pieces); lock (_lock) Complete(j, "stop"); }
+        else if (seq.Finished)
+        {
+            string tail = j.Stops.Flush();
+            if (tail.Length > 0) j.Output.TryWrite(new ChatDelta(tail, TextKind.Answer));
+            lock (_lock) Complete(j, seq.Stats.FinishReason);
+        }
+    }
+
+    /// <summary>Ends a job: results, the slot's cache trimmed to what its session holds, the slot freed (under _lock).</summary>
+    private void Complete(Job j, string finishReason)
+    {
+        var slot = j.Slot!;
+        int fed = slot.Session.Position;
+        if (slot.Cached.Count > fed) slot.Cached.RemoveRange(fed, slot.Cached.Count - fed);
+        j.Result.PromptTokens = j.Prompt.Length;
+        j.Result.CompletionTokens = j.Stats.GeneratedTokens;
+        j.Result.FinishReason = finishReason;
+        slot.Job = null;
+        j.Output.TryComplete();
+    }
+
+    private void Fail(Job j, Exception e)
+    {
+        if (j.Slot != null) j.Slot.Job = null;
+        j.Output.TryComplete(e);
+    }
+
+    private void FailAll(Exception e)
+    {
+        foreach (var s in _slots) if (s.Job != null) Fail(s.Job, e);
+        while (_waiting.Count > 0) _waiting.Dequeue().Output.TryComplete(e);
     }
 
     public void Dispose()
     {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Monitor.PulseAll(_lock);
+        }
+        _scheduler.Join();
         foreach (var s in _slots) s.Session.Dispose();
-        _free.Dispose();
     }
 
     /// <summary>
