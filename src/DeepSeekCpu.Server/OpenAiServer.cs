@@ -25,6 +25,9 @@ namespace DeepSeekCpu.Server;
 /// </summary>
 public static class OpenAiServer
 {
+    /// <summary>UTF-8 text as it is (the default encoder would write every non-ASCII character as \uXXXX).</summary>
+    private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     /// <summary>Builds the application listening on <paramref name="urls"/> (e.g. "http://127.0.0.1:8080"; port 0 picks one).</summary>
     public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null)
     {
@@ -43,7 +46,7 @@ public static class OpenAiServer
                 ["id"] = modelId, ["object"] = "model", ["created"] = created, ["owned_by"] = "deepseek-cpu",
                 ["context_length"] = engine.ContextLength,
             }),
-        }.ToJsonString(), "application/json"));
+        }.ToJsonString(Json), "application/json"));
         app.MapPost("/v1/chat/completions", ctx => Handle(ctx, engine, modelId, chat: true, log));
         app.MapPost("/v1/completions", ctx => Handle(ctx, engine, modelId, chat: false, log));
         app.MapFallback(ctx => WriteError(ctx, new ApiError(404, $"no route for {ctx.Request.Method} {ctx.Request.Path}", type: "not_found_error")));
@@ -94,7 +97,7 @@ public static class OpenAiServer
                     ["choices"] = new JsonArray(choice), ["usage"] = Usage(result),
                 };
                 ctx.Response.ContentType = "application/json";
-                await ctx.Response.WriteAsync(body.ToJsonString(), ctx.RequestAborted);
+                await ctx.Response.WriteAsync(body.ToJsonString(Json), ctx.RequestAborted);
             }
         }
         catch (ApiError e) { status = e.Status; await WriteError(ctx, e); }
@@ -126,7 +129,7 @@ public static class OpenAiServer
         };
         async Task Send(JsonNode node)
         {
-            await res.WriteAsync("data: " + node.ToJsonString() + "\n\n", ctx.RequestAborted);
+            await res.WriteAsync("data: " + node.ToJsonString(Json) + "\n\n", ctx.RequestAborted);
             await res.Body.FlushAsync(ctx.RequestAborted);
         }
 
@@ -182,6 +185,6 @@ public static class OpenAiServer
         if (ctx.Response.HasStarted) return;
         ctx.Response.StatusCode = e.Status;
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(new JsonObject { ["error"] = ErrorObject(e) }.ToJsonString());
+        await ctx.Response.WriteAsync(new JsonObject { ["error"] = ErrorObject(e) }.ToJsonString(Json));
     }
 }

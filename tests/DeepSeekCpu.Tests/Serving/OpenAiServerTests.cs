@@ -226,6 +226,19 @@ public class OpenAiServerTests
     }
 
     [Fact]
+    public async Task Non_ascii_text_is_sent_as_utf8_not_escaped()
+    {
+        var (model, tok, _, answer) = ScriptedModel.R1("想一想。\n", "\n\n草莓里有三个 r。");
+        await using var s = await Start(new ChatEngine(model, tok), "r1-scripted");
+        using var res = await s.Http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages": [{"role": "user", "content": "strawberry 里有几个 r?"}]}""", Encoding.UTF8, "application/json"));
+        string raw = await res.Content.ReadAsStringAsync();
+        Assert.Contains("草莓里有三个 r。", raw);
+        Assert.Contains("想一想。", raw);
+        Assert.Equal(answer, JsonDocument.Parse(raw).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+    }
+
+    [Fact]
     public async Task Models_health_and_unknown_routes()
     {
         var (model, tok, _, _) = ScriptedModel.R1("R.\n", "\n\nA.");
