@@ -27,7 +27,7 @@ public static partial class Commands
           bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--quant TYPE] [--no-mmap] [--json]
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
-                                                       [--name ID] [--threads N] [--quant TYPE] [--no-mmap] [--quiet]
+                                                       [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--quiet]
 
         MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
         (tokenizer.bin beside it, or --tokenizer). Without -m, run/chat use the bundled demo model (stories260K).

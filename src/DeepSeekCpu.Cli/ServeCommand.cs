@@ -7,14 +7,14 @@ namespace DeepSeekCpu.Cli;
 public static partial class Commands
 {
     /// <summary>
-    /// deepseek-cpu serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--name ID]: the
+    /// deepseek-cpu serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--name ID] [--api-key KEY]: the
     /// OpenAI-compatible HTTP API (llama-server / ollama serve). Each of the N slots holds its own KV cache of --ctx
     /// tokens; more concurrent requests wait for a slot. Ctrl+C stops the server.
     /// </summary>
     private static int Serve(string[] args)
     {
         var a = new CliArgs("serve", args,
-            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--tokenizer", "--quant", "--name"],
+            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--tokenizer", "--quant", "--name", "--api-key"],
             ["--no-mmap", "--quiet"], Aliases);
         string host = a.Str("--host") ?? "127.0.0.1";
         int port = a.Int("--port", 8080, 0, 65535);
@@ -24,7 +24,9 @@ public static partial class Commands
         string id = a.Str("--name") ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path));
         using var engine = new ChatEngine(lm.Model, lm.Tokenizer, parallel, ctx);
         string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
-        var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error);
+        // --api-key, or DEEPSEEK_CPU_API_KEY (keeps the key out of the process list)
+        string? apiKey = a.Str("--api-key") ?? Environment.GetEnvironmentVariable("DEEPSEEK_CPU_API_KEY");
+        var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error, apiKey);
         try { app.Start(); }
         catch (IOException e) { throw new IOException($"serve: cannot listen on {url}: {e.Message}"); }
         Console.Error.WriteLine($"serving '{id}' on {string.Join(", ", app.Urls)} ({parallel} slot{(parallel > 1 ? "s" : "")} of {ctx} tokens); " +

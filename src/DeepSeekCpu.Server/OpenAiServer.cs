@@ -29,13 +29,32 @@ public static class OpenAiServer
     private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Builds the application listening on <paramref name="urls"/> (e.g. "http://127.0.0.1:8080"; port 0 picks one).</summary>
-    public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null)
+    /// <param name="apiKey">When set, every /v1 request must carry "Authorization: Bearer KEY" (401 otherwise), as
+    /// OpenAI clients send it; /health stays open for load balancers.</param>
+    public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null, string? apiKey = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls);
         builder.Logging.ClearProviders();
         var app = builder.Build();
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            byte[] expected = Encoding.UTF8.GetBytes("Bearer " + apiKey);
+            app.Use(async (ctx, next) =>
+            {
+                if (ctx.Request.Path.StartsWithSegments("/v1"))
+                {
+                    byte[] given = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
+                    if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, expected))
+                    {
+                        await WriteError(ctx, new ApiError(401, "invalid or missing API key (send Authorization: Bearer KEY)", type: "authentication_error", code: "invalid_api_key"));
+                        return;
+                    }
+                }
+                await next(ctx);
+            });
+        }
 
         app.MapGet("/health", () => Results.Text("""{"status":"ok"}""", "application/json"));
         app.MapGet("/v1/models", () => Results.Text(new JsonObject

@@ -49,9 +49,9 @@ public class OpenAiServerTests
         }
     }
 
-    private static async Task<Server> Start(ChatEngine engine, string id, IDisposable? owned = null)
+    private static async Task<Server> Start(ChatEngine engine, string id, IDisposable? owned = null, string? apiKey = null)
     {
-        var app = OpenAiServer.Build(engine, id, "http://127.0.0.1:0");
+        var app = OpenAiServer.Build(engine, id, "http://127.0.0.1:0", apiKey: apiKey);
         await app.StartAsync();
         return new Server { App = app, Http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) }, Engine = engine, Owned = owned };
     }
@@ -236,6 +236,24 @@ public class OpenAiServerTests
         Assert.Contains("草莓里有三个 r。", raw);
         Assert.Contains("想一想。", raw);
         Assert.Equal(answer, JsonDocument.Parse(raw).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+    }
+
+    [Fact]
+    public async Task With_an_api_key_requests_need_the_bearer_token()
+    {
+        var (model, tok, _, answer) = ScriptedModel.R1("R.\n", "\n\nA.");
+        await using var s = await Start(new ChatEngine(model, tok), "r1-scripted", apiKey: "sk-local-123");
+        var (code, body) = await s.Post("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}]}""");
+        Assert.Equal(HttpStatusCode.Unauthorized, code);
+        Assert.Equal("invalid_api_key", body.GetProperty("error").GetProperty("code").GetString());
+        s.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "sk-wrong");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await s.Post("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}]}""")).Status);
+        s.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "sk-local-123");
+        var (ok, good) = await s.Post("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}]}""");
+        Assert.Equal(HttpStatusCode.OK, ok);
+        Assert.Equal(answer, good.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+        s.Http.DefaultRequestHeaders.Authorization = null;
+        Assert.Equal("ok", JsonDocument.Parse(await s.Http.GetStringAsync("/health")).RootElement.GetProperty("status").GetString());
     }
 
     [Fact]
