@@ -174,6 +174,7 @@ internal static unsafe class Gemv
 
     private sealed class Job : IRangeJob
     {
+        private const int RowGroup = 4;
         [ThreadStatic] private static float[]? _rowScratch;
         // per task i: the matrix, its input [N, cols] and output [N, rows], its first row in the combined range
         public WeightMatrix[] W = [];
@@ -212,11 +213,17 @@ internal static unsafe class Gemv
             {
                 var dot = (delegate*<byte*, ActQ8*, float>)QDot[i];
                 var acts = (ActQ8*)Acts[i];
-                for (int r = start; r < end; r++)
-                {
-                    byte* row = w.Row(r);
-                    for (int t = 0; t < n; t++) y[(long)t * rows + r] = dot(row, acts + t);
-                }
+                if (n == 1)
+                    for (int r = start; r < end; r++) y[r] = dot(w.Row(r), acts);
+                else
+                    // Several tokens (batched decoding): a few rows at a time against each token, so the rows stay
+                    // in L1 while each token's activations are read once per group of rows, not once per row.
+                    for (int r0 = start; r0 < end; r0 += RowGroup)
+                    {
+                        int r1 = Math.Min(end, r0 + RowGroup);
+                        for (int t = 0; t < n; t++)
+                            for (int r = r0; r < r1; r++) y[(long)t * rows + r] = dot(w.Row(r), acts + t);
+                    }
             }
             else if (FDot[i] != 0)
             {
