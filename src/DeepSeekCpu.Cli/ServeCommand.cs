@@ -29,7 +29,7 @@ public static partial class Commands
         var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error, apiKey);
         try { app.Start(); }
         catch (IOException e) { throw new IOException($"serve: cannot listen on {url}: {e.Message}"); }
-        Console.Error.WriteLine($"serving '{id}' on {string.Join(", ", app.Urls)} ({parallel} slot{(parallel > 1 ? "s" : "")} of {ctx} tokens); " +
+        Console.Error.WriteLine($"serving '{id}' on {string.Join(", ", app.Urls)} ({parallel} slot{(parallel > 1 ? "s" : "")} of {engine.ContextLength} tokens); " +
                                 "POST /v1/chat/completions, /v1/completions; GET /v1/models, /health. Ctrl+C stops.");
         app.WaitForShutdown();
         return 0;

@@ -120,7 +120,7 @@ public sealed class DeepSeekChatClient : IChatClient
         }
         var request = new GenerationRequest
         {
-            MaxTokens = options?.MaxOutputTokens ?? 2048,
+            MaxTokens = options?.MaxOutputTokens ?? int.MaxValue,   // what the context leaves (capped by the engine)
             Sampling = sampling,
             Stop = options?.StopSequences?.ToArray() ?? [],
         };

@@ -73,7 +73,9 @@ internal sealed class ApiRequest
         }
 
         var sampling = new SamplingOptions();
-        int maxTokens = Int(root, "max_completion_tokens") ?? Int(root, "max_tokens") ?? (chat ? 2048 : 16);
+        // OpenAI's default for chat is whatever the context leaves (reasoning models need it: R1 thinks for thousands of
+        // tokens); for completions it is 16. The engine caps it at the context.
+        int maxTokens = Int(root, "max_completion_tokens") ?? Int(root, "max_tokens") ?? (chat ? int.MaxValue : 16);
         if (maxTokens < 1) throw new ApiError(400, $"max_tokens must be at least 1 (got {maxTokens})", "max_tokens");
         if (Number(root, "temperature") is double t)
         {
@@ -108,6 +110,8 @@ internal sealed class ApiRequest
         foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
             if (Number(root, name) is double v && v != 0)
                 throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
+        if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+            throw new ApiError(400, "tools (function calling) are not supported by this server", "tools");
         if (Int(root, "n") is int n && n != 1) throw new ApiError(400, $"n must be 1 (got {n}): one choice per request", "n");
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
             throw new ApiError(400, "logprobs are not supported", "logprobs");

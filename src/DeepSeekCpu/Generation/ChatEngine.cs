@@ -37,7 +37,9 @@ public sealed class ChatEngine : IDisposable
         public readonly IModelSession Session = session;
         public readonly List<int> Cached = [];     // tokens whose keys/values the session holds
         public Job? Job;
+        public long LastUsed;                      // admission counter when it last took a job (0: never)
     }
+    private long _admissions;
 
     /// <summary>One request from admission to its last delta.</summary>
     private sealed class Job
@@ -76,9 +78,11 @@ public sealed class ChatEngine : IDisposable
     {
         if (slots < 1) throw new ArgumentOutOfRangeException(nameof(slots), "at least one slot");
         Model = model; Tokenizer = tokenizer;
-        ContextLength = contextLength > 0 ? contextLength : Math.Min(model.Config.MaxPositionEmbeddings, 4096);
+        int wanted = contextLength > 0 ? contextLength : Math.Min(model.Config.MaxPositionEmbeddings, 4096);
         _slots = new Slot[slots];
-        for (int i = 0; i < slots; i++) _slots[i] = new Slot(model.NewSession(ContextLength));
+        for (int i = 0; i < slots; i++) _slots[i] = new Slot(model.NewSession(wanted));
+        // what the sessions really hold (models cap it at their maximum position)
+        ContextLength = _slots.Min(s => s.Session.ContextLength);
         _scheduler = new Thread(Schedule) { IsBackground = true, Name = "deepseek-cpu scheduler" };
         _scheduler.Start();
     }
@@ -157,7 +161,7 @@ public sealed class ChatEngine : IDisposable
         }
         try
         {
-            await foreach (var d in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            await foreach (var d in channel.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
                 yield return d;
         }
         finally
@@ -186,7 +190,8 @@ public sealed class ChatEngine : IDisposable
                 while (true)
                 {
                     if (_disposed) { FailAll(new ObjectDisposedException(nameof(ChatEngine))); return; }
-                    Admit();
+                    try { Admit(); }
+                    catch (Exception e) { FailAll(e); }   // never let the scheduler thread die
                     foreach (var s in _slots)
                         if (s.Job is { } j)
                         {
@@ -198,10 +203,14 @@ public sealed class ChatEngine : IDisposable
                     Monitor.Wait(_lock);
                 }
             }
+            if (prefill != null)
+            {
+                try { Prefill(prefill, decoding.Count > 0 ? 128 : PromptChunk, logits); }
+                catch (Exception e) { lock (_lock) Reset(prefill, e); }   // fails that request only
+            }
+            if (decoding.Count == 0) continue;
             try
             {
-                if (prefill != null) Prefill(prefill, decoding.Count > 0 ? 128 : PromptChunk, logits);
-                if (decoding.Count == 0) continue;
                 sessions.Clear(); tokens.Clear();
                 foreach (var j in decoding) { sessions.Add(j.Slot!.Session); tokens.Add(j.Seq!.NextToken); }
                 if (batchLogits.Length < decoding.Count * vocab) batchLogits = new float[decoding.Count * vocab * 2];
@@ -215,34 +224,48 @@ public sealed class ChatEngine : IDisposable
             }
             catch (Exception e)
             {
-                // a failed forward pass leaves those caches in an unknown state: fail the requests, forget the caches
+                // a failed batched pass leaves those caches in an unknown state: fail those requests, forget the caches
                 lock (_lock)
-                    foreach (var j in decoding.Append(prefill))
-                        if (j?.Slot is { } s) { s.Cached.Clear(); s.Session.Truncate(0); Fail(j, e); }
+                    foreach (var j in decoding)
+                        if (j.Slot?.Job == j) Reset(j, e);
             }
         }
     }
 
-    /// <summary>Waiting jobs take free slots, each the one sharing the longest prefix with its prompt (under _lock).</summary>
+    /// <summary>
+    /// Waiting jobs take free slots in arrival order (under _lock). A job continues the slot whose cache it extends
+    /// (shares at least half of that cache, e.g. a conversation's next turn); otherwise it takes the free slot used
+    /// least recently (an empty one first), so one conversation's cache is not thrown away for another while a slot
+    /// sits unused. Requests cancelled while waiting leave the line at once.
+    /// </summary>
     private void Admit()
     {
+        if (_waiting.Count > 0 && _waiting.Any(j => j.Cancel.IsCancellationRequested))
+        {
+            var keep = _waiting.Where(j => !j.Cancel.IsCancellationRequested).ToList();
+            foreach (var j in _waiting.Where(j => j.Cancel.IsCancellationRequested)) j.Output.TryComplete();
+            _waiting.Clear();
+            foreach (var j in keep) _waiting.Enqueue(j);
+        }
         while (_waiting.Count > 0)
         {
             var job = _waiting.Peek();
-            if (job.Cancel.IsCancellationRequested) { _waiting.Dequeue(); job.Output.TryComplete(); continue; }
-            Slot? best = null;
-            int bestLen = -1;
+            Slot? best = null, lru = null;
+            int bestLen = 0;
             foreach (var s in _slots)
             {
                 if (s.Job != null) continue;
                 int n = CommonPrefix(s.Cached, job.Prompt);
-                if (n > bestLen) { best = s; bestLen = n; }
+                if (n > bestLen && 2 * n >= s.Cached.Count) { best = s; bestLen = n; }
+                if (lru == null || s.LastUsed < lru.LastUsed) lru = s;
             }
-            if (best == null) return;
+            if (lru == null) return;                            // no free slot
+            if (best == null) { best = lru; bestLen = CommonPrefix(lru.Cached, job.Prompt); }
             _waiting.Dequeue();
             best.Session.Truncate(bestLen);
             best.Cached.RemoveRange(bestLen, best.Cached.Count - bestLen);
             best.Job = job;
+            best.LastUsed = ++_admissions;
             job.Slot = best;
             job.Fed = bestLen;
         }
@@ -310,6 +333,13 @@ public sealed class ChatEngine : IDisposable
         j.Result.FinishReason = finishReason;
         slot.Job = null;
         j.Output.TryComplete();
+    }
+
+    /// <summary>Fails a job whose session may hold partial work, and forgets that session's cache (under _lock).</summary>
+    private void Reset(Job j, Exception e)
+    {
+        if (j.Slot is { } s) { s.Cached.Clear(); s.Session.Truncate(0); }
+        Fail(j, e);
     }
 
     private void Fail(Job j, Exception e)

@@ -12,6 +12,10 @@ internal sealed class ScriptedModel(int vocab, int[] script) : ILanguageModel
 {
     public int TokensFed;
     public readonly int[] Script = script;
+    /// <summary>Milliseconds each forward pass takes (to hold a slot busy).</summary>
+    public int DelayMs;
+    /// <summary>A token that makes the forward pass throw (a failing request).</summary>
+    public int? Poison;
     public ModelConfig Config { get; } = new()
     {
         Architecture = Architecture.Qwen2, VocabSize = vocab, HiddenSize = 1, IntermediateSize = 1, NumLayers = 1, NumHeads = 1,
@@ -39,6 +43,8 @@ internal sealed class ScriptedModel(int vocab, int[] script) : ILanguageModel
 
         public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
         {
+            if (m.Poison is int p && tokens.Contains(p)) throw new InvalidOperationException("poisoned prompt");
+            if (m.DelayMs > 0) Thread.Sleep(m.DelayMs);
             Interlocked.Add(ref m.TokensFed, tokens.Length);
             Position += tokens.Length;
             // following the script when fed its own last prediction, else (a new prompt) starting it over
