@@ -151,26 +151,30 @@ public static partial class Commands
         });
     }
 
-    /// <summary>Row r of the output is row src(r) of the input; with heads > 0, llama.cpp's Q/K permutation.</summary>
-    private static void WriteRows(Stream s, WeightMatrix m, DType target, int heads)
+    /// <summary>
+    /// Row r of the output is row src(r) of the input; with heads > 0, llama.cpp's Q/K permutation. Quantized in
+    /// chunks of rows on the worker pool (Quantize.RowsInto), written in order.
+    /// </summary>
+    private static unsafe void WriteRows(Stream s, WeightMatrix m, DType target, int heads)
     {
-        var f = new float[m.Cols];
-        var q = new byte[target.ByteCount(m.Cols)];
         int perHead = heads > 0 ? m.Rows / heads : 0, half = perHead / 2;
-        for (int r = 0; r < m.Rows; r++)
+        Func<int, int>? source = heads <= 0 ? null : r =>
         {
-            int src = r;
-            if (heads > 0)
+            // convert_hf_to_gguf.py LlamaModel.permute: reshape(heads, 2, half, cols).swapaxes(1, 2):
+            // output row (h, i, k) ← input row (h, k, i), i.e. interleave the two halves of each head.
+            int h = r / perHead, j = r % perHead, i = j / 2, k = j % 2;
+            return h * perHead + k * half + i;
+        };
+        long rowBytes = target.ByteCount(m.Cols);
+        int chunk = (int)Math.Clamp((8L << 20) / Math.Max(1, rowBytes), 1, m.Rows);   // about 8 MB per chunk
+        var buffer = new byte[chunk * rowBytes];
+        fixed (byte* p = buffer)
+            for (int r0 = 0; r0 < m.Rows; r0 += chunk)
             {
-                // convert_hf_to_gguf.py LlamaModel.permute: reshape(heads, 2, half, cols).swapaxes(1, 2):
-                // output row (h, i, k) ← input row (h, k, i), i.e. interleave the two halves of each head.
-                int h = r / perHead, j = r % perHead, i = j / 2, k = j % 2;
-                src = h * perHead + k * half + i;
+                int n = Math.Min(chunk, m.Rows - r0);
+                Quantize.RowsInto(m, target, r0, n, p, source);
+                s.Write(buffer, 0, checked((int)(n * rowBytes)));
             }
-            Dequantize.RowOf(m, src, f);
-            Quantize.Row(target, f, q);
-            s.Write(q);
-        }
     }
 
     /// <summary>Llama 3.1 rope scaling as per-frequency divisors (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors).</summary>

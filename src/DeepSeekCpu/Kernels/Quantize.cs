@@ -60,22 +60,38 @@ public static unsafe class Quantize
         return new WeightMatrix(src.Name, type, src.Rows, src.Cols, buffer.Pointer, null, buffer);
     }
 
+    /// <summary>
+    /// Quantizes output rows [<paramref name="first"/>, first + count) to <paramref name="type"/> into
+    /// <paramref name="dst"/> (count rows of type.ByteCount(cols) bytes), output row r taken from source row
+    /// <paramref name="sourceRow"/>(r) (identity when null; a GGUF writer's row permutation otherwise). Rows are
+    /// quantized in parallel on the shared worker pool (the K-quant scale searches are the slow part of quantize).
+    /// </summary>
+    public static void RowsInto(WeightMatrix src, DType type, int first, int count, byte* dst, Func<int, int>? sourceRow = null)
+    {
+        if (!CanQuantizeTo(type)) throw new NotSupportedException($"{src.Name}: cannot quantize to {type}");
+        var job = new MatrixJob { Src = src, Type = type, Dst = dst, RowBytes = type.ByteCount(src.Cols), First = first, SourceRow = sourceRow };
+        WorkerPool.Shared.Run(job, count, grain: 4);
+    }
+
     private sealed class MatrixJob : IRangeJob
     {
         [ThreadStatic] private static float[]? _row;
         public WeightMatrix Src = null!;
         public DType Type;
-        public byte* Dst;
+        public byte* Dst;                  // row i of the output range at Dst + i * RowBytes
         public long RowBytes;
+        public int First;                  // output row of Dst's first row
+        public Func<int, int>? SourceRow;
 
         public void Run(int start, int end)
         {
             int cols = Src.Cols;
             var row = _row is { } a && a.Length >= cols ? a : (_row = new float[cols]);
-            for (int r = start; r < end; r++)
+            for (int i = start; i < end; i++)
             {
-                Dequantize.RowOf(Src, r, row.AsSpan(0, cols));
-                Row(Type, row.AsSpan(0, cols), new Span<byte>(Dst + r * RowBytes, checked((int)RowBytes)));
+                int r = First + i;
+                Dequantize.RowOf(Src, SourceRow?.Invoke(r) ?? r, row.AsSpan(0, cols));
+                Row(Type, row.AsSpan(0, cols), new Span<byte>(Dst + i * RowBytes, checked((int)RowBytes)));
             }
         }
     }
