@@ -41,6 +41,35 @@ public class DecodeBatchTests
         foreach (var s in sessions) s.Dispose();
     }
 
+    /// <summary>DeepSeek-V3 (MLA + MoE): each row against DeepSeek's own reference logits for its position.</summary>
+    [Fact]
+    public void DeepSeek_sessions_at_different_positions_decode_together_to_deepseeks_reference()
+    {
+        var r = DeepSeek.DeepSeekFixtureTests.LoadReference();
+        using var m = DeepSeekCpu.Models.DeepSeek.DeepSeekModel.OpenFolder(DeepSeek.DeepSeekFixtureTests.FixtureDir);
+        int vocab = m.Config.VocabSize, n = r.PromptIds.Length;
+        int[] start = [1, n / 2, n - 3];
+        var sessions = start.Select(k =>
+        {
+            var s = m.NewSession(64);
+            s.Forward(r.PromptIds.AsSpan(0, k), new float[vocab]);
+            return s;
+        }).ToList();
+        var logits = new float[sessions.Count * vocab];
+        for (int step = 0; step < 3; step++)
+        {
+            m.DecodeBatch(sessions, start.Select(k => r.PromptIds[k + step]).ToArray(), logits);
+            for (int i = 0; i < sessions.Count; i++)
+            {
+                int pos = start[i] + step;
+                Assert.Equal(pos + 1, sessions[i].Position);
+                float diff = DeepSeek.DeepSeekFixtureTests.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
+                Assert.True(diff <= 1e-3f, $"session {i} position {pos}: max |diff| {diff}");
+            }
+        }
+        foreach (var s in sessions) s.Dispose();
+    }
+
     [Fact]
     public void A_session_may_appear_only_once_per_batch()
     {

@@ -79,6 +79,41 @@ public sealed class DeepSeekModel : ILanguageModel
 
     public IModelSession NewSession(int contextLength) => new DeepSeekSession(this, contextLength);
 
+    private DeepSeekSession? _decodeScratch;
+
+    /// <summary>
+    /// One decoding step for several sequences at once (continuous batching): row i feeds tokens[i] to sessions[i] at
+    /// its own position and gets its logits in row i of <paramref name="logits"/> [n, vocab]. Attention projections,
+    /// the shared experts and the head read their weights once for all rows; the routed experts once per expert over
+    /// the rows that chose it; attention runs absorbed over each row's own latent cache.
+    /// </summary>
+    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int n = sessions.Count, vocab = Config.VocabSize;
+        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} sessions");
+        if (logits.Length < (long)n * vocab) throw new ArgumentException("logits buffer too small");
+        lock (this)
+        {
+            var scratch = _decodeScratch ??= new DeepSeekSession(this, 1);   // buffers only; rows use their own caches
+            for (int done = 0; done < n; done += DeepSeekSession.MaxBatch)
+            {
+                int m = Math.Min(DeepSeekSession.MaxBatch, n - done);
+                var rows = new DeepSeekSession[m];
+                var positions = new int[m];
+                for (int i = 0; i < m; i++)
+                {
+                    var s = sessions[done + i] as DeepSeekSession ?? throw new ArgumentException("a session of another model");
+                    if (s.Position + 1 > s.ContextLength) throw new InvalidOperationException($"context full: session {done + i} holds {s.Position} of {s.ContextLength} tokens");
+                    if ((uint)tokens[done + i] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[done + i]} is outside the vocabulary (0..{vocab - 1})");
+                    if (Array.IndexOf(rows, s, 0, i) >= 0) throw new ArgumentException("a session appears twice in one batch");
+                    rows[i] = s; positions[i] = s.Position;
+                }
+                scratch.DecodeRows(rows, positions, tokens.Slice(done, m), logits.Slice(done * vocab, m * vocab));
+                foreach (var s in rows) s.Advance(1);
+            }
+        }
+    }
+
     public void Dispose() => Weights.Dispose();
 }
 

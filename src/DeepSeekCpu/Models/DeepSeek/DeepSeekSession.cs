@@ -84,6 +84,35 @@ public sealed class DeepSeekSession : IModelSession
         OHead = new float[groupHeads * c.VHeadDim];
     }
 
+    /// <summary>
+    /// Batched decoding across sequences: row t of a forward pass belongs to RowSessions[t] at RowPositions[t] (its
+    /// cache, its rope table). Null for the usual case, rows of this session at consecutive positions.
+    /// </summary>
+    internal DeepSeekSession[]? RowSessions;
+    internal int[]? RowPositions;
+
+    internal int RowPosition(int row, int start) => RowPositions == null ? start + row : RowPositions[row];
+    internal float[] RowCache(int row, int layer) => RowSessions == null ? Cache[layer] : RowSessions[row].Cache[layer];
+    internal RopeTable RowRope(int row) => RowSessions == null ? Rope : RowSessions[row].Rope;
+
+    /// <summary>One decoding step for rows of other sessions (see <see cref="DeepSeekModel.DecodeBatch"/>); this session is scratch.</summary>
+    internal void DecodeRows(DeepSeekSession[] sessions, int[] positions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        var c = _m.Config;
+        int n = tokens.Length, dim = c.HiddenSize, vocab = c.VocabSize;
+        RowSessions = sessions; RowPositions = positions;
+        try
+        {
+            var x = X.AsSpan(0, n * dim);                                      // [n, dim]
+            for (int t = 0; t < n; t++) Dequantize.RowOf(_m.Embed, tokens[t], x.Slice(t * dim, dim));
+            foreach (var block in _m.Layers) block.Forward(this, x, n, 0);
+            var h = Normed.AsSpan(0, n * dim);                                 // [n, dim]
+            Ops.RmsNormRows(x, _m.FinalNorm, h, n, dim, c.RmsNormEps);
+            MatMul.Multiply(_m.Head, h, logits[..(n * vocab)], n);
+        }
+        finally { RowSessions = null; RowPositions = null; }
+    }
+
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
     {
         var c = _m.Config;
@@ -116,6 +145,8 @@ public sealed class DeepSeekSession : IModelSession
             }
         }
     }
+
+    internal void Advance(int tokens) => Position += tokens;
 
     public void Truncate(int position)
     {

@@ -193,11 +193,12 @@ internal sealed unsafe class MLA
         }
 
         // RoPE on the rope parts of q (per head) and on k_pe (one per token); normalise c_kv; append to the cache.
-        var cache = s.Cache[layer];                                  // [ctx, kvl+rope]
         for (int t = 0; t < n; t++)
         {
-            int pos = start + t;
-            var cos = s.Rope.Cos(pos); var sin = s.Rope.Sin(pos);
+            int pos = s.RowPosition(t, start);                       // rows of one sequence, or of several (batched decoding)
+            var cache = s.RowCache(t, layer);                        // [ctx, kvl+rope]
+            var rope = s.RowRope(t);
+            var cos = rope.Cos(pos); var sin = rope.Sin(pos);
             for (int h = 0; h < _heads; h++)
                 Ops.Rope(q.Slice((t * _heads + h) * _qkHead + _nope, _rope), cos, sin, s.RopeInterleaved);
             var row = kv.Slice(t * (_kvl + _rope), _kvl + _rope);
@@ -219,6 +220,7 @@ internal sealed unsafe class MLA
         // The naive path expands the whole cache into one array, [tokens, heads, nope+v]; past .NET's array limit
         // (about 65K tokens for V3's 128 heads) it cannot, and absorbed attention computes the same values.
         if (naive && (long)(start + n) * _heads * (_nope + _v) > Array.MaxLength) naive = false;
+        if (s.RowSessions != null) naive = false;                    // rows of different sequences: per-row caches
         if (naive) AttendNaive(s, layer, n, start);
         else AttendAbsorbed(s, layer, n, start);
         MatMul.Multiply(_wo, o, y, n);
@@ -234,7 +236,7 @@ internal sealed unsafe class MLA
     {
         int H = _heads;
         var job = s.AbsorbedJob;
-        job.Mla = this; job.Session = s; job.Cache = s.Cache[layer];
+        job.Mla = this; job.Session = s; job.Layer = layer;
         fixed (float* qNope = s.QNope, qLat = s.QLat, oLat = s.OLat, oHead = s.OHead)
         {
             for (int t0 = 0; t0 < n; t0 += DeepSeekSession.AbsorbedTokens)
@@ -249,7 +251,7 @@ internal sealed unsafe class MLA
                 for (int h = 0; h < H; h++) b.Add(_wukT[h], qNope + h * T * _nope, qLat + h * T * _kvl); // qLat[h, t, :]
                 MatMul.Multiply(b);
 
-                job.Start = start + t0; job.First = t0; job.Tokens = T;
+                job.Start = start; job.First = t0; job.Tokens = T;
                 job.HeadsPerItem = Ops.HeadsPerItem(H, 1, WorkerPool.Shared.ThreadCount);
                 WorkerPool.Shared.Run(job, T * (H / job.HeadsPerItem), grain: 1);                         // oLat[h, t, :]
 
@@ -261,7 +263,7 @@ internal sealed unsafe class MLA
                         new ReadOnlySpan<float>(oHead + (h * T + t) * _v, _v).CopyTo(s.O.AsSpan(((t0 + t) * H + h) * _v, _v));
             }
         }
-        job.Mla = null!; job.Session = null!; job.Cache = null!;
+        job.Mla = null!; job.Session = null!;
     }
 
     /// <summary>
@@ -274,8 +276,8 @@ internal sealed unsafe class MLA
         [ThreadStatic] private static float[]? _scores, _queries;
         public MLA Mla = null!;
         public DeepSeekSession Session = null!;
-        public float[] Cache = null!;
-        public int Start, First, Tokens;   // position of the group's first token, its index in the batch, group size
+        public int Layer;
+        public int Start, First, Tokens;   // position of the batch's first row, the group's first row, group size
         public int HeadsPerItem;
 
         public void Run(int first, int end)
@@ -286,7 +288,8 @@ internal sealed unsafe class MLA
             var queries = (_queries is { } qa && qa.Length >= G * row ? qa : (_queries = new float[G * row])).AsSpan(0, G * row); // [G, kvl+rope]
             for (int item = first; item < end; item++)
             {
-                int t = item / groups, h0 = item % groups * G, pos = Start + t;
+                int t = item / groups, h0 = item % groups * G, pos = s.RowPosition(First + t, Start);
+                var cache = s.RowCache(First + t, Layer);            // the row's own sequence
                 for (int g = 0; g < G; g++)
                 {
                     int h = h0 + g;
@@ -296,7 +299,7 @@ internal sealed unsafe class MLA
                 int len = pos + 1;                                    // causal: keys 0..pos
                 var scores = (_scores is { } a && a.Length >= G * len ? a : (_scores = new float[Math.Max(G * len, 256) * 2])).AsSpan(0, G * len);
                 // oLat[h, t, :] = Σ_j p_j c_j for h in the group (head stride T * kvl)
-                Ops.Attention(queries, row, G, row, Cache, row, Cache, row, kvl, len, s.SoftmaxScale,
+                Ops.Attention(queries, row, G, row, cache, row, cache, row, kvl, len, s.SoftmaxScale,
                     scores, s.OLat.AsSpan((h0 * T + t) * kvl), T * kvl);
             }
         }
