@@ -77,7 +77,8 @@ public sealed class LlamaModel : ILanguageModel
         return new LlamaSession(this, contextLength);
     }
 
-    private readonly LlamaBatch _decodeBatch = new();
+    /// <summary>Scratch of forward passes (one at a time, under its lock), shared by every session.</summary>
+    internal readonly LlamaBatch Scratch = new();
 
     /// <summary>
     /// One decoding step for several sequences at once: row i feeds tokens[i] to sessions[i] (each at its own
@@ -90,20 +91,21 @@ public sealed class LlamaModel : ILanguageModel
         if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} sessions");
         if (logits.Length < (long)n * Config.VocabSize) throw new ArgumentException("logits buffer too small");
         if (n == 0) return;
-        lock (_decodeBatch)
+        lock (Scratch)
         {
-            _decodeBatch.Reserve(Config, n);
+            var b = Scratch;
+            b.Reserve(Config, n);
             for (int i = 0; i < n; i++)
             {
                 var s = sessions[i] as LlamaSession ?? throw new ArgumentException("a session of another model");
                 if (s.Position + 1 > s.ContextLength) throw new InvalidOperationException($"context full: session {i} holds {s.Position} of {s.ContextLength} tokens");
                 for (int j = 0; j < i; j++)
-                    if (ReferenceEquals(_decodeBatch.Sessions[j], s)) throw new ArgumentException("a session appears twice in one batch");
-                _decodeBatch.Sessions[i] = s; _decodeBatch.Positions[i] = s.Position;
+                    if (ReferenceEquals(b.Sessions[j], s)) throw new ArgumentException("a session appears twice in one batch");
+                b.Sessions[i] = s; b.Positions[i] = s.Position;
             }
-            LlamaSession.Run(this, _decodeBatch, tokens, logits, 0);
-            for (int i = 0; i < n; i++) _decodeBatch.Sessions[i].Position++;
-            Array.Clear(_decodeBatch.Sessions);
+            LlamaSession.Run(this, b, tokens, logits, 0);
+            for (int i = 0; i < n; i++) b.Sessions[i].Position++;
+            Array.Clear(b.Sessions);
         }
     }
 
@@ -140,7 +142,6 @@ internal sealed unsafe class LlamaSession : IModelSession
 {
     private readonly LlamaModel _m;
     internal readonly float[][] KCache, VCache;   // per layer: [ctx, kv*hd]
-    private readonly LlamaBatch _batch = new();
 
     public int Position { get; internal set; }
     public int ContextLength { get; }
@@ -164,9 +165,16 @@ internal sealed unsafe class LlamaSession : IModelSession
         if (Position + n > ContextLength)
             throw new InvalidOperationException($"context full: {Position} + {n} tokens exceed the context length {ContextLength}");
         if (logits.Length < (allPositions ? n : 1) * c.VocabSize) throw new ArgumentException("logits buffer too small");
-        _batch.Reserve(c, n);
-        for (int t = 0; t < n; t++) { _batch.Sessions[t] = this; _batch.Positions[t] = Position + t; }
-        Run(_m, _batch, tokens, logits, allPositions ? 0 : n - 1);
+        // The scratch of a forward pass belongs to the model, not the session: passes run one at a time anyway (they
+        // share the worker pool), and a server's slots would otherwise each keep hundreds of MB of prompt scratch.
+        lock (_m.Scratch)
+        {
+            var b = _m.Scratch;
+            b.Reserve(c, n);
+            for (int t = 0; t < n; t++) { b.Sessions[t] = this; b.Positions[t] = Position + t; }
+            Run(_m, b, tokens, logits, allPositions ? 0 : n - 1);
+            Array.Clear(b.Sessions, 0, n);
+        }
         Position += n;
     }
 
