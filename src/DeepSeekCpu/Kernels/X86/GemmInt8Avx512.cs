@@ -201,7 +201,7 @@ internal static unsafe class GemmInt8Avx512
 
     /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
     /// (8-bit formats: q = 16·high + low).</summary>
-    private static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)
+    internal static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)
     {
         var mask = Vector128.Create((byte)0x0F);
         byte* row = w.Row(r);
