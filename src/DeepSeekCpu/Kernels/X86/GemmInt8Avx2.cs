@@ -11,7 +11,7 @@ namespace DeepSeekCpu.Kernels.X86;
 /// machines without AVX-512. The same scheme as <see cref="GemmInt8Avx512"/> at half the width:
 /// <list type="bullet">
 /// <item>A tile of 64 rows × 256 columns is unpacked once to bytes q (0..15) with per-32 d and m (w = d·q + m), by
-/// the shared <see cref="GemmInt8Avx512.Unpack"/>, and reused for every token.</item>
+/// the shared <see cref="Int8Tiles.Unpack"/>, and reused for every token.</item>
 /// <item>Activations are quantized once per call to int8 with a float scale per 32 (RNE, Q8_0 style) and packed so one
 /// 32-byte load holds 4 consecutive k of 8 tokens: Xq[panel][block][k/4][token][k%4].</item>
 /// <item>Micro-kernel (4 rows × 8 tokens): per 4 k, a broadcast of 4 weight bytes per row and vpmaddubsw against the
@@ -133,7 +133,7 @@ internal static unsafe class GemmInt8Avx2
                 {
                     int nBlocks = Math.Min(KBlock, cols - k0) / 32, b0 = k0 / 32;
                     for (int r = 0; r < nr; r++)
-                        GemmInt8Avx512.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice);
+                        Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice);
                     for (int r = nr; r < nrPad; r++)
                     {
                         new Span<byte>(tile + r * KBlock, KBlock).Clear();
