@@ -24,16 +24,20 @@ public static unsafe class MatMul
         if (path == KernelPath.Scalar) return false;
         if (GemmMinTokens > 0) return n >= GemmMinTokens;
         if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) return n >= (t == DType.Q6_K ? 16 : 10);
-        if (UsesInt8GemmAvx2(t, path)) return n >= 6;   // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
+        if (UsesInt8GemmAvx2(t, path)) return n >= 6;
+        if (UsesInt8GemmNeon(t, path)) return n >= 8;    // not measured on Arm hardware: the AVX2 crossover, rounded up   // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
         return n >= 16;
     }
 
     private static bool UsesInt8GemmAvx2(DType t, KernelPath path) =>
         path is KernelPath.Avx2 or KernelPath.Avx2Vnni && X86.GemmInt8Avx2.Supports(t);
 
+    private static bool UsesInt8GemmNeon(DType t, KernelPath path) =>
+        path == KernelPath.NeonDp && Arm.GemmInt8Neon.Supports(t);
+
     /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
     internal static bool QuantizesActivations(DType t, int n, KernelPath path) =>
-        t.IsQuantized() && (!UsesGemm(t, n, path) || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) || UsesInt8GemmAvx2(t, path));
+        t.IsQuantized() && (!UsesGemm(t, n, path) || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) || UsesInt8GemmAvx2(t, path) || UsesInt8GemmNeon(t, path));
 
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
@@ -51,6 +55,7 @@ public static unsafe class MatMul
             if (!UsesGemm(w.Type, n, path)) Gemv.Run(w, px, py, n, path);
             else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) X86.GemmInt8Avx512.Run(w, px, py, n);
             else if (UsesInt8GemmAvx2(w.Type, path)) X86.GemmInt8Avx2.Run(w, px, py, n);
+            else if (UsesInt8GemmNeon(w.Type, path)) Arm.GemmInt8Neon.Run(w, px, py, n);
             else Gemm.Run(w, px, py, n, path);
         }
         GC.KeepAlive(w);
