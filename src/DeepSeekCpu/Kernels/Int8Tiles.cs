@@ -5,7 +5,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// Weight tiles for the int8 GEMMs (X86/GemmInt8Avx512, X86/GemmInt8Avx2, Arm/GemmInt8Neon): a row's blocks unpacked
+/// Weight tiles for the int8 GEMMs (X86/GemmInt8Avx512 and GemmInt8 with the AVX2 and Arm64 micro-kernels): a row's blocks unpacked
 /// once per tile to bytes q with per-block (or per-16) d and m, w = d·q + m, then reused for every token.
 /// Only 128-bit vector operations, so every instruction set runs it natively.
 /// </summary>
