@@ -116,6 +116,50 @@ public class MatMulTests
         finally { foreach (var w in weights) w.Dispose(); }
     }
 
+    /// <summary>
+    /// Products over different token counts in one batch (a batched decoding step's routed experts): the GEMV
+    /// products share one dispatch, those with enough tokens take the GEMM, each checked against its reference.
+    /// </summary>
+    [Fact]
+    public unsafe void Batch_with_a_token_count_per_product_matches_the_float_reference()
+    {
+        var specs = new (DType Type, int Rows, int Cols, int Tokens)[]
+        {
+            (DType.Q4_0, 40, 256, 1), (DType.Q4_0, 40, 256, 3), (DType.Q8_0, 24, 288, 13), (DType.Q4_K, 20, 256, 2), (DType.F32, 9, 64, 17),
+        };
+        var weights = specs.Select((s, i) => TestData.Matrix(s.Type, TestData.Gaussian(s.Rows * s.Cols, 200 + i, 0.05f), s.Rows, s.Cols)).ToArray();
+        try
+        {
+            var inputs = specs.Select((s, i) => { var a = GC.AllocateArray<float>(s.Tokens * s.Cols, pinned: true); TestData.Gaussian(a.Length, 300 + i).CopyTo(a, 0); return a; }).ToArray();
+            foreach (var path in KernelInfo.Available)
+            {
+                var outputs = specs.Select(s => GC.AllocateArray<float>(s.Tokens * s.Rows, pinned: true)).ToArray();
+                var batch = new MatMulBatch();
+                batch.Clear(1);
+                for (int i = 0; i < specs.Length; i++)
+                    batch.Add(weights[i], (float*)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(inputs[i], 0),
+                        (float*)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(outputs[i], 0), specs[i].Tokens);
+                MatMul.Multiply(batch, path);
+                for (int i = 0; i < specs.Length; i++)
+                {
+                    var (t, rows, cols, n) = specs[i];
+                    var expect = TestData.ReferenceMatMul(weights[i], inputs[i], n);
+                    var deq = Dequantize.Matrix(weights[i]);
+                    bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
+                    for (int tk = 0; tk < n; tk++)
+                    for (int r = 0; r < rows; r++)
+                    {
+                        double norm = TestData.TermNorm(weights[i], deq, inputs[i], tk, r);
+                        double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
+                        double got = outputs[i][tk * rows + r], exp = expect[tk * rows + r];
+                        Assert.True(Math.Abs(got - exp) <= budget, $"product {i} ({t}, {n} tokens) {KernelInfo.Name(path)} token {tk} row {r}: {got} vs {exp}");
+                    }
+                }
+            }
+        }
+        finally { foreach (var w in weights) w.Dispose(); }
+    }
+
     [Fact]
     public void Default_entry_uses_the_active_path()
     {

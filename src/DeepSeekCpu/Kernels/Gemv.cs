@@ -130,20 +130,20 @@ internal static unsafe class Gemv
     public static void Run(MatMulBatch batch, KernelPath path)
     {
         var job = _job ??= new Job();
-        int count = batch.Count, n = batch.Tokens;
+        int count = batch.Count;
         job.Ensure(count);
-        job.N = n;
         // Quantize each distinct input once, on this thread (a few microseconds per token); tasks that share an
         // input and the activation format (Q8_0 or Q8_K style) share the quantized copy.
         long bytes = 0;
         for (int i = 0; i < count; i++)
-            if (QuantDot(batch.W[i].Type, path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * n + StructBytes(n);
+            if (QuantDot(batch.W[i].Type, path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * batch.N[i] + StructBytes(batch.N[i]);
         byte* mem = bytes == 0 ? null : Scratch.Get(ref _actScratch, bytes);
         int rows = 0;
         for (int i = 0; i < count; i++)
         {
             var w = batch.W[i];
-            job.W[i] = w; job.X[i] = batch.X[i]; job.Y[i] = batch.Y[i];
+            int n = batch.N[i];
+            job.W[i] = w; job.X[i] = batch.X[i]; job.Y[i] = batch.Y[i]; job.N[i] = n;
             job.RowStart[i] = rows; rows += w.Rows;
             var qdot = QuantDot(w.Type, path);
             job.QDot[i] = (nint)qdot;
@@ -151,7 +151,7 @@ internal static unsafe class Gemv
             job.Acts[i] = 0;
             if (qdot == null) continue;
             for (int j = 0; j < i && job.Acts[i] == 0; j++)
-                if (job.Acts[j] != 0 && job.X[j] == job.X[i] && job.W[j].Cols == w.Cols
+                if (job.Acts[j] != 0 && job.X[j] == job.X[i] && job.W[j].Cols == w.Cols && job.N[j] == n
                     && ActQ8.UsesQ8K(job.W[j].Type) == ActQ8.UsesQ8K(w.Type))
                     job.Acts[i] = job.Acts[j];
             if (job.Acts[i] != 0) continue;
@@ -180,14 +180,15 @@ internal static unsafe class Gemv
         public WeightMatrix[] W = [];
         public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [];
         public int[] RowStart = [];   // [Count + 1]
-        public int Count, N;
+        public int[] N = [];          // tokens of each task
+        public int Count;
 
         public void Ensure(int count)
         {
             if (W.Length >= count) return;
             int c = Math.Max(count, W.Length * 2);
             W = new WeightMatrix[c]; X = new nint[c]; Y = new nint[c]; Acts = new nint[c];
-            QDot = new nint[c]; FDot = new nint[c]; RowStart = new int[c + 1];
+            QDot = new nint[c]; FDot = new nint[c]; RowStart = new int[c + 1]; N = new int[c];
         }
 
         /// <summary>Rows [start, end) of the combined range, task by task.</summary>
@@ -207,7 +208,7 @@ internal static unsafe class Gemv
         private void RunRows(int i, int start, int end)
         {
             var w = W[i];
-            int rows = w.Rows, cols = w.Cols, n = N;
+            int rows = w.Rows, cols = w.Cols, n = N[i];
             float* x = (float*)X[i], y = (float*)Y[i];
             if (QDot[i] != 0)
             {

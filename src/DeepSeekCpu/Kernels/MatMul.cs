@@ -66,15 +66,27 @@ public static unsafe class MatMul
 
     internal static void Multiply(MatMulBatch batch, KernelPath path)
     {
-        int n = batch.Tokens;
-        if (batch.Count == 0 || n == 0) return;
-        bool gemm = false;
-        for (int i = 0; i < batch.Count; i++) gemm |= UsesGemm(batch.W[i].Type, n, path);
-        if (!gemm) { Gemv.Run(batch, path); return; }
+        if (batch.Count == 0) return;
+        // Products with enough tokens for the tiled GEMM run one by one; the rest go to the GEMV in one dispatch.
+        bool anyGemm = false, anyGemv = false;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            if (batch.N[i] == 0) continue;
+            if (UsesGemm(batch.W[i].Type, batch.N[i], path)) anyGemm = true; else anyGemv = true;
+        }
+        if (anyGemv && !anyGemm) { Gemv.Run(batch, path); return; }
+        var rest = anyGemv ? (_rest ??= new MatMulBatch()) : null;
+        rest?.Clear(0);
         for (int i = 0; i < batch.Count; i++)
         {
             var w = batch.W[i];
+            int n = batch.N[i];
+            if (n == 0) continue;
+            if (!UsesGemm(w.Type, n, path)) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
             Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
         }
+        if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
     }
+
+    [ThreadStatic] private static MatMulBatch? _rest;
 }

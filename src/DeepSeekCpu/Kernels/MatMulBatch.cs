@@ -13,10 +13,11 @@ public sealed unsafe class MatMulBatch
 {
     internal WeightMatrix[] W = new WeightMatrix[16];
     internal nint[] X = new nint[16], Y = new nint[16];
+    internal int[] N = new int[16];
 
     /// <summary>Products added since <see cref="Clear"/>.</summary>
     public int Count { get; private set; }
-    /// <summary>Tokens n of every product.</summary>
+    /// <summary>Tokens n of the products added without their own count.</summary>
     public int Tokens { get; private set; }
 
     /// <summary>Empties the batch for products over <paramref name="tokens"/> tokens.</summary>
@@ -27,13 +28,16 @@ public sealed unsafe class MatMulBatch
     }
 
     /// <summary>Adds y[n, w.Rows] = x[n, w.Cols] · wᵀ; <paramref name="x"/> and <paramref name="y"/> must stay pinned.</summary>
-    public void Add(WeightMatrix w, float* x, float* y)
+    public void Add(WeightMatrix w, float* x, float* y) => Add(w, x, y, Tokens);
+
+    /// <summary>Adds a product over its own number of tokens (a routed expert over the rows that chose it).</summary>
+    public void Add(WeightMatrix w, float* x, float* y, int tokens)
     {
         if (Count == W.Length)
         {
-            Array.Resize(ref W, Count * 2); Array.Resize(ref X, Count * 2); Array.Resize(ref Y, Count * 2);
+            Array.Resize(ref W, Count * 2); Array.Resize(ref X, Count * 2); Array.Resize(ref Y, Count * 2); Array.Resize(ref N, Count * 2);
         }
-        W[Count] = w; X[Count] = (nint)x; Y[Count] = (nint)y;
+        W[Count] = w; X[Count] = (nint)x; Y[Count] = (nint)y; N[Count] = tokens;
         Count++;
     }
 }
