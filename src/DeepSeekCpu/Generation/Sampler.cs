@@ -12,16 +12,9 @@ public sealed class Sampler
     private ulong _state;
     private int[] _idx = [];
     private float[] _p = [];
-    private readonly ByProbability _byProbability = new();
+    private float[] _keys = [];
     private int[] _penalised = [];
     private int _stamp;
-
-    /// <summary>Orders candidate ids by descending probability (a reused object, so sorting allocates nothing).</summary>
-    private sealed class ByProbability : IComparer<int>
-    {
-        public float[] P = [];
-        public int Compare(int a, int b) => P[b].CompareTo(P[a]);
-    }
 
     public Sampler(SamplingOptions options)
     {
@@ -63,9 +56,13 @@ public sealed class Sampler
         float floor = Math.Max(max * 1e-6f, max * _o.MinP);
         for (int i = 0; i < n; i++) if (p[i] >= floor) _idx[m++] = i;
         if (m == 0) return TensorPrimitives.IndexOfMax(logits); // NaN logits: nothing comparable survived
+        m = NarrowByExponent(p, m);
         var idx = _idx.AsSpan(0, m);
-        _byProbability.P = _p;
-        idx.Sort(_byProbability);
+        // Sort by descending probability on float keys (a primitive sort, several times faster than a comparer).
+        if (_keys.Length < m) _keys = new float[Math.Max(m, _idx.Length)];
+        var keys = _keys.AsSpan(0, m);
+        for (int i = 0; i < m; i++) keys[i] = -p[idx[i]];
+        keys.Sort(idx);
         if (_o.TopK > 0 && m > _o.TopK) m = _o.TopK;
         if (_o.TopP < 1)
         {
@@ -82,6 +79,42 @@ public sealed class Sampler
             if (r <= 0) return _idx[i];
         }
         return _idx[m - 1];
+    }
+
+    /// <summary>
+    /// Drops candidates that cannot be in the top-k or top-p set before sorting (with a 150K vocabulary and a flat
+    /// distribution, sorting every candidate took 20 ms a token). Candidates are bucketed by the binary exponent of
+    /// their probability; walking down from the largest bucket, the one where the count reaches k (top-k) or the mass
+    /// reaches top-p ends the set, so everything in lower buckets goes. The exact cut is made after sorting.
+    /// </summary>
+    private int NarrowByExponent(Span<float> p, int m)
+    {
+        bool topK = _o.TopK > 0 && m > _o.TopK, topP = _o.TopP < 1;
+        if (!topK && !topP) return m;
+        Span<float> mass = stackalloc float[256];
+        Span<int> count = stackalloc int[256];
+        mass.Clear(); count.Clear();
+        for (int i = 0; i < m; i++)
+        {
+            float v = p[_idx[i]];
+            int e = (int)(BitConverter.SingleToUInt32Bits(v) >> 23) & 0xFF;
+            mass[e] += v; count[e]++;
+        }
+        int lowest = 0;
+        float cum = 0; int seen = 0;
+        for (int e = 255; e >= 0; e--)
+        {
+            cum += mass[e]; seen += count[e];
+            if ((topK && seen >= _o.TopK) || (topP && cum >= _o.TopP)) { lowest = e; break; }
+        }
+        if (lowest == 0) return m;
+        int kept = 0;
+        for (int i = 0; i < m; i++)
+        {
+            int id = _idx[i];
+            if ((int)(BitConverter.SingleToUInt32Bits(p[id]) >> 23 & 0xFF) >= lowest) _idx[kept++] = id;
+        }
+        return kept;
     }
 
     private float NextFloat()
