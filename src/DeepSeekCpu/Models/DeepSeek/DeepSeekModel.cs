@@ -80,6 +80,13 @@ public sealed class DeepSeekModel : ILanguageModel
     public IModelSession NewSession(int contextLength) => new DeepSeekSession(this, contextLength);
 
     private DeepSeekSession? _decodeScratch;
+    private DeepSeekScratch? _scratch;
+
+    /// <summary>Forward-pass buffers shared by all sessions (created with the first session).</summary>
+    internal DeepSeekScratch Scratch
+    {
+        get { lock (this) return _scratch ??= new DeepSeekScratch(this); }
+    }
 
     /// <summary>
     /// One decoding step for several sequences at once (continuous batching): row i feeds tokens[i] to sessions[i] at

@@ -25,32 +25,38 @@ public sealed class DeepSeekSession : IModelSession
     internal readonly float SoftmaxScale;
     internal readonly float[][] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
 
-    // activations, B = MaxBatch rows
-    internal readonly float[] X;                  // [B, dim] residual stream
-    internal readonly float[] Normed, Out;        // [B, dim]
-    internal readonly float[] Q;                  // [B, heads, nope+rope]
-    internal readonly float[] QA;                 // [B, q_lora]
-    internal readonly float[] KV;                 // [B, kvl+rope]
-    internal readonly float[] O;                  // [B, heads, v]
-    internal readonly float[] Hidden1, Hidden2;   // [B, max inter]
-    internal readonly float[] ExpertIn, ExpertOut;// [B, dim]
-    internal readonly float[] RouterLogits;       // [B, n_experts]
-    internal readonly float[] RouterSelect;       // [n_experts]
-    internal readonly float[] GroupScratch;       // [2 * n_group]
-    internal readonly int[] Chosen;               // [B, k]
-    internal readonly float[] ChosenWeights;      // [B, k]
-    internal readonly int[] Slots;                // [B * k]
-    internal readonly int[] ExpertCount;          // [n_experts + 1]
-    internal readonly int[] ExpertFill;           // [n_experts]
-    internal readonly float[] LastNormed;         // [dim]
-    internal readonly float[] QNope;              // [heads, AbsorbedTokens, nope]   absorbed attention, by head
-    internal readonly float[] QLat, OLat;         // [heads, AbsorbedTokens, kvl]
-    internal readonly float[] OHead;              // [heads, AbsorbedTokens, v]
-    internal readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
-    internal float[]? NaiveLatent;                // [tokens, kvl]            (naive attention only, grows)
-    internal float[]? NaiveExpanded;              // [tokens, heads, nope+v]  (naive attention only, grows)
-    internal readonly MLA.AbsorbedAttention AbsorbedJob = new();
-    internal readonly MLA.NaiveAttention NaiveJob = new();
+    // Activations and job objects of a forward pass (B = MaxBatch rows). They belong to the model, shared by all its
+    // sessions (passes run one at a time: they share the worker pool), so a server's slots do not each keep them.
+    private readonly DeepSeekScratch _scratch;
+    internal float[] X => _scratch.X;
+    internal float[] Normed => _scratch.Normed;
+    internal float[] Out => _scratch.Out;
+    internal float[] Q => _scratch.Q;
+    internal float[] QA => _scratch.QA;
+    internal float[] KV => _scratch.KV;
+    internal float[] O => _scratch.O;
+    internal float[] Hidden1 => _scratch.Hidden1;
+    internal float[] Hidden2 => _scratch.Hidden2;
+    internal float[] ExpertIn => _scratch.ExpertIn;
+    internal float[] ExpertOut => _scratch.ExpertOut;
+    internal float[] RouterLogits => _scratch.RouterLogits;
+    internal float[] RouterSelect => _scratch.RouterSelect;
+    internal float[] GroupScratch => _scratch.GroupScratch;
+    internal int[] Chosen => _scratch.Chosen;
+    internal float[] ChosenWeights => _scratch.ChosenWeights;
+    internal int[] Slots => _scratch.Slots;
+    internal int[] ExpertCount => _scratch.ExpertCount;
+    internal int[] ExpertFill => _scratch.ExpertFill;
+    internal float[] LastNormed => _scratch.LastNormed;
+    internal float[] QNope => _scratch.QNope;
+    internal float[] QLat => _scratch.QLat;
+    internal float[] OLat => _scratch.OLat;
+    internal float[] OHead => _scratch.OHead;
+    internal MatMulBatch Batch => _scratch.Batch;
+    internal float[]? NaiveLatent => _scratch.NaiveLatent;
+    internal float[]? NaiveExpanded => _scratch.NaiveExpanded;
+    internal MLA.AbsorbedAttention AbsorbedJob => _scratch.AbsorbedJob;
+    internal MLA.NaiveAttention NaiveJob => _scratch.NaiveJob;
 
     internal DeepSeekSession(DeepSeekModel m, int contextLength)
     {
@@ -65,23 +71,7 @@ public sealed class DeepSeekSession : IModelSession
         Cache = new float[c.NumLayers][];
         for (int l = 0; l < c.NumLayers; l++) Cache[l] = new float[(long)contextLength * row];
 
-        const int B = MaxBatch;
-        int dim = c.HiddenSize, k = Math.Max(1, c.NumExpertsPerTok), E = Math.Max(1, c.NRoutedExperts);
-        X = new float[B * dim]; Normed = new float[B * dim]; Out = new float[B * dim];
-        Q = new float[B * c.NumHeads * (c.QkNopeHeadDim + c.QkRopeHeadDim)];
-        QA = new float[B * (c.QLoraRank ?? 0)];
-        KV = new float[B * row];
-        O = new float[B * c.NumHeads * c.VHeadDim];
-        Hidden1 = new float[B * m.MaxInter]; Hidden2 = new float[B * m.MaxInter];
-        ExpertIn = new float[B * dim]; ExpertOut = new float[B * dim];
-        RouterLogits = new float[B * E]; RouterSelect = new float[E]; GroupScratch = new float[2 * Math.Max(1, c.NGroup)];
-        Chosen = new int[B * k]; ChosenWeights = new float[B * k]; Slots = new int[B * k];
-        ExpertCount = new int[E + 1]; ExpertFill = new int[E];
-        LastNormed = new float[dim];
-        int groupHeads = AbsorbedTokens * c.NumHeads;
-        QNope = new float[groupHeads * c.QkNopeHeadDim];
-        QLat = new float[groupHeads * c.KvLoraRank]; OLat = new float[groupHeads * c.KvLoraRank];
-        OHead = new float[groupHeads * c.VHeadDim];
+        _scratch = m.Scratch;
     }
 
     /// <summary>
@@ -100,6 +90,7 @@ public sealed class DeepSeekSession : IModelSession
     {
         var c = _m.Config;
         int n = tokens.Length, dim = c.HiddenSize, vocab = c.VocabSize;
+        Monitor.Enter(_scratch);
         RowSessions = sessions; RowPositions = positions;
         try
         {
@@ -110,7 +101,7 @@ public sealed class DeepSeekSession : IModelSession
             Ops.RmsNormRows(x, _m.FinalNorm, h, n, dim, c.RmsNormEps);
             MatMul.Multiply(_m.Head, h, logits[..(n * vocab)], n);
         }
-        finally { RowSessions = null; RowPositions = null; }
+        finally { RowSessions = null; RowPositions = null; Monitor.Exit(_scratch); }
     }
 
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
@@ -125,6 +116,7 @@ public sealed class DeepSeekSession : IModelSession
         foreach (int t in tokens)
             if ((uint)t >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary (0..{vocab - 1})");
 
+        lock (_scratch)
         for (int done = 0; done < tokens.Length; done += MaxBatch)
         {
             int n = Math.Min(MaxBatch, tokens.Length - done), start = Position;
@@ -154,11 +146,69 @@ public sealed class DeepSeekSession : IModelSession
         Position = position;
     }
 
-    internal float[] EnsureNaiveLatent(int length) =>
-        NaiveLatent is { } a && a.Length >= length ? a : (NaiveLatent = new float[Math.Max(length, (NaiveLatent?.Length ?? 0) * 2)]);
+    internal float[] EnsureNaiveLatent(int length) => _scratch.EnsureNaiveLatent(length);
 
-    internal float[] EnsureNaiveExpanded(int length) =>
-        NaiveExpanded is { } a && a.Length >= length ? a : (NaiveExpanded = new float[Math.Max(length, (NaiveExpanded?.Length ?? 0) * 2)]);
+    internal float[] EnsureNaiveExpanded(int length) => _scratch.EnsureNaiveExpanded(length);
 
     public void Dispose() { }
+}
+
+/// <summary>The activations and job objects of one DeepSeek forward pass (B = MaxBatch rows), one per model.</summary>
+internal sealed class DeepSeekScratch
+{
+    public readonly float[] X;                  // [B, dim] residual stream
+    public readonly float[] Normed, Out;        // [B, dim]
+    public readonly float[] Q;                  // [B, heads, nope+rope]
+    public readonly float[] QA;                 // [B, q_lora]
+    public readonly float[] KV;                 // [B, kvl+rope]
+    public readonly float[] O;                  // [B, heads, v]
+    public readonly float[] Hidden1, Hidden2;   // [B, max inter]
+    public readonly float[] ExpertIn, ExpertOut;// [B, dim]
+    public readonly float[] RouterLogits;       // [B, n_experts]
+    public readonly float[] RouterSelect;       // [n_experts]
+    public readonly float[] GroupScratch;       // [2 * n_group]
+    public readonly int[] Chosen;               // [B, k]
+    public readonly float[] ChosenWeights;      // [B, k]
+    public readonly int[] Slots;                // [B * k]
+    public readonly int[] ExpertCount;          // [n_experts + 1]
+    public readonly int[] ExpertFill;           // [n_experts]
+    public readonly float[] LastNormed;         // [dim]
+    public readonly float[] QNope;              // [heads, AbsorbedTokens, nope]   absorbed attention, by head
+    public readonly float[] QLat, OLat;         // [heads, AbsorbedTokens, kvl]
+    public readonly float[] OHead;              // [heads, AbsorbedTokens, v]
+    public readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
+    public float[]? NaiveLatent;                // [tokens, kvl]            (naive attention only, grows)
+    public float[]? NaiveExpanded;              // [tokens, heads, nope+v]  (naive attention only, grows)
+    public readonly MLA.AbsorbedAttention AbsorbedJob = new();
+    public readonly MLA.NaiveAttention NaiveJob = new();
+
+
+    public DeepSeekScratch(DeepSeekModel m)
+    {
+        var c = m.Config;
+        int row = c.KvLoraRank + c.QkRopeHeadDim;
+        const int B = DeepSeekSession.MaxBatch;
+        int dim = c.HiddenSize, k = Math.Max(1, c.NumExpertsPerTok), E = Math.Max(1, c.NRoutedExperts);
+        X = new float[B * dim]; Normed = new float[B * dim]; Out = new float[B * dim];
+        Q = new float[B * c.NumHeads * (c.QkNopeHeadDim + c.QkRopeHeadDim)];
+        QA = new float[B * (c.QLoraRank ?? 0)];
+        KV = new float[B * row];
+        O = new float[B * c.NumHeads * c.VHeadDim];
+        Hidden1 = new float[B * m.MaxInter]; Hidden2 = new float[B * m.MaxInter];
+        ExpertIn = new float[B * dim]; ExpertOut = new float[B * dim];
+        RouterLogits = new float[B * E]; RouterSelect = new float[E]; GroupScratch = new float[2 * Math.Max(1, c.NGroup)];
+        Chosen = new int[B * k]; ChosenWeights = new float[B * k]; Slots = new int[B * k];
+        ExpertCount = new int[E + 1]; ExpertFill = new int[E];
+        LastNormed = new float[dim];
+        int groupHeads = DeepSeekSession.AbsorbedTokens * c.NumHeads;
+        QNope = new float[groupHeads * c.QkNopeHeadDim];
+        QLat = new float[groupHeads * c.KvLoraRank]; OLat = new float[groupHeads * c.KvLoraRank];
+        OHead = new float[groupHeads * c.VHeadDim];
+    }
+
+    public float[] EnsureNaiveLatent(int length) =>
+        NaiveLatent is { } a && a.Length >= length ? a : (NaiveLatent = new float[Math.Max(length, (NaiveLatent?.Length ?? 0) * 2)]);
+
+    public float[] EnsureNaiveExpanded(int length) =>
+        NaiveExpanded is { } a && a.Length >= length ? a : (NaiveExpanded = new float[Math.Max(length, (NaiveExpanded?.Length ?? 0) * 2)]);
 }
