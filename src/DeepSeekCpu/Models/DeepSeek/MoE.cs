@@ -194,11 +194,6 @@ internal sealed unsafe class MoE : IFeedForward
         for (int t = 0; t < n; t++)
             _gate.Route(logits.Slice(t * _nExperts, _nExperts), s.RouterSelect, s.GroupScratch,
                 chosen.Slice(t * k, k), weights.Slice(t * k, k));
-        if (n == 1)
-        {
-            ForwardOne(s, x, y, chosen, weights);
-            return;
-        }
         bool few = n <= SmallBatch && n * (k + 1) <= DeepSeekSession.MaxBatch;   // fits the scratch rows
 
         // Group (token, slot) pairs by expert: counting sort into s.Slots.
@@ -251,8 +246,12 @@ internal sealed unsafe class MoE : IFeedForward
     private void ForwardFew(DeepSeekSession s, ReadOnlySpan<float> x, Span<float> y, int n, Span<int> counts, Span<int> slots, Span<float> weights)
     {
         int k = _gate.TopK, inter = _experts[0].Inter, routedRows = n * k;
-        var xs = s.ExpertIn.AsSpan(0, routedRows * _dim);                           // [n*k, dim] rows grouped by expert
-        for (int i = 0; i < routedRows; i++) x.Slice(slots[i] / k * _dim, _dim).CopyTo(xs.Slice(i * _dim, _dim));
+        // [n*k, dim] rows grouped by expert; an expert with a single row reads it in place (so when decoding one token
+        // every expert reads x itself, and its activations are quantized once for all of them)
+        var xs = s.ExpertIn.AsSpan(0, routedRows * _dim);
+        for (int e = 0; e < _nExperts; e++)
+            if (counts[e + 1] - counts[e] > 1)
+                for (int i = counts[e]; i < counts[e + 1]; i++) x.Slice(slots[i] / k * _dim, _dim).CopyTo(xs.Slice(i * _dim, _dim));
         int hiddenLength = routedRows * inter + n * (_shared?.Inter ?? 0);          // routed [n*k, inter], then shared [n, shared inter]
         var b = s.Batch;
         fixed (float* px = x, pin = s.ExpertIn, pg = s.Hidden1, pu = s.Hidden2, po = s.ExpertOut)
@@ -261,7 +260,8 @@ internal sealed unsafe class MoE : IFeedForward
             for (int e = 0; e < _nExperts; e++)
             {
                 int first = counts[e], m = counts[e + 1] - first;
-                if (m > 0) _experts[e].AddGateUp(b, pin + first * _dim, pg + first * inter, pu + first * inter, m);
+                float* input = m == 1 ? px + slots[first] / k * _dim : pin + first * _dim;
+                if (m > 0) _experts[e].AddGateUp(b, input, pg + first * inter, pu + first * inter, m);
             }
             _shared?.AddGateUp(b, px, pg + routedRows * inter, pu + routedRows * inter, n);
             MatMul.Multiply(b);
@@ -284,42 +284,5 @@ internal sealed unsafe class MoE : IFeedForward
         }
         if (_shared != null)
             TensorPrimitives.Add(y[..(n * _dim)], s.ExpertOut.AsSpan(routedRows * _dim, n * _dim), y[..(n * _dim)]);
-    }
-
-    /// <summary>
-    /// Decoding one token: the chosen experts and the shared experts as two batches (all gate/up products, then all
-    /// down products), two pool dispatches per layer instead of three per expert. The sum runs in expert order, as in
-    /// <see cref="Forward"/>'s grouped path.
-    /// </summary>
-    private void ForwardOne(DeepSeekSession s, ReadOnlySpan<float> x, Span<float> y, Span<int> chosen, Span<float> weights)
-    {
-        int k = chosen.Length, inter = _experts[0].Inter;
-        // sort the k (expert, weight) pairs by expert id (k is small)
-        for (int i = 1; i < k; i++)
-            for (int j = i; j > 0 && chosen[j - 1] > chosen[j]; j--)
-            {
-                (chosen[j - 1], chosen[j]) = (chosen[j], chosen[j - 1]);
-                (weights[j - 1], weights[j]) = (weights[j], weights[j - 1]);
-            }
-        var b = s.Batch;
-        // Hidden1/Hidden2: [k, inter] for the routed experts, then [shared inter] for the shared ones;
-        // ExpertOut: [k + 1, dim] outputs
-        int hiddenLength = k * inter + (_shared?.Inter ?? 0);
-        fixed (float* px = x, pg = s.Hidden1, pu = s.Hidden2, po = s.ExpertOut)
-        {
-            b.Clear(1);
-            for (int j = 0; j < k; j++) _experts[chosen[j]].AddGateUp(b, px, pg + j * inter, pu + j * inter);
-            _shared?.AddGateUp(b, px, pg + k * inter, pu + k * inter);
-            MatMul.Multiply(b);
-            Ops.SwiGlu(s.Hidden1.AsSpan(0, hiddenLength), s.Hidden2.AsSpan(0, hiddenLength));
-            b.Clear(1);
-            for (int j = 0; j < k; j++) _experts[chosen[j]].AddDown(b, pg + j * inter, po + j * _dim);
-            _shared?.AddDown(b, pg + k * inter, po + k * _dim);
-            MatMul.Multiply(b);
-        }
-        var yy = y[.._dim];
-        yy.Clear();
-        for (int j = 0; j < k; j++) TensorPrimitives.MultiplyAdd(s.ExpertOut.AsSpan(j * _dim, _dim), weights[j], yy, yy);
-        if (_shared != null) TensorPrimitives.Add(yy, s.ExpertOut.AsSpan(k * _dim, _dim), yy);
     }
 }
