@@ -80,6 +80,8 @@ public sealed class DeepSeekModel : ILanguageModel
     public IModelSession NewSession(int contextLength) => new DeepSeekSession(this, contextLength);
 
     private DeepSeekSession? _decodeScratch;
+    private DeepSeekSession[] _rows = [];
+    private int[] _positions = [];
     private DeepSeekScratch? _scratch;
 
     /// <summary>Forward-pass buffers shared by all sessions (created with the first session).</summary>
@@ -105,8 +107,9 @@ public sealed class DeepSeekModel : ILanguageModel
             for (int done = 0; done < n; done += DeepSeekSession.MaxBatch)
             {
                 int m = Math.Min(DeepSeekSession.MaxBatch, n - done);
-                var rows = new DeepSeekSession[m];
-                var positions = new int[m];
+                if (_rows.Length != m) { _rows = new DeepSeekSession[m]; _positions = new int[m]; }   // reused while the batch size holds
+                var rows = _rows;
+                var positions = _positions;
                 for (int i = 0; i < m; i++)
                 {
                     var s = sessions[done + i] as DeepSeekSession ?? throw new ArgumentException("a session of another model");
@@ -117,6 +120,7 @@ public sealed class DeepSeekModel : ILanguageModel
                 }
                 scratch.DecodeRows(rows, positions, tokens.Slice(done, m), logits.Slice(done * vocab, m * vocab));
                 foreach (var s in rows) s.Advance(1);
+                Array.Clear(rows);
             }
         }
     }
