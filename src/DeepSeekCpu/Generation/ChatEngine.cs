@@ -240,7 +240,9 @@ public sealed class ChatEngine : IDisposable
     /// </summary>
     private void Admit()
     {
-        if (_waiting.Count > 0 && _waiting.Any(j => j.Cancel.IsCancellationRequested))
+        bool anyCancelled = false;
+        foreach (var j in _waiting) anyCancelled |= j.Cancel.IsCancellationRequested;
+        if (anyCancelled)
         {
             var keep = _waiting.Where(j => !j.Cancel.IsCancellationRequested).ToList();
             foreach (var j in _waiting.Where(j => j.Cancel.IsCancellationRequested)) j.Output.TryComplete();

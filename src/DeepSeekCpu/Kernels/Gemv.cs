@@ -132,8 +132,10 @@ internal static unsafe class Gemv
         var job = _job ??= new Job();
         int count = batch.Count;
         job.Ensure(count);
-        // Quantize each distinct input once, on this thread (a few microseconds per token); tasks that share an
-        // input and the activation format (Q8_0 or Q8_K style) share the quantized copy.
+        // Quantize each input once, on this thread (a few microseconds per token): a task that shares its input and
+        // activation format (Q8_0 or Q8_K style) with the task before it shares the quantized copy. Callers add the
+        // products of one input next to each other (q and kv_a, gate and up, a token's experts), so comparing with the
+        // previous task finds every share without an O(tasks²) search (MLA adds 128 per-head tasks on V3).
         long bytes = 0;
         for (int i = 0; i < count; i++)
             if (QuantDot(batch.W[i].Type, path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * batch.N[i] + StructBytes(batch.N[i]);
@@ -150,10 +152,10 @@ internal static unsafe class Gemv
             job.FDot[i] = qdot == null ? (nint)FloatDotFor(w.Type, path) : 0;
             job.Acts[i] = 0;
             if (qdot == null) continue;
-            for (int j = 0; j < i && job.Acts[i] == 0; j++)
-                if (job.Acts[j] != 0 && job.X[j] == job.X[i] && job.W[j].Cols == w.Cols && job.N[j] == n
-                    && ActQ8.UsesQ8K(job.W[j].Type) == ActQ8.UsesQ8K(w.Type))
-                    job.Acts[i] = job.Acts[j];
+            int p = i - 1;
+            if (p >= 0 && job.Acts[p] != 0 && job.X[p] == job.X[i] && job.W[p].Cols == w.Cols && job.N[p] == n
+                && ActQ8.UsesQ8K(job.W[p].Type) == ActQ8.UsesQ8K(w.Type))
+                job.Acts[i] = job.Acts[p];
             if (job.Acts[i] != 0) continue;
             long per = ActQ8.BytesFor(w.Cols);
             var acts = (ActQ8*)mem; mem += StructBytes(n);           // keeps mem 64-byte aligned

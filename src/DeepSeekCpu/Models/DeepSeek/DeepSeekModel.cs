@@ -107,7 +107,7 @@ public sealed class DeepSeekModel : ILanguageModel
             for (int done = 0; done < n; done += DeepSeekSession.MaxBatch)
             {
                 int m = Math.Min(DeepSeekSession.MaxBatch, n - done);
-                if (_rows.Length != m) { _rows = new DeepSeekSession[m]; _positions = new int[m]; }   // reused while the batch size holds
+                if (_rows.Length < m) { _rows = new DeepSeekSession[m]; _positions = new int[m]; }    // grown, then reused
                 var rows = _rows;
                 var positions = _positions;
                 for (int i = 0; i < m; i++)
@@ -119,8 +119,8 @@ public sealed class DeepSeekModel : ILanguageModel
                     rows[i] = s; positions[i] = s.Position;
                 }
                 scratch.DecodeRows(rows, positions, tokens.Slice(done, m), logits.Slice(done * vocab, m * vocab));
-                foreach (var s in rows) s.Advance(1);
-                Array.Clear(rows);
+                for (int i = 0; i < m; i++) rows[i].Advance(1);
+                Array.Clear(rows, 0, m);
             }
         }
     }
