@@ -205,9 +205,15 @@ public class DeepSeekAllocationTests
         var logits = new float[m.Config.VocabSize];
         int[] token = [5];
         for (int i = 0; i < 4; i++) s.Forward(token, logits);     // warm-up: JIT, thread-static scratch
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        for (int i = 0; i < 8; i++) s.Forward(token, logits);
-        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-        Assert.True(allocated == 0, $"{allocated} bytes allocated over 8 decode steps");
+        // A pool worker allocates its thread-static scratch the first time it happens to take a chunk of some job,
+        // which depends on scheduling, so one window may still see that. A per-token allocation shows in every window.
+        var windows = new List<long>();
+        for (int w = 0; w < 5 && (windows.Count == 0 || windows[^1] != 0); w++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int i = 0; i < 8; i++) s.Forward(token, logits);
+            windows.Add(GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+        Assert.True(windows[^1] == 0, $"bytes allocated over 8 decode steps, window by window: {string.Join(", ", windows)}");
     }
 }
