@@ -6,9 +6,9 @@ namespace DeepSeekCpu.Cli;
 public static partial class Commands
 {
     /// <summary>
-    /// Interactive chat. The KV cache is kept across turns: each turn's prompt is the rendered conversation, and only
-    /// the part after the longest common prefix with what the cache holds is processed again (earlier reasoning is
-    /// stripped by the template, so the cache is rewound to where the texts diverge).
+    /// Interactive chat on a one-slot <see cref="ChatEngine"/>: each turn's prompt is the rendered conversation, and the
+    /// engine processes only what follows the prefix its cache already holds (earlier reasoning is stripped by the
+    /// template, so the cache is rewound to where the texts diverge; /reset needs nothing more than a shorter history).
     /// </summary>
     private static int Chat(string[] args)
     {
@@ -18,13 +18,11 @@ public static partial class Commands
         int maxTokens = a.Int("--max-tokens", 2048, 1);
         var sampling = Sampling(a);
         using var lm = LoadModel(a, allowDefault: true);
-        var template = lm.Tokenizer.ChatTemplate;
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
-        using var session = lm.Model.NewSession(ctx);
-        var generator = new Generator(lm.Model, lm.Tokenizer);
+        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx);
+        var request = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling };
         var history = new List<ChatMessage>();
         if (a.Str("--system") is { } sys) history.Add(new ChatMessage("system", sys));
-        var cached = new List<int>(); // tokens whose keys/values the session holds
 
         CancellationTokenSource? answering = null;
         Console.CancelKeyPress += (_, e) =>
@@ -32,7 +30,7 @@ public static partial class Commands
             // Ctrl+C during an answer stops the answer; at the prompt it ends the program.
             if (answering is { IsCancellationRequested: false } c) { e.Cancel = true; c.Cancel(); }
         };
-        Console.Error.WriteLine(template == null
+        Console.Error.WriteLine(lm.Tokenizer.ChatTemplate == null
             ? "(this model has no chat template: each line continues the text)  /reset clears, /exit quits"
             : "chat: type a message; /reset clears the conversation, /exit quits, Ctrl+C stops an answer");
         while (true)
@@ -40,39 +38,37 @@ public static partial class Commands
             Console.Error.Write(">>> ");
             string? line = Console.ReadLine();
             if (line == null || line.Trim() == "/exit" || line.Trim() == "/bye") break;
-            if (line.Trim() == "/reset") { history.RemoveAll(m => m.Role != "system"); cached.Clear(); session.Truncate(0); Console.Error.WriteLine("(conversation cleared)"); continue; }
+            if (line.Trim() == "/reset") { history.RemoveAll(m => m.Role != "system"); Console.Error.WriteLine("(conversation cleared)"); continue; }
             if (string.IsNullOrWhiteSpace(line)) continue;
 
             history.Add(new ChatMessage("user", line));
-            int[] full = template != null
-                ? lm.Tokenizer.Encode(template.Render(history, addGenerationPrompt: true))
-                : lm.Tokenizer.Encode(string.Join("\n", history.Select(m => m.Content)), addSpecial: true);
-            int common = 0;
-            while (common < cached.Count && common < full.Length - 1 && cached[common] == full[common]) common++;
-            session.Truncate(common);
-            cached.RemoveRange(common, cached.Count - common);
-            if (full.Length + 1 >= ctx) { Console.Error.WriteLine($"(the conversation no longer fits the {ctx}-token context: /reset)"); history.RemoveAt(history.Count - 1); continue; }
+            int[] prompt = engine.RenderChat(history, out bool reasoning);
+            try { engine.Check(prompt, request); }
+            catch (ArgumentException)
+            {
+                Console.Error.WriteLine($"(the conversation no longer fits the {engine.ContextLength}-token context: /reset)");
+                history.RemoveAt(history.Count - 1);
+                continue;
+            }
 
             var printer = new StreamPrinter(Console.Out, a.Has("--hide-reasoning"));
             var answer = new System.Text.StringBuilder();
-            var stats = new GenerationStats();
+            var result = new ChatEngine.ResultBox();
             answering = new CancellationTokenSource();
-            var newIds = full[common..];
-            cached.AddRange(newIds);
-            foreach (var t in generator.Generate(session, newIds, Math.Min(maxTokens, ctx - full.Length - 1), sampling, stats,
-                         template?.OpensReasoning ?? false, answering.Token))
+            try
             {
-                printer.Write(t.Text, t.Kind);
-                if (t.Kind == TextKind.Answer) answer.Append(t.Text);
-                if (t.Id >= 0 && !lm.Tokenizer.StopIds.Contains(t.Id)) cached.Add(t.Id);
+                foreach (var d in engine.StreamAsync(prompt, reasoning, request, result, answering.Token).ToBlockingEnumerable())
+                {
+                    printer.Write(d.Text, d.Kind);
+                    if (d.Kind == TextKind.Answer) answer.Append(d.Text);
+                }
             }
+            catch (OperationCanceledException) when (answering.IsCancellationRequested) { }
             printer.End();
-            // The session holds exactly the tokens fed so far (the last sampled token was never fed).
-            if (cached.Count > session.Position) cached.RemoveRange(session.Position, cached.Count - session.Position);
             if (answering.IsCancellationRequested) Console.Error.WriteLine("(stopped)");
             answering = null;
             history.Add(new ChatMessage("assistant", answer.ToString().Trim()));
-            if (!a.Has("--no-stats")) PrintStats(stats);
+            if (!a.Has("--no-stats")) PrintStats(result.Stats);
         }
         return 0;
     }

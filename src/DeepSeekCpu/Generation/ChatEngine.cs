@@ -52,7 +52,8 @@ public sealed class ChatEngine : IDisposable
         public required CancellationToken Cancel;
         public Slot? Slot;
         public int Fed;                            // prompt tokens in the slot's cache so far
-        public Sequence? Seq;                      // set once the prompt is processed
+        public int Reused;                         // of those, the prefix the slot already held at admission
+        public Sequence? Seq;                      // set with the first prompt chunk
         public StopMatcher Stops = null!;
         public GenerationStats Stats = new();
     }
@@ -122,6 +123,8 @@ public sealed class ChatEngine : IDisposable
         public string FinishReason { get; internal set; } = "length";
         public int PromptTokens { get; internal set; }
         public int CompletionTokens { get; internal set; }
+        /// <summary>Timings; its PromptTokens counts only the tokens processed (after a reused cached prefix).</summary>
+        public GenerationStats Stats { get; internal set; } = new();
     }
 
     /// <summary>
@@ -168,6 +171,9 @@ public sealed class ChatEngine : IDisposable
         {
             stop.Cancel();   // the caller stopped reading (or everything was read): the scheduler lets the job go
             lock (_lock) Monitor.PulseAll(_lock);
+            // ...within a step; wait for it, so the result (finish reason, statistics) is final when this returns
+            try { await channel.Reader.Completion.ConfigureAwait(false); }
+            catch (Exception) { /* a failure was reported to the reader above */ }
         }
         cancel.ThrowIfCancellationRequested();
     }
@@ -196,7 +202,7 @@ public sealed class ChatEngine : IDisposable
                         if (s.Job is { } j)
                         {
                             if (j.Cancel.IsCancellationRequested) { Complete(j, "cancelled"); continue; }
-                            if (j.Seq == null) prefill ??= j;
+                            if (j.Fed < j.Prompt.Length) prefill ??= j;
                             else decoding.Add(j);
                         }
                     if (prefill != null || decoding.Count > 0) break;
@@ -269,7 +275,7 @@ public sealed class ChatEngine : IDisposable
             best.Job = job;
             best.LastUsed = ++_admissions;
             job.Slot = best;
-            job.Fed = bestLen;
+            job.Fed = job.Reused = bestLen;
         }
     }
 
@@ -284,13 +290,19 @@ public sealed class ChatEngine : IDisposable
     private void Prefill(Job j, int chunk, float[] logits)
     {
         var slot = j.Slot!;
+        if (j.Seq == null)
+        {
+            // created before the first chunk, so that its clock times the prompt; the tokens processed are the ones
+            // after the reused prefix
+            int maxTokens = Math.Min(j.Request.MaxTokens, ContextLength - j.Prompt.Length - 1);
+            j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Stats, j.StartsInReasoning);
+            j.Stats.PromptTokens = j.Prompt.Length - j.Reused;
+        }
         int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
         slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);
         slot.Cached.AddRange(j.Prompt.AsSpan(j.Fed, len));
         j.Fed += len;
         if (j.Fed < j.Prompt.Length) return;
-        int maxTokens = Math.Min(j.Request.MaxTokens, ContextLength - j.Prompt.Length - 1);
-        j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Stats, j.StartsInReasoning);
         j.Seq.PromptDone();
         Advance(j, logits);
     }
@@ -333,6 +345,8 @@ public sealed class ChatEngine : IDisposable
         j.Result.PromptTokens = j.Prompt.Length;
         j.Result.CompletionTokens = j.Stats.GeneratedTokens;
         j.Result.FinishReason = finishReason;
+        j.Stats.FinishReason = finishReason;
+        j.Result.Stats = j.Stats;
         slot.Job = null;
         j.Output.TryComplete();
     }
