@@ -5,22 +5,6 @@ using DeepSeekCpu.Tokenization;
 
 namespace DeepSeekCpu.Generation;
 
-/// <summary>One piece of streamed output: answer or reasoning text.</summary>
-public readonly record struct ChatDelta(string Text, TextKind Kind);
-
-/// <summary>What a request asks of the generation (the model and prompt aside).</summary>
-public sealed record GenerationRequest
-{
-    /// <summary>Most tokens to generate (reasoning included); capped by what is left of the context.</summary>
-    public int MaxTokens { get; init; } = 2048;
-    public SamplingOptions Sampling { get; init; } = new();
-    /// <summary>Strings that end the answer (OpenAI "stop"); the answer is cut before the first one found.</summary>
-    public IReadOnlyList<string> Stop { get; init; } = [];
-}
-
-/// <summary>A finished request: the answer, the reasoning apart, why it ended and the token counts.</summary>
-public sealed record ChatResult(string Content, string Reasoning, string FinishReason, int PromptTokens, int CompletionTokens);
-
 /// <summary>
 /// Serves chat and completion requests for one model to many callers with continuous batching: a fixed number of
 /// slots, each a session with its own KV cache, and one scheduler thread that runs the model. Every step it decodes
@@ -381,47 +365,5 @@ public sealed class ChatEngine : IDisposable
         _scheduler.Join();
         foreach (var s in _slots) s.Session.Dispose();
     }
-
-    /// <summary>
-    /// Finds stop strings in streamed answer text: text that might be the start of a stop string is held back until
-    /// the next piece decides it, so a stop string split across tokens is never emitted.
-    /// </summary>
-    internal sealed class StopMatcher(IReadOnlyList<string> stops)
-    {
-        private string _pending = "";
-
-        /// <summary>Adds text; returns what can be emitted and whether a stop string was reached (text before it is emitted).</summary>
-        public (string Emit, bool Hit) Push(string text)
-        {
-            if (stops.Count == 0) return (text, false);
-            _pending += text;
-            int first = -1;
-            foreach (var s in stops)
-            {
-                if (s.Length == 0) continue;
-                int i = _pending.IndexOf(s, StringComparison.Ordinal);
-                if (i >= 0 && (first < 0 || i < first)) first = i;
-            }
-            if (first >= 0)
-            {
-                string before = _pending[..first];
-                _pending = "";
-                return (before, true);
-            }
-            int hold = 0;   // longest suffix of pending that is a proper prefix of a stop string
-            foreach (var s in stops)
-                for (int k = Math.Min(s.Length - 1, _pending.Length); k > hold; k--)
-                    if (_pending.AsSpan(_pending.Length - k).SequenceEqual(s.AsSpan(0, k))) { hold = k; break; }
-            string emit = _pending[..^hold];
-            _pending = _pending[^hold..];
-            return (emit, false);
-        }
-
-        public string Flush()
-        {
-            string rest = _pending;
-            _pending = "";
-            return rest;
-        }
-    }
 }
+
