@@ -52,23 +52,19 @@ public static partial class Commands
             }
 
             var printer = new StreamPrinter(Console.Out, a.Has("--hide-reasoning"));
-            var answer = new System.Text.StringBuilder();
-            var result = new ChatEngine.ResultBox();
+            var result = new GenerationResult();
             answering = new CancellationTokenSource();
             try
             {
                 foreach (var d in engine.StreamAsync(prompt, reasoning, request, result, answering.Token).ToBlockingEnumerable())
-                {
                     printer.Write(d.Text, d.Kind);
-                    if (d.Kind == TextKind.Answer) answer.Append(d.Text);
-                }
             }
             catch (OperationCanceledException) when (answering.IsCancellationRequested) { }
             printer.End();
             if (answering.IsCancellationRequested) Console.Error.WriteLine("(stopped)");
             answering = null;
-            history.Add(new ChatMessage("assistant", answer.ToString().Trim()));
-            if (!a.Has("--no-stats")) PrintStats(result.Stats);
+            history.Add(new ChatMessage("assistant", result.Content.Trim()));
+            if (!a.Has("--no-stats")) PrintStats(result);
         }
         return 0;
     }

@@ -143,7 +143,7 @@ public static partial class Commands
         }
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
         using var session = lm.Model.NewSession(ctx);
-        var stats = new GenerationStats();
+        var stats = new GenerationResult();
         var printer = new StreamPrinter(Console.Out, hideReasoning: a.Has("--hide-reasoning"));
         if (template == null) printer.Write(prompt, TextKind.Answer); // plain completion: echo the prompt, like llama-cli
         using var cts = new CancellationTokenSource();
@@ -160,14 +160,16 @@ public static partial class Commands
         return 0;
     }
 
-    internal static void PrintStats(GenerationStats s, TimeSpan? load = null)
+    /// <summary>The statistics line on stderr: the prompt tokens processed (after a reused cached prefix) and their
+    /// speed, the tokens generated and the decode speed, time to first token, and why generation ended.</summary>
+    internal static void PrintStats(GenerationResult s, TimeSpan? load = null)
     {
         var inv = CultureInfo.InvariantCulture;
         Console.Error.WriteLine(string.Format(inv,
             "\n[{0}prompt {1} tokens, {2:F1} tok/s | generation {3} tokens, {4:F1} tok/s | time to first token {5:F0} ms | {6}]",
             load is { } l ? string.Format(inv, "load {0:F0} ms | ", l.TotalMilliseconds) : "",
-            s.PromptTokens, s.PromptTokensPerSecond, s.GeneratedTokens, s.GenerationTokensPerSecond,
-            s.TimeToFirstToken.TotalMilliseconds, s.FinishReason));
+            s.ProcessedPromptTokens, s.PromptTokensPerSecond, s.CompletionTokens, s.GenerationTokensPerSecond,
+            s.TimeToFirstToken.TotalMilliseconds, s.FinishReason.ToString().ToLowerInvariant()));
     }
 
     private static int Logits(string[] args)

@@ -49,7 +49,7 @@ public sealed class DeepSeekChatClient : IChatClient
             ResponseId = Guid.NewGuid().ToString("N"),
             ModelId = _metadata.DefaultModelId,
             CreatedAt = DateTimeOffset.UtcNow,
-            FinishReason = r.FinishReason == "stop" ? ChatFinishReason.Stop : ChatFinishReason.Length,
+            FinishReason = Finish(r),
             Usage = Usage(r.PromptTokens, r.CompletionTokens),
         };
     }
@@ -60,7 +60,7 @@ public sealed class DeepSeekChatClient : IChatClient
         var (prompt, reasoning, request) = Prepare(messages, options);
         string id = Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow;
-        var result = new ChatEngine.ResultBox();
+        var result = new GenerationResult();
         await foreach (var d in _engine.StreamAsync(prompt, reasoning, request, result, cancellationToken).ConfigureAwait(false))
         {
             AIContent content = d.Kind == TextKind.Answer ? new TextContent(d.Text) : new TextReasoningContent(d.Text);
@@ -72,7 +72,7 @@ public sealed class DeepSeekChatClient : IChatClient
         yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result.PromptTokens, result.CompletionTokens))])
         {
             ResponseId = id, MessageId = id, ModelId = _metadata.DefaultModelId, CreatedAt = created,
-            FinishReason = result.FinishReason == "stop" ? ChatFinishReason.Stop : ChatFinishReason.Length,
+            FinishReason = Finish(result),
         };
     }
 
@@ -89,6 +89,15 @@ public sealed class DeepSeekChatClient : IChatClient
         _engine.Dispose();
         _owned.Dispose();
     }
+
+    /// <summary>M.E.AI's finish reasons: Stop for a stop token or string, Length for the token budget or the context end
+    /// (and for a cancelled request, which has no reason of its own there).</summary>
+    private static ChatFinishReason Finish(GenerationResult r) => r.FinishReason switch
+    {
+        FinishReason.Stop => ChatFinishReason.Stop,
+        FinishReason.Length or FinishReason.Cancelled => ChatFinishReason.Length,
+        _ => throw new ArgumentOutOfRangeException(nameof(r), r.FinishReason, null),
+    };
 
     private static UsageDetails Usage(int prompt, int completion) =>
         new() { InputTokenCount = prompt, OutputTokenCount = completion, TotalTokenCount = prompt + completion };

@@ -76,7 +76,7 @@ public static class OpenAiServer
     {
         var sw = Stopwatch.StartNew();
         int status = 200;
-        var result = new ChatEngine.ResultBox();
+        var result = new GenerationResult();
         try
         {
             ApiRequest req;
@@ -103,13 +103,10 @@ public static class OpenAiServer
             if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prompt, reasoning, id, created, result);
             else
             {
-                var content = new StringBuilder();
-                var thoughts = new StringBuilder();
-                await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted))
-                    (d.Kind == TextKind.Answer ? content : thoughts).Append(d.Text);
+                await foreach (var _ in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted)) { }   // the result collects the text
                 JsonObject choice = chat
-                    ? new JsonObject { ["index"] = 0, ["message"] = Message(content.ToString(), thoughts.ToString()), ["logprobs"] = null, ["finish_reason"] = Finish(result) }
-                    : new JsonObject { ["index"] = 0, ["text"] = thoughts.ToString() + content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
+                    ? new JsonObject { ["index"] = 0, ["message"] = Message(result.Content, result.Reasoning), ["logprobs"] = null, ["finish_reason"] = Finish(result) }
+                    : new JsonObject { ["index"] = 0, ["text"] = result.Reasoning + result.Content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
                 var body = new JsonObject
                 {
                     ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = modelId,
@@ -132,7 +129,7 @@ public static class OpenAiServer
     }
 
     private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, int[] prompt,
-        bool reasoning, string id, long created, ChatEngine.ResultBox result)
+        bool reasoning, string id, long created, GenerationResult result)
     {
         var res = ctx.Response;
         res.ContentType = "text/event-stream";
@@ -186,10 +183,16 @@ public static class OpenAiServer
         return m;
     }
 
-    /// <summary>OpenAI's finish reasons: "stop" (a stop token or string) or "length" (max_tokens or the context).</summary>
-    private static string Finish(ChatEngine.ResultBox r) => r.FinishReason == "stop" ? "stop" : "length";
+    /// <summary>OpenAI's finish reasons: "stop" (a stop token or string) or "length" (max_tokens or the context). A
+    /// cancelled request has no client left to read it; it is logged as "length", as OpenAI has no word for it.</summary>
+    private static string Finish(GenerationResult r) => r.FinishReason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length or FinishReason.Cancelled => "length",
+        _ => throw new ArgumentOutOfRangeException(nameof(r), r.FinishReason, null),
+    };
 
-    private static JsonObject Usage(ChatEngine.ResultBox r) => new()
+    private static JsonObject Usage(GenerationResult r) => new()
     {
         ["prompt_tokens"] = r.PromptTokens, ["completion_tokens"] = r.CompletionTokens, ["total_tokens"] = r.PromptTokens + r.CompletionTokens,
     };

@@ -31,15 +31,13 @@ public sealed class ChatEngine : IDisposable
         public required int[] Prompt;
         public required bool StartsInReasoning;
         public required GenerationRequest Request;
-        public required ResultBox Result;
+        public required GenerationResult Result;
         public required ChannelWriter<ChatDelta> Output;
         public required CancellationToken Cancel;
         public Slot? Slot;
         public int Fed;                            // prompt tokens in the slot's cache so far
-        public int Reused;                         // of those, the prefix the slot already held at admission
         public Sequence? Seq;                      // set with the first prompt chunk
         public StopMatcher Stops = null!;
-        public GenerationStats Stats = new();
     }
 
     private readonly Slot[] _slots;
@@ -91,24 +89,11 @@ public sealed class ChatEngine : IDisposable
     public int[] RenderCompletion(string prompt) => Tokenizer.Encode(prompt, addSpecial: true);
 
     /// <summary>Runs a request to the end and returns the whole result.</summary>
-    public async Task<ChatResult> CompleteAsync(int[] prompt, bool startsInReasoning, GenerationRequest request, CancellationToken cancel = default)
+    public async Task<GenerationResult> CompleteAsync(int[] prompt, bool startsInReasoning, GenerationRequest request, CancellationToken cancel = default)
     {
-        var content = new System.Text.StringBuilder();
-        var reasoning = new System.Text.StringBuilder();
-        var result = new ResultBox();
-        await foreach (var d in StreamAsync(prompt, startsInReasoning, request, result, cancel))
-            (d.Kind == TextKind.Answer ? content : reasoning).Append(d.Text);
-        return new ChatResult(content.ToString(), reasoning.ToString(), result.FinishReason, result.PromptTokens, result.CompletionTokens);
-    }
-
-    /// <summary>Filled in by <see cref="StreamAsync"/> when the stream ends.</summary>
-    public sealed class ResultBox
-    {
-        public string FinishReason { get; internal set; } = "length";
-        public int PromptTokens { get; internal set; }
-        public int CompletionTokens { get; internal set; }
-        /// <summary>Timings; its PromptTokens counts only the tokens processed (after a reused cached prefix).</summary>
-        public GenerationStats Stats { get; internal set; } = new();
+        var result = new GenerationResult();
+        await foreach (var _ in StreamAsync(prompt, startsInReasoning, request, result, cancel)) { }
+        return result;
     }
 
     /// <summary>
@@ -130,16 +115,17 @@ public sealed class ChatEngine : IDisposable
     /// Throws <see cref="ArgumentException"/> (before any output) when <see cref="Check"/> fails.
     /// </summary>
     public async IAsyncEnumerable<ChatDelta> StreamAsync(int[] prompt, bool startsInReasoning, GenerationRequest request,
-        ResultBox? result = null, [EnumeratorCancellation] CancellationToken cancel = default)
+        GenerationResult? result = null, [EnumeratorCancellation] CancellationToken cancel = default)
     {
         Check(prompt, request);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var channel = Channel.CreateUnbounded<ChatDelta>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var job = new Job
         {
-            Prompt = prompt, StartsInReasoning = startsInReasoning, Request = request, Result = result ?? new ResultBox(),
+            Prompt = prompt, StartsInReasoning = startsInReasoning, Request = request, Result = result ?? new GenerationResult(),
             Output = channel.Writer, Cancel = stop.Token, Stops = new StopMatcher(request.Stop),
         };
+        job.Result.PromptTokens = prompt.Length;
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -149,7 +135,10 @@ public sealed class ChatEngine : IDisposable
         try
         {
             await foreach (var d in channel.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
+            {
+                job.Result.Append(d);
                 yield return d;
+            }
         }
         finally
         {
@@ -185,7 +174,7 @@ public sealed class ChatEngine : IDisposable
                     foreach (var s in _slots)
                         if (s.Job is { } j)
                         {
-                            if (j.Cancel.IsCancellationRequested) { Complete(j, "cancelled"); continue; }
+                            if (j.Cancel.IsCancellationRequested) { Complete(j, FinishReason.Cancelled); continue; }
                             if (j.Fed < j.Prompt.Length) prefill ??= j;
                             else decoding.Add(j);
                         }
@@ -259,7 +248,7 @@ public sealed class ChatEngine : IDisposable
             best.Job = job;
             best.LastUsed = ++_admissions;
             job.Slot = best;
-            job.Fed = job.Reused = bestLen;
+            job.Fed = job.Result.CachedPromptTokens = bestLen;
         }
     }
 
@@ -279,8 +268,7 @@ public sealed class ChatEngine : IDisposable
             // created before the first chunk, so that its clock times the prompt; the tokens processed are the ones
             // after the reused prefix
             int maxTokens = Math.Min(j.Request.MaxTokens, ContextLength - j.Prompt.Length - 1);
-            j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Stats, j.StartsInReasoning);
-            j.Stats.PromptTokens = j.Prompt.Length - j.Reused;
+            j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning);
         }
         int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
         slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);
@@ -296,11 +284,11 @@ public sealed class ChatEngine : IDisposable
     {
         var seq = j.Seq!;
         _pieces.Clear();
-        if (j.Cancel.IsCancellationRequested) seq.Finish(_pieces, "cancelled");
+        if (j.Cancel.IsCancellationRequested) seq.Finish(_pieces, FinishReason.Cancelled);
         else
         {
             seq.Step(logits, _pieces);
-            if (!seq.Finished && j.Slot!.Session.Position >= ContextLength) seq.Finish(_pieces, "length");
+            if (!seq.Finished && j.Slot!.Session.Position >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
         }
         bool hit = false;
         foreach (var t in _pieces)
@@ -311,26 +299,22 @@ public sealed class ChatEngine : IDisposable
             if (emit.Length > 0) j.Output.TryWrite(new ChatDelta(emit, TextKind.Answer));
             if (stopHere) { hit = true; break; }
         }
-        if (hit) { seq.Finish(_pieces); lock (_lock) Complete(j, "stop"); }
+        if (hit) { seq.Finish(_pieces, FinishReason.Stop); lock (_lock) Complete(j, FinishReason.Stop); }
         else if (seq.Finished)
         {
             string tail = j.Stops.Flush();
             if (tail.Length > 0) j.Output.TryWrite(new ChatDelta(tail, TextKind.Answer));
-            lock (_lock) Complete(j, seq.Stats.FinishReason);
+            lock (_lock) Complete(j, seq.Result.FinishReason);
         }
     }
 
     /// <summary>Ends a job: results, the slot's cache trimmed to what its session holds, the slot freed (under _lock).</summary>
-    private void Complete(Job j, string finishReason)
+    private void Complete(Job j, FinishReason finishReason)
     {
         var slot = j.Slot!;
         int fed = slot.Session.Position;
         if (slot.Cached.Count > fed) slot.Cached.RemoveRange(fed, slot.Cached.Count - fed);
-        j.Result.PromptTokens = j.Prompt.Length;
-        j.Result.CompletionTokens = j.Stats.GeneratedTokens;
         j.Result.FinishReason = finishReason;
-        j.Stats.FinishReason = finishReason;
-        j.Result.Stats = j.Stats;
         slot.Job = null;
         j.Output.TryComplete();
     }

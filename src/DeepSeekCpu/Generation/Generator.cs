@@ -26,18 +26,19 @@ public sealed class Generator
     /// <paramref name="startsInReasoning"/>: the prompt already opened "&lt;think&gt;" (R1's generation prompt).
     /// </summary>
     public IEnumerable<GeneratedToken> Generate(IModelSession session, IReadOnlyList<int> prompt, int maxTokens,
-        SamplingOptions sampling, GenerationStats? stats = null, bool startsInReasoning = false,
+        SamplingOptions sampling, GenerationResult? result = null, bool startsInReasoning = false,
         CancellationToken cancel = default)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty (no tokens)");
         if (session.Position + prompt.Count >= session.ContextLength)
             throw new ArgumentException($"the prompt ({prompt.Count} tokens) does not fit in the context ({session.ContextLength} tokens, {session.Position} used)");
-        var seq = new Sequence(_tok, prompt, maxTokens, sampling, stats, startsInReasoning);
+        var seq = new Sequence(_tok, prompt, maxTokens, sampling, result, startsInReasoning);
+        seq.Result.PromptTokens = prompt.Count;
         var logits = new float[_model.Config.VocabSize];
         var ids = prompt is int[] arr ? arr : prompt.ToArray();
         for (int i = 0; i < ids.Length; i += PromptBatch)
         {
-            if (cancel.IsCancellationRequested) { seq.PromptDone(); seq.Stats.FinishReason = "cancelled"; yield break; }
+            if (cancel.IsCancellationRequested) { seq.PromptDone(); seq.Result.FinishReason = FinishReason.Cancelled; yield break; }
             int len = Math.Min(PromptBatch, ids.Length - i);
             session.Forward(ids.AsSpan(i, len), logits);
         }
@@ -47,11 +48,11 @@ public sealed class Generator
         int[] one = new int[1];
         while (!seq.Finished)
         {
-            if (cancel.IsCancellationRequested) seq.Finish(output, "cancelled");
+            if (cancel.IsCancellationRequested) seq.Finish(output, FinishReason.Cancelled);
             else
             {
                 seq.Step(logits, output);
-                if (!seq.Finished && session.Position >= session.ContextLength) seq.Finish(output, "length");
+                if (!seq.Finished && session.Position >= session.ContextLength) seq.Finish(output, FinishReason.Length);
             }
             foreach (var t in output) yield return t;
             output.Clear();

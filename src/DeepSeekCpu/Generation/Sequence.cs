@@ -21,14 +21,15 @@ public sealed class Sequence
     private TimeSpan _genStart;
     private TextKind _kind;
 
-    public GenerationStats Stats { get; }
+    /// <summary>Where the token count, timings and finish reason go.</summary>
+    public GenerationResult Result { get; }
     /// <summary>True once a stop token, the token budget or <see cref="Finish"/> ended it.</summary>
     public bool Finished { get; private set; }
     /// <summary>The token sampled last, to be fed to the model next while not <see cref="Finished"/>.</summary>
     public int NextToken { get; private set; } = -1;
 
     public Sequence(ITokenizer tokenizer, IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling,
-        GenerationStats? stats = null, bool startsInReasoning = false)
+        GenerationResult? result = null, bool startsInReasoning = false)
     {
         _tok = tokenizer;
         _thinkOpen = tokenizer.TokenToId("<think>");
@@ -38,16 +39,15 @@ public sealed class Sequence
         _decoder = new StreamingDecoder(tokenizer);
         _maxTokens = maxTokens;
         _kind = startsInReasoning ? TextKind.Reasoning : TextKind.Answer;
-        Stats = stats ?? new GenerationStats();
-        Stats.PromptTokens = prompt.Count;
-        Stats.FinishReason = "length";
+        Result = result ?? new GenerationResult();
+        Result.FinishReason = FinishReason.Length;
         if (maxTokens < 1) Finished = true;
     }
 
     /// <summary>Call when the prompt has been processed (prompt-time statistics).</summary>
     public void PromptDone()
     {
-        Stats.PromptTime = _clock.Elapsed;
+        Result.PromptTime = _clock.Elapsed;
         _genStart = _clock.Elapsed;
     }
 
@@ -62,12 +62,12 @@ public sealed class Sequence
         // not tokens: never sample them.
         if (_tok.VocabSize < logits.Length) logits[_tok.VocabSize..].Fill(float.NegativeInfinity);
         int next = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
-        Stats.GeneratedTokens++;
-        if (Stats.GeneratedTokens == 1) Stats.TimeToFirstToken = _clock.Elapsed;
+        Result.CompletionTokens++;
+        if (Result.CompletionTokens == 1) Result.TimeToFirstToken = _clock.Elapsed;
         _history.Add(next);
         NextToken = next;
-        Stats.GenerationTime = _clock.Elapsed - _genStart;
-        if (_tok.StopIds.Contains(next)) { Stats.FinishReason = "stop"; Finish(output); return; }
+        Result.GenerationTime = _clock.Elapsed - _genStart;
+        if (_tok.StopIds.Contains(next)) { Finish(output, FinishReason.Stop); return; }
 
         if (next == _thinkOpen) _kind = TextKind.Reasoning;
         if (next == _thinkOpen || next == _thinkClose)
@@ -79,17 +79,17 @@ public sealed class Sequence
             output.Add(new GeneratedToken(next, "", _kind));
         }
         else output.Add(new GeneratedToken(next, _decoder.Append(next), _kind));
-        if (Stats.GeneratedTokens >= _maxTokens) { Stats.FinishReason = "length"; Finish(output); }
+        if (Result.CompletionTokens >= _maxTokens) Finish(output, FinishReason.Length);
     }
 
     /// <summary>Ends the sequence (stop, budget, context end or cancellation): flushes held-back text.</summary>
-    public void Finish(List<GeneratedToken> output, string? reason = null)
+    public void Finish(List<GeneratedToken> output, FinishReason reason)
     {
         if (Finished) return;
         Finished = true;
-        if (reason != null) Stats.FinishReason = reason;
+        Result.FinishReason = reason;
         string rest = _decoder.Flush();
         if (rest.Length > 0) output.Add(new GeneratedToken(-1, rest, _kind));
-        Stats.GenerationTime = _clock.Elapsed - _genStart;
+        Result.GenerationTime = _clock.Elapsed - _genStart;
     }
 }
