@@ -115,48 +115,51 @@ public static partial class Commands
         return LocalModel.Load(path, a.Str("--tokenizer"), QuantTransform(a.Str("--quant")));
     }
 
+    /// <summary>
+    /// One generation on a one-slot <see cref="ChatEngine"/> (the loop <c>chat</c> and <c>serve</c> use): the prompt is
+    /// rendered as a one-turn chat with the model's template (--system adds a system message), or, with --raw or
+    /// without a template, continued as plain text and echoed first, like llama-cli.
+    /// </summary>
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
             ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
-        int maxTokens = a.Int("--max-tokens", 256, 1);
-        var sampling = Sampling(a);
+        var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens", 256, 1), Sampling = Sampling(a) };
         var loadWatch = Stopwatch.StartNew();
         using var lm = LoadModel(a, allowDefault: true);
         var loadTime = loadWatch.Elapsed;
+        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx);
         string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
-        var template = a.Has("--raw") ? null : lm.Tokenizer.ChatTemplate;
-        int[] ids;
+        bool chat = lm.Tokenizer.ChatTemplate != null && !a.Has("--raw");
         bool reasoning = false;
-        if (template != null)
+        int[] ids;
+        if (chat)
         {
             var msgs = new List<ChatMessage>();
             if (a.Str("--system") is { } sys) msgs.Add(new ChatMessage("system", sys));
             msgs.Add(new ChatMessage("user", prompt));
-            ids = lm.Tokenizer.Encode(template.Render(msgs, addGenerationPrompt: true), addSpecial: false);
-            reasoning = template.OpensReasoning;
+            ids = engine.RenderChat(msgs, out reasoning);
         }
-        else
-        {
-            ids = lm.Tokenizer.Encode(prompt, addSpecial: true);
-        }
-        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
-        using var session = lm.Model.NewSession(ctx);
-        var stats = new GenerationResult();
+        else ids = engine.RenderCompletion(prompt);
+        engine.Check(ids, request);
+
         var printer = new StreamPrinter(Console.Out, hideReasoning: a.Has("--hide-reasoning"));
-        if (template == null) printer.Write(prompt, TextKind.Answer); // plain completion: echo the prompt, like llama-cli
+        if (!chat) printer.Write(prompt, TextKind.Answer); // plain completion: echo the prompt, like llama-cli
+        var result = new GenerationResult();
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         Console.CancelKeyPress += onCancel;
         try
         {
-            foreach (var t in new Generator(lm.Model, lm.Tokenizer).Generate(session, ids, maxTokens, sampling, stats, reasoning, cts.Token))
-                printer.Write(t.Text, t.Kind);
+            foreach (var d in engine.StreamAsync(ids, reasoning, request, result, cts.Token).ToBlockingEnumerable())
+                printer.Write(d.Text, d.Kind);
         }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested) { }   // Ctrl+C: what came so far, and the statistics
         finally { Console.CancelKeyPress -= onCancel; }
         printer.End();
-        if (!a.Has("--no-stats")) PrintStats(stats, loadTime);
+        if (!a.Has("--no-stats")) PrintStats(result, loadTime);
         return 0;
     }
 

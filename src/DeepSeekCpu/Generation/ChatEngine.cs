@@ -52,9 +52,15 @@ public sealed class ChatEngine : IDisposable
     /// <summary>Tokens per slot (prompt and generation together).</summary>
     public int ContextLength { get; }
     public int SlotCount => _slots.Length;
-    /// <summary>Prompt tokens per forward pass while nothing else is decoding (fewer, 128, while others decode, so
-    /// their tokens keep coming).</summary>
+    /// <summary>
+    /// Prompt tokens per forward pass: the one prompt-chunk rule. A pass over many tokens is matrix-matrix work, faster
+    /// per token as the chunk grows to a few hundred, while the pass's activations grow with it (the models' scratch
+    /// is sized by the largest chunk); 512 is llama.cpp's default batch and keeps that scratch small. While other
+    /// requests are decoding, a quarter of it (<see cref="PromptChunkWhileDecoding"/>), because their next tokens wait
+    /// for the pass to end.
+    /// </summary>
     public int PromptChunk { get; init; } = 512;
+    public int PromptChunkWhileDecoding => Math.Max(1, PromptChunk / 4);
 
     /// <param name="contextLength">Per slot; 0: the model's maximum, at most 4096.</param>
     public ChatEngine(ILanguageModel model, ITokenizer tokenizer, int slots = 1, int contextLength = 0)
@@ -99,11 +105,14 @@ public sealed class ChatEngine : IDisposable
     /// <summary>
     /// Throws <see cref="ArgumentException"/> when the request cannot run: an empty prompt, one that does not fit
     /// the context, or sampling values out of range (the message names which). Servers call it before answering.
+    /// The fit rule: the prompt must leave at least one position of the context free. Generation then runs until
+    /// the cache is full (the token sampled from its last position is the final one, "length"), so an answer has at
+    /// most ContextLength - prompt + 1 tokens.
     /// </summary>
     public void Check(int[] prompt, GenerationRequest request)
     {
         if (prompt.Length == 0) throw new ArgumentException("the prompt is empty (no tokens)");
-        if (prompt.Length + 1 >= ContextLength)
+        if (prompt.Length >= ContextLength)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens but the context holds {ContextLength} (prompt and answer together)");
         request.Sampling.Validate();
         if (request.MaxTokens < 1) throw new ArgumentException($"max tokens must be at least 1 (got {request.MaxTokens})");
@@ -184,7 +193,7 @@ public sealed class ChatEngine : IDisposable
             }
             if (prefill != null)
             {
-                try { Prefill(prefill, decoding.Count > 0 ? 128 : PromptChunk, logits); }
+                try { Prefill(prefill, decoding.Count > 0 ? PromptChunkWhileDecoding : PromptChunk, logits); }
                 catch (Exception e) { lock (_lock) Reset(prefill, e); }   // fails that request only
             }
             if (decoding.Count == 0) continue;
@@ -265,10 +274,8 @@ public sealed class ChatEngine : IDisposable
         var slot = j.Slot!;
         if (j.Seq == null)
         {
-            // created before the first chunk, so that its clock times the prompt; the tokens processed are the ones
-            // after the reused prefix
-            int maxTokens = Math.Min(j.Request.MaxTokens, ContextLength - j.Prompt.Length - 1);
-            j.Seq = new Sequence(Tokenizer, j.Prompt, maxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning);
+            // created before the first chunk, so that its clock times the prompt; the context end is Advance's check
+            j.Seq = new Sequence(Tokenizer, j.Prompt, j.Request.MaxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning);
         }
         int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
         slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);

@@ -6,8 +6,8 @@ namespace DeepSeekCpu.Generation;
 /// <summary>
 /// The token-level state of one generation, step by step: sampling (with the repetition history), stop tokens, the
 /// token budget, UTF-8-safe text and the reasoning/answer split of R1 (text up to "&lt;/think&gt;" is reasoning).
-/// Whoever runs the model (the single-stream <see cref="Generator"/> or <see cref="ChatEngine"/>'s batched decoding)
-/// hands it each new row of logits and feeds back <see cref="NextToken"/>.
+/// Whoever runs the model (<see cref="ChatEngine"/>'s scheduler, for every front end) hands it each new row of logits
+/// and feeds back <see cref="NextToken"/>.
 /// </summary>
 public sealed class Sequence
 {
