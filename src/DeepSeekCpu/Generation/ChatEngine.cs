@@ -16,17 +16,8 @@ namespace DeepSeekCpu.Generation;
 /// </summary>
 public sealed class ChatEngine : IDisposable
 {
-    private sealed class Slot(IModelSession session)
-    {
-        public readonly IModelSession Session = session;
-        public readonly List<int> Cached = [];     // tokens whose keys/values the session holds
-        public Job? Job;
-        public long LastUsed;                      // admission counter when it last took a job (0: never)
-    }
-    private long _admissions;
-
     /// <summary>One request from admission to its last delta.</summary>
-    private sealed class Job
+    internal sealed class Job
     {
         public required int[] Prompt;
         public required bool StartsInReasoning;
@@ -41,6 +32,7 @@ public sealed class ChatEngine : IDisposable
     }
 
     private readonly Slot[] _slots;
+    private long _admissions;
     private readonly Queue<Job> _waiting = new();
     private readonly object _lock = new();
     private readonly Thread _scheduler;
@@ -221,10 +213,8 @@ public sealed class ChatEngine : IDisposable
     }
 
     /// <summary>
-    /// Waiting jobs take free slots in arrival order (under _lock). A job continues the slot whose cache it extends
-    /// (shares at least half of that cache, e.g. a conversation's next turn); otherwise it takes the free slot used
-    /// least recently (an empty one first), so one conversation's cache is not thrown away for another while a slot
-    /// sits unused. Requests cancelled while waiting leave the line at once.
+    /// Waiting jobs take free slots in arrival order, each the slot <see cref="Slot.Choose"/> picks (under _lock).
+    /// Requests cancelled while waiting leave the line at once.
     /// </summary>
     private void Admit()
     {
@@ -240,32 +230,12 @@ public sealed class ChatEngine : IDisposable
         while (_waiting.Count > 0)
         {
             var job = _waiting.Peek();
-            Slot? best = null, lru = null;
-            int bestLen = 0;
-            foreach (var s in _slots)
-            {
-                if (s.Job != null) continue;
-                int n = CommonPrefix(s.Cached, job.Prompt);
-                if (n > bestLen && 2 * n >= s.Cached.Count) { best = s; bestLen = n; }
-                if (lru == null || s.LastUsed < lru.LastUsed) lru = s;
-            }
-            if (lru == null) return;                            // no free slot
-            if (best == null) { best = lru; bestLen = CommonPrefix(lru.Cached, job.Prompt); }
+            if (Slot.Choose(_slots, job.Prompt, out int reuse) is not { } slot) return;   // no free slot
             _waiting.Dequeue();
-            best.Session.Truncate(bestLen);
-            best.Cached.RemoveRange(bestLen, best.Cached.Count - bestLen);
-            best.Job = job;
-            best.LastUsed = ++_admissions;
-            job.Slot = best;
-            job.Fed = job.Result.CachedPromptTokens = bestLen;
+            slot.Take(job, reuse, ++_admissions);
+            job.Slot = slot;
+            job.Fed = job.Result.CachedPromptTokens = reuse;
         }
-    }
-
-    private static int CommonPrefix(List<int> cached, int[] prompt)
-    {
-        int n = 0;
-        while (n < cached.Count && n < prompt.Length - 1 && cached[n] == prompt[n]) n++; // at least one token is fed
-        return n;
     }
 
     /// <summary>Feeds the next chunk of a job's prompt; after the last one, samples its first token.</summary>
@@ -315,21 +285,18 @@ public sealed class ChatEngine : IDisposable
         }
     }
 
-    /// <summary>Ends a job: results, the slot's cache trimmed to what its session holds, the slot freed (under _lock).</summary>
+    /// <summary>Ends a job: its finish reason, its slot freed (under _lock).</summary>
     private void Complete(Job j, FinishReason finishReason)
     {
-        var slot = j.Slot!;
-        int fed = slot.Session.Position;
-        if (slot.Cached.Count > fed) slot.Cached.RemoveRange(fed, slot.Cached.Count - fed);
         j.Result.FinishReason = finishReason;
-        slot.Job = null;
+        j.Slot!.Release();
         j.Output.TryComplete();
     }
 
     /// <summary>Fails a job whose session may hold partial work, and forgets that session's cache (under _lock).</summary>
     private void Reset(Job j, Exception e)
     {
-        if (j.Slot is { } s) { s.Cached.Clear(); s.Session.Truncate(0); }
+        j.Slot?.Forget();
         Fail(j, e);
     }
 
