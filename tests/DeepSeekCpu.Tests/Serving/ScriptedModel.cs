@@ -7,13 +7,32 @@ namespace DeepSeekCpu.Tests.Serving;
 /// A stand-in model whose output is known in advance: after any prompt it makes the tokens of <c>script</c> the only
 /// likely ones, one after another, so tests of the serving layers (HTTP, IChatClient, slots) can assert exact text,
 /// reasoning/answer split, finish reasons and token counts. It counts the tokens it is fed (prefix reuse shows there).
+/// With <see cref="Gated"/> every forward pass waits for the test's permission (<see cref="Steps"/>), so a test
+/// decides when each token is produced instead of hoping a delay orders the events.
 /// </summary>
 internal sealed class ScriptedModel(int vocab, int[] script) : ILanguageModel
 {
     public int TokensFed;
     public readonly int[] Script = script;
-    /// <summary>Milliseconds each forward pass takes (to hold a slot busy).</summary>
-    public int DelayMs;
+    private readonly SemaphoreSlim _arrived = new(0), _permits = new(0);
+    private volatile bool _gated;
+    /// <summary>While true, each forward pass (a prompt chunk or a decoding step) waits until <see cref="Steps"/> lets
+    /// it run.</summary>
+    public bool Gated
+    {
+        get => _gated;
+        set { _gated = value; if (!value) _permits.Release(); }   // wakes a pass waiting at the gate
+    }
+
+    /// <summary>Lets the next <paramref name="n"/> forward passes run, each once it has reached the gate.</summary>
+    public async Task Steps(int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            if (!await _arrived.WaitAsync(TimeSpan.FromSeconds(30))) throw new TimeoutException("no forward pass reached the gate");
+            _permits.Release();
+        }
+    }
     /// <summary>A token that makes the forward pass throw (a failing request).</summary>
     public int? Poison;
     public ModelConfig Config { get; } = new()
@@ -44,7 +63,7 @@ internal sealed class ScriptedModel(int vocab, int[] script) : ILanguageModel
         public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
         {
             if (m.Poison is int p && tokens.Contains(p)) throw new InvalidOperationException("poisoned prompt");
-            if (m.DelayMs > 0) Thread.Sleep(m.DelayMs);
+            if (m._gated) { m._arrived.Release(); m._permits.Wait(); }
             Interlocked.Add(ref m.TokensFed, tokens.Length);
             Position += tokens.Length;
             // following the script when fed its own last prediction, else (a new prompt) starting it over
