@@ -184,7 +184,7 @@ public static class OpenAiServer
     }
 
     /// <summary>OpenAI's finish reasons: "stop" (a stop token or string) or "length" (max_tokens or the context). A
-    /// cancelled request has no client left to read it; it is logged as "length", as OpenAI has no word for it.</summary>
+    /// cancelled request's client is gone, so its reason is never sent; OpenAI has no word for it.</summary>
     private static string Finish(GenerationResult r) => r.FinishReason switch
     {
         FinishReason.Stop => "stop",

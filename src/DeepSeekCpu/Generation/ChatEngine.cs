@@ -12,7 +12,8 @@ namespace DeepSeekCpu.Generation;
 /// are read once for all of them: decoding is memory-bound, so N requests cost little more than one), and feeds a chunk
 /// of a newly admitted prompt. A request takes the free slot whose cached tokens share the longest prefix with its
 /// prompt, so a conversation's next turn (or a shared system prompt) is not processed again, as llama.cpp's server
-/// slots do; requests beyond the slots wait in line. The server and the IChatClient adapter both sit on this class.
+/// slots do; requests beyond the slots wait in line. Every front end sits on this class: the server, the IChatClient
+/// adapter, and the CLI's run and chat (one slot each).
 /// </summary>
 public sealed class ChatEngine : IDisposable
 {
