@@ -5,7 +5,7 @@ using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek;
 using DeepSeekCpu.Models.Llama;
-using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using DeepSeekCpu.Weights;
 using Architecture = DeepSeekCpu.Models.Architecture;
 

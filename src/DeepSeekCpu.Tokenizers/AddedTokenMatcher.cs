@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>An added (special or user-defined) token as described by tokenizer.json's <c>added_tokens</c>.</summary>
 public sealed record AddedToken(int Id, string Content, bool Special, bool LStrip = false, bool RStrip = false, bool SingleWord = false, bool Normalized = false);

@@ -1,4 +1,4 @@
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// GPT-2's reversible map between bytes and printable characters (<c>bytes_to_unicode</c> in openai/gpt-2

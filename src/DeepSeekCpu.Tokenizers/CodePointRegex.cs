@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// A .NET regex run with code-point semantics, as Hugging Face tokenizers (Rust, Oniguruma) and its JS port run

@@ -1,6 +1,6 @@
 using System.Collections;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// Builds a byte-level BPE definition from GGUF metadata, following llama.cpp's conventions (gguf-py

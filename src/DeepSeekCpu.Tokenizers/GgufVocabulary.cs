@@ -1,4 +1,4 @@
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// The GGUF form of a Hugging Face byte-level BPE vocabulary (llama.cpp gguf-py constants.py Keys.Tokenizer,

@@ -1,8 +1,9 @@
 using System.Buffers;
 using System.Text;
+using DeepSeekCpu.Tokenization;
 using Microsoft.ML.Tokenizers;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// Byte-level BPE tokenizer (GPT-2 family: Qwen2 / R1-Distill, DeepSeek-V3 / R1, Llama 3) with Hugging Face

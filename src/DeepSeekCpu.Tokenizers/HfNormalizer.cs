@@ -1,4 +1,4 @@
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// The subset of Hugging Face normalizers that byte-level BPE tokenizers use: canonical Unicode normalization (NFC,

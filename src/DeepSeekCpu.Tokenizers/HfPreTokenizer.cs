@@ -1,6 +1,6 @@
 using Microsoft.ML.Tokenizers;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// Hugging Face tokenizers' pre-tokenization, as a Microsoft.ML.Tokenizers <see cref="PreTokenizer"/> (which cannot

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// Reads Hugging Face <c>tokenizer.json</c> (format of the <c>tokenizers</c> library, serialized by its serde

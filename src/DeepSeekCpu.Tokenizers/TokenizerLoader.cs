@@ -1,4 +1,4 @@
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>Entry points for loading a model's tokenizer.</summary>
 public static class TokenizerLoader

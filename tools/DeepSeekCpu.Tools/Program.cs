@@ -32,7 +32,7 @@ try
     var s = SyntheticShapes.Get(shape);
     if (layers is int l) s = s with { Layers = l };
     var sw = System.Diagnostics.Stopwatch.StartNew();
-    var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenization.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
+    var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenizers.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
     // OUT ending in .gguf: llama.cpp layout (any type); otherwise a Hugging Face folder (f32/f16/bf16).
     long bytes = output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
         ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta)

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace DeepSeekCpu.Tokenization;
+namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>
 /// Unicode canonical normalization (NFC and NFD) in managed code, following UAX #15 "Unicode Normalization Forms":

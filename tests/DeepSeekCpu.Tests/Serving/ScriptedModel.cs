@@ -1,5 +1,6 @@
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 
 namespace DeepSeekCpu.Tests.Serving;
 

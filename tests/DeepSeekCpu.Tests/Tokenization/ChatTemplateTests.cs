@@ -1,4 +1,5 @@
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.Tokenization;

@@ -1,5 +1,5 @@
 using System.Text;
-using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.Tokenization;

@@ -1,4 +1,4 @@
-using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.Tokenization;

@@ -1,5 +1,6 @@
 using System.Text;
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.Tokenization;

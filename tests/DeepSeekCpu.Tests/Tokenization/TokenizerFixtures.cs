@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 
 namespace DeepSeekCpu.Tests.Tokenization;
 
