@@ -1,3 +1,4 @@
+using DeepSeekCpu.Models;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Tools;
@@ -8,7 +9,24 @@ public sealed record ModelShape(
     bool Tied = false, int Context = 131072,
     // deepseek2 only
     int? QLoraRank = null, int KvLoraRank = 0, int Nope = 0, int Rope = 0, int VDim = 0,
-    int Experts = 0, int SharedExperts = 0, int ExpertFfn = 0, int TopK = 0, int LeadingDense = 0);
+    int Experts = 0, int SharedExperts = 0, int ExpertFfn = 0, int TopK = 0, int LeadingDense = 0)
+{
+    /// <summary>
+    /// The shape as the engine's config, for its GGUF metadata: RMS eps 1e-6; DeepSeek routing as V2-Lite's (softmax,
+    /// greedy top-k over all experts, no normalisation, scale 1).
+    /// </summary>
+    public ModelConfig ToConfig() => new()
+    {
+        Architecture = Arch switch { "llama" => Architecture.Llama, "qwen2" => Architecture.Qwen2, _ => Architecture.DeepSeekV2 },
+        ModelType = Arch,
+        VocabSize = Vocab, HiddenSize = Hidden, IntermediateSize = Ffn, NumLayers = Layers,
+        NumHeads = Heads, NumKvHeads = KvHeads, HeadDim = Arch == "deepseek2" ? Nope + Rope : Hidden / Heads,
+        RmsNormEps = 1e-6f, RopeTheta = RopeTheta, MaxPositionEmbeddings = Context, TieWordEmbeddings = Tied,
+        QLoraRank = QLoraRank, KvLoraRank = KvLoraRank, QkNopeHeadDim = Nope, QkRopeHeadDim = Rope, VHeadDim = VDim,
+        NRoutedExperts = Experts, NSharedExperts = SharedExperts, MoeIntermediateSize = ExpertFfn, NumExpertsPerTok = TopK,
+        FirstKDenseReplace = LeadingDense,
+    };
+}
 
 public static class SyntheticShapes
 {

@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using DeepSeekCpu.Formats;
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Models;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Tools;
 
 /// <summary>
-/// Writes a GGUF with llama.cpp's tensor names and metadata keys (gguf-py constants.py) and random weights.
+/// Writes a GGUF with llama.cpp's tensor names, the engine's GGUF metadata for the shape (GgufExport) and random weights.
 /// Norm weights are 1 and F32 (as llama.cpp keeps them); matrices get uniform values scaled by 1/sqrt(cols) so
 /// activations stay finite through all layers; the router of MoE layers stays F32 like llama.cpp's ffn_gate_inp.
 /// </summary>
@@ -14,27 +15,10 @@ public static class SyntheticWriter
 {
     public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null)
     {
-        var w = new GgufWriter();
-        string a = s.Arch;
-        w.Add("general.architecture", a).Add("general.name", $"synthetic {s.Name}").Add("general.file_type", 0u);
-        w.Add($"{a}.block_count", (uint)s.Layers).Add($"{a}.context_length", (uint)s.Context)
-         .Add($"{a}.embedding_length", (uint)s.Hidden).Add($"{a}.feed_forward_length", (uint)s.Ffn)
-         .Add($"{a}.attention.head_count", (uint)s.Heads).Add($"{a}.attention.head_count_kv", (uint)s.KvHeads)
-         .Add($"{a}.rope.freq_base", (float)s.RopeTheta)
-         .Add($"{a}.attention.layer_norm_rms_epsilon", 1e-6f).Add($"{a}.vocab_size", (uint)s.Vocab);
+        var w = GgufExport.CreateWriter(s.ToConfig(), type, $"synthetic {s.Name}", hasSelectionBias: false, s.Name);
         foreach (var (k, v) in vocabulary ?? []) w.Add(k, v);
+        string a = s.Arch;
         bool ds = a == "deepseek2";
-        if (ds)
-        {
-            w.Add($"{a}.attention.kv_lora_rank", (uint)s.KvLoraRank)
-             .Add($"{a}.attention.key_length", (uint)(s.Nope + s.Rope)).Add($"{a}.attention.value_length", (uint)s.VDim)
-             .Add($"{a}.rope.dimension_count", (uint)s.Rope)
-             .Add($"{a}.leading_dense_block_count", (uint)s.LeadingDense)
-             .Add($"{a}.expert_count", (uint)s.Experts).Add($"{a}.expert_used_count", (uint)s.TopK)
-             .Add($"{a}.expert_shared_count", (uint)s.SharedExperts).Add($"{a}.expert_feed_forward_length", (uint)s.ExpertFfn)
-             .Add($"{a}.expert_weights_scale", 1.0f).Add($"{a}.expert_weights_norm", false).Add($"{a}.expert_gating_func", 1u);
-            if (s.QLoraRank is int q) w.Add($"{a}.attention.q_lora_rank", (uint)q);
-        }
         ulong state = seed | 1;
         void Matrix(string name, int rows, int cols, DType t) => AddMatrix(w, name, rows, cols, t, ref state);
         void Ones(string name, int n) => w.AddTensor(name, DType.F32, [n], MemoryMarshal.AsBytes(Enumerable.Repeat(1f, n).ToArray().AsSpan()).ToArray());
