@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using DeepSeekCpu.Formats;
-using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Platform;
 
 namespace DeepSeekCpu.Bench;
 

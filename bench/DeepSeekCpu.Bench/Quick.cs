@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Platform;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 

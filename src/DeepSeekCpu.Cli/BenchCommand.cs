@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
+using DeepSeekCpu.Platform;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 

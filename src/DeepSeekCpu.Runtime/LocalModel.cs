@@ -55,8 +55,8 @@ public sealed class LocalModel : IDisposable
         }
         // A llama2.c tokenizer.bin on its own, or a checkpoint with one beside it.
         if (IsLlama2cTokenizer(path)) return Llama2cTokenizer.Load(path, 0);
-        var (config, weights) = Llama2cCheckpoint.Open(path);
-        using (weights) return LoadTokenizer(path, format, config, null, null);
+        using var checkpoint = Llama2cCheckpoint.Open(path);
+        return LoadTokenizer(path, format, ModelConfig.FromLlama2c(checkpoint.Header), null, null);
     }
 
     private static bool IsLlama2cTokenizer(string path)

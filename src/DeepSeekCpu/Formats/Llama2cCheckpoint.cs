@@ -1,4 +1,3 @@
-using DeepSeekCpu.Models;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Formats;
@@ -11,11 +10,25 @@ namespace DeepSeekCpu.Formats;
 /// wv [layers, kv_dim, dim], wo [layers, dim, dim], rms_ffn [layers, dim], w1 [layers, hidden, dim],
 /// w2 [layers, dim, hidden], w3 [layers, hidden, dim], rms_final [dim], freq_cis_real/imag [seq_len, head_size/2]
 /// (unused; RoPE is recomputed), wcls [vocab, dim] when not shared. Each matrix is PyTorch's [out, in] row-major.
-/// Tensors are exposed under Hugging Face Llama names. RoPE rotates interleaved pairs (run.c), θ = 10000, eps 1e-5.
+/// Tensors are exposed under Hugging Face Llama names; the header is returned as read (the loader turns it into a
+/// config: RoPE rotates interleaved pairs as in run.c, θ = 10000, eps 1e-5).
 /// </summary>
-public static unsafe class Llama2cCheckpoint
+public sealed unsafe class Llama2cCheckpoint : IDisposable
 {
-    public static (ModelConfig config, ModelWeights weights) Open(string path)
+    /// <summary>The file's memory.</summary>
+    public MappedFile Mapped { get; }
+    public string Path => Mapped.Path;
+    public Llama2cHeader Header { get; }
+    public IReadOnlyDictionary<string, TensorView> Tensors { get; }
+
+    private Llama2cCheckpoint(MappedFile file, Llama2cHeader header, Dictionary<string, TensorView> tensors)
+    {
+        Mapped = file; Header = header; Tensors = tensors;
+    }
+
+    public void Dispose() => Mapped.Dispose();
+
+    public static Llama2cCheckpoint Open(string path)
     {
         var file = MappedFile.Open(path);
         try
@@ -76,27 +89,14 @@ public static unsafe class Llama2cCheckpoint
             if (offset != file.Length)
                 throw ModelFormatException.In(path, $"file has {file.Length} bytes but its header describes {offset} (not a llama2.c v0 checkpoint, or wrong header)");
 
-            var config = new ModelConfig
-            {
-                Architecture = Architecture.Llama,
-                ModelType = "llama2.c",
-                VocabSize = vocab,
-                HiddenSize = dim,
-                IntermediateSize = hidden,
-                NumLayers = layers,
-                NumHeads = heads,
-                NumKvHeads = kvHeads,
-                HeadDim = headSize,
-                RmsNormEps = 1e-5f,
-                RopeTheta = 10000,
-                MaxPositionEmbeddings = seqLen,
-                TieWordEmbeddings = shared,
-                RopeInterleaved = true,
-                BosTokenId = 1,
-                EosTokenIds = [2],
-            };
-            return (config, new ModelWeights(path, tensors, [file]));
+            return new Llama2cCheckpoint(file, new Llama2cHeader(dim, hidden, layers, heads, kvHeads, vocab, seqLen, shared), tensors);
         }
         catch { file.Dispose(); throw; }
     }
 }
+
+/// <summary>
+/// A llama2.c header: <paramref name="VocabSize"/> is the absolute value of the stored vocab_size, whose sign says
+/// whether the classifier is the embedding (<paramref name="SharedClassifier"/>, positive) or stored after it.
+/// </summary>
+public sealed record Llama2cHeader(int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int VocabSize, int SeqLen, bool SharedClassifier);

@@ -1,5 +1,5 @@
 using System.IO.MemoryMappedFiles;
-using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Platform;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Formats;

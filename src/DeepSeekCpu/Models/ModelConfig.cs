@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DeepSeekCpu.Formats;
 
 namespace DeepSeekCpu.Models;
 
@@ -159,6 +160,30 @@ public sealed record ModelConfig
             NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
         };
     }
+
+    /// <summary>
+    /// A llama2.c checkpoint's config (run.c): Llama with RoPE on interleaved pairs, θ = 10000, RMS eps 1e-5, the
+    /// SentencePiece ids BOS 1 and EOS 2.
+    /// </summary>
+    public static ModelConfig FromLlama2c(Llama2cHeader h) => new()
+    {
+        Architecture = Architecture.Llama,
+        ModelType = "llama2.c",
+        VocabSize = h.VocabSize,
+        HiddenSize = h.Dim,
+        IntermediateSize = h.HiddenDim,
+        NumLayers = h.Layers,
+        NumHeads = h.Heads,
+        NumKvHeads = h.KvHeads,
+        HeadDim = h.Dim / h.Heads,
+        RmsNormEps = 1e-5f,
+        RopeTheta = 10000,
+        MaxPositionEmbeddings = h.SeqLen,
+        TieWordEmbeddings = h.SharedClassifier,
+        RopeInterleaved = true,
+        BosTokenId = 1,
+        EosTokenIds = [2],
+    };
 
     /// <summary>Typed, error-reporting access to a JSON object's fields.</summary>
     private readonly struct JsonFields(JsonElement e, string path)

@@ -57,8 +57,8 @@ public static class ModelLoader
             }
             default:
             {
-                var (config, weights) = Llama2cCheckpoint.Open(path);
-                return (config, weights, format, null);
+                var c = Llama2cCheckpoint.Open(path);
+                return (ModelConfig.FromLlama2c(c.Header), new ModelWeights(path, new(c.Tensors), [c]), format, null);
             }
         }
     }

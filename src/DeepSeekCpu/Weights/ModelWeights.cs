@@ -1,8 +1,7 @@
 using System.Text.Json;
 using DeepSeekCpu.Formats;
-using DeepSeekCpu.Weights;
 
-namespace DeepSeekCpu.Models;
+namespace DeepSeekCpu.Weights;
 
 /// <summary>
 /// All tensors of a model by their Hugging Face name, whatever file format they came from (GGUF and llama2.c
@@ -107,11 +106,12 @@ public sealed class ModelWeights : IDisposable
         {
             var files = _owned.Select(o => o switch
                 {
-                    Formats.MappedFile m => m,
-                    Formats.GgufFile g => g.Mapped,
-                    Formats.SafeTensorsFile t => t.Mapped,
+                    MappedFile m => m,
+                    GgufFile g => g.Mapped,
+                    SafeTensorsFile t => t.Mapped,
+                    Llama2cCheckpoint c => c.Mapped,
                     _ => null,
-                }).OfType<Formats.MappedFile>().Where(f => f.HugePageShare != null).ToList();
+                }).OfType<MappedFile>().Where(f => f.HugePageShare != null).ToList();
             if (files.Count == 0) return null;
             return files.Sum(f => f.HugePageShare!.Value * f.Length) / files.Sum(f => (double)f.Length);
         }

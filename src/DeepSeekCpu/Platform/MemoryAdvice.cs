@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using DeepSeekCpu.Weights;
 
-namespace DeepSeekCpu.Kernels;
+namespace DeepSeekCpu.Platform;
 
 /// <summary>
 /// Advice to the operating system about weight memory, through libc's madvise/mlock (an OS call, not native code of

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace DeepSeekCpu.Kernels;
+namespace DeepSeekCpu.Platform;
 
 /// <summary>
 /// A STREAM-like read-bandwidth measurement (the roofline for decoding, which streams every weight once per token):
