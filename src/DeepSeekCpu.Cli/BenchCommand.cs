@@ -24,12 +24,9 @@ public static partial class Commands
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
         string path = a.Req("--model");
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
-        int threads = a.Int("--threads", 0, 0, 1024);
         int batch = a.Int("--batch", 1, 1, 256);
-        WorkerPool.Configure(threads);
-        ApplyMemoryMode(a);
         var load = Stopwatch.StartNew();
-        using var model = ModelLoader.Load(path, QuantTransform(a.Str("--quant")));
+        using var model = ModelLoader.Load(path, a.LoadOptions(QuantTransform(a.Str("--quant"))));
         double loadMs = load.Elapsed.TotalMilliseconds;
         var c = model.Config;
         var rng = new Random(1234);

@@ -1,4 +1,7 @@
 using System.Globalization;
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
@@ -60,6 +63,17 @@ public sealed class CliArgs
             throw new UsageException($"{_command}: option {name} expects a number in [{min}, {max}], got '{s}'");
         return v;
     }
+
+    /// <summary>
+    /// The load options of the model-loading commands: --threads N (0: one per physical core) and --no-mmap (read the
+    /// weights into private memory; see <see cref="WeightMemory"/>), with <paramref name="transform"/> (--quant).
+    /// </summary>
+    public LoadOptions LoadOptions(Func<WeightMatrix, WeightMatrix>? transform = null) => new()
+    {
+        Threads = Int("--threads", 0, 0, 1024),
+        Memory = Has("--no-mmap") ? WeightMemory.Anonymous : WeightMemory.Mmap,
+        MatrixTransform = transform,
+    };
 
     public ulong? ULong(string name)
     {

@@ -93,10 +93,6 @@ public static partial class Commands
         return p;
     }
 
-    /// <summary>--no-mmap: read weights into private memory instead of mapping the file (see WeightMemory).</summary>
-    internal static void ApplyMemoryMode(CliArgs a) =>
-        DeepSeekCpu.Formats.MappedFile.DefaultMemory = a.Has("--no-mmap") ? DeepSeekCpu.Formats.WeightMemory.Anonymous : DeepSeekCpu.Formats.WeightMemory.Mmap;
-
     private static SamplingOptions Sampling(CliArgs a) => new()
     {
         Temperature = a.Float("--temp", 0.6f, 0, 100),
@@ -109,10 +105,8 @@ public static partial class Commands
 
     private static LocalModel LoadModel(CliArgs a, bool allowDefault)
     {
-        ApplyMemoryMode(a);
         string path = a.Str("--model") ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
-        WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
-        return LocalModel.Load(path, a.Str("--tokenizer"), QuantTransform(a.Str("--quant")));
+        return LocalModel.Load(path, a.Str("--tokenizer"), a.LoadOptions(QuantTransform(a.Str("--quant"))));
     }
 
     /// <summary>
@@ -181,8 +175,7 @@ public static partial class Commands
         string path = a.Req("--model");
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");
-        WorkerPool.Configure(a.Int("--threads", 0, 0, 1024));
-        using var model = ModelLoader.Load(path);
+        using var model = ModelLoader.Load(path, a.LoadOptions());
         var config = model.Config;
         foreach (int t in tokens)
             if ((uint)t >= (uint)config.VocabSize) throw new UsageException($"logits: --tokens contains {t}, outside the vocabulary 0..{config.VocabSize - 1}");

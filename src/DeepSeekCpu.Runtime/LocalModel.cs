@@ -2,7 +2,6 @@ using DeepSeekCpu.Formats;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Tokenizers;
-using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu;
 
@@ -23,15 +22,18 @@ public sealed class LocalModel : IDisposable
         Path = path; Model = model; Tokenizer = tokenizer; Format = format;
     }
 
-    /// <summary>Loads a model. <paramref name="transform"/> converts weight matrices at load (e.g. quantization).</summary>
-    public static LocalModel Load(string path, string? tokenizerPath = null, Func<WeightMatrix, WeightMatrix>? transform = null)
+    /// <summary>
+    /// Loads a model and its tokenizer (from <paramref name="tokenizerPath"/> when given: a folder, tokenizer.json or
+    /// llama2.c tokenizer.bin). <paramref name="options"/>: memory mode, threads, conversion of matrices at load.
+    /// </summary>
+    public static LocalModel Load(string path, string? tokenizerPath = null, LoadOptions? options = null)
     {
-        var (config, weights, format, gguf) = ModelLoader.OpenWeights(path);
+        options ??= LoadOptions.Default;
+        var (config, weights, format, gguf) = ModelLoader.OpenWeights(path, options.Memory);
         try
         {
             var tokenizer = LoadTokenizer(path, format, config, gguf, tokenizerPath);
-            weights.MatrixTransform = transform;
-            var model = ModelLoader.Build(config, weights);
+            var model = ModelLoader.Build(config, weights, options);
             return new LocalModel(path, model, tokenizer, format);
         }
         catch { weights.Dispose(); throw; }

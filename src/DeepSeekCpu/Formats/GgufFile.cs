@@ -33,9 +33,9 @@ public sealed unsafe class GgufFile : IDisposable
         _file = file; Version = version; Metadata = meta; Tensors = tensors; TensorOrder = order; DataOffset = dataOffset; Alignment = alignment;
     }
 
-    public static GgufFile Open(string path)
+    public static GgufFile Open(string path, WeightMemory memory = WeightMemory.Mmap)
     {
-        var file = MappedFile.Open(path);
+        var file = MappedFile.Open(path, memory);
         try { return Parse(file); }
         catch { file.Dispose(); throw; }
     }

@@ -28,9 +28,9 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
 
     public void Dispose() => Mapped.Dispose();
 
-    public static Llama2cCheckpoint Open(string path)
+    public static Llama2cCheckpoint Open(string path, WeightMemory memory = WeightMemory.Mmap)
     {
-        var file = MappedFile.Open(path);
+        var file = MappedFile.Open(path, memory);
         try
         {
             if (file.Length < 28) throw ModelFormatException.In(path, $"expected a llama2.c checkpoint with a 28-byte header, but the file has {file.Length} bytes");

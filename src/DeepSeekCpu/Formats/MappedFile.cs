@@ -23,9 +23,6 @@ public enum WeightMemory
 /// </summary>
 public sealed unsafe class MappedFile : IDisposable
 {
-    /// <summary>The mode files are opened with when the caller does not say (set once by front ends: --no-mmap).</summary>
-    public static WeightMemory DefaultMemory { get; set; } = WeightMemory.Mmap;
-
     private MemoryMappedFile? _mmf;
     private MemoryMappedViewAccessor? _view;
     private readonly NativeBuffer? _anonymous;
@@ -102,9 +99,7 @@ public sealed unsafe class MappedFile : IDisposable
         return sizes.Huge > 0 || MemoryAdvice.KernelMakesFileHugePages();
     }
 
-    public static MappedFile Open(string path) => new(path, DefaultMemory);
-
-    public static MappedFile Open(string path, WeightMemory memory) => new(path, memory);
+    public static MappedFile Open(string path, WeightMemory memory = WeightMemory.Mmap) => new(path, memory);
 
     /// <summary>The bytes [offset, offset+length) of the file; checks bounds so a truncated file is reported, not read past.</summary>
     public ReadOnlySpan<byte> Span(long offset, long length)

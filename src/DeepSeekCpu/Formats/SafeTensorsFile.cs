@@ -24,9 +24,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         _file = file; Tensors = tensors; Metadata = metadata;
     }
 
-    public static SafeTensorsFile Open(string path)
+    public static SafeTensorsFile Open(string path, WeightMemory memory = WeightMemory.Mmap)
     {
-        var file = MappedFile.Open(path);
+        var file = MappedFile.Open(path, memory);
         try { return Parse(file); }
         catch { file.Dispose(); throw; }
     }

@@ -1,6 +1,7 @@
 using DeepSeekCpu.Formats;
 using DeepSeekCpu.Models.DeepSeek;
 using DeepSeekCpu.Models.Llama;
+using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Models;
@@ -28,8 +29,8 @@ public static class ModelLoader
         return ModelFormat.Llama2c;
     }
 
-    /// <summary>Reads config and maps weights without building the graph (for `info`).</summary>
-    public static (ModelConfig config, ModelWeights weights, ModelFormat format, GgufFile? gguf) OpenWeights(string path)
+    /// <summary>Reads config and maps weights without building the graph (for `quantize`, and before the tokenizer).</summary>
+    public static (ModelConfig config, ModelWeights weights, ModelFormat format, GgufFile? gguf) OpenWeights(string path, WeightMemory memory = WeightMemory.Mmap)
     {
         var format = Detect(path);
         switch (format)
@@ -37,11 +38,11 @@ public static class ModelLoader
             case ModelFormat.HuggingFace:
             {
                 var config = ModelConfig.FromHfJson(Path.Combine(path, "config.json"));
-                return (config, ModelWeights.OpenSafetensorsFolder(path), format, null);
+                return (config, ModelWeights.OpenSafetensorsFolder(path, memory), format, null);
             }
             case ModelFormat.Gguf:
             {
-                var g = GgufFile.Open(path);
+                var g = GgufFile.Open(path, memory);
                 try
                 {
                     string arch = g.GetString("general.architecture") ?? "";
@@ -57,29 +58,35 @@ public static class ModelLoader
             }
             default:
             {
-                var c = Llama2cCheckpoint.Open(path);
+                var c = Llama2cCheckpoint.Open(path, memory);
                 return (ModelConfig.FromLlama2c(c.Header), new ModelWeights(path, new(c.Tensors), [c]), format, null);
             }
         }
     }
 
-    /// <summary>Builds the graph for an already opened set of weights.</summary>
-    public static ILanguageModel Build(ModelConfig config, ModelWeights weights) => config.Architecture switch
+    /// <summary>
+    /// Builds the graph for an already opened set of weights: sizes the worker pool and sets the matrix conversion
+    /// from <paramref name="options"/> first (building may convert and re-lay-out weights on the pool).
+    /// </summary>
+    public static ILanguageModel Build(ModelConfig config, ModelWeights weights, LoadOptions? options = null)
     {
-        Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights),
-        Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config),
-        _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
-    };
-
-    /// <summary>Opens and builds a model. <paramref name="transform"/> converts matrices at load (e.g. quantize).</summary>
-    public static ILanguageModel Load(string path, Func<WeightMatrix, WeightMatrix>? transform = null)
-    {
-        var (config, weights, _, _) = OpenWeights(path);
-        try
+        options ??= LoadOptions.Default;
+        WorkerPool.Configure(options.Threads);
+        weights.MatrixTransform = options.MatrixTransform;
+        return config.Architecture switch
         {
-            weights.MatrixTransform = transform;
-            return Build(config, weights);
-        }
+            Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights),
+            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config),
+            _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
+        };
+    }
+
+    /// <summary>Opens and builds a model (the tokenizer too: LocalModel.Load in DeepSeekCpu.Runtime).</summary>
+    public static ILanguageModel Load(string path, LoadOptions? options = null)
+    {
+        options ??= LoadOptions.Default;
+        var (config, weights, _, _) = OpenWeights(path, options.Memory);
+        try { return Build(config, weights, options); }
         catch { weights.Dispose(); throw; }
     }
 }

@@ -18,7 +18,7 @@ public sealed class WorkerPool : IDisposable
     private static WorkerPool? _shared;
     private static readonly object SharedLock = new();
 
-    /// <summary>The engine's pool; its size is set once by <see cref="Configure"/> (default: <see cref="DefaultThreads"/>).</summary>
+    /// <summary>The engine's pool; sized at load by LoadOptions.Threads through <see cref="Configure"/> (default: <see cref="DefaultThreads"/>).</summary>
     public static WorkerPool Shared
     {
         get
@@ -59,8 +59,11 @@ public sealed class WorkerPool : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return logical; }
     }
 
-    /// <summary>Replaces the shared pool with one of <paramref name="threads"/> threads (0 or less: <see cref="DefaultThreads"/>).</summary>
-    public static void Configure(int threads)
+    /// <summary>
+    /// Replaces the shared pool with one of <paramref name="threads"/> threads (0 or less: <see cref="DefaultThreads"/>).
+    /// Applications set the count through LoadOptions.Threads (the loader calls this); kernel benchmarks call it directly.
+    /// </summary>
+    internal static void Configure(int threads)
     {
         lock (SharedLock)
         {

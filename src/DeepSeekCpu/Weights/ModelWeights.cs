@@ -128,7 +128,7 @@ public sealed class ModelWeights : IDisposable
     /// Opens a Hugging Face folder's safetensors: model.safetensors, or the shards listed by model.safetensors.index.json
     /// ("weight_map": tensor name → shard file).
     /// </summary>
-    public static ModelWeights OpenSafetensorsFolder(string dir)
+    public static ModelWeights OpenSafetensorsFolder(string dir, WeightMemory memory = WeightMemory.Mmap)
     {
         var files = new List<string>();
         string index = Path.Combine(dir, "model.safetensors.index.json");
@@ -157,7 +157,7 @@ public sealed class ModelWeights : IDisposable
         {
             foreach (var f in files)
             {
-                var st = SafeTensorsFile.Open(f);
+                var st = SafeTensorsFile.Open(f, memory);
                 owned.Add(st);
                 foreach (var (name, t) in st.Tensors)
                     if (!tensors.TryAdd(name, t)) throw new ModelFormatException($"{f}: tensor {name} also appears in another shard");

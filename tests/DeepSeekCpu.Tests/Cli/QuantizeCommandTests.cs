@@ -57,7 +57,7 @@ public class QuantizeCommandTests
         // (4-bit weights of a 32-wide random model lose far more than real models do: ~48% here; a broken
         // conversion gives ~100% or more).
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
-        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), Commands.QuantTransform(type));
+        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), new LoadOptions { MatrixTransform = Commands.QuantTransform(type) });
         var got = Engine.Prefill(m, r.Prompt);
         double rel = Engine.RelativeRms(r.Logits, got);
         Assert.True(rel < maxRelRms, $"--quant {type}: relative RMS error {rel:P1}");

@@ -1,0 +1,26 @@
+using DeepSeekCpu.Formats;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Models;
+
+/// <summary>
+/// How a model is loaded (<see cref="ModelLoader.Load"/>, LocalModel.Load): the settings that used to be process-wide
+/// switches set by front ends before loading. The defaults are what llama.cpp does without options.
+/// </summary>
+public sealed record LoadOptions
+{
+    public static LoadOptions Default { get; } = new();
+
+    /// <summary>How the files are brought into memory: mapped (default) or read into private memory (--no-mmap).</summary>
+    public WeightMemory Memory { get; init; } = WeightMemory.Mmap;
+
+    /// <summary>
+    /// Threads of the engine's worker pool; 0: one per physical core (<see cref="Threading.WorkerPool.DefaultThreads"/>).
+    /// The pool is one per process (ENGINEERING.md), sized by the load: models that run at the same time in one
+    /// process must be loaded with the same count.
+    /// </summary>
+    public int Threads { get; init; }
+
+    /// <summary>Conversion of matrices at load (e.g. --quant q8_0: quantize float weights); null keeps them as stored.</summary>
+    public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }
+}
