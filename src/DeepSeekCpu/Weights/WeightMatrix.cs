@@ -53,16 +53,6 @@ public sealed unsafe class WeightMatrix : IDisposable
         return FromSlice(t, 0, (int)t.Shape[0], (int)t.Shape[1], scaleInv);
     }
 
-    /// <summary>Matrix <paramref name="index"/> of a stacked 3-D tensor [n, rows, cols] (GGUF experts).</summary>
-    public static WeightMatrix FromStacked(TensorView t, int index)
-    {
-        if (t.Rank != 3 || index < 0 || index >= t.Shape[0])
-            throw new ModelFormatException($"{t.File}: tensor {t.Name} has shape {t.ShapeText}, expected a 3-D stack with at least {index + 1} matrices");
-        int rows = (int)t.Shape[1], cols = (int)t.Shape[2];
-        long bytes = t.Type.ByteCount((long)rows * cols);
-        return new WeightMatrix($"{t.Name}[{index}]", t.Type, rows, cols, t.Data + bytes * index);
-    }
-
     private static WeightMatrix FromSlice(TensorView t, int first, int rows, int cols, TensorView? scaleInv)
     {
         float* scales = null;
