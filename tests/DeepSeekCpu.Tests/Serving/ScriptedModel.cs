@@ -1,7 +1,6 @@
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Tokenizers;
-using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Tests.Serving;
 
