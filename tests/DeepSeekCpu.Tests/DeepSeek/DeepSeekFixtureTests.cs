@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek;
 using Xunit;
 
@@ -36,9 +37,20 @@ public class DeepSeekFixtureTests
         return m;
     }
 
+    /// <summary>A DeepSeek model from a Hugging Face folder or a GGUF file, through the loader the CLI uses.</summary>
+    internal static DeepSeekModel Load(string path) => Assert.IsType<DeepSeekModel>(ModelLoader.Load(path));
+
+    /// <summary>A Hugging Face folder with the rope layout overridden (what the loader never does).</summary>
+    internal static DeepSeekModel Load(string dir, bool ropeInterleaved)
+    {
+        var (config, weights, _, _) = ModelLoader.OpenWeights(dir);
+        try { return new DeepSeekModel(weights, config, ropeInterleaved); }
+        catch { weights.Dispose(); throw; }
+    }
+
     internal static DeepSeekModel Open(string variant, MlaMode mode)
     {
-        var m = DeepSeekModel.OpenFolder(variant == "f32" ? FixtureDir : Path.Combine(FixtureDir, variant));
+        var m = Load(variant == "f32" ? FixtureDir : Path.Combine(FixtureDir, variant));
         m.MlaMode = mode;
         return m;
     }
@@ -178,7 +190,7 @@ public class DeepSeekFixtureTests
     public void RotatingHalvesDoesNotMatchTheReference()
     {
         var r = LoadReference();
-        using var m = DeepSeekModel.OpenFolder(FixtureDir, ropeInterleaved: false);
+        using var m = Load(FixtureDir, ropeInterleaved: false);
         var rows = Prefill(m, r.PromptIds);
         Assert.True(MaxAbsDiff(rows[^1], r.Rows[^1]) > 1e-2f);
     }

@@ -64,7 +64,7 @@ public class DeepSeekRandomModelTests
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
         try
         {
-            using var m = DeepSeekModel.OpenFolder(dir);
+            using var m = DeepSeekFixtureTests.Load(dir);
             Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive, MlaMode.Auto })
             {
@@ -103,7 +103,7 @@ public class DeepSeekRandomModelTests
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
         try
         {
-            using var m = DeepSeekModel.OpenFolder(dir);
+            using var m = DeepSeekFixtureTests.Load(dir);
             Assert.Equal(Weights.DType.F8_E4M3, m.Weights.Get("model.layers.0.self_attn.q_a_proj.weight").Type);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })
             {
