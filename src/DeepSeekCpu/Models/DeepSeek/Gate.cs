@@ -25,20 +25,14 @@ internal sealed class Gate
         _experts = c.NRoutedExperts; _topk = c.NumExpertsPerTok;
         _weight = w.Matrix(p + "weight", _experts, c.HiddenSize);
         if (w.Contains(p + "e_score_correction_bias")) _bias = w.Vector(p + "e_score_correction_bias", _experts);
-        _sigmoid = c.ScoringFunc switch
-        {
-            "sigmoid" => true,
-            "softmax" => false,
-            _ => throw new ModelFormatException($"{w.Source}: scoring_func \"{c.ScoringFunc}\" is not supported (expected softmax or sigmoid)"),
-        };
+        _sigmoid = c.ScoringFunc == "sigmoid";
+        if (c.ScoringFunc is not ("sigmoid" or "softmax"))
+            throw new ModelFormatException($"{w.Source}: scoring_func \"{c.ScoringFunc}\" is not supported (expected softmax or sigmoid)");
         _groups = Math.Max(1, c.NGroup); _topkGroups = c.TopkGroup;
         _groupLimit = _groups > 1 && c.TopkMethod != "greedy";
-        _groupTop2Sum = c.TopkMethod switch
-        {
-            "noaux_tc" => true,
-            "group_limited_greedy" or "greedy" => false,
-            _ => throw new ModelFormatException($"{w.Source}: topk_method \"{c.TopkMethod}\" is not supported (expected greedy, group_limited_greedy or noaux_tc)"),
-        };
+        _groupTop2Sum = c.TopkMethod == "noaux_tc";
+        if (c.TopkMethod is not ("noaux_tc" or "group_limited_greedy" or "greedy"))
+            throw new ModelFormatException($"{w.Source}: topk_method \"{c.TopkMethod}\" is not supported (expected greedy, group_limited_greedy or noaux_tc)");
         if (_groupLimit && (_experts % _groups != 0 || _topkGroups < 1 || _topkGroups > _groups))
             throw new ModelFormatException($"{w.Source}: {_experts} experts cannot be split into n_group {_groups} with topk_group {_topkGroups}");
         if (_topk < 1 || _topk > _experts)
