@@ -215,8 +215,8 @@ public class DeepSeekGgufTests
                 var pre = DeepSeekFixtureTests.Prefill(m, r.PromptIds);
                 for (int i = 0; i < r.PromptIds.Length; i++)
                 {
-                    Assert.True(DeepSeekFixtureTests.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"{mode} stepwise row {i}");
-                    Assert.True(DeepSeekFixtureTests.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"{mode} prefill row {i}");
+                    Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"{mode} stepwise row {i}");
+                    Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"{mode} prefill row {i}");
                 }
             }
         }

@@ -43,8 +43,8 @@ public class DeepSeekQuantizeTests
         var step = DeepSeekFixtureTests.Stepwise(m, r.PromptIds);
         for (int i = 0; i < r.PromptIds.Length; i++)
         {
-            Assert.True(DeepSeekFixtureTests.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"prefill row {i}");
-            Assert.True(DeepSeekFixtureTests.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"stepwise row {i}");
+            Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"prefill row {i}");
+            Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"stepwise row {i}");
         }
     }
 

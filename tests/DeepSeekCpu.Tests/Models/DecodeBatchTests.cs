@@ -63,7 +63,7 @@ public class DecodeBatchTests
             {
                 int pos = start[i] + step;
                 Assert.Equal(pos + 1, sessions[i].Position);
-                float diff = DeepSeek.DeepSeekFixtureTests.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
+                double diff = Engine.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
                 Assert.True(diff <= 1e-3f, $"session {i} position {pos}: max |diff| {diff}");
             }
         }
