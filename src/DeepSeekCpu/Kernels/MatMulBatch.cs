@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
@@ -7,7 +9,8 @@ namespace DeepSeekCpu.Kernels;
 /// <see cref="MatMul.Multiply(MatMulBatch)"/>. Decoding issues many small matrices per layer (a token's chosen
 /// experts, q and kv projections of one input, MLA's per-head products); one batch costs one dispatch of the worker
 /// pool for all of them. The caller keeps the batch (nothing is allocated once it has grown) and keeps x_i and y_i
-/// pinned until the call returns.
+/// from moving until the call returns: the span overloads take the address of memory that must already be pinned
+/// (arrays allocated with <c>pinned: true</c>, as the models' pass buffers are, or native memory).
 /// </summary>
 public sealed unsafe class MatMulBatch
 {
@@ -29,6 +32,20 @@ public sealed unsafe class MatMulBatch
 
     /// <summary>Adds y[n, w.Rows] = x[n, w.Cols] · wᵀ; <paramref name="x"/> and <paramref name="y"/> must stay pinned.</summary>
     public void Add(WeightMatrix w, float* x, float* y) => Add(w, x, y, Tokens);
+
+    /// <summary>
+    /// Adds y[tokens, w.Rows] = x[tokens, w.Cols] · wᵀ over pinned memory (see the class remarks); the lengths are
+    /// checked here.
+    /// </summary>
+    public void Add(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        if (x.Length < (long)tokens * w.Cols) throw new ArgumentException($"{w.Name}: input has {x.Length} values, expected {tokens} x {w.Cols}");
+        if (y.Length < (long)tokens * w.Rows) throw new ArgumentException($"{w.Name}: output has {y.Length} values, expected {tokens} x {w.Rows}");
+        Add(w, (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(x)), (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(y)), tokens);
+    }
+
+    /// <summary>As <see cref="Add(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> over <see cref="Tokens"/> tokens.</summary>
+    public void Add(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y) => Add(w, x, y, Tokens);
 
     /// <summary>Adds a product over its own number of tokens (a routed expert over the rows that chose it).</summary>
     public void Add(WeightMatrix w, float* x, float* y, int tokens)

@@ -80,3 +80,27 @@ public sealed class RopeTable
             }
     }
 }
+
+/// <summary>
+/// A model's one rope table, shared by all its sessions and grown (under a lock) when a session needs more positions
+/// than it has; forward passes read <see cref="Current"/> once, and an older table stays valid for the positions it has.
+/// </summary>
+internal sealed class RopeTables(ModelConfig c, int dim)
+{
+    private readonly Lock _lock = new();
+
+    public RopeTable Current { get; private set; } = new(c, dim, Math.Clamp(c.MaxPositionEmbeddings, 1, 4096));
+
+    /// <summary>
+    /// The context a new session gets for <paramref name="contextLength"/> requested tokens: at most
+    /// max_position_embeddings (the table is grown to it); fewer than one token is an error.
+    /// </summary>
+    public int Reserve(int contextLength)
+    {
+        if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), $"context length {contextLength}: a session holds at least one token");
+        contextLength = Math.Min(contextLength, Math.Max(1, c.MaxPositionEmbeddings));
+        lock (_lock)
+            if (Current.MaxPositions < contextLength) Current = new RopeTable(c, dim, contextLength);
+        return contextLength;
+    }
+}

@@ -1,5 +1,8 @@
 using System.Text.Json;
+using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek;
+using DeepSeekCpu.Tests.Models;
+using static DeepSeekCpu.Tests.Models.Engine;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.DeepSeek;
@@ -28,43 +31,32 @@ public class DeepSeekFixtureTests
         return new Reference(prompt, rows, greedy);
     }
 
-    internal static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    /// <summary>A DeepSeek model from a Hugging Face folder or a GGUF file, through the loader the CLI uses.</summary>
+    internal static DeepSeekModel Load(string path) => Assert.IsType<DeepSeekModel>(ModelLoader.Load(path));
+
+    /// <summary>A Hugging Face folder with the rope layout overridden (what the loader never does).</summary>
+    internal static DeepSeekModel Load(string dir, bool ropeInterleaved)
     {
-        Assert.Equal(a.Length, b.Length);
-        float m = 0;
-        for (int i = 0; i < a.Length; i++) m = Math.Max(m, Math.Abs(a[i] - b[i]));
-        return m;
+        var (config, weights, _, _) = ModelLoader.OpenWeights(dir);
+        try { return new DeepSeekModel(weights, config, ropeInterleaved); }
+        catch { weights.Dispose(); throw; }
     }
 
     internal static DeepSeekModel Open(string variant, MlaMode mode)
     {
-        var m = DeepSeekModel.OpenFolder(variant == "f32" ? FixtureDir : Path.Combine(FixtureDir, variant));
+        var m = Load(variant == "f32" ? FixtureDir : Path.Combine(FixtureDir, variant));
         m.MlaMode = mode;
         return m;
     }
 
     /// <summary>Logits after each prompt token, fed one at a time: [n][vocab].</summary>
-    internal static float[][] Stepwise(DeepSeekModel m, int[] tokens)
-    {
-        using var s = m.NewSession(64);
-        var rows = new float[tokens.Length][];
-        for (int i = 0; i < tokens.Length; i++)
-        {
-            rows[i] = new float[m.Config.VocabSize];
-            s.Forward([tokens[i]], rows[i]);
-        }
-        return rows;
-    }
+    internal static float[][] Stepwise(DeepSeekModel m, int[] tokens) => Rows(Engine.Stepwise(m, tokens), m.Config.VocabSize);
 
     /// <summary>Logits of every prompt position from one batched prefill.</summary>
-    internal static float[][] Prefill(DeepSeekModel m, int[] tokens)
-    {
-        using var s = m.NewSession(64);
-        int v = m.Config.VocabSize;
-        var all = new float[tokens.Length * v];
-        s.Forward(tokens, all, allPositions: true);
-        return Enumerable.Range(0, tokens.Length).Select(i => all.AsSpan(i * v, v).ToArray()).ToArray();
-    }
+    internal static float[][] Prefill(DeepSeekModel m, int[] tokens) => Rows(Engine.Prefill(m, tokens), m.Config.VocabSize);
+
+    private static float[][] Rows(float[] all, int vocab) =>
+        Enumerable.Range(0, all.Length / vocab).Select(i => all.AsSpan(i * vocab, vocab).ToArray()).ToArray();
 
     public static TheoryData<string, MlaMode> Variants()
     {
@@ -84,7 +76,7 @@ public class DeepSeekFixtureTests
         var rows = Stepwise(m, r.PromptIds);
         for (int i = 0; i < rows.Length; i++)
         {
-            float d = MaxAbsDiff(rows[i], r.Rows[i]);
+            double d = MaxAbsDiff(rows[i], r.Rows[i]);
             TestContext.Current.TestOutputHelper?.WriteLine($"{variant} {mode} stepwise row {i}: max abs diff {d:E2}");
             Assert.True(d <= 1e-3f, $"row {i}: max abs diff {d}");
         }
@@ -99,7 +91,7 @@ public class DeepSeekFixtureTests
         var rows = Prefill(m, r.PromptIds);
         for (int i = 0; i < rows.Length; i++)
         {
-            float d = MaxAbsDiff(rows[i], r.Rows[i]);
+            double d = MaxAbsDiff(rows[i], r.Rows[i]);
             TestContext.Current.TestOutputHelper?.WriteLine($"{variant} {mode} prefill row {i}: max abs diff {d:E2}");
             Assert.True(d <= 1e-3f, $"row {i}: max abs diff {d}");
         }
@@ -178,7 +170,7 @@ public class DeepSeekFixtureTests
     public void RotatingHalvesDoesNotMatchTheReference()
     {
         var r = LoadReference();
-        using var m = DeepSeekModel.OpenFolder(FixtureDir, ropeInterleaved: false);
+        using var m = Load(FixtureDir, ropeInterleaved: false);
         var rows = Prefill(m, r.PromptIds);
         Assert.True(MaxAbsDiff(rows[^1], r.Rows[^1]) > 1e-2f);
     }

@@ -205,7 +205,7 @@ public class DeepSeekGgufTests
         string path = WriteGguf(FixtureSpec, ReadFixtureTensors(), splitKvB, q8: false);
         try
         {
-            using var m = DeepSeekGguf.Open(path);
+            using var m = DeepSeekFixtureTests.Load(path);
             Assert.Equal("noaux_tc", m.Config.TopkMethod);
             Assert.Equal("sigmoid", m.Config.ScoringFunc);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })
@@ -215,8 +215,8 @@ public class DeepSeekGgufTests
                 var pre = DeepSeekFixtureTests.Prefill(m, r.PromptIds);
                 for (int i = 0; i < r.PromptIds.Length; i++)
                 {
-                    Assert.True(DeepSeekFixtureTests.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"{mode} stepwise row {i}");
-                    Assert.True(DeepSeekFixtureTests.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"{mode} prefill row {i}");
+                    Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"{mode} stepwise row {i}");
+                    Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"{mode} prefill row {i}");
                 }
             }
         }
@@ -246,7 +246,7 @@ public class DeepSeekGgufTests
         try
         {
             var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(DeepSeekRandomModelTests.Prompt);
-            using var m = DeepSeekGguf.Open(path);
+            using var m = DeepSeekFixtureTests.Load(path);
             Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
             Assert.Equal(spec.Layers, m.Config.NumLayers);
             if (q8) Assert.Equal(DType.Q8_0, m.Weights.Get("model.layers.1.mlp.experts.3.gate_proj.weight").Type);

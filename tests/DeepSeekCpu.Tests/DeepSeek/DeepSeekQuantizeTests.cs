@@ -37,14 +37,14 @@ public class DeepSeekQuantizeTests
             Assert.Equal(DType.F32, g.Tensors["blk.1.ffn_gate_inp.weight"].Type);    // the router stays F32
             Assert.True(g.Tensors.ContainsKey("blk.1.exp_probs_b.bias"));
         }
-        using var m = DeepSeekGguf.Open(output);
+        using var m = DeepSeekFixtureTests.Load(output);
         Assert.Equal("noaux_tc", m.Config.TopkMethod);
         var pre = DeepSeekFixtureTests.Prefill(m, r.PromptIds);
         var step = DeepSeekFixtureTests.Stepwise(m, r.PromptIds);
         for (int i = 0; i < r.PromptIds.Length; i++)
         {
-            Assert.True(DeepSeekFixtureTests.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"prefill row {i}");
-            Assert.True(DeepSeekFixtureTests.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"stepwise row {i}");
+            Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(pre[i], r.Rows[i]) <= 1e-3f, $"prefill row {i}");
+            Assert.True(DeepSeekCpu.Tests.Models.Engine.MaxAbsDiff(step[i], r.Rows[i]) <= 1e-3f, $"stepwise row {i}");
         }
     }
 
@@ -74,7 +74,7 @@ public class DeepSeekQuantizeTests
             string output = tmp.File("out.gguf");
             var (code, err) = Quantize(dir, type, output);
             Assert.True(code == 0, err);
-            using var m = DeepSeekGguf.Open(output);
+            using var m = DeepSeekFixtureTests.Load(output);
             Assert.Equal(spec.Layers, m.Config.NumLayers);
             Assert.Equal(0, m.SkippedMtpLayers);                                  // MTP layers are not exported
             var prefill = DeepSeekFixtureTests.Prefill(m, DeepSeekRandomModelTests.Prompt);

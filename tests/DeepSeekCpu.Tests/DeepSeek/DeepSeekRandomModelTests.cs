@@ -54,21 +54,51 @@ public class DeepSeekRandomModelTests
         }
     }
 
+    /// <summary>Relative budget per layer's residual stream (float32 engine against the float64 reference).</summary>
+    private const double LayerTolerance = 1e-4;
+
+    /// <summary>
+    /// The layer-by-layer comparison names the layer where a disagreement starts: with one weight of layer 2 changed
+    /// on the reference's side only, layers 0 and 1 agree and layer 2 is the first that does not.
+    /// </summary>
+    [Fact]
+    public void Layer_comparison_reports_where_a_disagreement_starts()
+    {
+        var spec = V2Grouped;
+        var tensors = TinyDeepSeek.Generate(spec);
+        var values = TinyDeepSeek.ValuesByName(tensors).ToDictionary(kv => kv.Key, kv => kv.Value);
+        var norm = (float[])values["model.layers.2.post_attention_layernorm.weight"].Clone();
+        for (int i = 0; i < norm.Length; i++) norm[i] *= 1.25f;
+        values["model.layers.2.post_attention_layernorm.weight"] = norm;
+        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        try
+        {
+            using var m = DeepSeekFixtureTests.Load(dir);
+            var diffs = LayerComparison.Differences(m, new NaiveDeepSeekReference(spec, values), Prompt);
+            Assert.Equal(spec.Layers, diffs.Length);
+            Assert.Equal(2, LayerComparison.FirstDisagreement(diffs, LayerTolerance));
+            Assert.True(diffs[^1] > 100 * LayerTolerance, $"the change should carry on to the last layer: {diffs[^1]}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Theory]
     [MemberData(nameof(SpecNames))]
     public void MatchesIndependentReference(string name)
     {
         var spec = ByName(name);
         var tensors = TinyDeepSeek.Generate(spec);
-        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(Prompt);
+        var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
+        var expected = reference.Forward(Prompt);
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
         try
         {
-            using var m = DeepSeekModel.OpenFolder(dir);
+            using var m = DeepSeekFixtureTests.Load(dir);
             Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive, MlaMode.Auto })
             {
                 m.MlaMode = mode;
+                LayerComparison.AssertLayersAgree(m, reference, Prompt, LayerTolerance, $"{name} {mode}");
                 AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, Prompt), 1e-3f, $"{name} {mode} stepwise");
                 AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, $"{name} {mode} prefill");
             }
@@ -99,15 +129,17 @@ public class DeepSeekRandomModelTests
             else TinyDeepSeek.ToBf16(t);
         }
         Assert.Contains(tensors, t => t.DType == "F8_E4M3" && t.Shape[1] > 128);
-        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(Prompt);
+        var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
+        var expected = reference.Forward(Prompt);
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
         try
         {
-            using var m = DeepSeekModel.OpenFolder(dir);
+            using var m = DeepSeekFixtureTests.Load(dir);
             Assert.Equal(Weights.DType.F8_E4M3, m.Weights.Get("model.layers.0.self_attn.q_a_proj.weight").Type);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })
             {
                 m.MlaMode = mode;
+                LayerComparison.AssertLayersAgree(m, reference, Prompt, LayerTolerance, $"fp8 {mode}");
                 AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, Prompt), 1e-3f, $"fp8 {mode} stepwise");
                 AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, $"fp8 {mode} prefill");
             }

@@ -139,8 +139,11 @@ public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<strin
         return y;
     }
 
-    /// <summary>Logits [T][vocab] for every position of <paramref name="tokens"/> (positions 0..T-1).</summary>
-    public double[][] Forward(int[] tokens)
+    /// <summary>
+    /// Logits [T][vocab] for every position of <paramref name="tokens"/> (positions 0..T-1);
+    /// <paramref name="afterLayer"/>(layer, x [T][dim]) sees the residual stream after each block.
+    /// </summary>
+    public double[][] Forward(int[] tokens, Action<int, double[][]>? afterLayer = null)
     {
         int T = tokens.Length, D = s.Hidden, H = s.Heads, nope = s.Nope, rope = s.Rope, vd = s.V, kvl = s.KvLoraRank;
         var (freq, mscale) = RopeFrequencies();
@@ -200,6 +203,7 @@ public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<strin
                 var f = s.IsMoeLayer(l) ? Moe(p + "mlp.", h) : Mlp(p + "mlp.", h, s.Intermediate);
                 for (int i = 0; i < D; i++) x[t][i] += f[i];
             }
+            afterLayer?.Invoke(l, x);
         }
         var head = s.Tie ? emb : W("lm_head.weight");
         var logits = new double[T][];

@@ -46,7 +46,7 @@ public class DecodeBatchTests
     public void DeepSeek_sessions_at_different_positions_decode_together_to_deepseeks_reference()
     {
         var r = DeepSeek.DeepSeekFixtureTests.LoadReference();
-        using var m = DeepSeekCpu.Models.DeepSeek.DeepSeekModel.OpenFolder(DeepSeek.DeepSeekFixtureTests.FixtureDir);
+        using var m = DeepSeek.DeepSeekFixtureTests.Load(DeepSeek.DeepSeekFixtureTests.FixtureDir);
         int vocab = m.Config.VocabSize, n = r.PromptIds.Length;
         int[] start = [1, n / 2, n - 3];
         var sessions = start.Select(k =>
@@ -63,7 +63,7 @@ public class DecodeBatchTests
             {
                 int pos = start[i] + step;
                 Assert.Equal(pos + 1, sessions[i].Position);
-                float diff = DeepSeek.DeepSeekFixtureTests.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
+                double diff = Engine.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
                 Assert.True(diff <= 1e-3f, $"session {i} position {pos}: max |diff| {diff}");
             }
         }

@@ -55,18 +55,6 @@ public static class DeepSeekGguf
 
     private static readonly Regex BlockTensor = new(@"^blk\.(\d+)\.(.+)$");
 
-    /// <summary>Opens a deepseek2 GGUF file as a model (the model owns and disposes the file).</summary>
-    public static DeepSeekModel Open(string path)
-    {
-        var f = GgufFile.Open(path);
-        try
-        {
-            var (config, tensors) = FromGguf(f);
-            return new DeepSeekModel(new ModelWeights(path, tensors, [f]), config);
-        }
-        catch { f.Dispose(); throw; }
-    }
-
     /// <summary>The config and the tensors under HF names (views into <paramref name="f"/>'s mapping; keep it open).</summary>
     public static unsafe (ModelConfig, Dictionary<string, TensorView>) FromGguf(GgufFile f)
     {

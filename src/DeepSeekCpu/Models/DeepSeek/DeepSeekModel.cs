@@ -12,13 +12,16 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// are kept as they are (FP8 with block scales, BF16, GGUF quants) and multiplied by <see cref="MatMul"/>.
 /// Multi-token-prediction layers (stored after the main layers) are not loaded.
 /// </summary>
-public sealed class DeepSeekModel : ILanguageModel
+public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
 {
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }
 
-    /// <summary>How attention is computed; sessions copy it when created (Auto: absorbed decoding, naive prefill).</summary>
+    /// <summary>How attention is computed, read at every forward pass (Auto: absorbed decoding, naive prefill).</summary>
     public MlaMode MlaMode { get; set; } = MlaMode.Auto;
+
+    /// <summary>Sees the hidden state after every block (null: nothing is called).</summary>
+    public ILayerObserver? LayerObserver { get; set; }
 
     /// <summary>MTP layers present in the weights (layer index ≥ num_hidden_layers) that were not loaded.</summary>
     public int SkippedMtpLayers { get; }
@@ -31,11 +34,13 @@ public sealed class DeepSeekModel : ILanguageModel
     /// </summary>
     public bool RopeInterleaved { get; }
 
-    internal readonly WeightMatrix Embed;   // [vocab, dim]
-    internal readonly WeightMatrix Head;    // [vocab, dim]
-    internal readonly float[] FinalNorm;    // [dim]
-    internal readonly Block[] Layers;
-    internal readonly int MaxInter;         // widest MLP hidden layer (dense, expert or shared)
+    private readonly WeightMatrix _embed;   // [vocab, dim]
+    private readonly WeightMatrix _head;    // [vocab, dim]
+    private readonly float[] _norm;         // [dim]
+    private readonly Block[] _layers;
+    private readonly RopeTables _rope;      // cos/sin of the rope dims, grown to the longest session
+    private DeepSeekPass? _pass;
+    internal readonly BatchContract<DeepSeekSession> Contract;
 
     /// <summary>Attention, dense and shared MLPs, the router, the head, and num_experts_per_tok routed experts per MoE layer.</summary>
     public long WeightBytesPerToken =>
@@ -47,85 +52,67 @@ public sealed class DeepSeekModel : ILanguageModel
     /// <param name="ropeInterleaved">Override the rope layout (null: the config's, interleaved for DeepSeek).</param>
     public DeepSeekModel(ModelWeights weights, ModelConfig config, bool? ropeInterleaved = null)
     {
-        if (!config.IsMla) throw new ModelFormatException($"{weights.Source}: model_type {config.ModelType} is not a DeepSeek MLA model");
-        if (config.KvLoraRank <= 0 || config.QkRopeHeadDim <= 0 || config.QkNopeHeadDim <= 0 || config.VHeadDim <= 0 || config.QkRopeHeadDim % 2 != 0)
+        var c = config;
+        if (!c.IsMla) throw new ModelFormatException($"{weights.Source}: model_type {c.ModelType} is not a DeepSeek MLA model");
+        if (c.KvLoraRank <= 0 || c.QkRopeHeadDim <= 0 || c.QkNopeHeadDim <= 0 || c.VHeadDim <= 0 || c.QkRopeHeadDim % 2 != 0)
             throw new ModelFormatException($"{weights.Source}: MLA needs kv_lora_rank, qk_nope_head_dim, v_head_dim > 0 and an even qk_rope_head_dim");
-        Config = config; Weights = weights;
-        RopeInterleaved = ropeInterleaved ?? config.RopeInterleaved;
-        int dim = config.HiddenSize;
-        Embed = weights.RawMatrix("model.embed_tokens.weight", config.VocabSize, dim); // looked up by row
-        Head = weights.Matrix(config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", config.VocabSize, dim);
-        FinalNorm = weights.Vector("model.norm.weight", dim);
-        Layers = new Block[config.NumLayers];
-        for (int i = 0; i < config.NumLayers; i++) Layers[i] = new Block(weights, config, i);
-        MaxInter = Math.Max(config.IntermediateSize, Math.Max(config.MoeIntermediateSize, config.NSharedExperts * config.MoeIntermediateSize));
+        Config = c; Weights = weights;
+        RopeInterleaved = ropeInterleaved ?? c.RopeInterleaved;
+        _rope = new RopeTables(c, c.QkRopeHeadDim);
+        // softmax_scale = (nope + rope)^-0.5, times mscale² under YaRN (model.py MLA.__init__)
+        float softmaxScale = (float)(1.0 / Math.Sqrt(c.QkNopeHeadDim + c.QkRopeHeadDim)) * _rope.Current.AttentionScaleFactor;
+        _embed = weights.RawMatrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize); // looked up by row
+        _head = weights.Matrix(c.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", c.VocabSize, c.HiddenSize);
+        _norm = weights.Vector("model.norm.weight", c.HiddenSize);
+        _layers = new Block[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++) _layers[i] = new Block(weights, c, i, softmaxScale, RopeInterleaved);
+        Contract = new BatchContract<DeepSeekSession>(c, DeepSeekSession.MaxBatch, this);
 
-        var mtp = new HashSet<int>();
         var layerName = new Regex(@"^model\.layers\.(\d+)\.");
-        foreach (var name in weights.Tensors.Keys)
-            if (layerName.Match(name) is { Success: true } m && int.Parse(m.Groups[1].Value) >= config.NumLayers)
-                mtp.Add(int.Parse(m.Groups[1].Value));
-        SkippedMtpLayers = mtp.Count;
+        SkippedMtpLayers = weights.Tensors.Keys.Select(name => layerName.Match(name))
+            .Where(m => m.Success && int.Parse(m.Groups[1].Value) >= c.NumLayers).Select(m => m.Groups[1].Value).Distinct().Count();
     }
 
-    /// <summary>Opens a Hugging Face folder (config.json + safetensors, possibly sharded, FP8 or BF16).</summary>
-    public static DeepSeekModel OpenFolder(string dir, bool? ropeInterleaved = null)
-    {
-        var config = ModelConfig.FromHfJson(Path.Combine(dir, "config.json"));
-        var weights = ModelWeights.OpenSafetensorsFolder(dir);
-        try { return new DeepSeekModel(weights, config, ropeInterleaved); }
-        catch { weights.Dispose(); throw; }
-    }
-
-    public IModelSession NewSession(int contextLength) => new DeepSeekSession(this, contextLength);
-
-    private DeepSeekSession? _decodeScratch;
-    private DeepSeekSession[] _rows = [];
-    private int[] _positions = [];
-    private DeepSeekScratch? _scratch;
-
-    /// <summary>Forward-pass buffers shared by all sessions (created with the first session).</summary>
-    internal DeepSeekScratch Scratch
-    {
-        get { lock (this) return _scratch ??= new DeepSeekScratch(this); }
-    }
+    /// <summary>A new sequence of up to <paramref name="contextLength"/> tokens (at most max_position_embeddings).</summary>
+    public IModelSession NewSession(int contextLength) =>
+        new DeepSeekSession(this, _rope.Reserve(contextLength));
 
     /// <summary>
-    /// One decoding step for several sequences at once (continuous batching): row i feeds tokens[i] to sessions[i] at
-    /// its own position and gets its logits in row i of <paramref name="logits"/> [n, vocab]. Attention projections,
-    /// the shared experts and the head read their weights once for all rows; the routed experts once per expert over
-    /// the rows that chose it; attention runs absorbed over each row's own latent cache.
+    /// One decoding step for several sequences at once (continuous batching): attention projections, the shared
+    /// experts and the head read their weights once for all rows; the routed experts once per expert over the rows that
+    /// chose it; attention runs absorbed over each row's own latent cache.
     /// </summary>
-    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits) =>
+        Contract.DecodeBatch(sessions, tokens, logits);
+
+    /// <summary>model.py Transformer.forward: embed, the blocks, the final norm and the head (for the rows asked for).</summary>
+    void IForwardPass<DeepSeekSession>.Run(BatchRows<DeepSeekSession> rows, ReadOnlySpan<int> tokens, Span<float> logits, int firstLogitRow)
     {
-        int n = sessions.Count, vocab = Config.VocabSize;
-        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} sessions");
-        if (logits.Length < (long)n * vocab) throw new ArgumentException("logits buffer too small");
-        lock (this)
+        int n = rows.Count, dim = Config.HiddenSize;
+        var p = _pass is { } b && b.Rows >= n ? b : (_pass = new DeepSeekPass(Config, Math.Min(DeepSeekSession.MaxBatch, Math.Max(n, 2 * (_pass?.Rows ?? 0)))));
+        var x = p.X.AsSpan(0, n * dim);                              // [n, dim]
+        for (int t = 0; t < n; t++) Dequantize.RowOf(_embed, tokens[t], x.Slice(t * dim, dim));
+        var rope = _rope.Current;
+        bool expand = MlaPlan.Expands(MlaMode, rows, Config);
+        for (int l = 0; l < _layers.Length; l++)
         {
-            var scratch = _decodeScratch ??= new DeepSeekSession(this, 1);   // buffers only; rows use their own caches
-            for (int done = 0; done < n; done += DeepSeekSession.MaxBatch)
-            {
-                int m = Math.Min(DeepSeekSession.MaxBatch, n - done);
-                if (_rows.Length < m) { _rows = new DeepSeekSession[m]; _positions = new int[m]; }    // grown, then reused
-                var rows = _rows;
-                var positions = _positions;
-                for (int i = 0; i < m; i++)
-                {
-                    var s = sessions[done + i] as DeepSeekSession ?? throw new ArgumentException("a session of another model");
-                    if (s.Position + 1 > s.ContextLength) throw new InvalidOperationException($"context full: session {done + i} holds {s.Position} of {s.ContextLength} tokens");
-                    if ((uint)tokens[done + i] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[done + i]} is outside the vocabulary (0..{vocab - 1})");
-                    if (Array.IndexOf(rows, s, 0, i) >= 0) throw new ArgumentException("a session appears twice in one batch");
-                    rows[i] = s; positions[i] = s.Position;
-                }
-                scratch.DecodeRows(rows, positions, tokens.Slice(done, m), logits.Slice(done * vocab, m * vocab));
-                for (int i = 0; i < m; i++) rows[i].Advance(1);
-                Array.Clear(rows, 0, m);
-            }
+            _layers[l].Forward(p, rows, rope, expand, x);
+            LayerObserver?.AfterBlock(l, x, n);
         }
+        int m = n - firstLogitRow;
+        if (m == 0) return;
+        var h = p.Normed.AsSpan(0, m * dim);                         // [m, dim]
+        Ops.RmsNormRows(x[(firstLogitRow * dim)..], _norm, h, m, dim, Config.RmsNormEps);
+        MatMul.Multiply(_head, h, logits[..(m * Config.VocabSize)], m);
     }
 
     public void Dispose() => Weights.Dispose();
+}
+
+/// <summary>A block's feed-forward half: a dense MLP or a mixture of experts. y[n, dim] = FFN(x[n, dim]).</summary>
+internal interface IFeedForward
+{
+    void Forward(DeepSeekPass p, ReadOnlySpan<float> x, Span<float> y, int n);
 }
 
 /// <summary>One transformer block (model.py class Block): attention and feed-forward, each behind an RMSNorm and a residual.</summary>
@@ -137,23 +124,27 @@ internal sealed class Block
     private readonly int _layer, _dim;
     private readonly float _eps;
 
-    public Block(ModelWeights w, ModelConfig c, int layer)
+    public Block(ModelWeights w, ModelConfig c, int layer, float softmaxScale, bool ropeInterleaved)
     {
         _layer = layer; _dim = c.HiddenSize; _eps = c.RmsNormEps;
         string p = $"model.layers.{layer}.";
         _attnNorm = w.Vector(p + "input_layernorm.weight", _dim);
         _ffnNorm = w.Vector(p + "post_attention_layernorm.weight", _dim);
-        _attn = new MLA(w, c, p + "self_attn.");
+        _attn = new MLA(new MlaWeights(w, c, p + "self_attn."), c, softmaxScale, ropeInterleaved);
         _ffn = c.IsMoeLayer(layer) ? new MoE(w, c, p + "mlp.") : new MLP(w, p + "mlp.", _dim, c.IntermediateSize);
     }
 
-    /// <summary>x[n, dim] += attn(attn_norm(x)); x += ffn(ffn_norm(x)) for n tokens at positions [start, start+n).</summary>
-    public void Forward(DeepSeekSession s, Span<float> x, int n, int start)
+    /// <summary>x[n, dim] += attn(attn_norm(x)); x += ffn(ffn_norm(x)), each row at its own position.</summary>
+    public void Forward(DeepSeekPass p, BatchRows<DeepSeekSession> rows, RopeTable rope, bool expand, Span<float> x)
     {
-        var h = s.Normed.AsSpan(0, n * _dim);   // [n, dim]
-        var o = s.Out.AsSpan(0, n * _dim);      // [n, dim]
-        var xs = x[..(n * _dim)];
-        Ops.RmsNormRows(xs, _attnNorm, h, n, _dim, _eps); _attn.Forward(s, _layer, h, o, n, start); TensorPrimitives.Add(xs, o, xs);
-        Ops.RmsNormRows(xs, _ffnNorm, h, n, _dim, _eps); _ffn.Forward(s, h, o, n); TensorPrimitives.Add(xs, o, xs);
+        int n = rows.Count;
+        var h = p.Normed.AsSpan(0, n * _dim);                        // [n, dim]
+        var o = p.Out.AsSpan(0, n * _dim);                           // [n, dim]
+        Ops.RmsNormRows(x, _attnNorm, h, n, _dim, _eps);
+        _attn.Forward(p, rows, _layer, rope, expand, h, o);
+        TensorPrimitives.Add(x, o, x);
+        Ops.RmsNormRows(x, _ffnNorm, h, n, _dim, _eps);
+        _ffn.Forward(p, h, o, n);
+        TensorPrimitives.Add(x, o, x);
     }
 }

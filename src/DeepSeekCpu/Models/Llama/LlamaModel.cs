@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using DeepSeekCpu.Kernels;
-using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Models.Llama;
@@ -9,281 +8,160 @@ namespace DeepSeekCpu.Models.Llama;
 /// The Llama / Qwen2 decoder (the R1 distills and the llama2.c demo model): pre-norm blocks of grouped-query
 /// attention with RoPE and a SwiGLU MLP. Qwen2 adds biases to q/k/v. Weights are read by Hugging Face name.
 /// </summary>
-public sealed class LlamaModel : ILanguageModel
+public sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
 {
+    /// <summary>Rows per forward pass (bounds the pass buffers; the front ends feed prompts in chunks of this size).</summary>
+    internal const int MaxBatch = 512;
+
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }
-    internal readonly WeightMatrix Embedding;     // [vocab, hidden]
-    internal readonly Block[] Layers;
-    internal readonly float[] FinalNorm;          // [hidden]
-    internal readonly WeightMatrix Output;        // [vocab, hidden]
-    /// <summary>cos/sin tables, grown to the longest session's context (the full 128K table would be 64 MB).</summary>
-    internal RopeTable Rope { get; private set; }
-    private readonly object _ropeLock = new();
 
-    internal sealed class Block
-    {
-        public required float[] AttnNorm, MlpNorm;                  // [hidden]
-        public required WeightMatrix Wq, Wk, Wv, Wo;                 // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
-        public float[]? Bq, Bk, Bv;                                  // Qwen2 biases
-        public required WeightMatrix Gate, Up, Down;                 // [ffn, hidden] x2, [hidden, ffn]
-    }
+    /// <summary>Sees the hidden state after every block (null: nothing is called).</summary>
+    public ILayerObserver? LayerObserver { get; set; }
+
+    private readonly WeightMatrix _embedding;     // [vocab, hidden]
+    private readonly LlamaBlock[] _layers;
+    private readonly float[] _norm;               // [hidden]
+    private readonly WeightMatrix _output;        // [vocab, hidden]
+    private readonly string _headName;
+    private readonly RopeTables _rope;            // cos/sin per position, grown to the longest session's context
+    private LlamaPass? _pass;
+    internal readonly BatchContract<LlamaSession> Contract;
 
     public LlamaModel(ModelConfig c, ModelWeights w)
     {
         Config = c; Weights = w;
-        int hd = c.HeadDim, q = c.NumHeads * hd, kv = c.NumKvHeads * hd;
         if (c.NumHeads % c.NumKvHeads != 0)
             throw new ModelFormatException($"{w.Source}: num_attention_heads {c.NumHeads} is not a multiple of num_key_value_heads {c.NumKvHeads}");
         var emb = w.Get("model.embed_tokens.weight");
         if (emb.Rank != 2 || emb.Shape[0] != c.VocabSize || emb.Shape[1] != c.HiddenSize)
             throw new ModelFormatException($"{emb.File}: tensor model.embed_tokens.weight has shape {emb.ShapeText}, expected [{c.VocabSize}, {c.HiddenSize}]");
-        Embedding = w.RawMatrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize); // looked up row by row
-        Layers = new Block[c.NumLayers];
-        for (int i = 0; i < c.NumLayers; i++)
-        {
-            string p = $"model.layers.{i}.";
-            Layers[i] = new Block
-            {
-                AttnNorm = w.Vector(p + "input_layernorm.weight", c.HiddenSize),
-                MlpNorm = w.Vector(p + "post_attention_layernorm.weight", c.HiddenSize),
-                Wq = w.Matrix(p + "self_attn.q_proj.weight", q, c.HiddenSize),
-                Wk = w.Matrix(p + "self_attn.k_proj.weight", kv, c.HiddenSize),
-                Wv = w.Matrix(p + "self_attn.v_proj.weight", kv, c.HiddenSize),
-                Wo = w.Matrix(p + "self_attn.o_proj.weight", c.HiddenSize, q),
-                Bq = c.AttentionBias ? w.Vector(p + "self_attn.q_proj.bias", q) : null,
-                Bk = c.AttentionBias ? w.Vector(p + "self_attn.k_proj.bias", kv) : null,
-                Bv = c.AttentionBias ? w.Vector(p + "self_attn.v_proj.bias", kv) : null,
-                Gate = w.Matrix(p + "mlp.gate_proj.weight", c.IntermediateSize, c.HiddenSize),
-                Up = w.Matrix(p + "mlp.up_proj.weight", c.IntermediateSize, c.HiddenSize),
-                Down = w.Matrix(p + "mlp.down_proj.weight", c.HiddenSize, c.IntermediateSize),
-            };
-        }
-        FinalNorm = w.Vector("model.norm.weight", c.HiddenSize);
+        _embedding = w.RawMatrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize); // looked up row by row
+        _layers = new LlamaBlock[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++) _layers[i] = new LlamaBlock(w, c, i);
+        _norm = w.Vector("model.norm.weight", c.HiddenSize);
         _headName = c.TieWordEmbeddings || !w.Contains("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
-        Output = w.Matrix(_headName, c.VocabSize, c.HiddenSize);
-        Rope = new RopeTable(c, hd, Math.Min(c.MaxPositionEmbeddings, 4096));
+        _output = w.Matrix(_headName, c.VocabSize, c.HiddenSize);
+        _rope = new RopeTables(c, c.HeadDim);
+        Contract = new BatchContract<LlamaSession>(c, MaxBatch, this);
     }
 
     public long WeightBytesPerToken => Weights.BytesPerToken(_headName);
-    private readonly string _headName;
 
     public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * sizeof(float);
 
-    public IModelSession NewSession(int contextLength)
-    {
-        if (contextLength <= 0 || contextLength > Config.MaxPositionEmbeddings) contextLength = Config.MaxPositionEmbeddings;
-        lock (_ropeLock) if (Rope.MaxPositions < contextLength) Rope = new RopeTable(Config, Config.HeadDim, contextLength);
-        return new LlamaSession(this, contextLength);
-    }
-
-    /// <summary>Scratch of forward passes (one at a time, under its lock), shared by every session.</summary>
-    internal readonly LlamaBatch Scratch = new();
+    /// <summary>A new sequence of up to <paramref name="contextLength"/> tokens (at most max_position_embeddings).</summary>
+    public IModelSession NewSession(int contextLength) => new LlamaSession(this, _rope.Reserve(contextLength));
 
     /// <summary>
-    /// One decoding step for several sequences at once: row i feeds tokens[i] to sessions[i] (each at its own
-    /// position) and gets its logits in row i of <paramref name="logits"/> [n, vocab]. The weights are read once for
-    /// all rows, so n sequences cost about what one does while decoding is memory-bound.
+    /// One decoding step for several sequences at once: the weights are read once for all rows, so n sequences cost
+    /// about what one does while decoding is memory-bound.
     /// </summary>
-    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    public void DecodeBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits) =>
+        Contract.DecodeBatch(sessions, tokens, logits);
+
+    /// <summary>Embed, the blocks, the final norm and the output head (for the rows asked for).</summary>
+    void IForwardPass<LlamaSession>.Run(BatchRows<LlamaSession> rows, ReadOnlySpan<int> tokens, Span<float> logits, int firstLogitRow)
     {
-        int n = sessions.Count;
-        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for {n} sessions");
-        if (logits.Length < (long)n * Config.VocabSize) throw new ArgumentException("logits buffer too small");
-        if (n == 0) return;
-        lock (Scratch)
+        int n = rows.Count, dim = Config.HiddenSize;
+        var p = _pass is { } b && b.Rows >= n ? b : (_pass = new LlamaPass(Config, Math.Min(MaxBatch, Math.Max(n, 2 * (_pass?.Rows ?? 0)))));
+        var x = p.X.AsSpan(0, n * dim);                              // [n, dim]
+        for (int t = 0; t < n; t++) Dequantize.RowOf(_embedding, tokens[t], x.Slice(t * dim, dim));
+        var rope = _rope.Current;
+        for (int l = 0; l < _layers.Length; l++)
         {
-            var b = Scratch;
-            b.Reserve(Config, n);
-            for (int i = 0; i < n; i++)
-            {
-                var s = sessions[i] as LlamaSession ?? throw new ArgumentException("a session of another model");
-                if (s.Position + 1 > s.ContextLength) throw new InvalidOperationException($"context full: session {i} holds {s.Position} of {s.ContextLength} tokens");
-                for (int j = 0; j < i; j++)
-                    if (ReferenceEquals(b.Sessions[j], s)) throw new ArgumentException("a session appears twice in one batch");
-                b.Sessions[i] = s; b.Positions[i] = s.Position;
-            }
-            LlamaSession.Run(this, b, tokens, logits, 0);
-            for (int i = 0; i < n; i++) b.Sessions[i].Position++;
-            Array.Clear(b.Sessions);
+            _layers[l].Forward(p, rows, l, rope, x);
+            LayerObserver?.AfterBlock(l, x, n);
         }
+        int m = n - firstLogitRow;
+        if (m == 0) return;
+        var h = p.Xb.AsSpan(0, m * dim);                             // [m, dim]
+        Ops.RmsNormRows(x[(firstLogitRow * dim)..], _norm, h, m, dim, Config.RmsNormEps);
+        MatMul.Multiply(_output, h, logits[..(m * Config.VocabSize)], m);
     }
 
     public void Dispose() => Weights.Dispose();
 }
 
-/// <summary>
-/// Scratch for one forward pass over n rows, and which sequence and position each row is: rows of one session at
-/// consecutive positions (a prompt), or one row per session (a batched decoding step).
-/// </summary>
-internal sealed class LlamaBatch
+/// <summary>One pre-norm block: x += Wo · attn(RMSNorm(x)); x += Down · (silu(Gate · h) * (Up · h)), h = RMSNorm(x).</summary>
+internal sealed class LlamaBlock
 {
-    private int _capacity;
-    public float[] X = [], Xb = [], Q = [], K = [], V = [], Att = [], O = [], G = [], U = [];
-    public LlamaSession[] Sessions = [];
-    public int[] Positions = [];
-    public readonly MatMulBatch Products = new();
-    public readonly LlamaSession.AttentionJob Attention = new();
+    private readonly float[] _attnNorm, _mlpNorm;                     // [hidden]
+    private readonly WeightMatrix _wq, _wk, _wv, _wo;                 // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
+    private readonly float[]? _bq, _bk, _bv;                          // Qwen2 biases
+    private readonly WeightMatrix _gate, _up, _down;                  // [ffn, hidden] x2, [hidden, ffn]
+    private readonly int _dim, _heads, _kvHeads, _hd, _ffn;
+    private readonly float _eps;
+    private readonly bool _interleaved;
 
-    public void Reserve(ModelConfig c, int n)
+    public LlamaBlock(ModelWeights w, ModelConfig c, int layer)
     {
-        if (n <= _capacity) return;
-        X = new float[n * c.HiddenSize]; Xb = new float[n * c.HiddenSize]; O = new float[n * c.HiddenSize];
-        Q = new float[n * c.NumHeads * c.HeadDim]; Att = new float[n * c.NumHeads * c.HeadDim];
-        K = new float[n * c.NumKvHeads * c.HeadDim]; V = new float[n * c.NumKvHeads * c.HeadDim];
-        G = new float[n * c.IntermediateSize]; U = new float[n * c.IntermediateSize];
-        Sessions = new LlamaSession[n]; Positions = new int[n];
-        _capacity = n;
-    }
-}
-
-/// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V).</summary>
-internal sealed unsafe class LlamaSession : IModelSession
-{
-    private readonly LlamaModel _m;
-    internal readonly float[][] KCache, VCache;   // per layer: [ctx, kv*hd]
-
-    public int Position { get; internal set; }
-    public int ContextLength { get; }
-
-    public LlamaSession(LlamaModel m, int ctx)
-    {
-        _m = m; ContextLength = ctx;
-        int kv = m.Config.NumKvHeads * m.Config.HeadDim;
-        KCache = new float[m.Config.NumLayers][];
-        VCache = new float[m.Config.NumLayers][];
-        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new float[(long)ctx * kv]; VCache[l] = new float[(long)ctx * kv]; }
-    }
-
-    public void Truncate(int position) => Position = Math.Clamp(position, 0, Position);
-
-    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
-    {
-        var c = _m.Config;
-        int n = tokens.Length;
-        if (n == 0) return;
-        if (Position + n > ContextLength)
-            throw new InvalidOperationException($"context full: {Position} + {n} tokens exceed the context length {ContextLength}");
-        if (logits.Length < (allPositions ? n : 1) * c.VocabSize) throw new ArgumentException("logits buffer too small");
-        // The scratch of a forward pass belongs to the model, not the session: passes run one at a time anyway (they
-        // share the worker pool), and a server's slots would otherwise each keep hundreds of MB of prompt scratch.
-        lock (_m.Scratch)
+        _dim = c.HiddenSize; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _hd = c.HeadDim; _ffn = c.IntermediateSize;
+        _eps = c.RmsNormEps; _interleaved = c.RopeInterleaved;
+        int q = _heads * _hd, kv = _kvHeads * _hd;
+        string p = $"model.layers.{layer}.";
+        _attnNorm = w.Vector(p + "input_layernorm.weight", _dim);
+        _mlpNorm = w.Vector(p + "post_attention_layernorm.weight", _dim);
+        _wq = w.Matrix(p + "self_attn.q_proj.weight", q, _dim);
+        _wk = w.Matrix(p + "self_attn.k_proj.weight", kv, _dim);
+        _wv = w.Matrix(p + "self_attn.v_proj.weight", kv, _dim);
+        _wo = w.Matrix(p + "self_attn.o_proj.weight", _dim, q);
+        if (c.AttentionBias)
         {
-            var b = _m.Scratch;
-            b.Reserve(c, n);
-            for (int t = 0; t < n; t++) { b.Sessions[t] = this; b.Positions[t] = Position + t; }
-            Run(_m, b, tokens, logits, allPositions ? 0 : n - 1);
-            Array.Clear(b.Sessions, 0, n);
+            _bq = w.Vector(p + "self_attn.q_proj.bias", q);
+            _bk = w.Vector(p + "self_attn.k_proj.bias", kv);
+            _bv = w.Vector(p + "self_attn.v_proj.bias", kv);
         }
-        Position += n;
+        _gate = w.Matrix(p + "mlp.gate_proj.weight", _ffn, _dim);
+        _up = w.Matrix(p + "mlp.up_proj.weight", _ffn, _dim);
+        _down = w.Matrix(p + "mlp.down_proj.weight", _dim, _ffn);
     }
 
-    /// <summary>
-    /// One forward pass over the rows of <paramref name="b"/> (its Sessions and Positions set for the n tokens):
-    /// every matrix product runs once over all rows (one weight read for the whole batch while decoding), RoPE,
-    /// cache writes and attention per row against its own session's cache. Logits for rows from
-    /// <paramref name="firstLogitRow"/> on, [n - firstLogitRow, vocab].
-    /// </summary>
-    internal static void Run(LlamaModel m, LlamaBatch b, ReadOnlySpan<int> tokens, Span<float> logits, int firstLogitRow)
+    /// <summary>x[n, dim] through the block, each row at its own position, appending k and v to its session's cache.</summary>
+    public void Forward(LlamaPass p, BatchRows<LlamaSession> rows, int layer, RopeTable rope, Span<float> x)
     {
-        var c = m.Config;
-        int n = tokens.Length, dim = c.HiddenSize, hd = c.HeadDim;
-        int qDim = c.NumHeads * hd, kvDim = c.NumKvHeads * hd, ffn = c.IntermediateSize;
+        int n = rows.Count, qDim = _heads * _hd, kvDim = _kvHeads * _hd;
+        var h = p.Xb.AsSpan(0, n * _dim);                            // [n, dim]
+        var o = p.O.AsSpan(0, n * _dim);                             // [n, dim]
+        var q = p.Q.AsSpan(0, n * qDim);                             // [n, heads, hd]
+        var k = p.K.AsSpan(0, n * kvDim);                            // [n, kv heads, hd]
+        var v = p.V.AsSpan(0, n * kvDim);                            // [n, kv heads, hd]
 
-        // x [n, dim] = embedding rows
+        // --- attention: x += Wo · attn(RMSNorm(x)) ---
+        Ops.RmsNormRows(x, _attnNorm, h, n, _dim, _eps);
+        var b = p.Batch;
+        b.Clear(n);                                                  // one dispatch while decoding
+        b.Add(_wq, h, q);
+        b.Add(_wk, h, k);
+        b.Add(_wv, h, v);
+        MatMul.Multiply(b);
         for (int t = 0; t < n; t++)
         {
-            if ((uint)tokens[t] >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} is outside the vocabulary (0..{c.VocabSize - 1})");
-            Dequantize.RowOf(m.Embedding, tokens[t], b.X.AsSpan(t * dim, dim));
+            var qt = q.Slice(t * qDim, qDim); var kt = k.Slice(t * kvDim, kvDim); var vt = v.Slice(t * kvDim, kvDim);
+            if (_bq != null) { TensorPrimitives.Add(qt, _bq, qt); TensorPrimitives.Add(kt, _bk!, kt); TensorPrimitives.Add(vt, _bv!, vt); }
+            int pos = rows.Positions[t];
+            var cos = rope.Cos(pos); var sin = rope.Sin(pos);
+            for (int i = 0; i < _heads; i++) Ops.Rope(qt.Slice(i * _hd, _hd), cos, sin, _interleaved);
+            for (int i = 0; i < _kvHeads; i++) Ops.Rope(kt.Slice(i * _hd, _hd), cos, sin, _interleaved);
+            kt.CopyTo(rows.Sessions[t].KCache[layer].AsSpan(pos * kvDim, kvDim));
+            vt.CopyTo(rows.Sessions[t].VCache[layer].AsSpan(pos * kvDim, kvDim));
         }
+        var keys = rows.Caches(layer, static (s, l) => s.KCache[l], 0);     // per row [ctx, kv heads, hd]
+        var values = rows.Caches(layer, static (s, l) => s.VCache[l], 1);
+        Attention.Causal(p.Q, p.Att, n, _heads, _kvHeads, _hd, _hd, keys, values, kvDim, kvDim, rows.Positions, 1f / MathF.Sqrt(_hd));
+        MatMul.Multiply(_wo, p.Att.AsSpan(0, n * qDim), o, n);
+        TensorPrimitives.Add(x, o, x);
 
-        for (int l = 0; l < c.NumLayers; l++)
-        {
-            var blk = m.Layers[l];
-            // --- attention: x = x + Wo · attn(RMSNorm(x)) ---
-            Ops.RmsNormRows(b.X, blk.AttnNorm, b.Xb, n, dim, c.RmsNormEps);
-            fixed (float* xb = b.Xb, q = b.Q, kk = b.K, vv = b.V)
-            {
-                b.Products.Clear(n);                                 // one dispatch while decoding
-                b.Products.Add(blk.Wq, xb, q);                       // [n, heads*hd]
-                b.Products.Add(blk.Wk, xb, kk);                      // [n, kv*hd]
-                b.Products.Add(blk.Wv, xb, vv);                      // [n, kv*hd]
-                MatMul.Multiply(b.Products);
-            }
-            for (int t = 0; t < n; t++)
-            {
-                var q = b.Q.AsSpan(t * qDim, qDim);
-                var k = b.K.AsSpan(t * kvDim, kvDim);
-                var v = b.V.AsSpan(t * kvDim, kvDim);
-                if (blk.Bq != null) { TensorPrimitives.Add(q, blk.Bq, q); TensorPrimitives.Add(k, blk.Bk!, k); TensorPrimitives.Add(v, blk.Bv!, v); }
-                int pos = b.Positions[t];
-                var cos = m.Rope.Cos(pos); var sin = m.Rope.Sin(pos);
-                for (int h = 0; h < c.NumHeads; h++) Ops.Rope(q.Slice(h * hd, hd), cos, sin, c.RopeInterleaved);
-                for (int h = 0; h < c.NumKvHeads; h++) Ops.Rope(k.Slice(h * hd, hd), cos, sin, c.RopeInterleaved);
-                k.CopyTo(b.Sessions[t].KCache[l].AsSpan(pos * kvDim, kvDim));
-                v.CopyTo(b.Sessions[t].VCache[l].AsSpan(pos * kvDim, kvDim));
-            }
-            b.Attention.Set(c, b, l);
-            WorkerPool.Shared.Run(b.Attention, n * (c.NumHeads / b.Attention.HeadsPerItem));
-            MatMul.Multiply(blk.Wo, b.Att, b.O, n);                  // [n, dim]
-            TensorPrimitives.Add(b.X.AsSpan(0, n * dim), b.O.AsSpan(0, n * dim), b.X.AsSpan(0, n * dim));
-
-            // --- MLP: x = x + Down · (silu(Gate · h) * (Up · h)), h = RMSNorm(x) ---
-            Ops.RmsNormRows(b.X, blk.MlpNorm, b.Xb, n, dim, c.RmsNormEps);
-            fixed (float* xb = b.Xb, g = b.G, u = b.U)
-            {
-                b.Products.Clear(n);
-                b.Products.Add(blk.Gate, xb, g);                     // [n, ffn]
-                b.Products.Add(blk.Up, xb, u);                       // [n, ffn]
-                MatMul.Multiply(b.Products);
-            }
-            Ops.SwiGlu(b.G.AsSpan(0, n * ffn), b.U.AsSpan(0, n * ffn));
-            MatMul.Multiply(blk.Down, b.G, b.O, n);                  // [n, dim]
-            TensorPrimitives.Add(b.X.AsSpan(0, n * dim), b.O.AsSpan(0, n * dim), b.X.AsSpan(0, n * dim));
-        }
-
-        // Final norm and the output head only for the rows whose logits are wanted.
-        int rows = n - firstLogitRow;
-        Ops.RmsNormRows(b.X.AsSpan(firstLogitRow * dim), m.FinalNorm, b.Xb, rows, dim, c.RmsNormEps);
-        MatMul.Multiply(m.Output, b.Xb, logits, rows);
-    }
-
-    public void Dispose() { }
-
-    /// <summary>
-    /// Causal attention, one (row, group of query heads sharing a KV head) per item: softmax(q·K / sqrt(hd)) · V
-    /// over positions 0..pos of the row's own session, each K/V row read once for the group (<see cref="Ops.Attention"/>).
-    /// </summary>
-    internal sealed class AttentionJob : IRangeJob
-    {
-        [ThreadStatic] private static float[]? _scores;
-        private ModelConfig _c = null!;
-        private LlamaBatch _b = null!;
-        private int _layer;
-        public int HeadsPerItem { get; private set; }
-
-        public void Set(ModelConfig c, LlamaBatch b, int layer)
-        {
-            _c = c; _b = b; _layer = layer;
-            HeadsPerItem = Ops.HeadsPerItem(c.NumHeads / c.NumKvHeads, c.NumKvHeads, WorkerPool.Shared.ThreadCount);
-        }
-
-        public void Run(int start, int end)
-        {
-            int hd = _c.HeadDim, heads = _c.NumHeads, kvDim = _c.NumKvHeads * hd, group = heads / _c.NumKvHeads;
-            int G = HeadsPerItem, itemsPerToken = heads / G;
-            float scale = 1f / MathF.Sqrt(hd);
-            for (int item = start; item < end; item++)
-            {
-                int t = item / itemsPerToken, h0 = item % itemsPerToken * G, kvh = h0 / group;
-                var session = _b.Sessions[t];
-                int len = _b.Positions[t] + 1; // causal: this row sees positions 0..pos of its sequence
-                // Grown by doubling, so decoding past the buffer does not allocate on every token.
-                var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len * 2, 256)])).AsSpan(0, G * len);
-                Ops.Attention(_b.Q.AsSpan((t * heads + h0) * hd), hd, G, hd,
-                    session.KCache[_layer].AsSpan(kvh * hd), kvDim, session.VCache[_layer].AsSpan(kvh * hd), kvDim, hd, len, scale,
-                    scores, _b.Att.AsSpan((t * heads + h0) * hd), hd);
-            }
-        }
+        // --- MLP: x += Down · (silu(Gate · h) * (Up · h)), h = RMSNorm(x) ---
+        var g = p.G.AsSpan(0, n * _ffn);                             // [n, ffn]
+        var u = p.U.AsSpan(0, n * _ffn);                             // [n, ffn]
+        Ops.RmsNormRows(x, _mlpNorm, h, n, _dim, _eps);
+        b.Clear(n);
+        b.Add(_gate, h, g);
+        b.Add(_up, h, u);
+        MatMul.Multiply(b);
+        Ops.SwiGlu(g, u);
+        MatMul.Multiply(_down, g, o, n);
+        TensorPrimitives.Add(x, o, x);
     }
 }

@@ -1,0 +1,116 @@
+using System.Numerics.Tensors;
+using DeepSeekCpu.Threading;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>
+/// Causal attention for a batch of rows on the worker pool. Each row is one query token of some sequence: it attends
+/// to positions 0..positions[t] of its own sequence's cache, so the rows of a prompt chunk (one sequence at
+/// consecutive positions) and of a batched decoding step (one row per sequence) take the same path. The per-item
+/// math is <see cref="Ops.Attention"/>; this class only splits (row, group of heads) items across threads.
+/// </summary>
+public static class Attention
+{
+    /// <summary>
+    /// Grouped-query attention (multi-query when <paramref name="kvHeads"/> is 1), n rows:
+    /// o[t, h, :dv] = Σ_j softmax_j(scale · q[t, h, :dk] · k_j) v_j over j ≤ positions[t], with key j of KV head g at
+    /// keys[t][j * kStride + g * dk ..][..dk] and its value at values[t][j * vStride + g * dv ..][..dv]; query head h
+    /// reads KV head h / (heads / kvHeads). q is [n, heads, dk], o [n, heads, dv].
+    /// Llama's GQA: keys/values are the K and V caches ([ctx, kvHeads * hd]). MLA absorbed: one stream, keys are the
+    /// latent cache rows [c_kv ; k_pe] and values their first kvl values.
+    /// </summary>
+    public static void Causal(float[] q, float[] o, int n, int heads, int kvHeads, int dk, int dv,
+        float[][] keys, float[][] values, int kStride, int vStride, int[] positions, float scale)
+    {
+        if (n <= 0) return;
+        if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads do not split into {kvHeads} KV heads");
+        if (q.Length < (long)n * heads * dk || o.Length < (long)n * heads * dv || keys.Length < n || values.Length < n || positions.Length < n)
+            throw new ArgumentException("attention buffers are smaller than n rows");
+        var job = _causal ??= new CausalJob();
+        job.Q = q; job.O = o; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv;
+        job.Keys = keys; job.Values = values; job.KStride = kStride; job.VStride = vStride; job.Positions = positions; job.Scale = scale;
+        job.HeadsPerItem = Ops.HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
+        try { WorkerPool.Shared.Run(job, n * (heads / job.HeadsPerItem), grain: 1); }
+        finally { job.Q = job.O = null!; job.Keys = job.Values = null!; job.Positions = null!; }
+    }
+
+    /// <summary>
+    /// MLA's naive (expanded) attention for n rows of one sequence at positions start..start+n-1
+    /// (model.py attn_impl "naive"): per head, k_j = [k_nope_j ; k_pe_j] and v_j come from the expanded cache
+    /// kv [tokens, heads, nope + v] and the rope keys peCache[peOffset + j * peStride ..][..rope];
+    /// o[t, h, :v] = Σ_j softmax_j(scale · (q_nope · k_nope_j + q_pe · k_pe_j)) v_j over j ≤ start + t.
+    /// q is [n, heads, nope + rope], o [n, heads, v].
+    /// </summary>
+    public static void Expanded(float[] q, float[] o, int n, int start, int heads, int nope, int rope, int v,
+        float[] kv, float[] peCache, int peOffset, int peStride, float scale)
+    {
+        if (n <= 0) return;
+        if (q.Length < (long)n * heads * (nope + rope) || o.Length < (long)n * heads * v || kv.Length < (long)(start + n) * heads * (nope + v))
+            throw new ArgumentException("attention buffers are smaller than n rows");
+        var job = _expanded ??= new ExpandedJob();
+        job.Q = q; job.O = o; job.Start = start; job.Heads = heads; job.Nope = nope; job.Rope = rope; job.V = v;
+        job.Kv = kv; job.Pe = peCache; job.PeOffset = peOffset; job.PeStride = peStride; job.Scale = scale;
+        try { WorkerPool.Shared.Run(job, n * heads, grain: 1); }
+        finally { job.Q = job.O = job.Kv = job.Pe = null!; }
+    }
+
+    [ThreadStatic] private static CausalJob? _causal;
+    [ThreadStatic] private static ExpandedJob? _expanded;
+
+    /// <summary>One (row, group of query heads sharing a KV head) per item: each key/value row is read once per group.</summary>
+    private sealed class CausalJob : IRangeJob
+    {
+        [ThreadStatic] private static float[]? _scores;
+        public float[] Q = null!, O = null!;
+        public float[][] Keys = null!, Values = null!;
+        public int[] Positions = null!;
+        public int Heads, KvHeads, Dk, Dv, KStride, VStride, HeadsPerItem;
+        public float Scale;
+
+        public void Run(int first, int end)
+        {
+            int G = HeadsPerItem, itemsPerRow = Heads / G, group = Heads / KvHeads;
+            for (int item = first; item < end; item++)
+            {
+                int t = item / itemsPerRow, h0 = item % itemsPerRow * G, kvh = h0 / group;
+                int len = Positions[t] + 1;                          // causal: keys 0..pos of the row's own sequence
+                // grown by doubling, so decoding past the buffer does not allocate on every token
+                var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len, 256) * 2])).AsSpan(0, G * len);
+                Ops.Attention(Q.AsSpan((t * Heads + h0) * Dk), Dk, G, Dk,
+                    Keys[t].AsSpan(kvh * Dk), KStride, Values[t].AsSpan(kvh * Dv), VStride, Dv, len, Scale,
+                    scores, O.AsSpan((t * Heads + h0) * Dv), Dv);
+            }
+        }
+    }
+
+    /// <summary>One (row, head) per item.</summary>
+    private sealed class ExpandedJob : IRangeJob
+    {
+        [ThreadStatic] private static float[]? _scores;
+        public float[] Q = null!, O = null!, Kv = null!, Pe = null!;
+        public int Start, Heads, Nope, Rope, V, PeOffset, PeStride;
+        public float Scale;
+
+        public void Run(int first, int end)
+        {
+            int H = Heads, nope = Nope, v = V;
+            for (int item = first; item < end; item++)
+            {
+                int t = item / H, h = item % H, len = Start + t + 1;
+                var q = Q.AsSpan((t * H + h) * (nope + Rope), nope + Rope);
+                var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
+                for (int j = 0; j < len; j++)
+                {
+                    var kNope = Kv.AsSpan((j * H + h) * (nope + v), nope);
+                    var kPe = Pe.AsSpan(PeOffset + j * PeStride, Rope);
+                    scores[j] = (TensorPrimitives.Dot(q[..nope], kNope) + TensorPrimitives.Dot(q[nope..], kPe)) * Scale;
+                }
+                Ops.Softmax(scores);
+                var o = O.AsSpan((t * H + h) * v, v);
+                o.Clear();
+                for (int j = 0; j < len; j++)
+                    TensorPrimitives.MultiplyAdd(Kv.AsSpan((j * H + h) * (nope + v) + nope, v), scores[j], o, o);
+            }
+        }
+    }
+}

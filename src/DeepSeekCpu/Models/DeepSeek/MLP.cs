@@ -1,0 +1,38 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Models.DeepSeek;
+
+/// <summary>
+/// SwiGLU MLP: w2(silu(w1 x) * w3 x) (model.py class MLP / Expert; HF gate_proj = w1, down_proj = w2, up_proj = w3).
+/// Dense layers, each routed expert and the shared experts (one MLP of width n_shared · moe_intermediate) are MLPs.
+/// </summary>
+internal sealed class MLP(ModelWeights w, string p, int dim, int inter) : IFeedForward
+{
+    private readonly WeightMatrix _w1 = w.Matrix(p + "gate_proj.weight", inter, dim);   // [inter, dim]
+    private readonly WeightMatrix _w2 = w.Matrix(p + "down_proj.weight", dim, inter);   // [dim, inter]
+    private readonly WeightMatrix _w3 = w.Matrix(p + "up_proj.weight", inter, dim);     // [inter, dim]
+
+    public int Inter => inter;
+
+    public void Forward(DeepSeekPass p, ReadOnlySpan<float> x, Span<float> y, int n)
+    {
+        var g = p.Hidden1.AsSpan(0, n * inter);   // [n, inter]
+        var u = p.Hidden2.AsSpan(0, n * inter);   // [n, inter]
+        p.Batch.Clear(n);
+        AddGateUp(p.Batch, x, g, u, n);
+        MatMul.Multiply(p.Batch);
+        Ops.SwiGlu(g, u);
+        MatMul.Multiply(_w2, g, y, n);
+    }
+
+    /// <summary>Adds g = w1 x and u = w3 x ([n, inter] each, x [n, dim]) to a batch.</summary>
+    public void AddGateUp(MatMulBatch b, ReadOnlySpan<float> x, Span<float> g, Span<float> u, int n)
+    {
+        b.Add(_w1, x, g, n);
+        b.Add(_w3, x, u, n);
+    }
+
+    /// <summary>Adds y = w2 h ([n, dim], h [n, inter]) to a batch.</summary>
+    public void AddDown(MatMulBatch b, ReadOnlySpan<float> h, Span<float> y, int n) => b.Add(_w2, h, y, n);
+}

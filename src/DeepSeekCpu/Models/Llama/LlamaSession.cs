@@ -1,0 +1,44 @@
+using DeepSeekCpu.Kernels;
+
+namespace DeepSeekCpu.Models.Llama;
+
+/// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V).</summary>
+internal sealed class LlamaSession : ModelSession
+{
+    private readonly LlamaModel _m;
+    internal readonly float[][] KCache, VCache;   // per layer: [ctx, kv*hd]
+    internal override object Owner => _m;
+
+    public LlamaSession(LlamaModel m, int ctx) : base(ctx)
+    {
+        _m = m;
+        int kv = m.Config.NumKvHeads * m.Config.HeadDim;
+        KCache = new float[m.Config.NumLayers][];
+        VCache = new float[m.Config.NumLayers][];
+        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new float[(long)ctx * kv]; VCache[l] = new float[(long)ctx * kv]; }
+    }
+
+    public override void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false) =>
+        _m.Contract.Forward(this, tokens, logits, allPositions);
+}
+
+/// <summary>
+/// The activations of one Llama forward pass over up to <see cref="Rows"/> rows (R), one set per model (passes run
+/// one at a time), llama2.c's names. Pinned: batched products take their addresses (<see cref="MatMulBatch"/>).
+/// </summary>
+internal sealed class LlamaPass(ModelConfig c, int rows)
+{
+    public readonly int Rows = rows;
+    public readonly float[] X = F(rows * c.HiddenSize);                       // [R, dim] residual stream
+    public readonly float[] Xb = F(rows * c.HiddenSize);                      // [R, dim] normed input of a half
+    public readonly float[] O = F(rows * c.HiddenSize);                       // [R, dim] a half's output
+    public readonly float[] Q = F(rows * c.NumHeads * c.HeadDim);             // [R, heads, hd]
+    public readonly float[] Att = F(rows * c.NumHeads * c.HeadDim);           // [R, heads, hd] attention output
+    public readonly float[] K = F(rows * c.NumKvHeads * c.HeadDim);           // [R, kv heads, hd]
+    public readonly float[] V = F(rows * c.NumKvHeads * c.HeadDim);           // [R, kv heads, hd]
+    public readonly float[] G = F(rows * c.IntermediateSize);                 // [R, ffn]
+    public readonly float[] U = F(rows * c.IntermediateSize);                 // [R, ffn]
+    public readonly MatMulBatch Batch = new();                                // products issued together
+
+    private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
+}
