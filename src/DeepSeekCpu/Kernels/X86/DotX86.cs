@@ -217,9 +217,21 @@ internal static unsafe class DotX86
         // .NET 10 has no 512-bit gather: two 256-bit vpgatherdd.
         var lo = Avx2.GatherVector256((int*)firstBlock, byteOffsets8, 1);
         var hi = Avx2.GatherVector256((int*)(firstBlock + 8 * stride), byteOffsets8, 1);
-        var h = Join(lo, hi).AsUInt32();
-        var mag = Vector512.ShiftLeft(h & Vector512.Create(0x7FFFu), 13).AsSingle() * Vector512.Create(5.192297E+33f); // 2^112
-        return (mag.AsUInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+        return HalfToSingle(Join(lo, hi).AsUInt32());
+    }
+
+    /// <summary>
+    /// The half in the low 16 bits of each lane as a float, exactly, by the integer rebias of <see cref="HalfBits.ToFloat"/>:
+    /// no float operation sees a subnormal operand (each would cost a microcode assist on x86 without flush-to-zero).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle(Vector512<uint> h)
+    {
+        var mag = Vector512.ShiftLeft(h & Vector512.Create(0x7FFFu), 13);
+        var sub = Vector512.LessThan(mag, Vector512.Create(0x0080_0000u));          // exponent 0: zero or subnormal
+        var f = (mag + Vector512.Create(0x3800_0000u) + (sub & Vector512.Create(0x0080_0000u))).AsSingle()
+              - (sub & Vector512.Create(0x3880_0000u)).AsSingle();
+        return (f.AsUInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
     }
 
     /// <summary>[s[2p] ×8 | s[2p+1] ×8]: the combined scales of block pair p, spread over the lanes its products fill.</summary>
@@ -404,10 +416,7 @@ internal static unsafe class DotX86
         var qh = Avx512BW.ShiftRightLogical(qs.AsUInt16(), 4).AsByte() & low4;
         var pairs = Avx512BW.MultiplyAddAdjacent(ql, Vector512.Load((sbyte*)nib)) + Avx512BW.MultiplyAddAdjacent(qh, Vector512.Load((sbyte*)nib + 64));
         var prod = Avx512BW.MultiplyAddAdjacent(pairs, Vector512<short>.One) - Vector512.Load((int*)(nib + 192));
-        // Half → float from (h << 16): arithmetic shift by 3 puts exponent and mantissa in place, the mask keeps the
-        // sign and drops the low bytes' bits; × 2^112 rebiases the exponent (exact for subnormal halves too).
-        var bits = Avx512F.ShiftRightArithmetic(dh, 3) & Vector512.Create(unchecked((int)0x8FFFE000));
-        var dw = bits.AsSingle() * Vector512.Create(5.192297E+33f);
+        var dw = HalfToSingle(Vector512.ShiftRightLogical(dh.AsUInt32(), 16));   // each block's half sits in the top of its dwords
         return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), dw * Vector512.Load((float*)(nib + 128)), acc);
     }
 
