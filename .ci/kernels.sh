@@ -53,8 +53,10 @@ arch=$(uname -m)
 if [[ "$arch" == "x86_64" ]]; then
   avx2=scalar; { has avx2 && has fma; } && avx2=avx2
   vnni=$avx2; [[ $avx2 == avx2 ]] && has avx_vnni && vnni=avx2-vnni
-  best=$vnni; [[ $vnni == avx2-vnni ]] && has avx512bw && has avx512vl && best=avx512
+  best=$vnni; [[ $avx2 == avx2 ]] && has avx512bw && has avx512vl && best=avx512
   run "x86 default"                         "$best"  env "$exe"
+  # the AVX-512 path must not depend on AVX-VNNI (Skylake-X/Cascade Lake have AVX-512 without it)
+  [[ $best == avx512 ]] && run "x86 DOTNET_EnableAVXVNNI=0"   avx512   env DOTNET_EnableAVXVNNI=0 "$exe"
   run "x86 DOTNET_EnableAVX512=0"           "$vnni"  env DOTNET_EnableAVX512=0 "$exe"
   run "x86 AVX512=0 AVXVNNI=0"              "$avx2"  env DOTNET_EnableAVX512=0 DOTNET_EnableAVXVNNI=0 "$exe"
   run "x86 DOTNET_EnableAVX2=0"             scalar   env DOTNET_EnableAVX2=0 "$exe"

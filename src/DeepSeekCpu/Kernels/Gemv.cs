@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics.X86;
 using DeepSeekCpu.Kernels.Arm;
 using DeepSeekCpu.Kernels.Reference;
 using DeepSeekCpu.Kernels.X86;
@@ -25,8 +26,9 @@ internal static unsafe class Gemv
             DType.Q4_K => &DotX86.Q4_KAvx512,
             DType.Q5_K => &DotX86.Q5_KAvx512,
             DType.Q6_K => &DotX86.Q6_KAvx512,
-            DType.Q4_1 => &DotX86.Q4_1<VnniDot>,
-            DType.Q5_0 => &DotX86.Q5_0<VnniDot>,
+            // 256-bit bodies: with AVX-VNNI where the CPU has it (AVX-512 alone does not imply it)
+            DType.Q4_1 => AvxVnni.IsSupported ? &DotX86.Q4_1<VnniDot> : &DotX86.Q4_1<MaddDot>,
+            DType.Q5_0 => AvxVnni.IsSupported ? &DotX86.Q5_0<VnniDot> : &DotX86.Q5_0<MaddDot>,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2Vnni => t switch

@@ -13,7 +13,11 @@ public enum KernelPath
     Avx2,
     /// <summary>x86 AVX2 + FMA with AVX-VNNI (256-bit vpdpbusd) for the int8 dot products.</summary>
     Avx2Vnni,
-    /// <summary>x86 AVX-512 F/BW/VL: 512-bit bodies (int8 products via vpmaddubsw/vpmaddwd, two blocks per register).</summary>
+    /// <summary>
+    /// x86 AVX-512 F/BW/VL with FMA: 512-bit bodies (int8 products via vpmaddubsw/vpmaddwd, two blocks per register).
+    /// AVX-VNNI is not required (bodies that have a 256-bit VNNI flavour use it only where the CPU has it); the Q4_0
+    /// body with activations in nibble order also needs AVX-512 VBMI and falls back to a plain AVX-512 body without it.
+    /// </summary>
     Avx512,
     /// <summary>ARM64 AdvSimd without the dot-product extension (smull/sadalp).</summary>
     Neon,
@@ -44,7 +48,7 @@ public static class KernelInfo
 
     private static KernelPath Detect()
     {
-        if (Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.VL.IsSupported && AvxVnni.IsSupported && Fma.IsSupported)
+        if (Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.VL.IsSupported && Fma.IsSupported)
             return KernelPath.Avx512;
         if (Avx2.IsSupported && Fma.IsSupported) return AvxVnni.IsSupported ? KernelPath.Avx2Vnni : KernelPath.Avx2;
         if (AdvSimd.Arm64.IsSupported) return Dp.IsSupported ? KernelPath.NeonDp : KernelPath.Neon;

@@ -29,7 +29,8 @@ internal readonly struct MaddDot : IU8S8Dot
 /// <summary>
 /// x86 dot products of one quantized weight row with quantized activations (see DotReference for the maths).
 /// The 256-bit bodies are generic over the int8 dot flavour (AVX2 or AVX-VNNI); the AVX-512 bodies take two
-/// 32-element blocks per 512-bit register.
+/// 32-element blocks per 512-bit register and need only AVX-512 F/BW/VL (+ VBMI for Q4_0Vbmi): their int8 products
+/// are vpmaddubsw/vpmaddwd pairs, and their one-block tails use the AVX2 flavour, so no AVX-VNNI is required.
 /// </summary>
 internal static unsafe class DotX86
 {
@@ -286,7 +287,7 @@ internal static unsafe class DotX86
         float sum = Vector512.Sum(acc + acc1);
         for (; b < nb; b++)
         {
-            var prod = DotS8S8<VnniDot>(Vector256.Load(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            var prod = DotS8S8<MaddDot>(Vector256.Load(blk[b].Qs), Vector256.Load(xq + 32 * b));
             sum += Vector256.Sum(prod) * (HalfBits.ToFloat(blk[b].D) * xd[b]);
         }
         return sum;
@@ -355,7 +356,7 @@ internal static unsafe class DotX86
         for (; b < nb; b++)
         {
             float d = HalfBits.ToFloat(blk[b].D);
-            var prod = VnniDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
             sum += Vector256.Sum(prod) * (d * xd[b]);
             bias += d * xs[b];
         }
@@ -398,7 +399,7 @@ internal static unsafe class DotX86
         for (int b = 4 * g; b < nb; b++)
         {
             float d = HalfBits.ToFloat(blk[b].D);
-            var prod = VnniDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
+            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
             sum += Vector256.Sum(prod) * (d * xd[b]);
             bias += d * xs[b];
         }
