@@ -13,18 +13,21 @@ public static partial class Commands
 {
     /// <summary>
     /// llama-bench-like measurement: prompt processing (pp, one batch of P tokens) and generation (tg, N tokens one at a
-    /// time from an empty cache) over repeated runs, mean ± standard deviation, and the decode roofline: the bytes of
+    /// time from an empty cache) over repeated runs after uncounted warm-up runs of the same tests (as llama-bench does:
+    /// a cold first run pays for JIT tiering and page faults), mean ± standard deviation with min/median/max, and the
+    /// decode roofline: the bytes of
     /// weights each token reads against this machine's measured read bandwidth. With --batch B, generation runs B
     /// sequences together through ILanguageModel.DecodeBatch (continuous batching, as the server does) and reports the
     /// aggregate tokens/s (llama.cpp's batched-bench measures the same).
     /// </summary>
     private static int Bench(string[] args)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant", "--batch"], ["--json", "--no-bandwidth", "--no-mmap"],
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant", "--batch", "--warmup"], ["--json", "--no-bandwidth", "--no-mmap"],
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
         string path = a.Req("--model");
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
         int batch = a.Int("--batch", 1, 1, 256);
+        int warmup = a.Int("--warmup", 1, 0, 100);
         var load = Stopwatch.StartNew();
         using var model = ModelLoader.Load(path, a.LoadOptions(QuantTransform(a.Str("--quant"))));
         double loadMs = load.Elapsed.TotalMilliseconds;
@@ -34,13 +37,14 @@ public static partial class Commands
         var logits = new float[c.VocabSize];
         int ctx = Math.Max(pp, tg) + 8;
 
-        // Warm-up: JIT-compiles every path and touches the weights once.
+        // A short first pass JIT-compiles every path and touches the weights once; then `warmup` uncounted repetitions.
         using (var s = model.NewSession(ctx)) { s.Forward(RandomTokens(Math.Min(Math.Max(pp, 1), 32)), logits); for (int i = 0; i < 4; i++) s.Forward(RandomTokens(1), logits); }
 
         var ppRates = new List<double>();
         var tgRates = new List<double>();
-        for (int r = 0; r < reps; r++)
+        for (int r = -warmup; r < reps; r++)
         {
+            if (r == 0) { ppRates.Clear(); tgRates.Clear(); }   // the warm-up repetitions' rates are dropped
             if (pp > 0)
             {
                 using var s = model.NewSession(ctx);
@@ -82,8 +86,9 @@ public static partial class Commands
             {
                 model = path, memory = a.Has("--no-mmap") ? "anonymous" : "mmap", kernels = KernelInfo.ActivePath, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
                 weight_bytes = model.Weights.TotalBytes, weight_bytes_per_token = bytesPerToken,
-                pp = new { tokens = pp, mean = ppMean, stdev = ppSd, samples = ppRates },
-                tg = new { tokens = tg, batch, mean = tgMean, stdev = tgSd, samples = tgRates },
+                warmup_repetitions = warmup,
+                pp = new { tokens = pp, mean = ppMean, stdev = ppSd, min = Quantile(ppRates, 0), median = Quantile(ppRates, 0.5), max = Quantile(ppRates, 1), samples = ppRates },
+                tg = new { tokens = tg, batch, mean = tgMean, stdev = tgSd, min = Quantile(tgRates, 0), median = Quantile(tgRates, 0.5), max = Quantile(tgRates, 1), samples = tgRates },
                 bandwidth_gb_s = double.IsNaN(bandwidth) ? (double?)null : bandwidth,
                 roofline_tg = double.IsNaN(roofline) ? (double?)null : roofline,
                 bandwidth_fraction = double.IsNaN(fraction) ? (double?)null : fraction,
@@ -92,15 +97,27 @@ public static partial class Commands
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
         Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
-        Console.WriteLine("| test   |              t/s |");
-        Console.WriteLine("| ------ | ---------------: |");
-        if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} |", pp, ppMean, ppSd));
-        if (tg > 0 && batch == 1) Console.WriteLine(string.Format(inv, "| tg{0,-4} | {1,8:F2} ± {2,5:F2} |", tg, tgMean, tgSd));
-        if (tg > 0 && batch > 1) Console.WriteLine(string.Format(inv, "| tg{0} x{1} | {2,8:F2} ± {3,5:F2} |   (aggregate of {1} sequences decoded together)", tg, batch, tgMean, tgSd));
+        Console.WriteLine($"{reps} repetitions after {warmup} uncounted warm-up repetition(s)");
+        Console.WriteLine("| test   |              t/s |    min / median / max    |");
+        Console.WriteLine("| ------ | ---------------: | -----------------------: |");
+        string Spread(List<double> xs) => string.Format(inv, "{0,7:F2} / {1,6:F2} / {2,6:F2}", Quantile(xs, 0), Quantile(xs, 0.5), Quantile(xs, 1));
+        if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} | {3} |", pp, ppMean, ppSd, Spread(ppRates)));
+        if (tg > 0 && batch == 1) Console.WriteLine(string.Format(inv, "| tg{0,-4} | {1,8:F2} ± {2,5:F2} | {3} |", tg, tgMean, tgSd, Spread(tgRates)));
+        if (tg > 0 && batch > 1) Console.WriteLine(string.Format(inv, "| tg{0} x{1} | {2,8:F2} ± {3,5:F2} | {4} |   (aggregate of {1} sequences decoded together)", tg, batch, tgMean, tgSd, Spread(tgRates)));
         if (double.IsNaN(bandwidth)) Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token (bandwidth not measured)", bytesPerToken / 1e6));
         else Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
             bytesPerToken / 1e6, bandwidth, usedThreads, roofline, fraction));
         return 0;
+    }
+
+    /// <summary>The q-quantile (0 = min, 0.5 = median, 1 = max) with linear interpolation; NaN for no samples.</summary>
+    private static double Quantile(List<double> xs, double q)
+    {
+        if (xs.Count == 0) return double.NaN;
+        var sorted = xs.Order().ToArray();
+        double pos = q * (sorted.Length - 1);
+        int lo = (int)Math.Floor(pos), hi = (int)Math.Ceiling(pos);
+        return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
     }
 
     private static (double mean, double sd) MeanSd(List<double> xs)
