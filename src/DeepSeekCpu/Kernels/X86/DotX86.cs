@@ -36,6 +36,26 @@ internal static unsafe class DotX86
 {
     // ---------- helpers ----------
 
+    /// <summary>
+    /// How far ahead of the bytes being read the bodies prefetch weights (software prefetch, into L1). The hardware
+    /// streamers alone left a row's compute and its memory reads largely serial (decode ran near the harmonic mean of
+    /// the body's L2 speed and the read bandwidth); with the next 2 KB requested while a block is computed, Q4_0 and
+    /// Q4_K decoding ran 1.3-1.9x faster on the 2-core Xeon (2048 beat 1024 and 4096). Prefetches past the matrix end
+    /// are harmless (a prefetch never faults).
+    /// </summary>
+    private const int PrefetchDistance = 2048;
+
+    /// <summary>Prefetches the <paramref name="lines"/> cache lines that lie <see cref="PrefetchDistance"/> past <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAhead(void* p, int lines)
+    {
+        byte* q = (byte*)p + PrefetchDistance;
+        Sse.Prefetch0(q);
+        if (lines > 1) Sse.Prefetch0(q + 64);
+        if (lines > 2) Sse.Prefetch0(q + 128);
+        if (lines > 3) Sse.Prefetch0(q + 192);
+    }
+
     /// <summary>Signed × signed bytes via the sign trick: |w| (unsigned) × (x with w's sign).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> DotS8S8<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : IU8S8Dot =>
@@ -62,6 +82,7 @@ internal static unsafe class DotX86
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 1);
             var p = DotS8S8<TDot>(Vector256.Load(blk->Qs), Vector256.Load(a->Q + 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
@@ -80,6 +101,7 @@ internal static unsafe class DotX86
         float bias0 = 0, bias1 = 0;
         for (; b + 2 <= nb; b += 2, blk += 2)
         {
+            PrefetchAhead(blk, 1);
             float d0 = HalfBits.ToFloat(blk[0].D), d1 = HalfBits.ToFloat(blk[1].D);
             var p0 = TDot.Dot(Nibbles32(blk[0].Qs), Vector256.Load(a->Q + 32 * b));
             var p1 = TDot.Dot(Nibbles32(blk[1].Qs), Vector256.Load(a->Q + 32 * b + 32));
@@ -113,6 +135,7 @@ internal static unsafe class DotX86
         var mask = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 3);
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             byte* scales = (byte*)&scales8;
             sbyte* x = a->Q + 256 * b;
@@ -158,6 +181,7 @@ internal static unsafe class DotX86
         var m2 = Vector256.Create((byte)0x03);
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 4);                        // 210-byte super-block
             sbyte* x = a->Q + 256 * b;
             short* bs = a->BSums + 16 * b;
             sbyte* sc = blk->Scales;
@@ -270,6 +294,7 @@ internal static unsafe class DotX86
             sbyte* xp = xq + 32 * b;
             for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ8_0), xp += 128)
             {
+                PrefetchAhead(qs, 3);                     // 4 blocks, 136 bytes
                 var w0 = Join(Vector256.Load(qs), Vector256.Load(qs + sizeof(BlockQ8_0)));
                 var w1 = Join(Vector256.Load(qs + 2 * sizeof(BlockQ8_0)), Vector256.Load(qs + 3 * sizeof(BlockQ8_0)));
                 var prod0 = DotS8S8x64(w0, Vector512.Load(xp));
@@ -335,6 +360,7 @@ internal static unsafe class DotX86
             // Two block pairs per step into two accumulators: a single FMA chain would be latency-bound.
             for (int p = 0; p < 16; p += 4, pair += two + two, qs += 4 * sizeof(BlockQ4_0), xp += 128)
             {
+                PrefetchAhead(qs, 2);                     // 4 blocks, 72 bytes
                 var q0 = NibblePair(qs, qs + sizeof(BlockQ4_0), shifts);
                 var q1 = NibblePair(qs + 2 * sizeof(BlockQ4_0), qs + 3 * sizeof(BlockQ4_0), shifts);
                 var prod0 = DotU8S8x64(q0, Vector512.Load(xp));
@@ -389,6 +415,7 @@ internal static unsafe class DotX86
         byte* p = (byte*)blk;
         for (; g + 2 <= groups; g += 2, p += 2 * 4 * sizeof(BlockQ4_0), nib += 512)
         {
+            PrefetchAhead(p, 3);                          // 8 blocks, 144 bytes
             acc0 = Q4_0Group(p, nib, acc0, qsIdx, dIdx, low4);
             acc1 = Q4_0Group(p + 4 * sizeof(BlockQ4_0), nib + 256, acc1, qsIdx, dIdx, low4);
         }
@@ -450,6 +477,7 @@ internal static unsafe class DotX86
         var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));   // 5 | 7
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 3);                        // 144-byte super-block
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             sbyte* x = a->Q + 256 * b;
             int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
@@ -486,6 +514,7 @@ internal static unsafe class DotX86
         var eight = Vector512.Create((short)8);
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 4);
             sbyte* x = a->Q + 256 * b;
             var sc = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.Load(blk->Scales), Vector128<sbyte>.Zero));
             int bias = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), sc.GetLower()));
@@ -524,6 +553,7 @@ internal static unsafe class DotX86
         var bit4 = Vector256.Create((byte)0x10);
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 3);                        // 176-byte super-block
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             byte* scales = (byte*)&scales8;
             sbyte* x = a->Q + 256 * b;
@@ -568,6 +598,7 @@ internal static unsafe class DotX86
         var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 3);
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             sbyte* x = a->Q + 256 * b;
             int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
@@ -600,6 +631,7 @@ internal static unsafe class DotX86
         float offset = 0;
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 1);
             var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
             offset += HalfBits.ToFloat(blk->M) * a->S[b];
@@ -620,6 +652,7 @@ internal static unsafe class DotX86
         var bitOf = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
         for (int b = 0; b < nb; b++, blk++)
         {
+            PrefetchAhead(blk, 1);
             var qh = Vector256.Create(*(uint*)blk->Qh).AsByte();
             var bytes = Avx2.Shuffle(qh, spread);
             var high = Vector256.Equals(bytes & bitOf, bitOf) & Vector256.Create((byte)0x10);
