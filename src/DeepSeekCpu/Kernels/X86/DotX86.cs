@@ -460,7 +460,8 @@ internal static unsafe class DotX86
     /// <summary>
     /// Q4_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
     /// nibbles 2g+1 and 2g+3, matched by joined activation runs. Sub-block scales are spread to int16 lanes with one
-    /// vpermw each and applied inside vpmaddwd.
+    /// vpermw each and applied inside vpmaddwd. The mins term stays in 8 lanes (one vpmaddwd against the block sums)
+    /// and is accumulated as floats, so no super-block pays a horizontal sum or a scalar int → float conversion.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_KAvx512(byte* w, ActQ8* a)
@@ -468,7 +469,7 @@ internal static unsafe class DotX86
         var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
         var acc = Vector512<float>.Zero;
-        float minTerm = 0;
+        var minAcc = Vector256<float>.Zero;
         var mask = Vector512.Create((byte)0x0F);
         // int16 lane i of a 512-bit product covers bytes 2i, 2i+1: lanes 0-15 are the first sub-block, 16-31 the second.
         var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));   // sub-blocks 0 | 2
@@ -480,7 +481,9 @@ internal static unsafe class DotX86
             PrefetchAhead(blk, 3);                        // 144-byte super-block
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             sbyte* x = a->Q + 256 * b;
-            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var mins = Vector128.CreateScalar(mins8).AsByte();
+            var minsDup = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));            // m0 m0 m1 m1 … m7 m7
+            var minProd = Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), minsDup); // lane j: m_j·(bs_2j + bs_2j+1)
             var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
             var q01 = Vector512.Load(blk->Qs);
             var q23 = Vector512.Load(blk->Qs + 64);
@@ -490,9 +493,9 @@ internal static unsafe class DotX86
                      + ScaledDot(Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
             float dy = a->D[b];
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
-            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+            minAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(minProd), Vector256.Create(HalfBits.ToFloat(blk->DMin) * dy), minAcc);
         }
-        return Vector512.Sum(acc) - minTerm;
+        return Vector512.Sum(acc) - Vector256.Sum(minAcc);
     }
 
     /// <summary>
