@@ -501,7 +501,7 @@ internal static unsafe class DotX86
     /// <summary>
     /// Q6_K, 512-bit: per half (128 elements) a 64-byte load of ql gives elements 0-63 in its low nibbles and 64-127 in
     /// its high nibbles, in activation order; the 2 high bits come from qh shifted into bits 4-5. Each 16-element group's
-    /// int8 scale is spread over its 8 int16 lanes with vpermw; the −32 offset is applied once via the block sums.
+    /// int8 scale is spread over its 8 int16 lanes with vpermw; the −32 offset is applied once via the block sums, lane-wise.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_KAvx512(byte* w, ActQ8* a)
@@ -520,8 +520,9 @@ internal static unsafe class DotX86
             PrefetchAhead(blk, 4);
             sbyte* x = a->Q + 256 * b;
             var sc = Avx512BW.ConvertToVector512Int16(Vector256.Create(Vector128.Load(blk->Scales), Vector128<sbyte>.Zero));
-            int bias = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), sc.GetLower()));
-            var sumi = Vector512<int>.Zero;
+            // 32·Σ scale_j·bsum_j in 8 lanes, subtracted lane-wise (integers: the same total as one horizontal sum)
+            var bias = Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), sc.GetLower()), 5);
+            var sumi = Vector512<int>.Zero - bias.ToVector512();
             for (int half = 0; half < 2; half++)
             {
                 var l = Vector512.Load(blk->Ql + 64 * half);
@@ -535,7 +536,7 @@ internal static unsafe class DotX86
                 sumi += ScaledDot(qA, Vector512.Load(x + 128 * half), Avx512BW.PermuteVar32x16(sc, baseIdx))
                       + ScaledDot(qB, Vector512.Load(x + 128 * half + 64), Avx512BW.PermuteVar32x16(sc, baseIdx + four));
             }
-            var total = Avx512F.ConvertToVector512Single(sumi - Vector512.CreateScalar(32 * bias));
+            var total = Avx512F.ConvertToVector512Single(sumi);
             acc = Avx512F.FusedMultiplyAdd(total, Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return Vector512.Sum(acc);
