@@ -40,8 +40,8 @@ internal static unsafe class DotX86
     /// How far ahead of the bytes being read the bodies prefetch weights (software prefetch, into L1). The hardware
     /// streamers alone left a row's compute and its memory reads largely serial (decode ran near the harmonic mean of
     /// the body's L2 speed and the read bandwidth); with the next 2 KB requested while a block is computed, Q4_0 and
-    /// Q4_K decoding ran 1.3-1.9x faster on the 2-core Xeon (2048 beat 1024 and 4096). Prefetches past the matrix end
-    /// are harmless (a prefetch never faults).
+    /// Q4_K decoding ran 1.2-1.9x faster on the 2-core Xeon in alternating runs on a busy host (2048 beat 1024; 4096
+    /// was no better). Prefetches past the matrix end are harmless (a prefetch never faults).
     /// </summary>
     private const int PrefetchDistance = 2048;
 
