@@ -39,6 +39,9 @@ public sealed unsafe class MappedFile : IDisposable
         Path = path; Memory = memory;
         var info = new FileInfo(path);
         if (!info.Exists) throw new ModelFormatException($"{path}: file not found");
+        // A symlink (Hugging Face cache snapshots link into blobs/) reports its own length: size the final target.
+        if (info.LinkTarget != null) info = (FileInfo?)info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+        if (!info.Exists) throw new ModelFormatException($"{path}: link target {info.FullName} not found");
         Length = info.Length;
         if (Length == 0) return; // nothing to map; readers report the file as truncated
         if (memory == WeightMemory.Anonymous)
