@@ -20,7 +20,7 @@ internal sealed class ProgressTracker(string model, int filesTotal, long bytesTo
     private readonly Queue<(TimeSpan At, long Transferred)> _samples = new();
     private long _done, _transferred;
     private int _files;
-    private TimeSpan _lastReport = TimeSpan.MinValue;
+    private TimeSpan? _lastReport;
 
     /// <summary>Bytes now present; <paramref name="fromNetwork"/> false for bytes found on disk (no speed).</summary>
     public void Add(long bytes, bool fromNetwork)
@@ -42,7 +42,7 @@ internal sealed class ProgressTracker(string model, int filesTotal, long bytesTo
         var now = _clock.Elapsed;
         if (_samples.Count == 0 || now - _samples.Last().At >= Interval) _samples.Enqueue((now, _transferred));
         while (_samples.Count > 2 && now - _samples.Peek().At > Window) _samples.Dequeue();
-        if (sink == null || !force && now - _lastReport < Interval) return;
+        if (sink == null || !force && now - _lastReport < Interval) return;   // null compares false: the first report goes out
         _lastReport = now;
         var (t0, b0) = _samples.Peek();
         double seconds = (now - t0).TotalSeconds;
