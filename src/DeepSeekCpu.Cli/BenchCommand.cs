@@ -24,7 +24,7 @@ public static partial class Commands
     {
         var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--repetitions", "--quant", "--batch", "--warmup"], ["--json", "--no-bandwidth", "--no-mmap"],
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
-        string path = a.Req("--model");
+        string path = ModelPath(a.Req("--model"));
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
         int batch = a.Int("--batch", 1, 1, 256);
         int warmup = a.Int("--warmup", 1, 0, 100);

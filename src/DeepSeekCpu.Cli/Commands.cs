@@ -28,9 +28,13 @@ public static partial class Commands
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
                                                        [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--quiet]
+          pull      download a model into the cache    MODEL (org/repo, org/repo@revision, org/repo:Q4_K_M)
+          list      cached models                      (name, revision, size, format)
+          rm        delete a cached model              MODEL
 
         MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
-        (tokenizer.bin beside it, or --tokenizer). Without -m, run/chat use the bundled demo model (stories260K).
+        (tokenizer.bin beside it, or --tokenizer), or a Hugging Face repo id, fetched into the Hugging Face cache
+        ($HF_HOME/hub; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE honoured). Without -m, run/chat use the bundled demo model (stories260K).
         """;
 
     /// <summary>
@@ -74,7 +78,10 @@ public static partial class Commands
             "bench" => Bench(rest),
             "quantize" => QuantizeCmd(rest),
             "serve" => Serve(rest),
-            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize, info, bench, quantize or serve)"),
+            "pull" => Pull(rest),
+            "list" => List(rest),
+            "rm" => Remove(rest),
+            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize, info, bench, quantize, serve, pull, list or rm)"),
         };
     }
 
@@ -105,7 +112,7 @@ public static partial class Commands
 
     private static LocalModel LoadModel(CliArgs a, bool allowDefault)
     {
-        string path = a.Str("--model") ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
+        string path = (a.Str("--model") is { } m ? ModelPath(m) : null) ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
         return LocalModel.Load(path, a.Str("--tokenizer"), a.LoadOptions(QuantTransform(a.Str("--quant"))));
     }
 
@@ -172,7 +179,7 @@ public static partial class Commands
     private static int Logits(string[] args)
     {
         var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--tokenizer"], ["--stepwise"], Aliases);
-        string path = a.Req("--model");
+        string path = ModelPath(a.Req("--model"));
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");
         using var model = ModelLoader.Load(path, a.LoadOptions());
@@ -202,7 +209,7 @@ public static partial class Commands
     private static int Tokenize(string[] args)
     {
         var a = new CliArgs("tokenize", args, ["--model", "--text", "--jsonl"], ["--add-special"], Aliases);
-        var tok = LocalModel.LoadTokenizerOnly(a.Req("--model"));
+        var tok = LocalModel.LoadTokenizerOnly(ModelPath(a.Req("--model")));
         bool add = a.Has("--add-special");
         if (a.Str("--text") is { } text)
         {

@@ -9,7 +9,7 @@ public static partial class Commands
     private static int Info(string[] args)
     {
         var a = new CliArgs("info", args, ["--model"], [], Aliases);
-        string path = a.Req("--model");
+        string path = ModelPath(a.Req("--model"));
         var format = ModelLoader.Detect(path);
         using var model = ModelLoader.Load(path);
         var (c, w) = (model.Config, model.Weights);

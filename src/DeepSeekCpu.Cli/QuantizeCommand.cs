@@ -17,7 +17,7 @@ public static partial class Commands
     {
         var a = new CliArgs("quantize", args, ["--model", "--type", "--out"], [],
             new Dictionary<string, string>(Aliases) { ["-o"] = "--out" });
-        string path = a.Req("--model"), outPath = a.Req("--out");
+        string path = ModelPath(a.Req("--model")), outPath = a.Req("--out");
         var type = a.Req("--type").ToLowerInvariant() switch
         {
             "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16,
