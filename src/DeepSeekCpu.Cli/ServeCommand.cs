@@ -21,7 +21,9 @@ public static partial class Commands
         int parallel = a.Int("--parallel", 1, 1, 64);
         using var lm = LoadModel(a, allowDefault: true);
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
-        string id = a.Str("--name") ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path));
+        string id = a.Str("--name") ?? (a.Str("--model") is { } m && !File.Exists(m) && !Directory.Exists(m) && DeepSeekCpu.Hub.ModelReference.TryParse(m, out var named)
+            ? named.ToString()   // a model given by name is served by that name, not its snapshot's commit
+            : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path)));
         using var engine = new ChatEngine(lm.Model, lm.Tokenizer, parallel, ctx);
         string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
         // --api-key, or DEEPSEEK_CPU_API_KEY (keeps the key out of the process list)

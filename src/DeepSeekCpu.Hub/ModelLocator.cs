@@ -49,7 +49,14 @@ public sealed class ModelLocator(HubOptions options, HttpMessageHandler? handler
         }
         var selection = FileSelection.Select(r.ToString(), info.Files.Select(f => f.Path).ToList(), r.Tag);
         var missing = selection.Files.Where(f => !Cache.HasFile(r.Repo, info.Commit, f)).ToList();
-        if (missing.Count > 0) await DownloadAsync(client, r, info, missing, progress, ct);
+        try
+        {
+            if (missing.Count > 0) await DownloadAsync(client, r, info, missing, progress, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new HubException($"{r}: lost the connection to {new Uri(Options.Endpoint).Host} ({e.Message.Split('\n')[0]}); run again to resume", e);
+        }
         Cache.WriteRef(r.Repo, r.Revision, info.Commit);
         return Resolved(r, info.Commit, selection);
     }
