@@ -1,4 +1,5 @@
 using DeepSeekCpu.Formats;
+using DeepSeekCpu.Hub;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Tokenizers;
@@ -8,7 +9,9 @@ namespace DeepSeekCpu;
 /// <summary>
 /// A model and its tokenizer loaded from one path: a Hugging Face folder (config.json, safetensors, tokenizer.json),
 /// a .gguf file (weights and vocabulary) or a llama2.c .bin (its tokenizer.bin beside it or given explicitly).
-/// The entry point for applications, the CLI and the server.
+/// The entry point for applications, the CLI and the server. The path may also be a Hugging Face repo id
+/// (org/repo[@rev][:QUANT]): it is resolved through the Hugging Face cache (DeepSeekCpu.Hub.ModelLocator), downloading
+/// what is missing unless HF_HUB_OFFLINE is set.
 /// </summary>
 public sealed class LocalModel : IDisposable
 {
@@ -28,6 +31,7 @@ public sealed class LocalModel : IDisposable
     /// </summary>
     public static LocalModel Load(string path, string? tokenizerPath = null, LoadOptions? options = null)
     {
+        path = ModelLocator.Resolve(path);   // a Hugging Face repo id: the cached snapshot, fetched first if needed
         options ??= LoadOptions.Default;
         var (config, weights, format, gguf) = ModelLoader.OpenWeights(path, options.Memory);
         try
@@ -42,6 +46,7 @@ public sealed class LocalModel : IDisposable
     /// <summary>Loads only the tokenizer of a model path (or a tokenizer folder / tokenizer.json / llama2.c tokenizer.bin).</summary>
     public static ITokenizer LoadTokenizerOnly(string path)
     {
+        path = ModelLocator.Resolve(path);
         if (Directory.Exists(path))
         {
             if (File.Exists(System.IO.Path.Combine(path, "tokenizer.json"))) return TokenizerLoader.FromDirectory(path);

@@ -86,3 +86,35 @@ public class SymlinkSnapshotTests
         return f.Tensors.Keys.ToList();
     }
 }
+
+/// <summary>LocalModel.Load takes a repo id and loads the snapshot the Hugging Face cache holds for it. It reads the
+/// environment (HF_HUB_CACHE, HF_HUB_OFFLINE) as applications get it, so this test sets both for its duration; only
+/// names read them, and no other test passes a name to LocalModel.</summary>
+[Collection("Console")]
+public class LocalModelByNameTests
+{
+    [Fact]
+    public void LocalModel_loads_a_repo_id_from_the_cache()
+    {
+        using var tmp = TestPaths.NewTempDir();
+        string snap = SymlinkSnapshotTests.MakeSnapshot(Path.Combine(tmp.Path, "models--test-org--tiny-qwen2"), "0123456789abcdef0123456789abcdef01234567",
+            [("config.json", TestPaths.Fixture("tiny-qwen2", "config.json")), ("model.safetensors", TestPaths.Fixture("tiny-qwen2", "model.safetensors"))]);
+        var saved = (Environment.GetEnvironmentVariable("HF_HUB_CACHE"), Environment.GetEnvironmentVariable("HF_HUB_OFFLINE"));
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", tmp.Path);
+        Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+        try
+        {
+            using var lm = LocalModel.Load("test-org/tiny-qwen2", TestPaths.Fixture("tokenizers", "r1-distill-qwen", "tokenizer.json"));
+            Assert.Equal(snap, lm.Path);
+            var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
+            Engine.AssertClose(r.Logits, Engine.Prefill(lm.Model, r.Prompt), 1e-4, r.Vocab, "tiny-qwen2 by name");
+            var e = Assert.Throws<DeepSeekCpu.Hub.HubException>(() => LocalModel.Load("test-org/absent"));
+            Assert.Contains("not in the cache", e.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("HF_HUB_CACHE", saved.Item1);
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", saved.Item2);
+        }
+    }
+}
