@@ -40,6 +40,12 @@ public sealed class FakeHub : IAsyncDisposable
     /// <summary>Storage cuts every GET of these blobs after this many bytes of the body.</summary>
     public ConcurrentDictionary<string, long> CutAlways { get; } = new();
 
+    /// <summary>Pause between 4 KiB pieces of a storage body (so concurrent transfers overlap measurably).</summary>
+    public TimeSpan ChunkDelay { get; set; }
+    /// <summary>The most storage transfers seen in flight at once.</summary>
+    public int MaxInFlight => _maxInFlight;
+    private int _inFlight, _maxInFlight;
+
     private readonly WebApplication _app;
     public string Url { get; }
 
@@ -150,11 +156,18 @@ public sealed class FakeHub : IAsyncDisposable
         long end = bytes.Length;
         if (isStorage && (CutOnce.TryRemove(etag, out long cutAt) || CutAlways.TryGetValue(etag, out cutAt))) end = Math.Min(end, from + cutAt);
         // In pieces, so a cut lands mid-body after real bytes went out.
-        for (long at = from; at < end; at += 4096)
+        int now = Interlocked.Increment(ref _inFlight);
+        for (int seen = _maxInFlight; now > seen; seen = _maxInFlight) Interlocked.CompareExchange(ref _maxInFlight, now, seen);
+        try
         {
-            await res.Body.WriteAsync(body.AsMemory((int)at, (int)Math.Min(4096, end - at)));
-            await res.Body.FlushAsync();
+            for (long at = from; at < end; at += 4096)
+            {
+                await res.Body.WriteAsync(body.AsMemory((int)at, (int)Math.Min(4096, end - at)));
+                await res.Body.FlushAsync();
+                if (isStorage && ChunkDelay > TimeSpan.Zero) await Task.Delay(ChunkDelay);
+            }
         }
+        finally { Interlocked.Decrement(ref _inFlight); }
         if (end < bytes.Length)
         {
             // Give the client time to take the bytes out of its socket before the reset (Linux drops unread data on RST).

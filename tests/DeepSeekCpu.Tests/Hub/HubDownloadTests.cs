@@ -241,6 +241,21 @@ public sealed class HubDownloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public void Several_files_download_at_once()
+    {
+        var rnd = new Random(9);
+        byte[] Blob() { var b = new byte[40_000]; rnd.NextBytes(b); return b; }
+        var files = Enumerable.Range(1, 4).ToDictionary(i => $"model-0000{i}-of-00004.safetensors", _ => Blob());
+        var repo = new FakeHub.Repo();
+        foreach (var (k, v) in files) repo.Files[k] = v;
+        _hub.Repos["test-org/sharded"] = repo;
+        _hub.ChunkDelay = TimeSpan.FromMilliseconds(20);   // each transfer takes ~200 ms
+        var got = Pull("test-org/sharded");
+        foreach (var (k, v) in files) Assert.Equal(v, File.ReadAllBytes(Path.Combine(got.Path, k)));
+        Assert.InRange(_hub.MaxInFlight, 2, 4);
+    }
+
+    [Fact]
     public void Too_little_free_space_is_refused_before_downloading()
     {
         var locator = new ModelLocator(Options()) { FreeSpace = _ => 1000 };
