@@ -142,7 +142,7 @@ public sealed class HubClient : IDisposable
                     sha?.GetHashAndReset();
                 }
                 await using var body = await resp.Content.ReadAsStreamAsync(ct);
-                await using var file = new FileStream(incomplete, have > 0 ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+                await using var file = OpenIncomplete(incomplete, have > 0);
                 using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 while (true)
                 {
@@ -187,6 +187,11 @@ public sealed class HubClient : IDisposable
             }
         }
     }
+
+    /// <summary>Opens the .incomplete file for writing (appending when resuming). Unbuffered: the body arrives in
+    /// 1 MiB pieces, and a full disk must surface at the write, not later at a flush. Replaceable for tests.</summary>
+    internal Func<string, bool, Stream> OpenIncomplete { get; set; } = (path, append) =>
+        new FileStream(path, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
 
     private static async Task HashExisting(IncrementalHash sha, string path, CancellationToken ct)
     {

@@ -20,6 +20,9 @@ public sealed class ModelLocator(HubOptions options, HttpMessageHandler? handler
         try { return new DriveInfo(Path.GetFullPath(dir)).AvailableFreeSpace; } catch (Exception) { return null; }
     };
 
+    /// <summary>How downloads open their .incomplete file (tests: a full disk); null for the default.</summary>
+    internal Func<string, bool, Stream>? OpenIncomplete { get; set; }
+
     /// <summary><see cref="ResolvePath"/> with the environment's settings (HF_HOME, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE).</summary>
     public static string Resolve(string modelArg, IProgress<DownloadProgress>? progress = null) =>
         new ModelLocator(HubOptions.FromEnvironment()).ResolvePath(modelArg, progress);
@@ -39,6 +42,7 @@ public sealed class ModelLocator(HubOptions options, HttpMessageHandler? handler
     {
         if (Options.Offline) return FromCache(r, "HF_HUB_OFFLINE is set");
         using var client = new HubClient(Options, handler);
+        if (OpenIncomplete != null) client.OpenIncomplete = OpenIncomplete;
         RepoInfo info;
         try { info = await client.GetRepoInfoAsync(r.Repo, r.Revision, ct); }
         catch (HttpRequestException e)

@@ -266,6 +266,19 @@ public sealed class HubDownloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_full_disk_is_a_one_line_error_and_is_not_retried()
+    {
+        if (!File.Exists("/dev/full")) return;   // Linux: every write fails with ENOSPC
+        var locator = new ModelLocator(Options()) { OpenIncomplete = (_, _) => new FileStream("/dev/full", FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 0) };
+        var e = Assert.Throws<HubException>(() => locator.Pull(ModelReference.Parse("test-org/tiny-qwen2"), null, _timeout.Token));
+        Assert.StartsWith("disk full while writing ", e.Message);
+        Assert.Contains("HF_HOME", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.True(Requests("GET /").Count(l => !l.Contains("/api/")) <= 3);   // each file tried once, not Attempts times
+        Assert.False(File.Exists(Path.Combine(RepoDir, "snapshots", Commit, "model.safetensors")));
+    }
+
+    [Fact]
     public void Hub_errors_and_cut_transfers_leave_the_model_path_absent()
     {
         // Every attempt is cut: the pull fails in one line, keeps the partial file for a later resume, links nothing.
