@@ -5,8 +5,36 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// The instruction-set part of a 4-bit int8 GEMM: how many tokens a packed panel holds and the micro-kernel over
-/// 4 unpacked weight rows × <see cref="TokenStep"/> tokens. Implemented by X86/GemmInt8Avx2 and Arm/GemmInt8Neon.
+/// Rows of an unpacked weight tile (<see cref="Int8Tiles.Unpack"/>) from one row on: q bytes (low plane) and the high
+/// nibble plane of 8-bit formats at row stride <see cref="Int8Tiles.KBlock"/>, and per-block d and m at row stride
+/// <see cref="ScaleStride"/> (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for a scale per 16 elements).
+/// </summary>
+internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m, int scaleStride)
+{
+    public readonly byte* Q = q, High = high;
+    public readonly float* D = d, M = m;
+    public readonly int ScaleStride = scaleStride;
+}
+
+/// <summary>
+/// Packed activations (<see cref="Int8Panels"/>) at one (panel, block): quants Q (32·Panel bytes per block), scales D
+/// and d·Σq S (Panel floats per block), and d·Σq per half block SHalf (2·Panel floats per block; filled only for
+/// formats with a scale per 16 elements). The next panel of a micro-kernel call starts <see cref="Blocks"/> blocks on.
+/// </summary>
+internal readonly unsafe struct Int8Acts(sbyte* q, float* d, float* s, float* sHalf, int panel, int blocks)
+{
+    public readonly sbyte* Q = q;
+    public readonly float* D = d, S = s, SHalf = sHalf;
+    public readonly int Panel = panel, Blocks = blocks;
+
+    /// <summary>The same arrays at (panel, block) index <paramref name="pb"/> = panel·Blocks + block.</summary>
+    public Int8Acts At(long pb) => new(Q + pb * 32 * Panel, D + pb * Panel, S + pb * Panel, SHalf + pb * 2 * Panel, Panel, Blocks);
+}
+
+/// <summary>
+/// The instruction-set part of the int8 GEMM: the formats it multiplies, how many tokens a packed panel holds, and the
+/// micro-kernel over 4 unpacked weight rows × <see cref="TokenStep"/> tokens. Implemented by X86/GemmInt8Avx512,
+/// X86/GemmInt8Avx2 and Arm/GemmInt8Neon.
 /// </summary>
 internal unsafe interface IInt8Micro
 {
@@ -14,123 +42,69 @@ internal unsafe interface IInt8Micro
     static abstract int Panel { get; }
     /// <summary>Tokens per micro-kernel call: one or two panels.</summary>
     static abstract int TokenStep { get; }
+    /// <summary>Weight formats this micro-kernel multiplies (all of them are unpacked by <see cref="Int8Tiles"/>).</summary>
+    static abstract bool Supports(DType t);
 
     /// <summary>
-    /// C[4 rows, TokenStep tokens] (+)= Σ over nBlocks blocks. wq: 4 rows of unpacked bytes (stride
-    /// <see cref="GemmInt8{TMicro}.KBlock"/>); wd/wm: their per-block d and m (stride BlocksPerSlice); xq: the first
-    /// panel's packed quants at the first block (32·Panel bytes per block); dx/sx: its per-block scales and d·Σq
-    /// (Panel floats per block); the next panel starts <paramref name="nb"/> blocks further in all three.
+    /// C[4 rows, TokenStep tokens] (+)= Σ over nBlocks blocks of d_w·d_x·Σq·qx + m_w·(d_x·Σqx), from the unpacked rows
+    /// <paramref name="w"/> of format <paramref name="t"/> and the packed activations <paramref name="x"/>; C has row
+    /// stride <paramref name="ldc"/> and is overwritten when <paramref name="first"/>.
     /// </summary>
-    static abstract void Micro4(byte* wq, float* wd, float* wm, int nBlocks, sbyte* xq, float* dx, float* sx, int nb,
-        float* c, int ldc, bool first);
+    static abstract void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first);
 }
 
 /// <summary>
-/// Integer matrix-matrix product for 4-bit weights (Q4_0, Q4_1, Q4_K), the prompt-processing path of AVX2 and Arm64
-/// DotProd (X86/GemmInt8Avx512 has its own driver, which also splits 8-bit formats into nibble planes):
+/// Integer matrix-matrix product (prompt processing) for the formats whose elements are d·q + m per 32 (or 16)
+/// elements, on every instruction set with an <typeparamref name="TMicro"/>:
 /// <list type="bullet">
-/// <item>Weight tiles of 64 rows × 256 columns are unpacked once to bytes q (0..15) with per-32 d and m, w = d·q + m
+/// <item>Weight tiles of 64 rows × 256 columns are unpacked once to bytes q with per-block d and m
 /// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
-/// <item>Activations are quantized once per call to int8 with a float scale per 32 (round half to even, Q8_0 style, as
-/// ActQ8) and packed so one load holds 4 consecutive k of a panel's tokens: Xq[panel][block][k/4][token][k%4].</item>
-/// <item>The ISA's micro-kernel (<typeparamref name="TMicro"/>) forms Σq·qx per block in integers and accumulates
-/// C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in float.</item>
+/// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> and packed into panels
+/// (<see cref="Int8Panels"/>).</item>
+/// <item>Each thread takes blocks of 64 rows; per slice the ISA's micro-kernel forms Σq·qx per block in integers and
+/// accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in float into a row-major scratch Ct[64, nPad], transposed into Y
+/// once at the end.</item>
 /// </list>
 /// </summary>
 internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 {
     private const int RowStep = 4;       // rows per micro-kernel call
     private const int RowBlock = 64;
-    public const int KBlock = 256;       // columns per unpacked slice
-    public const int BlocksPerSlice = KBlock / 32;
+    private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
-
-    [ThreadStatic] private static byte[]? _acts;
-    [ThreadStatic] private static PackJob? _pack;
     [ThreadStatic] private static Job? _job;
 
     public static void Run(WeightMatrix w, float* x, float* y, int n)
     {
-        int cols = w.Cols, nb = cols / 32, panel = TMicro.Panel;
-        int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep, panels = nPad / panel;
-        long xqBytes = (long)panels * nb * 32 * panel, scaleFloats = (long)panels * nb * panel;
-        byte* mem = Scratch.Get(ref _acts, xqBytes + 2 * scaleFloats * sizeof(float));
-        var pack = _pack ??= new PackJob();
-        pack.X = x; pack.N = n; pack.Cols = cols;
-        pack.Xq = (sbyte*)mem; pack.Dx = (float*)(mem + xqBytes); pack.Sx = pack.Dx + scaleFloats;
-        WorkerPool.Shared.Run(pack, panels, grain: 1);
-
+        int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep;
+        var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2);
         var job = _job ??= new Job();
-        job.W = w; job.Y = y; job.N = n; job.NPad = nPad;
-        job.Xq = pack.Xq; job.Dx = pack.Dx; job.Sx = pack.Sx;
+        job.W = w; job.Y = y; job.N = n; job.NPad = nPad; job.X = acts;
         WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
         job.W = null!;
-    }
-
-    /// <summary>Quantizes and packs one panel of tokens per item (padding tokens are zero).</summary>
-    private sealed class PackJob : IRangeJob
-    {
-        public float* X, Dx, Sx;
-        public sbyte* Xq;
-        public int N, Cols;
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int start, int end)
-        {
-            int nb = Cols / 32, panel = TMicro.Panel, group = 4 * panel;   // bytes per 4 k of a panel
-            for (int p = start; p < end; p++)
-            for (int j = 0; j < panel; j++)
-            {
-                int t = p * panel + j;
-                for (int b = 0; b < nb; b++)
-                {
-                    long blockIndex = (long)p * nb + b;
-                    sbyte* dst = Xq + blockIndex * 8 * group + 4 * j;     // group g (4 k) of this token at dst + group·g
-                    if (t >= N)
-                    {
-                        for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = 0;
-                        Dx[blockIndex * panel + j] = 0;
-                        Sx[blockIndex * panel + j] = 0;
-                        continue;
-                    }
-                    float* src = X + (long)t * Cols + 32 * b;
-                    float amax = 0;
-                    for (int k = 0; k < 32; k++) amax = MathF.Max(amax, MathF.Abs(src[k]));
-                    float d = amax / 127, id = d != 0 ? 1 / d : 0;
-                    int sum = 0;
-                    for (int k = 0; k < 32; k++)
-                    {
-                        int q = (int)MathF.Round(src[k] * id);                // round half to even, as ActQ8
-                        dst[group * (k / 4) + (k % 4)] = (sbyte)q;
-                        sum += q;
-                    }
-                    Dx[blockIndex * panel + j] = d;
-                    Sx[blockIndex * panel + j] = d * sum;
-                }
-            }
-        }
     }
 
     private sealed class Job : IRangeJob
     {
         [ThreadStatic] private static byte[]? _tile, _ct;
         public WeightMatrix W = null!;
-        public float* Y, Dx, Sx;
-        public sbyte* Xq;
+        public float* Y;
+        public Int8Acts X;
         public int N, NPad;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
         {
             var w = W;
+            var type = w.Type;
             int rows = w.Rows, cols = w.Cols, nb = cols / 32, nPad = NPad, n = N, panel = TMicro.Panel;
-            // Unpacked tile: q bytes [64][256], the high plane Unpack also takes (unused by 4-bit formats), then d and
-            // m floats [64][8] each.
-            byte* tile = Scratch.Get(ref _tile, 2 * RowBlock * KBlock + 2 * RowBlock * BlocksPerSlice * sizeof(float));
+            int ss = Int8Tiles.ScalesPerBlock(type) * BlocksPerSlice;   // scales per row of a slice
+            // Unpacked tile: q bytes [64][256] (low plane), high plane [64][256] (8-bit formats only), then d and m
+            // floats [64][ss] each.
+            byte* tile = Scratch.Get(ref _tile, 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float));
             byte* high = tile + RowBlock * KBlock;
-            float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * BlocksPerSlice;
-            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));
+            float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
+            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));   // [64][nPad]
             for (int rb = start; rb < end; rb++)
             {
                 int r0 = rb * RowBlock, nr = Math.Min(RowBlock, rows - r0);
@@ -139,26 +113,101 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
                 {
                     int nBlocks = Math.Min(KBlock, cols - k0) / 32, b0 = k0 / 32;
                     for (int r = 0; r < nr; r++)
-                        Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice);
+                        Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
                     for (int r = nr; r < nrPad; r++)
                     {
                         new Span<byte>(tile + r * KBlock, KBlock).Clear();
-                        new Span<float>(wd + r * BlocksPerSlice, BlocksPerSlice).Clear();
-                        new Span<float>(wm + r * BlocksPerSlice, BlocksPerSlice).Clear();
+                        new Span<byte>(high + r * KBlock, KBlock).Clear();
+                        new Span<float>(wd + r * ss, ss).Clear();
+                        new Span<float>(wm + r * ss, ss).Clear();
                     }
                     bool first = k0 == 0;
                     for (int t0 = 0; t0 < nPad; t0 += TMicro.TokenStep)
                     {
-                        long pa = (long)(t0 / panel) * nb + b0;   // (panel, block) index
+                        var xa = X.At((long)(t0 / panel) * nb + b0);
                         for (int r = 0; r < nrPad; r += RowStep)
-                            TMicro.Micro4(tile + r * KBlock, wd + r * BlocksPerSlice, wm + r * BlocksPerSlice, nBlocks,
-                                Xq + pa * 32 * panel, Dx + pa * panel, Sx + pa * panel, nb, ct + (long)r * nPad + t0, nPad, first);
+                        {
+                            var wr = new Int8Rows(tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss, ss);
+                            TMicro.Micro4(type, wr, nBlocks, xa, ct + (long)r * nPad + t0, nPad, first);
+                        }
                     }
                 }
                 for (int r = 0; r < nr; r++)
                 {
                     float* c = ct + (long)r * nPad;
                     for (int t = 0; t < n; t++) Y[(long)t * rows + r0 + r] = c[t];
+                }
+            }
+        }
+    }
+}
+
+/// <summary>
+/// The activations of the int8 GEMMs: each token quantized by <see cref="ActQ8.QuantizeQ8_0"/> (the same bytes as its
+/// scalar specification) and rearranged into panels of <c>panel</c> tokens so that one vector load holds 4 consecutive
+/// k of every token of a panel: Xq[panel][block][k/4][token][k%4], with Dx[panel][block][token] = d,
+/// Sx[panel][block][token] = d·Σq and, where asked, Sh[panel][block][half][token] = d·Σq over each 16. Padding tokens
+/// are zero.
+/// </summary>
+internal static unsafe class Int8Panels
+{
+    [ThreadStatic] private static byte[]? _mem;
+    [ThreadStatic] private static PackJob? _job;
+
+    /// <summary>Packs tokens 0..n of x[n, cols] into <paramref name="panels"/> panels (per-thread scratch, valid until the next call).</summary>
+    public static Int8Acts Pack(float* x, int n, int cols, int panel, int panels, bool halfSums)
+    {
+        int nb = cols / 32;
+        long qBytes = (long)panels * nb * 32 * panel, floats = (long)panels * nb * panel;
+        byte* mem = Scratch.Get(ref _mem, qBytes + 4 * floats * sizeof(float));
+        float* d = (float*)(mem + qBytes);
+        var acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, panel, nb);
+        var job = _job ??= new PackJob();
+        job.X = x; job.N = n; job.Cols = cols; job.Acts = acts; job.HalfSums = halfSums;
+        WorkerPool.Shared.Run(job, panels, grain: 1);
+        return acts;
+    }
+
+    private sealed class PackJob : IRangeJob
+    {
+        [ThreadStatic] private static byte[]? _token;
+        public float* X;
+        public int N, Cols;
+        public Int8Acts Acts;
+        public bool HalfSums;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int start, int end)
+        {
+            int cols = Cols, nb = cols / 32, panel = Acts.Panel, group = 4 * panel;   // bytes per 4 k of a panel
+            var a = ActQ8.At(Scratch.Get(ref _token, ActQ8.BytesFor(cols)), cols);
+            a.Nib = null;   // no nibble order: only the GEMV's VBMI Q4_0 body reads it
+            for (int p = start; p < end; p++)
+            for (int j = 0; j < panel; j++)
+            {
+                int t = p * panel + j;
+                if (t < N) ActQ8.QuantizeQ8_0(X + (long)t * cols, &a);
+                for (int b = 0; b < nb; b++)
+                {
+                    var at = Acts.At((long)p * nb + b);
+                    sbyte* dst = at.Q + 4 * j;                                  // group g (4 k) of this token at dst + group·g
+                    if (t >= N)
+                    {
+                        for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = 0;
+                        at.D[j] = at.S[j] = at.SHalf[j] = at.SHalf[panel + j] = 0;
+                        continue;
+                    }
+                    sbyte* q = a.Q + 32 * b;
+                    for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = *(int*)(q + 4 * g);
+                    at.D[j] = a.D[b];
+                    at.S[j] = a.S[b];
+                    if (HalfSums)
+                    {
+                        int s0 = 0, s1 = 0;
+                        for (int k = 0; k < 16; k++) { s0 += q[k]; s1 += q[16 + k]; }
+                        at.SHalf[j] = a.D[b] * s0;
+                        at.SHalf[panel + j] = a.D[b] * s1;
+                    }
                 }
             }
         }

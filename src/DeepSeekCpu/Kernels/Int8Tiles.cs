@@ -5,12 +5,19 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// Weight tiles for the int8 GEMMs (X86/GemmInt8Avx512 and GemmInt8 with the AVX2 and Arm64 micro-kernels): a row's blocks unpacked
+/// Weight tiles for the int8 GEMM (<see cref="GemmInt8{TMicro}"/> on every instruction set): a row's blocks unpacked
 /// once per tile to bytes q with per-block (or per-16) d and m, w = d·q + m, then reused for every token.
 /// Only 128-bit vector operations, so every instruction set runs it natively.
 /// </summary>
 internal static unsafe class Int8Tiles
 {
+    /// <summary>Columns per unpacked slice (one K-quant super-block, 8 blocks of 32).</summary>
+    public const int KBlock = 256;
+    public const int BlocksPerSlice = KBlock / 32;
+
+    /// <summary>d and m per 32-element block: 1, or 2 for Q6_K (a scale per 16 elements).</summary>
+    public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
+
     /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
     /// (8-bit formats: q = 16·high + low).</summary>
     public static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)

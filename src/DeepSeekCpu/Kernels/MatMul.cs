@@ -30,10 +30,10 @@ public static unsafe class MatMul
     }
 
     private static bool UsesInt8GemmAvx2(DType t, KernelPath path) =>
-        path is KernelPath.Avx2 or KernelPath.Avx2Vnni && GemmInt8<X86.GemmInt8Avx2>.Supports(t);
+        path is KernelPath.Avx2 or KernelPath.Avx2Vnni && X86.GemmInt8Avx2.Supports(t);
 
     private static bool UsesInt8GemmNeon(DType t, KernelPath path) =>
-        path == KernelPath.NeonDp && GemmInt8<Arm.GemmInt8Neon>.Supports(t);
+        path == KernelPath.NeonDp && Arm.GemmInt8Neon.Supports(t);
 
     /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
     internal static bool QuantizesActivations(DType t, int n, KernelPath path) =>
@@ -53,7 +53,7 @@ public static unsafe class MatMul
         fixed (float* px = x, py = y)
         {
             if (!UsesGemm(w.Type, n, path)) Gemv.Run(w, px, py, n, path);
-            else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) X86.GemmInt8Avx512.Run(w, px, py, n);
+            else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n);
             else if (UsesInt8GemmAvx2(w.Type, path)) GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, n);
             else if (UsesInt8GemmNeon(w.Type, path)) GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, n);
             else Gemm.Run(w, px, py, n, path);

@@ -20,7 +20,7 @@ public unsafe struct ActQ8
     public float* S;
     public short* BSums;
     /// <summary>
-    /// Q8_0 style only, where <see cref="HasNibbleOrder"/>: the activations rearranged for nibble-packed weights
+    /// Q8_0 style only, where <see cref="HasNibbleOrder"/> and not null: the activations rearranged for nibble-packed weights
     /// (Q4_0), 256 bytes per group of 4 blocks: the first 16 quants of each block (64 bytes: what the low nibbles
     /// multiply), the last 16 of each (64 bytes: the high nibbles), the 4 block scales each repeated 4 times
     /// (16 floats), and 8·Σq over each int32 lane of the products (16 ints: the −8 offset of Q4_0).
@@ -70,7 +70,7 @@ public unsafe struct ActQ8
             a->D[b] = d;
             a->S[b] = d * Vector128.Sum(sum);
         }
-        if (HasNibbleOrder) FillNibbleOrder(a);
+        if (HasNibbleOrder && a->Nib != null) FillNibbleOrder(a);
     }
 
     /// <summary>Builds <see cref="Nib"/> from <see cref="Q"/> and <see cref="D"/> (whole groups of 4 blocks only).</summary>
@@ -140,7 +140,7 @@ public unsafe struct ActQ8
             a->D[b] = d;
             a->S[b] = d * sum;
         }
-        if (HasNibbleOrder) FillNibbleOrder(a);
+        if (HasNibbleOrder && a->Nib != null) FillNibbleOrder(a);
     }
 
     /// <summary>Q8_K style: quantize_row_q8_K_ref (iscale = -127/max with max the signed value of largest magnitude,

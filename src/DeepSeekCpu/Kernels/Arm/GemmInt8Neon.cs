@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels.Arm;
 
@@ -15,12 +16,16 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro
 {
     public static int Panel => 4;
     public static int TokenStep => 8;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Micro4(byte* wq, float* wd, float* wm, int nBlocks, sbyte* xq, float* dx, float* sx, int nb,
-        float* c, int ldc, bool first)
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
-        const int K = GemmInt8<GemmInt8Neon>.KBlock, S = GemmInt8<GemmInt8Neon>.BlocksPerSlice;
+        const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
+        byte* wq = w.Q;
+        float* wd = w.D, wm = w.M, dx = x.D, sx = x.S;
+        sbyte* xq = x.Q;
+        int nb = x.Blocks;
         sbyte* xa = xq, xb = xq + (long)nb * 128;              // the two panels
         float* dxa = dx, dxb = dx + (long)nb * 4, sxa = sx, sxb = sx + (long)nb * 4;
         Vector128<float> f0a, f0b, f1a, f1b, f2a, f2b, f3a, f3b;

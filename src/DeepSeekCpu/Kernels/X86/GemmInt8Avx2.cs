@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels.X86;
 
@@ -15,12 +16,15 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro
 {
     public static int Panel => 8;
     public static int TokenStep => 8;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Micro4(byte* wq, float* wd, float* wm, int nBlocks, sbyte* xq, float* dx, float* sx, int nb,
-        float* c, int ldc, bool first)
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
-        const int K = GemmInt8<GemmInt8Avx2>.KBlock, S = GemmInt8<GemmInt8Avx2>.BlocksPerSlice;
+        const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
+        byte* wq = w.Q;
+        float* wd = w.D, wm = w.M, dx = x.D, sx = x.S;
+        sbyte* xq = x.Q;
         Vector256<float> f0, f1, f2, f3;
         if (first) f0 = f1 = f2 = f3 = Vector256<float>.Zero;
         else
@@ -35,11 +39,11 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro
             sbyte* p = xq + 256 * b;
             for (int g = 0; g < 8; g++)
             {
-                var x = Vector256.Load(p + 32 * g);
-                a0 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 4 * g)).AsByte(), x);
-                a1 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + K + 4 * g)).AsByte(), x);
-                a2 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 2 * K + 4 * g)).AsByte(), x);
-                a3 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 3 * K + 4 * g)).AsByte(), x);
+                var v = Vector256.Load(p + 32 * g);
+                a0 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 4 * g)).AsByte(), v);
+                a1 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + K + 4 * g)).AsByte(), v);
+                a2 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 2 * K + 4 * g)).AsByte(), v);
+                a3 += Avx2.MultiplyAddAdjacent(Vector256.Create(*(uint*)(w0 + 3 * K + 4 * g)).AsByte(), v);
             }
             var d = Vector256.Load(dx + 8 * b);
             var s = Vector256.Load(sx + 8 * b);
