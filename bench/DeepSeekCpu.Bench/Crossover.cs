@@ -4,12 +4,11 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Bench;
 
-/// <summary>`crossover`: time per token of the GEMV path and the GEMM path for small n (to set MatMul.GemmMinTokens).</summary>
+/// <summary>`crossover`: time per token of the GEMV path and the GEMM path for small n (the per-format crossovers in MatMul.Plan).</summary>
 internal static class Crossover
 {
     public static int Run(string[] args)
     {
-        int saved = MatMul.GemmMinTokens;
         foreach (var type in new[] { DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K, DType.BF16 })
         {
             using var w = BenchWeights.Make(type, 8960, 1536);
@@ -18,15 +17,12 @@ internal static class Crossover
             {
                 var x = BenchWeights.Activations(n * 1536);
                 var y = new float[n * 8960];
-                MatMul.GemmMinTokens = int.MaxValue; // always GEMV
-                double gemv = Time(() => MatMul.Multiply(w, x, y, n)) / n;
-                MatMul.GemmMinTokens = 1;
-                double gemm = Time(() => MatMul.Multiply(w, x, y, n)) / n;
+                double gemv = Time(() => MatMul.Multiply(w, x, y, n, KernelInfo.Path, gemmMinTokens: int.MaxValue)) / n;  // always GEMV
+                double gemm = Time(() => MatMul.Multiply(w, x, y, n, KernelInfo.Path, gemmMinTokens: 1)) / n;             // always GEMM
                 line += $"  n={n} {gemv * 1e6:F0}|{gemm * 1e6:F0}";
             }
             Console.WriteLine(line);
         }
-        MatMul.GemmMinTokens = saved;
         return 0;
     }
 

@@ -48,7 +48,7 @@ public class MatMulTests
                 y[^1] = 12345f;
                 MatMul.Multiply(w, x, y, n, path);
                 Assert.Equal(12345f, y[^1]); // nothing written past n·rows
-                bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
+                bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
                 for (int tk = 0; tk < n; tk++)
                 for (int r = 0; r < rows; r++)
                 {
@@ -99,7 +99,7 @@ public class MatMulTests
                         var x = inputs[input];
                         var expect = TestData.ReferenceMatMul(weights[i], x, n);
                         var deq = Dequantize.Matrix(weights[i]);
-                        bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
+                        bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
                         for (int tk = 0; tk < n; tk++)
                         for (int r = 0; r < rows; r++)
                         {
@@ -145,7 +145,7 @@ public class MatMulTests
                     var (t, rows, cols, n) = specs[i];
                     var expect = TestData.ReferenceMatMul(weights[i], inputs[i], n);
                     var deq = Dequantize.Matrix(weights[i]);
-                    bool quantizedActs = MatMul.QuantizesActivations(t, n, path);
+                    bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
                     for (int tk = 0; tk < n; tk++)
                     for (int r = 0; r < rows; r++)
                     {

@@ -12,39 +12,35 @@ namespace DeepSeekCpu.Kernels;
 public static unsafe class MatMul
 {
     /// <summary>
-    /// From this many tokens on, the tiled GEMM is used (below it, the GEMV kernel per token); 0 (the default) picks
-    /// per format from measurements on this machine (bench `crossover`, Zen 5, 2 threads): 10 tokens where the int8
-    /// GEMM runs (16 for Q6_K), 6 for the AVX2 int8 GEMM, 16 for the float GEMM, whose per-call dequantization pays
-    /// off only over more tokens.
+    /// Which kernel runs y[n, rows] = x[n, cols] · Wᵀ for weights of <paramref name="t"/> on <paramref name="path"/>:
+    /// the one rule that picks GEMV or GEMM, and which GEMM. The GEMM's tile decode pays off only over enough tokens;
+    /// from <paramref name="gemmMinTokens"/> tokens on when positive, otherwise from per-format crossovers measured with
+    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K), 6 for the AVX2
+    /// int8 GEMM, 16 for the float GEMM, whose per-call dequantization pays off only over more tokens. The scalar path
+    /// has no tiled GEMM.
     /// </summary>
-    public static int GemmMinTokens { get; set; }
-
-    internal static bool UsesGemm(DType t, int n, KernelPath path)
+    internal static MatMulKernel Plan(DType t, int n, KernelPath path, int gemmMinTokens = 0)
     {
-        if (path == KernelPath.Scalar) return false;
-        if (GemmMinTokens > 0) return n >= GemmMinTokens;
-        if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) return n >= (t == DType.Q6_K ? 16 : 10);
-        if (UsesInt8GemmAvx2(t, path)) return n >= 6;
-        if (UsesInt8GemmNeon(t, path)) return n >= 8;    // not measured on Arm hardware: the AVX2 crossover, rounded up   // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
-        return n >= 16;
+        if (path == KernelPath.Scalar) return MatMulKernel.Gemv;
+        var (gemm, from) = path switch
+        {
+            KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t == DType.Q6_K ? 16 : 10),
+            // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
+            KernelPath.Avx2 or KernelPath.Avx2Vnni when X86.GemmInt8Avx2.Supports(t) => (MatMulKernel.GemmInt8Avx2, 6),
+            // not measured on Arm hardware: the AVX2 crossover, rounded up
+            KernelPath.NeonDp when Arm.GemmInt8Neon.Supports(t) => (MatMulKernel.GemmInt8Neon, 8),
+            _ => (MatMulKernel.GemmFloat, 16),
+        };
+        return n >= (gemmMinTokens > 0 ? gemmMinTokens : from) ? gemm : MatMulKernel.Gemv;
     }
-
-    private static bool UsesInt8GemmAvx2(DType t, KernelPath path) =>
-        path is KernelPath.Avx2 or KernelPath.Avx2Vnni && X86.GemmInt8Avx2.Supports(t);
-
-    private static bool UsesInt8GemmNeon(DType t, KernelPath path) =>
-        path == KernelPath.NeonDp && Arm.GemmInt8Neon.Supports(t);
-
-    /// <summary>Whether this call quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
-    internal static bool QuantizesActivations(DType t, int n, KernelPath path) =>
-        t.IsQuantized() && (!UsesGemm(t, n, path) || (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(t)) || UsesInt8GemmAvx2(t, path) || UsesInt8GemmNeon(t, path));
 
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
 
     /// <summary>As <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> on a chosen path
     /// (tests run every path this machine has; <paramref name="path"/> must be in <see cref="KernelInfo.Available"/>).</summary>
-    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path)
+    /// <param name="gemmMinTokens">See <see cref="Plan"/> (bench `crossover` times both sides of the crossover).</param>
+    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path, int gemmMinTokens = 0)
     {
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
         if (x.Length < (long)n * w.Cols) throw new ArgumentException($"{w.Name}: input has {x.Length} values, expected {n} x {w.Cols}");
@@ -52,11 +48,14 @@ public static unsafe class MatMul
         if (n == 0 || w.Rows == 0) return;
         fixed (float* px = x, py = y)
         {
-            if (!UsesGemm(w.Type, n, path)) Gemv.Run(w, px, py, n, path);
-            else if (path == KernelPath.Avx512 && X86.GemmInt8Avx512.Supports(w.Type)) GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n);
-            else if (UsesInt8GemmAvx2(w.Type, path)) GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, n);
-            else if (UsesInt8GemmNeon(w.Type, path)) GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, n);
-            else Gemm.Run(w, px, py, n, path);
+            switch (Plan(w.Type, n, path, gemmMinTokens))
+            {
+                case MatMulKernel.Gemv: Gemv.Run(w, px, py, n, path); break;
+                case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n); break;
+                case MatMulKernel.GemmInt8Avx2: GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, n); break;
+                case MatMulKernel.GemmInt8Neon: GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, n); break;
+                default: Gemm.Run(w, px, py, n, path); break;
+            }
         }
         GC.KeepAlive(w);
     }
@@ -72,7 +71,7 @@ public static unsafe class MatMul
         for (int i = 0; i < batch.Count; i++)
         {
             if (batch.N[i] == 0) continue;
-            if (UsesGemm(batch.W[i].Type, batch.N[i], path)) anyGemm = true; else anyGemv = true;
+            if (Plan(batch.W[i].Type, batch.N[i], path) != MatMulKernel.Gemv) anyGemm = true; else anyGemv = true;
         }
         if (anyGemv && !anyGemm) { Gemv.Run(batch, path); return; }
         var rest = anyGemv ? (_rest ??= new MatMulBatch()) : null;
@@ -82,11 +81,33 @@ public static unsafe class MatMul
             var w = batch.W[i];
             int n = batch.N[i];
             if (n == 0) continue;
-            if (!UsesGemm(w.Type, n, path)) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
+            if (Plan(w.Type, n, path) == MatMulKernel.Gemv) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
             Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
         }
         if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
     }
 
     [ThreadStatic] private static MatMulBatch? _rest;
+}
+
+/// <summary>The kernel <see cref="MatMul.Plan"/> picks for one product.</summary>
+internal enum MatMulKernel
+{
+    /// <summary>Matrix-vector kernels per token (<see cref="Kernels.Gemv"/>), memory-bound.</summary>
+    Gemv,
+    /// <summary>Tiled float GEMM (<see cref="Kernels.Gemm"/>): weight tiles dequantized to float32.</summary>
+    GemmFloat,
+    /// <summary>Tiled int8 GEMM with the AVX-512 micro-kernel.</summary>
+    GemmInt8Avx512,
+    /// <summary>Tiled int8 GEMM with the AVX2 micro-kernel.</summary>
+    GemmInt8Avx2,
+    /// <summary>Tiled int8 GEMM with the Arm64 DotProd micro-kernel.</summary>
+    GemmInt8Neon,
+}
+
+internal static class MatMulKernelExtensions
+{
+    /// <summary>Whether the kernel quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
+    public static bool QuantizesActivations(this MatMulKernel k, DType t) =>
+        k == MatMulKernel.Gemv ? t.IsQuantized() : k != MatMulKernel.GemmFloat;
 }
