@@ -1,0 +1,198 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// The tiled GEMMs and their parts against the scalar specifications on identical inputs, in ggml's
+/// test-quantize-fns manner: the weight-tile decoders equal <see cref="Dequantize"/> bit for bit (the int8 tiles up to
+/// the sign of zero), the int8 activation
+/// packer equals <see cref="ActQ8.QuantizeQ8_0Scalar"/> byte for byte, every int8 micro-kernel this machine runs
+/// equals the naive integer GEMM (<see cref="GemmReference.Int8"/>: int32 block sums on the same quantized
+/// activations) up to float rounding of the per-block scaling, and the float GEMM equals the naive float GEMM up to
+/// float rounding of its sums.
+/// </summary>
+public unsafe class GemmTests
+{
+    private static readonly DType[] Int8Types = [DType.Q4_0, DType.Q4_1, DType.Q4_K, DType.Q8_0, DType.Q6_K];
+
+    public static TheoryData<DType> Int8Formats() => new(Int8Types);
+
+    public static TheoryData<DType> FloatGemmFormats() =>
+        new(DType.F32, DType.F16, DType.BF16, DType.F8_E4M3, DType.Q8_0, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q8_K, DType.Q4_K, DType.Q5_K, DType.Q6_K);
+
+    /// <summary>Rows and columns that leave tails: a partial row block and a partial 256-column slice (32-element formats).</summary>
+    private static (int Rows, int Cols) Shape(DType t) => t.BlockSize() == 256 ? (67, 768) : t == DType.F8_E4M3 ? (67, 200) : (67, 544);
+
+    [Theory]
+    [MemberData(nameof(Int8Formats))]
+    public void Int8_tile_unpack_equals_Dequantize_bit_for_bit(DType t)
+    {
+        var (rows, cols) = Shape(t);
+        using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, 11 + (int)t, 0.05f), rows, cols);
+        int nb = cols / 32, perBlock = Int8Tiles.ScalesPerBlock(t), size = 32 / perBlock;
+        var q = new byte[cols];
+        var high = new byte[cols];
+        var d = new float[nb * perBlock];
+        var m = new float[nb * perBlock];
+        var expect = new float[cols];
+        fixed (byte* pq = q, ph = high)
+        fixed (float* pd = d, pm = m)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                Dequantize.RowOf(w, r, expect);
+                // In slices, as the GEMM unpacks them.
+                for (int b0 = 0; b0 < nb; b0 += Int8Tiles.BlocksPerSlice)
+                {
+                    int count = Math.Min(Int8Tiles.BlocksPerSlice, nb - b0);
+                    Int8Tiles.Unpack(w, r, b0, count, pq + 32 * b0, ph + 32 * b0, pd + perBlock * b0, pm + perBlock * b0);
+                }
+                for (int k = 0; k < cols; k++)
+                {
+                    int g = k / size;
+                    // d·q + m rounded once: what the specification's float expression rounds to (d·(q − 8) may be −0
+                    // where d·q + m is +0, the same value).
+                    float got = (float)((double)d[g] * (q[k] + 16 * high[k]) + m[g]);
+                    Assert.True(expect[k] == got,
+                        $"{t} row {r} col {k}: unpacked {got} vs Dequantize {expect[k]}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(FloatGemmFormats))]
+    public void Float_tile_decode_equals_Dequantize_bit_for_bit(DType t)
+    {
+        var (rows, cols) = Shape(t);
+        using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, 17 + (int)t, 0.05f), rows, cols);
+        var expect = new float[cols];
+        var got = new float[cols];
+        fixed (float* pg = got)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                Dequantize.RowOf(w, r, expect);
+                Array.Fill(got, float.NaN);
+                for (int k0 = 0; k0 < cols; k0 += Gemm.KBlock) WeightDecode.Segment(w, r, k0, Math.Min(Gemm.KBlock, cols - k0), pg + k0);
+                for (int k = 0; k < cols; k++)
+                    Assert.True(BitConverter.SingleToInt32Bits(expect[k]) == BitConverter.SingleToInt32Bits(got[k]),
+                        $"{t} row {r} col {k}: decoded {got[k]} vs Dequantize {expect[k]}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(4, false)]
+    [InlineData(8, false)]
+    [InlineData(16, true)]
+    public void Int8_activation_panels_hold_the_bytes_of_the_scalar_quantizer(int panel, bool halfSums)
+    {
+        int cols = 544, nb = cols / 32, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
+        var x = TestData.Gaussian(n * cols, panel);
+        for (int k = 0; k < 32; k++) x[cols + 64 + k] = 0;   // an all-zero block (d = 0)
+        for (int k = 0; k < 32; k++) x[2 * cols + k] = (k - 16) * 0.5f;   // exact halves: ties round to even
+        var mem = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (float* px = x)
+        fixed (byte* am = mem)
+        {
+            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums);
+            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
+            a.Nib = null;
+            for (int t = 0; t < panels * panel; t++)
+            {
+                if (t < n) ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
+                int p = t / panel, j = t % panel;
+                for (int b = 0; b < nb; b++)
+                {
+                    var at = packed.At((long)p * nb + b);
+                    int s0 = 0, s1 = 0;
+                    for (int k = 0; k < 32; k++)
+                    {
+                        sbyte expect = t < n ? a.Q[32 * b + k] : (sbyte)0;
+                        sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
+                        Assert.True(expect == got, $"panel {panel} token {t} block {b} k {k}: {got} vs {expect}");
+                        if (k < 16) s0 += expect; else s1 += expect;
+                    }
+                    float d = t < n ? a.D[b] : 0, s = t < n ? a.S[b] : 0;
+                    Assert.Equal(d, at.D[j]);
+                    Assert.Equal(s, at.S[j]);
+                    if (halfSums)
+                    {
+                        Assert.Equal(d * s0, at.SHalf[j]);
+                        Assert.Equal(d * s1, at.SHalf[panel + j]);
+                    }
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Int8Formats))]
+    public void Every_int8_micro_kernel_matches_the_integer_reference(DType t)
+    {
+        var (rows, cols) = Shape(t);
+        using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, 23 + (int)t, 0.05f), rows, cols);
+        var deq = Dequantize.Matrix(w);
+        var kernels = new List<(string Name, nint Run)>();
+        if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run));
+        if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run));
+        if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run));
+        foreach (int n in new[] { 1, 13, 37 })
+        {
+            var x = TestData.Gaussian(n * cols, n + (int)t);
+            var expect = new double[n * rows];
+            GemmReference.Int8(w, x, expect, n);
+            foreach (var (name, run) in kernels)
+            {
+                var y = new float[n * rows + 1];
+                y[^1] = 12345f;
+                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+                Assert.Equal(12345f, y[^1]);
+                for (int tk = 0; tk < n; tk++)
+                for (int r = 0; r < rows; r++)
+                {
+                    // Integer block sums are exact in both; only the float scaling and accumulation order differ.
+                    double scale = 0;
+                    for (int k = 0; k < cols; k++) scale += Math.Abs((double)deq[r * cols + k] * x[tk * cols + k]);
+                    double got = y[tk * rows + r], exp = expect[tk * rows + r], tol = 2e-6 * scale + 1e-7;
+                    Assert.True(Math.Abs(got - exp) <= tol, $"{t} {name} n={n} token {tk} row {r}: {got} vs integer reference {exp} (tolerance {tol:G3})");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(FloatGemmFormats))]
+    public void Float_gemm_matches_the_naive_gemm_on_every_path(DType t)
+    {
+        var (rows, cols) = Shape(t);
+        using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, 29 + (int)t, 0.05f), rows, cols);
+        var deq = Dequantize.Matrix(w);
+        foreach (int n in new[] { 1, 17, 37 })
+        {
+            var x = TestData.Gaussian(n * cols, 31 * n + (int)t);
+            var expect = new float[n * rows];
+            GemmReference.Float(w, x, expect, n);
+            foreach (var path in KernelInfo.Available)
+            {
+                if (path == KernelPath.Scalar) continue;   // no tiled GEMM on the scalar path
+                var y = new float[n * rows + 1];
+                y[^1] = 12345f;
+                fixed (float* px = x, py = y) Gemm.Run(w, px, py, n, path);
+                Assert.Equal(12345f, y[^1]);
+                for (int tk = 0; tk < n; tk++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double scale = 0;
+                    for (int k = 0; k < cols; k++) scale += Math.Abs((double)deq[r * cols + k] * x[tk * cols + k]);
+                    // Two float32 sums of the same products in different orders.
+                    double got = y[tk * rows + r], exp = expect[tk * rows + r], tol = 4e-7 * Math.Sqrt(cols) * scale + 1e-7;
+                    Assert.True(Math.Abs(got - exp) <= tol, $"{t} {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs naive {exp} (tolerance {tol:G3})");
+                }
+            }
+        }
+    }
+}
