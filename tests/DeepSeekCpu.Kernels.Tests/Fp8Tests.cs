@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Kernels.Tests;
 public unsafe class Fp8Tests
 {
     /// <summary>The E4M3 definition written independently: (-1)^s · 2^(e-7) · (1 + m/8), subnormals 2^-6 · m/8, S.1111.111 NaN.</summary>
-    private static double Definition(int v)
+    internal static double Definition(int v)
     {
         int s = v >> 7, e = (v >> 3) & 15, m = v & 7;
         if (e == 15 && m == 7) return double.NaN;

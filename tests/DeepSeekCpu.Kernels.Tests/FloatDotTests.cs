@@ -1,0 +1,63 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// Every float-format dot body on every path this machine has, at every length 0..257 (TensorPrimitives' sweep: each
+/// unrolled loop, vector tail and scalar tail, and FP8's partial 128-column scale blocks), against a float64 dot of
+/// the values decoded by the test's own definitions (Half, the upper half of a float32, Fp8Tests.Definition).
+/// </summary>
+public unsafe class FloatDotTests
+{
+    public static TheoryData<DType> Formats() => new(DType.F32, DType.F16, DType.BF16, DType.F8_E4M3);
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void Every_length_from_0_to_257_matches_the_float64_dot_on_every_path(DType t)
+    {
+        const int max = 257;
+        var rng = new Random((int)t);
+        var x = TestData.Gaussian(max, 5 + (int)t);
+        var values = TestData.Gaussian(max, 7 + (int)t, 0.5f);
+        var bytes = new byte[4 * max];
+        var decoded = new double[max];
+        float[] scales = [0.75f, -1.5f, 2f];   // FP8: one per 128 columns
+        for (int i = 0; i < max; i++)
+        {
+            switch (t)
+            {
+                case DType.F32: BitConverter.TryWriteBytes(bytes.AsSpan(4 * i), values[i]); decoded[i] = values[i]; break;
+                case DType.F16: var h = (Half)values[i]; BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), h); decoded[i] = (double)h; break;
+                case DType.BF16:
+                    ushort b = (ushort)(BitConverter.SingleToUInt32Bits(values[i]) >> 16);
+                    BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), b);
+                    decoded[i] = BitConverter.UInt32BitsToSingle((uint)b << 16);
+                    break;
+                default:
+                    byte code = (byte)rng.Next(256);
+                    if ((code & 0x7F) == 0x7F) code ^= 1;   // not NaN
+                    bytes[i] = code;
+                    decoded[i] = Fp8Tests.Definition(code) * scales[i / 128];
+                    break;
+            }
+        }
+        fixed (byte* pw = bytes)
+        fixed (float* px = x, ps = scales)
+        {
+            foreach (var path in KernelInfo.Available)
+            {
+                var dot = Gemv.FloatDotFor(t, path);
+                for (int len = 0; len <= max; len++)
+                {
+                    double expect = 0, scale = 0;
+                    for (int i = 0; i < len; i++) { expect += decoded[i] * x[i]; scale += Math.Abs(decoded[i] * x[i]); }
+                    float got = dot(pw, px, len, ps);
+                    double tol = 1e-6 * Math.Sqrt(len + 1) * scale;
+                    Assert.True(Math.Abs(got - expect) <= tol, $"{t} {KernelInfo.Name(path)} length {len}: {got} vs {expect} (tolerance {tol:G3})");
+                }
+            }
+        }
+    }
+}
