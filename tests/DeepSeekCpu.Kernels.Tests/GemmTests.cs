@@ -1,4 +1,5 @@
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Kernels.Reference;
 using DeepSeekCpu.Weights;
 using Xunit;
 

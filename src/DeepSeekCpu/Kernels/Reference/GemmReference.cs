@@ -1,12 +1,12 @@
 using DeepSeekCpu.Weights;
 
-namespace DeepSeekCpu.Kernels;
+namespace DeepSeekCpu.Kernels.Reference;
 
 /// <summary>
 /// Naive matrix-matrix products, the specifications the tiled GEMMs are tested against (as llm.c keeps
 /// matmul_forward_naive beside matmul_forward): one output at a time, no tiling, packing or threads.
 /// </summary>
-public static unsafe class GemmReference
+internal static unsafe class GemmReference
 {
     /// <summary>
     /// y[t, r] = Σ_k deq(W)[r, k] · x[t, k], weights dequantized by <see cref="Dequantize"/> and each output summed in

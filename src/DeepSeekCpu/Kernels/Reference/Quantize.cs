@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
@@ -8,9 +7,11 @@ namespace DeepSeekCpu.Kernels;
 /// Reference quantizers: float32 rows to GGUF blocks, following llama.cpp's <c>quantize_row_*_ref</c>
 /// (ggml/src/ggml-quants.c) step by step, including its rounding (<c>nearest_int</c> is round-half-to-even,
 /// <c>roundf</c> rounds half away from zero) and its search for K-quant scales (<c>make_qkx2_quants</c>,
-/// <c>make_qx_quants</c>), so the bytes are what llama.cpp itself writes without an importance matrix.
+/// <c>make_qx_quants</c>), so the bytes should be what llama.cpp writes without an importance matrix (tests check
+/// hand-computed Q8_0 and Q4_0 bytes; the K-quants only by round-trip budgets, not against llama.cpp output).
+/// The parallel drivers over whole matrices (<see cref="Matrix"/>, <see cref="RowsInto"/>) are in Kernels/QuantizeMatrix.cs.
 /// </summary>
-public static unsafe class Quantize
+public static unsafe partial class Quantize
 {
     /// <summary>Types <see cref="Row"/> and <see cref="Matrix"/> can produce.</summary>
     public static bool CanQuantizeTo(DType t) => t is DType.F32 or DType.F16 or DType.BF16 or DType.Q8_0 or DType.Q4_0
@@ -39,59 +40,6 @@ public static unsafe class Quantize
                 case DType.Q5_K: for (int i = 0; i < n / 256; i++) Q5_K(x + 256 * i, (BlockQ5_K*)y + i); break;
                 case DType.Q6_K: for (int i = 0; i < n / 256; i++) Q6_K(x + 256 * i, (BlockQ6_K*)y + i); break;
                 default: throw new NotSupportedException($"quantize to {type}");
-            }
-        }
-    }
-
-    /// <summary>
-    /// A quantized copy of <paramref name="src"/> (any readable type, FP8 block scales applied) in native memory
-    /// (64-byte aligned). The returned matrix owns the memory through <see cref="WeightMatrix.Owner"/>: it is freed
-    /// when the matrix is disposed or collected. Rows are quantized in parallel on the shared worker pool.
-    /// </summary>
-    public static WeightMatrix Matrix(WeightMatrix src, DType type)
-    {
-        if (!CanQuantizeTo(type)) throw new NotSupportedException($"{src.Name}: cannot quantize to {type}");
-        if (src.Cols % type.BlockSize() != 0)
-            throw new ArgumentException($"{src.Name}: {src.Cols} columns is not a multiple of the {type} block size {type.BlockSize()}");
-        long rowBytes = type.ByteCount(src.Cols);
-        var buffer = new NativeBuffer(rowBytes * src.Rows);
-        var job = new MatrixJob { Src = src, Type = type, Dst = buffer.Pointer, RowBytes = rowBytes };
-        WorkerPool.Shared.Run(job, src.Rows, grain: 4);
-        return new WeightMatrix(src.Name, type, src.Rows, src.Cols, buffer.Pointer, null, buffer);
-    }
-
-    /// <summary>
-    /// Quantizes output rows [<paramref name="first"/>, first + count) to <paramref name="type"/> into
-    /// <paramref name="dst"/> (count rows of type.ByteCount(cols) bytes), output row r taken from source row
-    /// <paramref name="sourceRow"/>(r) (identity when null; a GGUF writer's row permutation otherwise). Rows are
-    /// quantized in parallel on the shared worker pool (the K-quant scale searches are the slow part of quantize).
-    /// </summary>
-    public static void RowsInto(WeightMatrix src, DType type, int first, int count, byte* dst, Func<int, int>? sourceRow = null)
-    {
-        if (!CanQuantizeTo(type)) throw new NotSupportedException($"{src.Name}: cannot quantize to {type}");
-        var job = new MatrixJob { Src = src, Type = type, Dst = dst, RowBytes = type.ByteCount(src.Cols), First = first, SourceRow = sourceRow };
-        WorkerPool.Shared.Run(job, count, grain: 4);
-    }
-
-    private sealed class MatrixJob : IRangeJob
-    {
-        [ThreadStatic] private static float[]? _row;
-        public WeightMatrix Src = null!;
-        public DType Type;
-        public byte* Dst;                  // row i of the output range at Dst + i * RowBytes
-        public long RowBytes;
-        public int First;                  // output row of Dst's first row
-        public Func<int, int>? SourceRow;
-
-        public void Run(int start, int end)
-        {
-            int cols = Src.Cols;
-            var row = _row is { } a && a.Length >= cols ? a : (_row = new float[cols]);
-            for (int i = start; i < end; i++)
-            {
-                int r = First + i;
-                Dequantize.RowOf(Src, SourceRow?.Invoke(r) ?? r, row.AsSpan(0, cols));
-                Row(Type, row.AsSpan(0, cols), new Span<byte>(Dst + i * RowBytes, checked((int)RowBytes)));
             }
         }
     }
