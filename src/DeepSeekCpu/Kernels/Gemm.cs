@@ -16,8 +16,9 @@ namespace DeepSeekCpu.Kernels;
 /// broadcasts one weight per row (outer-product form, no horizontal sums). The tile accumulates in a
 /// row-major scratch Ct[64, nPad] across slices and is transposed into Y once at the end.</item>
 /// </list>
-/// Float FMA, not int8: with 32-element blocks the int8 route needs a scale multiply per block per (row, token) and
-/// does not beat two 512-bit FMAs per 32 products on this CPU; the dequantization here is amortized over n tokens.
+/// This is the GEMM of the formats the int8 GEMM (<see cref="GemmInt8{TMicro}"/>) does not take on a path (float
+/// formats, Q5_0, Q5_K, Q8_K; on AVX2 and Arm64 also Q8_0 and Q6_K), and of every format on NEON without DotProd; the
+/// dequantization here is amortized over n tokens.
 /// </summary>
 internal static unsafe class Gemm
 {

@@ -31,7 +31,6 @@ public static class Ops
         TensorPrimitives.Multiply(x, 1f / sum, x);
     }
 
-    /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
     /// <summary>
     /// Causal attention of <paramref name="heads"/> query heads that share one key/value stream (a GQA group, or all
     /// MLA heads over the latent cache): for each head g, p_g = softmax(scale · q_g · k_j) over j &lt; len and
@@ -77,6 +76,7 @@ public static class Ops
         return 1;
     }
 
+    /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         // silu(g) * u = g * sigmoid(g) * u, chunk by chunk through one reused stack buffer.
