@@ -4,8 +4,9 @@ using Xunit;
 namespace DeepSeekCpu.Kernels.Tests;
 
 /// <summary>
-/// Which body runs. .ci/kernels.sh re-runs this project with ISAs switched off and sets DEEPSEEKCPU_EXPECT_PATH, so a
-/// configuration whose intended path silently does not run fails here.
+/// Which body runs. Meaningful only under .ci/kernels.sh, which re-runs this project with ISAs switched off and sets
+/// DEEPSEEKCPU_EXPECT_PATH from /proc/cpuinfo (not from .NET), so a configuration whose intended path silently does
+/// not run fails here; elsewhere there is nothing independent to compare with, and the test skips.
 /// </summary>
 public class KernelPathTests
 {
@@ -13,10 +14,8 @@ public class KernelPathTests
     public void Active_path_is_the_expected_one()
     {
         string? expect = Environment.GetEnvironmentVariable("DEEPSEEKCPU_EXPECT_PATH");
-        string active = KernelInfo.ActivePath;
-        TestContext.Current.SendDiagnosticMessage($"kernel path: {active}");
-        Assert.Contains(active, new[] { "avx512", "avx2-vnni", "avx2", "neon-dp", "neon", "scalar" });
-        if (!string.IsNullOrEmpty(expect)) Assert.Equal(expect, active);
-        Assert.Contains(KernelInfo.Path, KernelInfo.Available);
+        TestContext.Current.SendDiagnosticMessage($"kernel path: {KernelInfo.ActivePath}");
+        if (string.IsNullOrEmpty(expect)) Assert.Skip("DEEPSEEKCPU_EXPECT_PATH is not set (.ci/kernels.sh sets it per configuration)");
+        Assert.Equal(expect, KernelInfo.ActivePath);
     }
 }
