@@ -6,19 +6,13 @@ namespace DeepSeekCpu.Kernels;
 
 /// <summary>
 /// Dot products of one row of a float-like weight format (F32, F16, BF16, FP8 E4M3) with float32 activations.
-/// Decoding happens in registers: BF16 is the upper half of a float32; FP8 E4M3 is rebuilt with integer operations:
-/// its 7 magnitude bits go to float32 bit 20 (exponent at bit 23, mantissa's top 3 bits below) and the exponent is
-/// rebiased from 7 to 127 by an integer add; subnormal codes (exponent 0) are m · 2^-9, converted from the integer
-/// (no float subnormals anywhere: they cost microcode assists on this CPU); the sign goes to bit 31 and the NaN codes
-/// 0x7F/0xFF are selected explicitly. Bodies exist per vector width: 512 (AVX-512), 256 (AVX2),
-/// 128 (NEON), scalar (reference). FP8 <paramref name="scales"/> are the row's 128-column block scales.
+/// Decoding happens in registers (<see cref="Bf16Decode"/>, <see cref="Fp8Decode"/>); one driver
+/// (<see cref="Dot{TWidth, TVector, TDecode}"/>) runs either format at each vector width, in the manner of
+/// TensorPrimitives' operator structs: 512 (AVX-512), 256 (AVX2), 128 (NEON), with the scalar specification beside
+/// it. FP8 <c>scales</c> are the row's 128-column block scales.
 /// </summary>
 internal static unsafe class FloatDot
 {
-    /// <summary>(127 − 7) &lt;&lt; 23: moves a normal E4M3 exponent (bias 7), placed at float32 bit 23, to bias 127.</summary>
-    private const uint RebiasE4M3 = 120u << 23;
-    private const float Pow2_m9 = 1f / 512; // subnormal E4M3: m · 2^-6 / 8
-
     public static float F32(byte* w, float* x, int cols, float* scales) =>
         TensorPrimitives.Dot(new ReadOnlySpan<float>(w, cols), new ReadOnlySpan<float>(x, cols));
 
@@ -37,7 +31,7 @@ internal static unsafe class FloatDot
         return sum;
     }
 
-    // ---------- scalar reference ----------
+    // ---------- scalar specification ----------
 
     public static float Bf16Scalar(byte* w, float* x, int cols, float* scales)
     {
@@ -58,199 +52,194 @@ internal static unsafe class FloatDot
         return sum;
     }
 
-    // ---------- 512-bit ----------
+    // ---------- entries per format and width (the GEMV's table names these) ----------
 
+    public static float Bf16V512(byte* w, float* x, int cols, float* scales) => Dot<W512, Vector512<float>, Bf16Decode>(w, x, cols, scales);
+    public static float Bf16V256(byte* w, float* x, int cols, float* scales) => Dot<W256, Vector256<float>, Bf16Decode>(w, x, cols, scales);
+    public static float Bf16V128(byte* w, float* x, int cols, float* scales) => Dot<W128, Vector128<float>, Bf16Decode>(w, x, cols, scales);
+    public static float Fp8V512(byte* w, float* x, int cols, float* scales) => Dot<W512, Vector512<float>, Fp8Decode>(w, x, cols, scales);
+    public static float Fp8V256(byte* w, float* x, int cols, float* scales) => Dot<W256, Vector256<float>, Fp8Decode>(w, x, cols, scales);
+    public static float Fp8V128(byte* w, float* x, int cols, float* scales) => Dot<W128, Vector128<float>, Fp8Decode>(w, x, cols, scales);
+
+    /// <summary>
+    /// Σ decode(w)[i]·x[i], per scale block of <typeparamref name="TDecode"/> (all of the row where it has none):
+    /// four independent FMA chains over 4 vectors per step (with fewer the loop waits on FMA latency instead of
+    /// memory), the block's partial sum scaled once, and a scalar tail.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Bf16V512(byte* w, float* x, int cols, float* scales)
+    private static float Dot<TWidth, TVector, TDecode>(byte* w, float* x, int cols, float* scales)
+        where TWidth : IWidth<TVector> where TVector : unmanaged where TDecode : IFloatDecode
     {
-        ushort* p = (ushort*)w;
-        // Four independent FMA chains: with fewer the loop waits on FMA latency instead of memory.
-        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        int i = 0;
-        for (; i + 64 <= cols; i += 64)
-        {
-            var v = Vector512.Load(p + i);
-            var u = Vector512.Load(p + i + 32);
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(v), 16).AsSingle(), Vector512.Load(x + i), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(v), 16).AsSingle(), Vector512.Load(x + i + 16), acc1);
-            acc2 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(u), 16).AsSingle(), Vector512.Load(x + i + 32), acc2);
-            acc3 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(u), 16).AsSingle(), Vector512.Load(x + i + 48), acc3);
-        }
-        for (; i + 32 <= cols; i += 32)
-        {
-            var v = Vector512.Load(p + i);
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenLower(v), 16).AsSingle(), Vector512.Load(x + i), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(Vector512.WidenUpper(v), 16).AsSingle(), Vector512.Load(x + i + 16), acc1);
-        }
-        float sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
-        for (; i < cols; i++) sum += Dequantize.Bf16ToFloat(p[i]) * x[i];
-        return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Fp8V512(Vector512<uint> t)
-    {
-        var magBits = t & Vector512.Create(0x7Fu);
-        var normal = Vector512.ShiftLeft(magBits, 20) + Vector512.Create(RebiasE4M3);
-        var subnormal = Vector512.ConvertToSingle(magBits.AsInt32()) * Vector512.Create(Pow2_m9);
-        var mag = Vector512.ConditionalSelect(Vector512.LessThan(magBits, Vector512.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-        var v = (mag.AsUInt32() | Vector512.ShiftLeft(t & Vector512.Create(0x80u), 24)).AsSingle();
-        return Vector512.ConditionalSelect(Vector512.Equals(magBits, Vector512.Create(0x7Fu)).AsSingle(), Vector512.Create(float.NaN), v);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Fp8V512(byte* w, float* x, int cols, float* scales)
-    {
-        var acc = Vector512<float>.Zero;
+        int n = TWidth.Count, block = TDecode.ScaleBlock > 0 ? TDecode.ScaleBlock : Math.Max(cols, 1);
+        var acc = TWidth.Zero;
         float tail = 0;
-        for (int c0 = 0; c0 < cols; c0 += 128)
+        for (int c0 = 0; c0 < cols; c0 += block)
         {
-            int end = Math.Min(cols, c0 + 128), i = c0;
-            var part = Vector512<float>.Zero;
-            for (; i + 64 <= end; i += 64)
+            int end = Math.Min(cols, c0 + block), i = c0;
+            TVector p0 = TWidth.Zero, p1 = TWidth.Zero, p2 = TWidth.Zero, p3 = TWidth.Zero;
+            for (; i + 4 * n <= end; i += 4 * n)
             {
-                var b = Vector512.Load(w + i);
-                var s0 = Vector512.WidenLower(b);
-                var s1 = Vector512.WidenUpper(b);
-                part = Vector512.FusedMultiplyAdd(Fp8V512(Vector512.WidenLower(s0)), Vector512.Load(x + i), part);
-                part = Vector512.FusedMultiplyAdd(Fp8V512(Vector512.WidenUpper(s0)), Vector512.Load(x + i + 16), part);
-                part = Vector512.FusedMultiplyAdd(Fp8V512(Vector512.WidenLower(s1)), Vector512.Load(x + i + 32), part);
-                part = Vector512.FusedMultiplyAdd(Fp8V512(Vector512.WidenUpper(s1)), Vector512.Load(x + i + 48), part);
+                p0 = TWidth.Fma(TWidth.Decode<TDecode>(w, i), TWidth.Load(x + i), p0);
+                p1 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + n), TWidth.Load(x + i + n), p1);
+                p2 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + 2 * n), TWidth.Load(x + i + 2 * n), p2);
+                p3 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + 3 * n), TWidth.Load(x + i + 3 * n), p3);
             }
-            float scale = scales[c0 / 128];
-            acc = Vector512.FusedMultiplyAdd(part, Vector512.Create(scale), acc);
-            float t = 0;
-            for (; i < end; i++) t += Dequantize.Fp8E4M3ToFloat(w[i]) * x[i];
+            for (; i + n <= end; i += n) p0 = TWidth.Fma(TWidth.Decode<TDecode>(w, i), TWidth.Load(x + i), p0);
+            var part = TWidth.Add(TWidth.Add(p0, p1), TWidth.Add(p2, p3));
+            if (TDecode.ScaleBlock == 0)
+            {
+                // One block: the scalar tail adds onto the vector sum.
+                float sum = TWidth.Sum(part);
+                for (; i < end; i++) sum += TDecode.Scalar(w, i) * x[i];
+                return sum;
+            }
+            float scale = scales[c0 / block], t = 0;
+            for (; i < end; i++) t += TDecode.Scalar(w, i) * x[i];
+            acc = TWidth.Fma(part, TWidth.Broadcast(scale), acc);
             tail += t * scale;
         }
-        return Vector512.Sum(acc) + tail;
+        return TWidth.Sum(acc) + tail;
     }
 
-    // ---------- 256-bit ----------
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Bf16V256(byte* w, float* x, int cols, float* scales)
+    /// <summary>A weight format decoded in registers: <c>Vector{128,256,512}</c>-wide decoders plus the scalar one.</summary>
+    internal interface IFloatDecode
     {
-        ushort* p = (ushort*)w;
-        Vector256<float> acc0 = default, acc1 = default;
-        int i = 0;
-        for (; i + 16 <= cols; i += 16)
+        /// <summary>Columns per scale block (FP8: 128), or 0 where the format has no block scales.</summary>
+        static abstract int ScaleBlock { get; }
+        static abstract float Scalar(byte* w, int i);
+        static abstract Vector128<float> Decode(byte* w, int i, Vector128<float> _);
+        static abstract Vector256<float> Decode(byte* w, int i, Vector256<float> _);
+        static abstract Vector512<float> Decode(byte* w, int i, Vector512<float> _);
+    }
+
+    /// <summary>BF16 is the upper half of a float32.</summary>
+    internal readonly struct Bf16Decode : IFloatDecode
+    {
+        public static int ScaleBlock => 0;
+        public static float Scalar(byte* w, int i) => Dequantize.Bf16ToFloat(((ushort*)w)[i]);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Decode(byte* w, int i, Vector128<float> _) =>
+            Vector128.ShiftLeft(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)((ushort*)w + i)).AsUInt16()), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* w, int i, Vector256<float> _) =>
+            Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)w + i).ToVector256Unsafe()), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Decode(byte* w, int i, Vector512<float> _) =>
+            Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)w + i).ToVector512Unsafe()), 16).AsSingle();
+    }
+
+    /// <summary>
+    /// FP8 E4M3 rebuilt with integer operations: its 7 magnitude bits go to float32 bit 20 (exponent at bit 23,
+    /// mantissa's top 3 bits below) and the exponent is rebiased from 7 to 127 by an integer add; subnormal codes
+    /// (exponent 0) are m · 2^-9, converted from the integer (no float subnormals anywhere: they cost microcode assists
+    /// on this CPU); the sign goes to bit 31 and the NaN codes 0x7F/0xFF are selected explicitly.
+    /// </summary>
+    internal readonly struct Fp8Decode : IFloatDecode
+    {
+        /// <summary>(127 − 7) &lt;&lt; 23: moves a normal E4M3 exponent (bias 7), placed at float32 bit 23, to bias 127.</summary>
+        private const uint RebiasE4M3 = 120u << 23;
+        private const float Pow2_m9 = 1f / 512; // subnormal E4M3: m · 2^-6 / 8
+
+        public static int ScaleBlock => 128;
+        public static float Scalar(byte* w, int i) => Dequantize.Fp8E4M3ToFloat(w[i]);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Decode(byte* w, int i, Vector128<float> _) =>
+            Bits(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)(w + i)).AsByte())));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* w, int i, Vector256<float> _) =>
+            Bits(Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)(w + i)).AsByte()).ToVector256Unsafe()));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Decode(byte* w, int i, Vector512<float> _) =>
+            Bits(Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(w + i).ToVector256Unsafe()).ToVector512Unsafe()));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector128<float> Bits(Vector128<uint> t)
         {
-            var v = Vector256.Load(p + i);
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Vector256.WidenLower(v), 16).AsSingle(), Vector256.Load(x + i), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Vector256.WidenUpper(v), 16).AsSingle(), Vector256.Load(x + i + 8), acc1);
+            var magBits = t & Vector128.Create(0x7Fu);
+            var normal = Vector128.ShiftLeft(magBits, 20) + Vector128.Create(RebiasE4M3);
+            var subnormal = Vector128.ConvertToSingle(magBits.AsInt32()) * Vector128.Create(Pow2_m9);
+            var mag = Vector128.ConditionalSelect(Vector128.LessThan(magBits, Vector128.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
+            var v = (mag.AsUInt32() | Vector128.ShiftLeft(t & Vector128.Create(0x80u), 24)).AsSingle();
+            return Vector128.ConditionalSelect(Vector128.Equals(magBits, Vector128.Create(0x7Fu)).AsSingle(), Vector128.Create(float.NaN), v);
         }
-        float sum = Vector256.Sum(acc0 + acc1);
-        for (; i < cols; i++) sum += Dequantize.Bf16ToFloat(p[i]) * x[i];
-        return sum;
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Fp8V256(Vector256<uint> t)
-    {
-        var magBits = t & Vector256.Create(0x7Fu);
-        var normal = Vector256.ShiftLeft(magBits, 20) + Vector256.Create(RebiasE4M3);
-        var subnormal = Vector256.ConvertToSingle(magBits.AsInt32()) * Vector256.Create(Pow2_m9);
-        var mag = Vector256.ConditionalSelect(Vector256.LessThan(magBits, Vector256.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-        var v = (mag.AsUInt32() | Vector256.ShiftLeft(t & Vector256.Create(0x80u), 24)).AsSingle();
-        return Vector256.ConditionalSelect(Vector256.Equals(magBits, Vector256.Create(0x7Fu)).AsSingle(), Vector256.Create(float.NaN), v);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Fp8V256(byte* w, float* x, int cols, float* scales)
-    {
-        var acc = Vector256<float>.Zero;
-        float tail = 0;
-        for (int c0 = 0; c0 < cols; c0 += 128)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> Bits(Vector256<uint> t)
         {
-            int end = Math.Min(cols, c0 + 128), i = c0;
-            var part = Vector256<float>.Zero;
-            for (; i + 32 <= end; i += 32)
-            {
-                var b = Vector256.Load(w + i);
-                var s0 = Vector256.WidenLower(b);
-                var s1 = Vector256.WidenUpper(b);
-                part = Vector256.FusedMultiplyAdd(Fp8V256(Vector256.WidenLower(s0)), Vector256.Load(x + i), part);
-                part = Vector256.FusedMultiplyAdd(Fp8V256(Vector256.WidenUpper(s0)), Vector256.Load(x + i + 8), part);
-                part = Vector256.FusedMultiplyAdd(Fp8V256(Vector256.WidenLower(s1)), Vector256.Load(x + i + 16), part);
-                part = Vector256.FusedMultiplyAdd(Fp8V256(Vector256.WidenUpper(s1)), Vector256.Load(x + i + 24), part);
-            }
-            float scale = scales[c0 / 128];
-            acc = Vector256.FusedMultiplyAdd(part, Vector256.Create(scale), acc);
-            float t = 0;
-            for (; i < end; i++) t += Dequantize.Fp8E4M3ToFloat(w[i]) * x[i];
-            tail += t * scale;
+            var magBits = t & Vector256.Create(0x7Fu);
+            var normal = Vector256.ShiftLeft(magBits, 20) + Vector256.Create(RebiasE4M3);
+            var subnormal = Vector256.ConvertToSingle(magBits.AsInt32()) * Vector256.Create(Pow2_m9);
+            var mag = Vector256.ConditionalSelect(Vector256.LessThan(magBits, Vector256.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
+            var v = (mag.AsUInt32() | Vector256.ShiftLeft(t & Vector256.Create(0x80u), 24)).AsSingle();
+            return Vector256.ConditionalSelect(Vector256.Equals(magBits, Vector256.Create(0x7Fu)).AsSingle(), Vector256.Create(float.NaN), v);
         }
-        return Vector256.Sum(acc) + tail;
-    }
 
-    // ---------- 128-bit (NEON) ----------
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Bf16V128(byte* w, float* x, int cols, float* scales)
-    {
-        ushort* p = (ushort*)w;
-        Vector128<float> acc0 = default, acc1 = default;
-        int i = 0;
-        for (; i + 8 <= cols; i += 8)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<float> Bits(Vector512<uint> t)
         {
-            var v = Vector128.Load(p + i);
-            acc0 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(Vector128.WidenLower(v), 16).AsSingle(), Vector128.Load(x + i), acc0);
-            acc1 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(Vector128.WidenUpper(v), 16).AsSingle(), Vector128.Load(x + i + 4), acc1);
+            var magBits = t & Vector512.Create(0x7Fu);
+            var normal = Vector512.ShiftLeft(magBits, 20) + Vector512.Create(RebiasE4M3);
+            var subnormal = Vector512.ConvertToSingle(magBits.AsInt32()) * Vector512.Create(Pow2_m9);
+            var mag = Vector512.ConditionalSelect(Vector512.LessThan(magBits, Vector512.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
+            var v = (mag.AsUInt32() | Vector512.ShiftLeft(t & Vector512.Create(0x80u), 24)).AsSingle();
+            return Vector512.ConditionalSelect(Vector512.Equals(magBits, Vector512.Create(0x7Fu)).AsSingle(), Vector512.Create(float.NaN), v);
         }
-        float sum = Vector128.Sum(acc0 + acc1);
-        for (; i < cols; i++) sum += Dequantize.Bf16ToFloat(p[i]) * x[i];
-        return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Fp8V128(Vector128<uint> t)
+    /// <summary>The vector operations the driver needs, at one width.</summary>
+    internal interface IWidth<TVector> where TVector : unmanaged
     {
-        var magBits = t & Vector128.Create(0x7Fu);
-        var normal = Vector128.ShiftLeft(magBits, 20) + Vector128.Create(RebiasE4M3);
-        var subnormal = Vector128.ConvertToSingle(magBits.AsInt32()) * Vector128.Create(Pow2_m9);
-        var mag = Vector128.ConditionalSelect(Vector128.LessThan(magBits, Vector128.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-        var v = (mag.AsUInt32() | Vector128.ShiftLeft(t & Vector128.Create(0x80u), 24)).AsSingle();
-        return Vector128.ConditionalSelect(Vector128.Equals(magBits, Vector128.Create(0x7Fu)).AsSingle(), Vector128.Create(float.NaN), v);
+        /// <summary>float32 lanes.</summary>
+        static abstract int Count { get; }
+        static abstract TVector Zero { get; }
+        static abstract TVector Load(float* x);
+        static abstract TVector Broadcast(float v);
+        static abstract TVector Add(TVector a, TVector b);
+        static abstract TVector Fma(TVector a, TVector b, TVector c);
+        static abstract float Sum(TVector v);
+        static abstract TVector Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Fp8V128(byte* w, float* x, int cols, float* scales)
+    internal readonly struct W128 : IWidth<Vector128<float>>
     {
-        var acc = Vector128<float>.Zero;
-        float tail = 0;
-        for (int c0 = 0; c0 < cols; c0 += 128)
-        {
-            int end = Math.Min(cols, c0 + 128), i = c0;
-            var part = Vector128<float>.Zero;
-            for (; i + 16 <= end; i += 16)
-            {
-                var b = Vector128.Load(w + i);
-                var s0 = Vector128.WidenLower(b);
-                var s1 = Vector128.WidenUpper(b);
-                part = Vector128.FusedMultiplyAdd(Fp8V128(Vector128.WidenLower(s0)), Vector128.Load(x + i), part);
-                part = Vector128.FusedMultiplyAdd(Fp8V128(Vector128.WidenUpper(s0)), Vector128.Load(x + i + 4), part);
-                part = Vector128.FusedMultiplyAdd(Fp8V128(Vector128.WidenLower(s1)), Vector128.Load(x + i + 8), part);
-                part = Vector128.FusedMultiplyAdd(Fp8V128(Vector128.WidenUpper(s1)), Vector128.Load(x + i + 12), part);
-            }
-            float scale = scales[c0 / 128];
-            acc = Vector128.FusedMultiplyAdd(part, Vector128.Create(scale), acc);
-            float t = 0;
-            for (; i < end; i++) t += Dequantize.Fp8E4M3ToFloat(w[i]) * x[i];
-            tail += t * scale;
-        }
-        return Vector128.Sum(acc) + tail;
+        public static int Count => 4;
+        public static Vector128<float> Zero => Vector128<float>.Zero;
+        public static Vector128<float> Load(float* x) => Vector128.Load(x);
+        public static Vector128<float> Broadcast(float v) => Vector128.Create(v);
+        public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+        public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+        public static float Sum(Vector128<float> v) => Vector128.Sum(v);
+        public static Vector128<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector128<float>));
+    }
+
+    internal readonly struct W256 : IWidth<Vector256<float>>
+    {
+        public static int Count => 8;
+        public static Vector256<float> Zero => Vector256<float>.Zero;
+        public static Vector256<float> Load(float* x) => Vector256.Load(x);
+        public static Vector256<float> Broadcast(float v) => Vector256.Create(v);
+        public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+        public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+        public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+        public static Vector256<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector256<float>));
+    }
+
+    internal readonly struct W512 : IWidth<Vector512<float>>
+    {
+        public static int Count => 16;
+        public static Vector512<float> Zero => Vector512<float>.Zero;
+        public static Vector512<float> Load(float* x) => Vector512.Load(x);
+        public static Vector512<float> Broadcast(float v) => Vector512.Create(v);
+        public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+        public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+        public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+        public static Vector512<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector512<float>));
     }
 
     /// <summary>Decodes 16 FP8 bytes with the 128-bit bit trick (exposed so tests check it on all 256 codes).</summary>
     internal static void DecodeFp8x16(byte* src, float* dst)
     {
-        var b = Vector128.Load(src);
-        var s0 = Vector128.WidenLower(b);
-        var s1 = Vector128.WidenUpper(b);
-        Fp8V128(Vector128.WidenLower(s0)).Store(dst);
-        Fp8V128(Vector128.WidenUpper(s0)).Store(dst + 4);
-        Fp8V128(Vector128.WidenLower(s1)).Store(dst + 8);
-        Fp8V128(Vector128.WidenUpper(s1)).Store(dst + 12);
+        for (int i = 0; i < 16; i += 4) Fp8Decode.Decode(src, i, default(Vector128<float>)).Store(dst + i);
     }
 }
