@@ -55,6 +55,7 @@ public unsafe struct ActQ8
     /// (the same float operations, so the same bytes as <see cref="QuantizeQ8_0Scalar"/>).</summary>
     public static void QuantizeQ8_0(float* x, ActQ8* a)
     {
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported) { QuantizeQ8_0V512(x, a); return; }
         if (!Vector128.IsHardwareAccelerated) { QuantizeQ8_0Scalar(x, a); return; }
         for (int b = 0; b < a->Cols / 32; b++)
         {
@@ -69,6 +70,32 @@ public unsafe struct ActQ8
             var sum = Store8(v0, v1, v2, v3, vid, a->Q + 32 * b) + Store8(v4, v5, v6, v7, vid, a->Q + 32 * b + 16);
             a->D[b] = d;
             a->S[b] = d * Vector128.Sum(sum);
+        }
+        if (HasNibbleOrder && a->Nib != null) FillNibbleOrder(a);
+    }
+
+    /// <summary>
+    /// <see cref="QuantizeQ8_0"/> with one 512-bit register per 16 values (about 4x the 128-bit body here; the int8
+    /// GEMM quantizes whole prompts through it): vcvtps2dq rounds to nearest even in the default MXCSR mode, as
+    /// Round + convert do, and vpmovdb narrows without saturation (|q| ≤ 127 by construction).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeQ8_0V512(float* x, ActQ8* a)
+    {
+        for (int b = 0; b < a->Cols / 32; b++)
+        {
+            float* xb = x + 32 * b;
+            var v0 = Vector512.Load(xb);
+            var v1 = Vector512.Load(xb + 16);
+            var m = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
+            float amax = MaxAcross(Vector128.Max(Vector256.Max(m.GetLower(), m.GetUpper()).GetLower(), Vector256.Max(m.GetLower(), m.GetUpper()).GetUpper()));
+            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            var q0 = Avx512F.ConvertToVector512Int32(v0 * id);
+            var q1 = Avx512F.ConvertToVector512Int32(v1 * id);
+            Avx512F.ConvertToVector128SByte(q0).Store(a->Q + 32 * b);
+            Avx512F.ConvertToVector128SByte(q1).Store(a->Q + 32 * b + 16);
+            a->D[b] = d;
+            a->S[b] = d * Vector512.Sum(q0 + q1);
         }
         if (HasNibbleOrder && a->Nib != null) FillNibbleOrder(a);
     }
