@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
 
@@ -212,8 +213,10 @@ internal static unsafe class Int8Panels
                     *s = a.S[b];
                     if (HalfSums)
                     {
-                        int s0 = 0, s1 = 0;
-                        for (int k = 0; k < 16; k++) { s0 += q[k]; s1 += q[16 + k]; }
+                        var v = Vector128.Load(q);
+                        var u = Vector128.Load(q + 16);
+                        int s0 = Vector128.Sum(Vector128.WidenLower(v) + Vector128.WidenUpper(v));
+                        int s1 = Vector128.Sum(Vector128.WidenLower(u) + Vector128.WidenUpper(u));
                         sh[0] = a.D[b] * s0;
                         sh[panel] = a.D[b] * s1;
                     }

@@ -154,8 +154,6 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro
         var sixteens = Vector512.Create((short)16);
         for (int b = 0; b < nBlocks; b++)
         {
-            var da = Vector512.Load(dxa + 16 * b);
-            var db = Vector512.Load(dxb + 16 * b);
             for (int half = 0; half < groups; half++)
             {
                 Vector512<short> l00 = default, l01 = default, l10 = default, l11 = default;
@@ -175,6 +173,8 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro
                     v = Vector512.Create(*(uint*)(ph + KBlock + 4 * g)).AsByte();
                     h10 += Avx512BW.MultiplyAddAdjacent(v, x0); h11 += Avx512BW.MultiplyAddAdjacent(v, x1);
                 }
+                var da = Vector512.Load(dxa + 16 * b);
+                var db = Vector512.Load(dxb + 16 * b);
                 var sa = Vector512.Load(sxa + groups * 16 * b + 16 * half);
                 var sb = Vector512.Load(sxb + groups * 16 * b + 16 * half);
                 int si = groups * b + half;
