@@ -100,10 +100,15 @@ public sealed unsafe class GgufFile : IDisposable
             catch (OverflowException) { throw ModelFormatException.In(file.Path, $"tensor {name}: shape [{string.Join(", ", shape)}] is too large"); }
             if (shape[^1] % type.BlockSize() != 0)
                 throw ModelFormatException.In(file.Path, $"tensor {name}: row length {shape[^1]} is not a multiple of the {type} block size {type.BlockSize()}");
-            long bytes = type.ByteCount(elements);
             if (off % (ulong)alignment != 0) throw ModelFormatException.In(file.Path, $"tensor {name}: offset {off} is not aligned to {alignment}");
+            // The offset and size come from the file: compare them with the data section's length before adding, so a
+            // value near 2^63 cannot wrap around to a small pointer that passes the end-of-file check.
+            long dataLength = file.Length - dataOffset;
+            if (elements / type.BlockSize() > Math.Max(dataLength, 0) / type.BlockBytes() || off > (ulong)Math.Max(dataLength, 0))
+                throw ModelFormatException.In(file.Path, $"tensor {name}: offset {off} and shape [{string.Join(", ", shape)}] lie past the end of the file ({file.Length} bytes; truncated?)");
+            long bytes = type.ByteCount(elements);
             long start = dataOffset + (long)off;
-            if ((long)off < 0 || start + bytes > file.Length)
+            if (bytes > dataLength - (long)off)
                 throw ModelFormatException.In(file.Path, $"tensor {name}: data [{start}, {start + bytes}) lies past the end of the file ({file.Length} bytes; truncated?)");
             if (!tensors.TryAdd(name, new TensorView(name, type, shape, file.Pointer + start, bytes, file.Path)))
                 throw ModelFormatException.In(file.Path, $"tensor {name} appears twice");

@@ -52,11 +52,13 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         {
             if (prop.Name == "__metadata__")
             {
+                if (prop.Value.ValueKind != JsonValueKind.Object) throw ModelFormatException.In(p, "\"__metadata__\" must be a JSON object");
                 foreach (var m in prop.Value.EnumerateObject()) metadata[m.Name] = m.Value.ToString();
                 continue;
             }
             var t = prop.Value;
             string name = prop.Name;
+            if (t.ValueKind != JsonValueKind.Object) throw ModelFormatException.In(p, $"tensor {name}: expected an object with dtype, shape and data_offsets");
             if (!t.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
                 throw ModelFormatException.In(p, $"tensor {name}: missing \"dtype\"");
             DType type;
@@ -73,9 +75,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             }
             if (!t.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
                 throw ModelFormatException.In(p, $"tensor {name}: missing \"data_offsets\" [begin, end]");
-            long begin = off[0].GetInt64(), end = off[1].GetInt64();
-            long elements = 1; foreach (var d in shape) elements *= d;
-            long expected = elements * type.BlockBytes();
+            if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+                throw ModelFormatException.In(p, $"tensor {name}: data_offsets must be two integers 0 <= begin <= end");
+            // checked: the shape comes from the file, and a product that wraps around could match a small span
+            long elements = 1, expected;
+            try { foreach (var d in shape) elements = checked(elements * d); expected = checked(elements * type.BlockBytes()); }
+            catch (OverflowException) { throw ModelFormatException.In(p, $"tensor {name}: shape [{string.Join(", ", shape)}] is too large"); }
             if (end - begin != expected)
                 throw ModelFormatException.In(p, $"tensor {name}: data_offsets span {end - begin} bytes, expected {expected} for {type} {string.Join("x", shape)}");
             if (begin < 0 || end > dataLength)

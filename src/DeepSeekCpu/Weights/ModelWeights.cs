@@ -144,7 +144,7 @@ public sealed class ModelWeights : IDisposable
                     throw new ModelFormatException($"{index}: field \"weight_map\" is missing");
                 foreach (var p in map.EnumerateObject())
                 {
-                    string f = Path.Combine(dir, p.Value.GetString() ?? "");
+                    string f = ShardPath(index, dir, p.Name, p.Value);
                     if (!files.Contains(f)) files.Add(f);
                 }
             }
@@ -168,5 +168,22 @@ public sealed class ModelWeights : IDisposable
         }
         catch { foreach (var o in owned) o.Dispose(); throw; }
         return new ModelWeights(dir, tensors, owned);
+    }
+
+    /// <summary>
+    /// A shard named by the index: a plain file name inside the model's folder. The index comes from the download like
+    /// the weights, so a name such as "../../etc/passwd" or "/proc/self/mem" must not open a file elsewhere (the name
+    /// is checked as text; a shard that is a symbolic link, as in the Hugging Face cache, is followed as usual).
+    /// </summary>
+    private static string ShardPath(string index, string dir, string tensor, JsonElement value)
+    {
+        if (value.ValueKind != JsonValueKind.String || value.GetString() is not { Length: > 0 } name)
+            throw new ModelFormatException($"{index}: weight_map[\"{tensor}\"] must be a shard file name");
+        string folder = Path.GetFullPath(dir);
+        string full = Path.GetFullPath(Path.Combine(folder, name));
+        if (Path.IsPathRooted(name) || name.Contains('\0') || Path.GetDirectoryName(full) is not { } parent
+            || !string.Equals(Path.TrimEndingDirectorySeparator(parent), Path.TrimEndingDirectorySeparator(folder), StringComparison.Ordinal))
+            throw new ModelFormatException($"{index}: weight_map[\"{tensor}\"] names a file outside the model's folder; shards must be plain file names beside the index");
+        return full;
     }
 }
