@@ -158,14 +158,14 @@ public sealed record ModelConfig
             FirstKDenseReplace = j.Int("first_k_dense_replace") ?? 0,
             MoeLayerFreq = j.Int("moe_layer_freq") ?? 1,
             NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
-        };
+        }.Validate(path);
     }
 
     /// <summary>
     /// A llama2.c checkpoint's config (run.c): Llama with RoPE on interleaved pairs, θ = 10000, RMS eps 1e-5, the
     /// SentencePiece ids BOS 1 and EOS 2.
     /// </summary>
-    public static ModelConfig FromLlama2c(Llama2cHeader h) => new()
+    public static ModelConfig FromLlama2c(Llama2cHeader h, string source = "llama2.c checkpoint") => new ModelConfig
     {
         Architecture = Architecture.Llama,
         ModelType = "llama2.c",
@@ -183,7 +183,80 @@ public sealed record ModelConfig
         RopeInterleaved = true,
         BosTokenId = 1,
         EosTokenIds = [2],
-    };
+    }.Validate(source);
+
+    // Bounds on the sizes a model file declares. They are far above any released model (DeepSeek-V3: 61 layers,
+    // hidden 7168, 128 heads, vocab 129280; Llama 3.1 405B: 126 layers, hidden 16384) and low enough that the
+    // arrays sized by them (per-layer tables, logits, KV caches) cannot fail on their own size before the weights are
+    // checked.
+    internal const int MaxLayers = 1024, MaxHidden = 1 << 17, MaxHeads = 1024, MaxVocab = 1 << 24, MaxIntermediate = 1 << 20;
+
+    /// <summary>
+    /// Checks the sizes every model builder divides by or allocates from: positive dimensions, key/value heads that
+    /// divide the query heads, bounded layer counts and vocabulary. Each loader calls it, so a file with head_count 0
+    /// or block_count 2^31-1 fails here with a line naming the file and field (HF config names) instead of a
+    /// DivideByZeroException deep in a model. Returns this config.
+    /// </summary>
+    public ModelConfig Validate(string source)
+    {
+        void Range(string field, long value, long min, long max)
+        {
+            if (value < min || value > max) throw ModelFormatException.In(source, $"{field} = {value} is out of range (expected {min}..{max})");
+        }
+        Range("vocab_size", VocabSize, 1, MaxVocab);
+        Range("hidden_size", HiddenSize, 1, MaxHidden);
+        Range("intermediate_size", IntermediateSize, 1, MaxIntermediate);
+        Range("num_hidden_layers", NumLayers, 1, MaxLayers);
+        Range("num_attention_heads", NumHeads, 1, MaxHeads);
+        Range("max_position_embeddings", MaxPositionEmbeddings, 1, int.MaxValue);
+        if (IsMla)
+        {
+            Range("kv_lora_rank", KvLoraRank, 1, MaxHidden);
+            Range("qk_rope_head_dim", QkRopeHeadDim, 2, 4096);
+            Range("qk_nope_head_dim", QkNopeHeadDim, 0, 4096);
+            Range("v_head_dim", VHeadDim, 1, 4096);
+            if (QLoraRank is int q) Range("q_lora_rank", q, 1, MaxHidden);
+        }
+        else
+        {
+            Range("num_key_value_heads", NumKvHeads, 1, NumHeads);
+            if (NumHeads % NumKvHeads != 0)
+                throw ModelFormatException.In(source, $"num_attention_heads = {NumHeads} is not a multiple of num_key_value_heads = {NumKvHeads}");
+            Range("head_dim", HeadDim, 1, 4096);
+        }
+        Range("n_routed_experts", NRoutedExperts, 0, 1 << 16);
+        if (NRoutedExperts > 0)
+        {
+            Range("num_experts_per_tok", NumExpertsPerTok, 1, NRoutedExperts);
+            Range("moe_intermediate_size", MoeIntermediateSize, 1, MaxIntermediate);
+            Range("n_group", NGroup, 1, NRoutedExperts);
+        }
+        return this;
+    }
+
+    /// <summary>
+    /// Checks a GGUF file's integer metadata under "ARCH." before a builder reads it: the keys that size the model
+    /// within the bounds of <see cref="Validate"/>, every other one within 0..2^31-1 (builders read them as int).
+    /// </summary>
+    public static void CheckGgufMetadata(GgufFile g)
+    {
+        if (g.GetString("general.architecture") is not { } arch) return;
+        foreach (var (key, value) in g.Metadata)
+        {
+            if (!key.StartsWith(arch + ".", StringComparison.Ordinal) || value is not long v) continue;
+            (long min, long max) = key[(arch.Length + 1)..] switch
+            {
+                "block_count" => (1, MaxLayers),
+                "embedding_length" => (1, MaxHidden),
+                "feed_forward_length" or "expert_feed_forward_length" => (1, MaxIntermediate),
+                "attention.head_count" or "attention.head_count_kv" => (1, MaxHeads),
+                "vocab_size" => (1, MaxVocab),
+                "context_length" => (1, int.MaxValue),
+                _ => (0, int.MaxValue),
+            };
+            if (v < min || v > max) throw ModelFormatException.In(g.Path, $"metadata {key} = {v} is out of range (expected {min}..{max})");
+        }
+    }
 
     /// <summary>Typed, error-reporting access to a JSON object's fields.</summary>
     private readonly struct JsonFields(JsonElement e, string path)

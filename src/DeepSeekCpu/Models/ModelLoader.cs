@@ -46,12 +46,14 @@ public static class ModelLoader
                 try
                 {
                     string arch = g.GetString("general.architecture") ?? "";
+                    ModelConfig.CheckGgufMetadata(g);
                     var (config, tensors) = arch switch
                     {
                         "llama" or "qwen2" => LlamaGguf.FromGguf(g),
                         "deepseek2" => DeepSeekGguf.FromGguf(g),
                         _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2 or deepseek2)"),
                     };
+                    config.Validate(path);
                     return (config, new ModelWeights(path, tensors, [g]), format, g);
                 }
                 catch { g.Dispose(); throw; }
@@ -59,7 +61,8 @@ public static class ModelLoader
             default:
             {
                 var c = Llama2cCheckpoint.Open(path, memory);
-                return (ModelConfig.FromLlama2c(c.Header), new ModelWeights(path, new(c.Tensors), [c]), format, null);
+                try { return (ModelConfig.FromLlama2c(c.Header, path), new ModelWeights(path, new(c.Tensors), [c]), format, null); }
+                catch { c.Dispose(); throw; }
             }
         }
     }
