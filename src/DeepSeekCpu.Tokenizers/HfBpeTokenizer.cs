@@ -41,6 +41,9 @@ public sealed class HfBpeTokenizer : ITokenizer
     private readonly HashSet<int> _stopIds;
     private readonly HashSet<int> _addedIds;
 
+    /// <summary>How far ids may run past the number of tokens listed (unused ids pad the embedding table).</summary>
+    internal const int MaxIdGap = 1 << 16;
+
     internal HfBpeTokenizer(BpeDefinition d)
     {
         Source = d.Source;
@@ -54,17 +57,29 @@ public sealed class HfBpeTokenizer : ITokenizer
         Task<BpeTokenizer> model = Task.Run(() => CreateModel(d));
 
         // Id tables cover the model vocabulary and the added tokens; ids in neither (padding) stand for no bytes.
+        // The tables are sized by the largest id, which comes from the file: ids must stay within the tokens listed
+        // plus a margin for padding, so an id of 10^9 in a small file cannot allocate gigabytes (or -1 index nothing).
+        long idLimit = Math.Max(d.VocabSize ?? 0, (long)d.Vocab.Count + d.AddedTokens.Count + MaxIdGap);
         int size = d.VocabSize ?? 0;
         foreach (var kv in d.Vocab)
+        {
+            if (kv.Value < 0 || kv.Value >= idLimit)
+                throw new InvalidDataException($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
             size = Math.Max(size, kv.Value + 1);
+        }
         foreach (AddedToken t in d.AddedTokens)
+        {
+            if (t.Id < 0 || t.Id >= idLimit)
+                throw new InvalidDataException($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
             size = Math.Max(size, t.Id + 1);
+        }
+        foreach (int? id in new[] { d.BosId, d.EosId })
+            if (id is int bad && (bad < 0 || bad >= size))
+                throw new InvalidDataException($"{d.Source}: special token id {bad} is outside the vocabulary (0..{size - 1})");
         _idToToken = new string?[size];
         _tokenToId = new Dictionary<string, int>(d.Vocab.Count + d.AddedTokens.Count, StringComparer.Ordinal);
         foreach (var kv in d.Vocab)
         {
-            if (kv.Value < 0)
-                throw new InvalidDataException($"{d.Source}: token '{kv.Key}' has negative id {kv.Value}");
             _idToToken[kv.Value] = kv.Key;
             _tokenToId.TryAdd(kv.Key, kv.Value);
         }
@@ -199,7 +214,10 @@ public sealed class HfBpeTokenizer : ITokenizer
     /// <summary>The pre-tokenizer (HF semantics).</summary>
     public HfPreTokenizer PreTokenizer => _preTokenizer;
 
-    public int[] Encode(string text, bool addSpecial = false)
+    public int[] Encode(string text, bool addSpecial = false) => Encode(text, addSpecial, CancellationToken.None);
+
+    /// <summary>Encodes, checking <paramref name="cancel"/> between the pieces of the text (added tokens, words).</summary>
+    public int[] Encode(string text, bool addSpecial, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(text);
         text = ReplaceLoneSurrogates(text);
@@ -211,16 +229,26 @@ public sealed class HfBpeTokenizer : ITokenizer
         _rawAdded.Split(text, segments);
         foreach ((int start, int length, int tokenId) in segments)
         {
+            cancel.ThrowIfCancellationRequested();
             if (tokenId >= 0)
                 ids.Add(tokenId);
             else
-                EncodeNormalizable(text.AsSpan(start, length), ids);
+            {
+                try { EncodeNormalizable(text.AsSpan(start, length), ids); }
+                catch (System.Text.RegularExpressions.RegexMatchTimeoutException e)
+                {
+                    throw new InvalidDataException($"{Source}: the pre_tokenizer pattern {Escape(e.Pattern)} took over " +
+                        $"{e.MatchTimeout.TotalSeconds:0.#} s on one piece of a {text.Length}-character text (catastrophic backtracking); fix the Split pattern");
+                }
+            }
         }
 
         if (addSpecial && AddsEos)
             ids.Add(EosId!.Value);
         return ids.ToArray();
     }
+
+    private static string Escape(string pattern) => pattern.Length > 80 ? $"'{pattern[..80]}...'" : $"'{pattern}'";
 
     /// <summary>
     /// A .NET string may hold a lone surrogate, which has no UTF-8 form (HF only ever sees valid Unicode). We encode

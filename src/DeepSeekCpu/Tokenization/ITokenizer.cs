@@ -24,6 +24,17 @@ public interface ITokenizer
     /// </summary>
     int[] Encode(string text, bool addSpecial = false);
 
+    /// <summary>
+    /// <see cref="Encode(string, bool)"/> that stops with <see cref="OperationCanceledException"/> once
+    /// <paramref name="cancel"/> fires (implementations check it between pieces of the text), so a server can drop the
+    /// work of a client that left.
+    /// </summary>
+    int[] Encode(string text, bool addSpecial, CancellationToken cancel)
+    {
+        cancel.ThrowIfCancellationRequested();
+        return Encode(text, addSpecial);
+    }
+
     /// <summary>Decodes ids to text (invalid UTF-8 becomes U+FFFD).</summary>
     string Decode(ReadOnlySpan<int> ids);
 
