@@ -151,33 +151,70 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
         return tokens.ToArray();
     }
 
+    /// <summary>
+    /// run.c's merge loop (merge the adjacent pair with the highest score, the leftmost on ties, until none is in the
+    /// vocabulary) without its rescan of the whole text per merge, which is quadratic: 64K characters took 40 s. The
+    /// tokens form a linked list; every mergeable pair waits in a priority queue ordered by (score descending, left
+    /// position ascending), and a pair taken from it is used only if both tokens are still what they were when it was
+    /// queued. Merging a pair queues the two pairs it forms with its neighbours. O(n log n), same output.
+    /// </summary>
     private void MergeByScore(List<int> tokens)
     {
-        char[] buffer = new char[2 * MaxTokenLength + 2];
-        while (true)
+        int n = tokens.Count;
+        if (n < 2)
+            return;
+        int[] token = tokens.ToArray();
+        int[] next = new int[n], prev = new int[n], version = new int[n];   // [n] each; next = -1 at the end, -2 once merged away
+        for (int i = 0; i < n; i++)
         {
-            float bestScore = -1e10f;
-            int bestId = -1, bestIndex = -1;
-            for (int i = 0; i < tokens.Count - 1; i++)
-            {
-                string a = _pieces[tokens[i]], b = _pieces[tokens[i + 1]];
-                int length = a.Length + b.Length;
-                if (length > buffer.Length)
-                    continue; // longer than any piece in the vocabulary, so not a piece
-                a.CopyTo(buffer);
-                b.CopyTo(buffer.AsSpan(a.Length));
-                if (_spanLookup.TryGetValue(buffer.AsSpan(0, length), out int id) && _scores[id] > bestScore)
-                {
-                    bestScore = _scores[id];
-                    bestId = id;
-                    bestIndex = i;
-                }
-            }
-            if (bestIndex < 0)
-                return;
-            tokens[bestIndex] = bestId;
-            tokens.RemoveAt(bestIndex + 1);
+            prev[i] = i - 1;
+            next[i] = i + 1 < n ? i + 1 : -1;
         }
+        char[] buffer = new char[2 * MaxTokenLength + 2];
+        var queue = new PriorityQueue<Merge, (float Score, int Left)>(n, s_mergeOrder);
+        for (int i = 0; i + 1 < n; i++)
+            QueuePair(i, token, next, version, buffer, queue);
+        while (queue.TryDequeue(out Merge m, out _))
+        {
+            if (next[m.Left] != m.Right || version[m.Left] != m.LeftVersion || version[m.Right] != m.RightVersion)
+                continue; // one of its tokens was merged with another neighbour since
+            token[m.Left] = m.Id;
+            version[m.Left]++;
+            int after = next[m.Right];
+            next[m.Left] = after;
+            if (after >= 0)
+                prev[after] = m.Left;
+            next[m.Right] = -2;
+            if (prev[m.Left] >= 0)
+                QueuePair(prev[m.Left], token, next, version, buffer, queue);
+            QueuePair(m.Left, token, next, version, buffer, queue);
+        }
+        tokens.Clear();
+        for (int i = 0; i >= 0; i = next[i])
+            tokens.Add(token[i]);
+    }
+
+    private readonly record struct Merge(int Left, int Right, int LeftVersion, int RightVersion, int Id);
+
+    /// <summary>Higher score first; on equal scores the pair further left, as run.c's scan finds it first.</summary>
+    private static readonly Comparer<(float Score, int Left)> s_mergeOrder =
+        Comparer<(float Score, int Left)>.Create((x, y) => x.Score != y.Score ? y.Score.CompareTo(x.Score) : x.Left.CompareTo(y.Left));
+
+    /// <summary>Queues the pair starting at token <paramref name="left"/> when its concatenation is a piece.</summary>
+    private void QueuePair(int left, int[] token, int[] next, int[] version, char[] buffer, PriorityQueue<Merge, (float, int)> queue)
+    {
+        int right = next[left];
+        if (right < 0)
+            return;
+        string a = _pieces[token[left]], b = _pieces[token[right]];
+        int length = a.Length + b.Length;
+        if (length > buffer.Length)
+            return; // longer than any piece in the vocabulary, so not a piece
+        a.CopyTo(buffer);
+        b.CopyTo(buffer.AsSpan(a.Length));
+        // run.c starts its best score at -1e10 and takes only scores above it (a NaN score is never taken)
+        if (_spanLookup.TryGetValue(buffer.AsSpan(0, length), out int id) && _scores[id] > -1e10f)
+            queue.Enqueue(new Merge(left, right, version[left], version[right], id), (_scores[id], left));
     }
 
     /// <summary>
