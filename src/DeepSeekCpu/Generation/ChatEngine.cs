@@ -30,6 +30,15 @@ public sealed class ChatEngine : IDisposable
         public int Fed;                            // prompt tokens in the slot's cache so far
         public Sequence? Seq;                      // set with the first prompt chunk
         public StopMatcher Stops = null!;
+        /// <summary>Set when the scheduler has let the job go (finished, cancelled or failed; its slot is free).</summary>
+        public readonly TaskCompletionSource Released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Ends the output (with <paramref name="error"/>, if any) and signals <see cref="Released"/>.</summary>
+        public void End(Exception? error = null)
+        {
+            Output.TryComplete(error);
+            Released.TrySetResult();
+        }
     }
 
     private readonly Slot[] _slots;
@@ -74,18 +83,19 @@ public sealed class ChatEngine : IDisposable
     /// the messages' contents joined by newlines as plain text. <paramref name="opensReasoning"/>: the rendered
     /// prompt already opened the reasoning block (R1), so generation starts as reasoning.
     /// </summary>
-    public int[] RenderChat(IReadOnlyList<ChatMessage> messages, out bool opensReasoning)
+    /// <paramref name="cancel"/> stops the tokenization (a client that left).
+    public int[] RenderChat(IReadOnlyList<ChatMessage> messages, out bool opensReasoning, CancellationToken cancel = default)
     {
         if (messages.Count == 0) throw new ArgumentException("there are no messages");
         var template = Tokenizer.ChatTemplate;
         opensReasoning = template?.OpensReasoning ?? false;
         return template != null
-            ? Tokenizer.Encode(template.Render(messages, addGenerationPrompt: true))
-            : Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), addSpecial: true);
+            ? Tokenizer.Encode(template.Render(messages, addGenerationPrompt: true), addSpecial: false, cancel)
+            : Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), addSpecial: true, cancel);
     }
 
     /// <summary>The prompt tokens of a plain completion (BOS added where the tokenizer has one).</summary>
-    public int[] RenderCompletion(string prompt) => Tokenizer.Encode(prompt, addSpecial: true);
+    public int[] RenderCompletion(string prompt, CancellationToken cancel = default) => Tokenizer.Encode(prompt, addSpecial: true, cancel);
 
     /// <summary>Runs a request to the end and returns the whole result.</summary>
     public async Task<GenerationResult> CompleteAsync(int[] prompt, bool startsInReasoning, GenerationRequest request, CancellationToken cancel = default)
@@ -146,9 +156,10 @@ public sealed class ChatEngine : IDisposable
         {
             stop.Cancel();   // the caller stopped reading (or everything was read): the scheduler lets the job go
             lock (_lock) Monitor.PulseAll(_lock);
-            // ...within a step; wait for it, so the result (finish reason, statistics) is final when this returns
-            try { await channel.Reader.Completion.ConfigureAwait(false); }
-            catch (Exception) { /* a failure was reported to the reader above */ }
+            // ...within a step; wait for it, so the result (finish reason, statistics) is final when this returns. Not
+            // channel.Reader.Completion: that completes only once every buffered delta has been read, and a caller
+            // that broke out of the loop reads no more, so it would wait forever.
+            await job.Released.Task.ConfigureAwait(false);
         }
         cancel.ThrowIfCancellationRequested();
     }
@@ -224,7 +235,7 @@ public sealed class ChatEngine : IDisposable
         if (anyCancelled)
         {
             var keep = _waiting.Where(j => !j.Cancel.IsCancellationRequested).ToList();
-            foreach (var j in _waiting.Where(j => j.Cancel.IsCancellationRequested)) j.Output.TryComplete();
+            foreach (var j in _waiting.Where(j => j.Cancel.IsCancellationRequested)) j.End();
             _waiting.Clear();
             foreach (var j in keep) _waiting.Enqueue(j);
         }
@@ -291,7 +302,7 @@ public sealed class ChatEngine : IDisposable
     {
         j.Result.FinishReason = finishReason;
         j.Slot!.Release();
-        j.Output.TryComplete();
+        j.End();
     }
 
     /// <summary>Fails a job whose session may hold partial work, and forgets that session's cache (under _lock).</summary>
@@ -304,13 +315,13 @@ public sealed class ChatEngine : IDisposable
     private void Fail(Job j, Exception e)
     {
         if (j.Slot != null) j.Slot.Job = null;
-        j.Output.TryComplete(e);
+        j.End(e);
     }
 
     private void FailAll(Exception e)
     {
         foreach (var s in _slots) if (s.Job != null) Fail(s.Job, e);
-        while (_waiting.Count > 0) _waiting.Dequeue().Output.TryComplete(e);
+        while (_waiting.Count > 0) _waiting.Dequeue().End(e);
     }
 
     public void Dispose()
