@@ -27,7 +27,18 @@ internal sealed class ApiRequest
     public bool IncludeUsage;
     public GenerationRequest Generation = new();
 
-    public static ApiRequest Parse(JsonDocument doc, bool chat, string servedModel)
+    public static ApiRequest Parse(JsonDocument doc, bool chat, string servedModel, ServerLimits? limits = null)
+    {
+        // JsonDocument checks the structure; a string is decoded only when read, where invalid UTF-8 or an escaped
+        // lone surrogate ("\ud800") throws InvalidOperationException. Both are the client's error, not the server's.
+        try { return ParseChecked(doc, chat, servedModel, limits ?? ServerLimits.Default); }
+        catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+        {
+            throw new ApiError(400, "the request body holds a string that is not valid Unicode (invalid UTF-8 or an escaped lone surrogate)");
+        }
+    }
+
+    private static ApiRequest ParseChecked(JsonDocument doc, bool chat, string servedModel, ServerLimits limits)
     {
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object) throw new ApiError(400, "the request body must be a JSON object");
@@ -46,7 +57,10 @@ internal sealed class ApiRequest
             if (!root.TryGetProperty("messages", out var msgs)) throw new ApiError(400, "messages is required", "messages");
             if (msgs.ValueKind != JsonValueKind.Array || msgs.GetArrayLength() == 0)
                 throw new ApiError(400, "messages must be a non-empty array", "messages");
+            if (msgs.GetArrayLength() > limits.MaxMessages)
+                throw new ApiError(400, $"messages has {msgs.GetArrayLength()} entries; this server takes at most {limits.MaxMessages}", "messages");
             r.Messages = [];
+            long chars = 0;
             int i = 0;
             foreach (var m in msgs.EnumerateArray())
             {
@@ -57,8 +71,11 @@ internal sealed class ApiRequest
                     throw new ApiError(400, $"{at}.role must be one of system, developer, user, assistant", at + ".role");
                 string roleName = role.GetString() == "developer" ? "system" : role.GetString()!;
                 r.Messages.Add(new ChatMessage(roleName, Content(m, at)));
+                chars += r.Messages[^1].Content.Length;
                 i++;
             }
+            if (chars > limits.MaxPromptChars)
+                throw new ApiError(400, $"the messages hold {chars} characters; this server takes at most {limits.MaxPromptChars}", "messages", code: "context_length_exceeded");
         }
         else
         {
@@ -70,6 +87,8 @@ internal sealed class ApiRequest
                 _ => throw new ApiError(400, "prompt must be a string (or an array of one string)", "prompt"),
             };
             if (string.IsNullOrEmpty(r.Prompt)) throw new ApiError(400, "prompt must not be empty", "prompt");
+            if (r.Prompt.Length > limits.MaxPromptChars)
+                throw new ApiError(400, $"the prompt has {r.Prompt.Length} characters; this server takes at most {limits.MaxPromptChars}", "prompt", code: "context_length_exceeded");
         }
 
         var sampling = new SamplingOptions();
@@ -120,10 +139,12 @@ internal sealed class ApiRequest
         if (root.TryGetProperty("stop", out var stop) && stop.ValueKind != JsonValueKind.Null)
         {
             if (stop.ValueKind == JsonValueKind.String) stops.Add(stop.GetString()!);
-            else if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 4 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String))
+            else if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= limits.MaxStopStrings && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String))
                 stops.AddRange(stop.EnumerateArray().Select(s => s.GetString()!));
-            else throw new ApiError(400, "stop must be a string or an array of up to 4 strings", "stop");
+            else throw new ApiError(400, $"stop must be a string or an array of up to {limits.MaxStopStrings} strings", "stop");
             stops.RemoveAll(s => s.Length == 0);
+            if (stops.Any(s => s.Length > limits.MaxStopChars))
+                throw new ApiError(400, $"each stop string may have at most {limits.MaxStopChars} characters", "stop");
         }
 
         if (root.TryGetProperty("stream", out var stream) && stream.ValueKind != JsonValueKind.Null)
@@ -150,7 +171,8 @@ internal sealed class ApiRequest
             int k = 0;
             foreach (var part in c.EnumerateArray())
             {
-                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type)
+                    || type.ValueKind != JsonValueKind.String || type.GetString() != "text"
                     || !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
                     throw new ApiError(400, $"{at}.content[{k}] must be a text part ({{\"type\": \"text\", \"text\": ...}}); other parts are not supported", $"{at}.content");
                 sb.Append(text.GetString());

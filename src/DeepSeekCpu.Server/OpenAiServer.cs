@@ -6,6 +6,7 @@ using DeepSeekCpu.Generation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 using Microsoft.Extensions.Logging;
 
 namespace DeepSeekCpu.Server;
@@ -20,8 +21,10 @@ namespace DeepSeekCpu.Server;
 /// <item><c>POST /v1/completions</c>: plain text continuation.</item>
 /// <item><c>GET /v1/models</c>, <c>GET /health</c>.</item>
 /// </list>
-/// Bad requests get a 4xx with OpenAI's error object naming the field; a failure inside one request is a 500 for that
-/// request only; the server keeps serving. Concurrent requests take the engine's slots and wait when all are busy.
+/// Bad requests get a 4xx with OpenAI's error object naming the field (a body too large 413, too slow 408, malformed
+/// HTTP, JSON or Unicode 400); a 500 is a bug of ours, for that request only; the server keeps serving. Concurrent
+/// requests take the engine's slots and wait when all are busy, at most <see cref="ServerLimits.Queue"/> of them
+/// (503 with Retry-After beyond). See <see cref="ServerLimits"/>.
 /// </summary>
 public static class OpenAiServer
 {
@@ -31,10 +34,17 @@ public static class OpenAiServer
     /// <summary>Builds the application listening on <paramref name="urls"/> (e.g. "http://127.0.0.1:8080"; port 0 picks one).</summary>
     /// <param name="apiKey">When set, every /v1 request must carry "Authorization: Bearer KEY" (401 otherwise), as
     /// OpenAI clients send it; /health stays open for load balancers.</param>
-    public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null, string? apiKey = null)
+    public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null, string? apiKey = null,
+        ServerLimits? limits = null)
     {
+        limits ??= ServerLimits.Default;
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = limits.MaxBodyBytes;
+            k.Limits.MinRequestBodyDataRate = new MinDataRate(limits.MinBodyBytesPerSecond, limits.BodyGracePeriod);
+        });
         builder.Logging.ClearProviders();
         var app = builder.Build();
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -66,30 +76,62 @@ public static class OpenAiServer
                 ["context_length"] = engine.ContextLength,
             }),
         }.ToJsonString(Json), "application/json"));
-        app.MapPost("/v1/chat/completions", ctx => Handle(ctx, engine, modelId, chat: true, log));
-        app.MapPost("/v1/completions", ctx => Handle(ctx, engine, modelId, chat: false, log));
+        var gate = new Admission(engine.SlotCount + limits.Queue);
+        app.MapPost("/v1/chat/completions", ctx => Handle(ctx, engine, modelId, chat: true, log, limits, gate));
+        app.MapPost("/v1/completions", ctx => Handle(ctx, engine, modelId, chat: false, log, limits, gate));
         app.MapFallback(ctx => WriteError(ctx, new ApiError(404, $"no route for {ctx.Request.Method} {ctx.Request.Path}", type: "not_found_error")));
         return app;
     }
 
-    private static async Task Handle(HttpContext ctx, ChatEngine engine, string modelId, bool chat, TextWriter? log)
+    /// <summary>Counts the requests being served or waiting; admits at most <c>capacity</c> of them.</summary>
+    private sealed class Admission(int capacity)
+    {
+        private int _inside;
+        public bool TryEnter()
+        {
+            if (Interlocked.Increment(ref _inside) <= capacity) return true;
+            Interlocked.Decrement(ref _inside);
+            return false;
+        }
+        public void Leave() => Interlocked.Decrement(ref _inside);
+    }
+
+    private static async Task Handle(HttpContext ctx, ChatEngine engine, string modelId, bool chat, TextWriter? log, ServerLimits limits, Admission gate)
     {
         var sw = Stopwatch.StartNew();
         int status = 200;
         var result = new GenerationResult();
+        bool admitted = false;
+        // the client leaving, or the request timeout: either stops tokenization and generation
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        timeout.CancelAfter(limits.RequestTimeout);
+        var cancel = timeout.Token;
         try
         {
             ApiRequest req;
             JsonDocument doc;
-            try { doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ctx.RequestAborted); }
-            catch (JsonException e) { throw new ApiError(400, $"the request body is not valid JSON: {e.Message}"); }
-            using (doc) req = ApiRequest.Parse(doc, chat, modelId);
+            try { doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: cancel); }
+            catch (JsonException e) { throw new ApiError(400, $"the request body is not valid JSON: {e.Message.Split('\n')[0]}"); }
+            // Kestrel's own verdicts on the body: too large (413), too slow (408), bad chunking or a short body (400)
+            catch (BadHttpRequestException e) { throw new ApiError(e.StatusCode, $"bad request body: {e.Message}"); }
+            using (doc) req = ApiRequest.Parse(doc, chat, modelId, limits);
+
+            if (!gate.TryEnter())
+            {
+                ctx.Response.Headers.RetryAfter = limits.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                throw new ApiError(503, $"the server is busy: {engine.SlotCount} slot(s) and {limits.Queue} waiting request(s) are taken; retry later",
+                    type: "server_error", code: "server_busy");
+            }
+            admitted = true;
 
             int[] prompt;
             bool reasoning = false;
             try
             {
-                prompt = chat ? engine.RenderChat(req.Messages!, out reasoning) : engine.RenderCompletion(req.Prompt!);
+                // the text was bounded by MaxPromptChars in Parse, before this tokenization
+                prompt = chat ? engine.RenderChat(req.Messages!, out reasoning, cancel) : engine.RenderCompletion(req.Prompt!, cancel);
+                if (limits.MaxPromptTokens > 0 && prompt.Length > limits.MaxPromptTokens)
+                    throw new ArgumentException($"the prompt has {prompt.Length} tokens; this server takes at most {limits.MaxPromptTokens} (context holds {engine.ContextLength})");
                 engine.Check(prompt, req.Generation);
             }
             catch (ArgumentException e)
@@ -100,10 +142,10 @@ public static class OpenAiServer
 
             string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-            if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prompt, reasoning, id, created, result);
+            if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prompt, reasoning, id, created, result, cancel);
             else
             {
-                await foreach (var _ in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted)) { }   // the result collects the text
+                await foreach (var _ in engine.StreamAsync(prompt, reasoning, req.Generation, result, cancel)) { }   // the result collects the text
                 JsonObject choice = chat
                     ? new JsonObject { ["index"] = 0, ["message"] = Message(result.Content, result.Reasoning), ["logprobs"] = null, ["finish_reason"] = Finish(result) }
                     : new JsonObject { ["index"] = 0, ["text"] = result.Reasoning + result.Content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
@@ -118,18 +160,31 @@ public static class OpenAiServer
         }
         catch (ApiError e) { status = e.Status; await WriteError(ctx, e); }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { status = 499; } // the client went away
+        catch (BadHttpRequestException e) { status = e.StatusCode; await WriteError(ctx, new ApiError(e.StatusCode, $"bad request: {e.Message}")); }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            status = 503;
+            if (!ctx.Response.HasStarted)
+                ctx.Response.Headers.RetryAfter = limits.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await WriteError(ctx, new ApiError(503, $"the request did not finish within the server's {limits.RequestTimeout.TotalSeconds:0} s timeout",
+                type: "server_error", code: "timeout"));
+        }
         catch (Exception e)
         {
             status = 500;
             log?.WriteLine($"error: {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
             await WriteError(ctx, new ApiError(500, $"the server failed on this request: {e.Message}", type: "server_error"));
         }
+        finally
+        {
+            if (admitted) gate.Leave();
+        }
         log?.WriteLine($"{ctx.Request.Method} {ctx.Request.Path} {status} prompt={result.PromptTokens} completion={result.CompletionTokens} " +
                        $"{sw.Elapsed.TotalSeconds:F2}s");
     }
 
     private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, int[] prompt,
-        bool reasoning, string id, long created, GenerationResult result)
+        bool reasoning, string id, long created, GenerationResult result, CancellationToken cancel)
     {
         var res = ctx.Response;
         res.ContentType = "text/event-stream";
@@ -152,12 +207,16 @@ public static class OpenAiServer
         if (chat) await Send(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null));
         try
         {
-            await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, ctx.RequestAborted))
+            await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, cancel))
             {
                 if (chat)
                     await Send(Chunk(new JsonObject { [d.Kind == TextKind.Answer ? "content" : "reasoning_content"] = d.Text }, null, null));
                 else await Send(Chunk(null, d.Text, null));
             }
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested && !ctx.RequestAborted.IsCancellationRequested)
+        {
+            // the request timeout, with the client still there: the answer ends as cut short ("length")
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
