@@ -28,6 +28,7 @@ public static partial class Commands
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
                                                        [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--quiet]
+                                                       [--queue N] [--timeout SECONDS] [--max-body BYTES] [--max-prompt-chars N]
           pull      download a model into the cache    MODEL (org/repo, org/repo@revision, org/repo:Q4_K_M)
           list      cached models                      (name, revision, size, format)
           rm        delete a cached model              MODEL
@@ -49,7 +50,7 @@ public static partial class Commands
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {TerminalText.Safe(e.Message)}");
             return 2;
         }
         catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException
@@ -58,7 +59,7 @@ public static partial class Commands
                                       or System.Text.Json.JsonException or KeyNotFoundException or FormatException
                                       or OverflowException or OutOfMemoryException)
         {
-            Console.Error.WriteLine($"error: {e.Message.Split('\n')[0]}");
+            Console.Error.WriteLine($"error: {TerminalText.Safe(e.Message.Split('\n')[0])}");   // the message may quote a file
             return 1;
         }
     }

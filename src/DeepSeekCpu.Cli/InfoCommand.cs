@@ -16,7 +16,7 @@ public static partial class Commands
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"model:          {path}");
         Console.WriteLine($"format:         {format}");
-        Console.WriteLine($"architecture:   {c.Architecture} ({c.ModelType})");
+        Console.WriteLine($"architecture:   {c.Architecture} ({TerminalText.Safe(c.ModelType)})");
         Console.WriteLine($"layers:         {c.NumLayers}");
         Console.WriteLine($"hidden:         {c.HiddenSize}");
         if (c.IsMla)
