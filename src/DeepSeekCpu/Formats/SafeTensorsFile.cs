@@ -75,7 +75,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             }
             if (!t.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
                 throw ModelFormatException.In(p, $"tensor {name}: missing \"data_offsets\" [begin, end]");
-            if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+            long begin = 0, end = 0;
+            if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+                || !off[0].TryGetInt64(out begin) || !off[1].TryGetInt64(out end) || begin < 0 || end < begin)
                 throw ModelFormatException.In(p, $"tensor {name}: data_offsets must be two integers 0 <= begin <= end");
             // checked: the shape comes from the file, and a product that wraps around could match a small span
             long elements = 1, expected;
