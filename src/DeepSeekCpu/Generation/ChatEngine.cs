@@ -148,6 +148,7 @@ public sealed class ChatEngine : IDisposable
         {
             await foreach (var d in channel.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
             {
+                if (cancel.IsCancellationRequested) break;   // ReadAllAsync hands out buffered deltas without checking
                 job.Result.Append(d);
                 yield return d;
             }
