@@ -27,7 +27,7 @@ public static partial class Commands
             Queue = a.Int("--queue", d.Queue, 0, 100_000),
             RequestTimeout = TimeSpan.FromSeconds(a.Int("--timeout", (int)d.RequestTimeout.TotalSeconds, 1, 7 * 24 * 3600)),
             MaxBodyBytes = a.Int("--max-body", (int)d.MaxBodyBytes, 1024, int.MaxValue),
-            MaxPromptChars = a.Int("--max-prompt-chars", d.MaxPromptChars, 1, int.MaxValue),
+            MaxPromptChars = a.Int("--max-prompt-chars", d.MaxPromptChars, 0, int.MaxValue),   // 0: 32 per context token
         };
         using var lm = LoadModel(a, allowDefault: true);
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);

@@ -31,7 +31,7 @@ internal sealed class ApiRequest
     {
         // JsonDocument checks the structure; a string is decoded only when read, where invalid UTF-8 or an escaped
         // lone surrogate ("\ud800") throws InvalidOperationException. Both are the client's error, not the server's.
-        try { return ParseChecked(doc, chat, servedModel, limits ?? ServerLimits.Default); }
+        try { return ParseChecked(doc, chat, servedModel, limits ?? ServerLimits.Default with { MaxPromptChars = int.MaxValue }); }
         catch (InvalidOperationException e) when (e is not ObjectDisposedException)
         {
             throw new ApiError(400, "the request body holds a string that is not valid Unicode (invalid UTF-8 or an escaped lone surrogate)");

@@ -38,6 +38,8 @@ public static class OpenAiServer
         ServerLimits? limits = null)
     {
         limits ??= ServerLimits.Default;
+        if (limits.MaxPromptChars <= 0)
+            limits = limits with { MaxPromptChars = (int)Math.Min(int.MaxValue, (long)ServerLimits.PromptCharsPerToken * engine.ContextLength) };
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls);
         builder.WebHost.ConfigureKestrel(k =>

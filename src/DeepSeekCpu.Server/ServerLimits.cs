@@ -11,8 +11,15 @@ public sealed record ServerLimits
     /// <summary>Largest request body in bytes (Kestrel answers 413 beyond it). 4 MiB holds a full 128K-token context.</summary>
     public long MaxBodyBytes { get; init; } = 4 << 20;
 
-    /// <summary>Prompt characters (all messages' contents together), checked before any tokenization.</summary>
-    public int MaxPromptChars { get; init; } = 1 << 20;
+    /// <summary>
+    /// Prompt characters (all messages' contents together), checked before any tokenization; 0: 32 per token of the
+    /// context (131,072 for 4096 tokens). Text averages about 4 characters per token, so a prompt over this would not
+    /// fit anyway, and tokenizing it is what costs: byte-level BPE takes ~50 µs per character of one long word.
+    /// </summary>
+    public int MaxPromptChars { get; init; }
+
+    /// <summary>Characters per context token allowed when <see cref="MaxPromptChars"/> is 0.</summary>
+    public const int PromptCharsPerToken = 32;
 
     /// <summary>Prompt tokens; 0: the engine's context (which always bounds it).</summary>
     public int MaxPromptTokens { get; init; }
