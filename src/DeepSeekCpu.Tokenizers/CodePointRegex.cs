@@ -34,7 +34,7 @@ internal sealed class CodePointRegex
     }
 
     /// <summary>The longest one match may take; real pre-tokenizer patterns match a word in microseconds.</summary>
-    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
 
     public string Pattern { get; }
 
