@@ -1,5 +1,6 @@
 using System.Globalization;
 using DeepSeekCpu.Formats;
+using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Weights;
 
@@ -66,14 +67,20 @@ public sealed class CliArgs
 
     /// <summary>
     /// The load options of the model-loading commands: --threads N (0: one per physical core) and --no-mmap (read the
-    /// weights into private memory; see <see cref="WeightMemory"/>), with <paramref name="transform"/> (--quant).
+    /// weights into private memory; see <see cref="WeightMemory"/>), --cache-type f32|f16|bf16|q8_0 (the KV cache's
+    /// storage, default f16), with <paramref name="transform"/> (--quant).
     /// </summary>
     public LoadOptions LoadOptions(Func<WeightMatrix, WeightMatrix>? transform = null) => new()
     {
         Threads = Int("--threads", 0, 0, 1024),
         Memory = Has("--no-mmap") ? WeightMemory.Anonymous : WeightMemory.Mmap,
+        CacheType = CacheType(),
         MatrixTransform = transform,
     };
+
+    /// <summary>--cache-type f32|f16|bf16|q8_0 (default f16).</summary>
+    public KvCacheType CacheType() => Str("--cache-type") is not { } s ? KvCacheType.F16
+        : KvCache.Parse(s) ?? throw new UsageException($"{_command}: option --cache-type expects f32, f16, bf16 or q8_0, got '{s}'");
 
     public ulong? ULong(string name)
     {

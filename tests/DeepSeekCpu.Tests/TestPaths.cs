@@ -1,3 +1,5 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Models;
 namespace DeepSeekCpu.Tests;
 
 /// <summary>
@@ -7,6 +9,12 @@ namespace DeepSeekCpu.Tests;
 public static class TestPaths
 {
     public static string FixturesRoot { get; } = FindFixtures();
+
+    /// <summary>
+    /// Load options with a float32 KV cache: the reference tests compare with float32 references at tight tolerances,
+    /// so they pin the exact cache (the default, f16, is tested against them in KvCacheTypeTests).
+    /// </summary>
+    public static LoadOptions F32Cache { get; } = new() { CacheType = KvCacheType.F32 };
 
     /// <summary>Path under the fixtures folder, e.g. Fixture("tiny-qwen2", "config.json").</summary>
     public static string Fixture(params string[] parts) => Path.Combine([FixturesRoot, .. parts]);

@@ -7,20 +7,22 @@ namespace DeepSeekCpu.Kernels;
 /// Causal attention for a batch of rows on the worker pool. Each row is one query token of some sequence: it attends
 /// to positions 0..positions[t] of its own sequence's cache, so the rows of a prompt chunk (one sequence at
 /// consecutive positions) and of a batched decoding step (one row per sequence) take the same path. The per-item
-/// math is <see cref="Ops.Attention"/>; this class only splits (row, group of heads) items across threads.
+/// math is <see cref="Ops.Attention"/>'s; this class splits (row, group of heads) items across threads and reads the
+/// caches tile by tile in their stored type.
 /// </summary>
 public static class Attention
 {
     /// <summary>
     /// Grouped-query attention (multi-query when <paramref name="kvHeads"/> is 1), n rows:
-    /// o[t, h, :dv] = Σ_j softmax_j(scale · q[t, h, :dk] · k_j) v_j over j ≤ positions[t], with key j of KV head g at
-    /// keys[t][j * kStride + g * dk ..][..dk] and its value at values[t][j * vStride + g * dv ..][..dv]; query head h
-    /// reads KV head h / (heads / kvHeads). q is [n, heads, dk], o [n, heads, dv].
+    /// o[t, h, :dv] = Σ_j softmax_j(scale · q[t, h, :dk] · k_j) v_j over j ≤ positions[t], with key j of KV head g
+    /// the values g * dk .. + dk of row j of keys[t] and its value the values g * dv .. + dv of row j of values[t];
+    /// query head h reads KV head h / (heads / kvHeads). q is [n, heads, dk], o [n, heads, dv].
     /// Llama's GQA: keys/values are the K and V caches ([ctx, kvHeads * hd]). MLA absorbed: one stream, keys are the
-    /// latent cache rows [c_kv ; k_pe] and values their first kvl values.
+    /// latent cache rows [c_kv ; k_pe] and values their first kvl values. Caches of any <see cref="KvCacheType"/> are
+    /// read as float32 tiles (<see cref="KvCache.Rows"/>); with F32 the arithmetic is <see cref="Ops.Attention"/>'s.
     /// </summary>
     public static void Causal(float[] q, float[] o, int n, int heads, int kvHeads, int dk, int dv,
-        float[][] keys, float[][] values, int kStride, int vStride, int[] positions, float scale)
+        KvCache[] keys, KvCache[] values, int[] positions, float scale)
     {
         if (n <= 0) return;
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads do not split into {kvHeads} KV heads");
@@ -28,7 +30,7 @@ public static class Attention
             throw new ArgumentException("attention buffers are smaller than n rows");
         var job = _causal ??= new CausalJob();
         job.Q = q; job.O = o; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv;
-        job.Keys = keys; job.Values = values; job.KStride = kStride; job.VStride = vStride; job.Positions = positions; job.Scale = scale;
+        job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
         job.HeadsPerItem = Ops.HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
         try { WorkerPool.Shared.Run(job, n * (heads / job.HeadsPerItem), grain: 1); }
         finally { job.Q = job.O = null!; job.Keys = job.Values = null!; job.Positions = null!; }
@@ -60,11 +62,11 @@ public static class Attention
     /// <summary>One (row, group of query heads sharing a KV head) per item: each key/value row is read once per group.</summary>
     private sealed class CausalJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores;
+        [ThreadStatic] private static float[]? _scores, _tile;
         public float[] Q = null!, O = null!;
-        public float[][] Keys = null!, Values = null!;
+        public KvCache[] Keys = null!, Values = null!;
         public int[] Positions = null!;
-        public int Heads, KvHeads, Dk, Dv, KStride, VStride, HeadsPerItem;
+        public int Heads, KvHeads, Dk, Dv, HeadsPerItem;
         public float Scale;
 
         public void Run(int first, int end)
@@ -76,9 +78,43 @@ public static class Attention
                 int len = Positions[t] + 1;                          // causal: keys 0..pos of the row's own sequence
                 // grown by doubling, so decoding past the buffer does not allocate on every token
                 var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len, 256) * 2])).AsSpan(0, G * len);
-                Ops.Attention(Q.AsSpan((t * Heads + h0) * Dk), Dk, G, Dk,
-                    Keys[t].AsSpan(kvh * Dk), KStride, Values[t].AsSpan(kvh * Dv), VStride, Dv, len, Scale,
-                    scores, O.AsSpan((t * Heads + h0) * Dv), Dv);
+                var keys = Keys[t]; var values = Values[t];
+                int width = Math.Max(keys.Width, values.Width);
+                var tile = (_tile is { } b && b.Length >= KvCache.Tile * width ? b : (_tile = new float[KvCache.Tile * width])).AsSpan();
+                var q = Q.AsSpan((t * Heads + h0) * Dk);
+                var o = O.AsSpan((t * Heads + h0) * Dv);
+
+                // scores[g, j] = scale · q_g · k_j, a tile of keys at a time (the same dot products as Ops.Attention)
+                for (int j0 = 0; j0 < len; j0 += KvCache.Tile)
+                {
+                    int m = Math.Min(KvCache.Tile, len - j0);
+                    var k = keys.Rows(j0, m, tile);                  // [m, width]
+                    for (int j = 0; j < m; j++)
+                    {
+                        var kj = k.Slice(j * keys.Width + kvh * Dk, Dk);
+                        for (int g = 0; g < G; g++) scores[g * len + j0 + j] = TensorPrimitives.Dot(q.Slice(g * Dk, Dk), kj) * Scale;
+                    }
+                }
+                for (int g = 0; g < G; g++)
+                {
+                    Ops.Softmax(scores.Slice(g * len, len));
+                    o.Slice(g * Dv, Dv).Clear();
+                }
+                // o_g = Σ_j p[g, j] v_j in order of j
+                for (int j0 = 0; j0 < len; j0 += KvCache.Tile)
+                {
+                    int m = Math.Min(KvCache.Tile, len - j0);
+                    var v = values.Rows(j0, m, tile);                // [m, width]
+                    for (int j = 0; j < m; j++)
+                    {
+                        var vj = v.Slice(j * values.Width + kvh * Dv, Dv);
+                        for (int g = 0; g < G; g++)
+                        {
+                            var og = o.Slice(g * Dv, Dv);
+                            TensorPrimitives.MultiplyAdd(vj, scores[g * len + j0 + j], og, og);
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,3 +1,5 @@
+using DeepSeekCpu.Kernels;
+
 namespace DeepSeekCpu.Models;
 
 /// <summary>
@@ -37,7 +39,7 @@ internal sealed class BatchRows<TSession> where TSession : ModelSession
     public int Count { get; private set; }
     public TSession[] Sessions { get; private set; } = [];    // [Count] the row's sequence
     public int[] Positions { get; private set; } = [];        // [Count] the row's position in it
-    private float[][][] _caches = [[], []];                   // [2][Count] one layer's caches of each row (e.g. K and V)
+    private KvCache[][] _caches = [[], []];                   // [2][Count] one layer's caches of each row (e.g. K and V)
 
     /// <summary>All rows are one sequence at consecutive positions (a prompt chunk).</summary>
     public bool OneSequence { get; private set; }
@@ -60,7 +62,7 @@ internal sealed class BatchRows<TSession> where TSession : ModelSession
     /// Each row's array of one layer's cache, [Count] (e.g. <c>static (s, l) => s.KCache[l]</c>, a non-capturing lambda
     /// that allocates nothing); <paramref name="slot"/> 0 or 1 keeps two such lists at once (keys and values).
     /// </summary>
-    public float[][] Caches(int layer, Func<TSession, int, float[]> select, int slot = 0)
+    public KvCache[] Caches(int layer, Func<TSession, int, KvCache> select, int slot = 0)
     {
         var caches = _caches[slot];
         for (int t = 0; t < Count; t++) caches[t] = select(Sessions[t], layer);
@@ -81,7 +83,7 @@ internal sealed class BatchRows<TSession> where TSession : ModelSession
         if (Sessions.Length < n)
         {
             int c = Math.Max(n, 2 * Sessions.Length);            // grown, then reused: decoding allocates nothing
-            Sessions = new TSession[c]; Positions = new int[c]; _caches = [new float[c][], new float[c][]];
+            Sessions = new TSession[c]; Positions = new int[c]; _caches = [new KvCache[c], new KvCache[c]];
         }
         Count = n;
     }

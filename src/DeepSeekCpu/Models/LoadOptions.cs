@@ -1,4 +1,5 @@
 using DeepSeekCpu.Formats;
+using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Models;
@@ -20,6 +21,9 @@ public sealed record LoadOptions
     /// process must be loaded with the same count.
     /// </summary>
     public int Threads { get; init; }
+
+    /// <summary>How KV caches store keys and values (--cache-type): f16 by default, as llama.cpp; f32 is exact.</summary>
+    public KvCacheType CacheType { get; init; } = KvCacheType.F16;
 
     /// <summary>Conversion of matrices at load (e.g. --quant q8_0: quantize float weights); null keeps them as stored.</summary>
     public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }

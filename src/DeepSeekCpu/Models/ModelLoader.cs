@@ -78,8 +78,8 @@ public static class ModelLoader
         weights.MatrixTransform = options.MatrixTransform;
         return config.Architecture switch
         {
-            Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights),
-            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config),
+            Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights) { CacheType = options.CacheType },
+            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
             _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
         };
     }

@@ -1,3 +1,4 @@
+using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Cli;
 using DeepSeekCpu.Formats;
 using DeepSeekCpu.Models;
@@ -37,7 +38,7 @@ public class QuantizeCommandTests
             Assert.Equal(DType.F32, g.Tensors["blk.0.attn_norm.weight"].Type);
             Assert.Equal(name == "tiny-llama3", g.Tensors.ContainsKey("rope_freqs.weight"));
         }
-        using var m = ModelLoader.Load(output);
+        using var m = ModelLoader.Load(output, TestPaths.F32Cache);
         var got = Engine.Prefill(m, r.Prompt);
         if (tol > 0) Engine.AssertClose(r.Logits, got, tol, r.Vocab, $"{name} quantize {type}");
         else
@@ -57,13 +58,13 @@ public class QuantizeCommandTests
         // (4-bit weights of a 32-wide random model lose far more than real models do: ~48% here; a broken
         // conversion gives ~100% or more).
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
-        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), new LoadOptions { MatrixTransform = Commands.QuantTransform(type) });
+        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), new LoadOptions { MatrixTransform = Commands.QuantTransform(type), CacheType = KvCacheType.F32 });
         var got = Engine.Prefill(m, r.Prompt);
         double rel = Engine.RelativeRms(r.Logits, got);
         Assert.True(rel < maxRelRms, $"--quant {type}: relative RMS error {rel:P1}");
         Assert.True(rel > 1e-4, "quantization should change the logits");
         // the bytes a token reads shrink accordingly (F32 → 8.5 or 4.5 bits per weight)
-        using var f32 = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"));
+        using var f32 = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), TestPaths.F32Cache);
         Assert.True(m.WeightBytesPerToken < f32.WeightBytesPerToken / 3, $"{m.WeightBytesPerToken} vs {f32.WeightBytesPerToken}");
     }
 

@@ -1,3 +1,4 @@
+using DeepSeekCpu.Kernels;
 using System.Text.Json;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek;
@@ -32,13 +33,13 @@ public class DeepSeekFixtureTests
     }
 
     /// <summary>A DeepSeek model from a Hugging Face folder or a GGUF file, through the loader the CLI uses.</summary>
-    internal static DeepSeekModel Load(string path) => Assert.IsType<DeepSeekModel>(ModelLoader.Load(path));
+    internal static DeepSeekModel Load(string path) => Assert.IsType<DeepSeekModel>(ModelLoader.Load(path, TestPaths.F32Cache));
 
     /// <summary>A Hugging Face folder with the rope layout overridden (what the loader never does).</summary>
     internal static DeepSeekModel Load(string dir, bool ropeInterleaved)
     {
         var (config, weights, _, _) = ModelLoader.OpenWeights(dir);
-        try { return new DeepSeekModel(weights, config, ropeInterleaved); }
+        try { return new DeepSeekModel(weights, config, ropeInterleaved) { CacheType = KvCacheType.F32 }; }
         catch { weights.Dispose(); throw; }
     }
 

@@ -35,7 +35,7 @@ public class CliModelTests
         string model = stories ? TestPaths.Stories260K : TestPaths.Fixture(name);
         using var tmp = TestPaths.NewTempDir();
         string outFile = tmp.File("logits.bin");
-        string[] args = ["logits", "-m", model, "--tokens", string.Join(",", r.Prompt), "--out", outFile];
+        string[] args = ["logits", "-m", model, "--cache-type", "f32", "--tokens", string.Join(",", r.Prompt), "--out", outFile];
         if (stepwise) args = [.. args, "--stepwise"];
         Assert.Equal(0, Commands.Dispatch(args));
         var got = ReadF32(outFile);
@@ -53,7 +53,7 @@ public class CliModelTests
         var saved = Console.Out;
         var sw = new StringWriter();
         Console.SetOut(sw);
-        try { Assert.Equal(0, Commands.Dispatch(["info", "-m", model])); }
+        try { Assert.Equal(0, Commands.Dispatch(["info", "-m", model, "--cache-type", "f32"])); }
         finally { Console.SetOut(saved); }
         string text = sw.ToString();
         var m = Regex.Match(text, @"kv cache:\s+([\d,]+) bytes per token");

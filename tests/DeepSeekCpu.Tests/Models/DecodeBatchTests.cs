@@ -16,7 +16,7 @@ public class DecodeBatchTests
     public void Sessions_at_different_positions_decode_together_to_the_reference_logits(string name)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
-        using var m = ModelLoader.Load(name == "tiny-stories260K-reference" ? TestPaths.Stories260K : TestPaths.Fixture(name));
+        using var m = ModelLoader.Load(name == "tiny-stories260K-reference" ? TestPaths.Stories260K : TestPaths.Fixture(name), TestPaths.F32Cache);
         int vocab = r.Vocab, n = r.Prompt.Length;
         // session i has been fed the first start[i] prompt tokens (its own prompt, of its own length)
         int[] start = [1, n / 2, n - 3];
@@ -73,7 +73,7 @@ public class DecodeBatchTests
     [Fact]
     public void A_session_may_appear_only_once_per_batch()
     {
-        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"));
+        using var m = ModelLoader.Load(TestPaths.Fixture("tiny-qwen2"), TestPaths.F32Cache);
         using var s = m.NewSession(16);
         s.Forward([1, 2], new float[m.Config.VocabSize]);
         Assert.Throws<ArgumentException>(() => m.DecodeBatch([s, s], [3, 4], new float[2 * m.Config.VocabSize]));

@@ -31,7 +31,7 @@ public class LlamaGgufReferenceTests
         var r = ReferenceData.Load(TestPaths.Fixture(name));
         using var tmp = TestPaths.NewTempDir();
         string path = TinyGguf.Convert(TestPaths.Fixture(name), type, tmp.File($"{name}-{type}.gguf"));
-        using var m = ModelLoader.Load(path);
+        using var m = ModelLoader.Load(path, TestPaths.F32Cache);
         Assert.Equal(name == "tiny-llama3", m.Config.RopeInterleaved);
         Assert.Equal(name == "tiny-qwen2", m.Config.AttentionBias);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), Tolerance(type), r.Vocab, $"{name} gguf {type} prefill");
@@ -62,8 +62,8 @@ public class LlamaGgufReferenceTests
         string q8 = TinyGguf.Convert(TestPaths.Fixture(name), DType.Q8_0, tmp.File("q8.gguf"));
         string deq = TinyGguf.Convert(TestPaths.Fixture(name), DType.F32, tmp.File("deq.gguf"),
             matrixTransform: v => TinyGguf.DequantizeQ8_0(TinyGguf.QuantizeQ8_0(v)));
-        using var mq = ModelLoader.Load(q8);
-        using var md = ModelLoader.Load(deq);
+        using var mq = ModelLoader.Load(q8, TestPaths.F32Cache);
+        using var md = ModelLoader.Load(deq, TestPaths.F32Cache);
         var expected = Engine.Prefill(md, r.Prompt);
         Assert.True(Engine.MaxAbsDiff(expected, r.Logits) > 1e-3, "quantization should have changed the logits");
         // Per-element activation error is up to amax/254 of its block (RMS ≈ 1.4% of the activations' RMS for these
@@ -84,7 +84,7 @@ public class LlamaGgufReferenceTests
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-llama3"));
         using var tmp = TestPaths.NewTempDir();
         string path = TinyGguf.Convert(TestPaths.Fixture("tiny-llama3"), DType.F32, tmp.File("unpermuted.gguf"), skipPermute: true);
-        using var m = ModelLoader.Load(path);
+        using var m = ModelLoader.Load(path, TestPaths.F32Cache);
         Assert.True(Engine.MaxAbsDiff(r.Logits, Engine.Prefill(m, r.Prompt)) > 0.05);
     }
 
@@ -98,7 +98,7 @@ public class LlamaGgufReferenceTests
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-llama3"));
         using var tmp = TestPaths.NewTempDir();
         string path = TinyGguf.Convert(TestPaths.Fixture("tiny-llama3"), DType.F32, tmp.File("freqs-only.gguf"), ropeFreqsOnly: true);
-        using var m = ModelLoader.Load(path);
+        using var m = ModelLoader.Load(path, TestPaths.F32Cache);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), 1e-4, r.Vocab, "tiny-llama3 gguf rope_freqs only");
     }
 

@@ -28,7 +28,7 @@ public class LlamaReferenceTests
     public void Prefill_logits_match_python_reference(string name, string variant, double tol)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
-        using var m = ModelLoader.Load(ModelDir(name, variant));
+        using var m = ModelLoader.Load(ModelDir(name, variant), TestPaths.F32Cache);
         Assert.Equal(r.Vocab, m.Config.VocabSize);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), tol, r.Vocab, $"{name}/{variant} prefill");
     }
@@ -38,7 +38,7 @@ public class LlamaReferenceTests
     public void Stepwise_logits_match_python_reference(string name, string variant, double tol)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
-        using var m = ModelLoader.Load(ModelDir(name, variant));
+        using var m = ModelLoader.Load(ModelDir(name, variant), TestPaths.F32Cache);
         Engine.AssertClose(r.Logits, Engine.Stepwise(m, r.Prompt), tol, r.Vocab, $"{name}/{variant} stepwise");
     }
 
@@ -47,7 +47,7 @@ public class LlamaReferenceTests
     public void Chunked_prefill_over_a_warm_cache_matches_python_reference(string name, string variant, double tol)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
-        using var m = ModelLoader.Load(ModelDir(name, variant));
+        using var m = ModelLoader.Load(ModelDir(name, variant), TestPaths.F32Cache);
         Engine.AssertClose(r.Logits, Engine.Chunked(m, r.Prompt, 5, 1, 4, 2), tol, r.Vocab, $"{name}/{variant} chunked 5+1+4+2");
     }
 
@@ -57,7 +57,7 @@ public class LlamaReferenceTests
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
         Assert.True(r.GreedyMargin > 100 * tol, $"reference greedy margin {r.GreedyMargin} too small to be a fair test");
-        using var m = ModelLoader.Load(ModelDir(name, variant));
+        using var m = ModelLoader.Load(ModelDir(name, variant), TestPaths.F32Cache);
         Assert.Equal(r.Greedy, Engine.Greedy(m, r.Prompt, r.Greedy.Length));
     }
 
@@ -67,7 +67,7 @@ public class LlamaReferenceTests
     public void Truncate_then_refeed_gives_reference_logits(string name)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
-        using var m = ModelLoader.Load(TestPaths.Fixture(name));
+        using var m = ModelLoader.Load(TestPaths.Fixture(name), TestPaths.F32Cache);
         int v = r.Vocab, n = r.Prompt.Length, keep = 7;
         using var s = m.NewSession(n + 8);
         var scratch = new float[n * v];
@@ -108,7 +108,7 @@ public class LlamaReferenceTests
     public void Stories260K_prefill_and_stepwise_match_python_reference()
     {
         var r = ReferenceData.Load(StoriesRef);
-        using var m = ModelLoader.Load(TestPaths.Stories260K);
+        using var m = ModelLoader.Load(TestPaths.Stories260K, TestPaths.F32Cache);
         Assert.True(m.Config.RopeInterleaved);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), 1e-4, r.Vocab, "stories260K prefill");
         Engine.AssertClose(r.Logits, Engine.Stepwise(m, r.Prompt), 1e-4, r.Vocab, "stories260K stepwise");
@@ -119,7 +119,7 @@ public class LlamaReferenceTests
     {
         var r = ReferenceData.Load(StoriesRef);
         Assert.Equal(64, r.Greedy.Length);
-        using var m = ModelLoader.Load(TestPaths.Stories260K);
+        using var m = ModelLoader.Load(TestPaths.Stories260K, TestPaths.F32Cache);
         Assert.Equal(r.Greedy, Engine.Greedy(m, r.Prompt, 64));
     }
 
@@ -129,7 +129,7 @@ public class LlamaReferenceTests
         // 70 positions (prompt + greedy continuation): batched prefill must agree with one-token decoding.
         var r = ReferenceData.Load(StoriesRef);
         int[] seq = [.. r.Prompt, .. r.Greedy];
-        using var m = ModelLoader.Load(TestPaths.Stories260K);
+        using var m = ModelLoader.Load(TestPaths.Stories260K, TestPaths.F32Cache);
         Engine.AssertClose(Engine.Stepwise(m, seq), Engine.Prefill(m, seq), 1e-4, r.Vocab, "stories260K prefill vs stepwise (70 tokens)");
     }
 }

@@ -11,7 +11,7 @@ public class SessionContractTests
 {
     public static TheoryData<string> Models() => new("tiny-qwen2", "tiny-llama3", "deepseek-v3-tiny");
 
-    private static ILanguageModel Open(string name) => ModelLoader.Load(TestPaths.Fixture(name));
+    private static ILanguageModel Open(string name) => ModelLoader.Load(TestPaths.Fixture(name), TestPaths.F32Cache);
 
     private static IModelSession Fed(ILanguageModel m, int context, params int[] tokens)
     {

@@ -46,7 +46,10 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
     public long WeightBytesPerToken =>
         Weights.BytesPerToken(Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", Config.NRoutedExperts, Config.NumExpertsPerTok);
 
-    public long KvBytesPerToken => (long)Config.NumLayers * (Config.KvLoraRank + Config.QkRopeHeadDim) * sizeof(float);
+    /// <summary>How new sessions store the latent cache (LoadOptions.CacheType at load; sessions keep theirs).</summary>
+    public KvCacheType CacheType { get; set; } = KvCacheType.F16;
+
+    public long KvBytesPerToken => (long)Config.NumLayers * KvCache.RowBytesOf(CacheType, Config.KvLoraRank + Config.QkRopeHeadDim);
 
     /// <summary>Builds the graph over <paramref name="weights"/> (HF names) with <paramref name="config"/>.</summary>
     /// <param name="ropeInterleaved">Override the rope layout (null: the config's, interleaved for DeepSeek).</param>
@@ -73,9 +76,12 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
             .Where(m => m.Success && int.Parse(m.Groups[1].Value) >= c.NumLayers).Select(m => m.Groups[1].Value).Distinct().Count();
     }
 
+    /// <summary>Bytes of scratch a model holds at most: the forward pass buffers (rows of a full prompt chunk).</summary>
+    public long ScratchBytes => DeepSeekPass.Bytes(Config, DeepSeekSession.MaxBatch);
+
     /// <summary>A new sequence of up to <paramref name="contextLength"/> tokens (at most max_position_embeddings).</summary>
     public IModelSession NewSession(int contextLength) =>
-        new DeepSeekSession(this, _rope.Reserve(contextLength));
+        new DeepSeekSession(this, _rope.Reserve(contextLength), CacheType);
 
     /// <summary>
     /// One decoding step for several sequences at once (continuous batching): attention projections, the shared

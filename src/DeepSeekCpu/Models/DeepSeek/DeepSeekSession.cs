@@ -3,7 +3,8 @@ using DeepSeekCpu.Kernels;
 namespace DeepSeekCpu.Models.DeepSeek;
 
 /// <summary>
-/// One sequence of a <see cref="DeepSeekModel"/>: its latent KV cache ([c_kv ; k_pe] per token per layer). Forward
+/// One sequence of a <see cref="DeepSeekModel"/>: its latent KV cache ([c_kv ; k_pe] per token per layer, in the
+/// model's <see cref="DeepSeekModel.CacheType"/> at creation, grown as the sequence does). Forward
 /// passes run on the model's <see cref="DeepSeekPass"/> buffers; prompts longer than <see cref="MaxBatch"/> tokens run
 /// as several passes.
 /// </summary>
@@ -13,16 +14,19 @@ public sealed class DeepSeekSession : ModelSession
     public const int MaxBatch = 256;
 
     private readonly DeepSeekModel _m;
-    internal readonly float[][] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
+    internal readonly KvCache[] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
     internal override object Owner => _m;
 
-    internal DeepSeekSession(DeepSeekModel m, int contextLength) : base(contextLength)
+    internal DeepSeekSession(DeepSeekModel m, int contextLength, KvCacheType type) : base(contextLength)
     {
         var c = m.Config;
         _m = m;
-        Cache = new float[c.NumLayers][];
-        for (int l = 0; l < c.NumLayers; l++) Cache[l] = new float[(long)contextLength * (c.KvLoraRank + c.QkRopeHeadDim)];
+        Cache = new KvCache[c.NumLayers];
+        for (int l = 0; l < c.NumLayers; l++) Cache[l] = new KvCache(type, c.KvLoraRank + c.QkRopeHeadDim, contextLength);
     }
+
+    /// <summary>Bytes of cache allocated so far (all layers).</summary>
+    public long CacheBytes => Cache.Sum(k => k.AllocatedBytes);
 
     public override void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false) =>
         _m.Contract.Forward(this, tokens, logits, allPositions);
@@ -56,6 +60,7 @@ internal sealed class DeepSeekPass
     public readonly int[] ExpertFill;           // [n_experts]
     public readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
     private float[]? _naiveLatent;              // [tokens, kvl]            naive attention only, grows
+    private float[]? _naiveRows;                // [tokens, kvl+rope]       naive attention only, grows
     private float[]? _naiveExpanded;            // [tokens, heads, nope+v]  naive attention only, grows
 
     public DeepSeekPass(ModelConfig c, int rows)
@@ -75,7 +80,22 @@ internal sealed class DeepSeekPass
 
     private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
 
+    /// <summary>Bytes of the buffers above for <paramref name="rows"/> rows (the memory plan of `info`).</summary>
+    public static long Bytes(ModelConfig c, int rows)
+    {
+        long R = rows, dim = c.HiddenSize, H = c.NumHeads, kvl = c.KvLoraRank, rope = c.QkRopeHeadDim;
+        long k = Math.Max(1, c.NumExpertsPerTok), E = Math.Max(1, c.NRoutedExperts);
+        long hidden = Math.Max(c.IntermediateSize, k * c.MoeIntermediateSize + c.NSharedExperts * c.MoeIntermediateSize);
+        long floats = 3 * R * dim + R * H * (c.QkNopeHeadDim + rope) + R * (c.QLoraRank ?? 0) + R * (kvl + rope)
+            + R * H * (kvl + rope) + R * H * kvl + R * H * c.VHeadDim + 2 * R * hidden + R * k * dim + R * (k + 1) * dim
+            + R * E + E + 2 * Math.Max(1, c.NGroup) + R * k;
+        long ints = 2 * R * k + 2 * E + 1;
+        return 4 * (floats + ints);
+    }
+
     public float[] NaiveLatent(int length) => Grow(ref _naiveLatent, length);
+
+    public float[] NaiveRows(int length) => Grow(ref _naiveRows, length);
 
     public float[] NaiveExpanded(int length) => Grow(ref _naiveExpanded, length);
 

@@ -56,11 +56,10 @@ internal sealed class MLA
             var cos = rope.Cos(pos); var sin = rope.Sin(pos);
             for (int h = 0; h < _heads; h++)
                 Ops.Rope(q.Slice((t * _heads + h) * _qkHead + _nope, _rope), cos, sin, _interleaved);
-            var src = kv.Slice(t * _row, _row);
-            var dst = rows.Sessions[t].Cache[layer].AsSpan(pos * _row, _row);
-            Ops.RmsNorm(src[.._kvl], W.KvNorm, dst[.._kvl], _eps);
-            src[_kvl..].CopyTo(dst[_kvl..]);
-            Ops.Rope(dst[_kvl..], cos, sin, _interleaved);
+            var row = kv.Slice(t * _row, _row);
+            Ops.RmsNorm(row[.._kvl], W.KvNorm, row[.._kvl], _eps);
+            Ops.Rope(row[_kvl..], cos, sin, _interleaved);
+            rows.Sessions[t].Cache[layer].Write(pos, row);
         }
 
         if (expand) AttendNaive(p, rows, layer);
@@ -83,7 +82,7 @@ internal sealed class MLA
 
         var caches = rows.Caches(layer, static (s, l) => s.Cache[l]);  // per row [ctx, kvl+rope]
         Attention.Causal(p.QLat, p.OLat, n, _heads, kvHeads: 1, dk: _row, dv: _kvl,
-            keys: caches, values: caches, kStride: _row, vStride: _row, rows.Positions, _softmaxScale);   // o_lat [n, heads, kvl]
+            keys: caches, values: caches, rows.Positions, _softmaxScale);   // o_lat [n, heads, kvl]
         MatMulHeads.Multiply(W.Wuv, p.OLat.AsSpan(0, n * _heads * _kvl), _kvl, p.O.AsSpan(0, n * _heads * _v), _v, n);
     }
 
@@ -92,11 +91,16 @@ internal sealed class MLA
     private void AttendNaive(DeepSeekPass p, BatchRows<DeepSeekSession> rows, int layer)
     {
         int n = rows.Count, start = rows.Positions[0], total = start + n;
-        var cache = rows.Sessions[0].Cache[layer];                   // [ctx, kvl+rope]
+        var cache = rows.Sessions[0].Cache[layer];                   // [ctx, kvl+rope] as stored
+        var all = p.NaiveRows(total * _row);                         // [total, kvl+rope] as float32
         var c = p.NaiveLatent(total * _kvl);                         // [total, kvl]
-        for (int j = 0; j < total; j++) cache.AsSpan(j * _row, _kvl).CopyTo(c.AsSpan(j * _kvl, _kvl));
+        for (int j = 0; j < total; j++)
+        {
+            cache.Read(j, all.AsSpan(j * _row, _row));
+            all.AsSpan(j * _row, _kvl).CopyTo(c.AsSpan(j * _kvl, _kvl));
+        }
         var kv = p.NaiveExpanded(total * _heads * (_nope + _v));     // [total, heads, nope+v]
         MatMul.Multiply(W.WkvB, c.AsSpan(0, total * _kvl), kv.AsSpan(0, total * _heads * (_nope + _v)), total);
-        Attention.Expanded(p.Q, p.O, n, start, _heads, _nope, _rope, _v, kv, cache, peOffset: _kvl, peStride: _row, _softmaxScale);
+        Attention.Expanded(p.Q, p.O, n, start, _heads, _nope, _rope, _v, kv, all, peOffset: _kvl, peStride: _row, _softmaxScale);
     }
 }

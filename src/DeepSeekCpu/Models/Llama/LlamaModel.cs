@@ -48,10 +48,16 @@ public sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
 
     public long WeightBytesPerToken => Weights.BytesPerToken(_headName);
 
-    public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * sizeof(float);
+    /// <summary>How new sessions store keys and values (LoadOptions.CacheType at load; sessions keep theirs).</summary>
+    public KvCacheType CacheType { get; set; } = KvCacheType.F16;
+
+    public long KvBytesPerToken => 2L * Config.NumLayers * KvCache.RowBytesOf(CacheType, Config.NumKvHeads * Config.HeadDim);
+
+    /// <summary>Bytes of scratch a model holds at most: the forward pass buffers (rows of a full prompt chunk).</summary>
+    public long ScratchBytes => LlamaPass.Bytes(Config, MaxBatch);
 
     /// <summary>A new sequence of up to <paramref name="contextLength"/> tokens (at most max_position_embeddings).</summary>
-    public IModelSession NewSession(int contextLength) => new LlamaSession(this, _rope.Reserve(contextLength));
+    public IModelSession NewSession(int contextLength) => new LlamaSession(this, _rope.Reserve(contextLength), CacheType);
 
     /// <summary>
     /// One decoding step for several sequences at once: the weights are read once for all rows, so n sequences cost
@@ -143,12 +149,12 @@ internal sealed class LlamaBlock
             var cos = rope.Cos(pos); var sin = rope.Sin(pos);
             for (int i = 0; i < _heads; i++) Ops.Rope(qt.Slice(i * _hd, _hd), cos, sin, _interleaved);
             for (int i = 0; i < _kvHeads; i++) Ops.Rope(kt.Slice(i * _hd, _hd), cos, sin, _interleaved);
-            kt.CopyTo(rows.Sessions[t].KCache[layer].AsSpan(pos * kvDim, kvDim));
-            vt.CopyTo(rows.Sessions[t].VCache[layer].AsSpan(pos * kvDim, kvDim));
+            rows.Sessions[t].KCache[layer].Write(pos, kt);
+            rows.Sessions[t].VCache[layer].Write(pos, vt);
         }
         var keys = rows.Caches(layer, static (s, l) => s.KCache[l], 0);     // per row [ctx, kv heads, hd]
         var values = rows.Caches(layer, static (s, l) => s.VCache[l], 1);
-        Attention.Causal(p.Q, p.Att, n, _heads, _kvHeads, _hd, _hd, keys, values, kvDim, kvDim, rows.Positions, 1f / MathF.Sqrt(_hd));
+        Attention.Causal(p.Q, p.Att, n, _heads, _kvHeads, _hd, _hd, keys, values, rows.Positions, 1f / MathF.Sqrt(_hd));
         MatMul.Multiply(_wo, p.Att.AsSpan(0, n * qDim), o, n);
         TensorPrimitives.Add(x, o, x);
 

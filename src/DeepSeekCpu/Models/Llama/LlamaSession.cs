@@ -2,21 +2,24 @@ using DeepSeekCpu.Kernels;
 
 namespace DeepSeekCpu.Models.Llama;
 
-/// <summary>A sequence's KV cache (float32, [layer][pos, kvHeads*headDim] for K and V).</summary>
+/// <summary>A sequence's KV cache ([layer][pos, kvHeads*headDim] for K and V, in the model's cache type at creation, grown as the sequence does).</summary>
 internal sealed class LlamaSession : ModelSession
 {
     private readonly LlamaModel _m;
-    internal readonly float[][] KCache, VCache;   // per layer: [ctx, kv*hd]
+    internal readonly KvCache[] KCache, VCache;   // per layer: [ctx, kv*hd]
     internal override object Owner => _m;
 
-    public LlamaSession(LlamaModel m, int ctx) : base(ctx)
+    public LlamaSession(LlamaModel m, int ctx, KvCacheType type) : base(ctx)
     {
         _m = m;
         int kv = m.Config.NumKvHeads * m.Config.HeadDim;
-        KCache = new float[m.Config.NumLayers][];
-        VCache = new float[m.Config.NumLayers][];
-        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new float[(long)ctx * kv]; VCache[l] = new float[(long)ctx * kv]; }
+        KCache = new KvCache[m.Config.NumLayers];
+        VCache = new KvCache[m.Config.NumLayers];
+        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new KvCache(type, kv, ctx); VCache[l] = new KvCache(type, kv, ctx); }
     }
+
+    /// <summary>Bytes of cache allocated so far (all layers, K and V).</summary>
+    public long CacheBytes => KCache.Sum(k => k.AllocatedBytes) + VCache.Sum(k => k.AllocatedBytes);
 
     public override void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false) =>
         _m.Contract.Forward(this, tokens, logits, allPositions);
@@ -41,4 +44,8 @@ internal sealed class LlamaPass(ModelConfig c, int rows)
     public readonly MatMulBatch Batch = new();                                // products issued together
 
     private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
+
+    /// <summary>Bytes of the buffers above for <paramref name="rows"/> rows (the memory plan of `info`).</summary>
+    public static long Bytes(ModelConfig c, int rows) =>
+        4L * rows * (3L * c.HiddenSize + 2L * c.NumHeads * c.HeadDim + 2L * c.NumKvHeads * c.HeadDim + 2L * c.IntermediateSize);
 }

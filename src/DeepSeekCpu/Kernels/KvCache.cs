@@ -1,0 +1,199 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>How a KV cache stores its values (--cache-type; llama.cpp's --cache-type-k/-v with the same names).</summary>
+public enum KvCacheType
+{
+    /// <summary>float32: exact, 4 bytes per value.</summary>
+    F32,
+    /// <summary>IEEE half (the default, as in llama.cpp): 2 bytes per value.</summary>
+    F16,
+    /// <summary>bfloat16 (float32's exponent, 8-bit mantissa), round to nearest even: 2 bytes per value.</summary>
+    BF16,
+    /// <summary>ggml's Q8_0 blocks (ggml-common.h block_q8_0: a half scale and 32 signed bytes): 1.0625 bytes per value.</summary>
+    Q8_0,
+}
+
+/// <summary>
+/// One layer's cache of one sequence: a row of <see cref="Width"/> values per position, stored as
+/// <see cref="Type"/>, in chunks of <see cref="ChunkRows"/> positions allocated as the sequence reaches them, so a
+/// session costs memory for the tokens it holds, not for the context it may reach. Rows are written once
+/// (<see cref="Write"/>, by the thread running the pass) and read as float32 tiles by the attention kernels
+/// (<see cref="Rows"/>, from any thread).
+/// </summary>
+public sealed class KvCache
+{
+    /// <summary>Positions per allocated chunk (a multiple of <see cref="Tile"/>).</summary>
+    public const int ChunkRows = 256;
+
+    /// <summary>Rows converted to float32 at a time by readers (tiles never cross a chunk).</summary>
+    public const int Tile = 32;
+
+    public KvCacheType Type { get; }
+    public int Width { get; }
+    public int RowBytes { get; }
+    public int Capacity { get; }                       // positions the sequence may reach
+    private byte[][] _chunks = [];                     // [chunk][ChunkRows * RowBytes]
+    private int _allocated;                            // chunks allocated
+
+    public KvCache(KvCacheType type, int width, int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
+        Type = type; Width = width; Capacity = capacity; RowBytes = RowBytesOf(type, width);
+    }
+
+    /// <summary>Bytes of one row of <paramref name="width"/> values (Q8_0 pads the last block with zeros).</summary>
+    public static int RowBytesOf(KvCacheType type, int width) => type switch
+    {
+        KvCacheType.F32 => 4 * width,
+        KvCacheType.F16 or KvCacheType.BF16 => 2 * width,
+        KvCacheType.Q8_0 => (width + 31) / 32 * 34,          // sizeof(block_q8_0): half d + 32 int8
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
+    /// <summary>Bytes allocated so far (whole chunks).</summary>
+    public long AllocatedBytes => (long)_allocated * ChunkRows * RowBytes;
+
+    /// <summary>Parses a --cache-type value (f32, f16, bf16, q8_0); null when it is none of them.</summary>
+    public static KvCacheType? Parse(string s) => s.ToLowerInvariant() switch
+    {
+        "f32" => KvCacheType.F32, "f16" => KvCacheType.F16, "bf16" => KvCacheType.BF16, "q8_0" => KvCacheType.Q8_0, _ => null,
+    };
+
+    public static string Name(KvCacheType t) => t.ToString().ToLowerInvariant();
+
+    /// <summary>Stores <paramref name="row"/> [Width] at <paramref name="pos"/>, allocating its chunk on first use.</summary>
+    public unsafe void Write(int pos, ReadOnlySpan<float> row)
+    {
+        if ((uint)pos >= (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(pos), $"position {pos} is outside the cache's {Capacity}");
+        int c = pos / ChunkRows;
+        while (_allocated <= c)
+        {
+            if (_chunks.Length == _allocated) Array.Resize(ref _chunks, Math.Max(4, 2 * _chunks.Length));
+            _chunks[_allocated++] = GC.AllocateUninitializedArray<byte>(ChunkRows * RowBytes);
+        }
+        var dst = _chunks[c].AsSpan(pos % ChunkRows * RowBytes, RowBytes);
+        var x = row[..Width];
+        switch (Type)
+        {
+            case KvCacheType.F32: MemoryMarshal.AsBytes(x).CopyTo(dst); break;
+            case KvCacheType.F16: TensorPrimitives.ConvertToHalf(x, MemoryMarshal.Cast<byte, Half>(dst)); break;
+            case KvCacheType.BF16:
+            {
+                var d = MemoryMarshal.Cast<byte, ushort>(dst);
+                for (int i = 0; i < x.Length; i++) d[i] = Quantize.FloatToBf16(x[i]);
+                break;
+            }
+            default:
+            {
+                Span<float> block = stackalloc float[32];
+                fixed (byte* b = dst)
+                fixed (float* bp = block)
+                    for (int i = 0; i < Width; i += 32)
+                    {
+                        block.Clear();                       // the padding of a last partial block quantizes as zeros
+                        x.Slice(i, Math.Min(32, Width - i)).CopyTo(block);
+                        Quantize.Q8_0(bp, (BlockQ8_0*)b + i / 32);
+                    }
+                break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rows first..first+count-1 as float32 [count, Width]; they must lie in one chunk (first % Tile == 0 and
+    /// count ≤ Tile keep them there). F32 rows are returned in place; other types are converted into
+    /// <paramref name="scratch"/> (at least count * Width values).
+    /// </summary>
+    public ReadOnlySpan<float> Rows(int first, int count, Span<float> scratch)
+    {
+        var src = _chunks[first / ChunkRows].AsSpan(first % ChunkRows * RowBytes, count * RowBytes);
+        if (Type == KvCacheType.F32) return MemoryMarshal.Cast<byte, float>(src);
+        var dst = scratch[..(count * Width)];
+        for (int r = 0; r < count; r++) ReadRow(Type, src.Slice(r * RowBytes, RowBytes), dst.Slice(r * Width, Width));
+        return dst;
+    }
+
+    /// <summary>Row <paramref name="pos"/> as float32 into <paramref name="dst"/> [Width].</summary>
+    public void Read(int pos, Span<float> dst) =>
+        ReadRow(Type, _chunks[pos / ChunkRows].AsSpan(pos % ChunkRows * RowBytes, RowBytes), dst[..Width]);
+
+    /// <summary>One stored row to float32 (vector bodies; <see cref="ReadRowScalar"/> is the reference).</summary>
+    public static unsafe void ReadRow(KvCacheType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        switch (type)
+        {
+            case KvCacheType.F32: MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst); break;
+            case KvCacheType.F16: TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src)[..dst.Length], dst); break;
+            case KvCacheType.BF16:
+            {
+                // bf16 is the high half of a float32: widen each ushort and shift it up 16 bits
+                var s = MemoryMarshal.Cast<byte, ushort>(src)[..dst.Length];
+                var d = MemoryMarshal.Cast<float, uint>(dst);
+                int i = 0;
+                if (Vector.IsHardwareAccelerated)
+                    for (; i + Vector<ushort>.Count <= s.Length; i += Vector<ushort>.Count)
+                    {
+                        Vector.Widen(new Vector<ushort>(s[i..]), out var lo, out var hi);
+                        (lo << 16).CopyTo(d[i..]);
+                        (hi << 16).CopyTo(d[(i + Vector<uint>.Count)..]);
+                    }
+                for (; i < s.Length; i++) d[i] = (uint)s[i] << 16;
+                break;
+            }
+            default:
+            {
+                Span<float> block = stackalloc float[32];
+                fixed (byte* b = src)
+                    for (int i = 0; i < dst.Length; i += 32)
+                    {
+                        var bl = (BlockQ8_0*)b + i / 32;
+                        int m = Math.Min(32, dst.Length - i);
+                        if (m == 32) { Q8_0Row(bl, dst.Slice(i, 32)); continue; }
+                        Dequantize.Q8_0(bl, block);
+                        block[..m].CopyTo(dst.Slice(i, m));
+                    }
+                break;
+            }
+        }
+    }
+
+    /// <summary>One Q8_0 block to float32, d * q: sbytes widened to int32 a vector at a time.</summary>
+    private static unsafe void Q8_0Row(BlockQ8_0* b, Span<float> y)
+    {
+        float d = (float)b->D;
+        int w = Vector<sbyte>.Count, f = Vector<float>.Count;
+        if (!Vector.IsHardwareAccelerated || 32 % w != 0) { Dequantize.Q8_0(b, y); return; }
+        var qs = new ReadOnlySpan<sbyte>(b->Qs, 32);
+        for (int j = 0; j < 32; j += w)
+        {
+            Vector.Widen(new Vector<sbyte>(qs[j..]), out var s0, out var s1);                 // [w] → 2 x [w/2] int16
+            Vector.Widen(s0, out var i0, out var i1);
+            Vector.Widen(s1, out var i2, out var i3);                                           // 4 x [w/4] int32
+            (Vector.ConvertToSingle(i0) * d).CopyTo(y[j..]);
+            (Vector.ConvertToSingle(i1) * d).CopyTo(y[(j + f)..]);
+            (Vector.ConvertToSingle(i2) * d).CopyTo(y[(j + 2 * f)..]);
+            (Vector.ConvertToSingle(i3) * d).CopyTo(y[(j + 3 * f)..]);
+        }
+    }
+
+    /// <summary>The plain reference of <see cref="ReadRow"/>: element by element, as ggml's to-float functions.</summary>
+    public static unsafe void ReadRowScalar(KvCacheType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        for (int i = 0; i < dst.Length; i++)
+            dst[i] = type switch
+            {
+                KvCacheType.F32 => MemoryMarshal.Cast<byte, float>(src)[i],
+                KvCacheType.F16 => (float)MemoryMarshal.Cast<byte, Half>(src)[i],
+                KvCacheType.BF16 => Dequantize.Bf16ToFloat(MemoryMarshal.Cast<byte, ushort>(src)[i]),
+                _ => (float)MemoryMarshal.Read<Half>(src[(i / 32 * 34)..]) * (sbyte)src[i / 32 * 34 + 2 + i % 32],
+            };
+    }
+
+    /// <summary>The stored bytes of row <paramref name="pos"/> (tests compare the readers on them).</summary>
+    internal ReadOnlySpan<byte> RowBytesAt(int pos) => _chunks[pos / ChunkRows].AsSpan(pos % ChunkRows * RowBytes, RowBytes);
+}

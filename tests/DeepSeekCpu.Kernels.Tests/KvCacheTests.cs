@@ -1,0 +1,107 @@
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// The KV cache's storage types: the vector readers against the element-by-element reference on the same stored
+/// bytes, the round-trip error of each type against its format's bound, growth in chunks, and the attention kernel
+/// over each type against float64 attention over the values the cache holds.
+/// </summary>
+public class KvCacheTests
+{
+    public static TheoryData<KvCacheType, int> Types() => new()
+    {
+        { KvCacheType.F32, 24 }, { KvCacheType.F16, 24 }, { KvCacheType.BF16, 24 }, { KvCacheType.Q8_0, 24 },   // DeepSeek fixture row: kvl 16 + rope 8
+        { KvCacheType.F16, 576 }, { KvCacheType.BF16, 576 }, { KvCacheType.Q8_0, 576 },                        // V3 row: 512 + 64
+        { KvCacheType.F16, 37 }, { KvCacheType.BF16, 37 }, { KvCacheType.Q8_0, 37 },                           // odd widths: vector tails, a partial block
+    };
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Vector_readers_equal_the_scalar_reference_and_stay_within_the_format_bound(KvCacheType type, int width)
+    {
+        var cache = new KvCache(type, width, 600);
+        var rows = Enumerable.Range(0, 3).Select(i => TestData.Gaussian(width, 10 + i, 3f)).ToArray();
+        int[] at = [0, 255, 513];                                       // first, last of a chunk, a third chunk
+        for (int i = 0; i < 3; i++) cache.Write(at[i], rows[i]);
+        Assert.Equal(3L * KvCache.ChunkRows * KvCache.RowBytesOf(type, width), cache.AllocatedBytes); // chunks 0, 1 (for 513: 2) — three
+        for (int i = 0; i < 3; i++)
+        {
+            var fast = new float[width]; var slow = new float[width];
+            cache.Read(at[i], fast);
+            KvCache.ReadRowScalar(type, cache.RowBytesAt(at[i]), slow);
+            Assert.Equal(slow, fast);                                   // bit for bit
+            for (int b = 0; b < width; b += 32)
+            {
+                // f16: 11-bit significand (relative 2^-11, absolute 2^-25 in subnormals); bf16: 8 bits; q8_0: half a step of max|x|/127
+                float amax = rows[i].AsSpan(b, Math.Min(32, width - b)).ToArray().Max(Math.Abs);
+                for (int j = b; j < Math.Min(b + 32, width); j++)
+                {
+                    float x = rows[i][j], err = Math.Abs(fast[j] - x);
+                    float bound = type switch
+                    {
+                        KvCacheType.F32 => 0,
+                        KvCacheType.F16 => Math.Abs(x) * MathF.Pow(2, -11) + 1e-7f,
+                        KvCacheType.BF16 => Math.Abs(x) * MathF.Pow(2, -8),
+                        _ => amax / 127 * 0.5f * 1.01f + amax * MathF.Pow(2, -11),  // the scale itself is a half
+                    };
+                    Assert.True(err <= bound, $"{type} row {i} element {j}: {fast[j]} for {x} (bound {bound})");
+                }
+            }
+        }
+        // a tile of rows reads the same values as row by row
+        var tile = new float[KvCache.Tile * width];
+        var t = cache.Rows(512, 2, tile);
+        var r513 = new float[width]; cache.Read(513, r513);
+        Assert.Equal(r513, t.Slice(width, width).ToArray());
+    }
+
+    [Fact]
+    public void The_cache_grows_by_chunks_as_positions_are_written()
+    {
+        var cache = new KvCache(KvCacheType.F16, 64, 32768);
+        Assert.Equal(0, cache.AllocatedBytes);                         // a 32K-token session costs nothing up front
+        var row = TestData.Gaussian(64, 1);
+        for (int p = 0; p < KvCache.ChunkRows; p++) cache.Write(p, row);
+        Assert.Equal(KvCache.ChunkRows * 64 * 2L, cache.AllocatedBytes);
+        cache.Write(KvCache.ChunkRows, row);
+        Assert.Equal(2 * KvCache.ChunkRows * 64 * 2L, cache.AllocatedBytes);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.Write(32768, row));
+    }
+
+    [Theory]
+    [InlineData(KvCacheType.F32)]
+    [InlineData(KvCacheType.F16)]
+    [InlineData(KvCacheType.BF16)]
+    [InlineData(KvCacheType.Q8_0)]
+    public void Causal_attention_over_a_typed_cache_matches_float64_attention_over_its_values(KvCacheType type)
+    {
+        // MLA-like: 4 heads over one stream, keys [latent 64 ; rope 8], values the latent; 300 positions span two chunks
+        int heads = 4, dk = 72, dv = 64, len = 300;
+        var cache = new KvCache(type, dk, len);
+        for (int j = 0; j < len; j++) cache.Write(j, TestData.Gaussian(dk, 100 + j));
+        var stored = new float[len * dk];
+        for (int j = 0; j < len; j++) cache.Read(j, stored.AsSpan(j * dk, dk));
+        var q = TestData.Gaussian(heads * dk, 7);
+        var o = new float[heads * dv];
+        float scale = 0.1f;
+        Attention.Causal(q, o, 1, heads, 1, dk, dv, [cache], [cache], [len - 1], scale);
+        for (int g = 0; g < heads; g++)
+        {
+            var s = new double[len];
+            for (int j = 0; j < len; j++)
+            {
+                double dot = 0;
+                for (int d = 0; d < dk; d++) dot += (double)q[g * dk + d] * stored[j * dk + d];
+                s[j] = dot * scale;
+            }
+            double max = s.Max(), sum = s.Sum(v => Math.Exp(v - max));
+            for (int d = 0; d < dv; d++)
+            {
+                double expect = 0;
+                for (int j = 0; j < len; j++) expect += Math.Exp(s[j] - max) / sum * stored[j * dk + d];
+                Assert.True(Math.Abs(o[g * dv + d] - expect) <= 1e-5 + 1e-5 * Math.Abs(expect), $"{type} head {g} dim {d}: {o[g * dv + d]} vs {expect}");
+            }
+        }
+    }
+}
