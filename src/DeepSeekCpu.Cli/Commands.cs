@@ -19,11 +19,11 @@ public static partial class Commands
           run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
-                                                       [--quant q8_0|q4_0|q4_k] [--no-mmap]
+                                                       [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
-          info      describe a model                   -m MODEL
+          info      describe a model, memory plan      -m MODEL [--ctx N] [--parallel P] [--cache-type f32|f16|bf16|q8_0]
           bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [--quant TYPE] [--no-mmap] [--json]
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
@@ -125,7 +125,7 @@ public static partial class Commands
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens", 256, 1), Sampling = Sampling(a) };
         var loadWatch = Stopwatch.StartNew();
@@ -179,7 +179,7 @@ public static partial class Commands
 
     private static int Logits(string[] args)
     {
-        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--tokenizer"], ["--stepwise"], Aliases);
+        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer"], ["--stepwise"], Aliases);
         string path = ModelPath(a.Req("--model"));
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Weights;
 
@@ -8,10 +9,11 @@ public static partial class Commands
 {
     private static int Info(string[] args)
     {
-        var a = new CliArgs("info", args, ["--model"], [], Aliases);
+        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type"], [], Aliases);
         string path = ModelPath(a.Req("--model"));
         var format = ModelLoader.Detect(path);
-        using var model = ModelLoader.Load(path);
+        var options = a.LoadOptions();
+        using var model = ModelLoader.Load(path, options);
         var (c, w) = (model.Config, model.Weights);
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"model:          {path}");
@@ -42,8 +44,40 @@ public static partial class Commands
             Console.WriteLine($"mtp:            {ds.SkippedMtpLayers} multi-token-prediction layer(s) in the weights, not loaded into the main model");
         var byType = w.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength));
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
-        Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, float32)",
-            model.KvBytesPerToken, c.KvValuesPerTokenPerLayer));
+        Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, {2})",
+            model.KvBytesPerToken, c.KvValuesPerTokenPerLayer, KvCache.Name(options.CacheType)));
+        PrintMemoryPlan(model, a.Int("--ctx", Math.Min(c.MaxPositionEmbeddings, 4096), 1), a.Int("--parallel", 1, 1, 64), options);
         return 0;
     }
+
+    /// <summary>
+    /// What serving <paramref name="parallel"/> sequences of <paramref name="ctx"/> tokens needs: the mapped weights
+    /// (paged in from the files, shared with the page cache), copies made at load, the KV caches when every slot is full
+    /// (they grow 256 tokens at a time, so a server starts with none), scratch, and whether it fits this machine.
+    /// </summary>
+    private static void PrintMemoryPlan(ILanguageModel model, int ctx, int parallel, LoadOptions options)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var c = model.Config;
+        ctx = Math.Min(ctx, c.MaxPositionEmbeddings);
+        long mapped = model.Weights.TotalBytes, resident = model.Weights.ResidentBytes;
+        long kv = model.KvBytesPerToken * ctx * parallel;
+        long scratch = model switch
+        {
+            DeepSeekCpu.Models.DeepSeek.DeepSeekModel d => d.ScratchBytes,
+            DeepSeekCpu.Models.Llama.LlamaModel l => l.ScratchBytes,
+            _ => 0,
+        } + 8L * ctx * (c.IsMla ? c.QkRopeHeadDim : c.HeadDim) / 2;          // + rope cos/sin table
+        long total = mapped + resident + kv + scratch;
+        long machine = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;      // physical memory, or the container's limit
+        Console.WriteLine($"memory plan:    --ctx {ctx} --parallel {parallel} --cache-type {KvCache.Name(options.CacheType)}");
+        Console.WriteLine($"  weights:      {Size(mapped)} mapped + {Size(resident)} copies made at load");
+        Console.WriteLine(string.Format(inv, "  kv cache:     {0:N0} bytes per token x {1} x {2} = {3} when full (grown {4} tokens at a time)",
+            model.KvBytesPerToken, ctx, parallel, Size(kv), KvCache.ChunkRows));
+        Console.WriteLine($"  scratch:      {Size(scratch)}");
+        Console.WriteLine($"  total:        {Size(total)}; this machine: {Size(machine)} -> {(total <= machine ? "fits" : "does not fit")}");
+    }
+
+    private static string Size(long b) => string.Format(CultureInfo.InvariantCulture, "{0:F2} {1}",
+        b >= 1L << 30 ? b / (double)(1L << 30) : b / (double)(1L << 20), b >= 1L << 30 ? "GiB" : "MiB");
 }

@@ -44,7 +44,7 @@ public sealed class ModelWeights : IDisposable
         lock (_matrixBytes)
         {
             _matrixBytes[name] = m.ByteLength;
-            if (!ReferenceEquals(m, stored) && m.Owner != null) _owned.Add(m.Owner); // freed with the model
+            if (!ReferenceEquals(m, stored) && m.Owner != null) { _owned.Add(m.Owner); ResidentBytes += m.ByteLength; } // freed with the model
         }
         return m;
     }
@@ -58,9 +58,25 @@ public sealed class ModelWeights : IDisposable
         lock (_matrixBytes)
         {
             _matrixBytes[name] = bytes;
+            if (owner != null) { _owned.Add(owner); ResidentBytes += bytes; }
+        }
+    }
+
+    /// <summary>Counts a copy of weights the graph keeps besides the memory map, not read for every token (freed with the model).</summary>
+    public void AddResident(long bytes, IDisposable? owner = null)
+    {
+        lock (_matrixBytes)
+        {
+            ResidentBytes += bytes;
             if (owner != null) _owned.Add(owner);
         }
     }
+
+    /// <summary>
+    /// Bytes of weights held in private memory besides the files' mappings: converted or re-laid-out copies made at
+    /// load (--quant, MLA's packed per-head matrices); norms and biases (small float32 vectors) are not counted.
+    /// </summary>
+    public long ResidentBytes { get; private set; }
 
     /// <summary>
     /// A 2-D weight exactly as stored (no <see cref="MatrixTransform"/>), for tensors that are looked up by row or

@@ -16,7 +16,10 @@ internal sealed unsafe class MlaWeights
     public readonly float[]? QNorm;                  // [q_lora]
     public readonly WeightMatrix WkvA;               // [kvl + rope, dim]  (HF kv_a_proj_with_mqa)
     public readonly float[] KvNorm;                  // [kvl]
-    /// <summary>kv_b_proj as float32 [heads*(nope+v), kvl] (per head the nope rows are W_uk_h, the v rows W_uv_h): the naive path's expansion.</summary>
+    /// <summary>
+    /// kv_b_proj [heads*(nope+v), kvl] (per head the nope rows are W_uk_h, the v rows W_uv_h): the naive path's
+    /// expansion, in its stored type (no float32 copy: at V3 scale that would be 4 GB).
+    /// </summary>
     public readonly WeightMatrix WkvB;
     /// <summary>W_ukᵀ_h [kvl, nope] per head: turns q_nope into the latent query (absorbed path).</summary>
     public readonly WeightMatrix[] WukT;
@@ -25,7 +28,6 @@ internal sealed unsafe class MlaWeights
     public readonly WeightMatrix Wo;                 // [dim, heads*v]
 
     private readonly int _heads, _nope, _v, _kvl;
-    private readonly float[] _wkvB;                  // WkvB's values, pinned (WkvB views them)
 
     public MlaWeights(ModelWeights w, ModelConfig c, string p)
     {
@@ -42,19 +44,23 @@ internal sealed unsafe class MlaWeights
         KvNorm = w.Vector(p + "kv_a_layernorm.weight", _kvl);
         Wo = w.Matrix(p + "o_proj.weight", dim, _heads * _v);
 
-        // kv_b_proj is small (heads*(nope+v) x kvl; 64 MiB as float32 for V3) and the absorbed path reads it per
-        // head both ways (W_ukᵀ and W_uv), so it is dequantized once here, whatever the stored format.
-        _wkvB = GC.AllocateUninitializedArray<float>(_heads * (_nope + _v) * _kvl, pinned: true);
+        // kv_b_proj (heads*(nope+v) x kvl; 64 MiB per layer as float32 for V3, 4 GB over 61 layers) is used as stored
+        // by the naive path; the absorbed path reads it per head both ways (W_ukᵀ and W_uv), packed below.
         WukT = new WeightMatrix[_heads]; Wuv = new WeightMatrix[_heads];
         if (w.Contains(p + "kv_b_proj.weight"))
         {
-            var kvB = w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl);
-            Dequantize.Matrix(kvB).CopyTo(_wkvB, 0);
-            PackAbsorbed(w, kvB);
+            WkvB = w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl);
+            PackAbsorbed(w, WkvB);
         }
-        else LoadSplitKvB(w, p);
-        WkvB = new WeightMatrix(p + "kv_b_proj.weight(f32)", DType.F32, _heads * (_nope + _v), _kvl,
-            (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(_wkvB, 0));
+        else WkvB = LoadSplitKvB(w, p);
+    }
+
+    /// <summary>Rows first..first+count-1 of <paramref name="m"/> as float32 [count, cols].</summary>
+    private static float[] RowsOf(WeightMatrix m, int first, int count)
+    {
+        var r = new float[(long)count * m.Cols];
+        for (int i = 0; i < count; i++) Dequantize.RowOf(m, first + i, r.AsSpan(i * m.Cols, m.Cols));
+        return r;
     }
 
     /// <summary>
@@ -76,10 +82,10 @@ internal sealed unsafe class MlaWeights
         var t = new float[_kvl * _nope];                                     // [kvl, nope] W_ukᵀ_h
         var uk = Pack(w, kvB.Name + "(uk^T)", packed, _heads * _kvl, _nope, h =>
         {
-            int baseRow = h * (_nope + _v);
+            var ukh = RowsOf(kvB, h * (_nope + _v), _nope);                  // [nope, kvl] W_uk_h
             for (int d = 0; d < _nope; d++)
                 for (int c = 0; c < _kvl; c++)
-                    t[c * _nope + d] = _wkvB[(baseRow + d) * _kvl + c];
+                    t[c * _nope + d] = ukh[d * _kvl + c];
             return t;
         });
         for (int h = 0; h < _heads; h++)
@@ -88,7 +94,7 @@ internal sealed unsafe class MlaWeights
         if (kvB.Type == DType.F8_E4M3)
         {
             var uv = Pack(w, kvB.Name + "(uv)", DType.F32, _heads * _v, _kvl,
-                h => _wkvB.AsSpan((h * (_nope + _v) + _nope) * _kvl, _v * _kvl).ToArray());
+                h => RowsOf(kvB, h * (_nope + _v) + _nope, _v));
             for (int h = 0; h < _heads; h++)
                 Wuv[h] = new WeightMatrix($"{uv.Name}[{h}]", DType.F32, _v, _kvl, uv.Row(h * _v));
         }
@@ -104,11 +110,12 @@ internal sealed unsafe class MlaWeights
     /// A packed [heads * rowsPerHead, cols] matrix of <paramref name="type"/> whose head h rows come from
     /// <paramref name="headRows"/>(h) ([rowsPerHead, cols] float32); owned and counted by <paramref name="w"/>.
     /// </summary>
-    private WeightMatrix Pack(ModelWeights w, string name, DType type, int rows, int cols, Func<int, float[]> headRows)
+    private WeightMatrix Pack(ModelWeights w, string name, DType type, int rows, int cols, Func<int, float[]> headRows, bool perToken = true)
     {
         long rowBytes = type.ByteCount(cols);
         var buffer = new NativeBuffer(rowBytes * rows);
-        w.AddDerived(name, rowBytes * rows, buffer);
+        if (perToken) w.AddDerived(name, rowBytes * rows, buffer);
+        else w.AddResident(rowBytes * rows, buffer);
         int perHead = rows / _heads;
         for (int h = 0; h < _heads; h++)
         {
@@ -124,7 +131,7 @@ internal sealed unsafe class MlaWeights
     /// GGUF files from newer llama.cpp converters split kv_b_proj into k_b_proj [heads, kvl, nope] (W_uk transposed per
     /// head) and v_b_proj [heads, v, kvl] (W_uv); DeepSeekGguf passes them on under these names.
     /// </summary>
-    private void LoadSplitKvB(ModelWeights w, string p)
+    private WeightMatrix LoadSplitKvB(ModelWeights w, string p)
     {
         var kb = w.Get(p + "k_b_proj.weight");
         var vb = w.Get(p + "v_b_proj.weight");
@@ -132,20 +139,29 @@ internal sealed unsafe class MlaWeights
             throw new ModelFormatException($"{kb.File}: tensor {kb.Name} has shape {kb.ShapeText}, expected [{_heads}, {_kvl}, {_nope}]");
         if (vb.ElementCount != (long)_heads * _v * _kvl || vb.Shape[^1] != _kvl)
             throw new ModelFormatException($"{vb.File}: tensor {vb.Name} has shape {vb.ShapeText}, expected [{_heads}, {_v}, {_kvl}]");
-        var kbf = Dequantize.Matrix(new WeightMatrix(kb.Name, kb.Type, _heads * _kvl, _nope, kb.Data)); // [heads, kvl, nope]
-        var vbf = Dequantize.Matrix(new WeightMatrix(vb.Name, vb.Type, _heads * _v, _kvl, vb.Data));    // [heads, v, kvl]
+        var kbm = new WeightMatrix(kb.Name, kb.Type, _heads * _kvl, _nope, kb.Data);   // [heads, kvl, nope]
+        var vbm = new WeightMatrix(vb.Name, vb.Type, _heads * _v, _kvl, vb.Data);      // [heads, v, kvl]
         for (int h = 0; h < _heads; h++)
         {
-            int baseRow = h * (_nope + _v);
-            for (int d = 0; d < _nope; d++)
-                for (int c = 0; c < _kvl; c++)
-                    _wkvB[(baseRow + d) * _kvl + c] = kbf[((long)h * _kvl + c) * _nope + d];
-            Array.Copy(vbf, (long)h * _v * _kvl, _wkvB, (long)(baseRow + _nope) * _kvl, _v * _kvl);
             // k_b is already W_ukᵀ per head and v_b W_uv: the absorbed path uses them in place
             WukT[h] = new WeightMatrix($"{kb.Name}[{h}]", kb.Type, _kvl, _nope, kb.Data + h * kb.Type.ByteCount(_kvl * _nope));
             Wuv[h] = new WeightMatrix($"{vb.Name}[{h}]", vb.Type, _v, _kvl, vb.Data + h * vb.Type.ByteCount(_v * _kvl));
         }
         w.AddDerived(kb.Name, kb.ByteLength, null);
         w.AddDerived(vb.Name, vb.ByteLength, null);
+
+        // The naive path's combined kv_b [heads*(nope+v), kvl], packed in k_b's type if it is a float type (exact),
+        // else Q8_0 (1.06 bytes per weight; used only for prompt chunks).
+        DType packed = kb.Type is DType.F32 or DType.F16 or DType.BF16 ? kb.Type : DType.Q8_0;
+        var rows = new float[(_nope + _v) * _kvl];                                      // [nope+v, kvl] of head h
+        return Pack(w, p + "kv_b_proj.weight(k_b;v_b)", packed, _heads * (_nope + _v), _kvl, h =>
+        {
+            var kbh = RowsOf(kbm, h * _kvl, _kvl);                                      // [kvl, nope]
+            for (int d = 0; d < _nope; d++)
+                for (int c = 0; c < _kvl; c++)
+                    rows[d * _kvl + c] = kbh[c * _nope + d];
+            RowsOf(vbm, h * _v, _v).CopyTo(rows, _nope * _kvl);
+            return rows;
+        }, perToken: false);
     }
 }
