@@ -75,6 +75,21 @@ public class KvCacheTypeTests(ITestOutputHelper log)
         foreach (var s in sessions) s.Dispose();
     }
 
+    [Fact]
+    public void Info_prints_the_memory_plan_at_the_chosen_cache_type()
+    {
+        var saved = Console.Out;
+        var sw = new StringWriter();
+        Console.SetOut(sw);
+        try { Assert.Equal(0, DeepSeekCpu.Cli.Commands.Dispatch(["info", "-m", TestPaths.Fixture("tiny-llama3"), "--ctx", "100", "--parallel", "3", "--cache-type", "q8_0"])); }
+        finally { Console.SetOut(saved); }
+        string text = sw.ToString();
+        // 2 layers x (K + V) x one Q8_0 block (2 KV heads x 8 = 16 values, padded to 32: 34 bytes)
+        Assert.Contains("kv cache:     136 bytes per token x 100 x 3 = ", text);
+        Assert.Contains("--ctx 100 --parallel 3 --cache-type q8_0", text);
+        Assert.Matches(@"total:\s+[\d.]+ MiB; this machine: [\d.]+ GiB -> fits", text);
+    }
+
     private static long CacheBytes(ModelSession s) => s switch
     {
         DeepSeekSession d => d.CacheBytes,
