@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Formats;
 
 /// <summary>
 /// Writes a GGUF v3 file (ggml/docs/gguf.md) that llama.cpp's readers accept. Metadata value types follow the
-/// boxed .NET type: string, bool, byte (u8), int (i32), uint (u32), long (i64), ulong (u64), float (f32), double (f64),
+/// boxed .NET type: string, bool, byte (u8), ushort (u16), int (i32), uint (u32), long (i64), ulong (u64), float (f32), double (f64),
 /// and arrays string[], int[], uint[], long[], float[], bool[]. Tensor shapes are outermost first (reversed on disk).
 /// </summary>
 public sealed class GgufWriter
@@ -98,6 +98,7 @@ public sealed class GgufWriter
         switch (v)
         {
             case byte x: w.Write(0u); w.Write(x); break;
+            case ushort x: w.Write(2u); w.Write(x); break;
             case uint x: w.Write(4u); w.Write(x); break;
             case int x: w.Write(5u); w.Write(x); break;
             case float x: w.Write(6u); w.Write(x); break;

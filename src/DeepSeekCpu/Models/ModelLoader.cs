@@ -42,21 +42,24 @@ public static class ModelLoader
             }
             case ModelFormat.Gguf:
             {
-                var g = GgufFile.Open(path, memory);
+                // one file, or the shards of a split model (the first holds the metadata; GgufShards)
+                var shards = GgufShards.Open(path, memory);
+                var g = shards[0];
                 try
                 {
+                    var all = shards.Count > 1 ? GgufShards.Tensors(shards) : null;
                     string arch = g.GetString("general.architecture") ?? "";
                     ModelConfig.CheckGgufMetadata(g);
                     var (config, tensors) = arch switch
                     {
-                        "llama" or "qwen2" => LlamaGguf.FromGguf(g),
-                        "deepseek2" => DeepSeekGguf.FromGguf(g),
+                        "llama" or "qwen2" => LlamaGguf.FromGguf(g, all),
+                        "deepseek2" => DeepSeekGguf.FromGguf(g, all),
                         _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2 or deepseek2)"),
                     };
                     config.Validate(path);
-                    return (config, new ModelWeights(path, tensors, [g]), format, g);
+                    return (config, new ModelWeights(path, tensors, [.. shards]), format, g);
                 }
-                catch { g.Dispose(); throw; }
+                catch { foreach (var s in shards) s.Dispose(); throw; }
             }
             default:
             {

@@ -56,8 +56,9 @@ public static class DeepSeekGguf
     private static readonly Regex BlockTensor = new(@"^blk\.(\d+)\.(.+)$");
 
     /// <summary>The config and the tensors under HF names (views into <paramref name="f"/>'s mapping; keep it open).</summary>
-    public static unsafe (ModelConfig, Dictionary<string, TensorView>) FromGguf(GgufFile f)
+    public static unsafe (ModelConfig, Dictionary<string, TensorView>) FromGguf(GgufFile f, IReadOnlyDictionary<string, TensorView>? shardTensors = null)
     {
+        var fileTensors = shardTensors ?? f.Tensors;   // a split model's tensors are in all its shards (GgufShards)
         string arch = f.GetString("general.architecture") ?? throw ModelFormatException.In(f.Path, "metadata key general.architecture is missing");
         if (arch != "deepseek2") throw ModelFormatException.In(f.Path, $"general.architecture is \"{arch}\", expected deepseek2");
         string K(string key) => $"{arch}.{key}";
@@ -66,7 +67,7 @@ public static class DeepSeekGguf
 
         // ---- tensors
         var tensors = new Dictionary<string, TensorView>();
-        foreach (var (name, t) in f.Tensors)
+        foreach (var (name, t) in fileTensors)
         {
             switch (name)
             {

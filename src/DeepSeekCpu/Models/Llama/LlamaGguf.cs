@@ -45,8 +45,9 @@ public static class LlamaGguf
         return null;
     }
 
-    public static (ModelConfig config, Dictionary<string, TensorView> tensors) FromGguf(GgufFile f)
+    public static (ModelConfig config, Dictionary<string, TensorView> tensors) FromGguf(GgufFile f, IReadOnlyDictionary<string, TensorView>? shardTensors = null)
     {
+        var fileTensors = shardTensors ?? f.Tensors;   // a split model's tensors are in all its shards (GgufShards)
         string arch = f.GetString("general.architecture") ?? throw ModelFormatException.In(f.Path, "metadata key general.architecture is missing");
         var a = arch switch
         {
@@ -60,11 +61,11 @@ public static class LlamaGguf
         int kvHeads = (int)(f.GetInt($"{arch}.attention.head_count_kv") ?? heads);
         int vocab = f.GetInt($"{arch}.vocab_size") is long v ? (int)v
             : f.Metadata.TryGetValue("tokenizer.ggml.tokens", out var toks) && toks is string[] ts ? ts.Length
-            : f.Tensors.TryGetValue("token_embd.weight", out var emb) ? (int)emb.Shape[0]
+            : fileTensors.TryGetValue("token_embd.weight", out var emb) ? (int)emb.Shape[0]
             : throw ModelFormatException.In(f.Path, "cannot tell the vocabulary size (no tokenizer.ggml.tokens)");
 
         var tensors = new Dictionary<string, TensorView>();
-        foreach (var (name, t) in f.Tensors)
+        foreach (var (name, t) in fileTensors)
         {
             string? hf = null;
             foreach (var (g, h) in GlobalNames) if (g == name) hf = h;
@@ -83,7 +84,7 @@ public static class LlamaGguf
         RopeScaling? scaling = null;
         string? scalingType = f.GetString($"{arch}.rope.scaling.type");
         double[]? freqFactors = null;
-        if (f.Tensors.TryGetValue("rope_freqs.weight", out var rf))
+        if (fileTensors.TryGetValue("rope_freqs.weight", out var rf))
         {
             var factors = new float[rf.ElementCount];
             unsafe { Kernels.Dequantize.Row(rf.Type, rf.Data, factors); }
