@@ -9,15 +9,20 @@ public sealed record ModelShape(
     bool Tied = false, int Context = 131072,
     // deepseek2 only
     int? QLoraRank = null, int KvLoraRank = 0, int Nope = 0, int Rope = 0, int VDim = 0,
-    int Experts = 0, int SharedExperts = 0, int ExpertFfn = 0, int TopK = 0, int LeadingDense = 0)
+    int Experts = 0, int SharedExperts = 0, int ExpertFfn = 0, int TopK = 0, int LeadingDense = 0,
+    // DeepSeek-V3/R1 routing: sigmoid scores with a selection bias, top groups then top experts, normalised, scaled
+    int Groups = 1, int TopGroups = 1, double RoutedScaling = 0)
 {
+    /// <summary>V3/R1 routing (noaux_tc) rather than V2-Lite's greedy softmax.</summary>
+    public bool V3Routing => RoutedScaling > 0;
+
     /// <summary>
     /// The shape as the engine's config, for its GGUF metadata: RMS eps 1e-6; DeepSeek routing as V2-Lite's (softmax,
-    /// greedy top-k over all experts, no normalisation, scale 1).
+    /// greedy top-k over all experts, no normalisation, scale 1), or V3/R1's (<see cref="V3Routing"/>).
     /// </summary>
     public ModelConfig ToConfig() => new()
     {
-        Architecture = Arch switch { "llama" => Architecture.Llama, "qwen2" => Architecture.Qwen2, _ => Architecture.DeepSeekV2 },
+        Architecture = Arch switch { "llama" => Architecture.Llama, "qwen2" => Architecture.Qwen2, _ => V3Routing ? Architecture.DeepSeekV3 : Architecture.DeepSeekV2 },
         ModelType = Arch,
         VocabSize = Vocab, HiddenSize = Hidden, IntermediateSize = Ffn, NumLayers = Layers,
         NumHeads = Heads, NumKvHeads = KvHeads, HeadDim = Arch == "deepseek2" ? Nope + Rope : Hidden / Heads,
@@ -25,6 +30,8 @@ public sealed record ModelShape(
         QLoraRank = QLoraRank, KvLoraRank = KvLoraRank, QkNopeHeadDim = Nope, QkRopeHeadDim = Rope, VHeadDim = VDim,
         NRoutedExperts = Experts, NSharedExperts = SharedExperts, MoeIntermediateSize = ExpertFfn, NumExpertsPerTok = TopK,
         FirstKDenseReplace = LeadingDense,
+        ScoringFunc = V3Routing ? "sigmoid" : "softmax", TopkMethod = V3Routing ? "noaux_tc" : "greedy",
+        NGroup = Groups, TopkGroup = TopGroups, NormTopkProb = V3Routing, RoutedScalingFactor = V3Routing ? RoutedScaling : 1,
     };
 }
 
@@ -42,6 +49,11 @@ public static class SyntheticShapes
         new("v2-lite", "deepseek2", 102400, 2048, 27, 16, 16, 10944, 10000, Context: 163840,
             QLoraRank: null, KvLoraRank: 512, Nope: 128, Rope: 64, VDim: 128,
             Experts: 64, SharedExperts: 2, ExpertFfn: 1408, TopK: 6, LeadingDense: 1),
+        // DeepSeek-V3 / R1 (671B): 61 layers (first 3 dense, ffn 18432), 128 heads, MLA q LoRA 1536, kv 512 + rope 64,
+        // 256 routed x 2048 top 8 in 8 groups (top 4) + 1 shared, sigmoid routing scaled 2.5. Use --layers to reduce.
+        new("r1", "deepseek2", 129280, 7168, 61, 128, 128, 18432, 10000, Context: 163840,
+            QLoraRank: 1536, KvLoraRank: 512, Nope: 128, Rope: 64, VDim: 128,
+            Experts: 256, SharedExperts: 1, ExpertFfn: 2048, TopK: 8, LeadingDense: 3, Groups: 8, TopGroups: 4, RoutedScaling: 2.5),
     ];
 
     public static IEnumerable<string> Names => All.Select(s => s.Name);

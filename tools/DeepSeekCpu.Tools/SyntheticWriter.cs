@@ -15,7 +15,7 @@ public static class SyntheticWriter
 {
     public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null)
     {
-        var w = GgufExport.CreateWriter(s.ToConfig(), type, $"synthetic {s.Name}", hasSelectionBias: false, s.Name);
+        var w = GgufExport.CreateWriter(s.ToConfig(), type, $"synthetic {s.Name}", hasSelectionBias: s.V3Routing, s.Name);
         foreach (var (k, v) in vocabulary ?? []) w.Add(k, v);
         string a = s.Arch;
         bool ds = a == "deepseek2";
@@ -47,6 +47,7 @@ public static class SyntheticWriter
                 else
                 {
                     Matrix(p + "ffn_gate_inp.weight", s.Experts, s.Hidden, DType.F32);
+                    if (s.V3Routing) w.AddTensor(p + "exp_probs_b.bias", DType.F32, [s.Experts], new byte[s.Experts * 4]); // selection bias 0
                     Stacked(p + "ffn_gate_exps.weight", s.Experts, s.ExpertFfn, s.Hidden);
                     Stacked(p + "ffn_up_exps.weight", s.Experts, s.ExpertFfn, s.Hidden);
                     Stacked(p + "ffn_down_exps.weight", s.Experts, s.Hidden, s.ExpertFfn);
