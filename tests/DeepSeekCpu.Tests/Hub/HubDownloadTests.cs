@@ -84,7 +84,7 @@ public sealed class HubDownloadTests : IAsyncLifetime
         Assert.Equal(last.BytesTotal, last.BytesDone);
 
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
-        using var m = ModelLoader.Load(got.Path);
+        using var m = ModelLoader.Load(got.Path, TestPaths.F32Cache);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), 1e-4, r.Vocab, "tiny-qwen2 pulled from the local hub");
 
         // A second pull asks the hub which commit main is and downloads nothing.
@@ -206,7 +206,7 @@ public sealed class HubDownloadTests : IAsyncLifetime
 
         // And the locator hands loaders the snapshot for the name.
         Assert.Equal(snapshot, new ModelLocator(Options(offline: true)).ResolvePath("test-org/tiny-qwen2"));
-        using var m = ModelLoader.Load(snapshot);
+        using var m = ModelLoader.Load(snapshot, TestPaths.F32Cache);
         Assert.Equal(ReferenceData.Load(TestPaths.Fixture("tiny-qwen2")).Vocab, m.Config.VocabSize);
     }
 

@@ -51,7 +51,7 @@ public class SymlinkSnapshotTests
         Assert.NotNull(new FileInfo(Path.Combine(snap, "model-00001-of-00001.safetensors")).LinkTarget);
 
         var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
-        using var m = ModelLoader.Load(snap);
+        using var m = ModelLoader.Load(snap, TestPaths.F32Cache);
         Engine.AssertClose(r.Logits, Engine.Prefill(m, r.Prompt), 1e-4, r.Vocab, "tiny-qwen2 through symlinks");
     }
 
@@ -104,7 +104,7 @@ public class LocalModelByNameTests
         Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
         try
         {
-            using var lm = LocalModel.Load("test-org/tiny-qwen2", TestPaths.Fixture("tokenizers", "r1-distill-qwen", "tokenizer.json"));
+            using var lm = LocalModel.Load("test-org/tiny-qwen2", TestPaths.Fixture("tokenizers", "r1-distill-qwen", "tokenizer.json"), TestPaths.F32Cache);
             Assert.Equal(snap, lm.Path);
             var r = ReferenceData.Load(TestPaths.Fixture("tiny-qwen2"));
             Engine.AssertClose(r.Logits, Engine.Prefill(lm.Model, r.Prompt), 1e-4, r.Vocab, "tiny-qwen2 by name");
