@@ -48,5 +48,5 @@ public class AttentionTests
     [InlineData(7, 1, 2, 1)]     // a prime group splits only into single heads
     [InlineData(4, 8, 1, 4)]
     public void Heads_per_item_divides_the_group_and_feeds_every_thread(int group, int streams, int threads, int expect) =>
-        Assert.Equal(expect, Ops.HeadsPerItem(group, streams, threads));
+        Assert.Equal(expect, Attention.HeadsPerItem(group, streams, threads));
 }

@@ -13,6 +13,18 @@ namespace DeepSeekCpu.Kernels;
 public static class Attention
 {
     /// <summary>
+    /// Query heads per attention work item: the largest divisor of <paramref name="group"/> (heads sharing one
+    /// key/value stream) that still gives every one of <paramref name="threads"/> threads an item, with
+    /// <paramref name="streams"/> streams per token.
+    /// </summary>
+    public static int HeadsPerItem(int group, int streams, int threads)
+    {
+        for (int g = group; g > 1; g--)
+            if (group % g == 0 && streams * (group / g) >= threads) return g;
+        return 1;
+    }
+
+    /// <summary>
     /// Grouped-query attention (multi-query when <paramref name="kvHeads"/> is 1), n rows:
     /// o[t, h, :dv] = Σ_j softmax_j(scale · q[t, h, :dk] · k_j) v_j over j ≤ positions[t], with key j of KV head g
     /// the values g * dk .. + dk of row j of keys[t] and its value the values g * dv .. + dv of row j of values[t];
@@ -31,7 +43,7 @@ public static class Attention
         var job = _causal ??= new CausalJob();
         job.Q = q; job.O = o; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv;
         job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
-        job.HeadsPerItem = Ops.HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
+        job.HeadsPerItem = HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
         try { WorkerPool.Shared.Run(job, n * (heads / job.HeadsPerItem), grain: 1); }
         finally { job.Q = job.O = null!; job.Keys = job.Values = null!; job.Positions = null!; }
     }

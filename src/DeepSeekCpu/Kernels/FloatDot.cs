@@ -194,6 +194,7 @@ internal static unsafe class FloatDot
         static abstract int Count { get; }
         static abstract TVector Zero { get; }
         static abstract TVector Load(float* x);
+        static abstract void Store(TVector v, float* x);
         static abstract TVector Broadcast(float v);
         static abstract TVector Add(TVector a, TVector b);
         static abstract TVector Fma(TVector a, TVector b, TVector c);
@@ -206,6 +207,7 @@ internal static unsafe class FloatDot
         public static int Count => 4;
         public static Vector128<float> Zero => Vector128<float>.Zero;
         public static Vector128<float> Load(float* x) => Vector128.Load(x);
+        public static void Store(Vector128<float> v, float* x) => v.Store(x);
         public static Vector128<float> Broadcast(float v) => Vector128.Create(v);
         public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
         public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
@@ -218,6 +220,7 @@ internal static unsafe class FloatDot
         public static int Count => 8;
         public static Vector256<float> Zero => Vector256<float>.Zero;
         public static Vector256<float> Load(float* x) => Vector256.Load(x);
+        public static void Store(Vector256<float> v, float* x) => v.Store(x);
         public static Vector256<float> Broadcast(float v) => Vector256.Create(v);
         public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
         public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
@@ -230,6 +233,7 @@ internal static unsafe class FloatDot
         public static int Count => 16;
         public static Vector512<float> Zero => Vector512<float>.Zero;
         public static Vector512<float> Load(float* x) => Vector512.Load(x);
+        public static void Store(Vector512<float> v, float* x) => v.Store(x);
         public static Vector512<float> Broadcast(float v) => Vector512.Create(v);
         public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
         public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);

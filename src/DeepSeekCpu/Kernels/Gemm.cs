@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
+using static DeepSeekCpu.Kernels.FloatDot;
 
 namespace DeepSeekCpu.Kernels;
 
@@ -30,11 +31,8 @@ internal static unsafe class Gemm
     [ThreadStatic] private static Job? _job;
     [ThreadStatic] private static PackJob? _packJob;
 
-    /// <summary>Tokens per micro-kernel call (a multiple of <see cref="Panel"/>).</summary>
-    private static int TokenStep(KernelPath p) => p == KernelPath.Avx512 ? 32 : 16;
-
-    /// <summary>Rows per micro-kernel call.</summary>
-    private static int RowStep(KernelPath p) => p == KernelPath.Avx512 ? 8 : 4;
+    /// <summary>Tokens are padded to whole packed panels and whole micro-kernel steps (two vectors: 32 tokens at 512 bits).</summary>
+    private static int TokenStep(KernelPath p) => p == KernelPath.Avx512 ? 2 * W512.Count : Panel;
 
     public static void Run(WeightMatrix w, float* x, float* y, int n, KernelPath path)
     {
@@ -90,12 +88,24 @@ internal static unsafe class Gemm
         public int N, NPad;
         public KernelPath Path;
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
+        {
+            switch (Path)
+            {
+                case KernelPath.Avx512: Blocks<W512, Vector512<float>>(start, end); break;
+                case KernelPath.Avx2 or KernelPath.Avx2Vnni: Blocks<W256, Vector256<float>>(start, end); break;
+                default: Blocks<W128, Vector128<float>>(start, end); break;
+            }
+        }
+
+        /// <summary>Row blocks [start, end): dequantize a 64 × 256 slice, run the micro-kernel over it for every token step.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Blocks<TWidth, TVector>(int start, int end)
+            where TWidth : IWidth<TVector> where TVector : unmanaged
         {
             var w = W;
             int rows = w.Rows, cols = w.Cols, nPad = NPad, n = N;
-            int rowStep = RowStep(Path), tokenStep = TokenStep(Path);
+            int rowStep = MicroRows<TWidth, TVector>(), tokenStep = 2 * TWidth.Count;
             float* tile = (float*)Scratch.Get(ref _tile, RowBlock * KBlock * sizeof(float));   // [64][256]
             float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));     // [64][nPad]
             for (int rb = start; rb < end; rb++)
@@ -110,17 +120,12 @@ internal static unsafe class Gemm
                     bool first = k0 == 0;
                     for (int t0 = 0; t0 < nPad; t0 += tokenStep)
                     {
-                        float* xa = Xp + ((long)(t0 / Panel) * cols + k0) * Panel;
+                        // the step's two vectors of tokens at this k-slice: t0 and t0 + Count (in the next panel at 512 bits)
+                        int t1 = t0 + TWidth.Count;
+                        float* xa = Xp + ((long)(t0 / Panel) * cols + k0) * Panel + t0 % Panel;
+                        float* xb = Xp + ((long)(t1 / Panel) * cols + k0) * Panel + t1 % Panel;
                         for (int r = 0; r < nrPad; r += rowStep)
-                        {
-                            float* c = ct + (long)r * nPad + t0;
-                            switch (Path)
-                            {
-                                case KernelPath.Avx512: Micro8x32V512(tile + r * KBlock, xa, xa + (long)cols * Panel, len, c, nPad, first); break;
-                                case KernelPath.Avx2 or KernelPath.Avx2Vnni: Micro4x16V256(tile + r * KBlock, xa, len, c, nPad, first); break;
-                                default: Micro4x16V128(tile + r * KBlock, xa, len, c, nPad, first); break;
-                            }
-                        }
+                            Micro<TWidth, TVector>(tile + r * KBlock, xa, xb, len, ct + (long)r * nPad + t0, nPad, first);
                     }
                 }
                 for (int r = 0; r < nr; r++)
@@ -132,117 +137,70 @@ internal static unsafe class Gemm
         }
     }
 
-    // ---------- micro-kernels: C[rows, tokens] (+)= W[rows, k] · Xpᵀ[k, tokens] ----------
-    // w: rows at stride KBlock; xa (and xb): a packed panel at this k-slice (16 floats per k); c: row stride ldc.
+    // ---------- micro-kernel: C[rows, tokens] (+)= W[rows, k] · Xpᵀ[k, tokens] ----------
 
-    /// <summary>AVX-512: 8 rows × 32 tokens (two panels) = 16 zmm accumulators; per k 2 loads, 8 broadcasts, 16 FMAs.</summary>
+    /// <summary>
+    /// Rows per micro-kernel call: 8 rows × 2 vectors = 16 accumulators where the ISA has 32 vector registers
+    /// (AVX-512, NEON), 4 rows × 2 vectors where it has 16 (AVX2: 8 accumulators, 2 loads and a broadcast fit).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MicroRows<TWidth, TVector>() where TWidth : IWidth<TVector> where TVector : unmanaged =>
+        TWidth.Count == 8 ? 4 : 8;
+
+    /// <summary>
+    /// Outer-product micro-kernel at one width: <see cref="MicroRows"/> rows × 2 vectors of tokens, in registers;
+    /// per k 2 loads, one broadcast per row and 2 FMAs per row. w: rows at stride KBlock; xa, xb: the two token vectors
+    /// at this k-slice (k stride Panel); c: the tile's first row, row stride ldc, the second vector at c + Count.
+    /// The 4-row instantiation drops rows 4..7: <c>eight</c> is a constant of the instantiation.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro8x32V512(float* w, float* xa, float* xb, int len, float* c, int ldc, bool first)
+    private static void Micro<TWidth, TVector>(float* w, float* xa, float* xb, int len, float* c, int ldc, bool first)
+        where TWidth : IWidth<TVector> where TVector : unmanaged
     {
-        Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-        if (first)
+        bool eight = TWidth.Count != 8;   // MicroRows == 8, folded by the JIT
+        int n = TWidth.Count;
+        TVector c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = TWidth.Zero;
+        if (!first)
         {
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = Vector512<float>.Zero;
-        }
-        else
-        {
-            c00 = Vector512.Load(c); c01 = Vector512.Load(c + 16);
-            c10 = Vector512.Load(c + ldc); c11 = Vector512.Load(c + ldc + 16);
-            c20 = Vector512.Load(c + 2 * ldc); c21 = Vector512.Load(c + 2 * ldc + 16);
-            c30 = Vector512.Load(c + 3 * ldc); c31 = Vector512.Load(c + 3 * ldc + 16);
-            c40 = Vector512.Load(c + 4 * ldc); c41 = Vector512.Load(c + 4 * ldc + 16);
-            c50 = Vector512.Load(c + 5 * ldc); c51 = Vector512.Load(c + 5 * ldc + 16);
-            c60 = Vector512.Load(c + 6 * ldc); c61 = Vector512.Load(c + 6 * ldc + 16);
-            c70 = Vector512.Load(c + 7 * ldc); c71 = Vector512.Load(c + 7 * ldc + 16);
+            c00 = TWidth.Load(c); c01 = TWidth.Load(c + n);
+            c10 = TWidth.Load(c + ldc); c11 = TWidth.Load(c + ldc + n);
+            c20 = TWidth.Load(c + 2 * ldc); c21 = TWidth.Load(c + 2 * ldc + n);
+            c30 = TWidth.Load(c + 3 * ldc); c31 = TWidth.Load(c + 3 * ldc + n);
+            if (eight)
+            {
+                c40 = TWidth.Load(c + 4 * ldc); c41 = TWidth.Load(c + 4 * ldc + n);
+                c50 = TWidth.Load(c + 5 * ldc); c51 = TWidth.Load(c + 5 * ldc + n);
+                c60 = TWidth.Load(c + 6 * ldc); c61 = TWidth.Load(c + 6 * ldc + n);
+                c70 = TWidth.Load(c + 7 * ldc); c71 = TWidth.Load(c + 7 * ldc + n);
+            }
         }
         for (int k = 0; k < len; k++)
         {
-            var a = Vector512.Load(xa + k * Panel);
-            var b = Vector512.Load(xb + k * Panel);
-            var s = Vector512.Create(w[k]); c00 = Vector512.FusedMultiplyAdd(a, s, c00); c01 = Vector512.FusedMultiplyAdd(b, s, c01);
-            s = Vector512.Create(w[KBlock + k]); c10 = Vector512.FusedMultiplyAdd(a, s, c10); c11 = Vector512.FusedMultiplyAdd(b, s, c11);
-            s = Vector512.Create(w[2 * KBlock + k]); c20 = Vector512.FusedMultiplyAdd(a, s, c20); c21 = Vector512.FusedMultiplyAdd(b, s, c21);
-            s = Vector512.Create(w[3 * KBlock + k]); c30 = Vector512.FusedMultiplyAdd(a, s, c30); c31 = Vector512.FusedMultiplyAdd(b, s, c31);
-            s = Vector512.Create(w[4 * KBlock + k]); c40 = Vector512.FusedMultiplyAdd(a, s, c40); c41 = Vector512.FusedMultiplyAdd(b, s, c41);
-            s = Vector512.Create(w[5 * KBlock + k]); c50 = Vector512.FusedMultiplyAdd(a, s, c50); c51 = Vector512.FusedMultiplyAdd(b, s, c51);
-            s = Vector512.Create(w[6 * KBlock + k]); c60 = Vector512.FusedMultiplyAdd(a, s, c60); c61 = Vector512.FusedMultiplyAdd(b, s, c61);
-            s = Vector512.Create(w[7 * KBlock + k]); c70 = Vector512.FusedMultiplyAdd(a, s, c70); c71 = Vector512.FusedMultiplyAdd(b, s, c71);
+            var a = TWidth.Load(xa + k * Panel);
+            var b = TWidth.Load(xb + k * Panel);
+            var s = TWidth.Broadcast(w[k]); c00 = TWidth.Fma(a, s, c00); c01 = TWidth.Fma(b, s, c01);
+            s = TWidth.Broadcast(w[KBlock + k]); c10 = TWidth.Fma(a, s, c10); c11 = TWidth.Fma(b, s, c11);
+            s = TWidth.Broadcast(w[2 * KBlock + k]); c20 = TWidth.Fma(a, s, c20); c21 = TWidth.Fma(b, s, c21);
+            s = TWidth.Broadcast(w[3 * KBlock + k]); c30 = TWidth.Fma(a, s, c30); c31 = TWidth.Fma(b, s, c31);
+            if (eight)
+            {
+                s = TWidth.Broadcast(w[4 * KBlock + k]); c40 = TWidth.Fma(a, s, c40); c41 = TWidth.Fma(b, s, c41);
+                s = TWidth.Broadcast(w[5 * KBlock + k]); c50 = TWidth.Fma(a, s, c50); c51 = TWidth.Fma(b, s, c51);
+                s = TWidth.Broadcast(w[6 * KBlock + k]); c60 = TWidth.Fma(a, s, c60); c61 = TWidth.Fma(b, s, c61);
+                s = TWidth.Broadcast(w[7 * KBlock + k]); c70 = TWidth.Fma(a, s, c70); c71 = TWidth.Fma(b, s, c71);
+            }
         }
-        c00.Store(c); c01.Store(c + 16);
-        c10.Store(c + ldc); c11.Store(c + ldc + 16);
-        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 16);
-        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 16);
-        c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 16);
-        c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 16);
-        c60.Store(c + 6 * ldc); c61.Store(c + 6 * ldc + 16);
-        c70.Store(c + 7 * ldc); c71.Store(c + 7 * ldc + 16);
-    }
-
-    /// <summary>AVX2: 4 rows × 16 tokens = 8 ymm accumulators (16 registers in all).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro4x16V256(float* w, float* xa, int len, float* c, int ldc, bool first)
-    {
-        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
-        if (first)
+        TWidth.Store(c00, c); TWidth.Store(c01, c + n);
+        TWidth.Store(c10, c + ldc); TWidth.Store(c11, c + ldc + n);
+        TWidth.Store(c20, c + 2 * ldc); TWidth.Store(c21, c + 2 * ldc + n);
+        TWidth.Store(c30, c + 3 * ldc); TWidth.Store(c31, c + 3 * ldc + n);
+        if (eight)
         {
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
+            TWidth.Store(c40, c + 4 * ldc); TWidth.Store(c41, c + 4 * ldc + n);
+            TWidth.Store(c50, c + 5 * ldc); TWidth.Store(c51, c + 5 * ldc + n);
+            TWidth.Store(c60, c + 6 * ldc); TWidth.Store(c61, c + 6 * ldc + n);
+            TWidth.Store(c70, c + 7 * ldc); TWidth.Store(c71, c + 7 * ldc + n);
         }
-        else
-        {
-            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
-            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
-            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
-            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
-        }
-        for (int k = 0; k < len; k++)
-        {
-            var a = Vector256.Load(xa + k * Panel);
-            var b = Vector256.Load(xa + k * Panel + 8);
-            var s = Vector256.Create(w[k]); c00 = Vector256.FusedMultiplyAdd(a, s, c00); c01 = Vector256.FusedMultiplyAdd(b, s, c01);
-            s = Vector256.Create(w[KBlock + k]); c10 = Vector256.FusedMultiplyAdd(a, s, c10); c11 = Vector256.FusedMultiplyAdd(b, s, c11);
-            s = Vector256.Create(w[2 * KBlock + k]); c20 = Vector256.FusedMultiplyAdd(a, s, c20); c21 = Vector256.FusedMultiplyAdd(b, s, c21);
-            s = Vector256.Create(w[3 * KBlock + k]); c30 = Vector256.FusedMultiplyAdd(a, s, c30); c31 = Vector256.FusedMultiplyAdd(b, s, c31);
-        }
-        c00.Store(c); c01.Store(c + 8);
-        c10.Store(c + ldc); c11.Store(c + ldc + 8);
-        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
-        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
-    }
-
-    /// <summary>NEON: 4 rows × 16 tokens = 16 q-register accumulators (of 32).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro4x16V128(float* w, float* xa, int len, float* c, int ldc, bool first)
-    {
-        Vector128<float> c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33;
-        if (first)
-        {
-            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = Vector128<float>.Zero;
-        }
-        else
-        {
-            c00 = Vector128.Load(c); c01 = Vector128.Load(c + 4); c02 = Vector128.Load(c + 8); c03 = Vector128.Load(c + 12);
-            float* r1 = c + ldc, r2 = c + 2 * ldc, r3 = c + 3 * ldc;
-            c10 = Vector128.Load(r1); c11 = Vector128.Load(r1 + 4); c12 = Vector128.Load(r1 + 8); c13 = Vector128.Load(r1 + 12);
-            c20 = Vector128.Load(r2); c21 = Vector128.Load(r2 + 4); c22 = Vector128.Load(r2 + 8); c23 = Vector128.Load(r2 + 12);
-            c30 = Vector128.Load(r3); c31 = Vector128.Load(r3 + 4); c32 = Vector128.Load(r3 + 8); c33 = Vector128.Load(r3 + 12);
-        }
-        for (int k = 0; k < len; k++)
-        {
-            float* xk = xa + k * Panel;
-            var a0 = Vector128.Load(xk); var a1 = Vector128.Load(xk + 4); var a2 = Vector128.Load(xk + 8); var a3 = Vector128.Load(xk + 12);
-            var s = Vector128.Create(w[k]);
-            c00 = Vector128.FusedMultiplyAdd(a0, s, c00); c01 = Vector128.FusedMultiplyAdd(a1, s, c01); c02 = Vector128.FusedMultiplyAdd(a2, s, c02); c03 = Vector128.FusedMultiplyAdd(a3, s, c03);
-            s = Vector128.Create(w[KBlock + k]);
-            c10 = Vector128.FusedMultiplyAdd(a0, s, c10); c11 = Vector128.FusedMultiplyAdd(a1, s, c11); c12 = Vector128.FusedMultiplyAdd(a2, s, c12); c13 = Vector128.FusedMultiplyAdd(a3, s, c13);
-            s = Vector128.Create(w[2 * KBlock + k]);
-            c20 = Vector128.FusedMultiplyAdd(a0, s, c20); c21 = Vector128.FusedMultiplyAdd(a1, s, c21); c22 = Vector128.FusedMultiplyAdd(a2, s, c22); c23 = Vector128.FusedMultiplyAdd(a3, s, c23);
-            s = Vector128.Create(w[3 * KBlock + k]);
-            c30 = Vector128.FusedMultiplyAdd(a0, s, c30); c31 = Vector128.FusedMultiplyAdd(a1, s, c31); c32 = Vector128.FusedMultiplyAdd(a2, s, c32); c33 = Vector128.FusedMultiplyAdd(a3, s, c33);
-        }
-        c00.Store(c); c01.Store(c + 4); c02.Store(c + 8); c03.Store(c + 12);
-        float* o1 = c + ldc, o2 = c + 2 * ldc, o3 = c + 3 * ldc;
-        c10.Store(o1); c11.Store(o1 + 4); c12.Store(o1 + 8); c13.Store(o1 + 12);
-        c20.Store(o2); c21.Store(o2 + 4); c22.Store(o2 + 8); c23.Store(o2 + 12);
-        c30.Store(o3); c31.Store(o3 + 4); c32.Store(o3 + 8); c33.Store(o3 + 12);
     }
 }

@@ -64,18 +64,6 @@ public static class Ops
         }
     }
 
-    /// <summary>
-    /// Query heads per attention work item: the largest divisor of <paramref name="group"/> (heads sharing one
-    /// key/value stream) that still gives every one of <paramref name="threads"/> threads an item, with
-    /// <paramref name="streams"/> streams per token.
-    /// </summary>
-    public static int HeadsPerItem(int group, int streams, int threads)
-    {
-        for (int g = group; g > 1; g--)
-            if (group % g == 0 && streams * (group / g) >= threads) return g;
-        return 1;
-    }
-
     /// <summary>SwiGLU gate: gate = silu(gate) * up, in place on <paramref name="gate"/>.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
