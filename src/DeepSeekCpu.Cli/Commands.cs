@@ -20,6 +20,7 @@ public static partial class Commands
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
                                                        [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
+                                                       [--draft MODEL [--draft-k 4]]  (speculative decoding)
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
@@ -125,14 +126,19 @@ public static partial class Commands
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", "--draft", "--draft-k", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
+        if (a.Str("--draft") == null && a.Str("--draft-k") != null) throw new UsageException("--draft-k needs --draft MODEL");
+        int draftK = a.Int("--draft-k", 4, 1, 32);
         var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens", 256, 1), Sampling = Sampling(a) };
         var loadWatch = Stopwatch.StartNew();
         using var lm = LoadModel(a, allowDefault: true);
         var loadTime = loadWatch.Elapsed;
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
-        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx);
+        // --draft: a small model with the same tokenizer guesses, the target verifies (same --quant and --threads)
+        using var draft = a.Str("--draft") is { } dp ? LocalModel.Load(dp, null, a.LoadOptions(QuantTransform(a.Str("--quant")))) : null;
+        using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, lm.Tokenizer, draftK);
+        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx) { Draft = speculator };
         string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
         bool chat = lm.Tokenizer.ChatTemplate != null && !a.Has("--raw");
         bool reasoning = false;
@@ -162,6 +168,11 @@ public static partial class Commands
         finally { Console.CancelKeyPress -= onCancel; }
         printer.End();
         if (!a.Has("--no-stats")) PrintStats(result, loadTime);
+        if (speculator != null && !a.Has("--no-stats"))
+            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                "[speculative: {0} target passes with guesses, {1} of {2} draft tokens kept ({3:P0}), k = {4}]",
+                speculator.Rounds, speculator.Accepted, speculator.Drafted,
+                speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K));
         return 0;
     }
 

@@ -63,6 +63,11 @@ public sealed class ChatEngine : IDisposable
     /// </summary>
     public int PromptChunk { get; init; } = 512;
     public int PromptChunkWhileDecoding => Math.Max(1, PromptChunk / 4);
+    /// <summary>
+    /// Speculative decoding with a draft model (<see cref="Speculator"/>): used while one request is decoding (the
+    /// one-slot engines of run and chat); several decoding requests are batched as usual. Null: plain decoding.
+    /// </summary>
+    public Speculator? Draft { get; init; }
 
     /// <param name="contextLength">Per slot; 0: the model's maximum, at most 4096.</param>
     public ChatEngine(ILanguageModel model, ITokenizer tokenizer, int slots = 1, int contextLength = 0)
@@ -204,6 +209,7 @@ public sealed class ChatEngine : IDisposable
             if (decoding.Count == 0) continue;
             try
             {
+                if (Draft != null && decoding.Count == 1) { Speculate(decoding[0]); continue; }
                 sessions.Clear(); tokens.Clear();
                 foreach (var j in decoding) { sessions.Add(j.Slot!.Session); tokens.Add(j.Seq!.NextToken); }
                 if (batchLogits.Length < decoding.Count * vocab) batchLogits = new float[decoding.Count * vocab * 2];
@@ -218,6 +224,7 @@ public sealed class ChatEngine : IDisposable
             catch (Exception e)
             {
                 // a failed batched pass leaves those caches in an unknown state: fail those requests, forget the caches
+                Draft?.Forget();
                 lock (_lock)
                     foreach (var j in decoding)
                         if (j.Slot?.Job == j) Reset(j, e);
@@ -269,8 +276,35 @@ public sealed class ChatEngine : IDisposable
         Advance(j, logits);
     }
 
-    /// <summary>Samples a job's next token from its logits, streams the text, and ends the job when it is done.</summary>
-    private void Advance(Job j, Span<float> logits)
+    /// <summary>
+    /// One speculative step (<see cref="Speculator"/>): the draft's guesses and the pending token in one target pass,
+    /// then each row sampled as a plain step would be, while the target's pick is the guess; the cache keeps the
+    /// pending token and the kept guesses.
+    /// </summary>
+    private void Speculate(Job j)
+    {
+        var slot = j.Slot!;
+        var seq = j.Seq!;
+        int p = slot.Session.Position, next = seq.NextToken;
+        // guesses past the context or the token budget would be verified for nothing
+        int room = Math.Min(ContextLength - p - 1, j.Request.MaxTokens - j.Result.CompletionTokens - 1);
+        int k = Draft!.DraftAndVerify(slot.Session, slot.Cached, next, room, Model.Config.VocabSize);
+        slot.Cached.Add(next);
+        int kept = 0;
+        while (true)
+        {
+            Advance(j, Draft.Row(kept), p + 1 + kept);
+            if (kept == k || seq.Finished || seq.NextToken != Draft.Guesses[kept]) break;
+            slot.Cached.Add(Draft.Guesses[kept]);
+            kept++;
+        }
+        slot.Session.Truncate(p + 1 + kept);
+        Draft.Kept(kept);
+    }
+
+    /// <summary>Samples a job's next token from its logits, streams the text, and ends the job when it is done.
+    /// <paramref name="fed"/>: tokens in the cache for this row (default: the session's position).</summary>
+    private void Advance(Job j, Span<float> logits, int fed = -1)
     {
         var seq = j.Seq!;
         _pieces.Clear();
@@ -278,7 +312,7 @@ public sealed class ChatEngine : IDisposable
         else
         {
             seq.Step(logits, _pieces);
-            if (!seq.Finished && j.Slot!.Session.Position >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
+            if (!seq.Finished && (fed >= 0 ? fed : j.Slot!.Session.Position) >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
         }
         bool hit = false;
         foreach (var t in _pieces)
