@@ -20,7 +20,7 @@ public static partial class Commands
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
                                                        [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
-                                                       [--draft MODEL [--draft-k 4]]  (speculative decoding)
+                                                       [--draft MODEL [--draft-k 4]]  (speculative decoding; MODEL as for -m)
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
@@ -136,7 +136,7 @@ public static partial class Commands
         var loadTime = loadWatch.Elapsed;
         int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
         // --draft: a small model with the same tokenizer guesses, the target verifies (same --quant and --threads)
-        using var draft = a.Str("--draft") is { } dp ? LocalModel.Load(dp, null, a.LoadOptions(QuantTransform(a.Str("--quant")))) : null;
+        using var draft = a.Str("--draft") is { } dp ? LocalModel.Load(ModelPath(dp), null, a.LoadOptions(QuantTransform(a.Str("--quant")))) : null;
         using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, lm.Tokenizer, draftK);
         using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx) { Draft = speculator };
         string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
