@@ -65,7 +65,7 @@ public sealed class ChatEngine : IDisposable
     public int PromptChunkWhileDecoding => Math.Max(1, PromptChunk / 4);
     /// <summary>
     /// Speculative decoding with a draft model (<see cref="Speculator"/>): used while one request is decoding (the
-    /// one-slot engines of run and chat); several decoding requests are batched as usual. Null: plain decoding.
+    /// one-slot engine of run --draft); several decoding requests are batched as usual. Null: plain decoding.
     /// </summary>
     public Speculator? Draft { get; init; }
 
