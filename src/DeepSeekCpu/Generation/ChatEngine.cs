@@ -297,9 +297,9 @@ public sealed class ChatEngine : IDisposable
             if (kept == k || seq.Finished || seq.NextToken != Draft.Guesses[kept]) break;
             slot.Cached.Add(Draft.Guesses[kept]);
             kept++;
+            Draft.Kept(1);   // counted before the Advance that may end the job, so the caller reads final counts
         }
         slot.Session.Truncate(p + 1 + kept);
-        Draft.Kept(kept);
     }
 
     /// <summary>Samples a job's next token from its logits, streams the text, and ends the job when it is done.

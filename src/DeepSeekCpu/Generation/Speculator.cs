@@ -116,7 +116,7 @@ public sealed class Speculator : IDisposable
         return k;
     }
 
-    /// <summary>Counts the guesses the target kept in the last round.</summary>
+    /// <summary>Counts guesses the target kept.</summary>
     public void Kept(int n) => Accepted += n;
 
     /// <summary>Forgets the draft's cache (after a failed pass left it unknown).</summary>
