@@ -22,21 +22,31 @@ public class AttentionTests
         var o = new float[heads * oStride];
         var scores = new float[heads * len];
         Ops.Attention(q, qStride, heads, dk, cache, kStride, cache, vStride, dv, len, scale, scores, o, oStride);
+        AssertFloat64Attention(q, qStride, heads, dk, cache, kStride, vStride, dv, len, scale, o, oStride, "");
+    }
+
+    /// <summary>
+    /// Checks o[g, :dv] (row stride oStride) against softmax(scale · q_g · k_j) · v_j over j &lt; len in float64, each
+    /// head g over one shared key/value stream: k_j = kv[j·kStride ..][..dk], v_j = kv[j·vStride ..][..dv].
+    /// </summary>
+    internal static void AssertFloat64Attention(float[] q, int qStride, int heads, int dk, float[] kv, int kStride, int vStride,
+        int dv, int len, float scale, float[] o, int oStride, string label)
+    {
         for (int g = 0; g < heads; g++)
         {
             var s = new double[len];
             for (int j = 0; j < len; j++)
             {
                 double dot = 0;
-                for (int d = 0; d < dk; d++) dot += (double)q[g * qStride + d] * cache[j * kStride + d];
+                for (int d = 0; d < dk; d++) dot += (double)q[g * qStride + d] * kv[j * kStride + d];
                 s[j] = dot * scale;
             }
             double max = s.Max(), sum = s.Sum(v => Math.Exp(v - max));
             for (int d = 0; d < dv; d++)
             {
                 double expect = 0;
-                for (int j = 0; j < len; j++) expect += Math.Exp(s[j] - max) / sum * cache[j * vStride + d];
-                Assert.True(Math.Abs(o[g * oStride + d] - expect) <= 1e-5 + 1e-5 * Math.Abs(expect), $"head {g} dim {d}: {o[g * oStride + d]} vs {expect}");
+                for (int j = 0; j < len; j++) expect += Math.Exp(s[j] - max) / sum * kv[j * vStride + d];
+                Assert.True(Math.Abs(o[g * oStride + d] - expect) <= 1e-5 + 1e-5 * Math.Abs(expect), $"{label}head {g} dim {d}: {o[g * oStride + d]} vs {expect}");
             }
         }
     }

@@ -14,7 +14,7 @@ namespace DeepSeekCpu.Tests.Formats;
 /// </summary>
 public class MalformedFileTests
 {
-    private static ModelFormatException Fails(Action load, string file, params string[] mustContain)
+    internal static ModelFormatException Fails(Action load, string file, params string[] mustContain)
     {
         var e = Assert.Throws<ModelFormatException>(load);
         Assert.Contains(file, e.Message);

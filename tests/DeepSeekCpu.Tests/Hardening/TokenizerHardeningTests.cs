@@ -19,13 +19,8 @@ public sealed class TokenizerHardeningTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static void AssertOneLine(Exception e, string mustName, string mustSay)
-    {
-        Assert.IsType<InvalidDataException>(e);
-        Assert.DoesNotContain('\n', e.Message);
-        Assert.StartsWith(mustName + ":", e.Message);
-        Assert.Contains(mustSay, e.Message);
-    }
+    private static void AssertOneLine(Exception e, string mustName, string mustSay) =>
+        MalformedFileTests.AssertOneLine(e, mustName, mustSay);
 
     private string TokenizerJson(string addedTokens, string preTokenizer = """{"type": "ByteLevel", "use_regex": true}""")
     {

@@ -11,7 +11,7 @@ public sealed class MalformedFileTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static void AssertOneLine(Exception e, string mustName, string mustSay)
+    internal static void AssertOneLine(Exception e, string mustName, string mustSay)
     {
         Assert.IsType<InvalidDataException>(e);
         Assert.DoesNotContain('\n', e.Message);
