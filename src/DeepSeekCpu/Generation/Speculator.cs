@@ -108,9 +108,9 @@ public sealed class Speculator : IDisposable
 
         _targetVocab = targetVocab;
         if (_verifyLogits.Length < (k + 1) * targetVocab) _verifyLogits = new float[(K + 1) * targetVocab];
-        var batch = new int[k + 1];   // [next, guess 1..k]
+        Span<int> batch = stackalloc int[k + 1];   // [next, guess 1..k]; k ≤ 32
         batch[0] = next;
-        _guesses.AsSpan(0, k).CopyTo(batch.AsSpan(1));
+        _guesses.AsSpan(0, k).CopyTo(batch[1..]);
         target.Forward(batch, _verifyLogits, allPositions: true);
         if (k > 0) { Rounds++; Drafted += k; }
         return k;
