@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Kernels;
 /// (Vector128 code, accelerated on x86 and ARM64 alike); the rest go through the scalar reference in
 /// <see cref="Dequantize"/>. Tested against the reference through the GEMM tests.
 /// </summary>
-internal static unsafe class WeightDecode
+internal static unsafe partial class WeightDecode
 {
     /// <summary>Columns [k0, k0 + len) of row r (k0 and len whole blocks) into dst, FP8 block scales applied.</summary>
     public static void Segment(WeightMatrix w, int r, int k0, int len, float* dst)

@@ -1,3 +1,4 @@
+using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models;
 
 /// <summary>A loaded model graph (Llama/Qwen2 or DeepSeek MLA+MoE) over its weights.</summary>

@@ -1,10 +1,7 @@
 using System.Text.Json;
 using DeepSeekCpu.Formats;
-using DeepSeekCpu.Weights;
 
-// Namespace kept from the file's former folder (Models/) so that code written against DeepSeekCpu.Models while the
-// folders moved still compiles; a later change can make it DeepSeekCpu.Weights with a using line per user.
-namespace DeepSeekCpu.Models;
+namespace DeepSeekCpu.Weights;
 
 /// <summary>
 /// All tensors of a model by their Hugging Face name, whatever file format they came from (GGUF and llama2.c

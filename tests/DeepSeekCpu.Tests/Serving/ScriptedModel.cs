@@ -1,6 +1,7 @@
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Tokenizers;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Tests.Serving;
 

@@ -32,7 +32,7 @@ internal readonly struct WideningDot : IS8Dot
 }
 
 /// <summary>ARM64 AdvSimd dot products of one quantized weight row with quantized activations (maths: DotReference).</summary>
-internal static unsafe class DotArm
+internal static unsafe partial class DotArm
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> Dot32<TDot>(Vector128<sbyte> w0, Vector128<sbyte> w1, sbyte* x) where TDot : IS8Dot =>

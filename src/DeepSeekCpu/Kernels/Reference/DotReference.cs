@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Kernels.Reference;
 /// against on identical inputs (ggml-cpu/quants.c <c>ggml_vec_dot_*_generic</c>). Integer sums are exact; only the
 /// float accumulation order differs between bodies.
 /// </summary>
-internal static unsafe class DotReference
+internal static unsafe partial class DotReference
 {
     public static float Q8_0(byte* w, ActQ8* a)
     {

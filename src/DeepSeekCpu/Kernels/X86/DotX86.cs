@@ -32,7 +32,7 @@ internal readonly struct MaddDot : IU8S8Dot
 /// 32-element blocks per 512-bit register and need only AVX-512 F/BW/VL (+ VBMI for Q4_0Vbmi): their int8 products
 /// are vpmaddubsw/vpmaddwd pairs, and their one-block tails use the AVX2 flavour, so no AVX-VNNI is required.
 /// </summary>
-internal static unsafe class DotX86
+internal static unsafe partial class DotX86
 {
     // ---------- helpers ----------
 

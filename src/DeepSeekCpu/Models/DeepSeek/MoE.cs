@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Models.DeepSeek;
 
