@@ -85,6 +85,11 @@ internal static unsafe class Gemv
         DType.Q4_K => &DotReference.Q4_K,
         DType.Q5_K => &DotReference.Q5_K,
         DType.Q6_K => &DotReference.Q6_K,
+        DType.Q5_1 => &DotReference.Q5_1,
+        DType.Q2_K => &DotReference.Q2_K,
+        DType.Q3_K => &DotReference.Q3_K,
+        DType.IQ4_NL => &DotReference.IQ4_NL,
+        DType.IQ4_XS => &DotReference.IQ4_XS,
         _ => null,
     };
 

@@ -21,6 +21,8 @@ public enum DType
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    IQ4_NL = 20,
+    IQ4_XS = 23,
     I8 = 24,
     I16 = 25,
     I32 = 26,
@@ -38,6 +40,8 @@ public static class DTypeInfo
     public static int BlockSize(this DType t) => t switch
     {
         DType.Q4_0 or DType.Q4_1 or DType.Q5_0 or DType.Q5_1 or DType.Q8_0 or DType.Q8_1 => 32,
+        DType.IQ4_NL => 32,
+        DType.IQ4_XS => 256,
         DType.Q2_K or DType.Q3_K or DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K => 256,
         _ => 1,
     };
@@ -57,8 +61,10 @@ public static class DTypeInfo
         DType.Q5_1 => 24,   // f16 d, f16 m; u32 high bits; 16 bytes
         DType.Q8_0 => 34,   // f16 d; 32 int8
         DType.Q8_1 => 36,   // f16 d, f16 s; 32 int8
-        DType.Q2_K => 84,
-        DType.Q3_K => 110,
+        DType.Q2_K => 84,   // 16 bytes of 4-bit scales/mins; 64 bytes of 2-bit quants; f16 d, dmin
+        DType.Q3_K => 110,  // 32 bytes of high bits; 64 bytes of 2-bit quants; 12 bytes of 6-bit scales; f16 d
+        DType.IQ4_NL => 18, // f16 d; 16 bytes of 4-bit indices into kvalues_iq4nl
+        DType.IQ4_XS => 136, // f16 d; u16 scales_h; 4 bytes scales_l; 128 bytes of indices
         DType.Q4_K => 144,  // f16 d, f16 dmin; 12 bytes of 6-bit scales/mins; 128 bytes of nibbles
         DType.Q5_K => 176,  // as Q4_K plus 32 bytes of high bits
         DType.Q6_K => 210,  // 128 low nibbles, 64 high 2-bits, 16 int8 scales, f16 d

@@ -55,6 +55,11 @@ public static unsafe partial class Dequantize
             case DType.Q6_K:
                 for (int i = 0; i < n / 256; i++) Q6_K((BlockQ6_K*)src + i, dst.Slice(i * 256, 256));
                 break;
+            case DType.Q5_1: ForBlocks<BlockQ5_1>(src, dst, 32, &Q5_1); break;
+            case DType.Q2_K: ForBlocks<BlockQ2_K>(src, dst, 256, &Q2_K); break;
+            case DType.Q3_K: ForBlocks<BlockQ3_K>(src, dst, 256, &Q3_K); break;
+            case DType.IQ4_NL: ForBlocks<BlockIQ4_NL>(src, dst, 32, &IQ4_NL); break;
+            case DType.IQ4_XS: ForBlocks<BlockIQ4_XS>(src, dst, 256, &IQ4_XS); break;
             default:
                 throw new NotSupportedException($"dequantize {type}");
         }

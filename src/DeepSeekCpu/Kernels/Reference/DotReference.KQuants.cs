@@ -1,0 +1,108 @@
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels.Reference;
+
+// Dot products of Q2_K, Q3_K, Q5_1, IQ4_NL, IQ4_XS rows with the activations ggml pairs them with
+// (ggml-cpu/quants.c ggml_vec_dot_*_generic, llama.cpp 3f545be): Q8_K style for the 256-element types (Q2_K, Q3_K,
+// IQ4_XS), Q8_0 style for IQ4_NL, and for Q5_1 the Q8_0 style too, because ggml's partner block_q8_1 is block_q8_0
+// plus s = d·Σq, which our Q8_0-style activations already carry (ActQ8.S) for Q4_1.
+internal static unsafe partial class DotReference
+{
+    // x = d q + m:  Σ x·y = d·dy·Σ q qy + m·(dy Σ qy)
+    public static float Q5_1(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_1*)w;
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        {
+            sbyte* x = a->Q + 32 * b;
+            uint qh = *(uint*)blk->Qh;
+            int isum = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                int q0 = (blk->Qs[j] & 0xF) | (int)(((qh >> j) << 4) & 0x10);
+                int q1 = (blk->Qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+                isum += q0 * x[j] + q1 * x[j + 16];
+            }
+            sum += (float)blk->D * a->D[b] * isum + (float)blk->M * a->S[b];
+        }
+        return sum;
+    }
+
+    // Σ over sub-blocks s of d·sc_s·Σ q·qy − dmin·m_s·Σ qy, with Σ qy from the Q8_K block sums (one per 16, as the sub-blocks).
+    public static float Q2_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ2_K*)w;
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            sbyte* x = a->Q + 256 * b;
+            int sumi = 0, summ = 0;
+            for (int s = 0; s < 16; s++)
+            {
+                int h = s / 8, j = s % 8 / 2, k = s % 2;
+                byte* q = blk->Qs + 32 * h + 16 * k;
+                int isum = 0;
+                for (int l = 0; l < 16; l++) isum += ((q[l] >> (2 * j)) & 3) * x[16 * s + l];
+                sumi += (blk->Scales[s] & 0xF) * isum;
+                summ += (blk->Scales[s] >> 4) * a->BSums[16 * b + s];
+            }
+            sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
+        }
+        return sum;
+    }
+
+    public static float Q3_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ3_K*)w;
+        sbyte* scales = stackalloc sbyte[16];
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            sbyte* x = a->Q + 256 * b;
+            Q3KScales.Unpack(blk->Scales, scales);
+            int sumi = 0;
+            for (int s = 0; s < 16; s++)
+            {
+                int h = s / 8, j = s % 8 / 2, k = s % 2, bit = 1 << (4 * h + j);
+                byte* q = blk->Qs + 32 * h + 16 * k;
+                byte* hm = blk->HMask + 16 * k;
+                int isum = 0;
+                for (int l = 0; l < 16; l++) isum += (((q[l] >> (2 * j)) & 3) - ((hm[l] & bit) != 0 ? 0 : 4)) * x[16 * s + l];
+                sumi += scales[s] * isum;
+            }
+            sum += (float)blk->D * a->D[b] * sumi;
+        }
+        return sum;
+    }
+
+    public static float IQ4_NL(byte* w, ActQ8* a)
+    {
+        var blk = (BlockIQ4_NL*)w;
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 32; b++, blk++) sum += (float)blk->D * a->D[b] * IQ4Run(blk->Qs, a->Q + 32 * b);
+        return sum;
+    }
+
+    public static float IQ4_XS(byte* w, ActQ8* a)
+    {
+        var blk = (BlockIQ4_XS*)w;
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            int sumi = 0;
+            for (int ib = 0; ib < 8; ib++) sumi += IQ4NL.Scale(blk, ib) * IQ4Run(blk->Qs + 16 * ib, a->Q + 256 * b + 32 * ib);
+            sum += (float)blk->D * a->D[b] * sumi;
+        }
+        return sum;
+    }
+
+    /// <summary>Σ kvalues_iq4nl[index]·qy over one run of 32 (16 bytes of indices, low nibbles first).</summary>
+    private static int IQ4Run(byte* qs, sbyte* x)
+    {
+        var values = IQ4NL.Values;
+        int isum = 0;
+        for (int j = 0; j < 16; j++) isum += values[qs[j] & 0xF] * x[j] + values[qs[j] >> 4] * x[j + 16];
+        return isum;
+    }
+}
