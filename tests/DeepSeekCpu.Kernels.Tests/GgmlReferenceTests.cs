@@ -37,4 +37,17 @@ public unsafe class GgmlReferenceTests
         for (int i = 0; i < expect.Length; i++)
             Assert.True(BitConverter.SingleToInt32Bits(expect[i]) == BitConverter.SingleToInt32Bits(got[i]), $"{t} element {i}: {got[i]} vs ggml {expect[i]}");
     }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Quantizer_writes_the_bytes_ggml_writes(DType t)
+    {
+        var input = Floats("input.f32");
+        var expect = Resource(FileName(t) + ".quant");
+        var got = new byte[t.ByteCount(input.Length)];
+        Quantize.Row(t, input, got);
+        int per = t.BlockBytes();
+        for (int i = 0; i < expect.Length; i++)
+            Assert.True(expect[i] == got[i], $"{t} block {i / per} byte {i % per}: {got[i]} vs ggml {expect[i]}");
+    }
 }

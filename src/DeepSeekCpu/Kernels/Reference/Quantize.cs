@@ -15,7 +15,8 @@ public static unsafe partial class Quantize
 {
     /// <summary>Types <see cref="Row"/> and <see cref="Matrix"/> can produce.</summary>
     public static bool CanQuantizeTo(DType t) => t is DType.F32 or DType.F16 or DType.BF16 or DType.Q8_0 or DType.Q4_0
-        or DType.Q4_1 or DType.Q5_0 or DType.Q8_K or DType.Q4_K or DType.Q5_K or DType.Q6_K;
+        or DType.Q4_1 or DType.Q5_0 or DType.Q8_K or DType.Q4_K or DType.Q5_K or DType.Q6_K
+        or DType.Q5_1 or DType.Q2_K or DType.Q3_K or DType.IQ4_NL or DType.IQ4_XS;
 
     /// <summary>Quantizes <paramref name="src"/> (a whole number of blocks) into <paramref name="dst"/> (exactly its byte size).</summary>
     public static void Row(DType type, ReadOnlySpan<float> src, Span<byte> dst)
@@ -39,6 +40,11 @@ public static unsafe partial class Quantize
                 case DType.Q4_K: for (int i = 0; i < n / 256; i++) Q4_K(x + 256 * i, (BlockQ4_K*)y + i); break;
                 case DType.Q5_K: for (int i = 0; i < n / 256; i++) Q5_K(x + 256 * i, (BlockQ5_K*)y + i); break;
                 case DType.Q6_K: for (int i = 0; i < n / 256; i++) Q6_K(x + 256 * i, (BlockQ6_K*)y + i); break;
+                case DType.Q5_1: for (int i = 0; i < n / 32; i++) Q5_1(x + 32 * i, (BlockQ5_1*)y + i); break;
+                case DType.Q2_K: for (int i = 0; i < n / 256; i++) Q2_K(x + 256 * i, (BlockQ2_K*)y + i); break;
+                case DType.Q3_K: for (int i = 0; i < n / 256; i++) Q3_K(x + 256 * i, (BlockQ3_K*)y + i); break;
+                case DType.IQ4_NL: for (int i = 0; i < n / 32; i++) IQ4_NL(x + 32 * i, (BlockIQ4_NL*)y + i); break;
+                case DType.IQ4_XS: for (int i = 0; i < n / 256; i++) IQ4_XS(x + 256 * i, (BlockIQ4_XS*)y + i); break;
                 default: throw new NotSupportedException($"quantize to {type}");
             }
         }
@@ -293,12 +299,12 @@ public static unsafe partial class Quantize
     }
 
     /// <summary>
-    /// make_qkx2_quants: levels L in [0, nmax] with x ≈ scale·L − min, minimising the weighted squared error over
-    /// nstep+1 trial scales (rmin + rdelta·i + nmax)/(max − min), each refined by weighted least squares.
+    /// make_qkx2_quants: levels L in [0, nmax] with x ≈ scale·L − min, minimising the weighted squared error (absolute
+    /// error with <paramref name="useMad"/>, as Q2_K asks) over nstep+1 trial scales (rmin + rdelta·i + nmax)/(max − min), each refined by weighted least squares.
     /// Returns the scale; <paramref name="theMin"/> is the (positive) offset subtracted.
     /// </summary>
     internal static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* laux,
-        float rmin, float rdelta, int nstep)
+        float rmin, float rdelta, int nstep, bool useMad = false)
     {
         float min = x[0], max = x[0];
         float sumW = weights[0], sumX = sumW * x[0];
@@ -325,7 +331,7 @@ public static unsafe partial class Quantize
             int l = Math.Clamp(NearestInt(iscale * (x[i] - min)), 0, nmax);
             L[i] = (byte)l;
             float diff = scale * L[i] + min - x[i];
-            bestError += weights[i] * diff * diff;
+            bestError += useMad ? weights[i] * MathF.Abs(diff) : weights[i] * diff * diff;
         }
         for (int step = 0; step <= nstep; step++)
         {
@@ -354,7 +360,7 @@ public static unsafe partial class Quantize
                 for (int i = 0; i < n; i++)
                 {
                     float diff = thisScale * laux[i] + thisMin - x[i];
-                    curError += weights[i] * diff * diff;
+                    curError += useMad ? weights[i] * MathF.Abs(diff) : weights[i] * diff * diff;
                 }
                 if (curError < bestError)
                 {
