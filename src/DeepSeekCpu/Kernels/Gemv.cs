@@ -29,6 +29,11 @@ internal static unsafe class Gemv
             // 256-bit bodies: with AVX-VNNI where the CPU has it (AVX-512 alone does not imply it)
             DType.Q4_1 => AvxVnni.IsSupported ? &DotX86.Q4_1<VnniDot> : &DotX86.Q4_1<MaddDot>,
             DType.Q5_0 => AvxVnni.IsSupported ? &DotX86.Q5_0<VnniDot> : &DotX86.Q5_0<MaddDot>,
+            DType.Q2_K => &DotX86.Q2_KAvx512,
+            DType.Q3_K => &DotX86.Q3_KAvx512,
+            DType.Q5_1 => &DotX86.Q5_1Avx512,
+            DType.IQ4_NL => &DotX86.IQ4_NLAvx512,
+            DType.IQ4_XS => &DotX86.IQ4_XSAvx512,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2Vnni => t switch
@@ -40,6 +45,11 @@ internal static unsafe class Gemv
             DType.Q6_K => &DotX86.Q6_K,
             DType.Q4_1 => &DotX86.Q4_1<VnniDot>,
             DType.Q5_0 => &DotX86.Q5_0<VnniDot>,
+            DType.Q2_K => &DotX86.Q2_K,
+            DType.Q3_K => &DotX86.Q3_K,
+            DType.Q5_1 => &DotX86.Q5_1<VnniDot>,
+            DType.IQ4_NL => &DotX86.IQ4_NL<VnniDot>,
+            DType.IQ4_XS => &DotX86.IQ4_XS,
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2 => t switch
@@ -51,6 +61,11 @@ internal static unsafe class Gemv
             DType.Q6_K => &DotX86.Q6_K,
             DType.Q4_1 => &DotX86.Q4_1<MaddDot>,
             DType.Q5_0 => &DotX86.Q5_0<MaddDot>,
+            DType.Q2_K => &DotX86.Q2_K,
+            DType.Q3_K => &DotX86.Q3_K,
+            DType.Q5_1 => &DotX86.Q5_1<MaddDot>,
+            DType.IQ4_NL => &DotX86.IQ4_NL<MaddDot>,
+            DType.IQ4_XS => &DotX86.IQ4_XS,
             _ => QuantDotReference(t),
         },
         KernelPath.NeonDp => t switch

@@ -1,0 +1,334 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels.X86;
+
+// x86 bodies of Q2_K, Q3_K, Q5_1, IQ4_NL and IQ4_XS (maths: Reference/DotReference.KQuants.cs). Q2_K and Q3_K share
+// one layout of 2-bit runs (see BlockQ2_K): per half of 128 elements, run j (32 elements) is bits 2j of 32 bytes, and
+// its two sub-blocks of 16 fall in the two 128-bit lanes of a 256-bit register, so one vpshufb spreads the two
+// sub-block scales over the int16 lanes that vpmaddwd multiplies. The IQ4 types look their 16 int8 levels up with
+// vpshufb and take the signed × signed products with the sign trick.
+internal static unsafe partial class DotX86
+{
+    // ---------- shared helpers ----------
+
+    /// <summary>kvalues_iq4nl in each 128-bit lane (vpshufb looks up within lanes).</summary>
+    private static Vector256<sbyte> IQ4Table256 => Vector256.Create(Vector128.Create(IQ4NL.Values));
+
+    /// <summary>
+    /// The int16 scales of run <paramref name="r"/> (= 4·half + j): sub-block 2r in the low lane, 2r+1 in the high lane,
+    /// from 16 signed byte scales repeated in both lanes. vpshufb puts the byte in both halves of each int16; the
+    /// arithmetic shift sign-extends it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> RunScales(Vector256<sbyte> scales, int r)
+    {
+        var idx = Vector256.Create(Vector128.Create((ushort)(0x0101 * 2 * r)), Vector128.Create((ushort)(0x0101 * (2 * r + 1))));
+        return Vector256.ShiftRightArithmetic(Avx2.Shuffle(scales, idx.AsSByte()).AsInt16(), 8);
+    }
+
+    /// <summary>
+    /// Σ over the 8 runs of 32 of a Q2_K/Q3_K super-block of scale·Σ q·y in 8 int32 lanes, q = the 2-bit field, plus
+    /// 4 where the run's bit of <paramref name="hmask"/> is set (Q3_K; null for Q2_K). |pair| ≤ 2·7·127 fits int16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> TwoBitRuns(byte* qs, byte* hmask, sbyte* x, Vector256<sbyte> scales)
+    {
+        var three = Vector256.Create((byte)3);
+        var one = Vector256.Create((byte)1);
+        var hm = hmask == null ? default : Vector256.Load(hmask).AsUInt16();
+        var sumi = Vector256<int>.Zero;
+        for (int h = 0; h < 2; h++)
+        {
+            var q = Vector256.Load(qs + 32 * h).AsUInt16();
+            for (int j = 0; j < 4; j++)
+            {
+                int r = 4 * h + j;
+                var v = Vector256.ShiftRightLogical(q, 2 * j).AsByte() & three;
+                if (hmask != null) v |= Vector256.ShiftLeft((Vector256.ShiftRightLogical(hm, r).AsByte() & one).AsUInt16(), 2).AsByte();
+                sumi += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(v, Vector256.Load(x + 32 * r)), RunScales(scales, r));
+            }
+        }
+        return sumi;
+    }
+
+    /// <summary>Byte j = 0x10 where bit j of <paramref name="qh"/> is set (the fifth bits of Q5_0/Q5_1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> FifthBits(uint qh)
+    {
+        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var bitOf = Vector256.Create(0x8040201008040201ul).AsByte();
+        var bytes = Avx2.Shuffle(Vector256.Create(qh).AsByte(), spread);
+        return Vector256.Equals(bytes & bitOf, bitOf) & Vector256.Create((byte)0x10);
+    }
+
+    /// <summary>The 32 levels of an IQ4 run (16 bytes of indices, low nibbles first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> IQ4Levels(byte* qs, Vector256<sbyte> table) => Avx2.Shuffle(table, Nibbles32(qs).AsSByte());
+
+    /// <summary>Signed levels × signed activations in pairs (sign trick), then × an int16 scale per lane (vpmaddwd).
+    /// |pair| ≤ 2·127·127 fits int16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ScaledDotS8S8(Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> scale) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), scale);
+
+    /// <summary>Q2_K's 4-bit sub-block scales (low nibbles) as bytes in both lanes; the mins term Σ m_s·bsum_s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Q2KScales(BlockQ2_K* blk, short* bsums, out int summ)
+    {
+        var sc = Vector128.Load(blk->Scales);
+        var mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(sc.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F));
+        summ = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), mins));
+        return sc & Vector128.Create((byte)0x0F);
+    }
+
+    /// <summary>Q3_K's signed scales as bytes; 4·Σ sc_s·bsum_s (the −4 offset of its unsigned levels) in 8 int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> Q3KScalesAndBias(BlockQ3_K* blk, short* bsums, out Vector256<int> bias)
+    {
+        sbyte* s = stackalloc sbyte[16];
+        Q3KScales.Unpack(blk->Scales, s);
+        var sc = Vector128.Load(s);
+        bias = Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Avx2.ConvertToVector256Int16(sc)), 2);
+        return sc;
+    }
+
+    // ---------- 256-bit bodies ----------
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q2_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ2_K*)w;
+        var acc = Vector256<float>.Zero;
+        float minTerm = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 2);                        // 84-byte super-block
+            var sc = Q2KScales(blk, a->BSums + 16 * b, out int summ);
+            var sumi = TwoBitRuns(blk->Qs, null, a->Q + 256 * b, Vector256.Create(sc, sc).AsSByte());
+            float dy = a->D[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return HSum(acc) - minTerm;
+    }
+
+    /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q3_K(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ3_K*)w;
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 2);                        // 110-byte super-block
+            var sc = Q3KScalesAndBias(blk, a->BSums + 16 * b, out var bias);
+            var sumi = TwoBitRuns(blk->Qs, blk->HMask, a->Q + 256 * b, Vector256.Create(sc, sc)) - bias;
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return HSum(acc);
+    }
+
+    /// <summary>Q5_1: unsigned 5-bit q straight into the u8×s8 dot; the min through the activations' d·Σq.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockQ5_1*)w;
+        var acc = Vector256<float>.Zero;
+        float offset = 0;
+        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        {
+            PrefetchAhead(blk, 1);
+            var p = TDot.Dot(Nibbles32(blk->Qs) | FifthBits(*(uint*)blk->Qh), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+            offset += HalfBits.ToFloat(blk->M) * a->S[b];
+        }
+        return HSum(acc) + offset;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float IQ4_NL<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    {
+        var blk = (BlockIQ4_NL*)w;
+        var table = IQ4Table256;
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        {
+            PrefetchAhead(blk, 1);
+            var p = DotS8S8<TDot>(IQ4Levels(blk->Qs, table), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return HSum(acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float IQ4_XS(byte* w, ActQ8* a)
+    {
+        var blk = (BlockIQ4_XS*)w;
+        var table = IQ4Table256;
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 3);                        // 136-byte super-block
+            sbyte* x = a->Q + 256 * b;
+            var sumi = Vector256<int>.Zero;
+            for (int ib = 0; ib < 8; ib++)
+                sumi += ScaledDotS8S8(IQ4Levels(blk->Qs + 16 * ib, table), Vector256.Load(x + 32 * ib), Vector256.Create((short)IQ4NL.Scale(blk, ib)));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return HSum(acc);
+    }
+
+    // ---------- 512-bit bodies ----------
+
+    /// <summary>
+    /// The Q2_K/Q3_K runs 512 bits at a time: one 64-byte load holds both halves' 2-bit fields, so shift j gives run j
+    /// of half 0 (low 256 bits) and of half 1 (high 256 bits), matched by two joined activation runs; the four
+    /// sub-block scales of those runs are spread over the four 128-bit lanes by one vpshufb. For Q3_K the high bits
+    /// come from hmask and hmask >> 4 (bit j of half 0, bit 4 + j of half 1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> TwoBitRuns512(byte* qs, byte* hmask, sbyte* x, Vector128<sbyte> scales)
+    {
+        var three = Vector512.Create((byte)3);
+        var one = Vector512.Create((byte)1);
+        var sc = Join(Vector256.Create(scales, scales), Vector256.Create(scales, scales));
+        var q = Vector512.Load(qs).AsUInt16();
+        var hm = Vector512<ushort>.Zero;
+        if (hmask != null)
+        {
+            var h = Vector256.Load(hmask).AsUInt16();
+            hm = Join(h, Vector256.ShiftRightLogical(h, 4));
+        }
+        var sumi = Vector512<int>.Zero;
+        for (int j = 0; j < 4; j++)
+        {
+            var v = Vector512.ShiftRightLogical(q, 2 * j).AsByte() & three;
+            if (hmask != null) v |= Vector512.ShiftLeft((Vector512.ShiftRightLogical(hm, j).AsByte() & one).AsUInt16(), 2).AsByte();
+            // int16 lanes: sub-blocks 2j | 2j+1 | 8+2j | 9+2j, one per 128-bit lane
+            var idx = Join(Vector256.Create(Vector128.Create((ushort)(0x0101 * 2 * j)), Vector128.Create((ushort)(0x0101 * (2 * j + 1)))),
+                Vector256.Create(Vector128.Create((ushort)(0x0101 * (8 + 2 * j))), Vector128.Create((ushort)(0x0101 * (9 + 2 * j)))));
+            var s16 = Vector512.ShiftRightArithmetic(Avx512BW.Shuffle(sc, idx.AsSByte()).AsInt16(), 8);
+            sumi += ScaledDot(v, Join(x + 32 * j, x + 128 + 32 * j), s16);
+        }
+        return sumi;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q2_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ2_K*)w;
+        var acc = Vector512<float>.Zero;
+        float minTerm = 0;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 2);
+            var sc = Q2KScales(blk, a->BSums + 16 * b, out int summ);
+            var sumi = TwoBitRuns512(blk->Qs, null, a->Q + 256 * b, sc.AsSByte());
+            float dy = a->D[b];
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
+            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
+        }
+        return Vector512.Sum(acc) - minTerm;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q3_KAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ3_K*)w;
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 2);
+            var sc = Q3KScalesAndBias(blk, a->BSums + 16 * b, out var bias);
+            var sumi = TwoBitRuns512(blk->Qs, blk->HMask, a->Q + 256 * b, sc) - bias.ToVector512();
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return Vector512.Sum(acc);
+    }
+
+    /// <summary>Q5_1, two blocks per register (<see cref="NibblePair"/> order, fifth bits joined), one-block tail at 256 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_1Avx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockQ5_1*)w;
+        int nb = a->Cols / 32, b = 0;
+        var shifts = NibbleShifts;
+        var acc = Vector512<float>.Zero;
+        float offset = 0;
+        for (; b + 2 <= nb; b += 2)
+        {
+            PrefetchAhead(blk + b, 1);
+            var q = NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts) | Join(FifthBits(*(uint*)blk[b].Qh), FifthBits(*(uint*)blk[b + 1].Qh));
+            var prod = DotU8S8x64(q, Vector512.Load(a->Q + 32 * b));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * a->D[b], HalfBits.ToFloat(blk[b + 1].D) * a->D[b + 1]), acc);
+            offset += HalfBits.ToFloat(blk[b].M) * a->S[b] + HalfBits.ToFloat(blk[b + 1].M) * a->S[b + 1];
+        }
+        float sum = Vector512.Sum(acc) + offset;
+        if (b == nb) return sum;
+        var tail = From(a, b, 32);
+        return sum + Q5_1<MaddDot>((byte*)(blk + b), &tail);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float IQ4_NLAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockIQ4_NL*)w;
+        int nb = a->Cols / 32, b = 0;
+        var shifts = NibbleShifts;
+        var table = IQ4Table512;
+        var acc = Vector512<float>.Zero;
+        for (; b + 2 <= nb; b += 2)
+        {
+            PrefetchAhead(blk + b, 1);
+            var levels = Avx512BW.Shuffle(table, NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts).AsSByte());
+            var prod = DotS8S8x64(levels, Vector512.Load(a->Q + 32 * b));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * a->D[b], HalfBits.ToFloat(blk[b + 1].D) * a->D[b + 1]), acc);
+        }
+        float sum = Vector512.Sum(acc);
+        if (b == nb) return sum;
+        var tail = From(a, b, 32);
+        return sum + IQ4_NL<MaddDot>((byte*)(blk + b), &tail);
+    }
+
+    /// <summary>IQ4_XS, two sub-blocks per register; each sub-block's scale on its 16 int16 lanes inside vpmaddwd.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float IQ4_XSAvx512(byte* w, ActQ8* a)
+    {
+        var blk = (BlockIQ4_XS*)w;
+        var shifts = NibbleShifts;
+        var table = IQ4Table512;
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        {
+            PrefetchAhead(blk, 3);
+            sbyte* x = a->Q + 256 * b;
+            var sumi = Vector512<int>.Zero;
+            for (int p = 0; p < 8; p += 2)
+            {
+                var levels = Avx512BW.Shuffle(table, NibblePair(blk->Qs + 16 * p, blk->Qs + 16 * p + 16, shifts).AsSByte());
+                var scale = Join(Vector256.Create((short)IQ4NL.Scale(blk, p)), Vector256.Create((short)IQ4NL.Scale(blk, p + 1)));
+                var x64 = Vector512.Load(x + 32 * p);
+                var signedX = Vector512.ConditionalSelect(Vector512.LessThan(levels, Vector512<sbyte>.Zero), Vector512<sbyte>.Zero - x64, x64);
+                sumi += ScaledDot(Avx512BW.Abs(levels), signedX, scale);
+            }
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+        }
+        return Vector512.Sum(acc);
+    }
+
+    private static Vector512<sbyte> IQ4Table512 => Join(IQ4Table256, IQ4Table256);
+
+    /// <summary>Per-16-bit shifts of <see cref="NibblePair"/>: lanes 1 and 3 take the high nibbles.</summary>
+    private static Vector512<ushort> NibbleShifts =>
+        Join(Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)), Vector256.Create(Vector128<ushort>.Zero, Vector128.Create((ushort)4)));
+
+    /// <summary>The activations from block <paramref name="b"/> on (blocks of <paramref name="per"/> elements), for a one-block tail.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ActQ8 From(ActQ8* a, int b, int per) => new()
+    {
+        Q = a->Q + per * b, D = a->D + b, S = a->S + b, BSums = a->BSums + per / 16 * b, Cols = a->Cols - per * b,
+    };
+}
