@@ -23,7 +23,8 @@ public static partial class Commands
             "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16,
             "q4_0" => DType.Q4_0, "q4_1" => DType.Q4_1, "q8_0" => DType.Q8_0, "q5_0" => DType.Q5_0,
             "q4_k" => DType.Q4_K, "q5_k" => DType.Q5_K, "q6_k" => DType.Q6_K,
-            var t => throw new UsageException($"quantize: --type '{t}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q5_k, q6_k)"),
+            "q5_1" => DType.Q5_1, "q2_k" => DType.Q2_K, "q3_k" => DType.Q3_K, "iq4_nl" => DType.IQ4_NL, "iq4_xs" => DType.IQ4_XS,
+            var t => throw new UsageException($"quantize: --type '{t}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k, iq4_nl, iq4_xs)"),
         };
         if (Path.GetFullPath(outPath) == Path.GetFullPath(path)) throw new UsageException("quantize: --out must differ from the input model");
         var (c, weights, format, gguf) = ModelLoader.OpenWeights(path);

@@ -9,7 +9,7 @@ try
 {
     if (args.Length < 1 || args[0] != "synth")
     {
-        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q4_k|q5_k|q6_k -o OUT.gguf|OUT_DIR [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
         return 2;
     }
     string? shape = null, type = null, output = null, tokenizer = null; int? layers = null; ulong seed = 1;
