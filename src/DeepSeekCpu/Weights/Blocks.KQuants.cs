@@ -10,7 +10,6 @@ namespace DeepSeekCpu.Weights;
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ5_1
 {
-    public const int Elements = 32;
     public Half D;
     public Half M;
     public fixed byte Qh[4];
@@ -25,7 +24,6 @@ public unsafe struct BlockQ5_1
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ2_K
 {
-    public const int Elements = 256;
     public fixed byte Scales[16];
     public fixed byte Qs[64];
     public Half D;
@@ -40,7 +38,6 @@ public unsafe struct BlockQ2_K
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ3_K
 {
-    public const int Elements = 256;
     public fixed byte HMask[32];
     public fixed byte Qs[64];
     public fixed byte Scales[12];
@@ -52,7 +49,6 @@ public unsafe struct BlockQ3_K
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockIQ4_NL
 {
-    public const int Elements = 32;
     public Half D;
     public fixed byte Qs[16];
 }
@@ -65,7 +61,6 @@ public unsafe struct BlockIQ4_NL
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockIQ4_XS
 {
-    public const int Elements = 256;
     public Half D;
     public ushort ScalesH;
     public fixed byte ScalesL[4];
@@ -100,5 +95,42 @@ public static unsafe class Q3KScales
         o[2] = ((a0 >> 4) & m2) | (((t >> 4) & m1) << 4);
         o[3] = ((a1 >> 4) & m2) | (((t >> 6) & m1) << 4);
         for (int s = 0; s < 16; s++) scales16[s] -= 32;
+    }
+}
+
+/// <summary>
+/// What the Q2_K and Q3_K dot bodies need of one super-block besides its 2-bit runs: Σ_s sc_s·Σ q·y is formed by
+/// the bodies with unsigned levels (Q3_K: 0..7, its −4 offset folded into <see cref="Offset"/>); the dot is then
+/// dy·(d·(Σ − Offset) − <see cref="Min"/>). Maths as DotReference.Q2_K / Q3_K (ggml_vec_dot_q2_K_q8_K, _q3_K_q8_K).
+/// </summary>
+internal readonly unsafe struct TwoBitSuperBlock
+{
+    public readonly byte* Qs;
+    /// <summary>Q3_K's high bits; null for Q2_K.</summary>
+    public readonly byte* HMask;
+    public readonly float D;
+    /// <summary>Q3_K: 4·Σ_s sc_s·bsum_s; Q2_K: 0.</summary>
+    public readonly int Offset;
+    /// <summary>Q2_K: dmin·Σ_s m_s·bsum_s; Q3_K: 0.</summary>
+    public readonly float Min;
+
+    /// <summary>Super-block <paramref name="b"/> of a Q2_K or Q3_K row; writes its 16 sub-block scales (signed) to
+    /// <paramref name="scales16"/>; <paramref name="bsums"/> are the activations' 16 sums of that super-block.</summary>
+    public TwoBitSuperBlock(byte* row, int b, bool q3, short* bsums, sbyte* scales16)
+    {
+        int sum = 0;
+        if (q3)
+        {
+            var blk = (BlockQ3_K*)row + b;
+            Q3KScales.Unpack(blk->Scales, scales16);
+            for (int s = 0; s < 16; s++) sum += scales16[s] * bsums[s];
+            Qs = blk->Qs; HMask = blk->HMask; D = (float)blk->D; Offset = 4 * sum;
+        }
+        else
+        {
+            var blk = (BlockQ2_K*)row + b;
+            for (int s = 0; s < 16; s++) { scales16[s] = (sbyte)(blk->Scales[s] & 0xF); sum += (blk->Scales[s] >> 4) * bsums[s]; }
+            Qs = blk->Qs; D = (float)blk->D; Min = (float)blk->DMin * sum;
+        }
     }
 }

@@ -10,65 +10,44 @@ namespace DeepSeekCpu.Kernels.Arm;
 // runs of 16; the IQ4 levels come from one tbl lookup per 16 indices.
 internal static unsafe partial class DotArm
 {
-    /// <summary>
-    /// Σ over the 16 sub-blocks of a Q2_K/Q3_K super-block of scales16[s]·Σ (q − offset)·y, q = the 2-bit field plus
-    /// 4 where the sub-block's bit of <paramref name="hmask"/> is set (Q3_K, offset 4; Q2_K: null, offset 0).
-    /// </summary>
+    /// <summary>Q2_K (<paramref name="q3"/> false) and Q3_K: Σ over the 16 sub-blocks of sc_s·Σ q·y with unsigned
+    /// levels (the 2-bit field, plus 4 where Q3_K's hmask bit is set), then the format's scales and offsets
+    /// (<see cref="TwoBitSuperBlock"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int TwoBitRuns<TDot>(byte* qs, byte* hmask, sbyte* x, sbyte* scales16, byte offset) where TDot : IS8Dot
+    private static float TwoBitK<TDot>(byte* w, ActQ8* a, bool q3) where TDot : IS8Dot
     {
         var three = Vector128.Create((byte)3);
         var one = Vector128.Create((byte)1);
-        var off = Vector128.Create(offset);
-        int sumi = 0;
-        for (int h = 0; h < 2; h++)
-            for (int k = 0; k < 2; k++)
-            {
-                var q = Vector128.Load(qs + 32 * h + 16 * k);
-                var hm = hmask == null ? default : Vector128.Load(hmask + 16 * k);
-                for (int j = 0; j < 4; j++)
+        sbyte* scales = stackalloc sbyte[16];
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++)
+        {
+            var k = new TwoBitSuperBlock(w, b, q3, a->BSums + 16 * b, scales);
+            sbyte* x = a->Q + 256 * b;
+            int isum = 0;
+            for (int h = 0; h < 2; h++)
+                for (int half16 = 0; half16 < 2; half16++)
                 {
-                    int s = 8 * h + 2 * j + k;
-                    var v = Vector128.ShiftRightLogical(q, 2 * j) & three;
-                    if (hmask != null) v |= Vector128.ShiftLeft(Vector128.ShiftRightLogical(hm, 4 * h + j) & one, 2);
-                    sumi += Sum16<TDot>((v - off).AsSByte(), x + 16 * s) * scales16[s];
+                    var q = Vector128.Load(k.Qs + 32 * h + 16 * half16);
+                    var hm = q3 ? Vector128.Load(k.HMask + 16 * half16) : default;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        int s = 8 * h + 2 * j + half16;
+                        var v = Vector128.ShiftRightLogical(q, 2 * j) & three;
+                        if (q3) v |= Vector128.ShiftLeft(Vector128.ShiftRightLogical(hm, 4 * h + j) & one, 2);
+                        isum += Sum16<TDot>(v.AsSByte(), x + 16 * s) * scales[s];
+                    }
                 }
-            }
-        return sumi;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
-    {
-        var blk = (BlockQ2_K*)w;
-        sbyte* scales = stackalloc sbyte[16];
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            short* bs = a->BSums + 16 * b;
-            int summ = 0;
-            for (int s = 0; s < 16; s++) summ += (blk->Scales[s] >> 4) * bs[s];
-            (Vector128.Load(blk->Scales) & Vector128.Create((byte)0x0F)).AsSByte().Store(scales);
-            int sumi = TwoBitRuns<TDot>(blk->Qs, null, a->Q + 256 * b, scales, 0);
-            sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
+            sum += a->D[b] * (k.D * (isum - k.Offset) - k.Min);
         }
         return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
-    {
-        var blk = (BlockQ3_K*)w;
-        sbyte* scales = stackalloc sbyte[16];
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            Q3KScales.Unpack(blk->Scales, scales);
-            int sumi = TwoBitRuns<TDot>(blk->Qs, blk->HMask, a->Q + 256 * b, scales, 4);
-            sum += (float)blk->D * a->D[b] * sumi;
-        }
-        return sum;
-    }
+    public static float Q2_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => TwoBitK<TDot>(w, a, q3: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q3_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => TwoBitK<TDot>(w, a, q3: true);
 
     /// <summary>Q5_1: unsigned 5-bit q (fifth bit j of qh spread to byte j with tbl) and the min through d·Σq.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -8,22 +8,17 @@ namespace DeepSeekCpu.Kernels.Reference;
 // plus s = d·Σq, which our Q8_0-style activations already carry (ActQ8.S) for Q4_1.
 internal static unsafe partial class DotReference
 {
-    // x = d q + m:  Σ x·y = d·dy·Σ q qy + m·(dy Σ qy)
+    // x = d q + m:  Σ x·y = d·dy·Σ q qy + m·(dy Σ qy); q of element e: nibble e % 16 of qs (low for e < 16), bit e of qh
     public static float Q5_1(byte* w, ActQ8* a)
     {
         var blk = (BlockQ5_1*)w;
         float sum = 0;
         for (int b = 0; b < a->Cols / 32; b++, blk++)
         {
-            sbyte* x = a->Q + 32 * b;
             uint qh = *(uint*)blk->Qh;
             int isum = 0;
-            for (int j = 0; j < 16; j++)
-            {
-                int q0 = (blk->Qs[j] & 0xF) | (int)(((qh >> j) << 4) & 0x10);
-                int q1 = (blk->Qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
-                isum += q0 * x[j] + q1 * x[j + 16];
-            }
+            for (int e = 0; e < 32; e++)
+                isum += (((blk->Qs[e % 16] >> (e / 16 * 4)) & 0xF) | (int)((qh >> e) & 1) << 4) * a->Q[32 * b + e];
             sum += (float)blk->D * a->D[b] * isum + (float)blk->M * a->S[b];
         }
         return sum;

@@ -121,23 +121,19 @@ public static unsafe partial class Quantize
     /// </summary>
     internal static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++)
-            if (MathF.Abs(x[i]) > amax) { amax = MathF.Abs(x[i]); max = x[i]; }
-        if (amax < GroupMaxEps)
+        float max = LargestMagnitude(x, n);
+        if (MathF.Abs(max) < GroupMaxEps)
         {
-            for (int i = 0; i < n; i++) L[i] = 0;
+            new Span<sbyte>(L, n).Clear();
             return 0f;
         }
-        float iscale = -nmax / max;
-        float sumlx = 0, suml2 = 0;
+        float iscale = -nmax / max, sumlx = 0, suml2 = 0;
         for (int i = 0; i < n; i++)
         {
-            int l = Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
-            L[i] = (sbyte)l;
+            L[i] = (sbyte)Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
             float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            sumlx += w * x[i] * L[i];
+            suml2 += w * L[i] * L[i];
         }
         for (int itry = 0; itry < 5; itry++)
         {
@@ -194,10 +190,8 @@ public static unsafe partial class Quantize
         {
             float* xb = x + 32 * ib;
             byte* Lb = L + 32 * ib;
-            float amax = 0, max = 0;
-            for (int j = 0; j < 32; j++)
-                if (MathF.Abs(xb[j]) > amax) { amax = MathF.Abs(xb[j]); max = xb[j]; }
-            if (amax < GroupMaxEps) { scales[ib] = 0; continue; }
+            float max = LargestMagnitude(xb, 32);
+            if (MathF.Abs(max) < GroupMaxEps) { scales[ib] = 0; continue; }
             float d = -max / values[0], id = 1 / d;
             float sumqx = 0, sumq2 = 0;
             for (int j = 0; j < 32; j++)
@@ -251,6 +245,15 @@ public static unsafe partial class Quantize
         for (int i = 0; i < blocks; i++)
             for (int j = 0; j < 16; j++) q4[16 * i + j] = (byte)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
         return stored;
+    }
+
+    /// <summary>The value of largest magnitude, sign kept (the first of equal magnitudes, as ggml's loops keep it).</summary>
+    private static float LargestMagnitude(float* x, int n)
+    {
+        float amax = 0, max = 0;
+        for (int i = 0; i < n; i++)
+            if (MathF.Abs(x[i]) > amax) { amax = MathF.Abs(x[i]); max = x[i]; }
+        return max;
     }
 
     /// <summary>best_index_int8: the index of the grid value nearest to <paramref name="x"/> (binary search; ties go up).</summary>

@@ -74,62 +74,36 @@ internal static unsafe partial class DotX86
     private static Vector256<int> ScaledDotS8S8(Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), scale);
 
-    /// <summary>Q2_K's 4-bit sub-block scales (low nibbles) as bytes in both lanes; the mins term Σ m_s·bsum_s.</summary>
+    /// <summary>
+    /// Q2_K (<paramref name="q3"/> false) and Q3_K: per super-block the runs at 256 or 512 bits (<paramref name="wide"/>),
+    /// summed to an exact int, then the format's scales and offsets (<see cref="TwoBitSuperBlock"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<byte> Q2KScales(BlockQ2_K* blk, short* bsums, out int summ)
+    private static float TwoBitK(byte* w, ActQ8* a, bool q3, bool wide)
     {
-        var sc = Vector128.Load(blk->Scales);
-        var mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(sc.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F));
-        summ = Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), mins));
-        return sc & Vector128.Create((byte)0x0F);
-    }
-
-    /// <summary>Q3_K's signed scales as bytes; 4·Σ sc_s·bsum_s (the −4 offset of its unsigned levels) in 8 int32 lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<sbyte> Q3KScalesAndBias(BlockQ3_K* blk, short* bsums, out Vector256<int> bias)
-    {
-        sbyte* s = stackalloc sbyte[16];
-        Q3KScales.Unpack(blk->Scales, s);
-        var sc = Vector128.Load(s);
-        bias = Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Avx2.ConvertToVector256Int16(sc)), 2);
-        return sc;
+        sbyte* scales = stackalloc sbyte[16];
+        int stride = q3 ? sizeof(BlockQ3_K) : sizeof(BlockQ2_K);
+        float sum = 0;
+        for (int b = 0; b < a->Cols / 256; b++)
+        {
+            PrefetchAhead(w + b * stride, 2);             // 84 / 110-byte super-blocks
+            var k = new TwoBitSuperBlock(w, b, q3, a->BSums + 16 * b, scales);
+            var sc = Vector128.Load(scales);
+            sbyte* x = a->Q + 256 * b;
+            int isum = wide ? Vector512.Sum(TwoBitRuns512(k.Qs, k.HMask, x, sc)) : Vector256.Sum(TwoBitRuns(k.Qs, k.HMask, x, Vector256.Create(sc, sc)));
+            sum += a->D[b] * (k.D * (isum - k.Offset) - k.Min);
+        }
+        return sum;
     }
 
     // ---------- 256-bit bodies ----------
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_K(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ2_K*)w;
-        var acc = Vector256<float>.Zero;
-        float minTerm = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            PrefetchAhead(blk, 2);                        // 84-byte super-block
-            var sc = Q2KScales(blk, a->BSums + 16 * b, out int summ);
-            var sumi = TwoBitRuns(blk->Qs, null, a->Q + 256 * b, Vector256.Create(sc, sc).AsSByte());
-            float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
-            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
-        }
-        return HSum(acc) - minTerm;
-    }
+    public static float Q2_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: false);
 
     /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_K(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ3_K*)w;
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            PrefetchAhead(blk, 2);                        // 110-byte super-block
-            var sc = Q3KScalesAndBias(blk, a->BSums + 16 * b, out var bias);
-            var sumi = TwoBitRuns(blk->Qs, blk->HMask, a->Q + 256 * b, Vector256.Create(sc, sc)) - bias;
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
-        }
-        return HSum(acc);
-    }
+    public static float Q3_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: false);
 
     /// <summary>Q5_1: unsigned 5-bit q straight into the u8×s8 dot; the min through the activations' d·Σq.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -217,37 +191,10 @@ internal static unsafe partial class DotX86
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_KAvx512(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ2_K*)w;
-        var acc = Vector512<float>.Zero;
-        float minTerm = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            PrefetchAhead(blk, 2);
-            var sc = Q2KScales(blk, a->BSums + 16 * b, out int summ);
-            var sumi = TwoBitRuns512(blk->Qs, null, a->Q + 256 * b, sc.AsSByte());
-            float dy = a->D[b];
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
-            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
-        }
-        return Vector512.Sum(acc) - minTerm;
-    }
+    public static float Q2_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: true);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_KAvx512(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ3_K*)w;
-        var acc = Vector512<float>.Zero;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            PrefetchAhead(blk, 2);
-            var sc = Q3KScalesAndBias(blk, a->BSums + 16 * b, out var bias);
-            var sumi = TwoBitRuns512(blk->Qs, blk->HMask, a->Q + 256 * b, sc) - bias.ToVector512();
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
-        }
-        return Vector512.Sum(acc);
-    }
+    public static float Q3_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: true);
 
     /// <summary>Q5_1, two blocks per register (<see cref="NibblePair"/> order, fifth bits joined), one-block tail at 256 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
