@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace DeepSeekCpu.Platform;
 
@@ -56,42 +56,21 @@ public static unsafe class MemoryBandwidth
         return best;
     }
 
-    /// <summary>Sums 64-bit words with four independent accumulators (so the loads, not the adds, set the pace).</summary>
+    /// <summary>
+    /// Sums 64-bit words with four independent accumulators (so the loads, not the adds, set the pace), at
+    /// <see cref="Vector{T}"/>'s width: any SIMD width saturates the memory bus, so one loop serves every ISA.
+    /// </summary>
     private static double Sum(byte* p, long bytes)
     {
-        if (Vector512.IsHardwareAccelerated)
+        int w = Vector<byte>.Count;
+        Vector<ulong> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (long i = 0; i + 4 * w <= bytes; i += 4 * w)
         {
-            Vector512<ulong> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (long i = 0; i + 256 <= bytes; i += 256)
-            {
-                a0 += Vector512.Load((ulong*)(p + i));
-                a1 += Vector512.Load((ulong*)(p + i + 64));
-                a2 += Vector512.Load((ulong*)(p + i + 128));
-                a3 += Vector512.Load((ulong*)(p + i + 192));
-            }
-            return Vector512.Sum(a0 + a1 + a2 + a3);
+            a0 += Vector.Load((ulong*)(p + i));
+            a1 += Vector.Load((ulong*)(p + i + w));
+            a2 += Vector.Load((ulong*)(p + i + 2 * w));
+            a3 += Vector.Load((ulong*)(p + i + 3 * w));
         }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<ulong> a0 = default, a1 = default, a2 = default, a3 = default;
-            long i = 0;
-            for (; i + 128 <= bytes; i += 128)
-            {
-                a0 += Vector256.Load((ulong*)(p + i));
-                a1 += Vector256.Load((ulong*)(p + i + 32));
-                a2 += Vector256.Load((ulong*)(p + i + 64));
-                a3 += Vector256.Load((ulong*)(p + i + 96));
-            }
-            return Vector256.Sum(a0 + a1 + a2 + a3);
-        }
-        Vector128<ulong> b0 = default, b1 = default, b2 = default, b3 = default;
-        for (long i = 0; i + 64 <= bytes; i += 64)
-        {
-            b0 += Vector128.Load((ulong*)(p + i));
-            b1 += Vector128.Load((ulong*)(p + i + 16));
-            b2 += Vector128.Load((ulong*)(p + i + 32));
-            b3 += Vector128.Load((ulong*)(p + i + 48));
-        }
-        return Vector128.Sum(b0 + b1 + b2 + b3);
+        return Vector.Sum(a0 + a1 + a2 + a3);
     }
 }
