@@ -108,48 +108,15 @@ public sealed class HfPreTokenizer : PreTokenizer
                     foreach (var s in segments)
                         if (!s.IsMatch) result.Add((s.Start, s.End));
                     break;
-                case SplitBehavior.Contiguous:
-                {
-                    bool previousMatch = false;
-                    foreach (var s in segments)
-                    {
-                        if (s.IsMatch && previousMatch && result.Count > 0)
-                            result[^1] = (result[^1].Start, s.End);
-                        else
-                            result.Add((s.Start, s.End));
-                        previousMatch = s.IsMatch;
-                    }
+                case SplitBehavior.Contiguous:          // consecutive matches become one piece
+                    Fold(segments, result, joinAfterMatch: true, backwards: false);
                     break;
-                }
-                case SplitBehavior.MergedWithPrevious:
-                {
-                    bool previousMatch = false;
-                    foreach (var s in segments)
-                    {
-                        if (s.IsMatch && !previousMatch && result.Count > 0)
-                            result[^1] = (result[^1].Start, s.End);
-                        else
-                            result.Add((s.Start, s.End));
-                        previousMatch = s.IsMatch;
-                    }
+                case SplitBehavior.MergedWithPrevious:  // a match joins the piece before it
+                    Fold(segments, result, joinAfterMatch: false, backwards: false);
                     break;
-                }
-                case SplitBehavior.MergedWithNext:
-                {
-                    // Mirror image of MergedWithPrevious: walk backwards, merge a match into the piece after it.
-                    bool previousMatch = false;
-                    for (int i = segments.Count - 1; i >= 0; i--)
-                    {
-                        var s = segments[i];
-                        if (s.IsMatch && !previousMatch && result.Count > 0)
-                            result[^1] = (s.Start, result[^1].End);
-                        else
-                            result.Add((s.Start, s.End));
-                        previousMatch = s.IsMatch;
-                    }
-                    result.Reverse();
+                case SplitBehavior.MergedWithNext:      // mirror image: walking backwards, a match joins the piece after it
+                    Fold(segments, result, joinAfterMatch: false, backwards: true);
                     break;
-                }
                 default:
                     foreach (var s in segments)
                         result.Add((s.Start, s.End));
@@ -157,6 +124,26 @@ public sealed class HfPreTokenizer : PreTokenizer
             }
             foreach ((int start, int end) in result)
                 output.Add((offset + start, end - start));
+        }
+
+        /// <summary>
+        /// Folds segments into pieces in walking order (forwards, or backwards for MergedWithNext): a match joins the
+        /// piece walked just before it when the segment before it was a match (<paramref name="joinAfterMatch"/>,
+        /// Contiguous) or was not (MergedWith*); every other segment starts a piece.
+        /// </summary>
+        private static void Fold(List<(int Start, int End, bool IsMatch)> segments, List<(int Start, int End)> result, bool joinAfterMatch, bool backwards)
+        {
+            bool previousMatch = false;
+            for (int k = 0; k < segments.Count; k++)
+            {
+                var s = segments[backwards ? segments.Count - 1 - k : k];
+                if (s.IsMatch && previousMatch == joinAfterMatch && result.Count > 0)
+                    result[^1] = (Math.Min(result[^1].Start, s.Start), Math.Max(result[^1].End, s.End));   // segments are adjacent
+                else
+                    result.Add((s.Start, s.End));
+                previousMatch = s.IsMatch;
+            }
+            if (backwards) result.Reverse();
         }
     }
 
