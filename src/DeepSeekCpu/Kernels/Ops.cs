@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
 
@@ -61,6 +62,76 @@ public static class Ops
                 var og = o.Slice(g * oStride, dv);
                 TensorPrimitives.MultiplyAdd(v, scores[g * len + j], og, og);
             }
+        }
+    }
+
+    /// <summary>x[t] = row tokens[t] of the embedding table as float32 (a lookup: <paramref name="x"/> is [n, dim]).</summary>
+    public static void EmbedRows(WeightMatrix embed, ReadOnlySpan<int> tokens, Span<float> x)
+    {
+        int dim = embed.Cols;
+        for (int t = 0; t < tokens.Length; t++) Dequantize.RowOf(embed, tokens[t], x.Slice(t * dim, dim));
+    }
+
+    /// <summary>
+    /// The graph's last step: logits[m, vocab] = head · RMSNorm(x[m, dim]) for the m rows in <paramref name="x"/>
+    /// (none: nothing to do); <paramref name="scratch"/> holds the normed rows.
+    /// </summary>
+    public static void NormThenHead(ReadOnlySpan<float> x, float[] norm, float eps, WeightMatrix head, Span<float> scratch, Span<float> logits)
+    {
+        int dim = head.Cols, m = x.Length / dim;
+        if (m == 0) return;
+        var h = scratch[..(m * dim)];                                // [m, dim]
+        RmsNormRows(x, norm, h, m, dim, eps);
+        MatMul.Multiply(head, h, logits[..(m * head.Rows)], m);
+    }
+
+    /// <summary>
+    /// Group-limited routing (DeepSeek's Gate): <paramref name="scores"/> ([groups · per]) is viewed as
+    /// <paramref name="groups"/> groups; each group scores its max, or with <paramref name="top2Sum"/> the sum of its
+    /// two largest (model.py: scores.topk(2, dim=-1)[0].sum(dim=-1)); every score outside the <paramref name="keep"/>
+    /// best groups becomes −∞ (model.py's masked_fill; HF's V3 code uses 0.0). <paramref name="scratch"/>: [2·groups].
+    /// </summary>
+    public static void KeepBestGroups(Span<float> scores, int groups, int keep, bool top2Sum, Span<float> scratch)
+    {
+        int per = scores.Length / groups;
+        var groupScores = scratch[..groups];                 // [groups]
+        var kept = scratch.Slice(groups, groups);            // [groups] 1 = kept
+        for (int g = 0; g < groups; g++)
+        {
+            var grp = scores.Slice(g * per, per);
+            if (top2Sum && per >= 2)
+            {
+                float a = float.NegativeInfinity, b = float.NegativeInfinity;
+                foreach (float v in grp) { if (v > a) { b = a; a = v; } else if (v > b) b = v; }
+                groupScores[g] = a + b;
+            }
+            else groupScores[g] = TensorPrimitives.Max(grp);
+        }
+        kept.Clear();
+        for (int k = 0; k < keep; k++)
+        {
+            int best = -1;
+            for (int g = 0; g < groups; g++)
+                if (kept[g] == 0 && (best < 0 || groupScores[g] > groupScores[best])) best = g;
+            kept[best] = 1;
+        }
+        for (int g = 0; g < groups; g++)
+            if (kept[g] == 0) scores.Slice(g * per, per).Fill(float.NegativeInfinity);
+    }
+
+    /// <summary>
+    /// Indices of the <paramref name="indices"/>.Length largest values, largest first (torch.topk; k is small:
+    /// repeated arg-max, the first of equal values wins). Chosen values are overwritten with NaN.
+    /// </summary>
+    public static void TopK(Span<float> values, Span<int> indices)
+    {
+        for (int k = 0; k < indices.Length; k++)
+        {
+            int best = -1;
+            for (int e = 0; e < values.Length; e++)
+                if (!float.IsNaN(values[e]) && (best < 0 || values[e] > values[best])) best = e;
+            indices[k] = best;
+            values[best] = float.NaN;                        // chosen: never again
         }
     }
 

@@ -97,7 +97,7 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
         int n = rows.Count, dim = Config.HiddenSize;
         var p = _pass is { } b && b.Rows >= n ? b : (_pass = new DeepSeekPass(Config, Math.Min(DeepSeekSession.MaxBatch, Math.Max(n, 2 * (_pass?.Rows ?? 0)))));
         var x = p.X.AsSpan(0, n * dim);                              // [n, dim]
-        for (int t = 0; t < n; t++) Dequantize.RowOf(_embed, tokens[t], x.Slice(t * dim, dim));
+        Ops.EmbedRows(_embed, tokens[..n], x);
         var rope = _rope.Current;
         bool expand = MlaPlan.Expands(MlaMode, rows, Config);
         for (int l = 0; l < _layers.Length; l++)
@@ -105,20 +105,10 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
             _layers[l].Forward(p, rows, rope, expand, x);
             LayerObserver?.AfterBlock(l, x, n);
         }
-        int m = n - firstLogitRow;
-        if (m == 0) return;
-        var h = p.Normed.AsSpan(0, m * dim);                         // [m, dim]
-        Ops.RmsNormRows(x[(firstLogitRow * dim)..], _norm, h, m, dim, Config.RmsNormEps);
-        MatMul.Multiply(_head, h, logits[..(m * Config.VocabSize)], m);
+        Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _head, p.Normed, logits);
     }
 
     public void Dispose() => Weights.Dispose();
-}
-
-/// <summary>A block's feed-forward half: a dense MLP or a mixture of experts. y[n, dim] = FFN(x[n, dim]).</summary>
-internal interface IFeedForward
-{
-    void Forward(DeepSeekPass p, ReadOnlySpan<float> x, Span<float> y, int n);
 }
 
 /// <summary>One transformer block (model.py class Block): attention and feed-forward, each behind an RMSNorm and a residual.</summary>

@@ -72,18 +72,14 @@ public sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
         int n = rows.Count, dim = Config.HiddenSize;
         var p = _pass is { } b && b.Rows >= n ? b : (_pass = new LlamaPass(Config, Math.Min(MaxBatch, Math.Max(n, 2 * (_pass?.Rows ?? 0)))));
         var x = p.X.AsSpan(0, n * dim);                              // [n, dim]
-        for (int t = 0; t < n; t++) Dequantize.RowOf(_embedding, tokens[t], x.Slice(t * dim, dim));
+        Ops.EmbedRows(_embedding, tokens[..n], x);
         var rope = _rope.Current;
         for (int l = 0; l < _layers.Length; l++)
         {
             _layers[l].Forward(p, rows, l, rope, x);
             LayerObserver?.AfterBlock(l, x, n);
         }
-        int m = n - firstLogitRow;
-        if (m == 0) return;
-        var h = p.Xb.AsSpan(0, m * dim);                             // [m, dim]
-        Ops.RmsNormRows(x[(firstLogitRow * dim)..], _norm, h, m, dim, Config.RmsNormEps);
-        MatMul.Multiply(_output, h, logits[..(m * Config.VocabSize)], m);
+        Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _output, p.Xb, logits);
     }
 
     public void Dispose() => Weights.Dispose();
