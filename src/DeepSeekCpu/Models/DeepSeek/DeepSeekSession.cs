@@ -102,3 +102,9 @@ internal sealed class DeepSeekPass
     private static float[] Grow(ref float[]? a, int length) =>
         a is { } b && b.Length >= length ? b : (a = new float[Math.Max(length, (a?.Length ?? 0) * 2)]);
 }
+
+/// <summary>A block's feed-forward half: a dense MLP or a mixture of experts. y[n, dim] = FFN(x[n, dim]).</summary>
+internal interface IFeedForward
+{
+    void Forward(DeepSeekPass p, ReadOnlySpan<float> x, Span<float> y, int n);
+}

@@ -63,46 +63,11 @@ internal sealed class Gate
         if (_bias != null) TensorPrimitives.Add(scores, _bias, select);
         else scores.CopyTo(select);
 
-        if (_groupLimit)
-        {
-            int per = _experts / _groups;
-            var groupScores = groupScratch[.._groups];         // [n_group]
-            var kept = groupScratch.Slice(_groups, _groups);   // [n_group] 1 = kept
-            for (int g = 0; g < _groups; g++)
-            {
-                var grp = select.Slice(g * per, per);
-                if (_groupTop2Sum && per >= 2)
-                {
-                    // sum of the two largest (model.py: scores.topk(2, dim=-1)[0].sum(dim=-1))
-                    float a = float.NegativeInfinity, b = float.NegativeInfinity;
-                    foreach (float v in grp) { if (v > a) { b = a; a = v; } else if (v > b) b = v; }
-                    groupScores[g] = a + b;
-                }
-                else groupScores[g] = TensorPrimitives.Max(grp);
-            }
-            kept.Clear();
-            for (int k = 0; k < _topkGroups; k++)
-            {
-                int best = -1;
-                for (int g = 0; g < _groups; g++)
-                    if (kept[g] == 0 && (best < 0 || groupScores[g] > groupScores[best])) best = g;
-                kept[best] = 1;
-            }
-            // every expert outside the kept groups gets −∞ (DeepSeek's masked_fill; HF's V3 code uses 0.0)
-            for (int g = 0; g < _groups; g++)
-                if (kept[g] == 0) select.Slice(g * per, per).Fill(float.NegativeInfinity);
-        }
-
-        // top-k by selection score (k is small: repeated arg-max; the first of equal values wins)
-        for (int k = 0; k < _topk; k++)
-        {
-            int best = -1;
-            for (int e = 0; e < _experts; e++)
-                if (!float.IsNaN(select[e]) && (best < 0 || select[e] > select[best])) best = e;
-            indices[k] = best;
-            weights[k] = scores[best];                           // the original score, without the bias
-            select[best] = float.NaN;                            // chosen: never again
-        }
+        // only the experts of the topk_group best groups stay selectable
+        if (_groupLimit) Ops.KeepBestGroups(select, _groups, _topkGroups, _groupTop2Sum, groupScratch);
+        var chosen = indices[.._topk];
+        Ops.TopK(select, chosen);
+        for (int k = 0; k < _topk; k++) weights[k] = scores[chosen[k]];   // the original score, without the bias
         var wk = weights[.._topk];
         if (_normalize) TensorPrimitives.Divide(wk, TensorPrimitives.Sum(wk), wk);
         TensorPrimitives.Multiply(wk, _routeScale, wk);
