@@ -71,26 +71,17 @@ internal static unsafe class Int8Tiles
                     m[i] = -128 * d[i];
                 }
                 break;
-            case DType.Q4_0:
+            case DType.Q4_0 or DType.Q4_1:
+                // the same nibbles after d (Q4_0) or d, m (Q4_1): w = d·q − 8d, or d·q + m
+                int bytes = w.Type == DType.Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ4_1), qsAt = bytes - 16;
                 for (int i = 0; i < count; i++)
                 {
-                    var blk = (BlockQ4_0*)row + b0 + i;
-                    var v = Vector128.Load(blk->Qs);
+                    byte* blk = row + (long)(b0 + i) * bytes;
+                    var v = Vector128.Load(blk + qsAt);
                     (v & mask).Store(q + 32 * i);
                     (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 32 * i + 16);
-                    d[i] = HalfBits.ToFloat(blk->D);
-                    m[i] = -8 * d[i];
-                }
-                break;
-            case DType.Q4_1:
-                for (int i = 0; i < count; i++)
-                {
-                    var blk = (BlockQ4_1*)row + b0 + i;
-                    var v = Vector128.Load(blk->Qs);
-                    (v & mask).Store(q + 32 * i);
-                    (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 32 * i + 16);
-                    d[i] = HalfBits.ToFloat(blk->D);
-                    m[i] = HalfBits.ToFloat(blk->M);
+                    d[i] = HalfBits.ToFloat(((BlockQ4_1*)blk)->D);
+                    m[i] = w.Type == DType.Q4_0 ? -8 * d[i] : HalfBits.ToFloat(((BlockQ4_1*)blk)->M);
                 }
                 break;
             case DType.Q4_K:

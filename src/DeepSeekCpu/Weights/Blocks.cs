@@ -150,4 +150,55 @@ public static unsafe class KQuant
         out4[2] = u1 & k1;                                        // mins 0-3
         out4[3] = ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4);    // mins 4-7
     }
+
+    /// <summary>
+    /// Quant <paramref name="l"/> (0..31) of sub-block <paramref name="j"/> (0..7) of a Q4_K or Q5_K block: the low
+    /// (even j) or high (odd j) nibble of qs[32·(j/2) + l], plus 16 where <paramref name="qh"/> (Q5_K; null for Q4_K)
+    /// has bit j of qh[l] set (ggml-quants.c dequantize_row_q4_K / q5_K).
+    /// </summary>
+    public static int K4Quant(byte* qs, byte* qh, int j, int l)
+    {
+        int nibble = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
+        return qh == null ? nibble : nibble | (((qh[l] >> j) & 1) << 4);
+    }
+
+    /// <summary>
+    /// Quant <paramref name="i"/> (0..255) of a Q6_K block minus 32, in −32..31; its scale is Scales[i / 16]. Bits as
+    /// <see cref="BlockQ6_K"/> describes (ggml-quants.c dequantize_row_q6_K).
+    /// </summary>
+    public static int Q6Quant(BlockQ6_K* b, int i)
+    {
+        int half = i / 128, quarter = i / 32 % 4, l = i % 32;
+        int low = (b->Ql[64 * half + 32 * (quarter & 1) + l] >> (4 * (quarter / 2))) & 0xF;
+        int high = (b->Qh[32 * half + l] >> (2 * quarter)) & 3;
+        return (low | (high << 4)) - 32;
+    }
+}
+
+/// <summary>
+/// Q4_K and Q5_K differ only by Q5_K's 32 bytes of fifth bits (qh) between the scales and the nibbles (D, DMin and
+/// Scales sit at the same offsets in both), so each ISA has one body for both, generic over this flavour; the JIT
+/// folds the constants, so the Q4_K instance carries no qh code.
+/// </summary>
+public interface IK4Layout
+{
+    static abstract int BlockBytes { get; }
+    /// <summary>Offset of qs (128 bytes of nibbles) in the block.</summary>
+    static abstract int QsOffset { get; }
+    /// <summary>Q5_K: qh (at <see cref="BlockQ5_K.Qh"/>'s offset) holds bit 4 of every quant.</summary>
+    static abstract bool HasQh { get; }
+}
+
+public readonly unsafe struct Q4_KLayout : IK4Layout
+{
+    public static int BlockBytes => sizeof(BlockQ4_K);
+    public static int QsOffset => 16;
+    public static bool HasQh => false;
+}
+
+public readonly unsafe struct Q5_KLayout : IK4Layout
+{
+    public static int BlockBytes => sizeof(BlockQ5_K);
+    public static int QsOffset => 48;
+    public static bool HasQh => true;
 }

@@ -69,16 +69,24 @@ internal static unsafe partial class DotArm
         return Vector128.Sum(acc);
     }
 
+    public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => K4<TDot, Q4_KLayout>(w, a);
+
+    public static float Q5_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => K4<TDot, Q5_KLayout>(w, a);
+
+    /// <summary>Q4_K and Q5_K (<see cref="IK4Layout"/>; Q5_K's fifth bits, bit 2g / 2g+1 of qh for the low / high
+    /// nibbles of group g, become 0x10).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
+    private static float K4<TDot, TK>(byte* w, ActQ8* a) where TDot : IS8Dot where TK : IK4Layout
     {
-        var blk = (BlockQ4_K*)w;
         uint* sm = stackalloc uint[4];
         byte* scales = (byte*)sm, mins = scales + 8;
         var mask = Vector128.Create((byte)0x0F);
+        var bit4 = Vector128.Create((byte)0x10);
         float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        for (int b = 0; b < a->Cols / 256; b++, w += TK.BlockBytes)
         {
+            var blk = (BlockQ4_K*)w;                      // D, DMin, Scales: the same offsets in Q5_K
+            byte* qs = w + TK.QsOffset;
             KQuant.UnpackScalesMins(blk->Scales, sm);
             sbyte* x = a->Q + 256 * b;
             short* bs = a->BSums + 16 * b;
@@ -86,10 +94,26 @@ internal static unsafe partial class DotArm
             for (int j = 0; j < 8; j++) summ += mins[j] * (bs[2 * j] + bs[2 * j + 1]);
             for (int g = 0; g < 4; g++)
             {
-                var q0 = Vector128.Load(blk->Qs + 32 * g);
-                var q1 = Vector128.Load(blk->Qs + 32 * g + 16);
-                var lo = Dot32<TDot>((q0 & mask).AsSByte(), (q1 & mask).AsSByte(), x + 64 * g);
-                var hi = Dot32<TDot>(AdvSimd.ShiftRightLogical(q0, 4).AsSByte(), AdvSimd.ShiftRightLogical(q1, 4).AsSByte(), x + 64 * g + 32);
+                var q0 = Vector128.Load(qs + 32 * g);
+                var q1 = Vector128.Load(qs + 32 * g + 16);
+                var lo0 = q0 & mask;
+                var lo1 = q1 & mask;
+                var hi0 = AdvSimd.ShiftRightLogical(q0, 4);
+                var hi1 = AdvSimd.ShiftRightLogical(q1, 4);
+                if (TK.HasQh)
+                {
+                    byte* qh = ((BlockQ5_K*)w)->Qh;
+                    var mLo = Vector128.Create((byte)(1 << (2 * g)));
+                    var mHi = Vector128.Create((byte)(2 << (2 * g)));
+                    var qh0 = Vector128.Load(qh);
+                    var qh1 = Vector128.Load(qh + 16);
+                    lo0 |= Vector128.Equals(qh0 & mLo, mLo) & bit4;
+                    lo1 |= Vector128.Equals(qh1 & mLo, mLo) & bit4;
+                    hi0 |= Vector128.Equals(qh0 & mHi, mHi) & bit4;
+                    hi1 |= Vector128.Equals(qh1 & mHi, mHi) & bit4;
+                }
+                var lo = Dot32<TDot>(lo0.AsSByte(), lo1.AsSByte(), x + 64 * g);
+                var hi = Dot32<TDot>(hi0.AsSByte(), hi1.AsSByte(), x + 64 * g + 32);
                 sumi += AdvSimd.Arm64.AddAcross(lo).ToScalar() * scales[2 * g] + AdvSimd.Arm64.AddAcross(hi).ToScalar() * scales[2 * g + 1];
             }
             sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
@@ -139,42 +163,4 @@ internal static unsafe partial class DotArm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Sum16<TDot>(Vector128<sbyte> q, sbyte* x) where TDot : IS8Dot =>
         AdvSimd.Arm64.AddAcross(TDot.Dot(Vector128<int>.Zero, q, Vector128.Load(x))).ToScalar();
-
-    /// <summary>Q5_K: the Q4_K body with the fifth bits of qh (bit 2g / 2g+1 for the low / high nibbles of group g) as 0x10.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q5_K<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
-    {
-        var blk = (BlockQ5_K*)w;
-        uint* sm = stackalloc uint[4];
-        byte* scales = (byte*)sm, mins = scales + 8;
-        var mask = Vector128.Create((byte)0x0F);
-        var bit4 = Vector128.Create((byte)0x10);
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            KQuant.UnpackScalesMins(blk->Scales, sm);
-            sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            int summ = 0, sumi = 0;
-            for (int j = 0; j < 8; j++) summ += mins[j] * (bs[2 * j] + bs[2 * j + 1]);
-            var qh0 = Vector128.Load(blk->Qh);
-            var qh1 = Vector128.Load(blk->Qh + 16);
-            for (int g = 0; g < 4; g++)
-            {
-                var mLo = Vector128.Create((byte)(1 << (2 * g)));
-                var mHi = Vector128.Create((byte)(2 << (2 * g)));
-                var q0 = Vector128.Load(blk->Qs + 32 * g);
-                var q1 = Vector128.Load(blk->Qs + 32 * g + 16);
-                var lo0 = (q0 & mask) | (Vector128.Equals(qh0 & mLo, mLo) & bit4);
-                var lo1 = (q1 & mask) | (Vector128.Equals(qh1 & mLo, mLo) & bit4);
-                var hi0 = AdvSimd.ShiftRightLogical(q0, 4) | (Vector128.Equals(qh0 & mHi, mHi) & bit4);
-                var hi1 = AdvSimd.ShiftRightLogical(q1, 4) | (Vector128.Equals(qh1 & mHi, mHi) & bit4);
-                var lo = Dot32<TDot>(lo0.AsSByte(), lo1.AsSByte(), x + 64 * g);
-                var hi = Dot32<TDot>(hi0.AsSByte(), hi1.AsSByte(), x + 64 * g + 32);
-                sumi += AdvSimd.Arm64.AddAcross(lo).ToScalar() * scales[2 * g] + AdvSimd.Arm64.AddAcross(hi).ToScalar() * scales[2 * g + 1];
-            }
-            sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
-        }
-        return sum;
-    }
 }

@@ -81,47 +81,36 @@ public static unsafe partial class Dequantize
         return sign != 0 ? -mag : mag;
     }
 
-    // dequantize_row_q8_0: x = d * q
-    public static void Q8_0(BlockQ8_0* b, Span<float> y)
-    {
-        float d = (float)b->D;
-        for (int j = 0; j < 32; j++) y[j] = d * b->Qs[j];
-    }
+    // The 32-element blocks: quant j (0..31) as an integer q, then x = d·q (+ m for Q4_1), d and m the block's first
+    // fields (ggml-quants.c dequantize_row_q8_0 / q4_0 / q4_1 / q5_0).
 
-    // dequantize_row_q4_0: element j is the low nibble of qs[j], element j+16 the high nibble; x = d * (q - 8)
-    public static void Q4_0(BlockQ4_0* b, Span<float> y)
-    {
-        float d = (float)b->D;
-        for (int j = 0; j < 16; j++)
-        {
-            y[j] = d * ((b->Qs[j] & 0x0F) - 8);
-            y[j + 16] = d * ((b->Qs[j] >> 4) - 8);
-        }
-    }
+    // q8_0: x = d * qs[j]
+    internal static int Q8_0Quant(byte* blk, int j) => ((BlockQ8_0*)blk)->Qs[j];
 
-    // dequantize_row_q4_1: x = d * q + m
-    public static void Q4_1(BlockQ4_1* b, Span<float> y)
-    {
-        float d = (float)b->D, m = (float)b->M;
-        for (int j = 0; j < 16; j++)
-        {
-            y[j] = d * (b->Qs[j] & 0x0F) + m;
-            y[j + 16] = d * (b->Qs[j] >> 4) + m;
-        }
-    }
+    // q4_0: element j < 16 is the low nibble of qs[j], element j + 16 the high nibble of qs[j - 16]; x = d * (q - 8)
+    internal static int Q4_0Quant(byte* blk, int j) => Nibble(((BlockQ4_0*)blk)->Qs, j) - 8;
 
-    // dequantize_row_q5_0: the fifth bit of element j is bit j of qh (little-endian u32); x = d * (q - 16)
-    public static void Q5_0(BlockQ5_0* b, Span<float> y)
+    // q4_1: nibbles as q4_0; x = d * q + m
+    internal static int Q4_1Quant(byte* blk, int j) => Nibble(((BlockQ4_1*)blk)->Qs, j);
+
+    // q5_0: the fifth bit of element j is bit j of qh (little-endian u32); x = d * (q - 16)
+    internal static int Q5_0Quant(byte* blk, int j) =>
+        (Nibble(((BlockQ5_0*)blk)->Qs, j) | (int)(((*(uint*)((BlockQ5_0*)blk)->Qh >> j) & 1) << 4)) - 16;
+
+    private static int Nibble(byte* qs, int j) => j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
+
+    public static void Q8_0(BlockQ8_0* b, Span<float> y) => Blocks32((byte*)b, &Q8_0Quant, y);
+
+    public static void Q4_0(BlockQ4_0* b, Span<float> y) => Blocks32((byte*)b, &Q4_0Quant, y);
+
+    public static void Q4_1(BlockQ4_1* b, Span<float> y) => Blocks32((byte*)b, &Q4_1Quant, y, hasMin: true);
+
+    public static void Q5_0(BlockQ5_0* b, Span<float> y) => Blocks32((byte*)b, &Q5_0Quant, y);
+
+    private static void Blocks32(byte* blk, delegate*<byte*, int, int> quant, Span<float> y, bool hasMin = false)
     {
-        float d = (float)b->D;
-        uint qh = *(uint*)b->Qh;
-        for (int j = 0; j < 16; j++)
-        {
-            int h0 = (int)((qh >> j) << 4) & 0x10;
-            int h1 = (int)(qh >> (j + 12)) & 0x10;
-            y[j] = d * (((b->Qs[j] & 0x0F) | h0) - 16);
-            y[j + 16] = d * (((b->Qs[j] >> 4) | h1) - 16);
-        }
+        float d = (float)((Half*)blk)[0];
+        for (int j = 0; j < 32; j++) y[j] = hasMin ? d * quant(blk, j) + (float)((Half*)blk)[1] : d * quant(blk, j);
     }
 
     // dequantize_row_q8_K: x = d * q
@@ -130,61 +119,27 @@ public static unsafe partial class Dequantize
         for (int j = 0; j < 256; j++) y[j] = b->D * b->Qs[j];
     }
 
-    // dequantize_row_q4_K: per 64 elements, two sub-blocks share 32 bytes (low / high nibbles)
-    public static void Q4_K(BlockQ4_K* b, Span<float> y)
+    // dequantize_row_q4_K / q5_K: x = d·sc_j·q − dmin·m_j for quant q of sub-block j (KQuant.K4Quant)
+    public static void Q4_K(BlockQ4_K* b, Span<float> y) => K4(b, b->Qs, null, y);
+
+    public static void Q5_K(BlockQ5_K* b, Span<float> y) => K4((BlockQ4_K*)b, b->Qs, b->Qh, y);   // same D, DMin, Scales
+
+    private static void K4(BlockQ4_K* b, byte* qs, byte* qh, Span<float> y)
     {
         float d = (float)b->D, dmin = (float)b->DMin;
-        byte* q = b->Qs;
-        for (int g = 0; g < 4; g++, q += 32)
+        for (int j = 0; j < 8; j++)
         {
-            KQuant.ScaleMin(2 * g, b->Scales, out int sc1, out int m1);
-            KQuant.ScaleMin(2 * g + 1, b->Scales, out int sc2, out int m2);
-            float d1 = d * sc1, mm1 = dmin * m1, d2 = d * sc2, mm2 = dmin * m2;
-            for (int l = 0; l < 32; l++) y[64 * g + l] = d1 * (q[l] & 0xF) - mm1;
-            for (int l = 0; l < 32; l++) y[64 * g + 32 + l] = d2 * (q[l] >> 4) - mm2;
+            KQuant.ScaleMin(j, b->Scales, out int sc, out int m);
+            float dj = d * sc, mj = dmin * m;
+            for (int l = 0; l < 32; l++) y[32 * j + l] = dj * KQuant.K4Quant(qs, qh, j, l) - mj;
         }
     }
 
-    // dequantize_row_q5_K: as Q4_K with a fifth bit from qh (bit 2g for the low nibbles, 2g+1 for the high)
-    public static void Q5_K(BlockQ5_K* b, Span<float> y)
-    {
-        float d = (float)b->D, dmin = (float)b->DMin;
-        byte* ql = b->Qs;
-        byte* qh = b->Qh;
-        for (int g = 0; g < 4; g++, ql += 32)
-        {
-            KQuant.ScaleMin(2 * g, b->Scales, out int sc1, out int m1);
-            KQuant.ScaleMin(2 * g + 1, b->Scales, out int sc2, out int m2);
-            float d1 = d * sc1, mm1 = dmin * m1, d2 = d * sc2, mm2 = dmin * m2;
-            int u1 = 1 << (2 * g), u2 = 2 << (2 * g);
-            for (int l = 0; l < 32; l++) y[64 * g + l] = d1 * ((ql[l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - mm1;
-            for (int l = 0; l < 32; l++) y[64 * g + 32 + l] = d2 * ((ql[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - mm2;
-        }
-    }
-
-    // dequantize_row_q6_K: see BlockQ6_K for the bit positions
+    // dequantize_row_q6_K: x = d·scales[i/16]·(q − 32)
     public static void Q6_K(BlockQ6_K* b, Span<float> y)
     {
         float d = (float)b->D;
-        byte* ql = b->Ql;
-        byte* qh = b->Qh;
-        sbyte* sc = b->Scales;
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8)
-        {
-            int o = 128 * half;
-            for (int l = 0; l < 32; l++)
-            {
-                int s = l / 16;
-                int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[o + l] = d * sc[s] * q1;
-                y[o + l + 32] = d * sc[s + 2] * q2;
-                y[o + l + 64] = d * sc[s + 4] * q3;
-                y[o + l + 96] = d * sc[s + 6] * q4;
-            }
-        }
+        for (int i = 0; i < 256; i++) y[i] = d * b->Scales[i / 16] * KQuant.Q6Quant(b, i);
     }
 
     /// <summary>Dequantizes a whole matrix (all rows, FP8 block scales applied).</summary>

@@ -9,64 +9,25 @@ namespace DeepSeekCpu.Kernels.Reference;
 /// </summary>
 internal static unsafe partial class DotReference
 {
-    public static float Q8_0(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ8_0*)w;
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
-        {
-            int isum = 0;
-            for (int j = 0; j < 32; j++) isum += blk->Qs[j] * a->Q[32 * b + j];
-            sum += (float)blk->D * a->D[b] * isum;
-        }
-        return sum;
-    }
+    public static float Q8_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ8_0), &Dequantize.Q8_0Quant);
 
-    public static float Q4_0(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ4_0*)w;
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
-        {
-            sbyte* x = a->Q + 32 * b;
-            int isum = 0;
-            for (int j = 0; j < 16; j++) isum += ((blk->Qs[j] & 0xF) - 8) * x[j] + ((blk->Qs[j] >> 4) - 8) * x[j + 16];
-            sum += (float)blk->D * a->D[b] * isum;
-        }
-        return sum;
-    }
+    public static float Q4_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ4_0), &Dequantize.Q4_0Quant);
 
     // x = d q + m:  Σ x·y = d·dy·Σ q qy + m·(dy Σ qy)
-    public static float Q4_1(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ4_1*)w;
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
-        {
-            sbyte* x = a->Q + 32 * b;
-            int isum = 0;
-            for (int j = 0; j < 16; j++) isum += (blk->Qs[j] & 0xF) * x[j] + (blk->Qs[j] >> 4) * x[j + 16];
-            sum += (float)blk->D * a->D[b] * isum + (float)blk->M * a->S[b];
-        }
-        return sum;
-    }
+    public static float Q4_1(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ4_1), &Dequantize.Q4_1Quant, hasMin: true);
 
-    public static float Q5_0(byte* w, ActQ8* a)
+    public static float Q5_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ5_0), &Dequantize.Q5_0Quant);
+
+    /// <summary>Σ over 32-element blocks of d·dy·Σ q·qy (+ m·dy·Σ qy for Q4_1), q the block's integer quants
+    /// (<see cref="Dequantize.Q4_0Quant"/> and siblings); d is the first field of every such block, m the second.</summary>
+    private static float Blocks32(byte* w, ActQ8* a, int blockBytes, delegate*<byte*, int, int> quant, bool hasMin = false)
     {
-        var blk = (BlockQ5_0*)w;
         float sum = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        for (int b = 0; b < a->Cols / 32; b++, w += blockBytes)
         {
-            sbyte* x = a->Q + 32 * b;
-            uint qh = *(uint*)blk->Qh;
             int isum = 0;
-            for (int j = 0; j < 16; j++)
-            {
-                int q0 = ((blk->Qs[j] & 0xF) | (int)(((qh >> j) << 4) & 0x10)) - 16;
-                int q1 = ((blk->Qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10)) - 16;
-                isum += q0 * x[j] + q1 * x[j + 16];
-            }
-            sum += (float)blk->D * a->D[b] * isum;
+            for (int j = 0; j < 32; j++) isum += quant(w, j) * a->Q[32 * b + j];
+            sum += (float)((Half*)w)[0] * a->D[b] * isum + (hasMin ? (float)((Half*)w)[1] * a->S[b] : 0);
         }
         return sum;
     }
@@ -84,88 +45,42 @@ internal static unsafe partial class DotReference
         return sum;
     }
 
-    // Σ over sub-blocks j of d·sc_j·Σ q·qy − dmin·m_j·Σ qy, with Σ qy from the Q8_K block sums.
-    public static float Q4_K(byte* w, ActQ8* a)
+    public static float Q4_K(byte* w, ActQ8* a) => K4(w, a, sizeof(BlockQ4_K), 16, false);
+
+    public static float Q5_K(byte* w, ActQ8* a) => K4(w, a, sizeof(BlockQ5_K), 48, true);
+
+    // Σ over sub-blocks j of d·sc_j·Σ q·qy − dmin·m_j·Σ qy, with Σ qy from the Q8_K block sums; Q4_K and Q5_K share
+    // D, DMin and Scales, and Q5_K adds the fifth bits qh (KQuant.K4Quant).
+    private static float K4(byte* w, ActQ8* a, int blockBytes, int qsOffset, bool hasQh)
     {
-        var blk = (BlockQ4_K*)w;
         float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        for (int b = 0; b < a->Cols / 256; b++, w += blockBytes)
         {
-            sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
+            var blk = (BlockQ4_K*)w;
+            byte* qs = w + qsOffset, qh = hasQh ? ((BlockQ5_K*)w)->Qh : null;
             int sumi = 0, summ = 0;
-            for (int g = 0; g < 4; g++)
+            for (int j = 0; j < 8; j++)
             {
-                byte* q = blk->Qs + 32 * g;
-                KQuant.ScaleMin(2 * g, blk->Scales, out int sc1, out int m1);
-                KQuant.ScaleMin(2 * g + 1, blk->Scales, out int sc2, out int m2);
-                int s1 = 0, s2 = 0;
-                for (int l = 0; l < 32; l++)
-                {
-                    s1 += (q[l] & 0xF) * x[64 * g + l];
-                    s2 += (q[l] >> 4) * x[64 * g + 32 + l];
-                }
-                sumi += sc1 * s1 + sc2 * s2;
-                summ += m1 * (bs[4 * g] + bs[4 * g + 1]) + m2 * (bs[4 * g + 2] + bs[4 * g + 3]);
+                KQuant.ScaleMin(j, blk->Scales, out int sc, out int m);
+                int s = 0;
+                for (int l = 0; l < 32; l++) s += KQuant.K4Quant(qs, qh, j, l) * a->Q[256 * b + 32 * j + l];
+                sumi += sc * s;
+                summ += m * (a->BSums[16 * b + 2 * j] + a->BSums[16 * b + 2 * j + 1]);
             }
             sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
         }
         return sum;
     }
 
-    public static float Q5_K(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ5_K*)w;
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
-        {
-            sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            int sumi = 0, summ = 0;
-            for (int g = 0; g < 4; g++)
-            {
-                byte* q = blk->Qs + 32 * g;
-                KQuant.ScaleMin(2 * g, blk->Scales, out int sc1, out int m1);
-                KQuant.ScaleMin(2 * g + 1, blk->Scales, out int sc2, out int m2);
-                int u1 = 1 << (2 * g), u2 = 2 << (2 * g);
-                int s1 = 0, s2 = 0;
-                for (int l = 0; l < 32; l++)
-                {
-                    s1 += ((q[l] & 0xF) + ((blk->Qh[l] & u1) != 0 ? 16 : 0)) * x[64 * g + l];
-                    s2 += ((q[l] >> 4) + ((blk->Qh[l] & u2) != 0 ? 16 : 0)) * x[64 * g + 32 + l];
-                }
-                sumi += sc1 * s1 + sc2 * s2;
-                summ += m1 * (bs[4 * g] + bs[4 * g + 1]) + m2 * (bs[4 * g + 2] + bs[4 * g + 3]);
-            }
-            sum += (float)blk->D * a->D[b] * sumi - (float)blk->DMin * a->D[b] * summ;
-        }
-        return sum;
-    }
-
+    // Σ over the 256 quants of scale_{i/16}·(q_i − 32)·qy_i (KQuant.Q6Quant: q − 32)
     public static float Q6_K(byte* w, ActQ8* a)
     {
-        var blk = (BlockQ6_K*)w;
         float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        for (int b = 0; b < a->Cols / 256; b++)
         {
-            sbyte* x = a->Q + 256 * b;
+            var blk = (BlockQ6_K*)w + b;
             int sumi = 0;
-            for (int half = 0; half < 2; half++)
-            {
-                byte* ql = blk->Ql + 64 * half;
-                byte* qh = blk->Qh + 32 * half;
-                sbyte* sc = blk->Scales + 8 * half;
-                sbyte* xh = x + 128 * half;
-                for (int l = 0; l < 32; l++)
-                {
-                    int s = l / 16;
-                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                    sumi += sc[s] * q1 * xh[l] + sc[s + 2] * q2 * xh[l + 32] + sc[s + 4] * q3 * xh[l + 64] + sc[s + 6] * q4 * xh[l + 96];
-                }
-            }
+            for (int i = 0; i < 256; i++) sumi += blk->Scales[i / 16] * KQuant.Q6Quant(blk, i) * a->Q[256 * b + i];
             sum += (float)blk->D * a->D[b] * sumi;
         }
         return sum;

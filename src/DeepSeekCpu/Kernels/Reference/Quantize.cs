@@ -78,19 +78,24 @@ public static unsafe partial class Quantize
     // quantize_row_q4_0_ref: d = max / -8 (max = the value of largest magnitude, sign kept), q = min(15, (int8)(x/d + 8.5))
     public static void Q4_0(float* x, BlockQ4_0* y)
     {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < MathF.Abs(x[j])) { amax = MathF.Abs(x[j]); max = x[j]; }
-        float d = max / -8;
+        float d = SignedMax(x, 32) / -8;
         float id = d != 0 ? 1 / d : 0;
         y->D = (Half)d;
-        for (int j = 0; j < 16; j++)
-        {
-            int q0 = Math.Min(15, (int)(sbyte)(int)(x[j] * id + 8.5f));
-            int q1 = Math.Min(15, (int)(sbyte)(int)(x[j + 16] * id + 8.5f));
-            y->Qs[j] = (byte)(q0 | (q1 << 4));
-        }
+        for (int j = 0; j < 16; j++) y->Qs[j] = (byte)(Offset(x[j] * id, 8, 15) | (Offset(x[j + 16] * id, 8, 15) << 4));
     }
+
+    /// <summary>The value of largest magnitude among x[0..n), sign kept (the first one on ties), as ggml's reference
+    /// quantizers search it.</summary>
+    private static float SignedMax(float* x, int n)
+    {
+        float amax = 0, max = 0;
+        for (int j = 0; j < n; j++)
+            if (amax < MathF.Abs(x[j])) { amax = MathF.Abs(x[j]); max = x[j]; }
+        return max;
+    }
+
+    /// <summary>min(top, (int8)(v + offset + 0.5)): ggml's rounding of a scaled value to an unsigned quant.</summary>
+    private static int Offset(float v, int offset, int top) => Math.Min(top, (int)(sbyte)(int)(v + (offset + 0.5f)));
 
     // quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = min(15, (int8)((x - min)/d + 0.5))
     public static void Q4_1(float* x, BlockQ4_1* y)
@@ -112,17 +117,13 @@ public static unsafe partial class Quantize
     // quantize_row_q5_0_ref: d = max / -16, q = min(31, (int8)(x/d + 16.5)); fifth bits gathered into qh
     public static void Q5_0(float* x, BlockQ5_0* y)
     {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < MathF.Abs(x[j])) { amax = MathF.Abs(x[j]); max = x[j]; }
-        float d = max / -16;
+        float d = SignedMax(x, 32) / -16;
         float id = d != 0 ? 1 / d : 0;
         y->D = (Half)d;
         uint qh = 0;
         for (int j = 0; j < 16; j++)
         {
-            int q0 = Math.Min(31, (int)(sbyte)(int)(x[j] * id + 16.5f));
-            int q1 = Math.Min(31, (int)(sbyte)(int)(x[j + 16] * id + 16.5f));
+            int q0 = Offset(x[j] * id, 16, 31), q1 = Offset(x[j + 16] * id, 16, 31);
             y->Qs[j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
             qh |= (uint)((q0 & 0x10) >> 4) << j;
             qh |= (uint)((q1 & 0x10) >> 4) << (j + 16);

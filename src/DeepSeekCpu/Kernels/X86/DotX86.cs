@@ -120,32 +120,46 @@ internal static unsafe partial class DotX86
         return HSum(acc0 + acc1) - 8 * (bias0 + bias1);
     }
 
+    // Q4_K and Q5_K: one body per width, generic over the layout (the entries the GEMV tables name)
+    public static float Q4_K(byte* w, ActQ8* a) => K4<Q4_KLayout>(w, a);
+    public static float Q5_K(byte* w, ActQ8* a) => K4<Q5_KLayout>(w, a);
+    public static float Q4_KAvx512(byte* w, ActQ8* a) => K4Avx512<Q4_KLayout>(w, a);
+    public static float Q5_KAvx512(byte* w, ActQ8* a) => K4Avx512<Q5_KLayout>(w, a);
+
     /// <summary>
-    /// Q4_K: per super-block the 8 sub-block products are formed as vpmaddubsw pairs (int16) and summed by vpmaddwd
-    /// against the sub-block's 6-bit scale (so the scale costs nothing), converted once; the mins term uses the
-    /// activations' block sums. |pair| ≤ 2·15·127 fits int16. The same body serves both 256-bit flavours.
+    /// Q4_K and Q5_K (<see cref="IK4Layout"/>): per super-block the 8 sub-block products are formed as vpmaddubsw
+    /// pairs (int16) and summed by vpmaddwd against the sub-block's 6-bit scale (so the scale costs nothing), converted
+    /// once; the mins term uses the activations' block sums. Q5_K's fifth bits (bit 2g of qh for sub-block 2g, 2g+1
+    /// for 2g+1) are moved to bit 4. |pair| ≤ 2·31·127 fits int16. The same body serves both 256-bit flavours.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_K(byte* w, ActQ8* a)
+    private static float K4<TK>(byte* w, ActQ8* a) where TK : IK4Layout
     {
-        var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
         var acc = Vector256<float>.Zero;
         float minTerm = 0;
         var mask = Vector256.Create((byte)0x0F);
-        for (int b = 0; b < nb; b++, blk++)
+        var bit4 = Vector256.Create((byte)0x10);
+        for (int b = 0; b < nb; b++, w += TK.BlockBytes)
         {
-            PrefetchAhead(blk, 3);
+            PrefetchAhead(w, 3);                          // 144 / 176-byte super-block
+            var blk = (BlockQ4_K*)w;                      // D, DMin, Scales: the same offsets in Q5_K
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
-            byte* scales = (byte*)&scales8;
+            byte* scales = (byte*)&scales8, qs = w + TK.QsOffset;
             sbyte* x = a->Q + 256 * b;
             int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
+            var qh = TK.HasQh ? Vector256.Load(((BlockQ5_K*)w)->Qh).AsUInt16() : default;
             var sumi = Vector256<int>.Zero;
             for (int g = 0; g < 4; g++)
             {
-                var q = Vector256.Load(blk->Qs + 32 * g);
+                var q = Vector256.Load(qs + 32 * g);
                 var lo = q & mask;
                 var hi = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask;
+                if (TK.HasQh)
+                {
+                    lo |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g), 4).AsByte() & bit4;
+                    hi |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g + 1), 4).AsByte() & bit4;
+                }
                 var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
                 var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
                 sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
@@ -378,13 +392,19 @@ internal static unsafe partial class DotX86
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(d0 * xd[b], d1 * xd[b + 1]), acc);
             bias += d0 * xs[b] + d1 * xs[b + 1];
         }
-        float sum = Vector512.Sum(acc + acc1);
-        for (; b < nb; b++)
+        return Q4_0Tail(blk, a, b, Vector512.Sum(acc + acc1), bias);
+    }
+
+    /// <summary>The last blocks (from <paramref name="b"/>) of the 512-bit Q4_0 bodies, one at a time in 256 bits,
+    /// added to the body's sum and −8 term: the row's dot.</summary>
+    private static float Q4_0Tail(BlockQ4_0* blk, ActQ8* a, int b, float sum, float bias)
+    {
+        for (; b < a->Cols / 32; b++)
         {
             float d = HalfBits.ToFloat(blk[b].D);
-            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
-            sum += Vector256.Sum(prod) * (d * xd[b]);
-            bias += d * xs[b];
+            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(a->Q + 32 * b));
+            sum += Vector256.Sum(prod) * (d * a->D[b]);
+            bias += d * a->S[b];
         }
         return sum - 8 * bias;
     }
@@ -420,17 +440,7 @@ internal static unsafe partial class DotX86
             acc1 = Q4_0Group(p + 4 * sizeof(BlockQ4_0), nib + 256, acc1, qsIdx, dIdx, low4);
         }
         if (g < groups) { acc0 = Q4_0Group(p, nib, acc0, qsIdx, dIdx, low4); g++; }
-        float sum = Vector512.Sum(acc0 + acc1), bias = 0;
-        sbyte* xq = a->Q;
-        float* xd = a->D, xs = a->S;
-        for (int b = 4 * g; b < nb; b++)
-        {
-            float d = HalfBits.ToFloat(blk[b].D);
-            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
-            sum += Vector256.Sum(prod) * (d * xd[b]);
-            bias += d * xs[b];
-        }
-        return sum - 8 * bias;
+        return Q4_0Tail(blk, a, 4 * g, Vector512.Sum(acc0 + acc1), 0);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -458,39 +468,53 @@ internal static unsafe partial class DotX86
     private static Vector512<sbyte> Join(sbyte* lo, sbyte* hi) => Join(Vector256.Load(lo), Vector256.Load(hi));
 
     /// <summary>
-    /// Q4_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
-    /// nibbles 2g+1 and 2g+3, matched by joined activation runs. Sub-block scales are spread to int16 lanes with one
-    /// vpermw each and applied inside vpmaddwd. The mins term stays in 8 lanes (one vpmaddwd against the block sums)
-    /// and is accumulated as floats, so no super-block pays a horizontal sum or a scalar int → float conversion.
+    /// Q4_K and Q5_K, 512-bit: a 64-byte load of qs covers groups g and g+1; its low nibbles are sub-blocks 2g and
+    /// 2g+2, its high nibbles 2g+1 and 2g+3, matched by joined activation runs; Q5_K's fifth bits come from each
+    /// 256-bit half of qh shifted so bit j of sub-block j lands on bit 4. Sub-block scales are spread to int16 lanes
+    /// with one vpermw each and applied inside vpmaddwd. The mins term stays in 8 lanes (one vpmaddwd against the block
+    /// sums) and is accumulated as floats, so no super-block pays a horizontal sum or a scalar int → float conversion.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_KAvx512(byte* w, ActQ8* a)
+    private static float K4Avx512<TK>(byte* w, ActQ8* a) where TK : IK4Layout
     {
-        var blk = (BlockQ4_K*)w;
         int nb = a->Cols / 256;
         var acc = Vector512<float>.Zero;
         var minAcc = Vector256<float>.Zero;
         var mask = Vector512.Create((byte)0x0F);
+        var bit4 = Vector512.Create((byte)0x10);
         // int16 lane i of a 512-bit product covers bytes 2i, 2i+1: lanes 0-15 are the first sub-block, 16-31 the second.
         var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));   // sub-blocks 0 | 2
         var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));   // 1 | 3
         var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));   // 4 | 6
         var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));   // 5 | 7
-        for (int b = 0; b < nb; b++, blk++)
+        for (int b = 0; b < nb; b++, w += TK.BlockBytes)
         {
-            PrefetchAhead(blk, 3);                        // 144-byte super-block
+            PrefetchAhead(w, 3);                          // 144 / 176-byte super-block
+            var blk = (BlockQ4_K*)w;                      // D, DMin, Scales: the same offsets in Q5_K
             KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
             sbyte* x = a->Q + 256 * b;
             var mins = Vector128.CreateScalar(mins8).AsByte();
             var minsDup = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));            // m0 m0 m1 m1 … m7 m7
             var minProd = Avx2.MultiplyAddAdjacent(Vector256.Load(a->BSums + 16 * b), minsDup); // lane j: m_j·(bs_2j + bs_2j+1)
             var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
-            var q01 = Vector512.Load(blk->Qs);
-            var q23 = Vector512.Load(blk->Qs + 64);
-            var sumi = ScaledDot(q01 & mask, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
-                     + ScaledDot(Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
-                     + ScaledDot(q23 & mask, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
-                     + ScaledDot(Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
+            var q01 = Vector512.Load(w + TK.QsOffset);
+            var q23 = Vector512.Load(w + TK.QsOffset + 64);
+            var n0 = q01 & mask;                                                             // sub-blocks 0 | 2
+            var n1 = Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask;         // 1 | 3
+            var n2 = q23 & mask;                                                             // 4 | 6
+            var n3 = Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask;         // 5 | 7
+            if (TK.HasQh)
+            {
+                var qh = Vector256.Load(((BlockQ5_K*)w)->Qh).AsUInt16();
+                n0 |= Join(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & bit4;              // bits 0 | 2
+                n1 |= Join(Vector256.ShiftLeft(qh, 3), Vector256.ShiftLeft(qh, 1)).AsByte() & bit4;              // bits 1 | 3
+                n2 |= Join(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & bit4;                              // bits 4 | 6
+                n3 |= Join(Vector256.ShiftRightLogical(qh, 1), Vector256.ShiftRightLogical(qh, 3)).AsByte() & bit4; // bits 5 | 7
+            }
+            var sumi = ScaledDot(n0, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
+                     + ScaledDot(n1, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
+                     + ScaledDot(n2, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
+                     + ScaledDot(n3, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
             float dy = a->D[b];
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
             minAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(minProd), Vector256.Create(HalfBits.ToFloat(blk->DMin) * dy), minAcc);
@@ -540,89 +564,6 @@ internal static unsafe partial class DotX86
             acc = Avx512F.FusedMultiplyAdd(total, Vector512.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
         }
         return Vector512.Sum(acc);
-    }
-
-    /// <summary>
-    /// Q5_K, 256-bit: as Q4_K with the fifth bit of each element taken from qh (bit 2g for sub-block 2g, bit 2g+1 for
-    /// 2g+1) and moved to bit 4. |pair| ≤ 2·31·127 fits int16.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q5_K(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ5_K*)w;
-        int nb = a->Cols / 256;
-        var acc = Vector256<float>.Zero;
-        float minTerm = 0;
-        var mask = Vector256.Create((byte)0x0F);
-        var bit4 = Vector256.Create((byte)0x10);
-        for (int b = 0; b < nb; b++, blk++)
-        {
-            PrefetchAhead(blk, 3);                        // 176-byte super-block
-            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
-            byte* scales = (byte*)&scales8;
-            sbyte* x = a->Q + 256 * b;
-            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
-            var qh = Vector256.Load(blk->Qh).AsUInt16();
-            var sumi = Vector256<int>.Zero;
-            for (int g = 0; g < 4; g++)
-            {
-                var q = Vector256.Load(blk->Qs + 32 * g);
-                var hLo = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g), 4).AsByte() & bit4;
-                var hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * g + 1), 4).AsByte() & bit4;
-                var lo = (q & mask) | hLo;
-                var hi = (Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask) | hHi;
-                var p1 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x + 64 * g));
-                var p2 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 64 * g + 32));
-                sumi += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[2 * g]))
-                      + Avx2.MultiplyAddAdjacent(p2, Vector256.Create((short)scales[2 * g + 1]));
-            }
-            float dy = a->D[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(HalfBits.ToFloat(blk->D) * dy), acc);
-            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
-        }
-        return HSum(acc) - minTerm;
-    }
-
-    /// <summary>
-    /// Q5_K, 512-bit: the Q4_K layout (a 64-byte load covers sub-blocks 2g, 2g+2 in its low nibbles and 2g+1, 2g+3 in
-    /// its high nibbles) with the fifth bits: each 256-bit half of qh shifted so bit j of sub-block j lands on bit 4.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q5_KAvx512(byte* w, ActQ8* a)
-    {
-        var blk = (BlockQ5_K*)w;
-        int nb = a->Cols / 256;
-        var acc = Vector512<float>.Zero;
-        float minTerm = 0;
-        var mask = Vector512.Create((byte)0x0F);
-        var bit4 = Vector512.Create((byte)0x10);
-        var idxA = Vector512.Create(Vector256.Create((short)0), Vector256.Create((short)2));
-        var idxB = Vector512.Create(Vector256.Create((short)1), Vector256.Create((short)3));
-        var idxC = Vector512.Create(Vector256.Create((short)4), Vector256.Create((short)6));
-        var idxD = Vector512.Create(Vector256.Create((short)5), Vector256.Create((short)7));
-        for (int b = 0; b < nb; b++, blk++)
-        {
-            PrefetchAhead(blk, 3);
-            KQuant.UnpackScalesMins(blk->Scales, out ulong scales8, out ulong mins8);
-            sbyte* x = a->Q + 256 * b;
-            int summ = MinsDotBlockSums(Vector128.CreateScalar(mins8).AsByte(), a->BSums + 16 * b);
-            var sc16 = Avx512BW.ConvertToVector512Int16(Vector128.CreateScalar(scales8).AsByte().ToVector256()).AsInt16();
-            var qh = Vector256.Load(blk->Qh).AsUInt16();
-            var h0 = Join(Vector256.ShiftLeft(qh, 4), Vector256.ShiftLeft(qh, 2)).AsByte() & bit4;              // bits 0 | 2
-            var h1 = Join(Vector256.ShiftLeft(qh, 3), Vector256.ShiftLeft(qh, 1)).AsByte() & bit4;              // bits 1 | 3
-            var h2 = Join(qh, Vector256.ShiftRightLogical(qh, 2)).AsByte() & bit4;                              // bits 4 | 6
-            var h3 = Join(Vector256.ShiftRightLogical(qh, 1), Vector256.ShiftRightLogical(qh, 3)).AsByte() & bit4; // bits 5 | 7
-            var q01 = Vector512.Load(blk->Qs);
-            var q23 = Vector512.Load(blk->Qs + 64);
-            var sumi = ScaledDot((q01 & mask) | h0, Join(x, x + 64), Avx512BW.PermuteVar32x16(sc16, idxA))
-                     + ScaledDot((Vector512.ShiftRightLogical(q01.AsUInt16(), 4).AsByte() & mask) | h1, Join(x + 32, x + 96), Avx512BW.PermuteVar32x16(sc16, idxB))
-                     + ScaledDot((q23 & mask) | h2, Join(x + 128, x + 192), Avx512BW.PermuteVar32x16(sc16, idxC))
-                     + ScaledDot((Vector512.ShiftRightLogical(q23.AsUInt16(), 4).AsByte() & mask) | h3, Join(x + 160, x + 224), Avx512BW.PermuteVar32x16(sc16, idxD));
-            float dy = a->D[b];
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(HalfBits.ToFloat(blk->D) * dy), acc);
-            minTerm += HalfBits.ToFloat(blk->DMin) * dy * summ;
-        }
-        return Vector512.Sum(acc) - minTerm;
     }
 
     /// <summary>Q4_1: x = d·q + m, so Σ x·y = d·dy·Σ q·qy + m·(dy·Σ qy); unsigned nibbles straight into the u8×s8 dot.</summary>
