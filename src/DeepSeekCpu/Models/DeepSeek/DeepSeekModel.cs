@@ -83,6 +83,8 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
     public IModelSession NewSession(int contextLength) =>
         new DeepSeekSession(this, _rope.Reserve(contextLength), CacheType);
 
+    public void Dispose() => Weights.Dispose();
+
     /// <summary>
     /// One decoding step for several sequences at once (continuous batching): attention projections, the shared
     /// experts and the head read their weights once for all rows; the routed experts once per expert over the rows that
@@ -107,8 +109,6 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
         }
         Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _head, p.Normed, logits);
     }
-
-    public void Dispose() => Weights.Dispose();
 }
 
 /// <summary>One transformer block (model.py class Block): attention and feed-forward, each behind an RMSNorm and a residual.</summary>
