@@ -13,7 +13,6 @@ namespace DeepSeekCpu.Weights;
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ8_0
 {
-    public const int Elements = 32;
     public Half D;
     public fixed sbyte Qs[32];
 }
@@ -23,7 +22,6 @@ public unsafe struct BlockQ8_0
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ4_0
 {
-    public const int Elements = 32;
     public Half D;
     public fixed byte Qs[16];
 }
@@ -32,7 +30,6 @@ public unsafe struct BlockQ4_0
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ4_1
 {
-    public const int Elements = 32;
     public Half D;
     public Half M;
     public fixed byte Qs[16];
@@ -42,7 +39,6 @@ public unsafe struct BlockQ4_1
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ5_0
 {
-    public const int Elements = 32;
     public Half D;
     public fixed byte Qh[4];
     public fixed byte Qs[16];
@@ -53,7 +49,6 @@ public unsafe struct BlockQ5_0
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ8_K
 {
-    public const int Elements = 256;
     public float D;
     public fixed sbyte Qs[256];
     public fixed short BSums[16];
@@ -67,7 +62,6 @@ public unsafe struct BlockQ8_K
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ4_K
 {
-    public const int Elements = 256;
     public Half D;
     public Half DMin;
     public fixed byte Scales[12];
@@ -79,7 +73,6 @@ public unsafe struct BlockQ4_K
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ5_K
 {
-    public const int Elements = 256;
     public Half D;
     public Half DMin;
     public fixed byte Scales[12];
@@ -96,7 +89,6 @@ public unsafe struct BlockQ5_K
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
 public unsafe struct BlockQ6_K
 {
-    public const int Elements = 256;
     public fixed byte Ql[128];
     public fixed byte Qh[64];
     public fixed sbyte Scales[16];
