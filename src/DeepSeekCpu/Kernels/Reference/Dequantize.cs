@@ -81,37 +81,86 @@ public static unsafe partial class Dequantize
         return sign != 0 ? -mag : mag;
     }
 
-    // The 32-element blocks: quant j (0..31) as an integer q, then x = d·q (+ m for Q4_1), d and m the block's first
-    // fields (ggml-quants.c dequantize_row_q8_0 / q4_0 / q4_1 / q5_0).
+    // dequantize_row_q8_0: x = d * q
+    public static void Q8_0(BlockQ8_0* b, Span<float> y)
+    {
+        float d = (float)b->D;
+        for (int j = 0; j < 32; j++) y[j] = d * b->Qs[j];
+    }
 
-    // q8_0: x = d * qs[j]
-    internal static int Q8_0Quant(byte* blk, int j) => ((BlockQ8_0*)blk)->Qs[j];
+    // dequantize_row_q4_0: element j is the low nibble of qs[j], element j+16 the high nibble; x = d * (q - 8)
+    public static void Q4_0(BlockQ4_0* b, Span<float> y)
+    {
+        float d = (float)b->D;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = d * ((b->Qs[j] & 0x0F) - 8);
+            y[j + 16] = d * ((b->Qs[j] >> 4) - 8);
+        }
+    }
 
-    // q4_0: element j < 16 is the low nibble of qs[j], element j + 16 the high nibble of qs[j - 16]; x = d * (q - 8)
-    internal static int Q4_0Quant(byte* blk, int j) => Nibble(((BlockQ4_0*)blk)->Qs, j) - 8;
+    // dequantize_row_q4_1: x = d * q + m
+    public static void Q4_1(BlockQ4_1* b, Span<float> y)
+    {
+        float d = (float)b->D, m = (float)b->M;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = d * (b->Qs[j] & 0x0F) + m;
+            y[j + 16] = d * (b->Qs[j] >> 4) + m;
+        }
+    }
 
-    // q4_1: nibbles as q4_0; x = d * q + m
-    internal static int Q4_1Quant(byte* blk, int j) => Nibble(((BlockQ4_1*)blk)->Qs, j);
+    // dequantize_row_q5_0: the fifth bit of element j is bit j of qh (little-endian u32); x = d * (q - 16)
+    public static void Q5_0(BlockQ5_0* b, Span<float> y)
+    {
+        float d = (float)b->D;
+        uint qh = *(uint*)b->Qh;
+        for (int j = 0; j < 16; j++)
+        {
+            int h0 = (int)((qh >> j) << 4) & 0x10;
+            int h1 = (int)(qh >> (j + 12)) & 0x10;
+            y[j] = d * (((b->Qs[j] & 0x0F) | h0) - 16);
+            y[j + 16] = d * (((b->Qs[j] >> 4) | h1) - 16);
+        }
+    }
 
-    // q5_0: the fifth bit of element j is bit j of qh (little-endian u32); x = d * (q - 16)
-    internal static int Q5_0Quant(byte* blk, int j) =>
-        (Nibble(((BlockQ5_0*)blk)->Qs, j) | (int)(((*(uint*)((BlockQ5_0*)blk)->Qh >> j) & 1) << 4)) - 16;
+    /// <summary>
+    /// The same 32-element formats element by element, for the reference dot products: quant j (0..31) as an integer
+    /// q, x = d·q (+ m where <see cref="HasMin"/>), d and m the block's first fields. (The dequantizers above write each
+    /// layout out whole: the float GEMM decodes its weight tiles with them, and per element they ran 1.1-1.4x slower.)
+    /// </summary>
+    internal interface IQuant32
+    {
+        static abstract bool HasMin { get; }
+        static abstract int Quant(byte* blk, int j);
+    }
+
+    internal readonly struct Q8_0Quant : IQuant32
+    {
+        public static bool HasMin => false;
+        public static int Quant(byte* blk, int j) => ((BlockQ8_0*)blk)->Qs[j];
+    }
+
+    internal readonly struct Q4_0Quant : IQuant32
+    {
+        public static bool HasMin => false;
+        public static int Quant(byte* blk, int j) => Nibble(((BlockQ4_0*)blk)->Qs, j) - 8;
+    }
+
+    internal readonly struct Q4_1Quant : IQuant32
+    {
+        public static bool HasMin => true;
+        public static int Quant(byte* blk, int j) => Nibble(((BlockQ4_1*)blk)->Qs, j);
+    }
+
+    internal readonly struct Q5_0Quant : IQuant32
+    {
+        public static bool HasMin => false;
+        public static int Quant(byte* blk, int j) =>
+            (Nibble(((BlockQ5_0*)blk)->Qs, j) | (int)(((*(uint*)((BlockQ5_0*)blk)->Qh >> j) & 1) << 4)) - 16;
+    }
 
     private static int Nibble(byte* qs, int j) => j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
-
-    public static void Q8_0(BlockQ8_0* b, Span<float> y) => Blocks32((byte*)b, &Q8_0Quant, y);
-
-    public static void Q4_0(BlockQ4_0* b, Span<float> y) => Blocks32((byte*)b, &Q4_0Quant, y);
-
-    public static void Q4_1(BlockQ4_1* b, Span<float> y) => Blocks32((byte*)b, &Q4_1Quant, y, hasMin: true);
-
-    public static void Q5_0(BlockQ5_0* b, Span<float> y) => Blocks32((byte*)b, &Q5_0Quant, y);
-
-    private static void Blocks32(byte* blk, delegate*<byte*, int, int> quant, Span<float> y, bool hasMin = false)
-    {
-        float d = (float)((Half*)blk)[0];
-        for (int j = 0; j < 32; j++) y[j] = hasMin ? d * quant(blk, j) + (float)((Half*)blk)[1] : d * quant(blk, j);
-    }
 
     // dequantize_row_q8_K: x = d * q
     public static void Q8_K(BlockQ8_K* b, Span<float> y)

@@ -9,25 +9,25 @@ namespace DeepSeekCpu.Kernels.Reference;
 /// </summary>
 internal static unsafe partial class DotReference
 {
-    public static float Q8_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ8_0), &Dequantize.Q8_0Quant);
+    public static float Q8_0(byte* w, ActQ8* a) => Blocks32<Dequantize.Q8_0Quant>(w, a, sizeof(BlockQ8_0));
 
-    public static float Q4_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ4_0), &Dequantize.Q4_0Quant);
+    public static float Q4_0(byte* w, ActQ8* a) => Blocks32<Dequantize.Q4_0Quant>(w, a, sizeof(BlockQ4_0));
 
     // x = d q + m:  Σ x·y = d·dy·Σ q qy + m·(dy Σ qy)
-    public static float Q4_1(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ4_1), &Dequantize.Q4_1Quant, hasMin: true);
+    public static float Q4_1(byte* w, ActQ8* a) => Blocks32<Dequantize.Q4_1Quant>(w, a, sizeof(BlockQ4_1));
 
-    public static float Q5_0(byte* w, ActQ8* a) => Blocks32(w, a, sizeof(BlockQ5_0), &Dequantize.Q5_0Quant);
+    public static float Q5_0(byte* w, ActQ8* a) => Blocks32<Dequantize.Q5_0Quant>(w, a, sizeof(BlockQ5_0));
 
     /// <summary>Σ over 32-element blocks of d·dy·Σ q·qy (+ m·dy·Σ qy for Q4_1), q the block's integer quants
-    /// (<see cref="Dequantize.Q4_0Quant"/> and siblings); d is the first field of every such block, m the second.</summary>
-    private static float Blocks32(byte* w, ActQ8* a, int blockBytes, delegate*<byte*, int, int> quant, bool hasMin = false)
+    /// (<see cref="Dequantize.IQuant32"/>); d is the first field of every such block, m the second.</summary>
+    private static float Blocks32<T>(byte* w, ActQ8* a, int blockBytes) where T : Dequantize.IQuant32
     {
         float sum = 0;
         for (int b = 0; b < a->Cols / 32; b++, w += blockBytes)
         {
             int isum = 0;
-            for (int j = 0; j < 32; j++) isum += quant(w, j) * a->Q[32 * b + j];
-            sum += (float)((Half*)w)[0] * a->D[b] * isum + (hasMin ? (float)((Half*)w)[1] * a->S[b] : 0);
+            for (int j = 0; j < 32; j++) isum += T.Quant(w, j) * a->Q[32 * b + j];
+            sum += (float)((Half*)w)[0] * a->D[b] * isum + (T.HasMin ? (float)((Half*)w)[1] * a->S[b] : 0);
         }
         return sum;
     }
