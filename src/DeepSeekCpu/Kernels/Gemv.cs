@@ -34,6 +34,7 @@ internal static unsafe class Gemv
             DType.Q5_1 => &DotX86.Q5_1Avx512,
             DType.IQ4_NL => &DotX86.IQ4_NLAvx512,
             DType.IQ4_XS => &DotX86.IQ4_XSAvx512,
+            _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, path),
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2Vnni => t switch
@@ -50,6 +51,7 @@ internal static unsafe class Gemv
             DType.Q5_1 => &DotX86.Q5_1<VnniDot>,
             DType.IQ4_NL => &DotX86.IQ4_NL<VnniDot>,
             DType.IQ4_XS => &DotX86.IQ4_XS,
+            _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, path),
             _ => QuantDotReference(t),
         },
         KernelPath.Avx2 => t switch
@@ -66,6 +68,7 @@ internal static unsafe class Gemv
             DType.Q5_1 => &DotX86.Q5_1<MaddDot>,
             DType.IQ4_NL => &DotX86.IQ4_NL<MaddDot>,
             DType.IQ4_XS => &DotX86.IQ4_XS,
+            _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, path),
             _ => QuantDotReference(t),
         },
         KernelPath.NeonDp => t switch
@@ -80,6 +83,7 @@ internal static unsafe class Gemv
             DType.Q5_1 => &DotArm.Q5_1<SdotDot>,
             DType.IQ4_NL => &DotArm.IQ4_NL<SdotDot>,
             DType.IQ4_XS => &DotArm.IQ4_XS<SdotDot>,
+            _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, path),
             _ => QuantDotReference(t),
         },
         KernelPath.Neon => t switch
@@ -94,6 +98,7 @@ internal static unsafe class Gemv
             DType.Q5_1 => &DotArm.Q5_1<WideningDot>,
             DType.IQ4_NL => &DotArm.IQ4_NL<WideningDot>,
             DType.IQ4_XS => &DotArm.IQ4_XS<WideningDot>,
+            _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, path),
             _ => QuantDotReference(t),
         },
         _ => QuantDotReference(t),
@@ -115,6 +120,7 @@ internal static unsafe class Gemv
         DType.Q3_K => &DotReference.Q3_K,
         DType.IQ4_NL => &DotReference.IQ4_NL,
         DType.IQ4_XS => &DotReference.IQ4_XS,
+        _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, KernelPath.Scalar),
         _ => null,
     };
 

@@ -50,7 +50,8 @@ public unsafe struct ActQ8
 
     /// <summary>Which activation style weights of <paramref name="t"/> multiply against.</summary>
     public static bool UsesQ8K(DType t) => t is DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K
-        or DType.Q2_K or DType.Q3_K or DType.IQ4_XS;
+        or DType.Q2_K or DType.Q3_K or DType.IQ4_XS
+        || IQuantDecode.Handles(t);
 
     /// <summary>Q8_0 style: d = max|x|/127, q = round-half-even(x/d), s = d·Σq, per 32. SIMD where available
     /// (the same float operations, so the same bytes as <see cref="QuantizeQ8_0Scalar"/>).</summary>

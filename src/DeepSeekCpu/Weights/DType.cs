@@ -23,6 +23,7 @@ public enum DType
     Q8_K = 15,
     IQ4_NL = 20,
     IQ4_XS = 23,
+    IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ3_S = 21, IQ2_S = 22, IQ1_M = 29,   // i-quants (BlocksIQ.cs)
     I8 = 24,
     I16 = 25,
     I32 = 26,
@@ -43,6 +44,7 @@ public static class DTypeInfo
         DType.IQ4_NL => 32,
         DType.IQ4_XS => 256,
         DType.Q2_K or DType.Q3_K or DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K => 256,
+        DType.IQ2_XXS or DType.IQ2_XS or DType.IQ2_S or DType.IQ3_XXS or DType.IQ3_S or DType.IQ1_S or DType.IQ1_M => 256,
         _ => 1,
     };
 
@@ -69,6 +71,7 @@ public static class DTypeInfo
         DType.Q5_K => 176,  // as Q4_K plus 32 bytes of high bits
         DType.Q6_K => 210,  // 128 low nibbles, 64 high 2-bits, 16 int8 scales, f16 d
         DType.Q8_K => 292,  // f32 d; 256 int8; 16 int16 block sums
+        DType.IQ2_XXS => 66, DType.IQ2_XS => 74, DType.IQ2_S => 82, DType.IQ3_XXS => 98, DType.IQ3_S => 110, DType.IQ1_S => 50, DType.IQ1_M => 56,
         _ => throw new NotSupportedException($"unknown element type {t}"),
     };
 

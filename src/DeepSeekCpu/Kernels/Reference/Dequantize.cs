@@ -60,6 +60,9 @@ public static unsafe partial class Dequantize
             case DType.Q3_K: ForBlocks<BlockQ3_K>(src, dst, 256, &Q3_K); break;
             case DType.IQ4_NL: ForBlocks<BlockIQ4_NL>(src, dst, 32, &IQ4_NL); break;
             case DType.IQ4_XS: ForBlocks<BlockIQ4_XS>(src, dst, 256, &IQ4_XS); break;
+            case DType.IQ2_XXS or DType.IQ2_XS or DType.IQ2_S or DType.IQ3_XXS or DType.IQ3_S or DType.IQ1_S or DType.IQ1_M:
+                IQuantRow(type, src, dst);
+                break;
             default:
                 throw new NotSupportedException($"dequantize {type}");
         }
