@@ -10,9 +10,10 @@ try
     if (args.Length < 1 || args[0] != "synth")
     {
         Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
+        Console.Error.WriteLine("       deepseek-cpu-tools synth --shape r1 --mix iq1_s|iq1_m|iq2_xxs|iq2_xs|iq2_s|iq3_xxs|iq3_s|q2_k -o OUT.gguf [--layers N]   (a dynamic R1 mix: routed experts in that type, attention/dense Q4_K, shared experts Q6_K; random valid blocks)");
         return 2;
     }
-    string? shape = null, type = null, output = null, tokenizer = null; int? layers = null; ulong seed = 1;
+    string? shape = null, type = null, output = null, tokenizer = null, mix = null; int? layers = null; ulong seed = 1;
     for (int i = 1; i < args.Length; i++)
     {
         string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"option {args[i]} needs a value");
@@ -20,6 +21,7 @@ try
         {
             case "--shape": shape = Next(); break;
             case "--type": type = Next(); break;
+            case "--mix": mix = Next(); break;
             case "-o" or "--out": output = Next(); break;
             case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--seed": seed = ulong.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -27,17 +29,20 @@ try
             default: throw new ArgumentException($"unknown argument '{args[i]}'");
         }
     }
-    if (shape == null || type == null || output == null) throw new ArgumentException("synth needs --shape, --type and -o");
-    var dtype = SyntheticShapes.ParseType(type);
+    if (shape == null || (type == null && mix == null) || output == null) throw new ArgumentException("synth needs --shape, --type (or --mix) and -o");
+    var tensorMix = mix == null ? null : new TensorMix(SyntheticShapes.ParseType(mix));
+    var dtype = type == null ? tensorMix!.Attention : SyntheticShapes.ParseType(type);
+    if (tensorMix == null && DeepSeekCpu.Kernels.IQuantRandom.Handles(dtype))
+        throw new ArgumentException($"--type {type}: only routed experts are written in that type (use --mix {type})");
     var s = SyntheticShapes.Get(shape);
     if (layers is int l) s = s with { Layers = l };
     var sw = System.Diagnostics.Stopwatch.StartNew();
     var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenizers.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
     // OUT ending in .gguf: llama.cpp layout (any type); otherwise a Hugging Face folder (f32/f16/bf16).
     long bytes = output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
-        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta)
+        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta, tensorMix)
         : SyntheticHfWriter.Write(s, dtype, output, seed);
-    Console.Error.WriteLine($"wrote {output}: {s.Name}, {dtype}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
+    Console.Error.WriteLine($"wrote {output}: {s.Name}, {(tensorMix == null ? dtype : $"{tensorMix.Experts} experts + {tensorMix.Attention}/{tensorMix.Shared}")}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
     return 0;
 }
 catch (Exception e) when (e is ArgumentException or ModelFormatException or IOException or FormatException or NotSupportedException)

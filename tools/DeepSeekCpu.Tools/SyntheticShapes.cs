@@ -67,6 +67,19 @@ public static class SyntheticShapes
         "q8_0" => DType.Q8_0, "q4_0" => DType.Q4_0, "q4_1" => DType.Q4_1, "q5_0" => DType.Q5_0,
         "q4_k" => DType.Q4_K, "q5_k" => DType.Q5_K, "q6_k" => DType.Q6_K,
         "q5_1" => DType.Q5_1, "q2_k" => DType.Q2_K, "q3_k" => DType.Q3_K, "iq4_nl" => DType.IQ4_NL, "iq4_xs" => DType.IQ4_XS,
-        _ => throw new ArgumentException($"--type '{s}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k, iq4_nl, iq4_xs)"),
+        "iq2_xxs" => DType.IQ2_XXS, "iq2_xs" => DType.IQ2_XS, "iq2_s" => DType.IQ2_S,
+        "iq3_xxs" => DType.IQ3_XXS, "iq3_s" => DType.IQ3_S, "iq1_s" => DType.IQ1_S, "iq1_m" => DType.IQ1_M,
+        _ => throw new ArgumentException($"--type '{s}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k, iq4_nl, iq4_xs; with --mix also iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m)"),
     };
+}
+
+/// <summary>
+/// The tensor types of a dynamic R1 GGUF (Unsloth's UD-IQ1_S, UD-IQ2_XXS, Q2_K_XL files): routed experts in a 1.5-2.5
+/// bit type, everything else in 4-6 bits: attention and the leading dense FFNs Q4_K, shared experts Q6_K, token
+/// embedding Q4_K, output Q6_K (the layout of those files, simplified: they also raise a few layers' down projections).
+/// </summary>
+public sealed record TensorMix(DType Experts, DType Attention = DType.Q4_K, DType Dense = DType.Q4_K, DType Shared = DType.Q6_K,
+    DType Embedding = DType.Q4_K, DType Output = DType.Q6_K)
+{
+    public static TensorMix Uniform(DType t) => new(t, t, t, t, t, t);
 }

@@ -13,17 +13,20 @@ namespace DeepSeekCpu.Tools;
 /// </summary>
 public static class SyntheticWriter
 {
-    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null)
+    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null, TensorMix? mix = null)
     {
-        var w = GgufExport.CreateWriter(s.ToConfig(), type, $"synthetic {s.Name}", hasSelectionBias: s.V3Routing, s.Name);
+        var m = mix ?? TensorMix.Uniform(type);
+        // general.file_type names the routed experts' type (most of the bytes) where llama.h has one for it
+        DType fileType = mix == null ? type : Supported(() => GgufExport.FileType(mix.Experts)) ? mix.Experts : mix.Attention;
+        var w = GgufExport.CreateWriter(s.ToConfig(), fileType, $"synthetic {s.Name}", hasSelectionBias: s.V3Routing, s.Name);
         foreach (var (k, v) in vocabulary ?? []) w.Add(k, v);
         string a = s.Arch;
         bool ds = a == "deepseek2";
         ulong state = seed | 1;
-        void Matrix(string name, int rows, int cols, DType t) => AddMatrix(w, name, rows, cols, t, ref state);
+        void Matrix(string name, int rows, int cols, DType t) => AddMatrix(w, name, rows, cols, t, ref state, mix != null);
         void Ones(string name, int n) => w.AddTensor(name, DType.F32, [n], MemoryMarshal.AsBytes(Enumerable.Repeat(1f, n).ToArray().AsSpan()).ToArray());
 
-        Matrix("token_embd.weight", s.Vocab, s.Hidden, type);
+        Matrix("token_embd.weight", s.Vocab, s.Hidden, m.Embedding);
         for (int l = 0; l < s.Layers; l++)
         {
             string p = $"blk.{l}.";
@@ -34,15 +37,15 @@ public static class SyntheticWriter
                 int qk = s.Nope + s.Rope;
                 if (s.QLoraRank is int q)
                 {
-                    Matrix(p + "attn_q_a.weight", q, s.Hidden, type);
+                    Matrix(p + "attn_q_a.weight", q, s.Hidden, m.Attention);
                     Ones(p + "attn_q_a_norm.weight", q);
-                    Matrix(p + "attn_q_b.weight", s.Heads * qk, q, type);
+                    Matrix(p + "attn_q_b.weight", s.Heads * qk, q, m.Attention);
                 }
-                else Matrix(p + "attn_q.weight", s.Heads * qk, s.Hidden, type);
-                Matrix(p + "attn_kv_a_mqa.weight", s.KvLoraRank + s.Rope, s.Hidden, type);
+                else Matrix(p + "attn_q.weight", s.Heads * qk, s.Hidden, m.Attention);
+                Matrix(p + "attn_kv_a_mqa.weight", s.KvLoraRank + s.Rope, s.Hidden, m.Attention);
                 Ones(p + "attn_kv_a_norm.weight", s.KvLoraRank);
-                Matrix(p + "attn_kv_b.weight", s.Heads * (s.Nope + s.VDim), s.KvLoraRank, type);
-                Matrix(p + "attn_output.weight", s.Hidden, s.Heads * s.VDim, type);
+                Matrix(p + "attn_kv_b.weight", s.Heads * (s.Nope + s.VDim), s.KvLoraRank, m.Attention);
+                Matrix(p + "attn_output.weight", s.Hidden, s.Heads * s.VDim, m.Attention);
                 if (l < s.LeadingDense) DenseFfn(p, s.Ffn);
                 else
                 {
@@ -52,9 +55,9 @@ public static class SyntheticWriter
                     Stacked(p + "ffn_up_exps.weight", s.Experts, s.ExpertFfn, s.Hidden);
                     Stacked(p + "ffn_down_exps.weight", s.Experts, s.Hidden, s.ExpertFfn);
                     int sh = s.SharedExperts * s.ExpertFfn;
-                    Matrix(p + "ffn_gate_shexp.weight", sh, s.Hidden, type);
-                    Matrix(p + "ffn_up_shexp.weight", sh, s.Hidden, type);
-                    Matrix(p + "ffn_down_shexp.weight", s.Hidden, sh, type);
+                    Matrix(p + "ffn_gate_shexp.weight", sh, s.Hidden, m.Shared);
+                    Matrix(p + "ffn_up_shexp.weight", sh, s.Hidden, m.Shared);
+                    Matrix(p + "ffn_down_shexp.weight", s.Hidden, sh, m.Shared);
                 }
             }
             else
@@ -74,29 +77,35 @@ public static class SyntheticWriter
             }
         }
         Ones("output_norm.weight", s.Hidden);
-        if (!s.Tied) Matrix("output.weight", s.Vocab, s.Hidden, type);
+        if (!s.Tied) Matrix("output.weight", s.Vocab, s.Hidden, m.Output);
         w.Write(path);
         return new FileInfo(path).Length;
 
         void DenseFfn(string p, int ffn)
         {
-            Matrix(p + "ffn_gate.weight", ffn, s.Hidden, type);
-            Matrix(p + "ffn_up.weight", ffn, s.Hidden, type);
-            Matrix(p + "ffn_down.weight", s.Hidden, ffn, type);
+            Matrix(p + "ffn_gate.weight", ffn, s.Hidden, m.Dense);
+            Matrix(p + "ffn_up.weight", ffn, s.Hidden, m.Dense);
+            Matrix(p + "ffn_down.weight", s.Hidden, ffn, m.Dense);
         }
         void Stacked(string name, int n, int rows, int cols)
         {
-            long per = type.ByteCount((long)rows * cols);
+            long per = m.Experts.ByteCount((long)rows * cols);
             ulong st = state; state = state * 6364136223846793005UL + 1442695040888963407UL;
-            w.AddTensor(name, type, [n, rows, cols], per * n, stream =>
+            w.AddTensor(name, m.Experts, [n, rows, cols], per * n, stream =>
             {
                 ulong local = st | 1;
-                for (int e = 0; e < n; e++) stream.Write(RandomRows(rows, cols, type, ref local));
+                for (int e = 0; e < n; e++) stream.Write(RandomRows(rows, cols, m.Experts, ref local, mix != null));
             });
         }
     }
 
-    private static void AddMatrix(GgufWriter w, string name, int rows, int cols, DType type, ref ulong state)
+    private static bool Supported(Func<uint> f)
+    {
+        try { f(); return true; }
+        catch (NotSupportedException) { return false; }
+    }
+
+    private static void AddMatrix(GgufWriter w, string name, int rows, int cols, DType type, ref ulong state, bool randomBlocks)
     {
         ulong st = state | 1; state = state * 6364136223846793005UL + 1442695040888963407UL;
         w.AddTensor(name, type, [rows, cols], type.ByteCount((long)rows * cols), stream =>
@@ -104,17 +113,29 @@ public static class SyntheticWriter
             ulong local = st;
             // Stream in slabs of rows to bound memory for the 150k-row embedding.
             for (int r0 = 0; r0 < rows; r0 += 4096)
-                stream.Write(RandomRows(Math.Min(4096, rows - r0), cols, type, ref local));
+                stream.Write(RandomRows(Math.Min(4096, rows - r0), cols, type, ref local, randomBlocks));
         });
     }
 
     /// <summary>rows x cols random values in [-1, 1) / sqrt(cols), quantized to <paramref name="type"/>, rows in parallel.</summary>
-    internal static byte[] RandomRows(int rows, int cols, DType type, ref ulong state)
+    internal static byte[] RandomRows(int rows, int cols, DType type, ref ulong state, bool randomBlocks = false)
     {
         long rowBytes = type.ByteCount(cols);
         var result = new byte[rowBytes * rows];
         ulong baseSeed = state; state = state * 6364136223846793005UL + 1442695040888963407UL;
         float scale = 1f / MathF.Sqrt(cols);
+        // No quantizer for the i-quants (they need an importance matrix), and R1's 11 G expert weights per layer would
+        // take hours through the reference quantizers: random valid blocks of the same RMS as the uniform values,
+        // 1/sqrt(3 cols). Dynamic mixes (randomBlocks) write every quantized matrix that way.
+        if (randomBlocks && type.IsQuantized() || IQuantRandom.Handles(type))
+        {
+            Parallel.For(0, rows, r =>
+            {
+                ulong x = (baseSeed ^ ((ulong)r * 0x9E3779B97F4A7C15UL)) | 1;
+                RandomBlocks(type, result.AsSpan((int)(r * rowBytes), (int)rowBytes), ref x, scale / MathF.Sqrt(3));
+            });
+            return result;
+        }
         Parallel.For(0, rows, () => new float[cols], (r, _, buf) =>
         {
             ulong x = (baseSeed ^ ((ulong)r * 0x9E3779B97F4A7C15UL)) | 1;
@@ -127,5 +148,35 @@ public static class SyntheticWriter
             return buf;
         }, _ => { });
         return result;
+    }
+
+    /// <summary>
+    /// Random valid blocks of <paramref name="type"/> with elements of RMS about <paramref name="rms"/>: random bytes with
+    /// the f16 super-block scales set (layouts: ggml-common.h). Q2_K (scales | mins << 4, 2-bit q, d, dmin: x =
+    /// d·sc·q − dmin·m) and Q4_K (6-bit scales and mins, 4-bit q, d and dmin first) get dmin = d·(mean q), which
+    /// centres the elements; Q6_K (6-bit q − 32, int8 scales, d last) only d; the i-quants: IQuantRandom.
+    /// The RMS constants are those of the uniform bytes (Q2_K ≈ 13.9·d, Q4_K ≈ 258·d, Q6_K ≈ 1365·d).
+    /// </summary>
+    private static void RandomBlocks(DType type, Span<byte> row, ref ulong x, float rms)
+    {
+        if (IQuantRandom.Handles(type)) { IQuantRandom.Fill(type, row, ref x, rms); return; }
+        for (int i = 0; i < row.Length; i++)
+        {
+            x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+            row[i] = (byte)(x * 0x2545F4914F6CDD1DUL >> 56);
+        }
+        var (size, dAt, dminAt, unit, qMean) = type switch
+        {
+            DType.Q2_K => (84, 80, 82, 13.9f, 1.5f),
+            DType.Q4_K => (144, 0, 2, 258f, 7.5f),
+            DType.Q6_K => (210, 208, -1, 1360f, 0f),
+            _ => throw new NotSupportedException($"random {type} blocks"),
+        };
+        ushort d = BitConverter.HalfToUInt16Bits((Half)(rms / unit)), dmin = BitConverter.HalfToUInt16Bits((Half)(rms / unit * qMean));
+        for (int b = 0; b + size <= row.Length; b += size)
+        {
+            BitConverter.TryWriteBytes(row.Slice(b + dAt, 2), d);
+            if (dminAt >= 0) BitConverter.TryWriteBytes(row.Slice(b + dminAt, 2), dmin);
+        }
     }
 }

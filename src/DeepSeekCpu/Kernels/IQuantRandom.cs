@@ -9,6 +9,9 @@ namespace DeepSeekCpu.Kernels;
 /// </summary>
 public static unsafe class IQuantRandom
 {
+    /// <summary>Whether <paramref name="t"/> is an i-quant (IQ1_S … IQ3_S) this engine reads.</summary>
+    public static bool Handles(DType t) => IQuantDecode.Handles(t);
+
     /// <summary>Fills <paramref name="dst"/> (whole blocks of <paramref name="t"/>) from the xorshift state
     /// <paramref name="state"/> (nonzero), the elements' RMS about <paramref name="rms"/>.</summary>
     public static void Fill(DType t, Span<byte> dst, ref ulong state, float rms)

@@ -37,7 +37,7 @@ public static unsafe partial class Dequantize
         for (int g = 0; g < 32; g++)
         {
             ulong grid = T.Grid(b, g, out int signs);
-            float db = T.Scale(b, g);
+            float db = Kernels.IQuant.Scale<T>(b, g);
             for (int j = 0; j < 8; j++)
                 y[8 * g + j] = T.Shifted
                     ? db * ((sbyte)(grid >> (8 * j)) + (signs != 0 ? -IQ1Delta : IQ1Delta))

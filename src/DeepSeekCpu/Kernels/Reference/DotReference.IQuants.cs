@@ -7,7 +7,7 @@ internal static unsafe partial class DotReference
 {
     public static float IQuant<T>(byte* w, ActQ8* a) where T : IIQuant
     {
-        int size = IQuantDecode.BlockBytes<T>();
+        int size = Kernels.IQuant.BlockBytes<T>();
         float sum = 0;
         for (int b = 0; b < a->Cols / 256; b++, w += size)
         {
@@ -17,10 +17,10 @@ internal static unsafe partial class DotReference
             {
                 ulong grid = T.Grid(w, g, out int signs);
                 int s = 0;
-                for (int j = 0; j < 8; j++) s += IQuantValue.Of(grid, signs, j, T.Shifted) * x[8 * g + j];
+                for (int j = 0; j < 8; j++) s += Kernels.IQuant.Value(grid, signs, j, T.Shifted) * x[8 * g + j];
                 sumi += T.ScaleInt(w, g) * s;
             }
-            sum += T.Factor(w) * a->D[b] * sumi;
+            sum += Kernels.IQuant.Factor<T>(w) * a->D[b] * sumi;
         }
         return sum;
     }
