@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Kernels.Tests;
 
 /// <summary>
 /// The i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M): the scalar dequantization against outputs of
-/// ggml's own dequantize_row_iq* (an independent implementation, tests/fixtures/iquants), every dot body against the
+/// ggml's own dequantize_row_iq* (an independent implementation, Data/ggml), every dot body against the
 /// scalar reference dot on random valid blocks, the reference dot against the dequantized row, and MatMul (decode and
 /// prompt routes) against a float64 product, on every path this machine has.
 /// </summary>
@@ -40,15 +40,6 @@ public unsafe class IQuantTests
         Assert.Equal([66, 74, 82, 98, 110, 50, 56], Types.Select(t => t.BlockBytes()));
     }
 
-    private static byte[] Resource(string name)
-    {
-        using var s = typeof(IQuantTests).Assembly.GetManifestResourceStream("iquants/" + name)
-            ?? throw new FileNotFoundException($"embedded resource iquants/{name}");
-        var m = new MemoryStream();
-        s.CopyTo(m);
-        return m.ToArray();
-    }
-
     /// <summary>Blocks whose grid indices sweep every entry of the type's grid, dequantized by ggml's C code: our
     /// specification and the SIMD row decode (WeightDecode's route) must reproduce every float bit for bit.</summary>
     [Theory]
@@ -56,8 +47,8 @@ public unsafe class IQuantTests
     public void Dequantize_equals_ggml_bit_for_bit(DType t)
     {
         string name = t.ToString().ToLowerInvariant();
-        var blocks = Resource(name + ".blocks");
-        var expect = MemoryMarshal.Cast<byte, float>(Resource(name + ".f32")).ToArray();
+        var blocks = GgmlReferenceTests.Resource(name + ".blocks");
+        var expect = MemoryMarshal.Cast<byte, float>(GgmlReferenceTests.Resource(name + ".dequant.f32")).ToArray();
         int nb = blocks.Length / t.BlockBytes();
         Assert.Equal(nb * 256, expect.Length);
         var y = new float[nb * 256];
