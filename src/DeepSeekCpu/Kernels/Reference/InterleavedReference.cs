@@ -1,0 +1,56 @@
+using DeepSeekCpu.Kernels.Repack;
+
+namespace DeepSeekCpu.Kernels.Reference;
+
+/// <summary>
+/// Scalar dot products of one interleaved group of 16 rows (layout: <see cref="Interleave"/>) with one token's
+/// activations: the specification of the interleaved SIMD bodies. Each row's sum is formed with the float operations
+/// of <see cref="DotReference"/> in the same order, so the result equals DotReference over the original rows exactly.
+/// </summary>
+internal static unsafe class InterleavedReference
+{
+    /// <summary>Quant byte k (0-based, of the block's 16 or 32) of row r in the interleaved block at <paramref name="blk"/>.</summary>
+    private static byte QuantByte(byte* blk, int r, int k) => blk[32 + 64 * (k / 4) + 4 * r + k % 4];
+
+    private static float Scale(byte* blk, int r) => (float)((Half*)blk)[r];
+
+    public static void Q4_0(byte* group, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(Weights.DType.Q4_0);
+        for (int r = 0; r < Interleave.Rows; r++)
+        {
+            float sum = 0;
+            for (int b = 0; b < nb; b++)
+            {
+                byte* blk = group + b * blockBytes;
+                sbyte* x = a->Q + 32 * b;
+                int isum = 0;
+                for (int k = 0; k < 16; k++)
+                {
+                    byte q = QuantByte(blk, r, k);
+                    isum += ((q & 0xF) - 8) * x[k] + ((q >> 4) - 8) * x[k + 16];
+                }
+                sum += Scale(blk, r) * a->D[b] * isum;
+            }
+            y[r] = sum;
+        }
+    }
+
+    public static void Q8_0(byte* group, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(Weights.DType.Q8_0);
+        for (int r = 0; r < Interleave.Rows; r++)
+        {
+            float sum = 0;
+            for (int b = 0; b < nb; b++)
+            {
+                byte* blk = group + b * blockBytes;
+                sbyte* x = a->Q + 32 * b;
+                int isum = 0;
+                for (int k = 0; k < 32; k++) isum += (sbyte)QuantByte(blk, r, k) * x[k];
+                sum += Scale(blk, r) * a->D[b] * isum;
+            }
+            y[r] = sum;
+        }
+    }
+}

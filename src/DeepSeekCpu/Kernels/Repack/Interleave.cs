@@ -1,0 +1,120 @@
+using System.Runtime.Intrinsics.X86;
+using DeepSeekCpu.Kernels.Arm;
+using DeepSeekCpu.Kernels.Reference;
+using DeepSeekCpu.Kernels.X86;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels.Repack;
+
+/// <summary>
+/// Weights re-laid-out once at load for the decode kernels (matrix-vector products): groups of <see cref="Rows"/>
+/// rows whose blocks are interleaved, so one broadcast of 4 activation bytes meets 4 weight bytes of every row of the
+/// group in one register and each 32-bit lane accumulates one row's dot product (no horizontal sums, no per-block
+/// scale gathers). The idea is that of ik_llama.cpp's <c>_R4</c>/<c>_R8</c> types and llama.cpp's CPU "repack" buffer
+/// type (e.g. block_q4_0x8); the layout here is our own: 16 rows (one 512-bit register of int32 lanes).
+/// <para>
+/// Layout of Q4_0 and Q8_0 (ggml block_q4_0 / block_q8_0: a half scale d, then 16 or 32 quant bytes), group g holds
+/// rows 16g..16g+15, and per block column b (32 weights):
+/// <code>
+///   [16 halves: d of rows 0..15]                        32 bytes
+///   chunk j = 0 .. Q/4-1 (Q = 16 or 32 quant bytes):    64 bytes each
+///       bytes 4r..4r+3 = quant bytes 4j..4j+3 of row r's block b
+/// </code>
+/// The quant bytes are unchanged (Q4_0 byte k keeps element k in its low nibble and k+16 in its high nibble), so
+/// chunk j of Q4_0 multiplies activation bytes 4j..4j+3 (low nibbles) and 16+4j..16+4j+3 (high nibbles); chunk j of
+/// Q8_0 multiplies activation bytes 4j..4j+3. Rows past the matrix end (the last group) are zero (d = 0).
+/// Same bytes as the original rows (+ padding of the last group): Q4_0 288 bytes, Q8_0 544 bytes per 16 blocks.
+/// </para>
+/// The memory map stays untouched: the prompt GEMM keeps reading it (<see cref="WeightMatrix.Data"/>).
+/// </summary>
+public static unsafe class Interleave
+{
+    /// <summary>Rows per interleaved group.</summary>
+    public const int Rows = 16;
+
+    /// <summary>Formats with an interleaved layout.</summary>
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0;
+
+    /// <summary>Bytes of one block column of a group: 16 half scales and 16 rows' quant bytes.</summary>
+    public static int BlockBytes(DType t) => 32 + Rows * QuantBytes(t);
+
+    private static int QuantBytes(DType t) => t == DType.Q4_0 ? 16 : 32;
+
+    /// <summary>Bytes of one group of rows of a matrix with <paramref name="cols"/> columns.</summary>
+    public static long GroupBytes(DType t, int cols) => (long)(cols / 32) * BlockBytes(t);
+
+    /// <summary>Groups of a matrix with <paramref name="rows"/> rows (the last one padded with zero rows).</summary>
+    public static int Groups(int rows) => (rows + Rows - 1) / Rows;
+
+    /// <summary>
+    /// The group body for weights of <paramref name="t"/> on <paramref name="path"/>: y[0..16) = the dot products of
+    /// the group's rows with one token's activations (Q8_0 style); null where no interleaved body pays (the row
+    /// bodies over the mapping run instead).
+    /// </summary>
+    public static delegate*<byte*, ActQ8*, float*, void> GroupDot(DType t, KernelPath path) => (t, path) switch
+    {
+        (DType.Q4_0, KernelPath.Avx512) => &InterleavedX86.Q4_0Avx512,
+        (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_0Avx2,
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => &InterleavedX86.Q8_0<VnniDot>,
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
+        (DType.Q4_0, KernelPath.NeonDp) => &InterleavedArm.Q4_0,
+        (DType.Q8_0, KernelPath.NeonDp) => &InterleavedArm.Q8_0,
+        (DType.Q4_0 or DType.Q8_0, KernelPath.Scalar) => GroupDotReference(t),
+        _ => null,
+    };
+
+    /// <summary>The scalar specification of the group bodies.</summary>
+    public static delegate*<byte*, ActQ8*, float*, void> GroupDotReference(DType t) => t switch
+    {
+        DType.Q4_0 => &InterleavedReference.Q4_0,
+        DType.Q8_0 => &InterleavedReference.Q8_0,
+        _ => null,
+    };
+
+    /// <summary>
+    /// Gives <paramref name="w"/> an interleaved copy of its rows when <paramref name="path"/> has a group body for its
+    /// format; returns the copy's size in bytes (0 when none was made). The copy is freed with the matrix.
+    /// </summary>
+    public static long Attach(WeightMatrix w, KernelPath path)
+    {
+        if (!Supports(w.Type) || GroupDot(w.Type, path) == null || w.Interleaved != null || w.Rows == 0) return 0;
+        var buf = new NativeBuffer(Groups(w.Rows) * GroupBytes(w.Type, w.Cols));
+        Pack(w, buf.Pointer);
+        w.SetInterleaved(buf.Pointer, buf.Length, buf);
+        return buf.Length;
+    }
+
+    /// <summary>Writes the interleaved layout of <paramref name="w"/> to <paramref name="dst"/> (Groups × GroupBytes bytes), groups on the worker pool.</summary>
+    public static void Pack(WeightMatrix w, byte* dst)
+    {
+        if (!Supports(w.Type)) throw new ArgumentException($"{w.Name}: {w.Type} has no interleaved layout");
+        var job = new PackJob(w, dst);
+        WorkerPool.Shared.Run(job, Groups(w.Rows));
+    }
+
+    private sealed class PackJob(WeightMatrix w, byte* dst) : IRangeJob
+    {
+        public void Run(int start, int end)
+        {
+            int nb = w.Cols / 32, qb = QuantBytes(w.Type), blockBytes = BlockBytes(w.Type), srcBlock = w.Type.BlockBytes();
+            long groupBytes = GroupBytes(w.Type, w.Cols);
+            for (int g = start; g < end; g++)
+            {
+                byte* group = dst + g * groupBytes;
+                new Span<byte>(group, checked((int)groupBytes)).Clear();    // padding rows: d = 0, quants 0
+                for (int r = 0; r < Rows && g * Rows + r < w.Rows; r++)
+                {
+                    byte* row = w.Row(g * Rows + r);
+                    for (int b = 0; b < nb; b++)
+                    {
+                        byte* src = row + b * srcBlock;                      // [d: 2 bytes][qs: qb bytes]
+                        byte* blk = group + b * blockBytes;
+                        ((ushort*)blk)[r] = *(ushort*)src;
+                        for (int j = 0; j < qb / 4; j++) *(uint*)(blk + 32 + 64 * j + 4 * r) = *(uint*)(src + 2 + 4 * j);
+                    }
+                }
+            }
+        }
+    }
+}
