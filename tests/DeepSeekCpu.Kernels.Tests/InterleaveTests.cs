@@ -13,14 +13,14 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// </summary>
 public unsafe class InterleaveTests
 {
-    private static readonly DType[] Types = [DType.Q4_0, DType.Q8_0];
+    private static readonly DType[] Types = [DType.Q4_0, DType.Q8_0, DType.Q4_K];
 
     public static TheoryData<DType, int, int> Shapes()
     {
         var d = new TheoryData<DType, int, int>();
         foreach (var t in Types)
             foreach (var (rows, cols) in new[] { (1, 32), (5, 96), (16, 416), (17, 288), (35, 1536), (48, 64) })
-                d.Add(t, rows, cols);
+                d.Add(t, rows, t == DType.Q4_K ? 256 * (cols / 64 % 4 + 1) : cols);   // Q4_K: 1-4 super-blocks
         return d;
     }
 
@@ -31,7 +31,7 @@ public unsafe class InterleaveTests
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++)
             {
-                int block = c / 32 + r;
+                int block = c / t.BlockSize() + r;
                 if (block % 7 == 3) data[r * cols + c] = 0;                 // d = 0
                 else if (block % 7 == 5) data[r * cols + c] *= 1e-4f;      // |d| below the smallest normal half
             }
@@ -45,18 +45,18 @@ public unsafe class InterleaveTests
         return bytes;
     }
 
-    private static (byte[] mem, nint acts) Quantized(float[] x, int cols, int tokens)
+    private static (byte[] mem, nint acts) Quantized(DType type, float[] x, int cols, int tokens)
     {
         var mem = GC.AllocateArray<byte>((int)(tokens * (ActQ8.BytesFor(cols) + sizeof(ActQ8) + 64)) + 128, pinned: true);
         byte* p = (byte*)(((nint)Marshal.UnsafeAddrOfPinnedArrayElement(mem, 0) + 63) & ~63);
         var acts = (ActQ8*)p;
         p += (tokens * sizeof(ActQ8) + 63) & ~63;
         fixed (float* px = x)
-            for (int t = 0; t < tokens; t++)
+            for (int tk = 0; tk < tokens; tk++)
             {
-                acts[t] = ActQ8.At(p, cols);
+                acts[tk] = ActQ8.At(p, cols);
                 p += ActQ8.BytesFor(cols);
-                ActQ8.QuantizeQ8_0(px + (long)t * cols, acts + t);
+                ActQ8.QuantizeFor(type, px + (long)tk * cols, acts + tk);
             }
         return (mem, (nint)acts);
     }
@@ -67,7 +67,7 @@ public unsafe class InterleaveTests
     {
         using var w = Weights(t, rows, cols, rows * 31 + cols);
         var packed = Packed(w);
-        var (mem, acts) = Quantized(TestData.Gaussian(cols, cols + 1), cols, 1);
+        var (mem, acts) = Quantized(t, TestData.Gaussian(cols, cols + 1), cols, 1);
         var dot = Gemv.QuantDotReference(t);
         var group = Interleave.GroupDotReference(t);
         var y = new float[Interleave.Rows];
@@ -92,7 +92,7 @@ public unsafe class InterleaveTests
     {
         using var w = Weights(t, rows, cols, rows * 17 + cols);
         var packed = Packed(w);
-        var (mem, acts) = Quantized(TestData.Gaussian(cols, cols + 2), cols, 1);
+        var (mem, acts) = Quantized(t, TestData.Gaussian(cols, cols + 2), cols, 1);
         var reference = Interleave.GroupDotReference(t);
         var expect = new float[Interleave.Rows];
         var got = new float[Interleave.Rows];
@@ -125,7 +125,7 @@ public unsafe class InterleaveTests
     /// <summary>DotReference of every row against every token: what a GEMV must produce (same quantized activations).</summary>
     private static float[] ReferenceGemv(WeightMatrix w, float[] x, int n)
     {
-        var (mem, acts) = Quantized(x, w.Cols, n);
+        var (mem, acts) = Quantized(w.Type, x, w.Cols, n);
         var dot = Gemv.QuantDotReference(w.Type);
         var y = new float[n * w.Rows];
         for (int t = 0; t < n; t++)
@@ -155,6 +155,7 @@ public unsafe class InterleaveTests
         {
             (DType.Q4_0, 37, 288, 0, true), (DType.Q8_0, 5, 288, 0, true), (DType.Q4_0, 21, 288, 0, false),
             (DType.Q4_0, 16, 96, 1, true), (DType.Q8_0, 50, 96, 1, true), (DType.Q4_K, 9, 256, 2, false), (DType.Q4_0, 3, 256, 2, true),
+            (DType.Q4_K, 19, 256, 2, true), (DType.Q6_K, 7, 256, 2, false),
         };
         int[] inputCols = [288, 96, 256];
         var weights = specs.Select((s, i) => Weights(s.Type, s.Rows, s.Cols, 500 + i)).ToArray();
@@ -163,7 +164,7 @@ public unsafe class InterleaveTests
             foreach (int n in new[] { 1, 3 })
             {
                 var inputs = inputCols.Select((c, i) => { var a = GC.AllocateArray<float>(n * c, pinned: true); TestData.Gaussian(a.Length, 40 * n + i).CopyTo(a, 0); return a; }).ToArray();
-                var expect = specs.Select((s, i) => s.Type == DType.Q4_K ? null : ReferenceGemv(weights[i], inputs[s.Input], n)).ToArray();
+                var expect = specs.Select((s, i) => ReferenceGemv(weights[i], inputs[s.Input], n)).ToArray();
                 foreach (var path in KernelInfo.Available)
                 {
                     foreach (var (w, i) in weights.Select((w, i) => (w, i)))
@@ -178,7 +179,7 @@ public unsafe class InterleaveTests
                     for (int i = 0; i < specs.Length; i++)
                     {
                         Assert.Equal(12345f, outputs[i][^1]);
-                        if (expect[i] is { } e) AssertClose(e, outputs[i], n * specs[i].Rows, specs[i].Cols, $"product {i} ({specs[i].Type}, interleaved copy: {weights[i].Interleaved != null}) {KernelInfo.Name(path)} n={n}");
+                        AssertClose(expect[i], outputs[i], n * specs[i].Rows, specs[i].Cols, $"product {i} ({specs[i].Type}, interleaved copy: {weights[i].Interleaved != null}) {KernelInfo.Name(path)} n={n}");
                     }
                 }
             }
@@ -190,6 +191,7 @@ public unsafe class InterleaveTests
     [Theory]
     [InlineData(DType.Q4_0, 67, 288)]
     [InlineData(DType.Q8_0, 33, 544)]
+    [InlineData(DType.Q4_K, 21, 512)]
     public void Multiply_with_an_interleaved_copy_matches_DotReference_and_the_float_reference(DType t, int rows, int cols)
     {
         using var w = Weights(t, rows, cols, rows + cols);
@@ -217,9 +219,9 @@ public unsafe class InterleaveTests
     [Fact]
     public void Attach_makes_a_copy_only_where_a_body_exists_and_dispose_frees_it()
     {
-        using var q4k = TestData.Matrix(DType.Q4_K, TestData.Gaussian(4 * 256, 1, 0.05f), 4, 256);
-        Assert.Equal(0, Interleave.Attach(q4k, KernelInfo.Path));
-        Assert.True(q4k.Interleaved == null);
+        using var q6k = TestData.Matrix(DType.Q6_K, TestData.Gaussian(4 * 256, 1, 0.05f), 4, 256);
+        Assert.Equal(0, Interleave.Attach(q6k, KernelInfo.Path));
+        Assert.True(q6k.Interleaved == null);
         var w = TestData.Matrix(DType.Q4_0, TestData.Gaussian(20 * 64, 2, 0.05f), 20, 64);
         long bytes = Interleave.Attach(w, KernelPath.Scalar);
         Assert.Equal(2 * 2 * 288, bytes);                       // 2 groups (20 rows padded to 32) x 2 blocks x 288 bytes

@@ -41,7 +41,11 @@ public sealed class ModelWeights : IDisposable
     {
         var stored = RawMatrix(name, rows, cols);
         var m = MatrixTransform?.Invoke(stored) ?? stored;
-        long interleaved = Repack ? Kernels.Repack.Interleave.Attach(m, Kernels.KernelInfo.Path) : 0;
+        // The copy is made while the files, the copies so far and this one fit in 90% of the machine's memory (the
+        // mapping's pages that decoding no longer reads are page cache the kernel may reclaim; anonymous weights are not).
+        long size = Repack ? Kernels.Repack.Interleave.SizeOf(m) : 0;
+        long interleaved = size > 0 && TotalBytes + ResidentBytes + size <= 0.9 * GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
+            ? Kernels.Repack.Interleave.Attach(m, Kernels.KernelInfo.Path) : 0;
         lock (_matrixBytes)
         {
             _matrixBytes[name] = m.ByteLength;

@@ -61,6 +61,71 @@ internal static unsafe class InterleavedArm
         acc0.Store(y); acc1.Store(y + 4); acc2.Store(y + 8); acc3.Store(y + 12);
     }
 
+    /// <summary>Rows 4q..4q+3 of one Q4_K sub-block pair (8 chunks from <paramref name="c"/>): low and high nibble sums per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<int> lo, Vector128<int> hi) Q4_KPair(byte* c, sbyte* x)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        Vector128<sbyte> x0 = Vector128.Load(x), x1 = Vector128.Load(x + 16), x2 = Vector128.Load(x + 32), x3 = Vector128.Load(x + 48);
+        Vector128<int> lo = default, hi = default;
+        var v = Vector128.Load(c);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 0); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 0);
+        v = Vector128.Load(c + 64);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 1); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 1);
+        v = Vector128.Load(c + 128);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 2); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 2);
+        v = Vector128.Load(c + 192);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 3); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 3);
+        v = Vector128.Load(c + 256);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 0); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 0);
+        v = Vector128.Load(c + 320);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 1); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 1);
+        v = Vector128.Load(c + 384);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 2); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 2);
+        v = Vector128.Load(c + 448);
+        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 3); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 3);
+        return (lo, hi);
+    }
+
+    /// <summary>4 rows' bytes (scales of one sub-block) as int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Bytes4(byte* p) =>
+        AdvSimd.ZeroExtendWideningLower(AdvSimd.ZeroExtendWideningLower(Vector64.CreateScalar(*(uint*)p).AsByte()).GetLower()).AsInt32();
+
+    /// <summary>Q4_K (sdot per sub-block, scales as int32 multiplies, mins against the activations' sub-block sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_K(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(DType.Q4_K);
+        float* acc = stackalloc float[Interleave.Rows];
+        new Span<float>(acc, Interleave.Rows).Clear();
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            sbyte* x = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            var dx = Vector128.Create(a->D[b]);
+            for (int q = 0; q < 4; q++)
+            {
+                Vector128<int> isum = default, msum = default;
+                for (int p = 0; p < 4; p++)
+                {
+                    var (lo, hi) = Q4_KPair(g + Interleave.Q4_KQuants + 512 * p + 16 * q, x + 64 * p);
+                    isum += lo * Bytes4(g + Interleave.Q4_KScales + 32 * p + 4 * q) + hi * Bytes4(g + Interleave.Q4_KScales + 32 * p + 16 + 4 * q);
+                    // mins of rows 4q..4q+3 for sub-blocks 2p, 2p+1: [m0 m1] per row, against the two sub-blocks' sums
+                    var m = AdvSimd.ZeroExtendWideningLower(Vector64.Load(g + Interleave.Q4_KMins + 32 * p + 8 * q)).AsInt16();
+                    var sums = Vector64.Create((short)(bs[4 * p] + bs[4 * p + 1]), (short)(bs[4 * p + 2] + bs[4 * p + 3]),
+                        (short)(bs[4 * p] + bs[4 * p + 1]), (short)(bs[4 * p + 2] + bs[4 * p + 3]));
+                    msum += AdvSimd.Arm64.AddPairwise(AdvSimd.MultiplyWideningLower(m.GetLower(), sums), AdvSimd.MultiplyWideningLower(m.GetUpper(), sums));
+                }
+                var sum = Vector128.Load(acc + 4 * q);
+                sum = AdvSimd.FusedMultiplyAdd(sum, AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
+                sum = AdvSimd.FusedMultiplySubtract(sum, AdvSimd.ConvertToSingle(msum), Scales4(g + Interleave.Q4_KDMin, q) * dx);
+                sum.Store(acc + 4 * q);
+            }
+        }
+        new Span<float>(acc, Interleave.Rows).CopyTo(new Span<float>(y, Interleave.Rows));
+    }
+
     /// <summary>Q8_0 rows 4q..4q+3: chunks 0-3 against the quadruplets of activations 0..15, chunks 4-7 of 16..31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> Q8_0Rows(byte* blk, int q, Vector128<sbyte> xlo, Vector128<sbyte> xhi)

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Kernels.Reference;
 internal static unsafe class InterleavedReference
 {
     /// <summary>Quant byte k (0-based, of the block's 16 or 32) of row r in the interleaved block at <paramref name="blk"/>.</summary>
-    private static byte QuantByte(byte* blk, int r, int k) => blk[32 + 64 * (k / 4) + 4 * r + k % 4];
+    private static byte QuantByte(byte* blk, int r, int k, int quants = 32) => blk[quants + 64 * (k / 4) + 4 * r + k % 4];
 
     private static float Scale(byte* blk, int r) => (float)((Half*)blk)[r];
 
@@ -31,6 +31,38 @@ internal static unsafe class InterleavedReference
                     isum += ((q & 0xF) - 8) * x[k] + ((q >> 4) - 8) * x[k + 16];
                 }
                 sum += Scale(blk, r) * a->D[b] * isum;
+            }
+            y[r] = sum;
+        }
+    }
+
+    /// <summary>Q4_K against Q8_K activations: ggml_vec_dot_q4_K_q8_K_generic's sums, in DotReference.Q4_K's order.</summary>
+    public static void Q4_K(byte* group, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(Weights.DType.Q4_K);
+        for (int r = 0; r < Interleave.Rows; r++)
+        {
+            float sum = 0;
+            for (int b = 0; b < nb; b++)
+            {
+                byte* blk = group + b * blockBytes;
+                sbyte* x = a->Q + 256 * b;
+                short* bs = a->BSums + 16 * b;
+                int sumi = 0, summ = 0;
+                for (int s = 0; s < 8; s++)
+                {
+                    int scale = blk[Interleave.Q4_KScales + 16 * s + r], min = blk[Interleave.Q4_KMins + 32 * (s / 2) + 2 * r + s % 2];
+                    int isum = 0;
+                    for (int l = 0; l < 32; l++)
+                    {
+                        // element 64g + l (s = 2g, low nibble) or 64g + 32 + l (s = 2g + 1, high) sits in byte 32g + l
+                        byte q = QuantByte(blk, r, 32 * (s / 2) + l, Interleave.Q4_KQuants);
+                        isum += (s % 2 == 0 ? q & 0xF : q >> 4) * x[32 * s + l];
+                    }
+                    sumi += scale * isum;
+                    summ += min * (bs[2 * s] + bs[2 * s + 1]);
+                }
+                sum += Scale(blk, r) * a->D[b] * sumi - Scale(blk + Interleave.Q4_KDMin, r) * a->D[b] * summ;
             }
             y[r] = sum;
         }

@@ -26,6 +26,18 @@ namespace DeepSeekCpu.Kernels.Repack;
 /// Q8_0 multiplies activation bytes 4j..4j+3. Rows past the matrix end (the last group) are zero (d = 0).
 /// Same bytes as the original rows (+ padding of the last group): Q4_0 288 bytes, Q8_0 544 bytes per 16 blocks.
 /// </para>
+/// <para>
+/// Q4_K (ggml block_q4_K: d, dmin, 12 bytes of packed 6-bit scales and mins of 8 sub-blocks of 32, 128 nibble bytes
+/// where byte 32i + l holds element 64i + l low and 64i + 32 + l high), per super-block (256 weights) of 16 rows:
+/// <code>
+///   [16 halves d][16 halves dmin]                            64 bytes
+///   scales: sub-block s = 0..7, row r: byte 16s + r          128 bytes (unpacked 6-bit values)
+///   mins: pair p = 0..3, row r: bytes 32p + 2r, +1 = m[2p], m[2p+1]   128 bytes
+///   chunk j = 0..31: bytes 4r..4r+3 = quant bytes 4j..4j+3 of row r   32 × 64 bytes
+/// </code>
+/// 2368 bytes per 16 super-blocks (2304 stored: the scales are unpacked). Chunk j belongs to sub-blocks 2(j/8) (low
+/// nibbles) and 2(j/8)+1 (high nibbles); the mins sit in pairs so one vpmaddwd meets two sub-blocks' activation sums.
+/// </para>
 /// The memory map stays untouched: the prompt GEMM keeps reading it (<see cref="WeightMatrix.Data"/>).
 /// </summary>
 public static unsafe class Interleave
@@ -34,18 +46,24 @@ public static unsafe class Interleave
     public const int Rows = 16;
 
     /// <summary>Formats with an interleaved layout.</summary>
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0 or DType.Q4_K;
 
-    /// <summary>Bytes of one block column of a group: 16 half scales and 16 rows' quant bytes.</summary>
-    public static int BlockBytes(DType t) => 32 + Rows * QuantBytes(t);
+    /// <summary>Bytes of one block column (32 or 256 weights) of a group: 16 rows' scales and quant bytes.</summary>
+    public static int BlockBytes(DType t) => t == DType.Q4_K ? Q4_KQuants + Rows * 128 : 32 + Rows * QuantBytes(t);
 
-    private static int QuantBytes(DType t) => t == DType.Q4_0 ? 16 : 32;
+    /// <summary>Q4_K: offsets of the dmin halves, scales, mins and quant chunks in a super-block of a group.</summary>
+    public const int Q4_KDMin = 32, Q4_KScales = 64, Q4_KMins = 192, Q4_KQuants = 320;
+
+    private static int QuantBytes(DType t) => t switch { DType.Q4_0 => 16, DType.Q4_K => 128, _ => 32 };
 
     /// <summary>Bytes of one group of rows of a matrix with <paramref name="cols"/> columns.</summary>
-    public static long GroupBytes(DType t, int cols) => (long)(cols / 32) * BlockBytes(t);
+    public static long GroupBytes(DType t, int cols) => (long)(cols / t.BlockSize()) * BlockBytes(t);
 
     /// <summary>Groups of a matrix with <paramref name="rows"/> rows (the last one padded with zero rows).</summary>
     public static int Groups(int rows) => (rows + Rows - 1) / Rows;
+
+    /// <summary>Bytes of the interleaved copy of <paramref name="w"/> (0 for formats without a layout).</summary>
+    public static long SizeOf(WeightMatrix w) => Supports(w.Type) ? Groups(w.Rows) * GroupBytes(w.Type, w.Cols) : 0;
 
     /// <summary>
     /// The group body for weights of <paramref name="t"/> on <paramref name="path"/>: y[0..16) = the dot products of
@@ -58,9 +76,12 @@ public static unsafe class Interleave
         (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_0Avx2,
         (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => &InterleavedX86.Q8_0<VnniDot>,
         (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
+        (DType.Q4_K, KernelPath.Avx512) => &InterleavedX86.Q4_KAvx512,
+        (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_KAvx2,
         (DType.Q4_0, KernelPath.NeonDp) => &InterleavedArm.Q4_0,
+        (DType.Q4_K, KernelPath.NeonDp) => &InterleavedArm.Q4_K,
         (DType.Q8_0, KernelPath.NeonDp) => &InterleavedArm.Q8_0,
-        (DType.Q4_0 or DType.Q8_0, KernelPath.Scalar) => GroupDotReference(t),
+        (DType.Q4_0 or DType.Q8_0 or DType.Q4_K, KernelPath.Scalar) => GroupDotReference(t),
         _ => null,
     };
 
@@ -69,6 +90,7 @@ public static unsafe class Interleave
     {
         DType.Q4_0 => &InterleavedReference.Q4_0,
         DType.Q8_0 => &InterleavedReference.Q8_0,
+        DType.Q4_K => &InterleavedReference.Q4_K,
         _ => null,
     };
 
@@ -79,7 +101,7 @@ public static unsafe class Interleave
     public static long Attach(WeightMatrix w, KernelPath path)
     {
         if (!Supports(w.Type) || GroupDot(w.Type, path) == null || w.Interleaved != null || w.Rows == 0) return 0;
-        var buf = new NativeBuffer(Groups(w.Rows) * GroupBytes(w.Type, w.Cols));
+        var buf = new NativeBuffer(SizeOf(w));
         Pack(w, buf.Pointer);
         w.SetInterleaved(buf.Pointer, buf.Length, buf);
         return buf.Length;
@@ -97,7 +119,8 @@ public static unsafe class Interleave
     {
         public void Run(int start, int end)
         {
-            int nb = w.Cols / 32, qb = QuantBytes(w.Type), blockBytes = BlockBytes(w.Type), srcBlock = w.Type.BlockBytes();
+            int nb = w.Cols / w.Type.BlockSize(), qb = QuantBytes(w.Type), blockBytes = BlockBytes(w.Type), srcBlock = w.Type.BlockBytes();
+            int quants = w.Type == DType.Q4_K ? Q4_KQuants : 32, qsOffset = w.Type == DType.Q4_K ? 16 : 2;
             long groupBytes = GroupBytes(w.Type, w.Cols);
             for (int g = start; g < end; g++)
             {
@@ -108,10 +131,18 @@ public static unsafe class Interleave
                     byte* row = w.Row(g * Rows + r);
                     for (int b = 0; b < nb; b++)
                     {
-                        byte* src = row + b * srcBlock;                      // [d: 2 bytes][qs: qb bytes]
+                        byte* src = row + b * srcBlock;                      // [d: 2 bytes][Q4_K: dmin, 12 scale bytes][qs: qb bytes]
                         byte* blk = group + b * blockBytes;
                         ((ushort*)blk)[r] = *(ushort*)src;
-                        for (int j = 0; j < qb / 4; j++) *(uint*)(blk + 32 + 64 * j + 4 * r) = *(uint*)(src + 2 + 4 * j);
+                        for (int j = 0; j < qb / 4; j++) *(uint*)(blk + quants + 64 * j + 4 * r) = *(uint*)(src + qsOffset + 4 * j);
+                        if (w.Type != DType.Q4_K) continue;
+                        ((ushort*)(blk + Q4_KDMin))[r] = *(ushort*)(src + 2);
+                        for (int s = 0; s < 8; s++)
+                        {
+                            KQuant.ScaleMin(s, src + 4, out int scale, out int min);
+                            blk[Q4_KScales + 16 * s + r] = (byte)scale;
+                            blk[Q4_KMins + 32 * (s / 2) + 2 * r + s % 2] = (byte)min;
+                        }
                     }
                 }
             }

@@ -131,6 +131,119 @@ internal static unsafe class InterleavedX86
         (acc1 - bias1 * 8).Store(y + 8);
     }
 
+    /// <summary>16 rows' 6-bit sub-block scales (16 bytes) as int16 pairs: each row's scale in both halves of its int32 lane, for vpmaddwd.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> ScalePairs16(byte* p)
+    {
+        var s = Avx512F.ConvertToVector512Int32(Vector128.Load(p));
+        return (s | Vector512.ShiftLeft(s, 16)).AsInt16();
+    }
+
+    /// <summary>The int16 sums of two adjacent 16-element activation groups (ggml's bsums) of sub-blocks 2p and 2p+1, as one int16 pair.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BSumPair(short* bs, int p) =>
+        (ushort)(short)(bs[4 * p] + bs[4 * p + 1]) | (int)((uint)(ushort)(short)(bs[4 * p + 2] + bs[4 * p + 3]) << 16);
+
+    /// <summary>
+    /// Q4_K, 512-bit, per super-block of 16 rows: per pair of sub-blocks 8 chunks (vpmaddubsw of low and high nibbles
+    /// summed in int16: 8 pairs ≤ 8·2·15·127 &lt; 2^15), one vpmaddwd each against the rows' scales; the mins term is
+    /// 4 vpmaddwd of the row's min pairs against the activation sums. Two FMAs per super-block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_KAvx512(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256;
+        int blockBytes = Interleave.BlockBytes(DType.Q4_K);
+        var low4 = Vector512.Create((byte)0x0F);
+        Vector512<float> acc = default, accMin = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            sbyte* x = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            var isum = Vector512<int>.Zero;
+            for (int p = 0; p < 4; p++, x += 64)
+            {
+                byte* c = g + Interleave.Q4_KQuants + 512 * p;
+                Vector512<short> lo = default, hi = default;
+                for (int j = 0; j < 8; j++, c += 64)
+                {
+                    Sse.Prefetch0(c + PrefetchDistance);
+                    var v = Vector512.Load(c);
+                    lo += Avx512BW.MultiplyAddAdjacent(v & low4, Broadcast512(x + 4 * j));
+                    hi += Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & low4, Broadcast512(x + 32 + 4 * j));
+                }
+                isum += Avx512BW.MultiplyAddAdjacent(lo, ScalePairs16(g + Interleave.Q4_KScales + 32 * p))
+                      + Avx512BW.MultiplyAddAdjacent(hi, ScalePairs16(g + Interleave.Q4_KScales + 32 * p + 16));
+            }
+            var msum = Vector512<int>.Zero;
+            for (int p = 0; p < 4; p++)
+                msum += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(g + Interleave.Q4_KMins + 32 * p)), Vector512.Create(BSumPair(bs, p)).AsInt16());
+            var dx = Vector512.Create(a->D[b]);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Scales16(g) * dx, acc);
+            accMin = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(msum), Scales16(g + Interleave.Q4_KDMin) * dx, accMin);
+        }
+        (acc - accMin).Store(y);
+    }
+
+    /// <summary>8 rows' sub-block scales (8 bytes) as int16 pairs (see <see cref="ScalePairs16"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> ScalePairs8(byte* p)
+    {
+        var s = Avx2.ConvertToVector256Int32(p);
+        return (s | Vector256.ShiftLeft(s, 16)).AsInt16();
+    }
+
+    /// <summary>Q4_K, 256-bit: <see cref="Q4_KAvx512"/> on the two halves of 8 rows, sharing each activation broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_KAvx2(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256;
+        int blockBytes = Interleave.BlockBytes(DType.Q4_K);
+        var low4 = Vector256.Create((byte)0x0F);
+        Vector256<float> acc0 = default, acc1 = default, min0 = default, min1 = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            sbyte* x = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            Vector256<int> isum0 = default, isum1 = default;
+            for (int p = 0; p < 4; p++, x += 64)
+            {
+                byte* c = g + Interleave.Q4_KQuants + 512 * p;
+                Vector256<short> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
+                for (int j = 0; j < 8; j++, c += 64)
+                {
+                    Sse.Prefetch0(c + PrefetchDistance);
+                    var xl = Broadcast256(x + 4 * j);
+                    var xh = Broadcast256(x + 32 + 4 * j);
+                    var v0 = Vector256.Load(c);
+                    var v1 = Vector256.Load(c + 32);
+                    lo0 += Avx2.MultiplyAddAdjacent(v0 & low4, xl);
+                    hi0 += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & low4, xh);
+                    lo1 += Avx2.MultiplyAddAdjacent(v1 & low4, xl);
+                    hi1 += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & low4, xh);
+                }
+                byte* sc = g + Interleave.Q4_KScales + 32 * p;
+                isum0 += Avx2.MultiplyAddAdjacent(lo0, ScalePairs8(sc)) + Avx2.MultiplyAddAdjacent(hi0, ScalePairs8(sc + 16));
+                isum1 += Avx2.MultiplyAddAdjacent(lo1, ScalePairs8(sc + 8)) + Avx2.MultiplyAddAdjacent(hi1, ScalePairs8(sc + 24));
+            }
+            Vector256<int> msum0 = default, msum1 = default;
+            for (int p = 0; p < 4; p++)
+            {
+                var pair = Vector256.Create(BSumPair(bs, p)).AsInt16();
+                byte* m = g + Interleave.Q4_KMins + 32 * p;
+                msum0 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m), pair);
+                msum1 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m + 16), pair);
+            }
+            var dx = Vector256.Create(a->D[b]);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum0), Scales8(g) * dx, acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum1), Scales8(g + 16) * dx, acc1);
+            min0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum0), Scales8(g + Interleave.Q4_KDMin) * dx, min0);
+            min1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum1), Scales8(g + Interleave.Q4_KDMin + 16) * dx, min1);
+        }
+        (acc0 - min0).Store(y);
+        (acc1 - min1).Store(y + 8);
+    }
+
     /// <summary>Signed weights × signed activations by the sign trick: |w| (unsigned) × (x with w's sign).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SignedDot<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : IU8S8Dot =>
