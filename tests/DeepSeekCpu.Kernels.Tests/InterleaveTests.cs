@@ -13,14 +13,14 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// </summary>
 public unsafe class InterleaveTests
 {
-    private static readonly DType[] Types = [DType.Q4_0, DType.Q8_0, DType.Q4_K];
+    private static readonly DType[] Types = [DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K];
 
     public static TheoryData<DType, int, int> Shapes()
     {
         var d = new TheoryData<DType, int, int>();
         foreach (var t in Types)
             foreach (var (rows, cols) in new[] { (1, 32), (5, 96), (16, 416), (17, 288), (35, 1536), (48, 64) })
-                d.Add(t, rows, t == DType.Q4_K ? 256 * (cols / 64 % 4 + 1) : cols);   // Q4_K: 1-4 super-blocks
+                d.Add(t, rows, t.BlockSize() == 256 ? 256 * (cols / 64 % 4 + 1) : cols);   // Q4_K: 1-4 super-blocks
         return d;
     }
 
@@ -118,7 +118,7 @@ public unsafe class InterleaveTests
                     }
                 }
             }
-        Assert.True(bodies > 0);   // the scalar path always has one
+        Assert.True(bodies > 0, $"no group body for {t} on {string.Join(", ", KernelInfo.Available)}");   // the scalar path always has one
         GC.KeepAlive(mem);
     }
 
@@ -155,7 +155,7 @@ public unsafe class InterleaveTests
         {
             (DType.Q4_0, 37, 288, 0, true), (DType.Q8_0, 5, 288, 0, true), (DType.Q4_0, 21, 288, 0, false),
             (DType.Q4_0, 16, 96, 1, true), (DType.Q8_0, 50, 96, 1, true), (DType.Q4_K, 9, 256, 2, false), (DType.Q4_0, 3, 256, 2, true),
-            (DType.Q4_K, 19, 256, 2, true), (DType.Q6_K, 7, 256, 2, false),
+            (DType.Q4_K, 19, 256, 2, true), (DType.Q6_K, 7, 256, 2, false), (DType.Q6_K, 33, 256, 2, true), (DType.Q5_K, 4, 256, 2, false),
         };
         int[] inputCols = [288, 96, 256];
         var weights = specs.Select((s, i) => Weights(s.Type, s.Rows, s.Cols, 500 + i)).ToArray();
@@ -192,6 +192,7 @@ public unsafe class InterleaveTests
     [InlineData(DType.Q4_0, 67, 288)]
     [InlineData(DType.Q8_0, 33, 544)]
     [InlineData(DType.Q4_K, 21, 512)]
+    [InlineData(DType.Q6_K, 18, 768)]
     public void Multiply_with_an_interleaved_copy_matches_DotReference_and_the_float_reference(DType t, int rows, int cols)
     {
         using var w = Weights(t, rows, cols, rows + cols);
@@ -219,9 +220,9 @@ public unsafe class InterleaveTests
     [Fact]
     public void Attach_makes_a_copy_only_where_a_body_exists_and_dispose_frees_it()
     {
-        using var q6k = TestData.Matrix(DType.Q6_K, TestData.Gaussian(4 * 256, 1, 0.05f), 4, 256);
-        Assert.Equal(0, Interleave.Attach(q6k, KernelInfo.Path));
-        Assert.True(q6k.Interleaved == null);
+        using var q5k = TestData.Matrix(DType.Q5_K, TestData.Gaussian(4 * 256, 1, 0.05f), 4, 256);
+        Assert.Equal(0, Interleave.Attach(q5k, KernelInfo.Path));
+        Assert.True(q5k.Interleaved == null);
         var w = TestData.Matrix(DType.Q4_0, TestData.Gaussian(20 * 64, 2, 0.05f), 20, 64);
         long bytes = Interleave.Attach(w, KernelPath.Scalar);
         Assert.Equal(2 * 2 * 288, bytes);                       // 2 groups (20 rows padded to 32) x 2 blocks x 288 bytes

@@ -126,6 +126,73 @@ internal static unsafe class InterleavedArm
         new Span<float>(acc, Interleave.Rows).CopyTo(new Span<float>(y, Interleave.Rows));
     }
 
+    /// <summary>
+    /// Q6_K rows 4q..4q+3, chunk jj = j0 + t of one half: the four quarters (BlockQ6_K bit positions) as signed
+    /// q − 32, each against quadruplet t of its activation run, accumulated per quarter.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Step(byte* ql, byte* qh, int jj, byte t, Vector128<sbyte> x1, Vector128<sbyte> x2, Vector128<sbyte> x3, Vector128<sbyte> x4,
+        ref Vector128<int> s1, ref Vector128<int> s2, ref Vector128<int> s3, ref Vector128<int> s4)
+    {
+        var low4 = Vector128.Create((byte)0x0F);
+        var bits45 = Vector128.Create((byte)0x30);
+        var k32 = Vector128.Create((sbyte)32);
+        var a = Vector128.Load(ql + 64 * jj); var b = Vector128.Load(ql + 64 * (8 + jj)); var c = Vector128.Load(qh + 64 * jj);
+        var q1 = ((a & low4) | (AdvSimd.ShiftLeftLogical(c, 4) & bits45)).AsSByte() - k32;
+        var q2 = ((b & low4) | (AdvSimd.ShiftLeftLogical(c, 2) & bits45)).AsSByte() - k32;
+        var q3 = (AdvSimd.ShiftRightLogical(a, 4) | (c & bits45)).AsSByte() - k32;
+        var q4 = (AdvSimd.ShiftRightLogical(b, 4) | (AdvSimd.ShiftRightLogical(c, 2) & bits45)).AsSByte() - k32;
+        s1 = Dp.DotProductBySelectedQuadruplet(s1, q1, x1, t);
+        s2 = Dp.DotProductBySelectedQuadruplet(s2, q2, x2, t);
+        s3 = Dp.DotProductBySelectedQuadruplet(s3, q3, x3, t);
+        s4 = Dp.DotProductBySelectedQuadruplet(s4, q4, x4, t);
+    }
+
+    /// <summary>Scale s (0..15) of rows 4q..4q+3 as int32 lanes (scale pairs: Interleave's Q6_K layout).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Q6Scales(byte* g, int q, int s)
+    {
+        sbyte* p = (sbyte*)g + Interleave.Q6_KScales + 32 * (s / 2) + 8 * q + s % 2;
+        return Vector128.Create(p[0], p[2], p[4], p[6]);
+    }
+
+    /// <summary>Q6_K: sdot per 16 weights (one scale each), scales applied as int32 multiplies.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_K(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(DType.Q6_K);
+        float* acc = stackalloc float[Interleave.Rows];
+        new Span<float>(acc, Interleave.Rows).Clear();
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            var dx = Vector128.Create(a->D[b]);
+            for (int q = 0; q < 4; q++)
+            {
+                Vector128<int> isum = default;
+                for (int h = 0; h < 2; h++)
+                {
+                    sbyte* x = a->Q + 256 * b + 128 * h;
+                    byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h + 16 * q;
+                    byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h + 16 * q;
+                    for (int j0 = 0; j0 < 8; j0 += 4)                       // l < 16: scales 8h + 2i; l ≥ 16: 8h + 2i + 1
+                    {
+                        Vector128<sbyte> x1 = Vector128.Load(x + 4 * j0), x2 = Vector128.Load(x + 32 + 4 * j0), x3 = Vector128.Load(x + 64 + 4 * j0), x4 = Vector128.Load(x + 96 + 4 * j0);
+                        Vector128<int> s1 = default, s2 = default, s3 = default, s4 = default;
+                        Q6Step(ql, qh, j0, 0, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                        Q6Step(ql, qh, j0 + 1, 1, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                        Q6Step(ql, qh, j0 + 2, 2, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                        Q6Step(ql, qh, j0 + 3, 3, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                        int s = 8 * h + j0 / 4;
+                        isum += s1 * Q6Scales(g, q, s) + s2 * Q6Scales(g, q, s + 2) + s3 * Q6Scales(g, q, s + 4) + s4 * Q6Scales(g, q, s + 6);
+                    }
+                }
+                var sum = AdvSimd.FusedMultiplyAdd(Vector128.Load(acc + 4 * q), AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
+                sum.Store(acc + 4 * q);
+            }
+        }
+        new Span<float>(acc, Interleave.Rows).CopyTo(new Span<float>(y, Interleave.Rows));
+    }
+
     /// <summary>Q8_0 rows 4q..4q+3: chunks 0-3 against the quadruplets of activations 0..15, chunks 4-7 of 16..31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> Q8_0Rows(byte* blk, int q, Vector128<sbyte> xlo, Vector128<sbyte> xhi)

@@ -68,6 +68,43 @@ internal static unsafe class InterleavedReference
         }
     }
 
+    /// <summary>Q6_K against Q8_K activations, in DotReference.Q6_K's order (bit positions: BlockQ6_K).</summary>
+    public static void Q6_K(byte* group, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(Weights.DType.Q6_K);
+        for (int r = 0; r < Interleave.Rows; r++)
+        {
+            float sum = 0;
+            for (int b = 0; b < nb; b++)
+            {
+                byte* blk = group + b * blockBytes;
+                sbyte* x = a->Q + 256 * b;
+                int sumi = 0;
+                for (int half = 0; half < 2; half++)
+                {
+                    sbyte* xh = x + 128 * half;
+                    for (int l = 0; l < 32; l++)
+                    {
+                        int s = 8 * half + l / 16;                           // scales[s], [s+2], [s+4], [s+6]
+                        byte ql0 = QuantByte(blk, r, 64 * half + l, Interleave.Q6_KLow), ql1 = QuantByte(blk, r, 64 * half + l + 32, Interleave.Q6_KLow);
+                        byte qh = QuantByte(blk, r, 32 * half + l, Interleave.Q6_KHigh);
+                        int q1 = ((ql0 & 0xF) | (((qh >> 0) & 3) << 4)) - 32;
+                        int q2 = ((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32;
+                        int q3 = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32;
+                        int q4 = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32;
+                        sumi += Q6Scale(blk, r, s) * q1 * xh[l] + Q6Scale(blk, r, s + 2) * q2 * xh[l + 32]
+                              + Q6Scale(blk, r, s + 4) * q3 * xh[l + 64] + Q6Scale(blk, r, s + 6) * q4 * xh[l + 96];
+                    }
+                }
+                sum += Scale(blk, r) * a->D[b] * sumi;
+            }
+            y[r] = sum;
+        }
+    }
+
+    /// <summary>Q6_K scale s (0..15) of row r: pair s/2, element s % 2.</summary>
+    private static int Q6Scale(byte* blk, int r, int s) => (sbyte)blk[Interleave.Q6_KScales + 32 * (s / 2) + 2 * r + s % 2];
+
     public static void Q8_0(byte* group, ActQ8* a, float* y)
     {
         int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(Weights.DType.Q8_0);

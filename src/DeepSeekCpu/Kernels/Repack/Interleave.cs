@@ -38,6 +38,18 @@ namespace DeepSeekCpu.Kernels.Repack;
 /// 2368 bytes per 16 super-blocks (2304 stored: the scales are unpacked). Chunk j belongs to sub-blocks 2(j/8) (low
 /// nibbles) and 2(j/8)+1 (high nibbles); the mins sit in pairs so one vpmaddwd meets two sub-blocks' activation sums.
 /// </para>
+/// <para>
+/// Q6_K (ggml block_q6_K: ql[128], qh[64], 16 int8 scales of 16 weights each, d; bit positions in
+/// <see cref="BlockQ6_K"/>), per super-block of 16 rows:
+/// <code>
+///   [16 halves d]                                                    32 bytes
+///   scale pairs: k = 0..7, row r: bytes 32k + 2r, +1 = scales[2k], scales[2k+1]   256 bytes
+///   ql chunk j = 0..31: bytes 4r..4r+3 = ql[4j..4j+3] of row r          32 × 64 bytes
+///   qh chunk j = 0..15: bytes 4r..4r+3 = qh[4j..4j+3] of row r          16 × 64 bytes
+/// </code>
+/// 3360 bytes, the stored size. Scale pair k = 4h + i serves quarter i of half h (elements 128h + 32i + l): scales[2k]
+/// for l &lt; 16, scales[2k+1] for l ≥ 16.
+/// </para>
 /// The memory map stays untouched: the prompt GEMM keeps reading it (<see cref="WeightMatrix.Data"/>).
 /// </summary>
 public static unsafe class Interleave
@@ -46,13 +58,21 @@ public static unsafe class Interleave
     public const int Rows = 16;
 
     /// <summary>Formats with an interleaved layout.</summary>
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0 or DType.Q4_K;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0 or DType.Q4_K or DType.Q6_K;
 
     /// <summary>Bytes of one block column (32 or 256 weights) of a group: 16 rows' scales and quant bytes.</summary>
-    public static int BlockBytes(DType t) => t == DType.Q4_K ? Q4_KQuants + Rows * 128 : 32 + Rows * QuantBytes(t);
+    public static int BlockBytes(DType t) => t switch
+    {
+        DType.Q4_K => Q4_KQuants + Rows * 128,
+        DType.Q6_K => Q6_KHigh + Rows * 64,
+        _ => 32 + Rows * QuantBytes(t),
+    };
 
     /// <summary>Q4_K: offsets of the dmin halves, scales, mins and quant chunks in a super-block of a group.</summary>
     public const int Q4_KDMin = 32, Q4_KScales = 64, Q4_KMins = 192, Q4_KQuants = 320;
+
+    /// <summary>Q6_K: offsets of the scale pairs, the ql chunks and the qh chunks in a super-block of a group.</summary>
+    public const int Q6_KScales = 32, Q6_KLow = 288, Q6_KHigh = 2336;
 
     private static int QuantBytes(DType t) => t switch { DType.Q4_0 => 16, DType.Q4_K => 128, _ => 32 };
 
@@ -78,10 +98,13 @@ public static unsafe class Interleave
         (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
         (DType.Q4_K, KernelPath.Avx512) => &InterleavedX86.Q4_KAvx512,
         (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_KAvx2,
+        (DType.Q6_K, KernelPath.Avx512) => &InterleavedX86.Q6_KAvx512,
+        (DType.Q6_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q6_KAvx2,
         (DType.Q4_0, KernelPath.NeonDp) => &InterleavedArm.Q4_0,
         (DType.Q4_K, KernelPath.NeonDp) => &InterleavedArm.Q4_K,
+        (DType.Q6_K, KernelPath.NeonDp) => &InterleavedArm.Q6_K,
         (DType.Q8_0, KernelPath.NeonDp) => &InterleavedArm.Q8_0,
-        (DType.Q4_0 or DType.Q8_0 or DType.Q4_K, KernelPath.Scalar) => GroupDotReference(t),
+        (DType.Q4_0 or DType.Q8_0 or DType.Q4_K or DType.Q6_K, KernelPath.Scalar) => GroupDotReference(t),
         _ => null,
     };
 
@@ -91,6 +114,7 @@ public static unsafe class Interleave
         DType.Q4_0 => &InterleavedReference.Q4_0,
         DType.Q8_0 => &InterleavedReference.Q8_0,
         DType.Q4_K => &InterleavedReference.Q4_K,
+        DType.Q6_K => &InterleavedReference.Q6_K,
         _ => null,
     };
 
@@ -119,8 +143,7 @@ public static unsafe class Interleave
     {
         public void Run(int start, int end)
         {
-            int nb = w.Cols / w.Type.BlockSize(), qb = QuantBytes(w.Type), blockBytes = BlockBytes(w.Type), srcBlock = w.Type.BlockBytes();
-            int quants = w.Type == DType.Q4_K ? Q4_KQuants : 32, qsOffset = w.Type == DType.Q4_K ? 16 : 2;
+            int nb = w.Cols / w.Type.BlockSize(), blockBytes = BlockBytes(w.Type), srcBlock = w.Type.BlockBytes();
             long groupBytes = GroupBytes(w.Type, w.Cols);
             for (int g = start; g < end; g++)
             {
@@ -129,23 +152,48 @@ public static unsafe class Interleave
                 for (int r = 0; r < Rows && g * Rows + r < w.Rows; r++)
                 {
                     byte* row = w.Row(g * Rows + r);
-                    for (int b = 0; b < nb; b++)
-                    {
-                        byte* src = row + b * srcBlock;                      // [d: 2 bytes][Q4_K: dmin, 12 scale bytes][qs: qb bytes]
-                        byte* blk = group + b * blockBytes;
-                        ((ushort*)blk)[r] = *(ushort*)src;
-                        for (int j = 0; j < qb / 4; j++) *(uint*)(blk + quants + 64 * j + 4 * r) = *(uint*)(src + qsOffset + 4 * j);
-                        if (w.Type != DType.Q4_K) continue;
-                        ((ushort*)(blk + Q4_KDMin))[r] = *(ushort*)(src + 2);
-                        for (int s = 0; s < 8; s++)
-                        {
-                            KQuant.ScaleMin(s, src + 4, out int scale, out int min);
-                            blk[Q4_KScales + 16 * s + r] = (byte)scale;
-                            blk[Q4_KMins + 32 * (s / 2) + 2 * r + s % 2] = (byte)min;
-                        }
-                    }
+                    for (int b = 0; b < nb; b++) PackBlock(w.Type, row + b * srcBlock, group + b * blockBytes, r);
                 }
             }
+        }
+    }
+
+    /// <summary>Quant bytes [0, count) of one row's block as 4-byte lanes of row r in 64-byte chunks from <paramref name="chunks"/>.</summary>
+    private static void Spread(byte* src, int count, byte* chunks, int r)
+    {
+        for (int j = 0; j < count / 4; j++) *(uint*)(chunks + 64 * j + 4 * r) = *(uint*)(src + 4 * j);
+    }
+
+    /// <summary>Row r's block at <paramref name="src"/> (stored layout) into the interleaved block at <paramref name="blk"/>.</summary>
+    private static void PackBlock(DType t, byte* src, byte* blk, int r)
+    {
+        switch (t)
+        {
+            case DType.Q4_0 or DType.Q8_0:                                   // [d][qs: 16 or 32 bytes]
+                ((ushort*)blk)[r] = *(ushort*)src;
+                Spread(src + 2, QuantBytes(t), blk + 32, r);
+                break;
+            case DType.Q4_K:                                                 // [d][dmin][12 bytes scales/mins][qs: 128]
+                ((ushort*)blk)[r] = *(ushort*)src;
+                ((ushort*)(blk + Q4_KDMin))[r] = *(ushort*)(src + 2);
+                for (int s = 0; s < 8; s++)
+                {
+                    KQuant.ScaleMin(s, src + 4, out int scale, out int min);
+                    blk[Q4_KScales + 16 * s + r] = (byte)scale;
+                    blk[Q4_KMins + 32 * (s / 2) + 2 * r + s % 2] = (byte)min;
+                }
+                Spread(src + 16, 128, blk + Q4_KQuants, r);
+                break;
+            case DType.Q6_K:                                                 // [ql: 128][qh: 64][scales: 16][d]
+                ((ushort*)blk)[r] = *(ushort*)(src + 208);
+                for (int k = 0; k < 8; k++)
+                {
+                    blk[Q6_KScales + 32 * k + 2 * r] = src[192 + 2 * k];
+                    blk[Q6_KScales + 32 * k + 2 * r + 1] = src[192 + 2 * k + 1];
+                }
+                Spread(src, 128, blk + Q6_KLow, r);
+                Spread(src + 128, 64, blk + Q6_KHigh, r);
+                break;
         }
     }
 }

@@ -244,6 +244,156 @@ internal static unsafe class InterleavedX86
         (acc1 - min1).Store(y + 8);
     }
 
+    /// <summary>
+    /// The four 6-bit quarters of Q6_K chunk jj of half h (BlockQ6_K): low nibbles of ql[l] and ql[l+32] with qh bits
+    /// 0-1 and 2-3, high nibbles with bits 4-5 and 6-7 (16-bit shifts; the bits shifted in from the neighbour byte are
+    /// masked off).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>) Q6Quarters(byte* ql0, byte* ql1, byte* qh)
+    {
+        var low4 = Vector512.Create((byte)0x0F);
+        var bits45 = Vector512.Create((byte)0x30);
+        var a = Vector512.Load(ql0); var b = Vector512.Load(ql1); var c = Vector512.Load(qh).AsUInt16();
+        return ((a & low4) | (Vector512.ShiftLeft(c, 4).AsByte() & bits45),
+                (b & low4) | (Vector512.ShiftLeft(c, 2).AsByte() & bits45),
+                (Vector512.ShiftRightLogical(a.AsUInt16(), 4).AsByte() & low4) | (c.AsByte() & bits45),
+                (Vector512.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & low4) | (Vector512.ShiftRightLogical(c, 2).AsByte() & bits45));
+    }
+
+    /// <summary>
+    /// Q6_K, 512-bit, per super-block of 16 rows: unsigned 6-bit quants (the −32 is applied once: −32·Σ scale·bsum by
+    /// vpmaddwd of the scale pairs against the activations' sums); two chunks' vpmaddubsw summed in int16
+    /// (2·2·63·127 &lt; 2^15), then one vpmaddwd against the rows' scale for those 16 weights. One FMA per super-block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_KAvx512(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256;
+        int blockBytes = Interleave.BlockBytes(DType.Q6_K);
+        var even = Vector512.Create((byte)0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+            0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+        var odd = even + Vector512.Create((byte)2);
+        Vector512<float> acc = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            short* bs = a->BSums + 16 * b;
+            Vector512<int> isum = default, bias = default;
+            for (int h = 0; h < 2; h++)
+            {
+                sbyte* x = a->Q + 256 * b + 128 * h;
+                byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h;          // ql byte 64h + 4jj: chunk 16h + jj
+                byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h;          // qh byte 32h + 4jj: chunk 8h + jj
+                // scale pairs k = 4h + i for quarters i = 0..3: (scales[2k], scales[2k+1]) per row
+                byte* sp = g + Interleave.Q6_KScales + 32 * 4 * h;
+                var p0 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp));
+                var p1 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 32));
+                var p2 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 64));
+                var p3 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 96));
+                bias += Avx512BW.MultiplyAddAdjacent(p0, Vector512.Create(*(int*)(bs + 8 * h)).AsInt16())
+                      + Avx512BW.MultiplyAddAdjacent(p1, Vector512.Create(*(int*)(bs + 8 * h + 2)).AsInt16())
+                      + Avx512BW.MultiplyAddAdjacent(p2, Vector512.Create(*(int*)(bs + 8 * h + 4)).AsInt16())
+                      + Avx512BW.MultiplyAddAdjacent(p3, Vector512.Create(*(int*)(bs + 8 * h + 6)).AsInt16());
+                for (int jp = 0; jp < 4; jp++)
+                {
+                    Vector512<short> s1 = default, s2 = default, s3 = default, s4 = default;
+                    for (int jj = 2 * jp; jj < 2 * jp + 2; jj++)
+                    {
+                        Sse.Prefetch0(ql + 64 * jj + PrefetchDistance);
+                        Sse.Prefetch0(ql + 64 * (8 + jj) + PrefetchDistance);
+                        Sse.Prefetch0(qh + 64 * jj + PrefetchDistance);
+                        var (q1, q2, q3, q4) = Q6Quarters(ql + 64 * jj, ql + 64 * (8 + jj), qh + 64 * jj);
+                        s1 += Avx512BW.MultiplyAddAdjacent(q1, Broadcast512(x + 4 * jj));
+                        s2 += Avx512BW.MultiplyAddAdjacent(q2, Broadcast512(x + 32 + 4 * jj));
+                        s3 += Avx512BW.MultiplyAddAdjacent(q3, Broadcast512(x + 64 + 4 * jj));
+                        s4 += Avx512BW.MultiplyAddAdjacent(q4, Broadcast512(x + 96 + 4 * jj));
+                    }
+                    var pick = jp < 2 ? even : odd;                           // l < 16: scales[2k]; l ≥ 16: scales[2k+1]
+                    isum += Avx512BW.MultiplyAddAdjacent(s1, Avx512BW.Shuffle(p0.AsByte(), pick).AsInt16())
+                          + Avx512BW.MultiplyAddAdjacent(s2, Avx512BW.Shuffle(p1.AsByte(), pick).AsInt16())
+                          + Avx512BW.MultiplyAddAdjacent(s3, Avx512BW.Shuffle(p2.AsByte(), pick).AsInt16())
+                          + Avx512BW.MultiplyAddAdjacent(s4, Avx512BW.Shuffle(p3.AsByte(), pick).AsInt16());
+                }
+            }
+            var total = isum - Vector512.ShiftLeft(bias, 5);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(total), Scales16(g) * a->D[b], acc);
+        }
+        acc.Store(y);
+    }
+
+    /// <summary>As <see cref="Q6Quarters"/> for 8 rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Q6Quarters8(byte* ql0, byte* ql1, byte* qh)
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var bits45 = Vector256.Create((byte)0x30);
+        var a = Vector256.Load(ql0); var b = Vector256.Load(ql1); var c = Vector256.Load(qh).AsUInt16();
+        return ((a & low4) | (Vector256.ShiftLeft(c, 4).AsByte() & bits45),
+                (b & low4) | (Vector256.ShiftLeft(c, 2).AsByte() & bits45),
+                (Vector256.ShiftRightLogical(a.AsUInt16(), 4).AsByte() & low4) | (c.AsByte() & bits45),
+                (Vector256.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(c, 2).AsByte() & bits45));
+    }
+
+    /// <summary>8 rows (<paramref name="half"/> 0 or 1 of the group) of one Q6_K super-block: Σ scale·q·x − 32·Σ scale·bsum, int32 per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6_KRows8(byte* g, int half, sbyte* x0, short* bs, Vector256<byte> even, Vector256<byte> odd)
+    {
+        Vector256<int> isum = default, bias = default;
+        for (int h = 0; h < 2; h++)
+        {
+            sbyte* x = x0 + 128 * h;
+            byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h + 32 * half;
+            byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h + 32 * half;
+            sbyte* sp = (sbyte*)g + Interleave.Q6_KScales + 32 * 4 * h + 16 * half;
+            var p0 = Avx2.ConvertToVector256Int16(sp); var p1 = Avx2.ConvertToVector256Int16(sp + 32);
+            var p2 = Avx2.ConvertToVector256Int16(sp + 64); var p3 = Avx2.ConvertToVector256Int16(sp + 96);
+            bias += Avx2.MultiplyAddAdjacent(p0, Vector256.Create(*(int*)(bs + 8 * h)).AsInt16())
+                  + Avx2.MultiplyAddAdjacent(p1, Vector256.Create(*(int*)(bs + 8 * h + 2)).AsInt16())
+                  + Avx2.MultiplyAddAdjacent(p2, Vector256.Create(*(int*)(bs + 8 * h + 4)).AsInt16())
+                  + Avx2.MultiplyAddAdjacent(p3, Vector256.Create(*(int*)(bs + 8 * h + 6)).AsInt16());
+            for (int jp = 0; jp < 4; jp++)
+            {
+                Vector256<short> s1 = default, s2 = default, s3 = default, s4 = default;
+                for (int jj = 2 * jp; jj < 2 * jp + 2; jj++)
+                {
+                    Sse.Prefetch0(ql + 64 * jj + PrefetchDistance);
+                    var (q1, q2, q3, q4) = Q6Quarters8(ql + 64 * jj, ql + 64 * (8 + jj), qh + 64 * jj);
+                    s1 += Avx2.MultiplyAddAdjacent(q1, Broadcast256(x + 4 * jj));
+                    s2 += Avx2.MultiplyAddAdjacent(q2, Broadcast256(x + 32 + 4 * jj));
+                    s3 += Avx2.MultiplyAddAdjacent(q3, Broadcast256(x + 64 + 4 * jj));
+                    s4 += Avx2.MultiplyAddAdjacent(q4, Broadcast256(x + 96 + 4 * jj));
+                }
+                var pick = jp < 2 ? even : odd;
+                isum += Avx2.MultiplyAddAdjacent(s1, Avx2.Shuffle(p0.AsByte(), pick).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(s2, Avx2.Shuffle(p1.AsByte(), pick).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(s3, Avx2.Shuffle(p2.AsByte(), pick).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(s4, Avx2.Shuffle(p3.AsByte(), pick).AsInt16());
+            }
+        }
+        return isum - Vector256.ShiftLeft(bias, 5);
+    }
+
+    /// <summary>Q6_K, 256-bit: <see cref="Q6_KAvx512"/> on the two halves of 8 rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_KAvx2(byte* g, ActQ8* a, float* y)
+    {
+        int nb = a->Cols / 256;
+        int blockBytes = Interleave.BlockBytes(DType.Q6_K);
+        var even = Vector256.Create((byte)0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+        var odd = even + Vector256.Create((byte)2);
+        Vector256<float> acc0 = default, acc1 = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            sbyte* x = a->Q + 256 * b;
+            short* bs = a->BSums + 16 * b;
+            var dx = Vector256.Create(a->D[b]);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q6_KRows8(g, 0, x, bs, even, odd)), Scales8(g) * dx, acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q6_KRows8(g, 1, x, bs, even, odd)), Scales8(g + 16) * dx, acc1);
+        }
+        acc0.Store(y);
+        acc1.Store(y + 8);
+    }
+
     /// <summary>Signed weights × signed activations by the sign trick: |w| (unsigned) × (x with w's sign).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SignedDot<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : IU8S8Dot =>
