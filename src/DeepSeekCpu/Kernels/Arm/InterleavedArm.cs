@@ -43,47 +43,71 @@ internal static unsafe class InterleavedArm
         return Dp.DotProductBySelectedQuadruplet(p, AdvSimd.ShiftRightLogical(c3, 4).AsSByte() - eight, xhi, 3);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_0(byte* g, ActQ8* a, float* y)
+    /// <summary>The 4-row sums of one 32-weight block of Q4_0 or Q8_0 (the only difference between their bodies).</summary>
+    private interface IRows4
     {
-        int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(DType.Q4_0);
+        static abstract DType Type { get; }
+        static abstract Vector128<int> Rows(byte* blk, int q, Vector128<sbyte> xlo, Vector128<sbyte> xhi);
+    }
+
+    private readonly struct Q4_0Rows4 : IRows4
+    {
+        public static DType Type => DType.Q4_0;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Rows(byte* blk, int q, Vector128<sbyte> xlo, Vector128<sbyte> xhi) => Q4_0Rows(blk, q, xlo, xhi);
+    }
+
+    private readonly struct Q8_0Rows4 : IRows4
+    {
+        public static DType Type => DType.Q8_0;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Rows(byte* blk, int q, Vector128<sbyte> xlo, Vector128<sbyte> xhi) => Q8_0Rows(blk, q, xlo, xhi);
+    }
+
+    public static void Q4_0(byte* g, ActQ8* a, float* y) => Blocks32<Q4_0Rows4>(g, a, y);
+    public static void Q8_0(byte* g, ActQ8* a, float* y) => Blocks32<Q8_0Rows4>(g, a, y);
+
+    /// <summary>Q4_0 and Q8_0: per 32-weight block, the 16 rows as 4 quads of int32 lanes, scaled and accumulated as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocks32<T>(byte* g, ActQ8* a, float* y) where T : IRows4
+    {
+        int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(T.Type);
         Vector128<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int b = 0; b < nb; b++, g += blockBytes)
         {
             var xlo = Vector128.Load(a->Q + 32 * b);
             var xhi = Vector128.Load(a->Q + 32 * b + 16);
             var dx = Vector128.Create(a->D[b]);
-            acc0 = AdvSimd.FusedMultiplyAdd(acc0, AdvSimd.ConvertToSingle(Q4_0Rows(g, 0, xlo, xhi)), Scales4(g, 0) * dx);
-            acc1 = AdvSimd.FusedMultiplyAdd(acc1, AdvSimd.ConvertToSingle(Q4_0Rows(g, 1, xlo, xhi)), Scales4(g, 1) * dx);
-            acc2 = AdvSimd.FusedMultiplyAdd(acc2, AdvSimd.ConvertToSingle(Q4_0Rows(g, 2, xlo, xhi)), Scales4(g, 2) * dx);
-            acc3 = AdvSimd.FusedMultiplyAdd(acc3, AdvSimd.ConvertToSingle(Q4_0Rows(g, 3, xlo, xhi)), Scales4(g, 3) * dx);
+            acc0 = AdvSimd.FusedMultiplyAdd(acc0, AdvSimd.ConvertToSingle(T.Rows(g, 0, xlo, xhi)), Scales4(g, 0) * dx);
+            acc1 = AdvSimd.FusedMultiplyAdd(acc1, AdvSimd.ConvertToSingle(T.Rows(g, 1, xlo, xhi)), Scales4(g, 1) * dx);
+            acc2 = AdvSimd.FusedMultiplyAdd(acc2, AdvSimd.ConvertToSingle(T.Rows(g, 2, xlo, xhi)), Scales4(g, 2) * dx);
+            acc3 = AdvSimd.FusedMultiplyAdd(acc3, AdvSimd.ConvertToSingle(T.Rows(g, 3, xlo, xhi)), Scales4(g, 3) * dx);
         }
         acc0.Store(y); acc1.Store(y + 4); acc2.Store(y + 8); acc3.Store(y + 12);
+    }
+
+    /// <summary>
+    /// Rows 4q..4q+3 of one Q4_K sub-block pair, chunks j0..j0+3 (from <paramref name="c"/>, 64 bytes apart): low nibbles
+    /// against the quadruplets of <paramref name="xlo"/>, high nibbles against those of <paramref name="xhi"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_KQuad(byte* c, Vector128<sbyte> xlo, Vector128<sbyte> xhi, ref Vector128<int> lo, ref Vector128<int> hi)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        Vector128<byte> v0 = Vector128.Load(c), v1 = Vector128.Load(c + 64), v2 = Vector128.Load(c + 128), v3 = Vector128.Load(c + 192);
+        lo = Dp.DotProductBySelectedQuadruplet(Dp.DotProductBySelectedQuadruplet(lo, (v0 & mask).AsSByte(), xlo, 0), (v1 & mask).AsSByte(), xlo, 1);
+        lo = Dp.DotProductBySelectedQuadruplet(Dp.DotProductBySelectedQuadruplet(lo, (v2 & mask).AsSByte(), xlo, 2), (v3 & mask).AsSByte(), xlo, 3);
+        hi = Dp.DotProductBySelectedQuadruplet(Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v0, 4).AsSByte(), xhi, 0), AdvSimd.ShiftRightLogical(v1, 4).AsSByte(), xhi, 1);
+        hi = Dp.DotProductBySelectedQuadruplet(Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v2, 4).AsSByte(), xhi, 2), AdvSimd.ShiftRightLogical(v3, 4).AsSByte(), xhi, 3);
     }
 
     /// <summary>Rows 4q..4q+3 of one Q4_K sub-block pair (8 chunks from <paramref name="c"/>): low and high nibble sums per row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector128<int> lo, Vector128<int> hi) Q4_KPair(byte* c, sbyte* x)
     {
-        var mask = Vector128.Create((byte)0x0F);
-        Vector128<sbyte> x0 = Vector128.Load(x), x1 = Vector128.Load(x + 16), x2 = Vector128.Load(x + 32), x3 = Vector128.Load(x + 48);
         Vector128<int> lo = default, hi = default;
-        var v = Vector128.Load(c);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 0); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 0);
-        v = Vector128.Load(c + 64);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 1); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 1);
-        v = Vector128.Load(c + 128);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 2); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 2);
-        v = Vector128.Load(c + 192);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x0, 3); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x2, 3);
-        v = Vector128.Load(c + 256);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 0); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 0);
-        v = Vector128.Load(c + 320);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 1); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 1);
-        v = Vector128.Load(c + 384);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 2); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 2);
-        v = Vector128.Load(c + 448);
-        lo = Dp.DotProductBySelectedQuadruplet(lo, (v & mask).AsSByte(), x1, 3); hi = Dp.DotProductBySelectedQuadruplet(hi, AdvSimd.ShiftRightLogical(v, 4).AsSByte(), x3, 3);
+        Q4_KQuad(c, Vector128.Load(x), Vector128.Load(x + 32), ref lo, ref hi);            // elements 0..15 and 32..47
+        Q4_KQuad(c + 256, Vector128.Load(x + 16), Vector128.Load(x + 48), ref lo, ref hi); // 16..31 and 48..63
         return (lo, hi);
     }
 
@@ -92,38 +116,55 @@ internal static unsafe class InterleavedArm
     private static Vector128<int> Bytes4(byte* p) =>
         AdvSimd.ZeroExtendWideningLower(AdvSimd.ZeroExtendWideningLower(Vector64.CreateScalar(*(uint*)p).AsByte()).GetLower()).AsInt32();
 
-    /// <summary>Q4_K (sdot per sub-block, scales as int32 multiplies, mins against the activations' sub-block sums).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_K(byte* g, ActQ8* a, float* y)
+    /// <summary>One K-quant format's sums of rows 4q..4q+3 over one super-block, scaled into <paramref name="sum"/>.</summary>
+    private interface IQuad
     {
-        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(DType.Q4_K);
-        float* acc = stackalloc float[Interleave.Rows];
-        new Span<float>(acc, Interleave.Rows).Clear();
-        for (int b = 0; b < nb; b++, g += blockBytes)
+        static abstract DType Type { get; }
+        static abstract Vector128<float> Add(Vector128<float> sum, byte* blk, int q, sbyte* x, short* bs, Vector128<float> dx);
+    }
+
+    /// <summary>Q4_K and Q6_K: super-block by super-block, the 16 rows as 4 quads accumulated in float.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SuperBlocks<T>(byte* g, ActQ8* a, float* y) where T : IQuad
+    {
+        int blockBytes = Interleave.BlockBytes(T.Type);
+        Vector128<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int b = 0; b < a->Cols / 256; b++, g += blockBytes)
         {
             sbyte* x = a->Q + 256 * b;
             short* bs = a->BSums + 16 * b;
             var dx = Vector128.Create(a->D[b]);
-            for (int q = 0; q < 4; q++)
-            {
-                Vector128<int> isum = default, msum = default;
-                for (int p = 0; p < 4; p++)
-                {
-                    var (lo, hi) = Q4_KPair(g + Interleave.Q4_KQuants + 512 * p + 16 * q, x + 64 * p);
-                    isum += lo * Bytes4(g + Interleave.Q4_KScales + 32 * p + 4 * q) + hi * Bytes4(g + Interleave.Q4_KScales + 32 * p + 16 + 4 * q);
-                    // mins of rows 4q..4q+3 for sub-blocks 2p, 2p+1: [m0 m1] per row, against the two sub-blocks' sums
-                    var m = AdvSimd.ZeroExtendWideningLower(Vector64.Load(g + Interleave.Q4_KMins + 32 * p + 8 * q)).AsInt16();
-                    var sums = Vector64.Create((short)(bs[4 * p] + bs[4 * p + 1]), (short)(bs[4 * p + 2] + bs[4 * p + 3]),
-                        (short)(bs[4 * p] + bs[4 * p + 1]), (short)(bs[4 * p + 2] + bs[4 * p + 3]));
-                    msum += AdvSimd.Arm64.AddPairwise(AdvSimd.MultiplyWideningLower(m.GetLower(), sums), AdvSimd.MultiplyWideningLower(m.GetUpper(), sums));
-                }
-                var sum = Vector128.Load(acc + 4 * q);
-                sum = AdvSimd.FusedMultiplyAdd(sum, AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
-                sum = AdvSimd.FusedMultiplySubtract(sum, AdvSimd.ConvertToSingle(msum), Scales4(g + Interleave.Q4_KDMin, q) * dx);
-                sum.Store(acc + 4 * q);
-            }
+            acc0 = T.Add(acc0, g, 0, x, bs, dx); acc1 = T.Add(acc1, g, 1, x, bs, dx);
+            acc2 = T.Add(acc2, g, 2, x, bs, dx); acc3 = T.Add(acc3, g, 3, x, bs, dx);
         }
-        new Span<float>(acc, Interleave.Rows).CopyTo(new Span<float>(y, Interleave.Rows));
+        acc0.Store(y); acc1.Store(y + 4); acc2.Store(y + 8); acc3.Store(y + 12);
+    }
+
+    public static void Q4_K(byte* g, ActQ8* a, float* y) => SuperBlocks<Q4_KQuad4>(g, a, y);
+    public static void Q6_K(byte* g, ActQ8* a, float* y) => SuperBlocks<Q6_KQuad4>(g, a, y);
+
+    /// <summary>Q4_K: sdot per sub-block, scales as int32 multiplies, mins against the activations' sub-block sums.</summary>
+    private readonly struct Q4_KQuad4 : IQuad
+    {
+        public static DType Type => DType.Q4_K;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Add(Vector128<float> sum, byte* g, int q, sbyte* x, short* bs, Vector128<float> dx)
+        {
+            Vector128<int> isum = default, msum = default;
+            for (int p = 0; p < 4; p++)
+            {
+                var (lo, hi) = Q4_KPair(g + Interleave.Q4_KQuants + 512 * p + 16 * q, x + 64 * p);
+                isum += lo * Bytes4(g + Interleave.Q4_KScales + 32 * p + 4 * q) + hi * Bytes4(g + Interleave.Q4_KScales + 32 * p + 16 + 4 * q);
+                // mins of rows 4q..4q+3 for sub-blocks 2p, 2p+1: [m0 m1] per row, against the two sub-blocks' sums
+                var m = AdvSimd.ZeroExtendWideningLower(Vector64.Load(g + Interleave.Q4_KMins + 32 * p + 8 * q)).AsInt16();
+                short s0 = (short)(bs[4 * p] + bs[4 * p + 1]), s1 = (short)(bs[4 * p + 2] + bs[4 * p + 3]);
+                var sums = Vector64.Create(s0, s1, s0, s1);
+                msum += AdvSimd.Arm64.AddPairwise(AdvSimd.MultiplyWideningLower(m.GetLower(), sums), AdvSimd.MultiplyWideningLower(m.GetUpper(), sums));
+            }
+            sum = AdvSimd.FusedMultiplyAdd(sum, AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
+            return AdvSimd.FusedMultiplySubtract(sum, AdvSimd.ConvertToSingle(msum), Scales4(g + Interleave.Q4_KDMin, q) * dx);
+        }
     }
 
     /// <summary>
@@ -157,40 +198,33 @@ internal static unsafe class InterleavedArm
     }
 
     /// <summary>Q6_K: sdot per 16 weights (one scale each), scales applied as int32 multiplies.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q6_K(byte* g, ActQ8* a, float* y)
+    private readonly struct Q6_KQuad4 : IQuad
     {
-        int nb = a->Cols / 256, blockBytes = Interleave.BlockBytes(DType.Q6_K);
-        float* acc = stackalloc float[Interleave.Rows];
-        new Span<float>(acc, Interleave.Rows).Clear();
-        for (int b = 0; b < nb; b++, g += blockBytes)
+        public static DType Type => DType.Q6_K;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Add(Vector128<float> sum, byte* g, int q, sbyte* x0, short* bs, Vector128<float> dx)
         {
-            var dx = Vector128.Create(a->D[b]);
-            for (int q = 0; q < 4; q++)
+            Vector128<int> isum = default;
+            for (int h = 0; h < 2; h++)
             {
-                Vector128<int> isum = default;
-                for (int h = 0; h < 2; h++)
+                sbyte* x = x0 + 128 * h;
+                byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h + 16 * q;
+                byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h + 16 * q;
+                for (int j0 = 0; j0 < 8; j0 += 4)                           // l < 16: scales 8h + 2i; l ≥ 16: 8h + 2i + 1
                 {
-                    sbyte* x = a->Q + 256 * b + 128 * h;
-                    byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h + 16 * q;
-                    byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h + 16 * q;
-                    for (int j0 = 0; j0 < 8; j0 += 4)                       // l < 16: scales 8h + 2i; l ≥ 16: 8h + 2i + 1
-                    {
-                        Vector128<sbyte> x1 = Vector128.Load(x + 4 * j0), x2 = Vector128.Load(x + 32 + 4 * j0), x3 = Vector128.Load(x + 64 + 4 * j0), x4 = Vector128.Load(x + 96 + 4 * j0);
-                        Vector128<int> s1 = default, s2 = default, s3 = default, s4 = default;
-                        Q6Step(ql, qh, j0, 0, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
-                        Q6Step(ql, qh, j0 + 1, 1, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
-                        Q6Step(ql, qh, j0 + 2, 2, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
-                        Q6Step(ql, qh, j0 + 3, 3, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
-                        int s = 8 * h + j0 / 4;
-                        isum += s1 * Q6Scales(g, q, s) + s2 * Q6Scales(g, q, s + 2) + s3 * Q6Scales(g, q, s + 4) + s4 * Q6Scales(g, q, s + 6);
-                    }
+                    Vector128<sbyte> x1 = Vector128.Load(x + 4 * j0), x2 = Vector128.Load(x + 32 + 4 * j0), x3 = Vector128.Load(x + 64 + 4 * j0), x4 = Vector128.Load(x + 96 + 4 * j0);
+                    Vector128<int> s1 = default, s2 = default, s3 = default, s4 = default;
+                    Q6Step(ql, qh, j0, 0, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                    Q6Step(ql, qh, j0 + 1, 1, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                    Q6Step(ql, qh, j0 + 2, 2, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                    Q6Step(ql, qh, j0 + 3, 3, x1, x2, x3, x4, ref s1, ref s2, ref s3, ref s4);
+                    int s = 8 * h + j0 / 4;
+                    isum += s1 * Q6Scales(g, q, s) + s2 * Q6Scales(g, q, s + 2) + s3 * Q6Scales(g, q, s + 4) + s4 * Q6Scales(g, q, s + 6);
                 }
-                var sum = AdvSimd.FusedMultiplyAdd(Vector128.Load(acc + 4 * q), AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
-                sum.Store(acc + 4 * q);
             }
+            return AdvSimd.FusedMultiplyAdd(sum, AdvSimd.ConvertToSingle(isum), Scales4(g, q) * dx);
         }
-        new Span<float>(acc, Interleave.Rows).CopyTo(new Span<float>(y, Interleave.Rows));
     }
 
     /// <summary>Q8_0 rows 4q..4q+3: chunks 0-3 against the quadruplets of activations 0..15, chunks 4-7 of 16..31.</summary>
@@ -206,23 +240,5 @@ internal static unsafe class InterleavedArm
         p = Dp.DotProductBySelectedQuadruplet(p, Vector128.Load(c + 320), xhi, 1);
         p = Dp.DotProductBySelectedQuadruplet(p, Vector128.Load(c + 384), xhi, 2);
         return Dp.DotProductBySelectedQuadruplet(p, Vector128.Load(c + 448), xhi, 3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q8_0(byte* g, ActQ8* a, float* y)
-    {
-        int nb = a->Cols / 32, blockBytes = Interleave.BlockBytes(DType.Q8_0);
-        Vector128<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        for (int b = 0; b < nb; b++, g += blockBytes)
-        {
-            var xlo = Vector128.Load(a->Q + 32 * b);
-            var xhi = Vector128.Load(a->Q + 32 * b + 16);
-            var dx = Vector128.Create(a->D[b]);
-            acc0 = AdvSimd.FusedMultiplyAdd(acc0, AdvSimd.ConvertToSingle(Q8_0Rows(g, 0, xlo, xhi)), Scales4(g, 0) * dx);
-            acc1 = AdvSimd.FusedMultiplyAdd(acc1, AdvSimd.ConvertToSingle(Q8_0Rows(g, 1, xlo, xhi)), Scales4(g, 1) * dx);
-            acc2 = AdvSimd.FusedMultiplyAdd(acc2, AdvSimd.ConvertToSingle(Q8_0Rows(g, 2, xlo, xhi)), Scales4(g, 2) * dx);
-            acc3 = AdvSimd.FusedMultiplyAdd(acc3, AdvSimd.ConvertToSingle(Q8_0Rows(g, 3, xlo, xhi)), Scales4(g, 3) * dx);
-        }
-        acc0.Store(y); acc1.Store(y + 4); acc2.Store(y + 8); acc3.Store(y + 12);
     }
 }

@@ -25,6 +25,13 @@ internal static unsafe class InterleavedX86
     private const int HalfFieldMask = unchecked((int)0x8FFF_E000);
     private static float HalfBias => BitConverter.Int32BitsToSingle((127 + 112) << 23);   // 2^112
 
+    /// <summary>Requests the <paramref name="lines"/> cache lines <see cref="PrefetchDistance"/> past <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAhead(byte* p, int lines)
+    {
+        for (int l = 0; l < lines; l++) Sse.Prefetch0(p + PrefetchDistance + 64 * l);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<sbyte> Broadcast512(sbyte* p) => Vector512.Create(*(int*)p).AsSByte();
 
@@ -75,8 +82,7 @@ internal static unsafe class InterleavedX86
         Vector512<float> acc = default, bias = default;
         for (int b = 0; b < nb; b++, g += blockBytes, xq += 32)
         {
-            byte* ahead = g + PrefetchDistance;
-            Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192); Sse.Prefetch0(ahead + 256);
+            PrefetchAhead(g, 5);                                        // 288 bytes
             var dw = Scales16(g);
             var s = (Chunk(g + 32, xq, low4) + Chunk(g + 96, xq + 4, low4)) + (Chunk(g + 160, xq + 8, low4) + Chunk(g + 224, xq + 12, low4));
             var p = Avx512BW.MultiplyAddAdjacent(s, Vector512<short>.One);
@@ -88,47 +94,34 @@ internal static unsafe class InterleavedX86
 
     /// <summary>As <see cref="Chunk"/> for 8 rows (one half of a 64-byte chunk).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Chunk8(byte* chunk, Vector256<sbyte> xlo, Vector256<sbyte> xhi, Vector256<byte> low4)
-    {
-        var c = Vector256.Load(chunk);
-        var lo = c & low4;
-        var hi = Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
-        return Avx2.MultiplyAddAdjacent(lo, xlo) + Avx2.MultiplyAddAdjacent(hi, xhi);
-    }
+    private static Vector256<short> Chunk8(Vector256<byte> c, sbyte* x, Vector256<byte> low4) =>
+        Avx2.MultiplyAddAdjacent(c & low4, Broadcast256(x)) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4, Broadcast256(x + 16));
 
-    /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 sharing each activation broadcast.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 (the second pass finds the group and activations in L1).</summary>
     public static void Q4_0Avx2(byte* g, ActQ8* a, float* y)
     {
-        int nb = a->Cols / 32;
-        int blockBytes = Interleave.BlockBytes(DType.Q4_0);
-        sbyte* xq = a->Q;
-        float* xd = a->D, xs = a->S;
+        Q4_0Rows8(g, a, 0).Store(y);
+        Q4_0Rows8(g, a, 1).Store(y + 8);
+    }
+
+    /// <summary>Rows 8h..8h+7 of a Q4_0 group: scales at 16h, chunk columns at 32h.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<float> Q4_0Rows8(byte* g, ActQ8* a, int h)
+    {
         var low4 = Vector256.Create((byte)0x0F);
-        Vector256<float> acc0 = default, acc1 = default, bias0 = default, bias1 = default;
-        for (int b = 0; b < nb; b++, g += blockBytes, xq += 32)
+        Vector256<float> acc = default, bias = default;
+        for (int b = 0; b < a->Cols / 32; b++, g += Interleave.BlockBytes(DType.Q4_0))
         {
-            byte* ahead = g + PrefetchDistance;
-            Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192); Sse.Prefetch0(ahead + 256);
-            Vector256<short> s0 = default, s1 = default;
-            for (int j = 0; j < 4; j++)
-            {
-                var xlo = Broadcast256(xq + 4 * j);
-                var xhi = Broadcast256(xq + 16 + 4 * j);
-                s0 += Chunk8(g + 32 + 64 * j, xlo, xhi, low4);
-                s1 += Chunk8(g + 64 + 64 * j, xlo, xhi, low4);
-            }
-            var d0 = Scales8(g);
-            var d1 = Scales8(g + 16);
-            var dx = Vector256.Create(xd[b]);
-            var sx = Vector256.Create(xs[b]);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, Vector256<short>.One)), d0 * dx, acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, Vector256<short>.One)), d1 * dx, acc1);
-            bias0 = Fma.MultiplyAdd(d0, sx, bias0);
-            bias1 = Fma.MultiplyAdd(d1, sx, bias1);
+            if (h == 0) PrefetchAhead(g, 5);                               // 288 bytes
+            sbyte* x = a->Q + 32 * b;
+            byte* c = g + 32 + 32 * h;
+            var s = (Chunk8(Vector256.Load(c), x, low4) + Chunk8(Vector256.Load(c + 64), x + 4, low4))
+                  + (Chunk8(Vector256.Load(c + 128), x + 8, low4) + Chunk8(Vector256.Load(c + 192), x + 12, low4));
+            var d = Scales8(g + 16 * h);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s, Vector256<short>.One)), d * a->D[b], acc);
+            bias = Fma.MultiplyAdd(d, Vector256.Create(a->S[b]), bias);
         }
-        (acc0 - bias0 * 8).Store(y);
-        (acc1 - bias1 * 8).Store(y + 8);
+        return acc - bias * 8;
     }
 
     /// <summary>16 rows' 6-bit sub-block scales (16 bytes) as int16 pairs: each row's scale in both halves of its int32 lane, for vpmaddwd.</summary>
@@ -167,7 +160,7 @@ internal static unsafe class InterleavedX86
                 Vector512<short> lo = default, hi = default;
                 for (int j = 0; j < 8; j++, c += 64)
                 {
-                    Sse.Prefetch0(c + PrefetchDistance);
+                    PrefetchAhead(c, 1);
                     var v = Vector512.Load(c);
                     lo += Avx512BW.MultiplyAddAdjacent(v & low4, Broadcast512(x + 4 * j));
                     hi += Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & low4, Broadcast512(x + 32 + 4 * j));
@@ -212,7 +205,7 @@ internal static unsafe class InterleavedX86
                 Vector256<short> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
                 for (int j = 0; j < 8; j++, c += 64)
                 {
-                    Sse.Prefetch0(c + PrefetchDistance);
+                    PrefetchAhead(c, 1);
                     var xl = Broadcast256(x + 4 * j);
                     var xh = Broadcast256(x + 32 + 4 * j);
                     var v0 = Vector256.Load(c);
@@ -245,83 +238,10 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>
-    /// The four 6-bit quarters of Q6_K chunk jj of half h (BlockQ6_K): low nibbles of ql[l] and ql[l+32] with qh bits
-    /// 0-1 and 2-3, high nibbles with bits 4-5 and 6-7 (16-bit shifts; the bits shifted in from the neighbour byte are
-    /// masked off).
+    /// The four 6-bit quarters of Q6_K chunk jj of half h for 8 rows (BlockQ6_K): low nibbles of ql[l] and ql[l+32]
+    /// with qh bits 0-1 and 2-3, high nibbles with bits 4-5 and 6-7 (16-bit shifts; the bits shifted in from the
+    /// neighbour byte are masked off).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>) Q6Quarters(byte* ql0, byte* ql1, byte* qh)
-    {
-        var low4 = Vector512.Create((byte)0x0F);
-        var bits45 = Vector512.Create((byte)0x30);
-        var a = Vector512.Load(ql0); var b = Vector512.Load(ql1); var c = Vector512.Load(qh).AsUInt16();
-        return ((a & low4) | (Vector512.ShiftLeft(c, 4).AsByte() & bits45),
-                (b & low4) | (Vector512.ShiftLeft(c, 2).AsByte() & bits45),
-                (Vector512.ShiftRightLogical(a.AsUInt16(), 4).AsByte() & low4) | (c.AsByte() & bits45),
-                (Vector512.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & low4) | (Vector512.ShiftRightLogical(c, 2).AsByte() & bits45));
-    }
-
-    /// <summary>
-    /// Q6_K, 512-bit, per super-block of 16 rows: unsigned 6-bit quants (the −32 is applied once: −32·Σ scale·bsum by
-    /// vpmaddwd of the scale pairs against the activations' sums); two chunks' vpmaddubsw summed in int16
-    /// (2·2·63·127 &lt; 2^15), then one vpmaddwd against the rows' scale for those 16 weights. One FMA per super-block.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q6_KAvx512(byte* g, ActQ8* a, float* y)
-    {
-        int nb = a->Cols / 256;
-        int blockBytes = Interleave.BlockBytes(DType.Q6_K);
-        var even = Vector512.Create((byte)0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
-            0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
-        var odd = even + Vector512.Create((byte)2);
-        Vector512<float> acc = default;
-        for (int b = 0; b < nb; b++, g += blockBytes)
-        {
-            short* bs = a->BSums + 16 * b;
-            Vector512<int> isum = default, bias = default;
-            for (int h = 0; h < 2; h++)
-            {
-                sbyte* x = a->Q + 256 * b + 128 * h;
-                byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h;          // ql byte 64h + 4jj: chunk 16h + jj
-                byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h;          // qh byte 32h + 4jj: chunk 8h + jj
-                // scale pairs k = 4h + i for quarters i = 0..3: (scales[2k], scales[2k+1]) per row
-                byte* sp = g + Interleave.Q6_KScales + 32 * 4 * h;
-                var p0 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp));
-                var p1 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 32));
-                var p2 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 64));
-                var p3 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sp + 96));
-                bias += Avx512BW.MultiplyAddAdjacent(p0, Vector512.Create(*(int*)(bs + 8 * h)).AsInt16())
-                      + Avx512BW.MultiplyAddAdjacent(p1, Vector512.Create(*(int*)(bs + 8 * h + 2)).AsInt16())
-                      + Avx512BW.MultiplyAddAdjacent(p2, Vector512.Create(*(int*)(bs + 8 * h + 4)).AsInt16())
-                      + Avx512BW.MultiplyAddAdjacent(p3, Vector512.Create(*(int*)(bs + 8 * h + 6)).AsInt16());
-                for (int jp = 0; jp < 4; jp++)
-                {
-                    Vector512<short> s1 = default, s2 = default, s3 = default, s4 = default;
-                    for (int jj = 2 * jp; jj < 2 * jp + 2; jj++)
-                    {
-                        Sse.Prefetch0(ql + 64 * jj + PrefetchDistance);
-                        Sse.Prefetch0(ql + 64 * (8 + jj) + PrefetchDistance);
-                        Sse.Prefetch0(qh + 64 * jj + PrefetchDistance);
-                        var (q1, q2, q3, q4) = Q6Quarters(ql + 64 * jj, ql + 64 * (8 + jj), qh + 64 * jj);
-                        s1 += Avx512BW.MultiplyAddAdjacent(q1, Broadcast512(x + 4 * jj));
-                        s2 += Avx512BW.MultiplyAddAdjacent(q2, Broadcast512(x + 32 + 4 * jj));
-                        s3 += Avx512BW.MultiplyAddAdjacent(q3, Broadcast512(x + 64 + 4 * jj));
-                        s4 += Avx512BW.MultiplyAddAdjacent(q4, Broadcast512(x + 96 + 4 * jj));
-                    }
-                    var pick = jp < 2 ? even : odd;                           // l < 16: scales[2k]; l ≥ 16: scales[2k+1]
-                    isum += Avx512BW.MultiplyAddAdjacent(s1, Avx512BW.Shuffle(p0.AsByte(), pick).AsInt16())
-                          + Avx512BW.MultiplyAddAdjacent(s2, Avx512BW.Shuffle(p1.AsByte(), pick).AsInt16())
-                          + Avx512BW.MultiplyAddAdjacent(s3, Avx512BW.Shuffle(p2.AsByte(), pick).AsInt16())
-                          + Avx512BW.MultiplyAddAdjacent(s4, Avx512BW.Shuffle(p3.AsByte(), pick).AsInt16());
-                }
-            }
-            var total = isum - Vector512.ShiftLeft(bias, 5);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(total), Scales16(g) * a->D[b], acc);
-        }
-        acc.Store(y);
-    }
-
-    /// <summary>As <see cref="Q6Quarters"/> for 8 rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Q6Quarters8(byte* ql0, byte* ql1, byte* qh)
     {
@@ -356,7 +276,7 @@ internal static unsafe class InterleavedX86
                 Vector256<short> s1 = default, s2 = default, s3 = default, s4 = default;
                 for (int jj = 2 * jp; jj < 2 * jp + 2; jj++)
                 {
-                    Sse.Prefetch0(ql + 64 * jj + PrefetchDistance);
+                    PrefetchAhead(ql + 64 * jj, 1);
                     var (q1, q2, q3, q4) = Q6Quarters8(ql + 64 * jj, ql + 64 * (8 + jj), qh + 64 * jj);
                     s1 += Avx2.MultiplyAddAdjacent(q1, Broadcast256(x + 4 * jj));
                     s2 += Avx2.MultiplyAddAdjacent(q2, Broadcast256(x + 32 + 4 * jj));
@@ -373,7 +293,12 @@ internal static unsafe class InterleavedX86
         return isum - Vector256.ShiftLeft(bias, 5);
     }
 
-    /// <summary>Q6_K, 256-bit: <see cref="Q6_KAvx512"/> on the two halves of 8 rows.</summary>
+    /// <summary>
+    /// Q6_K, 256-bit (AVX2 paths only: on AVX-512 the 512-bit row body over the stored layout was faster), the two
+    /// halves of 8 rows: unsigned 6-bit quants (the −32 is applied once:
+    /// −32·Σ scale·bsum by vpmaddwd of the scale pairs against the activations' sums); two chunks' vpmaddubsw summed
+    /// in int16 (2·2·63·127 &lt; 2^15), then one vpmaddwd against the rows' scale for those 16 weights.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Q6_KAvx2(byte* g, ActQ8* a, float* y)
     {
@@ -413,8 +338,7 @@ internal static unsafe class InterleavedX86
         Vector256<float> acc0 = default, acc1 = default;
         for (int b = 0; b < nb; b++, g += blockBytes, xq += 32)
         {
-            byte* ahead = g + PrefetchDistance;
-            for (int l = 0; l < 9; l++) Sse.Prefetch0(ahead + 64 * l);
+            PrefetchAhead(g, 9);                                        // 544 bytes
             Vector256<int> p0 = default, p1 = default;
             for (int j = 0; j < 8; j++)
             {
