@@ -57,6 +57,8 @@ public static unsafe class Interleave
     /// <summary>Rows per interleaved group.</summary>
     public const int Rows = 16;
 
+    private const long HugePage = 2 << 20;
+
     /// <summary>Formats with an interleaved layout.</summary>
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q8_0 or DType.Q4_K or DType.Q6_K;
 
@@ -125,7 +127,13 @@ public static unsafe class Interleave
     public static long Attach(WeightMatrix w, KernelPath path)
     {
         if (!Supports(w.Type) || GroupDot(w.Type, path) == null || w.Interleaved != null || w.Rows == 0) return 0;
-        var buf = new NativeBuffer(SizeOf(w));
+        // 2 MiB pages for large copies, as the loader gives the mapping (THP is often "madvise" only): streaming a
+        // gigabyte over 4 KiB pages costs a TLB miss, a two-level page walk on a VM, every 4 KiB. Advised before the
+        // first touch, so the faults in Pack allocate huge pages.
+        long size = SizeOf(w);
+        bool huge = size >= HugePage;
+        var buf = new NativeBuffer(size, huge ? HugePage : 64);
+        if (huge) Platform.MemoryAdvice.HugePages(buf.Pointer, size);
         Pack(w, buf.Pointer);
         w.SetInterleaved(buf.Pointer, buf.Length, buf);
         return buf.Length;
