@@ -44,7 +44,43 @@ internal static unsafe class Bodies
                 }
             }
             Console.WriteLine(line);
+            if (Kernels.Repack.Interleave.Supports(type)) Console.WriteLine(Interleaved(w, x));
         }
         return 0;
+    }
+
+    /// <summary>The same rows interleaved (Kernels/Repack/Interleave), 16 per call of the group body.</summary>
+    private static string Interleaved(WeightMatrix w, float[] x)
+    {
+        int rows = w.Rows, cols = w.Cols;
+        var packed = new byte[Kernels.Repack.Interleave.Groups(rows) * Kernels.Repack.Interleave.GroupBytes(w.Type, cols) + 64];
+        var mem = new byte[ActQ8.BytesFor(cols) + 64];
+        var line = $"{w.Type + " x16",-8}";
+        float* y = stackalloc float[16];
+        fixed (byte* pk = packed, m = mem)
+        fixed (float* px = x)
+        {
+            byte* p = (byte*)(((nint)pk + 63) & ~63);
+            Kernels.Repack.Interleave.Pack(w, p);
+            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
+            ActQ8.QuantizeFor(w.Type, px, &a);
+            long groupBytes = Kernels.Repack.Interleave.GroupBytes(w.Type, cols);
+            foreach (var path in KernelInfo.Available)
+            {
+                var g = Kernels.Repack.Interleave.GroupDot(w.Type, path);
+                if (g == null) { line += $"  {KernelInfo.Name(path)}      -"; continue; }
+                double best = double.MaxValue;
+                float sink = 0;
+                for (int rep = 0; rep < 200; rep++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int r = 0; r < rows; r += 16) { g(p + r / 16 * groupBytes, &a, y); sink += y[0]; }
+                    best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+                }
+                line += $"  {KernelInfo.Name(path)} {best / (rows * cols / 1000.0),6:F1}";
+                if (float.IsNaN(sink)) line += "!";
+            }
+        }
+        return line;
     }
 }

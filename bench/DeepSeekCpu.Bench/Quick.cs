@@ -33,6 +33,12 @@ internal static class Quick
                     var y = new float[rows];
                     double s = Time(() => MatMul.Multiply(w, x, y, 1), seconds);
                     Console.WriteLine($"{type,-8} gemv {name,-24} {w.ByteLength / s / 1e9,7:F1} GB/s  {s * 1e6,9:F1} us");
+                    // the same matrix with its interleaved copy (what --repack on loads), timed right after
+                    if (Kernels.Repack.Interleave.Attach(w, KernelInfo.Path) > 0)
+                    {
+                        double s16 = Time(() => MatMul.Multiply(w, x, y, 1), seconds);
+                        Console.WriteLine($"{type,-8} gemv {name + " x16",-24} {w.ByteLength / s16 / 1e9,7:F1} GB/s  {s16 * 1e6,9:F1} us  ({s / s16:F2}x)");
+                    }
                 }
             }
             if (gemm)

@@ -76,6 +76,16 @@ public sealed class CliArgs
         Memory = Has("--no-mmap") ? WeightMemory.Anonymous : WeightMemory.Mmap,
         CacheType = CacheType(),
         MatrixTransform = transform,
+        Repack = OnOff("--repack", true),
+    };
+
+    /// <summary>An option that takes on|off (--repack).</summary>
+    public bool OnOff(string name, bool def) => Str(name) switch
+    {
+        null => def,
+        "on" => true,
+        "off" => false,
+        var s => throw new UsageException($"{_command}: option {name} expects on or off, got '{s}'"),
     };
 
     /// <summary>--cache-type f32|f16|bf16|q8_0 (default f16).</summary>

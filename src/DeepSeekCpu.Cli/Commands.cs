@@ -21,14 +21,15 @@ public static partial class Commands
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
                                                        [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
                                                        [--draft MODEL [--draft-k 4]]  (speculative decoding; MODEL as for -m)
+                                                       [--repack on|off]  (Q4_0/Q8_0 rows interleaved for decoding; default on)
           chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
           info      describe a model, memory plan      -m MODEL [--ctx N] [--parallel P] [--cache-type f32|f16|bf16|q8_0]
-          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [--quant TYPE] [--no-mmap] [--json]
+          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [--quant TYPE] [--no-mmap] [--repack on|off] [--json]
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
-                                                       [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--quiet]
+                                                       [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--repack on|off] [--quiet]
                                                        [--queue N] [--timeout SECONDS] [--max-body BYTES] [--max-prompt-chars N]
           pull      download a model into the cache    MODEL (org/repo, org/repo@revision, org/repo:Q4_K_M)
           list      cached models                      (name, revision, size, format)
@@ -126,7 +127,7 @@ public static partial class Commands
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", "--draft", "--draft-k", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         if (a.Str("--draft") == null && a.Str("--draft-k") != null) throw new UsageException("--draft-k needs --draft MODEL");
         int draftK = a.Int("--draft-k", 4, 1, 32);
@@ -190,7 +191,7 @@ public static partial class Commands
 
     private static int Logits(string[] args)
     {
-        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer"], ["--stepwise"], Aliases);
+        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer", "--repack"], ["--stepwise"], Aliases);
         string path = ModelPath(a.Req("--model"));
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");

@@ -9,7 +9,7 @@ public static partial class Commands
 {
     private static int Info(string[] args)
     {
-        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type"], [], Aliases);
+        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type", "--repack"], [], Aliases);
         string path = ModelPath(a.Req("--model"));
         var format = ModelLoader.Detect(path);
         var options = a.LoadOptions();
@@ -72,6 +72,8 @@ public static partial class Commands
         long machine = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;      // physical memory, or the container's limit
         Console.WriteLine($"memory plan:    --ctx {ctx} --parallel {parallel} --cache-type {KvCache.Name(options.CacheType)}");
         Console.WriteLine($"  weights:      {Size(mapped)} mapped + {Size(resident)} copies made at load");
+        if (model.Weights.InterleavedBytes > 0)
+            Console.WriteLine($"  of which:     {Size(model.Weights.InterleavedBytes)} rows interleaved for decoding (--repack off: none)");
         Console.WriteLine(string.Format(inv, "  kv cache:     {0:N0} bytes per token x {1} x {2} = {3} when full (grown {4} tokens at a time)",
             model.KvBytesPerToken, ctx, parallel, Size(kv), KvCache.ChunkRows));
         Console.WriteLine($"  scratch:      {Size(scratch)}");

@@ -15,7 +15,7 @@ public static partial class Commands
     private static int Serve(string[] args)
     {
         var a = new CliArgs("serve", args,
-            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--cache-type", "--tokenizer", "--quant", "--name", "--api-key",
+            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--cache-type", "--tokenizer", "--quant", "--repack", "--name", "--api-key",
              "--queue", "--timeout", "--max-body", "--max-prompt-chars"],
             ["--no-mmap", "--quiet"], Aliases);
         string host = a.Str("--host") ?? "127.0.0.1";

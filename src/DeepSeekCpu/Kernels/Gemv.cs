@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Runtime.Intrinsics.X86;
 using DeepSeekCpu.Kernels.Arm;
 using DeepSeekCpu.Kernels.Reference;
+using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Kernels.X86;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
@@ -184,10 +185,14 @@ internal static unsafe class Gemv
             var w = batch.W[i];
             int n = batch.N[i];
             job.W[i] = w; job.X[i] = batch.X[i]; job.Y[i] = batch.Y[i]; job.N[i] = n;
-            job.RowStart[i] = rows; rows += w.Rows;
+            // each task's rows start at a multiple of 16 in the combined range, so the pool's chunks (whole grains of
+            // 16) never split an interleaved group; the padding rows of a task do nothing
+            job.RowStart[i] = rows; rows += (w.Rows + Interleave.Rows - 1) / Interleave.Rows * Interleave.Rows;
             var qdot = QuantDot(w.Type, path);
             job.QDot[i] = (nint)qdot;
             job.FDot[i] = qdot == null ? (nint)FloatDotFor(w.Type, path) : 0;
+            // an interleaved copy (made at load) runs the group body: 16 rows per call, same activations
+            job.GDot[i] = w.Interleaved != null ? (nint)Interleave.GroupDot(w.Type, path) : 0;
             job.Acts[i] = 0;
             if (qdot == null) continue;
             int p = i - 1;
@@ -206,7 +211,7 @@ internal static unsafe class Gemv
         }
         job.RowStart[count] = rows;
         job.Count = count;
-        WorkerPool.Shared.Run(job, rows, grain: 16);
+        WorkerPool.Shared.Run(job, rows, grain: Interleave.Rows);
         Array.Clear(job.W, 0, count);
     }
 
@@ -218,7 +223,7 @@ internal static unsafe class Gemv
         [ThreadStatic] private static float[]? _rowScratch;
         // per task i: the matrix, its input [N, cols] and output [N, rows], its first row in the combined range
         public WeightMatrix[] W = [];
-        public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [];
+        public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [], GDot = [];
         public int[] RowStart = [];   // [Count + 1]
         public int[] N = [];          // tokens of each task
         public int Count;
@@ -228,7 +233,7 @@ internal static unsafe class Gemv
             if (W.Length >= count) return;
             int c = Math.Max(count, W.Length * 2);
             W = new WeightMatrix[c]; X = new nint[c]; Y = new nint[c]; Acts = new nint[c];
-            QDot = new nint[c]; FDot = new nint[c]; RowStart = new int[c + 1]; N = new int[c];
+            QDot = new nint[c]; FDot = new nint[c]; GDot = new nint[c]; RowStart = new int[c + 1]; N = new int[c];
         }
 
         /// <summary>Rows [start, end) of the combined range, task by task.</summary>
@@ -239,8 +244,35 @@ internal static unsafe class Gemv
             for (int r = start; r < end; i++)
             {
                 int stop = Math.Min(end, RowStart[i + 1]);
-                RunRows(i, r - RowStart[i], stop - RowStart[i]);
+                int first = r - RowStart[i], last = Math.Min(stop - RowStart[i], W[i].Rows);
+                if (first < last)
+                {
+                    if (GDot[i] != 0) RunGroups(i, first, last); else RunRows(i, first, last);
+                }
                 r = stop;
+            }
+        }
+
+        /// <summary>Rows [start, end) of task <paramref name="i"/> from its interleaved copy, 16 rows per body call.</summary>
+        private void RunGroups(int i, int start, int end)
+        {
+            var w = W[i];
+            var dot = (delegate*<byte*, ActQ8*, float*, void>)GDot[i];
+            var acts = (ActQ8*)Acts[i];
+            int rows = w.Rows, n = N[i];
+            long groupBytes = Interleave.GroupBytes(w.Type, w.Cols);
+            float* y16 = stackalloc float[Interleave.Rows];
+            for (int g = start / Interleave.Rows; g * Interleave.Rows < end; g++)
+            {
+                int r0 = Math.Max(start, g * Interleave.Rows), r1 = Math.Min(end, (g + 1) * Interleave.Rows);
+                byte* group = w.Interleaved + g * groupBytes;
+                // several tokens: the group (16 rows) stays in cache while every token's activations pass over it
+                for (int t = 0; t < n; t++)
+                {
+                    dot(group, acts + t, y16);
+                    float* yt = (float*)Y[i] + (long)t * rows;
+                    for (int r = r0; r < r1; r++) yt[r] = y16[r - g * Interleave.Rows];
+                }
             }
         }
 

@@ -27,4 +27,11 @@ public sealed record LoadOptions
 
     /// <summary>Conversion of matrices at load (e.g. --quant q8_0: quantize float weights); null keeps them as stored.</summary>
     public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }
+
+    /// <summary>
+    /// Whether quantized matrices get a copy re-laid-out for the decode kernels at load (--repack on|off; Q4_0 and Q8_0:
+    /// groups of 16 rows interleaved, see Kernels/Repack/Interleave), where the active instruction set has a body for
+    /// it. Costs resident memory about the size of those matrices; the memory map stays as it is for prompt processing.
+    /// </summary>
+    public bool Repack { get; init; } = true;
 }

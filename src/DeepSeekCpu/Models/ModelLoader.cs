@@ -79,6 +79,7 @@ public static class ModelLoader
         options ??= LoadOptions.Default;
         WorkerPool.Configure(options.Threads);
         weights.MatrixTransform = options.MatrixTransform;
+        weights.Repack = options.Repack;
         return config.Architecture switch
         {
             Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights) { CacheType = options.CacheType },

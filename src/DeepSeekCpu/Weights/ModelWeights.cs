@@ -26,6 +26,9 @@ public sealed class ModelWeights : IDisposable
     /// <summary>Optional load-time conversion of matrices (e.g. --quant q8_0); null keeps them as stored.</summary>
     public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; set; }
 
+    /// <summary>Whether matrices get an interleaved copy for the decode kernels where the active path has a body for it (--repack).</summary>
+    public bool Repack { get; set; }
+
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
     public TensorView Get(string name) =>
@@ -38,10 +41,16 @@ public sealed class ModelWeights : IDisposable
     {
         var stored = RawMatrix(name, rows, cols);
         var m = MatrixTransform?.Invoke(stored) ?? stored;
+        // The copy is made while the files, the copies so far and this one fit in 90% of the machine's memory (the
+        // mapping's pages that decoding no longer reads are page cache the kernel may reclaim; anonymous weights are not).
+        long size = Repack ? Kernels.Repack.Interleave.SizeOf(m) : 0;
+        long interleaved = size > 0 && TotalBytes + ResidentBytes + size <= 0.9 * GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
+            ? Kernels.Repack.Interleave.Attach(m, Kernels.KernelInfo.Path) : 0;
         lock (_matrixBytes)
         {
             _matrixBytes[name] = m.ByteLength;
             if (!ReferenceEquals(m, stored) && m.Owner != null) { _owned.Add(m.Owner); ResidentBytes += m.ByteLength; } // freed with the model
+            if (interleaved > 0) { _owned.Add(m); ResidentBytes += interleaved; InterleavedBytes += interleaved; }   // disposing m frees the copy
         }
         return m;
     }
@@ -74,6 +83,9 @@ public sealed class ModelWeights : IDisposable
     /// load (--quant, MLA's packed per-head matrices); norms and biases (small float32 vectors) are not counted.
     /// </summary>
     public long ResidentBytes { get; private set; }
+
+    /// <summary>Of <see cref="ResidentBytes"/>: the interleaved copies of matrices for the decode kernels (<see cref="Repack"/>).</summary>
+    public long InterleavedBytes { get; private set; }
 
     /// <summary>
     /// A 2-D weight exactly as stored (no <see cref="MatrixTransform"/>), for tensors that are looked up by row or

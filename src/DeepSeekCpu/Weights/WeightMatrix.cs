@@ -41,8 +41,28 @@ public sealed unsafe class WeightMatrix : IDisposable
 
     public long ByteLength => RowBytes * Rows;
 
-    /// <summary>Frees the memory of an owned matrix (a quantized copy); a view into a memory map has nothing to free.</summary>
-    public void Dispose() => Owner?.Dispose();
+    /// <summary>
+    /// The rows re-laid-out at load for the decode kernels (Kernels/Repack/Interleave: groups of 16 rows with their
+    /// blocks interleaved), or null; <see cref="Data"/> keeps the stored layout for everything else (the prompt GEMM).
+    /// </summary>
+    public byte* Interleaved { get; private set; }
+    /// <summary>Size of <see cref="Interleaved"/> in bytes (0 without a copy).</summary>
+    public long InterleavedBytes { get; private set; }
+    private IDisposable? _interleavedOwner;
+
+    /// <summary>Attaches an interleaved copy (Interleave.Attach); <paramref name="owner"/> is disposed with the matrix.</summary>
+    internal void SetInterleaved(byte* data, long bytes, IDisposable owner)
+    {
+        Interleaved = data; InterleavedBytes = bytes; _interleavedOwner = owner;
+    }
+
+    /// <summary>Frees the memory of an owned matrix (a quantized copy, an interleaved copy); a view into a memory map has nothing to free.</summary>
+    public void Dispose()
+    {
+        Interleaved = null; InterleavedBytes = 0;
+        _interleavedOwner?.Dispose();
+        Owner?.Dispose();
+    }
 
     public byte* Row(int r) => Data + r * RowBytes;
 
