@@ -3,13 +3,15 @@ using DeepSeekCpu.Formats;
 
 namespace DeepSeekCpu.Models;
 
-public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3 }
+public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3 }
 
 /// <summary>
 /// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
 /// original_max_position_embeddings) or "yarn" (DeepSeek: factor, original_max_position_embeddings, beta_fast,
 /// beta_slow, mscale, mscale_all_dim). See DEEPSEEK.md. <see cref="FreqFactors"/>: per-frequency divisors that replace
-/// the llama3 formula (GGUF's rope_freqs tensor, which is what llama.cpp applies).
+/// the llama3 formula (GGUF's rope_freqs tensor, which is what llama.cpp applies). <see cref="AttentionFactor"/>: yarn's
+/// "attention_factor" (HF transformers _compute_yarn_parameters), the cos/sin multiplier that replaces the mscale
+/// formula when given. Qwen3 configs' "attn_factor" is NOT it: transformers and llama.cpp ignore that key (DEEPSEEK.md).
 /// </summary>
 public sealed record RopeScaling(
     string Type,
@@ -21,7 +23,8 @@ public sealed record RopeScaling(
     double BetaSlow = 1,
     double Mscale = 1,
     double MscaleAllDim = 0,
-    double[]? FreqFactors = null);
+    double[]? FreqFactors = null,
+    double? AttentionFactor = null);
 
 /// <summary>
 /// Everything about a model's shape that changes the computation, from HF config.json, GGUF metadata or a
@@ -45,6 +48,8 @@ public sealed record ModelConfig
     public bool TieWordEmbeddings { get; init; }
     /// <summary>q/k/v projections have biases (Qwen2).</summary>
     public bool AttentionBias { get; init; }
+    /// <summary>Per-head RMSNorm of q and k (head_dim wide) before RoPE: Qwen3's q_norm / k_norm.</summary>
+    public bool QkNorm => Architecture == Architecture.Qwen3;
     /// <summary>
     /// RoPE rotates interleaved pairs (2i, 2i+1) rather than halves. True for llama2.c checkpoints and GGUF llama
     /// (llama.cpp's converter permutes Q/K rows for it); false for HF weights of Qwen2/Llama.
@@ -98,9 +103,10 @@ public sealed record ModelConfig
         {
             "llama" => Architecture.Llama,
             "qwen2" => Architecture.Qwen2,
+            "qwen3" => Architecture.Qwen3,
             "deepseek_v2" => Architecture.DeepSeekV2,
             "deepseek_v3" => Architecture.DeepSeekV3,
-            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, deepseek_v2 or deepseek_v3)"),
+            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, qwen3, deepseek_v2 or deepseek_v3)"),
         };
         int hidden = j.ReqInt("hidden_size"), heads = j.ReqInt("num_attention_heads");
         RopeScaling? scaling = null;
@@ -112,7 +118,8 @@ public sealed record ModelConfig
                 r.Int("original_max_position_embeddings") ?? 4096,
                 LowFreqFactor: r.Dbl("low_freq_factor") ?? 1, HighFreqFactor: r.Dbl("high_freq_factor") ?? 4,
                 BetaFast: r.Dbl("beta_fast") ?? 32, BetaSlow: r.Dbl("beta_slow") ?? 1,
-                Mscale: r.Dbl("mscale") ?? 1, MscaleAllDim: r.Dbl("mscale_all_dim") ?? 0);
+                Mscale: r.Dbl("mscale") ?? 1, MscaleAllDim: r.Dbl("mscale_all_dim") ?? 0,
+                AttentionFactor: r.Dbl("attention_factor"));
             if (type is not ("llama3" or "yarn" or "default" or "linear"))
                 throw new ModelFormatException($"{path}: rope_scaling type \"{type}\" is not supported (expected llama3 or yarn)");
             if (type == "default") scaling = null;
