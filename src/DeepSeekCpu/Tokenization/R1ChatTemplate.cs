@@ -264,3 +264,20 @@ public sealed class R1ChatTemplate : IChatTemplate
         return at < 0 ? content : content[(at + ThinkClose.Length)..];
     }
 }
+
+/// <summary>The thinking switch as front ends receive it (server, IChatClient, CLI).</summary>
+public static class ThinkingOption
+{
+    /// <summary>
+    /// An OpenAI <c>reasoning_effort</c> as the thinking switch: "none" answers directly; "minimal", "low", "medium",
+    /// "high" (and "xhigh", "max") think: a V3.1-class model has no effort levels, only the two modes. Null stays null
+    /// (the template's default); any other value throws an <see cref="ArgumentException"/> naming the accepted ones.
+    /// </summary>
+    public static bool? FromReasoningEffort(string? effort) => effort switch
+    {
+        null => null,
+        "none" => false,
+        "minimal" or "low" or "medium" or "high" or "xhigh" or "max" => true,
+        _ => throw new ArgumentException($"reasoning_effort '{effort}' is unknown (expected none, minimal, low, medium, high)"),
+    };
+}

@@ -23,6 +23,8 @@ public class LaterChatTemplateTests
     /// "&lt;/think&gt;", as R1, R1-0528 and V3.1 ship them) and V3.1's template in its tokenizer_config.json: the
     /// tokenizer the references were encoded with. Built once (loading the vocabulary is the slow part).
     /// </summary>
+    internal static HfBpeTokenizer V31Tokenizer => s_tok.Value;
+
     private static readonly Lazy<HfBpeTokenizer> s_tok = new(() =>
     {
         string src = TokenizerFixtures.TokenizerDir(TokenizerFixtures.V3);
