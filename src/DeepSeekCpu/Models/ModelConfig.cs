@@ -81,6 +81,14 @@ public sealed record ModelConfig
     /// <summary>Multi-token-prediction layers stored after the main layers (R1/V3: 1); not part of the main model.</summary>
     public int NumNextnPredictLayers { get; init; }
 
+    // quantization
+    /// <summary>
+    /// quantization_config.scale_fmt of an FP8 checkpoint: null (V3/R1) or "ue8m0" (V3.1). Both store weight_scale_inv
+    /// as float32 [ceil(out/128), ceil(in/128)]; ue8m0 only means the values are powers of two (DeepSeek rounds its
+    /// activation scales the same way in deployment, which an exact float32 engine does not imitate).
+    /// </summary>
+    public string? Fp8ScaleFormat { get; init; }
+
     public bool IsMla => Architecture is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
 
     /// <summary>True when layer <paramref name="layer"/> uses MoE rather than a dense MLP (HF modeling_deepseek.py).</summary>
@@ -125,6 +133,21 @@ public sealed record ModelConfig
             if (type == "default") scaling = null;
         }
         bool isDs = arch is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+        string? scaleFmt = null;
+        if (doc.RootElement.TryGetProperty("quantization_config", out var qc) && qc.ValueKind == JsonValueKind.Object)
+        {
+            var q = new JsonFields(qc, path + " quantization_config");
+            if (q.Str("quant_method") == "fp8")
+            {
+                // DeepSeek's FP8 layout (DEEPSEEK.md "FP8 checkpoints"): 128x128 blocks, float32 scales
+                if (qc.TryGetProperty("weight_block_size", out var bs) && bs.ValueKind != JsonValueKind.Null
+                    && !(bs.ValueKind == JsonValueKind.Array && bs.GetArrayLength() == 2 && bs.EnumerateArray().All(v => v.TryGetInt32(out int b) && b == 128)))
+                    throw new ModelFormatException($"{path}: quantization_config.weight_block_size must be [128, 128] (DeepSeek's FP8 blocks), got {bs.GetRawText()}");
+                scaleFmt = q.Str("scale_fmt");
+                if (scaleFmt is not (null or "ue8m0"))
+                    throw new ModelFormatException($"{path}: quantization_config.scale_fmt \"{scaleFmt}\" is not supported (expected ue8m0 or none)");
+            }
+        }
         return new ModelConfig
         {
             Architecture = arch,
@@ -165,6 +188,7 @@ public sealed record ModelConfig
             FirstKDenseReplace = j.Int("first_k_dense_replace") ?? 0,
             MoeLayerFreq = j.Int("moe_layer_freq") ?? 1,
             NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
+            Fp8ScaleFormat = scaleFmt,
         }.Validate(path);
     }
 
