@@ -77,18 +77,25 @@ public class ThinkingSwitchTests
         """, false)]
     public async Task Server_maps_chat_template_kwargs_and_reasoning_effort(string field, bool thinks)
     {
+        var (status, body) = await PostChat($$"""{"messages": [{"role": "user", "content": "2+2?"}], {{field}}}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var message = body.GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal(thinks ? A : R + A, message.GetProperty("content").GetString());
+        Assert.Equal(thinks ? R : null, message.TryGetProperty("reasoning_content", out var rc) ? rc.GetString() : null);
+    }
+
+    /// <summary>One /v1/chat/completions request to a fresh server over the scripted model: status and JSON body.</summary>
+    private static async Task<(HttpStatusCode, JsonElement)> PostChat(string json)
+    {
         var (model, tok) = Scripted(R + "</think>" + A);
         using var engine = new ChatEngine(model, tok);
         await using var app = OpenAiServer.Build(engine, "v31", "http://127.0.0.1:0");
         await app.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-        string body = $$"""{"messages": [{"role": "user", "content": "2+2?"}], {{field}}}""";
-        using var res = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
-        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
-        var message = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("message");
-        Assert.Equal(thinks ? A : R + A, message.GetProperty("content").GetString());
-        Assert.Equal(thinks ? R : null, message.TryGetProperty("reasoning_content", out var rc) ? rc.GetString() : null);
+        using var res = await http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
+        var body = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement.Clone();
         await app.StopAsync();
+        return (res.StatusCode, body);
     }
 
     [Theory]
@@ -98,16 +105,9 @@ public class ThinkingSwitchTests
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"thinking": "yes"}}""", "chat_template_kwargs.thinking")]
     public async Task Server_names_a_bad_switch_field(string body, string param)
     {
-        var (model, tok) = Scripted(R + "</think>" + A);
-        using var engine = new ChatEngine(model, tok);
-        await using var app = OpenAiServer.Build(engine, "v31", "http://127.0.0.1:0");
-        await app.StartAsync();
-        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-        using var res = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
-        Assert.Equal(HttpStatusCode.BadRequest, res.StatusCode);
-        var error = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
-        Assert.Equal(param, error.GetProperty("param").GetString());
-        await app.StopAsync();
+        var (status, response) = await PostChat(body);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal(param, response.GetProperty("error").GetProperty("param").GetString());
     }
 
     [Theory]
