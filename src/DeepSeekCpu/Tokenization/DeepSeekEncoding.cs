@@ -131,6 +131,30 @@ public sealed class DeepSeekEncoding : IChatTemplate
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The encoding a model folder's config.json names by its architecture (DeepseekV32ForCausalLM: V3.2,
+    /// DeepseekV4ForCausalLM: V4), for tokenizers without a chat template; null otherwise, or when config.json is absent
+    /// or unreadable (the model loader reports a bad config.json itself).
+    /// </summary>
+    public static DeepSeekEncoding? ForModelFolder(string folder)
+    {
+        string path = Path.Combine(folder, "config.json");
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
+            if (!doc.RootElement.TryGetProperty("architectures", out var archs) || archs.ValueKind != System.Text.Json.JsonValueKind.Array) return null;
+            foreach (var a in archs.EnumerateArray())
+                switch (a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString() : null)
+                {
+                    case "DeepseekV32ForCausalLM": return new DeepSeekEncoding(Version.V32);
+                    case "DeepseekV4ForCausalLM": return new DeepSeekEncoding(Version.V4);
+                }
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException) { }
+        return null;
+    }
+
     private static int LastIndex(IReadOnlyList<ChatMessage> messages, string role)
     {
         for (int i = messages.Count - 1; i >= 0; i--) if (messages[i].Role == role) return i;

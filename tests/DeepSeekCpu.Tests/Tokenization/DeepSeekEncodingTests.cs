@@ -1,5 +1,7 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Tokenizers;
 using Xunit;
 
 namespace DeepSeekCpu.Tests.Tokenization;
@@ -49,5 +51,23 @@ public class DeepSeekEncodingTests
         Assert.Equal([0, 128803, 33310, 128804, 128799, 19923, 3, 342, 1030, 22651, 4374, 1465, 16, 1, 128803, 19, 13, 19, 127252, 128804, 128798],
             LaterChatTemplateTests.V31Tokenizer.Encode(text));
         Assert.Throws<ArgumentException>(() => new DeepSeekEncoding(DeepSeekEncoding.Version.V4, reasoningEffort: "extreme"));
+    }
+
+    [Theory]
+    [InlineData("DeepseekV32ForCausalLM", DeepSeekEncoding.Version.V32)]
+    [InlineData("DeepseekV4ForCausalLM", DeepSeekEncoding.Version.V4)]
+    public void A_model_folder_without_a_template_gets_the_encoding_its_architecture_names(string architecture, DeepSeekEncoding.Version version)
+    {
+        using var tmp = TestPaths.NewTempDir();
+        string src = TokenizerFixtures.TokenizerDir(TokenizerFixtures.V3);
+        File.Copy(Path.Combine(src, "tokenizer.json"), tmp.File("tokenizer.json"));
+        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(src, "tokenizer_config.json")))!.AsObject();
+        cfg.Remove("chat_template");   // V3.2 and V4 ship none
+        File.WriteAllText(tmp.File("tokenizer_config.json"), cfg.ToJsonString());
+        File.WriteAllText(tmp.File("config.json"), $$"""{"architectures": ["{{architecture}}"], "model_type": "deepseek_v32"}""");
+        var tok = TokenizerLoader.FromDirectory(tmp.Path);
+        Assert.Equal(version, Assert.IsType<DeepSeekEncoding>(tok.ChatTemplate).EncodingVersion);
+        File.WriteAllText(tmp.File("config.json"), """{"architectures": ["DeepseekV3ForCausalLM"]}""");
+        Assert.Null(TokenizerLoader.FromDirectory(tmp.Path).ChatTemplate);
     }
 }
