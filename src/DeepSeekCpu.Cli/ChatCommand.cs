@@ -13,7 +13,7 @@ public static partial class Commands
     private static int Chat(string[] args)
     {
         var a = new CliArgs("chat", args,
-            ["--model", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", "--repack", .. SamplingValues],
+            ["--model", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--repack", .. SamplingValues],
             ["--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         int maxTokens = a.Int("--max-tokens", 2048, 1);
         var sampling = Sampling(a);
@@ -23,6 +23,7 @@ public static partial class Commands
         var request = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling };
         var history = new List<ChatMessage>();
         if (a.Str("--system") is { } sys) history.Add(new ChatMessage("system", sys));
+        bool? think = Think(a, lm.Tokenizer);
 
         CancellationTokenSource? answering = null;
         Console.CancelKeyPress += (_, e) =>
@@ -42,7 +43,7 @@ public static partial class Commands
             if (string.IsNullOrWhiteSpace(line)) continue;
 
             history.Add(new ChatMessage("user", line));
-            int[] prompt = engine.RenderChat(history, out bool reasoning);
+            int[] prompt = engine.RenderChat(history, think, out bool reasoning);
             try { engine.Check(prompt, request); }
             catch (ArgumentException)
             {

@@ -19,6 +19,7 @@ public static partial class Commands
           run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
                                                        [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
                                                        [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
+                                                       [--think on|off]  (V3.1-style templates: think first, or answer directly)
                                                        [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
                                                        [--draft MODEL [--draft-k 4]]  (speculative decoding; MODEL as for -m)
                                                        [--repack on|off]  (Q4_0/Q8_0 rows interleaved for decoding; default on)
@@ -103,6 +104,24 @@ public static partial class Commands
         return p;
     }
 
+    /// <summary>
+    /// --think on|off: the thinking switch of V3.1-style templates (absent: the template's default). A template
+    /// without a switch ignores it, and says so once on stderr.
+    /// </summary>
+    internal static bool? Think(CliArgs a, ITokenizer tokenizer)
+    {
+        bool? think = a.Str("--think") switch
+        {
+            null => null,
+            "on" => true,
+            "off" => false,
+            var v => throw new UsageException($"--think '{v}' is unknown (expected on or off)"),
+        };
+        if (think != null && tokenizer.ChatTemplate is not { HasThinkingSwitch: true })
+            Console.Error.WriteLine("(--think: this model's chat template has no thinking switch; ignored)");
+        return think;
+    }
+
     private static SamplingOptions Sampling(CliArgs a) => new()
     {
         Temperature = a.Float("--temp", 0.6f, 0, 100),
@@ -127,7 +146,7 @@ public static partial class Commands
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         if (a.Str("--draft") == null && a.Str("--draft-k") != null) throw new UsageException("--draft-k needs --draft MODEL");
         int draftK = a.Int("--draft-k", 4, 1, 32);
@@ -143,13 +162,14 @@ public static partial class Commands
         string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
         bool chat = lm.Tokenizer.ChatTemplate != null && !a.Has("--raw");
         bool reasoning = false;
+        bool? think = Think(a, lm.Tokenizer);
         int[] ids;
         if (chat)
         {
             var msgs = new List<ChatMessage>();
             if (a.Str("--system") is { } sys) msgs.Add(new ChatMessage("system", sys));
             msgs.Add(new ChatMessage("user", prompt));
-            ids = engine.RenderChat(msgs, out reasoning);
+            ids = engine.RenderChat(msgs, think, out reasoning);
         }
         else ids = engine.RenderCompletion(prompt);
         engine.Check(ids, request);

@@ -29,7 +29,7 @@ public static partial class Commands
         }
         else
         {
-            Console.WriteLine($"attention:      {c.NumHeads} heads / {c.NumKvHeads} kv heads, head dim {c.HeadDim}{(c.AttentionBias ? ", q/k/v bias" : "")}");
+            Console.WriteLine($"attention:      {c.NumHeads} heads / {c.NumKvHeads} kv heads, head dim {c.HeadDim}{(c.AttentionBias ? ", q/k/v bias" : "")}{(c.QkNorm ? ", q/k RMSNorm per head" : "")}");
             Console.WriteLine($"ffn:            SwiGLU {c.IntermediateSize}");
         }
         Console.WriteLine($"vocab:          {c.VocabSize}");
@@ -37,6 +37,10 @@ public static partial class Commands
         Console.WriteLine(string.Format(inv, "rope:           theta {0}{1}{2}", c.RopeTheta,
             c.RopeScaling is { } s ? $", {s.Type} x{s.Factor.ToString(inv)} (original {s.OriginalMaxPositionEmbeddings})" : "",
             c.RopeInterleaved ? ", interleaved pairs" : ", rotate-half"));
+        if (!c.IsMla && c.RopeScaling is { Type: "yarn" } y)
+            // R1-0528-Qwen3-8B's config also has "attn_factor" (0.878); transformers and llama.cpp do not read it (DEEPSEEK.md)
+            Console.WriteLine(string.Format(inv, "yarn:           cos/sin x {0:F4} ({1}); a config \"attn_factor\" is not applied, as in transformers and llama.cpp",
+                y.AttentionFactor ?? 0.1 * Math.Log(y.Factor) + 1, y.AttentionFactor != null ? "attention_factor" : "0.1 ln(factor) + 1"));
         long parameters = w.Tensors.Values.Where(t => !t.Name.EndsWith("_scale_inv")).Sum(t => t.ElementCount);
         Console.WriteLine(string.Format(inv, "parameters:     {0:N0} ({1})", parameters, parameters >= 1e9 ? $"{parameters / 1e9:F2} B" : $"{parameters / 1e6:F2} M"));
         Console.WriteLine(string.Format(inv, "weight bytes:   {0:N0} ({1})", w.TotalBytes, w.TotalBytes >= 1L << 30 ? $"{w.TotalBytes / (double)(1L << 30):F2} GiB" : $"{w.TotalBytes / (double)(1L << 20):F2} MiB"));

@@ -102,6 +102,19 @@ public sealed class DeepSeekChatClient : IChatClient
     private static UsageDetails Usage(int prompt, int completion) =>
         new() { InputTokenCount = prompt, OutputTokenCount = completion, TotalTokenCount = prompt + completion };
 
+    /// <summary>
+    /// The thinking switch of hybrid templates (V3.1) from ChatOptions.AdditionalProperties: "thinking" (bool, as the
+    /// servers' chat_template_kwargs) or "reasoning_effort" ("none" answers directly; low/medium/high think).
+    /// </summary>
+    private static bool? Thinking(ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is not { } extra) return null;
+        if (extra.TryGetValue("thinking", out var th) && th != null)
+            return th is bool b ? b : th is string s && bool.TryParse(s, out bool sb) ? sb
+                : throw new ArgumentException($"AdditionalProperties[\"thinking\"] must be true or false (got {th})");
+        return extra.TryGetValue("reasoning_effort", out var re) && re != null ? DeepSeekCpu.Tokenization.ThinkingOption.FromReasoningEffort(re.ToString()) : null;
+    }
+
     private (int[] Prompt, bool Reasoning, GenerationRequest Request) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         var list = new List<EngineMessage>();
@@ -133,7 +146,7 @@ public sealed class DeepSeekChatClient : IChatClient
             Sampling = sampling,
             Stop = options?.StopSequences?.ToArray() ?? [],
         };
-        var prompt = _engine.RenderChat(list, out bool reasoning);
+        var prompt = _engine.RenderChat(list, Thinking(options), out bool reasoning);
         _engine.Check(prompt, request);
         return (prompt, reasoning, request);
     }

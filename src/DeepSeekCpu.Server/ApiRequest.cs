@@ -25,6 +25,8 @@ internal sealed class ApiRequest
     public string? Prompt;                  // completion
     public bool Stream;
     public bool IncludeUsage;
+    /// <summary>The chat template's thinking switch (V3.1): chat_template_kwargs.thinking or reasoning_effort; null: its default.</summary>
+    public bool? Thinking;
     public GenerationRequest Generation = new();
 
     public static ApiRequest Parse(JsonDocument doc, bool chat, string servedModel, ServerLimits? limits = null)
@@ -131,6 +133,25 @@ internal sealed class ApiRequest
                 throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
         if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
             throw new ApiError(400, "tools (function calling) are not supported by this server", "tools");
+        // Thinking switch of hybrid templates (V3.1): vLLM's and SGLang's chat_template_kwargs {"thinking": bool} (or
+        // "enable_thinking"), else OpenAI's reasoning_effort ("none" = answer directly). Templates without one ignore it.
+        if (root.TryGetProperty("chat_template_kwargs", out var kw) && kw.ValueKind != JsonValueKind.Null)
+        {
+            if (kw.ValueKind != JsonValueKind.Object) throw new ApiError(400, "chat_template_kwargs must be an object", "chat_template_kwargs");
+            foreach (var key in new[] { "thinking", "enable_thinking" })
+                if (kw.TryGetProperty(key, out var th) && th.ValueKind != JsonValueKind.Null)
+                    r.Thinking = th.ValueKind switch
+                    {
+                        JsonValueKind.True => true, JsonValueKind.False => false,
+                        _ => throw new ApiError(400, $"chat_template_kwargs.{key} must be true or false", "chat_template_kwargs." + key),
+                    };
+        }
+        if (r.Thinking == null && root.TryGetProperty("reasoning_effort", out var effort) && effort.ValueKind != JsonValueKind.Null)
+        {
+            if (effort.ValueKind != JsonValueKind.String) throw new ApiError(400, "reasoning_effort must be a string", "reasoning_effort");
+            try { r.Thinking = ThinkingOption.FromReasoningEffort(effort.GetString()); }
+            catch (ArgumentException e) { throw new ApiError(400, e.Message, "reasoning_effort"); }
+        }
         if (Int(root, "n") is int n && n != 1) throw new ApiError(400, $"n must be 1 (got {n}): one choice per request", "n");
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
             throw new ApiError(400, "logprobs are not supported", "logprobs");

@@ -131,7 +131,7 @@ public static class OpenAiServer
             try
             {
                 // the text was bounded by MaxPromptChars in Parse, before this tokenization
-                prompt = chat ? engine.RenderChat(req.Messages!, out reasoning, cancel) : engine.RenderCompletion(req.Prompt!, cancel);
+                prompt = chat ? engine.RenderChat(req.Messages!, req.Thinking, out reasoning, cancel) : engine.RenderCompletion(req.Prompt!, cancel);
                 if (limits.MaxPromptTokens > 0 && prompt.Length > limits.MaxPromptTokens)
                     throw new ArgumentException($"the prompt has {prompt.Length} tokens; this server takes at most {limits.MaxPromptTokens} (context holds {engine.ContextLength})");
                 engine.Check(prompt, req.Generation);

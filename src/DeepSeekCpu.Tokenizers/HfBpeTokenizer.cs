@@ -44,7 +44,9 @@ public sealed class HfBpeTokenizer : ITokenizer
     /// <summary>How far ids may run past the number of tokens listed (unused ids pad the embedding table).</summary>
     internal const int MaxIdGap = 1 << 16;
 
-    internal HfBpeTokenizer(BpeDefinition d)
+    /// <param name="encoding">The template to use when the definition has no Jinja template DeepSeek's way is known for
+    /// (V3.2 and V4 ship Python encoders instead; <see cref="DeepSeekEncoding.ForModelFolder"/>).</param>
+    internal HfBpeTokenizer(BpeDefinition d, IChatTemplate? encoding = null)
     {
         Source = d.Source;
         _preTokenizer = d.PreTokenizer;
@@ -114,7 +116,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         }
         ChatTemplateText = d.ChatTemplate;
         BosToken = d.BosId is int b ? _idToToken[b] : null;
-        ChatTemplate = R1ChatTemplate.FromJinja(d.ChatTemplate, BosToken ?? "");
+        ChatTemplate = (IChatTemplate?)R1ChatTemplate.FromJinja(d.ChatTemplate, BosToken ?? "") ?? (d.ChatTemplate == null ? encoding : null);
         _bpe = model.GetAwaiter().GetResult(); // rethrows CreateModel's exception as is
     }
 
@@ -175,7 +177,8 @@ public sealed class HfBpeTokenizer : ITokenizer
         string config = Path.Combine(dir, "tokenizer_config.json");
         string generation = Path.Combine(dir, "generation_config.json");
         return new HfBpeTokenizer(TokenizerJsonReader.Read(
-            tokenizerJsonPath, File.Exists(config) ? config : null, File.Exists(generation) ? generation : null));
+            tokenizerJsonPath, File.Exists(config) ? config : null, File.Exists(generation) ? generation : null),
+            DeepSeekEncoding.ForModelFolder(dir));
     }
 
     /// <summary>Builds the tokenizer from GGUF <c>tokenizer.ggml.*</c> metadata (see <see cref="GgufTokenizerReader"/>).</summary>

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """
-Independent plain-Python reference for the Llama / Qwen2 decoder (the R1 distills and llama2.c models).
+Independent plain-Python reference for the Llama / Qwen2 / Qwen3 decoder (the R1 distills, R1-0528-Qwen3-8B and
+llama2.c models).
 
 Written from the published semantics, not from the C# engine:
   * RMSNorm (Zhang & Sennrich 2019):           y = x / sqrt(mean(x^2) + eps) * w
@@ -9,14 +10,19 @@ Written from the published semantics, not from the C# engine:
       - Hugging Face `rotate_half` (halves i, i + d/2)  for HF Llama / Qwen2 weights
       - interleaved pairs (2i, 2i+1)                    for llama2.c checkpoints (karpathy/llama2.c run.c)
   * Llama 3.1 rope scaling, HF transformers `_compute_llama3_parameters`
-  * Qwen2 q/k/v biases, SwiGLU MLP  down(silu(gate x) * up x), tied or untied output head.
+  * YaRN rope scaling, HF transformers `_compute_yarn_parameters` (frequency ramp between the beta_fast / beta_slow
+    correction dims; cos and sin multiplied by the attention factor 0.1 ln(factor) + 1 unless `attention_factor` is set;
+    Qwen3 configs' `attn_factor` key is not read by transformers, so not here either)
+  * Qwen2 q/k/v biases; Qwen3 (HF modeling_qwen3.py) q_norm / k_norm: RMSNorm over each head_dim-wide head of q and k
+    before the rope, head_dim from the config (may differ from hidden / heads)
+  * SwiGLU MLP  down(silu(gate x) * up x), tied or untied output head.
 All arithmetic is Python float (IEEE double), so the reference is more precise than any float32 engine.
 
 Readers: llama2.c "legacy v0" checkpoints, Hugging Face safetensors (F32 / BF16 / F16) + config.json.
 Generator: deterministic tiny random HF models (Python `random`, fixed seeds) plus reference logits.
 
 Usage:
-  python3 tools/reference/llama_ref.py gen-fixtures            # writes tests/fixtures/tiny-qwen2, tiny-llama3, tiny-stories260K-reference
+  python3 tools/reference/llama_ref.py gen-fixtures            # writes tests/fixtures/tiny-qwen2, tiny-llama3, tiny-qwen3, tiny-stories260K-reference
   python3 tools/reference/llama_ref.py logits MODEL --tokens 1,2,3 [--out FILE]   # MODEL: HF folder or llama2.c .bin
   python3 tools/reference/llama_ref.py greedy MODEL --tokens 1,2,3 -n 8
 No numpy: only the standard library.
@@ -130,14 +136,16 @@ class Config:
         self.rope_scaling = kw.get('rope_scaling')   # dict (HF) or None
         self.bias = kw.get('bias', False)
         self.tied = kw.get('tied', False)
+        self.max_pos = kw.get('max_pos', 4096)
         self.interleaved = kw.get('interleaved', False)
+        self.qk_norm = kw.get('qk_norm', False)
 
 
 def config_from_hf(path):
     with open(path) as f:
         j = json.load(f)
     mt = j['model_type']
-    if mt not in ('llama', 'qwen2'):
+    if mt not in ('llama', 'qwen2', 'qwen3'):
         raise ValueError(f'{path}: model_type {mt} not supported by this reference')
     heads = j['num_attention_heads']
     rs = j.get('rope_scaling')
@@ -146,9 +154,9 @@ def config_from_hf(path):
     return Config(hidden=j['hidden_size'], layers=j['num_hidden_layers'], heads=heads,
                   kv_heads=j.get('num_key_value_heads', heads), head_dim=j.get('head_dim'),
                   ffn=j['intermediate_size'], vocab=j['vocab_size'], eps=j['rms_norm_eps'],
-                  theta=j.get('rope_theta', 10000.0), rope_scaling=rs,
+                  theta=j.get('rope_theta', 10000.0), rope_scaling=rs, max_pos=j.get('max_position_embeddings', 4096),
                   bias=(mt == 'qwen2') or j.get('attention_bias', False),
-                  tied=j.get('tie_word_embeddings', False), interleaved=False)
+                  tied=j.get('tie_word_embeddings', False), interleaved=False, qk_norm=(mt == 'qwen3'))
 
 
 def load_hf(folder):
@@ -213,8 +221,39 @@ def load_any(path):
 # ----------------------------------------------------------------------------------------------------------------------
 # Forward pass
 
+def yarn(cfg, freqs):
+    """transformers modeling_rope_utils._compute_yarn_parameters: (inverse frequencies, cos/sin attention factor)."""
+    rs, d = cfg.rope_scaling, cfg.head_dim
+    factor = rs['factor']
+    orig = rs.get('original_max_position_embeddings', cfg.max_pos)
+    if cfg.max_pos != round(factor * orig):
+        # transformers then takes factor = max_position_embeddings / original; keep the fixtures clear of that case
+        raise ValueError('yarn: this reference expects max_position_embeddings = factor * original_max_position_embeddings')
+
+    def mscale(s, m=1.0):
+        return 1.0 if s <= 1 else 0.1 * m * math.log(s) + 1.0
+
+    att = rs.get('attention_factor')
+    if att is None:
+        m, mad = rs.get('mscale'), rs.get('mscale_all_dim')
+        att = mscale(factor, m) / mscale(factor, mad) if (m and mad) else mscale(factor)
+
+    def correction_dim(rotations):   # the pair index whose wavelength makes `rotations` turns over `orig` positions
+        return d * math.log(orig / (rotations * 2 * math.pi)) / (2 * math.log(cfg.theta))
+
+    low = max(math.floor(correction_dim(rs.get('beta_fast') or 32)), 0)
+    high = min(math.ceil(correction_dim(rs.get('beta_slow') or 1)), d - 1)
+    if low == high:
+        high += 0.001
+    out = []
+    for i, f in enumerate(freqs):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)   # 0: keep f (extrapolate), 1: f / factor (interpolate)
+        out.append(f / factor * ramp + f * (1 - ramp))
+    return out, att
+
+
 def inv_freqs(cfg):
-    """Rotary inverse frequencies for pairs i in [0, head_dim/2): theta^(-2i/d), then Llama 3.1 scaling if configured."""
+    """Rotary inverse frequencies for pairs i in [0, head_dim/2): theta^(-2i/d), then Llama 3.1 or YaRN scaling."""
     d = cfg.head_dim
     freqs = [1.0 / (cfg.theta ** (2 * i / d)) for i in range(d // 2)]
     rs = cfg.rope_scaling
@@ -223,6 +262,8 @@ def inv_freqs(cfg):
     kind = rs.get('rope_type', rs.get('type'))
     if kind == 'linear':
         return [f / rs['factor'] for f in freqs]
+    if kind == 'yarn':
+        return yarn(cfg, freqs)[0]
     if kind != 'llama3':
         raise ValueError(f'rope_scaling {kind} not implemented in this reference')
     # transformers modeling_rope_utils._compute_llama3_parameters
@@ -259,6 +300,8 @@ class Reference:
     def __init__(self, cfg, W):
         self.cfg = cfg
         self.freqs = inv_freqs(cfg)
+        rs = cfg.rope_scaling
+        self.rope_mul = yarn(cfg, self.freqs)[1] if rs and rs.get('rope_type', rs.get('type')) == 'yarn' else 1.0
         M = lambda n: Matrix(*W[n])
         V = lambda n: list(W[n][1])
         self.emb = Matrix(*W['model.embed_tokens.weight'])
@@ -271,6 +314,8 @@ class Reference:
                      g=M(p + 'mlp.gate_proj.weight'), u=M(p + 'mlp.up_proj.weight'), d=M(p + 'mlp.down_proj.weight'))
             if cfg.bias:
                 L['bq'], L['bk'], L['bv'] = V(p + 'self_attn.q_proj.bias'), V(p + 'self_attn.k_proj.bias'), V(p + 'self_attn.v_proj.bias')
+            if cfg.qk_norm:
+                L['qn'], L['kn'] = V(p + 'self_attn.q_norm.weight'), V(p + 'self_attn.k_norm.weight')
             self.layers.append(L)
         self.norm = V('model.norm.weight')
         self.head = self.emb if (cfg.tied or 'lm_head.weight' not in W) else Matrix(*W['lm_head.weight'])
@@ -285,7 +330,7 @@ class Reference:
         out = list(v)
         for i in range(h):
             a = pos * self.freqs[i]
-            c, s = math.cos(a), math.sin(a)
+            c, s = math.cos(a) * self.rope_mul, math.sin(a) * self.rope_mul
             if self.cfg.interleaved:
                 x0, x1 = v[2 * i], v[2 * i + 1]
                 out[2 * i], out[2 * i + 1] = x0 * c - x1 * s, x0 * s + x1 * c
@@ -310,8 +355,10 @@ class Reference:
                 q = [a + b for a, b in zip(q, L['bq'])]
                 k = [a + b for a, b in zip(k, L['bk'])]
                 v = [a + b for a, b in zip(v, L['bv'])]
-            q = sum((self.rope(q[h * hd:(h + 1) * hd], pos) for h in range(H)), [])
-            k = sum((self.rope(k[h * hd:(h + 1) * hd], pos) for h in range(KV)), [])
+            qn = (lambda v: self.rmsnorm(v, L['qn'])) if cfg.qk_norm else (lambda v: v)
+            kn = (lambda v: self.rmsnorm(v, L['kn'])) if cfg.qk_norm else (lambda v: v)
+            q = sum((self.rope(qn(q[h * hd:(h + 1) * hd]), pos) for h in range(H)), [])
+            k = sum((self.rope(kn(k[h * hd:(h + 1) * hd]), pos) for h in range(KV)), [])
             K, Vc = cache[l]
             K.append(k)
             Vc.append(v)
@@ -396,6 +443,9 @@ def random_weights(cfg, seed, untied_head):
             W[p + 'self_attn.q_proj.bias'] = vec(qd, 0.0, 0.5)
             W[p + 'self_attn.k_proj.bias'] = vec(kvd, 0.0, 0.5)
             W[p + 'self_attn.v_proj.bias'] = vec(kvd, 0.0, 0.5)
+        if cfg.qk_norm:
+            W[p + 'self_attn.q_norm.weight'] = vec(hd, 1.0, 0.2)
+            W[p + 'self_attn.k_norm.weight'] = vec(hd, 1.0, 0.2)
         W[p + 'mlp.gate_proj.weight'] = mat(cfg.ffn, d, 1.5 / math.sqrt(d))
         W[p + 'mlp.up_proj.weight'] = mat(cfg.ffn, d, 1.5 / math.sqrt(d))
         W[p + 'mlp.down_proj.weight'] = mat(d, cfg.ffn, 1.0 / math.sqrt(cfg.ffn))
@@ -430,6 +480,23 @@ TINY = {
             'bos_token_id': 1, 'eos_token_id': 2, 'torch_dtype': 'float32', 'attention_dropout': 0.0,
         },
         prompt=[1, 60, 7, 33, 91, 14, 2, 77, 45, 8, 66, 23]),
+    # Qwen3 (R1-0528-Qwen3-8B's shape in small): head_dim 16 != hidden / heads = 8, q_norm / k_norm, no biases, untied
+    # head, YaRN x4 over an original context of 32 (so the ramp spans the pairs), and the `attn_factor` key that
+    # R1-0528-Qwen3-8B's config carries and transformers ignores.
+    'tiny-qwen3': dict(
+        seed=20250528,
+        hf={
+            'architectures': ['Qwen3ForCausalLM'], 'model_type': 'qwen3', 'hidden_act': 'silu',
+            'vocab_size': 96, 'hidden_size': 32, 'intermediate_size': 64, 'num_hidden_layers': 2,
+            'num_attention_heads': 4, 'num_key_value_heads': 2, 'head_dim': 16, 'max_position_embeddings': 128,
+            'rms_norm_eps': 1e-06, 'rope_theta': 10000.0,
+            'rope_scaling': {'rope_type': 'yarn', 'factor': 4.0, 'original_max_position_embeddings': 32,
+                             'attn_factor': 0.8782488562869419},
+            'tie_word_embeddings': False, 'attention_bias': False, 'use_sliding_window': False,
+            'sliding_window': None, 'max_window_layers': 2,
+            'bos_token_id': 1, 'eos_token_id': 2, 'torch_dtype': 'float32', 'attention_dropout': 0.0,
+        },
+        prompt=[1, 9, 80, 41, 3, 57, 26, 94, 13, 70, 35, 62]),
 }
 
 STORIES_PROMPT = [1, 403, 407, 261, 378]  # "<s> Once upon a time" in tok512.bin
@@ -485,7 +552,7 @@ def gen_tiny(root, name):
         plain.head_dim = cfg.head_dim
         unscaled, _ = Reference(plain, W32).prompt_logits(prompt)
         info['inv_freq_unscaled'] = inv_freqs(plain)
-        info['inv_freq_llama3'] = inv_freqs(cfg)
+        info['inv_freq_' + cfg.rope_scaling['rope_type']] = inv_freqs(cfg)
         info['max_abs_diff_vs_unscaled_rope'] = max(abs(a - b) for r, s in zip(rows, unscaled) for a, b in zip(r, s))
     with open(os.path.join(folder, 'reference.json'), 'w') as f:
         json.dump(info, f, indent=1)
@@ -523,7 +590,7 @@ def main():
     sub = ap.add_subparsers(dest='cmd', required=True)
     g = sub.add_parser('gen-fixtures')
     g.add_argument('--root', default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')))
-    g.add_argument('--only', choices=['tiny-qwen2', 'tiny-llama3', 'stories'], default=None)
+    g.add_argument('--only', choices=['tiny-qwen2', 'tiny-llama3', 'tiny-qwen3', 'stories'], default=None)
     for name in ('logits', 'greedy'):
         s = sub.add_parser(name)
         s.add_argument('model')

@@ -89,14 +89,23 @@ public sealed class ChatEngine : IDisposable
     /// prompt already opened the reasoning block (R1), so generation starts as reasoning.
     /// </summary>
     /// <paramref name="cancel"/> stops the tokenization (a client that left).
-    public int[] RenderChat(IReadOnlyList<ChatMessage> messages, out bool opensReasoning, CancellationToken cancel = default)
+    public int[] RenderChat(IReadOnlyList<ChatMessage> messages, out bool opensReasoning, CancellationToken cancel = default) =>
+        RenderChat(messages, null, out opensReasoning, cancel);
+
+    /// <summary>
+    /// As above, with a hybrid template's thinking switch (V3.1: true thinks, false answers directly, null is the
+    /// template's default). Whether generation starts as reasoning is read from the rendered prompt: it ends by opening
+    /// "&lt;think&gt;" (R1's "&lt;think&gt;\n", V3.1's "&lt;think&gt;") or it does not (the model may still open one).
+    /// </summary>
+    public int[] RenderChat(IReadOnlyList<ChatMessage> messages, bool? thinking, out bool opensReasoning, CancellationToken cancel = default)
     {
         if (messages.Count == 0) throw new ArgumentException("there are no messages");
         var template = Tokenizer.ChatTemplate;
-        opensReasoning = template?.OpensReasoning ?? false;
-        return template != null
-            ? Tokenizer.Encode(template.Render(messages, addGenerationPrompt: true), addSpecial: false, cancel)
-            : Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), addSpecial: true, cancel);
+        opensReasoning = false;
+        if (template == null) return Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), addSpecial: true, cancel);
+        string text = template.Render(messages, addGenerationPrompt: true, thinking);
+        opensReasoning = text.EndsWith("<think>\n", StringComparison.Ordinal) || text.EndsWith("<think>", StringComparison.Ordinal);
+        return Tokenizer.Encode(text, addSpecial: false, cancel);
     }
 
     /// <summary>The prompt tokens of a plain completion (BOS added where the tokenizer has one).</summary>

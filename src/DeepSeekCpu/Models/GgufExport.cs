@@ -23,6 +23,7 @@ public static class GgufExport
     {
         Architecture.Llama => "llama",
         Architecture.Qwen2 => "qwen2",
+        Architecture.Qwen3 => "qwen3",
         _ => "deepseek2",
     };
 
@@ -50,13 +51,13 @@ public static class GgufExport
         var w = new GgufWriter();
         w.Add("general.architecture", arch).Add("general.name", name)
          .Add("general.file_type", FileType(type)).Add("general.quantization_version", 2u);
-        var meta = c.IsMla ? DeepSeekGguf.Metadata(c, hasSelectionBias, source) : LlamaMetadata(c, arch);
+        var meta = c.IsMla ? DeepSeekGguf.Metadata(c, hasSelectionBias, source) : LlamaMetadata(c, arch, source);
         foreach (var (k, v) in meta) w.Add(k, v);
         return w;
     }
 
-    /// <summary>The "llama"/"qwen2" keys of <paramref name="c"/> (convert_hf_to_gguf.py LlamaModel, Qwen2Model).</summary>
-    private static List<(string Key, object Value)> LlamaMetadata(ModelConfig c, string arch)
+    /// <summary>The "llama"/"qwen2"/"qwen3" keys of <paramref name="c"/> (convert_hf_to_gguf.py LlamaModel, Qwen2Model, Qwen3Model).</summary>
+    private static List<(string Key, object Value)> LlamaMetadata(ModelConfig c, string arch, string source)
     {
         var meta = new List<(string, object)>
         {
@@ -70,6 +71,17 @@ public static class GgufExport
         {
             meta.Add(($"{arch}.attention.key_length", (uint)c.HeadDim));
             meta.Add(($"{arch}.attention.value_length", (uint)c.HeadDim));
+        }
+        if (c.RopeScaling is { Type: "yarn" } y)
+        {
+            // convert_hf_to_gguf.py ModelBase (rope_type "yarn"): type, factor, original context; betas when not default
+            meta.Add(($"{arch}.rope.scaling.type", "yarn"));
+            meta.Add(($"{arch}.rope.scaling.factor", (float)y.Factor));
+            meta.Add(($"{arch}.rope.scaling.original_context_length", (uint)y.OriginalMaxPositionEmbeddings));
+            if (y.BetaFast != 32) meta.Add(($"{arch}.rope.scaling.yarn_beta_fast", (float)y.BetaFast));
+            if (y.BetaSlow != 1) meta.Add(($"{arch}.rope.scaling.yarn_beta_slow", (float)y.BetaSlow));
+            if (y.AttentionFactor != null || y.MscaleAllDim != 0 || y.Mscale != 1)
+                throw ModelFormatException.In(source, $"rope_scaling yarn with attention_factor or mscale has no GGUF key that llama.cpp applies to {arch} (export refused rather than changing the model)");
         }
         return meta;
     }

@@ -3,13 +3,15 @@ using DeepSeekCpu.Formats;
 
 namespace DeepSeekCpu.Models;
 
-public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3 }
+public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3 }
 
 /// <summary>
 /// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
 /// original_max_position_embeddings) or "yarn" (DeepSeek: factor, original_max_position_embeddings, beta_fast,
 /// beta_slow, mscale, mscale_all_dim). See DEEPSEEK.md. <see cref="FreqFactors"/>: per-frequency divisors that replace
-/// the llama3 formula (GGUF's rope_freqs tensor, which is what llama.cpp applies).
+/// the llama3 formula (GGUF's rope_freqs tensor, which is what llama.cpp applies). <see cref="AttentionFactor"/>: yarn's
+/// "attention_factor" (HF transformers _compute_yarn_parameters), the cos/sin multiplier that replaces the mscale
+/// formula when given. Qwen3 configs' "attn_factor" is NOT it: transformers and llama.cpp ignore that key (DEEPSEEK.md).
 /// </summary>
 public sealed record RopeScaling(
     string Type,
@@ -21,7 +23,8 @@ public sealed record RopeScaling(
     double BetaSlow = 1,
     double Mscale = 1,
     double MscaleAllDim = 0,
-    double[]? FreqFactors = null);
+    double[]? FreqFactors = null,
+    double? AttentionFactor = null);
 
 /// <summary>
 /// Everything about a model's shape that changes the computation, from HF config.json, GGUF metadata or a
@@ -45,6 +48,8 @@ public sealed record ModelConfig
     public bool TieWordEmbeddings { get; init; }
     /// <summary>q/k/v projections have biases (Qwen2).</summary>
     public bool AttentionBias { get; init; }
+    /// <summary>Per-head RMSNorm of q and k (head_dim wide) before RoPE: Qwen3's q_norm / k_norm.</summary>
+    public bool QkNorm => Architecture == Architecture.Qwen3;
     /// <summary>
     /// RoPE rotates interleaved pairs (2i, 2i+1) rather than halves. True for llama2.c checkpoints and GGUF llama
     /// (llama.cpp's converter permutes Q/K rows for it); false for HF weights of Qwen2/Llama.
@@ -76,6 +81,14 @@ public sealed record ModelConfig
     /// <summary>Multi-token-prediction layers stored after the main layers (R1/V3: 1); not part of the main model.</summary>
     public int NumNextnPredictLayers { get; init; }
 
+    // quantization
+    /// <summary>
+    /// quantization_config.scale_fmt of an FP8 checkpoint: null (V3/R1) or "ue8m0" (V3.1). Both store weight_scale_inv
+    /// as float32 [ceil(out/128), ceil(in/128)]; ue8m0 only means the values are powers of two (DeepSeek rounds its
+    /// activation scales the same way in deployment, which an exact float32 engine does not imitate).
+    /// </summary>
+    public string? Fp8ScaleFormat { get; init; }
+
     public bool IsMla => Architecture is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
 
     /// <summary>True when layer <paramref name="layer"/> uses MoE rather than a dense MLP (HF modeling_deepseek.py).</summary>
@@ -98,9 +111,10 @@ public sealed record ModelConfig
         {
             "llama" => Architecture.Llama,
             "qwen2" => Architecture.Qwen2,
+            "qwen3" => Architecture.Qwen3,
             "deepseek_v2" => Architecture.DeepSeekV2,
             "deepseek_v3" => Architecture.DeepSeekV3,
-            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, deepseek_v2 or deepseek_v3)"),
+            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, qwen3, deepseek_v2 or deepseek_v3)"),
         };
         int hidden = j.ReqInt("hidden_size"), heads = j.ReqInt("num_attention_heads");
         RopeScaling? scaling = null;
@@ -112,12 +126,28 @@ public sealed record ModelConfig
                 r.Int("original_max_position_embeddings") ?? 4096,
                 LowFreqFactor: r.Dbl("low_freq_factor") ?? 1, HighFreqFactor: r.Dbl("high_freq_factor") ?? 4,
                 BetaFast: r.Dbl("beta_fast") ?? 32, BetaSlow: r.Dbl("beta_slow") ?? 1,
-                Mscale: r.Dbl("mscale") ?? 1, MscaleAllDim: r.Dbl("mscale_all_dim") ?? 0);
+                Mscale: r.Dbl("mscale") ?? 1, MscaleAllDim: r.Dbl("mscale_all_dim") ?? 0,
+                AttentionFactor: r.Dbl("attention_factor"));
             if (type is not ("llama3" or "yarn" or "default" or "linear"))
                 throw new ModelFormatException($"{path}: rope_scaling type \"{type}\" is not supported (expected llama3 or yarn)");
             if (type == "default") scaling = null;
         }
         bool isDs = arch is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+        string? scaleFmt = null;
+        if (doc.RootElement.TryGetProperty("quantization_config", out var qc) && qc.ValueKind == JsonValueKind.Object)
+        {
+            var q = new JsonFields(qc, path + " quantization_config");
+            if (q.Str("quant_method") == "fp8")
+            {
+                // DeepSeek's FP8 layout (DEEPSEEK.md "FP8 checkpoints"): 128x128 blocks, float32 scales
+                if (qc.TryGetProperty("weight_block_size", out var bs) && bs.ValueKind != JsonValueKind.Null
+                    && !(bs.ValueKind == JsonValueKind.Array && bs.GetArrayLength() == 2 && bs.EnumerateArray().All(v => v.TryGetInt32(out int b) && b == 128)))
+                    throw new ModelFormatException($"{path}: quantization_config.weight_block_size must be [128, 128] (DeepSeek's FP8 blocks), got {bs.GetRawText()}");
+                scaleFmt = q.Str("scale_fmt");
+                if (scaleFmt is not (null or "ue8m0"))
+                    throw new ModelFormatException($"{path}: quantization_config.scale_fmt \"{scaleFmt}\" is not supported (expected ue8m0 or none)");
+            }
+        }
         return new ModelConfig
         {
             Architecture = arch,
@@ -158,6 +188,7 @@ public sealed record ModelConfig
             FirstKDenseReplace = j.Int("first_k_dense_replace") ?? 0,
             MoeLayerFreq = j.Int("moe_layer_freq") ?? 1,
             NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
+            Fp8ScaleFormat = scaleFmt,
         }.Validate(path);
     }
 

@@ -52,9 +52,9 @@ public static class ModelLoader
                     ModelConfig.CheckGgufMetadata(g);
                     var (config, tensors) = arch switch
                     {
-                        "llama" or "qwen2" => LlamaGguf.FromGguf(g, all),
+                        "llama" or "qwen2" or "qwen3" => LlamaGguf.FromGguf(g, all),
                         "deepseek2" => DeepSeekGguf.FromGguf(g, all),
-                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2 or deepseek2)"),
+                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3 or deepseek2)"),
                     };
                     config.Validate(path);
                     return (config, new ModelWeights(path, tensors, [.. shards]), format, g);
@@ -82,7 +82,7 @@ public static class ModelLoader
         weights.Repack = options.Repack;
         return config.Architecture switch
         {
-            Architecture.Llama or Architecture.Qwen2 => new LlamaModel(config, weights) { CacheType = options.CacheType },
+            Architecture.Llama or Architecture.Qwen2 or Architecture.Qwen3 => new LlamaModel(config, weights) { CacheType = options.CacheType },
             Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
             _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
         };

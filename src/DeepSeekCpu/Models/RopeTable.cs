@@ -67,6 +67,7 @@ public sealed class RopeTable
                 double all = Mscale(s.Factor, s.MscaleAllDim);
                 AttentionScaleFactor = (float)(all * all);
                 cosSinScale = Mscale(s.Factor, s.Mscale) / all;
+                if (s.AttentionFactor is double af) { AttentionScaleFactor = 1; cosSinScale = af; }  // HF: given attention_factor wins
                 break;
         }
         _cos = new float[maxPositions * half];

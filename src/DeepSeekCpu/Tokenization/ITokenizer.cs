@@ -62,4 +62,13 @@ public interface IChatTemplate
 
     /// <summary>True when the generation prompt already opens a reasoning block ("&lt;think&gt;\n").</summary>
     bool OpensReasoning { get; }
+
+    /// <summary>
+    /// Renders with a hybrid template's thinking switch (DeepSeek-V3.1's Jinja variable <c>thinking</c>): true or false
+    /// choose the mode, null keeps the template's default. Templates without a switch ignore it.
+    /// </summary>
+    string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, bool? thinking) => Render(messages, addGenerationPrompt);
+
+    /// <summary>True when <see cref="Render(IReadOnlyList{ChatMessage}, bool, bool?)"/>'s thinking argument changes the prompt.</summary>
+    bool HasThinkingSwitch => false;
 }

@@ -2,6 +2,23 @@ using System.Text;
 
 namespace DeepSeekCpu.Tokenization;
 
+/// <summary>How a DeepSeek template lays out turns (each recognised from the template text, <see cref="R1ChatTemplate.FromJinja"/>).</summary>
+public enum DeepSeekChatStyle
+{
+    /// <summary>V3 and R1 (2024-12 / 2025-01): "&lt;｜User｜&gt;{user}" then "&lt;｜Assistant｜&gt;{answer}&lt;｜end▁of▁sentence｜&gt;".</summary>
+    Classic,
+    /// <summary>
+    /// V3-0324 and R1-0528: every user turn is followed by "&lt;｜Assistant｜&gt;" (ns.is_last_user), answers are written
+    /// without it, and the generation prompt adds the marker only after a turn that is not the user's.
+    /// </summary>
+    AssistantAfterUser,
+    /// <summary>
+    /// V3.1 (hybrid thinking): "&lt;｜Assistant｜&gt;&lt;think&gt;" when thinking, "&lt;｜Assistant｜&gt;&lt;/think&gt;"
+    /// when not (the default); earlier answers are written as "&lt;/think&gt;" + the text after their first "&lt;/think&gt;".
+    /// </summary>
+    ThinkingSwitch,
+}
+
 /// <summary>
 /// The DeepSeek chat format, rendered exactly as Hugging Face's <c>apply_chat_template</c> renders the Jinja
 /// <c>chat_template</c> shipped in DeepSeek-R1 / R1-Distill / V3 <c>tokenizer_config.json</c>:
@@ -15,7 +32,9 @@ namespace DeepSeekCpu.Tokenization;
 /// <item>R1: the last system message is the system prompt; V3 joins all system messages with a blank line.</item>
 /// </list>
 /// Tool turns (role "tool") follow the templates' tool-output markup; assistant tool calls need structured data that
-/// <see cref="ChatMessage"/> does not carry and are not rendered.
+/// <see cref="ChatMessage"/> does not carry and are not rendered. Later templates (<see cref="DeepSeekChatStyle"/>:
+/// V3-0324, R1-0528, V3.1) are rendered by their own methods, each following its template's statements in order; the
+/// tests compare every style with Hugging Face's Jinja over tests/fixtures/chat-templates.
 /// </summary>
 public sealed class R1ChatTemplate : IChatTemplate
 {
@@ -30,8 +49,10 @@ public sealed class R1ChatTemplate : IChatTemplate
     private const string ToolOutputBegin = "<｜tool▁output▁begin｜>";
     private const string ToolOutputEnd = "<｜tool▁output▁end｜>";
 
-    public R1ChatTemplate(string bosToken, bool opensReasoning = true, bool stripsReasoning = true, bool joinsSystemMessages = false)
+    public R1ChatTemplate(string bosToken, bool opensReasoning = true, bool stripsReasoning = true, bool joinsSystemMessages = false,
+        DeepSeekChatStyle style = DeepSeekChatStyle.Classic)
     {
+        Style = style;
         BosToken = bosToken ?? throw new ArgumentNullException(nameof(bosToken));
         OpensReasoning = opensReasoning;
         StripsReasoning = stripsReasoning;
@@ -43,6 +64,20 @@ public sealed class R1ChatTemplate : IChatTemplate
 
     /// <summary>DeepSeek-V3 (no reasoning block, system messages joined).</summary>
     public static R1ChatTemplate V3(string bosToken) => new(bosToken, opensReasoning: false, stripsReasoning: false, joinsSystemMessages: true);
+
+    /// <summary>DeepSeek-V3-0324 (system messages joined, "&lt;｜Assistant｜&gt;" after each user turn, reasoning kept).</summary>
+    public static R1ChatTemplate V3_0324(string bosToken) => new(bosToken, false, false, true, DeepSeekChatStyle.AssistantAfterUser);
+
+    /// <summary>DeepSeek-R1-0528 and R1-0528-Qwen3-8B (as V3-0324, earlier answers lose their reasoning; no forced "&lt;think&gt;").</summary>
+    public static R1ChatTemplate R1_0528(string bosToken) => new(bosToken, false, true, true, DeepSeekChatStyle.AssistantAfterUser);
+
+    /// <summary>DeepSeek-V3.1 / V3.1-Terminus (thinking switch, default off).</summary>
+    public static R1ChatTemplate V3_1(string bosToken) => new(bosToken, false, true, true, DeepSeekChatStyle.ThinkingSwitch);
+
+    /// <summary>The template's turn layout.</summary>
+    public DeepSeekChatStyle Style { get; }
+
+    public bool HasThinkingSwitch => Style == DeepSeekChatStyle.ThinkingSwitch;
 
     /// <summary>Text rendered first (the tokenizer's BOS token string, read from its config).</summary>
     public string BosToken { get; }
@@ -64,16 +99,34 @@ public sealed class R1ChatTemplate : IChatTemplate
     {
         if (string.IsNullOrEmpty(chatTemplate) || !chatTemplate.Contains(User, StringComparison.Ordinal) || !chatTemplate.Contains(Assistant, StringComparison.Ordinal))
             return null;
+        // V3.1 reads a "thinking" variable and tracks ns.is_last_user; V3-0324 and R1-0528 write the assistant marker
+        // right after each user message ('<｜User｜>' + content + '<｜Assistant｜>').
+        if (chatTemplate.Contains("is_last_user", StringComparison.Ordinal) && chatTemplate.Contains("not thinking", StringComparison.Ordinal))
+            return V3_1(bosToken);
+        var style = chatTemplate.Contains("+ '" + Assistant + "'}}", StringComparison.Ordinal) ? DeepSeekChatStyle.AssistantAfterUser : DeepSeekChatStyle.Classic;
         bool opens = chatTemplate.Contains(Assistant + "<think>", StringComparison.Ordinal);
         bool strips = chatTemplate.Contains("split('</think>')", StringComparison.Ordinal) || chatTemplate.Contains("split(\"</think>\")", StringComparison.Ordinal);
         // V3 accumulates system messages in ns.system_prompt with a '\n\n' separator, tracked by ns.is_first_sp.
         bool joins = chatTemplate.Contains("is_first_sp", StringComparison.Ordinal);
-        return new R1ChatTemplate(bosToken, opens, strips, joins);
+        return new R1ChatTemplate(bosToken, opens, strips, joins, style);
     }
 
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) => Render(messages, addGenerationPrompt, null);
+
+    /// <param name="thinking">V3.1's switch (null: the template's default, off); ignored by the other styles.</param>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, bool? thinking)
     {
         ArgumentNullException.ThrowIfNull(messages);
+        return Style switch
+        {
+            DeepSeekChatStyle.AssistantAfterUser => RenderAssistantAfterUser(messages, addGenerationPrompt),
+            DeepSeekChatStyle.ThinkingSwitch => RenderThinkingSwitch(messages, addGenerationPrompt, thinking ?? false),
+            _ => RenderClassic(messages, addGenerationPrompt),
+        };
+    }
+
+    private string RenderClassic(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    {
         var sb = new StringBuilder();
         sb.Append(BosToken);
         sb.Append(SystemPrompt(messages));
@@ -123,6 +176,73 @@ public sealed class R1ChatTemplate : IChatTemplate
         return sb.ToString();
     }
 
+    /// <summary>V3-0324 / R1-0528 (tokenizer_config.json chat_template, statements in the template's order).</summary>
+    private string RenderAssistantAfterUser(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    {
+        var sb = new StringBuilder().Append(BosToken).Append(SystemPrompt(messages));
+        bool isTool = false, isOutputFirst = true, isLastUser = false;
+        foreach (ChatMessage m in messages)
+        {
+            switch (m.Role)
+            {
+                case "user":
+                    isTool = false; isLastUser = true;
+                    sb.Append(User).Append(m.Content).Append(Assistant);
+                    break;
+                case "assistant":
+                    isLastUser = false;
+                    string content = StripsReasoning ? AfterReasoning(m.Content) : m.Content;  // R1-0528: split('</think>')[-1]
+                    if (isTool) { sb.Append(ToolOutputsEnd); isTool = false; }
+                    sb.Append(content).Append(EndOfSentence);
+                    break;
+                case "tool":
+                    isLastUser = false; isTool = true;
+                    sb.Append(isOutputFirst ? ToolOutputsBegin : "\n").Append(ToolOutputBegin).Append(m.Content).Append(ToolOutputEnd);
+                    isOutputFirst = false;   // reset only by assistant tool calls, which ChatMessage does not carry
+                    break;
+            }
+        }
+        if (isTool) sb.Append(ToolOutputsEnd);
+        if (addGenerationPrompt && !isLastUser && !isTool) sb.Append(Assistant);
+        return sb.ToString();
+    }
+
+    /// <summary>V3.1 (tokenizer_config.json chat_template with the <c>thinking</c> variable; statements in its order).</summary>
+    private string RenderThinkingSwitch(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, bool thinking)
+    {
+        var sb = new StringBuilder().Append(BosToken).Append(SystemPrompt(messages));
+        bool isTool = false, isLastUser = false;
+        foreach (ChatMessage m in messages)
+        {
+            switch (m.Role)
+            {
+                case "user":
+                    isTool = false; isLastUser = true;
+                    sb.Append(User).Append(m.Content);
+                    break;
+                case "assistant":
+                    // an earlier answer is always written as non-thinking ("prefix" continuation is not offered)
+                    if (isLastUser) sb.Append(Assistant).Append(ThinkClose);
+                    isLastUser = false;
+                    if (isTool) { sb.Append(m.Content); isTool = false; }
+                    else
+                    {
+                        // content.split('</think>', 1)[1]: the text after the FIRST "</think>"
+                        int at = m.Content.IndexOf(ThinkClose, StringComparison.Ordinal);
+                        sb.Append(at < 0 ? m.Content : m.Content[(at + ThinkClose.Length)..]);
+                    }
+                    sb.Append(EndOfSentence);
+                    break;
+                case "tool":
+                    isLastUser = false; isTool = true;
+                    sb.Append(ToolOutputBegin).Append(m.Content).Append(ToolOutputEnd);
+                    break;
+            }
+        }
+        if (addGenerationPrompt && isLastUser && !isTool) sb.Append(Assistant).Append(thinking ? "<think>" : ThinkClose);
+        return sb.ToString();
+    }
+
     private string SystemPrompt(IReadOnlyList<ChatMessage> messages)
     {
         string prompt = "";
@@ -143,4 +263,21 @@ public sealed class R1ChatTemplate : IChatTemplate
         int at = content.LastIndexOf(ThinkClose, StringComparison.Ordinal);
         return at < 0 ? content : content[(at + ThinkClose.Length)..];
     }
+}
+
+/// <summary>The thinking switch as front ends receive it (server, IChatClient, CLI).</summary>
+public static class ThinkingOption
+{
+    /// <summary>
+    /// An OpenAI <c>reasoning_effort</c> as the thinking switch: "none" answers directly; "minimal", "low", "medium",
+    /// "high" (and "xhigh", "max") think: a V3.1-class model has no effort levels, only the two modes. Null stays null
+    /// (the template's default); any other value throws an <see cref="ArgumentException"/> naming the accepted ones.
+    /// </summary>
+    public static bool? FromReasoningEffort(string? effort) => effort switch
+    {
+        null => null,
+        "none" => false,
+        "minimal" or "low" or "medium" or "high" or "xhigh" or "max" => true,
+        _ => throw new ArgumentException($"reasoning_effort '{effort}' is unknown (expected none, minimal, low, medium, high)"),
+    };
 }

@@ -23,6 +23,18 @@ public class CliRunTests
         finally { Console.SetOut(o); Console.SetError(e); Console.SetIn(i); }
     }
 
+    [Fact]
+    public void Think_takes_on_or_off()
+    {
+        var (code, _, stderr) = Cli(["run", "-p", "Hi", "--think", "maybe", "-n", "1"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--think 'maybe' is unknown (expected on or off)", stderr);
+        // the demo model has no chat template, so no switch: said once, and the run goes on
+        (code, _, stderr) = Cli(["run", "-p", "Hi", "--think", "on", "-n", "1", "--no-stats"]);
+        Assert.Equal(0, code);
+        Assert.Contains("no thinking switch; ignored", stderr);
+    }
+
     private static int[] ReferenceContinuation(out int[] prompt)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture("tiny-stories260K-reference", "reference.json")));

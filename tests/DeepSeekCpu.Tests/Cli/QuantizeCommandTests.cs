@@ -21,6 +21,8 @@ public class QuantizeCommandTests
     [InlineData("tiny-llama3", "f16", 1e-4)]
     [InlineData("tiny-qwen2", "q8_0", -1)]
     [InlineData("tiny-llama3", "q8_0", -1)]
+    [InlineData("tiny-qwen3", "f16", 1e-4)]
+    [InlineData("tiny-qwen3", "q8_0", -1)]
     public void Quantized_gguf_reproduces_the_reference(string name, string type, double tol)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));
@@ -33,7 +35,8 @@ public class QuantizeCommandTests
 
         using (var g = GgufFile.Open(output))
         {
-            Assert.Equal(name == "tiny-llama3" ? "llama" : "qwen2", g.GetString("general.architecture"));
+            Assert.Equal(name switch { "tiny-llama3" => "llama", "tiny-qwen2" => "qwen2", _ => "qwen3" }, g.GetString("general.architecture"));
+            Assert.Equal(name == "tiny-qwen3", g.Tensors.ContainsKey("blk.1.attn_k_norm.weight"));
             Assert.Equal(type == "f16" ? DType.F16 : DType.Q8_0, g.Tensors["blk.0.attn_q.weight"].Type);
             Assert.Equal(DType.F32, g.Tensors["blk.0.attn_norm.weight"].Type);
             Assert.Equal(name == "tiny-llama3", g.Tensors.ContainsKey("rope_freqs.weight"));

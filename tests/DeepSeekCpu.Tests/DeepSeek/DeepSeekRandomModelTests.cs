@@ -110,9 +110,13 @@ public class DeepSeekRandomModelTests
     /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
     /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
     /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
+    /// "ue8m0": V3.1's layout, the same F32 weight_scale_inv tensors holding powers of two, and config.json's
+    /// quantization_config {"scale_fmt": "ue8m0", ...} as V3.1 publishes it; it loads and computes unchanged.
     /// </summary>
-    [Fact]
-    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights()
+    [Theory]
+    [InlineData(null)]
+    [InlineData("ue8m0")]
+    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights(string? scaleFmt)
     {
         var spec = new TinySpec
         {
@@ -125,13 +129,23 @@ public class DeepSeekRandomModelTests
         {
             if (t.Name.EndsWith("e_score_correction_bias")) continue;                  // F32
             if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
-                TinyDeepSeek.ToFp8(t);
+                TinyDeepSeek.ToFp8(t, ue8m0: scaleFmt == "ue8m0");
             else TinyDeepSeek.ToBf16(t);
         }
         Assert.Contains(tensors, t => t.DType == "F8_E4M3" && t.Shape[1] > 128);
+        if (scaleFmt != null)
+            Assert.All(tensors.Where(t => t.ScaleInv != null).SelectMany(t => t.ScaleInv!), s => Assert.Equal(0, BitConverter.SingleToInt32Bits(s) & 0x7FFFFF));
         var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
         var expected = reference.Forward(Prompt);
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        if (scaleFmt != null)
+        {
+            // DeepSeek-V3.1 config.json: quantization_config with scale_fmt
+            var cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!;
+            cfg["quantization_config"] = System.Text.Json.Nodes.JsonNode.Parse(
+                $$"""{"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "scale_fmt": "{{scaleFmt}}", "weight_block_size": [128, 128]}""");
+            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+        }
         try
         {
             using var m = DeepSeekFixtureTests.Load(dir);

@@ -240,9 +240,11 @@ public static class TinyDeepSeek
     /// <summary>
     /// Quantizes a 2-D tensor to FP8 with one float32 scale per 128x128 block (DeepSeek-V3 weight_block_size):
     /// scale = max|block| / 448, code = e4m3(w / scale), weight_scale_inv = scale. Replaces the values by the
-    /// dequantized ones (code value · scale), which is what an exact engine must compute with.
+    /// dequantized ones (code value · scale), which is what an exact engine must compute with. With
+    /// <paramref name="ue8m0"/> the scale is rounded up to a power of two, 2^ceil(log2(max/448)), as DeepSeek-V3.1's
+    /// checkpoints (config quantization_config.scale_fmt "ue8m0") hold them: still float32 tensors, power-of-two values.
     /// </summary>
-    public static void ToFp8(TinyTensor t)
+    public static void ToFp8(TinyTensor t, bool ue8m0 = false)
     {
         int rows = (int)t.Shape[0], cols = (int)t.Shape[1];
         int sr = (rows + 127) / 128, sc = (cols + 127) / 128;
@@ -255,6 +257,7 @@ public static class TinyDeepSeek
                 for (int r = br * 128; r < Math.Min(rows, br * 128 + 128); r++)
                     for (int c = bc * 128; c < Math.Min(cols, bc * 128 + 128); c++) max = Math.Max(max, Math.Abs(t.Values[r * cols + c]));
                 float scale = max == 0 ? 1 : max / 448f;
+                if (ue8m0) scale = MathF.Pow(2, MathF.Ceiling(MathF.Log2(scale)));
                 scales[br * sc + bc] = scale;
                 for (int r = br * 128; r < Math.Min(rows, br * 128 + 128); r++)
                     for (int c = bc * 128; c < Math.Min(cols, bc * 128 + 128); c++)

@@ -15,7 +15,7 @@ public class LlamaGgufReferenceTests
     public static TheoryData<string, DType> Cases()
     {
         var d = new TheoryData<string, DType>();
-        foreach (var name in new[] { "tiny-qwen2", "tiny-llama3" })
+        foreach (var name in new[] { "tiny-qwen2", "tiny-llama3", "tiny-qwen3" })
             foreach (var t in TinyGguf.Types) d.Add(name, t);
         return d;
     }
@@ -51,6 +51,7 @@ public class LlamaGgufReferenceTests
     [Theory]
     [InlineData("tiny-qwen2")]
     [InlineData("tiny-llama3")]
+    [InlineData("tiny-qwen3")]
     public void Gguf_q8_0_equals_its_test_side_dequantization(string name)
     {
         // The same Q8_0 blocks decoded by the test (ggml dequantize_row_q8_0) and stored as F32: the engine's Q8_0

@@ -4,9 +4,9 @@ using DeepSeekCpu.Models;
 namespace DeepSeekCpu.Tests.Models;
 
 /// <summary>
-/// The Llama/Qwen2 graph against tools/reference/llama_ref.py (plain Python, double precision, written from the
-/// HF / llama2.c semantics): tiny random Qwen2 (biases, GQA, untied head) and Llama 3.1 (llama3 rope scaling, tied
-/// head) in F32 and BF16 safetensors, and the real llama2.c model stories260K (interleaved rope).
+/// The Llama/Qwen2/Qwen3 graph against tools/reference/llama_ref.py (plain Python, double precision, written from the
+/// HF / llama2.c semantics): tiny random Qwen2 (biases, GQA, untied head), Llama 3.1 (llama3 rope scaling, tied
+/// head) and Qwen3 (q_norm/k_norm, head_dim 16 != hidden/heads, YaRN) in F32 and BF16 safetensors, and the real llama2.c model stories260K (interleaved rope).
 /// </summary>
 public class LlamaReferenceTests
 {
@@ -18,6 +18,8 @@ public class LlamaReferenceTests
         { "tiny-qwen2", "bf16", 2e-4 },
         { "tiny-llama3", "", 1e-4 },
         { "tiny-llama3", "bf16", 2e-4 },
+        { "tiny-qwen3", "", 1e-4 },
+        { "tiny-qwen3", "bf16", 2e-4 },
     };
 
     private static string ModelDir(string name, string variant) =>
@@ -64,6 +66,7 @@ public class LlamaReferenceTests
     [Theory]
     [InlineData("tiny-qwen2")]
     [InlineData("tiny-llama3")]
+    [InlineData("tiny-qwen3")]
     public void Truncate_then_refeed_gives_reference_logits(string name)
     {
         var r = ReferenceData.Load(TestPaths.Fixture(name));

@@ -209,10 +209,12 @@ public static class TinyGguf
     {
         using var cfgDoc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(hfFolder, "config.json")));
         var c = cfgDoc.RootElement;
-        string arch = c.GetProperty("model_type").GetString()!;   // "llama" or "qwen2": same names in GGUF
+        string arch = c.GetProperty("model_type").GetString()!;   // "llama", "qwen2" or "qwen3": same names in GGUF
         int hidden = c.GetProperty("hidden_size").GetInt32(), heads = c.GetProperty("num_attention_heads").GetInt32();
         int kvHeads = c.GetProperty("num_key_value_heads").GetInt32(), layers = c.GetProperty("num_hidden_layers").GetInt32();
-        int hd = hidden / heads;
+        // head_dim from the config when given (Qwen3: may differ from hidden / heads; convert_hf_to_gguf.py then writes
+        // attention.key_length / value_length)
+        int hd = c.TryGetProperty("head_dim", out var hdj) && hdj.ValueKind == JsonValueKind.Number ? hdj.GetInt32() : hidden / heads;
         var w = TestSafetensors.Read(Path.Combine(hfFolder, "model.safetensors"));
 
         var g = new GgufWriter();
@@ -228,11 +230,26 @@ public static class TinyGguf
         g.Add($"{arch}.attention.layer_norm_rms_epsilon", (float)c.GetProperty("rms_norm_eps").GetDouble());
         g.Add($"{arch}.rope.dimension_count", (uint)hd);
         g.Add($"{arch}.vocab_size", (uint)c.GetProperty("vocab_size").GetInt32());
+        if (hd != hidden / heads)
+        {
+            g.Add($"{arch}.attention.key_length", (uint)hd);
+            g.Add($"{arch}.attention.value_length", (uint)hd);
+        }
         g.Add("general.file_type", (uint)(type switch { DType.F32 => 0, DType.F16 => 1, DType.Q8_0 => 7, DType.BF16 => 32, _ => 0 }));
         g.Add("tokenizer.ggml.bos_token_id", (uint)c.GetProperty("bos_token_id").GetInt32());
         g.Add("tokenizer.ggml.eos_token_id", (uint)c.GetProperty("eos_token_id").GetInt32());
 
-        if (c.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
+        if (c.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object
+            && rs.GetProperty("rope_type").GetString() == "yarn")
+        {
+            // convert_hf_to_gguf.py ModelBase (rope_type "yarn"): type, factor, original context length; the converter
+            // also copies attn_factor to rope.scaling.yarn_attn_factor, a key llama.cpp does not read for qwen3.
+            g.Add($"{arch}.rope.scaling.type", "yarn");
+            g.Add($"{arch}.rope.scaling.factor", (float)rs.GetProperty("factor").GetDouble());
+            g.Add($"{arch}.rope.scaling.original_context_length", (uint)rs.GetProperty("original_max_position_embeddings").GetInt32());
+            if (rs.TryGetProperty("attn_factor", out var af)) g.Add($"{arch}.rope.scaling.yarn_attn_factor", (float)af.GetDouble());
+        }
+        else if (c.TryGetProperty("rope_scaling", out rs) && rs.ValueKind == JsonValueKind.Object)
         {
             // convert_hf_to_gguf.py LlamaModel.generate_extra_tensors: rope_freqs = per-frequency divisors.
             double theta = c.GetProperty("rope_theta").GetDouble(), factor = rs.GetProperty("factor").GetDouble();
@@ -281,6 +298,11 @@ public static class TinyGguf
                 Put(b + "attn_q.bias", p + "self_attn.q_proj.bias");
                 Put(b + "attn_k.bias", p + "self_attn.k_proj.bias");
                 Put(b + "attn_v.bias", p + "self_attn.v_proj.bias");
+            }
+            if (w.ContainsKey(p + "self_attn.q_norm.weight"))
+            {
+                Put(b + "attn_q_norm.weight", p + "self_attn.q_norm.weight");
+                Put(b + "attn_k_norm.weight", p + "self_attn.k_norm.weight");
             }
             Put(b + "attn_output.weight", p + "self_attn.o_proj.weight");
             Put(b + "ffn_norm.weight", p + "post_attention_layernorm.weight");

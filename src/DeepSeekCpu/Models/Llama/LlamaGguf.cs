@@ -4,10 +4,11 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models.Llama;
 
 /// <summary>
-/// GGUF architectures "llama" and "qwen2" mapped onto <see cref="ModelConfig"/> and Hugging Face tensor names.
+/// GGUF architectures "llama", "qwen2" and "qwen3" mapped onto <see cref="ModelConfig"/> and Hugging Face tensor names.
 /// Names and keys: llama.cpp gguf-py/gguf/constants.py (MODEL_TENSOR / TENSOR_NAMES, Keys.LLM, Keys.Attention, Keys.Rope).
 /// llama.cpp's converter permutes the Q/K rows of "llama" so that its rope rotates interleaved pairs;
-/// "qwen2" is not permuted and uses the NeoX (rotate-half) rope.
+/// "qwen2" and "qwen3" are not permuted and use the NeoX (rotate-half) rope (llama.cpp src/models/qwen3.cpp: attn_q_norm /
+/// attn_k_norm per head before the rope; head width from attention.key_length).
 /// </summary>
 public static class LlamaGguf
 {
@@ -20,6 +21,8 @@ public static class LlamaGguf
         ("attn_q.bias", "self_attn.q_proj.bias"),
         ("attn_k.bias", "self_attn.k_proj.bias"),
         ("attn_v.bias", "self_attn.v_proj.bias"),
+        ("attn_q_norm.weight", "self_attn.q_norm.weight"),
+        ("attn_k_norm.weight", "self_attn.k_norm.weight"),
         ("attn_output.weight", "self_attn.o_proj.weight"),
         ("ffn_norm.weight", "post_attention_layernorm.weight"),
         ("ffn_gate.weight", "mlp.gate_proj.weight"),
@@ -53,7 +56,8 @@ public static class LlamaGguf
         {
             "llama" => Architecture.Llama,
             "qwen2" => Architecture.Qwen2,
-            _ => throw ModelFormatException.In(f.Path, $"general.architecture \"{arch}\" is not llama or qwen2"),
+            "qwen3" => Architecture.Qwen3,
+            _ => throw ModelFormatException.In(f.Path, $"general.architecture \"{arch}\" is not llama, qwen2 or qwen3"),
         };
         int layers = (int)f.RequireInt($"{arch}.block_count");
         int hidden = (int)f.RequireInt($"{arch}.embedding_length");
@@ -96,6 +100,14 @@ public static class LlamaGguf
                 f.GetFloat($"{arch}.rope.scaling.factor") ?? 8,
                 (int)(f.GetInt($"{arch}.rope.scaling.original_context_length") ?? 8192),
                 LowFreqFactor: 1, HighFreqFactor: 4, FreqFactors: freqFactors);
+        }
+        else if (scalingType == "yarn")
+        {
+            // llama.cpp reads factor and original context (llama-model.cpp) and multiplies cos/sin by 1 + 0.1 ln(factor)
+            // (ggml rope with ext_factor 1; llama-context.cpp), which is HF's default attention factor: Mscale 1.
+            scaling = new RopeScaling("yarn", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1,
+                (int)(f.GetInt($"{arch}.rope.scaling.original_context_length") ?? f.GetInt($"{arch}.context_length") ?? 4096),
+                BetaFast: f.GetFloat($"{arch}.rope.scaling.yarn_beta_fast") ?? 32, BetaSlow: f.GetFloat($"{arch}.rope.scaling.yarn_beta_slow") ?? 1);
         }
         else if (scalingType == "linear")
             scaling = new RopeScaling("linear", f.GetFloat($"{arch}.rope.scaling.factor") ?? 1, 0);

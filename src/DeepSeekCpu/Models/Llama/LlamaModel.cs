@@ -5,8 +5,9 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models.Llama;
 
 /// <summary>
-/// The Llama / Qwen2 decoder (the R1 distills and the llama2.c demo model): pre-norm blocks of grouped-query
-/// attention with RoPE and a SwiGLU MLP. Qwen2 adds biases to q/k/v. Weights are read by Hugging Face name.
+/// The Llama / Qwen2 / Qwen3 decoder (the R1 distills, R1-0528-Qwen3-8B and the llama2.c demo model): pre-norm blocks
+/// of grouped-query attention with RoPE and a SwiGLU MLP. Qwen2 adds biases to q/k/v; Qwen3 instead RMS-normalises each
+/// head of q and k before the rope (q_norm / k_norm, HF modeling_qwen3.py). Weights are read by Hugging Face name.
 /// </summary>
 public sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
 {
@@ -91,6 +92,7 @@ internal sealed class LlamaBlock
     private readonly float[] _attnNorm, _mlpNorm;                     // [hidden]
     private readonly WeightMatrix _wq, _wk, _wv, _wo;                 // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
     private readonly float[]? _bq, _bk, _bv;                          // Qwen2 biases
+    private readonly float[]? _qNorm, _kNorm;                         // [hd] Qwen3 per-head RMSNorm weights
     private readonly WeightMatrix _gate, _up, _down;                  // [ffn, hidden] x2, [hidden, ffn]
     private readonly int _dim, _heads, _kvHeads, _hd, _ffn;
     private readonly float _eps;
@@ -113,6 +115,11 @@ internal sealed class LlamaBlock
             _bq = w.Vector(p + "self_attn.q_proj.bias", q);
             _bk = w.Vector(p + "self_attn.k_proj.bias", kv);
             _bv = w.Vector(p + "self_attn.v_proj.bias", kv);
+        }
+        if (c.QkNorm)
+        {
+            _qNorm = w.Vector(p + "self_attn.q_norm.weight", _hd);
+            _kNorm = w.Vector(p + "self_attn.k_norm.weight", _hd);
         }
         _gate = w.Matrix(p + "mlp.gate_proj.weight", _ffn, _dim);
         _up = w.Matrix(p + "mlp.up_proj.weight", _ffn, _dim);
@@ -141,6 +148,11 @@ internal sealed class LlamaBlock
         {
             var qt = q.Slice(t * qDim, qDim); var kt = k.Slice(t * kvDim, kvDim); var vt = v.Slice(t * kvDim, kvDim);
             if (_bq != null) { TensorPrimitives.Add(qt, _bq, qt); TensorPrimitives.Add(kt, _bk!, kt); TensorPrimitives.Add(vt, _bv!, vt); }
+            if (_qNorm != null)
+            {
+                Ops.RmsNormRows(qt, _qNorm, qt, _heads, _hd, _eps);    // each head of q: [heads, hd]
+                Ops.RmsNormRows(kt, _kNorm!, kt, _kvHeads, _hd, _eps); // each head of k: [kv heads, hd]
+            }
             int pos = rows.Positions[t];
             var cos = rope.Cos(pos); var sin = rope.Sin(pos);
             for (int i = 0; i < _heads; i++) Ops.Rope(qt.Slice(i * _hd, _hd), cos, sin, _interleaved);
@@ -150,7 +162,7 @@ internal sealed class LlamaBlock
         }
         var keys = rows.Caches(layer, static (s, l) => s.KCache[l], 0);     // per row [ctx, kv heads, hd]
         var values = rows.Caches(layer, static (s, l) => s.VCache[l], 1);
-        Attention.Causal(p.Q, p.Att, n, _heads, _kvHeads, _hd, _hd, keys, values, rows.Positions, 1f / MathF.Sqrt(_hd));
+        Attention.Causal(p.Q, p.Att, n, _heads, _kvHeads, _hd, _hd, keys, values, rows.Positions, rope.AttentionScaleFactor / MathF.Sqrt(_hd));
         MatMul.Multiply(_wo, p.Att.AsSpan(0, n * qDim), o, n);
         TensorPrimitives.Add(x, o, x);
 
