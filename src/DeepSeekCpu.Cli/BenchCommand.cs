@@ -22,7 +22,7 @@ public static partial class Commands
     /// </summary>
     private static int Bench(string[] args)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost"], ["--json", "--no-bandwidth", "--no-mmap"],
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", .. Backends.Options], ["--json", "--no-bandwidth", "--no-mmap"],
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
         string path = ModelPath(a.Req("--model"));
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);

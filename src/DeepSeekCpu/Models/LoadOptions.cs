@@ -27,4 +27,10 @@ public sealed record LoadOptions
 
     /// <summary>Conversion of matrices at load (e.g. --quant q8_0: quantize float weights); null keeps them as stored.</summary>
     public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }
+
+    /// <summary>
+    /// Builds the model graph instead of the managed engine (the TorchSharp backend, DeepSeekCpu.Torch): it receives the
+    /// configuration and weights the engine's readers opened; null: the managed graph.
+    /// </summary>
+    public Func<ModelConfig, ModelWeights, ILanguageModel>? Graph { get; init; }
 }

@@ -1,0 +1,71 @@
+using System.Runtime.CompilerServices;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Cli;
+
+/// <summary>
+/// --backend managed|torch, --device cpu|cuda|cuda:N, --devices D1,D2,... (consecutive layers split by bytes) and
+/// --dtype f32|bf16|f16. The TorchSharp backend (DeepSeekCpu.Torch) is touched only when asked for: its assemblies
+/// and libtorch load when the model is built, so the CLI starts and runs the managed engine without them.
+/// </summary>
+internal static class Backends
+{
+    /// <summary>The value options every model-loading command accepts.</summary>
+    public static readonly string[] Options = ["--backend", "--device", "--devices", "--dtype"];
+
+    /// <summary>The graph factory for LoadOptions.Graph: null for the managed engine.</summary>
+    public static Func<ModelConfig, ModelWeights, ILanguageModel>? Graph(CliArgs a, string command)
+    {
+        var (devices, dtype) = Parse(a, command);
+        if (devices == null) return null;
+        if (a.Str("--quant") != null) throw new UsageException($"{command}: --quant converts weights for the managed engine; the torch backend computes in --dtype");
+        int threads = a.Int("--threads", 0, 0, 1024);
+        return (config, weights) => BuildTorch(config, weights, devices, dtype, threads);
+    }
+
+    /// <summary>The devices (null: managed backend) and --dtype as given; checks the spelling of every option.</summary>
+    public static (string[]? devices, string dtype) Parse(CliArgs a, string command)
+    {
+        string backend = a.Str("--backend") ?? "managed";
+        string dtype = (a.Str("--dtype") ?? "f32").ToLowerInvariant();
+        if (backend == "managed")
+        {
+            foreach (var o in new[] { "--device", "--devices", "--dtype" })
+                if (a.Has(o)) throw new UsageException($"{command}: {o} needs --backend torch");
+            return (null, dtype);
+        }
+        if (backend != "torch") throw new UsageException($"{command}: option --backend expects managed or torch, got '{backend}'");
+        if (dtype is not ("f32" or "bf16" or "f16")) throw new UsageException($"{command}: option --dtype expects f32, bf16 or f16, got '{dtype}'");
+        if (a.Has("--device") && a.Has("--devices")) throw new UsageException($"{command}: give --device or --devices, not both");
+        var devices = (a.Str("--devices") ?? a.Str("--device") ?? "cpu").Split(',', StringSplitOptions.TrimEntries);
+        foreach (var d in devices)
+            if (!(d is "cpu" or "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(d.AsSpan(5), out int n) && n is >= 0 and < 1024))
+                throw new UsageException($"{command}: device '{d}' is not one of cpu, cuda, cuda:N");
+        return (devices, dtype);
+    }
+
+    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads)
+    {
+        try { return BuildTorchNow(config, weights, devices, dtype, threads); }
+        catch (FileNotFoundException e) when (e.FileName?.Contains("Torch", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            throw new NotSupportedException($"torch backend: assembly {e.FileName} is not beside the program (build the CLI with the DeepSeekCpu.Torch project)");
+        }
+    }
+
+    // Separate, not inlined: the JIT resolves DeepSeekCpu.Torch and TorchSharp only when this method is compiled.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ILanguageModel BuildTorchNow(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads) =>
+        Torch.TorchBackend.Build(config, weights, new Torch.TorchOptions
+        {
+            Devices = devices,
+            DType = Torch.TorchOptions.ParseDType(dtype)!.Value,
+            Threads = threads,
+        });
+
+    /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
+        Torch.Placement.Plan(config, weights, devices, Torch.TorchOptions.ParseDType(dtype)!.Value).Describe();
+}
