@@ -97,7 +97,7 @@ public static partial class Commands
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
-        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
+        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), {(model is Models.DeepSeek.DeepSeekModel or Models.Llama.LlamaModel ? $"threads: {usedThreads}, kernels: {KernelInfo.ActivePath}" : $"backend: {model}")}");
         Console.WriteLine($"{reps} repetitions after {warmup} uncounted warm-up repetition(s)");
         Console.WriteLine("| test   |              t/s |    min / median / max    |");
         Console.WriteLine("| ------ | ---------------: | -----------------------: |");

@@ -31,8 +31,16 @@ internal abstract class DeviceWeight : IDisposable
     /// <summary>Rows <paramref name="index"/> [n] as [n, cols] of the compute type (an embedding lookup).</summary>
     public abstract Tensor RowsOf(Tensor index);
 
-    /// <summary>y = x Wᵀ: x [.., cols] → [.., rows].</summary>
-    public Tensor Forward(Tensor x) => nn.functional.linear(x, Dense());
+    /// <summary>
+    /// y = x Wᵀ: x [.., cols] → [.., rows]. A packed weight's expansion lives only for this product (its own dispose
+    /// scope), so a forward pass holds one expanded matrix at a time, not the whole model.
+    /// </summary>
+    public Tensor Forward(Tensor x)
+    {
+        if (this is DenseWeight d) return nn.functional.linear(x, d.W);
+        using var scope = NewDisposeScope();
+        return nn.functional.linear(x, Dense()).MoveToOuterDisposeScope();
+    }
 
     public abstract void Dispose();
 

@@ -80,6 +80,10 @@ public sealed class TorchModel : ILanguageModel
     /// <summary>Bytes the weights take on each device (Placement.Bytes estimates them before loading).</summary>
     public long DeviceBytes => _owned.OfType<DeviceWeight>().Sum(d => d.Bytes);
 
+    /// <summary>What `bench` prints: the backend, its devices, the compute type and libtorch's CPU threads.</summary>
+    public override string ToString() =>
+        $"torch (libtorch {torch.__version__}) on {string.Join(",", Placement.Devices)}, {DType.ToString().ToLowerInvariant()}, {torch.get_num_threads()} CPU threads";
+
     public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * (DType == ComputeType.F32 ? 4 : 2);
 
     public IModelSession NewSession(int contextLength)
@@ -110,7 +114,10 @@ public sealed class TorchModel : ILanguageModel
         var ids = tensor(tokens.ToArray().Select(t => (long)t).ToArray(), [n], ScalarType.Int64, _devices[0]);
         var x = _embed.RowsOf(ids);                                      // [n, dim]
         for (int l = 0; l < _layers.Length; l++)
-            x = _layers[l].Forward(x.to(_devices[_layers[l].Device]), start, caches[l]);
+        {
+            using var layerScope = NewDisposeScope();                   // a layer's activations die with it
+            x = _layers[l].Forward(x.to(_devices[_layers[l].Device]), start, caches[l]).MoveToOuterDisposeScope();
+        }
         int m = n - firstLogitRow;
         if (m == 0) return;
         var h = _norm.Forward(x.narrow(0, firstLogitRow, m));
