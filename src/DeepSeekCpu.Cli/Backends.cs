@@ -36,14 +36,17 @@ internal static class Backends
             return (null, dtype);
         }
         if (backend != "torch") throw new UsageException($"{command}: option --backend expects managed or torch, got '{backend}'");
-        if (dtype is not ("f32" or "bf16" or "f16")) throw new UsageException($"{command}: option --dtype expects f32, bf16 or f16, got '{dtype}'");
         if (a.Has("--device") && a.Has("--devices")) throw new UsageException($"{command}: give --device or --devices, not both");
         var devices = (a.Str("--devices") ?? a.Str("--device") ?? "cpu").Split(',', StringSplitOptions.TrimEntries);
-        foreach (var d in devices)
-            if (!(d is "cpu" or "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(d.AsSpan(5), out int n) && n is >= 0 and < 1024))
-                throw new UsageException($"{command}: device '{d}' is not one of cpu, cuda, cuda:N");
+        if (Check(devices, dtype) is { } bad) throw new UsageException($"{command}: {bad}");
         return (devices, dtype);
     }
+
+    /// <summary>The backend's own checks of the device names and --dtype (what is wrong, or null).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static string? Check(string[] devices, string dtype) =>
+        devices.Select(Torch.TorchOptions.CheckDeviceName).FirstOrDefault(e => e != null)
+        ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null);
 
     private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads)
     {

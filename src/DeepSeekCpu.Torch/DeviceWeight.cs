@@ -68,23 +68,6 @@ internal abstract class DeviceWeight : IDisposable
         return result;
     }
 
-    /// <summary>Calls <paramref name="split"/>(block bytes, codes, scale) for every block of rows r0..r0+n of a GGUF matrix.</summary>
-    protected static unsafe void Blocks(WeightMatrix m, int r0, int n, Action<ReadOnlySpan<byte>, long, float[]> split, float[] scales)
-    {
-        int blocks = m.Cols / 32, bytes = m.Type.BlockBytes();
-        for (int r = 0; r < n; r++)
-        {
-            var row = new ReadOnlySpan<byte>(m.Row(r0 + r), checked((int)m.RowBytes));
-            for (int b = 0; b < blocks; b++)
-            {
-                var block = row.Slice(b * bytes, bytes);
-                long i = (long)r * blocks + b;
-                scales[i] = (float)BitConverter.UInt16BitsToHalf(MemoryMarshal.Read<ushort>(block));   // f16 d first (ggml-common.h)
-                split(block, i, scales);
-            }
-        }
-    }
-
     protected static int RowChunk(WeightMatrix m) => (int)Math.Max(1, Math.Min(m.Rows, ChunkValues / m.Cols));
 }
 
@@ -99,77 +82,74 @@ internal sealed class DenseWeight(Tensor w) : DeviceWeight((int)w.shape[0], (int
 }
 
 /// <summary>
-/// Q8_0 (ggml-common.h block_q8_0: f16 d, 32 int8 q; value = d·q), kept as int8 codes [rows, blocks, 32] and float32
-/// scales [rows, blocks, 1] on the device.
+/// A GGUF matrix of 32-element blocks that start with an f16 scale d (ggml-common.h block_q8_0, block_q4_0), kept on
+/// the device as the blocks' code bytes [rows, blocks, codeBytes] of type T and float32 scales [rows, blocks, 1], and
+/// decoded there by <see cref="Decode"/> when used.
 /// </summary>
-internal sealed class Q8_0Weight : DeviceWeight
+internal abstract class PackedWeight<T> : DeviceWeight where T : unmanaged
 {
     private readonly Tensor _codes, _scales;
-    private readonly ScalarType _dtype;
+    protected readonly ScalarType OutType;
 
-    public Q8_0Weight(WeightMatrix m, Device device, ScalarType dtype) : base(m.Rows, m.Cols)
+    protected PackedWeight(WeightMatrix m, Device device, ScalarType dtype, int codeBytes, ScalarType codeType, Func<T[], long[], Tensor> hostTensor)
+        : base(m.Rows, m.Cols)
     {
-        _dtype = dtype;
-        int blocks = m.Cols / 32, chunk = RowChunk(m);
-        _codes = empty([m.Rows, blocks, 32], ScalarType.Int8, device);
+        OutType = dtype;
+        int blocks = m.Cols / 32, blockBytes = m.Type.BlockBytes(), chunk = RowChunk(m);
+        _codes = empty([m.Rows, blocks, codeBytes], codeType, device);
         _scales = empty([m.Rows, blocks, 1], ScalarType.Float32, device);
-        var codes = new sbyte[(long)chunk * m.Cols];
+        var codes = new T[(long)chunk * blocks * codeBytes];
         var scales = new float[(long)chunk * blocks];
         for (int r0 = 0; r0 < m.Rows; r0 += chunk)
         {
             int n = Math.Min(chunk, m.Rows - r0);
-            Blocks(m, r0, n, (block, i, _) => MemoryMarshal.Cast<byte, sbyte>(block.Slice(2, 32)).CopyTo(codes.AsSpan((int)(i * 32), 32)), scales);
+            for (int r = 0; r < n; r++)
+            {
+                ReadOnlySpan<byte> row;
+                unsafe { row = new ReadOnlySpan<byte>(m.Row(r0 + r), checked((int)m.RowBytes)); }
+                for (int b = 0; b < blocks; b++)
+                {
+                    var block = row.Slice(b * blockBytes, blockBytes);
+                    int i = r * blocks + b;
+                    scales[i] = (float)BitConverter.UInt16BitsToHalf(MemoryMarshal.Read<ushort>(block));   // f16 d
+                    MemoryMarshal.Cast<byte, T>(block.Slice(2, codeBytes)).CopyTo(codes.AsSpan(i * codeBytes, codeBytes));
+                }
+            }
             using var scope = NewDisposeScope();
-            _codes.narrow(0, r0, n).copy_(tensor(codes, [chunk, blocks, 32]).narrow(0, 0, n));
+            _codes.narrow(0, r0, n).copy_(hostTensor(codes, [chunk, blocks, codeBytes]).narrow(0, 0, n));
             _scales.narrow(0, r0, n).copy_(tensor(scales, [chunk, blocks, 1]).narrow(0, 0, n));
         }
     }
 
-    public override long Bytes => _codes.NumberOfElements + _scales.NumberOfElements * 4;
+    public override long Bytes => _codes.NumberOfElements * _codes.ElementSize + _scales.NumberOfElements * 4;
     public override Tensor Dense() => Decode(_codes, _scales).reshape(Rows, Cols);
     public override Tensor RowsOf(Tensor index) => Decode(_codes.index_select(0, index), _scales.index_select(0, index)).reshape(-1, Cols);
-    private Tensor Decode(Tensor codes, Tensor scales) => (codes.to(ScalarType.Float32) * scales).to(_dtype);
+
+    /// <summary>codes [.., blocks, codeBytes] and scales [.., blocks, 1] → values [.., blocks, 32] of the compute type.</summary>
+    protected abstract Tensor Decode(Tensor codes, Tensor scales);
+
     public override void Dispose() { _codes.Dispose(); _scales.Dispose(); }
 }
 
-/// <summary>
-/// Q4_0 (ggml-common.h block_q4_0: f16 d, 16 bytes; element j is the low nibble of byte j, element j+16 the high
-/// nibble; value = d·(q − 8)), kept as packed bytes [rows, blocks, 16] and float32 scales [rows, blocks, 1].
-/// </summary>
-internal sealed class Q4_0Weight : DeviceWeight
+/// <summary>Q8_0 (block_q8_0: f16 d, 32 int8 q; value = d·q): int8 codes [rows, blocks, 32].</summary>
+internal sealed class Q8_0Weight(WeightMatrix m, Device device, ScalarType dtype)
+    : PackedWeight<sbyte>(m, device, dtype, 32, ScalarType.Int8, (a, shape) => tensor(a, shape))
 {
-    private readonly Tensor _packed, _scales;
-    private readonly ScalarType _dtype;
+    protected override Tensor Decode(Tensor codes, Tensor scales) => (codes.to(ScalarType.Float32) * scales).to(OutType);
+}
 
-    public Q4_0Weight(WeightMatrix m, Device device, ScalarType dtype) : base(m.Rows, m.Cols)
-    {
-        _dtype = dtype;
-        int blocks = m.Cols / 32, chunk = RowChunk(m);
-        _packed = empty([m.Rows, blocks, 16], ScalarType.Byte, device);
-        _scales = empty([m.Rows, blocks, 1], ScalarType.Float32, device);
-        var packed = new byte[(long)chunk * blocks * 16];
-        var scales = new float[(long)chunk * blocks];
-        for (int r0 = 0; r0 < m.Rows; r0 += chunk)
-        {
-            int n = Math.Min(chunk, m.Rows - r0);
-            Blocks(m, r0, n, (block, i, _) => block.Slice(2, 16).CopyTo(packed.AsSpan((int)(i * 16), 16)), scales);
-            using var scope = NewDisposeScope();
-            _packed.narrow(0, r0, n).copy_(tensor(packed, [chunk, blocks, 16]).narrow(0, 0, n));
-            _scales.narrow(0, r0, n).copy_(tensor(scales, [chunk, blocks, 1]).narrow(0, 0, n));
-        }
-    }
-
-    public override long Bytes => _packed.NumberOfElements + _scales.NumberOfElements * 4;
-    public override Tensor Dense() => Decode(_packed, _scales).reshape(Rows, Cols);
-    public override Tensor RowsOf(Tensor index) => Decode(_packed.index_select(0, index), _scales.index_select(0, index)).reshape(-1, Cols);
-
-    private Tensor Decode(Tensor packed, Tensor scales)
+/// <summary>
+/// Q4_0 (block_q4_0: f16 d, 16 bytes; element j is the low nibble of byte j, element j+16 the high nibble;
+/// value = d·(q − 8)): the 16 packed bytes per block [rows, blocks, 16].
+/// </summary>
+internal sealed class Q4_0Weight(WeightMatrix m, Device device, ScalarType dtype)
+    : PackedWeight<byte>(m, device, dtype, 16, ScalarType.Byte, (a, shape) => tensor(a, shape))
+{
+    protected override Tensor Decode(Tensor packed, Tensor scales)
     {
         var low = packed.bitwise_and(15);                                                // elements 0..15 of each block
         var high = packed.bitwise_right_shift(4);                                        // elements 16..31
         var q = cat([low, high], -1).to(ScalarType.Float32) - 8;                        // [.., blocks, 32]
-        return (q * scales).to(_dtype);
+        return (q * scales).to(OutType);
     }
-
-    public override void Dispose() { _packed.Dispose(); _scales.Dispose(); }
 }

@@ -217,7 +217,7 @@ internal sealed class MLA : IAttention
     /// wkv_b as [heads, nope+v, kvl]: HF's kv_b_proj [heads*(nope+v), kvl], or the split form of newer GGUF files
     /// (k_b_proj [heads, kvl, nope] = W_ukᵀ per head, v_b_proj [heads, v, kvl] = W_uv), as the engine's MlaWeights reads them.
     /// </summary>
-    private unsafe Tensor LoadKvB(LayerLoader l, string p)
+    private Tensor LoadKvB(LayerLoader l, string p)
     {
         var w = l.Weights;
         if (w.Contains(p + "kv_b_proj.weight"))
@@ -225,16 +225,11 @@ internal sealed class MLA : IAttention
             using var kvB = DeviceWeight.Expand(w.RawMatrix(p + "kv_b_proj.weight", _heads * (_nope + _v), _kvl), _device, _dtype);
             return kvB.view(_heads, _nope + _v, _kvl).clone();
         }
-        var kb = w.Get(p + "k_b_proj.weight");
-        var vb = w.Get(p + "v_b_proj.weight");
-        if (kb.ElementCount != (long)_heads * _kvl * _nope || kb.Shape[^1] != _nope)
-            throw new ModelFormatException($"{kb.File}: tensor {kb.Name} has shape {kb.ShapeText}, expected [{_heads}, {_kvl}, {_nope}]");
-        if (vb.ElementCount != (long)_heads * _v * _kvl || vb.Shape[^1] != _kvl)
-            throw new ModelFormatException($"{vb.File}: tensor {vb.Name} has shape {vb.ShapeText}, expected [{_heads}, {_v}, {_kvl}]");
+        var (kb, vb) = DeepSeekCpu.Models.DeepSeek.MlaWeights.SplitKvB(w, p, _heads, _kvl, _nope, _v);
         using var scope = NewDisposeScope();
-        var uk = DeviceWeight.Expand(new WeightMatrix(kb.Name, kb.Type, _heads * _kvl, _nope, kb.Data), _device, _dtype)
+        var uk = DeviceWeight.Expand(kb, _device, _dtype)
             .view(_heads, _kvl, _nope).transpose(1, 2);                                  // [heads, nope, kvl]
-        var uv = DeviceWeight.Expand(new WeightMatrix(vb.Name, vb.Type, _heads * _v, _kvl, vb.Data), _device, _dtype)
+        var uv = DeviceWeight.Expand(vb, _device, _dtype)
             .view(_heads, _v, _kvl);                                                     // [heads, v, kvl]
         return cat([uk, uv], 1).contiguous().MoveToOuterDisposeScope();
     }

@@ -31,7 +31,7 @@ public sealed class TorchModel : ILanguageModel
     private readonly DeviceWeight _head;         // [vocab, dim] on the last device
     private readonly Rope[] _rope;               // per device, grown to the longest session
     private readonly List<IDisposable> _owned = [];
-    private readonly Lock _lock = new(), _passLock = new();
+    private readonly Lock _passLock = new();
     private readonly long _weightBytesPerToken;
 
     internal TorchModel(ModelConfig c, ModelWeights w, TorchOptions o)
@@ -77,9 +77,6 @@ public sealed class TorchModel : ILanguageModel
     /// <summary>Bytes of weights one decoded token reads on the devices (attention, MLPs, the chosen experts' share, the head).</summary>
     public long WeightBytesPerToken => _weightBytesPerToken;
 
-    /// <summary>Bytes the weights take on each device (Placement.Bytes estimates them before loading).</summary>
-    public long DeviceBytes => _owned.OfType<DeviceWeight>().Sum(d => d.Bytes);
-
     /// <summary>What `bench` prints: the backend, its devices, the compute type and libtorch's CPU threads.</summary>
     public override string ToString() =>
         $"torch (libtorch {torch.__version__}) on {string.Join(",", Placement.Devices)}, {DType.ToString().ToLowerInvariant()}, {torch.get_num_threads()} CPU threads";
@@ -90,7 +87,7 @@ public sealed class TorchModel : ILanguageModel
     {
         if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), $"context length {contextLength}: a session holds at least one token");
         contextLength = Math.Min(contextLength, Math.Max(1, Config.MaxPositionEmbeddings));
-        lock (_lock)
+        lock (_passLock)                                                  // no pass reads the tables while they are replaced
         {
             if (_rope[0].Positions < contextLength)
             {

@@ -106,13 +106,8 @@ public class DeepSeekRandomModelTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>
-    /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
-    /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
-    /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
-    /// </summary>
-    [Fact]
-    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights()
+    /// <summary>A random model in the official checkpoint's layout (the FP8 test below; also the torch backend's tests).</summary>
+    internal static (TinySpec spec, List<TinyTensor> tensors) Fp8Checkpoint()
     {
         var spec = new TinySpec
         {
@@ -128,6 +123,18 @@ public class DeepSeekRandomModelTests
                 TinyDeepSeek.ToFp8(t);
             else TinyDeepSeek.ToBf16(t);
         }
+        return (spec, tensors);
+    }
+
+    /// <summary>
+    /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
+    /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
+    /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
+    /// </summary>
+    [Fact]
+    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights()
+    {
+        var (spec, tensors) = Fp8Checkpoint();
         Assert.Contains(tensors, t => t.DType == "F8_E4M3" && t.Shape[1] > 128);
         var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
         var expected = reference.Forward(Prompt);

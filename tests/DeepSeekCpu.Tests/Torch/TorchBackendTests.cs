@@ -55,56 +55,28 @@ public class TorchBackendTests
         Assert.Equal(r.Greedy, Engine.Greedy(m, r.PromptIds, r.Greedy.Length));
     }
 
-    public static TheoryData<string> DeepSeekConfigs() => new("V2Lite", "V2Grouped", "V3Yarn");
+    public static TheoryData<string> DeepSeekConfigs() => new("V2Lite", "V2Grouped", "V3Yarn", "FP8");
 
-    /// <summary>V2-Lite (no q LoRA), V2 (group-limited greedy, sparse MoE layers), V3 with YaRN, tied head, an MTP layer: against the float64 reference.</summary>
+    /// <summary>
+    /// V2-Lite (no q LoRA), V2 (group-limited greedy, sparse MoE layers), V3 with YaRN, tied head and an MTP layer, and
+    /// the official checkpoint layout (FP8 E4M3 with 128x128 block scales, BF16 embeddings and gate): against the
+    /// float64 reference on the same (dequantized) values.
+    /// </summary>
     [Theory]
     [MemberData(nameof(DeepSeekConfigs))]
     public void DeepSeek_configurations_match_independent_reference(string name)
     {
-        var spec = DeepSeekRandomModelTests.ByName(name);
-        var tensors = TinyDeepSeek.Generate(spec);
+        var (spec, tensors) = name == "FP8" ? DeepSeekRandomModelTests.Fp8Checkpoint()
+            : (DeepSeekRandomModelTests.ByName(name), TinyDeepSeek.Generate(DeepSeekRandomModelTests.ByName(name)));
         var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(DeepSeekRandomModelTests.Prompt);
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
         try
         {
             using var m = Load(dir);
             int v = m.Config.VocabSize;
-            var prefill = Engine.Prefill(m, DeepSeekRandomModelTests.Prompt);
-            var stepwise = Engine.Stepwise(m, DeepSeekRandomModelTests.Prompt);
             float[][] Rows(float[] a) => Enumerable.Range(0, a.Length / v).Select(i => a.AsSpan(i * v, v).ToArray()).ToArray();
-            DeepSeekRandomModelTests.AssertClose(expected, Rows(prefill), 1e-3f, $"torch {name} prefill");
-            DeepSeekRandomModelTests.AssertClose(expected, Rows(stepwise), 1e-3f, $"torch {name} stepwise");
-        }
-        finally { Directory.Delete(dir, true); }
-    }
-
-    /// <summary>Official-checkpoint layout (FP8 E4M3 with 128x128 block scales, BF16 embeddings and gate): against the reference on the dequantized values.</summary>
-    [Fact]
-    public void Fp8_block_scaled_checkpoint_matches_reference()
-    {
-        var spec = new TinySpec
-        {
-            Hidden = 160, QLoraRank = 136, KvLoraRank = 40, Heads = 3, Nope = 16, Rope = 8, V = 16, Intermediate = 200,
-            MoeIntermediate = 48, NRouted = 4, TopK = 2, NShared = 1, Scoring = "sigmoid", TopkMethod = "noaux_tc",
-            NGroup = 2, TopkGroup = 1, NormTopk = true, RoutedScale = 2.5, GateBias = true, Vocab = 150, Seed = 21,
-        };
-        var tensors = TinyDeepSeek.Generate(spec);
-        foreach (var t in tensors)
-        {
-            if (t.Name.EndsWith("e_score_correction_bias")) continue;
-            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
-                TinyDeepSeek.ToFp8(t);
-            else TinyDeepSeek.ToBf16(t);
-        }
-        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(DeepSeekRandomModelTests.Prompt);
-        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
-        try
-        {
-            using var m = Load(dir);
-            int v = m.Config.VocabSize;
-            var got = Engine.Stepwise(m, DeepSeekRandomModelTests.Prompt);
-            DeepSeekRandomModelTests.AssertClose(expected, Enumerable.Range(0, got.Length / v).Select(i => got.AsSpan(i * v, v).ToArray()).ToArray(), 1e-3f, "torch fp8");
+            DeepSeekRandomModelTests.AssertClose(expected, Rows(Engine.Prefill(m, DeepSeekRandomModelTests.Prompt)), 1e-3f, $"torch {name} prefill");
+            DeepSeekRandomModelTests.AssertClose(expected, Rows(Engine.Stepwise(m, DeepSeekRandomModelTests.Prompt)), 1e-3f, $"torch {name} stepwise");
         }
         finally { Directory.Delete(dir, true); }
     }
