@@ -21,7 +21,7 @@ internal static class Backends
         if (devices == null) return null;
         if (a.Str("--quant") != null) throw new UsageException($"{command}: --quant converts weights for the managed engine; the torch backend computes in --dtype");
         int threads = a.Int("--threads", 0, 0, 1024);
-        return (config, weights) => BuildTorch(config, weights, devices, dtype, threads);
+        return (config, weights) => Guarded(() => BuildTorch(config, weights, devices, dtype, threads));
     }
 
     /// <summary>The devices (null: managed backend) and --dtype as given; checks the spelling of every option.</summary>
@@ -38,7 +38,7 @@ internal static class Backends
         if (backend != "torch") throw new UsageException($"{command}: option --backend expects managed or torch, got '{backend}'");
         if (a.Has("--device") && a.Has("--devices")) throw new UsageException($"{command}: give --device or --devices, not both");
         var devices = (a.Str("--devices") ?? a.Str("--device") ?? "cpu").Split(',', StringSplitOptions.TrimEntries);
-        if (Check(devices, dtype) is { } bad) throw new UsageException($"{command}: {bad}");
+        if (Guarded(() => Check(devices, dtype)) is { } bad) throw new UsageException($"{command}: {bad}");
         return (devices, dtype);
     }
 
@@ -48,18 +48,19 @@ internal static class Backends
         devices.Select(Torch.TorchOptions.CheckDeviceName).FirstOrDefault(e => e != null)
         ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null);
 
-    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads)
+    /// <summary>Runs code that touches DeepSeekCpu.Torch: a missing assembly becomes one line saying so.</summary>
+    private static T Guarded<T>(Func<T> torchCode)
     {
-        try { return BuildTorchNow(config, weights, devices, dtype, threads); }
+        try { return torchCode(); }
         catch (FileNotFoundException e) when (e.FileName?.Contains("Torch", StringComparison.OrdinalIgnoreCase) == true)
         {
-            throw new NotSupportedException($"torch backend: assembly {e.FileName} is not beside the program (build the CLI with the DeepSeekCpu.Torch project)");
+            throw new NotSupportedException($"torch backend: assembly {e.FileName.Split(',')[0]} is not beside the program (build the CLI with the DeepSeekCpu.Torch project)");
         }
     }
 
     // Separate, not inlined: the JIT resolves DeepSeekCpu.Torch and TorchSharp only when this method is compiled.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static ILanguageModel BuildTorchNow(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads) =>
+    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads) =>
         Torch.TorchBackend.Build(config, weights, new Torch.TorchOptions
         {
             Devices = devices,
@@ -68,7 +69,10 @@ internal static class Backends
         });
 
     /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
-        Torch.Placement.Plan(config, weights, devices, Torch.TorchOptions.ParseDType(dtype)!.Value).Describe();
+        Guarded(() => PlanPlacement(config, weights, devices, dtype));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
+        Torch.Placement.Plan(config, weights, devices, Torch.TorchOptions.ParseDType(dtype)!.Value).Describe().ToList();
 }

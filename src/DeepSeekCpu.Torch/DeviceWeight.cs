@@ -135,7 +135,8 @@ internal abstract class PackedWeight<T> : DeviceWeight where T : unmanaged
 internal sealed class Q8_0Weight(WeightMatrix m, Device device, ScalarType dtype)
     : PackedWeight<sbyte>(m, device, dtype, 32, ScalarType.Int8, (a, shape) => tensor(a, shape))
 {
-    protected override Tensor Decode(Tensor codes, Tensor scales) => (codes.to(ScalarType.Float32) * scales).to(OutType);
+    // int8 × float32 promotes to float32 in one pass (no float copy of the codes first)
+    protected override Tensor Decode(Tensor codes, Tensor scales) => (codes * scales).to(OutType);
 }
 
 /// <summary>
@@ -149,7 +150,7 @@ internal sealed class Q4_0Weight(WeightMatrix m, Device device, ScalarType dtype
     {
         var low = packed.bitwise_and(15);                                                // elements 0..15 of each block
         var high = packed.bitwise_right_shift(4);                                        // elements 16..31
-        var q = cat([low, high], -1).to(ScalarType.Float32) - 8;                        // [.., blocks, 32]
-        return (q * scales).to(OutType);
+        var q = cat([low, high], -1);                                                    // [.., blocks, 32] 0..15
+        return (q * scales).sub_(scales * 8).to(OutType);                                // d·q − 8d = d·(q − 8)
     }
 }
