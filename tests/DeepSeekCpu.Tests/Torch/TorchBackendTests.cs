@@ -95,6 +95,7 @@ public class TorchBackendTests
         foreach (var model in new[] { "tiny-qwen2", "deepseek-v3-tiny" })
             foreach (var type in new[] { "q8_0", "q4_0", "q4_k" })
                 d.Add(model, type);
+        d.Add("v2-lite-256", "q4_k");   // rows of 256: really Q4_K (the fixtures' rows are shorter and fall back to Q8_0)
         return d;
     }
 
@@ -111,10 +112,23 @@ public class TorchBackendTests
     {
         using var tmp = TestPaths.NewTempDir();
         string file = tmp.File($"{model}-{type}.gguf");
-        string source = model == "deepseek-v3-tiny" ? DeepSeekFixtureTests.FixtureDir : TestPaths.Fixture(model);
-        Assert.Equal(0, Quantize(source, type, file));
-        int[] prompt = model == "deepseek-v3-tiny" ? DeepSeekFixtureTests.LoadReference().PromptIds : ReferenceData.Load(TestPaths.Fixture(model)).Prompt;
+        var wide = DeepSeekRandomModelTests.V2Lite with { Hidden = 256, Intermediate = 256, MoeIntermediate = 256 };
+        string source = model switch
+        {
+            "deepseek-v3-tiny" => DeepSeekFixtureTests.FixtureDir,
+            "v2-lite-256" => TinyDeepSeek.WriteFolder(wide, TinyDeepSeek.Generate(wide)),
+            _ => TestPaths.Fixture(model),
+        };
+        try { Assert.Equal(0, Quantize(source, type, file)); }
+        finally { if (model == "v2-lite-256") Directory.Delete(source, true); }
+        int[] prompt = model switch
+        {
+            "deepseek-v3-tiny" => DeepSeekFixtureTests.LoadReference().PromptIds,
+            "v2-lite-256" => DeepSeekRandomModelTests.Prompt,
+            _ => ReferenceData.Load(TestPaths.Fixture(model)).Prompt,
+        };
         using var torch = Load(file);
+        if (model == "v2-lite-256") Assert.Contains(torch.Weights.Tensors.Values, t => t.Type == Weights.DType.Q4_K);
         var got = Engine.Prefill(torch, prompt);
         int v = torch.Config.VocabSize;
 
