@@ -22,7 +22,7 @@ public static partial class Commands
     /// </summary>
     private static int Bench(string[] args)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", "--repack"], ["--json", "--no-bandwidth", "--no-mmap"],
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", "--repack", .. Backends.Options], ["--json", "--no-bandwidth", "--no-mmap"],
             new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
         string path = ModelPath(a.Req("--model"));
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
@@ -97,7 +97,7 @@ public static partial class Commands
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
-        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), threads: {usedThreads}, kernels: {KernelInfo.ActivePath}");
+        Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), {(model is Models.DeepSeek.DeepSeekModel or Models.Llama.LlamaModel ? $"threads: {usedThreads}, kernels: {KernelInfo.ActivePath}" : $"backend: {model}")}");
         Console.WriteLine($"{reps} repetitions after {warmup} uncounted warm-up repetition(s)");
         Console.WriteLine("| test   |              t/s |    min / median / max    |");
         Console.WriteLine("| ------ | ---------------: | -----------------------: |");

@@ -13,7 +13,7 @@ public static partial class Commands
     private static int Chat(string[] args)
     {
         var a = new CliArgs("chat", args,
-            ["--model", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--repack", .. SamplingValues],
+            ["--model", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--repack", .. SamplingValues, .. Backends.Options],
             ["--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         int maxTokens = a.Int("--max-tokens", 2048, 1);
         var sampling = Sampling(a);

@@ -72,6 +72,7 @@ public sealed class CliArgs
     /// </summary>
     public LoadOptions LoadOptions(Func<WeightMatrix, WeightMatrix>? transform = null) => new()
     {
+        Graph = Backends.Graph(this, _command),   // --backend torch: DeepSeekCpu.Torch builds the graph
         Threads = Int("--threads", 0, 0, 1024),
         Memory = Has("--no-mmap") ? WeightMemory.Anonymous : WeightMemory.Mmap,
         CacheType = CacheType(),

@@ -146,7 +146,7 @@ public static partial class Commands
     private static int Run(string[] args)
     {
         var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues],
+            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues, .. Backends.Options],
             ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
         if (a.Str("--draft") == null && a.Str("--draft-k") != null) throw new UsageException("--draft-k needs --draft MODEL");
         int draftK = a.Int("--draft-k", 4, 1, 32);
@@ -211,7 +211,7 @@ public static partial class Commands
 
     private static int Logits(string[] args)
     {
-        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer", "--repack"], ["--stepwise"], Aliases);
+        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer", "--repack", .. Backends.Options], ["--stepwise"], Aliases);
         string path = ModelPath(a.Req("--model"));
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");

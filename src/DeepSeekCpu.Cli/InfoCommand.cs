@@ -9,10 +9,11 @@ public static partial class Commands
 {
     private static int Info(string[] args)
     {
-        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type", "--repack"], [], Aliases);
+        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type", "--repack", .. Backends.Options], [], Aliases);
         string path = ModelPath(a.Req("--model"));
         var format = ModelLoader.Detect(path);
-        var options = a.LoadOptions();
+        var (devices, dtype) = Backends.Parse(a, "info");
+        var options = a.LoadOptions() with { Graph = null };   // the plan is computed without loading libtorch
         using var model = ModelLoader.Load(path, options);
         var (c, w) = (model.Config, model.Weights);
         var inv = CultureInfo.InvariantCulture;
@@ -50,6 +51,11 @@ public static partial class Commands
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
         Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, {2})",
             model.KvBytesPerToken, c.KvValuesPerTokenPerLayer, KvCache.Name(options.CacheType)));
+        if (devices != null)
+        {
+            Console.WriteLine($"torch placement: {dtype} weights on {string.Join(", ", devices)} (consecutive layers, split by bytes)");
+            foreach (var line in Backends.Placement(c, w, devices, dtype)) Console.WriteLine("  " + line);
+        }
         PrintMemoryPlan(model, a.Int("--ctx", Math.Min(c.MaxPositionEmbeddings, 4096), 1), a.Int("--parallel", 1, 1, 64), options);
         return 0;
     }

@@ -16,7 +16,7 @@ public static partial class Commands
     {
         var a = new CliArgs("serve", args,
             ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--cache-type", "--tokenizer", "--quant", "--repack", "--name", "--api-key",
-             "--queue", "--timeout", "--max-body", "--max-prompt-chars"],
+             "--queue", "--timeout", "--max-body", "--max-prompt-chars", .. Backends.Options],
             ["--no-mmap", "--quiet"], Aliases);
         string host = a.Str("--host") ?? "127.0.0.1";
         int port = a.Int("--port", 8080, 0, 65535);

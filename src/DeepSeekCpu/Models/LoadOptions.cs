@@ -34,4 +34,10 @@ public sealed record LoadOptions
     /// it. Costs resident memory about the size of those matrices; the memory map stays as it is for prompt processing.
     /// </summary>
     public bool Repack { get; init; } = true;
+
+    /// <summary>
+    /// Builds the model graph instead of the managed engine (the TorchSharp backend, DeepSeekCpu.Torch): it receives the
+    /// configuration and weights the engine's readers opened; null: the managed graph.
+    /// </summary>
+    public Func<ModelConfig, ModelWeights, ILanguageModel>? Graph { get; init; }
 }

@@ -77,6 +77,7 @@ public static class ModelLoader
     public static ILanguageModel Build(ModelConfig config, ModelWeights weights, LoadOptions? options = null)
     {
         options ??= LoadOptions.Default;
+        if (options.Graph is { } graph) return graph(config, weights);
         WorkerPool.Configure(options.Threads);
         weights.MatrixTransform = options.MatrixTransform;
         weights.Repack = options.Repack;

@@ -106,17 +106,8 @@ public class DeepSeekRandomModelTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>
-    /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
-    /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
-    /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
-    /// "ue8m0": V3.1's layout, the same F32 weight_scale_inv tensors holding powers of two, and config.json's
-    /// quantization_config {"scale_fmt": "ue8m0", ...} as V3.1 publishes it; it loads and computes unchanged.
-    /// </summary>
-    [Theory]
-    [InlineData(null)]
-    [InlineData("ue8m0")]
-    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights(string? scaleFmt)
+    /// <summary>A random model in the official checkpoint's layout (the FP8 test below; also the torch backend's tests).</summary>
+    internal static (TinySpec spec, List<TinyTensor> tensors) Fp8Checkpoint(string? scaleFmt = null)
     {
         var spec = new TinySpec
         {
@@ -132,6 +123,22 @@ public class DeepSeekRandomModelTests
                 TinyDeepSeek.ToFp8(t, ue8m0: scaleFmt == "ue8m0");
             else TinyDeepSeek.ToBf16(t);
         }
+        return (spec, tensors);
+    }
+
+    /// <summary>
+    /// Official-checkpoint layout: linear weights F8_E4M3 with 128x128 block scales (dims not multiples of 128, so edge
+    /// blocks are partial), embeddings/norms/gate BF16, e_score_correction_bias F32. The reference runs on the
+    /// dequantized values (decoded by the test's own E4M3 table), independent of the engine's FP8 path.
+    /// "ue8m0": V3.1's layout, the same F32 weight_scale_inv tensors holding powers of two, and config.json's
+    /// quantization_config {"scale_fmt": "ue8m0", ...} as V3.1 publishes it; it loads and computes unchanged.
+    /// </summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("ue8m0")]
+    public void Fp8BlockScaledCheckpointMatchesReferenceOnDequantizedWeights(string? scaleFmt)
+    {
+        var (spec, tensors) = Fp8Checkpoint(scaleFmt);
         Assert.Contains(tensors, t => t.DType == "F8_E4M3" && t.Shape[1] > 128);
         if (scaleFmt != null)
             Assert.All(tensors.Where(t => t.ScaleInv != null).SelectMany(t => t.ScaleInv!), s => Assert.Equal(0, BitConverter.SingleToInt32Bits(s) & 0x7FFFFF));

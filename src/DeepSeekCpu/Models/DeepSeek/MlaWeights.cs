@@ -128,19 +128,29 @@ internal sealed unsafe class MlaWeights
     }
 
     /// <summary>
+    /// The split form's two tensors, shapes checked, as matrices: k_b [heads*kvl, nope] (W_ukᵀ per head) and v_b
+    /// [heads*v, kvl] (W_uv per head). Also read by the TorchSharp backend.
+    /// </summary>
+    internal static unsafe (WeightMatrix kb, WeightMatrix vb) SplitKvB(ModelWeights w, string p, int heads, int kvl, int nope, int v)
+    {
+        var kb = w.Get(p + "k_b_proj.weight");
+        var vb = w.Get(p + "v_b_proj.weight");
+        if (kb.ElementCount != (long)heads * kvl * nope || kb.Shape[^1] != nope)
+            throw new ModelFormatException($"{kb.File}: tensor {kb.Name} has shape {kb.ShapeText}, expected [{heads}, {kvl}, {nope}]");
+        if (vb.ElementCount != (long)heads * v * kvl || vb.Shape[^1] != kvl)
+            throw new ModelFormatException($"{vb.File}: tensor {vb.Name} has shape {vb.ShapeText}, expected [{heads}, {v}, {kvl}]");
+        return (new WeightMatrix(kb.Name, kb.Type, heads * kvl, nope, kb.Data),      // [heads, kvl, nope]
+                new WeightMatrix(vb.Name, vb.Type, heads * v, kvl, vb.Data));        // [heads, v, kvl]
+    }
+
+    /// <summary>
     /// GGUF files from newer llama.cpp converters split kv_b_proj into k_b_proj [heads, kvl, nope] (W_uk transposed per
     /// head) and v_b_proj [heads, v, kvl] (W_uv); DeepSeekGguf passes them on under these names.
     /// </summary>
     private WeightMatrix LoadSplitKvB(ModelWeights w, string p)
     {
-        var kb = w.Get(p + "k_b_proj.weight");
-        var vb = w.Get(p + "v_b_proj.weight");
-        if (kb.ElementCount != (long)_heads * _kvl * _nope || kb.Shape[^1] != _nope)
-            throw new ModelFormatException($"{kb.File}: tensor {kb.Name} has shape {kb.ShapeText}, expected [{_heads}, {_kvl}, {_nope}]");
-        if (vb.ElementCount != (long)_heads * _v * _kvl || vb.Shape[^1] != _kvl)
-            throw new ModelFormatException($"{vb.File}: tensor {vb.Name} has shape {vb.ShapeText}, expected [{_heads}, {_v}, {_kvl}]");
-        var kbm = new WeightMatrix(kb.Name, kb.Type, _heads * _kvl, _nope, kb.Data);   // [heads, kvl, nope]
-        var vbm = new WeightMatrix(vb.Name, vb.Type, _heads * _v, _kvl, vb.Data);      // [heads, v, kvl]
+        var (kbm, vbm) = SplitKvB(w, p, _heads, _kvl, _nope, _v);
+        var (kb, vb) = (kbm, vbm);
         for (int h = 0; h < _heads; h++)
         {
             // k_b is already W_ukᵀ per head and v_b W_uv: the absorbed path uses them in place

@@ -1,0 +1,78 @@
+using System.Runtime.CompilerServices;
+using DeepSeekCpu.Models;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Cli;
+
+/// <summary>
+/// --backend managed|torch, --device cpu|cuda|cuda:N, --devices D1,D2,... (consecutive layers split by bytes) and
+/// --dtype f32|bf16|f16. The TorchSharp backend (DeepSeekCpu.Torch) is touched only when asked for: its assemblies
+/// and libtorch load when the model is built, so the CLI starts and runs the managed engine without them.
+/// </summary>
+internal static class Backends
+{
+    /// <summary>The value options every model-loading command accepts.</summary>
+    public static readonly string[] Options = ["--backend", "--device", "--devices", "--dtype"];
+
+    /// <summary>The graph factory for LoadOptions.Graph: null for the managed engine.</summary>
+    public static Func<ModelConfig, ModelWeights, ILanguageModel>? Graph(CliArgs a, string command)
+    {
+        var (devices, dtype) = Parse(a, command);
+        if (devices == null) return null;
+        if (a.Str("--quant") != null) throw new UsageException($"{command}: --quant converts weights for the managed engine; the torch backend computes in --dtype");
+        int threads = a.Int("--threads", 0, 0, 1024);
+        return (config, weights) => Guarded(() => BuildTorch(config, weights, devices, dtype, threads));
+    }
+
+    /// <summary>The devices (null: managed backend) and --dtype as given; checks the spelling of every option.</summary>
+    public static (string[]? devices, string dtype) Parse(CliArgs a, string command)
+    {
+        string backend = a.Str("--backend") ?? "managed";
+        string dtype = (a.Str("--dtype") ?? "f32").ToLowerInvariant();
+        if (backend == "managed")
+        {
+            foreach (var o in new[] { "--device", "--devices", "--dtype" })
+                if (a.Has(o)) throw new UsageException($"{command}: {o} needs --backend torch");
+            return (null, dtype);
+        }
+        if (backend != "torch") throw new UsageException($"{command}: option --backend expects managed or torch, got '{backend}'");
+        if (a.Has("--device") && a.Has("--devices")) throw new UsageException($"{command}: give --device or --devices, not both");
+        var devices = (a.Str("--devices") ?? a.Str("--device") ?? "cpu").Split(',', StringSplitOptions.TrimEntries);
+        if (Guarded(() => Check(devices, dtype)) is { } bad) throw new UsageException($"{command}: {bad}");
+        return (devices, dtype);
+    }
+
+    /// <summary>The backend's own checks of the device names and --dtype (what is wrong, or null).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static string? Check(string[] devices, string dtype) =>
+        devices.Select(Torch.TorchOptions.CheckDeviceName).FirstOrDefault(e => e != null)
+        ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null);
+
+    /// <summary>Runs code that touches DeepSeekCpu.Torch: a missing assembly becomes one line saying so.</summary>
+    private static T Guarded<T>(Func<T> torchCode)
+    {
+        try { return torchCode(); }
+        catch (FileNotFoundException e) when (e.FileName?.Contains("Torch", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            throw new NotSupportedException($"torch backend: assembly {e.FileName.Split(',')[0]} is not beside the program (build the CLI with the DeepSeekCpu.Torch project)");
+        }
+    }
+
+    // Separate, not inlined: the JIT resolves DeepSeekCpu.Torch and TorchSharp only when this method is compiled.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads) =>
+        Torch.TorchBackend.Build(config, weights, new Torch.TorchOptions
+        {
+            Devices = devices,
+            DType = Torch.TorchOptions.ParseDType(dtype)!.Value,
+            Threads = threads,
+        });
+
+    /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
+    public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
+        Guarded(() => PlanPlacement(config, weights, devices, dtype));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
+        Torch.Placement.Plan(config, weights, devices, Torch.TorchOptions.ParseDType(dtype)!.Value).Describe().ToList();
+}
