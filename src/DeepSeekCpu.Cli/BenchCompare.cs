@@ -153,26 +153,32 @@ internal static class BenchCompare
 
     /// <summary>
     /// The comparison as a markdown table: one row per test, per engine the median tokens/s over every sample (min–max),
-    /// for a single-sequence decoding test also its share of the roofline, then ours ÷ each peer (medians).
+    /// for a single-sequence decoding test also its share of the roofline, then ours ÷ each peer and ours ÷ the best
+    /// peer (medians; above 1 ours is faster).
     /// </summary>
     internal static string Render(Results results, double bandwidthGBs, long bytesPerToken)
     {
         var peers = results.Engines.Where(e => e != "ours").ToList();
         var sb = new StringBuilder();
-        sb.Append("| test | ").AppendJoin(" | ", results.Engines).Append(" | ").AppendJoin(" | ", peers.Select(p => $"ours ÷ {p}")).AppendLine(" |");
-        sb.Append("|---|").Append(string.Concat(Enumerable.Repeat("---:|", results.Engines.Count + peers.Count))).AppendLine();
+        sb.Append("| test | ").AppendJoin(" | ", results.Engines).Append(" | ").AppendJoin(" | ", peers.Select(p => $"ours ÷ {p}")).AppendLine(" | ours ÷ best peer |");
+        sb.Append("|---|").Append(string.Concat(Enumerable.Repeat("---:|", results.Engines.Count + peers.Count + 1))).AppendLine();
         foreach (string test in results.Tests)
         {
             bool decode = test.StartsWith("tg", StringComparison.Ordinal) && !test.Contains(" x", StringComparison.Ordinal);
             sb.Append("| ").Append(test).Append(" | ");
             sb.AppendJoin(" | ", results.Engines.Select(e => results.Samples(e, test) is { } xs
                 ? string.Format(Inv, "{0:F2} ({1:F2}–{2:F2}){3}", Median(xs), xs.Min(), xs.Max(),
-                    decode && bandwidthGBs > 0 && bytesPerToken > 0 ? string.Format(Inv, ", {0:P0} of roofline", Median(xs) * bytesPerToken / (bandwidthGBs * 1e9)) : "")
+                    decode && bandwidthGBs > 0 && bytesPerToken > 0 ? string.Format(Inv, ", {0:F0}% of roofline", 100 * Median(xs) * bytesPerToken / (bandwidthGBs * 1e9)) : "")
                 : "–"));
             var ours = results.Samples("ours", test);
+            double best = double.NaN;
             foreach (string p in peers)
-                sb.Append(" | ").Append(ours != null && results.Samples(p, test) is { } theirs ? (Median(ours) / Median(theirs)).ToString("F2", Inv) : "–");
-            sb.AppendLine(" |");
+            {
+                var theirs = results.Samples(p, test);
+                if (theirs != null && !(Median(theirs) <= best)) best = Median(theirs);
+                sb.Append(" | ").Append(ours != null && theirs != null ? (Median(ours) / Median(theirs)).ToString("F2", Inv) : "–");
+            }
+            sb.Append(" | ").Append(ours != null && !double.IsNaN(best) ? (Median(ours) / best).ToString("F2", Inv) : "–").AppendLine(" |");
         }
         return sb.ToString();
     }
