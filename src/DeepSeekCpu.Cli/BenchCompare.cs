@@ -235,7 +235,7 @@ internal static class BenchCompare
     {
         using var doc = JsonDocument.Parse(json);
         foreach (var t in doc.RootElement.EnumerateArray())
-            if (t.TryGetProperty("build_commit", out var c)) return c.GetString();
+            if (t.TryGetProperty("build_commit", out var c) && c.GetString() is { } commit && commit != "unknown") return commit;   // "unknown" outside a git checkout
         return null;
     }
 

@@ -33,6 +33,31 @@ public class BenchCompareTests
     }
 
     [Fact]
+    public void Mainline_llama_bench_json_gives_pp_and_tg_with_and_without_depth()
+    {
+        // llama-bench -m q15-q4_0.gguf -p 16 -n 4 -d 0,64 -r 2 -t 2 -o json (llama.cpp 3f545be; a very busy host)
+        string json = Capture("llama-bench-3f545be.json");
+        var tests = ByTest(BenchCompare.ParseLlamaBench(json));
+        Assert.Equal(["pp16", "tg4", "pp16 @ d64", "tg4 @ d64"], tests.Keys);
+        Assert.Equal([1.07097, 1.14806], tests["pp16"]);
+        Assert.Equal([0.0792896, 0.129921], tests["tg4"]);
+        Assert.Equal([0.991024, 1.05323], tests["pp16 @ d64"]);
+        Assert.Equal([0.0729028, 0.0766929], tests["tg4 @ d64"]);
+        Assert.Null(BenchCompare.BuildCommit(json));   // built outside a git checkout: "unknown"
+    }
+
+    [Fact]
+    public void Batched_bench_table_gives_the_aggregate_decoding_rate_per_number_of_sequences()
+    {
+        // llama-batched-bench -m q15-q4_0.gguf -t 2 -c 128 -npp 8 -ntg 2 -npl 1,2 (llama.cpp 3f545be), stdout
+        var tests = ByTest(BenchCompare.ParseBatchedBench(Capture("llama-batched-bench-3f545be.txt")));
+        Assert.Equal(["tg2 x1", "tg2 x2"], tests.Keys);
+        Assert.Equal([0.09], tests["tg2 x1"]);     // S_TG, not S_PP (0.88) or S (0.32)
+        Assert.Equal([0.12], tests["tg2 x2"]);
+        Assert.Throws<FormatException>(() => BenchCompare.ParseBatchedBench("main: error: failed to load model\n"));
+    }
+
+    [Fact]
     public void Table_gives_medians_ratios_to_each_peer_and_to_the_best_and_the_roofline_share()
     {
         var r = new BenchCompare.Results();
