@@ -123,6 +123,7 @@ internal static class BenchCompare
             }
             bandwidths.Add(MemoryBandwidth.Measure(threads));
             Console.Error.WriteLine(string.Format(Inv, "round {0}/{1}: read bandwidth {2:F1} GB/s", r + 1, rounds, bandwidths[^1]));
+            if (r + 1 < rounds) Console.Error.Write(Render(results, Median(bandwidths), bytesPerToken));   // so far, in case the sitting is cut short
         }
 
         Console.WriteLine();
