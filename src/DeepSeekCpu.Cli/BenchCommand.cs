@@ -18,16 +18,22 @@ public static partial class Commands
     /// decode roofline: the bytes of
     /// weights each token reads against this machine's measured read bandwidth. With --batch B, generation runs B
     /// sequences together through ILanguageModel.DecodeBatch (continuous batching, as the server does) and reports the
-    /// aggregate tokens/s (llama.cpp's batched-bench measures the same).
+    /// aggregate tokens/s (llama.cpp's batched-bench measures the same). With --depth D (llama-bench's -d), each test
+    /// runs after D tokens of context: the context is filled once, untimed, and cut back to D before every repetition.
+    /// With --llama-bench/--ik-bench/--batched-bench PATH, the peers' benches run alternately with ours
+    /// (<see cref="BenchCompare"/>).
     /// </summary>
     private static int Bench(string[] args)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", "--repack", .. Backends.Options], ["--json", "--no-bandwidth", "--no-mmap"],
-            new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch" });
+        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", "--depth", "--repack", .. Backends.Options, .. BenchCompare.ValueOptions], ["--json", "--no-bandwidth", "--no-mmap"],
+            new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch", ["-d"] = "--depth" });
+        if (BenchCompare.Requested(a)) return BenchCompare.Run(a);
         string path = ModelPath(a.Req("--model"));
         int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
         int batch = a.Int("--batch", 1, 1, 256);
         int warmup = a.Int("--warmup", 1, 0, 100);
+        int depth = a.Int("--depth", 0, 0, 1 << 20);
+        if (depth > 0 && batch > 1) throw new UsageException("bench: --depth measures one sequence; it cannot be combined with --batch");
         var load = Stopwatch.StartNew();
         using var model = ModelLoader.Load(path, a.LoadOptions(QuantTransform(a.Str("--quant"))));
         double loadMs = load.Elapsed.TotalMilliseconds;
@@ -36,10 +42,22 @@ public static partial class Commands
         var rng = new Random(1234);
         int[] RandomTokens(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize)).ToArray();
         var logits = new float[c.VocabSize];
-        int ctx = Math.Max(pp, tg) + 8;
+        int ctx = depth + Math.Max(pp, tg) + 8;
 
         // A short first pass JIT-compiles every path and touches the weights once; then `warmup` uncounted repetitions.
         using (var s = model.NewSession(ctx)) { s.Forward(RandomTokens(Math.Min(Math.Max(pp, 1), 32)), logits); for (int i = 0; i < 4; i++) s.Forward(RandomTokens(1), logits); }
+
+        // --depth: one session holds the context, filled once (untimed, in 512-token batches) and cut back before each test.
+        using var deep = depth > 0 ? model.NewSession(ctx) : null;
+        double fillSeconds = 0;
+        if (deep != null)
+        {
+            var fill = Stopwatch.StartNew();
+            var context = RandomTokens(depth);
+            for (int i = 0; i < depth; i += 512) deep.Forward(context.AsSpan(i, Math.Min(512, depth - i)), logits);
+            fillSeconds = fill.Elapsed.TotalSeconds;
+        }
+        IModelSession Fresh() { if (deep == null) return model.NewSession(ctx); deep.Truncate(depth); return deep; }
 
         var ppRates = new List<double>();
         var tgRates = new List<double>();
@@ -48,19 +66,21 @@ public static partial class Commands
             if (r == 0) { ppRates.Clear(); tgRates.Clear(); }   // the warm-up repetitions' rates are dropped
             if (pp > 0)
             {
-                using var s = model.NewSession(ctx);
+                var s = Fresh();
                 var toks = RandomTokens(pp);
                 var sw = Stopwatch.StartNew();
                 s.Forward(toks, logits);
                 ppRates.Add(pp / sw.Elapsed.TotalSeconds);
+                if (deep == null) s.Dispose();
             }
             if (tg > 0 && batch == 1)
             {
-                using var s = model.NewSession(ctx);
+                var s = Fresh();
                 var toks = RandomTokens(tg);
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < tg; i++) s.Forward(toks.AsSpan(i, 1), logits);
                 tgRates.Add(tg / sw.Elapsed.TotalSeconds);
+                if (deep == null) s.Dispose();
             }
             else if (tg > 0)
             {
@@ -87,29 +107,34 @@ public static partial class Commands
             {
                 model = path, memory = a.Has("--no-mmap") ? "anonymous" : "mmap", kernels = KernelInfo.ActivePath, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
                 weight_bytes = model.Weights.TotalBytes, weight_bytes_per_token = bytesPerToken,
-                warmup_repetitions = warmup,
-                pp = new { tokens = pp, mean = ppMean, stdev = ppSd, min = Quantile(ppRates, 0), median = Quantile(ppRates, 0.5), max = Quantile(ppRates, 1), samples = ppRates },
-                tg = new { tokens = tg, batch, mean = tgMean, stdev = tgSd, min = Quantile(tgRates, 0), median = Quantile(tgRates, 0.5), max = Quantile(tgRates, 1), samples = tgRates },
+                warmup_repetitions = warmup, depth, depth_fill_s = fillSeconds,
+                pp = new { tokens = pp, mean = Json(ppMean), stdev = Json(ppSd), min = Json(Quantile(ppRates, 0)), median = Json(Quantile(ppRates, 0.5)), max = Json(Quantile(ppRates, 1)), samples = ppRates },
+                tg = new { tokens = tg, batch, mean = Json(tgMean), stdev = Json(tgSd), min = Json(Quantile(tgRates, 0)), median = Json(Quantile(tgRates, 0.5)), max = Json(Quantile(tgRates, 1)), samples = tgRates },
                 bandwidth_gb_s = double.IsNaN(bandwidth) ? (double?)null : bandwidth,
                 roofline_tg = double.IsNaN(roofline) ? (double?)null : roofline,
-                bandwidth_fraction = double.IsNaN(fraction) ? (double?)null : fraction,
+                bandwidth_fraction = Json(fraction),
             }));
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));
         Console.WriteLine($"model: {path} ({c.Architecture}, {types}, {model.Weights.TotalBytes / (double)(1L << 30):F2} GiB, {(a.Has("--no-mmap") ? "read into memory" : "memory-mapped")}{(model.Weights.HugePageShare is double hp ? $" ({hp:P0} on 2 MiB pages)" : "")}, load {loadMs:F0} ms), {(model is Models.DeepSeek.DeepSeekModel or Models.Llama.LlamaModel ? $"threads: {usedThreads}, kernels: {KernelInfo.ActivePath}" : $"backend: {model}")}");
         Console.WriteLine($"{reps} repetitions after {warmup} uncounted warm-up repetition(s)");
+        string at = depth > 0 ? $" @ d{depth}" : "";
+        if (depth > 0) Console.WriteLine(string.Format(inv, "context of {0} tokens filled once in {1:F1} s ({2:F1} tok/s), cut back to it before each test", depth, fillSeconds, depth / fillSeconds));
         Console.WriteLine("| test   |              t/s |    min / median / max    |");
         Console.WriteLine("| ------ | ---------------: | -----------------------: |");
         string Spread(List<double> xs) => string.Format(inv, "{0,7:F2} / {1,6:F2} / {2,6:F2}", Quantile(xs, 0), Quantile(xs, 0.5), Quantile(xs, 1));
-        if (pp > 0) Console.WriteLine(string.Format(inv, "| pp{0,-4} | {1,8:F2} ± {2,5:F2} | {3} |", pp, ppMean, ppSd, Spread(ppRates)));
-        if (tg > 0 && batch == 1) Console.WriteLine(string.Format(inv, "| tg{0,-4} | {1,8:F2} ± {2,5:F2} | {3} |", tg, tgMean, tgSd, Spread(tgRates)));
+        if (pp > 0) Console.WriteLine(string.Format(inv, "| {0,-6} | {1,8:F2} ± {2,5:F2} | {3} |", $"pp{pp}{at}", ppMean, ppSd, Spread(ppRates)));
+        if (tg > 0 && batch == 1) Console.WriteLine(string.Format(inv, "| {0,-6} | {1,8:F2} ± {2,5:F2} | {3} |", $"tg{tg}{at}", tgMean, tgSd, Spread(tgRates)));
         if (tg > 0 && batch > 1) Console.WriteLine(string.Format(inv, "| tg{0} x{1} | {2,8:F2} ± {3,5:F2} | {4} |   (aggregate of {1} sequences decoded together)", tg, batch, tgMean, tgSd, Spread(tgRates)));
         if (double.IsNaN(bandwidth)) Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token (bandwidth not measured)", bytesPerToken / 1e6));
-        else Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
-            bytesPerToken / 1e6, bandwidth, usedThreads, roofline, fraction));
+        else Console.WriteLine(string.Format(inv, "roofline: {0:F1} MB of weights read per generated token{5}; measured read bandwidth {1:F1} GB/s ({2} threads) → at most {3:F1} tok/s; generation reaches {4:P0} of it",
+            bytesPerToken / 1e6, bandwidth, usedThreads, roofline, fraction, depth > 0 ? " (the KV cache read at depth is not counted)" : ""));
         return 0;
     }
+
+    /// <summary>A statistic for --json: null where there is none (a test of 0 tokens has no samples; JSON has no NaN).</summary>
+    private static double? Json(double x) => double.IsFinite(x) ? x : null;
 
     /// <summary>The q-quantile (0 = min, 0.5 = median, 1 = max) with linear interpolation; NaN for no samples.</summary>
     private static double Quantile(List<double> xs, double q)

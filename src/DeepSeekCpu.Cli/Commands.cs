@@ -27,7 +27,9 @@ public static partial class Commands
           logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
           tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
           info      describe a model, memory plan      -m MODEL [--ctx N] [--parallel P] [--cache-type f32|f16|bf16|q8_0]
-          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [--quant TYPE] [--no-mmap] [--repack on|off] [--json]
+          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [-d DEPTH] [--quant TYPE] [--no-mmap] [--repack on|off] [--json]
+                    beside the peers, alternating       ... [--llama-bench PATH] [--ik-bench PATH] [--rounds 3] [-d 0,4096] [--peer-args "-fa 1"]
+                                                       ... -b 1,2,4,8 [--batched-bench PATH] [--ik-batched-bench PATH]
           quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
           serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
                                                        [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--repack on|off] [--quiet]
