@@ -93,6 +93,16 @@ internal static class Soak
 
             var outcomes = new List<Outcome>();
             var deadline = DateTime.UtcNow.AddSeconds(seconds);
+            // RSS every tenth of the run: whether it levels off or keeps growing
+            var rssSeries = new List<double>();
+            var sampler = Task.Run(async () =>
+            {
+                for (int k = 1; k <= 10; k++)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(seconds / 10.0));
+                    if (!server.HasExited) lock (rssSeries) rssSeries.Add(RssMiB(server.Id));
+                }
+            });
             var tasks = Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
             {
                 var rng = new Random(seed * 1000 + c);
@@ -105,7 +115,9 @@ internal static class Soak
                 lock (outcomes) outcomes.AddRange(mine);
             })).ToArray();
             await Task.WhenAll(tasks);
+            await sampler;
             double rssLoadEnd = RssMiB(server.Id);
+            Console.WriteLine($"RSS every {seconds / 10.0:F0} s under load (MiB): {string.Join(" ", rssSeries.Select(r => r.ToString("F0")))}");
 
             // every greedy answer against the same request served alone
             int mismatches = 0, checkedKeys = 0;
