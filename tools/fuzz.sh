@@ -5,6 +5,7 @@
 # (FuzzCorpusTests).
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      default: 300 seconds for each of the 8 targets
+#   FUZZ_RESUME=1 tools/fuzz.sh 300 gguf                 go on from the queue of the last run instead of the seeds
 #
 # Targets (tests/DeepSeekCpu.Tests/Hardening/FuzzTargets.cs): gguf safetensors safetensors-index tokenizer-json
 # config-json llama2c-checkpoint llama2c-tokenizer server-request.
@@ -53,8 +54,10 @@ summary=()
 for t in "${targets[@]}"; do
   echo "== fuzzing $t for $seconds s"
   out=$work/findings/$t
-  rm -rf "$out"; mkdir -p "$work/findings"
-  nice -n 10 afl-fuzz -V "$seconds" -t 5000 -m none -i "$work/seeds/$t" -o "$out" -- dotnet "$bin/DeepSeekCpu.Fuzz.dll" "$t" \
+  input=$work/seeds/$t
+  if [ "${FUZZ_RESUME:-0}" = 1 ] && [ -d "$out/default/queue" ]; then input=-; export AFL_AUTORESUME=1; else rm -rf "$out"; fi
+  mkdir -p "$work/findings"
+  nice -n 10 afl-fuzz -V "$seconds" -t 5000 -m none -i "$input" -o "$out" -- dotnet "$bin/DeepSeekCpu.Fuzz.dll" "$t" \
     > "$work/$t.log" 2>&1 || { echo "afl-fuzz failed, see $work/$t.log"; tail -20 "$work/$t.log"; exit 1; }
   stats=$out/default/fuzzer_stats
   get() { grep -E "^$1 " "$stats" | sed -E 's/.*: //'; }

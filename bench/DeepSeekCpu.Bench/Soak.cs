@@ -121,10 +121,13 @@ internal static class Soak
 
             // every greedy answer against the same request served alone
             int mismatches = 0, checkedKeys = 0;
+            var aloneMs = new List<double>();
             foreach (var group in outcomes.Where(o => o.Key != null && o.Status == 200).GroupBy(o => o.Key!))
             {
                 var (_, _, stream, chat, prompt, maxTokens) = ParseKey(group.Key);
-                string alone = (await Send(http, Body(chat, prompt, maxTokens, stream, temperature: 0, seed: null), chat, stream, CancellationToken.None)).Text!;
+                var single = await Send(http, Body(chat, prompt, maxTokens, stream, temperature: 0, seed: null), chat, stream, CancellationToken.None);
+                string alone = single.Text!;
+                aloneMs.Add(single.Seconds * 1000);
                 checkedKeys++;
                 foreach (var o in group)
                     if (o.Text != alone)
@@ -135,6 +138,8 @@ internal static class Soak
             double rssEnd = RssMiB(server.Id);
 
             Report(outcomes, seconds, rssStart, rssLoadEnd, rssEnd, checkedKeys, mismatches);
+            var a = aloneMs.Order().ToArray();
+            Console.WriteLine($"latency of the greedy requests served alone (ms, {a.Length}): p50 {P(a, 50):F1}  p95 {P(a, 95):F1}  max {P(a, 100):F1}");
             bool unexpected = outcomes.Any(o => !o.Expected);
             bool died = server.HasExited;
             if (died) Console.WriteLine($"server exited during the run:\n{serverLog}");
