@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DeepSeekCpu.Formats;
 
 namespace DeepSeekCpu.Tokenizers;
 
@@ -12,6 +13,16 @@ namespace DeepSeekCpu.Tokenizers;
 internal static class TokenizerJsonReader
 {
     public static BpeDefinition Read(string path, string? configPath, string? generationConfigPath)
+    {
+        // ParseFile refuses invalid UTF-8; what is left is an escaped lone surrogate or a value of the wrong type
+        try { return ReadChecked(path, configPath, generationConfigPath); }
+        catch (Exception e) when (JsonFile.IsReadError(e))
+        {
+            throw new InvalidDataException(JsonFile.ReadErrorText(configPath is null ? path : $"{path} or {configPath}", e), e);
+        }
+    }
+
+    private static BpeDefinition ReadChecked(string path, string? configPath, string? generationConfigPath)
     {
         using JsonDocument doc = ParseFile(path);
         JsonElement root = doc.RootElement;
@@ -353,6 +364,9 @@ internal static class TokenizerJsonReader
         {
             throw new InvalidDataException($"{path}: cannot read ({e.Message})", e);
         }
+        // JSON is UTF-8 (RFC 8259); System.Text.Json would find out only when a string is read
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new InvalidDataException($"{path}: not valid UTF-8 (JSON text must be UTF-8)");
         try
         {
             return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });

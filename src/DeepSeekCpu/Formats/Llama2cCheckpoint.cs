@@ -37,6 +37,8 @@ public sealed unsafe class Llama2cCheckpoint : IDisposable
             var h = new ReadOnlySpan<int>(file.Pointer, 7);
             int dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kvHeads = h[4], vocabRaw = h[5], seqLen = h[6];
             bool shared = vocabRaw > 0;
+            if (vocabRaw is 0 or int.MinValue or < -(1 << 24) or > 1 << 24)   // -2^31 has no absolute value
+                throw ModelFormatException.In(path, $"header field vocab_size = {vocabRaw}, expected a non-zero size of at most 2^24 (negative: separate classifier)");
             int vocab = Math.Abs(vocabRaw);
             string[] names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"];
             for (int i = 0; i < 7; i++)

@@ -28,6 +28,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         var file = MappedFile.Open(path, memory);
         try { return Parse(file); }
+        catch (Exception e) when (JsonFile.IsReadError(e)) { file.Dispose(); throw new ModelFormatException(JsonFile.ReadErrorText(path, e)); }
         catch { file.Dispose(); throw; }
     }
 

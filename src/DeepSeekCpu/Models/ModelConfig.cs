@@ -101,6 +101,12 @@ public sealed record ModelConfig
     /// <summary>Reads a Hugging Face config.json.</summary>
     public static ModelConfig FromHfJson(string path)
     {
+        try { return ReadHfJson(path); }
+        catch (Exception e) when (JsonFile.IsReadError(e)) { throw new ModelFormatException(JsonFile.ReadErrorText(path, e)); }
+    }
+
+    private static ModelConfig ReadHfJson(string path)
+    {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new ModelFormatException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
@@ -292,17 +298,26 @@ public sealed record ModelConfig
     /// <summary>Typed, error-reporting access to a JSON object's fields.</summary>
     private readonly struct JsonFields(JsonElement e, string path)
     {
-        private bool Has(string name, out JsonElement v) =>
-            e.TryGetProperty(name, out v) && v.ValueKind != JsonValueKind.Null;
+        private bool Has(string name, out JsonElement v)
+        {
+            if (e.ValueKind != JsonValueKind.Object) throw new ModelFormatException($"{path}: expected a JSON object at the top level");
+            return e.TryGetProperty(name, out v) && v.ValueKind != JsonValueKind.Null;
+        }
         public string? Str(string name) => Has(name, out var v) ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad(name, "a string") : null;
-        public int? Int(string name) => Has(name, out var v) ? v.TryGetInt32(out int i) ? i : throw Bad(name, "an integer") : null;
-        public double? Dbl(string name) => Has(name, out var v) ? v.TryGetDouble(out double d) ? d : throw Bad(name, "a number") : null;
+        public int? Int(string name) => Has(name, out var v) ? v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Bad(name, "an integer") : null;
+        public double? Dbl(string name) => Has(name, out var v) ? v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) ? d : throw Bad(name, "a number") : null;
         public bool? Bool(string name) => Has(name, out var v) ? v.ValueKind switch { JsonValueKind.True => true, JsonValueKind.False => false, _ => throw Bad(name, "true or false") } : null;
         public int ReqInt(string name) => Int(name) is int i && i > 0 ? i : throw Bad(name, "a positive integer");
         public int[] IntOrArray(string name)
         {
             if (!Has(name, out var v)) return [];
-            if (v.ValueKind == JsonValueKind.Array) return v.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            if (v.ValueKind == JsonValueKind.Array)
+            {
+                var ids = new List<int>();
+                foreach (var x in v.EnumerateArray())
+                    ids.Add(x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out int i) ? i : throw Bad(name, "an integer or an array of integers"));
+                return [.. ids];
+            }
             return [Int(name)!.Value];
         }
         private ModelFormatException Bad(string name, string what) => new($"{path}: field \"{name}\" must be {what}");

@@ -25,6 +25,7 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     private readonly Dictionary<string, int> _lookup;  // Latin-1 piece → id (llama2.c's str_lookup)
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _spanLookup;
     private readonly int _dummyPrefixId;
+    private readonly int _longestPiece;  // in chars (bytes): what the merge loop's buffer must hold, whatever the header claims
     private static readonly IReadOnlySet<int> s_stopIds = new HashSet<int> { BosToken, EosToken };
 
     private Llama2cTokenizer(int maxTokenLength, string[] pieces, float[] scores)
@@ -39,6 +40,7 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
             // llama2.c looks pieces up with bsearch over a sorted copy, so which id a duplicated piece gets is
             // unspecified there; we take the lowest id.
             _lookup.TryAdd(pieces[i], i);
+            _longestPiece = Math.Max(_longestPiece, pieces[i].Length);
             _output[i] = TryParseBytePiece(pieces[i], out byte b) ? [b] : Encoding.Latin1.GetBytes(pieces[i]);
         }
         _spanLookup = _lookup.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -115,7 +117,13 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     /// concatenation is in the vocabulary with the highest score (the first such pair wins ties).
     /// With <paramref name="addSpecial"/> BOS is prepended (run.c's generate calls encode with bos=1, eos=0).
     /// </summary>
-    public int[] Encode(string text, bool addSpecial = false)
+    public int[] Encode(string text, bool addSpecial = false) => Encode(text, addSpecial, out _);
+
+    /// <summary>
+    /// <see cref="Encode(string, bool)"/> that also counts the adjacent pairs looked up in the vocabulary by the merge
+    /// loop: its work, at most 3 per initial token here (tests check it stays linear; run.c's rescan is quadratic).
+    /// </summary>
+    internal int[] Encode(string text, bool addSpecial, out long pairLookups)
     {
         ArgumentNullException.ThrowIfNull(text);
         var tokens = new List<int>(text.Length + 2);
@@ -147,7 +155,7 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
             i += len;
         }
 
-        MergeByScore(tokens);
+        pairLookups = MergeByScore(tokens);
         return tokens.ToArray();
     }
 
@@ -157,12 +165,14 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     /// tokens form a linked list; every mergeable pair waits in a priority queue ordered by (score descending, left
     /// position ascending), and a pair taken from it is used only if both tokens are still what they were when it was
     /// queued. Merging a pair queues the two pairs it forms with its neighbours. O(n log n), same output.
+    /// Returns the number of pairs looked up: n - 1 at the start and at most 2 per merge, so below 3n.
     /// </summary>
-    private void MergeByScore(List<int> tokens)
+    private long MergeByScore(List<int> tokens)
     {
         int n = tokens.Count;
         if (n < 2)
-            return;
+            return 0;
+        long lookups = 0;
         int[] token = tokens.ToArray();
         int[] next = new int[n], prev = new int[n], version = new int[n];   // [n] each; next = -1 at the end, -2 once merged away
         for (int i = 0; i < n; i++)
@@ -170,10 +180,12 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
             prev[i] = i - 1;
             next[i] = i + 1 < n ? i + 1 : -1;
         }
-        char[] buffer = new char[2 * MaxTokenLength + 2];
+        // a pair longer than the longest piece is no piece; the header's max_token_length is only a claim (2^28 was
+        // once a 1 GB buffer here)
+        char[] buffer = new char[_longestPiece];
         var queue = new PriorityQueue<Merge, (float Score, int Left)>(n, s_mergeOrder);
         for (int i = 0; i + 1 < n; i++)
-            QueuePair(i, token, next, version, buffer, queue);
+            lookups += QueuePair(i, token, next, version, buffer, queue);
         while (queue.TryDequeue(out Merge m, out _))
         {
             if (next[m.Left] != m.Right || version[m.Left] != m.LeftVersion || version[m.Right] != m.RightVersion)
@@ -186,12 +198,13 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
                 prev[after] = m.Left;
             next[m.Right] = -2;
             if (prev[m.Left] >= 0)
-                QueuePair(prev[m.Left], token, next, version, buffer, queue);
-            QueuePair(m.Left, token, next, version, buffer, queue);
+                lookups += QueuePair(prev[m.Left], token, next, version, buffer, queue);
+            lookups += QueuePair(m.Left, token, next, version, buffer, queue);
         }
         tokens.Clear();
         for (int i = 0; i >= 0; i = next[i])
             tokens.Add(token[i]);
+        return lookups;
     }
 
     private readonly record struct Merge(int Left, int Right, int LeftVersion, int RightVersion, int Id);
@@ -200,21 +213,22 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     private static readonly Comparer<(float Score, int Left)> s_mergeOrder =
         Comparer<(float Score, int Left)>.Create((x, y) => x.Score != y.Score ? y.Score.CompareTo(x.Score) : x.Left.CompareTo(y.Left));
 
-    /// <summary>Queues the pair starting at token <paramref name="left"/> when its concatenation is a piece.</summary>
-    private void QueuePair(int left, int[] token, int[] next, int[] version, char[] buffer, PriorityQueue<Merge, (float, int)> queue)
+    /// <summary>Queues the pair starting at token <paramref name="left"/> when its concatenation is a piece; returns 1 if there was a pair to look up.</summary>
+    private int QueuePair(int left, int[] token, int[] next, int[] version, char[] buffer, PriorityQueue<Merge, (float, int)> queue)
     {
         int right = next[left];
         if (right < 0)
-            return;
+            return 0;
         string a = _pieces[token[left]], b = _pieces[token[right]];
         int length = a.Length + b.Length;
         if (length > buffer.Length)
-            return; // longer than any piece in the vocabulary, so not a piece
+            return 1; // longer than any piece in the vocabulary, so not a piece
         a.CopyTo(buffer);
         b.CopyTo(buffer.AsSpan(a.Length));
         // run.c starts its best score at -1e10 and takes only scores above it (a NaN score is never taken)
         if (_spanLookup.TryGetValue(buffer.AsSpan(0, length), out int id) && _scores[id] > -1e10f)
             queue.Enqueue(new Merge(left, right, version[left], version[right], id), (_scores[id], left));
+        return 1;
     }
 
     /// <summary>

@@ -96,6 +96,7 @@ public sealed class ModelWeights : IDisposable
         var t = Get(name);
         if (t.Rank != 2 || t.Shape[0] != rows || t.Shape[1] != cols)
             throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{rows}, {cols}]");
+        CheckReadable(t);
         return WeightMatrix.From(t, TryGet(name + "_scale_inv"));
     }
 
@@ -122,9 +123,23 @@ public sealed class ModelWeights : IDisposable
         var t = Get(name);
         if (t.ElementCount != length)
             throw new ModelFormatException($"{t.File}: tensor {name} has shape {t.ShapeText}, expected [{length}]");
+        CheckReadable(t);
         var v = new float[length];
         unsafe { Kernels.Dequantize.Row(t.Type, t.Data, v); }
         return v;
+    }
+
+    /// <summary>
+    /// A tensor of a type the kernels cannot read (GGUF has types this engine does not compute with, such as Q8_1):
+    /// one line naming the file and tensor instead of the kernel's NotSupportedException. The scalar dequantization,
+    /// which is the kernels' specification, is tried on the first block.
+    /// </summary>
+    private static unsafe void CheckReadable(TensorView t)
+    {
+        if (t.ElementCount == 0) return;
+        Span<float> block = stackalloc float[t.Type.BlockSize()];   // at most 256
+        try { Kernels.Dequantize.Row(t.Type, t.Data, block); }
+        catch (NotSupportedException) { throw new ModelFormatException($"{t.File}: tensor {t.Name} has type {t.Type}, which this engine cannot compute with"); }
     }
 
     /// <summary>Share of the populated memory-mapped files on 2 MiB pages (byte-weighted); null if none was populated.</summary>
@@ -165,7 +180,7 @@ public sealed class ModelWeights : IDisposable
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
-                if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                     throw new ModelFormatException($"{index}: field \"weight_map\" is missing");
                 foreach (var p in map.EnumerateObject())
                 {
@@ -174,6 +189,7 @@ public sealed class ModelWeights : IDisposable
                 }
             }
             catch (JsonException e) { throw new ModelFormatException($"{index}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+            catch (Exception e) when (JsonFile.IsReadError(e)) { throw new ModelFormatException(JsonFile.ReadErrorText(index, e)); }
         }
         else if (File.Exists(Path.Combine(dir, "model.safetensors"))) files.Add(Path.Combine(dir, "model.safetensors"));
         else files.AddRange(Directory.GetFiles(dir, "*.safetensors").Order());

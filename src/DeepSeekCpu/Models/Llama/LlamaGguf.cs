@@ -43,6 +43,7 @@ public static class LlamaGguf
         foreach (var (g, h) in GlobalNames) if (h == hf) return g;
         if (!hf.StartsWith("model.layers.")) return null;
         int dot = hf.IndexOf('.', 13);
+        if (dot < 0) return null;   // "model.layers.N" alone names no tensor
         string layer = hf[13..dot], rest = hf[(dot + 1)..];
         foreach (var (g, h) in LayerNames) if (h == rest) return $"blk.{layer}.{g}";
         return null;
@@ -76,8 +77,11 @@ public static class LlamaGguf
             if (hf == null && name.StartsWith("blk."))
             {
                 int dot = name.IndexOf('.', 4);
-                string layer = name[4..dot], rest = name[(dot + 1)..];
-                foreach (var (g, h) in LayerNames) if (g == rest) hf = $"model.layers.{layer}.{h}";
+                if (dot > 4)   // "blk.N.rest"; a file may hold other names, which are not ours to map
+                {
+                    string layer = name[4..dot], rest = name[(dot + 1)..];
+                    foreach (var (g, h) in LayerNames) if (g == rest) hf = $"model.layers.{layer}.{h}";
+                }
             }
             if (hf != null) tensors[hf] = Renamed(t, hf);
         }

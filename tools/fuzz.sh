@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every reader of files and requests that come from strangers (issue 11), with SharpFuzz
+# (NuGet: the library and the `sharpfuzz` instrumenting tool) and AFL++ (Debian's afl++). Not part of ./test.sh: the
+# inputs it finds that crash are kept in tests/fuzz-corpus/TARGET/, which the normal test suite replays
+# (FuzzCorpusTests).
+#
+#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      default: 300 seconds for each of the 8 targets
+#   FUZZ_RESUME=1 tools/fuzz.sh 300 gguf                 go on from the queue of the last run instead of the seeds
+#
+# Targets (tests/DeepSeekCpu.Tests/Hardening/FuzzTargets.cs): gguf safetensors safetensors-index tokenizer-json
+# config-json llama2c-checkpoint llama2c-tokenizer server-request.
+# A crash is any exception other than the readers' clean one-line errors, a run over 5 s (hang), or an allocation
+# beyond a 1 GiB GC heap. Findings land in artifacts/fuzz/findings/TARGET (AFL's layout); crashes and hangs are
+# replayed at the end, so their messages and stacks are printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+seconds=${1:-300}; shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors-index tokenizer-json config-json llama2c-checkpoint llama2c-tokenizer server-request)
+work=artifacts/fuzz
+bin=$work/bin       # instrumented: only runs under afl-fuzz (its coverage map is AFL's shared memory)
+plain=$work/plain   # the same build uninstrumented: seeds and replays
+
+# 1. AFL++ and the SharpFuzz instrumenting tool
+if ! command -v afl-fuzz >/dev/null; then
+  echo "== installing afl++"
+  apt-get install -y afl++ >/dev/null || { apt-get update >/dev/null && apt-get install -y afl++ >/dev/null; }
+fi
+if [ ! -x .tools/sharpfuzz ]; then
+  echo "== installing SharpFuzz.CommandLine"
+  dotnet tool install SharpFuzz.CommandLine --version 2.3.0 --tool-path .tools >/dev/null
+fi
+
+# 2. build, then instrument the project's own assemblies (not the target program, SharpFuzz or the framework)
+echo "== build and instrument"
+rm -rf "$bin" "$plain"
+dotnet publish tools/DeepSeekCpu.Fuzz -c Release -o "$plain" -v minimal -clp:ErrorsOnly | grep -v "^$" || true
+[ -f "$plain/DeepSeekCpu.Fuzz.dll" ] || { echo "build failed"; exit 1; }
+cp -r "$plain" "$bin"
+for dll in DeepSeekCpu.dll DeepSeekCpu.Tokenizers.dll DeepSeekCpu.Server.dll; do
+  .tools/sharpfuzz "$bin/$dll" >/dev/null
+done
+
+# 3. seed corpora: small valid files written by the formats' writers and the project's fixtures
+rm -rf "$work/seeds"
+dotnet "$plain/DeepSeekCpu.Fuzz.dll" seeds "$work/seeds"
+
+# 4. each target in turn, for a bounded time, at low priority (the machine is shared)
+export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
+export DOTNET_GCHeapHardLimit=0x40000000 DOTNET_TieredCompilation=0
+summary=()
+for t in "${targets[@]}"; do
+  echo "== fuzzing $t for $seconds s"
+  out=$work/findings/$t
+  input=$work/seeds/$t
+  if [ "${FUZZ_RESUME:-0}" = 1 ] && [ -d "$out/default/queue" ]; then input=-; export AFL_AUTORESUME=1; else rm -rf "$out"; fi
+  mkdir -p "$work/findings"
+  nice -n 10 afl-fuzz -V "$seconds" -t 5000 -m none -i "$input" -o "$out" -- dotnet "$bin/DeepSeekCpu.Fuzz.dll" "$t" \
+    > "$work/$t.log" 2>&1 || { echo "afl-fuzz failed, see $work/$t.log"; tail -20 "$work/$t.log"; exit 1; }
+  stats=$out/default/fuzzer_stats
+  get() { grep -E "^$1 " "$stats" | sed -E 's/.*: //'; }
+  last=$(get last_find); end=$(get last_update)
+  since=$([ "$last" = 0 ] && echo "-" || echo "$((end - last)) s")
+  summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago  crashes %s  hangs %s' \
+    "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$(get saved_crashes)" "$(get saved_hangs)")")
+  for kind in crashes hangs; do
+    files=("$out"/default/$kind/id*)
+    [ -e "${files[0]}" ] || continue
+    echo "-- $t $kind (replayed without AFL):"
+    dotnet "$plain/DeepSeekCpu.Fuzz.dll" replay "$t" "${files[@]}" | head -60 || true
+  done
+done
+
+echo "== summary (target, time, executions, corpus paths, time since the last new path, crashes, hangs)"
+printf '%s\n' "${summary[@]}"
