@@ -11,12 +11,7 @@ public static unsafe partial class Quantize
     // quantize_row_q5_1_ref: d = (max - min) / 31, m = min, q = (uint8)((x - min)/d + 0.5); fifth bits into qh
     public static void Q5_1(float* x, BlockQ5_1* y)
     {
-        float min = float.MaxValue, max = -float.MaxValue;
-        for (int j = 0; j < 32; j++) { min = MathF.Min(min, x[j]); max = MathF.Max(max, x[j]); }
-        float d = (max - min) / 31;
-        float id = d != 0 ? 1 / d : 0;
-        y->D = (Half)d;
-        y->M = (Half)min;
+        float id = ScaleAndMin(x, 31, &y->D, &y->M, out float min);
         uint qh = 0;
         for (int j = 0; j < 16; j++)
         {
@@ -33,18 +28,9 @@ public static unsafe partial class Quantize
     public static void Q2_K(float* x, BlockQ2_K* y)
     {
         byte* L = stackalloc byte[256];
-        byte* laux = stackalloc byte[16];
-        float* weights = stackalloc float[16];
         float* mins = stackalloc float[16];
         float* scales = stackalloc float[16];
-        float maxScale = 0, maxMin = 0;
-        for (int j = 0; j < 16; j++)
-        {
-            for (int l = 0; l < 16; l++) weights[l] = MathF.Abs(x[16 * j + l]);
-            scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j, out mins[j], laux, -0.5f, 0.1f, 15, useMad: true);
-            maxScale = MathF.Max(maxScale, scales[j]);
-            maxMin = MathF.Max(maxMin, mins[j]);
-        }
+        float maxScale = SubBlockScalesMins(x, 16, 3, -0.5f, 15, L, scales, mins, out float maxMin);
         *y = default;
         if (maxScale > 0)
         {

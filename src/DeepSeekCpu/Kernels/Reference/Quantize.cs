@@ -94,18 +94,26 @@ public static unsafe partial class Quantize
         return max;
     }
 
+    /// <summary>The scale and min of the asymmetric 32-blocks (Q4_1, Q5_1): d = (max - min) / top and m = min, stored as
+    /// halves; returns 1/d (0 for a constant block) and the unrounded min, with which ggml computes the quants.</summary>
+    private static float ScaleAndMin(float* x, int top, Half* d, Half* m, out float min)
+    {
+        min = float.MaxValue;
+        float max = -float.MaxValue;
+        for (int j = 0; j < 32; j++) { min = MathF.Min(min, x[j]); max = MathF.Max(max, x[j]); }
+        float scale = (max - min) / top;
+        *d = (Half)scale;
+        *m = (Half)min;
+        return scale != 0 ? 1 / scale : 0;
+    }
+
     /// <summary>min(top, (int8)(v + offset + 0.5)): ggml's rounding of a scaled value to an unsigned quant.</summary>
     private static int Offset(float v, int offset, int top) => Math.Min(top, (int)(sbyte)(int)(v + (offset + 0.5f)));
 
     // quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = min(15, (int8)((x - min)/d + 0.5))
     public static void Q4_1(float* x, BlockQ4_1* y)
     {
-        float min = float.MaxValue, max = -float.MaxValue;
-        for (int j = 0; j < 32; j++) { min = MathF.Min(min, x[j]); max = MathF.Max(max, x[j]); }
-        float d = (max - min) / 15;
-        float id = d != 0 ? 1 / d : 0;
-        y->D = (Half)d;
-        y->M = (Half)min;
+        float id = ScaleAndMin(x, 15, &y->D, &y->M, out float min);
         for (int j = 0; j < 16; j++)
         {
             int q0 = Math.Min(15, (int)(sbyte)(int)((x[j] - min) * id + 0.5f));
@@ -193,18 +201,9 @@ public static unsafe partial class Quantize
     /// </summary>
     private static Half KScalesAndLevels(float* x, int nmax, float rmin, int nstep, byte* packedScales, byte* L, out Half dmin)
     {
-        byte* laux = stackalloc byte[32];
-        float* weights = stackalloc float[32];
         float* mins = stackalloc float[8];
         float* scales = stackalloc float[8];
-        float maxScale = 0, maxMin = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            SubBlockWeights(x + 32 * j, weights);
-            scales[j] = MakeQkx2Quants(32, nmax, x + 32 * j, weights, L + 32 * j, out mins[j], laux, rmin, 0.1f, nstep);
-            maxScale = MathF.Max(maxScale, scales[j]);
-            maxMin = MathF.Max(maxMin, mins[j]);
-        }
+        float maxScale = SubBlockScalesMins(x, 32, nmax, rmin, nstep, L, scales, mins, out float maxMin);
         PackScalesMins(scales, mins, maxScale, maxMin, packedScales);
         var d = (Half)(maxScale / 63f);
         dmin = (Half)(maxMin / 63f);
@@ -251,6 +250,32 @@ public static unsafe partial class Quantize
                 qh[l] = (byte)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
             }
         }
+    }
+
+    /// <summary>
+    /// make_qkx2_quants over each sub-block of <paramref name="len"/> values of a 256-value super-block, as
+    /// quantize_row_q2_K_ref (16 of 16, weights |x|, mean absolute error) and quantize_row_q4_K_ref/q5_K_ref (8 of 32,
+    /// weights <see cref="SubBlockWeights"/>, squared error) run it: writes each sub-block's scale, min and levels
+    /// (<paramref name="L"/>[256]); returns the largest scale, the largest min through <paramref name="maxMin"/>.
+    /// </summary>
+    private static float SubBlockScalesMins(float* x, int len, int nmax, float rmin, int nstep, byte* L, float* scales,
+        float* mins, out float maxMin)
+    {
+        bool q2K = len == 16;
+        byte* laux = stackalloc byte[32];
+        float* weights = stackalloc float[32];
+        float maxScale = 0;
+        maxMin = 0;
+        for (int j = 0; j < 256 / len; j++)
+        {
+            float* xj = x + len * j;
+            if (q2K) for (int l = 0; l < 16; l++) weights[l] = MathF.Abs(xj[l]);
+            else SubBlockWeights(xj, weights);
+            scales[j] = MakeQkx2Quants(len, nmax, xj, weights, L + len * j, out mins[j], laux, rmin, 0.1f, nstep, useMad: q2K);
+            maxScale = MathF.Max(maxScale, scales[j]);
+            maxMin = MathF.Max(maxMin, mins[j]);
+        }
+        return maxScale;
     }
 
     // Q4_K/Q5_K: importance of each element of a sub-block of 32 = rms of the sub-block + |x|.
