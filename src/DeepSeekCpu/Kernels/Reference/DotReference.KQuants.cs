@@ -79,17 +79,20 @@ internal static unsafe partial class DotReference
         return sum;
     }
 
-    public static float IQ4_XS(byte* w, ActQ8* a)
+    public static float IQ4_XS(byte* w, ActQ8* a) => Blocks256<IQ4_XSQuant>(w, a);
+
+    // x = d·(ls_{i/32} − 32)·kvalues_iq4nl[index]; sub-block i/32 holds its 32 indices as one IQ4_NL block's qs
+    private readonly struct IQ4_XSQuant : IScaledQuant256
     {
-        var blk = (BlockIQ4_XS*)w;
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        public static int BlockBytes => sizeof(BlockIQ4_XS);
+        public static float D(byte* blk) => (float)((BlockIQ4_XS*)blk)->D;
+
+        public static int Quant(byte* blk, int i)
         {
-            int sumi = 0;
-            for (int ib = 0; ib < 8; ib++) sumi += IQ4NL.Scale(blk, ib) * IQ4Run(blk->Qs + 16 * ib, a->Q + 256 * b + 32 * ib);
-            sum += (float)blk->D * a->D[b] * sumi;
+            byte* qs = ((BlockIQ4_XS*)blk)->Qs + 16 * (i / 32);
+            int j = i % 32, index = j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
+            return IQ4NL.Scale((BlockIQ4_XS*)blk, i / 32) * IQ4NL.Values[index];
         }
-        return sum;
     }
 
     /// <summary>Σ kvalues_iq4nl[index]·qy over one run of 32 (16 bytes of indices, low nibbles first).</summary>

@@ -32,17 +32,38 @@ internal static unsafe partial class DotReference
         return sum;
     }
 
-    public static float Q8_K(byte* w, ActQ8* a)
+    public static float Q8_K(byte* w, ActQ8* a) => Blocks256<Q8_KQuant>(w, a);
+
+    /// <summary>Σ over 256-element super-blocks of d·dy·Σ q·qy, q the block's integer quant times its sub-block scale
+    /// (<see cref="IScaledQuant256"/>); the formats with mins (Q2_K, Q4_K, Q5_K) or packed scales to unpack once per
+    /// block (Q3_K) keep loops of their own.</summary>
+    private static float Blocks256<T>(byte* w, ActQ8* a) where T : IScaledQuant256
     {
-        var blk = (BlockQ8_K*)w;
         float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++, blk++)
+        for (int b = 0; b < a->Cols / 256; b++, w += T.BlockBytes)
         {
             int isum = 0;
-            for (int j = 0; j < 256; j++) isum += blk->Qs[j] * a->Q[256 * b + j];
-            sum += blk->D * a->D[b] * isum;
+            for (int i = 0; i < 256; i++) isum += T.Quant(w, i) * a->Q[256 * b + i];
+            sum += T.D(w) * a->D[b] * isum;
         }
         return sum;
+    }
+
+    /// <summary>A 256-element format element by element: quant i (0..255) times its sub-block's integer scale, and the
+    /// block's float scale d.</summary>
+    private interface IScaledQuant256
+    {
+        static abstract int BlockBytes { get; }
+        static abstract float D(byte* blk);
+        static abstract int Quant(byte* blk, int i);
+    }
+
+    // dequantize_row_q8_K: x = d·q
+    private readonly struct Q8_KQuant : IScaledQuant256
+    {
+        public static int BlockBytes => sizeof(BlockQ8_K);
+        public static float D(byte* blk) => ((BlockQ8_K*)blk)->D;
+        public static int Quant(byte* blk, int i) => ((BlockQ8_K*)blk)->Qs[i];
     }
 
     public static float Q4_K(byte* w, ActQ8* a) => K4(w, a, sizeof(BlockQ4_K), 16, false);
@@ -72,18 +93,14 @@ internal static unsafe partial class DotReference
         return sum;
     }
 
-    // Σ over the 256 quants of scale_{i/16}·(q_i − 32)·qy_i (KQuant.Q6Quant: q − 32)
-    public static float Q6_K(byte* w, ActQ8* a)
+    public static float Q6_K(byte* w, ActQ8* a) => Blocks256<Q6_KQuant>(w, a);
+
+    // x = d·scale_{i/16}·(q_i − 32) (KQuant.Q6Quant: q − 32)
+    private readonly struct Q6_KQuant : IScaledQuant256
     {
-        float sum = 0;
-        for (int b = 0; b < a->Cols / 256; b++)
-        {
-            var blk = (BlockQ6_K*)w + b;
-            int sumi = 0;
-            for (int i = 0; i < 256; i++) sumi += blk->Scales[i / 16] * KQuant.Q6Quant(blk, i) * a->Q[256 * b + i];
-            sum += (float)blk->D * a->D[b] * sumi;
-        }
-        return sum;
+        public static int BlockBytes => sizeof(BlockQ6_K);
+        public static float D(byte* blk) => (float)((BlockQ6_K*)blk)->D;
+        public static int Quant(byte* blk, int i) => ((BlockQ6_K*)blk)->Scales[i / 16] * KQuant.Q6Quant((BlockQ6_K*)blk, i);
     }
 
     /// <summary>Plain float dot of a dequantized row with float activations (float formats, and the GEMM reference).</summary>
