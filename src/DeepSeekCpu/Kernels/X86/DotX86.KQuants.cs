@@ -107,19 +107,15 @@ internal static unsafe partial class DotX86
 
     /// <summary>Q5_1: unsigned 5-bit q straight into the u8×s8 dot; the min through the activations' d·Σq.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q5_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    public static float Q5_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot => WithMin<TDot, Q5_1Quants>(w, a);
+
+    private readonly struct Q5_1Quants : IMinQuants32
     {
-        var blk = (BlockQ5_1*)w;
-        var acc = Vector256<float>.Zero;
-        float offset = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
-        {
-            PrefetchAhead(blk, 1);
-            var p = TDot.Dot(Nibbles32(blk->Qs) | FifthBits(*(uint*)blk->Qh), Vector256.Load(a->Q + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
-            offset += HalfBits.ToFloat(blk->M) * a->S[b];
-        }
-        return HSum(acc) + offset;
+        public static int BlockBytes => sizeof(BlockQ5_1);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Quants(byte* blk) =>
+            Nibbles32(((BlockQ5_1*)blk)->Qs) | FifthBits(*(uint*)((BlockQ5_1*)blk)->Qh);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

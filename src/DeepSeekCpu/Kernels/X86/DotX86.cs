@@ -578,20 +578,41 @@ internal static unsafe partial class DotX86
 
     /// <summary>Q4_1: x = d·q + m, so Σ x·y = d·dy·Σ q·qy + m·(dy·Σ qy); unsigned nibbles straight into the u8×s8 dot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    public static float Q4_1<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot => WithMin<TDot, Q4_1Quants>(w, a);
+
+    /// <summary>
+    /// The 32-blocks with a min (Q4_1, Q5_1): x = d·q + m, so Σ x·y = d·dy·Σ q·qy + m·(dy·Σ qy), the unsigned q of
+    /// <typeparamref name="TQuants"/> straight into the u8×s8 dot and the min through the activations' d·Σq (ActQ8.S);
+    /// d and m are both blocks' first two fields.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float WithMin<TDot, TQuants>(byte* w, ActQ8* a) where TDot : IU8S8Dot where TQuants : IMinQuants32
     {
-        var blk = (BlockQ4_1*)w;
         int nb = a->Cols / 32;
         var acc = Vector256<float>.Zero;
         float offset = 0;
-        for (int b = 0; b < nb; b++, blk++)
+        for (int b = 0; b < nb; b++, w += TQuants.BlockBytes)
         {
-            PrefetchAhead(blk, 1);
-            var p = TDot.Dot(Nibbles32(blk->Qs), Vector256.Load(a->Q + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
-            offset += HalfBits.ToFloat(blk->M) * a->S[b];
+            PrefetchAhead(w, 1);
+            var p = TDot.Dot(TQuants.Quants(w), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(((Half*)w)[0]) * a->D[b]), acc);
+            offset += HalfBits.ToFloat(((Half*)w)[1]) * a->S[b];
         }
         return HSum(acc) + offset;
+    }
+
+    /// <summary>A 32-block format with a min: its size and its 32 unsigned quants in element order.</summary>
+    private interface IMinQuants32
+    {
+        static abstract int BlockBytes { get; }
+        static abstract Vector256<byte> Quants(byte* blk);
+    }
+
+    private readonly struct Q4_1Quants : IMinQuants32
+    {
+        public static int BlockBytes => sizeof(BlockQ4_1);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Quants(byte* blk) => Nibbles32(((BlockQ4_1*)blk)->Qs);
     }
 
     /// <summary>Q5_0: unsigned 5-bit q (fifth bit j of qh moved to bit 4 of byte j), then Σ (q − 16)·y = Σ q·y − 16·Σ y.</summary>
