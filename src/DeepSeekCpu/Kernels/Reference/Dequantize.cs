@@ -31,30 +31,14 @@ public static unsafe partial class Dequantize
             case DType.F8_E4M3:
                 for (int i = 0; i < n; i++) dst[i] = Fp8E4M3ToFloat(src[i]);
                 break;
-            case DType.Q8_0:
-                for (int i = 0; i < n / 32; i++) Q8_0((BlockQ8_0*)src + i, dst.Slice(i * 32, 32));
-                break;
-            case DType.Q4_0:
-                for (int i = 0; i < n / 32; i++) Q4_0((BlockQ4_0*)src + i, dst.Slice(i * 32, 32));
-                break;
-            case DType.Q4_1:
-                for (int i = 0; i < n / 32; i++) Q4_1((BlockQ4_1*)src + i, dst.Slice(i * 32, 32));
-                break;
-            case DType.Q5_0:
-                for (int i = 0; i < n / 32; i++) Q5_0((BlockQ5_0*)src + i, dst.Slice(i * 32, 32));
-                break;
-            case DType.Q8_K:
-                for (int i = 0; i < n / 256; i++) Q8_K((BlockQ8_K*)src + i, dst.Slice(i * 256, 256));
-                break;
-            case DType.Q4_K:
-                for (int i = 0; i < n / 256; i++) Q4_K((BlockQ4_K*)src + i, dst.Slice(i * 256, 256));
-                break;
-            case DType.Q5_K:
-                for (int i = 0; i < n / 256; i++) Q5_K((BlockQ5_K*)src + i, dst.Slice(i * 256, 256));
-                break;
-            case DType.Q6_K:
-                for (int i = 0; i < n / 256; i++) Q6_K((BlockQ6_K*)src + i, dst.Slice(i * 256, 256));
-                break;
+            case DType.Q8_0: ForBlocks<BlockQ8_0>(src, dst, 32, &Q8_0); break;
+            case DType.Q4_0: ForBlocks<BlockQ4_0>(src, dst, 32, &Q4_0); break;
+            case DType.Q4_1: ForBlocks<BlockQ4_1>(src, dst, 32, &Q4_1); break;
+            case DType.Q5_0: ForBlocks<BlockQ5_0>(src, dst, 32, &Q5_0); break;
+            case DType.Q8_K: ForBlocks<BlockQ8_K>(src, dst, 256, &Q8_K); break;
+            case DType.Q4_K: ForBlocks<BlockQ4_K>(src, dst, 256, &Q4_K); break;
+            case DType.Q5_K: ForBlocks<BlockQ5_K>(src, dst, 256, &Q5_K); break;
+            case DType.Q6_K: ForBlocks<BlockQ6_K>(src, dst, 256, &Q6_K); break;
             case DType.Q5_1: ForBlocks<BlockQ5_1>(src, dst, 32, &Q5_1); break;
             case DType.Q2_K: ForBlocks<BlockQ2_K>(src, dst, 256, &Q2_K); break;
             case DType.Q3_K: ForBlocks<BlockQ3_K>(src, dst, 256, &Q3_K); break;

@@ -32,22 +32,28 @@ public static unsafe partial class Quantize
                 case DType.F32: src.CopyTo(new Span<float>(y, n)); break;
                 case DType.F16: for (int i = 0; i < n; i++) ((Half*)y)[i] = (Half)x[i]; break;
                 case DType.BF16: for (int i = 0; i < n; i++) ((ushort*)y)[i] = FloatToBf16(x[i]); break;
-                case DType.Q8_0: for (int i = 0; i < n / 32; i++) Q8_0(x + 32 * i, (BlockQ8_0*)y + i); break;
-                case DType.Q4_0: for (int i = 0; i < n / 32; i++) Q4_0(x + 32 * i, (BlockQ4_0*)y + i); break;
-                case DType.Q4_1: for (int i = 0; i < n / 32; i++) Q4_1(x + 32 * i, (BlockQ4_1*)y + i); break;
-                case DType.Q5_0: for (int i = 0; i < n / 32; i++) Q5_0(x + 32 * i, (BlockQ5_0*)y + i); break;
-                case DType.Q8_K: for (int i = 0; i < n / 256; i++) Q8_K(x + 256 * i, (BlockQ8_K*)y + i); break;
-                case DType.Q4_K: for (int i = 0; i < n / 256; i++) Q4_K(x + 256 * i, (BlockQ4_K*)y + i); break;
-                case DType.Q5_K: for (int i = 0; i < n / 256; i++) Q5_K(x + 256 * i, (BlockQ5_K*)y + i); break;
-                case DType.Q6_K: for (int i = 0; i < n / 256; i++) Q6_K(x + 256 * i, (BlockQ6_K*)y + i); break;
-                case DType.Q5_1: for (int i = 0; i < n / 32; i++) Q5_1(x + 32 * i, (BlockQ5_1*)y + i); break;
-                case DType.Q2_K: for (int i = 0; i < n / 256; i++) Q2_K(x + 256 * i, (BlockQ2_K*)y + i); break;
-                case DType.Q3_K: for (int i = 0; i < n / 256; i++) Q3_K(x + 256 * i, (BlockQ3_K*)y + i); break;
-                case DType.IQ4_NL: for (int i = 0; i < n / 32; i++) IQ4_NL(x + 32 * i, (BlockIQ4_NL*)y + i); break;
-                case DType.IQ4_XS: for (int i = 0; i < n / 256; i++) IQ4_XS(x + 256 * i, (BlockIQ4_XS*)y + i); break;
+                case DType.Q8_0: ToBlocks<BlockQ8_0>(x, y, n, 32, &Q8_0); break;
+                case DType.Q4_0: ToBlocks<BlockQ4_0>(x, y, n, 32, &Q4_0); break;
+                case DType.Q4_1: ToBlocks<BlockQ4_1>(x, y, n, 32, &Q4_1); break;
+                case DType.Q5_0: ToBlocks<BlockQ5_0>(x, y, n, 32, &Q5_0); break;
+                case DType.Q8_K: ToBlocks<BlockQ8_K>(x, y, n, 256, &Q8_K); break;
+                case DType.Q4_K: ToBlocks<BlockQ4_K>(x, y, n, 256, &Q4_K); break;
+                case DType.Q5_K: ToBlocks<BlockQ5_K>(x, y, n, 256, &Q5_K); break;
+                case DType.Q6_K: ToBlocks<BlockQ6_K>(x, y, n, 256, &Q6_K); break;
+                case DType.Q5_1: ToBlocks<BlockQ5_1>(x, y, n, 32, &Q5_1); break;
+                case DType.Q2_K: ToBlocks<BlockQ2_K>(x, y, n, 256, &Q2_K); break;
+                case DType.Q3_K: ToBlocks<BlockQ3_K>(x, y, n, 256, &Q3_K); break;
+                case DType.IQ4_NL: ToBlocks<BlockIQ4_NL>(x, y, n, 32, &IQ4_NL); break;
+                case DType.IQ4_XS: ToBlocks<BlockIQ4_XS>(x, y, n, 256, &IQ4_XS); break;
                 default: throw new NotSupportedException($"quantize to {type}");
             }
         }
+    }
+
+    /// <summary>Quantizes n values block by block: block i takes values [i*per, (i+1)*per).</summary>
+    private static void ToBlocks<T>(float* x, byte* y, int n, int per, delegate*<float*, T*, void> block) where T : unmanaged
+    {
+        for (int i = 0; i < n / per; i++) block(x + per * i, (T*)y + i);
     }
 
     /// <summary>ggml_compute_fp32_to_bf16: round to nearest even; NaN stays a quiet NaN.</summary>
