@@ -19,7 +19,7 @@ public sealed class ApiError(int status, string message, string? param = null, s
 /// (platform.openai.com/docs/api-reference/chat/create), with the sampling extensions llama.cpp's server and vLLM
 /// accept (top_k, min_p, repetition_penalty). Every problem is reported as an <see cref="ApiError"/> naming the field.
 /// </summary>
-internal sealed class ApiRequest
+internal sealed partial class ApiRequest
 {
     public List<ChatMessage>? Messages;     // chat
     public string? Prompt;                  // completion
