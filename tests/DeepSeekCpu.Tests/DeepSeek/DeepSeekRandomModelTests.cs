@@ -167,4 +167,68 @@ public class DeepSeekRandomModelTests
         }
         finally { Directory.Delete(dir, true); }
     }
+    /// <summary>
+    /// V3/R1's MLA shape class: nope = v = 128, so every head's slice of the FP8 kv_b_proj lies on the 128x128 scale
+    /// blocks and the absorbed path keeps W_ukᵀ (a byte transpose with transposed scales) and W_uv (a view) in FP8
+    /// instead of float32 copies (issue 10: 4 GB at V3 scale). Checked two ways: each per-head matrix decodes to exactly
+    /// the transposed / sliced values of kv_b_proj as the engine's FP8 decoder reads them, and the whole model agrees
+    /// with the float64 reference on the dequantized weights (kvl = 160: a partial scale block at the end).
+    /// </summary>
+    [Fact]
+    public void Fp8AbsorbedMatricesStayFp8AndExactWhenHeadsLieOnScaleBlocks()
+    {
+        var spec = new TinySpec
+        {
+            Hidden = 96, QLoraRank = 64, KvLoraRank = 160, Heads = 2, Nope = 128, Rope = 8, V = 128, Intermediate = 112,
+            MoeIntermediate = 32, NRouted = 4, TopK = 2, NShared = 1, Scoring = "sigmoid", TopkMethod = "noaux_tc",
+            NGroup = 2, TopkGroup = 1, NormTopk = true, RoutedScale = 2.5, GateBias = true, Vocab = 150, Seed = 23,
+        };
+        var tensors = TinyDeepSeek.Generate(spec);
+        foreach (var t in tensors)
+        {
+            if (t.Name.EndsWith("e_score_correction_bias")) continue;
+            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
+                TinyDeepSeek.ToFp8(t);
+            else TinyDeepSeek.ToBf16(t);
+        }
+        var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
+        var expected = reference.Forward(Prompt);
+        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        try
+        {
+            using var m = DeepSeekFixtureTests.Load(dir);
+            const string p = "model.layers.0.self_attn.";
+            var kvB = Weights.WeightMatrix.From(m.Weights.Get(p + "kv_b_proj.weight"), m.Weights.Get(p + "kv_b_proj.weight_scale_inv"));
+            Assert.Equal(Weights.DType.F8_E4M3, kvB.Type);
+            var mla = new MlaWeights(m.Weights, m.Config, p);
+            var kvRow = new float[spec.KvLoraRank];
+            var ukRow = new float[spec.Nope];
+            var uvRow = new float[spec.KvLoraRank];
+            for (int h = 0; h < spec.Heads; h++)
+            {
+                Assert.Equal(Weights.DType.F8_E4M3, mla.WukT[h].Type);
+                Assert.Equal(Weights.DType.F8_E4M3, mla.Wuv[h].Type);
+                for (int d = 0; d < spec.Nope; d++)
+                {
+                    Kernels.Dequantize.RowOf(kvB, h * (spec.Nope + spec.V) + d, kvRow);           // W_uk_h row d
+                    for (int c = 0; c < spec.KvLoraRank; c++)
+                    {
+                        Kernels.Dequantize.RowOf(mla.WukT[h], c, ukRow);
+                        Assert.Equal(kvRow[c], ukRow[d]);
+                    }
+                }
+                for (int r = 0; r < spec.V; r++)
+                {
+                    Kernels.Dequantize.RowOf(kvB, h * (spec.Nope + spec.V) + spec.Nope + r, kvRow);
+                    Kernels.Dequantize.RowOf(mla.Wuv[h], r, uvRow);
+                    Assert.Equal(kvRow, uvRow);
+                }
+            }
+            m.MlaMode = MlaMode.Absorbed;
+            LayerComparison.AssertLayersAgree(m, reference, Prompt, LayerTolerance, "fp8 nope=v=128 absorbed");
+            AssertClose(expected, DeepSeekFixtureTests.Stepwise(m, Prompt), 1e-3f, "fp8 nope=v=128 stepwise");
+            AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, "fp8 nope=v=128 prefill");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

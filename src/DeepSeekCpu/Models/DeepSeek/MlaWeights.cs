@@ -65,18 +65,21 @@ internal sealed unsafe class MlaWeights
 
     /// <summary>
     /// Per-head W_ukᵀ and W_uv from the combined kv_b_proj [heads * (nope + v), kvl]. W_uv_h is rows
-    /// h*(nope+v)+nope .. +v of it, used in place (FP8 excepted: its 128-row scale blocks would need re-slicing, so it is
-    /// packed as float32). W_ukᵀ_h needs a transpose, packed once: float formats keep their type (F32 and BF16 fixtures
-    /// stay exact), FP8 becomes float32 (exact; model.py dequantizes it to BF16 here, a rounding we do not add) and
-    /// GGUF quants Q8_0 (an 8-bit copy of the dequantized values, so decoding reads 1.06 bytes per weight instead of
-    /// the 4 of float32).
+    /// h*(nope+v)+nope .. +v of it, used in place. W_ukᵀ_h needs a transpose, packed once: float formats keep their
+    /// type (F32 and BF16 fixtures stay exact), GGUF quants become Q8_0 (an 8-bit copy of the dequantized values, so
+    /// decoding reads 1.06 bytes per weight instead of the 4 of float32). FP8 see <see cref="PackAbsorbedFp8"/>.
     /// </summary>
     private void PackAbsorbed(ModelWeights w, WeightMatrix kvB)
     {
+        if (kvB.Type == DType.F8_E4M3 && _nope % WeightMatrix.Fp8BlockSize == 0 && _v % WeightMatrix.Fp8BlockSize == 0)
+        {
+            PackAbsorbedFp8(w, kvB);
+            return;
+        }
         DType packed = kvB.Type switch
         {
             DType.F32 or DType.F16 or DType.BF16 => kvB.Type,
-            DType.F8_E4M3 => DType.F32,
+            DType.F8_E4M3 => DType.F32,      // head slices not on 128-blocks: float32, exact (model.py's BF16 rounding not added)
             _ => DType.Q8_0,
         };
         var t = new float[_kvl * _nope];                                     // [kvl, nope] W_ukᵀ_h
@@ -104,6 +107,44 @@ internal sealed unsafe class MlaWeights
                 Wuv[h] = new WeightMatrix($"{kvB.Name}(uv)[{h}]", kvB.Type, _v, _kvl, kvB.Row(h * (_nope + _v) + _nope));
             w.AddDerived(kvB.Name + "(uv)", _heads * _v * kvB.RowBytes, null);
         }
+    }
+
+    /// <summary>
+    /// FP8 kv_b_proj whose per-head slices lie on the 128x128 scale blocks (nope and v multiples of 128, as in V3/R1:
+    /// nope = v = 128, kvl = 512): both absorbed matrices stay FP8, exactly, at 1 byte per weight (a float32 copy is
+    /// 4 GB over V3's 61 layers). W_uv_h is a view of its rows with the scale rows that cover them; W_ukᵀ_h is the
+    /// byte transpose of W_uk_h [nope, kvl] with the scale grid transposed likewise: value(c, d) = fp8(d, c) ·
+    /// scale[d/128, c/128] before and after, so no code or scale changes.
+    /// </summary>
+    private void PackAbsorbedFp8(ModelWeights w, WeightMatrix kvB)
+    {
+        const int B = WeightMatrix.Fp8BlockSize;
+        int kvlBlocks = (_kvl + B - 1) / B, nopeBlocks = _nope / B, headRows = _nope + _v;
+        long codeBytes = (long)_heads * _kvl * _nope, scaleCount = (long)_heads * kvlBlocks * nopeBlocks;
+        var codes = new NativeBuffer(codeBytes);                                         // [heads, kvl, nope] fp8
+        var scales = new NativeBuffer(scaleCount * sizeof(float));                       // [heads, kvlBlocks, nopeBlocks]
+        w.AddDerived(kvB.Name + "(uk^T)", codeBytes + scaleCount * sizeof(float), codes);
+        w.AddResident(0, scales);
+        float* sT = (float*)scales.Pointer;
+        for (int h = 0; h < _heads; h++)
+        {
+            byte* t = codes.Pointer + (long)h * _kvl * _nope;
+            for (int d = 0; d < _nope; d++)
+            {
+                byte* src = kvB.Row(h * headRows + d);                                   // W_uk_h row d: [kvl]
+                for (int c = 0; c < _kvl; c++) t[(long)c * _nope + d] = src[c];
+            }
+            int blockRow0 = h * headRows / B;                                            // first scale row of head h
+            float* hs = sT + (long)h * kvlBlocks * nopeBlocks;
+            for (int i = 0; i < kvlBlocks; i++)
+                for (int j = 0; j < nopeBlocks; j++)
+                    hs[i * nopeBlocks + j] = kvB.BlockScales[(long)(blockRow0 + j) * kvB.ScaleCols + i];
+            WukT[h] = new WeightMatrix($"{kvB.Name}(uk^T)[{h}]", DType.F8_E4M3, _kvl, _nope, t, hs);
+            int uvRow = h * headRows + _nope;                                            // a multiple of 128
+            Wuv[h] = new WeightMatrix($"{kvB.Name}(uv)[{h}]", DType.F8_E4M3, _v, _kvl, kvB.Row(uvRow),
+                kvB.BlockScales + (long)(uvRow / B) * kvB.ScaleCols);
+        }
+        w.AddDerived(kvB.Name + "(uv)", _heads * _v * kvB.RowBytes, null);
     }
 
     /// <summary>
