@@ -11,8 +11,14 @@ namespace DeepSeekCpu.Cli;
 /// </summary>
 internal static class Backends
 {
-    /// <summary>The value options every model-loading command accepts.</summary>
-    public static readonly string[] Options = ["--backend", "--device", "--devices", "--dtype"];
+    /// <summary>The options every model-loading command accepts.</summary>
+    public static System.CommandLine.Option[] Options() =>
+    [
+        Opt.Text("--backend", "managed", "the engine: this project's managed kernels, or TorchSharp", "managed|torch"),
+        Opt.Text("--device", null, "torch: the device (default cpu)", "cpu|cuda|cuda:N"),
+        Opt.Text("--devices", null, "torch: consecutive layers split over these devices, by bytes", "D1,D2,..."),
+        Opt.Text("--dtype", null, "torch: the weights' and activations' type (default f32)", "f32|bf16|f16"),
+    ];
 
     /// <summary>The graph factory for LoadOptions.Graph: null for the managed engine.</summary>
     public static Func<ModelConfig, ModelWeights, ILanguageModel>? Graph(CliArgs a, string command)
@@ -20,7 +26,7 @@ internal static class Backends
         var (devices, dtype) = Parse(a, command);
         if (devices == null) return null;
         if (a.Str("--quant") != null) throw new UsageException($"{command}: --quant converts weights for the managed engine; the torch backend computes in --dtype");
-        int threads = a.Int("--threads", 0, 0, 1024);
+        int threads = a.Int("--threads");
         return (config, weights) => Guarded(() => BuildTorch(config, weights, devices, dtype, threads));
     }
 

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -23,16 +24,30 @@ public static partial class Commands
     /// With --llama-bench/--ik-bench/--batched-bench PATH, the peers' benches run alternately with ours
     /// (<see cref="BenchCompare"/>).
     /// </summary>
-    private static int Bench(string[] args)
+    private static Command BenchCommand() => Cmd("bench", "speed and roofline (llama-bench), or beside the peers, alternating", Bench, [
+        ModelOption("the model (required)"),
+        Opt.Int("--prompt-tokens", 512, "tokens of the prompt-processing test (pp)", 0, 1 << 20, ["-p"]),
+        Opt.Int("--gen-tokens", 128, "tokens of the generation test (tg)", 0, 1 << 20, ["-n"]),
+        Opt.Int("--repetitions", 3, "timed repetitions (2 per run when comparing)", 1, 1000, ["-r"]),
+        Opt.Int("--warmup", 1, "uncounted warm-up repetitions", 0, 100),
+        Opt.Text("--batch", null, "sequences decoded together (default 1); a list 1,2,4,8 with --batched-bench", "B", ["-b"]),
+        Opt.Text("--depth", null, "tokens of context before each test (default 0); a list 0,4096 when comparing", "D", ["-d"]),
+        Opt.Text("--verify", null, "the cost of verifying 1..K+1 tokens for speculative decoding (K: 1..31, default 7 when given)", "K"),
+        Opt.Float("--draft-cost", 0.25f, "with --verify: a guess's cost relative to a target token", 0, 10),
+        Opt.Flag("--json", "one JSON object on stdout"),
+        Opt.Flag("--no-bandwidth", "skip the memory-bandwidth measurement"),
+        .. BenchCompare.Options(),
+        .. LoadOptionList(),
+    ]);
+
+    private static int Bench(CliArgs a)
     {
-        var a = new CliArgs("bench", args, ["--model", "--prompt-tokens", "--gen-tokens", "--threads", "--cache-type", "--repetitions", "--quant", "--batch", "--warmup", "--verify", "--draft-cost", "--depth", "--repack", .. Backends.Options, .. BenchCompare.ValueOptions], ["--json", "--no-bandwidth", "--no-mmap"],
-            new Dictionary<string, string>(Aliases) { ["-p"] = "--prompt-tokens", ["-n"] = "--gen-tokens", ["-r"] = "--repetitions", ["-b"] = "--batch", ["-d"] = "--depth" });
         if (BenchCompare.Requested(a)) return BenchCompare.Run(a);
         string path = ModelPath(a.Req("--model"));
-        int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20), reps = a.Int("--repetitions", 3, 1, 1000);
-        int batch = a.Int("--batch", 1, 1, 256);
-        int warmup = a.Int("--warmup", 1, 0, 100);
-        int depth = a.Int("--depth", 0, 0, 1 << 20);
+        int pp = a.Int("--prompt-tokens"), tg = a.Int("--gen-tokens"), reps = a.Int("--repetitions");
+        int batch = a.ParseInt("--batch", 1, 1, 256);
+        int warmup = a.Int("--warmup");
+        int depth = a.ParseInt("--depth", 0, 0, 1 << 20);
         if (depth > 0 && batch > 1) throw new UsageException("bench: --depth measures one sequence; it cannot be combined with --batch");
         var load = Stopwatch.StartNew();
         using var model = ModelLoader.Load(path, a.LoadOptions(QuantTransform(a.Str("--quant"))));

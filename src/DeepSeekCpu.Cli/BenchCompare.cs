@@ -26,7 +26,16 @@ namespace DeepSeekCpu.Cli;
 /// </summary>
 internal static class BenchCompare
 {
-    internal static readonly string[] ValueOptions = ["--llama-bench", "--ik-bench", "--batched-bench", "--ik-batched-bench", "--rounds", "--ours", "--peer-args"];
+    internal static System.CommandLine.Option[] Options() =>
+    [
+        Opt.Text("--llama-bench", null, "compare with llama.cpp's llama-bench at this path", "PATH"),
+        Opt.Text("--ik-bench", null, "compare with ik_llama.cpp's llama-bench at this path", "PATH"),
+        Opt.Text("--batched-bench", null, "compare batched decoding with llama.cpp's llama-batched-bench (needs -b LIST)", "PATH"),
+        Opt.Text("--ik-batched-bench", null, "compare batched decoding with ik_llama.cpp's llama-batched-bench", "PATH"),
+        Opt.Int("--rounds", 3, "comparison rounds, engines alternating", 1, 100),
+        Opt.Text("--ours", null, "our binary or deepseek-cpu.dll to compare (default: this program)", "PATH"),
+        Opt.Text("--peer-args", null, "extra arguments for the peers' benches", "\"ARGS\""),
+    ];
 
     internal static bool Requested(CliArgs a) => a.Has("--llama-bench") || a.Has("--ik-bench") || a.Has("--batched-bench") || a.Has("--ik-batched-bench");
 
@@ -45,9 +54,9 @@ internal static class BenchCompare
     {
         string model = Path.GetFullPath(a.Req("--model"));
         if (!File.Exists(model)) throw new UsageException($"bench: --model '{model}' does not exist (the comparison needs a GGUF file every engine reads)");
-        int pp = a.Int("--prompt-tokens", 512, 0, 1 << 20), tg = a.Int("--gen-tokens", 128, 0, 1 << 20);
-        int reps = a.Int("--repetitions", 2, 1, 1000), rounds = a.Int("--rounds", 3, 1, 100);
-        int threads = a.Int("--threads", 0, 0, 1024);
+        int pp = a.Int("--prompt-tokens"), tg = a.Int("--gen-tokens");
+        int reps = a.Given("--repetitions") ? a.Int("--repetitions") : 2, rounds = a.Int("--rounds");
+        int threads = a.Int("--threads");
         if (threads == 0) threads = WorkerPool.Shared.ThreadCount;
         int[] depths = IntList(a, "--depth", [0]);
         int[]? batches = a.Has("--batch") ? IntList(a, "--batch", [1]) : null;
@@ -62,8 +71,8 @@ internal static class BenchCompare
         // Ours: one process per depth (and per batch size), the same options as a plain bench run.
         var ours = new List<Job>();
         string[] oursCommon = ["-m", model, "-t", Str(threads), "-r", Str(reps), "--json", "--no-bandwidth"];
-        if (a.Str("--warmup") is { } w) oursCommon = [.. oursCommon, "--warmup", w];
-        if (a.Str("--cache-type") is { } ct) oursCommon = [.. oursCommon, "--cache-type", ct];
+        if (a.Given("--warmup") && a.Str("--warmup") is { } w) oursCommon = [.. oursCommon, "--warmup", w];
+        if (a.Given("--cache-type") && a.Str("--cache-type") is { } ct) oursCommon = [.. oursCommon, "--cache-type", ct];
         if (a.Has("--no-mmap")) oursCommon = [.. oursCommon, "--no-mmap"];
         var peers = new List<Job>();
         if (llama != null || ik != null)

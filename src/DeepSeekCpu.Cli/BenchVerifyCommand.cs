@@ -19,8 +19,8 @@ public static partial class Commands
     /// </summary>
     private static int BenchVerify(CliArgs a, ILanguageModel model, int pp, int reps, int warmup)
     {
-        int kMax = a.Int("--verify", 7, 1, 31);
-        double draftCost = a.Float("--draft-cost", 0.25f, 0, 10);
+        int kMax = a.ParseInt("--verify", 7, 1, 31);
+        double draftCost = a.Float("--draft-cost");
         int prefix = Math.Min(pp, 64);
         int vocab = model.Config.VocabSize;
         var rng = new Random(1234);

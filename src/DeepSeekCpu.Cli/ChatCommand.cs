@@ -1,3 +1,4 @@
+using System.CommandLine;
 using DeepSeekCpu.Generation;
 using DeepSeekCpu.Tokenization;
 
@@ -10,15 +11,25 @@ public static partial class Commands
     /// engine processes only what follows the prefix its cache already holds (earlier reasoning is stripped by the
     /// template, so the cache is rewound to where the texts diverge; /reset needs nothing more than a shorter history).
     /// </summary>
-    private static int Chat(string[] args)
+    private static Command ChatCommand() => Cmd("chat", "interactive multi-turn chat (/reset, /exit; Ctrl+C stops an answer)", Chat, [
+        ModelOption(),
+        Opt.Int("--max-tokens", 2048, "tokens to generate at most per answer", min: 1, aliases: ["-n", "--n-predict"]),
+        .. SamplingOptions(),
+        CtxOption(),
+        Opt.Text("--system", null, "a system message", "TEXT"),
+        Opt.Text("--think", null, "V3.1-style templates: think first (on), or answer directly (off) (default: the template's)", "on|off"),
+        Opt.Flag("--hide-reasoning", "print the answers only, not the reasoning"),
+        Opt.Flag("--no-stats", "no statistics line after each answer"),
+        TokenizerOption(),
+        .. LoadOptionList(),
+    ]);
+
+    private static int Chat(CliArgs a)
     {
-        var a = new CliArgs("chat", args,
-            ["--model", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--repack", .. SamplingValues, .. Backends.Options],
-            ["--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
-        int maxTokens = a.Int("--max-tokens", 2048, 1);
+        int maxTokens = a.Int("--max-tokens");
         var sampling = Sampling(a);
         using var lm = LoadModel(a, allowDefault: true);
-        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        int ctx = a.IntOrNull("--ctx") ?? Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096);
         using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx);
         var request = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling };
         var history = new List<ChatMessage>();

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -11,37 +13,40 @@ namespace DeepSeekCpu.Cli;
 
 public static partial class Commands
 {
-    public const string Usage = """
-        deepseek-cpu: DeepSeek-R1 family on the CPU, pure .NET
-
-        usage: deepseek-cpu <command> [options]
-
-          run       generate from a prompt            -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K]
-                                                       [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]
-                                                       [--ctx N] [--raw] [--hide-reasoning] [--system TEXT] [--tokenizer TOK]
-                                                       [--think on|off]  (V3.1-style templates: think first, or answer directly)
-                                                       [--quant q8_0|q4_0|q4_k] [--no-mmap] [--cache-type f16|f32|bf16|q8_0]
-                                                       [--draft MODEL [--draft-k 4]]  (speculative decoding; MODEL as for -m)
-                                                       [--repack on|off]  (Q4_0/Q8_0 rows interleaved for decoding; default on)
-          chat      interactive multi-turn chat        -m MODEL [same sampling options]   (/reset, /exit; Ctrl+C stops an answer)
-          logits    write logits as float32            -m MODEL --tokens 0,17,42 --out FILE [--stepwise]
-          tokenize  print token ids                    -m MODEL_OR_TOKENIZER (--text TEXT | --jsonl FILE) [--add-special]
-          info      describe a model, memory plan      -m MODEL [--ctx N] [--parallel P] [--cache-type f32|f16|bf16|q8_0]
-          bench     speed and roofline (llama-bench)   -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--warmup 1] [-b BATCH] [-d DEPTH] [--quant TYPE] [--no-mmap] [--repack on|off] [--json]
-                    beside the peers, alternating       ... [--llama-bench PATH] [--ik-bench PATH] [--rounds 3] [-d 0,4096] [--peer-args "-fa 1"]
-                                                       ... -b 1,2,4,8 [--batched-bench PATH] [--ik-batched-bench PATH]
-          quantize  write a GGUF llama.cpp can read    -m MODEL --type q8_0|q4_0|q4_k|q6_k|... -o OUT.gguf
-          serve     OpenAI-compatible HTTP server     -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]
-                                                       [--name ID] [--api-key KEY] [--threads N] [--quant TYPE] [--no-mmap] [--repack on|off] [--quiet]
-                                                       [--queue N] [--timeout SECONDS] [--max-body BYTES] [--max-prompt-chars N]
-          pull      download a model into the cache    MODEL (org/repo, org/repo@revision, org/repo:Q4_K_M)
-          list      cached models                      (name, revision, size, format)
-          rm        delete a cached model              MODEL
+    /// <summary>What MODEL can be, shown by `deepseek-cpu --help`.</summary>
+    private const string About = """
+        DeepSeek-R1 family on the CPU, pure .NET.
 
         MODEL is a Hugging Face folder (config.json + safetensors + tokenizer.json), a .gguf file, or a llama2.c .bin
         (tokenizer.bin beside it, or --tokenizer), or a Hugging Face repo id, fetched into the Hugging Face cache
-        ($HF_HOME/hub; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE honoured). Without -m, run/chat use the bundled demo model (stories260K).
+        ($HF_HOME/hub; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE honoured). Without -m, run/chat/serve use the bundled
+        demo model (stories260K). `deepseek-cpu COMMAND --help` lists a command's options and their defaults.
         """;
+
+    /// <summary>The command tree: each command's options are declared beside its body (RunCommand(), ServeCommand(), ...).</summary>
+    internal static RootCommand Root()
+    {
+        var root = new RootCommand(About);
+        foreach (var c in new[] { RunCommand(), ChatCommand(), LogitsCommand(), TokenizeCommand(), InfoCommand(), BenchCommand(),
+                                  QuantizeCommand(), ServeCommand(), PullCommand(), ListCommand(), RemoveCommand(), CompletionCommand() })
+            root.Subcommands.Add(c);
+        var help = new Command("help", "show the commands, or one command's options") { new Argument<string?>("command") { Arity = ArgumentArity.ZeroOrOne } };
+        help.SetAction(p => ShowHelp(p.GetValue<string?>("command") is { } c ? [c] : []));
+        root.Subcommands.Add(help);
+        return root;
+    }
+
+    /// <summary>A command whose body reads its options through <see cref="CliArgs"/>.</summary>
+    internal static Command Cmd(string name, string description, Func<CliArgs, int> body, Option[]? options = null)
+    {
+        var c = new Command(name, description);
+        foreach (var o in options ?? []) c.Options.Add(o);
+        c.SetAction(p => body(new CliArgs(p)));
+        return c;
+    }
+
+    // Disabled: "@file" response files (a prompt may start with '@') and "-abc" bundling (a value may look like one).
+    private static ParserConfiguration ParserSettings => new() { EnablePosixBundling = false, ResponseFileTokenReplacer = null };
 
     /// <summary>
     /// The program: runs a command and turns bad input into one line on stderr and a non-zero exit (2 for usage
@@ -69,34 +74,95 @@ public static partial class Commands
         }
     }
 
+    /// <summary>Parses and runs; usage errors are thrown as <see cref="UsageException"/>, other errors as they are.</summary>
     public static int Dispatch(string[] args)
     {
-        if (args.Length == 0 || args[0] is "help" or "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
-        string cmd = args[0];
-        var rest = args[1..];
-        return cmd switch
-        {
-            "run" => Run(rest),
-            "chat" => Chat(rest),
-            "logits" => Logits(rest),
-            "tokenize" => Tokenize(rest),
-            "info" => Info(rest),
-            "bench" => Bench(rest),
-            "quantize" => QuantizeCmd(rest),
-            "serve" => Serve(rest),
-            "pull" => Pull(rest),
-            "list" => List(rest),
-            "rm" => Remove(rest),
-            _ => throw new UsageException($"unknown command '{cmd}' (expected run, chat, logits, tokenize, info, bench, quantize, serve, pull, list or rm)"),
-        };
+        if (args.Length == 0) { ShowHelp([]); return 2; }
+        var parse = Root().Parse(args, ParserSettings);
+        if (parse.Action is ParseErrorAction) throw new UsageException(ParseError(parse));
+        return Invoke(parse);
     }
 
-    private static readonly string[] SamplingValues = ["--temp", "--top-p", "--top-k", "--min-p", "--repeat-penalty", "--seed"];
-    private static readonly Dictionary<string, string> Aliases = new()
+    private static int Invoke(ParseResult parse) => parse.Invoke(new InvocationConfiguration
     {
-        ["-m"] = "--model", ["-p"] = "--prompt", ["-n"] = "--max-tokens", ["-t"] = "--threads", ["-c"] = "--ctx",
-        ["--n-predict"] = "--max-tokens", ["--temperature"] = "--temp",
-    };
+        EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null, Output = Console.Out, Error = Console.Error,
+    });
+
+    /// <summary>`help [COMMAND]`: the help System.CommandLine writes for --help.</summary>
+    private static int ShowHelp(string[] command) => Invoke(Root().Parse([.. command, "--help"], ParserSettings));
+
+    /// <summary>The first parse error as one line: an unknown word with the nearest spelling that exists, or the
+    /// library's (or our parser's) message, prefixed by the command.</summary>
+    private static string ParseError(ParseResult parse)
+    {
+        var command = parse.CommandResult.Command;
+        if (parse.UnmatchedTokens.Count > 0)
+        {
+            string token = parse.UnmatchedTokens[0];
+            if (command is RootCommand)
+                return $"unknown command '{token}'{Suggest(token, command.Subcommands.Select(c => c.Name))} (expected {string.Join(", ", command.Subcommands.Select(c => c.Name))})";
+            return $"{command.Name}: unknown argument '{token}'{Suggest(token, command.Options.SelectMany(o => o.Aliases.Prepend(o.Name)))} (see 'deepseek-cpu {command.Name} --help')";
+        }
+        string message = parse.Errors[0].Message.Split('\n')[0].Trim();
+        return command is RootCommand ? message : $"{command.Name}: {message}";
+    }
+
+    /// <summary>" (did you mean X?)" for the names within a small edit distance of a misspelt word, else "".</summary>
+    internal static string Suggest(string word, IEnumerable<string> names)
+    {
+        var near = names.Distinct().Select(n => (n, d: EditDistance(word, n))).Where(x => x.d <= Math.Max(1, word.TrimStart('-').Length / 3))
+                        .OrderBy(x => x.d).Select(x => x.n).Take(3).ToList();
+        return near.Count == 0 ? "" : $" (did you mean {string.Join(" or ", near)}?)";
+    }
+
+    /// <summary>Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours.</summary>
+    internal static int EditDistance(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
+        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+        for (int i = 1; i <= a.Length; i++)
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + cost);
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i, j] = Math.Min(d[i, j], d[i - 2, j - 2] + 1);
+            }
+        return d[a.Length, b.Length];
+    }
+
+    // Options several commands declare alike (each command gets its own instances).
+    internal static Option<string> ModelOption(string description = "the model: a folder, .gguf, llama2.c .bin or org/repo (default: the bundled demo model)") =>
+        Opt.Text("--model", null, description, "MODEL", ["-m"]);
+    private static Option<int> ThreadsOption() => Opt.Int("--threads", 0, "worker threads (0: one per physical core)", 0, 1024, ["-t"]);
+    private static Option<string> CacheTypeOption() => Opt.Text("--cache-type", "f16", "the KV cache's storage", "f32|f16|bf16|q8_0");
+    private static Option<string> RepackOption() => Opt.OnOff("--repack", true, "Q4_0/Q8_0 rows interleaved for decoding at load");
+    private static Option<bool> NoMmapOption() => Opt.Flag("--no-mmap", "read the weights into private memory instead of mapping the files");
+    private static Option<string> QuantOption() => Opt.Text("--quant", null, "quantize float weights at load (default: as stored)", "q8_0|q4_0|q4_k|q5_k|q6_k|f16|bf16");
+    private static Option<string> TokenizerOption() => Opt.Text("--tokenizer", null, "the tokenizer file, when it is not beside the model", "FILE");
+    private static Option<int?> CtxOption(int min = 16) => Opt.IntOrNull("--ctx", "context length in tokens (default: the model's limit, at most 4096)", min, aliases: ["-c"]);
+
+    /// <summary>How the weights come into memory and which engine runs them (read by <see cref="CliArgs.LoadOptions"/>).</summary>
+    private static Option[] LoadOptionList(bool quant = true, bool noMmap = true) =>
+    [
+        .. quant ? [QuantOption()] : Array.Empty<Option>(),
+        ThreadsOption(),
+        CacheTypeOption(),
+        .. noMmap ? [NoMmapOption()] : Array.Empty<Option>(),
+        RepackOption(),
+        .. Backends.Options(),
+    ];
+
+    /// <summary>The sampling options of run and chat.</summary>
+    private static Option[] SamplingOptions() =>
+    [
+        Opt.Float("--temp", 0.6f, "sampling temperature (0: greedy)", 0, 100, ["--temperature"]),
+        Opt.Float("--top-p", 0.95f, "keep the most likely tokens up to this total probability", 0.0001f, 1),
+        Opt.Int("--top-k", 0, "keep the K most likely tokens (0: all)", min: 0),
+        Opt.Float("--min-p", 0, "drop tokens less likely than this fraction of the most likely one", 0, 0.999f),
+        Opt.Float("--repeat-penalty", 1, "penalty on tokens already in the context (1: none)", 0.0001f, 100),
+        Opt.ULong("--seed", "random seed (default: a random one)"),
+    ];
 
     /// <summary>The demo model shipped beside the executable (models/stories260K, MIT, karpathy/llama2.c).</summary>
     public static string DefaultModelPath()
@@ -126,11 +192,11 @@ public static partial class Commands
 
     private static SamplingOptions Sampling(CliArgs a) => new()
     {
-        Temperature = a.Float("--temp", 0.6f, 0, 100),
-        TopP = a.Float("--top-p", 0.95f, 0.0001f, 1),
-        TopK = a.Int("--top-k", 0, 0),
-        MinP = a.Float("--min-p", 0, 0, 0.999f),
-        RepetitionPenalty = a.Float("--repeat-penalty", 1, 0.0001f, 100),
+        Temperature = a.Float("--temp"),
+        TopP = a.Float("--top-p"),
+        TopK = a.Int("--top-k"),
+        MinP = a.Float("--min-p"),
+        RepetitionPenalty = a.Float("--repeat-penalty"),
         Seed = a.ULong("--seed"),
     };
 
@@ -145,18 +211,32 @@ public static partial class Commands
     /// rendered as a one-turn chat with the model's template (--system adds a system message), or, with --raw or
     /// without a template, continued as plain text and echoed first, like llama-cli.
     /// </summary>
-    private static int Run(string[] args)
+    private static Command RunCommand() => Cmd("run", "generate from a prompt", Run, [
+        ModelOption(),
+        Opt.Text("--prompt", null, "the prompt (default: a greeting, or \"Once upon a time\" for a model without a chat template)", "TEXT", ["-p"]),
+        Opt.Int("--max-tokens", 256, "tokens to generate at most", min: 1, aliases: ["-n", "--n-predict"]),
+        .. SamplingOptions(),
+        CtxOption(),
+        Opt.Text("--system", null, "a system message before the prompt", "TEXT"),
+        Opt.Text("--think", null, "V3.1-style templates: think first (on), or answer directly (off) (default: the template's)", "on|off"),
+        Opt.Flag("--raw", "continue the prompt as plain text, without the chat template"),
+        Opt.Flag("--hide-reasoning", "print the answer only, not the reasoning"),
+        Opt.Flag("--no-stats", "no statistics line on stderr"),
+        Opt.Text("--draft", null, "speculative decoding: a small model with the same tokenizer guesses, the model verifies", "MODEL"),
+        Opt.Int("--draft-k", 4, "tokens the draft model guesses per step", 1, 32),
+        TokenizerOption(),
+        .. LoadOptionList(),
+    ]);
+
+    private static int Run(CliArgs a)
     {
-        var a = new CliArgs("run", args,
-            ["--model", "--prompt", "--max-tokens", "--threads", "--cache-type", "--ctx", "--tokenizer", "--system", "--think", "--quant", "--draft", "--draft-k", "--repack", .. SamplingValues, .. Backends.Options],
-            ["--raw", "--hide-reasoning", "--no-stats", "--no-mmap"], Aliases);
-        if (a.Str("--draft") == null && a.Str("--draft-k") != null) throw new UsageException("--draft-k needs --draft MODEL");
-        int draftK = a.Int("--draft-k", 4, 1, 32);
-        var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens", 256, 1), Sampling = Sampling(a) };
+        if (!a.Given("--draft") && a.Given("--draft-k")) throw new UsageException("--draft-k needs --draft MODEL");
+        int draftK = a.Int("--draft-k");
+        var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens"), Sampling = Sampling(a) };
         var loadWatch = Stopwatch.StartNew();
         using var lm = LoadModel(a, allowDefault: true);
         var loadTime = loadWatch.Elapsed;
-        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        int ctx = a.IntOrNull("--ctx") ?? Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096);
         // --draft: a small model with the same tokenizer guesses, the target verifies (same --quant and --threads)
         using var draft = a.Str("--draft") is { } dp ? LocalModel.Load(ModelPath(dp), null, a.LoadOptions(QuantTransform(a.Str("--quant")))) : null;
         using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, lm.Tokenizer, draftK);
@@ -211,9 +291,17 @@ public static partial class Commands
             s.TimeToFirstToken.TotalMilliseconds, s.FinishReason.ToString().ToLowerInvariant()));
     }
 
-    private static int Logits(string[] args)
+    private static Command LogitsCommand() => Cmd("logits", "write the logits of every position as float32", Logits, [
+        ModelOption("the model (required)"),
+        Opt.Text("--tokens", null, "the token ids, comma-separated (required)", "0,17,42"),
+        Opt.Text("--out", null, "the output file (required)", "FILE"),
+        Opt.Flag("--stepwise", "one token at a time (the decode path) instead of one batch"),
+        TokenizerOption(),
+        .. LoadOptionList(quant: false, noMmap: false),
+    ]);
+
+    private static int Logits(CliArgs a)
     {
-        var a = new CliArgs("logits", args, ["--model", "--tokens", "--out", "--threads", "--cache-type", "--tokenizer", "--repack", .. Backends.Options], ["--stepwise"], Aliases);
         string path = ModelPath(a.Req("--model"));
         var tokens = ParseIds(a.Req("--tokens"));
         string outPath = a.Req("--out");
@@ -241,9 +329,15 @@ public static partial class Commands
         catch (OverflowException) { throw new UsageException($"--tokens expects comma-separated integers like 0,17,42, got '{s}'"); }
     }
 
-    private static int Tokenize(string[] args)
+    private static Command TokenizeCommand() => Cmd("tokenize", "print token ids", Tokenize, [
+        ModelOption("a model or a tokenizer (required)"),
+        Opt.Text("--text", null, "the text to encode", "TEXT"),
+        Opt.Text("--jsonl", null, "a file of {\"text\": ...} or {\"messages\": [...]} lines", "FILE"),
+        Opt.Flag("--add-special", "add the tokenizer's start token"),
+    ]);
+
+    private static int Tokenize(CliArgs a)
     {
-        var a = new CliArgs("tokenize", args, ["--model", "--text", "--jsonl"], ["--add-special"], Aliases);
         var tok = LocalModel.LoadTokenizerOnly(ModelPath(a.Req("--model")));
         bool add = a.Has("--add-special");
         if (a.Str("--text") is { } text)

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using DeepSeekCpu.Hub;
@@ -16,19 +17,30 @@ public static partial class Commands
     internal static string ModelPath(string modelArg) =>
         new ModelLocator(HubSettings()).ResolvePath(modelArg, new ProgressLine(Console.Error, interactive: !Console.IsErrorRedirected));
 
-    private static int Pull(string[] args)
+    private static Command PullCommand() => ModelCommand("pull", "download a model into the cache", "org/repo, org/repo@revision or org/repo:QUANT", Pull);
+    private static Command ListCommand() => Cmd("list", "cached models (name, revision, size, format)", _ => List());
+    private static Command RemoveCommand() => ModelCommand("rm", "delete a cached model (all revisions)", "org/repo", Remove);
+
+    /// <summary>A command with one MODEL argument.</summary>
+    private static Command ModelCommand(string name, string description, string forms, Func<string, int> body)
     {
-        if (args.Length != 1 || args[0].StartsWith('-')) throw new UsageException("pull: expected one MODEL (org/repo, org/repo@revision or org/repo:QUANT)");
+        var model = new Argument<string>("MODEL") { Description = forms };
+        var c = new Command(name, description) { model };
+        c.SetAction(p => body(p.GetValue(model)!));
+        return c;
+    }
+
+    private static int Pull(string model)
+    {
         var locator = new ModelLocator(HubSettings());
-        var got = locator.Pull(ModelReference.Parse(args[0]), new ProgressLine(Console.Error, interactive: !Console.IsErrorRedirected));
+        var got = locator.Pull(ModelReference.Parse(model), new ProgressLine(Console.Error, interactive: !Console.IsErrorRedirected));
         Console.Error.WriteLine($"{got.Reference} at {got.Commit[..Math.Min(12, got.Commit.Length)]}: {got.Selection.Files.Count} files, {got.Selection.Format.ToString().ToLowerInvariant()}");
         Console.WriteLine(got.Path);
         return 0;
     }
 
-    private static int List(string[] args)
+    private static int List()
     {
-        if (args.Length != 0) throw new UsageException("list: takes no arguments");
         var settings = HubSettings();
         var rows = new List<string[]> { new[] { "NAME", "REVISION", "SIZE", "FORMAT" } };
         foreach (var repo in new ModelLocator(settings).List())
@@ -54,10 +66,9 @@ public static partial class Commands
         return "other";
     }
 
-    private static int Remove(string[] args)
+    private static int Remove(string model)
     {
-        if (args.Length != 1 || args[0].StartsWith('-')) throw new UsageException("rm: expected one MODEL (org/repo)");
-        var r = ModelReference.Parse(args[0]);
+        var r = ModelReference.Parse(model);
         var locator = new ModelLocator(HubSettings());
         string dir = locator.Cache.RepoDir(r.Repo);
         long size = Directory.Exists(Path.Combine(dir, "blobs")) ? Directory.EnumerateFiles(Path.Combine(dir, "blobs")).Sum(f => new FileInfo(f).Length) : 0;

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
@@ -7,9 +8,17 @@ namespace DeepSeekCpu.Cli;
 
 public static partial class Commands
 {
-    private static int Info(string[] args)
+    private static Command InfoCommand() => Cmd("info", "describe a model and the memory it needs", Info, [
+        ModelOption("the model (required)"),
+        CtxOption(min: 1),
+        Opt.Int("--parallel", 1, "slots the memory plan holds KV caches for", 1, 64),
+        CacheTypeOption(),
+        RepackOption(),
+        .. Backends.Options(),
+    ]);
+
+    private static int Info(CliArgs a)
     {
-        var a = new CliArgs("info", args, ["--model", "--ctx", "--parallel", "--cache-type", "--repack", .. Backends.Options], [], Aliases);
         string path = ModelPath(a.Req("--model"));
         var format = ModelLoader.Detect(path);
         var (devices, dtype) = Backends.Parse(a, "info");
@@ -56,7 +65,7 @@ public static partial class Commands
             Console.WriteLine($"torch placement: {dtype} weights on {string.Join(", ", devices)} (consecutive layers, split by bytes)");
             foreach (var line in Backends.Placement(c, w, devices, dtype)) Console.WriteLine("  " + line);
         }
-        PrintMemoryPlan(model, a.Int("--ctx", Math.Min(c.MaxPositionEmbeddings, 4096), 1), a.Int("--parallel", 1, 1, 64), options);
+        PrintMemoryPlan(model, a.IntOrNull("--ctx") ?? Math.Min(c.MaxPositionEmbeddings, 4096), a.Int("--parallel"), options);
         return 0;
     }
 

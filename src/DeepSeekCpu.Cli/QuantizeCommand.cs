@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenizers;
@@ -13,10 +14,14 @@ public static partial class Commands
     /// their row length is not a multiple of TYPE's block), vectors stay F32. DeepSeek V2/V3 models (HF, FP8
     /// included, or GGUF) become "deepseek2" with stacked experts and the combined attn_kv_b; the MTP layers are left out.
     /// </summary>
-    private static int QuantizeCmd(string[] args)
+    private static Command QuantizeCommand() => Cmd("quantize", "write a GGUF llama.cpp can read", QuantizeCmd, [
+        ModelOption("the model to convert (required)"),
+        Opt.Text("--type", null, "the matrices' type (required)", "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs"),
+        Opt.Text("--out", null, "the GGUF file to write (required)", "OUT.gguf", ["-o"]),
+    ]);
+
+    private static int QuantizeCmd(CliArgs a)
     {
-        var a = new CliArgs("quantize", args, ["--model", "--type", "--out"], [],
-            new Dictionary<string, string>(Aliases) { ["-o"] = "--out" });
         string path = ModelPath(a.Req("--model")), outPath = a.Req("--out");
         var type = a.Req("--type").ToLowerInvariant() switch
         {

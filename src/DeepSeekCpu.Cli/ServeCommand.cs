@@ -1,3 +1,4 @@
+using System.CommandLine;
 using DeepSeekCpu.Generation;
 using DeepSeekCpu.Server;
 using Microsoft.Extensions.Hosting;
@@ -12,25 +13,37 @@ public static partial class Commands
     /// tokens; more concurrent requests wait for a slot, at most --queue of them (503 beyond). --timeout, --max-body and
     /// --max-prompt-chars bound one request (<see cref="ServerLimits"/>). Ctrl+C stops the server.
     /// </summary>
-    private static int Serve(string[] args)
+    private static Command ServeCommand() => Cmd("serve", "OpenAI-compatible HTTP server", Serve, [
+        ModelOption(),
+        Opt.Text("--host", "127.0.0.1", "the address to listen on", "HOST"),
+        Opt.Int("--port", 8080, "the port to listen on", 0, 65535),
+        Opt.Int("--parallel", 1, "slots: sequences decoded together, each with its own KV cache", 1, 64),
+        CtxOption(),
+        Opt.Text("--name", null, "the model id the API reports (default: the model's name)", "ID"),
+        Opt.Text("--api-key", null, "require this bearer key (or set DEEPSEEK_CPU_API_KEY)", "KEY"),
+        Opt.Int("--queue", ServerLimits.Default.Queue, "requests waiting for a slot at most (503 beyond)", 0, 100_000),
+        Opt.Int("--timeout", (int)ServerLimits.Default.RequestTimeout.TotalSeconds, "seconds one request may take", 1, 7 * 24 * 3600),
+        Opt.Int("--max-body", (int)ServerLimits.Default.MaxBodyBytes, "bytes of a request body at most", 1024, int.MaxValue),
+        Opt.Int("--max-prompt-chars", ServerLimits.Default.MaxPromptChars, "characters of a prompt at most (0: 32 per context token)", 0, int.MaxValue),
+        Opt.Flag("--quiet", "no request log on stderr"),
+        TokenizerOption(),
+        .. LoadOptionList(),
+    ]);
+
+    private static int Serve(CliArgs a)
     {
-        var a = new CliArgs("serve", args,
-            ["--model", "--host", "--port", "--parallel", "--ctx", "--threads", "--cache-type", "--tokenizer", "--quant", "--repack", "--name", "--api-key",
-             "--queue", "--timeout", "--max-body", "--max-prompt-chars", .. Backends.Options],
-            ["--no-mmap", "--quiet"], Aliases);
-        string host = a.Str("--host") ?? "127.0.0.1";
-        int port = a.Int("--port", 8080, 0, 65535);
-        int parallel = a.Int("--parallel", 1, 1, 64);
-        var d = ServerLimits.Default;
-        var limits = d with
+        string host = a.Str("--host")!;
+        int port = a.Int("--port");
+        int parallel = a.Int("--parallel");
+        var limits = ServerLimits.Default with
         {
-            Queue = a.Int("--queue", d.Queue, 0, 100_000),
-            RequestTimeout = TimeSpan.FromSeconds(a.Int("--timeout", (int)d.RequestTimeout.TotalSeconds, 1, 7 * 24 * 3600)),
-            MaxBodyBytes = a.Int("--max-body", (int)d.MaxBodyBytes, 1024, int.MaxValue),
-            MaxPromptChars = a.Int("--max-prompt-chars", d.MaxPromptChars, 0, int.MaxValue),   // 0: 32 per context token
+            Queue = a.Int("--queue"),
+            RequestTimeout = TimeSpan.FromSeconds(a.Int("--timeout")),
+            MaxBodyBytes = a.Int("--max-body"),
+            MaxPromptChars = a.Int("--max-prompt-chars"),
         };
         using var lm = LoadModel(a, allowDefault: true);
-        int ctx = a.Int("--ctx", Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096), 16);
+        int ctx = a.IntOrNull("--ctx") ?? Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096);
         string id = a.Str("--name") ?? (a.Str("--model") is { } m && !File.Exists(m) && !Directory.Exists(m) && DeepSeekCpu.Hub.ModelReference.TryParse(m, out var named)
             ? named.ToString()   // a model given by name is served by that name, not its snapshot's commit
             : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path)));

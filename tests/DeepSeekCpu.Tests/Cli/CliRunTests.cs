@@ -13,15 +13,7 @@ namespace DeepSeekCpu.Tests.Cli;
 [Collection("Console")]
 public class CliRunTests
 {
-    private static (int code, string stdout, string stderr) Cli(string[] args, string? stdin = null)
-    {
-        var (o, e, i) = (Console.Out, Console.Error, Console.In);
-        var so = new StringWriter(); var se = new StringWriter();
-        Console.SetOut(so); Console.SetError(se);
-        if (stdin != null) Console.SetIn(new StringReader(stdin));
-        try { return (Commands.Execute(args), so.ToString(), se.ToString()); }
-        finally { Console.SetOut(o); Console.SetError(e); Console.SetIn(i); }
-    }
+    private static (int code, string stdout, string stderr) Cli(string[] args, string? stdin = null) => CliRunner.Run(args, stdin);
 
     [Fact]
     public void Think_takes_on_or_off()
