@@ -6,7 +6,8 @@ namespace DeepSeekCpu.Cli;
 
 /// <summary>
 /// --backend managed|torch, --device cpu|cuda|cuda:N, --devices D1,D2,... (consecutive layers split by bytes) and
-/// --dtype f32|bf16|f16. The TorchSharp backend (DeepSeekCpu.Torch) is touched only when asked for: its assemblies
+/// --dtype f32|bf16|f16, --torch-weights auto|packed|expanded (Q8_0/Q4_0 kept packed on the device or expanded at
+/// load; auto: expanded on the CPU when it fits in half the memory). The TorchSharp backend (DeepSeekCpu.Torch) is touched only when asked for: its assemblies
 /// and libtorch load when the model is built, so the CLI starts and runs the managed engine without them.
 /// </summary>
 internal static class Backends
@@ -18,6 +19,7 @@ internal static class Backends
         Opt.Text("--device", null, "torch: the device (default cpu)", "cpu|cuda|cuda:N"),
         Opt.Text("--devices", null, "torch: consecutive layers split over these devices, by bytes", "D1,D2,..."),
         Opt.Text("--dtype", null, "torch: the weights' and activations' type (default f32)", "f32|bf16|f16"),
+        Opt.Text("--torch-weights", null, "torch: Q8_0/Q4_0 packed on the device (decoded per product) or expanded at load (default auto: expanded on the CPU when it fits in half the memory)", "auto|packed|expanded"),
     ];
 
     /// <summary>The graph factory for LoadOptions.Graph: null for the managed engine.</summary>
@@ -27,7 +29,8 @@ internal static class Backends
         if (devices == null) return null;
         if (a.Str("--quant") != null) throw new UsageException($"{command}: --quant converts weights for the managed engine; the torch backend computes in --dtype");
         int threads = a.Int("--threads");
-        return (config, weights) => Guarded(() => BuildTorch(config, weights, devices, dtype, threads));
+        string storage = a.Str("--torch-weights") ?? "auto";
+        return (config, weights) => Guarded(() => BuildTorch(config, weights, devices, dtype, threads, storage));
     }
 
     /// <summary>The devices (null: managed backend) and --dtype as given; checks the spelling of every option.</summary>
@@ -37,22 +40,23 @@ internal static class Backends
         string dtype = (a.Str("--dtype") ?? "f32").ToLowerInvariant();
         if (backend == "managed")
         {
-            foreach (var o in new[] { "--device", "--devices", "--dtype" })
+            foreach (var o in new[] { "--device", "--devices", "--dtype", "--torch-weights" })
                 if (a.Has(o)) throw new UsageException($"{command}: {o} needs --backend torch");
             return (null, dtype);
         }
         if (backend != "torch") throw new UsageException($"{command}: option --backend expects managed or torch, got '{backend}'");
         if (a.Has("--device") && a.Has("--devices")) throw new UsageException($"{command}: give --device or --devices, not both");
         var devices = (a.Str("--devices") ?? a.Str("--device") ?? "cpu").Split(',', StringSplitOptions.TrimEntries);
-        if (Guarded(() => Check(devices, dtype)) is { } bad) throw new UsageException($"{command}: {bad}");
+        if (Guarded(() => Check(devices, dtype, a.Str("--torch-weights") ?? "auto")) is { } bad) throw new UsageException($"{command}: {bad}");
         return (devices, dtype);
     }
 
     /// <summary>The backend's own checks of the device names and --dtype (what is wrong, or null).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static string? Check(string[] devices, string dtype) =>
+    private static string? Check(string[] devices, string dtype, string storage) =>
         devices.Select(Torch.TorchOptions.CheckDeviceName).FirstOrDefault(e => e != null)
-        ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null);
+        ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null)
+        ?? (Torch.TorchOptions.ParseStorage(storage) == null ? $"option --torch-weights expects auto, packed or expanded, got '{storage}'" : null);
 
     /// <summary>Runs code that touches DeepSeekCpu.Torch: a missing assembly becomes one line saying so.</summary>
     private static T Guarded<T>(Func<T> torchCode)
@@ -66,19 +70,27 @@ internal static class Backends
 
     // Separate, not inlined: the JIT resolves DeepSeekCpu.Torch and TorchSharp only when this method is compiled.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads) =>
-        Torch.TorchBackend.Build(config, weights, new Torch.TorchOptions
-        {
-            Devices = devices,
-            DType = Torch.TorchOptions.ParseDType(dtype)!.Value,
-            Threads = threads,
-        });
-
-    /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
-    public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
-        Guarded(() => PlanPlacement(config, weights, devices, dtype));
+    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads, string storage) =>
+        Torch.TorchBackend.Build(config, weights, TorchOptions(devices, dtype, storage) with { Threads = threads });
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype) =>
-        Torch.Placement.Plan(config, weights, devices, Torch.TorchOptions.ParseDType(dtype)!.Value).Describe().ToList();
+    private static Torch.TorchOptions TorchOptions(string[] devices, string dtype, string storage) => new()
+    {
+        Devices = devices,
+        DType = Torch.TorchOptions.ParseDType(dtype)!.Value,
+        Storage = Torch.TorchOptions.ParseStorage(storage)!.Value,
+    };
+
+    /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
+    public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype, string? storage) =>
+        Guarded(() => PlanPlacement(config, weights, devices, dtype, storage ?? "auto"));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype, string storage)
+    {
+        var o = TorchOptions(devices, dtype, storage);
+        bool packed = Torch.Placement.KeepPacked(weights, o);
+        return [$"Q8_0/Q4_0 weights {(packed ? "packed" : "expanded")} on the device (--torch-weights {storage})",
+            .. Torch.Placement.Plan(config, weights, devices, o.DType, packed).Describe()];
+    }
 }

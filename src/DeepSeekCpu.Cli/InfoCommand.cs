@@ -63,7 +63,7 @@ public static partial class Commands
         if (devices != null)
         {
             Console.WriteLine($"torch placement: {dtype} weights on {string.Join(", ", devices)} (consecutive layers, split by bytes)");
-            foreach (var line in Backends.Placement(c, w, devices, dtype)) Console.WriteLine("  " + line);
+            foreach (var line in Backends.Placement(c, w, devices, dtype, a.Str("--torch-weights"))) Console.WriteLine("  " + line);
         }
         PrintMemoryPlan(model, a.IntOrNull("--ctx") ?? Math.Min(c.MaxPositionEmbeddings, 4096), a.Int("--parallel"), options);
         return 0;

@@ -7,9 +7,9 @@ using static TorchSharp.torch;
 namespace DeepSeekCpu.Torch;
 
 /// <summary>
-/// A linear layer's weight [rows, cols] on a device. Q8_0 and Q4_0 stay packed there (codes and a float32 scale per
-/// block of 32) and are expanded block by block on the device each time they are used, so a quantized model takes
-/// about its file size in device memory; every other stored type (F32, F16, BF16, FP8 with block scales, the k-quants)
+/// A linear layer's weight [rows, cols] on a device. Q8_0 and Q4_0 can stay packed there (codes and a float32 scale per
+/// block of 32; <see cref="WeightStorage"/>) and are then expanded block by block on the device each time they are
+/// used, so a quantized model takes about its file size in device memory; every other stored type (F32, F16, BF16, FP8 with block scales, the k-quants)
 /// is expanded once into the compute type. Either way the host never holds more than one chunk of rows in float32:
 /// the engine's own <see cref="Dequantize"/> decodes a chunk, which is copied to the device and dropped.
 /// </summary>
@@ -45,10 +45,10 @@ internal abstract class DeviceWeight : IDisposable
     public abstract void Dispose();
 
     /// <summary>Uploads a stored matrix (shape already checked by the engine's reader) to <paramref name="device"/>.</summary>
-    public static DeviceWeight Load(WeightMatrix m, Device device, ScalarType dtype) => m.Type switch
+    public static DeviceWeight Load(WeightMatrix m, Device device, ScalarType dtype, bool packed = true) => m.Type switch
     {
-        DType.Q8_0 => new Q8_0Weight(m, device, dtype),
-        DType.Q4_0 => new Q4_0Weight(m, device, dtype),
+        DType.Q8_0 when packed => new Q8_0Weight(m, device, dtype),
+        DType.Q4_0 when packed => new Q4_0Weight(m, device, dtype),
         _ => new DenseWeight(Expand(m, device, dtype)),
     };
 

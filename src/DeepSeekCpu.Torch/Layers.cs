@@ -5,8 +5,11 @@ using static TorchSharp.torch;
 
 namespace DeepSeekCpu.Torch;
 
-/// <summary>What a layer needs to load its weights: the engine's weights by HF name, the device and the compute type.</summary>
-internal sealed class LayerLoader(ModelWeights w, ModelConfig c, Device device, ScalarType dtype)
+/// <summary>
+/// What a layer needs to load its weights: the engine's weights by HF name, the device, the compute type and whether
+/// Q8_0/Q4_0 stay packed (<see cref="WeightStorage"/>).
+/// </summary>
+internal sealed class LayerLoader(ModelWeights w, ModelConfig c, Device device, ScalarType dtype, bool packed = true)
 {
     public ModelWeights Weights => w;
     public ModelConfig Config => c;
@@ -15,7 +18,7 @@ internal sealed class LayerLoader(ModelWeights w, ModelConfig c, Device device, 
     public readonly List<IDisposable> Owned = [];
 
     /// <summary>A linear weight [rows, cols] (FP8 scales from "{name}_scale_inv"; the shape is checked by the engine).</summary>
-    public DeviceWeight Linear(string name, int rows, int cols) => Own(DeviceWeight.Load(w.RawMatrix(name, rows, cols), device, dtype));
+    public DeviceWeight Linear(string name, int rows, int cols) => Own(DeviceWeight.Load(w.RawMatrix(name, rows, cols), device, dtype, packed));
 
     /// <summary>A norm weight or bias as float32 [length].</summary>
     public Tensor Vector(string name, int length) => Own(tensor(w.Vector(name, length), [length], ScalarType.Float32, device));

@@ -23,24 +23,39 @@ public sealed class Placement
         Devices = devices; LayerDevice = layerDevice; Bytes = bytes;
     }
 
-    /// <summary>Bytes a stored tensor takes on the device: Q8_0/Q4_0 stay packed (codes + a float32 scale per block), everything else is expanded to the compute type.</summary>
-    public static long DeviceBytes(TensorView t, ComputeType dtype) => t.Type switch
+    /// <summary>
+    /// Bytes a stored tensor takes on the device: Q8_0/Q4_0 packed (codes + a float32 scale per block) when
+    /// <paramref name="packed"/>, everything else expanded to the compute type.
+    /// </summary>
+    public static long DeviceBytes(TensorView t, ComputeType dtype, bool packed = true) => t.Type switch
     {
-        DType.Q8_0 => t.ElementCount + t.ElementCount / 32 * 4,
-        DType.Q4_0 => t.ElementCount / 2 + t.ElementCount / 32 * 4,
+        DType.Q8_0 when packed => t.ElementCount + t.ElementCount / 32 * 4,
+        DType.Q4_0 when packed => t.ElementCount / 2 + t.ElementCount / 32 * 4,
         _ when t.Name.EndsWith("_scale_inv", StringComparison.Ordinal) => 0,   // applied while expanding FP8
         _ when t.Rank == 1 => t.ElementCount * 4,                              // norms, biases: float32
         _ => t.ElementCount * (dtype == ComputeType.F32 ? 4 : 2),
     };
 
-    public static Placement Plan(ModelConfig c, ModelWeights w, IReadOnlyList<string> devices, ComputeType dtype)
+    /// <summary>
+    /// Resolves <see cref="WeightStorage.Auto"/>: expanded when every device is the CPU and the expanded weights take at
+    /// most half of the memory this process may use (the GC's limit: physical memory or a container's limit).
+    /// </summary>
+    public static bool KeepPacked(ModelWeights w, TorchOptions o)
+    {
+        if (o.Storage != WeightStorage.Auto) return o.Storage == WeightStorage.Packed;
+        if (o.Devices.Any(d => d != "cpu")) return true;
+        long expanded = w.Tensors.Values.Sum(t => DeviceBytes(t, o.DType, packed: false));
+        return expanded > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+    }
+
+    public static Placement Plan(ModelConfig c, ModelWeights w, IReadOnlyList<string> devices, ComputeType dtype, bool packed = true)
     {
         int L = c.NumLayers, D = devices.Count;
         var layerBytes = new long[L];
         long first = 0, last = 0;
         foreach (var t in w.Tensors.Values)
         {
-            long b = DeviceBytes(t, dtype);
+            long b = DeviceBytes(t, dtype, packed);
             if (LayerOf(t.Name) is int l) { if (l < L) layerBytes[l] += b; }   // MTP layers (l ≥ L) are not loaded
             else if (t.Name.StartsWith("model.embed_tokens", StringComparison.Ordinal)) first += b;
             else last += b;

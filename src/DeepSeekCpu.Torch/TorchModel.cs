@@ -22,6 +22,8 @@ public sealed class TorchModel : ILanguageModel
     public ModelWeights Weights { get; }
     public Placement Placement { get; }
     public ComputeType DType { get; }
+    /// <summary>Whether Q8_0/Q4_0 weights stay packed on the device (<see cref="WeightStorage"/>).</summary>
+    public bool Packed { get; }
 
     private readonly Device[] _devices;
     private readonly ScalarType _dtype;
@@ -40,9 +42,10 @@ public sealed class TorchModel : ILanguageModel
         _dtype = o.DType switch { ComputeType.BF16 => ScalarType.BFloat16, ComputeType.F16 => ScalarType.Float16, _ => ScalarType.Float32 };
         if (c.IsMla && (c.KvLoraRank <= 0 || c.QkRopeHeadDim <= 0 || c.QkNopeHeadDim <= 0 || c.VHeadDim <= 0 || c.QkRopeHeadDim % 2 != 0))
             throw new ModelFormatException($"{w.Source}: MLA needs kv_lora_rank, qk_nope_head_dim, v_head_dim > 0 and an even qk_rope_head_dim");
-        Placement = Placement.Plan(c, w, o.Devices, o.DType);
+        Packed = Placement.KeepPacked(w, o);
+        Placement = Placement.Plan(c, w, o.Devices, o.DType, Packed);
         _devices = o.Devices.Select(d => torch.device(d)).ToArray();
-        var loaders = _devices.Select(d => new LayerLoader(w, c, d, _dtype)).ToArray();
+        var loaders = _devices.Select(d => new LayerLoader(w, c, d, _dtype, Packed)).ToArray();
         try
         {
             int ropeDim = c.IsMla ? c.QkRopeHeadDim : c.HeadDim;
@@ -79,7 +82,7 @@ public sealed class TorchModel : ILanguageModel
 
     /// <summary>What `bench` prints: the backend, its devices, the compute type and libtorch's CPU threads.</summary>
     public override string ToString() =>
-        $"torch (libtorch {torch.__version__}) on {string.Join(",", Placement.Devices)}, {DType.ToString().ToLowerInvariant()}, {torch.get_num_threads()} CPU threads";
+        $"torch (libtorch {torch.__version__}) on {string.Join(",", Placement.Devices)}, {DType.ToString().ToLowerInvariant()}, {(Packed ? "packed" : "expanded")} weights, {torch.get_num_threads()} CPU threads";
 
     public long KvBytesPerToken => (long)Config.NumLayers * Config.KvValuesPerTokenPerLayer * (DType == ComputeType.F32 ? 4 : 2);
 

@@ -4,6 +4,16 @@ namespace DeepSeekCpu.Torch;
 public enum ComputeType { F32, BF16, F16 }
 
 /// <summary>
+/// How Q8_0/Q4_0 weights live on the device. <see cref="Packed"/>: as their blocks (about the file's size), decoded on
+/// the device for every product, which is what lets R1/V3 fit a node of GPUs, but costs a pass that writes the whole
+/// matrix in the compute type per product. <see cref="Expanded"/>: decoded once at load into the compute type (4 or 2
+/// bytes per weight), then every product is a plain matrix multiply. <see cref="Auto"/> expands when every device is
+/// the CPU and the expanded weights take at most half of the memory the process may use; otherwise packed (TorchSharp
+/// 0.107 cannot ask a CUDA device for its free memory, so on GPUs packed is the safe choice).
+/// </summary>
+public enum WeightStorage { Auto, Packed, Expanded }
+
+/// <summary>
 /// How the TorchSharp backend runs a model: on which devices ("cpu", "cuda", "cuda:N"; several: consecutive layers
 /// split by bytes, <see cref="Placement"/>), in which element type, with how many CPU threads (0: libtorch's default).
 /// </summary>
@@ -12,6 +22,16 @@ public sealed record TorchOptions
     public IReadOnlyList<string> Devices { get; init; } = ["cpu"];
     public ComputeType DType { get; init; } = ComputeType.F32;
     public int Threads { get; init; }
+    public WeightStorage Storage { get; init; } = WeightStorage.Auto;
+
+    /// <summary>Parses --torch-weights: auto, packed or expanded; null for anything else.</summary>
+    public static WeightStorage? ParseStorage(string s) => s.ToLowerInvariant() switch
+    {
+        "auto" => WeightStorage.Auto,
+        "packed" => WeightStorage.Packed,
+        "expanded" => WeightStorage.Expanded,
+        _ => null,
+    };
 
     /// <summary>Parses --dtype: f32, bf16 or f16; null for anything else.</summary>
     public static ComputeType? ParseDType(string s) => s.ToLowerInvariant() switch

@@ -18,9 +18,12 @@ namespace DeepSeekCpu.Tests.Torch;
 public class TorchBackendTests
 {
     internal static ILanguageModel Load(string path, ComputeType dtype = ComputeType.F32, params string[] devices) =>
+        Load(path, WeightStorage.Auto, dtype, devices);
+
+    internal static ILanguageModel Load(string path, WeightStorage storage, ComputeType dtype = ComputeType.F32, params string[] devices) =>
         ModelLoader.Load(path, new LoadOptions
         {
-            Graph = (c, w) => TorchBackend.Build(c, w, new TorchOptions { Devices = devices.Length == 0 ? ["cpu"] : devices, DType = dtype }),
+            Graph = (c, w) => TorchBackend.Build(c, w, new TorchOptions { Devices = devices.Length == 0 ? ["cpu"] : devices, DType = dtype, Storage = storage }),
         });
 
     private static string ModelOf(string name) => name == "stories260K" ? TestPaths.Stories260K : TestPaths.Fixture(name);
@@ -127,19 +130,43 @@ public class TorchBackendTests
             "v2-lite-256" => DeepSeekRandomModelTests.Prompt,
             _ => ReferenceData.Load(TestPaths.Fixture(model)).Prompt,
         };
-        using var torch = Load(file);
-        if (model == "v2-lite-256") Assert.Contains(torch.Weights.Tensors.Values, t => t.Type == Weights.DType.Q4_K);
-        var got = Engine.Prefill(torch, prompt);
-        int v = torch.Config.VocabSize;
-
         using var exact = ModelLoader.Load(file, TestPaths.F32Cache with { MatrixTransform = ToFloat32 });
         if (exact is DeepSeekCpu.Models.DeepSeek.DeepSeekModel ds) ds.MlaMode = DeepSeekCpu.Models.DeepSeek.MlaMode.Naive;
-        Engine.AssertClose(Engine.Prefill(exact, prompt), got, 1e-3, v, $"torch vs managed float32 {model} {type}");
-
+        var exactLogits = Engine.Prefill(exact, prompt);
         using var managed = ModelLoader.Load(file, TestPaths.F32Cache);
         var expected = Engine.Prefill(managed, prompt);
-        Assert.True(Engine.RelativeRms(expected, got) < 0.05, $"{model} {type}: relative rms {Engine.RelativeRms(expected, got):G3}");
-        Assert.Equal(Engine.Greedy(managed, prompt, 6), Engine.Greedy(torch, prompt, 6));
+        var greedy = Engine.Greedy(managed, prompt, 6);
+
+        // both ways of keeping Q8_0/Q4_0 on the device: decoded per product, or expanded once at load
+        foreach (var storage in new[] { WeightStorage.Packed, WeightStorage.Expanded })
+        {
+            using var torch = Load(file, storage);
+            Assert.Equal(storage == WeightStorage.Packed, ((TorchModel)torch).Packed);
+            if (model == "v2-lite-256") Assert.Contains(torch.Weights.Tensors.Values, t => t.Type == Weights.DType.Q4_K);
+            var got = Engine.Prefill(torch, prompt);
+            Engine.AssertClose(exactLogits, got, 1e-3, torch.Config.VocabSize, $"torch ({storage}) vs managed float32 {model} {type}");
+            Assert.True(Engine.RelativeRms(expected, got) < 0.05, $"{model} {type} {storage}: relative rms {Engine.RelativeRms(expected, got):G3}");
+            Assert.Equal(greedy, Engine.Greedy(torch, prompt, 6));
+        }
+    }
+
+    /// <summary>
+    /// --torch-weights auto: a model whose expanded weights fit in half the memory is expanded on the CPU; with a CUDA
+    /// device named (no GPU needed: only the plan is made) it stays packed, as it does when asked for.
+    /// </summary>
+    [Fact]
+    public void Auto_storage_expands_small_models_on_the_cpu_and_keeps_them_packed_for_gpus()
+    {
+        using var tmp = TestPaths.NewTempDir();
+        string file = tmp.File("qwen2-q8_0.gguf");
+        Assert.Equal(0, Quantize(TestPaths.Fixture("tiny-qwen2"), "q8_0", file));
+        var (_, weights, _, _) = ModelLoader.OpenWeights(file);
+        using var _w = weights;
+        Assert.False(Placement.KeepPacked(weights, new TorchOptions()));
+        Assert.True(Placement.KeepPacked(weights, new TorchOptions { Devices = ["cuda:0"] }));
+        Assert.True(Placement.KeepPacked(weights, new TorchOptions { Devices = ["cpu", "cuda:1"] }));
+        Assert.True(Placement.KeepPacked(weights, new TorchOptions { Storage = WeightStorage.Packed }));
+        Assert.False(Placement.KeepPacked(weights, new TorchOptions { Devices = ["cuda:0"], Storage = WeightStorage.Expanded }));
     }
 
     /// <summary>A matrix dequantized to float32 rows by the engine's scalar reference.</summary>
@@ -250,6 +277,7 @@ public class TorchCliTests
     [InlineData("--dtype", "bf16")]
     [InlineData("--device", "cpu")]
     [InlineData("--devices", "cpu,cpu")]
+    [InlineData("--torch-weights", "packed")]
     public void Torch_options_need_the_torch_backend(string option, string value)
     {
         var (code, _, err) = Cli("logits", "-m", TestPaths.Fixture("tiny-qwen2"), "--tokens", "1", "--out", "/dev/null", option, value);
@@ -263,6 +291,9 @@ public class TorchCliTests
         Assert.Equal(2, Cli("logits", "-m", TestPaths.Fixture("tiny-qwen2"), "--tokens", "1", "--out", "/dev/null", "--backend", "torch", "--device", "gpu").code);
         Assert.Equal(2, Cli("logits", "-m", TestPaths.Fixture("tiny-qwen2"), "--tokens", "1", "--out", "/dev/null", "--backend", "torch", "--dtype", "f64").code);
         Assert.Equal(2, Cli("logits", "-m", TestPaths.Fixture("tiny-qwen2"), "--tokens", "1", "--out", "/dev/null", "--backend", "tensorflow").code);
+        var (code, _, err) = Cli("logits", "-m", TestPaths.Fixture("tiny-qwen2"), "--tokens", "1", "--out", "/dev/null", "--backend", "torch", "--torch-weights", "dense");
+        Assert.Equal(2, code);
+        Assert.Contains("--torch-weights expects auto, packed or expanded, got 'dense'", err);
     }
 
     [Fact]
