@@ -173,10 +173,23 @@ public static partial class Commands
 public static partial class Commands
 {
     /// <summary>--quant TYPE: quantize float weights (F32/F16/BF16/FP8) at load; already-quantized matrices stay as they are.</summary>
-    internal static Func<DeepSeekCpu.Weights.WeightMatrix, DeepSeekCpu.Weights.WeightMatrix>? QuantTransform(string? quant)
+    /// <param name="kept">Collects the float matrices left as they are because their rows do not fit TYPE's blocks.</param>
+    internal static Func<DeepSeekCpu.Weights.WeightMatrix, DeepSeekCpu.Weights.WeightMatrix>? QuantTransform(string? quant,
+        System.Collections.Concurrent.ConcurrentBag<(int Cols, DeepSeekCpu.Weights.DType Type)>? kept = null)
     {
         if (quant == null) return null;
-        var type = quant.ToLowerInvariant() switch
+        var type = QuantType(quant);
+        return m =>
+        {
+            if (m.Type is not (DeepSeekCpu.Weights.DType.F32 or DeepSeekCpu.Weights.DType.F16 or DeepSeekCpu.Weights.DType.BF16 or DeepSeekCpu.Weights.DType.F8_E4M3) || m.Type == type) return m;
+            if (m.Cols % type.BlockSize() == 0) return Quantize.Matrix(m, type);
+            kept?.Add((m.Cols, m.Type));
+            return m;
+        };
+    }
+
+    private static DeepSeekCpu.Weights.DType QuantType(string quant) =>
+        quant.ToLowerInvariant() switch
         {
             "q8_0" => DeepSeekCpu.Weights.DType.Q8_0,
             "q4_0" => DeepSeekCpu.Weights.DType.Q4_0,
@@ -187,8 +200,4 @@ public static partial class Commands
             "bf16" => DeepSeekCpu.Weights.DType.BF16,
             _ => throw new UsageException($"--quant '{quant}' is unknown (expected q8_0, q4_0, q4_k, q5_k, q6_k, f16 or bf16)"),
         };
-        return m => m.Type is DeepSeekCpu.Weights.DType.F32 or DeepSeekCpu.Weights.DType.F16 or DeepSeekCpu.Weights.DType.BF16 or DeepSeekCpu.Weights.DType.F8_E4M3
-                    && m.Cols % type.BlockSize() == 0 && m.Type != type
-            ? Quantize.Matrix(m, type) : m;
-    }
 }

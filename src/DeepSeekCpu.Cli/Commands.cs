@@ -8,6 +8,7 @@ using DeepSeekCpu.Generation;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Tokenization;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
@@ -140,6 +141,7 @@ public static partial class Commands
     private static Option<bool> NoMmapOption() => Opt.Flag("--no-mmap", "read the weights into private memory instead of mapping the files");
     private static Option<string> QuantOption() => Opt.Text("--quant", null, "quantize float weights at load (default: as stored)", "q8_0|q4_0|q4_k|q5_k|q6_k|f16|bf16");
     private static Option<string> TokenizerOption() => Opt.Text("--tokenizer", null, "the tokenizer file, when it is not beside the model", "FILE");
+    private static Option<string> ChatTemplateOption() => Opt.Text("--chat-template", null, "render chats with this template: a DeepSeek Jinja file, or the JSON form (README) (default: the model's)", "FILE");
     private static Option<int?> CtxOption(int min = 16) => Opt.IntOrNull("--ctx", "context length in tokens (default: the model's limit, at most 4096)", min, aliases: ["-c"]);
 
     /// <summary>How the weights come into memory and which engine runs them (read by <see cref="CliArgs.LoadOptions"/>).</summary>
@@ -203,7 +205,61 @@ public static partial class Commands
     private static LocalModel LoadModel(CliArgs a, bool allowDefault)
     {
         string path = (a.Str("--model") is { } m ? ModelPath(m) : null) ?? (allowDefault ? DefaultModelPath() : throw new UsageException("option -m MODEL is required"));
-        return LocalModel.Load(path, a.Str("--tokenizer"), a.LoadOptions(QuantTransform(a.Str("--quant"))));
+        return LoadQuantized(path, a.Str("--tokenizer"), a);
+    }
+
+    /// <summary>Loads with --quant, and says which float matrices it could not convert (rows not a multiple of its blocks).</summary>
+    private static LocalModel LoadQuantized(string path, string? tokenizer, CliArgs a)
+    {
+        var kept = new System.Collections.Concurrent.ConcurrentBag<(int Cols, DeepSeekCpu.Weights.DType Type)>();
+        var lm = Load(path, tokenizer, a.LoadOptions(QuantTransform(a.Str("--quant"), kept)));
+        if (!kept.IsEmpty && QuantType(a.Str("--quant")!) is var q)
+            Console.Error.WriteLine($"warning: --quant {q}: {kept.Count} matrices kept as {string.Join("/", kept.Select(k => k.Type).Distinct())}: " +
+                $"their rows ({string.Join(", ", kept.Select(k => k.Cols).Distinct().Order())} values) are not a multiple of {q}'s {q.BlockSize()}-value blocks");
+        return lm;
+    }
+
+    /// <summary>
+    /// The tokenizer generation uses: the model's, or with --chat-template FILE's template (and its stop tokens). A
+    /// model whose own template is not recognised gets a warning, since its prompts then go as plain text.
+    /// </summary>
+    internal static ITokenizer ChatTokenizer(CliArgs a, LocalModel lm)
+    {
+        if (a.Str("--chat-template") is { } file)
+        {
+            var template = ChatTemplateFile.Load(file, lm.Tokenizer);
+            var stops = template is ChatTemplateFile f ? f.Stop.Select(s => lm.Tokenizer.TokenToId(s)!.Value) : [];
+            return new TemplatedTokenizer(lm.Tokenizer, template, stops);
+        }
+        if (ChatTemplateFile.Unrecognised(lm.Tokenizer))
+            Console.Error.WriteLine($"warning: the model's chat template is not one this program renders (only DeepSeek's are recognised): prompts go as plain text; give --chat-template FILE");
+        return lm.Tokenizer;
+    }
+
+    /// <summary>--ctx, at most the model's limit (a larger value is capped, with a warning); default: the limit, at most 4096.</summary>
+    internal static int Context(CliArgs a, ModelConfig config)
+    {
+        int limit = config.MaxPositionEmbeddings;
+        if (a.IntOrNull("--ctx") is not { } ctx) return Math.Min(limit, 4096);
+        if (ctx > limit) Console.Error.WriteLine($"warning: --ctx {ctx} is more than the model's limit of {limit} tokens (max_position_embeddings): using {limit}");
+        return Math.Min(ctx, limit);
+    }
+
+    /// <summary>
+    /// LocalModel.Load with its progress drawn on stderr (<see cref="ProgressView"/>), refusing a tokenizer with ids the
+    /// model has no embedding row for: it would fail at the first such token (a 500 in the server). A smaller one is
+    /// usual (embeddings padded to a multiple of 64 or 128).
+    /// </summary>
+    internal static LocalModel Load(string path, string? tokenizer, LoadOptions options)
+    {
+        var lm = ProgressView.Run($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", p =>
+            LocalModel.Load(path, tokenizer, options, new ProgressView.Relay<LoadProgress>(x => p.Report(new Step(x.BytesDone, x.BytesTotal)))));
+        if (lm.Tokenizer.VocabSize > lm.Model.Config.VocabSize)
+        {
+            lm.Dispose();
+            throw new ModelFormatException($"{tokenizer ?? path}: the tokenizer has {lm.Tokenizer.VocabSize} tokens but the model's vocabulary is {lm.Model.Config.VocabSize} (a tokenizer of another model?)");
+        }
+        return lm;
     }
 
     /// <summary>
@@ -213,11 +269,13 @@ public static partial class Commands
     /// </summary>
     private static Command RunCommand() => Cmd("run", "generate from a prompt", Run, [
         ModelOption(),
-        Opt.Text("--prompt", null, "the prompt (default: a greeting, or \"Once upon a time\" for a model without a chat template)", "TEXT", ["-p"]),
-        Opt.Int("--max-tokens", 256, "tokens to generate at most", min: 1, aliases: ["-n", "--n-predict"]),
+        Opt.Text("--prompt", null, "the prompt; - reads it from stdin (default: stdin when piped, else a greeting, or \"Once upon a time\" without a chat template)", "TEXT", ["-p"]),
+        Opt.Text("--file", null, "read the prompt from FILE", "FILE", ["-f"]),
+        MaxTokensOption(),
         .. SamplingOptions(),
         CtxOption(),
         Opt.Text("--system", null, "a system message before the prompt", "TEXT"),
+        ChatTemplateOption(),
         Opt.Text("--think", null, "V3.1-style templates: think first (on), or answer directly (off) (default: the template's)", "on|off"),
         Opt.Flag("--raw", "continue the prompt as plain text, without the chat template"),
         Opt.Flag("--hide-reasoning", "print the answer only, not the reasoning"),
@@ -232,19 +290,21 @@ public static partial class Commands
     {
         if (!a.Given("--draft") && a.Given("--draft-k")) throw new UsageException("--draft-k needs --draft MODEL");
         int draftK = a.Int("--draft-k");
-        var request = new GenerationRequest { MaxTokens = a.Int("--max-tokens"), Sampling = Sampling(a) };
+        var request = new GenerationRequest { MaxTokens = MaxTokens(a), Sampling = Sampling(a) };
+        string? given = PromptText(a);
         var loadWatch = Stopwatch.StartNew();
         using var lm = LoadModel(a, allowDefault: true);
         var loadTime = loadWatch.Elapsed;
-        int ctx = a.IntOrNull("--ctx") ?? Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096);
+        var tokenizer = ChatTokenizer(a, lm);
+        int ctx = Context(a, lm.Model.Config);
         // --draft: a small model with the same tokenizer guesses, the target verifies (same --quant and --threads)
-        using var draft = a.Str("--draft") is { } dp ? LocalModel.Load(ModelPath(dp), null, a.LoadOptions(QuantTransform(a.Str("--quant")))) : null;
-        using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, lm.Tokenizer, draftK);
-        using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx) { Draft = speculator };
-        string prompt = a.Str("--prompt") ?? (lm.Tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
-        bool chat = lm.Tokenizer.ChatTemplate != null && !a.Has("--raw");
+        using var draft = a.Str("--draft") is { } dp ? LoadQuantized(ModelPath(dp), null, a) : null;
+        using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, tokenizer, draftK);
+        using var engine = new ChatEngine(lm.Model, tokenizer, slots: 1, ctx) { Draft = speculator };
+        string prompt = given ?? (tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
+        bool chat = tokenizer.ChatTemplate != null && !a.Has("--raw");
         bool reasoning = false;
-        bool? think = Think(a, lm.Tokenizer);
+        bool? think = Think(a, tokenizer);
         int[] ids;
         if (chat)
         {
@@ -269,7 +329,8 @@ public static partial class Commands
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested) { }   // Ctrl+C: what came so far, and the statistics
         finally { Console.CancelKeyPress -= onCancel; }
-        printer.End();
+        printer.End(cut: result.FinishReason == FinishReason.Length);
+        Explain(printer, result, request.MaxTokens, engine.ContextLength);
         if (!a.Has("--no-stats")) PrintStats(result, loadTime);
         if (speculator != null && !a.Has("--no-stats"))
             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture,
@@ -277,6 +338,52 @@ public static partial class Commands
                 speculator.Rounds, speculator.Accepted, speculator.Drafted,
                 speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K));
         return 0;
+    }
+
+    /// <summary>--max-tokens: -1 (the default) runs until the end of the sequence or of the context, as Ollama does.</summary>
+    private static Option<int> MaxTokensOption() =>
+        Opt.Int("--max-tokens", -1, "tokens to generate at most; -1: until the model ends or the context is full", min: -1, aliases: ["-n", "--n-predict"]);
+
+    private static int MaxTokens(CliArgs a) => a.Int("--max-tokens") switch
+    {
+        -1 => int.MaxValue,
+        0 => throw new UsageException("option --max-tokens expects -1 (no limit) or at least 1, got '0'"),
+        var n => n,
+    };
+
+    /// <summary>Whether stdin is a pipe or file rather than a terminal (tests replace it).</summary>
+    internal static Func<bool> InputIsPiped { get; set; } = () => Console.IsInputRedirected;
+
+    /// <summary>The prompt from -p TEXT, -p - (stdin), -f FILE, or piped stdin; null: none given.</summary>
+    private static string? PromptText(CliArgs a)
+    {
+        if (a.Str("--file") is { } file)
+        {
+            if (a.Given("--prompt")) throw new UsageException("run: give -p TEXT or -f FILE, not both");
+            if (!File.Exists(file)) throw new UsageException($"run: -f {file}: file not found");
+            return File.ReadAllText(file).TrimEnd('\n', '\r');
+        }
+        if (a.Str("--prompt") is { } p) return p == "-" ? Console.In.ReadToEnd().TrimEnd('\n', '\r') : p;
+        if (!InputIsPiped()) return null;
+        string piped = Console.In.ReadToEnd().TrimEnd('\n', '\r');
+        return piped.Trim().Length == 0 ? null : piped;
+    }
+
+    /// <summary>
+    /// Says on stderr why an answer is missing or short: reasoning cut off by the token limit or the context (the answer
+    /// never began), the model ending inside its reasoning, or an answer cut off.
+    /// </summary>
+    internal static void Explain(StreamPrinter printer, GenerationResult result, int maxTokens, int ctx)
+    {
+        string limit = result.CompletionTokens >= maxTokens ? $"the --max-tokens limit of {maxTokens}" : $"the end of the {ctx}-token context (--ctx)";
+        if (result.FinishReason == FinishReason.Length && printer.EndedInReasoning)
+            Console.Error.WriteLine(printer.HidesReasoning
+                ? $"(no answer: the reasoning was cut off at {limit} before the answer began; raise it, or drop --hide-reasoning to see the reasoning)"
+                : $"(the reasoning was cut off at {limit}: the answer never began)");
+        else if (result.FinishReason == FinishReason.Stop && printer.HidesReasoning && printer.SawReasoning && !printer.AnswerBegan)
+            Console.Error.WriteLine("(no answer: the model ended inside its reasoning; drop --hide-reasoning to see it)");
+        else if (result.FinishReason == FinishReason.Length)
+            Console.Error.WriteLine($"(stopped at {limit})");
     }
 
     /// <summary>The statistics line on stderr: the prompt tokens processed (after a reused cached prefix) and their
@@ -385,8 +492,25 @@ public sealed class StreamPrinter(TextWriter output, bool hideReasoning)
     private bool _atLineStart = true;
     private bool _trimAnswerStart;
 
+    /// <summary>--hide-reasoning.</summary>
+    public bool HidesReasoning => hideReasoning;
+
+    /// <summary>The model reasoned (shown or not).</summary>
+    public bool SawReasoning { get; private set; }
+
+    /// <summary>Answer text was written.</summary>
+    public bool AnswerBegan { get; private set; }
+
+    /// <summary>The last text was reasoning: the stream ended before the answer began (set by <see cref="End"/>).</summary>
+    public bool EndedInReasoning { get; private set; }
+
+    private TextKind? _last;
+
     public void Write(string text, TextKind kind)
     {
+        if (text.Length > 0) _last = kind;
+        if (kind == TextKind.Reasoning) SawReasoning |= text.Length > 0;
+        else if (text.Trim().Length > 0) AnswerBegan = true;
         if (kind == TextKind.Reasoning && hideReasoning) return;
         if (_current != kind)
         {
@@ -408,16 +532,18 @@ public sealed class StreamPrinter(TextWriter output, bool hideReasoning)
         _atLineStart = text.EndsWith('\n');
     }
 
-    private void CloseReasoning()
+    private void CloseReasoning(bool cut = false)
     {
         if (!_atLineStart) output.Write('\n');
-        output.Write(_tty ? "...done thinking.\u001b[0m\n\n" : "</think>\n\n");
+        output.Write(_tty ? (cut ? "...reasoning cut off.\u001b[0m\n\n" : "...done thinking.\u001b[0m\n\n") : "</think>\n\n");
         _atLineStart = true;
     }
 
-    public void End()
+    /// <param name="cut">Generation stopped at the token limit or the end of the context (a reasoning still open was cut).</param>
+    public void End(bool cut = false)
     {
-        if (_current == TextKind.Reasoning) CloseReasoning();
+        EndedInReasoning = _last == TextKind.Reasoning;
+        if (_current == TextKind.Reasoning) CloseReasoning(cut);
         if (!_atLineStart) output.Write('\n');
         output.Flush();
         _current = null;

@@ -14,8 +14,12 @@ public static partial class Commands
 
     /// <summary>A MODEL argument as a local path: an existing path as is, a repo id from the cache (downloaded first,
     /// with progress on stderr).</summary>
-    internal static string ModelPath(string modelArg) =>
-        new ModelLocator(HubSettings()).ResolvePath(modelArg, new ProgressLine(Console.Error, interactive: !Console.IsErrorRedirected));
+    internal static string ModelPath(string modelArg)
+    {
+        var progress = ProgressView.Download(modelArg, out var end);
+        try { return new ModelLocator(HubSettings()).ResolvePath(modelArg, progress); }
+        finally { end(); }
+    }
 
     private static Command PullCommand() => ModelCommand("pull", "download a model into the cache", "org/repo, org/repo@revision or org/repo:QUANT", Pull);
     private static Command ListCommand() => Cmd("list", "cached models (name, revision, size, format)", _ => List());
@@ -33,7 +37,10 @@ public static partial class Commands
     private static int Pull(string model)
     {
         var locator = new ModelLocator(HubSettings());
-        var got = locator.Pull(ModelReference.Parse(model), new ProgressLine(Console.Error, interactive: !Console.IsErrorRedirected));
+        var progress = ProgressView.Download(model, out var end);
+        ResolvedModel got;
+        try { got = locator.Pull(ModelReference.Parse(model), progress); }
+        finally { end(); }
         Console.Error.WriteLine($"{got.Reference} at {got.Commit[..Math.Min(12, got.Commit.Length)]}: {got.Selection.Files.Count} files, {got.Selection.Format.ToString().ToLowerInvariant()}");
         Console.WriteLine(got.Path);
         return 0;
@@ -119,6 +126,6 @@ internal sealed class ProgressLine(TextWriter w, bool interactive) : IProgress<D
             p.Model, Bytes.Format(p.BytesDone), Bytes.Format(p.BytesTotal), share, speed, left, p.FilesDone, p.FilesTotal).Replace("    ", "  ");
     }
 
-    private static string Eta(TimeSpan t) =>
+    internal static string Eta(TimeSpan t) =>
         t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{Math.Max(1, (int)Math.Ceiling(t.TotalSeconds))}s";
 }

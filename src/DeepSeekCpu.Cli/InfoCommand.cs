@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
+using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
@@ -11,6 +12,8 @@ public static partial class Commands
     private static Command InfoCommand() => Cmd("info", "describe a model and the memory it needs", Info, [
         ModelOption("the model (required)"),
         CtxOption(min: 1),
+        TokenizerOption(),
+        ChatTemplateOption(),
         Opt.Int("--parallel", 1, "slots the memory plan holds KV caches for", 1, 64),
         CacheTypeOption(),
         RepackOption(),
@@ -44,6 +47,7 @@ public static partial class Commands
         }
         Console.WriteLine($"vocab:          {c.VocabSize}");
         Console.WriteLine($"context:        {c.MaxPositionEmbeddings}");
+        Console.WriteLine($"chat template:  {Template(a, path)}");
         Console.WriteLine(string.Format(inv, "rope:           theta {0}{1}{2}", c.RopeTheta,
             c.RopeScaling is { } s ? $", {s.Type} x{s.Factor.ToString(inv)} (original {s.OriginalMaxPositionEmbeddings})" : "",
             c.RopeInterleaved ? ", interleaved pairs" : ", rotate-half"));
@@ -67,6 +71,17 @@ public static partial class Commands
         }
         PrintMemoryPlan(model, a.IntOrNull("--ctx") ?? Math.Min(c.MaxPositionEmbeddings, 4096), a.Int("--parallel"), options);
         return 0;
+    }
+
+    /// <summary>Which template renders chats: --chat-template FILE's, the model's own (named), or none.</summary>
+    private static string Template(CliArgs a, string path)
+    {
+        ITokenizer tokenizer;
+        try { tokenizer = LocalModel.LoadTokenizerOnly(a.Str("--tokenizer") ?? path); }
+        catch (ModelFormatException e) { return $"unknown (the tokenizer does not load: {TerminalText.Safe(e.Message.Split('\n')[0], 200)})"; }
+        if (a.Str("--chat-template") is { } file)
+            return $"{file} ({(ChatTemplateFile.Load(file, tokenizer) is ChatTemplateFile ? "JSON form" : "DeepSeek Jinja template")}, --chat-template)";
+        return ChatTemplateFile.Describe(tokenizer);
     }
 
     /// <summary>

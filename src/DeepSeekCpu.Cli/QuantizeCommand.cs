@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using DeepSeekCpu.Formats;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenizers;
 using DeepSeekCpu.Weights;
@@ -53,8 +54,39 @@ public static partial class Commands
 
         GgufExport.AddTensors(w, c, weights, type);
         var sw = Stopwatch.StartNew();
-        w.Write(outPath); // GgufWriter writes PATH.partial and renames it only when complete
-        Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / 1e6:F1} MB, {type}) in {sw.Elapsed.TotalSeconds:F1} s");
+        ProgressView.Run($"quantize {type}", p =>
+        {
+            // GgufWriter writes PATH.partial and renames it only when complete: its length is the progress.
+            long total = w.TensorBytes;
+            using var poll = new Timer(_ =>
+            {
+                try { p.Report(new Step(Math.Min(new FileInfo(outPath + ".partial").Length, total), total)); }
+                catch (IOException) { }   // not created yet, or already renamed
+            }, null, 250, 250);
+            w.Write(outPath);
+            return 0;
+        });
+        Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / 1e6:F1} MB) in {sw.Elapsed.TotalSeconds:F1} s: {WrittenTypes(outPath, type)}");
         return 0;
     }
+
+    /// <summary>
+    /// The types the file really holds, read back from it ("Q4_K x 146, Q8_0 x 24, F32 x 57"), and a warning for the
+    /// matrices that did not get <paramref name="requested"/>: a row length that is not a multiple of its block falls
+    /// back to Q8_0 or F16, as llama.cpp's quantize does (GgufExport.TargetFor).
+    /// </summary>
+    private static string WrittenTypes(string path, DType requested)
+    {
+        using var g = GgufFile.Open(path);
+        var matrices = g.Tensors.Values.Where(t => t.Rank >= 2).ToList();
+        var fallback = matrices.Where(t => t.Type != requested && t.Shape[^1] % requested.BlockSize() != 0).ToList();
+        if (fallback.Count > 0 && requested is not (DType.F32 or DType.F16 or DType.BF16))
+            Console.Error.WriteLine($"warning: quantize: {fallback.Count} of {matrices.Count} matrices are not {requested}: their rows " +
+                $"({string.Join(", ", fallback.Select(t => t.Shape[^1]).Distinct().Order())} values) are not a multiple of its " +
+                $"{requested.BlockSize()}-value blocks; they are {Tally(fallback)}");
+        return Tally(g.Tensors.Values);
+    }
+
+    private static string Tally(IEnumerable<TensorView> tensors) =>
+        string.Join(", ", tensors.GroupBy(t => t.Type).OrderByDescending(x => x.Count()).Select(x => $"{x.Key} x {x.Count()}"));
 }

@@ -3,6 +3,7 @@ using DeepSeekCpu.Hub;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Tokenization;
 using DeepSeekCpu.Tokenizers;
+using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu;
 
@@ -29,7 +30,9 @@ public sealed class LocalModel : IDisposable
     /// Loads a model and its tokenizer (from <paramref name="tokenizerPath"/> when given: a folder, tokenizer.json or
     /// llama2.c tokenizer.bin). <paramref name="options"/>: memory mode, threads, conversion of matrices at load.
     /// </summary>
-    public static LocalModel Load(string path, string? tokenizerPath = null, LoadOptions? options = null)
+    /// <param name="progress">Told how far building the graph has come (matrices converted and re-laid-out, in bytes of
+    /// the stored weights), and once more when the model is ready; a front end draws it (the engine draws nothing).</param>
+    public static LocalModel Load(string path, string? tokenizerPath = null, LoadOptions? options = null, IProgress<LoadProgress>? progress = null)
     {
         path = ModelLocator.Resolve(path);   // a Hugging Face repo id: the cached snapshot, fetched first if needed
         options ??= LoadOptions.Default;
@@ -37,10 +40,27 @@ public sealed class LocalModel : IDisposable
         try
         {
             var tokenizer = LoadTokenizer(path, format, config, gguf, tokenizerPath);
+            if (progress != null) options = options with { MatrixTransform = Reporting(options.MatrixTransform, path, weights.TotalBytes, progress) };
             var model = ModelLoader.Build(config, weights, options);
+            progress?.Report(new LoadProgress(path, weights.TotalBytes, weights.TotalBytes, Finished: true));
             return new LocalModel(path, model, tokenizer, format);
         }
         catch { weights.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// <paramref name="inner"/> (or no conversion) with each matrix's start reported: the bytes of the matrices before
+    /// it are then converted and re-laid-out. Matrices may be built on the worker pool, so the count is atomic.
+    /// </summary>
+    public static Func<WeightMatrix, WeightMatrix> Reporting(Func<WeightMatrix, WeightMatrix>? inner, string model, long totalBytes, IProgress<LoadProgress> progress)
+    {
+        long done = 0;
+        return m =>
+        {
+            long before = Interlocked.Add(ref done, m.ByteLength) - m.ByteLength;
+            progress.Report(new LoadProgress(model, Math.Min(before, totalBytes), totalBytes, Finished: false));
+            return inner?.Invoke(m) ?? m;
+        };
     }
 
     /// <summary>Loads only the tokenizer of a model path (or a tokenizer folder / tokenizer.json / llama2.c tokenizer.bin).</summary>
@@ -100,3 +120,6 @@ public sealed class LocalModel : IDisposable
 
     public void Dispose() => Model.Dispose();
 }
+
+/// <summary>Where a load stands: bytes of the stored weights built into the graph so far, of the total.</summary>
+public readonly record struct LoadProgress(string Model, long BytesDone, long BytesTotal, bool Finished);

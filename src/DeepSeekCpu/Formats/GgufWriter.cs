@@ -16,6 +16,9 @@ public sealed class GgufWriter
 
     public GgufWriter Add(string key, object value) { _meta.Add((key, value)); return this; }
 
+    /// <summary>The tensor data to be written, in bytes (for a front end's progress).</summary>
+    public long TensorBytes => _tensors.Sum(t => t.bytes);
+
     public GgufWriter AddTensor(string name, DType type, long[] shape, byte[] data)
         => AddTensor(name, type, shape, data.LongLength, s => s.Write(data));
 

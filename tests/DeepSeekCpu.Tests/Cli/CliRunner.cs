@@ -11,7 +11,7 @@ internal static class CliRunner
         var (o, e, i) = (Console.Out, Console.Error, Console.In);
         var so = new StringWriter(); var se = new StringWriter();
         Console.SetOut(so); Console.SetError(se);
-        if (stdin != null) Console.SetIn(new StringReader(stdin));
+        Console.SetIn(new StringReader(stdin ?? ""));   // never the test host's own stdin
         try { return (Commands.Execute(args), so.ToString(), se.ToString()); }
         finally { Console.SetOut(o); Console.SetError(e); Console.SetIn(i); }
     }
