@@ -9,7 +9,8 @@ namespace DeepSeekCpu.Tests.Serving;
 
 /// <summary>
 /// `deepseek-cpu serve` as a real process, stopped by a real SIGTERM while streams are open: every stream ends with
-/// its final event and [DONE], the process exits 0, and the port is closed afterwards. (That a stream cut short gets
+/// its final event and [DONE], the process exits 0, and the port is closed afterwards. Its --cors and --log-format json
+/// options are used on the way. (That a stream cut short gets
 /// finish_reason "length" is checked in-process with a gated model: OperationsTests.)
 /// </summary>
 public class ServeShutdownTests
@@ -36,7 +37,7 @@ public class ServeShutdownTests
         Assert.SkipUnless(OperatingSystem.IsLinux(), "signals are sent with libc's kill");
         string cli = Path.Combine(AppContext.BaseDirectory, "deepseek-cpu.dll");   // the CLI project's output, copied here
         int port = FreePort();
-        var psi = new ProcessStartInfo("dotnet", [cli, "serve", "--port", port.ToString(), "--parallel", "2"])
+        var psi = new ProcessStartInfo("dotnet", [cli, "serve", "--port", port.ToString(), "--parallel", "2", "--log-format", "json", "--cors", "http://app.example"])
         { RedirectStandardError = true, RedirectStandardOutput = true };
         using var server = Process.Start(psi)!;
         var log = new StringBuilder();
@@ -54,6 +55,12 @@ public class ServeShutdownTests
                 Assert.True(DateTime.UtcNow < until, "serve did not answer /health in time");
                 await Task.Delay(100);
             }
+
+            var preflight = new HttpRequestMessage(HttpMethod.Options, "/v1/completions");
+            preflight.Headers.Add("Origin", "http://app.example");
+            preflight.Headers.Add("Access-Control-Request-Method", "POST");
+            using (var res = await http.SendAsync(preflight))
+                Assert.Equal("http://app.example", res.Headers.GetValues("Access-Control-Allow-Origin").Single());
 
             // four streams on two slots (two of them wait), each started before the signal
             var streams = new List<(HttpResponseMessage Res, StreamReader Reader)>();
@@ -83,6 +90,14 @@ public class ServeShutdownTests
             Assert.True(0 == server.ExitCode, $"exit code {server.ExitCode}: {log}");
             await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("/health"));   // nothing listens any more
             lock (log) Assert.DoesNotContain("Exception", log.ToString());
+            // the request log: a JSON object per request, the preflight's and each stream's
+            string[] lines;
+            lock (log) lines = log.ToString().Split('\n').Where(l => l.StartsWith('{')).ToArray();
+            var entries = lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+            Assert.Equal(5, entries.Count);
+            Assert.Equal("OPTIONS", entries[0].GetProperty("method").GetString());
+            Assert.Equal(4, entries.Count(e => e.GetProperty("path").GetString() == "/v1/completions" && e.GetProperty("status").GetInt32() == 200
+                                               && e.GetProperty("prompt_tokens").GetInt32() == 5));
         }
         finally
         {
