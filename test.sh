@@ -10,6 +10,14 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 passed=0; failed=0; status=0
 
+# The chat page's browser tests (tests/DeepSeekCpu.Tests/Serving/ChatPageTests.cs) drive Debian's chromium through
+# Playwright; install it when missing (CI runs as root). If it cannot be installed, those tests fail and say why.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  echo "== installing chromium for the chat page tests"
+  (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }) >/dev/null 2>&1 \
+    || echo "could not install chromium: the chat page tests will fail"
+fi
+
 echo "== build"
 if ! dotnet build DeepSeekCpu.sln -c Release -v minimal -clp:ErrorsOnly; then
   echo "build failed"; echo "0 passed, 1 failed"; exit 1

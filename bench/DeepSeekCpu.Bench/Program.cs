@@ -13,6 +13,7 @@ if (args.Length > 0 && args[0] == "bodies") return Bodies.Run(args[1..]);
 if (args.Length > 0 && args[0] == "crossover") return Crossover.Run(args[1..]);
 if (args.Length > 0 && args[0] == "quantize") return QuantizeBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak") return Soak.Run(args[1..]);   // the server under a mixed load (Soak.cs)
+if (args.Length > 0 && args[0] == "load") return LoadBench.Run(args[1..]);   // tokens/s, TTFT, inter-token latency at N clients
 if (args.Length > 0 && args[0] == "tokenize") return TokenizeBench.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(BenchWeights).Assembly).Run(args);
 return 0;

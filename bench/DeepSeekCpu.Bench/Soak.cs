@@ -30,125 +30,78 @@ internal static class Soak
         int clients = ArgInt(args, "--clients", 6);
         int parallel = ArgInt(args, "--parallel", 2);
         int seed = ArgInt(args, "--seed", 1);
-        string cli = Arg(args, "--cli") ?? FindCli();
+        string cli = Arg(args, "--cli") ?? ServeProcess.FindCli();
         return RunAsync(cli, seconds, clients, parallel, seed).GetAwaiter().GetResult();
     }
 
-    private static string? Arg(string[] args, string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    internal static string? Arg(string[] args, string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 
-    private static int ArgInt(string[] args, string name, int def) => Arg(args, name) is { } s ? int.Parse(s) : def;
-
-    private static string FindCli()
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d != null; d = d.Parent)
-        {
-            string p = Path.Combine(d.FullName, "src", "DeepSeekCpu.Cli", "bin", "Release", "net10.0", "deepseek-cpu.dll");
-            if (File.Exists(p)) return p;
-        }
-        throw new FileNotFoundException("deepseek-cpu.dll not found: build src/DeepSeekCpu.Cli -c Release, or pass --cli PATH");
-    }
-
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
-    /// <summary>Resident set of a process in MiB (/proc/PID/status VmRSS).</summary>
-    private static double RssMiB(int pid)
-    {
-        foreach (string line in File.ReadLines($"/proc/{pid}/status"))
-            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
-        return double.NaN;
-    }
+    internal static int ArgInt(string[] args, string name, int def) => Arg(args, name) is { } s ? int.Parse(s) : def;
 
     private static async Task<int> RunAsync(string cli, int seconds, int clients, int parallel, int seed)
     {
-        int port = FreePort();
-        var psi = new ProcessStartInfo("dotnet", [cli, "serve", "--host", "127.0.0.1", "--port", port.ToString(), "--parallel", parallel.ToString(),
-            "--ctx", "256", "--queue", "32", "--max-body", MaxBody.ToString(), "--timeout", "60", "--quiet"])
-        { RedirectStandardError = true, RedirectStandardOutput = true };
-        using var server = Process.Start(psi)!;
-        var serverLog = new StringBuilder();
-        server.ErrorDataReceived += (_, e) => { lock (serverLog) serverLog.AppendLine(e.Data); };
-        server.OutputDataReceived += (_, e) => { lock (serverLog) serverLog.AppendLine(e.Data); };
-        server.BeginErrorReadLine(); server.BeginOutputReadLine();
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
-        try
+        using var server = await ServeProcess.StartAsync(cli, ["--parallel", parallel.ToString(), "--ctx", "256", "--queue", "32",
+            "--max-body", MaxBody.ToString(), "--timeout", "60", "--quiet"], TimeSpan.FromSeconds(120));
+        if (server == null) return 1;
+        var http = server.Http;
+        int port = server.Port;
+        await Greedy(http, new Random(0), stream: false, chat: false);   // warm up (JIT) before the first RSS reading
+        double rssStart = server.RssMiB();
+        Console.WriteLine($"soak: {clients} clients for {seconds} s against serve --parallel {parallel} (stories260K, port {port}); RSS at start {rssStart:F0} MiB");
+
+        var outcomes = new List<Outcome>();
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        // RSS every tenth of the run: whether it levels off or keeps growing
+        var rssSeries = new List<double>();
+        var sampler = Task.Run(async () =>
         {
-            var up = Stopwatch.StartNew();
-            while (true)
+            for (int k = 1; k <= 10; k++)
             {
-                if (server.HasExited) { Console.WriteLine($"server exited ({server.ExitCode}):\n{serverLog}"); return 1; }
-                try { if ((await http.GetAsync("/health")).IsSuccessStatusCode) break; } catch (HttpRequestException) { }
-                if (up.Elapsed > TimeSpan.FromSeconds(60)) { Console.WriteLine("server did not answer /health within 60 s"); return 1; }
-                await Task.Delay(200);
+                await Task.Delay(TimeSpan.FromSeconds(seconds / 10.0));
+                if (!server.Process.HasExited) lock (rssSeries) rssSeries.Add(server.RssMiB());
             }
-            await Greedy(http, new Random(0), stream: false, chat: false);   // warm up (JIT) before the first RSS reading
-            double rssStart = RssMiB(server.Id);
-            Console.WriteLine($"soak: {clients} clients for {seconds} s against serve --parallel {parallel} (stories260K, port {port}); RSS at start {rssStart:F0} MiB");
-
-            var outcomes = new List<Outcome>();
-            var deadline = DateTime.UtcNow.AddSeconds(seconds);
-            // RSS every tenth of the run: whether it levels off or keeps growing
-            var rssSeries = new List<double>();
-            var sampler = Task.Run(async () =>
-            {
-                for (int k = 1; k <= 10; k++)
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(seconds / 10.0));
-                    if (!server.HasExited) lock (rssSeries) rssSeries.Add(RssMiB(server.Id));
-                }
-            });
-            var tasks = Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
-            {
-                var rng = new Random(seed * 1000 + c);
-                var mine = new List<Outcome>();
-                while (DateTime.UtcNow < deadline)
-                {
-                    try { mine.Add(await OneRequest(http, rng)); }
-                    catch (Exception e) { mine.Add(new Outcome("transport: " + e.GetType().Name + ": " + e.Message, 0, 0, null, null, false)); }
-                }
-                lock (outcomes) outcomes.AddRange(mine);
-            })).ToArray();
-            await Task.WhenAll(tasks);
-            await sampler;
-            double rssLoadEnd = RssMiB(server.Id);
-            Console.WriteLine($"RSS every {seconds / 10.0:F0} s under load (MiB): {string.Join(" ", rssSeries.Select(r => r.ToString("F0")))}");
-
-            // every greedy answer against the same request served alone
-            int mismatches = 0, checkedKeys = 0;
-            var aloneMs = new List<double>();
-            foreach (var group in outcomes.Where(o => o.Key != null && o.Status == 200).GroupBy(o => o.Key!))
-            {
-                var (_, _, stream, chat, prompt, maxTokens) = ParseKey(group.Key);
-                var single = await Send(http, Body(chat, prompt, maxTokens, stream, temperature: 0, seed: null), chat, stream, CancellationToken.None);
-                string alone = single.Text!;
-                aloneMs.Add(single.Seconds * 1000);
-                checkedKeys++;
-                foreach (var o in group)
-                    if (o.Text != alone)
-                    {
-                        if (mismatches++ < 5) Console.WriteLine($"DIFFERS {group.Key}: under load \"{o.Text}\" alone \"{alone}\"");
-                    }
-            }
-            double rssEnd = RssMiB(server.Id);
-
-            Report(outcomes, seconds, rssStart, rssLoadEnd, rssEnd, checkedKeys, mismatches);
-            var a = aloneMs.Order().ToArray();
-            Console.WriteLine($"latency of the greedy requests served alone (ms, {a.Length}): p50 {P(a, 50):F1}  p95 {P(a, 95):F1}  max {P(a, 100):F1}");
-            bool unexpected = outcomes.Any(o => !o.Expected);
-            bool died = server.HasExited;
-            if (died) Console.WriteLine($"server exited during the run:\n{serverLog}");
-            return mismatches == 0 && !unexpected && !died ? 0 : 1;
-        }
-        finally
+        });
+        var tasks = Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
         {
-            if (!server.HasExited) { server.Kill(entireProcessTree: true); server.WaitForExit(); }
+            var rng = new Random(seed * 1000 + c);
+            var mine = new List<Outcome>();
+            while (DateTime.UtcNow < deadline)
+            {
+                try { mine.Add(await OneRequest(http, rng)); }
+                catch (Exception e) { mine.Add(new Outcome("transport: " + e.GetType().Name + ": " + e.Message, 0, 0, null, null, false)); }
+            }
+            lock (outcomes) outcomes.AddRange(mine);
+        })).ToArray();
+        await Task.WhenAll(tasks);
+        await sampler;
+        double rssLoadEnd = server.RssMiB();
+        Console.WriteLine($"RSS every {seconds / 10.0:F0} s under load (MiB): {string.Join(" ", rssSeries.Select(r => r.ToString("F0")))}");
+
+        // every greedy answer against the same request served alone
+        int mismatches = 0, checkedKeys = 0;
+        var aloneMs = new List<double>();
+        foreach (var group in outcomes.Where(o => o.Key != null && o.Status == 200).GroupBy(o => o.Key!))
+        {
+            var (_, _, stream, chat, prompt, maxTokens) = ParseKey(group.Key);
+            var single = await Send(http, Body(chat, prompt, maxTokens, stream, temperature: 0, seed: null), chat, stream, CancellationToken.None);
+            string alone = single.Text!;
+            aloneMs.Add(single.Seconds * 1000);
+            checkedKeys++;
+            foreach (var o in group)
+                if (o.Text != alone)
+                {
+                    if (mismatches++ < 5) Console.WriteLine($"DIFFERS {group.Key}: under load \"{o.Text}\" alone \"{alone}\"");
+                }
         }
+        double rssEnd = server.RssMiB();
+
+        Report(outcomes, seconds, rssStart, rssLoadEnd, rssEnd, checkedKeys, mismatches);
+        var a = aloneMs.Order().ToArray();
+        Console.WriteLine($"latency of the greedy requests served alone (ms, {a.Length}): p50 {P(a, 50):F1}  p95 {P(a, 95):F1}  max {P(a, 100):F1}");
+        bool unexpected = outcomes.Any(o => !o.Expected);
+        bool died = server.Process.HasExited;
+        if (died) Console.WriteLine($"server exited during the run:\n{server.Log}");
+        return mismatches == 0 && !unexpected && !died ? 0 : 1;
     }
 
     private static void Report(List<Outcome> outcomes, int seconds, double rssStart, double rssLoadEnd, double rssEnd, int checkedKeys, int mismatches)
@@ -167,8 +120,7 @@ internal static class Soak
         Console.WriteLine($"unexpected outcomes: {outcomes.Count(o => !o.Expected)}");
     }
 
-    private static double P(double[] sorted, int p) =>
-        sorted.Length == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p / 100.0 * sorted.Length) - 1, 0, sorted.Length - 1)];
+    private static double P(double[] sorted, int p) => ServeProcess.Percentile(sorted, p);
 
     // ---- the load ----
 

@@ -11,7 +11,8 @@ public static partial class Commands
     /// deepseek-cpu serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--name ID] [--api-key KEY]: the
     /// OpenAI-compatible HTTP API (llama-server / ollama serve). Each of the N slots holds its own KV cache of --ctx
     /// tokens; more concurrent requests wait for a slot, at most --queue of them (503 beyond). --timeout, --max-body and
-    /// --max-prompt-chars bound one request (<see cref="ServerLimits"/>). Ctrl+C stops the server.
+    /// --max-prompt-chars bound one request (<see cref="ServerLimits"/>). --log-format and --cors: <see cref="ServerOperations"/>.
+    /// SIGTERM or Ctrl+C stops the server gracefully: open streams end with their final event, the exit code is 0.
     /// </summary>
     private static Command ServeCommand() => Cmd("serve", "OpenAI-compatible HTTP server", Serve, [
         ModelOption(),
@@ -27,6 +28,8 @@ public static partial class Commands
         Opt.Int("--max-prompt-chars", ServerLimits.Default.MaxPromptChars, "characters of a prompt at most (0: 32 per context token)", 0, int.MaxValue),
         Opt.Flag("--quiet", "no request log on stderr"),
         ChatTemplateOption(),
+        Opt.Text("--log-format", "text", "the request log: a text line or a JSON object per request", "text|json"),
+        Opt.Text("--cors", null, "origins whose web pages may call the API (comma-separated, or *)", "ORIGINS"),
         TokenizerOption(),
         .. LoadOptionList(),
     ]);
@@ -43,6 +46,15 @@ public static partial class Commands
             MaxBodyBytes = a.Int("--max-body"),
             MaxPromptChars = a.Int("--max-prompt-chars"),
         };
+        var ops = ServerOperations.Default with
+        {
+            LogFormat = a.Str("--log-format") switch
+            {
+                "text" => LogFormat.Text, "json" => LogFormat.Json,
+                var f => throw new UsageException($"serve: option --log-format expects text or json, got '{f}'"),
+            },
+            CorsOrigins = a.Str("--cors")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+        };
         using var lm = LoadModel(a, allowDefault: true);
         var tokenizer = ChatTokenizer(a, lm);
         int ctx = Context(a, lm.Model.Config);
@@ -53,11 +65,11 @@ public static partial class Commands
         string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
         // --api-key, or DEEPSEEK_CPU_API_KEY (keeps the key out of the process list)
         string? apiKey = a.Str("--api-key") ?? Environment.GetEnvironmentVariable("DEEPSEEK_CPU_API_KEY");
-        var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error, apiKey, limits);
+        var app = OpenAiServer.Build(engine, id, url, a.Has("--quiet") ? null : Console.Error, apiKey, limits, ops);
         try { app.Start(); }
         catch (IOException e) { throw new IOException($"serve: cannot listen on {url}: {e.Message}"); }
         Console.Error.WriteLine($"serving '{id}' on {string.Join(", ", app.Urls)} ({parallel} slot{(parallel > 1 ? "s" : "")} of {engine.ContextLength} tokens); " +
-                                "POST /v1/chat/completions, /v1/completions; GET /v1/models, /health. Ctrl+C stops.");
+                                "POST /v1/chat/completions, /v1/completions; GET /v1/models, /health, /metrics; the chat page at /. Ctrl+C stops.");
         app.WaitForShutdown();
         return 0;
     }

@@ -7,6 +7,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace DeepSeekCpu.Server;
@@ -35,9 +37,10 @@ public static partial class OpenAiServer
     /// <param name="apiKey">When set, every /v1 request must carry "Authorization: Bearer KEY" (401 otherwise), as
     /// OpenAI clients send it; /health stays open for load balancers.</param>
     public static WebApplication Build(ChatEngine engine, string modelId, string urls, TextWriter? log = null, string? apiKey = null,
-        ServerLimits? limits = null)
+        ServerLimits? limits = null, ServerOperations? ops = null)
     {
         limits ??= ServerLimits.Default;
+        ops ??= ServerOperations.Default;
         if (limits.MaxPromptChars <= 0)
             limits = limits with { MaxPromptChars = (int)Math.Min(int.MaxValue, (long)ServerLimits.PromptCharsPerToken * engine.ContextLength) };
         var builder = WebApplication.CreateSlimBuilder();
@@ -48,8 +51,15 @@ public static partial class OpenAiServer
             k.Limits.MinRequestBodyDataRate = new MinDataRate(limits.MinBodyBytesPerSecond, limits.BodyGracePeriod);
         });
         builder.Logging.ClearProviders();
+        ConfigureOperations(builder, ops);
         var app = builder.Build();
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        JsonObject Model() => new()
+        {
+            ["id"] = modelId, ["object"] = "model", ["created"] = created, ["owned_by"] = "deepseek-cpu",
+            ["context_length"] = engine.ContextLength,
+        };
+        UseOperations(app, engine, modelId, Model, log, ops);
         if (!string.IsNullOrEmpty(apiKey))
         {
             byte[] expected = Encoding.UTF8.GetBytes("Bearer " + apiKey);
@@ -72,11 +82,7 @@ public static partial class OpenAiServer
         app.MapGet("/v1/models", () => Results.Text(new JsonObject
         {
             ["object"] = "list",
-            ["data"] = new JsonArray(new JsonObject
-            {
-                ["id"] = modelId, ["object"] = "model", ["created"] = created, ["owned_by"] = "deepseek-cpu",
-                ["context_length"] = engine.ContextLength,
-            }),
+            ["data"] = new JsonArray(Model()),
         }.ToJsonString(Json), "application/json"));
         var gate = new Admission(engine.SlotCount + limits.Queue);
         app.MapPost("/v1/chat/completions", ctx => Handle(ctx, engine, modelId, chat: true, log, limits, gate));
@@ -100,12 +106,13 @@ public static partial class OpenAiServer
 
     private static async Task Handle(HttpContext ctx, ChatEngine engine, string modelId, bool chat, TextWriter? log, ServerLimits limits, Admission gate)
     {
-        var sw = Stopwatch.StartNew();
         int status = 200;
         var result = new GenerationResult();
+        ctx.Items[ResultItem] = result;
         bool admitted = false;
-        // the client leaving, or the request timeout: either stops tokenization and generation
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        // the client leaving, the request timeout, or the server shutting down: each stops tokenization and generation
+        var stopping = ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
         timeout.CancelAfter(limits.RequestTimeout);
         var cancel = timeout.Token;
         try
@@ -168,8 +175,9 @@ public static partial class OpenAiServer
             status = 503;
             if (!ctx.Response.HasStarted)
                 ctx.Response.Headers.RetryAfter = limits.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await WriteError(ctx, new ApiError(503, $"the request did not finish within the server's {limits.RequestTimeout.TotalSeconds:0} s timeout",
-                type: "server_error", code: "timeout"));
+            await WriteError(ctx, stopping.IsCancellationRequested
+                ? new ApiError(503, "the server is shutting down", type: "server_error", code: "shutting_down")
+                : new ApiError(503, $"the request did not finish within the server's {limits.RequestTimeout.TotalSeconds:0} s timeout", type: "server_error", code: "timeout"));
         }
         catch (Exception e)
         {
@@ -181,8 +189,7 @@ public static partial class OpenAiServer
         {
             if (admitted) gate.Leave();
         }
-        log?.WriteLine($"{ctx.Request.Method} {ctx.Request.Path} {status} prompt={result.PromptTokens} completion={result.CompletionTokens} " +
-                       $"{sw.Elapsed.TotalSeconds:F2}s");
+        ctx.Items[StatusItem] = status;   // the request log and metrics (UseOperations) read it
     }
 
     private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, int[] prompt,

@@ -15,7 +15,7 @@ namespace DeepSeekCpu.Generation;
 /// slots do; requests beyond the slots wait in line. Every front end sits on this class: the server, the IChatClient
 /// adapter, and the CLI's run and chat (one slot each).
 /// </summary>
-public sealed class ChatEngine : IDisposable
+public sealed partial class ChatEngine : IDisposable
 {
     /// <summary>One request from admission to its last delta.</summary>
     internal sealed class Job
@@ -30,6 +30,8 @@ public sealed class ChatEngine : IDisposable
         public int Fed;                            // prompt tokens in the slot's cache so far
         public Sequence? Seq;                      // set with the first prompt chunk
         public StopMatcher Stops = null!;
+        public readonly long Submitted = System.Diagnostics.Stopwatch.GetTimestamp();   // for the observer's timings
+        public long LastToken;                     // timestamp of the last sampled token (0: none yet)
         /// <summary>Set when the scheduler has let the job go (finished, cancelled or failed; its slot is free).</summary>
         public readonly TaskCompletionSource Released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -320,6 +322,7 @@ public sealed class ChatEngine : IDisposable
         if (j.Cancel.IsCancellationRequested) seq.Finish(_pieces, FinishReason.Cancelled);
         else
         {
+            Observe(j);
             seq.Step(logits, _pieces);
             if (!seq.Finished && (fed >= 0 ? fed : j.Slot!.Session.Position) >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
         }

@@ -63,7 +63,7 @@ public class OpenAiServerTests
     }
 
     /// <summary>The Python reference's greedy continuation of "Once upon a time", as text, up to its first stop token.</summary>
-    private static string ReferenceStory(int maxTokens)
+    internal static string ReferenceStory(int maxTokens)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture("tiny-stories260K-reference", "reference.json")));
         var ids = doc.RootElement.GetProperty("greedy_continuation_64").EnumerateArray().Select(x => x.GetInt32()).Take(maxTokens).ToArray();

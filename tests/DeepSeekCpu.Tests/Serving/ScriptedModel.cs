@@ -35,6 +35,13 @@ internal sealed class ScriptedModel(int vocab, int[] script) : ILanguageModel
             _permits.Release();
         }
     }
+    /// <summary>Lets one forward pass run if one reaches the gate within <paramref name="wait"/>; false if none did.</summary>
+    public async Task<bool> TryStep(TimeSpan wait)
+    {
+        if (!await _arrived.WaitAsync(wait)) return false;
+        _permits.Release();
+        return true;
+    }
     /// <summary>A token that makes the forward pass throw (a failing request).</summary>
     public int? Poison;
     public ModelConfig Config { get; } = new()

@@ -28,6 +28,15 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void An_unknown_log_format_is_a_usage_error()
+    {
+        var (code, err) = Cli("serve", "--log-format", "xml");
+        Assert.Equal(2, code);
+        Assert.Contains("--log-format expects text or json, got 'xml'", err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Fact]
     public void A_busy_port_is_reported_in_one_line()
     {
         using var busy = new TcpListener(IPAddress.Loopback, 0);
