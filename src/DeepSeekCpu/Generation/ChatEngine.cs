@@ -15,7 +15,7 @@ namespace DeepSeekCpu.Generation;
 /// slots do; requests beyond the slots wait in line. Every front end sits on this class: the server, the IChatClient
 /// adapter, and the CLI's run and chat (one slot each).
 /// </summary>
-public sealed class ChatEngine : IDisposable
+public sealed partial class ChatEngine : IDisposable
 {
     /// <summary>One request from admission to its last delta.</summary>
     internal sealed class Job
