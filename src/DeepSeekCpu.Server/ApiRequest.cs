@@ -67,12 +67,7 @@ internal sealed partial class ApiRequest
             foreach (var m in msgs.EnumerateArray())
             {
                 string at = $"messages[{i}]";
-                if (m.ValueKind != JsonValueKind.Object) throw new ApiError(400, $"{at} must be an object with role and content", at);
-                if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
-                    || role.GetString() is not ("system" or "developer" or "user" or "assistant"))
-                    throw new ApiError(400, $"{at}.role must be one of system, developer, user, assistant", at + ".role");
-                string roleName = role.GetString() == "developer" ? "system" : role.GetString()!;
-                r.Messages.Add(new ChatMessage(roleName, Content(m, at)));
+                r.Messages.Add(ParseMessage(m, at));
                 chars += r.Messages[^1].Content.Length;
                 i++;
             }
@@ -131,8 +126,7 @@ internal sealed partial class ApiRequest
         foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
             if (Number(root, name) is double v && v != 0)
                 throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
-        if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
-            throw new ApiError(400, "tools (function calling) are not supported by this server", "tools");
+        if (chat) r.Tools = ParseTools(root);
         // Thinking switch of hybrid templates (V3.1): vLLM's and SGLang's chat_template_kwargs {"thinking": bool} (or
         // "enable_thinking"), else OpenAI's reasoning_effort ("none" = answer directly). Templates without one ignore it.
         if (root.TryGetProperty("chat_template_kwargs", out var kw) && kw.ValueKind != JsonValueKind.Null)
