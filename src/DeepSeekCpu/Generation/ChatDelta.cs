@@ -7,4 +7,7 @@ namespace DeepSeekCpu.Generation;
 public readonly record struct ChatDelta(string Text, TextKind Kind)
 {
     public ToolCall? Call { get; init; }
+    /// <summary>A token's log-probabilities (requests with <see cref="GenerationRequest.TopLogprobs"/> ≥ 0), in a delta
+    /// of its own just before the text of that token's step.</summary>
+    public TokenLogprob? Logprob { get; init; }
 }

@@ -274,7 +274,10 @@ public sealed partial class ChatEngine : IDisposable
         if (j.Seq == null)
         {
             // created before the first chunk, so that its clock times the prompt; the context end is Advance's check
-            j.Seq = new Sequence(Tokenizer, j.Prompt, j.Request.MaxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning);
+            j.Seq = new Sequence(Tokenizer, j.Prompt, j.Request.MaxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning)
+            {
+                Grammar = j.Request.Grammar, ReasoningBudget = j.Request.ReasoningBudget, TopLogprobs = j.Request.TopLogprobs,
+            };
         }
         int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
         slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);
@@ -324,6 +327,8 @@ public sealed partial class ChatEngine : IDisposable
             if (!seq.Finished && (fed >= 0 ? fed : j.Slot!.Session.Position) >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
         }
         bool hit = false;
+        if (seq.LastLogprob is { } lp && _pieces.Count > 0 && _pieces[^1].Id == lp.Id)
+            j.Output.TryWrite(new ChatDelta("", _pieces[^1].Kind) { Logprob = lp });
         foreach (var t in _pieces)
         {
             if (t.Text.Length == 0) continue;
