@@ -67,3 +67,24 @@ public sealed partial class DeepSeekChatClient
     private static FunctionCallContent CallContent(EngineCall call) =>
         new(call.Id, call.Name, JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments));
 }
+
+/// <summary>Structured output and thinking control from <see cref="ChatOptions"/>.</summary>
+public sealed partial class DeepSeekChatClient
+{
+    /// <summary>ChatResponseFormat: Text constrains nothing, Json without a schema any object, Json with one its schema.</summary>
+    private static DeepSeekCpu.Generation.Grammar? ResponseGrammar(ChatOptions? options) => options?.ResponseFormat switch
+    {
+        null or ChatResponseFormatText => null,
+        ChatResponseFormatJson { Schema: null } => DeepSeekCpu.Generation.JsonSchemaGrammar.AnyObject(),
+        ChatResponseFormatJson { Schema: { } schema } => DeepSeekCpu.Generation.JsonSchemaGrammar.FromSchema(schema.GetRawText()),
+        var other => throw new NotSupportedException($"response format {other.GetType().Name} is not supported"),
+    };
+
+    /// <summary>AdditionalProperties["reasoning_budget"]: most reasoning tokens before "&lt;/think&gt;" is forced.</summary>
+    private static int? ReasoningBudget(ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is not { } extra || !extra.TryGetValue("reasoning_budget", out var b) || b == null) return null;
+        int n = Convert.ToInt32(b, System.Globalization.CultureInfo.InvariantCulture);
+        return n >= 0 ? n : throw new ArgumentException($"AdditionalProperties[\"reasoning_budget\"] must be >= 0 (got {n})");
+    }
+}

@@ -9,7 +9,8 @@ namespace DeepSeekCpu.Extensions.AI;
 /// <see cref="IChatClient"/> over a local model (Microsoft.Extensions.AI): messages are rendered with the model's chat
 /// template, an R1 model's reasoning arrives as <see cref="TextReasoningContent"/> apart from the answer's
 /// <see cref="TextContent"/>, and <see cref="ChatOptions"/> map onto sampling (Temperature, TopP, TopK, Seed,
-/// MaxOutputTokens, StopSequences; "min_p" and "repetition_penalty" through AdditionalProperties). Concurrent calls
+/// MaxOutputTokens, StopSequences, FrequencyPenalty, PresencePenalty, ResponseFormat; "min_p", "repetition_penalty" and
+/// "reasoning_budget" through AdditionalProperties; tools in DeepSeekChatClient.Tools.cs). Concurrent calls
 /// take the engine's slots (a conversation's next turn reuses its cached prefix).
 /// <code>
 /// using IChatClient client = new DeepSeekChatClient(LocalModel.Load("DeepSeek-R1-Distill-Qwen-1.5B-Q4_0.gguf"));
@@ -130,14 +131,14 @@ public sealed partial class DeepSeekChatClient : IChatClient
         var list = new List<EngineMessage>();
         if (options?.Instructions is { Length: > 0 } instructions) list.Add(new EngineMessage("system", instructions));
         foreach (var m in messages) list.AddRange(ToEngine(m));
-        if (options?.FrequencyPenalty is float fp && fp != 0) throw new NotSupportedException("FrequencyPenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
-        if (options?.PresencePenalty is float pp && pp != 0) throw new NotSupportedException("PresencePenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
 
         var sampling = new SamplingOptions();
         if (options?.Temperature is float t) sampling = sampling with { Temperature = t };
         if (options?.TopP is float p) sampling = sampling with { TopP = p };
         if (options?.TopK is int k) sampling = sampling with { TopK = k };
         if (options?.Seed is long s) sampling = sampling with { Seed = unchecked((ulong)s) };
+        if (options?.FrequencyPenalty is float fp) sampling = sampling with { FrequencyPenalty = fp };
+        if (options?.PresencePenalty is float pp) sampling = sampling with { PresencePenalty = pp };
         if (options?.AdditionalProperties is { } extra)
         {
             if (extra.TryGetValue("min_p", out var mp) && mp != null) sampling = sampling with { MinP = Convert.ToSingle(mp, System.Globalization.CultureInfo.InvariantCulture) };
@@ -148,6 +149,8 @@ public sealed partial class DeepSeekChatClient : IChatClient
             MaxTokens = options?.MaxOutputTokens ?? int.MaxValue,   // what the context leaves (capped by the engine)
             Sampling = sampling,
             Stop = options?.StopSequences?.ToArray() ?? [],
+            Grammar = ResponseGrammar(options),
+            ReasoningBudget = ReasoningBudget(options),
         };
         var prompt = _engine.PrepareChat(list, Thinking(options), Tools(options));
         _engine.Check(prompt.Tokens, request);

@@ -123,9 +123,6 @@ internal sealed partial class ApiRequest
             if (seed.ValueKind != JsonValueKind.Number || !seed.TryGetInt64(out long sv)) throw new ApiError(400, "seed must be an integer", "seed");
             sampling = sampling with { Seed = unchecked((ulong)sv) };
         }
-        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
-            if (Number(root, name) is double v && v != 0)
-                throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
         if (chat) r.Tools = ParseTools(root);
         // Thinking switch of hybrid templates (V3.1): vLLM's and SGLang's chat_template_kwargs {"thinking": bool} (or
         // "enable_thinking"), else OpenAI's reasoning_effort ("none" = answer directly). Templates without one ignore it.
@@ -146,9 +143,6 @@ internal sealed partial class ApiRequest
             try { r.Thinking = ThinkingOption.FromReasoningEffort(effort.GetString()); }
             catch (ArgumentException e) { throw new ApiError(400, e.Message, "reasoning_effort"); }
         }
-        if (Int(root, "n") is int n && n != 1) throw new ApiError(400, $"n must be 1 (got {n}): one choice per request", "n");
-        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
-            throw new ApiError(400, "logprobs are not supported", "logprobs");
 
         var stops = new List<string>();
         if (root.TryGetProperty("stop", out var stop) && stop.ValueKind != JsonValueKind.Null)
@@ -172,6 +166,7 @@ internal sealed partial class ApiRequest
             r.IncludeUsage = true;
 
         r.Generation = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling, Stop = stops };
+        r.ParseOpenAiFields(root, chat);
         return r;
     }
 

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json.Nodes;
 using DeepSeekCpu.Generation;
 using DeepSeekCpu.Tokenization;
@@ -9,19 +8,6 @@ namespace DeepSeekCpu.Server;
 /// with its index, id, name and whole arguments) and the finish reason "tool_calls".</summary>
 public static partial class OpenAiServer
 {
-    /// <summary>Reads an answer to its end: the text and the calls.</summary>
-    private static async Task<(string Content, List<ToolCall> Calls)> Answer(IAsyncEnumerable<ChatDelta> deltas)
-    {
-        var text = new StringBuilder();
-        var calls = new List<ToolCall>();
-        await foreach (var d in deltas)
-        {
-            if (d.Call is { } call) calls.Add(call);
-            else if (d.Kind == TextKind.Answer) text.Append(d.Text);
-        }
-        return (text.ToString(), calls);
-    }
-
     private static JsonObject ToolCallJson(ToolCall c) => new()
     {
         ["id"] = c.Id, ["type"] = "function", ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },

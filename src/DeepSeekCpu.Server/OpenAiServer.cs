@@ -117,6 +117,7 @@ public static partial class OpenAiServer
             // Kestrel's own verdicts on the body: too large (413), too slow (408), bad chunking or a short body (400)
             catch (BadHttpRequestException e) { throw new ApiError(e.StatusCode, $"bad request body: {e.Message}"); }
             using (doc) req = ApiRequest.Parse(doc, chat, modelId, limits);
+            CheckAgainstModel(req, engine);
 
             if (!gate.TryEnter())
             {
@@ -148,15 +149,11 @@ public static partial class OpenAiServer
             if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prepared, id, created, result, cancel);
             else
             {
-                // the result collects the text; the answer read for tool calls is what the client gets
-                var (content, calls) = await Answer(ChatEngine.ReadToolCalls(engine.StreamAsync(prompt, prepared.StartsInReasoning, req.Generation, result, cancel), prepared, cancel));
-                JsonObject choice = chat
-                    ? new JsonObject { ["index"] = 0, ["message"] = Message(content, result.Reasoning, calls), ["logprobs"] = null, ["finish_reason"] = Finish(result, calls.Count) }
-                    : new JsonObject { ["index"] = 0, ["text"] = result.Reasoning + result.Content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
+                var (choices, usage) = await Choices(engine, chat, req, prepared, result, cancel);
                 var body = new JsonObject
                 {
                     ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = modelId,
-                    ["choices"] = new JsonArray(choice), ["usage"] = Usage(result),
+                    ["choices"] = choices, ["usage"] = usage,
                 };
                 ctx.Response.ContentType = "application/json";
                 await ctx.Response.WriteAsync(body.ToJsonString(Json), ctx.RequestAborted);
@@ -215,6 +212,13 @@ public static partial class OpenAiServer
             await foreach (var d in ChatEngine.ReadToolCalls(engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, req.Generation, result, cancel), prompt, cancel))
             {
                 if (d.Call is { } call) await Send(Chunk(ToolCallDelta(call, calls++), null, null));
+                else if (d.Logprob is { } lp)
+                {
+                    if (d.Kind != TextKind.Answer || req.Generation.TopLogprobs < 0) continue;
+                    var chunk = Chunk(chat ? new JsonObject() : null, "", null);
+                    chunk["choices"]![0]!["logprobs"] = Logprobs(engine.Tokenizer, [lp], chat);
+                    await Send(chunk);
+                }
                 else if (chat)
                     await Send(Chunk(new JsonObject { [d.Kind == TextKind.Answer ? "content" : "reasoning_content"] = d.Text }, null, null));
                 else await Send(Chunk(null, d.Text, null));
