@@ -18,6 +18,8 @@ public static partial class Commands
         CtxOption(),
         Opt.Text("--system", null, "a system message", "TEXT"),
         Opt.Text("--think", null, "V3.1-style templates: think first (on), or answer directly (off) (default: the template's)", "on|off"),
+        .. ConstraintOptions(),
+        ReasoningBudgetOption(),
         Opt.Flag("--hide-reasoning", "print the answers only, not the reasoning"),
         Opt.Flag("--no-stats", "no statistics line after each answer"),
         TokenizerOption(),
@@ -31,7 +33,10 @@ public static partial class Commands
         using var lm = LoadModel(a, allowDefault: true);
         int ctx = a.IntOrNull("--ctx") ?? Math.Min(lm.Model.Config.MaxPositionEmbeddings, 4096);
         using var engine = new ChatEngine(lm.Model, lm.Tokenizer, slots: 1, ctx);
-        var request = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling };
+        var request = new GenerationRequest
+        {
+            MaxTokens = maxTokens, Sampling = sampling, Grammar = GrammarOption(a), ReasoningBudget = a.IntOrNull("--reasoning-budget"),
+        };
         var history = new List<ChatMessage>();
         if (a.Str("--system") is { } sys) history.Add(new ChatMessage("system", sys));
         bool? think = Think(a, lm.Tokenizer);
