@@ -13,9 +13,12 @@ namespace DeepSeekCpu.Server;
 /// </summary>
 public static partial class OpenAiServer
 {
-    /// <summary>Checks the fields that depend on the model: logit_bias ids must be tokens of its vocabulary.</summary>
+    /// <summary>Checks the fields that depend on the model: tools need a template with a call format, logit_bias ids
+    /// must be tokens of its vocabulary.</summary>
     private static void CheckAgainstModel(ApiRequest req, ChatEngine engine)
     {
+        if (req.Tools is { Active: true } && engine.Tokenizer.ChatTemplate?.ToolCallFormat == null)
+            throw new ApiError(400, "this model's chat template has no tool-call format (tools work with the DeepSeek R1/V3/V3-0324/R1-0528/V3.1 templates)", "tools");
         if (req.MaxBiasedToken >= engine.Tokenizer.VocabSize)
             throw new ApiError(400, $"logit_bias names token {req.MaxBiasedToken}, but the vocabulary has {engine.Tokenizer.VocabSize} tokens", "logit_bias");
     }

@@ -133,6 +133,31 @@ public class GrammarTests
         if (r.FinishReason == FinishReason.Stop) Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(r.Content).RootElement.ValueKind);
     }
 
+    /// <summary>
+    /// An R1 model's reasoning is not held to the grammar, its answer is: the scripted reasoning comes out as written,
+    /// and the scripted answer, which is not JSON, is replaced by what the grammar allows (the mask leaves only
+    /// fitting tokens, all equally likely to this model, and greedy takes the first).
+    /// </summary>
+    [Fact]
+    public async Task R1_reasoning_stays_free_and_only_the_answer_is_constrained()
+    {
+        var (model, tok, reasoning, _) = Serving.ScriptedModel.R1("Let me think { not json.\n", "\n\nThe answer is yes.");
+        using var engine = new ChatEngine(model, tok);
+        int[] prompt = engine.RenderChat([new("user", "Is it?")], out bool startsInReasoning);
+        Assert.True(startsInReasoning);
+        var request = new GenerationRequest
+        {
+            MaxTokens = 200, Sampling = SamplingOptions.Greedy,
+            Grammar = JsonSchemaGrammar.FromSchema("""{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}"""),
+        };
+        var r = await engine.CompleteAsync(prompt, startsInReasoning, request);
+        Assert.Equal(reasoning, r.Reasoning);
+        Assert.Equal(FinishReason.Stop, r.FinishReason);
+        var answer = JsonDocument.Parse(r.Content).RootElement;
+        Assert.Equal(JsonValueKind.Object, answer.ValueKind);
+        Assert.True(answer.GetProperty("ok").ValueKind is JsonValueKind.True or JsonValueKind.False);
+    }
+
     /// <summary>The mask's walk over the sorted vocabulary against one check per token, at states along a sentence.</summary>
     [Fact]
     public void The_vocabulary_mask_equals_checking_every_token()
