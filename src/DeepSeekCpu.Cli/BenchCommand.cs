@@ -35,6 +35,8 @@ public static partial class Commands
         Opt.Text("--verify", null, "the cost of verifying 1..K+1 tokens for speculative decoding (K: 1..31, default 7 when given)", "K"),
         Opt.Float("--draft-cost", 0.25f, "with --verify: a guess's cost relative to a target token", 0, 10),
         Opt.Flag("--json", "one JSON object on stdout"),
+        .. ConstraintOptions(),
+        TokenizerOption(),
         Opt.Flag("--no-bandwidth", "skip the memory-bandwidth measurement"),
         .. BenchCompare.Options(),
         .. LoadOptionList(),
@@ -48,6 +50,7 @@ public static partial class Commands
         int batch = a.ParseInt("--batch", 1, 1, 256);
         int warmup = a.Int("--warmup");
         int depth = a.ParseInt("--depth", 0, 0, 1 << 20);
+        if (a.Given("--json-schema") || a.Given("--grammar")) return BenchGrammar(a, path, tg, reps);
         if (depth > 0 && batch > 1) throw new UsageException("bench: --depth measures one sequence; it cannot be combined with --batch");
         var load = Stopwatch.StartNew();
         using var model = ModelLoader.Load(path, a.LoadOptions(QuantTransform(a.Str("--quant"))));

@@ -23,6 +23,8 @@ public static partial class Commands
         Opt.Text("--system", null, "a system message", "TEXT"),
         ChatTemplateOption(),
         Opt.Text("--think", null, "V3.1-style templates: think first (on), or answer directly (off) (default: the template's)", "on|off"),
+        .. ConstraintOptions(),
+        ReasoningBudgetOption(),
         Opt.Flag("--hide-reasoning", "print the answers only, not the reasoning"),
         Opt.Flag("--no-stats", "no statistics line after each answer"),
         TokenizerOption(),
@@ -56,6 +58,7 @@ public static partial class Commands
         var tokenizer = ChatTokenizer(a, lm);
         int ctx = Context(a, lm.Model.Config);
         using var engine = new ChatEngine(lm.Model, tokenizer, slots: 1, ctx);
+        request = request with { Grammar = GrammarOption(a), ReasoningBudget = a.IntOrNull("--reasoning-budget") };
         var state = new ChatState { Request = request, Think = Think(a, tokenizer) };
         if (a.Str("--system") is { } sys) state.History.Add(new ChatMessage("system", sys));
 

@@ -280,6 +280,8 @@ public static partial class Commands
         Opt.Flag("--raw", "continue the prompt as plain text, without the chat template"),
         Opt.Flag("--hide-reasoning", "print the answer only, not the reasoning"),
         Opt.Flag("--no-stats", "no statistics line on stderr"),
+        .. ConstraintOptions(),
+        ReasoningBudgetOption(),
         Opt.Text("--draft", null, "speculative decoding: a small model with the same tokenizer guesses, the model verifies", "MODEL"),
         Opt.Int("--draft-k", 4, "tokens the draft model guesses per step", 1, 32),
         TokenizerOption(),
@@ -290,7 +292,10 @@ public static partial class Commands
     {
         if (!a.Given("--draft") && a.Given("--draft-k")) throw new UsageException("--draft-k needs --draft MODEL");
         int draftK = a.Int("--draft-k");
-        var request = new GenerationRequest { MaxTokens = MaxTokens(a), Sampling = Sampling(a) };
+        var request = new GenerationRequest
+        {
+            MaxTokens = MaxTokens(a), Sampling = Sampling(a), Grammar = GrammarOption(a), ReasoningBudget = a.IntOrNull("--reasoning-budget"),
+        };
         string? given = PromptText(a);
         var loadWatch = Stopwatch.StartNew();
         using var lm = LoadModel(a, allowDefault: true);

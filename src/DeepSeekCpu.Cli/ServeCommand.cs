@@ -26,6 +26,7 @@ public static partial class Commands
         Opt.Int("--timeout", (int)ServerLimits.Default.RequestTimeout.TotalSeconds, "seconds one request may take", 1, 7 * 24 * 3600),
         Opt.Int("--max-body", (int)ServerLimits.Default.MaxBodyBytes, "bytes of a request body at most", 1024, int.MaxValue),
         Opt.Int("--max-prompt-chars", ServerLimits.Default.MaxPromptChars, "characters of a prompt at most (0: 32 per context token)", 0, int.MaxValue),
+        ReasoningBudgetOption(),
         Opt.Flag("--quiet", "no request log on stderr"),
         ChatTemplateOption(),
         Opt.Text("--log-format", "text", "the request log: a text line or a JSON object per request", "text|json"),
@@ -61,7 +62,7 @@ public static partial class Commands
         string id = a.Str("--name") ?? (a.Str("--model") is { } m && !File.Exists(m) && !Directory.Exists(m) && DeepSeekCpu.Hub.ModelReference.TryParse(m, out var named)
             ? named.ToString()   // a model given by name is served by that name, not its snapshot's commit
             : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path)));
-        using var engine = new ChatEngine(lm.Model, tokenizer, parallel, ctx);
+        using var engine = new ChatEngine(lm.Model, tokenizer, parallel, ctx) { ReasoningBudget = a.IntOrNull("--reasoning-budget") };
         string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
         // --api-key, or DEEPSEEK_CPU_API_KEY (keeps the key out of the process list)
         string? apiKey = a.Str("--api-key") ?? Environment.GetEnvironmentVariable("DEEPSEEK_CPU_API_KEY");

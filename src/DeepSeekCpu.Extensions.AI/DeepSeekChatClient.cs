@@ -9,14 +9,15 @@ namespace DeepSeekCpu.Extensions.AI;
 /// <see cref="IChatClient"/> over a local model (Microsoft.Extensions.AI): messages are rendered with the model's chat
 /// template, an R1 model's reasoning arrives as <see cref="TextReasoningContent"/> apart from the answer's
 /// <see cref="TextContent"/>, and <see cref="ChatOptions"/> map onto sampling (Temperature, TopP, TopK, Seed,
-/// MaxOutputTokens, StopSequences; "min_p" and "repetition_penalty" through AdditionalProperties). Concurrent calls
+/// MaxOutputTokens, StopSequences, FrequencyPenalty, PresencePenalty, ResponseFormat; "min_p", "repetition_penalty" and
+/// "reasoning_budget" through AdditionalProperties; tools in DeepSeekChatClient.Tools.cs). Concurrent calls
 /// take the engine's slots (a conversation's next turn reuses its cached prefix).
 /// <code>
 /// using IChatClient client = new DeepSeekChatClient(LocalModel.Load("DeepSeek-R1-Distill-Qwen-1.5B-Q4_0.gguf"));
 /// var reply = await client.GetResponseAsync("How many r's are in strawberry?");
 /// </code>
 /// </summary>
-public sealed class DeepSeekChatClient : IChatClient
+public sealed partial class DeepSeekChatClient : IChatClient
 {
     private readonly ChatEngine _engine;
     private readonly IDisposable? _owned;
@@ -39,17 +40,25 @@ public sealed class DeepSeekChatClient : IChatClient
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var (prompt, reasoning, request) = Prepare(messages, options);
-        var r = await _engine.CompleteAsync(prompt, reasoning, request, cancellationToken).ConfigureAwait(false);
+        var (prompt, request) = Prepare(messages, options);
+        var r = new GenerationResult();
+        var answer = new System.Text.StringBuilder();
+        var calls = new List<AIContent>();
+        await foreach (var d in ChatEngine.ReadToolCalls(_engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, request, r, cancellationToken), prompt, cancellationToken).ConfigureAwait(false))
+        {
+            if (d.Call is { } call) calls.Add(CallContent(call));
+            else if (d.Kind == TextKind.Answer) answer.Append(d.Text);
+        }
         var contents = new List<AIContent>();
         if (r.Reasoning.Length > 0) contents.Add(new TextReasoningContent(r.Reasoning));
-        contents.Add(new TextContent(r.Content));
+        if (answer.Length > 0 || calls.Count == 0) contents.Add(new TextContent(answer.ToString()));
+        contents.AddRange(calls);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, contents))
         {
             ResponseId = Guid.NewGuid().ToString("N"),
             ModelId = _metadata.DefaultModelId,
             CreatedAt = DateTimeOffset.UtcNow,
-            FinishReason = Finish(r),
+            FinishReason = calls.Count > 0 ? ChatFinishReason.ToolCalls : Finish(r),
             Usage = Usage(r.PromptTokens, r.CompletionTokens),
         };
     }
@@ -57,13 +66,15 @@ public sealed class DeepSeekChatClient : IChatClient
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var (prompt, reasoning, request) = Prepare(messages, options);
+        var (prompt, request) = Prepare(messages, options);
         string id = Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow;
         var result = new GenerationResult();
-        await foreach (var d in _engine.StreamAsync(prompt, reasoning, request, result, cancellationToken).ConfigureAwait(false))
+        bool called = false;
+        await foreach (var d in ChatEngine.ReadToolCalls(_engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, request, result, cancellationToken), prompt, cancellationToken).ConfigureAwait(false))
         {
-            AIContent content = d.Kind == TextKind.Answer ? new TextContent(d.Text) : new TextReasoningContent(d.Text);
+            called |= d.Call != null;
+            AIContent content = d.Call is { } call ? CallContent(call) : d.Kind == TextKind.Answer ? new TextContent(d.Text) : new TextReasoningContent(d.Text);
             yield return new ChatResponseUpdate(ChatRole.Assistant, [content])
             {
                 ResponseId = id, MessageId = id, ModelId = _metadata.DefaultModelId, CreatedAt = created,
@@ -72,7 +83,7 @@ public sealed class DeepSeekChatClient : IChatClient
         yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result.PromptTokens, result.CompletionTokens))])
         {
             ResponseId = id, MessageId = id, ModelId = _metadata.DefaultModelId, CreatedAt = created,
-            FinishReason = Finish(result),
+            FinishReason = called ? ChatFinishReason.ToolCalls : Finish(result),
         };
     }
 
@@ -115,26 +126,19 @@ public sealed class DeepSeekChatClient : IChatClient
         return extra.TryGetValue("reasoning_effort", out var re) && re != null ? DeepSeekCpu.Tokenization.ThinkingOption.FromReasoningEffort(re.ToString()) : null;
     }
 
-    private (int[] Prompt, bool Reasoning, GenerationRequest Request) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    private (ChatPrompt Prompt, GenerationRequest Request) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         var list = new List<EngineMessage>();
         if (options?.Instructions is { Length: > 0 } instructions) list.Add(new EngineMessage("system", instructions));
-        foreach (var m in messages)
-        {
-            string role = m.Role == ChatRole.System ? "system" : m.Role == ChatRole.User ? "user" : m.Role == ChatRole.Assistant ? "assistant"
-                : throw new NotSupportedException($"chat role '{m.Role}' is not supported (system, user and assistant are)");
-            // earlier reasoning is not sent back (the R1 template strips it anyway): only the text contents
-            list.Add(new EngineMessage(role, string.Concat(m.Contents.OfType<TextContent>().Select(c => c.Text))));
-        }
-        if (options?.Tools is { Count: > 0 }) throw new NotSupportedException("tools are not supported by this model client");
-        if (options?.FrequencyPenalty is float fp && fp != 0) throw new NotSupportedException("FrequencyPenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
-        if (options?.PresencePenalty is float pp && pp != 0) throw new NotSupportedException("PresencePenalty is not supported (use AdditionalProperties[\"repetition_penalty\"])");
+        foreach (var m in messages) list.AddRange(ToEngine(m));
 
         var sampling = new SamplingOptions();
         if (options?.Temperature is float t) sampling = sampling with { Temperature = t };
         if (options?.TopP is float p) sampling = sampling with { TopP = p };
         if (options?.TopK is int k) sampling = sampling with { TopK = k };
         if (options?.Seed is long s) sampling = sampling with { Seed = unchecked((ulong)s) };
+        if (options?.FrequencyPenalty is float fp) sampling = sampling with { FrequencyPenalty = fp };
+        if (options?.PresencePenalty is float pp) sampling = sampling with { PresencePenalty = pp };
         if (options?.AdditionalProperties is { } extra)
         {
             if (extra.TryGetValue("min_p", out var mp) && mp != null) sampling = sampling with { MinP = Convert.ToSingle(mp, System.Globalization.CultureInfo.InvariantCulture) };
@@ -145,9 +149,11 @@ public sealed class DeepSeekChatClient : IChatClient
             MaxTokens = options?.MaxOutputTokens ?? int.MaxValue,   // what the context leaves (capped by the engine)
             Sampling = sampling,
             Stop = options?.StopSequences?.ToArray() ?? [],
+            Grammar = ResponseGrammar(options),
+            ReasoningBudget = ReasoningBudget(options),
         };
-        var prompt = _engine.RenderChat(list, Thinking(options), out bool reasoning);
-        _engine.Check(prompt, request);
-        return (prompt, reasoning, request);
+        var prompt = _engine.PrepareChat(list, Thinking(options), Tools(options));
+        _engine.Check(prompt.Tokens, request);
+        return (prompt, request);
     }
 }

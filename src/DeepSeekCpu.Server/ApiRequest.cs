@@ -67,12 +67,7 @@ internal sealed partial class ApiRequest
             foreach (var m in msgs.EnumerateArray())
             {
                 string at = $"messages[{i}]";
-                if (m.ValueKind != JsonValueKind.Object) throw new ApiError(400, $"{at} must be an object with role and content", at);
-                if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
-                    || role.GetString() is not ("system" or "developer" or "user" or "assistant"))
-                    throw new ApiError(400, $"{at}.role must be one of system, developer, user, assistant", at + ".role");
-                string roleName = role.GetString() == "developer" ? "system" : role.GetString()!;
-                r.Messages.Add(new ChatMessage(roleName, Content(m, at)));
+                r.Messages.Add(ParseMessage(m, at));
                 chars += r.Messages[^1].Content.Length;
                 i++;
             }
@@ -128,11 +123,7 @@ internal sealed partial class ApiRequest
             if (seed.ValueKind != JsonValueKind.Number || !seed.TryGetInt64(out long sv)) throw new ApiError(400, "seed must be an integer", "seed");
             sampling = sampling with { Seed = unchecked((ulong)sv) };
         }
-        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
-            if (Number(root, name) is double v && v != 0)
-                throw new ApiError(400, $"{name} is not supported (use repetition_penalty)", name);
-        if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
-            throw new ApiError(400, "tools (function calling) are not supported by this server", "tools");
+        if (chat) r.Tools = ParseTools(root);
         // Thinking switch of hybrid templates (V3.1): vLLM's and SGLang's chat_template_kwargs {"thinking": bool} (or
         // "enable_thinking"), else OpenAI's reasoning_effort ("none" = answer directly). Templates without one ignore it.
         if (root.TryGetProperty("chat_template_kwargs", out var kw) && kw.ValueKind != JsonValueKind.Null)
@@ -152,9 +143,6 @@ internal sealed partial class ApiRequest
             try { r.Thinking = ThinkingOption.FromReasoningEffort(effort.GetString()); }
             catch (ArgumentException e) { throw new ApiError(400, e.Message, "reasoning_effort"); }
         }
-        if (Int(root, "n") is int n && n != 1) throw new ApiError(400, $"n must be 1 (got {n}): one choice per request", "n");
-        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
-            throw new ApiError(400, "logprobs are not supported", "logprobs");
 
         var stops = new List<string>();
         if (root.TryGetProperty("stop", out var stop) && stop.ValueKind != JsonValueKind.Null)
@@ -178,6 +166,7 @@ internal sealed partial class ApiRequest
             r.IncludeUsage = true;
 
         r.Generation = new GenerationRequest { MaxTokens = maxTokens, Sampling = sampling, Stop = stops };
+        r.ParseOpenAiFields(root, chat);
         return r;
     }
 

@@ -124,6 +124,7 @@ public static partial class OpenAiServer
             // Kestrel's own verdicts on the body: too large (413), too slow (408), bad chunking or a short body (400)
             catch (BadHttpRequestException e) { throw new ApiError(e.StatusCode, $"bad request body: {e.Message}"); }
             using (doc) req = ApiRequest.Parse(doc, chat, modelId, limits);
+            CheckAgainstModel(req, engine);
 
             if (!gate.TryEnter())
             {
@@ -133,12 +134,13 @@ public static partial class OpenAiServer
             }
             admitted = true;
 
+            ChatPrompt prepared;
             int[] prompt;
-            bool reasoning = false;
             try
             {
                 // the text was bounded by MaxPromptChars in Parse, before this tokenization
-                prompt = chat ? engine.RenderChat(req.Messages!, req.Thinking, out reasoning, cancel) : engine.RenderCompletion(req.Prompt!, cancel);
+                prepared = chat ? engine.PrepareChat(req.Messages!, req.Thinking, req.Tools, cancel) : new ChatPrompt(engine.RenderCompletion(req.Prompt!, cancel), false);
+                prompt = prepared.Tokens;
                 if (limits.MaxPromptTokens > 0 && prompt.Length > limits.MaxPromptTokens)
                     throw new ArgumentException($"the prompt has {prompt.Length} tokens; this server takes at most {limits.MaxPromptTokens} (context holds {engine.ContextLength})");
                 engine.Check(prompt, req.Generation);
@@ -151,17 +153,14 @@ public static partial class OpenAiServer
 
             string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-            if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prompt, reasoning, id, created, result, cancel);
+            if (req.Stream) await Stream(ctx, engine, modelId, chat, req, prepared, id, created, result, cancel);
             else
             {
-                await foreach (var _ in engine.StreamAsync(prompt, reasoning, req.Generation, result, cancel)) { }   // the result collects the text
-                JsonObject choice = chat
-                    ? new JsonObject { ["index"] = 0, ["message"] = Message(result.Content, result.Reasoning), ["logprobs"] = null, ["finish_reason"] = Finish(result) }
-                    : new JsonObject { ["index"] = 0, ["text"] = result.Reasoning + result.Content, ["logprobs"] = null, ["finish_reason"] = Finish(result) };
+                var (choices, usage) = await Choices(engine, chat, req, prepared, result, cancel);
                 var body = new JsonObject
                 {
                     ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = modelId,
-                    ["choices"] = new JsonArray(choice), ["usage"] = Usage(result),
+                    ["choices"] = choices, ["usage"] = usage,
                 };
                 ctx.Response.ContentType = "application/json";
                 await ctx.Response.WriteAsync(body.ToJsonString(Json), ctx.RequestAborted);
@@ -192,8 +191,8 @@ public static partial class OpenAiServer
         ctx.Items[StatusItem] = status;   // the request log and metrics (UseOperations) read it
     }
 
-    private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, int[] prompt,
-        bool reasoning, string id, long created, GenerationResult result, CancellationToken cancel)
+    private static async Task Stream(HttpContext ctx, ChatEngine engine, string modelId, bool chat, ApiRequest req, ChatPrompt prompt,
+        string id, long created, GenerationResult result, CancellationToken cancel)
     {
         var res = ctx.Response;
         res.ContentType = "text/event-stream";
@@ -214,11 +213,20 @@ public static partial class OpenAiServer
         }
 
         if (chat) await Send(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null));
+        int calls = 0;
         try
         {
-            await foreach (var d in engine.StreamAsync(prompt, reasoning, req.Generation, result, cancel))
+            await foreach (var d in ChatEngine.ReadToolCalls(engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, req.Generation, result, cancel), prompt, cancel))
             {
-                if (chat)
+                if (d.Call is { } call) await Send(Chunk(ToolCallDelta(call, calls++), null, null));
+                else if (d.Logprob is { } lp)
+                {
+                    if (d.Kind != TextKind.Answer || req.Generation.TopLogprobs < 0) continue;
+                    var chunk = Chunk(chat ? new JsonObject() : null, "", null);
+                    chunk["choices"]![0]!["logprobs"] = Logprobs(engine.Tokenizer, [lp], chat);
+                    await Send(chunk);
+                }
+                else if (chat)
                     await Send(Chunk(new JsonObject { [d.Kind == TextKind.Answer ? "content" : "reasoning_content"] = d.Text }, null, null));
                 else await Send(Chunk(null, d.Text, null));
             }
@@ -234,7 +242,7 @@ public static partial class OpenAiServer
             await res.WriteAsync("data: [DONE]\n\n");
             return;
         }
-        await Send(Chunk(chat ? new JsonObject() : null, "", Finish(result)));
+        await Send(Chunk(chat ? new JsonObject() : null, "", Finish(result, calls)));
         if (req.IncludeUsage)
             await Send(new JsonObject
             {
@@ -244,10 +252,11 @@ public static partial class OpenAiServer
         await res.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted);
     }
 
-    private static JsonObject Message(string content, string reasoning)
+    private static JsonObject Message(string content, string reasoning, List<Tokenization.ToolCall> calls)
     {
-        var m = new JsonObject { ["role"] = "assistant", ["content"] = content };
+        var m = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && content.Length == 0 ? null : content };
         if (reasoning.Length > 0) m["reasoning_content"] = reasoning;
+        if (calls.Count > 0) m["tool_calls"] = ToolCallsJson(calls);
         return m;
     }
 

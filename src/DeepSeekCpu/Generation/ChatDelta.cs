@@ -1,4 +1,13 @@
+using DeepSeekCpu.Tokenization;
+
 namespace DeepSeekCpu.Generation;
 
-/// <summary>One piece of streamed output: answer or reasoning text.</summary>
-public readonly record struct ChatDelta(string Text, TextKind Kind);
+/// <summary>One piece of streamed output: answer or reasoning text, or (after <see cref="ChatEngine.ReadToolCalls"/>)
+/// a tool call, with empty text.</summary>
+public readonly record struct ChatDelta(string Text, TextKind Kind)
+{
+    public ToolCall? Call { get; init; }
+    /// <summary>A token's log-probabilities (requests with <see cref="GenerationRequest.TopLogprobs"/> ≥ 0), in a delta
+    /// of its own just before the text of that token's step.</summary>
+    public TokenLogprob? Logprob { get; init; }
+}

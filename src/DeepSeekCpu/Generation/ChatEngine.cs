@@ -70,6 +70,8 @@ public sealed partial class ChatEngine : IDisposable
     /// one-slot engine of run --draft); several decoding requests are batched as usual. Null: plain decoding.
     /// </summary>
     public Speculator? Draft { get; init; }
+    /// <summary>The reasoning budget of requests that name none (serve/run/chat --reasoning-budget); null: no limit.</summary>
+    public int? ReasoningBudget { get; init; }
 
     /// <param name="contextLength">Per slot; 0: the model's maximum, at most 4096.</param>
     public ChatEngine(ILanguageModel model, ITokenizer tokenizer, int slots = 1, int contextLength = 0)
@@ -276,7 +278,10 @@ public sealed partial class ChatEngine : IDisposable
         if (j.Seq == null)
         {
             // created before the first chunk, so that its clock times the prompt; the context end is Advance's check
-            j.Seq = new Sequence(Tokenizer, j.Prompt, j.Request.MaxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning);
+            j.Seq = new Sequence(Tokenizer, j.Prompt, j.Request.MaxTokens, j.Request.Sampling, j.Result, j.StartsInReasoning)
+            {
+                Grammar = j.Request.Grammar, ReasoningBudget = j.Request.ReasoningBudget ?? ReasoningBudget, TopLogprobs = j.Request.TopLogprobs,
+            };
         }
         int len = Math.Min(chunk, j.Prompt.Length - j.Fed);
         slot.Session.Forward(j.Prompt.AsSpan(j.Fed, len), logits);
@@ -327,6 +332,8 @@ public sealed partial class ChatEngine : IDisposable
             if (!seq.Finished && (fed >= 0 ? fed : j.Slot!.Session.Position) >= ContextLength) seq.Finish(_pieces, FinishReason.Length);
         }
         bool hit = false;
+        if (seq.LastLogprob is { } lp && _pieces.Count > 0 && _pieces[^1].Id == lp.Id)
+            j.Output.TryWrite(new ChatDelta("", _pieces[^1].Kind) { Logprob = lp });
         foreach (var t in _pieces)
         {
             if (t.Text.Length == 0) continue;

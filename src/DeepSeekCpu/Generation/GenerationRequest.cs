@@ -8,4 +8,10 @@ public sealed record GenerationRequest
     public SamplingOptions Sampling { get; init; } = new();
     /// <summary>Strings that end the answer (OpenAI "stop"); the answer is cut before the first one found.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Structured output: the answer (not the reasoning) follows this grammar (<see cref="Sequence.Grammar"/>).</summary>
+    public Grammar? Grammar { get; init; }
+    /// <summary>Most reasoning tokens before the reasoning is closed (<see cref="Sequence.ReasoningBudget"/>); null: no limit.</summary>
+    public int? ReasoningBudget { get; init; }
+    /// <summary>-1: no log-probabilities; otherwise each token's, with this many alternatives (<see cref="ChatDelta.Logprob"/>).</summary>
+    public int TopLogprobs { get; init; } = -1;
 }

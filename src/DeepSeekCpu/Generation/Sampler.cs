@@ -28,6 +28,14 @@ public sealed partial class Sampler
     /// <summary>Chooses the next token. <paramref name="logits"/> may be modified (penalties).</summary>
     public int Sample(Span<float> logits, ReadOnlySpan<int> history)
     {
+        Penalize(logits, history);
+        return Pick(logits);
+    }
+
+    /// <summary>Applies the penalties and biases to <paramref name="logits"/> (once per step: <see cref="Pick"/> may then
+    /// run more than once, e.g. again after a grammar's mask).</summary>
+    public void Penalize(Span<float> logits, ReadOnlySpan<int> history)
+    {
         if (_o.RepetitionPenalty != 1f)
         {
             // Once per distinct token in the window (as llama.cpp does), not once per occurrence.
@@ -41,6 +49,12 @@ public sealed partial class Sampler
                     logits[id] = logits[id] > 0 ? logits[id] / _o.RepetitionPenalty : logits[id] * _o.RepetitionPenalty;
                 }
         }
+        ApplyOpenAiPenalties(logits, history);
+    }
+
+    /// <summary>Draws a token from logits already penalised (temperature, min-p, top-k, top-p, seeded draw).</summary>
+    public int Pick(Span<float> logits)
+    {
         if (_o.Temperature == 0) return TensorPrimitives.IndexOfMax(logits);
 
         int n = logits.Length;

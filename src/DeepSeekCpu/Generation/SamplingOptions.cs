@@ -14,6 +14,12 @@ public sealed record SamplingOptions
     public float RepetitionPenalty { get; init; } = 1f; // 1: off (CTRL-style: divide positive logits, multiply negative)
     public int RepetitionWindow { get; init; } = 64;
     public ulong? Seed { get; init; }
+    /// <summary>OpenAI presence_penalty: subtracted once from each token seen in the repetition window (0: off).</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>OpenAI frequency_penalty: subtracted per occurrence in the repetition window (0: off).</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI logit_bias: added to the logit of each listed token id (-100 bans it in practice).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
 
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0, TopP = 1 };
 
@@ -25,5 +31,10 @@ public sealed record SamplingOptions
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1] (got {TopP})");
         if (!(MinP >= 0 && MinP < 1)) throw new ArgumentException($"min-p must be in [0, 1) (got {MinP})");
         if (!(RepetitionPenalty > 0)) throw new ArgumentException($"repetition penalty must be > 0 (got {RepetitionPenalty})");
+        if (!(PresencePenalty >= -2 && PresencePenalty <= 2)) throw new ArgumentException($"presence penalty must be in [-2, 2] (got {PresencePenalty})");
+        if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2)) throw new ArgumentException($"frequency penalty must be in [-2, 2] (got {FrequencyPenalty})");
+        if (LogitBias != null)
+            foreach (var (id, bias) in LogitBias)
+                if (id < 0 || !(bias >= -100 && bias <= 100)) throw new ArgumentException($"logit bias {id}: {bias} must be a token id >= 0 with a bias in [-100, 100]");
     }
 }

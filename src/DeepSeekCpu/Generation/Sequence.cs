@@ -44,6 +44,28 @@ public sealed class Sequence
         if (maxTokens < 1) Finished = true;
     }
 
+    /// <summary>
+    /// Constrains the answer to a grammar (structured output; <see cref="GrammarConstraint"/>). Reasoning stays free:
+    /// the grammar applies from the first answer token, after "&lt;/think&gt;" in an R1 model.
+    /// </summary>
+    public Grammar? Grammar { init => _constraint = value == null ? null : new GrammarConstraint(value, _tok); }
+
+    /// <summary>
+    /// Most reasoning tokens; when they are spent, the reasoning is closed with "\n&lt;/think&gt;\n\n" (forced tokens),
+    /// as llama.cpp's --reasoning-budget does, and the answer follows. Null: no limit.
+    /// </summary>
+    public int? ReasoningBudget { get; init; }
+
+    /// <summary>Alternatives reported with each token's log-probability (OpenAI top_logprobs); -1: no log-probabilities.</summary>
+    public int TopLogprobs { get; init; } = -1;
+
+    /// <summary>The log-probabilities of the token sampled last (when <see cref="TopLogprobs"/> ≥ 0).</summary>
+    public TokenLogprob? LastLogprob { get; private set; }
+
+    private GrammarConstraint? _constraint;
+    private readonly Queue<int> _forced = new();
+    private int _reasoningTokens;
+
     /// <summary>Call when the prompt has been processed (prompt-time statistics).</summary>
     public void PromptDone()
     {
@@ -61,7 +83,17 @@ public sealed class Sequence
         // Embedding rows past the tokenizer's vocabulary (padding, e.g. 151936 rows for 151665 Qwen tokens) are
         // not tokens: never sample them.
         if (_tok.VocabSize < logits.Length) logits[_tok.VocabSize..].Fill(float.NegativeInfinity);
-        int next = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+        if (_kind == TextKind.Reasoning && ReasoningBudget is int budget && _reasoningTokens >= budget && _forced.Count == 0)
+            foreach (int t in _tok.Encode("\n" + R1ChatTemplate.ThinkClose + "\n\n")) _forced.Enqueue(t);
+        var constraint = _kind == TextKind.Answer ? _constraint : null;
+        if (!_forced.TryDequeue(out int next) && !Sample(logits, constraint, out next))
+        {
+            Finish(output, FinishReason.Stop);   // the grammar is complete, or no token fits it
+            return;
+        }
+        if (TopLogprobs >= 0) LastLogprob = TokenLogprob.Of(logits, next, TopLogprobs);
+        if (constraint != null && next != _thinkOpen && next != _thinkClose) constraint.Accept(next);
+        if (_kind == TextKind.Reasoning) _reasoningTokens++;
         Result.CompletionTokens++;
         if (Result.CompletionTokens == 1) Result.TimeToFirstToken = _clock.Elapsed;
         _history.Add(next);
@@ -80,6 +112,26 @@ public sealed class Sequence
         }
         else output.Add(new GeneratedToken(next, _decoder.Append(next), _kind));
         if (Result.CompletionTokens >= _maxTokens) Finish(output, FinishReason.Length);
+    }
+
+    /// <summary>
+    /// Draws the next token; under a grammar, the draw is kept when it fits, and otherwise drawn again from the
+    /// logits masked to what fits (the same distribution as masking first: a kept draw has probability p/P(fits) either
+    /// way). False when nothing may follow (the grammar is complete and there is no end token) or nothing fits.
+    /// </summary>
+    private bool Sample(Span<float> logits, GrammarConstraint? constraint, out int next)
+    {
+        _sampler.Penalize(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+        if (constraint?.IsFinished == true)
+        {
+            next = _tok.EosId ?? -1;
+            return next >= 0;
+        }
+        next = _sampler.Pick(logits);
+        if (constraint == null || constraint.Allows(next)) return true;
+        constraint.Mask(logits);
+        next = _sampler.Pick(logits);
+        return constraint.Allows(next);
     }
 
     /// <summary>Ends the sequence (stop, budget, context end or cancellation): flushes held-back text.</summary>

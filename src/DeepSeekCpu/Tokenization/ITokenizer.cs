@@ -52,7 +52,12 @@ public interface ITokenizer
 }
 
 /// <summary>A role/content message for chat rendering.</summary>
-public sealed record ChatMessage(string Role, string Content);
+public sealed record ChatMessage(string Role, string Content)
+{
+    /// <summary>An assistant turn's tool calls (OpenAI <c>tool_calls</c>); null when it made none. With calls, an empty
+    /// <see cref="Content"/> stands for the JSON null the clients send.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+}
 
 /// <summary>Renders a conversation to prompt text.</summary>
 public interface IChatTemplate
@@ -71,4 +76,7 @@ public interface IChatTemplate
 
     /// <summary>True when <see cref="Render(IReadOnlyList{ChatMessage}, bool, bool?)"/>'s thinking argument changes the prompt.</summary>
     bool HasThinkingSwitch => false;
+
+    /// <summary>How the template writes tool calls (and so how the model's are read back); null: it has no tool calls.</summary>
+    ToolCallFormat? ToolCallFormat => null;
 }

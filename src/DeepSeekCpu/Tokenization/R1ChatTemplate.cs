@@ -31,12 +31,12 @@ public enum DeepSeekChatStyle
 /// <item>R1: earlier assistant turns lose their reasoning (<c>content.split('&lt;/think&gt;')[-1]</c>); V3 keeps content.</item>
 /// <item>R1: the last system message is the system prompt; V3 joins all system messages with a blank line.</item>
 /// </list>
-/// Tool turns (role "tool") follow the templates' tool-output markup; assistant tool calls need structured data that
-/// <see cref="ChatMessage"/> does not carry and are not rendered. Later templates (<see cref="DeepSeekChatStyle"/>:
+/// Tool turns (role "tool") follow the templates' tool-output markup; assistant tool calls
+/// (<see cref="ChatMessage.ToolCalls"/>) each template's call markup (R1ChatTemplate.Tools.cs). Later templates (<see cref="DeepSeekChatStyle"/>:
 /// V3-0324, R1-0528, V3.1) are rendered by their own methods, each following its template's statements in order; the
 /// tests compare every style with Hugging Face's Jinja over tests/fixtures/chat-templates.
 /// </summary>
-public sealed class R1ChatTemplate : IChatTemplate
+public sealed partial class R1ChatTemplate : IChatTemplate
 {
     // Markers as written in the templates (U+FF5C fullwidth vertical bar, U+2581 lower one eighth block).
     public const string User = "<｜User｜>";
@@ -131,7 +131,7 @@ public sealed class R1ChatTemplate : IChatTemplate
         sb.Append(BosToken);
         sb.Append(SystemPrompt(messages));
 
-        bool isTool = false, isOutputFirst = true;
+        bool isTool = false, isOutputFirst = true, callsStarted = false;
         foreach (ChatMessage m in messages)
         {
             switch (m.Role)
@@ -141,6 +141,7 @@ public sealed class R1ChatTemplate : IChatTemplate
                     sb.Append(User).Append(m.Content);
                     break;
                 case "assistant":
+                    if (AppendClassicCalls(sb, m, ref callsStarted, ref isTool)) break;
                     if (isTool)
                     {
                         // An answer right after tool outputs closes them instead of opening an assistant turn.
@@ -193,12 +194,13 @@ public sealed class R1ChatTemplate : IChatTemplate
                     isLastUser = false;
                     string content = StripsReasoning ? AfterReasoning(m.Content) : m.Content;  // R1-0528: split('</think>')[-1]
                     if (isTool) { sb.Append(ToolOutputsEnd); isTool = false; }
+                    if (m.ToolCalls is { Count: > 0 } calls) { AppendFencedCalls(sb, content, calls); isOutputFirst = true; break; }
                     sb.Append(content).Append(EndOfSentence);
                     break;
                 case "tool":
                     isLastUser = false; isTool = true;
                     sb.Append(isOutputFirst ? ToolOutputsBegin : "\n").Append(ToolOutputBegin).Append(m.Content).Append(ToolOutputEnd);
-                    isOutputFirst = false;   // reset only by assistant tool calls, which ChatMessage does not carry
+                    isOutputFirst = false;   // reset by an assistant turn with tool calls
                     break;
             }
         }
@@ -224,6 +226,7 @@ public sealed class R1ChatTemplate : IChatTemplate
                     // an earlier answer is always written as non-thinking ("prefix" continuation is not offered)
                     if (isLastUser) sb.Append(Assistant).Append(ThinkClose);
                     isLastUser = false;
+                    if (m.ToolCalls is { Count: > 0 } calls) { AppendNamedCalls(sb, m.Content, calls); isTool = false; break; }
                     if (isTool) { sb.Append(m.Content); isTool = false; }
                     else
                     {

@@ -60,6 +60,7 @@ public class ChatClientTests
         Assert.Equal(ChatFinishReason.Stop, stopped.FinishReason);
 
         await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync("x", new ChatOptions { Temperature = -1 }));
-        await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync("x", new ChatOptions { FrequencyPenalty = 0.5f }));
+        // OpenAI's penalty range [-2, 2] (the penalties themselves are tested in OpenAiFieldTests)
+        await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync("x", new ChatOptions { FrequencyPenalty = 2.5f }));
     }
 }

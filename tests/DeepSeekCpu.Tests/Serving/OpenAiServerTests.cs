@@ -193,9 +193,9 @@ public class OpenAiServerTests
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}""", 400, "temperature", "must be a number")]
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}""", 400, "max_tokens", "at least 1")]
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "top_p": 1.5}""", 400, "top_p", "(0, 1]")]
-    [InlineData("""{"messages": [{"role": "user", "content": "x"}], "n": 3}""", 400, "n", "n must be 1")]
+    [InlineData("""{"messages": [{"role": "user", "content": "x"}], "n": 9}""", 400, "n", "between 1 and 8")]
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "stop": [1]}""", 400, "stop", "up to 4 strings")]
-    [InlineData("""{"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5}""", 400, "frequency_penalty", "not supported")]
+    [InlineData("""{"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5}""", 400, "frequency_penalty", "between -2 and 2")]
     [InlineData("""{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}""", 404, "model", "does not exist here")]
     public async Task Bad_requests_get_an_openai_error_naming_the_field_and_the_server_keeps_serving(string json, int status, string? param, string message)
     {
