@@ -74,6 +74,19 @@ internal static unsafe partial class DotX86
     private static Vector256<int> ScaledDotS8S8(Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), scale);
 
+    /// <summary>Q2_K at 256 (<see cref="Runs256"/>) or 512 bits (<see cref="Runs512"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q2_K<TWidth>(byte* w, ActQ8* a) where TWidth : IRunWidth => TwoBitK(w, a, q3: false, wide: TWidth.Wide);
+
+    /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q3_K<TWidth>(byte* w, ActQ8* a) where TWidth : IRunWidth => TwoBitK(w, a, q3: true, wide: TWidth.Wide);
+
+    /// <summary>Which run body the Q2_K/Q3_K entries use: <see cref="TwoBitRuns"/> (256 bits) or <see cref="TwoBitRuns512"/>.</summary>
+    internal interface IRunWidth { static abstract bool Wide { get; } }
+    internal readonly struct Runs256 : IRunWidth { public static bool Wide => false; }
+    internal readonly struct Runs512 : IRunWidth { public static bool Wide => true; }
+
     /// <summary>
     /// Q2_K (<paramref name="q3"/> false) and Q3_K: per super-block the runs at 256 or 512 bits (<paramref name="wide"/>),
     /// summed to an exact int, then the format's scales and offsets (<see cref="TwoBitSuperBlock"/>).
@@ -97,13 +110,6 @@ internal static unsafe partial class DotX86
     }
 
     // ---------- 256-bit bodies ----------
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: false);
-
-    /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: false);
 
     /// <summary>Q5_1: unsigned 5-bit q straight into the u8×s8 dot; the min through the activations' d·Σq.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -185,12 +191,6 @@ internal static unsafe partial class DotX86
         }
         return sumi;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: true);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: true);
 
     /// <summary>Q5_1, two blocks per register (<see cref="NibblePair"/> order, fifth bits joined), one-block tail at 256 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
