@@ -59,17 +59,14 @@ internal unsafe interface IInt8Micro
 /// The instructions of the 4-bit int8 micro-kernel (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>) at one width, in the
 /// manner of TensorPrimitives' operator structs: TX holds 4 bytes of each of <see cref="IInt8Micro.Panel"/> tokens,
 /// TAcc the integer sums of one panel (int16 lanes summed pairwise by vpmaddubsw, or int32 lanes of sdot), TF one
-/// float32 per token.
+/// float32 per token. Loads and stores are the width's plain vector loads (<see cref="Unsafe.ReadUnaligned{T}(void*)"/>).
 /// </summary>
 internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
 {
-    static abstract TX Load(sbyte* x);
     /// <summary>4 weight bytes (unsigned, 0..15 for the 4-bit formats) in every 32-bit lane.</summary>
     static abstract TX Broadcast(byte* w);
     /// <summary>acc += the 4 products w·x per token, exact (int16 headroom: 8 × 2·15·127 = 30480 per block).</summary>
     static abstract TAcc Dot(TAcc acc, TX w, TX x);
-    static abstract TF LoadF(float* p);
-    static abstract void StoreF(TF v, float* p);
     /// <summary>f + sx·m_w + float(Σ acc)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
     static abstract TF Scale(TF f, TAcc acc, float dw, float mw, TF dx, TF sx);
 }
@@ -83,32 +80,31 @@ internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc
 internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
 {
+    private const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
-        const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
-        byte* wq = w.Q;
-        float* wd = w.D, wm = w.M;
         sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * panel;     // the two panels
         float* dxa = x.D, dxb = x.D + (long)x.Blocks * panel, sxa = x.S, sxb = x.S + (long)x.Blocks * panel;
-        float* c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc;
+        float* cb = c + panel;                                        // C of the second panel
         TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
         if (!first)
         {
-            f0a = TOps.LoadF(c); f1a = TOps.LoadF(c1); f2a = TOps.LoadF(c2); f3a = TOps.LoadF(c3);
-            if (two) { f0b = TOps.LoadF(c + panel); f1b = TOps.LoadF(c1 + panel); f2b = TOps.LoadF(c2 + panel); f3b = TOps.LoadF(c3 + panel); }
+            Load4(c, ldc, out f0a, out f1a, out f2a, out f3a);
+            if (two) Load4(cb, ldc, out f0b, out f1b, out f2b, out f3b);
         }
         for (int b = 0; b < nBlocks; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            byte* w0 = wq + 32 * b;
+            byte* w0 = w.Q + 32 * b;
             sbyte* pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
             for (int g = 0; g < 8; g++)
             {
-                var x0 = TOps.Load(pa + 4 * panel * g);
-                var x1 = two ? TOps.Load(pb + 4 * panel * g) : default;
+                var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
+                var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
                 var v = TOps.Broadcast(w0 + 4 * g);
                 a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
                 v = TOps.Broadcast(w0 + K + 4 * g);
@@ -118,24 +114,38 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
                 v = TOps.Broadcast(w0 + 3 * K + 4 * g);
                 a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
             }
-            var da = TOps.LoadF(dxa + panel * b);
-            var sa = TOps.LoadF(sxa + panel * b);
-            f0a = TOps.Scale(f0a, a0a, wd[b], wm[b], da, sa);
-            f1a = TOps.Scale(f1a, a1a, wd[S + b], wm[S + b], da, sa);
-            f2a = TOps.Scale(f2a, a2a, wd[2 * S + b], wm[2 * S + b], da, sa);
-            f3a = TOps.Scale(f3a, a3a, wd[3 * S + b], wm[3 * S + b], da, sa);
-            if (two)
-            {
-                var db = TOps.LoadF(dxb + panel * b);
-                var sb = TOps.LoadF(sxb + panel * b);
-                f0b = TOps.Scale(f0b, a0b, wd[b], wm[b], db, sb);
-                f1b = TOps.Scale(f1b, a1b, wd[S + b], wm[S + b], db, sb);
-                f2b = TOps.Scale(f2b, a2b, wd[2 * S + b], wm[2 * S + b], db, sb);
-                f3b = TOps.Scale(f3b, a3b, wd[3 * S + b], wm[3 * S + b], db, sb);
-            }
+            Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + b, w.M + b, dxa + panel * b, sxa + panel * b);
+            if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + b, w.M + b, dxb + panel * b, sxb + panel * b);
         }
-        TOps.StoreF(f0a, c); TOps.StoreF(f1a, c1); TOps.StoreF(f2a, c2); TOps.StoreF(f3a, c3);
-        if (two) { TOps.StoreF(f0b, c + panel); TOps.StoreF(f1b, c1 + panel); TOps.StoreF(f2b, c2 + panel); TOps.StoreF(f3b, c3 + panel); }
+        Store4(c, ldc, f0a, f1a, f2a, f3a);
+        if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
+    }
+
+    /// <summary>One panel's 4 rows of C (row stride ldc).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Load4(float* c, int ldc, out TF f0, out TF f1, out TF f2, out TF f3)
+    {
+        f0 = Unsafe.ReadUnaligned<TF>(c); f1 = Unsafe.ReadUnaligned<TF>(c + ldc);
+        f2 = Unsafe.ReadUnaligned<TF>(c + 2 * ldc); f3 = Unsafe.ReadUnaligned<TF>(c + 3 * ldc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store4(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
+    {
+        Unsafe.WriteUnaligned(c, f0); Unsafe.WriteUnaligned(c + ldc, f1);
+        Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
+    }
+
+    /// <summary>One block of 4 rows (d, m at row stride S) for one panel (its d and d·Σq at dx, sx).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scale4(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* wm, float* dx, float* sx)
+    {
+        var d = Unsafe.ReadUnaligned<TF>(dx);
+        var s = Unsafe.ReadUnaligned<TF>(sx);
+        f0 = TOps.Scale(f0, a0, wd[0], wm[0], d, s);
+        f1 = TOps.Scale(f1, a1, wd[S], wm[S], d, s);
+        f2 = TOps.Scale(f2, a2, wd[2 * S], wm[2 * S], d, s);
+        f3 = TOps.Scale(f3, a3, wd[3 * S], wm[3 * S], d, s);
     }
 }
 

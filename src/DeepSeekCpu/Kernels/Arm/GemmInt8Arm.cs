@@ -22,16 +22,8 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
     public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
         Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run(w, nBlocks, x, c, ldc, first);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<sbyte> Load(sbyte* x) => Vector128.Load(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<sbyte> Broadcast(byte* w) => Vector128.Create(*(uint*)w).AsSByte();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> w, Vector128<sbyte> x) => Dp.DotProduct(acc, w, x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> LoadF(float* p) => Vector128.Load(p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreF(Vector128<float> v, float* p) => v.Store(p);
 
     /// <summary>fmla computes a + b·c: (f + sx·m) + float(acc)·(dx·d), the x86 order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
