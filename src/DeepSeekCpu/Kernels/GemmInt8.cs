@@ -157,87 +157,63 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
 /// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
 /// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> and packed into panels
 /// (<see cref="Int8Panels"/>).</item>
-/// <item>Each thread takes blocks of 64 rows; per slice the ISA's micro-kernel forms Σq·qx per block in integers and
-/// accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in float into a row-major scratch Ct[64, nPad], transposed into Y
-/// once at the end.</item>
+/// <item>The tiled driver (<see cref="TiledGemm{TKernel}"/>, shared with the float GEMM) runs the ISA's
+/// micro-kernel, which forms Σq·qx per block in integers and accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in
+/// float.</item>
 /// </list>
 /// </summary>
 internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 {
-    private const int RowStep = 4;       // rows per micro-kernel call
-    private const int RowBlock = 64;
-    private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
-
-    [ThreadStatic] private static Job? _job;
+    private const int RowBlock = TiledGemm<Int8Tile>.RowBlock, KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
     public static void Run(WeightMatrix w, float* x, float* y, int n)
     {
         int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep;
         var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2);
-        var job = _job ??= new Job();
-        job.W = w; job.Y = y; job.N = n; job.NPad = nPad; job.X = acts;
-        WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
-        job.W = null!;
+        TiledGemm<Int8Tile>.Run(w, new Int8Tile(acts), y, n, nPad);
     }
 
-    private sealed class Job : IRangeJob
+    /// <summary>
+    /// The int8 tile: q bytes [64][256] (low plane), the high nibble plane [64][256] (8-bit formats only), then d and m
+    /// floats [64][ss] each, ss = scales per row of a slice; and the packed activations.
+    /// </summary>
+    internal readonly struct Int8Tile(Int8Acts x) : ITileKernel
     {
-        [ThreadStatic] private static byte[]? _tile, _ct;
-        public WeightMatrix W = null!;
-        public float* Y;
-        public Int8Acts X;
-        public int N, NPad;
+        private readonly Int8Acts X = x;
+
+        public static int RowStep => 4;
+        public static int TokenStep => TMicro.TokenStep;
+        public static long TileBytes(DType t) => 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int start, int end)
+        public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
         {
-            var w = W;
-            var type = w.Type;
-            int rows = w.Rows, cols = w.Cols, nb = cols / 32, nPad = NPad, n = N, panel = TMicro.Panel;
-            int ss = Int8Tiles.ScalesPerBlock(type) * BlocksPerSlice;   // scales per row of a slice
-            // Unpacked tile: q bytes [64][256] (low plane), high plane [64][256] (8-bit formats only), then d and m
-            // floats [64][ss] each.
-            byte* tile = Scratch.Get(ref _tile, 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float));
+            int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));   // [64][nPad]
-            for (int rb = start; rb < end; rb++)
+            for (int r = 0; r < nr; r++)
+                Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            for (int r = nr; r < nrPad; r++)
             {
-                int r0 = rb * RowBlock, nr = Math.Min(RowBlock, rows - r0);
-                int nrPad = (nr + RowStep - 1) / RowStep * RowStep;
-                for (int k0 = 0; k0 < cols; k0 += KBlock)
-                {
-                    int nBlocks = Math.Min(KBlock, cols - k0) / 32, b0 = k0 / 32;
-                    for (int r = 0; r < nr; r++)
-                        Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
-                    for (int r = nr; r < nrPad; r++)
-                    {
-                        new Span<byte>(tile + r * KBlock, KBlock).Clear();
-                        new Span<byte>(high + r * KBlock, KBlock).Clear();
-                        new Span<float>(wd + r * ss, ss).Clear();
-                        new Span<float>(wm + r * ss, ss).Clear();
-                    }
-                    bool first = k0 == 0;
-                    for (int t0 = 0; t0 < nPad; t0 += TMicro.TokenStep)
-                    {
-                        long pb = (long)(t0 / panel) * nb + b0;   // (panel, block) index
-                        for (int r = 0; r < nrPad; r += RowStep)
-                        {
-                            // Both built per call from the fields and constant panel sizes: a struct kept across calls, or
-                            // one built from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code
-                            // generation; 256x1536, n = 256, one thread, against the previous driver).
-                            var wr = new Int8Rows(tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss, ss);
-                            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
-                            TMicro.Micro4(type, wr, nBlocks, xa, ct + (long)r * nPad + t0, nPad, first);
-                        }
-                    }
-                }
-                for (int r = 0; r < nr; r++)
-                {
-                    float* c = ct + (long)r * nPad;
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r0 + r] = c[t];
-                }
+                new Span<byte>(tile + r * KBlock, KBlock).Clear();
+                new Span<byte>(high + r * KBlock, KBlock).Clear();
+                new Span<float>(wd + r * ss, ss).Clear();
+                new Span<float>(wm + r * ss, ss).Clear();
             }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        {
+            int ss = Int8Tiles.ScalesPerBlock(t) * BlocksPerSlice, nb = X.Blocks;
+            float* wd = (float*)(tile + 2 * RowBlock * KBlock) + r * ss;
+            long pb = (long)(t0 / TMicro.Panel) * nb + k0 / 32;   // (panel, block) index
+            // Both built per call from the fields and constant panel sizes: a struct kept across calls, or one built
+            // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
+            // n = 256, one thread).
+            var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd, wd + RowBlock * ss, ss);
+            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
+            TMicro.Micro4(t, wr, len / 32, xa, c, ldc, first);
         }
     }
 }
