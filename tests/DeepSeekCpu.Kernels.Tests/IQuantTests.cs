@@ -84,28 +84,23 @@ public unsafe class IQuantTests
         var x = TestData.Gaussian(cols, cols + 1);
         // Integer sums are exact in every body; only float accumulation order differs.
         KernelCheck.EveryDotMatchesReference(w, x, (r, expect) => 1e-5f * (Math.Abs(expect) + 1e-3f * cols));
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (byte* m = mem)
-        fixed (float* px = x)
+        // The reference dot's integer form equals the dequantized row times the dequantized activations.
+        var (mem, a) = KernelCheck.Activations(t, x);
+        var reference = Gemv.QuantDotReference(t);
+        var row = new float[cols];
+        for (int r = 0; r < w.Rows; r++)
         {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            var row = new float[cols];
-            // The reference dot's integer form equals the dequantized row times the dequantized activations.
-            for (int r = 0; r < w.Rows; r++)
+            Dequantize.RowOf(w, r, row);
+            double exact = 0, norm = 0;
+            for (int c = 0; c < cols; c++)
             {
-                Dequantize.RowOf(w, r, row);
-                double exact = 0, norm = 0;
-                for (int c = 0; c < cols; c++)
-                {
-                    double p = (double)row[c] * a.Q[c] * a.D[c / 256];
-                    exact += p; norm += Math.Abs(p);
-                }
-                float got = reference(w.Row(r), &a);
-                Assert.True(Math.Abs(got - exact) <= 1e-6 * norm + 1e-9, $"{t} cols {cols} row {r}: reference dot {got} vs dequantized {exact}");
+                double p = (double)row[c] * a.Q[c] * a.D[c / 256];
+                exact += p; norm += Math.Abs(p);
             }
+            float got = reference(w.Row(r), &a);
+            Assert.True(Math.Abs(got - exact) <= 1e-6 * norm + 1e-9, $"{t} cols {cols} row {r}: reference dot {got} vs dequantized {exact}");
         }
+        GC.KeepAlive(mem);
     }
 
     /// <summary>MatMul on every path, decode (GEMV) and prompt (n = 37: the float GEMM over WeightDecode tiles) routes,

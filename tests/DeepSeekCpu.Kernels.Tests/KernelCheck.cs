@@ -20,28 +20,33 @@ internal static unsafe class KernelCheck
     public static void EveryDotMatchesReference(WeightMatrix w, float[] x, Tolerance tolerance)
     {
         var t = w.Type;
-        int cols = w.Cols;
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (byte* m = mem)
-        fixed (float* px = x)
+        var (mem, a) = Activations(t, x);
+        var reference = Gemv.QuantDotReference(t);
+        Assert.True(reference != null, $"{t}: no reference dot");
+        foreach (var path in KernelInfo.Available)
         {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            Assert.True(reference != null, $"{t}: no reference dot");
-            foreach (var path in KernelInfo.Available)
+            var dot = Gemv.QuantDot(t, path);
+            Assert.True(dot != null, $"{t}: no dot on {KernelInfo.Name(path)}");
+            for (int r = 0; r < w.Rows; r++)
             {
-                var dot = Gemv.QuantDot(t, path);
-                Assert.True(dot != null, $"{t}: no dot on {KernelInfo.Name(path)}");
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
-                    double tol = tolerance(r, expect);
-                    Assert.True(Math.Abs(expect - got) <= tol,
-                        $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect} (tolerance {tol:G3})");
-                }
+                float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
+                double tol = tolerance(r, expect);
+                Assert.True(Math.Abs(expect - got) <= tol,
+                    $"{t} {KernelInfo.Name(path)} cols {w.Cols} row {r}: {got} vs reference {expect} (tolerance {tol:G3})");
             }
         }
+        GC.KeepAlive(mem);
+    }
+
+    /// <summary><paramref name="x"/> quantized as format <paramref name="t"/>'s dot expects, in pinned memory that
+    /// <c>Mem</c> keeps alive (the header points into it).</summary>
+    public static (byte[] Mem, ActQ8 Acts) Activations(DType t, float[] x)
+    {
+        var mem = GC.AllocateArray<byte>((int)ActQ8.BytesFor(x.Length) + 64, pinned: true);
+        byte* m = (byte*)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(mem, 0);
+        var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), x.Length);
+        fixed (float* px = x) ActQ8.QuantizeFor(t, px, &a);
+        return (mem, a);
     }
 
     /// <summary>
