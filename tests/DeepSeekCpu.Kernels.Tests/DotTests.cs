@@ -32,26 +32,10 @@ public unsafe class DotTests
     [MemberData(nameof(Cases))]
     public void Every_path_matches_the_reference_on_identical_inputs(DType t, int cols)
     {
-        var (w, x, mem) = Setup(t, 5, cols, seed: cols + (int)t);
-        using var _ = w;
-        fixed (byte* m = mem)
-        fixed (float* px = x)
-        {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            foreach (var path in KernelInfo.Available)
-            {
-                var dot = Gemv.QuantDot(t, path);
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
-                    // Integer sums are exact in every body; only float accumulation order differs.
-                    float tol = 1e-5f * (Math.Abs(expect) + 1e-3f * cols);
-                    Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
-                }
-            }
-        }
+        var (w, x, _) = Setup(t, 5, cols, seed: cols + (int)t);
+        using var _w = w;
+        // Integer sums are exact in every body; only float accumulation order differs.
+        KernelCheck.EveryDotMatchesReference(w, x, (r, expect) => 1e-5f * (Math.Abs(expect) + 1e-3f * cols));
     }
 
     /// <summary>Q4_0 blocks whose half scale is zero, subnormal or negative, on every path (the AVX-512 bodies convert

@@ -52,24 +52,7 @@ public unsafe class HalfScaleTests
             $"{t}: the test data must produce a subnormal block scale");
 
         var x = TestData.Gaussian(cols, cols + 11);
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (byte* m = mem)
-        fixed (float* px = x)
-        {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            foreach (var path in KernelInfo.Available)
-            {
-                var dot = Gemv.QuantDot(t, path);
-                for (int r = 0; r < rows; r++)
-                {
-                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
-                    float tol = 1e-5f * Math.Abs(expect) + 1e-6f * (float)Math.Sqrt(cols) * RowScale(data, r, cols);
-                    Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
-                }
-            }
-        }
+        KernelCheck.EveryDotMatchesReference(w, x, (r, expect) => 1e-5f * Math.Abs(expect) + 1e-6f * (float)Math.Sqrt(cols) * RowScale(data, r, cols));
     }
 
     private static bool IsSubnormal(Half h) => h != Half.Zero && Half.IsSubnormal(h);

@@ -82,41 +82,25 @@ public unsafe class IQuantTests
     {
         using var w = RandomMatrix(t, 5, cols, (ulong)(cols + (int)t));
         var x = TestData.Gaussian(cols, cols + 1);
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (byte* m = mem)
-        fixed (float* px = x)
+        // Integer sums are exact in every body; only float accumulation order differs.
+        KernelCheck.EveryDotMatchesReference(w, x, (r, expect) => 1e-5f * (Math.Abs(expect) + 1e-3f * cols));
+        // The reference dot's integer form equals the dequantized row times the dequantized activations.
+        var (mem, a) = KernelCheck.Activations(t, x);
+        var reference = Gemv.QuantDotReference(t);
+        var row = new float[cols];
+        for (int r = 0; r < w.Rows; r++)
         {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            Assert.True(reference != null);
-            var row = new float[cols];
-            foreach (var path in KernelInfo.Available)
+            Dequantize.RowOf(w, r, row);
+            double exact = 0, norm = 0;
+            for (int c = 0; c < cols; c++)
             {
-                var dot = Gemv.QuantDot(t, path);
-                Assert.True(dot != null, $"{t} has no dot on {KernelInfo.Name(path)}");
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
-                    // Integer sums are exact in every body; only float accumulation order differs.
-                    float tol = 1e-5f * (Math.Abs(expect) + 1e-3f * cols);
-                    Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
-                }
+                double p = (double)row[c] * a.Q[c] * a.D[c / 256];
+                exact += p; norm += Math.Abs(p);
             }
-            // The reference dot's integer form equals the dequantized row times the dequantized activations.
-            for (int r = 0; r < w.Rows; r++)
-            {
-                Dequantize.RowOf(w, r, row);
-                double exact = 0, norm = 0;
-                for (int c = 0; c < cols; c++)
-                {
-                    double p = (double)row[c] * a.Q[c] * a.D[c / 256];
-                    exact += p; norm += Math.Abs(p);
-                }
-                float got = reference(w.Row(r), &a);
-                Assert.True(Math.Abs(got - exact) <= 1e-6 * norm + 1e-9, $"{t} cols {cols} row {r}: reference dot {got} vs dequantized {exact}");
-            }
+            float got = reference(w.Row(r), &a);
+            Assert.True(Math.Abs(got - exact) <= 1e-6 * norm + 1e-9, $"{t} cols {cols} row {r}: reference dot {got} vs dequantized {exact}");
         }
+        GC.KeepAlive(mem);
     }
 
     /// <summary>MatMul on every path, decode (GEMV) and prompt (n = 37: the float GEMM over WeightDecode tiles) routes,
@@ -125,27 +109,7 @@ public unsafe class IQuantTests
     [MemberData(nameof(AllTypes))]
     public void Multiply_matches_the_float_reference_on_every_path(DType t)
     {
-        const int rows = 19, cols = 768;
-        using var w = RandomMatrix(t, rows, cols, 7);
-        var deq = Dequantize.Matrix(w);
-        foreach (int n in new[] { 1, 3, 37 })
-        {
-            var x = TestData.Gaussian(n * cols, n);
-            var expect = TestData.ReferenceMatMul(w, x, n);
-            foreach (var path in KernelInfo.Available)
-            {
-                var y = new float[n * rows];
-                MatMul.Multiply(w, x, y, n, path);
-                bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
-                for (int tk = 0; tk < n; tk++)
-                for (int r = 0; r < rows; r++)
-                {
-                    double norm = TestData.TermNorm(w, deq, x, tk, r);
-                    double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
-                    double got = y[tk * rows + r], exp = expect[tk * rows + r];
-                    Assert.True(Math.Abs(got - exp) <= budget, $"{t} {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs {exp} (budget {budget:G3})");
-                }
-            }
-        }
+        using var w = RandomMatrix(t, 19, 768, 7);
+        KernelCheck.EveryPathMultipliesLikeTheFloatReference(w, [1, 3, 37], n => n);
     }
 }

@@ -87,32 +87,16 @@ public unsafe class KQuantsTests
 
     internal static void AllPathsMatchReference(WeightMatrix w, float[] x)
     {
-        var t = w.Type;
         int cols = w.Cols;
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
         var deq = Dequantize.Matrix(w);
-        fixed (byte* m = mem)
-        fixed (float* px = x)
+        // Integer sums are exact in every body; only the float accumulation order differs, whose error scales with
+        // Σ|w·x| (random blocks with ±1 activations cancel to sums far below their terms).
+        KernelCheck.EveryDotMatchesReference(w, x, (r, expect) =>
         {
-            var a = ActQ8.At((byte*)(((nint)m + 63) & ~63), cols);
-            ActQ8.QuantizeFor(t, px, &a);
-            var reference = Gemv.QuantDotReference(t);
-            foreach (var path in KernelInfo.Available)
-            {
-                var dot = Gemv.QuantDot(t, path);
-                Assert.True(dot != null, $"{t}: no dot on {KernelInfo.Name(path)}");
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float expect = reference(w.Row(r), &a), got = dot(w.Row(r), &a);
-                    // Integer sums are exact in every body; only the float accumulation order differs, whose error
-                    // scales with Σ|w·x| (random blocks with ±1 activations cancel to sums far below their terms).
-                    double absSum = 0;
-                    for (int c = 0; c < cols; c++) absSum += Math.Abs(deq[r * cols + c] * x[c]);
-                    double tol = 1e-5 * (Math.Abs(expect) + 1e-3 * cols) + 1e-6 * absSum;
-                    Assert.True(Math.Abs(expect - got) <= tol, $"{t} {KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {expect}");
-                }
-            }
-        }
+            double absSum = 0;
+            for (int c = 0; c < cols; c++) absSum += Math.Abs(deq[r * cols + c] * x[c]);
+            return 1e-5 * (Math.Abs(expect) + 1e-3 * cols) + 1e-6 * absSum;
+        });
     }
 
     /// <summary>The same on quantizer output, and the quantized dot against the f32 dot (DotTests' budget).</summary>
@@ -160,28 +144,8 @@ public unsafe class KQuantsTests
         if (t.BlockSize() == 32) { mm.Multiply_matches_the_float_reference_on_every_path(t, 67, 288); mm.Multiply_matches_the_float_reference_on_every_path(t, 3, 544); }
         else { mm.Multiply_matches_the_float_reference_on_every_path(t, 67, 768); mm.Multiply_matches_the_float_reference_on_every_path(t, 9, 256); }
 
-        int rows = 70, cols = 512;
-        using var w = RandomBlocks(t, rows, cols, seed: (int)t);
-        var deq = Dequantize.Matrix(w);
-        foreach (int n in new[] { 1, 3, 24 })
-        {
-            var x = TestData.Gaussian(n * cols, n + (int)t);
-            var expect = TestData.ReferenceMatMul(w, x, n);
-            foreach (var path in KernelInfo.Available)
-            {
-                var y = new float[n * rows];
-                MatMul.Multiply(w, x, y, n, path);
-                bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
-                for (int tok = 0; tok < n; tok++)
-                    for (int r = 0; r < rows; r++)
-                    {
-                        double norm = TestData.TermNorm(w, deq, x, tok, r);
-                        double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
-                        double got = y[tok * rows + r], e = expect[tok * rows + r];
-                        Assert.True(Math.Abs(got - e) <= budget, $"{t} {KernelInfo.Name(path)} n {n} token {tok} row {r}: {got} vs {e} (budget {budget:G3})");
-                    }
-            }
-        }
+        using var w = RandomBlocks(t, 70, 512, seed: (int)t);
+        KernelCheck.EveryPathMultipliesLikeTheFloatReference(w, [1, 3, 24], n => n + (int)t);
     }
 
     public static TheoryData<DType> TypeList() => new(Types);

@@ -37,30 +37,7 @@ public class MatMulTests
     public void Multiply_matches_the_float_reference_on_every_path(DType t, int rows, int cols)
     {
         using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, rows + cols, 0.05f), rows, cols);
-        var deq = Dequantize.Matrix(w);
-        foreach (int n in new[] { 1, 3, 13, 37 })
-        {
-            var x = TestData.Gaussian(n * cols, n);
-            var expect = TestData.ReferenceMatMul(w, x, n);
-            foreach (var path in KernelInfo.Available)
-            {
-                var y = new float[n * rows + 5];
-                y[^1] = 12345f;
-                MatMul.Multiply(w, x, y, n, path);
-                Assert.Equal(12345f, y[^1]); // nothing written past n·rows
-                bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
-                for (int tk = 0; tk < n; tk++)
-                for (int r = 0; r < rows; r++)
-                {
-                    double norm = TestData.TermNorm(w, deq, x, tk, r);
-                    // Float paths: rounding of float32 sums. Integer paths: 8-bit activation error (see DotTests).
-                    double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
-                    double got = y[tk * rows + r], exp = expect[tk * rows + r];
-                    Assert.True(Math.Abs(got - exp) <= budget,
-                        $"{t} {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs {exp} (budget {budget:G3})");
-                }
-            }
-        }
+        KernelCheck.EveryPathMultipliesLikeTheFloatReference(w, [1, 3, 13, 37], n => n);
     }
 
     /// <summary>
@@ -98,17 +75,8 @@ public class MatMulTests
                         var (t, rows, cols, input) = specs[i];
                         var x = inputs[input];
                         var expect = TestData.ReferenceMatMul(weights[i], x, n);
-                        var deq = Dequantize.Matrix(weights[i]);
-                        bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
-                        for (int tk = 0; tk < n; tk++)
-                        for (int r = 0; r < rows; r++)
-                        {
-                            double norm = TestData.TermNorm(weights[i], deq, x, tk, r);
-                            double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
-                            double got = outputs[i][tk * rows + r], exp = expect[tk * rows + r];
-                            Assert.True(Math.Abs(got - exp) <= budget,
-                                $"batch product {i} ({t}) {KernelInfo.Name(path)} n={n} token {tk} row {r}: {got} vs {exp} (budget {budget:G3})");
-                        }
+                        KernelCheck.AssertProducts(weights[i], Dequantize.Matrix(weights[i]), x, outputs[i], expect, n, path,
+                            $"batch product {i} ({t}) {KernelInfo.Name(path)} n={n}");
                     }
                 }
             }
@@ -144,16 +112,8 @@ public class MatMulTests
                 {
                     var (t, rows, cols, n) = specs[i];
                     var expect = TestData.ReferenceMatMul(weights[i], inputs[i], n);
-                    var deq = Dequantize.Matrix(weights[i]);
-                    bool quantizedActs = MatMul.Plan(t, n, path).QuantizesActivations(t);
-                    for (int tk = 0; tk < n; tk++)
-                    for (int r = 0; r < rows; r++)
-                    {
-                        double norm = TestData.TermNorm(weights[i], deq, inputs[i], tk, r);
-                        double budget = quantizedActs ? 0.15 * norm + 1e-5 : 2e-5 * norm * Math.Sqrt(cols) + 1e-6;
-                        double got = outputs[i][tk * rows + r], exp = expect[tk * rows + r];
-                        Assert.True(Math.Abs(got - exp) <= budget, $"product {i} ({t}, {n} tokens) {KernelInfo.Name(path)} token {tk} row {r}: {got} vs {exp}");
-                    }
+                    KernelCheck.AssertProducts(weights[i], Dequantize.Matrix(weights[i]), inputs[i], outputs[i], expect, n, path,
+                        $"product {i} ({t}, {n} tokens) {KernelInfo.Name(path)}");
                 }
             }
         }

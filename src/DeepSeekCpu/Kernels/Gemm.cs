@@ -7,28 +7,25 @@ using static DeepSeekCpu.Kernels.FloatDot;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// Matrix-matrix products (prompt processing): compute-bound, so work is tiled for reuse.
+/// The float GEMM (prompt processing) of the formats the int8 GEMM (<see cref="GemmInt8{TMicro}"/>) does not take on a
+/// path (float formats, Q5_0, Q5_K, Q8_K, the low-bit K- and i-quants; on AVX2 and Arm64 also Q8_0 and Q6_K), and of
+/// every format on NEON without DotProd; it runs in the tiled driver (<see cref="TiledGemm{TKernel}"/>):
 /// <list type="bullet">
 /// <item>X [n, K] is packed once per call into panels of 16 tokens, k-major: Xp[panel][k][16], so one vector load
 /// gives one column of 16 tokens.</item>
-/// <item>Each thread takes blocks of 64 weight rows; per 256-column slice it dequantizes those rows to float32
-/// (64 KiB, L2-resident) once and reuses the slice for every token.</item>
+/// <item>Per block of 64 rows and 256-column slice the rows are dequantized to float32 (64 KiB, L2-resident) once
+/// (<see cref="WeightDecode"/>) and the slice is reused for every token: the dequantization is amortized over n.</item>
 /// <item>The micro-kernel keeps a rows × tokens tile of C in registers: per k it loads the tokens' column and
-/// broadcasts one weight per row (outer-product form, no horizontal sums). The tile accumulates in a
-/// row-major scratch Ct[64, nPad] across slices and is transposed into Y once at the end.</item>
+/// broadcasts one weight per row (outer-product form, no horizontal sums), at 512, 256 or 128 bits.</item>
 /// </list>
-/// This is the GEMM of the formats the int8 GEMM (<see cref="GemmInt8{TMicro}"/>) does not take on a path (float
-/// formats, Q5_0, Q5_K, Q8_K; on AVX2 and Arm64 also Q8_0 and Q6_K), and of every format on NEON without DotProd; the
-/// dequantization here is amortized over n tokens.
 /// </summary>
 internal static unsafe class Gemm
 {
     public const int Panel = 16;
-    public const int RowBlock = 64;
-    public const int KBlock = 256;
+    public const int RowBlock = TiledGemm<FloatTile<W512, Vector512<float>>>.RowBlock;
+    public const int KBlock = TiledGemm<FloatTile<W512, Vector512<float>>>.KBlock;
 
     [ThreadStatic] private static byte[]? _packScratch;
-    [ThreadStatic] private static Job? _job;
     [ThreadStatic] private static PackJob? _packJob;
 
     /// <summary>Tokens are padded to whole packed panels and whole micro-kernel steps (two vectors: 32 tokens at 512 bits).</summary>
@@ -45,10 +42,12 @@ internal static unsafe class Gemm
         pack.X = x; pack.Xp = xp; pack.N = n; pack.Cols = cols;
         WorkerPool.Shared.Run(pack, nPad / Panel, grain: 1);
 
-        var job = _job ??= new Job();
-        job.W = w; job.Xp = xp; job.Y = y; job.N = n; job.NPad = nPad; job.Path = path;
-        WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
-        job.W = null!;
+        switch (path)
+        {
+            case KernelPath.Avx512: TiledGemm<FloatTile<W512, Vector512<float>>>.Run(w, new(xp, cols), y, n, nPad); break;
+            case KernelPath.Avx2 or KernelPath.Avx2Vnni: TiledGemm<FloatTile<W256, Vector256<float>>>.Run(w, new(xp, cols), y, n, nPad); break;
+            default: TiledGemm<FloatTile<W128, Vector128<float>>>.Run(w, new(xp, cols), y, n, nPad); break;
+        }
     }
 
     /// <summary>Xp[p][k][j] = X[16p + j][k] (zero for padding tokens).</summary>
@@ -80,60 +79,33 @@ internal static unsafe class Gemm
         }
     }
 
-    private sealed class Job : IRangeJob
+    /// <summary>The float tile at one width: rows dequantized to float32 [64][256], the packed tokens Xp.</summary>
+    internal readonly struct FloatTile<TWidth, TVector>(float* xp, int cols) : ITileKernel
+        where TWidth : IWidth<TVector> where TVector : unmanaged
     {
-        [ThreadStatic] private static byte[]? _tile, _ct;
-        public WeightMatrix W = null!;
-        public float* Xp, Y;
-        public int N, NPad;
-        public KernelPath Path;
+        private readonly float* _xp = xp;
+        private readonly int _cols = cols;
 
-        public void Run(int start, int end)
+        public static int RowStep => MicroRows<TWidth, TVector>();
+        public static int TokenStep => 2 * TWidth.Count;
+        public static long TileBytes(DType t) => RowBlock * KBlock * sizeof(float);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
         {
-            switch (Path)
-            {
-                case KernelPath.Avx512: Blocks<W512, Vector512<float>>(start, end); break;
-                case KernelPath.Avx2 or KernelPath.Avx2Vnni: Blocks<W256, Vector256<float>>(start, end); break;
-                default: Blocks<W128, Vector128<float>>(start, end); break;
-            }
+            float* f = (float*)tile;
+            for (int r = 0; r < nr; r++) WeightDecode.Segment(w, r0 + r, k0, len, f + r * KBlock);
+            for (int r = nr; r < nrPad; r++) new Span<float>(f + r * KBlock, len).Clear();
         }
 
-        /// <summary>Row blocks [start, end): dequantize a 64 × 256 slice, run the micro-kernel over it for every token step.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Blocks<TWidth, TVector>(int start, int end)
-            where TWidth : IWidth<TVector> where TVector : unmanaged
+        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
-            var w = W;
-            int rows = w.Rows, cols = w.Cols, nPad = NPad, n = N;
-            int rowStep = MicroRows<TWidth, TVector>(), tokenStep = 2 * TWidth.Count;
-            float* tile = (float*)Scratch.Get(ref _tile, RowBlock * KBlock * sizeof(float));   // [64][256]
-            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));     // [64][nPad]
-            for (int rb = start; rb < end; rb++)
-            {
-                int r0 = rb * RowBlock, nr = Math.Min(RowBlock, rows - r0);
-                int nrPad = (nr + rowStep - 1) / rowStep * rowStep;
-                for (int k0 = 0; k0 < cols; k0 += KBlock)
-                {
-                    int len = Math.Min(KBlock, cols - k0);
-                    for (int r = 0; r < nr; r++) WeightDecode.Segment(w, r0 + r, k0, len, tile + r * KBlock);
-                    for (int r = nr; r < nrPad; r++) new Span<float>(tile + r * KBlock, len).Clear();
-                    bool first = k0 == 0;
-                    for (int t0 = 0; t0 < nPad; t0 += tokenStep)
-                    {
-                        // the step's two vectors of tokens at this k-slice: t0 and t0 + Count (in the next panel at 512 bits)
-                        int t1 = t0 + TWidth.Count;
-                        float* xa = Xp + ((long)(t0 / Panel) * cols + k0) * Panel + t0 % Panel;
-                        float* xb = Xp + ((long)(t1 / Panel) * cols + k0) * Panel + t1 % Panel;
-                        for (int r = 0; r < nrPad; r += rowStep)
-                            Micro<TWidth, TVector>(tile + r * KBlock, xa, xb, len, ct + (long)r * nPad + t0, nPad, first);
-                    }
-                }
-                for (int r = 0; r < nr; r++)
-                {
-                    float* c = ct + (long)r * nPad;
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r0 + r] = c[t];
-                }
-            }
+            // the step's two vectors of tokens at this k-slice: t0 and t0 + Count (in the next panel at 512 bits)
+            int t1 = t0 + TWidth.Count;
+            float* xa = _xp + ((long)(t0 / Panel) * _cols + k0) * Panel + t0 % Panel;
+            float* xb = _xp + ((long)(t1 / Panel) * _cols + k0) * Panel + t1 % Panel;
+            Micro<TWidth, TVector>((float*)tile + r * KBlock, xa, xb, len, c, ldc, first);
         }
     }
 

@@ -56,6 +56,100 @@ internal unsafe interface IInt8Micro
 }
 
 /// <summary>
+/// The instructions of the 4-bit int8 micro-kernel (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>) at one width, in the
+/// manner of TensorPrimitives' operator structs: TX holds 4 bytes of each of <see cref="IInt8Micro.Panel"/> tokens,
+/// TAcc the integer sums of one panel (int16 lanes summed pairwise by vpmaddubsw, or int32 lanes of sdot), TF one
+/// float32 per token. Loads and stores are the width's plain vector loads (<see cref="Unsafe.ReadUnaligned{T}(void*)"/>).
+/// </summary>
+internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+{
+    /// <summary>4 weight bytes (unsigned, 0..15 for the 4-bit formats) in every 32-bit lane.</summary>
+    static abstract TX Broadcast(byte* w);
+    /// <summary>acc += the 4 products w·x per token, exact (int16 headroom: 8 × 2·15·127 = 30480 per block).</summary>
+    static abstract TAcc Dot(TAcc acc, TX w, TX x);
+    /// <summary>f + sx·m_w + float(Σ acc)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
+    static abstract TF Scale(TF f, TAcc acc, float dw, float mw, TF dx, TF sx);
+}
+
+/// <summary>
+/// The micro-kernel of the 4-bit formats on every instruction set: C[4 rows, TokenStep tokens] (+)= Σ over nBlocks
+/// blocks of d_w·d_x·Σq·qx + m_w·(d_x·Σqx), with one or two panels per call (<see cref="IInt8Micro.TokenStep"/>; the
+/// second panel's code is dropped by the JIT where TokenStep is one panel). Per block and 4 k, the tokens' bytes are
+/// loaded once and each row's 4 weight bytes broadcast against them; the integer sums are scaled once per block.
+/// </summary>
+internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
+    where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+{
+    private const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Run(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        int panel = TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
+        sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * panel;     // the two panels
+        float* dxa = x.D, dxb = x.D + (long)x.Blocks * panel, sxa = x.S, sxb = x.S + (long)x.Blocks * panel;
+        float* cb = c + panel;                                        // C of the second panel
+        TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
+        if (!first)
+        {
+            Load4(c, ldc, out f0a, out f1a, out f2a, out f3a);
+            if (two) Load4(cb, ldc, out f0b, out f1b, out f2b, out f3b);
+        }
+        for (int b = 0; b < nBlocks; b++)
+        {
+            TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
+            byte* w0 = w.Q + 32 * b;
+            sbyte* pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
+            for (int g = 0; g < 8; g++)
+            {
+                var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
+                var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
+                var v = TOps.Broadcast(w0 + 4 * g);
+                a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
+                v = TOps.Broadcast(w0 + K + 4 * g);
+                a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
+                v = TOps.Broadcast(w0 + 2 * K + 4 * g);
+                a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
+                v = TOps.Broadcast(w0 + 3 * K + 4 * g);
+                a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
+            }
+            Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + b, w.M + b, dxa + panel * b, sxa + panel * b);
+            if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + b, w.M + b, dxb + panel * b, sxb + panel * b);
+        }
+        Store4(c, ldc, f0a, f1a, f2a, f3a);
+        if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
+    }
+
+    /// <summary>One panel's 4 rows of C (row stride ldc).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Load4(float* c, int ldc, out TF f0, out TF f1, out TF f2, out TF f3)
+    {
+        f0 = Unsafe.ReadUnaligned<TF>(c); f1 = Unsafe.ReadUnaligned<TF>(c + ldc);
+        f2 = Unsafe.ReadUnaligned<TF>(c + 2 * ldc); f3 = Unsafe.ReadUnaligned<TF>(c + 3 * ldc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store4(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
+    {
+        Unsafe.WriteUnaligned(c, f0); Unsafe.WriteUnaligned(c + ldc, f1);
+        Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
+    }
+
+    /// <summary>One block of 4 rows (d, m at row stride S) for one panel (its d and d·Σq at dx, sx).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scale4(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* wm, float* dx, float* sx)
+    {
+        var d = Unsafe.ReadUnaligned<TF>(dx);
+        var s = Unsafe.ReadUnaligned<TF>(sx);
+        f0 = TOps.Scale(f0, a0, wd[0], wm[0], d, s);
+        f1 = TOps.Scale(f1, a1, wd[S], wm[S], d, s);
+        f2 = TOps.Scale(f2, a2, wd[2 * S], wm[2 * S], d, s);
+        f3 = TOps.Scale(f3, a3, wd[3 * S], wm[3 * S], d, s);
+    }
+}
+
+/// <summary>
 /// Integer matrix-matrix product (prompt processing) for the formats whose elements are d·q + m per 32 (or 16)
 /// elements, on every instruction set with an <typeparamref name="TMicro"/>:
 /// <list type="bullet">
@@ -63,87 +157,63 @@ internal unsafe interface IInt8Micro
 /// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
 /// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> and packed into panels
 /// (<see cref="Int8Panels"/>).</item>
-/// <item>Each thread takes blocks of 64 rows; per slice the ISA's micro-kernel forms Σq·qx per block in integers and
-/// accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in float into a row-major scratch Ct[64, nPad], transposed into Y
-/// once at the end.</item>
+/// <item>The tiled driver (<see cref="TiledGemm{TKernel}"/>, shared with the float GEMM) runs the ISA's
+/// micro-kernel, which forms Σq·qx per block in integers and accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in
+/// float.</item>
 /// </list>
 /// </summary>
 internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 {
-    private const int RowStep = 4;       // rows per micro-kernel call
-    private const int RowBlock = 64;
-    private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
-
-    [ThreadStatic] private static Job? _job;
+    private const int RowBlock = TiledGemm<Int8Tile>.RowBlock, KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
     public static void Run(WeightMatrix w, float* x, float* y, int n)
     {
         int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep;
         var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2);
-        var job = _job ??= new Job();
-        job.W = w; job.Y = y; job.N = n; job.NPad = nPad; job.X = acts;
-        WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
-        job.W = null!;
+        TiledGemm<Int8Tile>.Run(w, new Int8Tile(acts), y, n, nPad);
     }
 
-    private sealed class Job : IRangeJob
+    /// <summary>
+    /// The int8 tile: q bytes [64][256] (low plane), the high nibble plane [64][256] (8-bit formats only), then d and m
+    /// floats [64][ss] each, ss = scales per row of a slice; and the packed activations.
+    /// </summary>
+    internal readonly struct Int8Tile(Int8Acts x) : ITileKernel
     {
-        [ThreadStatic] private static byte[]? _tile, _ct;
-        public WeightMatrix W = null!;
-        public float* Y;
-        public Int8Acts X;
-        public int N, NPad;
+        private readonly Int8Acts X = x;
+
+        public static int RowStep => 4;
+        public static int TokenStep => TMicro.TokenStep;
+        public static long TileBytes(DType t) => 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int start, int end)
+        public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
         {
-            var w = W;
-            var type = w.Type;
-            int rows = w.Rows, cols = w.Cols, nb = cols / 32, nPad = NPad, n = N, panel = TMicro.Panel;
-            int ss = Int8Tiles.ScalesPerBlock(type) * BlocksPerSlice;   // scales per row of a slice
-            // Unpacked tile: q bytes [64][256] (low plane), high plane [64][256] (8-bit formats only), then d and m
-            // floats [64][ss] each.
-            byte* tile = Scratch.Get(ref _tile, 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float));
+            int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));   // [64][nPad]
-            for (int rb = start; rb < end; rb++)
+            for (int r = 0; r < nr; r++)
+                Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            for (int r = nr; r < nrPad; r++)
             {
-                int r0 = rb * RowBlock, nr = Math.Min(RowBlock, rows - r0);
-                int nrPad = (nr + RowStep - 1) / RowStep * RowStep;
-                for (int k0 = 0; k0 < cols; k0 += KBlock)
-                {
-                    int nBlocks = Math.Min(KBlock, cols - k0) / 32, b0 = k0 / 32;
-                    for (int r = 0; r < nr; r++)
-                        Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
-                    for (int r = nr; r < nrPad; r++)
-                    {
-                        new Span<byte>(tile + r * KBlock, KBlock).Clear();
-                        new Span<byte>(high + r * KBlock, KBlock).Clear();
-                        new Span<float>(wd + r * ss, ss).Clear();
-                        new Span<float>(wm + r * ss, ss).Clear();
-                    }
-                    bool first = k0 == 0;
-                    for (int t0 = 0; t0 < nPad; t0 += TMicro.TokenStep)
-                    {
-                        long pb = (long)(t0 / panel) * nb + b0;   // (panel, block) index
-                        for (int r = 0; r < nrPad; r += RowStep)
-                        {
-                            // Both built per call from the fields and constant panel sizes: a struct kept across calls, or
-                            // one built from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code
-                            // generation; 256x1536, n = 256, one thread, against the previous driver).
-                            var wr = new Int8Rows(tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss, ss);
-                            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
-                            TMicro.Micro4(type, wr, nBlocks, xa, ct + (long)r * nPad + t0, nPad, first);
-                        }
-                    }
-                }
-                for (int r = 0; r < nr; r++)
-                {
-                    float* c = ct + (long)r * nPad;
-                    for (int t = 0; t < n; t++) Y[(long)t * rows + r0 + r] = c[t];
-                }
+                new Span<byte>(tile + r * KBlock, KBlock).Clear();
+                new Span<byte>(high + r * KBlock, KBlock).Clear();
+                new Span<float>(wd + r * ss, ss).Clear();
+                new Span<float>(wm + r * ss, ss).Clear();
             }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        {
+            int ss = Int8Tiles.ScalesPerBlock(t) * BlocksPerSlice, nb = X.Blocks;
+            float* wd = (float*)(tile + 2 * RowBlock * KBlock) + r * ss;
+            long pb = (long)(t0 / TMicro.Panel) * nb + k0 / 32;   // (panel, block) index
+            // Both built per call from the fields and constant panel sizes: a struct kept across calls, or one built
+            // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
+            // n = 256, one thread).
+            var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd, wd + RowBlock * ss, ss);
+            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
+            TMicro.Micro4(t, wr, len / 32, xa, c, ldc, first);
         }
     }
 }

@@ -30,8 +30,8 @@ internal static unsafe class Gemv
             // 256-bit bodies: with AVX-VNNI where the CPU has it (AVX-512 alone does not imply it)
             DType.Q4_1 => AvxVnni.IsSupported ? &DotX86.Q4_1<VnniDot> : &DotX86.Q4_1<MaddDot>,
             DType.Q5_0 => AvxVnni.IsSupported ? &DotX86.Q5_0<VnniDot> : &DotX86.Q5_0<MaddDot>,
-            DType.Q2_K => &DotX86.Q2_KAvx512,
-            DType.Q3_K => &DotX86.Q3_KAvx512,
+            DType.Q2_K => &DotX86.Q2_K<DotX86.Runs512>,
+            DType.Q3_K => &DotX86.Q3_K<DotX86.Runs512>,
             DType.Q5_1 => &DotX86.Q5_1Avx512,
             DType.IQ4_NL => &DotX86.IQ4_NLAvx512,
             DType.IQ4_XS => &DotX86.IQ4_XSAvx512,
@@ -56,8 +56,8 @@ internal static unsafe class Gemv
         DType.Q6_K => &DotX86.Q6_K,
         DType.Q4_1 => &DotX86.Q4_1<TDot>,
         DType.Q5_0 => &DotX86.Q5_0<TDot>,
-        DType.Q2_K => &DotX86.Q2_K,
-        DType.Q3_K => &DotX86.Q3_K,
+        DType.Q2_K => &DotX86.Q2_K<DotX86.Runs256>,
+        DType.Q3_K => &DotX86.Q3_K<DotX86.Runs256>,
         DType.Q5_1 => &DotX86.Q5_1<TDot>,
         DType.IQ4_NL => &DotX86.IQ4_NL<TDot>,
         DType.IQ4_XS => &DotX86.IQ4_XS,
@@ -82,24 +82,8 @@ internal static unsafe class Gemv
     };
 
     /// <summary>The scalar specification (also used on every path for formats without a SIMD body yet).</summary>
-    public static delegate*<byte*, ActQ8*, float> QuantDotReference(DType t) => t switch
-    {
-        DType.Q8_0 => &DotReference.Q8_0,
-        DType.Q4_0 => &DotReference.Q4_0,
-        DType.Q4_1 => &DotReference.Q4_1,
-        DType.Q5_0 => &DotReference.Q5_0,
-        DType.Q8_K => &DotReference.Q8_K,
-        DType.Q4_K => &DotReference.Q4_K,
-        DType.Q5_K => &DotReference.Q5_K,
-        DType.Q6_K => &DotReference.Q6_K,
-        DType.Q5_1 => &DotReference.Q5_1,
-        DType.Q2_K => &DotReference.Q2_K,
-        DType.Q3_K => &DotReference.Q3_K,
-        DType.IQ4_NL => &DotReference.IQ4_NL,
-        DType.IQ4_XS => &DotReference.IQ4_XS,
-        _ when IQuantDecode.Handles(t) => IQuantDecode.Dot(t, KernelPath.Scalar),
-        _ => null,
-    };
+    public static delegate*<byte*, ActQ8*, float> QuantDotReference(DType t) =>
+        IQuantDecode.Handles(t) ? IQuantDecode.Dot(t, KernelPath.Scalar) : BlockSpecs.For(t).Dot;
 
     /// <summary>The dot product for float-like weights (F32, F16, BF16, FP8) on <paramref name="path"/>, or null.</summary>
     public static delegate*<byte*, float*, int, float*, float> FloatDotFor(DType t, KernelPath path) => t switch

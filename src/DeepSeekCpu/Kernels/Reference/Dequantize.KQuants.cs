@@ -7,12 +7,6 @@ namespace DeepSeekCpu.Kernels;
 // blocks (tests/DeepSeekCpu.Kernels.Tests/Data/ggml).
 public static unsafe partial class Dequantize
 {
-    /// <summary>Runs <paramref name="block"/> over each block of <paramref name="per"/> elements of <paramref name="dst"/>.</summary>
-    private static void ForBlocks<T>(byte* src, Span<float> dst, int per, delegate*<T*, Span<float>, void> block) where T : unmanaged
-    {
-        for (int i = 0; i < dst.Length / per; i++) block((T*)src + i, dst.Slice(i * per, per));
-    }
-
     // dequantize_row_q5_1: q = low nibble | fifth bit from qh (as Q5_0); x = q * d + m
     public static void Q5_1(BlockQ5_1* b, Span<float> y)
     {

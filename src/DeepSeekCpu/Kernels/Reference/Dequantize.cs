@@ -31,24 +31,15 @@ public static unsafe partial class Dequantize
             case DType.F8_E4M3:
                 for (int i = 0; i < n; i++) dst[i] = Fp8E4M3ToFloat(src[i]);
                 break;
-            case DType.Q8_0: ForBlocks<BlockQ8_0>(src, dst, 32, &Q8_0); break;
-            case DType.Q4_0: ForBlocks<BlockQ4_0>(src, dst, 32, &Q4_0); break;
-            case DType.Q4_1: ForBlocks<BlockQ4_1>(src, dst, 32, &Q4_1); break;
-            case DType.Q5_0: ForBlocks<BlockQ5_0>(src, dst, 32, &Q5_0); break;
-            case DType.Q8_K: ForBlocks<BlockQ8_K>(src, dst, 256, &Q8_K); break;
-            case DType.Q4_K: ForBlocks<BlockQ4_K>(src, dst, 256, &Q4_K); break;
-            case DType.Q5_K: ForBlocks<BlockQ5_K>(src, dst, 256, &Q5_K); break;
-            case DType.Q6_K: ForBlocks<BlockQ6_K>(src, dst, 256, &Q6_K); break;
-            case DType.Q5_1: ForBlocks<BlockQ5_1>(src, dst, 32, &Q5_1); break;
-            case DType.Q2_K: ForBlocks<BlockQ2_K>(src, dst, 256, &Q2_K); break;
-            case DType.Q3_K: ForBlocks<BlockQ3_K>(src, dst, 256, &Q3_K); break;
-            case DType.IQ4_NL: ForBlocks<BlockIQ4_NL>(src, dst, 32, &IQ4_NL); break;
-            case DType.IQ4_XS: ForBlocks<BlockIQ4_XS>(src, dst, 256, &IQ4_XS); break;
             case DType.IQ2_XXS or DType.IQ2_XS or DType.IQ2_S or DType.IQ3_XXS or DType.IQ3_S or DType.IQ1_S or DType.IQ1_M:
                 IQuantRow(type, src, dst);
                 break;
             default:
-                throw new NotSupportedException($"dequantize {type}");
+                var spec = BlockSpecs.For(type);
+                if (spec.Dequantize == null) throw new NotSupportedException($"dequantize {type}");
+                int per = type.BlockSize(), bytes = type.BlockBytes();
+                for (int i = 0; i < n / per; i++) spec.Dequantize(src + (long)i * bytes, dst.Slice(i * per, per));
+                break;
         }
     }
 

@@ -14,9 +14,7 @@ namespace DeepSeekCpu.Kernels;
 public static unsafe partial class Quantize
 {
     /// <summary>Types <see cref="Row"/> and <see cref="Matrix"/> can produce.</summary>
-    public static bool CanQuantizeTo(DType t) => t is DType.F32 or DType.F16 or DType.BF16 or DType.Q8_0 or DType.Q4_0
-        or DType.Q4_1 or DType.Q5_0 or DType.Q8_K or DType.Q4_K or DType.Q5_K or DType.Q6_K
-        or DType.Q5_1 or DType.Q2_K or DType.Q3_K or DType.IQ4_NL or DType.IQ4_XS;
+    public static bool CanQuantizeTo(DType t) => t is DType.F32 or DType.F16 or DType.BF16 || BlockSpecs.For(t).Quantize != null;
 
     /// <summary>Quantizes <paramref name="src"/> (a whole number of blocks) into <paramref name="dst"/> (exactly its byte size).</summary>
     public static void Row(DType type, ReadOnlySpan<float> src, Span<byte> dst)
@@ -32,28 +30,14 @@ public static unsafe partial class Quantize
                 case DType.F32: src.CopyTo(new Span<float>(y, n)); break;
                 case DType.F16: for (int i = 0; i < n; i++) ((Half*)y)[i] = (Half)x[i]; break;
                 case DType.BF16: for (int i = 0; i < n; i++) ((ushort*)y)[i] = FloatToBf16(x[i]); break;
-                case DType.Q8_0: ToBlocks<BlockQ8_0>(x, y, n, 32, &Q8_0); break;
-                case DType.Q4_0: ToBlocks<BlockQ4_0>(x, y, n, 32, &Q4_0); break;
-                case DType.Q4_1: ToBlocks<BlockQ4_1>(x, y, n, 32, &Q4_1); break;
-                case DType.Q5_0: ToBlocks<BlockQ5_0>(x, y, n, 32, &Q5_0); break;
-                case DType.Q8_K: ToBlocks<BlockQ8_K>(x, y, n, 256, &Q8_K); break;
-                case DType.Q4_K: ToBlocks<BlockQ4_K>(x, y, n, 256, &Q4_K); break;
-                case DType.Q5_K: ToBlocks<BlockQ5_K>(x, y, n, 256, &Q5_K); break;
-                case DType.Q6_K: ToBlocks<BlockQ6_K>(x, y, n, 256, &Q6_K); break;
-                case DType.Q5_1: ToBlocks<BlockQ5_1>(x, y, n, 32, &Q5_1); break;
-                case DType.Q2_K: ToBlocks<BlockQ2_K>(x, y, n, 256, &Q2_K); break;
-                case DType.Q3_K: ToBlocks<BlockQ3_K>(x, y, n, 256, &Q3_K); break;
-                case DType.IQ4_NL: ToBlocks<BlockIQ4_NL>(x, y, n, 32, &IQ4_NL); break;
-                case DType.IQ4_XS: ToBlocks<BlockIQ4_XS>(x, y, n, 256, &IQ4_XS); break;
-                default: throw new NotSupportedException($"quantize to {type}");
+                default:
+                    var spec = BlockSpecs.For(type);
+                    if (spec.Quantize == null) throw new NotSupportedException($"quantize to {type}");
+                    int per = type.BlockSize(), size = type.BlockBytes();
+                    for (int i = 0; i < n / per; i++) spec.Quantize(x + (long)per * i, y + (long)size * i);
+                    break;
             }
         }
-    }
-
-    /// <summary>Quantizes n values block by block: block i takes values [i*per, (i+1)*per).</summary>
-    private static void ToBlocks<T>(float* x, byte* y, int n, int per, delegate*<float*, T*, void> block) where T : unmanaged
-    {
-        for (int i = 0; i < n / per; i++) block(x + per * i, (T*)y + i);
     }
 
     /// <summary>ggml_compute_fp32_to_bf16: round to nearest even; NaN stays a quiet NaN.</summary>

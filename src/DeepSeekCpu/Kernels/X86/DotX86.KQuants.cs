@@ -74,6 +74,19 @@ internal static unsafe partial class DotX86
     private static Vector256<int> ScaledDotS8S8(Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), scale);
 
+    /// <summary>Q2_K at 256 (<see cref="Runs256"/>) or 512 bits (<see cref="Runs512"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q2_K<TWidth>(byte* w, ActQ8* a) where TWidth : IRunWidth => TwoBitK(w, a, q3: false, wide: TWidth.Wide);
+
+    /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q3_K<TWidth>(byte* w, ActQ8* a) where TWidth : IRunWidth => TwoBitK(w, a, q3: true, wide: TWidth.Wide);
+
+    /// <summary>Which run body the Q2_K/Q3_K entries use: <see cref="TwoBitRuns"/> (256 bits) or <see cref="TwoBitRuns512"/>.</summary>
+    internal interface IRunWidth { static abstract bool Wide { get; } }
+    internal readonly struct Runs256 : IRunWidth { public static bool Wide => false; }
+    internal readonly struct Runs512 : IRunWidth { public static bool Wide => true; }
+
     /// <summary>
     /// Q2_K (<paramref name="q3"/> false) and Q3_K: per super-block the runs at 256 or 512 bits (<paramref name="wide"/>),
     /// summed to an exact int, then the format's scales and offsets (<see cref="TwoBitSuperBlock"/>).
@@ -97,13 +110,6 @@ internal static unsafe partial class DotX86
     }
 
     // ---------- 256-bit bodies ----------
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: false);
-
-    /// <summary>Q3_K: unsigned levels 0..7 (2 low bits + 4·high bit), then Σ (q − 4)·y = Σ q·y − 4·Σ y per sub-block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_K(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: false);
 
     /// <summary>Q5_1: unsigned 5-bit q straight into the u8×s8 dot; the min through the activations' d·Σq.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -186,54 +192,79 @@ internal static unsafe partial class DotX86
         return sumi;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q2_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: false, wide: true);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q3_KAvx512(byte* w, ActQ8* a) => TwoBitK(w, a, q3: true, wide: true);
-
     /// <summary>Q5_1, two blocks per register (<see cref="NibblePair"/> order, fifth bits joined), one-block tail at 256 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q5_1Avx512(byte* w, ActQ8* a)
+    public static float Q5_1Avx512(byte* w, ActQ8* a) => Pairs512<Q5_1Pair>(w, a);
+
+    /// <summary>IQ4_NL, two blocks per register: the nibbles index the grid with one vpshufb, then a signed dot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float IQ4_NLAvx512(byte* w, ActQ8* a) => Pairs512<IQ4_NLPair>(w, a);
+
+    /// <summary>
+    /// A 32-element block format (half scale d first) whose 512-bit body takes two blocks per register
+    /// (<see cref="Pairs512{TPair}"/>): the integer dot of the pair, the min where the format has one, the 256-bit body
+    /// for an odd last block.
+    /// </summary>
+    private interface IBlockPair
     {
-        var blk = (BlockQ5_1*)w;
-        int nb = a->Cols / 32, b = 0;
+        static abstract int BlockBytes { get; }
+        /// <summary>Whether x = d·q + m (the m·(dy·Σqy) terms are added once at the end), or x = d·q.</summary>
+        static abstract bool HasMin { get; }
+        /// <summary>The grid the format's nibbles index (or zero).</summary>
+        static abstract Vector512<sbyte> Table { get; }
+        static abstract Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table);
+        static abstract float Min(byte* blk);
+        static abstract float Tail(byte* blk, ActQ8* a);
+    }
+
+    private readonly struct Q5_1Pair : IBlockPair
+    {
+        public static int BlockBytes => sizeof(BlockQ5_1);
+        public static bool HasMin => true;
+        public static Vector512<sbyte> Table => default;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table)
+        {
+            BlockQ5_1* p = (BlockQ5_1*)b0, q = (BlockQ5_1*)b1;
+            return DotU8S8x64(NibblePair(p->Qs, q->Qs, shifts) | Join(FifthBits(*(uint*)p->Qh), FifthBits(*(uint*)q->Qh)), Vector512.Load(x));
+        }
+        public static float Min(byte* blk) => HalfBits.ToFloat(((BlockQ5_1*)blk)->M);
+        public static float Tail(byte* blk, ActQ8* a) => Q5_1<MaddDot>(blk, a);
+    }
+
+    private readonly struct IQ4_NLPair : IBlockPair
+    {
+        public static int BlockBytes => sizeof(BlockIQ4_NL);
+        public static bool HasMin => false;
+        public static Vector512<sbyte> Table => IQ4Table512;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table) =>
+            DotS8S8x64(Avx512BW.Shuffle(table, NibblePair(((BlockIQ4_NL*)b0)->Qs, ((BlockIQ4_NL*)b1)->Qs, shifts).AsSByte()), Vector512.Load(x));
+        public static float Min(byte* blk) => 0;
+        public static float Tail(byte* blk, ActQ8* a) => IQ4_NL<MaddDot>(blk, a);
+    }
+
+    /// <summary>Two blocks of <typeparamref name="TPair"/> per step, each block's d·dy in its half of the register.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Pairs512<TPair>(byte* w, ActQ8* a) where TPair : IBlockPair
+    {
+        int nb = a->Cols / 32, b = 0, size = TPair.BlockBytes;
         var shifts = NibbleShifts;
+        var table = TPair.Table;
         var acc = Vector512<float>.Zero;
         float offset = 0;
         for (; b + 2 <= nb; b += 2)
         {
-            PrefetchAhead(blk + b, 1);
-            var q = NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts) | Join(FifthBits(*(uint*)blk[b].Qh), FifthBits(*(uint*)blk[b + 1].Qh));
-            var prod = DotU8S8x64(q, Vector512.Load(a->Q + 32 * b));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * a->D[b], HalfBits.ToFloat(blk[b + 1].D) * a->D[b + 1]), acc);
-            offset += HalfBits.ToFloat(blk[b].M) * a->S[b] + HalfBits.ToFloat(blk[b + 1].M) * a->S[b + 1];
+            byte* b0 = w + b * size, b1 = b0 + size;
+            PrefetchAhead(b0, 1);
+            var prod = TPair.Dot(b0, b1, a->Q + 32 * b, shifts, table);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(*(Half*)b0) * a->D[b], HalfBits.ToFloat(*(Half*)b1) * a->D[b + 1]), acc);
+            if (TPair.HasMin) offset += TPair.Min(b0) * a->S[b] + TPair.Min(b1) * a->S[b + 1];
         }
-        float sum = Vector512.Sum(acc) + offset;
+        float sum = TPair.HasMin ? Vector512.Sum(acc) + offset : Vector512.Sum(acc);
         if (b == nb) return sum;
         var tail = From(a, b, 32);
-        return sum + Q5_1<MaddDot>((byte*)(blk + b), &tail);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float IQ4_NLAvx512(byte* w, ActQ8* a)
-    {
-        var blk = (BlockIQ4_NL*)w;
-        int nb = a->Cols / 32, b = 0;
-        var shifts = NibbleShifts;
-        var table = IQ4Table512;
-        var acc = Vector512<float>.Zero;
-        for (; b + 2 <= nb; b += 2)
-        {
-            PrefetchAhead(blk + b, 1);
-            var levels = Avx512BW.Shuffle(table, NibblePair(blk[b].Qs, blk[b + 1].Qs, shifts).AsSByte());
-            var prod = DotS8S8x64(levels, Vector512.Load(a->Q + 32 * b));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(blk[b].D) * a->D[b], HalfBits.ToFloat(blk[b + 1].D) * a->D[b + 1]), acc);
-        }
-        float sum = Vector512.Sum(acc);
-        if (b == nb) return sum;
-        var tail = From(a, b, 32);
-        return sum + IQ4_NL<MaddDot>((byte*)(blk + b), &tail);
+        return sum + TPair.Tail(w + b * size, &tail);
     }
 
     /// <summary>IQ4_XS, two sub-blocks per register; each sub-block's scale on its 16 int16 lanes inside vpmaddwd.</summary>

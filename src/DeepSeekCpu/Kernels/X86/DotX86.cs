@@ -398,13 +398,22 @@ internal static unsafe partial class DotX86
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(d0 * xd[b], d1 * xd[b + 1]), acc);
             bias += d0 * xs[b] + d1 * xs[b + 1];
         }
-        float sum = Vector512.Sum(acc + acc1);
-        for (; b < nb; b++)
+        return Q4_0Tail(blk, b, a, Vector512.Sum(acc + acc1), bias);
+    }
+
+    /// <summary>
+    /// The 512-bit Q4_0 bodies' tail: blocks [b, nb) one at a time at 256 bits, added to the body's Σ d·dy·Σq·qy
+    /// (<paramref name="sum"/>) and Σ d·(dy·Σqy) (<paramref name="bias"/>); returns sum − 8·bias.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Q4_0Tail(BlockQ4_0* blk, int b, ActQ8* a, float sum, float bias)
+    {
+        for (int nb = a->Cols / 32; b < nb; b++)
         {
             float d = HalfBits.ToFloat(blk[b].D);
-            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
-            sum += Vector256.Sum(prod) * (d * xd[b]);
-            bias += d * xs[b];
+            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(a->Q + 32 * b));
+            sum += Vector256.Sum(prod) * (d * a->D[b]);
+            bias += d * a->S[b];
         }
         return sum - 8 * bias;
     }
@@ -440,17 +449,7 @@ internal static unsafe partial class DotX86
             acc1 = Q4_0Group(p + 4 * sizeof(BlockQ4_0), nib + 256, acc1, qsIdx, dIdx, low4);
         }
         if (g < groups) { acc0 = Q4_0Group(p, nib, acc0, qsIdx, dIdx, low4); g++; }
-        float sum = Vector512.Sum(acc0 + acc1), bias = 0;
-        sbyte* xq = a->Q;
-        float* xd = a->D, xs = a->S;
-        for (int b = 4 * g; b < nb; b++)
-        {
-            float d = HalfBits.ToFloat(blk[b].D);
-            var prod = MaddDot.Dot(Nibbles32(blk[b].Qs), Vector256.Load(xq + 32 * b));
-            sum += Vector256.Sum(prod) * (d * xd[b]);
-            bias += d * xs[b];
-        }
-        return sum - 8 * bias;
+        return Q4_0Tail(blk, 4 * g, a, Vector512.Sum(acc0 + acc1), 0);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Kernels.X86;
 /// row and vpmaddubsw against the token vectors, summed in int16 across the whole block (8 × 2·15·127 = 30480 fits),
 /// then one vpmaddwd to int32, converted and scaled per block: C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx).
 /// </summary>
-internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro
+internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<sbyte>, Vector512<short>, Vector512<float>>
 {
     private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
@@ -33,94 +33,33 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
+        if (t is not (DType.Q8_0 or DType.Q6_K))
+        {
+            Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run(w, nBlocks, x, c, ldc, first);
+            return;
+        }
         sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * 16;   // the two panels
         float* dxa = x.D, dxb = x.D + (long)x.Blocks * 16;
         int ss = w.ScaleStride;
-        if (t == DType.Q6_K)
+        for (int h = 0; h < 4; h += 2)
         {
-            float* sxa = x.SHalf, sxb = x.SHalf + (long)x.Blocks * 32;
-            for (int h = 0; h < 4; h += 2)
+            if (t == DType.Q6_K)
                 Micro2x32Split<PerHalfBlock>(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
-                    xa, xb, dxa, dxb, sxa, sxb, c + (long)h * ldc, ldc, first);
-        }
-        else
-        {
-            float* sxa = x.S, sxb = x.S + (long)x.Blocks * 16;
-            if (t == DType.Q8_0)
-            {
-                for (int h = 0; h < 4; h += 2)
-                    Micro2x32Split<PerBlock>(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
-                        xa, xb, dxa, dxb, sxa, sxb, c + (long)h * ldc, ldc, first);
-            }
-            else Micro4x32(w.Q, w.D, w.M, nBlocks, xa, xb, dxa, dxb, sxa, sxb, c, ldc, first);
+                    xa, xb, dxa, dxb, x.SHalf, x.SHalf + (long)x.Blocks * 32, c + (long)h * ldc, ldc, first);
+            else
+                Micro2x32Split<PerBlock>(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
+                    xa, xb, dxa, dxb, x.S, x.S + (long)x.Blocks * 16, c + (long)h * ldc, ldc, first);
         }
     }
 
-    /// <summary>
-    /// C[4 rows, 32 tokens] (+)= Σ over nBlocks blocks. wq: 4 rows of unpacked bytes (stride KBlock); wd/wm: their
-    /// per-block d and m (stride BlocksPerSlice); xa/xb: the two token panels' packed quants at the first block
-    /// (512 bytes per block); dxa.../sxa...: their per-block scales and d·Σq (16 floats per block).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro4x32(byte* wq, float* wd, float* wm, int nBlocks, sbyte* xa, sbyte* xb,
-        float* dxa, float* dxb, float* sxa, float* sxb, float* c, int ldc, bool first)
-    {
-        Vector512<float> f00, f01, f10, f11, f20, f21, f30, f31;
-        if (first)
-        {
-            f00 = f01 = f10 = f11 = f20 = f21 = f30 = f31 = Vector512<float>.Zero;
-        }
-        else
-        {
-            f00 = Vector512.Load(c); f01 = Vector512.Load(c + 16);
-            f10 = Vector512.Load(c + ldc); f11 = Vector512.Load(c + ldc + 16);
-            f20 = Vector512.Load(c + 2 * ldc); f21 = Vector512.Load(c + 2 * ldc + 16);
-            f30 = Vector512.Load(c + 3 * ldc); f31 = Vector512.Load(c + 3 * ldc + 16);
-        }
-        var ones = Vector512<short>.One;
-        for (int b = 0; b < nBlocks; b++)
-        {
-            Vector512<short> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-            byte* w0 = wq + 32 * b;
-            sbyte* pa = xa + 512 * b, pb = xb + 512 * b;
-            for (int g = 0; g < 8; g++)
-            {
-                var x0 = Vector512.Load(pa + 64 * g);
-                var x1 = Vector512.Load(pb + 64 * g);
-                var v = Vector512.Create(*(uint*)(w0 + 4 * g)).AsByte();
-                a00 += Avx512BW.MultiplyAddAdjacent(v, x0); a01 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                v = Vector512.Create(*(uint*)(w0 + KBlock + 4 * g)).AsByte();
-                a10 += Avx512BW.MultiplyAddAdjacent(v, x0); a11 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                v = Vector512.Create(*(uint*)(w0 + 2 * KBlock + 4 * g)).AsByte();
-                a20 += Avx512BW.MultiplyAddAdjacent(v, x0); a21 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                v = Vector512.Create(*(uint*)(w0 + 3 * KBlock + 4 * g)).AsByte();
-                a30 += Avx512BW.MultiplyAddAdjacent(v, x0); a31 += Avx512BW.MultiplyAddAdjacent(v, x1);
-            }
-            var da = Vector512.Load(dxa + 16 * b);
-            var db = Vector512.Load(dxb + 16 * b);
-            var sa = Vector512.Load(sxa + 16 * b);
-            var sb = Vector512.Load(sxb + 16 * b);
-            Scale(ref f00, ref f01, a00, a01, wd[b], wm[b], da, db, sa, sb, ones);
-            Scale(ref f10, ref f11, a10, a11, wd[BlocksPerSlice + b], wm[BlocksPerSlice + b], da, db, sa, sb, ones);
-            Scale(ref f20, ref f21, a20, a21, wd[2 * BlocksPerSlice + b], wm[2 * BlocksPerSlice + b], da, db, sa, sb, ones);
-            Scale(ref f30, ref f31, a30, a31, wd[3 * BlocksPerSlice + b], wm[3 * BlocksPerSlice + b], da, db, sa, sb, ones);
-        }
-        f00.Store(c); f01.Store(c + 16);
-        f10.Store(c + ldc); f11.Store(c + ldc + 16);
-        f20.Store(c + 2 * ldc); f21.Store(c + 2 * ldc + 16);
-        f30.Store(c + 3 * ldc); f31.Store(c + 3 * ldc + 16);
-    }
+    // ---------- the 4-bit formats: the operators of Int8Micro4 at 512 bits ----------
 
-    /// <summary>f += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) for one row and two token panels.</summary>
+    public static Vector512<sbyte> Broadcast(byte* w) => Vector512.Create(*(uint*)w).AsSByte();
+    public static Vector512<short> Dot(Vector512<short> acc, Vector512<sbyte> w, Vector512<sbyte> x) => acc + Avx512BW.MultiplyAddAdjacent(w.AsByte(), x);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scale(ref Vector512<float> fa, ref Vector512<float> fb, Vector512<short> aa, Vector512<short> ab,
-        float dw, float mw, Vector512<float> da, Vector512<float> db, Vector512<float> sa, Vector512<float> sb, Vector512<short> ones)
-    {
-        var d = Vector512.Create(dw);
-        var m = Vector512.Create(mw);
-        fa = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(aa, ones)), da * d, Avx512F.FusedMultiplyAdd(sa, m, fa));
-        fb = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(ab, ones)), db * d, Avx512F.FusedMultiplyAdd(sb, m, fb));
-    }
+    public static Vector512<float> Scale(Vector512<float> f, Vector512<short> acc, float dw, float mw, Vector512<float> dx, Vector512<float> sx) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(acc, Vector512<short>.One)), dx * Vector512.Create(dw), Avx512F.FusedMultiplyAdd(sx, Vector512.Create(mw), f));
 
     /// <summary>How many scale groups one 32-element block has: its d and m apply after 32 / Groups elements.</summary>
     private interface IScaleGroups { static abstract int Groups { get; } }
@@ -198,4 +137,29 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro
         fa = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(ia), da * d, Avx512F.FusedMultiplyAdd(sa, m, fa));
         fb = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(ib), db * d, Avx512F.FusedMultiplyAdd(sb, m, fb));
     }
+}
+
+/// <summary>
+/// AVX2 micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, prompt processing on x86 without AVX-512):
+/// 8-token panels (one 256-bit register of int32 lanes), one per call (two would need more than AVX2's 16 registers);
+/// per 4 k, a broadcast of 4 weight bytes per row and vpmaddubsw against the panel, summed in int16 across the block,
+/// one vpmaddwd to int32 per block (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>). 8-bit formats (Q8_0, Q6_K) keep the
+/// float GEMM here: their split into nibble planes doubles the int16 accumulators.
+/// </summary>
+internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>
+{
+    public static int Panel => 8;
+    public static int TokenStep => 8;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
+        Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+
+    public static Vector256<sbyte> Broadcast(byte* w) => Vector256.Create(*(uint*)w).AsSByte();
+    public static Vector256<short> Dot(Vector256<short> acc, Vector256<sbyte> w, Vector256<sbyte> x) => acc + Avx2.MultiplyAddAdjacent(w.AsByte(), x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Scale(Vector256<float> f, Vector256<short> acc, float dw, float mw, Vector256<float> dx, Vector256<float> sx) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(acc, Vector256<short>.One)), dx * Vector256.Create(dw), Fma.MultiplyAdd(sx, Vector256.Create(mw), f));
 }

@@ -1,0 +1,32 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels.Arm;
+
+/// <summary>
+/// Arm64 DotProd micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, prompt processing on ARMv8.2+ with
+/// sdot: Apple M1 and later, Graviton 2 and later): 4-token panels (one 128-bit register of int32 lanes), two per call;
+/// per 4 k, a broadcast of 4 weight bytes per row and sdot against each panel (4 exact products into each int32 lane),
+/// in <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>. Checked against the integer reference under qemu
+/// (tests/DeepSeekCpu.Kernels.Tests on neon-dp); its speed has not been measured on Arm hardware.
+/// </summary>
+internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sbyte>, Vector128<int>, Vector128<float>>
+{
+    public static int Panel => 4;
+    public static int TokenStep => 8;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
+        Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run(w, nBlocks, x, c, ldc, first);
+
+    public static Vector128<sbyte> Broadcast(byte* w) => Vector128.Create(*(uint*)w).AsSByte();
+    public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> w, Vector128<sbyte> x) => Dp.DotProduct(acc, w, x);
+
+    /// <summary>fmla computes a + b·c: (f + sx·m) + float(acc)·(dx·d), the x86 order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Scale(Vector128<float> f, Vector128<int> acc, float dw, float mw, Vector128<float> dx, Vector128<float> sx) =>
+        AdvSimd.FusedMultiplyAdd(AdvSimd.FusedMultiplyAdd(f, sx, Vector128.Create(mw)), AdvSimd.ConvertToSingle(acc), dx * Vector128.Create(dw));
+}

@@ -1,0 +1,88 @@
+using System.Runtime.CompilerServices;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>
+/// One tile of a tiled GEMM: how weight rows are decoded into a per-thread tile, and the micro-kernel that multiplies
+/// <see cref="RowStep"/> rows of that tile with <see cref="TokenStep"/> tokens of the packed activations it holds.
+/// Implemented by the float GEMM (<see cref="Gemm"/>: rows dequantized to float32) and the int8 GEMM
+/// (<see cref="GemmInt8{TMicro}"/>: rows unpacked to bytes with per-block d and m).
+/// </summary>
+internal unsafe interface ITileKernel
+{
+    /// <summary>Weight rows per micro-kernel call.</summary>
+    static abstract int RowStep { get; }
+    /// <summary>Tokens per micro-kernel call; the driver pads the tokens to a multiple of it.</summary>
+    static abstract int TokenStep { get; }
+    /// <summary>Bytes of the per-thread tile for <see cref="TiledGemm{TKernel}.RowBlock"/> rows of weights of type <paramref name="t"/>.</summary>
+    static abstract long TileBytes(DType t);
+    /// <summary>Decodes rows [r0, r0 + nr) × columns [k0, k0 + len) into <paramref name="tile"/>; rows nr..nrPad are zero.</summary>
+    static abstract void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile);
+    /// <summary>C[RowStep rows from r, TokenStep tokens from t0] (+)= the tile's rows · the tokens over the slice at k0 of
+    /// <paramref name="len"/> columns; C has row stride <paramref name="ldc"/> and is overwritten when <paramref name="first"/>.</summary>
+    void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first);
+}
+
+/// <summary>
+/// The tiled matrix-matrix driver (prompt processing: compute-bound, so work is tiled for reuse), one for every tile
+/// kernel: each thread takes blocks of <see cref="RowBlock"/> weight rows; per slice of <see cref="KBlock"/> columns it
+/// decodes those rows once into an L2-resident tile and runs the micro-kernel over every token step and row step,
+/// accumulating into a row-major scratch Ct[64, nPad] that is transposed into Y once at the end.
+/// </summary>
+internal static unsafe class TiledGemm<TKernel> where TKernel : struct, ITileKernel
+{
+    public const int RowBlock = 64;
+    public const int KBlock = 256;
+
+    [ThreadStatic] private static Job? _job;
+
+    /// <summary>Y[n, rows] = X · Wᵀ, with X already packed in <paramref name="kernel"/> for <paramref name="nPad"/> tokens (a multiple of TokenStep).</summary>
+    public static void Run(WeightMatrix w, in TKernel kernel, float* y, int n, int nPad)
+    {
+        var job = _job ??= new Job();
+        job.W = w; job.K = kernel; job.Y = y; job.N = n; job.NPad = nPad;
+        WorkerPool.Shared.Run(job, (w.Rows + RowBlock - 1) / RowBlock, grain: 1);
+        job.W = null!;
+    }
+
+    private sealed class Job : IRangeJob
+    {
+        [ThreadStatic] private static byte[]? _tile, _ct;
+        public WeightMatrix W = null!;
+        public TKernel K;
+        public float* Y;
+        public int N, NPad;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int start, int end)
+        {
+            var w = W;
+            var k = K;
+            var type = w.Type;
+            int rows = w.Rows, cols = w.Cols, nPad = NPad, n = N, rowStep = TKernel.RowStep, tokenStep = TKernel.TokenStep;
+            byte* tile = Scratch.Get(ref _tile, TKernel.TileBytes(type));
+            float* ct = (float*)Scratch.Get(ref _ct, (long)RowBlock * nPad * sizeof(float));   // [64][nPad]
+            for (int rb = start; rb < end; rb++)
+            {
+                int r0 = rb * RowBlock, nr = Math.Min(RowBlock, rows - r0);
+                int nrPad = (nr + rowStep - 1) / rowStep * rowStep;
+                for (int k0 = 0; k0 < cols; k0 += KBlock)
+                {
+                    int len = Math.Min(KBlock, cols - k0);
+                    TKernel.Unpack(w, r0, nr, nrPad, k0, len, tile);
+                    bool first = k0 == 0;
+                    for (int t0 = 0; t0 < nPad; t0 += tokenStep)
+                    for (int r = 0; r < nrPad; r += rowStep)
+                        k.Micro(type, tile, r, k0, len, t0, ct + (long)r * nPad + t0, nPad, first);
+                }
+                for (int r = 0; r < nr; r++)
+                {
+                    float* c = ct + (long)r * nPad;
+                    for (int t = 0; t < n; t++) Y[(long)t * rows + r0 + r] = c[t];
+                }
+            }
+        }
+    }
+}
