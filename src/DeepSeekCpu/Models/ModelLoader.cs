@@ -84,7 +84,7 @@ public static class ModelLoader
         return config.Architecture switch
         {
             Architecture.Llama or Architecture.Qwen2 or Architecture.Qwen3 => new LlamaModel(config, weights) { CacheType = options.CacheType },
-            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
+            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 or Architecture.DeepSeekV32 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
             _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
         };
     }
