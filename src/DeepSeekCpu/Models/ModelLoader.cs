@@ -53,8 +53,8 @@ public static class ModelLoader
                     var (config, tensors) = arch switch
                     {
                         "llama" or "qwen2" or "qwen3" => LlamaGguf.FromGguf(g, all),
-                        "deepseek2" => DeepSeekGguf.FromGguf(g, all),
-                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3 or deepseek2)"),
+                        "deepseek2" or DeepSeekGguf.V32Architecture => DeepSeekGguf.FromGguf(g, all),
+                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3, deepseek2 or deepseek32)"),
                     };
                     config.Validate(path);
                     return (config, new ModelWeights(path, tensors, [.. shards]), format, g);
