@@ -77,7 +77,14 @@ public static class ModelLoader
     public static ILanguageModel Build(ModelConfig config, ModelWeights weights, LoadOptions? options = null)
     {
         options ??= LoadOptions.Default;
-        if (options.Graph is { } graph) return graph(config, weights);
+        if (config.V4 is { } v4) throw ModelFormatException.In(weights.Source, v4.NotSupportedYet());
+        if (options.Graph is { } graph)
+        {
+            // other graphs (the TorchSharp backend) compute MLA without V3.2's indexer: refuse rather than attend densely
+            if (config.HasIndexer)
+                throw ModelFormatException.In(weights.Source, $"{config.ModelType} is not supported yet by this backend: index_topk (DeepSeek Sparse Attention runs on the CPU engine)");
+            return graph(config, weights);
+        }
         WorkerPool.Configure(options.Threads);
         weights.MatrixTransform = options.MatrixTransform;
         weights.Repack = options.Repack;

@@ -78,3 +78,51 @@ public class DeepSeekV32SpecTests
         Assert.DoesNotContain('\n', e.Message);
     }
 }
+
+/// <summary>DeepSeek-V4's config (tests/fixtures/deepseek-v4-tiny) is read field by field; building it is refused in one line.</summary>
+public class DeepSeekV4ConfigTests
+{
+    private static string FixtureDir => TestPaths.Fixture("deepseek-v4-tiny");
+
+    [Fact]
+    public void ReadsTheV4Fields()
+    {
+        var c = ModelConfig.FromHfJson(Path.Combine(FixtureDir, "config.json"));
+        Assert.Equal(Architecture.DeepSeekV4, c.Architecture);
+        Assert.False(c.IsMla);
+        var v4 = Assert.IsType<DeepSeekCpu.Models.DeepSeek.DeepSeekV4Config>(c.V4);
+        Assert.Equal([4, 0, 8, 4], v4.CompressRatios);
+        Assert.Equal((4, 20, 1e-6), (v4.HcMult, v4.HcSinkhornIters, v4.HcEps));
+        Assert.Equal((3, 24, 8, 1), (v4.OGroups, v4.OLoraRank, v4.SlidingWindow, v4.NumHashLayers));
+        Assert.Equal((160000.0, 2.5, "fp4"), (v4.CompressRopeTheta, v4.SwigluLimit, v4.ExpertDtype));
+        Assert.Equal((8, 64, 6), (c.IndexNHeads, c.IndexHeadDim, c.IndexTopk));
+        Assert.Equal((80, 1, 16, 48), (c.HeadDim, c.NumKvHeads, c.QkRopeHeadDim, c.QLoraRank));
+        Assert.Equal(("sqrtsoftplus", 2.0, 64), (c.ScoringFunc, c.RoutedScalingFactor, c.MoeIntermediateSize));
+        Assert.Equal(("yarn", 16.0, 65536), (c.RopeScaling!.Type, c.RopeScaling.Factor, c.RopeScaling.OriginalMaxPositionEmbeddings));
+    }
+
+    [Fact]
+    public void LoadingIsRefusedInOneLine()
+    {
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(FixtureDir, TestPaths.F32Cache));
+        Assert.True(e.Message.Contains("DeepSeek-V4 (deepseek_v4) is not supported yet: hc_mult 4"), e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("\"compress_ratios\": [\n    4,\n    0,\n    8,\n    4\n  ]", "\"compress_ratios\": [4, 0]", "compress_ratios has 2 entries")]
+    [InlineData("\"hc_mult\": 4,", "", "hc_mult")]
+    [InlineData("\"num_hash_layers\": 1,", "\"num_hash_layers\": 9,", "num_hash_layers = 9")]
+    [InlineData("\"expert_dtype\": \"fp4\",", "\"expert_dtype\": \"int3\",", "expert_dtype \"int3\"")]
+    public void BadV4FieldIsOneLine(string from, string to, string expected)
+    {
+        using var tmp = TestPaths.NewTempDir();
+        string text = File.ReadAllText(Path.Combine(FixtureDir, "config.json"));
+        Assert.Contains(from, text);
+        string path = tmp.File("config.json");
+        File.WriteAllText(path, text.Replace(from, to));
+        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHfJson(path));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}

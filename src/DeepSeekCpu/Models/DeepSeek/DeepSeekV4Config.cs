@@ -29,6 +29,16 @@ public sealed record DeepSeekV4Config
     /// <summary>Routed experts' storage ("fp4": packed e2m1 with E8M0 scales per 32 inputs).</summary>
     public string? ExpertDtype { get; init; }
 
+    /// <summary>
+    /// The one-line refusal of a V4 model: its config is read (and <c>info</c> can show it) but the graph is not
+    /// implemented. Names the fields whose computation is missing, in the order a token meets them.
+    /// </summary>
+    public string NotSupportedYet() =>
+        $"DeepSeek-V4 (deepseek_v4) is not supported yet: hc_mult {HcMult} (hyper-connections), compress_ratios " +
+        $"[{string.Join(",", CompressRatios.Distinct().Order())}] (compressed/sliding-window attention with sinks), " +
+        $"o_groups {OGroups} (grouped output projection), num_hash_layers {NumHashLayers} (hash routing), scoring_func " +
+        $"sqrtsoftplus, swiglu_limit {SwigluLimit}, expert_dtype {ExpertDtype ?? "bf16"} (FP4 experts); only its config is read";
+
     /// <summary>Reads and checks the V4 fields of a config.json (one line naming the field on bad input).</summary>
     internal static DeepSeekV4Config Read(ModelConfig.JsonFields j, JsonElement root, string path)
     {
