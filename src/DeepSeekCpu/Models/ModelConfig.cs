@@ -113,8 +113,8 @@ public sealed record ModelConfig
     public bool IsMoeLayer(int layer) =>
         NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % Math.Max(1, MoeLayerFreq) == 0;
 
-    /// <summary>Values cached per token per layer: latent + shared rope key for MLA, K and V heads otherwise.</summary>
-    public int KvValuesPerTokenPerLayer => IsMla ? KvLoraRank + QkRopeHeadDim : 2 * NumKvHeads * HeadDim;
+    /// <summary>Values cached per token per layer: latent + shared rope key (+ V3.2's index key) for MLA, K and V heads otherwise.</summary>
+    public int KvValuesPerTokenPerLayer => IsMla ? KvLoraRank + QkRopeHeadDim + IndexHeadDim : 2 * NumKvHeads * HeadDim;
 
     /// <summary>Reads a Hugging Face config.json.</summary>
     public static ModelConfig FromHfJson(string path)

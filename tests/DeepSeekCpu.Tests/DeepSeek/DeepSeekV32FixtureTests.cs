@@ -161,12 +161,44 @@ public class DeepSeekV32FixtureTests
                     $"layer {layer} position {pos}: selected [{string.Join(",", seen[(layer, pos)])}], reference [{string.Join(",", r.Selected[layer][pos])}]");
     }
 
+    /// <summary>
+    /// Continuous batching: sessions at positions below, around and far above index_topk decode in one DecodeBatch
+    /// call, each row with its own index cache and selection, to the reference's logits for its position.
+    /// </summary>
+    [Fact]
+    public void SessionsAtDifferentPositionsDecodeTogether()
+    {
+        var r = LoadReference();
+        using var m = Open();
+        int vocab = m.Config.VocabSize;
+        int[] start = [3, 15, 30, 44];
+        var sessions = start.Select(k =>
+        {
+            var s = m.NewSession(64);
+            s.Forward(r.PromptIds.AsSpan(0, k), new float[vocab]);
+            return s;
+        }).ToList();
+        var logits = new float[sessions.Count * vocab];
+        for (int step = 0; step < 3; step++)
+        {
+            m.DecodeBatch(sessions, start.Select(k => r.PromptIds[k + step]).ToArray(), logits);
+            for (int i = 0; i < sessions.Count; i++)
+            {
+                int pos = start[i] + step;
+                double d = MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
+                Assert.True(d <= 1e-4, $"session {i} position {pos}: max abs diff {d}");
+            }
+        }
+        foreach (var s in sessions) s.Dispose();
+    }
+
     [Fact]
     public void CacheHoldsTheLatentAndTheIndexKey()
     {
         using var m = Open();
         var c = m.Config;
         Assert.Equal(c.NumLayers * (c.KvLoraRank + c.QkRopeHeadDim + c.IndexHeadDim) * 4L, m.KvBytesPerToken);
+        Assert.Equal(128 + 16 + 128, c.KvValuesPerTokenPerLayer);
     }
 
     /// <summary>A half-precision cache (the default) stays close and keeps every greedy token on this fixture.</summary>

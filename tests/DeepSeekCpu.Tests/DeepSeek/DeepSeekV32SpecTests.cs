@@ -56,12 +56,17 @@ public class DeepSeekV32SpecTests
         }
     }
 
-    private static string WriteConfig(TestPaths.TempDir tmp, Func<string, string> edit)
+    /// <summary>The fixture's config.json with <paramref name="from"/> replaced by <paramref name="to"/> fails to read with one line containing <paramref name="expected"/>.</summary>
+    internal static void AssertConfigErrorLine(string fixtureDir, string from, string to, string expected)
     {
-        string text = File.ReadAllText(Path.Combine(DeepSeekV32FixtureTests.FixtureDir, "config.json"));
+        using var tmp = TestPaths.NewTempDir();
+        string text = File.ReadAllText(Path.Combine(fixtureDir, "config.json"));
+        Assert.Contains(from, text);
         string path = tmp.File("config.json");
-        File.WriteAllText(path, edit(text));
-        return path;
+        File.WriteAllText(path, text.Replace(from, to));
+        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHfJson(path));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
     }
 
     [Theory]
@@ -69,14 +74,8 @@ public class DeepSeekV32SpecTests
     [InlineData("\"index_head_dim\": 128,", "\"index_head_dim\": 96,", "index_head_dim = 96 is not a power of two")]
     [InlineData("\"index_n_heads\": 8,", "\"index_n_heads\": 0,", "index_n_heads")]
     [InlineData("\"q_lora_rank\": 48,", "", "q_lora_rank is missing")]
-    public void BadIndexerConfigIsOneLine(string from, string to, string expected)
-    {
-        using var tmp = TestPaths.NewTempDir();
-        string path = WriteConfig(tmp, t => { Assert.Contains(from, t); return t.Replace(from, to); });
-        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHfJson(path));
-        Assert.Contains(expected, e.Message);
-        Assert.DoesNotContain('\n', e.Message);
-    }
+    public void BadIndexerConfigIsOneLine(string from, string to, string expected) =>
+        AssertConfigErrorLine(DeepSeekV32FixtureTests.FixtureDir, from, to, expected);
 }
 
 /// <summary>DeepSeek-V4's config (tests/fixtures/deepseek-v4-tiny) is read field by field; building it is refused in one line.</summary>
@@ -114,15 +113,6 @@ public class DeepSeekV4ConfigTests
     [InlineData("\"hc_mult\": 4,", "", "hc_mult")]
     [InlineData("\"num_hash_layers\": 1,", "\"num_hash_layers\": 9,", "num_hash_layers = 9")]
     [InlineData("\"expert_dtype\": \"fp4\",", "\"expert_dtype\": \"int3\",", "expert_dtype \"int3\"")]
-    public void BadV4FieldIsOneLine(string from, string to, string expected)
-    {
-        using var tmp = TestPaths.NewTempDir();
-        string text = File.ReadAllText(Path.Combine(FixtureDir, "config.json"));
-        Assert.Contains(from, text);
-        string path = tmp.File("config.json");
-        File.WriteAllText(path, text.Replace(from, to));
-        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHfJson(path));
-        Assert.Contains(expected, e.Message);
-        Assert.DoesNotContain('\n', e.Message);
-    }
+    public void BadV4FieldIsOneLine(string from, string to, string expected) =>
+        DeepSeekV32SpecTests.AssertConfigErrorLine(FixtureDir, from, to, expected);
 }
