@@ -24,6 +24,7 @@ public static class GgufExport
         Architecture.Llama => "llama",
         Architecture.Qwen2 => "qwen2",
         Architecture.Qwen3 => "qwen3",
+        Architecture.DeepSeekV32 => DeepSeekGguf.V32Architecture,
         _ => "deepseek2",
     };
 

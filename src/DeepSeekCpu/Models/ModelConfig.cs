@@ -1,9 +1,14 @@
 using System.Text.Json;
 using DeepSeekCpu.Formats;
+using DeepSeekCpu.Models.DeepSeek;
 
 namespace DeepSeekCpu.Models;
 
-public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3 }
+/// <summary>
+/// The model graphs this engine knows. DeepSeekV32 is V3 plus DeepSeek Sparse Attention (config "deepseek_v32": a
+/// lightning indexer per layer); DeepSeekV4 ("deepseek_v4") is read as a config only (<see cref="ModelConfig.V4"/>).
+/// </summary>
+public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3, DeepSeekV32, DeepSeekV4 }
 
 /// <summary>
 /// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
@@ -81,6 +86,19 @@ public sealed record ModelConfig
     /// <summary>Multi-token-prediction layers stored after the main layers (R1/V3: 1); not part of the main model.</summary>
     public int NumNextnPredictLayers { get; init; }
 
+    // dsa: DeepSeek Sparse Attention (V3.2 inference/model.py ModelArgs index_n_heads / index_head_dim / index_topk)
+    /// <summary>Lightning-indexer heads (V3.2: 64); 0 when the model has no indexer.</summary>
+    public int IndexNHeads { get; init; }
+    /// <summary>Lightning-indexer head width (V3.2: 128; its first qk_rope_head_dim values carry RoPE).</summary>
+    public int IndexHeadDim { get; init; }
+    /// <summary>Cached tokens each query attends to (V3.2: 2048); every token when the context is shorter.</summary>
+    public int IndexTopk { get; init; }
+    /// <summary>True when every MLA layer has a lightning indexer (V3.2).</summary>
+    public bool HasIndexer => IndexTopk > 0;
+
+    /// <summary>DeepSeek-V4's own fields (null for every other model).</summary>
+    public DeepSeekV4Config? V4 { get; init; }
+
     // quantization
     /// <summary>
     /// quantization_config.scale_fmt of an FP8 checkpoint: null (V3/R1) or "ue8m0" (V3.1). Both store weight_scale_inv
@@ -89,14 +107,14 @@ public sealed record ModelConfig
     /// </summary>
     public string? Fp8ScaleFormat { get; init; }
 
-    public bool IsMla => Architecture is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+    public bool IsMla => Architecture is Architecture.DeepSeekV2 or Architecture.DeepSeekV3 or Architecture.DeepSeekV32;
 
     /// <summary>True when layer <paramref name="layer"/> uses MoE rather than a dense MLP (HF modeling_deepseek.py).</summary>
     public bool IsMoeLayer(int layer) =>
         NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % Math.Max(1, MoeLayerFreq) == 0;
 
-    /// <summary>Values cached per token per layer: latent + shared rope key for MLA, K and V heads otherwise.</summary>
-    public int KvValuesPerTokenPerLayer => IsMla ? KvLoraRank + QkRopeHeadDim : 2 * NumKvHeads * HeadDim;
+    /// <summary>Values cached per token per layer: latent + shared rope key (+ V3.2's index key) for MLA, K and V heads otherwise.</summary>
+    public int KvValuesPerTokenPerLayer => IsMla ? KvLoraRank + QkRopeHeadDim + IndexHeadDim : 2 * NumKvHeads * HeadDim;
 
     /// <summary>Reads a Hugging Face config.json.</summary>
     public static ModelConfig FromHfJson(string path)
@@ -120,7 +138,9 @@ public sealed record ModelConfig
             "qwen3" => Architecture.Qwen3,
             "deepseek_v2" => Architecture.DeepSeekV2,
             "deepseek_v3" => Architecture.DeepSeekV3,
-            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, qwen3, deepseek_v2 or deepseek_v3)"),
+            "deepseek_v32" => Architecture.DeepSeekV32,
+            "deepseek_v4" => Architecture.DeepSeekV4,
+            _ => throw new ModelFormatException($"{path}: model_type \"{modelType}\" is not supported (expected llama, qwen2, qwen3, deepseek_v2, deepseek_v3, deepseek_v32 or deepseek_v4)"),
         };
         int hidden = j.ReqInt("hidden_size"), heads = j.ReqInt("num_attention_heads");
         RopeScaling? scaling = null;
@@ -138,7 +158,7 @@ public sealed record ModelConfig
                 throw new ModelFormatException($"{path}: rope_scaling type \"{type}\" is not supported (expected llama3 or yarn)");
             if (type == "default") scaling = null;
         }
-        bool isDs = arch is Architecture.DeepSeekV2 or Architecture.DeepSeekV3;
+        bool isDs = arch is Architecture.DeepSeekV2 or Architecture.DeepSeekV3 or Architecture.DeepSeekV32 or Architecture.DeepSeekV4;
         string? scaleFmt = null;
         if (doc.RootElement.TryGetProperty("quantization_config", out var qc) && qc.ValueKind == JsonValueKind.Object)
         {
@@ -154,13 +174,15 @@ public sealed record ModelConfig
                     throw new ModelFormatException($"{path}: quantization_config.scale_fmt \"{scaleFmt}\" is not supported (expected ue8m0 or none)");
             }
         }
+        bool hasIndexer = arch is Architecture.DeepSeekV32 or Architecture.DeepSeekV4;
         return new ModelConfig
         {
             Architecture = arch,
             ModelType = modelType,
             VocabSize = j.ReqInt("vocab_size"),
             HiddenSize = hidden,
-            IntermediateSize = j.ReqInt("intermediate_size"),
+            // V4 has no dense layers and so no intermediate_size: its MLPs are moe_intermediate_size wide
+            IntermediateSize = arch == Architecture.DeepSeekV4 ? j.Int("intermediate_size") ?? j.ReqInt("moe_intermediate_size") : j.ReqInt("intermediate_size"),
             NumLayers = j.ReqInt("num_hidden_layers"),
             NumHeads = heads,
             NumKvHeads = j.Int("num_key_value_heads") ?? heads,
@@ -195,6 +217,10 @@ public sealed record ModelConfig
             MoeLayerFreq = j.Int("moe_layer_freq") ?? 1,
             NumNextnPredictLayers = j.Int("num_nextn_predict_layers") ?? 0,
             Fp8ScaleFormat = scaleFmt,
+            IndexNHeads = hasIndexer ? j.ReqInt("index_n_heads") : 0,
+            IndexHeadDim = hasIndexer ? j.ReqInt("index_head_dim") : 0,
+            IndexTopk = hasIndexer ? j.ReqInt("index_topk") : 0,
+            V4 = arch == Architecture.DeepSeekV4 ? DeepSeekV4Config.Read(j, doc.RootElement, path) : null,
         }.Validate(path);
     }
 
@@ -254,6 +280,16 @@ public sealed record ModelConfig
             Range("v_head_dim", VHeadDim, 1, 4096);
             if (QLoraRank is int q) Range("q_lora_rank", q, 1, MaxHidden);
         }
+        if (HasIndexer)
+        {
+            // the indexer's queries come from the q latent, and its Hadamard rotation needs a power-of-two width
+            if (QLoraRank is not > 0) throw ModelFormatException.In(source, "q_lora_rank is missing: the V3.2 indexer reads the q latent");
+            Range("index_n_heads", IndexNHeads, 1, MaxHeads);
+            Range("index_head_dim", IndexHeadDim, QkRopeHeadDim, 4096);
+            if ((IndexHeadDim & (IndexHeadDim - 1)) != 0)
+                throw ModelFormatException.In(source, $"index_head_dim = {IndexHeadDim} is not a power of two (the indexer's Hadamard rotation needs one)");
+            Range("index_topk", IndexTopk, 1, int.MaxValue);
+        }
         else
         {
             Range("num_key_value_heads", NumKvHeads, 1, NumHeads);
@@ -296,7 +332,7 @@ public sealed record ModelConfig
     }
 
     /// <summary>Typed, error-reporting access to a JSON object's fields.</summary>
-    private readonly struct JsonFields(JsonElement e, string path)
+    internal readonly struct JsonFields(JsonElement e, string path)
     {
         private bool Has(string name, out JsonElement v)
         {

@@ -53,8 +53,8 @@ public static class ModelLoader
                     var (config, tensors) = arch switch
                     {
                         "llama" or "qwen2" or "qwen3" => LlamaGguf.FromGguf(g, all),
-                        "deepseek2" => DeepSeekGguf.FromGguf(g, all),
-                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3 or deepseek2)"),
+                        "deepseek2" or DeepSeekGguf.V32Architecture => DeepSeekGguf.FromGguf(g, all),
+                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3, deepseek2 or deepseek32)"),
                     };
                     config.Validate(path);
                     return (config, new ModelWeights(path, tensors, [.. shards]), format, g);
@@ -77,14 +77,21 @@ public static class ModelLoader
     public static ILanguageModel Build(ModelConfig config, ModelWeights weights, LoadOptions? options = null)
     {
         options ??= LoadOptions.Default;
-        if (options.Graph is { } graph) return graph(config, weights);
+        if (config.V4 is { } v4) throw ModelFormatException.In(weights.Source, v4.NotSupportedYet());
+        if (options.Graph is { } graph)
+        {
+            // other graphs (the TorchSharp backend) compute MLA without V3.2's indexer: refuse rather than attend densely
+            if (config.HasIndexer)
+                throw ModelFormatException.In(weights.Source, $"{config.ModelType} is not supported yet by this backend: index_topk (DeepSeek Sparse Attention runs on the CPU engine)");
+            return graph(config, weights);
+        }
         WorkerPool.Configure(options.Threads);
         weights.MatrixTransform = options.MatrixTransform;
         weights.Repack = options.Repack;
         return config.Architecture switch
         {
             Architecture.Llama or Architecture.Qwen2 or Architecture.Qwen3 => new LlamaModel(config, weights) { CacheType = options.CacheType },
-            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
+            Architecture.DeepSeekV2 or Architecture.DeepSeekV3 or Architecture.DeepSeekV32 => new DeepSeekModel(weights, config) { CacheType = options.CacheType },
             _ => throw new ModelFormatException($"{weights.Source}: architecture {config.Architecture} is not supported"),
         };
     }

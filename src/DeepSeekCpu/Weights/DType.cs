@@ -33,6 +33,12 @@ public enum DType
 
     /// <summary>float8_e4m3fn with a separate float32 scale per 128x128 block (DeepSeek-V3 official checkpoints).</summary>
     F8_E4M3 = 1001,
+
+    /// <summary>
+    /// float8_e8m0fnu: a bare power of two 2^(e − 127) per byte (0xFF is NaN); DeepSeek-V4's FP4 expert scales, one per
+    /// 32 inputs. Read so that V4 checkpoints open; nothing computes with it yet.
+    /// </summary>
+    F8_E8M0 = 1002,
 }
 
 public static class DTypeInfo
@@ -53,7 +59,7 @@ public static class DTypeInfo
     {
         DType.F32 => 4,
         DType.F16 or DType.BF16 => 2,
-        DType.F8_E4M3 or DType.I8 => 1,
+        DType.F8_E4M3 or DType.F8_E8M0 or DType.I8 => 1,
         DType.I16 => 2,
         DType.I32 => 4,
         DType.I64 or DType.F64 => 8,
@@ -93,11 +99,12 @@ public static class DTypeInfo
         "BF16" => DType.BF16,
         "F64" => DType.F64,
         "F8_E4M3" => DType.F8_E4M3,
+        "F8_E8M0" => DType.F8_E8M0,
         "I8" => DType.I8,
         "I16" => DType.I16,
         "I32" => DType.I32,
         "I64" => DType.I64,
-        _ => throw new NotSupportedException($"dtype \"{s}\" (expected F32, F16, BF16, F8_E4M3, F64, I8..I64)"),
+        _ => throw new NotSupportedException($"dtype \"{s}\" (expected F32, F16, BF16, F8_E4M3, F8_E8M0, F64, I8..I64)"),
     };
 
     public static bool IsKnownGguf(uint id) => Enum.IsDefined(typeof(DType), (int)id) && id < 1000;

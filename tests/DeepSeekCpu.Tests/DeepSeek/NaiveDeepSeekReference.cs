@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Tests.DeepSeek;
 /// double precision, plain loops, the whole sequence at once (no cache), attention with keys and values expanded per
 /// head, RoPE on interleaved pairs, MoE by looping over each token's chosen experts. Weights are float arrays by HF name.
 /// </summary>
-public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<string, float[]> w)
+public sealed partial class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<string, float[]> w)
 {
     private float[] W(string name) => w.TryGetValue(name, out var v) ? v : throw new KeyNotFoundException(name);
 
@@ -157,11 +157,12 @@ public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<strin
             string p = $"model.layers.{l}.", a = p + "self_attn.";
             // ---- attention
             var q = new double[T][]; var kNope = new double[T][]; var kPe = new double[T][]; var v = new double[T][];
+            var hs = new double[T][]; var qrs = new double[T][];      // the indexer's inputs (V3.2)
             for (int t = 0; t < T; t++)
             {
-                var h = RmsNorm(x[t], W(p + "input_layernorm.weight"));
+                var h = hs[t] = RmsNorm(x[t], W(p + "input_layernorm.weight"));
                 q[t] = s.QLoraRank is int qr
-                    ? Linear(W(a + "q_b_proj.weight"), RmsNorm(Linear(W(a + "q_a_proj.weight"), h, qr), W(a + "q_a_layernorm.weight")), H * (nope + rope))
+                    ? Linear(W(a + "q_b_proj.weight"), qrs[t] = RmsNorm(Linear(W(a + "q_a_proj.weight"), h, qr), W(a + "q_a_layernorm.weight")), H * (nope + rope))
                     : Linear(W(a + "q_proj.weight"), h, H * (nope + rope));
                 for (int hh = 0; hh < H; hh++) Rope(q[t], hh * (nope + rope) + nope, t, freq);
                 var kva = Linear(W(a + "kv_a_proj_with_mqa.weight"), h, kvl + rope);
@@ -176,6 +177,7 @@ public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<strin
                     for (int d = 0; d < vd; d++) v[t][hh * vd + d] = kvb[hh * (nope + vd) + nope + d];
                 }
             }
+            var keep = s.IndexTopk > 0 ? IndexerSelection(l, a, hs, qrs, freq) : null;   // [T][T] V3.2: keys each query sees
             for (int t = 0; t < T; t++)
             {
                 var o = new double[H * vd];
@@ -184,6 +186,7 @@ public sealed class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictionary<strin
                     var sc = new double[t + 1];
                     for (int j = 0; j <= t; j++)
                     {
+                        if (keep != null && !keep[t][j]) { sc[j] = double.NegativeInfinity; continue; }
                         double acc = 0;
                         for (int d = 0; d < nope; d++) acc += q[t][hh * (nope + rope) + d] * kNope[j][hh * nope + d];
                         for (int d = 0; d < rope; d++) acc += q[t][hh * (nope + rope) + nope + d] * kPe[j][d];

@@ -37,6 +37,10 @@ public sealed record TinySpec
     public (double Factor, int Orig, double BetaFast, double BetaSlow, double Mscale, double MscaleAll)? Yarn { get; init; }
     /// <summary>Multi-token-prediction layers written after the main layers (the engine must skip them).</summary>
     public int MtpLayers { get; init; }
+    /// <summary>V3.2 lightning indexer (index_n_heads, index_head_dim, index_topk); IndexTopk 0: none.</summary>
+    public int IndexHeads { get; init; }
+    public int IndexHeadDim { get; init; }
+    public int IndexTopk { get; init; }
     public int Seed { get; init; } = 1;
 
     public bool IsMoeLayer(int l) => NRouted > 0 && l >= FirstKDense && l % MoeLayerFreq == 0;
@@ -60,6 +64,7 @@ public sealed record TinySpec
                 ["beta_fast"] = y.BetaFast, ["beta_slow"] = y.BetaSlow, ["mscale"] = y.Mscale, ["mscale_all_dim"] = y.MscaleAll,
             } : null,
         };
+        if (IndexTopk > 0) { o["index_n_heads"] = IndexHeads; o["index_head_dim"] = IndexHeadDim; o["index_topk"] = IndexTopk; }
         return JsonSerializer.Serialize(o);
     }
 }
@@ -115,6 +120,16 @@ public static class TinyDeepSeek
             Norm(a + "kv_a_layernorm.weight", s.KvLoraRank);
             Mat(a + "kv_b_proj.weight", s.Heads * (s.Nope + s.V), s.KvLoraRank, 2);
             Mat(a + "o_proj.weight", s.Hidden, s.Heads * s.V);
+            if (s.IndexTopk > 0)
+            {
+                Mat(a + "indexer.wq_b.weight", s.IndexHeads * s.IndexHeadDim, s.QLoraRank!.Value, 2);
+                Mat(a + "indexer.wk.weight", s.IndexHeadDim, s.Hidden, 2);
+                Norm(a + "indexer.k_norm.weight", s.IndexHeadDim);
+                var bias = new float[s.IndexHeadDim];
+                for (int i = 0; i < bias.Length; i++) bias[i] = 0.3f * Gauss();
+                list.Add(new TinyTensor(a + "indexer.k_norm.bias", [s.IndexHeadDim], bias));
+                Mat(a + "indexer.weights_proj.weight", s.IndexHeads, s.Hidden, 2);
+            }
             string m = p + "mlp.";
             if (s.IsMoeLayer(l))
             {

@@ -18,10 +18,17 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// (LLAMA_ROPE_TYPE_NORM), so the layout is the same interleaved one as on HF weights.</item>
 /// <item>block_count includes the MTP layers (nextn_predict_layers); their tensors keep a <c>model.layers.N.</c>
 /// prefix so that <see cref="DeepSeekModel.SkippedMtpLayers"/> counts them.</item>
+/// <item>DeepSeek-V3.2 is llama.cpp's <c>deepseek32</c> (convert_hf_to_gguf DeepseekV32Model, src/models/deepseek32.cpp):
+/// the deepseek2 keys and tensors under that name, plus <c>attention.indexer.{head_count,key_length,top_k}</c> and per
+/// block <c>indexer.attn_q_b</c> (wq_b), <c>indexer.attn_k</c> (wk), <c>indexer.k_norm</c> (weight and bias) and
+/// <c>indexer.proj</c> (weights_proj).</item>
 /// </list>
 /// </summary>
 public static class DeepSeekGguf
 {
+    /// <summary>llama.cpp's architecture name for DeepSeek-V3.2 (gguf-py constants.py MODEL_ARCH.DEEPSEEK32).</summary>
+    public const string V32Architecture = "deepseek32";
+
     private static readonly Dictionary<string, string> BlockNames = new()
     {
         ["attn_norm.weight"] = "input_layernorm.weight",
@@ -44,6 +51,11 @@ public static class DeepSeekGguf
         ["ffn_gate_shexp.weight"] = "mlp.shared_experts.gate_proj.weight",
         ["ffn_up_shexp.weight"] = "mlp.shared_experts.up_proj.weight",
         ["ffn_down_shexp.weight"] = "mlp.shared_experts.down_proj.weight",
+        ["indexer.attn_q_b.weight"] = "self_attn.indexer.wq_b.weight",
+        ["indexer.attn_k.weight"] = "self_attn.indexer.wk.weight",
+        ["indexer.k_norm.weight"] = "self_attn.indexer.k_norm.weight",
+        ["indexer.k_norm.bias"] = "self_attn.indexer.k_norm.bias",
+        ["indexer.proj.weight"] = "self_attn.indexer.weights_proj.weight",
     };
 
     private static readonly Dictionary<string, string> StackedExperts = new()
@@ -60,7 +72,8 @@ public static class DeepSeekGguf
     {
         var fileTensors = shardTensors ?? f.Tensors;   // a split model's tensors are in all its shards (GgufShards)
         string arch = f.GetString("general.architecture") ?? throw ModelFormatException.In(f.Path, "metadata key general.architecture is missing");
-        if (arch != "deepseek2") throw ModelFormatException.In(f.Path, $"general.architecture is \"{arch}\", expected deepseek2");
+        if (arch is not ("deepseek2" or V32Architecture)) throw ModelFormatException.In(f.Path, $"general.architecture is \"{arch}\", expected deepseek2 or {V32Architecture}");
+        bool v32 = arch == V32Architecture;
         string K(string key) => $"{arch}.{key}";
         int Req(string key) => checked((int)f.RequireInt(K(key)));
         int Opt(string key, int dflt) => f.GetInt(K(key)) is long v ? checked((int)v) : dflt;
@@ -139,7 +152,7 @@ public static class DeepSeekGguf
         int qLora = Opt("attention.q_lora_rank", 0);
         var config = new ModelConfig
         {
-            Architecture = scoring == "sigmoid" ? Architecture.DeepSeekV3 : Architecture.DeepSeekV2,
+            Architecture = v32 ? Architecture.DeepSeekV32 : scoring == "sigmoid" ? Architecture.DeepSeekV3 : Architecture.DeepSeekV2,
             ModelType = arch,
             VocabSize = vocab,
             HiddenSize = Req("embedding_length"),
@@ -175,6 +188,9 @@ public static class DeepSeekGguf
             FirstKDenseReplace = Opt("leading_dense_block_count", 0),
             MoeLayerFreq = 1,
             NumNextnPredictLayers = nextn,
+            IndexNHeads = v32 ? Req("attention.indexer.head_count") : 0,
+            IndexHeadDim = v32 ? Req("attention.indexer.key_length") : 0,
+            IndexTopk = v32 ? Req("attention.indexer.top_k") : 0,
         };
         return (config, tensors);
     }
@@ -206,14 +222,14 @@ public static class DeepSeekGguf
         $"blk.{layer}.{StackedExperts.First(kv => kv.Value == proj + ".weight").Key}";
 
     /// <summary>
-    /// The deepseek2 metadata that <see cref="FromGguf"/> reads back into <paramref name="c"/> (keys and types of
+    /// The deepseek2 (deepseek32 for V3.2) metadata that <see cref="FromGguf"/> reads back into <paramref name="c"/> (keys and types of
     /// convert_hf_to_gguf.py DeepseekV2Model), for writing GGUF files. Configs that this layout cannot express are
     /// refused rather than silently changed.
     /// </summary>
     public static List<(string Key, object Value)> Metadata(ModelConfig c, bool hasSelectionBias, string source)
     {
-        const string a = "deepseek2";
-        string Refuse(string why) => throw new ModelFormatException($"{source}: cannot be written as GGUF deepseek2: {why}");
+        string a = c.HasIndexer ? V32Architecture : "deepseek2";
+        string Refuse(string why) => throw new ModelFormatException($"{source}: cannot be written as GGUF {a}: {why}");
         if (c.MoeLayerFreq > 1) Refuse($"moe_layer_freq {c.MoeLayerFreq} (the layout has MoE in every layer after the dense ones)");
         // The reader infers topk_method from the group count and the selection bias; greedy ignores groups.
         int groups = c.TopkMethod == "greedy" ? 1 : Math.Max(1, c.NGroup);
@@ -237,6 +253,12 @@ public static class DeepSeekGguf
             ($"{a}.expert_group_count", (uint)groups), ($"{a}.expert_group_used_count", (uint)(groups > 1 ? c.TopkGroup : 1)),
         };
         if (c.QLoraRank is int q && q > 0) meta.Add(($"{a}.attention.q_lora_rank", (uint)q));
+        if (c.HasIndexer)
+        {
+            meta.Add(($"{a}.attention.indexer.head_count", (uint)c.IndexNHeads));
+            meta.Add(($"{a}.attention.indexer.key_length", (uint)c.IndexHeadDim));
+            meta.Add(($"{a}.attention.indexer.top_k", (uint)c.IndexTopk));
+        }
         if (c.RopeScaling is { } rs)
         {
             if (rs.Type != "yarn") Refuse($"rope_scaling type {rs.Type} (expected yarn)");

@@ -6,11 +6,13 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models.DeepSeek;
 
 /// <summary>
-/// DeepSeek-V2 / V2-Lite / V3 / R1: a transformer whose blocks pair Multi-head Latent Attention with a dense MLP
+/// DeepSeek-V2 / V2-Lite / V3 / R1 / V3.2: a transformer whose blocks pair Multi-head Latent Attention with a dense MLP
 /// (the first <c>first_k_dense_replace</c> layers) or DeepSeekMoE (deepseek-ai/DeepSeek-V3 inference/model.py class
 /// Transformer). Weights are read by Hugging Face name (GGUF goes through <see cref="DeepSeekGguf"/>); stored formats
 /// are kept as they are (FP8 with block scales, BF16, GGUF quants) and multiplied by <see cref="MatMul"/>.
-/// Multi-token-prediction layers (stored after the main layers) are not loaded.
+/// Multi-token-prediction layers (stored after the main layers) are not loaded. V3.2 (DeepSeek-V3.2-Exp
+/// inference/model.py) adds a lightning <see cref="Indexer"/> to every MLA layer: each query attends to the
+/// index_topk cached tokens it selects, always over the latent cache (absorbed), whatever <see cref="MlaMode"/> says.
 /// </summary>
 public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
 {
@@ -22,6 +24,12 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
 
     /// <summary>Sees the hidden state after every block (null: nothing is called).</summary>
     public ILayerObserver? LayerObserver { get; set; }
+
+    /// <summary>
+    /// V3.2: sees, after every block, the positions each row's query attended to (its indexer's selection, ascending);
+    /// null: nothing is called. For tests and tools that check the sparse selection.
+    /// </summary>
+    public SelectionObserver? SelectionObserver { get; set; }
 
     /// <summary>MTP layers present in the weights (layer index ≥ num_hidden_layers) that were not loaded.</summary>
     public int SkippedMtpLayers { get; }
@@ -49,7 +57,9 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
     /// <summary>How new sessions store the latent cache (LoadOptions.CacheType at load; sessions keep theirs).</summary>
     public KvCacheType CacheType { get; set; } = KvCacheType.F16;
 
-    public long KvBytesPerToken => (long)Config.NumLayers * KvCache.RowBytesOf(CacheType, Config.KvLoraRank + Config.QkRopeHeadDim);
+    /// <summary>Cache bytes per token: the latent row of every layer, plus V3.2's index key.</summary>
+    public long KvBytesPerToken => (long)Config.NumLayers * (KvCache.RowBytesOf(CacheType, Config.KvLoraRank + Config.QkRopeHeadDim)
+        + (Config.HasIndexer ? KvCache.RowBytesOf(CacheType, Config.IndexHeadDim) : 0));
 
     /// <summary>Builds the graph over <paramref name="weights"/> (HF names) with <paramref name="config"/>.</summary>
     /// <param name="ropeInterleaved">Override the rope layout (null: the config's, interleaved for DeepSeek).</param>
@@ -106,10 +116,15 @@ public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession
         {
             _layers[l].Forward(p, rows, rope, expand, x);
             LayerObserver?.AfterBlock(l, x, n);
+            if (SelectionObserver is { } see && Config.HasIndexer)
+                for (int t = 0; t < n; t++) see(l, rows.Positions[t], p.TopkIndices.AsSpan(t * p.TopkStride, p.TopkCounts[t]));
         }
         Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _head, p.Normed, logits);
     }
 }
+
+/// <summary>The cached positions the query at <paramref name="position"/> attended to in layer <paramref name="layer"/>.</summary>
+public delegate void SelectionObserver(int layer, int position, ReadOnlySpan<int> selected);
 
 /// <summary>One transformer block (model.py class Block): attention and feed-forward, each behind an RMSNorm and a residual.</summary>
 internal sealed class Block
@@ -126,7 +141,8 @@ internal sealed class Block
         string p = $"model.layers.{layer}.";
         _attnNorm = w.Vector(p + "input_layernorm.weight", _dim);
         _ffnNorm = w.Vector(p + "post_attention_layernorm.weight", _dim);
-        _attn = new MLA(new MlaWeights(w, c, p + "self_attn."), c, softmaxScale, ropeInterleaved);
+        _attn = new MLA(new MlaWeights(w, c, p + "self_attn."), c, softmaxScale, ropeInterleaved,
+            c.HasIndexer ? new Indexer(w, c, p + "self_attn.indexer.") : null);
         _ffn = c.IsMoeLayer(layer) ? new MoE(w, c, p + "mlp.") : new MLP(w, p + "mlp.", _dim, c.IntermediateSize);
     }
 

@@ -15,6 +15,7 @@ public sealed class DeepSeekSession : ModelSession
 
     private readonly DeepSeekModel _m;
     internal readonly KvCache[] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
+    internal readonly KvCache[]? IndexCache;      // V3.2: per layer [ctx, index_head_dim] the indexer's keys; else null
     internal override object Owner => _m;
 
     internal DeepSeekSession(DeepSeekModel m, int contextLength, KvCacheType type) : base(contextLength)
@@ -23,10 +24,15 @@ public sealed class DeepSeekSession : ModelSession
         _m = m;
         Cache = new KvCache[c.NumLayers];
         for (int l = 0; l < c.NumLayers; l++) Cache[l] = new KvCache(type, c.KvLoraRank + c.QkRopeHeadDim, contextLength);
+        if (c.HasIndexer)
+        {
+            IndexCache = new KvCache[c.NumLayers];
+            for (int l = 0; l < c.NumLayers; l++) IndexCache[l] = new KvCache(type, c.IndexHeadDim, contextLength);
+        }
     }
 
-    /// <summary>Bytes of cache allocated so far (all layers).</summary>
-    public long CacheBytes => Cache.Sum(k => k.AllocatedBytes);
+    /// <summary>Bytes of cache allocated so far (all layers, the indexer's keys included).</summary>
+    public long CacheBytes => Cache.Sum(k => k.AllocatedBytes) + (IndexCache?.Sum(k => k.AllocatedBytes) ?? 0);
 
     public override void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false) =>
         _m.Contract.Forward(this, tokens, logits, allPositions);
@@ -58,6 +64,12 @@ internal sealed class DeepSeekPass
     public readonly int[] Order;                // [R*k] (token*k + slot) grouped by expert
     public readonly int[] ExpertFirst;          // [n_experts + 1] first index in Order of each expert
     public readonly int[] ExpertFill;           // [n_experts]
+    public readonly float[] IndexQ;             // [R, index_heads, index_head_dim]  V3.2 indexer queries
+    public readonly float[] IndexK;             // [R, index_head_dim]               V3.2 indexer keys
+    public readonly float[] IndexWeights;       // [R, index_heads]                  V3.2 per-head weights
+    public readonly int[] TopkIndices;          // [R, index_topk] positions each row attends to (ascending)
+    public readonly int[] TopkCounts;           // [R]             how many of them
+    public readonly int TopkStride;             // index_topk
     public readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
     private float[]? _naiveLatent;              // [tokens, kvl]            naive attention only, grows
     private float[]? _naiveRows;                // [tokens, kvl+rope]       naive attention only, grows
@@ -76,6 +88,9 @@ internal sealed class DeepSeekPass
         RouterLogits = F(R * E); RouterSelect = F(E); GroupScratch = F(2 * Math.Max(1, c.NGroup));
         Chosen = new int[R * k]; ChosenWeights = F(R * k); Order = new int[R * k];
         ExpertFirst = new int[E + 1]; ExpertFill = new int[E];
+        TopkStride = c.IndexTopk;
+        IndexQ = F(R * c.IndexNHeads * c.IndexHeadDim); IndexK = F(R * c.IndexHeadDim); IndexWeights = F(R * c.IndexNHeads);
+        TopkIndices = new int[R * c.IndexTopk]; TopkCounts = new int[R];
     }
 
     private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
@@ -88,8 +103,9 @@ internal sealed class DeepSeekPass
         long hidden = Math.Max(c.IntermediateSize, k * c.MoeIntermediateSize + c.NSharedExperts * c.MoeIntermediateSize);
         long floats = 3 * R * dim + R * H * (c.QkNopeHeadDim + rope) + R * (c.QLoraRank ?? 0) + R * (kvl + rope)
             + R * H * (kvl + rope) + R * H * kvl + R * H * c.VHeadDim + 2 * R * hidden + R * k * dim + R * (k + 1) * dim
-            + R * E + E + 2 * Math.Max(1, c.NGroup) + R * k;
-        long ints = 2 * R * k + 2 * E + 1;
+            + R * E + E + 2 * Math.Max(1, c.NGroup) + R * k
+            + R * c.IndexNHeads * c.IndexHeadDim + R * c.IndexHeadDim + R * c.IndexNHeads;
+        long ints = 2 * R * k + 2 * E + 1 + R * c.IndexTopk + R;
         return 4 * (floats + ints);
     }
 

@@ -7,19 +7,21 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// Queries come from a low-rank projection (q LoRA) or a plain q_proj; keys and values from one latent c_kv per token
 /// that all heads share, plus one rope key k_pe shared by all heads. The KV cache holds only [c_kv ; k_pe] per token.
 /// Weights, including the absorbed path's per-head matrices, are prepared at load by <see cref="MlaWeights"/>.
+/// DeepSeek-V3.2 adds an <see cref="Indexer"/>: each query then attends only to the cached tokens it selects.
 /// </summary>
 internal sealed class MLA
 {
     private readonly MlaWeights W;
+    private readonly Indexer? _indexer;    // V3.2 DeepSeek Sparse Attention; null: dense causal attention
     private readonly int _heads, _nope, _rope, _v, _kvl;
     private readonly int _qkHead;          // nope + rope
     private readonly int _row;             // cache row: kvl + rope
     private readonly float _eps, _softmaxScale;
     private readonly bool _interleaved;
 
-    public MLA(MlaWeights w, ModelConfig c, float softmaxScale, bool ropeInterleaved)
+    public MLA(MlaWeights w, ModelConfig c, float softmaxScale, bool ropeInterleaved, Indexer? indexer = null)
     {
-        W = w;
+        W = w; _indexer = indexer;
         _heads = c.NumHeads; _nope = c.QkNopeHeadDim; _rope = c.QkRopeHeadDim; _v = c.VHeadDim; _kvl = c.KvLoraRank;
         _qkHead = _nope + _rope; _row = _kvl + _rope; _eps = c.RmsNormEps;
         _softmaxScale = softmaxScale; _interleaved = ropeInterleaved;
@@ -62,8 +64,15 @@ internal sealed class MLA
             rows.Sessions[t].Cache[layer].Write(pos, row);
         }
 
-        if (expand) AttendNaive(p, rows, layer);
-        else AttendAbsorbed(p, rows, layer);
+        if (_indexer != null)
+        {
+            // V3.2: the indexer picks each row's top-k cached positions; attention over the latent cache sees only
+            // those (model.py adds −∞ elsewhere, in its prefill and decode paths alike)
+            _indexer.Forward(p, rows, layer, rope, x, qa);
+            AttendAbsorbed(p, rows, layer, sparse: true);
+        }
+        else if (expand) AttendNaive(p, rows, layer);
+        else AttendAbsorbed(p, rows, layer, sparse: false);
         MatMul.Multiply(W.Wo, p.O.AsSpan(0, n * _heads * _v), y, n);  // o [n, heads, v] → y [n, dim]
     }
 
@@ -72,7 +81,7 @@ internal sealed class MLA
     //   Σ_t p_t v_t = W_uv_h Σ_t p_t c_t = W_uv_h o_lat                                   (fold W_uv after the sum)
     // so keys and values never leave the kvl-dimensional latent space and the cache holds only c_t and k_pe_t.
     // All heads then share one key stream [c_kv ; k_pe] (queries [q_lat ; q_pe]) and one value stream c_kv.
-    private void AttendAbsorbed(DeepSeekPass p, BatchRows<DeepSeekSession> rows, int layer)
+    private void AttendAbsorbed(DeepSeekPass p, BatchRows<DeepSeekSession> rows, int layer, bool sparse)
     {
         int n = rows.Count;
         var q = p.Q.AsSpan(0, n * _heads * _qkHead);                 // [n, heads, nope+rope]
@@ -81,8 +90,12 @@ internal sealed class MLA
         for (int i = 0; i < n * _heads; i++) q.Slice(i * _qkHead + _nope, _rope).CopyTo(qLat.Slice(i * _row + _kvl, _rope));
 
         var caches = rows.Caches(layer, static (s, l) => s.Cache[l]);  // per row [ctx, kvl+rope]
-        Attention.Causal(p.QLat, p.OLat, n, _heads, kvHeads: 1, dk: _row, dv: _kvl,
-            keys: caches, values: caches, rows.Positions, _softmaxScale);   // o_lat [n, heads, kvl]
+        if (sparse)                                                  // o_lat [n, heads, kvl] over the selected rows
+            SparseAttention.Selected(p.QLat, p.OLat, n, _heads, dk: _row, dv: _kvl, caches,
+                p.TopkIndices, p.TopkCounts, stride: p.TopkStride, _softmaxScale);
+        else
+            Attention.Causal(p.QLat, p.OLat, n, _heads, kvHeads: 1, dk: _row, dv: _kvl,
+                keys: caches, values: caches, rows.Positions, _softmaxScale);   // o_lat [n, heads, kvl]
         MatMulHeads.Multiply(W.Wuv, p.OLat.AsSpan(0, n * _heads * _kvl), _kvl, p.O.AsSpan(0, n * _heads * _v), _v, n);
     }
 

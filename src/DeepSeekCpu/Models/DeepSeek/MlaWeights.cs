@@ -80,7 +80,7 @@ internal sealed unsafe class MlaWeights
         {
             DType.F32 or DType.F16 or DType.BF16 => kvB.Type,
             DType.F8_E4M3 => DType.F32,      // head slices not on 128-blocks: float32, exact (model.py's BF16 rounding not added)
-            _ => DType.Q8_0,
+            _ => _nope % DType.Q8_0.BlockSize() == 0 ? DType.Q8_0 : DType.F32,   // rows of nope values: whole Q8_0 blocks only
         };
         var t = new float[_kvl * _nope];                                     // [kvl, nope] W_ukᵀ_h
         var uk = Pack(w, kvB.Name + "(uk^T)", packed, _heads * _kvl, _nope, h =>
@@ -203,7 +203,7 @@ internal sealed unsafe class MlaWeights
 
         // The naive path's combined kv_b [heads*(nope+v), kvl], packed in k_b's type if it is a float type (exact),
         // else Q8_0 (1.06 bytes per weight; used only for prompt chunks).
-        DType packed = kb.Type is DType.F32 or DType.F16 or DType.BF16 ? kb.Type : DType.Q8_0;
+        DType packed = kb.Type is DType.F32 or DType.F16 or DType.BF16 ? kb.Type : _kvl % DType.Q8_0.BlockSize() == 0 ? DType.Q8_0 : DType.F32;
         var rows = new float[(_nope + _v) * _kvl];                                      // [nope+v, kvl] of head h
         return Pack(w, p + "kv_b_proj.weight(k_b;v_b)", packed, _heads * (_nope + _v), _kvl, h =>
         {
