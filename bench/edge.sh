@@ -36,9 +36,9 @@ q=(-v quiet -clp:ErrorsOnly --nologo)
 if [ $build = 1 ]; then
   echo "building (JIT, AOT x64$([ $arm = 1 ] && echo ', AOT and JIT arm64'))" >&2
   dotnet publish src/DeepSeekCpu.Cli -c Release -p:TorchBackend=false -o "$jit" "${q[@]}"
-  build/publish-aot.sh linux-x64 "$aot" >/dev/null
+  build/publish-aot.sh linux-x64 "$aot" | grep -E "warning|error" >&2 || true
   if [ $arm = 1 ]; then
-    build/publish-aot.sh linux-arm64 "$aot_arm" >/dev/null
+    build/publish-aot.sh linux-arm64 "$aot_arm" | grep -E "warning|error" >&2 || true
     dotnet publish src/DeepSeekCpu.Cli -c Release -r linux-arm64 --self-contained -p:TorchBackend=false -o "$jit_arm" "${q[@]}"
   fi
 fi

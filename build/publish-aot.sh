@@ -26,5 +26,5 @@ if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
 fi
 
-dotnet publish src/DeepSeekCpu.Cli -c Release -r "$rid" -p:PublishAot=true -o "$out" -v minimal -clp:ErrorsOnly
+dotnet publish src/DeepSeekCpu.Cli -c Release -r "$rid" -p:PublishAot=true -o "$out" -v minimal -clp:NoSummary
 ls -l "$out/deepseek-cpu"
