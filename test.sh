@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project and ends with one line "N passed, N failed".
 #  1. the main test suite (tests/DeepSeekCpu.Tests: formats, tokenizers, models against reference logits, CLI);
-#  2. the kernel tests on every instruction-set path this machine can run (.ci/kernels.sh: AVX-512, AVX2, SSE-only
+#  2. build/check-packages.sh: dotnet pack, the deepseek-cpu tool installed from the packages, samples/ run on them;
+#  3. the kernel tests on every instruction-set path this machine can run (.ci/kernels.sh: AVX-512, AVX2, SSE-only
 #     and scalar in child processes, NEON with and without DotProd under qemu).
 # Exits non-zero if any test failed or no test ran.
 set -uo pipefail
@@ -47,6 +48,17 @@ run_suite() {
 }
 
 run_suite "main tests" tests/DeepSeekCpu.Tests/bin/Release/net10.0/DeepSeekCpu.Tests
+
+# the packages as a user gets them: dotnet pack, the .NET tool installed and run, samples/ built on the packages
+if [ -x build/check-packages.sh ]; then
+  echo "== packages, the .NET tool and samples/"
+  plog=$(mktemp)
+  build/check-packages.sh 2>&1 | tee "$plog"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$plog" | tail -1)
+  if [ -z "$line" ]; then echo "package check printed no summary"; failed=$((failed + 1)); status=1
+  else passed=$((passed + ${line%% *})); failed=$((failed + $(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/'))); fi
+  rm -f "$plog"
+fi
 
 if [ -x .ci/kernels.sh ]; then
   echo "== kernel tests on every instruction set"

@@ -51,6 +51,7 @@ internal static class Backends
         return (devices, dtype);
     }
 
+#if TORCH_BACKEND
     /// <summary>The backend's own checks of the device names and --dtype (what is wrong, or null).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static string? Check(string[] devices, string dtype, string storage) =>
@@ -58,6 +59,7 @@ internal static class Backends
         ?? (Torch.TorchOptions.ParseDType(dtype) == null ? $"option --dtype expects f32, bf16 or f16, got '{dtype}'" : null)
         ?? (Torch.TorchOptions.ParseStorage(storage) == null ? $"option --torch-weights expects auto, packed or expanded, got '{storage}'" : null);
 
+#endif
     /// <summary>Runs code that touches DeepSeekCpu.Torch: a missing assembly becomes one line saying so.</summary>
     private static T Guarded<T>(Func<T> torchCode)
     {
@@ -68,6 +70,7 @@ internal static class Backends
         }
     }
 
+#if TORCH_BACKEND
     // Separate, not inlined: the JIT resolves DeepSeekCpu.Torch and TorchSharp only when this method is compiled.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads, string storage) =>
@@ -81,10 +84,12 @@ internal static class Backends
         Storage = Torch.TorchOptions.ParseStorage(storage)!.Value,
     };
 
+#endif
     /// <summary>`info --backend torch`: the placement of the layers and the bytes per device (computed without libtorch).</summary>
     public static IEnumerable<string> Placement(ModelConfig config, ModelWeights weights, string[] devices, string dtype, string? storage) =>
         Guarded(() => PlanPlacement(config, weights, devices, dtype, storage ?? "auto"));
 
+#if TORCH_BACKEND
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype, string storage)
     {
@@ -93,4 +98,11 @@ internal static class Backends
         return [$"Q8_0/Q4_0 weights {(packed ? "packed" : "expanded")} on the device (--torch-weights {storage})",
             .. Torch.Placement.Plan(config, weights, devices, o.DType, packed).Describe()];
     }
+#else
+    // The native binary and the tool package are built without DeepSeekCpu.Torch (TorchBackend in the .csproj).
+    private const string NoTorch = "the torch backend is not in this build of deepseek-cpu (the native binary and the dotnet tool leave TorchSharp and libtorch out): use a JIT build from source (dotnet build src/DeepSeekCpu.Cli) or a tool packed with -p:TorchBackend=true";
+    private static string? Check(string[] devices, string dtype, string storage) => throw new NotSupportedException(NoTorch);
+    private static ILanguageModel BuildTorch(ModelConfig config, ModelWeights weights, string[] devices, string dtype, int threads, string storage) => throw new NotSupportedException(NoTorch);
+    private static IEnumerable<string> PlanPlacement(ModelConfig config, ModelWeights weights, string[] devices, string dtype, string storage) => throw new NotSupportedException(NoTorch);
+#endif
 }

@@ -121,17 +121,12 @@ public static partial class Commands
         var inv = CultureInfo.InvariantCulture;
         if (a.Has("--json"))
         {
-            Console.WriteLine(JsonSerializer.Serialize(new
-            {
-                model = path, memory = a.Has("--no-mmap") ? "anonymous" : "mmap", kernels = KernelInfo.ActivePath, architecture = c.Architecture.ToString(), threads = usedThreads, load_ms = loadMs,
-                weight_bytes = model.Weights.TotalBytes, weight_bytes_per_token = bytesPerToken,
-                warmup_repetitions = warmup, depth, depth_fill_s = fillSeconds,
-                pp = new { tokens = pp, mean = Json(ppMean), stdev = Json(ppSd), min = Json(Quantile(ppRates, 0)), median = Json(Quantile(ppRates, 0.5)), max = Json(Quantile(ppRates, 1)), samples = ppRates },
-                tg = new { tokens = tg, batch, mean = Json(tgMean), stdev = Json(tgSd), min = Json(Quantile(tgRates, 0)), median = Json(Quantile(tgRates, 0.5)), max = Json(Quantile(tgRates, 1)), samples = tgRates },
-                bandwidth_gb_s = double.IsNaN(bandwidth) ? (double?)null : bandwidth,
-                roofline_tg = double.IsNaN(roofline) ? (double?)null : roofline,
-                bandwidth_fraction = Json(fraction),
-            }));
+            Console.WriteLine(JsonSerializer.Serialize(new BenchReport(
+                path, a.Has("--no-mmap") ? "anonymous" : "mmap", KernelInfo.ActivePath, c.Architecture.ToString(), usedThreads, loadMs,
+                model.Weights.TotalBytes, bytesPerToken, warmup, depth, fillSeconds,
+                new BenchTest(pp, null, Json(ppMean), Json(ppSd), Json(Quantile(ppRates, 0)), Json(Quantile(ppRates, 0.5)), Json(Quantile(ppRates, 1)), ppRates),
+                new BenchTest(tg, batch, Json(tgMean), Json(tgSd), Json(Quantile(tgRates, 0)), Json(Quantile(tgRates, 0.5)), Json(Quantile(tgRates, 1)), tgRates),
+                double.IsNaN(bandwidth) ? null : bandwidth, double.IsNaN(roofline) ? null : roofline, Json(fraction)), CliJson.Default.BenchReport));
             return 0;
         }
         string types = string.Join("/", model.Weights.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength)).Take(2).Select(g => g.Key));

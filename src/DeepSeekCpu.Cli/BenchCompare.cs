@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using DeepSeekCpu.Platform;
@@ -305,7 +304,7 @@ internal static class BenchCompare
             return path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? ("dotnet", [path]) : (path, []);
         }
         string self = Environment.ProcessPath ?? "dotnet";
-        return Path.GetFileNameWithoutExtension(self) == "dotnet" ? (self, [Assembly.GetEntryAssembly()!.Location]) : (self, []);
+        return Path.GetFileNameWithoutExtension(self) == "dotnet" ? (self, [Path.Combine(AppContext.BaseDirectory, "deepseek-cpu.dll")]) : (self, []);
     }
 
     private static (int code, string stdout, string stderr) RunProcess(string program, string[] args)

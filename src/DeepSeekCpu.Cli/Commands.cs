@@ -454,7 +454,7 @@ public static partial class Commands
         bool add = a.Has("--add-special");
         if (a.Str("--text") is { } text)
         {
-            Console.WriteLine(JsonSerializer.Serialize(tok.Encode(text, add)));
+            Console.WriteLine(JsonSerializer.Serialize(tok.Encode(text, add), CliJson.Default.Int32Array));
             return 0;
         }
         string file = a.Str("--jsonl") ?? throw new UsageException("tokenize: give --text TEXT or --jsonl FILE");
@@ -480,7 +480,7 @@ public static partial class Commands
             }
             else throw new ModelFormatException($"{file}:{lineNo}: expected {{\"text\": ...}} or {{\"messages\": [...]}}");
             var ids = tok.Encode(input, add);
-            stdout.WriteLine(JsonSerializer.Serialize(new { ids, text = input }));
+            stdout.WriteLine(JsonSerializer.Serialize(new TokenizedText(ids, input), CliJson.Default.TokenizedText));
         }
         return 0;
     }

@@ -1,7 +1,7 @@
 namespace DeepSeekCpu.Hub;
 
 /// <summary>
-/// Where models come from and where they are kept. <see cref="FromEnvironment"/> reads the variables Hugging Face's
+/// Where models come from and where they are kept. <see cref="FromEnvironment()"/> reads the variables Hugging Face's
 /// own tools read, so both share one cache and one login.
 /// </summary>
 public sealed record HubOptions

@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Tokenizers;
 /// Byte-level BPE tokenizer (GPT-2 family: Qwen2 / R1-Distill, DeepSeek-V3 / R1, Llama 3) with Hugging Face
 /// tokenizers' semantics, loaded from <c>tokenizer.json</c> (+ <c>tokenizer_config.json</c>) or from GGUF metadata.
 /// <para>
-/// Pipeline of <see cref="Encode"/>, as in HF <c>TokenizerImpl::encode</c>:
+/// Pipeline of <see cref="Encode(string, bool, CancellationToken)"/>, as in HF <c>TokenizerImpl::encode</c>:
 /// 1. added tokens that are not "normalized" are found in the raw text (<see cref="AddedTokenMatcher"/>);
 /// 2. the text between them is normalized (NFC for Qwen), then searched for "normalized" added tokens;
 /// 3. the rest is pre-tokenized (<see cref="HfPreTokenizer"/>) and each piece is byte-level BPE encoded by

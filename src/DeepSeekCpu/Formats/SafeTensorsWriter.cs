@@ -1,4 +1,4 @@
-using System.Text;
+using System.Buffers;
 using System.Text.Json;
 using DeepSeekCpu.Weights;
 
@@ -28,14 +28,29 @@ public sealed class SafeTensorsWriter
 
     public void Write(string path)
     {
-        var header = new Dictionary<string, object>();
-        long offset = 0;
-        foreach (var t in _tensors)
+        // Written with Utf8JsonWriter, not JsonSerializer over anonymous objects (reflection: trimming/AOT warnings)
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
         {
-            header[t.name] = new { dtype = t.dtype, shape = t.shape, data_offsets = new[] { offset, offset + t.bytes } };
-            offset += t.bytes;
+            writer.WriteStartObject();
+            long offset = 0;
+            foreach (var t in _tensors)
+            {
+                writer.WriteStartObject(t.name);
+                writer.WriteString("dtype", t.dtype);
+                writer.WriteStartArray("shape");
+                foreach (long d in t.shape) writer.WriteNumberValue(d);
+                writer.WriteEndArray();
+                writer.WriteStartArray("data_offsets");
+                writer.WriteNumberValue(offset);
+                writer.WriteNumberValue(offset + t.bytes);
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+                offset += t.bytes;
+            }
+            writer.WriteEndObject();
         }
-        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        var json = buffer.WrittenSpan;
         int padded = (json.Length + 7) / 8 * 8;
         using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         fs.Write(BitConverter.GetBytes((ulong)padded));
