@@ -66,13 +66,13 @@ public sealed class HfBpeTokenizer : ITokenizer
         foreach (var kv in d.Vocab)
         {
             if (kv.Value < 0 || kv.Value >= idLimit)
-                throw new InvalidDataException($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
+                throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)"));
             size = Math.Max(size, kv.Value + 1);
         }
         foreach (AddedToken t in d.AddedTokens)
         {
             if (t.Id < 0 || t.Id >= idLimit)
-                throw new InvalidDataException($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
+                throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)"));
             size = Math.Max(size, t.Id + 1);
         }
         foreach (int? id in new[] { d.BosId, d.EosId })
@@ -136,7 +136,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
-            throw new InvalidDataException($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})", e);
+            throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})"), e);
         }
     }
 
