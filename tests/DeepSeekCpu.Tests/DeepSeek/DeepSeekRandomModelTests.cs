@@ -115,15 +115,20 @@ public class DeepSeekRandomModelTests
             MoeIntermediate = 48, NRouted = 4, TopK = 2, NShared = 1, Scoring = "sigmoid", TopkMethod = "noaux_tc",
             NGroup = 2, TopkGroup = 1, NormTopk = true, RoutedScale = 2.5, GateBias = true, Vocab = 150, Seed = 21,
         };
-        var tensors = TinyDeepSeek.Generate(spec);
+        return (spec, OfficialLayout(TinyDeepSeek.Generate(spec), ue8m0: scaleFmt == "ue8m0"));
+    }
+
+    /// <summary>The official checkpoint's storage: linear weights FP8 with block scales, embeddings/norms/gate BF16, e_score_correction_bias F32.</summary>
+    private static List<TinyTensor> OfficialLayout(List<TinyTensor> tensors, bool ue8m0 = false)
+    {
         foreach (var t in tensors)
         {
             if (t.Name.EndsWith("e_score_correction_bias")) continue;                  // F32
             if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
-                TinyDeepSeek.ToFp8(t, ue8m0: scaleFmt == "ue8m0");
+                TinyDeepSeek.ToFp8(t, ue8m0);
             else TinyDeepSeek.ToBf16(t);
         }
-        return (spec, tensors);
+        return tensors;
     }
 
     /// <summary>
@@ -183,14 +188,7 @@ public class DeepSeekRandomModelTests
             MoeIntermediate = 32, NRouted = 4, TopK = 2, NShared = 1, Scoring = "sigmoid", TopkMethod = "noaux_tc",
             NGroup = 2, TopkGroup = 1, NormTopk = true, RoutedScale = 2.5, GateBias = true, Vocab = 150, Seed = 23,
         };
-        var tensors = TinyDeepSeek.Generate(spec);
-        foreach (var t in tensors)
-        {
-            if (t.Name.EndsWith("e_score_correction_bias")) continue;
-            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
-                TinyDeepSeek.ToFp8(t);
-            else TinyDeepSeek.ToBf16(t);
-        }
+        var tensors = OfficialLayout(TinyDeepSeek.Generate(spec));
         var reference = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors));
         var expected = reference.Forward(Prompt);
         string dir = TinyDeepSeek.WriteFolder(spec, tensors);
