@@ -14,7 +14,7 @@ namespace DeepSeekCpu;
 /// (org/repo[@rev][:QUANT]): it is resolved through the Hugging Face cache (DeepSeekCpu.Hub.ModelLocator), downloading
 /// what is missing unless HF_HUB_OFFLINE is set.
 /// </summary>
-public sealed class LocalModel : IDisposable
+public sealed partial class LocalModel : IDisposable
 {
     public ILanguageModel Model { get; }
     public ITokenizer Tokenizer { get; }

@@ -96,7 +96,7 @@ public readonly record struct ToolCallEvent(string? Text, ToolCall? Call);
 /// JSON object, a name that is not one of the tools) and an unfinished block at the end come out as text, never as an
 /// error.
 /// </summary>
-public sealed class ToolCallParser(ToolCallFormat format, IReadOnlyCollection<string>? names = null)
+public sealed partial class ToolCallParser(ToolCallFormat format, IReadOnlyCollection<string>? names = null)
 {
     private readonly StringBuilder _buf = new();
     private bool _inside;

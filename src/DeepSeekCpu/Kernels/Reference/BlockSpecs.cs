@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Kernels;
 /// dot (<see cref="Gemv.QuantDotReference"/>) all read it, so a new block format is one row here. The float formats
 /// and the i-quants (no quantizer; <see cref="IQuantDecode"/>) are not in it.
 /// </summary>
-internal static unsafe class BlockSpecs
+internal static unsafe partial class BlockSpecs
 {
     /// <summary>One format's reference functions over raw block bytes (<see cref="DTypeInfo.BlockBytes"/> per block).</summary>
     internal readonly struct Spec(delegate*<byte*, Span<float>, void> dequantize, delegate*<float*, byte*, void> quantize, delegate*<byte*, ActQ8*, float> dot)

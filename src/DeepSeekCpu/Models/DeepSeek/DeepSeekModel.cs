@@ -14,7 +14,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// inference/model.py) adds a lightning <see cref="Indexer"/> to every MLA layer: each query attends to the
 /// index_topk cached tokens it selects, always over the latent cache (absorbed), whatever <see cref="MlaMode"/> says.
 /// </summary>
-public sealed class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
+public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
 {
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }
