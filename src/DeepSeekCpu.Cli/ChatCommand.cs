@@ -180,7 +180,7 @@ public static partial class Commands
                     state.History.AddRange(loaded);
                     Console.Error.WriteLine($"(loaded {loaded.Count} messages from {arg})");
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidFileException)
                 {
                     Console.Error.WriteLine($"(cannot load: {TerminalText.Safe(e.Message)})");
                 }
@@ -237,23 +237,23 @@ public static partial class Commands
     /// <summary>A conversation written by /save: {"messages": [{"role": ..., "content": ...}, ...]}.</summary>
     private static List<ChatMessage> LoadConversation(string path)
     {
-        if (new FileInfo(path).Length > 64 << 20) throw new InvalidDataException($"{path}: more than 64 MiB");
+        if (new FileInfo(path).Length > 64 << 20) throw new InvalidFileException($"{path}: more than 64 MiB");
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
             if (!doc.RootElement.TryGetProperty("messages", out var list) || list.ValueKind != JsonValueKind.Array)
-                throw new InvalidDataException($"{path}: expected {{\"messages\": [...]}}");
+                throw new InvalidFileException($"{path}: expected {{\"messages\": [...]}}");
             var messages = new List<ChatMessage>();
             foreach (var m in list.EnumerateArray())
             {
                 if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var r) || r.ValueKind != JsonValueKind.String
                     || !m.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String
                     || r.GetString() is not ("system" or "user" or "assistant" or "tool"))
-                    throw new InvalidDataException($"{path}: message {messages.Count + 1} needs a \"role\" (system, user, assistant or tool) and a \"content\" string");
+                    throw new InvalidFileException($"{path}: message {messages.Count + 1} needs a \"role\" (system, user, assistant or tool) and a \"content\" string");
                 messages.Add(new ChatMessage(r.GetString()!, c.GetString()!));
             }
             return messages;
         }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        catch (JsonException e) { throw new InvalidFileException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 }

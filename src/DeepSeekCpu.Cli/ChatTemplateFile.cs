@@ -56,23 +56,23 @@ internal sealed class ChatTemplateFile : IChatTemplate
     public static IChatTemplate Load(string path, ITokenizer tokenizer)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: chat template file not found");
-        if (new FileInfo(path).Length > 1 << 20) throw new InvalidDataException($"{path}: a chat template of more than 1 MiB is not one");
+        if (new FileInfo(path).Length > 1 << 20) throw new InvalidFileException($"{path}: a chat template of more than 1 MiB is not one");
         string text = File.ReadAllText(path);
         if (!text.TrimStart().StartsWith('{') || text.Contains("{%", StringComparison.Ordinal))
             return R1ChatTemplate.FromJinja(text, (tokenizer as HfBpeTokenizer)?.BosToken ?? "")
-                ?? throw new InvalidDataException($"{path}: not a DeepSeek Jinja chat template (no <｜User｜>/<｜Assistant｜> markers); other models' templates need this program's JSON form (README: At the terminal)");
+                ?? throw new InvalidFileException($"{path}: not a DeepSeek Jinja chat template (no <｜User｜>/<｜Assistant｜> markers); other models' templates need this program's JSON form (README: At the terminal)");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(text); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        catch (JsonException e) { throw new InvalidFileException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
         using var _ = doc;
-        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: expected a JSON object");
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidFileException($"{path}: expected a JSON object");
         var roles = new Dictionary<string, string>();
         string bos = "", generation = "";
         bool strip = true;
         var stop = new List<string>();
         foreach (var p in doc.RootElement.EnumerateObject())
         {
-            if (!Keys.Contains(p.Name)) throw new InvalidDataException($"{path}: unknown key \"{p.Name}\" (expected {string.Join(", ", Keys)})");
+            if (!Keys.Contains(p.Name)) throw new InvalidFileException($"{path}: unknown key \"{p.Name}\" (expected {string.Join(", ", Keys)})");
             switch (p.Name)
             {
                 case "strip_reasoning":
@@ -93,14 +93,14 @@ internal sealed class ChatTemplateFile : IChatTemplate
             }
         }
         foreach (var required in new[] { "user", "assistant" })
-            if (!roles.ContainsKey(required)) throw new InvalidDataException($"{path}: \"{required}\" is missing");
-        if (generation.Length == 0) throw new InvalidDataException($"{path}: \"generation\" is missing (what opens the assistant's answer)");
+            if (!roles.ContainsKey(required)) throw new InvalidFileException($"{path}: \"{required}\" is missing");
+        if (generation.Length == 0) throw new InvalidFileException($"{path}: \"generation\" is missing (what opens the assistant's answer)");
         foreach (var s in stop)
-            if (tokenizer.TokenToId(s) == null) throw new InvalidDataException($"{path}: \"stop\" holds '{s}', which is not a token of the model's vocabulary");
+            if (tokenizer.TokenToId(s) == null) throw new InvalidFileException($"{path}: \"stop\" holds '{s}', which is not a token of the model's vocabulary");
         return new ChatTemplateFile(roles, bos, generation, strip, [.. stop]);
     }
 
-    private static InvalidDataException Bad(string path, string key, string expected) => new($"{path}: \"{key}\" should be {expected}");
+    private static InvalidFileException Bad(string path, string key, string expected) => new($"{path}: \"{key}\" should be {expected}");
 
     /// <summary>What a template is, for `info` and the warnings: "DeepSeek R1", "none", ...</summary>
     public static string Describe(ITokenizer tokenizer) => tokenizer.ChatTemplate switch

@@ -65,7 +65,7 @@ public static partial class Commands
             return 2;
         }
         catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException
-                                      or InvalidDataException or ArgumentException or IOException or UnauthorizedAccessException
+                                      or InvalidDataException or InvalidFileException or ArgumentException or IOException or UnauthorizedAccessException
                                       or InvalidOperationException or NotSupportedException or OperationCanceledException
                                       or System.Text.Json.JsonException or KeyNotFoundException or FormatException
                                       or OverflowException or OutOfMemoryException)

@@ -78,7 +78,7 @@ public static partial class Commands
     {
         ITokenizer tokenizer;
         try { tokenizer = LocalModel.LoadTokenizerOnly(a.Str("--tokenizer") ?? path); }
-        catch (ModelFormatException e) { return $"unknown (the tokenizer does not load: {TerminalText.Safe(e.Message.Split('\n')[0], 200)})"; }
+        catch (Exception e) when (e is ModelFormatException or InvalidFileException) { return $"unknown (the tokenizer does not load: {TerminalText.Safe(e.Message.Split('\n')[0], 200)})"; }
         if (a.Str("--chat-template") is { } file)
             return $"{file} ({(ChatTemplateFile.Load(file, tokenizer) is ChatTemplateFile ? "JSON form" : "DeepSeek Jinja template")}, --chat-template)";
         return ChatTemplateFile.Describe(tokenizer);

@@ -166,7 +166,7 @@ internal static class GgufTokenizerReader
         return AsInteger(v) is long n ? n != 0 : throw Bad(source, $"metadata key {key} is {v.GetType().Name}, expected a bool");
     }
 
-    private static InvalidDataException Bad(string source, string what) => new(ModelFormatException.OneLine($"{source}: {what}"));
+    private static InvalidFileException Bad(string source, string what) => new($"{source}: {what}");
 }
 
 /// <summary>

@@ -66,18 +66,18 @@ public sealed class HfBpeTokenizer : ITokenizer
         foreach (var kv in d.Vocab)
         {
             if (kv.Value < 0 || kv.Value >= idLimit)
-                throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)"));
+                throw new InvalidFileException($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
             size = Math.Max(size, kv.Value + 1);
         }
         foreach (AddedToken t in d.AddedTokens)
         {
             if (t.Id < 0 || t.Id >= idLimit)
-                throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)"));
+                throw new InvalidFileException($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
             size = Math.Max(size, t.Id + 1);
         }
         foreach (int? id in new[] { d.BosId, d.EosId })
             if (id is int bad && (bad < 0 || bad >= size))
-                throw new InvalidDataException($"{d.Source}: special token id {bad} is outside the vocabulary (0..{size - 1})");
+                throw new InvalidFileException($"{d.Source}: special token id {bad} is outside the vocabulary (0..{size - 1})");
         _idToToken = new string?[size];
         _tokenToId = new Dictionary<string, int>(d.Vocab.Count + d.AddedTokens.Count, StringComparer.Ordinal);
         foreach (var kv in d.Vocab)
@@ -136,7 +136,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
-            throw new InvalidDataException(ModelFormatException.OneLine($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})"), e);
+            throw new InvalidFileException($"{d.Source}: inconsistent BPE vocabulary/merges ({e.Message})", e);
         }
     }
 
@@ -170,7 +170,7 @@ public sealed class HfBpeTokenizer : ITokenizer
 
     /// <summary>Loads <c>tokenizer.json</c>; <c>tokenizer_config.json</c> and <c>generation_config.json</c> are read
     /// from the same folder when present.</summary>
-    /// <exception cref="InvalidDataException">One line naming the file and what was expected.</exception>
+    /// <exception cref="InvalidFileException">One line naming the file and what was expected.</exception>
     public static HfBpeTokenizer FromTokenizerJson(string tokenizerJsonPath)
     {
         string dir = Path.GetDirectoryName(Path.GetFullPath(tokenizerJsonPath)) ?? ".";
@@ -240,7 +240,7 @@ public sealed class HfBpeTokenizer : ITokenizer
                 try { EncodeNormalizable(text.AsSpan(start, length), ids); }
                 catch (System.Text.RegularExpressions.RegexMatchTimeoutException e)
                 {
-                    throw new InvalidDataException($"{Source}: the pre_tokenizer pattern {Escape(e.Pattern)} took over " +
+                    throw new InvalidFileException($"{Source}: the pre_tokenizer pattern {Escape(e.Pattern)} took over " +
                         $"{e.MatchTimeout.TotalSeconds:0.#} s on one piece of a {text.Length}-character text (catastrophic backtracking); fix the Split pattern");
                 }
             }

@@ -18,7 +18,7 @@ internal static class TokenizerJsonReader
         try { return ReadChecked(path, configPath, generationConfigPath); }
         catch (Exception e) when (JsonFile.IsReadError(e))
         {
-            throw new InvalidDataException(JsonFile.ReadErrorText(configPath is null ? path : $"{path} or {configPath}", e), e);
+            throw new InvalidFileException(JsonFile.ReadErrorText(configPath is null ? path : $"{path} or {configPath}", e), e);
         }
     }
 
@@ -362,18 +362,18 @@ internal static class TokenizerJsonReader
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new InvalidDataException($"{path}: cannot read ({e.Message})", e);
+            throw new InvalidFileException($"{path}: cannot read ({e.Message})", e);
         }
         // JSON is UTF-8 (RFC 8259); System.Text.Json would find out only when a string is read
         if (!System.Text.Unicode.Utf8.IsValid(bytes))
-            throw new InvalidDataException($"{path}: not valid UTF-8 (JSON text must be UTF-8)");
+            throw new InvalidFileException($"{path}: not valid UTF-8 (JSON text must be UTF-8)");
         try
         {
             return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})", e);
+            throw new InvalidFileException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})", e);
         }
     }
 
@@ -383,5 +383,5 @@ internal static class TokenizerJsonReader
     private static bool Flag(JsonElement e, string name) =>
         e.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.True;
 
-    private static InvalidDataException Bad(string path, string what) => new($"{path}: {what}");
+    private static InvalidFileException Bad(string path, string what) => new($"{path}: {what}");
 }

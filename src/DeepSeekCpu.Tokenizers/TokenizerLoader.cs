@@ -7,12 +7,12 @@ public static class TokenizerLoader
     /// Loads the tokenizer of a Hugging Face model folder: <c>tokenizer.json</c>, with <c>tokenizer_config.json</c>
     /// (BOS/EOS, add_bos_token, chat template) and <c>generation_config.json</c> (extra stop ids) when present.
     /// </summary>
-    /// <exception cref="InvalidDataException">One line naming the folder or file and what was expected.</exception>
+    /// <exception cref="InvalidFileException">One line naming the folder or file and what was expected.</exception>
     public static HfBpeTokenizer FromDirectory(string dir)
     {
         string path = Path.Combine(dir, "tokenizer.json");
         if (!File.Exists(path))
-            throw new InvalidDataException($"{dir}: expected a tokenizer.json file in this folder");
+            throw new InvalidFileException($"{dir}: expected a tokenizer.json file in this folder");
         return HfBpeTokenizer.FromTokenizerJson(path);
     }
 

@@ -66,7 +66,7 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     public float Score(int id) => _scores[CheckId(id)];
 
     /// <summary>Reads <paramref name="path"/>; <paramref name="vocabSize"/> comes from the model checkpoint header.</summary>
-    /// <exception cref="InvalidDataException">One line naming the file and what was expected.</exception>
+    /// <exception cref="InvalidFileException">One line naming the file and what was expected.</exception>
     public static Llama2cTokenizer Load(string path, int vocabSize)
     {
         byte[] data;
@@ -76,7 +76,7 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new InvalidDataException($"{path}: cannot read llama2.c tokenizer ({e.Message})", e);
+            throw new InvalidFileException($"{path}: cannot read llama2.c tokenizer ({e.Message})", e);
         }
         return Parse(data, vocabSize, path);
     }
@@ -85,13 +85,13 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
     public static Llama2cTokenizer Parse(ReadOnlySpan<byte> data, int vocabSize, string source)
     {
         if (vocabSize <= ByteFallbackOffset + 256)
-            throw new InvalidDataException($"{source}: vocab_size {vocabSize} is too small for a llama2.c tokenizer (expected more than 259: <unk>, <s>, </s> and 256 byte pieces)");
+            throw new InvalidFileException($"{source}: vocab_size {vocabSize} is too small for a llama2.c tokenizer (expected more than 259: <unk>, <s>, </s> and 256 byte pieces)");
         if (data.Length < 4)
-            throw new InvalidDataException($"{source}: expected a 4-byte max_token_length header, file has {data.Length} bytes");
+            throw new InvalidFileException($"{source}: expected a 4-byte max_token_length header, file has {data.Length} bytes");
 
         int maxTokenLength = BinaryPrimitives.ReadInt32LittleEndian(data);
         if (maxTokenLength <= 0)
-            throw new InvalidDataException($"{source}: expected a positive max_token_length, found {maxTokenLength}");
+            throw new InvalidFileException($"{source}: expected a positive max_token_length, found {maxTokenLength}");
 
         var pieces = new string[vocabSize];
         var scores = new float[vocabSize];
@@ -99,12 +99,12 @@ public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
         for (int i = 0; i < vocabSize; i++)
         {
             if (data.Length - offset < 8)
-                throw new InvalidDataException($"{source}: truncated at token {i} of {vocabSize}: expected float score and int32 length at byte {offset}, file has {data.Length} bytes");
+                throw new InvalidFileException($"{source}: truncated at token {i} of {vocabSize}: expected float score and int32 length at byte {offset}, file has {data.Length} bytes");
             scores[i] = BinaryPrimitives.ReadSingleLittleEndian(data[offset..]);
             int len = BinaryPrimitives.ReadInt32LittleEndian(data[(offset + 4)..]);
             offset += 8;
             if (len < 0 || len > data.Length - offset)
-                throw new InvalidDataException($"{source}: truncated at token {i} of {vocabSize}: expected {len} piece bytes at byte {offset}, file has {data.Length} bytes");
+                throw new InvalidFileException($"{source}: truncated at token {i} of {vocabSize}: expected {len} piece bytes at byte {offset}, file has {data.Length} bytes");
             pieces[i] = Encoding.Latin1.GetString(data.Slice(offset, len));
             offset += len;
         }

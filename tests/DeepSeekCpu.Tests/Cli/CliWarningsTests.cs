@@ -133,7 +133,7 @@ public class CliWarningsTests
         using var tmp = TestPaths.NewTempDir();
         string path = tmp.File("template.txt");
         File.WriteAllText(path, text);
-        var e = Assert.Throws<InvalidDataException>(() => ChatTemplateFile.Load(path, TokenizerLoader.FromDirectory(R1Tokenizer)));
+        var e = Assert.Throws<InvalidFileException>(() => ChatTemplateFile.Load(path, TokenizerLoader.FromDirectory(R1Tokenizer)));
         Assert.StartsWith(path + ": ", e.Message);
         Assert.Contains(expected, e.Message);
         Assert.DoesNotContain('\n', e.Message);

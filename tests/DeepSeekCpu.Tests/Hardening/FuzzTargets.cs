@@ -14,7 +14,7 @@ namespace DeepSeekCpu.Fuzzing;
 /// of an input, puts them where the reader expects them (a file in a scratch folder), runs the reader the way the
 /// engine does and then uses what it returned (tensor rows, an encoded text, a rendered conversation).
 /// An input may load, or fail with the project's clean error: a <see cref="ModelFormatException"/> or
-/// <see cref="InvalidDataException"/> of one line that names the file, or for a request an <see cref="ApiError"/>
+/// <see cref="InvalidFileException"/> of one line that names the file, or for a request an <see cref="ApiError"/>
 /// with a 4xx status (and a <see cref="JsonException"/>, which the server answers as 400). Anything else escapes as
 /// an exception, which the fuzzer (tools/DeepSeekCpu.Fuzz, SharpFuzz + AFL++) counts as a crash and the regression
 /// test (FuzzCorpusTests, over tests/fuzz-corpus) as a failure.
@@ -61,7 +61,7 @@ public static class FuzzTargets
     private static string Clean(Action read, string? file)
     {
         try { read(); return "loaded"; }
-        catch (Exception e) when (e is ModelFormatException or InvalidDataException)
+        catch (Exception e) when (e is ModelFormatException or InvalidFileException)
         {
             if (e.Message.Contains('\n') || e.Message.Contains('\r'))
                 throw new UncleanError($"error message of more than one line: {e.Message}", e);

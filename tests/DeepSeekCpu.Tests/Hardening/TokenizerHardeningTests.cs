@@ -56,6 +56,18 @@ public sealed class TokenizerHardeningTests : IDisposable
     }
 
     [Fact]
+    public void Escape_sequences_and_line_breaks_quoted_from_a_tokenizer_stay_out_of_the_message()
+    {
+        // An added token whose text would retitle the terminal, clear it and start a new line, with a bad id so the
+        // reader quotes it: every tokenizer error is an InvalidFileException, whose message escapes control characters.
+        string path = TokenizerJson("""{"id": -5, "content": "\u001b]0;owned\u0007\u001b[2J\nline"}""");
+        var e = Assert.ThrowsAny<Exception>(() => HfBpeTokenizer.FromTokenizerJson(path));
+        AssertOneLine(e, path, "has id -5");
+        Assert.DoesNotContain(e.Message, c => char.IsControl(c));
+        Assert.Contains("\\x1b]0;owned\\x07\\x1b[2J\\x0aline", e.Message);
+    }
+
+    [Fact]
     public void Vocabulary_id_out_of_range_is_a_clean_error()
     {
         string path = Path.Combine(_dir, "tokenizer.json");

@@ -13,7 +13,7 @@ public sealed class MalformedFileTests : IDisposable
 
     internal static void AssertOneLine(Exception e, string mustName, string mustSay)
     {
-        Assert.IsType<InvalidDataException>(e);
+        Assert.IsType<InvalidFileException>(e);
         Assert.DoesNotContain('\n', e.Message);
         Assert.StartsWith(mustName + ":", e.Message);
         Assert.Contains(mustSay, e.Message);
