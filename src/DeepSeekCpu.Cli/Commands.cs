@@ -245,22 +245,10 @@ public static partial class Commands
         return Math.Min(ctx, limit);
     }
 
-    /// <summary>
-    /// LocalModel.Load with its progress drawn on stderr (<see cref="ProgressView"/>), refusing a tokenizer with ids the
-    /// model has no embedding row for: it would fail at the first such token (a 500 in the server). A smaller one is
-    /// usual (embeddings padded to a multiple of 64 or 128).
-    /// </summary>
-    internal static LocalModel Load(string path, string? tokenizer, LoadOptions options)
-    {
-        var lm = ProgressView.Run($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", p =>
+    /// <summary>LocalModel.Load with its progress drawn on stderr (<see cref="ProgressView"/>).</summary>
+    internal static LocalModel Load(string path, string? tokenizer, LoadOptions options) =>
+        ProgressView.Run($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", p =>
             LocalModel.Load(path, tokenizer, options, new ProgressView.Relay<LoadProgress>(x => p.Report(new Step(x.BytesDone, x.BytesTotal)))));
-        if (lm.Tokenizer.VocabSize > lm.Model.Config.VocabSize)
-        {
-            lm.Dispose();
-            throw new ModelFormatException($"{tokenizer ?? path}: the tokenizer has {lm.Tokenizer.VocabSize} tokens but the model's vocabulary is {lm.Model.Config.VocabSize} (a tokenizer of another model?)");
-        }
-        return lm;
-    }
 
     /// <summary>
     /// One generation on a one-slot <see cref="ChatEngine"/> (the loop <c>chat</c> and <c>serve</c> use): the prompt is

@@ -40,6 +40,10 @@ public sealed partial class LocalModel : IDisposable
         try
         {
             var tokenizer = LoadTokenizer(path, format, config, gguf, tokenizerPath);
+            // A tokenizer with ids the model has no embedding row for would fail at the first such token (a 500 in the
+            // server); a smaller one is usual (embeddings padded to a multiple of 64 or 128).
+            if (tokenizer.VocabSize > config.VocabSize)
+                throw new ModelFormatException($"{tokenizerPath ?? path}: the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {config.VocabSize} (a tokenizer of another model?)");
             if (progress != null) options = options with { MatrixTransform = Reporting(options.MatrixTransform, path, weights.TotalBytes, progress) };
             var model = ModelLoader.Build(config, weights, options);
             progress?.Report(new LoadProgress(path, weights.TotalBytes, weights.TotalBytes, Finished: true));

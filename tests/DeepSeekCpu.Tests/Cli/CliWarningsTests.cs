@@ -69,6 +69,14 @@ public class CliWarningsTests
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 
+    [Fact]
+    public void A_tokenizer_of_another_model_is_refused_by_the_library_too()
+    {
+        // Applications load through LocalModel, not the CLI: the check lives there, before the graph is built.
+        var e = Assert.Throws<ModelFormatException>(() => LocalModel.Load(TestPaths.Fixture("tiny-qwen2"), R1Tokenizer));
+        Assert.Equal($"{R1Tokenizer}: the tokenizer has 151665 tokens but the model's vocabulary is 96 (a tokenizer of another model?)", e.Message);
+    }
+
     /// <summary>The R1 tokenizer with another chat template in its tokenizer_config.json.</summary>
     private static string TokenizerWithTemplate(TestPaths.TempDir tmp, string template)
     {
