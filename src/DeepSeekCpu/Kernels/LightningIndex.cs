@@ -28,38 +28,49 @@ public static class LightningIndex
             throw new ArgumentException("lightning index buffers are smaller than n rows");
         int longest = 0;
         for (int t = 0; t < n; t++) longest = Math.Max(longest, positions[t] + 1);
+        // Rows are scored in groups whose score matrix [group, longest] stays under MaxScores floats: a 256-row prompt
+        // chunk at 128K of context would otherwise hold 128 MB of scores. Rows are independent, so grouping changes
+        // nothing in the result.
+        int group = (int)Math.Clamp(MaxScores / longest, 1, n);
         var job = _job ??= new SelectJob();
-        if (job.Scores.Length < (long)n * longest) job.Scores = new float[Math.Max((long)n * longest, 2L * job.Scores.Length)];
+        if (job.Scores.Length < (long)group * longest) job.Scores = new float[Math.Max((long)group * longest, 2L * job.Scores.Length)];
         job.Q = q; job.W = w; job.Heads = heads; job.HeadDim = headDim; job.Keys = keys; job.Positions = positions;
         job.Topk = topk; job.Indices = indices; job.Counts = counts; job.Stride = longest;
         job.Tiles = (longest + KvCache.Tile - 1) / KvCache.Tile;
         try
         {
-            job.Scoring = true;                                  // scores of every (row, tile of keys)
-            WorkerPool.Shared.Run(job, n * job.Tiles, grain: 1);
-            job.Scoring = false;                                 // then each row's top-k
-            WorkerPool.Shared.Run(job, n, grain: 1);
+            for (job.Row0 = 0; job.Row0 < n; job.Row0 += group)
+            {
+                int rows = Math.Min(group, n - job.Row0);
+                job.Scoring = true;                              // scores of every (row, tile of keys)
+                WorkerPool.Shared.Run(job, rows * job.Tiles, grain: 1);
+                job.Scoring = false;                             // then each row's top-k
+                WorkerPool.Shared.Run(job, rows, grain: 1);
+            }
         }
         finally { job.Q = job.W = null!; job.Keys = null!; job.Positions = job.Indices = job.Counts = null!; }
     }
+
+    /// <summary>Largest score matrix kept at once, in floats (16 MB).</summary>
+    internal const long MaxScores = 4L << 20;
 
     [ThreadStatic] private static SelectJob? _job;
 
     private sealed class SelectJob : IRangeJob
     {
         [ThreadStatic] private static float[]? _tile, _copy;
-        public float[] Scores = [];                              // [n, Stride] score[t, j]
+        public float[] Scores = [];                              // [group, Stride] score[Row0 + i, j]
         public float[] Q = null!, W = null!;
         public KvCache[] Keys = null!;
         public int[] Positions = null!, Indices = null!, Counts = null!;
-        public int Heads, HeadDim, Topk, Stride, Tiles;
+        public int Heads, HeadDim, Topk, Stride, Tiles, Row0;
         public bool Scoring;
 
         public void Run(int first, int end)
         {
             for (int item = first; item < end; item++)
-                if (Scoring) Score(item / Tiles, item % Tiles * KvCache.Tile);
-                else Keep(item);
+                if (Scoring) Score(Row0 + item / Tiles, item % Tiles * KvCache.Tile);
+                else Keep(Row0 + item);
         }
 
         /// <summary>score[t, j0 .. j0 + Tile) for the keys of row t that exist (none when the row keeps all its keys).</summary>
@@ -73,7 +84,7 @@ public static class LightningIndex
             var k = keys.Rows(j0, m, tile);                          // [m, headDim]
             var q = Q.AsSpan(t * Heads * HeadDim, Heads * HeadDim);  // [heads, headDim]
             var w = W.AsSpan(t * Heads, Heads);                      // [heads]
-            var scores = Scores.AsSpan(t * Stride + j0, m);
+            var scores = Scores.AsSpan((t - Row0) * Stride + j0, m);
             for (int j = 0; j < m; j++)
             {
                 var kj = k.Slice(j * keys.Width, HeadDim);
@@ -94,7 +105,7 @@ public static class LightningIndex
                 for (int j = 0; j < len; j++) selected[j] = j;
                 return;
             }
-            var scores = Scores.AsSpan(t * Stride, len);
+            var scores = Scores.AsSpan((t - Row0) * Stride, len);
             var copy = (_copy is { } c && c.Length >= len ? c : (_copy = new float[Math.Max(len, 2 * (_copy?.Length ?? 0))])).AsSpan(0, len);
             for (int j = 0; j < len; j++) copy[j] = float.IsNaN(scores[j]) ? float.NegativeInfinity : scores[j];
             float threshold = KthSmallest(copy, len - k);            // the k-th largest score

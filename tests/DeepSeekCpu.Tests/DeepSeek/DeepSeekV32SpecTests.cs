@@ -56,6 +56,48 @@ public class DeepSeekV32SpecTests
         }
     }
 
+    /// <summary>
+    /// LightningIndex.Select against its definition (score = Σ_h w_h·ReLU(q_h·k_j), the topk highest, equal scores
+    /// taken from the lowest position) for a 300-row chunk at ~14K of context: its score matrix exceeds
+    /// LightningIndex.MaxScores, so the rows are scored in two groups. Small integer values keep every score exact in
+    /// float, and make ties common.
+    /// </summary>
+    [Fact]
+    public void SelectionOfALongChunkEqualsTheDefinition()
+    {
+        const int n = 300, heads = 2, dim = 8, topk = 64, start = 14_000;
+        Assert.True((long)n * (start + n) > LightningIndex.MaxScores, "the chunk must need more than one group");
+        var rng = new Random(11);
+        var cache = new KvCache(KvCacheType.F32, dim, start + n);
+        var keys = new float[start + n][];
+        for (int j = 0; j < start + n; j++)
+        {
+            keys[j] = Enumerable.Range(0, dim).Select(_ => (float)rng.Next(-2, 3)).ToArray();
+            cache.Write(j, keys[j]);
+        }
+        var q = Enumerable.Range(0, n * heads * dim).Select(_ => (float)rng.Next(-2, 3)).ToArray();
+        var w = Enumerable.Range(0, n * heads).Select(_ => (float)rng.Next(1, 3)).ToArray();
+        var positions = Enumerable.Range(start, n).ToArray();
+        var indices = new int[n * topk];
+        var counts = new int[n];
+        LightningIndex.Select(q, w, n, heads, dim, Enumerable.Repeat(cache, n).ToArray(), positions, topk, indices, counts);
+
+        for (int t = 0; t < n; t += 7)
+        {
+            var score = new double[positions[t] + 1];
+            for (int j = 0; j < score.Length; j++)
+                for (int h = 0; h < heads; h++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < dim; d++) dot += q[(t * heads + h) * dim + d] * keys[j][d];
+                    score[j] += w[t * heads + h] * Math.Max(dot, 0);
+                }
+            var expected = Enumerable.Range(0, score.Length).OrderByDescending(j => score[j]).ThenBy(j => j).Take(topk).Order().ToArray();
+            Assert.Equal(topk, counts[t]);
+            Assert.Equal(expected, indices.AsSpan(t * topk, topk).ToArray());
+        }
+    }
+
     /// <summary>The fixture's config.json with <paramref name="from"/> replaced by <paramref name="to"/> fails to read with one line containing <paramref name="expected"/>.</summary>
     internal static void AssertConfigErrorLine(string fixtureDir, string from, string to, string expected)
     {
