@@ -26,13 +26,15 @@ public static class SinkAttention
             || positions.Length < n || counts.Length < n || sinks.Length < heads || indices.Length < (long)(n - 1) * stride + counts[n - 1])
             throw new ArgumentException("sink attention buffers are smaller than n rows");
         var job = _job ??= new Job();
-        job.Q = q; job.O = o; job.Heads = heads; job.D = d; job.Windows = windows; job.Window = window;
-        job.Positions = positions; job.Compressed = compressed; job.Indices = indices; job.Counts = counts; job.Stride = stride;
-        job.Sinks = sinks; job.Scale = scale;
+        job.A = new Args(q, o, heads, d, windows, window, positions, compressed, indices, counts, stride, sinks, scale);
         job.HeadsPerItem = Attention.HeadsPerItem(heads, 1, WorkerPool.Shared.ThreadCount);
         try { WorkerPool.Shared.Run(job, n * (heads / job.HeadsPerItem), grain: 1); }
-        finally { job.Q = job.O = job.Sinks = null!; job.Windows = null!; job.Compressed = null!; job.Positions = job.Indices = job.Counts = null!; }
+        finally { job.A = default; }
     }
+
+    /// <summary>One call's arguments, as <see cref="Attend"/> takes them.</summary>
+    private readonly record struct Args(float[] Q, float[] O, int Heads, int D, KvCache[] Windows, int Window, int[] Positions,
+        KvCache?[] Compressed, int[] Indices, int[] Counts, int Stride, float[] Sinks, float Scale);
 
     [ThreadStatic] private static Job? _job;
 
@@ -40,40 +42,41 @@ public static class SinkAttention
     private sealed class Job : IRangeJob
     {
         [ThreadStatic] private static float[]? _keys, _scores;
-        public float[] Q = null!, O = null!, Sinks = null!;
-        public KvCache[] Windows = null!;
-        public KvCache?[] Compressed = null!;
-        public int[] Positions = null!, Indices = null!, Counts = null!;
-        public int Heads, D, Window, Stride, HeadsPerItem;
-        public float Scale;
+        public Args A;
+        public int HeadsPerItem;
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerRow = Heads / G;
             for (int item = first; item < end; item++)
             {
-                int t = item / itemsPerRow, h0 = item % itemsPerRow * G, pos = Positions[t];
-                int w0 = Math.Max(0, pos - Window + 1), nw = pos - w0 + 1, nc = Counts[t], count = nw + nc;
-                var keys = (_keys is { } k && k.Length >= count * D ? k : (_keys = new float[Math.Max(count * D, 2 * (_keys?.Length ?? 0))])).AsSpan(0, count * D);
-                var scores = (_scores is { } s && s.Length >= count ? s : (_scores = new float[Math.Max(count, 256) * 2])).AsSpan(0, count);
-                // keys [count, d]: the window (oldest first), then the selected compressed entries
-                var ring = Windows[t];
-                for (int j = 0; j < nw; j++) ring.Read((w0 + j) % ring.Capacity, keys.Slice(j * D, D));
-                var selected = Indices.AsSpan(t * Stride, nc);
-                for (int j = 0; j < nc; j++) Compressed[t]!.Read(selected[j], keys.Slice((nw + j) * D, D));
+                var (t, group) = Math.DivRem(item, A.Heads / HeadsPerItem);
+                Heads(t, group * HeadsPerItem, HeadsPerItem);
+            }
+        }
 
-                for (int g = 0; g < G; g++)
-                {
-                    int h = h0 + g;
-                    var q = Q.AsSpan((t * Heads + h) * D, D);
-                    var o = O.AsSpan((t * Heads + h) * D, D);
-                    for (int j = 0; j < count; j++) scores[j] = TensorPrimitives.Dot(q, keys.Slice(j * D, D)) * Scale;
-                    float m = TensorPrimitives.Max(scores), sum = MathF.Exp(Sinks[h] - m);
-                    for (int j = 0; j < count; j++) sum += scores[j] = MathF.Exp(scores[j] - m);
-                    o.Clear();
-                    for (int j = 0; j < count; j++) TensorPrimitives.MultiplyAdd(keys.Slice(j * D, D), scores[j], o, o);
-                    TensorPrimitives.Multiply(o, 1f / sum, o);
-                }
+        /// <summary>Heads h0 .. h0 + G of row t.</summary>
+        private void Heads(int t, int h0, int G)
+        {
+            var (Q, O, heads, D, windows, window, positions, compressed, indices, counts, stride, sinks, scale) = A;
+            int pos = positions[t], w0 = Math.Max(0, pos - window + 1), nw = pos - w0 + 1, nc = counts[t], count = nw + nc;
+            var keys = (_keys is { } k && k.Length >= count * D ? k : (_keys = new float[Math.Max(count * D, 2 * (_keys?.Length ?? 0))])).AsSpan(0, count * D);
+            var scores = (_scores is { } s && s.Length >= count ? s : (_scores = new float[Math.Max(count, 256) * 2])).AsSpan(0, count);
+            // keys [count, d]: the window (oldest first), then the selected compressed entries
+            var ring = windows[t];
+            for (int j = 0; j < nw; j++) ring.Read((w0 + j) % ring.Capacity, keys.Slice(j * D, D));
+            var selected = indices.AsSpan(t * stride, nc);
+            for (int j = 0; j < nc; j++) compressed[t]!.Read(selected[j], keys.Slice((nw + j) * D, D));
+
+            for (int h = h0; h < h0 + G; h++)
+            {
+                var q = Q.AsSpan((t * heads + h) * D, D);
+                var o = O.AsSpan((t * heads + h) * D, D);
+                for (int j = 0; j < count; j++) scores[j] = TensorPrimitives.Dot(q, keys.Slice(j * D, D)) * scale;
+                float m = TensorPrimitives.Max(scores), sum = MathF.Exp(sinks[h] - m);
+                for (int j = 0; j < count; j++) sum += scores[j] = MathF.Exp(scores[j] - m);
+                o.Clear();
+                for (int j = 0; j < count; j++) TensorPrimitives.MultiplyAdd(keys.Slice(j * D, D), scores[j], o, o);
+                TensorPrimitives.Multiply(o, 1f / sum, o);
             }
         }
     }

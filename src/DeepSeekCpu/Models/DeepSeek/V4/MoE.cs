@@ -1,6 +1,6 @@
-using System.Numerics.Tensors;
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Weights;
+using System.Numerics.Tensors;
 
 namespace DeepSeekCpu.Models.DeepSeek.V4;
 
