@@ -57,4 +57,21 @@ public class DeepSeekV4RandomModelTests
                 Assert.True(sel.SequenceEqual(seen[key]), $"{name} {mode} layer {key.Layer} position {key.Position}: [{string.Join(",", seen[key])}] vs [{string.Join(",", sel)}]");
         }
     }
+
+    /// <summary>Bad checkpoints are refused at load in one line naming the file and the tensor.</summary>
+    [Theory]
+    [InlineData("tid2eid", "routes token 0 to expert 6, expected 0..5")]
+    [InlineData("layers.0.attn.attn_sink", "tensor layers.0.attn.attn_sink is missing")]
+    [InlineData("layers.1.ffn.experts.2.w3.scale", "FP4 tensor layers.1.ffn.experts.2.w3.weight has no layers.1.ffn.experts.2.w3.scale")]
+    [InlineData("layers.1.attn.indexer.compressor.ape", "tensor layers.1.attn.indexer.compressor.ape is missing")]
+    public void BadCheckpointIsOneLine(string what, string expected)
+    {
+        var spec = new TinyDeepSeekV4 { Ratios = [16, 4, 0], Seed = 11 };
+        if (what == "tid2eid") spec.FirstHashExpert = spec.Experts; else spec.Omit.Add(what);
+        using var dir = new TestPaths.TempDir();
+        spec.Write(dir.Path);
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(dir.Path, TestPaths.F32Cache));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
 }

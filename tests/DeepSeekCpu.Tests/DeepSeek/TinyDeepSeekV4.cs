@@ -21,6 +21,9 @@ public sealed class TinyDeepSeekV4
     /// <summary>Linears stored as FP8 with E8M0 block scales (suffixes of their names, e.g. "attn.wq_b").</summary>
     public string[] Fp8 = ["attn.wq_b", "attn.wo_b", "shared_experts.w2"];
     public int Seed = 7;
+    /// <summary>Tensors left out of the file, and an expert id written over tid2eid's first entry (bad-input tests).</summary>
+    public HashSet<string> Omit = [];
+    public long? FirstHashExpert;
 
     public readonly Dictionary<string, double[]> Values = [];
     public readonly Dictionary<string, int[]> Tables = [];
@@ -93,7 +96,9 @@ public sealed class TinyDeepSeekV4
                     ids.CopyTo(table, t * TopK);
                 }
                 Tables[f + "gate.tid2eid"] = table;
-                _tensors.Add((f + "gate.tid2eid", "I64", [Vocab, TopK], table.SelectMany(v => BitConverter.GetBytes((long)v)).ToArray()));
+                var ids64 = table.Select(v => (long)v).ToArray();
+                if (FirstHashExpert is { } bad) ids64[0] = bad;
+                _tensors.Add((f + "gate.tid2eid", "I64", [Vocab, TopK], ids64.SelectMany(BitConverter.GetBytes).ToArray()));
             }
             else Plain(f + "gate.bias", [Experts], 0.3);
             for (int e = 0; e < Experts; e++)
@@ -108,7 +113,7 @@ public sealed class TinyDeepSeekV4
         }
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "config.json"), ConfigJson());
-        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), _tensors);
+        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), _tensors.Where(t => !Omit.Contains(t.Item1)).ToList());
     }
 
     private double Uniform(double a) => (2 * _rng.NextDouble() - 1) * a;

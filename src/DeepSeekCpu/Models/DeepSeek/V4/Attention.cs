@@ -280,6 +280,11 @@ internal sealed class Indexer
     {
         int n = rows.Count;
         if (p.Selected.Length < n * _topk) p.Selected = new int[Math.Max(n * _topk, 2 * p.Selected.Length)];
+        if (p.EntryLast.AsSpan(0, n).ContainsAnyExcept(-1) is false)   // no entry yet for any row: nothing to score
+        {
+            p.Counts.AsSpan(0, n).Clear();
+            return _topk;
+        }
         var keys = rows.Caches(layer, static (s, l) => s.IndexKeys[l]!);
         LightningIndex.Select(p.IdxQ, p.IdxWeights, n, _heads, _headDim, keys, p.EntryLast, _topk, p.Selected, p.Counts);
         return _topk;

@@ -52,7 +52,7 @@ internal sealed class Gate
         int E = _experts, k = TopK;
         var scores = p.RouterLogits.AsSpan(0, n * E);                // [n, experts]
         MatMul.Multiply(_weight, x, scores, n);
-        Span<float> select = stackalloc float[E];
+        var select = p.RouterSelect.AsSpan(0, E);                    // [experts] scores + bias
         for (int t = 0; t < n; t++)
         {
             var s = scores.Slice(t * E, E);
@@ -161,14 +161,13 @@ internal sealed class MoE
         y = y[..(n * D)];
         _shared.Forward(p, x, y, n, default);
         var xs = p.ExpertIn.AsSpan(); var outs = p.ExpertOut.AsSpan(); var scale = p.RowScale.AsSpan();
-        var rowsOf = new List<int>(n);
+        var rowsOf = p.ExpertRows.AsSpan(0, n * k);                  // the (row, slot) pairs that chose one expert
         for (int e = 0; e < _experts.Length; e++)
         {
             // the rows that chose e, gathered; each output row added back with the row's weight already applied
-            rowsOf.Clear();
-            for (int i = 0; i < n * k; i++) if (chosen[i] == e) rowsOf.Add(i);
-            if (rowsOf.Count == 0) continue;
-            int m = rowsOf.Count;
+            int m = 0;
+            for (int i = 0; i < n * k; i++) if (chosen[i] == e) rowsOf[m++] = i;
+            if (m == 0) continue;
             for (int j = 0; j < m; j++) { x.Slice(rowsOf[j] / k * D, D).CopyTo(xs.Slice(j * D, D)); scale[j] = weights[rowsOf[j]]; }
             _experts[e].Forward(p, xs[..(m * D)], outs, m, scale[..m]);
             for (int j = 0; j < m; j++)

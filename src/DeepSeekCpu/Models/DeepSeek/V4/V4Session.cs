@@ -117,6 +117,8 @@ internal sealed class V4Pass
     public readonly int[] Counts;               // [R] compressed entries each row attends to
     public int[] Selected = [];                 // [R, stride] their indices
     public readonly float[] RouterLogits;       // [R, experts]
+    public readonly float[] RouterSelect;       // [experts]
+    public readonly int[] ExpertRows;           // [R·k] the (row, slot) pairs of one expert
     public readonly int[] Chosen;               // [R, k]
     public readonly float[] ChosenWeights;      // [R, k]
     public readonly float[] ExpertIn, ExpertOut;// [R·k, dim] one expert's rows, gathered
@@ -137,6 +139,7 @@ internal sealed class V4Pass
         EntryLast = new int[R]; Counts = new int[R];
         RouterLogits = new float[R * c.NRoutedExperts]; Chosen = new int[R * c.NumExpertsPerTok]; ChosenWeights = new float[R * c.NumExpertsPerTok];
         int Rk = R * Math.Max(1, c.NumExpertsPerTok);
+        RouterSelect = new float[c.NRoutedExperts]; ExpertRows = new int[Rk];
         ExpertIn = new float[Rk * D]; ExpertOut = new float[Rk * D]; Gate = new float[Rk * c.MoeIntermediateSize]; Up = new float[Rk * c.MoeIntermediateSize];
         RowScale = new float[Rk];
     }
