@@ -40,6 +40,11 @@ public static partial class Commands
             Console.WriteLine($"ffn:            dense {c.IntermediateSize} for the first {c.FirstKDenseReplace} layers; MoE {c.NRoutedExperts} routed x {c.MoeIntermediateSize} (top {c.NumExpertsPerTok}, {c.ScoringFunc}, groups {c.NGroup} keep {c.TopkGroup}) + {c.NSharedExperts} shared");
             if (c.NumNextnPredictLayers > 0) Console.WriteLine($"config:         num_nextn_predict_layers = {c.NumNextnPredictLayers} (multi-token prediction; not used for decoding)");
         }
+        else if (c.V4 is { } v4c)
+        {
+            Console.WriteLine($"attention:      {c.NumHeads} query heads over one kv head of {c.HeadDim} (rope {c.QkRopeHeadDim}), sliding window {v4c.SlidingWindow} + sinks, compress_ratios [{string.Join(",", v4c.CompressRatios)}], o_groups {v4c.OGroups} x {v4c.OLoraRank}, hc_mult {v4c.HcMult}");
+            Console.WriteLine($"ffn:            MoE {c.NRoutedExperts} routed x {c.MoeIntermediateSize} (top {c.NumExpertsPerTok}, {c.ScoringFunc}; first {v4c.NumHashLayers} layers hash-routed) + {c.NSharedExperts} shared, swiglu_limit {v4c.SwigluLimit}, experts {v4c.ExpertDtype ?? "bf16"}");
+        }
         else
         {
             Console.WriteLine($"attention:      {c.NumHeads} heads / {c.NumKvHeads} kv heads, head dim {c.HeadDim}{(c.AttentionBias ? ", q/k/v bias" : "")}{(c.QkNorm ? ", q/k RMSNorm per head" : "")}");
@@ -51,7 +56,8 @@ public static partial class Commands
         Console.WriteLine(string.Format(inv, "rope:           theta {0}{1}{2}", c.RopeTheta,
             c.RopeScaling is { } s ? $", {s.Type} x{s.Factor.ToString(inv)} (original {s.OriginalMaxPositionEmbeddings})" : "",
             c.RopeInterleaved ? ", interleaved pairs" : ", rotate-half"));
-        if (!c.IsMla && c.RopeScaling is { Type: "yarn" } y)
+        if (c.V4 is { } v4r) Console.WriteLine(string.Format(inv, "v4 rope:        window-only layers theta {0} without YaRN; compressed layers theta {1} with YaRN's frequencies, no mscale", c.RopeTheta, v4r.CompressRopeTheta));
+        else if (!c.IsMla && c.RopeScaling is { Type: "yarn" } y)
             // R1-0528-Qwen3-8B's config also has "attn_factor" (0.878); transformers and llama.cpp do not read it (DEEPSEEK.md)
             Console.WriteLine(string.Format(inv, "yarn:           cos/sin x {0:F4} ({1}); a config \"attn_factor\" is not applied, as in transformers and llama.cpp",
                 y.AttentionFactor ?? 0.1 * Math.Log(y.Factor) + 1, y.AttentionFactor != null ? "attention_factor" : "0.1 ln(factor) + 1"));
@@ -62,7 +68,8 @@ public static partial class Commands
             Console.WriteLine($"mtp:            {ds.SkippedMtpLayers} multi-token-prediction layer(s) in the weights, not loaded into the main model");
         var byType = w.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength));
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
-        Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, {2})",
+        if (model is DeepSeekCpu.Models.DeepSeek.V4.DeepSeekV4Model v4) Console.WriteLine($"kv cache:       {v4.CacheDescription}");
+        else Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, {2})",
             model.KvBytesPerToken, c.KvValuesPerTokenPerLayer, KvCache.Name(options.CacheType)));
         if (devices != null)
         {
@@ -100,6 +107,7 @@ public static partial class Commands
         {
             DeepSeekCpu.Models.DeepSeek.DeepSeekModel d => d.ScratchBytes,
             DeepSeekCpu.Models.Llama.LlamaModel l => l.ScratchBytes,
+            DeepSeekCpu.Models.DeepSeek.V4.DeepSeekV4Model v => v.ScratchBytes + v.WindowBytes * parallel,
             _ => 0,
         } + 8L * ctx * (c.IsMla ? c.QkRopeHeadDim : c.HeadDim) / 2;          // + rope cos/sin table
         long total = mapped + resident + kv + scratch;

@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Models;
 
 /// <summary>
 /// The model graphs this engine knows. DeepSeekV32 is V3 plus DeepSeek Sparse Attention (config "deepseek_v32": a
-/// lightning indexer per layer); DeepSeekV4 ("deepseek_v4") is read as a config only (<see cref="ModelConfig.V4"/>).
+/// lightning indexer per layer); DeepSeekV4 ("deepseek_v4", <see cref="ModelConfig.V4"/>) has its own graph (Models/DeepSeek/V4).
 /// </summary>
 public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3, DeepSeekV32, DeepSeekV4 }
 

@@ -77,7 +77,7 @@ public static partial class ModelLoader
     public static ILanguageModel Build(ModelConfig config, ModelWeights weights, LoadOptions? options = null)
     {
         options ??= LoadOptions.Default;
-        if (config.V4 is { } v4) throw ModelFormatException.In(weights.Source, v4.NotSupportedYet());
+        if (config.V4 != null) return BuildV4(config, weights, options);
         if (options.Graph is { } graph)
         {
             // other graphs (the TorchSharp backend) compute MLA without V3.2's indexer: refuse rather than attend densely

@@ -21,16 +21,6 @@ namespace DeepSeekCpu.Models.DeepSeek;
 public sealed record DeepSeekV4Config(int[] CompressRatios, double CompressRopeTheta, int SlidingWindow, int OGroups,
     int OLoraRank, int HcMult, int HcSinkhornIters, double HcEps, int NumHashLayers, double SwigluLimit, string? ExpertDtype)
 {
-    /// <summary>
-    /// The one-line refusal of a V4 model: its config is read (and <c>info</c> can show it) but the graph is not
-    /// implemented. Names the fields whose computation is missing, in the order a token meets them.
-    /// </summary>
-    public string NotSupportedYet() =>
-        $"DeepSeek-V4 (deepseek_v4) is not supported yet: hc_mult {HcMult} (hyper-connections), compress_ratios " +
-        $"[{string.Join(",", CompressRatios.Distinct().Order())}] (compressed/sliding-window attention with sinks), " +
-        $"o_groups {OGroups} (grouped output projection), num_hash_layers {NumHashLayers} (hash routing), scoring_func " +
-        $"sqrtsoftplus routing, swiglu_limit {SwigluLimit}, expert_dtype {ExpertDtype ?? "bf16"} (FP4 experts); only its config is read";
-
     /// <summary>Reads and checks the V4 fields of a config.json (one line naming the field on bad input).</summary>
     internal static DeepSeekV4Config Read(ModelConfig.JsonFields j, JsonElement root, string path)
     {
