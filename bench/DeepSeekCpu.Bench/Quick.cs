@@ -58,6 +58,12 @@ internal static class Quick
                     int perLayer = name.StartsWith("attn_q") ? 2 : name.StartsWith("attn_k") ? 2 : name.StartsWith("ffn_gate") ? 2 : 1;
                     flops += perLayer * f; time += perLayer * s;
                     Console.WriteLine($"{type,-8} gemm {name,-24} n={n} {f / s / 1e9,7:F1} GFLOP/s  {s * 1e3,8:F1} ms");
+                    // the same matrix with the decode kernels' interleaved copy, which the int8 tiles then read
+                    if (args.Contains("--x16") && Kernels.Repack.Interleave.Attach(w, KernelInfo.Path) > 0)
+                    {
+                        double s16 = Time(() => MatMul.Multiply(w, x, y, n), seconds, minRuns: 2);
+                        Console.WriteLine($"{type,-8} gemm {name + " x16",-24} n={n} {f / s16 / 1e9,7:F1} GFLOP/s  {s16 * 1e3,8:F1} ms  ({s / s16:F2}x)");
+                    }
                 }
                 double perToken = time / n * 28;
                 Console.WriteLine($"{type,-8} gemm layer mix {flops / time / 1e9:F1} GFLOP/s -> 28 layers of linear layers alone: {1 / perToken:F0} tok/s prompt (n={n})");
