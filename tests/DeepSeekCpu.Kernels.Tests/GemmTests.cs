@@ -17,7 +17,7 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// </summary>
 public unsafe class GemmTests
 {
-    private static readonly DType[] Int8Types = [DType.Q4_0, DType.Q4_1, DType.Q4_K, DType.Q8_0, DType.Q6_K];
+    private static readonly DType[] Int8Types = [DType.Q4_0, DType.Q4_1, DType.Q4_K, DType.Q8_0, DType.Q6_K, DType.Q5_K];
 
     public static TheoryData<DType> Int8Formats() => new(Int8Types);
 

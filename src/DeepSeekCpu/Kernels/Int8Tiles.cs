@@ -21,7 +21,7 @@ internal static unsafe class Int8Tiles
     public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
 
     /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
-    /// (8-bit formats: q = 16·high + low). Read from the interleaved copy where the matrix has one
+    /// (8-bit formats and Q5_K: q = 16·high + low). Read from the interleaved copy where the matrix has one
     /// (<see cref="WeightMatrix.Interleaved"/>, the decode kernels' layout), so prompts and decoding read one copy of
     /// the weights and the memory map's pages go cold; else from the stored rows.</summary>
     public static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)
@@ -107,6 +107,34 @@ internal static unsafe class Int8Tiles
                         int sc, mn;
                         if (src.Grouped) { sc = blk[Interleave.Q4_KScales + 16 * j + src.R]; mn = blk[Interleave.Q4_KMins + 32 * (j / 2) + 2 * src.R + j % 2]; }
                         else KQuant.ScaleMin(j, ((BlockQ4_K*)blk)->Scales, out sc, out mn);
+                        d[i + j] = sd * sc;
+                        m[i + j] = -sm * mn;
+                    }
+                }
+                break;
+            case DType.Q5_K:
+                // ggml dequantize_row_q5_K: per 64 elements j, element 64j + l = low nibble of qs[32j + l] + 16·bit 2j
+                // of qh[l], element 64j + 32 + l = high nibble + 16·bit 2j + 1; sub-block s = 2j, 2j + 1 has d·sc and
+                // dmin·m. q = low + 16·high with the fifth bit as the high plane (0 or 1).
+                var one = Vector128.Create((byte)1);
+                for (int i = 0; i < count; i += 8)
+                {
+                    var blk = (BlockQ5_K*)src.Block((b0 + i) / 8);
+                    float sd = HalfBits.ToFloat(blk->D), sm = HalfBits.ToFloat(blk->DMin);
+                    for (int g = 0; g < 4; g++)
+                        for (int h = 0; h < 2; h++)
+                        {
+                            var v = Vector128.Load(blk->Qs + 32 * g + 16 * h);
+                            var bits = Vector128.Load(blk->Qh + 16 * h);
+                            int o = 32 * i + 64 * g + 16 * h;
+                            (v & mask).Store(q + o);
+                            (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + o + 32);
+                            (Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g).AsByte() & one).Store(high + o);
+                            (Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g + 1).AsByte() & one).Store(high + o + 32);
+                        }
+                    for (int j = 0; j < 8; j++)
+                    {
+                        KQuant.ScaleMin(j, blk->Scales, out int sc, out int mn);
                         d[i + j] = sd * sc;
                         m[i + j] = -sm * mn;
                     }
