@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using DeepSeekCpu.Bench;
 
-// `quick [--threads N] [--n 512] [--formats Q4_0,Q8_0] [--ms 300] [--no-gemm] [--no-gemv]`: a few seconds, no BDN.
+// `quick [--threads N] [--n 512] [--formats Q4_0,Q8_0] [--ms 300] [--no-gemm] [--no-gemv] [--cpu-time] [--x16]`: a few seconds, no BDN.
 // `bodies`: each dot-product body alone (ns per 1000 weights, single thread, L2-resident).
 // `crossover`: GEMV vs GEMM time per token for small n (the crossovers in MatMul.Plan).
 // `quantize`: Quantize.Matrix speed per target type.

@@ -19,6 +19,9 @@ internal static class Quick
         double seconds = ArgInt(args, "--ms", 300) / 1000.0;
         var formats = (Arg(args, "--formats") ?? "Q4_0,Q8_0,Q4_K,Q6_K,BF16").Split(',').Select(Enum.Parse<DType>).ToArray();
         bool gemm = !args.Contains("--no-gemm"), gemv = !args.Contains("--no-gemv");
+        // --cpu-time: each run timed by the process's CPU time instead of the wall clock, for a host shared with other
+        // work (with --threads 1 a run's CPU time is its own work; the minimum over runs still sets the number)
+        _cpuTime = args.Contains("--cpu-time");
         WorkerPool.Configure(threads);
         Console.WriteLine($"kernel path {KernelInfo.ActivePath}, {threads} threads");
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.Measure(threads, 1L << 30):F1} GB/s ({threads} threads), {MemoryBandwidth.Measure(1, 1L << 30):F1} GB/s (1 thread)");
@@ -55,6 +58,12 @@ internal static class Quick
                     int perLayer = name.StartsWith("attn_q") ? 2 : name.StartsWith("attn_k") ? 2 : name.StartsWith("ffn_gate") ? 2 : 1;
                     flops += perLayer * f; time += perLayer * s;
                     Console.WriteLine($"{type,-8} gemm {name,-24} n={n} {f / s / 1e9,7:F1} GFLOP/s  {s * 1e3,8:F1} ms");
+                    // the same matrix with the decode kernels' interleaved copy, which the int8 tiles then read
+                    if (args.Contains("--x16") && Kernels.Repack.Interleave.Attach(w, KernelInfo.Path) > 0)
+                    {
+                        double s16 = Time(() => MatMul.Multiply(w, x, y, n), seconds, minRuns: 2);
+                        Console.WriteLine($"{type,-8} gemm {name + " x16",-24} n={n} {f / s16 / 1e9,7:F1} GFLOP/s  {s16 * 1e3,8:F1} ms  ({s / s16:F2}x)");
+                    }
                 }
                 double perToken = time / n * 28;
                 Console.WriteLine($"{type,-8} gemm layer mix {flops / time / 1e9:F1} GFLOP/s -> 28 layers of linear layers alone: {1 / perToken:F0} tok/s prompt (n={n})");
@@ -62,6 +71,8 @@ internal static class Quick
         }
         return 0;
     }
+
+    private static bool _cpuTime;
 
     private static double Time(Action a, double seconds, int minRuns = 5)
     {
@@ -72,8 +83,10 @@ internal static class Quick
         while (runs < minRuns || sw.Elapsed.TotalSeconds < seconds)
         {
             long t0 = Stopwatch.GetTimestamp();
+            var cpu0 = _cpuTime ? Environment.CpuUsage.TotalTime : default;
             a();
-            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            double s = _cpuTime ? (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds : Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            best = Math.Min(best, s);
             runs++;
         }
         return best;

@@ -1,5 +1,6 @@
 using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Kernels.Reference;
+using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
 using Xunit;
 
@@ -16,7 +17,7 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// </summary>
 public unsafe class GemmTests
 {
-    private static readonly DType[] Int8Types = [DType.Q4_0, DType.Q4_1, DType.Q4_K, DType.Q8_0, DType.Q6_K];
+    private static readonly DType[] Int8Types = [DType.Q4_0, DType.Q4_1, DType.Q4_K, DType.Q8_0, DType.Q6_K, DType.Q5_K];
 
     public static TheoryData<DType> Int8Formats() => new(Int8Types);
 
@@ -40,7 +41,11 @@ public unsafe class GemmTests
         var expect = new float[cols];
         fixed (byte* pq = q, ph = high)
         fixed (float* pd = d, pm = m)
+        // from the stored rows, then from the interleaved copy of the decode kernels (Repack/Interleave), which the
+        // unpacker reads instead wherever a matrix has one
+        foreach (bool interleaved in Interleave.Supports(t) ? new[] { false, true } : [false])
         {
+            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
             for (int r = 0; r < rows; r++)
             {
                 Dequantize.RowOf(w, r, expect);
@@ -57,7 +62,7 @@ public unsafe class GemmTests
                     // where d·q + m is +0, the same value).
                     float got = (float)((double)d[g] * (q[k] + 16 * high[k]) + m[g]);
                     Assert.True(expect[k] == got,
-                        $"{t} row {r} col {k}: unpacked {got} vs Dequantize {expect[k]}");
+                        $"{t} {(interleaved ? "interleaved" : "stored")} row {r} col {k}: unpacked {got} vs Dequantize {expect[k]}");
                 }
             }
         }
@@ -141,18 +146,21 @@ public unsafe class GemmTests
         if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run));
         if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run));
         if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run));
-        foreach (int n in new[] { 1, 13, 37 })
+        // n = 37 once more from the interleaved copy of the decode kernels, which the tiles read where it exists
+        foreach (int n in Interleave.Supports(t) ? new[] { 1, 13, 37, -37 } : [1, 13, 37])
         {
-            var x = TestData.Gaussian(n * cols, n + (int)t);
-            var expect = new double[n * rows];
-            GemmReference.Int8(w, x, expect, n);
+            if (n < 0) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
+            int nt = Math.Abs(n);
+            var x = TestData.Gaussian(nt * cols, nt + (int)t);
+            var expect = new double[nt * rows];
+            GemmReference.Int8(w, x, expect, nt);
             foreach (var (name, run) in kernels)
             {
-                var y = new float[n * rows + 1];
+                var y = new float[nt * rows + 1];
                 y[^1] = 12345f;
-                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, nt);
                 Assert.Equal(12345f, y[^1]);
-                for (int tk = 0; tk < n; tk++)
+                for (int tk = 0; tk < nt; tk++)
                 for (int r = 0; r < rows; r++)
                 {
                     // Integer block sums are exact in both; only the float scaling and accumulation order differ.

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Kernels;
 
 /// <summary>
 /// The float GEMM (prompt processing) of the formats the int8 GEMM (<see cref="GemmInt8{TMicro}"/>) does not take on a
-/// path (float formats, Q5_0, Q5_K, Q8_K, the low-bit K- and i-quants; on AVX2 and Arm64 also Q8_0 and Q6_K), and of
+/// path (float formats, Q5_0, Q8_K, the low-bit K- and i-quants; Q5_K without AVX-512; on AVX2 and Arm64 also Q8_0 and Q6_K), and of
 /// every format on NEON without DotProd; it runs in the tiled driver (<see cref="TiledGemm{TKernel}"/>):
 /// <list type="bullet">
 /// <item>X [n, K] is packed once per call into panels of 16 tokens, k-major: Xp[panel][k][16], so one vector load

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using DeepSeekCpu.Kernels.Reference;
+using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels;
@@ -19,29 +21,30 @@ internal static unsafe class Int8Tiles
     public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
 
     /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
-    /// (8-bit formats: q = 16·high + low).</summary>
+    /// (8-bit formats and Q5_K: q = 16·high + low). Read from the interleaved copy where the matrix has one
+    /// (<see cref="WeightMatrix.Interleaved"/>, the decode kernels' layout), so prompts and decoding read one copy of
+    /// the weights and the memory map's pages go cold; else from the stored rows.</summary>
     public static void Unpack(WeightMatrix w, int r, int b0, int count, byte* q, byte* high, float* d, float* m)
     {
         var mask = Vector128.Create((byte)0x0F);
-        byte* row = w.Row(r);
+        var src = BlockSource.Of(w, r);
         switch (w.Type)
         {
             case DType.Q6_K:
                 // q (0..63) in element order as low nibble + high 2 bits; d·sc and −32·d·sc per 16 elements.
                 for (int i = 0; i < count; i += 8)
                 {
-                    var blk = (BlockQ6_K*)row + (b0 + i) / 8;
-                    float sd = HalfBits.ToFloat(blk->D);
+                    byte* blk = src.Block((b0 + i) / 8);
+                    float sd = HalfBits.ToFloat(src.Half(blk, 208, 0));
                     var m30 = Vector128.Create((byte)0x30);
                     for (int half = 0; half < 2; half++)
                     {
-                        byte* ql = blk->Ql + 64 * half, qhp = blk->Qh + 32 * half;
                         int o = 32 * i + 128 * half;
                         for (int k = 0; k < 2; k++)
                         {
-                            var l0 = Vector128.Load(ql + 16 * k);
-                            var l1 = Vector128.Load(ql + 32 + 16 * k);
-                            var h = Vector128.Load(qhp + 16 * k);
+                            var l0 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 16 * k);
+                            var l1 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 32 + 16 * k);
+                            var h = src.Quants(blk, 128, Interleave.Q6_KHigh, 32 * half + 16 * k);
                             // element order: l (0..31), l + 32, l + 64, l + 96 of this half
                             StoreQ6(l0 & mask, Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30, q + o + 16 * k, high + o + 16 * k);
                             StoreQ6(l1 & mask, Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30, q + o + 32 + 16 * k, high + o + 32 + 16 * k);
@@ -51,7 +54,9 @@ internal static unsafe class Int8Tiles
                     }
                     for (int s16 = 0; s16 < 16; s16++)
                     {
-                        float ds = sd * blk->Scales[s16];
+                        // scales[s16]: stored at 192 + s16; interleaved in pairs (Interleave's Q6_K scale pairs)
+                        sbyte sc = (sbyte)(src.Grouped ? blk[Interleave.Q6_KScales + 32 * (s16 / 2) + 2 * src.R + s16 % 2] : blk[192 + s16]);
+                        float ds = sd * sc;
                         d[2 * i + s16] = ds;
                         m[2 * i + s16] = -32 * ds;
                     }
@@ -60,27 +65,27 @@ internal static unsafe class Int8Tiles
             case DType.Q8_0:
                 for (int i = 0; i < count; i++)
                 {
-                    var blk = (BlockQ8_0*)row + b0 + i;
+                    byte* blk = src.Block(b0 + i);
                     for (int h = 0; h < 2; h++)
                     {
-                        var u = Vector128.Load((byte*)blk->Qs + 16 * h) ^ Vector128.Create((byte)0x80);     // q + 128
+                        var u = src.Quants(blk, 2, 32, 16 * h) ^ Vector128.Create((byte)0x80);     // q + 128
                         (u & mask).Store(q + 32 * i + 16 * h);
                         (Vector128.ShiftRightLogical(u.AsUInt16(), 4).AsByte() & mask).Store(high + 32 * i + 16 * h);
                     }
-                    d[i] = HalfBits.ToFloat(blk->D);
+                    d[i] = HalfBits.ToFloat(src.Half(blk, 0, 0));
                     m[i] = -128 * d[i];
                 }
                 break;
             case DType.Q4_0 or DType.Q4_1:
-                // the same nibbles after d (Q4_0) or d, m (Q4_1): w = d·q − 8d, or d·q + m
-                int bytes = w.Type == DType.Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ4_1), qsAt = bytes - 16;
+                // the same nibbles after d (Q4_0) or d, m (Q4_1): w = d·q − 8d, or d·q + m (Q4_1 has no interleaved layout)
+                int qsAt = w.Type == DType.Q4_0 ? sizeof(BlockQ4_0) - 16 : sizeof(BlockQ4_1) - 16;
                 for (int i = 0; i < count; i++)
                 {
-                    byte* blk = row + (long)(b0 + i) * bytes;
-                    var v = Vector128.Load(blk + qsAt);
+                    byte* blk = src.Block(b0 + i);
+                    var v = src.Quants(blk, qsAt, 32, 0);
                     (v & mask).Store(q + 32 * i);
                     (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 32 * i + 16);
-                    d[i] = HalfBits.ToFloat(((BlockQ4_1*)blk)->D);
+                    d[i] = HalfBits.ToFloat(src.Half(blk, 0, 0));
                     m[i] = w.Type == DType.Q4_0 ? -8 * d[i] : HalfBits.ToFloat(((BlockQ4_1*)blk)->M);
                 }
                 break;
@@ -88,14 +93,44 @@ internal static unsafe class Int8Tiles
                 // one super-block per slice (b0 and count are multiples of 8 since cols % 256 == 0)
                 for (int i = 0; i < count; i += 8)
                 {
-                    var blk = (BlockQ4_K*)row + (b0 + i) / 8;
-                    float sd = HalfBits.ToFloat(blk->D), sm = HalfBits.ToFloat(blk->DMin);
+                    byte* blk = src.Block((b0 + i) / 8);
+                    float sd = HalfBits.ToFloat(src.Half(blk, 0, 0)), sm = HalfBits.ToFloat(src.Half(blk, 2, Interleave.Q4_KDMin));
                     for (int g = 0; g < 4; g++)
                         for (int h = 0; h < 2; h++)   // 128-bit halves: Vector256 is emulated on Arm64
                         {
-                            var v = Vector128.Load(blk->Qs + 32 * g + 16 * h);
+                            var v = src.Quants(blk, 16, Interleave.Q4_KQuants, 32 * g + 16 * h);
                             (v & mask).Store(q + 32 * i + 64 * g + 16 * h);
                             (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 32 * i + 64 * g + 32 + 16 * h);
+                        }
+                    for (int j = 0; j < 8; j++)
+                    {
+                        int sc, mn;
+                        if (src.Grouped) { sc = blk[Interleave.Q4_KScales + 16 * j + src.R]; mn = blk[Interleave.Q4_KMins + 32 * (j / 2) + 2 * src.R + j % 2]; }
+                        else KQuant.ScaleMin(j, ((BlockQ4_K*)blk)->Scales, out sc, out mn);
+                        d[i + j] = sd * sc;
+                        m[i + j] = -sm * mn;
+                    }
+                }
+                break;
+            case DType.Q5_K:
+                // ggml dequantize_row_q5_K: per 64 elements j, element 64j + l = low nibble of qs[32j + l] + 16·bit 2j
+                // of qh[l], element 64j + 32 + l = high nibble + 16·bit 2j + 1; sub-block s = 2j, 2j + 1 has d·sc and
+                // dmin·m. q = low + 16·high with the fifth bit as the high plane (0 or 1).
+                var one = Vector128.Create((byte)1);
+                for (int i = 0; i < count; i += 8)
+                {
+                    var blk = (BlockQ5_K*)src.Block((b0 + i) / 8);
+                    float sd = HalfBits.ToFloat(blk->D), sm = HalfBits.ToFloat(blk->DMin);
+                    for (int g = 0; g < 4; g++)
+                        for (int h = 0; h < 2; h++)
+                        {
+                            var v = Vector128.Load(blk->Qs + 32 * g + 16 * h);
+                            var bits = Vector128.Load(blk->Qh + 16 * h);
+                            int o = 32 * i + 64 * g + 16 * h;
+                            (v & mask).Store(q + o);
+                            (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + o + 32);
+                            (Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g).AsByte() & one).Store(high + o);
+                            (Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g + 1).AsByte() & one).Store(high + o + 32);
                         }
                     for (int j = 0; j < 8; j++)
                     {
@@ -107,6 +142,38 @@ internal static unsafe class Int8Tiles
                 break;
             default:
                 throw new NotSupportedException($"int8 GEMM for {w.Type}");
+        }
+    }
+
+    /// <summary>
+    /// Where row r's blocks are read: its stored blocks, or its lane of a group of the interleaved copy
+    /// (<see cref="Interleave"/>'s layout: per block column 16 halves d, then 64-byte chunks with quant bytes 4j..4j+3
+    /// of row R at 4R). Offsets are given for both layouts; the quant bytes come out in stored order either way.
+    /// </summary>
+    private readonly struct BlockSource(byte* base0, long blockBytes, int r, bool grouped)
+    {
+        public readonly bool Grouped = grouped;
+        /// <summary>The row's lane in its group (interleaved copy).</summary>
+        public readonly int R = r;
+
+        public static BlockSource Of(WeightMatrix w, int r) => w.Interleaved != null
+            ? new(w.Interleaved + r / Interleave.Rows * Interleave.GroupBytes(w.Type, w.Cols), Interleave.BlockBytes(w.Type), r % Interleave.Rows, true)
+            : new(w.Row(r), w.Type.BlockBytes(), r, false);
+
+        /// <summary>Block b of the row (stored) or block column b of its group (interleaved).</summary>
+        public byte* Block(int b) => base0 + b * blockBytes;
+
+        /// <summary>A half: at <paramref name="stored"/> in a stored block, the row's of the 16 at <paramref name="grouped"/> in a group.</summary>
+        public Half Half(byte* blk, int stored, int grouped) => Grouped ? ((Half*)(blk + grouped))[R] : *(Half*)(blk + stored);
+
+        /// <summary>Quant bytes [o, o + 16) of the row's block: the quant array starts at <paramref name="stored"/> in a
+        /// stored block; in a group its 4-byte words are the row's lanes of the chunks from <paramref name="chunks"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector128<byte> Quants(byte* blk, int stored, int chunks, int o)
+        {
+            if (!Grouped) return Vector128.Load(blk + stored + o);
+            uint* c = (uint*)(blk + chunks + 16 * o) + R;   // chunk o/4 (64 bytes = 16 words each), the row's word
+            return Vector128.Create(c[0], c[16], c[32], c[48]).AsByte();
         }
     }
 

@@ -15,7 +15,7 @@ public static unsafe class MatMul
     /// Which kernel runs y[n, rows] = x[n, cols] · Wᵀ for weights of <paramref name="t"/> on <paramref name="path"/>:
     /// the one rule that picks GEMV or GEMM, and which GEMM. The GEMM's tile decode pays off only over enough tokens;
     /// from <paramref name="gemmMinTokens"/> tokens on when positive, otherwise from per-format crossovers measured with
-    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K), 6 for the AVX2
+    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K and, by analogy, not measured, Q5_K: both split planes), 6 for the AVX2
     /// int8 GEMM, 16 for the float GEMM, whose per-call dequantization pays off only over more tokens. The scalar path
     /// has no tiled GEMM.
     /// </summary>
@@ -24,7 +24,7 @@ public static unsafe class MatMul
         if (path == KernelPath.Scalar) return MatMulKernel.Gemv;
         var (gemm, from) = path switch
         {
-            KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t == DType.Q6_K ? 16 : 10),
+            KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t is DType.Q6_K or DType.Q5_K ? 16 : 10),
             // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
             KernelPath.Avx2 or KernelPath.Avx2Vnni when X86.GemmInt8Avx2.Supports(t) => (MatMulKernel.GemmInt8Avx2, 6),
             // not measured on Arm hardware: the AVX2 crossover, rounded up

@@ -43,7 +43,7 @@ public sealed unsafe partial class WeightMatrix : IDisposable
 
     /// <summary>
     /// The rows re-laid-out at load for the decode kernels (Kernels/Repack/Interleave: groups of 16 rows with their
-    /// blocks interleaved), or null; <see cref="Data"/> keeps the stored layout for everything else (the prompt GEMM).
+    /// blocks interleaved), or null; <see cref="Data"/> keeps the stored layout for everything else (the float prompt GEMM; the int8 one reads the copy).
     /// </summary>
     public byte* Interleaved { get; private set; }
     /// <summary>Size of <see cref="Interleaved"/> in bytes (0 without a copy).</summary>

@@ -50,7 +50,8 @@ namespace DeepSeekCpu.Kernels.Repack;
 /// 3360 bytes, the stored size. Scale pair k = 4h + i serves quarter i of half h (elements 128h + 32i + l): scales[2k]
 /// for l &lt; 16, scales[2k+1] for l ≥ 16.
 /// </para>
-/// The memory map stays untouched: the prompt GEMM keeps reading it (<see cref="WeightMatrix.Data"/>).
+/// The memory map stays untouched; the int8 prompt GEMM's tiles are unpacked from this copy too (<see cref="Int8Tiles"/>),
+/// so a matrix with a copy is read from one place (the float GEMM's formats still read <see cref="WeightMatrix.Data"/>).
 /// </summary>
 public static unsafe class Interleave
 {

@@ -6,7 +6,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels.X86;
 
 /// <summary>
-/// AVX-512BW micro-kernel of <see cref="GemmInt8{TMicro}"/> (prompt processing of Q4_0, Q4_1, Q4_K, Q8_0 and Q6_K).
+/// AVX-512BW micro-kernel of <see cref="GemmInt8{TMicro}"/> (prompt processing of Q4_0, Q4_1, Q4_K, Q8_0, Q6_K and Q5_K).
 /// Measured on this Zen 5: 512-bit vpmaddubsw + vpmaddwd + vpaddd retire ~740 G int8 ops/s per core, against
 /// 225 GFLOP/s for float FMA and 430 G ops/s for 256-bit AVX-VNNI (no 512-bit VNNI in .NET 10).
 /// 16-token panels (one 512-bit register of int32 lanes), two per call: per 4 k, one broadcast of 4 weight bytes per
@@ -22,18 +22,19 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     /// <summary>Tokens per micro-kernel call (two panels).</summary>
     public static int TokenStep => 32;
 
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q8_0 or DType.Q6_K;
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q8_0 or DType.Q6_K or DType.Q5_K;
 
     /// <summary>
     /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
     /// planes: q + 128 = 16·h + l with h, l in 0..15, and Σ q·x = 16·Σ h·x + Σ l·x − 128·Σ x (the −128 goes into m);
     /// two planes need twice the int16 accumulators, so they run two rows at a time. Q6_K carries a scale per 16
-    /// elements: its d and m are per half block, applied after 4 groups of 4 k.
+    /// elements: its d and m are per half block, applied after 4 groups of 4 k. Q5_K's 5-bit q (8 × 2·31·127 would
+    /// overflow int16) runs the same way with its fifth bit as the high plane.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
-        if (t is not (DType.Q8_0 or DType.Q6_K))
+        if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
         {
             Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run(w, nBlocks, x, c, ldc, first);
             return;
