@@ -31,7 +31,8 @@ jit=$edge/jit-x64; aot=$edge/aot-x64; aot_arm=$edge/aot-arm64; jit_arm=$edge/jit
 tok=tests/fixtures/tokenizers/r1-distill-qwen
 demo_args=(run -p "Once upon a time" --temp 0 --no-stats)
 q15_args=(run -m "$q15" --tokenizer "$tok" -p "Hello" --raw --temp 0 --no-stats)
-q=(-v quiet -clp:ErrorsOnly --nologo)
+# the JIT publishes without torch build in their own folders, not in the bin/ and obj/ of the CLI built from source
+q=(-v quiet -clp:ErrorsOnly --nologo --artifacts-path artifacts/edge-build)
 
 if [ $build = 1 ]; then
   echo "building (JIT, AOT x64$([ $arm = 1 ] && echo ', AOT and JIT arm64'))" >&2

@@ -5,9 +5,13 @@
 #  2. installs the deepseek-cpu .NET tool from that folder into a temporary tool path (`dotnet tool install
 #     --tool-path`, the same as -g but private) and runs the offline demo greedily;
 #  3. builds samples/DeepSeekCpu.Sample against the packages (samples/nuget.config; a private NuGet cache under
-#     artifacts/, so a package repacked under the same version is never served stale) and runs it on the demo model.
+#     artifacts/, so a package repacked under the same version is never served stale) and runs it on the demo model;
+#  4. runs the sample on a tiny R1-style model (synthetic random weights of the tiny-qwen2-r1 shape with the R1 distill
+#     tokenizer and template, 27 MB, written by `deepseek-cpu-tools synth`): its prompt opens the reasoning, so the
+#     sample must stream the reasoning (framed by <think> tags when piped) as the CLI does.
 # The tool's and the sample's output must equal the CLI built from source (dotnet build src/DeepSeekCpu.Cli) on the
-# same prompt: the demo model's greedy story, which tests/ checks against the Python reference.
+# same prompt: the demo model's greedy story, which tests/ checks against the Python reference, and the tiny R1's
+# greedy reasoning.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -71,5 +75,19 @@ if NUGET_PACKAGES="$PWD/$cache" dotnet build "$sample" -c Release -p:DeepSeekCpu
   else bad "sample output differs from the CLI's (or it did not restore the packages)"; diff "$tmp/expected.txt" "$tmp/sample.txt" | head; fi
 else
   cat "$tmp/sample.log" "$tmp/sample.err" 2>/dev/null | tail -20; bad "sample build or run"
+fi
+
+# 4. the sample on a reasoning model: the reasoning streams, framed as the CLI frames it
+synth=tools/DeepSeekCpu.Tools/bin/Release/net10.0/deepseek-cpu-tools
+[ -x "$synth" ] || dotnet build tools/DeepSeekCpu.Tools -c Release -v minimal -clp:ErrorsOnly >/dev/null
+r1="$tmp/tiny-r1.gguf"; question="How many r's are in strawberry?"
+if "$synth" synth --shape tiny-qwen2-r1 --type q8_0 -o "$r1" --tokenizer tests/fixtures/tokenizers/r1-distill-qwen >"$tmp/synth.log" 2>&1 \
+   && dotnet "$cli" run -m "$r1" -p "$question" --temp 0 -n $tokens --no-stats >"$tmp/r1-expected.txt" 2>"$tmp/r1-cli.err" \
+   && dotnet "$sample/bin/Release/net10.0/DeepSeekCpu.Sample.dll" "$r1" "$question" $tokens >"$tmp/r1-sample.txt" 2>"$tmp/r1-sample.err"; then
+  if head -1 "$tmp/r1-expected.txt" | grep -qx '<think>' && [ "$(wc -l <"$tmp/r1-expected.txt")" -gt 2 ] && cmp -s "$tmp/r1-expected.txt" "$tmp/r1-sample.txt"; then
+    ok "samples/DeepSeekCpu.Sample on a tiny R1: streams the reasoning as the CLI does"
+  else bad "sample's reasoning differs from the CLI's"; diff "$tmp/r1-expected.txt" "$tmp/r1-sample.txt" | head; fi
+else
+  cat "$tmp/synth.log" "$tmp/r1-cli.err" "$tmp/r1-sample.err" 2>/dev/null | tail -20; bad "tiny R1 model, CLI or sample run"
 fi
 finish

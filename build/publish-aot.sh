@@ -7,6 +7,8 @@
 # toolchain: gcc-aarch64-linux-gnu brings aarch64-linux-gnu-ld and an arm64 libc under /usr/aarch64-linux-gnu, which
 # clang --target=aarch64-linux-gnu finds by itself. Both are installed with apt when missing. The ILCompiler packages
 # (the host's compiler and the target's runtime libraries) are restored from NuGet by the publish.
+# The publish builds under artifacts/aot-build/ (Directory.Build.props), so the bin/ and obj/ of the CLI built from
+# source (with the torch backend) stay as they are.
 # Check an arm64 binary here under qemu: qemu-aarch64-static -L /usr/aarch64-linux-gnu OUT_DIR/deepseek-cpu run
 set -euo pipefail
 cd "$(dirname "$0")/.."

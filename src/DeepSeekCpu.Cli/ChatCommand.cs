@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using DeepSeekCpu.Generation;
 using DeepSeekCpu.Tokenization;
 
@@ -165,8 +166,12 @@ public static partial class Commands
                 if (arg.Length == 0) { Console.Error.WriteLine("(/save FILE)"); break; }
                 try
                 {
-                    File.WriteAllText(arg, JsonSerializer.Serialize(new { messages = state.History.Select(m => new { role = m.Role, content = m.Content }) },
-                        new JsonSerializerOptions { WriteIndented = true }));
+                    // a JsonNode tree, not an anonymous type: no reflection, so the native binary saves the same file
+                    var saved = new JsonObject
+                    {
+                        ["messages"] = new JsonArray([.. state.History.Select(m => (JsonNode)new JsonObject { ["role"] = m.Role, ["content"] = m.Content })]),
+                    };
+                    File.WriteAllText(arg, saved.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                     Console.Error.WriteLine($"(saved {state.History.Count} messages to {arg})");
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"(cannot save: {e.Message})"); }

@@ -30,7 +30,7 @@ public sealed partial class DeepSeekChatClient
         string role = m.Role == ChatRole.System ? "system" : m.Role == ChatRole.User ? "user" : m.Role == ChatRole.Assistant ? "assistant"
             : throw new NotSupportedException($"chat role '{m.Role}' is not supported (system, user, assistant and tool are)");
         var calls = m.Contents.OfType<FunctionCallContent>()
-            .Select(c => new EngineCall(c.CallId, c.Name, JsonSerializer.Serialize(c.Arguments ?? new Dictionary<string, object?>()))).ToList();
+            .Select(c => new EngineCall(c.CallId, c.Name, ToolJson.SerializeArguments(c.Arguments ?? new Dictionary<string, object?>()))).ToList();
         yield return new EngineMessage(role, text) { ToolCalls = role == "assistant" && calls.Count > 0 ? calls : null };
     }
 
@@ -40,7 +40,7 @@ public sealed partial class DeepSeekChatClient
         null => "",
         string s => s,
         JsonElement e when e.ValueKind == JsonValueKind.String => e.GetString()!,
-        _ => JsonSerializer.Serialize(result),
+        _ => ToolJson.Serialize(result),
     };
 
     private static ToolOptions? Tools(ChatOptions? options)
@@ -65,7 +65,7 @@ public sealed partial class DeepSeekChatClient
 
     /// <summary>An engine call as M.E.AI's content, its JSON arguments as a dictionary of JSON values.</summary>
     private static FunctionCallContent CallContent(EngineCall call) =>
-        new(call.Id, call.Name, JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments));
+        new(call.Id, call.Name, ToolJson.DeserializeArguments(call.Arguments));
 }
 
 /// <summary>Structured output and thinking control from <see cref="ChatOptions"/>.</summary>

@@ -44,8 +44,8 @@ public static partial class OpenAiServer
             }
             completion += result.CompletionTokens;
             JsonNode? lps = request.TopLogprobs >= 0 ? Logprobs(engine.Tokenizer, logprobs, chat) : null;
-            choices.Add(chat
-                ? new JsonObject { ["index"] = i, ["message"] = Message(text.ToString(), result.Reasoning, calls), ["logprobs"] = lps, ["finish_reason"] = Finish(result, calls.Count) }
+            choices.Add(chat   // as JsonNode: JsonArray.Add<JsonObject> would take the reflection-based JsonValue path
+                ? (JsonNode)new JsonObject { ["index"] = i, ["message"] = Message(text.ToString(), result.Reasoning, calls), ["logprobs"] = lps, ["finish_reason"] = Finish(result, calls.Count) }
                 : new JsonObject { ["index"] = i, ["text"] = result.Reasoning + result.Content, ["logprobs"] = lps, ["finish_reason"] = Finish(result) });
         }
         var usage = new JsonObject
@@ -74,7 +74,7 @@ public static partial class OpenAiServer
             };
         var offsets = new JsonArray();
         int offset = 0;
-        foreach (var t in tokens) { offsets.Add(offset); offset += Text(t.Id).Length; }
+        foreach (var t in tokens) { offsets.Add((JsonNode)offset); offset += Text(t.Id).Length; }
         return new JsonObject
         {
             ["tokens"] = new JsonArray([.. tokens.Select(t => (JsonNode)Text(t.Id))]),

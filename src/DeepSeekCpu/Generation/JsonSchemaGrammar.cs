@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -140,7 +141,7 @@ public static class JsonSchemaGrammar
                 foreach (var x in req.EnumerateArray()) required.Add(x.GetString()!);
             }
             var members = props.EnumerateObject().Select(p =>
-                (Name: p.Name, Required: required.Contains(p.Name), Rule: Define($"{Literal(JsonSerializer.SerializeToElement(p.Name))} ws \":\" ws {Rule(p.Value, $"{at}.properties.{p.Name}")}"))).ToList();
+                (Name: p.Name, Required: required.Contains(p.Name), Rule: Define($"{NameLiteral(p.Name)} ws \":\" ws {Rule(p.Value, $"{at}.properties.{p.Name}")}"))).ToList();
             foreach (string name in required)
                 if (!members.Any(m => m.Name == name)) throw new ArgumentException($"schema {at}.required names '{name}', which is not among the properties");
             // members in schema order; after the first written one each is "," + member. Rest(i): what may follow once
@@ -199,14 +200,23 @@ public static class JsonSchemaGrammar
             v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new ArgumentException($"schema {at} must be a string");
 
         /// <summary>A JSON value written compactly, as a GBNF literal.</summary>
-        private static string Literal(JsonElement v)
+        private static string Literal(JsonElement v) => GbnfLiteral(w => v.WriteTo(w));
+
+        /// <summary>A property name as the JSON string that names it, as a GBNF literal.</summary>
+        private static string NameLiteral(string name) => GbnfLiteral(w => w.WriteStringValue(name));
+
+        /// <summary>The compact JSON that <paramref name="write"/> writes (Utf8JsonWriter: no serializer, no reflection),
+        /// quoted as a GBNF literal.</summary>
+        private static string GbnfLiteral(Action<Utf8JsonWriter> write)
         {
+            var json = new ArrayBufferWriter<byte>();
+            using (var w = new Utf8JsonWriter(json, JsonOptions)) write(w);
             var sb = new StringBuilder("\"");
-            foreach (char ch in JsonSerializer.Serialize(v, JsonOptions))
+            foreach (char ch in Encoding.UTF8.GetString(json.WrittenSpan))
                 sb.Append(ch switch { '"' => "\\\"", '\\' => "\\\\", '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", _ => ch.ToString() });
             return sb.Append('"').ToString();
         }
 
-        private static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        private static readonly JsonWriterOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     }
 }

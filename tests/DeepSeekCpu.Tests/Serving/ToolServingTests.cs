@@ -165,4 +165,28 @@ public class ToolServingTests
         Assert.Equal("get_weather", call.Name);
         Assert.Equal(ChatFinishReason.ToolCalls, updates[^1].FinishReason);
     }
+
+    private sealed record Forecast(string City, double[] Temperatures);
+
+    [Fact]
+    public async Task Client_writes_call_arguments_and_results_as_System_Text_Json_does()
+    {
+        // the adapter serializes through a source-generated context (no reflection on these types); the reference is
+        // System.Text.Json's reflection-based serializer with default options: same escaping, names and order
+        var (model, engine) = Engine("ok");
+        using var _ = engine;
+        IChatClient client = new DeepSeekChatClient(engine, "v3");
+        using var units = JsonDocument.Parse("""{"t": "c", "n": [1, 2.5]}""");
+        var args = new Dictionary<string, object?> { ["city"] = "Zürich <&> \"q\"", ["days"] = 3, ["units"] = units.RootElement, ["ok"] = true, ["none"] = null, ["w"] = 0.25 };
+        var result = new Forecast("Zürich", [18.5, 19]);
+        await client.GetResponseAsync(
+        [
+            new(ChatRole.User, "Weather?"),
+            new(ChatRole.Assistant, [new FunctionCallContent("c1", "get_weather", args)]),
+            new(ChatRole.Tool, [new FunctionResultContent("c1", result)]),
+        ], new ChatOptions { Tools = [AIFunctionFactory.Create((string city) => "", "get_weather")] });
+        string prompt = TokenizerFixtures.Json(TokenizerFixtures.V3).Decode(model.Prompts[0]);
+        Assert.Contains("get_weather\n```json\n" + JsonSerializer.Serialize<IDictionary<string, object?>>(args) + "\n```", prompt);
+        Assert.Contains("<｜tool▁output▁begin｜>" + JsonSerializer.Serialize<object>(result) + "<｜tool▁output▁end｜>", prompt);
+    }
 }
