@@ -17,8 +17,24 @@ public sealed partial class DeepSeekModel
         {
             if (MtpLayers == 0) return null;
             lock (_mtpLock)
-                return _mtp ??= new Mtp(this, Weights, Config, _rope, _softmaxScale, RopeInterleaved, _embed, _norm,
-                    Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+            {
+                if (_mtp != null) return _mtp;
+                string head = Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+                long before = AllBytesPerToken;
+                var mtp = new Mtp(this, Weights, Config, _rope, _softmaxScale, RopeInterleaved, _embed, _norm, head);
+                _mtpOwnBytes = AllBytesPerToken - before;
+                // a module without its own head reads the main one, already counted
+                MtpBytesPerToken = _mtpOwnBytes + (mtp.HasOwnHead ? 0 : Weights.Get(head).ByteLength);
+                return _mtp = mtp;
+            }
         }
     }
+
+    /// <summary>Weight bytes one MTP step reads (eh_proj, its block with its routed experts' share, the head); 0 until loaded.</summary>
+    public long MtpBytesPerToken { get; private set; }
+
+    private long _mtpOwnBytes;   // matrices the module added to Weights' count (not read by the main model's steps)
+
+    private long AllBytesPerToken =>
+        Weights.BytesPerToken(Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", Config.NRoutedExperts, Config.NumExpertsPerTok);
 }

@@ -52,8 +52,7 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
     internal readonly BatchContract<DeepSeekSession> Contract;
 
     /// <summary>Attention, dense and shared MLPs, the router, the head, and num_experts_per_tok routed experts per MoE layer.</summary>
-    public long WeightBytesPerToken =>
-        Weights.BytesPerToken(Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", Config.NRoutedExperts, Config.NumExpertsPerTok);
+    public long WeightBytesPerToken => AllBytesPerToken - _mtpOwnBytes;   // the MTP module's, once loaded, apart
 
     /// <summary>How new sessions store the latent cache (LoadOptions.CacheType at load; sessions keep theirs).</summary>
     public KvCacheType CacheType { get; set; } = KvCacheType.F16;

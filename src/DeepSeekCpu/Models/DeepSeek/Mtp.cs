@@ -61,6 +61,9 @@ public sealed class Mtp : IForwardPass<DeepSeekSession>
     /// <summary>The layer index of the module's weights (num_hidden_layers).</summary>
     public int Layer { get; }
 
+    /// <summary>Whether the weights hold the module's own shared_head.head (else it reads the main model's head).</summary>
+    public bool HasOwnHead { get; }
+
     internal Mtp(DeepSeekModel m, ModelWeights w, ModelConfig c, RopeTables rope, float softmaxScale, bool ropeInterleaved,
         WeightMatrix mainEmbed, float[] mainNorm, string mainHead)
     {
@@ -73,7 +76,8 @@ public sealed class Mtp : IForwardPass<DeepSeekSession>
         _ehProj = w.Matrix(p + "eh_proj.weight", dim, 2 * dim);
         _block = new Block(w, c, Layer, softmaxScale, ropeInterleaved);
         _headNorm = w.Vector(p + "shared_head.norm.weight", dim);
-        _head = w.Matrix(w.Contains(p + "shared_head.head.weight") ? p + "shared_head.head.weight" : mainHead, c.VocabSize, dim);
+        HasOwnHead = w.Contains(p + "shared_head.head.weight");
+        _head = w.Matrix(HasOwnHead ? p + "shared_head.head.weight" : mainHead, c.VocabSize, dim);
         _mainNorm = mainNorm;
         _contract = new BatchContract<DeepSeekSession>(c, MaxRows, this);
         _hIn = new float[MaxRows * dim]; _cat = new float[MaxRows * 2 * dim];
