@@ -331,9 +331,9 @@ public static partial class Commands
         if (!a.Has("--no-stats")) PrintStats(result, loadTime);
         if (speculator != null && !a.Has("--no-stats"))
             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture,
-                "[speculative: {0} target passes with guesses, {1} of {2} draft tokens kept ({3:P0}), k = {4}]",
+                "[speculative: {0} target passes with guesses, {1} of {2} {5} tokens kept ({3:P0}), k = {4}]",
                 speculator.Rounds, speculator.Accepted, speculator.Drafted,
-                speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K));
+                speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K, mtp ? "MTP" : "draft"));
         return 0;
     }
 

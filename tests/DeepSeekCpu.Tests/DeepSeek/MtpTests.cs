@@ -17,7 +17,7 @@ public class MtpTests
     private static readonly int[] Prompt = DeepSeekRandomModelTests.Prompt;
 
     /// <summary>V3 routing (sigmoid, noaux_tc, groups) with one MTP layer, no YaRN (GGUF keeps one mscale).</summary>
-    private static TinySpec V3Mtp => new()
+    internal static TinySpec V3Mtp => new()
     {
         Scoring = "sigmoid", TopkMethod = "noaux_tc", NGroup = 4, TopkGroup = 2, NRouted = 8, TopK = 2, NormTopk = true,
         RoutedScale = 2.5, GateBias = true, MtpLayers = 1, Seed = 31,
@@ -204,3 +204,4 @@ public class MtpTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
