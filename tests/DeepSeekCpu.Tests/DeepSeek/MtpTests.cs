@@ -120,12 +120,7 @@ public class MtpTests
         return r;
     }
 
-    private static void AssertSame(GenerationResult plain, GenerationResult spec)
-    {
-        Assert.Equal(plain.Content, spec.Content);
-        Assert.Equal(plain.CompletionTokens, spec.CompletionTokens);
-        Assert.Equal(plain.FinishReason, spec.FinishReason);
-    }
+    private static void AssertSame(GenerationResult plain, GenerationResult spec) => Generation.SpeculativeDecodingTests.AssertSame(plain, spec);
 
     /// <summary>A small vocabulary, so that the random MTP layer's guesses are kept now and then: both paths run.</summary>
     private static TinySpec SmallVocab => V3Mtp with { Vocab = 12, Seed = 41 };

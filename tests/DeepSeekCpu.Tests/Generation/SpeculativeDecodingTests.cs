@@ -36,7 +36,7 @@ public class SpeculativeDecodingTests
         return r;
     }
 
-    private static void AssertSame(GenerationResult plain, GenerationResult spec)
+    internal static void AssertSame(GenerationResult plain, GenerationResult spec)
     {
         Assert.Equal(plain.Content, spec.Content);
         Assert.Equal(plain.CompletionTokens, spec.CompletionTokens);
