@@ -57,6 +57,7 @@ public sealed class Mtp : IForwardPass<DeepSeekSession>
     private readonly float[] _logits;         // [vocab]
     private readonly float[] _normed;         // [dim] capture scratch
     private DeepSeekPass? _pass;
+    private readonly Lock _draftLock = new();  // Draft's buffers (_hIn, _out, _logits) serve one caller at a time
 
     /// <summary>The layer index of the module's weights (num_hidden_layers).</summary>
     public int Layer { get; }
@@ -125,6 +126,11 @@ public sealed class Mtp : IForwardPass<DeepSeekSession>
     /// </summary>
     public int Draft(IModelSession target, IReadOnlyList<int> cached, int next, Span<int> guesses)
     {
+        lock (_draftLock) return DraftLocked(target, cached, next, guesses);
+    }
+
+    private int DraftLocked(IModelSession target, IReadOnlyList<int> cached, int next, Span<int> guesses)
+    {
         if (target is not DeepSeekSession s || !ReferenceEquals(s.Owner, _m))
             throw new ArgumentException("the session belongs to another model", nameof(target));
         int P = s.Position, dim = _c.HiddenSize, vocab = _c.VocabSize;
@@ -168,8 +174,13 @@ public sealed class Mtp : IForwardPass<DeepSeekSession>
     /// <summary>The module's logits [vocab] at the last row <see cref="Draft"/> fed (the first guess is their argmax).</summary>
     public ReadOnlySpan<float> Logits => _logits;
 
-    /// <summary>Forgets every sequence's module state (after a failed pass left a cache unknown).</summary>
-    public void Forget() => _states.Clear();
+    /// <summary>Forgets every sequence's module rows (after a failed pass left a cache unknown); the kept hidden
+    /// states stay, valid where the main cache is.</summary>
+    public void Forget()
+    {
+        lock (_draftLock)
+            foreach (var (_, st) in _states) { st.Rows = 0; st.Tokens.Clear(); }
+    }
 
     /// <summary>One pass of the module over rows whose h is in _hIn and whose t_{i+1} is tokens[t].</summary>
     void IForwardPass<DeepSeekSession>.Run(BatchRows<DeepSeekSession> rows, ReadOnlySpan<int> tokens, Span<float> logits, int firstLogitRow)
