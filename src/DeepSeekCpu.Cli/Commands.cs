@@ -271,14 +271,17 @@ public static partial class Commands
         .. ConstraintOptions(),
         ReasoningBudgetOption(),
         Opt.Text("--draft", null, "speculative decoding: a small model with the same tokenizer guesses, the model verifies", "MODEL"),
-        Opt.Int("--draft-k", 4, "tokens the draft model guesses per step", 1, 32),
+        Opt.Int("--draft-k", 4, "tokens the draft model guesses per step (with --mtp: 1 unless given)", 1, 32),
+        Opt.Flag("--mtp", "speculative decoding with the model's own multi-token-prediction layer (DeepSeek-V3/R1)"),
         TokenizerOption(),
         .. LoadOptionList(),
     ]);
 
     private static int Run(CliArgs a)
     {
-        if (!a.Given("--draft") && a.Given("--draft-k")) throw new UsageException("--draft-k needs --draft MODEL");
+        bool mtp = a.Has("--mtp");
+        if (!a.Given("--draft") && !mtp && a.Given("--draft-k")) throw new UsageException("--draft-k needs --draft MODEL or --mtp");
+        if (a.Given("--draft") && mtp) throw new UsageException("--draft and --mtp exclude each other");
         int draftK = a.Int("--draft-k");
         var request = new GenerationRequest
         {
@@ -292,7 +295,8 @@ public static partial class Commands
         int ctx = Context(a, lm.Model.Config);
         // --draft: a small model with the same tokenizer guesses, the target verifies (same --quant and --threads)
         using var draft = a.Str("--draft") is { } dp ? LoadQuantized(ModelPath(dp), null, a) : null;
-        using var speculator = draft == null ? null : new Speculator(draft.Model, draft.Tokenizer, tokenizer, draftK);
+        using var speculator = draft != null ? new Speculator(draft.Model, draft.Tokenizer, tokenizer, draftK)
+            : mtp ? Speculator.WithMtp(lm.Model, a.Given("--draft-k") ? draftK : 1) : null;
         using var engine = new ChatEngine(lm.Model, tokenizer, slots: 1, ctx) { Draft = speculator };
         string prompt = given ?? (tokenizer.ChatTemplate == null ? "Once upon a time" : "Hello!");
         bool chat = tokenizer.ChatTemplate != null && !a.Has("--raw");
@@ -327,9 +331,9 @@ public static partial class Commands
         if (!a.Has("--no-stats")) PrintStats(result, loadTime);
         if (speculator != null && !a.Has("--no-stats"))
             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture,
-                "[speculative: {0} target passes with guesses, {1} of {2} draft tokens kept ({3:P0}), k = {4}]",
+                "[speculative: {0} target passes with guesses, {1} of {2} {5} tokens kept ({3:P0}), k = {4}]",
                 speculator.Rounds, speculator.Accepted, speculator.Drafted,
-                speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K));
+                speculator.Accepted / Math.Max(1.0, speculator.Drafted), speculator.K, mtp ? "MTP" : "draft"));
         return 0;
     }
 

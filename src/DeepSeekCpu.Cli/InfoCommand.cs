@@ -38,7 +38,7 @@ public static partial class Commands
         {
             Console.WriteLine($"attention:      MLA, {c.NumHeads} heads, q_lora_rank {(c.QLoraRank?.ToString() ?? "none")}, kv_lora_rank {c.KvLoraRank}, nope {c.QkNopeHeadDim} + rope {c.QkRopeHeadDim}, v {c.VHeadDim}");
             Console.WriteLine($"ffn:            dense {c.IntermediateSize} for the first {c.FirstKDenseReplace} layers; MoE {c.NRoutedExperts} routed x {c.MoeIntermediateSize} (top {c.NumExpertsPerTok}, {c.ScoringFunc}, groups {c.NGroup} keep {c.TopkGroup}) + {c.NSharedExperts} shared");
-            if (c.NumNextnPredictLayers > 0) Console.WriteLine($"config:         num_nextn_predict_layers = {c.NumNextnPredictLayers} (multi-token prediction; not used for decoding)");
+            if (c.NumNextnPredictLayers > 0) Console.WriteLine($"config:         num_nextn_predict_layers = {c.NumNextnPredictLayers} (multi-token prediction; run --mtp drafts with it)");
         }
         else if (c.V4 is { } v4c)
         {
@@ -64,8 +64,7 @@ public static partial class Commands
         long parameters = w.Tensors.Values.Where(t => !t.Name.EndsWith("_scale_inv")).Sum(t => t.ElementCount);
         Console.WriteLine(string.Format(inv, "parameters:     {0:N0} ({1})", parameters, parameters >= 1e9 ? $"{parameters / 1e9:F2} B" : $"{parameters / 1e6:F2} M"));
         Console.WriteLine(string.Format(inv, "weight bytes:   {0:N0} ({1})", w.TotalBytes, w.TotalBytes >= 1L << 30 ? $"{w.TotalBytes / (double)(1L << 30):F2} GiB" : $"{w.TotalBytes / (double)(1L << 20):F2} MiB"));
-        if (model is DeepSeekCpu.Models.DeepSeek.DeepSeekModel ds && ds.SkippedMtpLayers > 0)
-            Console.WriteLine($"mtp:            {ds.SkippedMtpLayers} multi-token-prediction layer(s) in the weights, not loaded into the main model");
+        if (model is DeepSeekCpu.Models.DeepSeek.DeepSeekModel ds && ds.MtpLayers > 0) Console.WriteLine("mtp:            " + MtpSummary(ds));
         var byType = w.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength));
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
         if (model is DeepSeekCpu.Models.DeepSeek.V4.DeepSeekV4Model v4) Console.WriteLine($"kv cache:       {v4.CacheDescription}");
@@ -124,4 +123,18 @@ public static partial class Commands
 
     private static string Size(long b) => string.Format(CultureInfo.InvariantCulture, "{0:F2} {1}",
         b >= 1L << 30 ? b / (double)(1L << 30) : b / (double)(1L << 20), b >= 1L << 30 ? "GiB" : "MiB");
+
+    /// <summary>The MTP layer: what of it the weights hold and its bytes (loaded by run --mtp, not here).</summary>
+    private static string MtpSummary(DeepSeekCpu.Models.DeepSeek.DeepSeekModel m)
+    {
+        string p = $"model.layers.{m.Config.NumLayers}.";
+        var own = new[] { "enorm", "hnorm", "eh_proj", "shared_head.norm" };
+        var missing = own.Where(n => !m.Weights.Contains(p + n + ".weight")).ToArray();
+        long bytes = m.Weights.Tensors.Values.Where(t => t.Name.StartsWith(p, StringComparison.Ordinal)).Sum(t => t.ByteLength);
+        string shared = (m.Weights.Contains(p + "embed_tokens.weight") ? "" : "; embedding from the main model")
+            + (m.Weights.Contains(p + "shared_head.head.weight") ? "" : "; head from the main model");
+        return $"{m.MtpLayers} multi-token-prediction layer(s); layer {m.Config.NumLayers}: {Size(bytes)}"
+            + (missing.Length > 0 ? $", incomplete (no {string.Join(", ", missing)}): run --mtp cannot use it"
+                : $" (enorm, hnorm, eh_proj, MLA + {(m.Config.IsMoeLayer(m.Config.NumLayers) ? "MoE" : "MLP")} block, shared head{shared}); run --mtp drafts with it");
+    }
 }

@@ -19,6 +19,7 @@ public static partial class Commands
         Opt.Text("--host", "127.0.0.1", "the address to listen on", "HOST"),
         Opt.Int("--port", 8080, "the port to listen on", 0, 65535),
         Opt.Int("--parallel", 1, "slots: sequences decoded together, each with its own KV cache", 1, 64),
+        Opt.Flag("--mtp", "speculative decoding with the model's MTP layer while one request decodes (DeepSeek-V3/R1)"),
         CtxOption(),
         Opt.Text("--name", null, "the model id the API reports (default: the model's name)", "ID"),
         Opt.Text("--api-key", null, "require this bearer key (or set DEEPSEEK_CPU_API_KEY)", "KEY"),
@@ -62,7 +63,8 @@ public static partial class Commands
         string id = a.Str("--name") ?? (a.Str("--model") is { } m && !File.Exists(m) && !Directory.Exists(m) && DeepSeekCpu.Hub.ModelReference.TryParse(m, out var named)
             ? named.ToString()   // a model given by name is served by that name, not its snapshot's commit
             : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(lm.Path)));
-        using var engine = new ChatEngine(lm.Model, tokenizer, parallel, ctx) { ReasoningBudget = a.IntOrNull("--reasoning-budget") };
+        using var mtp = a.Has("--mtp") ? Speculator.WithMtp(lm.Model) : null;
+        using var engine = new ChatEngine(lm.Model, tokenizer, parallel, ctx) { ReasoningBudget = a.IntOrNull("--reasoning-budget"), Draft = mtp };
         string url = $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
         // --api-key, or DEEPSEEK_CPU_API_KEY (keeps the key out of the process list)
         string? apiKey = a.Str("--api-key") ?? Environment.GetEnvironmentVariable("DEEPSEEK_CPU_API_KEY");

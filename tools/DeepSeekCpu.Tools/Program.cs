@@ -9,11 +9,11 @@ try
 {
     if (args.Length < 1 || args[0] != "synth")
     {
-        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--mtp] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
         Console.Error.WriteLine("       deepseek-cpu-tools synth --shape r1 --mix iq1_s|iq1_m|iq2_xxs|iq2_xs|iq2_s|iq3_xxs|iq3_s|q2_k -o OUT.gguf [--layers N]   (a dynamic R1 mix: routed experts in that type, attention/dense Q4_K, shared experts Q6_K; random valid blocks)");
         return 2;
     }
-    string? shape = null, type = null, output = null, tokenizer = null, mix = null; int? layers = null; ulong seed = 1;
+    string? shape = null, type = null, output = null, tokenizer = null, mix = null; int? layers = null; ulong seed = 1; bool mtp = false;
     for (int i = 1; i < args.Length; i++)
     {
         string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"option {args[i]} needs a value");
@@ -26,6 +26,7 @@ try
             case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--seed": seed = ulong.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--tokenizer": tokenizer = Next(); break;
+            case "--mtp": mtp = true; break;   // deepseek2 GGUF: one multi-token-prediction layer after the main ones
             default: throw new ArgumentException($"unknown argument '{args[i]}'");
         }
     }
@@ -40,8 +41,8 @@ try
     var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenizers.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
     // OUT ending in .gguf: llama.cpp layout (any type); otherwise a Hugging Face folder (f32/f16/bf16).
     long bytes = output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
-        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta, tensorMix)
-        : SyntheticHfWriter.Write(s, dtype, output, seed);
+        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta, tensorMix, mtp)
+        : mtp ? throw new ArgumentException("--mtp is written to GGUF files only (OUT.gguf)") : SyntheticHfWriter.Write(s, dtype, output, seed);
     Console.Error.WriteLine($"wrote {output}: {s.Name}, {(tensorMix == null ? dtype : $"{tensorMix.Experts} experts + {tensorMix.Attention}/{tensorMix.Shared}")}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
     return 0;
 }

@@ -13,12 +13,18 @@ namespace DeepSeekCpu.Tools;
 /// </summary>
 public static class SyntheticWriter
 {
-    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null, TensorMix? mix = null)
+    /// <param name="mtp">deepseek2: one multi-token-prediction layer after the main ones (block_count + 1 and
+    /// nextn_predict_layers = 1; its block as the last layer's, plus blk.N.nextn.{eh_proj,enorm,hnorm,shared_head_norm};
+    /// embedding and head are the main model's, which llama.cpp allows).</param>
+    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null, TensorMix? mix = null, bool mtp = false)
     {
+        if (mtp && s.Arch != "deepseek2") throw new ArgumentException($"--mtp: {s.Name} is not a DeepSeek shape");
         var m = mix ?? TensorMix.Uniform(type);
         // general.file_type names the routed experts' type (most of the bytes) where llama.h has one for it
         DType fileType = mix == null ? type : Supported(() => GgufExport.FileType(mix.Experts)) ? mix.Experts : mix.Attention;
-        var w = GgufExport.CreateWriter(s.ToConfig(), fileType, $"synthetic {s.Name}", hasSelectionBias: s.V3Routing, s.Name);
+        int nextn = mtp ? 1 : 0;
+        var w = GgufExport.CreateWriter(s.ToConfig() with { NumLayers = s.Layers + nextn }, fileType, $"synthetic {s.Name}", hasSelectionBias: s.V3Routing, s.Name);
+        if (mtp) w.Add($"{s.Arch}.nextn_predict_layers", 1u);
         foreach (var (k, v) in vocabulary ?? []) w.Add(k, v);
         string a = s.Arch;
         bool ds = a == "deepseek2";
@@ -27,9 +33,16 @@ public static class SyntheticWriter
         void Ones(string name, int n) => w.AddTensor(name, DType.F32, [n], MemoryMarshal.AsBytes(Enumerable.Repeat(1f, n).ToArray().AsSpan()).ToArray());
 
         Matrix("token_embd.weight", s.Vocab, s.Hidden, m.Embedding);
-        for (int l = 0; l < s.Layers; l++)
+        for (int l = 0; l < s.Layers + nextn; l++)
         {
             string p = $"blk.{l}.";
+            if (l == s.Layers)
+            {
+                Matrix(p + "nextn.eh_proj.weight", s.Hidden, 2 * s.Hidden, m.Attention);
+                Ones(p + "nextn.enorm.weight", s.Hidden);
+                Ones(p + "nextn.hnorm.weight", s.Hidden);
+                Ones(p + "nextn.shared_head_norm.weight", s.Hidden);
+            }
             Ones(p + "attn_norm.weight", s.Hidden);
             Ones(p + "ffn_norm.weight", s.Hidden);
             if (ds)

@@ -23,7 +23,7 @@ namespace DeepSeekCpu.Generation;
 /// </summary>
 public sealed partial class Speculator : IDisposable
 {
-    private readonly ILanguageModel _draft;
+    private readonly ILanguageModel? _draft;     // null: the target's own MTP layer drafts (Speculator.Mtp.cs)
     private readonly int _vocab;                 // tokens both tokenizers define: guesses are chosen among these
     private IModelSession? _session;
     private readonly List<int> _cached = [];     // the tokens the draft session holds
@@ -79,7 +79,22 @@ public sealed partial class Speculator : IDisposable
     public int DraftAndVerify(IModelSession target, IReadOnlyList<int> cached, int next, int maxGuesses, int targetVocab)
     {
         int k = Math.Clamp(maxGuesses, 0, K);
-        _session ??= _draft.NewSession(target.ContextLength);
+        k = _mtp != null ? _mtp.Draft(target, cached, next, _guesses.AsSpan(0, k)) : DraftWithModel(target, cached, next, k);
+
+        _targetVocab = targetVocab;
+        if (_verifyLogits.Length < (k + 1) * targetVocab) _verifyLogits = new float[(K + 1) * targetVocab];
+        Span<int> batch = stackalloc int[k + 1];   // [next, guess 1..k]; k ≤ 32
+        batch[0] = next;
+        _guesses.AsSpan(0, k).CopyTo(batch[1..]);
+        target.Forward(batch, _verifyLogits, allPositions: true);
+        if (k > 0) { Rounds++; Drafted += k; }
+        return k;
+    }
+
+    /// <summary>The draft model's greedy guesses (up to k) after the target's tokens and next; returns how many.</summary>
+    private int DraftWithModel(IModelSession target, IReadOnlyList<int> cached, int next, int k)
+    {
+        _session ??= _draft!.NewSession(target.ContextLength);
         // the draft holds what it shares with the target; feed it the rest, then the pending token
         int common = 0;
         while (common < _cached.Count && common < cached.Count && _cached[common] == cached[common]) common++;
@@ -105,14 +120,6 @@ public sealed partial class Speculator : IDisposable
                 _guesses[i] = TensorPrimitives.IndexOfMax(_draftLogits.AsSpan(0, _vocab));
             }
         }
-
-        _targetVocab = targetVocab;
-        if (_verifyLogits.Length < (k + 1) * targetVocab) _verifyLogits = new float[(K + 1) * targetVocab];
-        Span<int> batch = stackalloc int[k + 1];   // [next, guess 1..k]; k ≤ 32
-        batch[0] = next;
-        _guesses.AsSpan(0, k).CopyTo(batch[1..]);
-        target.Forward(batch, _verifyLogits, allPositions: true);
-        if (k > 0) { Rounds++; Drafted += k; }
         return k;
     }
 
@@ -124,6 +131,7 @@ public sealed partial class Speculator : IDisposable
     {
         _cached.Clear();
         _session?.Truncate(0);
+        _mtp?.Forget();
     }
 
     public void Dispose() => _session?.Dispose();

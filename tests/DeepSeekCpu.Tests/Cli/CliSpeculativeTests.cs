@@ -32,12 +32,42 @@ public class CliSpeculativeTests
         Assert.Contains("(100 %), k = 4]", same.stderr);
     }
 
+    /// <summary>
+    /// run --mtp on a random tiny DeepSeek-V3 model with an MTP layer and DeepSeek-V3's tokenizer (so its vocabulary's
+    /// size): the text of plain greedy decoding, and the MTP line on stderr.
+    /// </summary>
+    [Fact]
+    public void Run_with_mtp_prints_what_plain_greedy_decoding_prints()
+    {
+        var spec = DeepSeek.MtpTests.V3Mtp with { Vocab = 129280, Tie = true, Hidden = 16, Seed = 5 };
+        string dir = DeepSeek.TinyDeepSeek.WriteFolder(spec, DeepSeek.TinyDeepSeek.Generate(spec));
+        try
+        {
+            string tok = TestPaths.Fixture("tokenizers", "deepseek-v3", "tokenizer.json");
+            string[] run = ["run", "-m", dir, "--tokenizer", tok, "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "24"];
+            var plain = Cli(run);
+            var mtp = Cli([.. run, "--mtp", "--draft-k", "2"]);
+            Assert.Equal(0, plain.code);
+            Assert.Equal(0, mtp.code);
+            Assert.Equal(plain.stdout, mtp.stdout);
+            Assert.Contains("MTP tokens kept", mtp.stderr);
+            Assert.Contains("k = 2]", mtp.stderr);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Draft_k_without_a_draft_or_out_of_range_is_a_usage_error()
     {
         var (code, _, stderr) = Cli("run", "--draft-k", "3");
         Assert.Equal(2, code);
-        Assert.Equal("error: --draft-k needs --draft MODEL", stderr.Trim());
+        Assert.Equal("error: --draft-k needs --draft MODEL or --mtp", stderr.Trim());
+        (code, _, stderr) = Cli("run", "--draft", TestPaths.Stories260K, "--mtp");
+        Assert.Equal(2, code);
+        Assert.Equal("error: --draft and --mtp exclude each other", stderr.Trim());
+        (code, _, stderr) = Cli("run", "-m", TestPaths.Stories260K, "--mtp", "-p", "Once", "-n", "4");
+        Assert.NotEqual(0, code);
+        Assert.Equal("error: the model has no multi-token-prediction layer (llama2.c: num_nextn_predict_layers = 0)", stderr.Trim());
         (code, _, stderr) = Cli("run", "--draft", TestPaths.Stories260K, "--draft-k", "40");
         Assert.NotEqual(0, code);
         Assert.Single(stderr.Trim().Split('\n'));

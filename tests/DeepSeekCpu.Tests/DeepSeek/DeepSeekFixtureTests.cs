@@ -162,7 +162,7 @@ public class DeepSeekFixtureTests
         using var m = Open("f32", MlaMode.Auto);
         var c = m.Config;
         Assert.Equal(c.NumLayers * (16 + 8) * 4L, m.KvBytesPerToken);
-        Assert.Equal(0, m.SkippedMtpLayers);
+        Assert.Equal(0, m.MtpLayers);
         Assert.True(m.RopeInterleaved);
     }
 

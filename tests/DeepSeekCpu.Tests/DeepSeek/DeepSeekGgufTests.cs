@@ -44,6 +44,13 @@ public class DeepSeekGgufTests
         ["mlp.shared_experts.gate_proj.weight"] = "ffn_gate_shexp.weight",
         ["mlp.shared_experts.up_proj.weight"] = "ffn_up_shexp.weight",
         ["mlp.shared_experts.down_proj.weight"] = "ffn_down_shexp.weight",
+        // the MTP layer's own tensors (llama.cpp gguf-py constants.py MODEL_TENSOR.NEXTN_*)
+        ["eh_proj.weight"] = "nextn.eh_proj.weight",
+        ["enorm.weight"] = "nextn.enorm.weight",
+        ["hnorm.weight"] = "nextn.hnorm.weight",
+        ["embed_tokens.weight"] = "nextn.embed_tokens.weight",
+        ["shared_head.norm.weight"] = "nextn.shared_head_norm.weight",
+        ["shared_head.head.weight"] = "nextn.shared_head_head.weight",
     };
 
     /// <summary>
@@ -247,7 +254,7 @@ public class DeepSeekGgufTests
         {
             var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(DeepSeekRandomModelTests.Prompt);
             using var m = DeepSeekFixtureTests.Load(path);
-            Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
+            Assert.Equal(spec.MtpLayers, m.MtpLayers);
             Assert.Equal(spec.Layers, m.Config.NumLayers);
             if (q8) Assert.Equal(DType.Q8_0, m.Weights.Get("model.layers.1.mlp.experts.3.gate_proj.weight").Type);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive })

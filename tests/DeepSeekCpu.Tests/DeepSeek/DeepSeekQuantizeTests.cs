@@ -76,7 +76,7 @@ public class DeepSeekQuantizeTests
             Assert.True(code == 0, err);
             using var m = DeepSeekFixtureTests.Load(output);
             Assert.Equal(spec.Layers, m.Config.NumLayers);
-            Assert.Equal(0, m.SkippedMtpLayers);                                  // MTP layers are not exported
+            Assert.Equal(0, m.MtpLayers);                                  // MTP layers are not exported
             var prefill = DeepSeekFixtureTests.Prefill(m, DeepSeekRandomModelTests.Prompt);
             var stepwise = DeepSeekFixtureTests.Stepwise(m, DeepSeekRandomModelTests.Prompt);
             if (type == "f32")

@@ -94,7 +94,7 @@ public class DeepSeekRandomModelTests
         try
         {
             using var m = DeepSeekFixtureTests.Load(dir);
-            Assert.Equal(spec.MtpLayers, m.SkippedMtpLayers);
+            Assert.Equal(spec.MtpLayers, m.MtpLayers);
             foreach (var mode in new[] { MlaMode.Absorbed, MlaMode.Naive, MlaMode.Auto })
             {
                 m.MlaMode = mode;
@@ -118,13 +118,14 @@ public class DeepSeekRandomModelTests
         return (spec, OfficialLayout(TinyDeepSeek.Generate(spec), ue8m0: scaleFmt == "ue8m0"));
     }
 
-    /// <summary>The official checkpoint's storage: linear weights FP8 with block scales, embeddings/norms/gate BF16, e_score_correction_bias F32.</summary>
-    private static List<TinyTensor> OfficialLayout(List<TinyTensor> tensors, bool ue8m0 = false)
+    /// <summary>The official checkpoint's storage: linear weights FP8 with block scales, embeddings/norms/gate BF16, e_score_correction_bias F32
+    /// (the heads, lm_head and the MTP layer's shared_head.head, BF16).</summary>
+    internal static List<TinyTensor> OfficialLayout(List<TinyTensor> tensors, bool ue8m0 = false)
     {
         foreach (var t in tensors)
         {
             if (t.Name.EndsWith("e_score_correction_bias")) continue;                  // F32
-            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight")
+            if (t.Shape.Length == 2 && !t.Name.Contains("embed_tokens") && !t.Name.EndsWith("mlp.gate.weight") && t.Name != "lm_head.weight" && !t.Name.EndsWith("shared_head.head.weight"))
                 TinyDeepSeek.ToFp8(t, ue8m0);
             else TinyDeepSeek.ToBf16(t);
         }

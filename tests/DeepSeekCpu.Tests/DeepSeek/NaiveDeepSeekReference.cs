@@ -145,14 +145,34 @@ public sealed partial class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictiona
     /// </summary>
     public double[][] Forward(int[] tokens, Action<int, double[][]>? afterLayer = null)
     {
-        int T = tokens.Length, D = s.Hidden, H = s.Heads, nope = s.Nope, rope = s.Rope, vd = s.V, kvl = s.KvLoraRank;
-        var (freq, mscale) = RopeFrequencies();
-        double scale = 1 / Math.Sqrt(nope + rope) * mscale * mscale;
+        int T = tokens.Length, D = s.Hidden;
+        var (freq, scale) = Scales();
         var emb = W("model.embed_tokens.weight");
         var x = new double[T][];
         for (int t = 0; t < T; t++) x[t] = Enumerable.Range(0, D).Select(i => (double)emb[tokens[t] * D + i]).ToArray();
 
         for (int l = 0; l < s.Layers; l++)
+        {
+            Block(l, x, freq, scale);
+            afterLayer?.Invoke(l, x);
+        }
+        var head = s.Tie ? emb : W("lm_head.weight");
+        var logits = new double[T][];
+        for (int t = 0; t < T; t++) logits[t] = Linear(head, RmsNorm(x[t], W("model.norm.weight")), s.Vocab);
+        return logits;
+    }
+
+    /// <summary>Rope frequencies and the softmax scale, 1/sqrt(nope + rope) · mscale².</summary>
+    private (double[] freq, double scale) Scales()
+    {
+        var (freq, mscale) = RopeFrequencies();
+        return (freq, 1 / Math.Sqrt(s.Nope + s.Rope) * mscale * mscale);
+    }
+
+    /// <summary>Block <paramref name="l"/> (weights model.layers.l.*) over rows x[T][dim] at positions 0..T-1, in place.</summary>
+    private void Block(int l, double[][] x, double[] freq, double scale)
+    {
+        int T = x.Length, D = s.Hidden, H = s.Heads, nope = s.Nope, rope = s.Rope, vd = s.V, kvl = s.KvLoraRank;
         {
             string p = $"model.layers.{l}.", a = p + "self_attn.";
             // ---- attention
@@ -206,11 +226,6 @@ public sealed partial class NaiveDeepSeekReference(TinySpec s, IReadOnlyDictiona
                 var f = s.IsMoeLayer(l) ? Moe(p + "mlp.", h) : Mlp(p + "mlp.", h, s.Intermediate);
                 for (int i = 0; i < D; i++) x[t][i] += f[i];
             }
-            afterLayer?.Invoke(l, x);
         }
-        var head = s.Tie ? emb : W("lm_head.weight");
-        var logits = new double[T][];
-        for (int t = 0; t < T; t++) logits[t] = Linear(head, RmsNorm(x[t], W("model.norm.weight")), s.Vocab);
-        return logits;
     }
 }

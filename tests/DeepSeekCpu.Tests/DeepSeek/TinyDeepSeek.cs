@@ -35,7 +35,7 @@ public sealed record TinySpec
     public float Eps { get; init; } = 1e-6f;
     /// <summary>YaRN (factor, original_max_position_embeddings, beta_fast, beta_slow, mscale, mscale_all_dim) or null.</summary>
     public (double Factor, int Orig, double BetaFast, double BetaSlow, double Mscale, double MscaleAll)? Yarn { get; init; }
-    /// <summary>Multi-token-prediction layers written after the main layers (the engine must skip them).</summary>
+    /// <summary>Multi-token-prediction layers written after the main layers (a block plus the MTP module's own tensors).</summary>
     public int MtpLayers { get; init; }
     /// <summary>V3.2 lightning indexer (index_n_heads, index_head_dim, index_topk); IndexTopk 0: none.</summary>
     public int IndexHeads { get; init; }
@@ -86,6 +86,7 @@ public static class TinyDeepSeek
     public static List<TinyTensor> Generate(TinySpec s)
     {
         var rng = new Random(s.Seed);
+        var main = rng;
         var list = new List<TinyTensor>();
         float Gauss() => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
         void Mat(string name, int rows, int cols, float scale = 1)
@@ -159,6 +160,20 @@ public static class TinyDeepSeek
                 Mat(m + "gate_proj.weight", s.Intermediate, s.Hidden);
                 Mat(m + "up_proj.weight", s.Intermediate, s.Hidden);
                 Mat(m + "down_proj.weight", s.Hidden, s.Intermediate);
+            }
+            if (l >= s.Layers)
+            {
+                // the MTP module's own tensors (DeepSeek-V3 README_WEIGHTS.md); embedding and head drawn anew, unlike
+                // the checkpoint's copies of the main ones, so that a test sees which ones an engine reads. From their
+                // own generator: the other tensors keep the values they had before these were written.
+                rng = new Random(s.Seed * 7919 + l);
+                Mat(p + "embed_tokens.weight", s.Vocab, s.Hidden, MathF.Sqrt(s.Hidden));
+                Norm(p + "enorm.weight", s.Hidden);
+                Norm(p + "hnorm.weight", s.Hidden);
+                Mat(p + "eh_proj.weight", s.Hidden, 2 * s.Hidden);
+                Norm(p + "shared_head.norm.weight", s.Hidden);
+                Mat(p + "shared_head.head.weight", s.Vocab, s.Hidden);
+                rng = main;
             }
         }
         Norm("model.norm.weight", s.Hidden);

@@ -36,7 +36,7 @@ public class SpeculativeDecodingTests
         return r;
     }
 
-    private static void AssertSame(GenerationResult plain, GenerationResult spec)
+    internal static void AssertSame(GenerationResult plain, GenerationResult spec)
     {
         Assert.Equal(plain.Content, spec.Content);
         Assert.Equal(plain.CompletionTokens, spec.CompletionTokens);
@@ -134,7 +134,7 @@ public class SpeculativeDecodingTests
     };
 
     /// <summary>Token i is the text "&lt;i&gt;" (shifted by <c>shift</c>): output text spells the ids; no stop tokens.</summary>
-    private sealed class IdTokenizer(int vocab, int shift = 0) : ITokenizer
+    internal sealed class IdTokenizer(int vocab, int shift = 0) : ITokenizer
     {
         public int VocabSize => vocab;
         public int? BosId => null;

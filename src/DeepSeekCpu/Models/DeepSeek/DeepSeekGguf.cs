@@ -16,8 +16,8 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// as <c>self_attn.k_b_proj.weight</c> / <c>self_attn.v_b_proj.weight</c>, which <see cref="MLA"/> reads.</item>
 /// <item>RoPE: the converter does not permute q/k for deepseek2 and llama.cpp rotates adjacent pairs
 /// (LLAMA_ROPE_TYPE_NORM), so the layout is the same interleaved one as on HF weights.</item>
-/// <item>block_count includes the MTP layers (nextn_predict_layers); their tensors keep a <c>model.layers.N.</c>
-/// prefix so that <see cref="DeepSeekModel.SkippedMtpLayers"/> counts them.</item>
+/// <item>block_count includes the MTP layers (nextn_predict_layers): their block is named as any other, and their own
+/// tensors <c>blk.N.nextn.*</c> (MODEL_TENSOR.NEXTN_*) map to the HF names <see cref="Mtp"/> reads.</item>
 /// <item>DeepSeek-V3.2 is llama.cpp's <c>deepseek32</c> (convert_hf_to_gguf DeepseekV32Model, src/models/deepseek32.cpp):
 /// the deepseek2 keys and tensors under that name, plus <c>attention.indexer.{head_count,key_length,top_k}</c> and per
 /// block <c>indexer.attn_q_b</c> (wq_b), <c>indexer.attn_k</c> (wk), <c>indexer.k_norm</c> (weight and bias) and
@@ -56,6 +56,12 @@ public static partial class DeepSeekGguf
         ["indexer.k_norm.weight"] = "self_attn.indexer.k_norm.weight",
         ["indexer.k_norm.bias"] = "self_attn.indexer.k_norm.bias",
         ["indexer.proj.weight"] = "self_attn.indexer.weights_proj.weight",
+        ["nextn.eh_proj.weight"] = "eh_proj.weight",
+        ["nextn.enorm.weight"] = "enorm.weight",
+        ["nextn.hnorm.weight"] = "hnorm.weight",
+        ["nextn.embed_tokens.weight"] = "embed_tokens.weight",
+        ["nextn.shared_head_norm.weight"] = "shared_head.norm.weight",
+        ["nextn.shared_head_head.weight"] = "shared_head.head.weight",
     };
 
     private static readonly Dictionary<string, string> StackedExperts = new()
@@ -106,7 +112,7 @@ public static partial class DeepSeekGguf
             }
             else if (rest == "ffn_gate_up_exps.weight")
                 throw ModelFormatException.In(f.Path, $"tensor {name}: fused gate/up expert tensors are not supported (convert with separate ffn_gate_exps/ffn_up_exps)");
-            else tensors[layer + "gguf." + rest] = Rename(t, layer + "gguf." + rest); // MTP (nextn.*) and others: kept, unused
+            else tensors[layer + "gguf." + rest] = Rename(t, layer + "gguf." + rest); // others: kept, unused
         }
 
         // ---- config

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// (the first <c>first_k_dense_replace</c> layers) or DeepSeekMoE (deepseek-ai/DeepSeek-V3 inference/model.py class
 /// Transformer). Weights are read by Hugging Face name (GGUF goes through <see cref="DeepSeekGguf"/>); stored formats
 /// are kept as they are (FP8 with block scales, BF16, GGUF quants) and multiplied by <see cref="MatMul"/>.
-/// Multi-token-prediction layers (stored after the main layers) are not loaded. V3.2 (DeepSeek-V3.2-Exp
+/// The multi-token-prediction module (stored after the main layers) is loaded on first use of <see cref="Mtp"/>. V3.2 (DeepSeek-V3.2-Exp
 /// inference/model.py) adds a lightning <see cref="Indexer"/> to every MLA layer: each query attends to the
 /// index_topk cached tokens it selects, always over the latent cache (absorbed), whatever <see cref="MlaMode"/> says.
 /// </summary>
@@ -31,8 +31,8 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
     /// </summary>
     public SelectionObserver? SelectionObserver { get; set; }
 
-    /// <summary>MTP layers present in the weights (layer index ≥ num_hidden_layers) that were not loaded.</summary>
-    public int SkippedMtpLayers { get; }
+    /// <summary>MTP layers present in the weights (layer index ≥ num_hidden_layers); the first is <see cref="Mtp"/>.</summary>
+    public int MtpLayers { get; }
 
     /// <summary>
     /// RoPE rotates interleaved pairs (2i, 2i+1), as DeepSeek's reference does on its weights (config.RopeInterleaved).
@@ -48,11 +48,11 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
     private readonly Block[] _layers;
     private readonly RopeTables _rope;      // cos/sin of the rope dims, grown to the longest session
     private DeepSeekPass? _pass;
+    private readonly float _softmaxScale;
     internal readonly BatchContract<DeepSeekSession> Contract;
 
     /// <summary>Attention, dense and shared MLPs, the router, the head, and num_experts_per_tok routed experts per MoE layer.</summary>
-    public long WeightBytesPerToken =>
-        Weights.BytesPerToken(Config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", Config.NRoutedExperts, Config.NumExpertsPerTok);
+    public long WeightBytesPerToken => AllBytesPerToken - _mtpOwnBytes;   // the MTP module's, once loaded, apart
 
     /// <summary>How new sessions store the latent cache (LoadOptions.CacheType at load; sessions keep theirs).</summary>
     public KvCacheType CacheType { get; set; } = KvCacheType.F16;
@@ -73,7 +73,7 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
         RopeInterleaved = ropeInterleaved ?? c.RopeInterleaved;
         _rope = new RopeTables(c, c.QkRopeHeadDim);
         // softmax_scale = (nope + rope)^-0.5, times mscale² under YaRN (model.py MLA.__init__)
-        float softmaxScale = (float)(1.0 / Math.Sqrt(c.QkNopeHeadDim + c.QkRopeHeadDim)) * _rope.Current.AttentionScaleFactor;
+        float softmaxScale = _softmaxScale = (float)(1.0 / Math.Sqrt(c.QkNopeHeadDim + c.QkRopeHeadDim)) * _rope.Current.AttentionScaleFactor;
         _embed = weights.RawMatrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize); // looked up by row
         _head = weights.Matrix(c.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", c.VocabSize, c.HiddenSize);
         _norm = weights.Vector("model.norm.weight", c.HiddenSize);
@@ -82,7 +82,7 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
         Contract = new BatchContract<DeepSeekSession>(c, DeepSeekSession.MaxBatch, this);
 
         var layerName = new Regex(@"^model\.layers\.(\d+)\.");
-        SkippedMtpLayers = weights.Tensors.Keys.Select(name => layerName.Match(name))
+        MtpLayers = weights.Tensors.Keys.Select(name => layerName.Match(name))
             .Where(m => m.Success && int.Parse(m.Groups[1].Value) >= c.NumLayers).Select(m => m.Groups[1].Value).Distinct().Count();
     }
 
@@ -119,6 +119,7 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
             if (SelectionObserver is { } see && Config.HasIndexer)
                 for (int t = 0; t < n; t++) see(l, rows.Positions[t], p.TopkIndices.AsSpan(t * p.TopkStride, p.TopkCounts[t]));
         }
+        _mtp?.Capture(rows, x);   // the MTP module, once loaded, keeps every row's last hidden state
         Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _head, p.Normed, logits);
     }
 }

@@ -18,16 +18,19 @@ public sealed class DeepSeekSession : ModelSession
     internal readonly KvCache[]? IndexCache;      // V3.2: per layer [ctx, index_head_dim] the indexer's keys; else null
     internal override object Owner => _m;
 
-    internal DeepSeekSession(DeepSeekModel m, int contextLength, KvCacheType type) : base(contextLength)
+    /// <param name="layers">Cache layers (0: the main layers; the MTP module's sessions index its layer after them,
+    /// and caches allocate only when written).</param>
+    internal DeepSeekSession(DeepSeekModel m, int contextLength, KvCacheType type, int layers = 0) : base(contextLength)
     {
         var c = m.Config;
         _m = m;
-        Cache = new KvCache[c.NumLayers];
-        for (int l = 0; l < c.NumLayers; l++) Cache[l] = new KvCache(type, c.KvLoraRank + c.QkRopeHeadDim, contextLength);
+        if (layers == 0) layers = c.NumLayers;
+        Cache = new KvCache[layers];
+        for (int l = 0; l < layers; l++) Cache[l] = new KvCache(type, c.KvLoraRank + c.QkRopeHeadDim, contextLength);
         if (c.HasIndexer)
         {
-            IndexCache = new KvCache[c.NumLayers];
-            for (int l = 0; l < c.NumLayers; l++) IndexCache[l] = new KvCache(type, c.IndexHeadDim, contextLength);
+            IndexCache = new KvCache[layers];
+            for (int l = 0; l < layers; l++) IndexCache[l] = new KvCache(type, c.IndexHeadDim, contextLength);
         }
     }
 
