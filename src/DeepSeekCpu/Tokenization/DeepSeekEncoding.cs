@@ -200,15 +200,22 @@ public sealed class DeepSeekEncoding : IChatTemplate
             using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
             if (!doc.RootElement.TryGetProperty("architectures", out var archs) || archs.ValueKind != System.Text.Json.JsonValueKind.Array) return null;
             foreach (var a in archs.EnumerateArray())
-                switch (a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString() : null)
-                {
-                    case "DeepseekV32ForCausalLM": return new DeepSeekEncoding(Version.V32);
-                    case "DeepseekV4ForCausalLM": return new DeepSeekEncoding(Version.V4);
-                }
+                if (ForArchitecture(a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString() : null) is { } encoding) return encoding;
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException) { }
         return null;
     }
+
+    /// <summary>
+    /// The encoding an architecture name stands for: config.json's DeepseekV32ForCausalLM or llama.cpp's GGUF
+    /// <c>general.architecture</c> "deepseek32" (V3.2), DeepseekV4ForCausalLM (V4); null for any other.
+    /// </summary>
+    public static DeepSeekEncoding? ForArchitecture(string? architecture) => architecture switch
+    {
+        "DeepseekV32ForCausalLM" or "deepseek32" => new DeepSeekEncoding(Version.V32),
+        "DeepseekV4ForCausalLM" => new DeepSeekEncoding(Version.V4),
+        _ => null,
+    };
 
     private static int LastIndex(IReadOnlyList<ChatMessage> messages, string role)
     {

@@ -219,3 +219,28 @@ public class DsmlToolCallTests
         Assert.Equal(python, PythonJson.FloatRepr(value));
     }
 }
+
+/// <summary>Which encoding (and so which tool-call format) a model gets when its files carry no chat template.</summary>
+public class DsmlEncodingSelectionTests
+{
+    [Fact]
+    public void A_deepseek32_gguf_without_a_template_gets_v32s_encoding_and_its_dsml_calls()
+    {
+        // llama.cpp writes V3.2 as general.architecture "deepseek32"; DeepSeek ships no Jinja template for it
+        var md = DeepSeekCpu.Tests.Tokenization.GgufMetadata.FromTokenizerJson(TokenizerFixtures.TokenizerDir(TokenizerFixtures.V3), "deepseek-v3");
+        md.Remove("tokenizer.chat_template");
+        md["general.architecture"] = "deepseek32";
+        var tok = DeepSeekCpu.Tokenizers.TokenizerLoader.FromGgufMetadata(md, "v32.gguf");
+        Assert.Equal(DeepSeekEncoding.Version.V32, Assert.IsType<DeepSeekEncoding>(tok.ChatTemplate).EncodingVersion);
+        Assert.Equal(ToolCallFormat.DsmlFunctionCalls, tok.ChatTemplate!.ToolCallFormat);
+        md["general.architecture"] = "deepseek2";
+        Assert.Null(DeepSeekCpu.Tokenizers.TokenizerLoader.FromGgufMetadata(md, "v3.gguf").ChatTemplate);
+    }
+
+    [Theory]
+    [InlineData("DeepseekV32ForCausalLM", ToolCallFormat.DsmlFunctionCalls)]
+    [InlineData("DeepseekV4ForCausalLM", ToolCallFormat.DsmlToolCalls)]
+    [InlineData("deepseek32", ToolCallFormat.DsmlFunctionCalls)]
+    public void Each_architecture_names_its_call_format(string architecture, ToolCallFormat format) =>
+        Assert.Equal(format, DeepSeekEncoding.ForArchitecture(architecture)!.ToolCallFormat);
+}
