@@ -17,19 +17,18 @@ writes into tests/fixtures/chat-templates/
     tool_calls (name and arguments), or "error" where that strict decoder refuses it.
 Standard library only (Python 3.11 was used).
 """
-import importlib.util
 import json
 import os
 import sys
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from render_deepseek_encodings import ROOT, load  # noqa: E402  (the sibling script: same folder)
 
 
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def write(path, lines, what):
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+    print(os.path.basename(path), len(lines), what + ',', sum('"error"' in l for l in lines), 'refused')
 
 
 WEATHER = {'type': 'function', 'function': {
@@ -139,9 +138,7 @@ def main():
                     except (AssertionError, KeyError, IndexError, TypeError) as e:
                         row['error'] = type(e).__name__
                     lines.append(json.dumps(row, ensure_ascii=False))
-        with open(os.path.join(out_dir, f'reference-tools-{name}.jsonl'), 'w', encoding='utf-8') as f:
-            f.write('\n'.join(lines) + '\n')
-        print(name, len(lines), 'renderings,', sum('"error"' in l for l in lines), 'refused')
+        write(os.path.join(out_dir, f'reference-tools-{name}.jsonl'), lines, 'renderings')
 
         lines = []
         for mode, text in completions(block):
@@ -154,9 +151,7 @@ def main():
             except (AssertionError, ValueError) as e:
                 row['error'] = type(e).__name__
             lines.append(json.dumps(row, ensure_ascii=False))
-        with open(os.path.join(out_dir, f'parse-{name}.jsonl'), 'w', encoding='utf-8') as f:
-            f.write('\n'.join(lines) + '\n')
-        print(name, len(lines), 'parses,', sum('"error"' in l for l in lines), 'refused')
+        write(os.path.join(out_dir, f'parse-{name}.jsonl'), lines, 'parses')
 
 
 if __name__ == '__main__':

@@ -38,21 +38,13 @@ public static class Dsml
     public static string BlockOpen(ToolCallFormat format) => "<" + Token + BlockName(format) + ">";
     public static string BlockClose(ToolCallFormat format) => "</" + Token + BlockName(format) + ">";
 
-    /// <summary>encoding_dsv32.py TOOLS_SYSTEM_TEMPLATE with its tokens filled in; {0} is the schema lines.</summary>
+    /// <summary>encoding_dsv32.py TOOLS_SYSTEM_TEMPLATE with its tokens filled in; {0} is the schema lines, {1} the example block.</summary>
     private const string ToolsV32 = """
         ## Tools
 
         You have access to a set of tools you can use to answer the user's question.
         You can invoke functions by writing a "<｜DSML｜function_calls>" block like the following as part of your reply to the user:
-        <｜DSML｜function_calls>
-        <｜DSML｜invoke name="$FUNCTION_NAME">
-        <｜DSML｜parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</｜DSML｜parameter>
-        ...
-        </｜DSML｜invoke>
-        <｜DSML｜invoke name="$FUNCTION_NAME2">
-        ...
-        </｜DSML｜invoke>
-        </｜DSML｜function_calls>
+        {1}
 
         String and scalar parameters should be specified as is without any escaping or quotes, while lists and objects should use JSON format. The "string" attribute should be set to "true" for string type parameters and "false" for other types (numbers, booleans, arrays, objects).
 
@@ -75,21 +67,13 @@ public static class Dsml
 
         """;
 
-    /// <summary>encoding_dsv4.py TOOLS_TEMPLATE with its tokens filled in; {0} is the schema lines.</summary>
+    /// <summary>encoding_dsv4.py TOOLS_TEMPLATE with its tokens filled in; {0} is the schema lines, {1} the example block.</summary>
     private const string ToolsV4 = """
         ## Tools
 
         You have access to a set of tools to help answer the user's question. You can invoke tools by writing a "<｜DSML｜tool_calls>" block like the following:
 
-        <｜DSML｜tool_calls>
-        <｜DSML｜invoke name="$TOOL_NAME">
-        <｜DSML｜parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</｜DSML｜parameter>
-        ...
-        </｜DSML｜invoke>
-        <｜DSML｜invoke name="$TOOL_NAME2">
-        ...
-        </｜DSML｜invoke>
-        </｜DSML｜tool_calls>
+        {1}
 
         String parameters should be specified as is and set `string="true"`. For all other types (numbers, booleans, arrays, objects), pass the value in JSON format and set `string="false"`.
 
@@ -121,9 +105,18 @@ public static class Dsml
             PythonJson.Write(lines, schema.RootElement);
             lines.Append('}');
         }
-        string template = format == ToolCallFormat.DsmlFunctionCalls ? ToolsV32 : ToolsV4;
-        return template.ReplaceLineEndings("\n").Replace("{0}", lines.ToString(), StringComparison.Ordinal);
+        bool v32 = format == ToolCallFormat.DsmlFunctionCalls;
+        return (v32 ? ToolsV32 : ToolsV4).ReplaceLineEndings("\n")
+            .Replace("{1}", Example(format, v32 ? "$FUNCTION_NAME" : "$TOOL_NAME"), StringComparison.Ordinal)
+            .Replace("{0}", lines.ToString(), StringComparison.Ordinal);
     }
+
+    /// <summary>The example both prompts show: a block of two invokes, the first with one parameter, named by placeholders
+    /// ($FUNCTION_NAME and $FUNCTION_NAME2 in V3.2, $TOOL_NAME and $TOOL_NAME2 in V4).</summary>
+    private static string Example(ToolCallFormat format, string name) =>
+        BlockOpen(format) + "\n" + InvokeOpen + name + "\">\n"
+        + ParameterOpen + "$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE" + ParameterClose + "\n...\n" + InvokeClose + "\n"
+        + InvokeOpen + name + "2\">\n...\n" + InvokeClose + "\n" + BlockClose(format);
 
     /// <summary>
     /// An assistant turn's calls (tool_calls_template): "\n\n" and the block. Arguments are read as a JSON object, each

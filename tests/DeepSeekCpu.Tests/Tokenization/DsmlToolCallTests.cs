@@ -74,9 +74,10 @@ public class DsmlToolCallTests
     }
 
     /// <summary>The answer part of a completion (after the reasoning, without the end-of-sentence token), read back.</summary>
-    private static (string Text, List<ToolCall> Calls, List<ToolCallFragment> Fragments) ParseAll(ToolCallFormat format, IEnumerable<string> pieces)
+    internal static (string Text, List<ToolCall> Calls, List<ToolCallFragment> Fragments) ParseAll(ToolCallFormat format, IEnumerable<string> pieces,
+        string[]? names = null)
     {
-        var p = new ToolCallParser(format, Names);
+        var p = new ToolCallParser(format, names ?? Names);
         var events = new List<ToolCallEvent>();
         foreach (var piece in pieces) p.Push(piece, events);
         p.Flush(events);
@@ -84,7 +85,7 @@ public class DsmlToolCallTests
             events.Where(e => e.Fragment != null).Select(e => e.Fragment!.Value).ToList());
     }
 
-    private static IEnumerable<string> Chars(string s) => s.Select(c => c.ToString());
+    internal static IEnumerable<string> Chars(string s) => s.Select(c => c.ToString());
 
     /// <summary>Each call's fragments: a start with its id and name, then pieces that join to its arguments.</summary>
     internal static void AssertFragmentsMakeTheCalls(List<ToolCallFragment> fragments, List<ToolCall> calls)

@@ -10,17 +10,10 @@ namespace DeepSeekCpu.Tests.Tokenization;
 /// </summary>
 public class ToolCallFragmentTests
 {
-    private static (string Text, List<ToolCall> Calls, List<ToolCallFragment> Fragments) ParseAll(ToolCallFormat format, IEnumerable<string> pieces)
-    {
-        var p = new ToolCallParser(format, ["search", "get_weather"]);
-        var events = new List<ToolCallEvent>();
-        foreach (var piece in pieces) p.Push(piece, events);
-        p.Flush(events);
-        return (string.Concat(events.Select(e => e.Text)), events.Where(e => e.Call != null).Select(e => e.Call!).ToList(),
-            events.Where(e => e.Fragment != null).Select(e => e.Fragment!.Value).ToList());
-    }
+    private static (string Text, List<ToolCall> Calls, List<ToolCallFragment> Fragments) ParseAll(ToolCallFormat format, IEnumerable<string> pieces) =>
+        DsmlToolCallTests.ParseAll(format, pieces, ["search", "get_weather"]);
 
-    private static IEnumerable<string> Chars(string s) => s.Select(c => c.ToString());
+    private static IEnumerable<string> Chars(string s) => DsmlToolCallTests.Chars(s);
 
     [Theory]
     [InlineData(ToolCallFormat.FencedJson, "Let me check.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\", \"days\": [1, 2]}\n```<｜tool▁call▁end｜>\n"
