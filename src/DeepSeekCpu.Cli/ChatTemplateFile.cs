@@ -112,7 +112,7 @@ internal sealed class ChatTemplateFile : IChatTemplate
             DeepSeekChatStyle.AssistantAfterUser => t.StripsReasoning ? "R1-0528" : "V3-0324",
             _ => t.OpensReasoning ? "R1 (opens <think>)" : "V3",
         },
-        DeepSeekEncoding => "DeepSeek V3.2+ encoding (encoding_dsv32.py)",
+        DeepSeekEncoding e => e.EncodingVersion == DeepSeekEncoding.Version.V32 ? "DeepSeek V3.2 encoding (encoding_dsv32.py)" : "DeepSeek V4 encoding (encoding_dsv4.py)",
         null when Unrecognised(tokenizer) => "not recognised: prompts are sent as plain text (give --chat-template FILE)",
         null => "none: prompts are continued as plain text",
         var t => t.GetType().Name,

@@ -16,14 +16,16 @@ namespace DeepSeekCpu.Extensions.AI;
 /// </summary>
 public sealed partial class DeepSeekChatClient
 {
-    /// <summary>A message as the engine's messages: a tool message becomes one "tool" turn per result; an assistant's
-    /// function calls its tool calls. Earlier reasoning is not sent back (the templates strip it): only text.</summary>
+    /// <summary>A message as the engine's messages: a tool message becomes one "tool" turn per result (with its call
+    /// id); an assistant's function calls its tool calls and its reasoning its <see cref="EngineMessage.Reasoning"/>
+    /// (only the V3.2/V4 encodings write it back; the Jinja templates strip reasoning).</summary>
     private static IEnumerable<EngineMessage> ToEngine(ChatMessage m)
     {
         string text = string.Concat(m.Contents.OfType<TextContent>().Select(c => c.Text));
         if (m.Role == ChatRole.Tool)
         {
-            foreach (var r in m.Contents.OfType<FunctionResultContent>()) yield return new EngineMessage("tool", ResultText(r.Result));
+            foreach (var r in m.Contents.OfType<FunctionResultContent>())
+                yield return new EngineMessage("tool", ResultText(r.Result)) { ToolCallId = r.CallId };
             if (text.Length > 0) yield return new EngineMessage("tool", text);
             yield break;
         }
@@ -31,7 +33,12 @@ public sealed partial class DeepSeekChatClient
             : throw new NotSupportedException($"chat role '{m.Role}' is not supported (system, user, assistant and tool are)");
         var calls = m.Contents.OfType<FunctionCallContent>()
             .Select(c => new EngineCall(c.CallId, c.Name, ToolJson.SerializeArguments(c.Arguments ?? new Dictionary<string, object?>()))).ToList();
-        yield return new EngineMessage(role, text) { ToolCalls = role == "assistant" && calls.Count > 0 ? calls : null };
+        var reasoning = m.Contents.OfType<TextReasoningContent>().Select(c => c.Text).ToList();
+        yield return new EngineMessage(role, text)
+        {
+            ToolCalls = role == "assistant" && calls.Count > 0 ? calls : null,
+            Reasoning = role == "assistant" && reasoning.Count > 0 ? string.Concat(reasoning) : null,
+        };
     }
 
     /// <summary>A function's result as the tool turn's text: a string as it is, anything else as JSON.</summary>

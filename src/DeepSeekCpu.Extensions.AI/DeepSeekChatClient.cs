@@ -73,6 +73,7 @@ public sealed partial class DeepSeekChatClient : IChatClient
         bool called = false;
         await foreach (var d in ChatEngine.ReadToolCalls(_engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, request, result, cancellationToken), prompt, cancellationToken).ConfigureAwait(false))
         {
+            if (d.Fragment != null) continue;   // M.E.AI takes whole calls (FunctionCallContent)
             called |= d.Call != null;
             AIContent content = d.Call is { } call ? CallContent(call) : d.Kind == TextKind.Answer ? new TextContent(d.Text) : new TextReasoningContent(d.Text);
             yield return new ChatResponseUpdate(ChatRole.Assistant, [content])

@@ -22,6 +22,9 @@ internal sealed partial class ApiRequest
             throw new ApiError(400, $"{at}.role must be one of system, developer, user, assistant, tool", at + ".role");
         string roleName = role.GetString() == "developer" ? "system" : role.GetString()!;
         var message = new ChatMessage(roleName, Content(m, at));
+        // what V3.2/V4 write back: a tool result's call id (V4 orders results by it), an answer's reasoning
+        if (roleName == "tool") message = message with { ToolCallId = Str(m, "tool_call_id", at) };
+        if (roleName == "assistant") message = message with { Reasoning = Str(m, "reasoning_content", at) };
         if (roleName != "assistant" || !m.TryGetProperty("tool_calls", out var calls) || calls.ValueKind == JsonValueKind.Null) return message;
         if (calls.ValueKind != JsonValueKind.Array) throw new ApiError(400, $"{at}.tool_calls must be an array", at + ".tool_calls");
         var list = new List<ToolCall>();

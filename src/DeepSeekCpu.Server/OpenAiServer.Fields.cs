@@ -18,7 +18,7 @@ public static partial class OpenAiServer
     private static void CheckAgainstModel(ApiRequest req, ChatEngine engine)
     {
         if (req.Tools is { Active: true } && engine.Tokenizer.ChatTemplate?.ToolCallFormat == null)
-            throw new ApiError(400, "this model's chat template has no tool-call format (tools work with the DeepSeek R1/V3/V3-0324/R1-0528/V3.1 templates)", "tools");
+            throw new ApiError(400, "this model's chat template has no tool-call format (tools work with the DeepSeek R1/V3/V3-0324/R1-0528/V3.1 templates and the V3.2/V4 encodings)", "tools");
         if (req.MaxBiasedToken >= engine.Tokenizer.VocabSize)
             throw new ApiError(400, $"logit_bias names token {req.MaxBiasedToken}, but the vocabulary has {engine.Tokenizer.VocabSize} tokens", "logit_bias");
     }

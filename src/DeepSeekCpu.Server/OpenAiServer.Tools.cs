@@ -4,8 +4,8 @@ using DeepSeekCpu.Tokenization;
 
 namespace DeepSeekCpu.Server;
 
-/// <summary>Tool calls in the responses: <c>message.tool_calls</c>, streamed <c>delta.tool_calls</c> (one delta per call,
-/// with its index, id, name and whole arguments) and the finish reason "tool_calls".</summary>
+/// <summary>Tool calls in the responses: <c>message.tool_calls</c>, streamed <c>delta.tool_calls</c> (a call's start with
+/// its index, id and name, then its arguments in pieces as they are generated) and the finish reason "tool_calls".</summary>
 public static partial class OpenAiServer
 {
     private static JsonObject ToolCallJson(ToolCall c) => new()
@@ -15,12 +15,21 @@ public static partial class OpenAiServer
 
     private static JsonArray ToolCallsJson(List<ToolCall> calls) => new([.. calls.Select(c => (JsonNode)ToolCallJson(c))]);
 
-    /// <summary>A streamed delta carrying call number <paramref name="index"/> of the answer.</summary>
-    private static JsonObject ToolCallDelta(ToolCall call, int index)
+    /// <summary>
+    /// A streamed piece of a call, as OpenAI streams calls: the first delta of call <c>index</c> carries its id, type,
+    /// name and empty arguments, the next ones only the index and a piece of the arguments (clients join the pieces).
+    /// A call abandoned after its start (its markup broke) sends nothing more; its text follows as content.
+    /// </summary>
+    private static JsonObject? ToolCallDelta(ToolCallFragment f)
     {
-        var c = ToolCallJson(call);
-        c.Insert(0, "index", index);
-        return new JsonObject { ["tool_calls"] = new JsonArray(c) };
+        if (f.Kind == ToolCallFragmentKind.Abandoned) return null;
+        var call = f.Kind == ToolCallFragmentKind.Start
+            ? new JsonObject
+            {
+                ["index"] = f.Index, ["id"] = f.Id, ["type"] = "function", ["function"] = new JsonObject { ["name"] = f.Name, ["arguments"] = "" },
+            }
+            : new JsonObject { ["index"] = f.Index, ["function"] = new JsonObject { ["arguments"] = f.Arguments } };
+        return new JsonObject { ["tool_calls"] = new JsonArray(call) };
     }
 
     /// <summary>"tool_calls" when the answer made calls, otherwise the generation's own reason.</summary>

@@ -218,7 +218,8 @@ public static partial class OpenAiServer
         {
             await foreach (var d in ChatEngine.ReadToolCalls(engine.StreamAsync(prompt.Tokens, prompt.StartsInReasoning, req.Generation, result, cancel), prompt, cancel))
             {
-                if (d.Call is { } call) await Send(Chunk(ToolCallDelta(call, calls++), null, null));
+                if (d.Fragment is { } f) { if (ToolCallDelta(f) is { } delta) await Send(Chunk(delta, null, null)); }
+                else if (d.Call != null) calls++;   // already streamed in fragments
                 else if (d.Logprob is { } lp)
                 {
                     if (d.Kind != TextKind.Answer || req.Generation.TopLogprobs < 0) continue;

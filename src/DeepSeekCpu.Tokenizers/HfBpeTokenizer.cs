@@ -185,7 +185,8 @@ public sealed class HfBpeTokenizer : ITokenizer
     /// <param name="metadata">Key → value; strings as string, integers as any integer box, arrays as typed arrays.</param>
     /// <param name="source">Names the data in error messages (e.g. the .gguf path).</param>
     public static HfBpeTokenizer FromGgufMetadata(IReadOnlyDictionary<string, object> metadata, string source = "GGUF metadata")
-        => new(GgufTokenizerReader.Read(metadata, source));
+        => new(GgufTokenizerReader.Read(metadata, source),
+            DeepSeekEncoding.ForArchitecture(metadata.TryGetValue("general.architecture", out object? arch) ? arch as string : null));
 
     /// <summary>Where the tokenizer came from (file path or GGUF source name).</summary>
     public string Source { get; }

@@ -25,7 +25,7 @@ public sealed partial class ChatEngine
         if (tools is not { Active: true })
             return new ChatPrompt(RenderChat(messages, thinking, out bool r, cancel), r, tools);
         if (Tokenizer.ChatTemplate?.ToolCallFormat is not { } format)
-            throw new ArgumentException("this model's chat template has no tool-call format (tools are supported with the DeepSeek R1/V3/V3.1 templates)");
+            throw new ArgumentException("this model's chat template has no tool-call format (tools are supported with the DeepSeek R1/V3/V3.1 templates and the V3.2/V4 encodings)");
         if (tools.Choice == ToolChoiceMode.Function && !tools.Tools.Any(t => t.Name == tools.Function))
             throw new ArgumentException($"tool_choice names the function '{tools.Function}', which is not among the tools");
         if (messages.Count == 0) throw new ArgumentException("there are no messages");
@@ -35,9 +35,10 @@ public sealed partial class ChatEngine
         string prefill = "";
         if (tools.Choice is ToolChoiceMode.Required or ToolChoiceMode.Function)
         {
-            // a forced call has no room for free reasoning: the opened block is closed empty
+            // a forced call has no room for free reasoning: the opened block is closed empty (DSML's prefill starts
+            // with the blank line V3.2/V4 write before a block)
             prefill = ToolPrompt.Prefill(format, tools.Choice == ToolChoiceMode.Function ? tools.Function : null);
-            text += (reasoning ? R1ChatTemplate.ThinkClose + "\n\n" : "") + prefill;
+            text += (reasoning ? R1ChatTemplate.ThinkClose + (ToolPrompt.IsDsml(format) ? "" : "\n\n") : "") + prefill;
             reasoning = false;
         }
         return new ChatPrompt(Tokenizer.Encode(text, addSpecial: false, cancel), reasoning, tools, format, prefill);
@@ -45,8 +46,9 @@ public sealed partial class ChatEngine
 
     /// <summary>
     /// The answer of <paramref name="deltas"/> with its tool calls read out (<see cref="ToolCallParser"/>): text passes
-    /// through, each call becomes a delta of its own (<see cref="ChatDelta.Call"/>); with parallel calls off, the
-    /// stream (and the generation) ends after the first call. Without tools the deltas pass unchanged.
+    /// through, each call comes as it is generated (<see cref="ChatDelta.Fragment"/>: its start, then pieces of its
+    /// arguments) and then whole (<see cref="ChatDelta.Call"/>); with parallel calls off, the stream (and the
+    /// generation) ends after the first call. Without tools the deltas pass unchanged.
     /// </summary>
     public static async IAsyncEnumerable<ChatDelta> ReadToolCalls(IAsyncEnumerable<ChatDelta> deltas, ChatPrompt prompt,
         [EnumeratorCancellation] CancellationToken cancel = default)
@@ -58,11 +60,12 @@ public sealed partial class ChatEngine
             yield break;
         }
         var events = new List<ToolCallEvent>();
-        parser.Push(prompt.Prefill, events);
+        parser.Push(prompt.Prefill, events);   // a forced call's start (a named one may already start here)
+        foreach (var e in events) yield return Delta(e);
         bool single = !prompt.Tools!.ParallelCalls;
         await foreach (var d in deltas.WithCancellation(cancel).ConfigureAwait(false))
         {
-            if (d.Kind != TextKind.Answer) { yield return d; continue; }
+            if (d.Kind != TextKind.Answer || d.Logprob != null) { yield return d; continue; }
             events.Clear();
             parser.Push(d.Text, events);
             foreach (var e in events)
@@ -77,5 +80,7 @@ public sealed partial class ChatEngine
     }
 
     private static ChatDelta Delta(ToolCallEvent e) =>
-        e.Call is { } call ? new ChatDelta("", TextKind.Answer) { Call = call } : new ChatDelta(e.Text!, TextKind.Answer);
+        e.Call is { } call ? new ChatDelta("", TextKind.Answer) { Call = call }
+        : e.Fragment is { } f ? new ChatDelta("", TextKind.Answer) { Fragment = f }
+        : new ChatDelta(e.Text!, TextKind.Answer);
 }

@@ -5,12 +5,13 @@ namespace DeepSeekCpu.Tokenization;
 /// <summary>
 /// The prompt encodings of DeepSeek-V3.2 and DeepSeek-V4, which ship no Jinja template but a Python encoder
 /// (<c>encoding/encoding_dsv32.py</c>, <c>encoding/encoding_dsv4.py</c> in the models' repositories): written here from
-/// those files' <c>encode_messages</c> for the messages <see cref="ChatMessage"/> carries (system, user, assistant; V4 also
-/// tool results), with the thinking switch (<c>thinking_mode</c> "thinking" or "chat", default chat) and
-/// <c>drop_thinking</c>. Earlier answers carry no reasoning here (front ends send answers only), so drop_thinking
-/// changes only V4's markers. The encoders always end a user turn with the assistant marker, so
-/// <c>addGenerationPrompt</c> changes nothing. Checked against renderings made by running DeepSeek's files
-/// (tests/fixtures/chat-templates/reference-dsv32.jsonl, reference-dsv4.jsonl).
+/// those files' <c>encode_messages</c> for system, user, assistant and tool messages, with the thinking switch
+/// (<c>thinking_mode</c> "thinking" or "chat", default chat) and <c>drop_thinking</c>; tools offered in a system message
+/// (<see cref="ChatMessage.Tools"/>), an answer's reasoning (<see cref="ChatMessage.Reasoning"/>) and its calls in DSML
+/// (<see cref="Dsml"/>). The encoders always end a user turn with the assistant marker, so <c>addGenerationPrompt</c>
+/// changes nothing. Checked against renderings made by running DeepSeek's files
+/// (tests/fixtures/chat-templates/reference-dsv32.jsonl, reference-dsv4.jsonl, reference-tools-dsv32.jsonl,
+/// reference-tools-dsv4.jsonl).
 /// </summary>
 public sealed class DeepSeekEncoding : IChatTemplate
 {
@@ -50,9 +51,16 @@ public sealed class DeepSeekEncoding : IChatTemplate
         return EncodingVersion == Version.V32 ? RenderV32(messages, thinking ?? false) : RenderV4(messages, thinking ?? false);
     }
 
-    /// <summary>encoding_dsv32.py render_message, message by message.</summary>
+    /// <summary>V3.2 writes calls in a "function_calls" DSML block, V4 in a "tool_calls" one (<see cref="Dsml"/>).</summary>
+    public ToolCallFormat? ToolCallFormat => EncodingVersion == Version.V32 ? Tokenization.ToolCallFormat.DsmlFunctionCalls : Tokenization.ToolCallFormat.DsmlToolCalls;
+
+    /// <summary>
+    /// encoding_dsv32.py render_message, message by message. drop_thinking changes nothing here: it drops the reasoning
+    /// of answers before the last user turn, and only answers after it are written with theirs.
+    /// </summary>
     private static string RenderV32(IReadOnlyList<ChatMessage> messages, bool thinking)
     {
+        const ToolCallFormat format = Tokenization.ToolCallFormat.DsmlFunctionCalls;
         int lastUser = LastIndex(messages, "user");
         var sb = new StringBuilder(Bos);
         for (int i = 0; i < messages.Count; i++)
@@ -62,21 +70,38 @@ public sealed class DeepSeekEncoding : IChatTemplate
             {
                 case "system":
                     sb.Append(m.Content);
+                    if (m.Tools is { Count: > 0 } tools) sb.Append("\n\n").Append(Dsml.ToolsPrompt(tools, format));
                     break;
                 case "user":
                     // user_msg_template "<｜User｜>{content}<｜Assistant｜>", then the mode: only the last user turn may think
                     sb.Append(User).Append(m.Content).Append(Assistant).Append(i == lastUser && thinking ? Think : Unthink);
                     break;
                 case "assistant":
-                    // after the last user turn, thinking mode requires the reasoning (or tool calls) ChatMessage does not carry
+                    // after the last user turn, thinking mode writes the turn's reasoning, which it must have (or calls)
                     if (thinking && i > lastUser)
-                        throw new ArgumentException($"message {i}: in thinking mode an assistant message after the last user message needs its reasoning, which is not available");
-                    sb.Append(m.Content).Append(Eos);
+                    {
+                        if (string.IsNullOrEmpty(m.Reasoning) && m.ToolCalls is not { Count: > 0 })
+                            throw new ArgumentException($"message {i}: in thinking mode an assistant message after the last user message needs its reasoning or tool calls");
+                        sb.Append(m.Reasoning).Append(Unthink);
+                    }
+                    sb.Append(m.Content);
+                    if (m.ToolCalls is { Count: > 0 } calls) Dsml.AppendCalls(sb, calls, format);
+                    sb.Append(Eos);
                     break;
                 case "tool":
-                    throw new ArgumentException($"message {i}: V3.2 tool results need the assistant's tool calls, which are not available");
+                    // the results of the assistant turn before them, in order: "<function_results>" opens with the first,
+                    // closes with the one that answers its last call, and the mode's marker follows
+                    int prev = i - 1;
+                    while (prev >= 0 && messages[prev].Role == "tool") prev--;
+                    int order = i - prev, callCount = prev >= 0 && messages[prev].Role == "assistant" ? messages[prev].ToolCalls?.Count ?? 0 : 0;
+                    if (order > callCount)
+                        throw new ArgumentException($"message {i}: a tool result needs an assistant message before it with a tool call for it ({callCount} calls, result {order})");
+                    if (order == 1) sb.Append("\n\n<function_results>");
+                    sb.Append("\n<result>").Append(m.Content).Append("</result>");
+                    if (order == callCount) sb.Append("\n</function_results>\n\n").Append(i >= lastUser && thinking ? Think : Unthink);
+                    break;
                 default:
-                    throw new ArgumentException($"message {i}: role '{m.Role}' is not supported (system, user, assistant)");
+                    throw new ArgumentException($"message {i}: role '{m.Role}' is not supported (system, user, assistant, tool)");
             }
         }
         return sb.ToString();
@@ -84,51 +109,81 @@ public sealed class DeepSeekEncoding : IChatTemplate
 
     /// <summary>
     /// encoding_dsv4.py encode_messages: merge_tool_messages (tool results and consecutive user messages become one user
-    /// turn of "\n\n"-joined blocks), then render_message with its transition: a user turn followed by an assistant turn
-    /// (or ending the conversation) gets "&lt;｜Assistant｜&gt;" and the mode's marker.
+    /// turn of "\n\n"-joined blocks), sort_tool_results_by_call_order, then render_message with its transition: a user
+    /// turn followed by an assistant turn (or ending the conversation) gets "&lt;｜Assistant｜&gt;" and the mode's marker.
+    /// A conversation with tools keeps every turn's reasoning (the encoder turns drop_thinking off when any message has tools).
     /// </summary>
     private string RenderV4(IReadOnlyList<ChatMessage> messages, bool thinking)
     {
-        var merged = new List<(string Role, List<string> Parts)>();   // role, content (user: blocks)
+        const ToolCallFormat format = Tokenization.ToolCallFormat.DsmlToolCalls;
+        var merged = new List<(ChatMessage Message, List<Block> Blocks)>();   // user turns: their blocks
         foreach (var m in messages)
         {
-            string block = m.Role switch
+            if (m.Role is not ("system" or "user" or "assistant" or "tool"))
+                throw new ArgumentException($"role '{m.Role}' is not supported (system, user, assistant, tool)");
+            if (m.Role is "user" or "tool")
             {
-                "tool" => "<tool_result>" + m.Content + "</tool_result>",
-                "system" or "user" or "assistant" => m.Content,
-                _ => throw new ArgumentException($"role '{m.Role}' is not supported (system, user, assistant, tool)"),
-            };
-            bool userBlock = m.Role is "user" or "tool";
-            if (userBlock && merged.Count > 0 && merged[^1].Role == "user") merged[^1].Parts.Add(block);
-            else merged.Add((userBlock ? "user" : m.Role, [block]));
+                var block = m.Role == "tool" ? new Block("<tool_result>" + m.Content + "</tool_result>", m.ToolCallId ?? "") : new Block(m.Content, null);
+                if (merged.Count > 0 && merged[^1].Message.Role == "user") merged[^1].Blocks.Add(block);
+                else merged.Add((new ChatMessage("user", ""), [block]));
+            }
+            else merged.Add((m, []));
         }
+        var callOrder = new Dictionary<string, int>(StringComparer.Ordinal);   // the ids of the latest calls, by position
+        foreach (var (m, blocks) in merged)
+        {
+            if (m.ToolCalls is { Count: > 0 } calls)
+            {
+                callOrder.Clear();
+                for (int c = 0; c < calls.Count; c++) if (calls[c].Id.Length > 0) callOrder[calls[c].Id] = c;
+            }
+            else if (m.Role == "user" && callOrder.Count > 0) SortResults(blocks, callOrder);
+        }
+
+        bool dropThinking = DropThinking && !messages.Any(m => m.Tools is { Count: > 0 });
         int lastUser = -1;
-        for (int i = merged.Count - 1; i >= 0 && lastUser < 0; i--) if (merged[i].Role == "user") lastUser = i;
+        for (int i = merged.Count - 1; i >= 0 && lastUser < 0; i--) if (merged[i].Message.Role == "user") lastUser = i;
 
         var sb = new StringBuilder(Bos);
         for (int i = 0; i < merged.Count; i++)
         {
-            var (role, parts) = merged[i];
+            var (m, blocks) = merged[i];
             if (i == 0 && thinking && ReasoningEffort == "max") sb.Append(ReasoningEffortMaxPrompt);
-            switch (role)
+            switch (m.Role)
             {
                 case "system":
-                    sb.Append(parts[0]);
+                    sb.Append(m.Content);
+                    if (m.Tools is { Count: > 0 } tools) sb.Append("\n\n").Append(Dsml.ToolsPrompt(tools, format));
                     break;
                 case "user":
-                    sb.Append(User).AppendJoin("\n\n", parts);
+                    sb.Append(User).AppendJoin("\n\n", blocks.Select(b => b.Text));
                     break;
                 default:
-                    // thinking mode writes the (empty) reasoning and "</think>" where it is kept
-                    if (thinking && (!DropThinking || i > lastUser)) sb.Append(Unthink);
-                    sb.Append(parts[0]).Append(Eos);
+                    // thinking mode writes the reasoning and "</think>" where it is kept
+                    if (thinking && (!dropThinking || i > lastUser)) sb.Append(m.Reasoning).Append(Unthink);
+                    sb.Append(m.Content);
+                    if (m.ToolCalls is { Count: > 0 } calls) Dsml.AppendCalls(sb, calls, format);
+                    sb.Append(Eos);
                     break;
             }
-            if (i + 1 < merged.Count && merged[i + 1].Role != "assistant") continue;
-            if (role == "user")
-                sb.Append(Assistant).Append(thinking && (!DropThinking || i >= lastUser) ? Think : Unthink);
+            if (i + 1 < merged.Count && merged[i + 1].Message.Role != "assistant") continue;
+            if (m.Role == "user")
+                sb.Append(Assistant).Append(thinking && (!dropThinking || i >= lastUser) ? Think : Unthink);
         }
         return sb.ToString();
+    }
+
+    /// <summary>One block of a merged V4 user turn: text, or a tool result with its call's id (ToolCallId null: text).</summary>
+    private sealed record Block(string Text, string? ToolCallId);
+
+    /// <summary>sort_tool_results_by_call_order: a turn's tool results (when more than one) take the order of the
+    /// latest calls (an unknown id counts as the first; the sort is stable), text blocks keep their places.</summary>
+    private static void SortResults(List<Block> blocks, Dictionary<string, int> order)
+    {
+        var results = blocks.Where(b => b.ToolCallId != null).ToList();
+        if (results.Count < 2) return;
+        var sorted = results.OrderBy(b => order.GetValueOrDefault(b.ToolCallId!, 0)).ToList();
+        for (int i = 0, r = 0; i < blocks.Count; i++) if (blocks[i].ToolCallId != null) blocks[i] = sorted[r++];
     }
 
     /// <summary>
@@ -145,15 +200,22 @@ public sealed class DeepSeekEncoding : IChatTemplate
             using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
             if (!doc.RootElement.TryGetProperty("architectures", out var archs) || archs.ValueKind != System.Text.Json.JsonValueKind.Array) return null;
             foreach (var a in archs.EnumerateArray())
-                switch (a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString() : null)
-                {
-                    case "DeepseekV32ForCausalLM": return new DeepSeekEncoding(Version.V32);
-                    case "DeepseekV4ForCausalLM": return new DeepSeekEncoding(Version.V4);
-                }
+                if (ForArchitecture(a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString() : null) is { } encoding) return encoding;
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException) { }
         return null;
     }
+
+    /// <summary>
+    /// The encoding an architecture name stands for: config.json's DeepseekV32ForCausalLM or llama.cpp's GGUF
+    /// <c>general.architecture</c> "deepseek32" (V3.2), DeepseekV4ForCausalLM (V4); null for any other.
+    /// </summary>
+    public static DeepSeekEncoding? ForArchitecture(string? architecture) => architecture switch
+    {
+        "DeepseekV32ForCausalLM" or "deepseek32" => new DeepSeekEncoding(Version.V32),
+        "DeepseekV4ForCausalLM" => new DeepSeekEncoding(Version.V4),
+        _ => null,
+    };
 
     private static int LastIndex(IReadOnlyList<ChatMessage> messages, string role)
     {

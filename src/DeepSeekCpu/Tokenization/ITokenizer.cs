@@ -57,6 +57,17 @@ public sealed record ChatMessage(string Role, string Content)
     /// <summary>An assistant turn's tool calls (OpenAI <c>tool_calls</c>); null when it made none. With calls, an empty
     /// <see cref="Content"/> stands for the JSON null the clients send.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>An assistant turn's reasoning (OpenAI-style <c>reasoning_content</c>), for the encodings that write it back
+    /// (V3.2 and V4 in thinking mode); null when not given. The Jinja templates read only <see cref="Content"/>.</summary>
+    public string? Reasoning { get; init; }
+
+    /// <summary>A tool result's <c>tool_call_id</c>: V4 orders results by their calls' order.</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>Tools offered in a system message, for the encodings that render them themselves (V3.2, V4: DeepSeek's
+    /// encoders read <c>tools</c> from the system message); see <see cref="ToolPrompt.Apply"/>.</summary>
+    public IReadOnlyList<ToolDefinition>? Tools { get; init; }
 }
 
 /// <summary>Renders a conversation to prompt text.</summary>
