@@ -6,17 +6,6 @@ namespace DeepSeekCpu.Weights;
 // block_mxfp4 in ggml/src/ggml-common.h, llama.cpp 3f545be and later): 32 e2m1 values sharing one E8M0 power of two.
 // DeepSeek-V4's FP4 experts are the same numbers in another layout (WeightMatrix.FromE2M1 converts them at load).
 
-/// <summary>
-/// block_mxfp4 (17 bytes): one E8M0 byte e, then 16 bytes of 4-bit e2m1 codes; element j &lt; 16 is the low nibble of
-/// qs[j], element j + 16 the high nibble (as Q4_0/IQ4_NL). x = <see cref="Mxfp4.Values"/>[code] · 2^(e − 128).
-/// </summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockMXFP4
-{
-    public byte E;
-    public fixed byte Qs[16];
-}
-
 /// <summary>The e2m1 grid and the E8M0 scale of <see cref="BlockMXFP4"/>.</summary>
 public static class Mxfp4
 {
@@ -32,4 +21,15 @@ public static class Mxfp4
     /// the MX specification) reads as 2^127.
     /// </summary>
     public static float HalfScale(byte e) => BitConverter.Int32BitsToSingle(e >= 2 ? (e - 1) << 23 : 0x00200000 << e);
+}
+
+/// <summary>
+/// block_mxfp4 (17 bytes): one E8M0 byte e, then 16 bytes of 4-bit e2m1 codes; element j &lt; 16 is the low nibble of
+/// qs[j], element j + 16 the high nibble (as Q4_0/IQ4_NL). x = <see cref="Mxfp4.Values"/>[code] · 2^(e − 128).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockMXFP4
+{
+    public byte E;
+    public fixed byte Qs[16];
 }

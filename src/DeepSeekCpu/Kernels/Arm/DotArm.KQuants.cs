@@ -98,7 +98,7 @@ internal static unsafe partial class DotArm
         var acc = Vector128<float>.Zero;
         for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
         {
-            var p = IQ4Run<TDot>(w + TGrid.QsOffset, a->Q + 32 * b, table);
+            var p = IQ4Run<TDot>(w + TGrid.BlockBytes - 16, a->Q + 32 * b, table);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(TGrid.Scale(w) * a->D[b]));
         }
         return Vector128.Sum(acc);

@@ -83,7 +83,7 @@ internal static unsafe partial class DotReference
         float sum = 0;
         for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
         {
-            byte* qs = w + TGrid.QsOffset;
+            byte* qs = w + TGrid.BlockBytes - 16;
             sbyte* x = a->Q + 32 * b;
             int isum = 0;
             for (int j = 0; j < 16; j++) isum += values[qs[j] & 0xF] * x[j] + values[qs[j] >> 4] * x[j + 16];

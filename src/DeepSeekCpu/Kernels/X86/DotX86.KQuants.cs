@@ -142,7 +142,7 @@ internal static unsafe partial class DotX86
         for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
         {
             PrefetchAhead(w, 1);
-            var p = DotS8S8<TDot>(IQ4Levels(w + TGrid.QsOffset, table), Vector256.Load(a->Q + 32 * b));
+            var p = DotS8S8<TDot>(IQ4Levels(w + TGrid.BlockBytes - 16, table), Vector256.Load(a->Q + 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(TGrid.Scale(w) * a->D[b]), acc);
         }
         return HSum(acc);
@@ -256,7 +256,7 @@ internal static unsafe partial class DotX86
         public static Vector512<sbyte> Table => Join(Table256<TGrid>(), Table256<TGrid>());
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table) =>
-            DotS8S8x64(Avx512BW.Shuffle(table, NibblePair(b0 + TGrid.QsOffset, b1 + TGrid.QsOffset, shifts).AsSByte()), Vector512.Load(x));
+            DotS8S8x64(Avx512BW.Shuffle(table, NibblePair(b0 + TGrid.BlockBytes - 16, b1 + TGrid.BlockBytes - 16, shifts).AsSByte()), Vector512.Load(x));
         public static float Scale(byte* blk) => TGrid.Scale(blk);
         public static float Min(byte* blk) => 0;
         public static float Tail(byte* blk, ActQ8* a) => NibbleGrid<TGrid, MaddDot>(blk, a);
