@@ -32,13 +32,16 @@ public sealed unsafe partial class WeightMatrix
                 buffer.Dispose();
                 throw new ModelFormatException($"{s.File}: tensor {s.Name} has the NaN scale 0xFF at row {b / blocks}, block {b % blocks}");
             }
-            byte* src = codes.Data + 16 * b;                     // the block's 32 codes, two per byte, in element order
+            // V4 byte k of the block holds elements 2k (low) and 2k+1 (high); MXFP4 byte j holds j (low) and j+16 (high)
+            byte* src = codes.Data + 16 * b;
             dst[b].E = e;
-            for (int j = 0; j < 16; j++) dst[b].Qs[j] = (byte)(Code(src, j) | Code(src, j + 16) << 4);
+            for (int k = 0; k < 8; k++)
+            {
+                byte first = src[k], second = src[k + 8];        // elements 2k, 2k+1 and 16+2k, 17+2k
+                dst[b].Qs[2 * k] = (byte)((first & 0x0F) | (second << 4));
+                dst[b].Qs[2 * k + 1] = (byte)((first >> 4) | (second & 0xF0));
+            }
         }
         return new WeightMatrix(codes.Name, DType.MXFP4, rows, cols, buffer.Pointer, null, buffer);
     }
-
-    /// <summary>Code of element <paramref name="i"/> of a V4 block: the low nibble of byte i/2 for even i, the high for odd.</summary>
-    private static int Code(byte* block, int i) => (block[i / 2] >> (4 * (i % 2))) & 0xF;
 }
