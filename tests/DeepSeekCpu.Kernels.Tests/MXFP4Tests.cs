@@ -166,13 +166,13 @@ public unsafe class MXFP4Tests
         AssertConvertsExactly(t.CodesView, t.ScalesView);
     }
 
-    /// <summary>The fixture's real FP4 experts (DeepSeek's own layout; ../shared/fixtures/deepseek-v4-tiny): every one
+    /// <summary>The fixture's real FP4 experts (DeepSeek's own layout; tests/fixtures/deepseek-v4-tiny): every one
     /// converts exactly, and one of them multiplies on every path like float64 over its direct decode.</summary>
     [Fact]
     public void FromE2M1_converts_the_V4_fixture_experts_exactly()
     {
         string? path = FindV4Fixture();
-        if (path == null) Assert.Skip("../shared/fixtures/deepseek-v4-tiny/model.safetensors is not on this machine");
+        if (path == null) Assert.Skip("tests/fixtures/deepseek-v4-tiny/model.safetensors not found above " + AppContext.BaseDirectory);
         using var f = SafeTensorsFile.Open(path!);
         int count = 0;
         foreach (var (name, codes) in f.Tensors)
@@ -191,7 +191,7 @@ public unsafe class MXFP4Tests
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
         {
-            string p = Path.Combine(d.FullName, "shared", "fixtures", "deepseek-v4-tiny", "model.safetensors");
+            string p = Path.Combine(d.FullName, "tests", "fixtures", "deepseek-v4-tiny", "model.safetensors");
             if (File.Exists(p)) return p;
         }
         return null;
