@@ -36,6 +36,8 @@ internal static unsafe class BenchWeights
             case DType.Q4_K: for (long i = 0; i < blocks; i++) { ((BlockQ4_K*)p)[i].D = d; ((BlockQ4_K*)p)[i].DMin = d; } break;
             case DType.Q5_K: for (long i = 0; i < blocks; i++) { ((BlockQ5_K*)p)[i].D = d; ((BlockQ5_K*)p)[i].DMin = d; } break;
             case DType.Q6_K: for (long i = 0; i < blocks; i++) ((BlockQ6_K*)p)[i].D = d; break;
+            case DType.IQ4_NL: for (long i = 0; i < blocks; i++) ((BlockIQ4_NL*)p)[i].D = d; break;
+            case DType.MXFP4: for (long i = 0; i < blocks; i++) ((BlockMXFP4*)p)[i].E = 120; break;   // 2^-7, as 0.01
             case DType.BF16:
                 // keep exponents near 1.0 (no NaN/Inf/subnormals): 0x3C00..0x3FFF with a random sign
                 for (long i = 0; i < blocks; i++) ((ushort*)p)[i] = (ushort)((((ushort*)p)[i] & 0x83FF) | 0x3C00);

@@ -14,7 +14,10 @@ internal static unsafe class Bodies
     {
         const int rows = 64, cols = 1536;
         Console.WriteLine($"kernel path {KernelInfo.ActivePath}; ns per 1000 weights, single thread, L2-resident ({rows}x{cols})");
-        foreach (var type in new[] { DType.Q4_0, DType.Q8_0, DType.Q4_1, DType.Q5_0, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.BF16, DType.F8_E4M3 })
+        // `bodies TYPE...` (e.g. `bodies IQ4_NL MXFP4`) times only those formats
+        var types = args.Length > 0 ? args.Select(a => Enum.Parse<DType>(a, ignoreCase: true)).ToArray()
+            : [DType.Q4_0, DType.Q8_0, DType.Q4_1, DType.Q5_0, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.BF16, DType.F8_E4M3];
+        foreach (var type in types)
         {
             using var w = BenchWeights.Make(type, rows, cols);
             var x = BenchWeights.Activations(cols);

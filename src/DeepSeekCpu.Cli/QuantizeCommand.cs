@@ -17,7 +17,7 @@ public static partial class Commands
     /// </summary>
     private static Command QuantizeCommand() => Cmd("quantize", "write a GGUF llama.cpp can read", QuantizeCmd, [
         ModelOption("the model to convert (required)"),
-        Opt.Text("--type", null, "the matrices' type (required)", "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs"),
+        Opt.Text("--type", null, "the matrices' type (required)", "f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs|mxfp4"),
         Opt.Text("--out", null, "the GGUF file to write (required)", "OUT.gguf", ["-o"]),
     ]);
 
@@ -30,7 +30,8 @@ public static partial class Commands
             "q4_0" => DType.Q4_0, "q4_1" => DType.Q4_1, "q8_0" => DType.Q8_0, "q5_0" => DType.Q5_0,
             "q4_k" => DType.Q4_K, "q5_k" => DType.Q5_K, "q6_k" => DType.Q6_K,
             "q5_1" => DType.Q5_1, "q2_k" => DType.Q2_K, "q3_k" => DType.Q3_K, "iq4_nl" => DType.IQ4_NL, "iq4_xs" => DType.IQ4_XS,
-            var t => throw new UsageException($"quantize: --type '{t}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k, iq4_nl, iq4_xs)"),
+            "mxfp4" => DType.MXFP4,
+            var t => throw new UsageException($"quantize: --type '{t}' is unknown (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k, iq4_nl, iq4_xs, mxfp4)"),
         };
         if (Path.GetFullPath(outPath) == Path.GetFullPath(path)) throw new UsageException("quantize: --out must differ from the input model");
         var (c, weights, format, gguf) = ModelLoader.OpenWeights(path);

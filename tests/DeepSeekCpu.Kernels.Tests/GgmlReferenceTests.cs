@@ -5,12 +5,12 @@ using Xunit;
 namespace DeepSeekCpu.Kernels.Tests;
 
 /// <summary>
-/// Independent checks of the Q2_K, Q3_K, Q5_1, IQ4_NL and IQ4_XS specifications: the outputs of ggml's own C functions
+/// Independent checks of the Q2_K, Q3_K, Q5_1, IQ4_NL, IQ4_XS and MXFP4 specifications: the outputs of ggml's own C functions
 /// (dequantize_row_*, and its quantizers) over fixed inputs, produced outside this repo (Data/ggml/README.md).
 /// </summary>
 public unsafe class GgmlReferenceTests
 {
-    public static TheoryData<DType> Types() => [DType.Q2_K, DType.Q3_K, DType.Q5_1, DType.IQ4_NL, DType.IQ4_XS];
+    public static TheoryData<DType> Types() => [DType.Q2_K, DType.Q3_K, DType.Q5_1, DType.IQ4_NL, DType.IQ4_XS, DType.MXFP4];
 
     internal static byte[] Resource(string name)
     {

@@ -34,6 +34,7 @@ public static class GgufExport
         DType.F32 => 0, DType.F16 => 1, DType.Q4_0 => 2, DType.Q4_1 => 3, DType.Q8_0 => 7, DType.Q5_0 => 8,
         DType.Q4_K => 15, DType.Q5_K => 17, DType.Q6_K => 18, DType.BF16 => 32,
         DType.Q5_1 => 9, DType.Q2_K => 10, DType.Q3_K => 11, DType.IQ4_NL => 25, DType.IQ4_XS => 30,   // Q3_K_S: every matrix Q3_K
+        DType.MXFP4 => 38,   // LLAMA_FTYPE_MOSTLY_MXFP4_MOE, llama.cpp's only MXFP4 file type
         DType.IQ2_XXS => 19, DType.IQ2_XS => 20, DType.IQ3_XXS => 23, DType.IQ1_S => 24, DType.IQ3_S => 26, DType.IQ2_S => 28, DType.IQ1_M => 31,
         _ => throw new NotSupportedException($"GGUF export to {type} is not supported"),
     };

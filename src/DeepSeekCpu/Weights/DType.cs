@@ -30,13 +30,15 @@ public enum DType
     I64 = 27,
     F64 = 28,
     BF16 = 30,
+    /// <summary>OCP microscaling FP4 (ggml's GGML_TYPE_MXFP4): e2m1 codes with one E8M0 scale per 32 (BlockMXFP4).</summary>
+    MXFP4 = 39,
 
     /// <summary>float8_e4m3fn with a separate float32 scale per 128x128 block (DeepSeek-V3 official checkpoints).</summary>
     F8_E4M3 = 1001,
 
     /// <summary>
     /// float8_e8m0fnu: a bare power of two 2^(e − 127) per byte (0xFF is NaN); DeepSeek-V4's FP4 expert scales, one per
-    /// 32 inputs. Read so that V4 checkpoints open; nothing computes with it yet.
+    /// 32 inputs. Computed with as <see cref="MXFP4"/> blocks (WeightMatrix.FromE2M1).
     /// </summary>
     F8_E8M0 = 1002,
 }
@@ -48,6 +50,7 @@ public static class DTypeInfo
     {
         DType.Q4_0 or DType.Q4_1 or DType.Q5_0 or DType.Q5_1 or DType.Q8_0 or DType.Q8_1 => 32,
         DType.IQ4_NL => 32,
+        DType.MXFP4 => 32,
         DType.IQ4_XS => 256,
         DType.Q2_K or DType.Q3_K or DType.Q4_K or DType.Q5_K or DType.Q6_K or DType.Q8_K => 256,
         DType.IQ2_XXS or DType.IQ2_XS or DType.IQ2_S or DType.IQ3_XXS or DType.IQ3_S or DType.IQ1_S or DType.IQ1_M => 256,
@@ -72,6 +75,7 @@ public static class DTypeInfo
         DType.Q2_K => 84,   // 16 bytes of 4-bit scales/mins; 64 bytes of 2-bit quants; f16 d, dmin
         DType.Q3_K => 110,  // 32 bytes of high bits; 64 bytes of 2-bit quants; 12 bytes of 6-bit scales; f16 d
         DType.IQ4_NL => 18, // f16 d; 16 bytes of 4-bit indices into kvalues_iq4nl
+        DType.MXFP4 => 17,  // E8M0 e; 16 bytes of e2m1 codes (block_mxfp4)
         DType.IQ4_XS => 136, // f16 d; u16 scales_h; 4 bytes scales_l; 128 bytes of indices
         DType.Q4_K => 144,  // f16 d, f16 dmin; 12 bytes of 6-bit scales/mins; 128 bytes of nibbles
         DType.Q5_K => 176,  // as Q4_K plus 32 bytes of high bits

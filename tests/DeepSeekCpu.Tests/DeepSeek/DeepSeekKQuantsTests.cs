@@ -58,14 +58,15 @@ public class DeepSeekKQuantsTests
 
     [Theory]
     // Against the reference over the stored weights (dequantized), the worst row's relative RMS logit error measured
-    // 0.035 / 0.103 / 0.047 / 0.074 / 0.090 for Q2_K / Q3_K / Q5_1 / IQ4_NL / IQ4_XS (Q4_K: 0.068, Q8_0: 0.032 in the
-    // same setting): 8-bit activations only. Budget 0.15 for each; a wrong layout or kernel gives errors near 1.
+    // 0.035 / 0.103 / 0.047 / 0.074 / 0.090 / 0.036 for Q2_K / Q3_K / Q5_1 / IQ4_NL / IQ4_XS / MXFP4 (Q4_K: 0.068, Q8_0:
+    // 0.032 in the same setting): 8-bit activations only. Budget 0.15 for each; a wrong layout or kernel gives errors near 1.
     [InlineData("q4_k", DType.Q4_K)]
     [InlineData("q2_k", DType.Q2_K)]
     [InlineData("q3_k", DType.Q3_K)]
     [InlineData("q5_1", DType.Q5_1)]
     [InlineData("iq4_nl", DType.IQ4_NL)]
     [InlineData("iq4_xs", DType.IQ4_XS)]
+    [InlineData("mxfp4", DType.MXFP4)]
     public void Quantized_model_stays_close_to_the_reference(string type, DType dtype)
     {
         var spec = Spec;

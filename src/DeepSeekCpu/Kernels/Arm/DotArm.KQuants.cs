@@ -5,9 +5,9 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels.Arm;
 
-// ARM64 bodies of Q2_K, Q3_K, Q5_1, IQ4_NL and IQ4_XS (maths: Reference/DotReference.KQuants.cs), generic over the
+// ARM64 bodies of Q2_K, Q3_K, Q5_1, IQ4_NL, MXFP4 and IQ4_XS (maths: Reference/DotReference.KQuants.cs), generic over the
 // int8 dot flavour (sdot with DotProd, widening multiplies without). Q2_K and Q3_K share one body over their 2-bit
-// runs of 16; the IQ4 levels come from one tbl lookup per 16 indices.
+// runs of 16; the IQ4 (and MXFP4, INibbleGrid) levels come from one tbl lookup per 16 indices.
 internal static unsafe partial class DotArm
 {
     /// <summary>Q2_K (<paramref name="q3"/> false) and Q3_K: Σ over the 16 sub-blocks of sc_s·Σ q·y with unsigned
@@ -85,15 +85,21 @@ internal static unsafe partial class DotArm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float IQ4_NL<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot
+    public static float IQ4_NL<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => NibbleGrid<IQ4_NLGrid, TDot>(w, a);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float MXFP4<TDot>(byte* w, ActQ8* a) where TDot : IS8Dot => NibbleGrid<MXFP4Grid, TDot>(w, a);
+
+    /// <summary>One block per step: its levels by tbl, the signed dot, × scale·dy (<see cref="INibbleGrid"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float NibbleGrid<TGrid, TDot>(byte* w, ActQ8* a) where TGrid : INibbleGrid where TDot : IS8Dot
     {
-        var blk = (BlockIQ4_NL*)w;
-        var table = Vector128.Create(IQ4NL.Values);
+        var table = Vector128.Create(TGrid.Values);
         var acc = Vector128<float>.Zero;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
         {
-            var p = IQ4Run<TDot>(blk->Qs, a->Q + 32 * b, table);
-            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create((float)blk->D * a->D[b]));
+            var p = IQ4Run<TDot>(w + TGrid.BlockBytes - 16, a->Q + 32 * b, table);
+            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(p), Vector128.Create(TGrid.Scale(w) * a->D[b]));
         }
         return Vector128.Sum(acc);
     }

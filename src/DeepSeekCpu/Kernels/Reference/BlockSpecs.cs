@@ -39,6 +39,7 @@ internal static unsafe partial class BlockSpecs
         DType.Q6_K => Of<BlockQ6_K>(&Dequantize.Q6_K, &Quantize.Q6_K, &DotReference.Q6_K),
         DType.IQ4_NL => Of<BlockIQ4_NL>(&Dequantize.IQ4_NL, &Quantize.IQ4_NL, &DotReference.IQ4_NL),
         DType.IQ4_XS => Of<BlockIQ4_XS>(&Dequantize.IQ4_XS, &Quantize.IQ4_XS, &DotReference.IQ4_XS),
+        DType.MXFP4 => Of<BlockMXFP4>(&Dequantize.MXFP4, &Quantize.MXFP4, &DotReference.MXFP4),
         _ => default,
     };
 

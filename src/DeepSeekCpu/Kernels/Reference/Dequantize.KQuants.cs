@@ -56,18 +56,18 @@ public static unsafe partial class Dequantize
     }
 
     // dequantize_row_iq4_nl: x = d * kvalues_iq4nl[index], low nibbles first
-    public static void IQ4_NL(BlockIQ4_NL* b, Span<float> y) => IQ4Run((float)b->D, b->Qs, y);
+    public static void IQ4_NL(BlockIQ4_NL* b, Span<float> y) => GridRun((float)b->D, b->Qs, y, IQ4NL.Values);
 
     // dequantize_row_iq4_xs: each sub-block of 32 as one IQ4_NL block with scale d * (ls - 32)
     public static void IQ4_XS(BlockIQ4_XS* b, Span<float> y)
     {
         float d = (float)b->D;
-        for (int ib = 0; ib < 8; ib++) IQ4Run(d * IQ4NL.Scale(b, ib), b->Qs + 16 * ib, y.Slice(32 * ib, 32));
+        for (int ib = 0; ib < 8; ib++) GridRun(d * IQ4NL.Scale(b, ib), b->Qs + 16 * ib, y.Slice(32 * ib, 32), IQ4NL.Values);
     }
 
-    private static void IQ4Run(float d, byte* qs, Span<float> y)
+    /// <summary>x = d · values[index] over one run of 32 (16 bytes of indices, low nibbles first): IQ4 and MXFP4.</summary>
+    private static void GridRun(float d, byte* qs, Span<float> y, ReadOnlySpan<sbyte> values)
     {
-        var values = IQ4NL.Values;
         for (int j = 0; j < 16; j++)
         {
             y[j] = d * values[qs[j] & 0xF];

@@ -71,11 +71,24 @@ internal static unsafe partial class DotReference
         return sum;
     }
 
-    public static float IQ4_NL(byte* w, ActQ8* a)
+    public static float IQ4_NL(byte* w, ActQ8* a) => NibbleGrid<IQ4_NLGrid>(w, a);
+
+    /// <summary>ggml_vec_dot_mxfp4_q8_0_generic: the doubled e2m1 levels, scale 2^(e − 128).</summary>
+    public static float MXFP4(byte* w, ActQ8* a) => NibbleGrid<MXFP4Grid>(w, a);
+
+    /// <summary>Σ over 32-element blocks of scale·dy·Σ level·qy, levels looked up by the nibbles (<see cref="INibbleGrid"/>).</summary>
+    internal static float NibbleGrid<TGrid>(byte* w, ActQ8* a) where TGrid : INibbleGrid
     {
-        var blk = (BlockIQ4_NL*)w;
+        var values = TGrid.Values;
         float sum = 0;
-        for (int b = 0; b < a->Cols / 32; b++, blk++) sum += (float)blk->D * a->D[b] * IQ4Run(blk->Qs, a->Q + 32 * b);
+        for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
+        {
+            byte* qs = w + TGrid.BlockBytes - 16;
+            sbyte* x = a->Q + 32 * b;
+            int isum = 0;
+            for (int j = 0; j < 16; j++) isum += values[qs[j] & 0xF] * x[j] + values[qs[j] >> 4] * x[j + 16];
+            sum += TGrid.Scale(w) * a->D[b] * isum;
+        }
         return sum;
     }
 
@@ -93,14 +106,5 @@ internal static unsafe partial class DotReference
             int j = i % 32, index = j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
             return IQ4NL.Scale((BlockIQ4_XS*)blk, i / 32) * IQ4NL.Values[index];
         }
-    }
-
-    /// <summary>Σ kvalues_iq4nl[index]·qy over one run of 32 (16 bytes of indices, low nibbles first).</summary>
-    private static int IQ4Run(byte* qs, sbyte* x)
-    {
-        var values = IQ4NL.Values;
-        int isum = 0;
-        for (int j = 0; j < 16; j++) isum += values[qs[j] & 0xF] * x[j] + values[qs[j] >> 4] * x[j + 16];
-        return isum;
     }
 }

@@ -5,17 +5,20 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Kernels.X86;
 
-// x86 bodies of Q2_K, Q3_K, Q5_1, IQ4_NL and IQ4_XS (maths: Reference/DotReference.KQuants.cs). Q2_K and Q3_K share
+// x86 bodies of Q2_K, Q3_K, Q5_1, IQ4_NL, MXFP4 and IQ4_XS (maths: Reference/DotReference.KQuants.cs). Q2_K and Q3_K share
 // one layout of 2-bit runs (see BlockQ2_K): per half of 128 elements, run j (32 elements) is bits 2j of 32 bytes, and
 // its two sub-blocks of 16 fall in the two 128-bit lanes of a 256-bit register, so one vpshufb spreads the two
 // sub-block scales over the int16 lanes that vpmaddwd multiplies. The IQ4 types look their 16 int8 levels up with
-// vpshufb and take the signed × signed products with the sign trick.
+// vpshufb and take the signed × signed products with the sign trick; MXFP4 is IQ4_NL with another grid and scale
+// (INibbleGrid), one body.
 internal static unsafe partial class DotX86
 {
     // ---------- shared helpers ----------
 
-    /// <summary>kvalues_iq4nl in each 128-bit lane (vpshufb looks up within lanes).</summary>
-    private static Vector256<sbyte> IQ4Table256 => Vector256.Create(Vector128.Create(IQ4NL.Values));
+    /// <summary>A nibble grid's 16 levels in each 128-bit lane (vpshufb looks up within lanes).</summary>
+    private static Vector256<sbyte> Table256<TGrid>() where TGrid : INibbleGrid => Vector256.Create(Vector128.Create(TGrid.Values));
+
+    private static Vector256<sbyte> IQ4Table256 => Table256<IQ4_NLGrid>();
 
     /// <summary>
     /// The int16 scales of run <paramref name="r"/> (= 4·half + j): sub-block 2r in the low lane, 2r+1 in the high lane,
@@ -125,16 +128,22 @@ internal static unsafe partial class DotX86
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float IQ4_NL<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot
+    public static float IQ4_NL<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot => NibbleGrid<IQ4_NLGrid, TDot>(w, a);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float MXFP4<TDot>(byte* w, ActQ8* a) where TDot : IU8S8Dot => NibbleGrid<MXFP4Grid, TDot>(w, a);
+
+    /// <summary>One block per step: its levels by one vpshufb, the signed dot, × scale·dy (<see cref="INibbleGrid"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float NibbleGrid<TGrid, TDot>(byte* w, ActQ8* a) where TGrid : INibbleGrid where TDot : IU8S8Dot
     {
-        var blk = (BlockIQ4_NL*)w;
-        var table = IQ4Table256;
+        var table = Table256<TGrid>();
         var acc = Vector256<float>.Zero;
-        for (int b = 0; b < a->Cols / 32; b++, blk++)
+        for (int b = 0; b < a->Cols / 32; b++, w += TGrid.BlockBytes)
         {
-            PrefetchAhead(blk, 1);
-            var p = DotS8S8<TDot>(IQ4Levels(blk->Qs, table), Vector256.Load(a->Q + 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(HalfBits.ToFloat(blk->D) * a->D[b]), acc);
+            PrefetchAhead(w, 1);
+            var p = DotS8S8<TDot>(IQ4Levels(w + TGrid.BlockBytes - 16, table), Vector256.Load(a->Q + 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(TGrid.Scale(w) * a->D[b]), acc);
         }
         return HSum(acc);
     }
@@ -198,10 +207,14 @@ internal static unsafe partial class DotX86
 
     /// <summary>IQ4_NL, two blocks per register: the nibbles index the grid with one vpshufb, then a signed dot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float IQ4_NLAvx512(byte* w, ActQ8* a) => Pairs512<IQ4_NLPair>(w, a);
+    public static float IQ4_NLAvx512(byte* w, ActQ8* a) => Pairs512<GridPair<IQ4_NLGrid>>(w, a);
+
+    /// <summary>MXFP4, two blocks per register, as IQ4_NL.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float MXFP4Avx512(byte* w, ActQ8* a) => Pairs512<GridPair<MXFP4Grid>>(w, a);
 
     /// <summary>
-    /// A 32-element block format (half scale d first) whose 512-bit body takes two blocks per register
+    /// A 32-element block format (one scale d per block) whose 512-bit body takes two blocks per register
     /// (<see cref="Pairs512{TPair}"/>): the integer dot of the pair, the min where the format has one, the 256-bit body
     /// for an odd last block.
     /// </summary>
@@ -210,6 +223,8 @@ internal static unsafe partial class DotX86
         static abstract int BlockBytes { get; }
         /// <summary>Whether x = d·q + m (the m·(dy·Σqy) terms are added once at the end), or x = d·q.</summary>
         static abstract bool HasMin { get; }
+        /// <summary>The block's scale d.</summary>
+        static abstract float Scale(byte* blk);
         /// <summary>The grid the format's nibbles index (or zero).</summary>
         static abstract Vector512<sbyte> Table { get; }
         static abstract Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table);
@@ -228,20 +243,23 @@ internal static unsafe partial class DotX86
             BlockQ5_1* p = (BlockQ5_1*)b0, q = (BlockQ5_1*)b1;
             return DotU8S8x64(NibblePair(p->Qs, q->Qs, shifts) | Join(FifthBits(*(uint*)p->Qh), FifthBits(*(uint*)q->Qh)), Vector512.Load(x));
         }
+        public static float Scale(byte* blk) => HalfBits.ToFloat(((BlockQ5_1*)blk)->D);
         public static float Min(byte* blk) => HalfBits.ToFloat(((BlockQ5_1*)blk)->M);
         public static float Tail(byte* blk, ActQ8* a) => Q5_1<MaddDot>(blk, a);
     }
 
-    private readonly struct IQ4_NLPair : IBlockPair
+    /// <summary>A nibble grid format (IQ4_NL, MXFP4): the nibbles index the grid with one vpshufb, then a signed dot.</summary>
+    private readonly struct GridPair<TGrid> : IBlockPair where TGrid : INibbleGrid
     {
-        public static int BlockBytes => sizeof(BlockIQ4_NL);
+        public static int BlockBytes => TGrid.BlockBytes;
         public static bool HasMin => false;
-        public static Vector512<sbyte> Table => IQ4Table512;
+        public static Vector512<sbyte> Table => Join(Table256<TGrid>(), Table256<TGrid>());
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<int> Dot(byte* b0, byte* b1, sbyte* x, Vector512<ushort> shifts, Vector512<sbyte> table) =>
-            DotS8S8x64(Avx512BW.Shuffle(table, NibblePair(((BlockIQ4_NL*)b0)->Qs, ((BlockIQ4_NL*)b1)->Qs, shifts).AsSByte()), Vector512.Load(x));
+            DotS8S8x64(Avx512BW.Shuffle(table, NibblePair(b0 + TGrid.BlockBytes - 16, b1 + TGrid.BlockBytes - 16, shifts).AsSByte()), Vector512.Load(x));
+        public static float Scale(byte* blk) => TGrid.Scale(blk);
         public static float Min(byte* blk) => 0;
-        public static float Tail(byte* blk, ActQ8* a) => IQ4_NL<MaddDot>(blk, a);
+        public static float Tail(byte* blk, ActQ8* a) => NibbleGrid<TGrid, MaddDot>(blk, a);
     }
 
     /// <summary>Two blocks of <typeparamref name="TPair"/> per step, each block's d·dy in its half of the register.</summary>
@@ -258,7 +276,7 @@ internal static unsafe partial class DotX86
             byte* b0 = w + b * size, b1 = b0 + size;
             PrefetchAhead(b0, 1);
             var prod = TPair.Dot(b0, b1, a->Q + 32 * b, shifts, table);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(HalfBits.ToFloat(*(Half*)b0) * a->D[b], HalfBits.ToFloat(*(Half*)b1) * a->D[b + 1]), acc);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(prod), TwoScales(TPair.Scale(b0) * a->D[b], TPair.Scale(b1) * a->D[b + 1]), acc);
             if (TPair.HasMin) offset += TPair.Min(b0) * a->S[b] + TPair.Min(b1) * a->S[b + 1];
         }
         float sum = TPair.HasMin ? Vector512.Sum(acc) + offset : Vector512.Sum(acc);
@@ -293,7 +311,7 @@ internal static unsafe partial class DotX86
         return Vector512.Sum(acc);
     }
 
-    private static Vector512<sbyte> IQ4Table512 => Join(IQ4Table256, IQ4Table256);
+    private static Vector512<sbyte> IQ4Table512 => GridPair<IQ4_NLGrid>.Table;
 
     /// <summary>Per-16-bit shifts of <see cref="NibblePair"/>: lanes 1 and 3 take the high nibbles.</summary>
     private static Vector512<ushort> NibbleShifts =>
