@@ -10,7 +10,7 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// llama-bench-like measurement: prompt processing (pp, one batch of P tokens) and generation (tg, N tokens one at a
@@ -168,7 +168,7 @@ public static partial class Commands
     }
 }
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>--quant TYPE: quantize float weights (F32/F16/BF16/FP8) at load; already-quantized matrices stay as they are.</summary>
     /// <param name="kept">Collects the float matrices left as they are because their rows do not fit TYPE's blocks.</param>

@@ -5,7 +5,7 @@ using DeepSeekCpu.Threading;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// bench --verify K: what speculative decoding's verification costs on this machine. After a prompt of P tokens

@@ -8,7 +8,7 @@ using DeepSeekCpu.Tokenization;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// Interactive chat on a one-slot <see cref="ChatEngine"/>: each turn's prompt is the rendered conversation, and the

@@ -26,7 +26,7 @@ namespace DeepSeekCpu.Cli;
 // names the option and the range; checks that involve several options stay in the body (throw UsageException).
 
 /// <summary>A usage error: printed as one line, exit code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
+internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>Option factories: a declaration is one line with the name, the default (shown by --help), the help text,
 /// the accepted range and the aliases.</summary>
@@ -106,7 +106,7 @@ internal static class Opt
 /// The parsed options of one command, read by long name (see the recipe at the top of this file). An option the
 /// command does not declare reads as not given, so shared helpers (LoadOptions, Backends) work for every command.
 /// </summary>
-public sealed class CliArgs
+internal sealed class CliArgs
 {
     private readonly ParseResult _parse;
     private readonly string _command;

@@ -12,7 +12,7 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>What MODEL can be, shown by `deepseek-cpu --help`.</summary>
     private const string About = """
@@ -482,7 +482,7 @@ public static partial class Commands
 /// Writes the answer stream. On a terminal reasoning is dim and framed ("Thinking..." / "...done thinking."), as
 /// Ollama shows it; when piped it is framed by &lt;think&gt; tags so a script can split it. --hide-reasoning drops it.
 /// </summary>
-public sealed class StreamPrinter(TextWriter output, bool hideReasoning)
+internal sealed class StreamPrinter(TextWriter output, bool hideReasoning)
 {
     private readonly bool _tty = !Console.IsOutputRedirected;
     private TextKind? _current;

@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// `completion bash|zsh`: a script that asks this program for completions through System.CommandLine's

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Cli;
 /// hold run's and chat's answers to a grammar (the reasoning stays free), --reasoning-budget N closes the reasoning
 /// after N tokens (run, chat, serve's default), and bench --json-schema/--grammar measures what the constraint costs.
 /// </summary>
-public static partial class Commands
+internal static partial class Commands
 {
     private static Option[] ConstraintOptions() =>
     [

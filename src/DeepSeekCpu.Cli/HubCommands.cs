@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Cli;
 
 /// <summary>Models by name (issue 9): pull, list and rm over the Hugging Face cache, and MODEL arguments resolved
 /// through it.</summary>
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>The hub settings (HF_HOME, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE); tests replace it.</summary>
     internal static Func<HubOptions> HubSettings { get; set; } = HubOptions.FromEnvironment;

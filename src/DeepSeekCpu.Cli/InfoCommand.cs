@@ -7,7 +7,7 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     private static Command InfoCommand() => Cmd("info", "describe a model and the memory it needs", Info, [
         ModelOption("the model (required)"),

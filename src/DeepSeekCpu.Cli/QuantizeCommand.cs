@@ -7,7 +7,7 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// deepseek-cpu quantize -m MODEL --type TYPE -o OUT.gguf: writes a GGUF that llama.cpp reads (GgufExport: names,

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Hosting;
 
 namespace DeepSeekCpu.Cli;
 
-public static partial class Commands
+internal static partial class Commands
 {
     /// <summary>
     /// deepseek-cpu serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--name ID] [--api-key KEY]: the

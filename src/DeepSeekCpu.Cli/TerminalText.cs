@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Cli;
 /// bidirectional overrides (which reorder what is shown) are written as \xNN / \uNNNN, and the text is cut to a bounded
 /// length so an error cannot echo a kilobyte of a file.
 /// </summary>
-public static class TerminalText
+internal static class TerminalText
 {
     public const int DefaultMax = 400;
 

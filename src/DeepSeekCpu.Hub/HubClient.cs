@@ -6,17 +6,17 @@ using System.Text.Json;
 namespace DeepSeekCpu.Hub;
 
 /// <summary>A repo file as the hub's API lists it: size, and for LFS files the sha256 the download must have.</summary>
-public sealed record RepoFile(string Path, long? Size, string? BlobId, string? LfsSha256);
+internal sealed record RepoFile(string Path, long? Size, string? BlobId, string? LfsSha256);
 
 /// <summary>A revision of a repo: the commit it resolves to and its files.</summary>
-public sealed record RepoInfo(string Repo, string Commit, IReadOnlyList<RepoFile> Files);
+internal sealed record RepoInfo(string Repo, string Commit, IReadOnlyList<RepoFile> Files);
 
 /// <summary>
 /// What the hub's resolve endpoint says about one file (HEAD, redirects not followed): the commit (X-Repo-Commit),
 /// the ETag naming the blob (X-Linked-Etag for LFS files, whose answer is a redirect to the storage URL; ETag
 /// otherwise), the size (X-Linked-Size or Content-Length) and the URL to download from.
 /// </summary>
-public sealed record FileMeta(string Path, string Commit, string ETag, long? Size, Uri DownloadUrl, bool IsLfs);
+internal sealed record FileMeta(string Path, string Commit, string ETag, long? Size, Uri DownloadUrl, bool IsLfs);
 
 /// <summary>
 /// The hub's HTTP API, the part huggingface_hub's downloads use: GET /api/models/{repo}/revision/{rev}?blobs=true
@@ -24,7 +24,7 @@ public sealed record FileMeta(string Path, string Commit, string ETag, long? Siz
 /// with Range to download). The token is sent to the endpoint's host only, never to the storage host an LFS
 /// redirect points at.
 /// </summary>
-public sealed class HubClient : IDisposable
+internal sealed class HubClient : IDisposable
 {
     private readonly HttpClient _http;
     private readonly HubOptions _options;

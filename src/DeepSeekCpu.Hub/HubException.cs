@@ -4,7 +4,7 @@ namespace DeepSeekCpu.Hub;
 /// A model could not be found, fetched or stored: the message is one line that names the repo or file and says
 /// what to do. An IOException, so front ends that report I/O errors in one line report these too.
 /// </summary>
-public sealed class HubException(string message, Exception? inner = null) : IOException(message, inner)
+internal sealed class HubException(string message, Exception? inner = null) : IOException(message, inner)
 {
     /// <summary>ENOSPC (Linux 28) or Windows' ERROR_DISK_FULL/ERROR_HANDLE_DISK_FULL: the disk filled up.</summary>
     public static bool IsDiskFull(IOException e) => e is not HubException && (e.HResult & 0xFFFF) is 28 or 112 or 39;
@@ -14,7 +14,7 @@ public sealed class HubException(string message, Exception? inner = null) : IOEx
 }
 
 /// <summary>Byte counts for people.</summary>
-public static class Bytes
+internal static class Bytes
 {
     public static string Format(long n) => n switch
     {

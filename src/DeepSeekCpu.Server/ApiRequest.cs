@@ -5,7 +5,7 @@ using DeepSeekCpu.Tokenization;
 namespace DeepSeekCpu.Server;
 
 /// <summary>An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with an HTTP status.</summary>
-public sealed class ApiError(int status, string message, string? param = null, string type = "invalid_request_error", string? code = null)
+internal sealed class ApiError(int status, string message, string? param = null, string type = "invalid_request_error", string? code = null)
     : Exception(message)
 {
     public int Status { get; } = status;

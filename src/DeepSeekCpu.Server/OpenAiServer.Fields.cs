@@ -11,7 +11,7 @@ namespace DeepSeekCpu.Server;
 /// every choice's tokens. Log-probabilities are those of the answer tokens (chat: <c>logprobs.content</c> entries with
 /// token, logprob, bytes and top_logprobs; completions: tokens, token_logprobs, top_logprobs and text_offset).
 /// </summary>
-public static partial class OpenAiServer
+internal static partial class OpenAiServer
 {
     /// <summary>Checks the fields that depend on the model: tools need a template with a call format, logit_bias ids
     /// must be tokens of its vocabulary.</summary>

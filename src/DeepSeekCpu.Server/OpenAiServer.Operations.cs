@@ -10,10 +10,10 @@ using Microsoft.Extensions.Hosting;
 namespace DeepSeekCpu.Server;
 
 /// <summary>How the server writes its one line per request: plain text, or one JSON object per line (for log shippers).</summary>
-public enum LogFormat { Text, Json }
+internal enum LogFormat { Text, Json }
 
 /// <summary>What an operator sets beside the limits: the request log's format and the origins a browser may call from.</summary>
-public sealed record ServerOperations
+internal sealed record ServerOperations
 {
     public LogFormat LogFormat { get; init; } = LogFormat.Text;
 
@@ -32,7 +32,7 @@ public sealed record ServerOperations
 /// The operator's side of the server: Prometheus metrics at <c>GET /metrics</c>, one log line per request, graceful
 /// shutdown, <c>GET /v1/models/{id}</c>, CORS and the chat page at <c>/</c>.
 /// </summary>
-public static partial class OpenAiServer
+internal static partial class OpenAiServer
 {
     /// <summary>Keys under which <see cref="Handle"/> leaves its outcome for the request log and the metrics.</summary>
     private const string StatusItem = "deepseekcpu.status", ResultItem = "deepseekcpu.result";

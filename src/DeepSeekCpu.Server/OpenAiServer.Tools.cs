@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Server;
 
 /// <summary>Tool calls in the responses: <c>message.tool_calls</c>, streamed <c>delta.tool_calls</c> (a call's start with
 /// its index, id and name, then its arguments in pieces as they are generated) and the finish reason "tool_calls".</summary>
-public static partial class OpenAiServer
+internal static partial class OpenAiServer
 {
     private static JsonObject ToolCallJson(ToolCall c) => new()
     {

@@ -28,7 +28,7 @@ namespace DeepSeekCpu.Server;
 /// requests take the engine's slots and wait when all are busy, at most <see cref="ServerLimits.Queue"/> of them
 /// (503 with Retry-After beyond). See <see cref="ServerLimits"/>.
 /// </summary>
-public static partial class OpenAiServer
+internal static partial class OpenAiServer
 {
     /// <summary>UTF-8 text as it is (the default encoder would write every non-ASCII character as \uXXXX).</summary>
     private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };

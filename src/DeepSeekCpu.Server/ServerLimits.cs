@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Server;
 /// requests that queue forever. Requests beyond a limit get a 4xx (413 body too large, 408 body too slow, 400 for the
 /// rest) or, when the queue is full, 503 with Retry-After; all with OpenAI's error object.
 /// </summary>
-public sealed record ServerLimits
+internal sealed record ServerLimits
 {
     /// <summary>Largest request body in bytes (Kestrel answers 413 beyond it). 4 MiB holds a full 128K-token context.</summary>
     public long MaxBodyBytes { get; init; } = 4 << 20;

@@ -3,7 +3,7 @@ using System.Buffers;
 namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>An added (special or user-defined) token as described by tokenizer.json's <c>added_tokens</c>.</summary>
-public sealed record AddedToken(int Id, string Content, bool Special, bool LStrip = false, bool RStrip = false, bool SingleWord = false, bool Normalized = false);
+internal sealed record AddedToken(int Id, string Content, bool Special, bool LStrip = false, bool RStrip = false, bool SingleWord = false, bool Normalized = false);
 
 /// <summary>
 /// Finds added tokens in text the way Hugging Face's <c>AddedVocabulary</c> does (tokenizers/src/tokenizer/

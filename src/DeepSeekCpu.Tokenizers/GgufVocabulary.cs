@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Tokenizers;
 /// 5 unused), merges as "a b" strings, the pre-tokenizer name, special ids and the chat template. Reads the folder
 /// with the same reader the tokenizer itself uses (<see cref="TokenizerJsonReader"/>).
 /// </summary>
-public static class GgufVocabulary
+internal static class GgufVocabulary
 {
     /// <param name="vocabSize">The model's vocabulary (embedding rows); the token list is padded to it with unused
     /// "[PADn]" entries as llama.cpp's converter does, so token ids and logits line up.</param>

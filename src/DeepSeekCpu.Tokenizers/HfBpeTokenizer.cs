@@ -20,7 +20,7 @@ namespace DeepSeekCpu.Tokenizers;
 /// the joined bytes as UTF-8 with U+FFFD for invalid sequences, like HF's ByteLevel decoder.
 /// Thread-safe for concurrent Encode/Decode.
 /// </summary>
-public sealed class HfBpeTokenizer : ITokenizer
+internal sealed class HfBpeTokenizer : ITokenizer
 {
     // Tokens that end a turn in DeepSeek / Qwen / Llama 3 vocabularies; each counts as a stop id when the files
     // define it (the ids are read, never assumed).

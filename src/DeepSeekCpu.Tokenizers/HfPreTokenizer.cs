@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Tokenizers;
 /// end of the piece as the end of the text, as in HF. Supported steps: <c>Split</c>, <c>ByteLevel</c>, <c>Digits</c>.
 /// The byte-to-alphabet mapping of ByteLevel is done by the BPE model (BpeOptions.ByteLevel), not here.
 /// </summary>
-public sealed class HfPreTokenizer : PreTokenizer
+internal sealed class HfPreTokenizer : PreTokenizer
 {
     /// <summary>GPT-2's pattern, used by HF's ByteLevel pre-tokenizer when <c>use_regex</c> is true (byte_level.rs).</summary>
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";

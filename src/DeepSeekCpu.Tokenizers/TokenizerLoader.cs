@@ -1,7 +1,7 @@
 namespace DeepSeekCpu.Tokenizers;
 
 /// <summary>Entry points for loading a model's tokenizer.</summary>
-public static class TokenizerLoader
+internal static class TokenizerLoader
 {
     /// <summary>
     /// Loads the tokenizer of a Hugging Face model folder: <c>tokenizer.json</c>, with <c>tokenizer_config.json</c>

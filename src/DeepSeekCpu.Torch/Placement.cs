@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Torch;
 /// Bytes are what the backend keeps on the device (<see cref="DeviceBytes"/>); computed from the tensor list alone,
 /// so `info` can print a plan without loading libtorch.
 /// </summary>
-public sealed class Placement
+internal sealed class Placement
 {
     public IReadOnlyList<string> Devices { get; }
     /// <summary>Device index of each layer.</summary>

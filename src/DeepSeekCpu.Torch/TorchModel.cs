@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Torch;
 /// with the hidden state. Implements the engine's <see cref="ILanguageModel"/>, so run, chat, logits, bench and serve
 /// drive it unchanged.
 /// </summary>
-public sealed class TorchModel : ILanguageModel
+internal sealed class TorchModel : ILanguageModel
 {
     /// <summary>Rows per forward pass: longer prompts run as several passes (bounds the attention scores).</summary>
     public const int MaxRows = 256;

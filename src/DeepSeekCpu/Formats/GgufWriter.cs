@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Formats;
 /// boxed .NET type: string, bool, byte (u8), ushort (u16), int (i32), uint (u32), long (i64), ulong (u64), float (f32), double (f64),
 /// and arrays string[], int[], uint[], long[], float[], bool[]. Tensor shapes are outermost first (reversed on disk).
 /// </summary>
-public sealed class GgufWriter
+internal sealed class GgufWriter
 {
     private readonly List<(string key, object value)> _meta = [];
     private readonly List<(string name, DType type, long[] shape, Action<Stream> write, long bytes)> _tensors = [];

@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Formats;
 /// read: invalid UTF-8 or an escaped lone surrogate ("\ud800") then throws InvalidOperationException, as does reading
 /// a value as the wrong JSON type. Either is the file's fault, and is reported as such.
 /// </summary>
-public static class JsonFile
+internal static class JsonFile
 {
     /// <summary>
     /// True for the InvalidOperationException System.Text.Json throws on reading such a string or value (it marks

@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Formats;
 /// Tensors are exposed under Hugging Face Llama names; the header is returned as read (the loader turns it into a
 /// config: RoPE rotates interleaved pairs as in run.c, θ = 10000, eps 1e-5).
 /// </summary>
-public sealed unsafe class Llama2cCheckpoint : IDisposable
+internal sealed unsafe class Llama2cCheckpoint : IDisposable
 {
     /// <summary>The file's memory.</summary>
     public MappedFile Mapped { get; }

@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Formats;
 /// u64 little-endian header length N, N bytes of JSON { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__": {...} },
 /// then the data; offsets are relative to the first byte after the header.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     private readonly MappedFile _file;
 

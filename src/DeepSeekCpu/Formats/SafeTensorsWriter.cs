@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Formats;
 /// { name: { dtype, shape, data_offsets } }, padded with spaces to a multiple of 8 bytes, then the tensors' bytes in order.
 /// Tensor bytes are produced on demand so multi-gigabyte files stream to disk.
 /// </summary>
-public sealed class SafeTensorsWriter
+internal sealed class SafeTensorsWriter
 {
     private readonly List<(string name, string dtype, long[] shape, long bytes, Action<Stream> write)> _tensors = [];
 

@@ -1,4 +1,4 @@
 namespace DeepSeekCpu.Generation;
 
 /// <summary>One generated token and the text it completes (may be empty while a UTF-8 character is split).</summary>
-public readonly record struct GeneratedToken(int Id, string Text, TextKind Kind);
+internal readonly record struct GeneratedToken(int Id, string Text, TextKind Kind);

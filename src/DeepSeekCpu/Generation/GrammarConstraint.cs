@@ -15,7 +15,7 @@ namespace DeepSeekCpu.Generation;
 /// fit (<see cref="Sequence"/>): inside a JSON string almost every draw fits, and one check costs a few steps.
 /// </para>
 /// </summary>
-public sealed class GrammarConstraint
+internal sealed class GrammarConstraint
 {
     private readonly GrammarMatcher _m;
     private readonly TokenTable _t;

@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Generation;
 /// deeper entries are where to continue when a rule ends (null: the whole grammar matched), plus the bytes of a
 /// UTF-8 character that is not complete yet (a token may end inside one). Fed byte by byte.
 /// </summary>
-public sealed class GrammarMatcher
+internal sealed class GrammarMatcher
 {
     internal sealed class Stack(int pos, Stack? parent)
     {

@@ -16,7 +16,7 @@ namespace DeepSeekCpu.Generation;
 /// ignored. Numbers have at most 16 integer digits, 16 fraction digits and a 3-digit exponent, and blanks between
 /// tokens are bounded, so every answer can end.
 /// </summary>
-public static class JsonSchemaGrammar
+internal static class JsonSchemaGrammar
 {
     /// <summary>Any JSON object (OpenAI response_format json_object).</summary>
     public static Grammar AnyObject() => Grammar.Parse("root ::= lead object\n" + Primitives);

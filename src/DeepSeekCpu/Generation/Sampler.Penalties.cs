@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Generation;
 /// penalties" guide): logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty, counted over the
 /// repetition window as llama.cpp's penalty_last_n does; logit_bias adds its value to each listed token's logit.
 /// </summary>
-public sealed partial class Sampler
+internal sealed partial class Sampler
 {
     private int[] _counts = [];
 

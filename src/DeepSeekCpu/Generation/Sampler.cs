@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Generation;
 /// Picks tokens from logits. Same seed and same logits give the same tokens (its own xorshift generator,
 /// independent of .NET's Random implementation). Reuses its buffers: no allocation per token.
 /// </summary>
-public sealed partial class Sampler
+internal sealed partial class Sampler
 {
     private readonly SamplingOptions _o;
     private ulong _state;

@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Generation;
 /// Whoever runs the model (<see cref="ChatEngine"/>'s scheduler, for every front end) hands it each new row of logits
 /// and feeds back <see cref="NextToken"/>.
 /// </summary>
-public sealed class Sequence
+internal sealed class Sequence
 {
     private readonly ITokenizer _tok;
     private readonly int? _thinkOpen, _thinkClose;

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Kernels;
 /// math is <see cref="Ops.Attention"/>'s; this class splits (row, group of heads) items across threads and reads the
 /// caches tile by tile in their stored type.
 /// </summary>
-public static class Attention
+internal static class Attention
 {
     /// <summary>
     /// Query heads per attention work item: the largest divisor of <paramref name="group"/> (heads sharing one

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Kernels;
 /// Orthogonal, so it leaves q·k unchanged in exact arithmetic; DeepSeek rotates before quantising q and k to FP8, where
 /// spreading outliers over all dimensions keeps the rounding small.
 /// </summary>
-public static class Hadamard
+internal static class Hadamard
 {
     /// <summary>
     /// x ← x · H_d / √d in place, with H_d the Sylvester Hadamard matrix (H_1 = [1], H_2m = [[H_m, H_m], [H_m, −H_m]])

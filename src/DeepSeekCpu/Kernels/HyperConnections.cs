@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Kernels;
 /// reads a weighted sum of them and writes its output back into every stream while mixing the streams by a matrix made
 /// doubly stochastic (Sinkhorn-Knopp), so the streams' total stays bounded.
 /// </summary>
-public static class HyperConnections
+internal static class HyperConnections
 {
     /// <summary>
     /// Splits one row of mixes [(2 + hc) · hc] into pre [hc] = sigmoid(m·s0 + b) + eps, post [hc] = 2·sigmoid(m·s1 + b)

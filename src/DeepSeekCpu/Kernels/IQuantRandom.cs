@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Kernels;
 /// importance matrix). Every bit pattern of an i-quant block is valid except the super-block scale, so the blocks are
 /// random bytes with a finite f16 scale chosen to give the elements the requested root mean square.
 /// </summary>
-public static unsafe class IQuantRandom
+internal static unsafe class IQuantRandom
 {
     /// <summary>Whether <paramref name="t"/> is an i-quant (IQ1_S … IQ3_S) this engine reads.</summary>
     public static bool Handles(DType t) => IQuantDecode.Handles(t);

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>The instruction-set body every kernel entry dispatches to on this process (decided once).</summary>
-public enum KernelPath
+internal enum KernelPath
 {
     /// <summary>The scalar reference (the specification); also what runs with hardware intrinsics switched off.</summary>
     Scalar,
@@ -25,7 +25,7 @@ public enum KernelPath
     NeonDp,
 }
 
-public static class KernelInfo
+internal static class KernelInfo
 {
     /// <summary>Chosen from the ISAs the runtime reports, honouring DOTNET_EnableAVX512=0 and friends.</summary>
     public static KernelPath Path { get; } = Detect();

@@ -25,7 +25,7 @@ public enum KvCacheType
 /// (<see cref="Write"/>, by the thread running the pass) and read as float32 tiles by the attention kernels
 /// (<see cref="Rows"/>, from any thread).
 /// </summary>
-public sealed class KvCache
+internal sealed class KvCache
 {
     /// <summary>Positions per allocated chunk (a multiple of <see cref="Tile"/>).</summary>
     public const int ChunkRows = 256;

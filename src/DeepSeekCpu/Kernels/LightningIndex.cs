@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Kernels;
 /// no longer than topk, as the reference's topk over min(index_topk, end_pos) does). Rows are scored tile by tile on
 /// the worker pool.
 /// </summary>
-public static class LightningIndex
+internal static class LightningIndex
 {
     /// <summary>
     /// Fills indices[t * topk ..][..counts[t]] with row t's selected positions, ascending, for each of the n rows.

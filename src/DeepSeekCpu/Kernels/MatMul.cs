@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Kernels;
 /// matrix-matrix kernel (<see cref="Gemm"/>: compute-bound). The instruction-set body is chosen once per process
 /// (<see cref="KernelInfo.Path"/>); rows are split across the shared worker pool; nothing is allocated per call.
 /// </summary>
-public static unsafe class MatMul
+internal static unsafe class MatMul
 {
     /// <summary>
     /// Which kernel runs y[n, rows] = x[n, cols] · Wᵀ for weights of <paramref name="t"/> on <paramref name="path"/>:

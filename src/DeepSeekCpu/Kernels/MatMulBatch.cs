@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Kernels;
 /// from moving until the call returns: the span overloads take the address of memory that must already be pinned
 /// (arrays allocated with <c>pinned: true</c>, as the models' pass buffers are, or native memory).
 /// </summary>
-public sealed unsafe class MatMulBatch
+internal sealed unsafe class MatMulBatch
 {
     internal WeightMatrix[] W = new WeightMatrix[16];
     internal nint[] X = new nint[16], Y = new nint[16];

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Kernels;
 /// while they are matrix-vector products) over head-major copies of the slices, a group of tokens at a time so that
 /// the copies stay small.
 /// </summary>
-public static unsafe class MatMulHeads
+internal static unsafe class MatMulHeads
 {
     /// <summary>Tokens per group; also what decides GEMV or GEMM for the per-head products.</summary>
     public const int GroupTokens = 16;

@@ -4,7 +4,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>Element-wise and per-row operations of the model graph, on TensorPrimitives (SIMD on every ISA).</summary>
-public static class Ops
+internal static class Ops
 {
     /// <summary>RMSNorm: y = x / sqrt(mean(x²) + eps) * weight (Zhang and Sennrich 2019).</summary>
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y, float eps)

@@ -4,7 +4,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>Whole matrices through the reference quantizer (Reference/Quantize.cs), rows in parallel on the worker pool.</summary>
-public static unsafe partial class Quantize
+internal static unsafe partial class Quantize
 {
     /// <summary>
     /// A quantized copy of <paramref name="src"/> (any readable type, FP8 block scales applied) in native memory

@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Kernels;
 /// <see cref="BSums"/> = Σq per 16, exactly as ggml's quantize_row_q8_K_ref.
 /// Scales stay float32 (ggml rounds block_q8_0.d to half), which is slightly more accurate.
 /// </summary>
-public unsafe struct ActQ8
+internal unsafe struct ActQ8
 {
     public sbyte* Q;
     public float* D;

@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Kernels;
 /// Keys of row t: window positions max(0, pos − window + 1) .. pos, read from a ring of window.Capacity slots
 /// (slot = position mod capacity), then compressed entries indices[t * stride ..][..counts[t]] of its compressed cache.
 /// </summary>
-public static class SinkAttention
+internal static class SinkAttention
 {
     /// <summary>
     /// o [n, heads, d] for q [n, heads, d]; windows[t] / compressed[t] are row t's caches (compressed may be null

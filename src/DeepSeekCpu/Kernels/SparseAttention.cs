@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Kernels;
 /// selected positions alone). All heads share one stream, as in absorbed MLA: keys are cache rows [c_kv ; k_pe], values
 /// their first dv values.
 /// </summary>
-public static class SparseAttention
+internal static class SparseAttention
 {
     /// <summary>
     /// o[t, h, :dv] = Σ_{j ∈ S_t} softmax_j(scale · q[t, h, :dk] · row_j[:dk]) row_j[:dv] for n rows, with S_t the

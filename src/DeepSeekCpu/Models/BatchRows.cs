@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Models;
 /// What both model families share about a sequence: its position and context length, and what Truncate means. The
 /// cache itself is the model's (<see cref="Llama.LlamaSession"/>, <see cref="DeepSeek.DeepSeekSession"/>).
 /// </summary>
-public abstract class ModelSession : IModelSession
+internal abstract class ModelSession : IModelSession
 {
     public int Position { get; internal set; }
     public int ContextLength { get; }

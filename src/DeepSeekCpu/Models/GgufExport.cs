@@ -16,7 +16,7 @@ namespace DeepSeekCpu.Models;
 /// A writer is made by <see cref="CreateWriter"/> (general.* and architecture keys); the caller adds a vocabulary
 /// (tokenizer.* keys), then the tensors (<see cref="AddTensors"/> for a model's weights), and writes it.
 /// </summary>
-public static class GgufExport
+internal static class GgufExport
 {
     /// <summary>llama.cpp's name of the architecture of <paramref name="c"/>.</summary>
     public static string ArchitectureName(ModelConfig c) => c.Architecture switch

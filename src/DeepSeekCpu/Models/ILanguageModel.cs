@@ -42,7 +42,7 @@ public interface ILanguageModel : IDisposable
 /// implementation layer by layer, so a disagreement is reported where it starts). Called on the thread that runs the
 /// pass; the span is only valid during the call.
 /// </summary>
-public interface ILayerObserver
+internal interface ILayerObserver
 {
     /// <summary><paramref name="hidden"/> is [rows, dim]: the pass's rows after block <paramref name="layer"/>.</summary>
     void AfterBlock(int layer, ReadOnlySpan<float> hidden, int rows);

@@ -3,7 +3,7 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Models;
 
-public static partial class ModelLoader
+internal static partial class ModelLoader
 {
     /// <summary>DeepSeek-V4 (<c>deepseek_v4</c>) on the CPU engine; other graphs (TorchSharp) do not implement it.</summary>
     private static ILanguageModel BuildV4(ModelConfig config, ModelWeights weights, LoadOptions options)

@@ -13,7 +13,7 @@ public enum ModelFormat { HuggingFace, Gguf, Llama2c }
 /// Opens a model from a Hugging Face folder (config.json + safetensors), a .gguf file or a llama2.c .bin, and builds
 /// the graph its architecture needs. Tokenizers are loaded separately (DeepSeekCpu.Tokenizers).
 /// </summary>
-public static partial class ModelLoader
+internal static partial class ModelLoader
 {
     public static ModelFormat Detect(string path)
     {

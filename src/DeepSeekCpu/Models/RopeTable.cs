@@ -4,7 +4,7 @@ namespace DeepSeekCpu.Models;
 /// Precomputed rotary-embedding cos/sin per position: [maxPos, dim/2] each. Frequencies follow the config's
 /// rope_scaling: none, "llama3" (Llama 3.1's frequency-dependent scaling) or "yarn" (DeepSeek; DEEPSEEK.md "YaRN").
 /// </summary>
-public sealed class RopeTable
+internal sealed class RopeTable
 {
     public int Dim { get; }
     public int MaxPositions { get; }

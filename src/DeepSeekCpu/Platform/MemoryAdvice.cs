@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Platform;
 /// ours). Linux only; elsewhere, or when the kernel refuses, each call returns false and nothing changes, so callers
 /// can always try. See bench `mmap` for what each option does to the read bandwidth of a memory-mapped file.
 /// </summary>
-public static unsafe partial class MemoryAdvice
+internal static unsafe partial class MemoryAdvice
 {
     // asm-generic/mman-common.h (same values on x86-64 and arm64)
     private const int MADV_WILLNEED = 3;

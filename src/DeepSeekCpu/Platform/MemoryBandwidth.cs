@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Platform;
 /// each thread sums its share of a buffer much larger than the caches with wide loads; the best of several passes is
 /// reported, as STREAM does, since a shared host only ever makes it slower.
 /// </summary>
-public static unsafe class MemoryBandwidth
+internal static unsafe class MemoryBandwidth
 {
     /// <summary>Read bandwidth in GB/s (10^9 bytes/s) with <paramref name="threads"/> threads over a buffer of
     /// <paramref name="bytes"/> (default 1 GiB), best of <paramref name="passes"/>.</summary>

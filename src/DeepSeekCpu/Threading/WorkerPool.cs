@@ -1,7 +1,7 @@
 namespace DeepSeekCpu.Threading;
 
 /// <summary>A unit of parallel work: called with disjoint [start, end) ranges of [0, count).</summary>
-public interface IRangeJob
+internal interface IRangeJob
 {
     void Run(int start, int end);
 }
@@ -13,7 +13,7 @@ public interface IRangeJob
 /// token) and then sleep on an event. Jobs are objects the caller keeps, so dispatch allocates nothing.
 /// Not re-entrant: a job must not call <see cref="Run"/>.
 /// </summary>
-public sealed class WorkerPool : IDisposable
+internal sealed class WorkerPool : IDisposable
 {
     private static WorkerPool? _shared;
     private static readonly object SharedLock = new();

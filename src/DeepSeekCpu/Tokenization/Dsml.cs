@@ -19,7 +19,7 @@ namespace DeepSeekCpu.Tokenization;
 /// the system prompt: the prompt text below (the model was trained on it, so it is carried over word for word) with one
 /// JSON line per function (name, description, parameters) in Python's json.dumps style (<see cref="PythonJson"/>).
 /// </summary>
-public static class Dsml
+internal static class Dsml
 {
     public const string Token = "｜DSML｜";
     public const string InvokeOpen = "<" + Token + "invoke name=\"";

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Tokenization;
 /// <c>len</c> raw bytes (not NUL-terminated). The vocabulary size is not in the file; it comes from the model header.
 /// Ids 0, 1, 2 are &lt;unk&gt;, &lt;s&gt; (BOS) and &lt;/s&gt; (EOS); ids 3..258 are the byte pieces <c>&lt;0x00&gt;</c>..<c>&lt;0xFF&gt;</c>.
 /// </summary>
-public sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
+internal sealed class Llama2cTokenizer : ITokenizer, IContextualTokenizer
 {
     public const int UnkId = 0;
     public const int BosToken = 1;

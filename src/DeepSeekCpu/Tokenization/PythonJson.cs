@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Tokenization;
 /// (encoding_dsv32.py / encoding_dsv4.py, <c>to_json</c>) put tool schemas and non-string call arguments into the prompt
 /// this way, so a rendering matches theirs character for character.
 /// </summary>
-public static class PythonJson
+internal static class PythonJson
 {
     public static string Serialize(JsonElement value)
     {

@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Tokenization;
 /// templates, statements in their order, quirks kept: Hugging Face renders them so, and the tests compare token for
 /// token with @huggingface/jinja over tests/fixtures/chat-templates/reference-tools-*.jsonl).
 /// </summary>
-public sealed partial class R1ChatTemplate
+internal sealed partial class R1ChatTemplate
 {
     public const string ToolCallsBegin = "<｜tool▁calls▁begin｜>";
     public const string ToolCallsEnd = "<｜tool▁calls▁end｜>";

@@ -36,7 +36,7 @@ public enum DeepSeekChatStyle
 /// V3-0324, R1-0528, V3.1) are rendered by their own methods, each following its template's statements in order; the
 /// tests compare every style with Hugging Face's Jinja over tests/fixtures/chat-templates.
 /// </summary>
-public sealed partial class R1ChatTemplate : IChatTemplate
+internal sealed partial class R1ChatTemplate : IChatTemplate
 {
     // Markers as written in the templates (U+FF5C fullwidth vertical bar, U+2581 lower one eighth block).
     public const string User = "<｜User｜>";
@@ -269,7 +269,7 @@ public sealed partial class R1ChatTemplate : IChatTemplate
 }
 
 /// <summary>The thinking switch as front ends receive it (server, IChatClient, CLI).</summary>
-public static class ThinkingOption
+internal static class ThinkingOption
 {
     /// <summary>
     /// An OpenAI <c>reasoning_effort</c> as the thinking switch: "none" answers directly; "minimal", "low", "medium",

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Tokenization;
 /// so the concatenation of everything returned, plus <see cref="Flush"/>, equals the decode of the whole sequence.
 /// Not thread-safe: one instance per generation stream.
 /// </summary>
-public sealed class StreamingDecoder
+internal sealed class StreamingDecoder
 {
     private readonly ITokenizer _tokenizer;
     private readonly IContextualTokenizer? _contextual;

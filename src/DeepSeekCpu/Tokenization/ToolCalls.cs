@@ -45,7 +45,7 @@ public sealed record ToolOptions(IReadOnlyList<ToolDefinition> Tools, ToolChoice
 /// system message ("\n\n" between), or a system message of its own first when there is none, so every template's
 /// system-prompt rule (R1 keeps the last one, the others join them) keeps the user's text.
 /// </summary>
-public static class ToolPrompt
+internal static class ToolPrompt
 {
     public static string For(IReadOnlyList<ToolDefinition> tools, ToolCallFormat format)
     {

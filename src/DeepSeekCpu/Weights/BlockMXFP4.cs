@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Weights;
 // DeepSeek-V4's FP4 experts are the same numbers in another layout (WeightMatrix.FromE2M1 converts them at load).
 
 /// <summary>The e2m1 grid and the E8M0 scale of <see cref="BlockMXFP4"/>.</summary>
-public static class Mxfp4
+internal static class Mxfp4
 {
     /// <summary>
     /// kvalues_mxfp4 (ggml-common.h): the e2m1 values 0, ±0.5, ±1, ±1.5, ±2, ±3, ±4, ±6 doubled so they are integers
@@ -28,7 +28,7 @@ public static class Mxfp4
 /// qs[j], element j + 16 the high nibble (as Q4_0/IQ4_NL). x = <see cref="Mxfp4.Values"/>[code] · 2^(e − 128).
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockMXFP4
+internal unsafe struct BlockMXFP4
 {
     public byte E;
     public fixed byte Qs[16];

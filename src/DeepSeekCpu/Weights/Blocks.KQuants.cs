@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Weights;
 
 /// <summary>block_q5_1 (24 bytes): nibbles and fifth bits as Q5_0 (<see cref="BlockQ5_0"/>); x = d * q + m, q in 0..31.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_1
+internal unsafe struct BlockQ5_1
 {
     public Half D;
     public Half M;
@@ -22,7 +22,7 @@ public unsafe struct BlockQ5_1
 /// (j = 0..3, l = 0..31) is bits 2j..2j+1 of qs[l], so sub-block s covers 16 consecutive elements.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ2_K
+internal unsafe struct BlockQ2_K
 {
     public fixed byte Scales[16];
     public fixed byte Qs[64];
@@ -36,7 +36,7 @@ public unsafe struct BlockQ2_K
 /// the high bit is clear. The high bit of element 32j + l of half h is bit 4h + j of hmask[l].
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ3_K
+internal unsafe struct BlockQ3_K
 {
     public fixed byte HMask[32];
     public fixed byte Qs[64];
@@ -47,7 +47,7 @@ public unsafe struct BlockQ3_K
 /// <summary>block_iq4_nl (18 bytes): element j &lt; 16 is the low nibble of qs[j], j + 16 the high nibble, each an index
 /// into <see cref="IQ4NL.Values"/>; x = d * value.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_NL
+internal unsafe struct BlockIQ4_NL
 {
     public Half D;
     public fixed byte Qs[16];
@@ -59,7 +59,7 @@ public unsafe struct BlockIQ4_NL
 /// x = d * (ls - 32) * value.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_XS
+internal unsafe struct BlockIQ4_XS
 {
     public Half D;
     public ushort ScalesH;
@@ -68,7 +68,7 @@ public unsafe struct BlockIQ4_XS
 }
 
 /// <summary>The IQ4 types' non-linear 4-bit grid.</summary>
-public static class IQ4NL
+internal static class IQ4NL
 {
     /// <summary>kvalues_iq4nl (ggml-common.h): the 16 int8 levels an IQ4_NL/IQ4_XS index selects.</summary>
     public static ReadOnlySpan<sbyte> Values => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
@@ -79,7 +79,7 @@ public static class IQ4NL
 }
 
 /// <summary>Q3_K's packed scales.</summary>
-public static unsafe class Q3KScales
+internal static unsafe class Q3KScales
 {
     /// <summary>
     /// The 16 scales minus 32 as signed bytes (dequantize_row_q3_K's kmask trick): scale s keeps its low 4 bits in

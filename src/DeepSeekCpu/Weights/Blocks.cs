@@ -11,7 +11,7 @@ namespace DeepSeekCpu.Weights;
 
 /// <summary>block_q8_0 (34 bytes): x[i] = d * qs[i].</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_0
+internal unsafe struct BlockQ8_0
 {
     public Half D;
     public fixed sbyte Qs[32];
@@ -20,7 +20,7 @@ public unsafe struct BlockQ8_0
 /// <summary>block_q4_0 (18 bytes): element j &lt; 16 is the low nibble of qs[j], element j + 16 the high nibble;
 /// x = d * (q - 8).</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_0
+internal unsafe struct BlockQ4_0
 {
     public Half D;
     public fixed byte Qs[16];
@@ -28,7 +28,7 @@ public unsafe struct BlockQ4_0
 
 /// <summary>block_q4_1 (20 bytes): nibbles as Q4_0, x = d * q + m.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_1
+internal unsafe struct BlockQ4_1
 {
     public Half D;
     public Half M;
@@ -37,7 +37,7 @@ public unsafe struct BlockQ4_1
 
 /// <summary>block_q5_0 (22 bytes): low 4 bits as Q4_0; bit j of qh is the fifth bit of element j; x = d * (q - 16).</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_0
+internal unsafe struct BlockQ5_0
 {
     public Half D;
     public fixed byte Qh[4];
@@ -47,7 +47,7 @@ public unsafe struct BlockQ5_0
 /// <summary>block_q8_K (292 bytes): the K-quants' activation format. x = d * qs; bsums[j] = sum of qs[16j..16j+15].
 /// Its scale is a float, not a half.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_K
+internal unsafe struct BlockQ8_K
 {
     public float D;
     public fixed sbyte Qs[256];
@@ -60,7 +60,7 @@ public unsafe struct BlockQ8_K
 /// sub-block 2g in its low nibbles and sub-block 2g+1 in its high nibbles.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_K
+internal unsafe struct BlockQ4_K
 {
     public Half D;
     public Half DMin;
@@ -71,7 +71,7 @@ public unsafe struct BlockQ4_K
 /// <summary>block_q5_K (176 bytes): as Q4_K plus qh: bit 2g of qh[l] is the fifth bit of element l of sub-block 2g,
 /// bit 2g+1 that of sub-block 2g+1.</summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_K
+internal unsafe struct BlockQ5_K
 {
     public Half D;
     public Half DMin;
@@ -87,7 +87,7 @@ public unsafe struct BlockQ5_K
 /// of ql[l+32], bits 6-7.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ6_K
+internal unsafe struct BlockQ6_K
 {
     public fixed byte Ql[128];
     public fixed byte Qh[64];
@@ -96,7 +96,7 @@ public unsafe struct BlockQ6_K
 }
 
 /// <summary>Helpers shared by the K-quant readers and writers.</summary>
-public static unsafe class KQuant
+internal static unsafe class KQuant
 {
     /// <summary>
     /// Scale and min of sub-block <paramref name="j"/> (0..7) from the 12 packed bytes of Q4_K/Q5_K
@@ -172,7 +172,7 @@ public static unsafe class KQuant
 /// Scales sit at the same offsets in both), so each ISA has one body for both, generic over this flavour; the JIT
 /// folds the constants, so the Q4_K instance carries no qh code.
 /// </summary>
-public interface IK4Layout
+internal interface IK4Layout
 {
     static abstract int BlockBytes { get; }
     /// <summary>Offset of qs (128 bytes of nibbles) in the block.</summary>
@@ -181,14 +181,14 @@ public interface IK4Layout
     static abstract bool HasQh { get; }
 }
 
-public readonly unsafe struct Q4_KLayout : IK4Layout
+internal readonly unsafe struct Q4_KLayout : IK4Layout
 {
     public static int BlockBytes => sizeof(BlockQ4_K);
     public static int QsOffset => 16;
     public static bool HasQh => false;
 }
 
-public readonly unsafe struct Q5_KLayout : IK4Layout
+internal readonly unsafe struct Q5_KLayout : IK4Layout
 {
     public static int BlockBytes => sizeof(BlockQ5_K);
     public static int QsOffset => 48;

@@ -43,7 +43,7 @@ public enum DType
     F8_E8M0 = 1002,
 }
 
-public static class DTypeInfo
+internal static class DTypeInfo
 {
     /// <summary>Elements per block (1 for plain element types). Block layouts: ggml-common.h.</summary>
     public static int BlockSize(this DType t) => t switch

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Weights;
 /// metadata is in the first shard. Opened from the first shard's path, each shard memory-mapped on its own; a file
 /// that is not split opens as one shard.
 /// </summary>
-public static partial class GgufShards
+internal static partial class GgufShards
 {
     [GeneratedRegex(@"^(.*)-(\d{5})-of-(\d{5})\.gguf$", RegexOptions.IgnoreCase)]
     private static partial Regex ShardName();

@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Weights;
 /// memory map). Freed by <see cref="Dispose"/> or, failing that, by the finalizer once nothing references it; a
 /// <see cref="WeightMatrix"/> over it keeps it alive through <see cref="WeightMatrix.Owner"/>.
 /// </summary>
-public sealed unsafe class NativeBuffer : IDisposable
+internal sealed unsafe class NativeBuffer : IDisposable
 {
     private byte* _pointer;
 

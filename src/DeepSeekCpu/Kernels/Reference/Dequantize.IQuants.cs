@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Kernels;
 // 3f545be). What each type stores per group of 8 is in IQuantLayouts.cs; the arithmetic below is ggml's, with the
 // float operations in ggml's order, so the results are ggml's to the bit (IQuantGgmlTests compares them with outputs
 // of ggml's own code).
-public static unsafe partial class Dequantize
+internal static unsafe partial class Dequantize
 {
     /// <summary>IQ1_S/IQ1_M shift of each element (ggml's IQ1S_DELTA and IQ1M_DELTA, both 0.125).</summary>
     public const float IQ1Delta = 0.125f;

@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Kernels;
 // Q2_K, Q3_K, Q5_1, IQ4_NL, IQ4_XS: the specification of each layout (structs in Weights/Blocks.KQuants.cs), written
 // from ggml-quants.c dequantize_row_* (llama.cpp 3f545be) and checked against that code's own output on fixed random
 // blocks (tests/DeepSeekCpu.Kernels.Tests/Data/ggml).
-public static unsafe partial class Dequantize
+internal static unsafe partial class Dequantize
 {
     // dequantize_row_q5_1: q = low nibble | fifth bit from qh (as Q5_0); x = q * d + m
     public static void Q5_1(BlockQ5_1* b, Span<float> y)

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Kernels;
 /// (ggml-common.h for the structs, ggml-quants.c <c>dequantize_row_*</c> for the arithmetic); the SIMD kernels are
 /// tested against it. Nothing here is meant to be fast.
 /// </summary>
-public static unsafe partial class Dequantize
+internal static unsafe partial class Dequantize
 {
     /// <summary>Dequantizes <paramref name="dst"/>.Length elements starting at <paramref name="src"/> (whole blocks).</summary>
     public static void Row(DType type, byte* src, Span<float> dst)

@@ -5,13 +5,13 @@ namespace DeepSeekCpu.Kernels;
 // MXFP4 (Weights/BlockMXFP4.cs): the specification of the layout and ggml's quantizer, written from ggml-quants.c
 // dequantize_row_mxfp4 and quantize_row_mxfp4_ref (llama.cpp 3f545be and later) and checked against that code's own
 // output on fixed inputs (tests/DeepSeekCpu.Kernels.Tests/Data/ggml). The dot is DotReference.MXFP4.
-public static unsafe partial class Dequantize
+internal static unsafe partial class Dequantize
 {
     // dequantize_row_mxfp4: x = kvalues_mxfp4[code] · 2^(e − 128), low nibbles first
     public static void MXFP4(BlockMXFP4* b, Span<float> y) => GridRun(Mxfp4.HalfScale(b->E), b->Qs, y, Mxfp4.Values);
 }
 
-public static unsafe partial class Quantize
+internal static unsafe partial class Quantize
 {
     /// <summary>
     /// quantize_row_mxfp4_ref: e = floor(log2(max|x|)) − 2 + 127, so max|x| is 4 to 8 times 2^(e − 127) (those above

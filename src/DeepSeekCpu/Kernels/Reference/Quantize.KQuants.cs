@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Kernels;
 // llama-quantize runs them without an importance matrix: quantize_row_q5_1_ref, quantize_row_q2_K_ref,
 // quantize_row_q3_K_ref, and quantize_iq4_nl / quantize_iq4_xs (quantize_row_iq4_nl_impl with 7 trial scales each
 // side). The tests compare the bytes with ggml's own output (tests/DeepSeekCpu.Kernels.Tests/Data/ggml).
-public static unsafe partial class Quantize
+internal static unsafe partial class Quantize
 {
     // quantize_row_q5_1_ref: d = (max - min) / 31, m = min, q = (uint8)((x - min)/d + 0.5); fifth bits into qh
     public static void Q5_1(float* x, BlockQ5_1* y)

@@ -11,7 +11,7 @@ namespace DeepSeekCpu.Kernels;
 /// hand-computed Q8_0 and Q4_0 bytes; the K-quants only by round-trip budgets, not against llama.cpp output).
 /// The parallel drivers over whole matrices (<see cref="Matrix"/>, <see cref="RowsInto"/>) are in Kernels/QuantizeMatrix.cs.
 /// </summary>
-public static unsafe partial class Quantize
+internal static unsafe partial class Quantize
 {
     /// <summary>Types <see cref="Row"/> and <see cref="Matrix"/> can produce.</summary>
     public static bool CanQuantizeTo(DType t) => t is DType.F32 or DType.F16 or DType.BF16 || BlockSpecs.For(t).Quantize != null;

@@ -53,7 +53,7 @@ namespace DeepSeekCpu.Kernels.Repack;
 /// The memory map stays untouched; the int8 prompt GEMM's tiles are unpacked from this copy too (<see cref="Int8Tiles"/>),
 /// so a matrix with a copy is read from one place (the float GEMM's formats still read <see cref="WeightMatrix.Data"/>).
 /// </summary>
-public static unsafe class Interleave
+internal static unsafe class Interleave
 {
     /// <summary>Rows per interleaved group.</summary>
     public const int Rows = 16;

@@ -24,7 +24,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// <c>indexer.proj</c> (weights_proj).</item>
 /// </list>
 /// </summary>
-public static partial class DeepSeekGguf
+internal static partial class DeepSeekGguf
 {
     /// <summary>llama.cpp's architecture name for DeepSeek-V3.2 (gguf-py constants.py MODEL_ARCH.DEEPSEEK32).</summary>
     public const string V32Architecture = "deepseek32";

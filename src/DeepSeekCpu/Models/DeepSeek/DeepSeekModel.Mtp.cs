@@ -1,6 +1,6 @@
 namespace DeepSeekCpu.Models.DeepSeek;
 
-public sealed partial class DeepSeekModel
+internal sealed partial class DeepSeekModel
 {
     private readonly Lock _mtpLock = new();
     private volatile Mtp? _mtp;

@@ -14,7 +14,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// inference/model.py) adds a lightning <see cref="Indexer"/> to every MLA layer: each query attends to the
 /// index_topk cached tokens it selects, always over the latent cache (absorbed), whatever <see cref="MlaMode"/> says.
 /// </summary>
-public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
+internal sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSeekSession>
 {
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }
@@ -125,7 +125,7 @@ public sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepSee
 }
 
 /// <summary>The cached positions the query at <paramref name="position"/> attended to in layer <paramref name="layer"/>.</summary>
-public delegate void SelectionObserver(int layer, int position, ReadOnlySpan<int> selected);
+internal delegate void SelectionObserver(int layer, int position, ReadOnlySpan<int> selected);
 
 /// <summary>One transformer block (model.py class Block): attention and feed-forward, each behind an RMSNorm and a residual.</summary>
 internal sealed class Block

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// passes run on the model's <see cref="DeepSeekPass"/> buffers; prompts longer than <see cref="MaxBatch"/> tokens run
 /// as several passes.
 /// </summary>
-public sealed class DeepSeekSession : ModelSession
+internal sealed class DeepSeekSession : ModelSession
 {
     /// <summary>Rows per forward pass (bounds the pass buffers).</summary>
     public const int MaxBatch = 256;

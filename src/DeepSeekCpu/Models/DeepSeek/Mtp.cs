@@ -34,7 +34,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// tokens it was built from (t_0..t_{i+1}) are still the sequence's.
 /// </para>
 /// </summary>
-public sealed class Mtp : IForwardPass<DeepSeekSession>
+internal sealed class Mtp : IForwardPass<DeepSeekSession>
 {
     /// <summary>Rows per forward pass of the module (bounds its pass buffers).</summary>
     public const int MaxRows = 64;

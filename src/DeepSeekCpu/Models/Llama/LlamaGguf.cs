@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Models.Llama;
 /// "qwen2" and "qwen3" are not permuted and use the NeoX (rotate-half) rope (llama.cpp src/models/qwen3.cpp: attn_q_norm /
 /// attn_k_norm per head before the rope; head width from attention.key_length).
 /// </summary>
-public static class LlamaGguf
+internal static class LlamaGguf
 {
     private static readonly (string gguf, string hf)[] LayerNames =
     [

@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Models.Llama;
 /// of grouped-query attention with RoPE and a SwiGLU MLP. Qwen2 adds biases to q/k/v; Qwen3 instead RMS-normalises each
 /// head of q and k before the rope (q_norm / k_norm, HF modeling_qwen3.py). Weights are read by Hugging Face name.
 /// </summary>
-public sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
+internal sealed class LlamaModel : ILanguageModel, IForwardPass<LlamaSession>
 {
     /// <summary>Rows per forward pass (bounds the pass buffers; the front ends feed prompts in chunks of this size).</summary>
     internal const int MaxBatch = 512;

@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Models.DeepSeek.V4;
 /// float32 like the reference run of tests/fixtures/deepseek-v4-tiny (DeepSeek's fp8/fp4 activation rounding is a
 /// training-time simulation the fixture turns off). Multi-token-prediction layers (<c>mtp.*</c>) are not loaded.
 /// </summary>
-public sealed class DeepSeekV4Model : ILanguageModel, IForwardPass<V4Session>
+internal sealed class DeepSeekV4Model : ILanguageModel, IForwardPass<V4Session>
 {
     public ModelConfig Config { get; }
     public ModelWeights Weights { get; }

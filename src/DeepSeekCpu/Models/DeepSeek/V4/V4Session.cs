@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Models.DeepSeek.V4;
 /// The window and the compressors' states cannot be rewound, so after <see cref="ModelSession.Truncate"/> the next
 /// forward pass first replays the kept tokens (from <see cref="Tokens"/>) into fresh state.
 /// </summary>
-public sealed class V4Session : ModelSession
+internal sealed class V4Session : ModelSession
 {
     /// <summary>Rows per forward pass (bounds the pass buffers and the window ring's extra slots).</summary>
     public const int MaxBatch = 128;
