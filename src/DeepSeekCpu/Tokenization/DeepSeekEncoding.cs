@@ -54,6 +54,13 @@ public sealed class DeepSeekEncoding : IChatTemplate
     /// <summary>V3.2 writes calls in a "function_calls" DSML block, V4 in a "tool_calls" one (<see cref="Dsml"/>).</summary>
     public ToolCallFormat? ToolCallFormat => EncodingVersion == Version.V32 ? Tokenization.ToolCallFormat.DsmlFunctionCalls : Tokenization.ToolCallFormat.DsmlToolCalls;
 
+    /// <summary>A system turn as both encoders write it: its text, then the tool list when the request has tools.</summary>
+    private static void AppendSystem(StringBuilder sb, ChatMessage m, ToolCallFormat format)
+    {
+        sb.Append(m.Content);
+        if (m.Tools is { Count: > 0 } tools) sb.Append("\n\n").Append(Dsml.ToolsPrompt(tools, format));
+    }
+
     /// <summary>
     /// encoding_dsv32.py render_message, message by message. drop_thinking changes nothing here: it drops the reasoning
     /// of answers before the last user turn, and only answers after it are written with theirs.
@@ -69,8 +76,7 @@ public sealed class DeepSeekEncoding : IChatTemplate
             switch (m.Role)
             {
                 case "system":
-                    sb.Append(m.Content);
-                    if (m.Tools is { Count: > 0 } tools) sb.Append("\n\n").Append(Dsml.ToolsPrompt(tools, format));
+                    AppendSystem(sb, m, format);
                     break;
                 case "user":
                     // user_msg_template "<｜User｜>{content}<｜Assistant｜>", then the mode: only the last user turn may think
@@ -152,8 +158,7 @@ public sealed class DeepSeekEncoding : IChatTemplate
             switch (m.Role)
             {
                 case "system":
-                    sb.Append(m.Content);
-                    if (m.Tools is { Count: > 0 } tools) sb.Append("\n\n").Append(Dsml.ToolsPrompt(tools, format));
+                    AppendSystem(sb, m, format);
                     break;
                 case "user":
                     sb.Append(User).AppendJoin("\n\n", blocks.Select(b => b.Text));
