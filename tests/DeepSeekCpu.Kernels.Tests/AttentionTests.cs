@@ -59,4 +59,39 @@ public class AttentionTests
     [InlineData(4, 8, 1, 4)]
     public void Heads_per_item_divides_the_group_and_feeds_every_thread(int group, int streams, int threads, int expect) =>
         Assert.Equal(expect, Attention.HeadsPerItem(group, streams, threads));
+
+    [Theory]
+    [InlineData(6, 128, 32, 160)]     // Qwen 1.5B's group over a tile
+    [InlineData(8, 576, 17, 576)]     // MLA: 8 heads over latent rows, a partial tile
+    [InlineData(3, 21, 5, 30)]        // odd sizes: vector tails and fewer than 4 heads
+    [InlineData(9, 3, 2, 3)]          // narrower than a vector: the scalar bodies
+    public unsafe void Tile_products_match_their_float64_definitions(int heads, int d, int m, int stride)
+    {
+        var q = TestData.Gaussian(heads * d, 1);
+        var rows = TestData.Gaussian(m * stride, 2);
+        var p = TestData.Gaussian(heads * (m + 3), 3);                 // weights with a row stride of m + 3
+        var o = TestData.Gaussian(heads * d, 4);                       // accumulated onto
+        var s = new float[heads * (m + 1)];
+        var acc = (float[])o.Clone();
+        fixed (float* qp = q, rp = rows, pp = p, sp = s, ap = acc)
+        {
+            AttentionTile.Scores(qp, heads, d, rp, m, stride, 0.5f, sp, m + 1);
+            AttentionTile.Accumulate(pp, m + 3, heads, rp, m, stride, d, ap);
+        }
+        for (int g = 0; g < heads; g++)
+        {
+            for (int j = 0; j < m; j++)
+            {
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += (double)q[g * d + c] * rows[j * stride + c];
+                Assert.True(Math.Abs(s[g * (m + 1) + j] - 0.5 * dot) <= 1e-5 * (1 + Math.Abs(dot)), $"score {g},{j}");
+            }
+            for (int c = 0; c < d; c++)
+            {
+                double expect = o[g * d + c];
+                for (int j = 0; j < m; j++) expect += (double)p[g * (m + 3) + j] * rows[j * stride + c];
+                Assert.True(Math.Abs(acc[g * d + c] - expect) <= 1e-5 * (1 + Math.Abs(expect)), $"output {g},{c}");
+            }
+        }
+    }
 }

@@ -60,4 +60,34 @@ public unsafe class FloatDotTests
             }
         }
     }
+
+    [Fact]
+    public void Half_decoding_equals_the_runtime_conversion_for_all_65536_codes_at_every_width()
+    {
+        var codes = new ushort[65536];
+        for (int i = 0; i < codes.Length; i++) codes[i] = (ushort)i;
+        var wide = new float[65536];
+        fixed (ushort* c = codes)
+        fixed (float* d = wide)
+        {
+            FloatDot.Widen<FloatDot.F16Decode>((byte*)c, d, codes.Length);
+            for (int i = 0; i < codes.Length; i++)
+            {
+                uint expect = BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(codes[i]));
+                Assert.True(expect == BitConverter.SingleToUInt32Bits(wide[i]), $"half 0x{i:X4}: 0x{BitConverter.SingleToUInt32Bits(wide[i]):X8} vs 0x{expect:X8}");
+                if (i % 16 != 0) continue;
+                // each width's decoder on its own, whether or not it is the one Widen picked here
+                var v128 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector128<float>));
+                var v256 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector256<float>));
+                var v512 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector512<float>));
+                for (int k = 0; k < 16; k++)
+                {
+                    uint e = BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(codes[i + k]));
+                    if (k < 4) Assert.Equal(e, BitConverter.SingleToUInt32Bits(v128[k]));
+                    if (k < 8) Assert.Equal(e, BitConverter.SingleToUInt32Bits(v256[k]));
+                    Assert.Equal(e, BitConverter.SingleToUInt32Bits(v512[k]));
+                }
+            }
+        }
+    }
 }

@@ -89,4 +89,65 @@ public class KvCacheTests
         // the values are the first dv of each stored key row, as the kernel was told (same cache for K and V)
         AttentionTests.AssertFloat64Attention(q, dk, heads, dk, stored, dk, dk, dv, len, scale, o, dv, $"{type} ");
     }
+
+    [Theory]
+    [InlineData(KvCacheType.F32, 6, 2, 128, 37)]      // Qwen 1.5B GQA: 12 heads over 2 KV heads, one partial tile
+    [InlineData(KvCacheType.F16, 6, 2, 128, 300)]     // two chunks, tiles and a partial last tile
+    [InlineData(KvCacheType.BF16, 3, 4, 64, 70)]
+    [InlineData(KvCacheType.Q8_0, 6, 2, 128, 97)]     // each KV head starts on a Q8_0 block
+    [InlineData(KvCacheType.Q8_0, 2, 3, 40, 65)]      // ... and here it does not (40 % 32): whole rows are converted
+    [InlineData(KvCacheType.F16, 5, 1, 20, 33)]       // head dims under one 512-bit vector: tails only
+    public void Grouped_query_attention_over_typed_caches_matches_float64_for_every_row(KvCacheType type, int group, int kvHeads, int hd, int len)
+    {
+        // separate K and V caches [len, kvHeads·hd]; 3 rows of one sequence at the last three positions (a prompt
+        // chunk), each attending to its own prefix; the values the kernel sees are what the cache stores
+        int heads = group * kvHeads, width = kvHeads * hd, n = 3;
+        var keys = new KvCache(type, width, len);
+        var values = new KvCache(type, width, len);
+        for (int j = 0; j < len; j++) { keys.Write(j, TestData.Gaussian(width, 200 + j)); values.Write(j, TestData.Gaussian(width, 900 + j)); }
+        var k = new float[len * width]; var v = new float[len * width];
+        for (int j = 0; j < len; j++) { keys.Read(j, k.AsSpan(j * width, width)); values.Read(j, v.AsSpan(j * width, width)); }
+        var q = TestData.Gaussian(n * heads * hd, 8, 2f);
+        var o = new float[n * heads * hd];
+        int[] positions = [len - 3, len - 2, len - 1];
+        float scale = 1f / MathF.Sqrt(hd);
+        Attention.Causal(q, o, n, heads, kvHeads, hd, hd, [keys, keys, keys], [values, values, values], positions, scale);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                int kvh = h / group, rows = positions[t] + 1;
+                var s = new double[rows];
+                for (int j = 0; j < rows; j++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++) dot += (double)q[(t * heads + h) * hd + d] * k[j * width + kvh * hd + d];
+                    s[j] = dot * scale;
+                }
+                double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+                for (int d = 0; d < hd; d++)
+                {
+                    double expect = 0;
+                    for (int j = 0; j < rows; j++) expect += Math.Exp(s[j] - max) / sum * v[j * width + kvh * hd + d];
+                    float got = o[(t * heads + h) * hd + d];
+                    Assert.True(Math.Abs(got - expect) <= 2e-5 + 2e-5 * Math.Abs(expect), $"{type} row {t} head {h} dim {d}: {got} vs {expect}");
+                }
+            }
+    }
+
+    [Theory]
+    [InlineData(KvCacheType.F16, 64, 32, 32)]
+    [InlineData(KvCacheType.Q8_0, 96, 32, 64)]
+    [InlineData(KvCacheType.BF16, 37, 5, 17)]
+    public void Column_tiles_equal_the_same_columns_of_whole_rows(KvCacheType type, int width, int col, int cols)
+    {
+        var cache = new KvCache(type, width, 64);
+        for (int j = 0; j < 64; j++) cache.Write(j, TestData.Gaussian(width, 50 + j));
+        var whole = cache.Rows(32, 32, new float[32 * width]).ToArray();
+        var part = cache.Rows(32, 32, new float[32 * cols], col, cols, out int stride).ToArray();
+        Assert.Equal(cols, stride);
+        for (int j = 0; j < 32; j++)
+            Assert.Equal(whole.AsSpan(j * width + col, cols).ToArray(), part.AsSpan(j * stride, cols).ToArray());
+        if (type == KvCacheType.Q8_0)
+            Assert.Throws<ArgumentOutOfRangeException>(() => cache.Rows(0, 1, new float[width], 16, 16, out _));
+    }
 }

@@ -31,7 +31,8 @@ internal static class Attention
     /// query head h reads KV head h / (heads / kvHeads). q is [n, heads, dk], o [n, heads, dv].
     /// Llama's GQA: keys/values are the K and V caches ([ctx, kvHeads * hd]). MLA absorbed: one stream, keys are the
     /// latent cache rows [c_kv ; k_pe] and values their first kvl values. Caches of any <see cref="KvCacheType"/> are
-    /// read as float32 tiles (<see cref="KvCache.Rows"/>); with F32 the arithmetic is <see cref="Ops.Attention"/>'s.
+    /// read as float32 tiles (<see cref="KvCache.Rows(int, int, Span{float})"/>); the softmax is kept online over the tiles
+    /// (<see cref="CausalJob"/>), so results equal <see cref="Ops.Attention"/>'s up to the order of float additions.
     /// </summary>
     public static void Causal(float[] q, float[] o, int n, int heads, int kvHeads, int dk, int dv,
         KvCache[] keys, KvCache[] values, int[] positions, float scale)
@@ -71,10 +72,17 @@ internal static class Attention
     [ThreadStatic] private static CausalJob? _causal;
     [ThreadStatic] private static ExpandedJob? _expanded;
 
-    /// <summary>One (row, group of query heads sharing a KV head) per item: each key/value row is read once per group.</summary>
-    private sealed class CausalJob : IRangeJob
+    /// <summary>
+    /// One (row, group of query heads sharing a KV head) per item, over the row's cache a tile of
+    /// <see cref="KvCache.Tile"/> positions at a time with the softmax kept online (flash attention's recurrence: a
+    /// running maximum M_g and denominator L_g per head; when a tile raises M_g, what was summed so far is rescaled by
+    /// exp(M_old − M_new)), so each tile is converted from its stored type once, the value pass reuses the key tile
+    /// where values are a prefix of the keys (MLA's latent rows), and the scratch is a tile, not the context.
+    /// Only the item's KV head's columns are converted (<see cref="KvCache.Rows(int, int, Span{float}, int, int, out int)"/>).
+    /// </summary>
+    private sealed unsafe class CausalJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores, _tile;
+        [ThreadStatic] private static float[]? _scores, _kTile, _vTile, _max, _sum;
         public float[] Q = null!, O = null!;
         public KvCache[] Keys = null!, Values = null!;
         public int[] Positions = null!;
@@ -83,52 +91,81 @@ internal static class Attention
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerRow = Heads / G, group = Heads / KvHeads;
+            int G = HeadsPerItem, itemsPerRow = Heads / G, group = Heads / KvHeads, T = KvCache.Tile;
+            var scores = Grow(ref _scores, G * T);                   // [G, T] this tile's scores, then weights
+            var kTile = Grow(ref _kTile, T * Dk);                    // [T, Dk] keys of this KV head
+            var vTile = Grow(ref _vTile, T * Dv);                    // [T, Dv] values of this KV head
+            var max = Grow(ref _max, G);                             // M_g
+            var sum = Grow(ref _sum, G);                             // L_g
             for (int item = first; item < end; item++)
             {
                 int t = item / itemsPerRow, h0 = item % itemsPerRow * G, kvh = h0 / group;
                 int len = Positions[t] + 1;                          // causal: keys 0..pos of the row's own sequence
-                // grown by doubling, so decoding past the buffer does not allocate on every token
-                var scores = (_scores is { } s && s.Length >= G * len ? s : (_scores = new float[Math.Max(G * len, 256) * 2])).AsSpan(0, G * len);
                 var keys = Keys[t]; var values = Values[t];
-                int width = Math.Max(keys.Width, values.Width);
-                var tile = (_tile is { } b && b.Length >= KvCache.Tile * width ? b : (_tile = new float[KvCache.Tile * width])).AsSpan();
-                var q = Q.AsSpan((t * Heads + h0) * Dk);
-                var o = O.AsSpan((t * Heads + h0) * Dv);
-
-                // scores[g, j] = scale · q_g · k_j, a tile of keys at a time (the same dot products as Ops.Attention)
-                for (int j0 = 0; j0 < len; j0 += KvCache.Tile)
+                // MLA: values are the first Dv columns of the key rows of the same cache → one tile serves both
+                bool valuesInKeys = ReferenceEquals(keys, values) && KvHeads == 1 && Dv <= Dk;
+                int kCol = kvh * Dk, vCol = kvh * Dv;
+                if (keys.Type == KvCacheType.Q8_0 && kCol % 32 != 0) kCol = -1;    // not on a block: whole rows
+                if (values.Type == KvCacheType.Q8_0 && vCol % 32 != 0) vCol = -1;
+                fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv], s = scores, m = max, l = sum)
                 {
-                    int m = Math.Min(KvCache.Tile, len - j0);
-                    var k = keys.Rows(j0, m, tile);                  // [m, width]
-                    for (int j = 0; j < m; j++)
+                    new Span<float>(o, G * Dv).Clear();
+                    new Span<float>(m, G).Fill(float.NegativeInfinity);
+                    new Span<float>(l, G).Clear();
+                    for (int j0 = 0; j0 < len; j0 += T)
                     {
-                        var kj = k.Slice(j * keys.Width + kvh * Dk, Dk);
-                        for (int g = 0; g < G; g++) scores[g * len + j0 + j] = TensorPrimitives.Dot(q.Slice(g * Dk, Dk), kj) * Scale;
-                    }
-                }
-                for (int g = 0; g < G; g++)
-                {
-                    Ops.Softmax(scores.Slice(g * len, len));
-                    o.Slice(g * Dv, Dv).Clear();
-                }
-                // o_g = Σ_j p[g, j] v_j in order of j
-                for (int j0 = 0; j0 < len; j0 += KvCache.Tile)
-                {
-                    int m = Math.Min(KvCache.Tile, len - j0);
-                    var v = values.Rows(j0, m, tile);                // [m, width]
-                    for (int j = 0; j < m; j++)
-                    {
-                        var vj = v.Slice(j * values.Width + kvh * Dv, Dv);
-                        for (int g = 0; g < G; g++)
+                        int n = Math.Min(T, len - j0);
+                        var k = TileOf(keys, j0, n, kCol, Dk, kvh, kTile, out int kStride);
+                        fixed (float* kp = k)
                         {
-                            var og = o.Slice(g * Dv, Dv);
-                            TensorPrimitives.MultiplyAdd(vj, scores[g * len + j0 + j], og, og);
+                            AttentionTile.Scores(q, G, Dk, kp, n, kStride, Scale, s, T);
+                            for (int g = 0; g < G; g++)
+                            {
+                                var sg = new Span<float>(s + g * T, n);
+                                float mNew = Math.Max(m[g], TensorPrimitives.Max(sg));
+                                float alpha = MathF.Exp(m[g] - mNew);             // 0 on the first tile (M = −∞)
+                                TensorPrimitives.Subtract(sg, mNew, sg);
+                                TensorPrimitives.Exp(sg, sg);                      // unnormalised weights of this tile
+                                l[g] = l[g] * alpha + TensorPrimitives.Sum(sg);
+                                m[g] = mNew;
+                                if (alpha != 1f)
+                                {
+                                    var og = new Span<float>(o + g * Dv, Dv);
+                                    TensorPrimitives.Multiply(og, alpha, og);
+                                }
+                            }
+                            if (valuesInKeys) AttentionTile.Accumulate(s, T, G, kp, n, kStride, Dv, o);
+                            else
+                            {
+                                var v = TileOf(values, j0, n, vCol, Dv, kvh, vTile, out int vStride);
+                                fixed (float* vp = v) AttentionTile.Accumulate(s, T, G, vp, n, vStride, Dv, o);
+                            }
                         }
+                    }
+                    for (int g = 0; g < G; g++)
+                    {
+                        var og = new Span<float>(o + g * Dv, Dv);
+                        TensorPrimitives.Multiply(og, 1f / l[g], og);
                     }
                 }
             }
         }
+
+        /// <summary>
+        /// Rows j0..j0+n-1 of head <paramref name="head"/>'s columns [head·d, +d) of a cache: only those columns,
+        /// or (col = −1: a Q8_0 head not on a block) whole rows converted and the head's columns addressed in them.
+        /// </summary>
+        private static ReadOnlySpan<float> TileOf(KvCache cache, int j0, int n, int col, int d, int head, float[] tile, out int stride)
+        {
+            if (col >= 0) return cache.Rows(j0, n, tile, col, d, out stride);
+            var whole = cache.Rows(j0, n, Grow(ref _whole, KvCache.Tile * cache.Width), 0, cache.Width, out stride);
+            return whole[(head * d)..];
+        }
+
+        [ThreadStatic] private static float[]? _whole;
+
+        private static float[] Grow(ref float[]? buffer, int length) =>
+            buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
     }
 
     /// <summary>One (row, head) per item.</summary>

@@ -92,7 +92,13 @@ internal static unsafe class Gemv
     public static delegate*<byte*, float*, int, float*, float> FloatDotFor(DType t, KernelPath path) => t switch
     {
         DType.F32 => &FloatDot.F32,
-        DType.F16 => &FloatDot.F16,
+        DType.F16 => path switch
+        {
+            KernelPath.Avx512 => &FloatDot.F16V512,
+            KernelPath.Avx2 or KernelPath.Avx2Vnni => &FloatDot.F16V256,
+            KernelPath.Neon or KernelPath.NeonDp => &FloatDot.F16V128,
+            _ => &FloatDot.F16Scalar,
+        },
         DType.BF16 => path switch
         {
             KernelPath.Avx512 => &FloatDot.Bf16V512,

@@ -23,7 +23,7 @@ public enum KvCacheType
 /// <see cref="Type"/>, in chunks of <see cref="ChunkRows"/> positions allocated as the sequence reaches them, so a
 /// session costs memory for the tokens it holds, not for the context it may reach. Rows are written once
 /// (<see cref="Write"/>, by the thread running the pass) and read as float32 tiles by the attention kernels
-/// (<see cref="Rows"/>, from any thread).
+/// (<see cref="Rows(int, int, Span{float})"/>, from any thread).
 /// </summary>
 internal sealed class KvCache
 {
@@ -109,12 +109,30 @@ internal sealed class KvCache
     /// count ≤ Tile keep them there). F32 rows are returned in place; other types are converted into
     /// <paramref name="scratch"/> (at least count * Width values).
     /// </summary>
-    public ReadOnlySpan<float> Rows(int first, int count, Span<float> scratch)
+    public ReadOnlySpan<float> Rows(int first, int count, Span<float> scratch) => Rows(first, count, scratch, 0, Width, out _);
+
+    /// <summary>
+    /// Columns col..col+cols-1 of rows first..first+count-1 as float32, row j at [j·stride ..][..cols]: F32 rows in
+    /// place (stride = <see cref="Width"/>), other types converted into <paramref name="scratch"/> (stride = cols), only
+    /// the columns asked for (one GQA head of a K or V cache holding several: the others are not converted). Q8_0
+    /// columns must start on a block (col % 32 == 0); the same chunk rule as <see cref="Rows(int, int, Span{float})"/>.
+    /// </summary>
+    public ReadOnlySpan<float> Rows(int first, int count, Span<float> scratch, int col, int cols, out int stride)
     {
+        if ((uint)col > (uint)Width || (uint)cols > (uint)(Width - col) || (Type == KvCacheType.Q8_0 && col % 32 != 0))
+            throw new ArgumentOutOfRangeException(nameof(col), $"columns {col}..{col + cols} do not lie in a {Name(Type)} row of {Width}");
         var src = _chunks[first / ChunkRows].AsSpan(first % ChunkRows * RowBytes, count * RowBytes);
-        if (Type == KvCacheType.F32) return MemoryMarshal.Cast<byte, float>(src);
-        var dst = scratch[..(count * Width)];
-        for (int r = 0; r < count; r++) ReadRow(Type, src.Slice(r * RowBytes, RowBytes), dst.Slice(r * Width, Width));
+        if (Type == KvCacheType.F32)
+        {
+            stride = Width;
+            return MemoryMarshal.Cast<byte, float>(src).Slice(col, (count - 1) * Width + cols);
+        }
+        // byte offset and length of the columns in a stored row: 2 bytes per value, or whole Q8_0 blocks
+        int offset = Type == KvCacheType.Q8_0 ? col / 32 * 34 : 2 * col;
+        int bytes = Type == KvCacheType.Q8_0 ? (cols + 31) / 32 * 34 : 2 * cols;
+        var dst = scratch[..(count * cols)];
+        for (int r = 0; r < count; r++) ReadRow(Type, src.Slice(r * RowBytes + offset, bytes), dst.Slice(r * cols, cols));
+        stride = cols;
         return dst;
     }
 
@@ -128,21 +146,13 @@ internal sealed class KvCache
         switch (type)
         {
             case KvCacheType.F32: MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst); break;
-            case KvCacheType.F16: TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src)[..dst.Length], dst); break;
-            case KvCacheType.BF16:
+            case KvCacheType.F16 or KvCacheType.BF16:
             {
-                // bf16 is the high half of a float32: widen each ushort and shift it up 16 bits
-                var s = MemoryMarshal.Cast<byte, ushort>(src)[..dst.Length];
-                var d = MemoryMarshal.Cast<float, uint>(dst);
-                int i = 0;
-                if (Vector.IsHardwareAccelerated)
-                    for (; i + Vector<ushort>.Count <= s.Length; i += Vector<ushort>.Count)
-                    {
-                        Vector.Widen(new Vector<ushort>(s[i..]), out var lo, out var hi);
-                        (lo << 16).CopyTo(d[i..]);
-                        (hi << 16).CopyTo(d[(i + Vector<uint>.Count)..]);
-                    }
-                for (; i < s.Length; i++) d[i] = (uint)s[i] << 16;
+                if (src.Length < 2 * dst.Length) throw new ArgumentException("a cache row is shorter than the values asked for");
+                fixed (byte* s = src)
+                fixed (float* d = dst)
+                    if (type == KvCacheType.F16) FloatDot.Widen<FloatDot.F16Decode>(s, d, dst.Length);
+                    else FloatDot.Widen<FloatDot.Bf16Decode>(s, d, dst.Length);
                 break;
             }
             default:
