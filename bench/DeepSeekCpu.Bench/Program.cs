@@ -14,6 +14,7 @@ if (args.Length > 0 && args[0] == "crossover") return Crossover.Run(args[1..]);
 if (args.Length > 0 && args[0] == "quantize") return QuantizeBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak") return Soak.Run(args[1..]);   // the server under a mixed load (Soak.cs)
 if (args.Length > 0 && args[0] == "load") return LoadBench.Run(args[1..]);   // tokens/s, TTFT, inter-token latency at N clients
+if (args.Length > 0 && args[0] == "context") return SparseContext.Run(args[1..]);   // V3 dense vs V3.2 sparse attention against context length
 if (args.Length > 0 && args[0] == "tokenize") return TokenizeBench.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(BenchWeights).Assembly).Run(args);
 return 0;

@@ -109,9 +109,7 @@ internal static class Attention
                 if (values.Type == KvCacheType.Q8_0 && vCol % 32 != 0) vCol = -1;
                 fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv], s = scores, m = max, l = sum)
                 {
-                    new Span<float>(o, G * Dv).Clear();
-                    new Span<float>(m, G).Fill(float.NegativeInfinity);
-                    new Span<float>(l, G).Clear();
+                    AttentionTile.Begin(o, m, l, G, Dv);
                     for (int j0 = 0; j0 < len; j0 += T)
                     {
                         int n = Math.Min(T, len - j0);
@@ -119,21 +117,7 @@ internal static class Attention
                         fixed (float* kp = k)
                         {
                             AttentionTile.Scores(q, G, Dk, kp, n, kStride, Scale, s, T);
-                            for (int g = 0; g < G; g++)
-                            {
-                                var sg = new Span<float>(s + g * T, n);
-                                float mNew = Math.Max(m[g], TensorPrimitives.Max(sg));
-                                float alpha = MathF.Exp(m[g] - mNew);             // 0 on the first tile (M = −∞)
-                                TensorPrimitives.Subtract(sg, mNew, sg);
-                                TensorPrimitives.Exp(sg, sg);                      // unnormalised weights of this tile
-                                l[g] = l[g] * alpha + TensorPrimitives.Sum(sg);
-                                m[g] = mNew;
-                                if (alpha != 1f)
-                                {
-                                    var og = new Span<float>(o + g * Dv, Dv);
-                                    TensorPrimitives.Multiply(og, alpha, og);
-                                }
-                            }
+                            AttentionTile.Softmax(s, T, n, m, l, o, G, Dv);
                             if (valuesInKeys) AttentionTile.Accumulate(s, T, G, kp, n, kStride, Dv, o);
                             else
                             {
@@ -142,11 +126,7 @@ internal static class Attention
                             }
                         }
                     }
-                    for (int g = 0; g < G; g++)
-                    {
-                        var og = new Span<float>(o + g * Dv, Dv);
-                        TensorPrimitives.Multiply(og, 1f / l[g], og);
-                    }
+                    AttentionTile.End(o, l, G, Dv);
                 }
             }
         }

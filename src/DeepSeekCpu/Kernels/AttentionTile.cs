@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static DeepSeekCpu.Kernels.FloatDot;
@@ -34,6 +35,51 @@ internal static unsafe class AttentionTile
         else if (Vector256.IsHardwareAccelerated && dv >= 8) Accumulate<W256, Vector256<float>>(p, pStride, heads, v, m, vStride, dv, o);
         else if (Vector128.IsHardwareAccelerated && dv >= 4) Accumulate<W128, Vector128<float>>(p, pStride, heads, v, m, vStride, dv, o);
         else AccumulateScalar(p, pStride, heads, v, m, vStride, dv, o);
+    }
+
+    /// <summary>
+    /// Starts flash attention's online softmax for <paramref name="heads"/> heads: outputs o [heads, dv] zero, running
+    /// maxima M = −∞ and denominators L = 0.
+    /// </summary>
+    public static void Begin(float* o, float* max, float* sum, int heads, int dv)
+    {
+        new Span<float>(o, heads * dv).Clear();
+        new Span<float>(max, heads).Fill(float.NegativeInfinity);
+        new Span<float>(sum, heads).Clear();
+    }
+
+    /// <summary>
+    /// One tile of n scores per head (s[g·sStride ..][..n]) into the running softmax: M_g' = max(M_g, max s_g),
+    /// s_g ← exp(s_g − M_g') in place (the tile's unnormalised weights, for <see cref="Accumulate"/>),
+    /// L_g ← L_g·exp(M_g − M_g') + Σ s_g, and what o_g holds so far rescaled by exp(M_g − M_g') when the maximum rose.
+    /// </summary>
+    public static void Softmax(float* s, int sStride, int n, float* max, float* sum, float* o, int heads, int dv)
+    {
+        for (int g = 0; g < heads; g++)
+        {
+            var sg = new Span<float>(s + g * sStride, n);
+            float mNew = Math.Max(max[g], TensorPrimitives.Max(sg));
+            float alpha = MathF.Exp(max[g] - mNew);                  // 0 on the first tile (M = −∞)
+            TensorPrimitives.Subtract(sg, mNew, sg);
+            TensorPrimitives.Exp(sg, sg);
+            sum[g] = sum[g] * alpha + TensorPrimitives.Sum(sg);
+            max[g] = mNew;
+            if (alpha != 1f)
+            {
+                var og = new Span<float>(o + g * dv, dv);
+                TensorPrimitives.Multiply(og, alpha, og);
+            }
+        }
+    }
+
+    /// <summary>Ends the online softmax: o_g ← o_g / L_g.</summary>
+    public static void End(float* o, float* sum, int heads, int dv)
+    {
+        for (int g = 0; g < heads; g++)
+        {
+            var og = new Span<float>(o + g * dv, dv);
+            TensorPrimitives.Multiply(og, 1f / sum[g], og);
+        }
     }
 
     // ---------- scalar specification ----------

@@ -56,9 +56,9 @@ internal static class LightningIndex
 
     [ThreadStatic] private static SelectJob? _job;
 
-    private sealed class SelectJob : IRangeJob
+    private sealed unsafe class SelectJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _tile, _copy;
+        [ThreadStatic] private static float[]? _tile, _copy, _heads;
         public float[] Scores = [];                              // [group, Stride] score[Row0 + i, j]
         public float[] Q = null!, W = null!;
         public KvCache[] Keys = null!;
@@ -73,24 +73,28 @@ internal static class LightningIndex
                 else Keep(Row0 + item);
         }
 
-        /// <summary>score[t, j0 .. j0 + Tile) for the keys of row t that exist (none when the row keeps all its keys).</summary>
+        /// <summary>score[t, j0 .. j0 + Tile) for the keys of row t that exist (none when the row keeps all its keys):
+        /// every head's q_h · k_j for the tile at once (<see cref="AttentionTile.Scores"/>), then Σ_h w_h · ReLU(·)
+        /// added head by head in order of h.</summary>
         private void Score(int t, int j0)
         {
-            int len = Positions[t] + 1;
+            int len = Positions[t] + 1, T = KvCache.Tile;
             if (len <= Topk || j0 >= len) return;
-            int m = Math.Min(KvCache.Tile, len - j0);
+            int m = Math.Min(T, len - j0);
             var keys = Keys[t];
-            var tile = (_tile is { } b && b.Length >= KvCache.Tile * keys.Width ? b : (_tile = new float[KvCache.Tile * keys.Width])).AsSpan();
-            var k = keys.Rows(j0, m, tile);                          // [m, headDim]
-            var q = Q.AsSpan(t * Heads * HeadDim, Heads * HeadDim);  // [heads, headDim]
+            var tile = (_tile is { } b && b.Length >= T * HeadDim ? b : (_tile = new float[T * HeadDim])).AsSpan();
+            var perHead = (_heads is { } h && h.Length >= Heads * T ? h : (_heads = new float[Heads * T])).AsSpan();
+            var k = keys.Rows(j0, m, tile, 0, HeadDim, out int stride);            // [m, headDim] at row stride
             var w = W.AsSpan(t * Heads, Heads);                      // [heads]
             var scores = Scores.AsSpan((t - Row0) * Stride + j0, m);
-            for (int j = 0; j < m; j++)
+            fixed (float* q = &Q[t * Heads * HeadDim], kp = k, ph = perHead)
+                AttentionTile.Scores(q, Heads, HeadDim, kp, m, stride, 1f, ph, T);   // [heads, T] q_h · k_j
+            scores.Clear();
+            for (int hd = 0; hd < Heads; hd++)
             {
-                var kj = k.Slice(j * keys.Width, HeadDim);
-                float s = 0;
-                for (int h = 0; h < Heads; h++) s += w[h] * Math.Max(TensorPrimitives.Dot(q.Slice(h * HeadDim, HeadDim), kj), 0f);
-                scores[j] = s;
+                var sh = perHead.Slice(hd * T, m);
+                TensorPrimitives.Max(sh, 0f, sh);                    // ReLU
+                TensorPrimitives.MultiplyAdd(sh, w[hd], scores, scores);
             }
         }
 

@@ -32,10 +32,14 @@ internal static class SparseAttention
 
     [ThreadStatic] private static SelectedJob? _job;
 
-    /// <summary>One (row, group of heads) per item: each selected row is read once per group, twice in all.</summary>
-    private sealed class SelectedJob : IRangeJob
+    /// <summary>
+    /// One (row, group of heads) per item: the selected rows gathered <see cref="KvCache.Tile"/> at a time into one
+    /// float32 tile (each converted once; values are the first dv of the same rows), scored and summed by
+    /// <see cref="AttentionTile"/> with the online softmax, as <see cref="Attention.Causal"/> does over contiguous rows.
+    /// </summary>
+    private sealed unsafe class SelectedJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores, _row;
+        [ThreadStatic] private static float[]? _scores, _tile, _max, _sum;
         public float[] Q = null!, O = null!;
         public KvCache[] Caches = null!;
         public int[] Indices = null!, Counts = null!;
@@ -44,36 +48,34 @@ internal static class SparseAttention
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerRow = Heads / G;
+            int G = HeadsPerItem, itemsPerRow = Heads / G, T = KvCache.Tile;
             for (int item = first; item < end; item++)
             {
                 int t = item / itemsPerRow, h0 = item % itemsPerRow * G, count = Counts[t];
                 var cache = Caches[t];
+                int width = cache.Width;
+                var scores = Grow(ref _scores, G * T);                       // [G, T]
+                var tile = Grow(ref _tile, T * width);                       // [T, width] the gathered rows
+                var max = Grow(ref _max, G); var sum = Grow(ref _sum, G);
                 var selected = Indices.AsSpan(t * Stride, count);
-                var scores = (_scores is { } s && s.Length >= G * count ? s : (_scores = new float[Math.Max(G * count, 256) * 2])).AsSpan(0, G * count);
-                var scratch = (_row is { } r && r.Length >= cache.Width ? r : (_row = new float[cache.Width])).AsSpan();
-                var q = Q.AsSpan((t * Heads + h0) * Dk, G * Dk);
-                var o = O.AsSpan((t * Heads + h0) * Dv, G * Dv);
-
-                // scores[g, i] = scale · q_g · row_{S_t[i]}
-                for (int i = 0; i < count; i++)
+                fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv], s = scores, rows = tile, m = max, l = sum)
                 {
-                    var key = cache.Rows(selected[i], 1, scratch)[..Dk];
-                    for (int g = 0; g < G; g++) scores[g * count + i] = TensorPrimitives.Dot(q.Slice(g * Dk, Dk), key) * Scale;
-                }
-                for (int g = 0; g < G; g++) Ops.Softmax(scores.Slice(g * count, count));
-                o.Clear();
-                // o_g = Σ_i p[g, i] row_{S_t[i]}[:dv], in ascending position order
-                for (int i = 0; i < count; i++)
-                {
-                    var value = cache.Rows(selected[i], 1, scratch)[..Dv];
-                    for (int g = 0; g < G; g++)
+                    AttentionTile.Begin(o, m, l, G, Dv);
+                    // in ascending position order, a tile of selected rows at a time
+                    for (int i0 = 0; i0 < count; i0 += T)
                     {
-                        var og = o.Slice(g * Dv, Dv);
-                        TensorPrimitives.MultiplyAdd(value, scores[g * count + i], og, og);
+                        int n = Math.Min(T, count - i0);
+                        for (int i = 0; i < n; i++) cache.Read(selected[i0 + i], tile.AsSpan(i * width, width));
+                        AttentionTile.Scores(q, G, Dk, rows, n, width, Scale, s, T);
+                        AttentionTile.Softmax(s, T, n, m, l, o, G, Dv);
+                        AttentionTile.Accumulate(s, T, G, rows, n, width, Dv, o);
                     }
+                    AttentionTile.End(o, l, G, Dv);
                 }
             }
         }
+
+        private static float[] Grow(ref float[]? buffer, int length) =>
+            buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
     }
 }
