@@ -94,4 +94,42 @@ public class AttentionTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(3, 37, 0, 16, 8, 16)]     // a prompt chunk of 37 rows: three query blocks, diagonal tiles masked
+    [InlineData(2, 20, 45, 24, 8, 20)]    // a later chunk after 45 cached positions
+    [InlineData(4, 1, 9, 12, 4, 12)]      // one row
+    public void Expanded_MLA_attention_matches_float64_causal_attention(int heads, int n, int start, int nope, int rope, int v)
+    {
+        // kv [total, heads, nope + v] (expanded keys' nope part, then values), rope keys in a cache of rows
+        // [latent 10 ; k_pe] (peOffset 10, peStride 10 + rope), queries [n, heads, nope + rope]
+        int total = start + n, dk = nope + rope, peStride = 10 + rope;
+        var kv = TestData.Gaussian(total * heads * (nope + v), 1);
+        var pe = TestData.Gaussian(total * peStride, 2);
+        var q = TestData.Gaussian(n * heads * dk, 3);
+        var o = new float[n * heads * v];
+        float scale = 0.2f;
+        Attention.Expanded(q, o, n, start, heads, nope, rope, v, kv, pe, peOffset: 10, peStride: peStride, scale);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                int len = start + t + 1;
+                var s = new double[len];
+                for (int j = 0; j < len; j++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < nope; d++) dot += (double)q[(t * heads + h) * dk + d] * kv[(j * heads + h) * (nope + v) + d];
+                    for (int d = 0; d < rope; d++) dot += (double)q[(t * heads + h) * dk + nope + d] * pe[10 + j * peStride + d];
+                    s[j] = dot * scale;
+                }
+                double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+                for (int d = 0; d < v; d++)
+                {
+                    double expect = 0;
+                    for (int j = 0; j < len; j++) expect += Math.Exp(s[j] - max) / sum * kv[(j * heads + h) * (nope + v) + nope + d];
+                    float got = o[(t * heads + h) * v + d];
+                    Assert.True(Math.Abs(got - expect) <= 1e-5 + 1e-5 * Math.Abs(expect), $"row {t} head {h} dim {d}: {got} vs {expect}");
+                }
+            }
+    }
 }

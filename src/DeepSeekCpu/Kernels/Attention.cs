@@ -65,7 +65,8 @@ internal static class Attention
         var job = _expanded ??= new ExpandedJob();
         job.Q = q; job.O = o; job.Start = start; job.Heads = heads; job.Nope = nope; job.Rope = rope; job.V = v;
         job.Kv = kv; job.Pe = peCache; job.PeOffset = peOffset; job.PeStride = peStride; job.Scale = scale;
-        try { WorkerPool.Shared.Run(job, n * heads, grain: 1); }
+        job.N = n;
+        try { WorkerPool.Shared.Run(job, heads * ((n + ExpandedJob.Rows - 1) / ExpandedJob.Rows), grain: 1); }
         finally { job.Q = job.O = job.Kv = job.Pe = null!; }
     }
 
@@ -143,39 +144,62 @@ internal static class Attention
         }
 
         [ThreadStatic] private static float[]? _whole;
-
-        private static float[] Grow(ref float[]? buffer, int length) =>
-            buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
     }
 
-    /// <summary>One (row, head) per item.</summary>
-    private sealed class ExpandedJob : IRangeJob
+    /// <summary>
+    /// One (head, block of <see cref="Rows"/> query rows) per item, flash attention over key tiles of
+    /// <see cref="KvCache.Tile"/>: the block's queries stand where a GQA group's heads stand in <see cref="CausalJob"/>
+    /// (each key row loaded once per 4 queries), keys [k_nope ; k_pe] gathered into one tile, values read in place;
+    /// on the tiles that cross the diagonal, keys past a row's own position are masked (−∞ before the softmax).
+    /// </summary>
+    private sealed unsafe class ExpandedJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores;
+        /// <summary>Query rows per item.</summary>
+        public const int Rows = 16;
+        [ThreadStatic] private static float[]? _q, _o, _k, _scores, _max, _sum;
         public float[] Q = null!, O = null!, Kv = null!, Pe = null!;
-        public int Start, Heads, Nope, Rope, V, PeOffset, PeStride;
+        public int N, Start, Heads, Nope, Rope, V, PeOffset, PeStride;
         public float Scale;
 
         public void Run(int first, int end)
         {
-            int H = Heads, nope = Nope, v = V;
+            int H = Heads, nope = Nope, rope = Rope, v = V, dk = nope + rope, T = KvCache.Tile, kvRow = H * (nope + v);
+            var qBlock = Grow(ref _q, Rows * dk);                     // [Rows, dk] the block's queries of head h
+            var oBlock = Grow(ref _o, Rows * v);                      // [Rows, v]
+            var kTile = Grow(ref _k, T * dk);                         // [T, dk] keys [k_nope ; k_pe] of head h
+            var scores = Grow(ref _scores, Rows * T);                 // [Rows, T]
+            var max = Grow(ref _max, Rows); var sum = Grow(ref _sum, Rows);
+            int blocks = (N + Rows - 1) / Rows;
             for (int item = first; item < end; item++)
             {
-                int t = item / H, h = item % H, len = Start + t + 1;
-                var q = Q.AsSpan((t * H + h) * (nope + Rope), nope + Rope);
-                var scores = (_scores is { } a && a.Length >= len ? a : (_scores = new float[Math.Max(len, 256) * 2])).AsSpan(0, len);
-                for (int j = 0; j < len; j++)
+                int h = item / blocks, t0 = item % blocks * Rows, g = Math.Min(Rows, N - t0);
+                int len = Start + t0 + g;                             // keys the block's last row sees
+                for (int r = 0; r < g; r++) Q.AsSpan(((t0 + r) * H + h) * dk, dk).CopyTo(qBlock.AsSpan(r * dk, dk));
+                fixed (float* q = qBlock, o = oBlock, k = kTile, s = scores, m = max, l = sum, kv = Kv)
                 {
-                    var kNope = Kv.AsSpan((j * H + h) * (nope + v), nope);
-                    var kPe = Pe.AsSpan(PeOffset + j * PeStride, Rope);
-                    scores[j] = (TensorPrimitives.Dot(q[..nope], kNope) + TensorPrimitives.Dot(q[nope..], kPe)) * Scale;
+                    AttentionTile.Begin(o, m, l, g, v);
+                    for (int j0 = 0; j0 < len; j0 += T)
+                    {
+                        int n = Math.Min(T, len - j0);
+                        for (int j = 0; j < n; j++)
+                        {
+                            Kv.AsSpan(((j0 + j) * H + h) * (nope + v), nope).CopyTo(kTile.AsSpan(j * dk, nope));
+                            Pe.AsSpan(PeOffset + (j0 + j) * PeStride, rope).CopyTo(kTile.AsSpan(j * dk + nope, rope));
+                        }
+                        AttentionTile.Scores(q, g, dk, k, n, dk, Scale, s, T);
+                        if (j0 + n > Start + t0 + 1)                  // the tile crosses the diagonal: causal mask
+                            for (int r = 0; r < g; r++)
+                                for (int j = Math.Max(0, Start + t0 + r + 1 - j0); j < n; j++) s[r * T + j] = float.NegativeInfinity;
+                        AttentionTile.Softmax(s, T, n, m, l, o, g, v);
+                        AttentionTile.Accumulate(s, T, g, kv + (long)j0 * kvRow + h * (nope + v) + nope, n, kvRow, v, o);
+                    }
+                    AttentionTile.End(o, l, g, v);
                 }
-                Ops.Softmax(scores);
-                var o = O.AsSpan((t * H + h) * v, v);
-                o.Clear();
-                for (int j = 0; j < len; j++)
-                    TensorPrimitives.MultiplyAdd(Kv.AsSpan((j * H + h) * (nope + v) + nope, v), scores[j], o, o);
+                for (int r = 0; r < g; r++) oBlock.AsSpan(r * v, v).CopyTo(O.AsSpan(((t0 + r) * H + h) * v, v));
             }
         }
     }
+
+    private static float[] Grow(ref float[]? buffer, int length) =>
+        buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
 }
