@@ -91,17 +91,18 @@ public class KvCacheTests
     }
 
     [Theory]
-    [InlineData(KvCacheType.F32, 6, 2, 128, 37)]      // Qwen 1.5B GQA: 12 heads over 2 KV heads, one partial tile
-    [InlineData(KvCacheType.F16, 6, 2, 128, 300)]     // two chunks, tiles and a partial last tile
-    [InlineData(KvCacheType.BF16, 3, 4, 64, 70)]
-    [InlineData(KvCacheType.Q8_0, 6, 2, 128, 97)]     // each KV head starts on a Q8_0 block
-    [InlineData(KvCacheType.Q8_0, 2, 3, 40, 65)]      // ... and here it does not (40 % 32): whole rows are converted
-    [InlineData(KvCacheType.F16, 5, 1, 20, 33)]       // head dims under one 512-bit vector: tails only
-    public void Grouped_query_attention_over_typed_caches_matches_float64_for_every_row(KvCacheType type, int group, int kvHeads, int hd, int len)
+    [InlineData(KvCacheType.F32, 6, 2, 128, 37, 3)]      // Qwen 1.5B GQA: 12 heads over 2 KV heads, one partial tile
+    [InlineData(KvCacheType.F16, 6, 2, 128, 300, 3)]     // two chunks, tiles and a partial last tile
+    [InlineData(KvCacheType.F16, 6, 2, 128, 90, 41)]     // a prompt chunk of 41 rows: blocks of 10 rows, diagonal tiles masked
+    [InlineData(KvCacheType.BF16, 3, 4, 64, 70, 3)]
+    [InlineData(KvCacheType.Q8_0, 6, 2, 128, 97, 3)]     // each KV head starts on a Q8_0 block
+    [InlineData(KvCacheType.Q8_0, 2, 3, 40, 65, 30)]     // ... and here it does not (40 % 32): whole rows are converted
+    [InlineData(KvCacheType.F16, 5, 1, 20, 33, 1)]       // head dims under one 512-bit vector: tails only
+    public void Grouped_query_attention_over_typed_caches_matches_float64_for_every_row(KvCacheType type, int group, int kvHeads, int hd, int len, int n)
     {
-        // separate K and V caches [len, kvHeads·hd]; 3 rows of one sequence at the last three positions (a prompt
+        // separate K and V caches [len, kvHeads·hd]; n rows of one sequence at the last n positions (a prompt
         // chunk), each attending to its own prefix; the values the kernel sees are what the cache stores
-        int heads = group * kvHeads, width = kvHeads * hd, n = 3;
+        int heads = group * kvHeads, width = kvHeads * hd;
         var keys = new KvCache(type, width, len);
         var values = new KvCache(type, width, len);
         for (int j = 0; j < len; j++) { keys.Write(j, TestData.Gaussian(width, 200 + j)); values.Write(j, TestData.Gaussian(width, 900 + j)); }
@@ -109,9 +110,9 @@ public class KvCacheTests
         for (int j = 0; j < len; j++) { keys.Read(j, k.AsSpan(j * width, width)); values.Read(j, v.AsSpan(j * width, width)); }
         var q = TestData.Gaussian(n * heads * hd, 8, 2f);
         var o = new float[n * heads * hd];
-        int[] positions = [len - 3, len - 2, len - 1];
+        var positions = Enumerable.Range(len - n, n).ToArray();
         float scale = 1f / MathF.Sqrt(hd);
-        Attention.Causal(q, o, n, heads, kvHeads, hd, hd, [keys, keys, keys], [values, values, values], positions, scale);
+        Attention.Causal(q, o, n, heads, kvHeads, hd, hd, Enumerable.Repeat(keys, n).ToArray(), Enumerable.Repeat(values, n).ToArray(), positions, scale);
         for (int t = 0; t < n; t++)
             for (int h = 0; h < heads; h++)
             {

@@ -45,7 +45,12 @@ internal static class Attention
         job.Q = q; job.O = o; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv;
         job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
         job.HeadsPerItem = HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
-        try { WorkerPool.Shared.Run(job, n * (heads / job.HeadsPerItem), grain: 1); }
+        // rows of one sequence at consecutive positions (a prompt chunk) share their keys: blocks of rows per item, so
+        // each key tile is converted and loaded once for up to 64 queries; rows of several sequences: one per item
+        job.N = n;
+        job.BlockRows = OneSequence(keys, values, positions, n) ? Math.Max(1, 64 / job.HeadsPerItem) : 1;
+        int blocks = (n + job.BlockRows - 1) / job.BlockRows;
+        try { WorkerPool.Shared.Run(job, blocks * (heads / job.HeadsPerItem), grain: 1); }
         finally { job.Q = job.O = null!; job.Keys = job.Values = null!; job.Positions = null!; }
     }
 
@@ -70,65 +75,84 @@ internal static class Attention
         finally { job.Q = job.O = job.Kv = job.Pe = null!; }
     }
 
+    private static bool OneSequence(KvCache[] keys, KvCache[] values, int[] positions, int n)
+    {
+        for (int t = 1; t < n; t++)
+            if (!ReferenceEquals(keys[t], keys[0]) || !ReferenceEquals(values[t], values[0]) || positions[t] != positions[0] + t) return false;
+        return true;
+    }
+
     [ThreadStatic] private static CausalJob? _causal;
     [ThreadStatic] private static ExpandedJob? _expanded;
 
     /// <summary>
-    /// One (row, group of query heads sharing a KV head) per item, over the row's cache a tile of
+    /// One (block of rows, group of query heads sharing a KV head) per item, over the rows' cache a tile of
     /// <see cref="KvCache.Tile"/> positions at a time with the softmax kept online (flash attention's recurrence: a
-    /// running maximum M_g and denominator L_g per head; when a tile raises M_g, what was summed so far is rescaled by
-    /// exp(M_old − M_new)), so each tile is converted from its stored type once, the value pass reuses the key tile
-    /// where values are a prefix of the keys (MLA's latent rows), and the scratch is a tile, not the context.
+    /// running maximum M and denominator L per query; when a tile raises M, what was summed so far is rescaled by
+    /// exp(M_old − M_new)), so each tile is converted from its stored type once per item, the value pass reuses the key
+    /// tile where values are a prefix of the keys (MLA's latent rows), and the scratch is a tile, not the context.
     /// Only the item's KV head's columns are converted (<see cref="KvCache.Rows(int, int, Span{float}, int, int, out int)"/>).
+    /// A block is one row (decoding several sequences) or <see cref="BlockRows"/> consecutive rows of one sequence (a
+    /// prompt chunk): its rows × heads queries share each key tile, and keys past a row's own position are masked.
     /// </summary>
     private sealed unsafe class CausalJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores, _kTile, _vTile, _max, _sum;
+        [ThreadStatic] private static float[]? _q, _o, _scores, _kTile, _vTile, _max, _sum;
         public float[] Q = null!, O = null!;
         public KvCache[] Keys = null!, Values = null!;
         public int[] Positions = null!;
-        public int Heads, KvHeads, Dk, Dv, HeadsPerItem;
+        public int N, Heads, KvHeads, Dk, Dv, HeadsPerItem, BlockRows;
         public float Scale;
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerRow = Heads / G, group = Heads / KvHeads, T = KvCache.Tile;
-            var scores = Grow(ref _scores, G * T);                   // [G, T] this tile's scores, then weights
+            int G = HeadsPerItem, itemsPerBlock = Heads / G, group = Heads / KvHeads, T = KvCache.Tile, R = BlockRows;
+            int queries = R * G;
+            var qBlock = Grow(ref _q, queries * Dk);                 // [R, G, Dk] the item's queries
+            var oBlock = Grow(ref _o, queries * Dv);                 // [R, G, Dv]
+            var scores = Grow(ref _scores, queries * T);             // [R·G, T] this tile's scores, then weights
             var kTile = Grow(ref _kTile, T * Dk);                    // [T, Dk] keys of this KV head
             var vTile = Grow(ref _vTile, T * Dv);                    // [T, Dv] values of this KV head
-            var max = Grow(ref _max, G);                             // M_g
-            var sum = Grow(ref _sum, G);                             // L_g
+            var max = Grow(ref _max, queries);                       // M per query
+            var sum = Grow(ref _sum, queries);                       // L per query
             for (int item = first; item < end; item++)
             {
-                int t = item / itemsPerRow, h0 = item % itemsPerRow * G, kvh = h0 / group;
-                int len = Positions[t] + 1;                          // causal: keys 0..pos of the row's own sequence
-                var keys = Keys[t]; var values = Values[t];
+                int t0 = item / itemsPerBlock * R, h0 = item % itemsPerBlock * G, kvh = h0 / group;
+                int r = Math.Min(R, N - t0), count = r * G;
+                int len = Positions[t0 + r - 1] + 1;                 // causal: keys 0..pos of the block's last row
+                var keys = Keys[t0]; var values = Values[t0];
                 // MLA: values are the first Dv columns of the key rows of the same cache → one tile serves both
                 bool valuesInKeys = ReferenceEquals(keys, values) && KvHeads == 1 && Dv <= Dk;
                 int kCol = kvh * Dk, vCol = kvh * Dv;
                 if (keys.Type == KvCacheType.Q8_0 && kCol % 32 != 0) kCol = -1;    // not on a block: whole rows
                 if (values.Type == KvCacheType.Q8_0 && vCol % 32 != 0) vCol = -1;
-                fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv], s = scores, m = max, l = sum)
+                for (int i = 0; i < r; i++) Q.AsSpan(((t0 + i) * Heads + h0) * Dk, G * Dk).CopyTo(qBlock.AsSpan(i * G * Dk));
+                fixed (float* q = qBlock, o = oBlock, s = scores, m = max, l = sum)
                 {
-                    AttentionTile.Begin(o, m, l, G, Dv);
+                    AttentionTile.Begin(o, m, l, count, Dv);
                     for (int j0 = 0; j0 < len; j0 += T)
                     {
                         int n = Math.Min(T, len - j0);
                         var k = TileOf(keys, j0, n, kCol, Dk, kvh, kTile, out int kStride);
                         fixed (float* kp = k)
                         {
-                            AttentionTile.Scores(q, G, Dk, kp, n, kStride, Scale, s, T);
-                            AttentionTile.Softmax(s, T, n, m, l, o, G, Dv);
-                            if (valuesInKeys) AttentionTile.Accumulate(s, T, G, kp, n, kStride, Dv, o);
+                            AttentionTile.Scores(q, count, Dk, kp, n, kStride, Scale, s, T);
+                            if (j0 + n > Positions[t0] + 1)          // the tile crosses the block's first row: causal mask
+                                for (int i = 0; i < r; i++)
+                                    for (int j = Math.Max(0, Positions[t0 + i] + 1 - j0); j < n; j++)
+                                        for (int g = 0; g < G; g++) s[(i * G + g) * T + j] = float.NegativeInfinity;
+                            AttentionTile.Softmax(s, T, n, m, l, o, count, Dv);
+                            if (valuesInKeys) AttentionTile.Accumulate(s, T, count, kp, n, kStride, Dv, o);
                             else
                             {
                                 var v = TileOf(values, j0, n, vCol, Dv, kvh, vTile, out int vStride);
-                                fixed (float* vp = v) AttentionTile.Accumulate(s, T, G, vp, n, vStride, Dv, o);
+                                fixed (float* vp = v) AttentionTile.Accumulate(s, T, count, vp, n, vStride, Dv, o);
                             }
                         }
                     }
-                    AttentionTile.End(o, l, G, Dv);
+                    AttentionTile.End(o, l, count, Dv);
                 }
+                for (int i = 0; i < r; i++) oBlock.AsSpan(i * G * Dv, G * Dv).CopyTo(O.AsSpan(((t0 + i) * Heads + h0) * Dv));
             }
         }
 
