@@ -166,11 +166,7 @@ public class DsmlToolServingTests
     {
         var (model, engine, tok) = Engine(DeepSeekEncoding.Version.V4, Block("tool_calls", Invoke("Paris")), "It is 18 degrees in Paris.");
         using var _ = engine;
-        var asked = new List<string>();
-        var weather = AIFunctionFactory.Create((string city) => { asked.Add(city); return city == "Paris" ? "18 degrees" : "unknown"; },
-            "get_weather", "Weather of a city.");
-        IChatClient client = new ChatClientBuilder(new DeepSeekChatClient(engine, "v4")).UseFunctionInvocation().Build();
-        var response = await client.GetResponseAsync("Weather in Paris?", new ChatOptions { Tools = [weather] });
+        var (asked, response) = await TestServer.AskWeather(engine, "v4");
 
         Assert.Equal(["Paris"], asked);
         Assert.Equal("It is 18 degrees in Paris.", response.Text);

@@ -1,9 +1,11 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using DeepSeekCpu.Extensions.AI;
 using DeepSeekCpu.Generation;
 using DeepSeekCpu.Server;
 using DeepSeekCpu.Tokenization;
+using Microsoft.Extensions.AI;
 
 namespace DeepSeekCpu.Tests.Serving;
 
@@ -18,6 +20,19 @@ internal static class TestServer
     {
         var model = new PromptScriptedModel(tok.VocabSize, [.. outputs.Select(o => (int[])[.. tok.Encode(o), tok.EosId!.Value])]);
         return (model, new ChatEngine(model, tok));
+    }
+
+    /// <summary>
+    /// Asks "Weather in Paris?" through Microsoft.Extensions.AI's UseFunctionInvocation() over <paramref name="engine"/>,
+    /// with a get_weather function (Paris: "18 degrees"): the cities the function was called with, and the response.
+    /// </summary>
+    public static async Task<(List<string> Asked, ChatResponse Response)> AskWeather(ChatEngine engine, string modelId)
+    {
+        var asked = new List<string>();
+        var weather = AIFunctionFactory.Create((string city) => { asked.Add(city); return city == "Paris" ? "18 degrees" : "unknown"; },
+            "get_weather", "Weather of a city.");
+        IChatClient client = new ChatClientBuilder(new DeepSeekChatClient(engine, modelId)).UseFunctionInvocation().Build();
+        return (asked, await client.GetResponseAsync("Weather in Paris?", new ChatOptions { Tools = [weather] }));
     }
 
     /// <summary>

@@ -118,11 +118,7 @@ public class ToolServingTests
     {
         var (model, engine) = Engine(CallParis + End, "It is 18 degrees in Paris.");
         using var _ = engine;
-        var asked = new List<string>();
-        var weather = AIFunctionFactory.Create((string city) => { asked.Add(city); return city == "Paris" ? "18 degrees" : "unknown"; },
-            "get_weather", "Weather of a city.");
-        IChatClient client = new ChatClientBuilder(new DeepSeekChatClient(engine, "v3")).UseFunctionInvocation().Build();
-        var response = await client.GetResponseAsync("Weather in Paris?", new ChatOptions { Tools = [weather] });
+        var (asked, response) = await TestServer.AskWeather(engine, "v3");
 
         Assert.Equal(["Paris"], asked);
         Assert.Equal("It is 18 degrees in Paris.", response.Text);
