@@ -16,7 +16,8 @@
 # The host is shared (other builds, a fuzzer): times are noisy; compare ratios measured in one sitting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-reps=3; q15=/work/bench-models/q15-q4_0.gguf; arm=1; build=1
+reps=3; arm=1; build=1
+q15=/work/peers/models/q15-q4_0.gguf; [ -f "$q15" ] || q15=/work/bench-models/q15-q4_0.gguf   # this machine's copies
 while [ $# -gt 0 ]; do
   case "$1" in
     -r) reps=$2; shift 2 ;;
@@ -35,7 +36,8 @@ q15_args=(run -m "$q15" --tokenizer "$tok" -p "Hello" --raw --temp 0 --no-stats)
 q=(-v quiet -clp:ErrorsOnly --nologo --artifacts-path artifacts/edge-build)
 
 if [ $build = 1 ]; then
-  echo "building (JIT, AOT x64$([ $arm = 1 ] && echo ', AOT and JIT arm64'))" >&2
+  echo "building (JIT, AOT x64$([ $arm = 1 ] && echo ', AOT and JIT arm64'), packages)" >&2
+  dotnet pack DeepSeekCpu.sln -c Release -o artifacts/packages -v quiet -clp:ErrorsOnly --nologo >&2   # the sizes table
   dotnet publish src/DeepSeekCpu.Cli -c Release -p:TorchBackend=false -o "$jit" "${q[@]}"
   build/publish-aot.sh linux-x64 "$aot" | grep -E "warning|error" >&2 || true
   if [ $arm = 1 ]; then

@@ -13,8 +13,9 @@ import pathlib, re, sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
 keep = set(re.sub(r'#.*', '', (root / 'build/public-api.txt').read_text()).split())
-decl = re.compile(r'^public (?:(?:static|sealed|abstract|unsafe|partial|readonly|ref|record|file)\s+)*'
-                  r'(?:class|struct|interface|enum|record)\s+(\w+)|^public delegate\s+.+?\s+(\w+)\s*[(<]')
+# a declaration may follow attributes on its line ([StructLayout(...)] public struct ...)
+decl = re.compile(r'^(?:\[[^\]]*\]\s*)*public (?:(?:static|sealed|abstract|unsafe|partial|readonly|ref|record|file)\s+)*'
+                  r'(?:class|struct|interface|enum|record)\s+(\w+)|^(?:\[[^\]]*\]\s*)*public delegate\s+.+?\s+(\w+)\s*[(<]')
 check = '--check' in sys.argv[1:]
 found = []
 for f in sorted((root / 'src').rglob('*.cs')):
@@ -23,7 +24,7 @@ for f in sorted((root / 'src').rglob('*.cs')):
     hits = [i for i, l in enumerate(lines) if (m := decl.match(l)) and (m.group(1) or m.group(2)) not in keep]
     for i in hits:
         found.append(f'{f.relative_to(root)}:{i + 1}: {lines[i].strip()[:100]}')
-        lines[i] = 'internal ' + lines[i][len('public '):]
+        lines[i] = lines[i].replace('public ', 'internal ', 1)
     if hits and not check: f.write_text('\n'.join(lines))
 print('\n'.join(found))
 print(f"{len(found)} top-level public types not in build/public-api.txt{'' if check else ' made internal'}", file=sys.stderr)

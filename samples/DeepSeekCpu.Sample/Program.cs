@@ -24,7 +24,7 @@ int maxTokens = args.Length > 2 ? int.Parse(args[2]) : 64;
 using IChatClient client = new DeepSeekChatClient(LocalModel.Load(args[0]), slots: 1, contextLength: 512);
 var options = new ChatOptions { Temperature = 0, MaxOutputTokens = maxTokens };   // temperature 0: greedy
 
-bool plainText = client.GetService<DeepSeekCpu.Generation.ChatEngine>()?.Tokenizer.ChatTemplate == null;
+bool plainText = client.GetService<DeepSeekCpu.Generation.ChatEngine>()?.Tokenizer.HasChatTemplate != true;
 if (plainText) Console.Write(prompt);   // a plain continuation: the prompt first, as the CLI echoes it
 
 bool terminal = !Console.IsOutputRedirected;

@@ -38,6 +38,7 @@ public sealed partial class DeepSeekChatClient : IChatClient
         _owned = model;
     }
 
+    /// <summary>Generates the whole answer to <paramref name="messages"/> (reasoning as <see cref="TextReasoningContent"/>, tool calls as <see cref="FunctionCallContent"/>).</summary>
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var (prompt, request) = Prepare(messages, options);
@@ -63,6 +64,7 @@ public sealed partial class DeepSeekChatClient : IChatClient
         };
     }
 
+    /// <summary>Streams the answer to <paramref name="messages"/> as it is generated, reasoning first for an R1 model.</summary>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -88,6 +90,7 @@ public sealed partial class DeepSeekChatClient : IChatClient
         };
     }
 
+    /// <summary>The client's <see cref="ChatClientMetadata"/>, the <see cref="ChatEngine"/> it runs on, or itself; null otherwise.</summary>
     public object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceKey != null ? null
         : serviceType == typeof(ChatClientMetadata) ? _metadata
@@ -95,6 +98,7 @@ public sealed partial class DeepSeekChatClient : IChatClient
         : serviceType.IsInstanceOfType(_engine) ? _engine
         : null;
 
+    /// <summary>Disposes the model when the client owns it (the <see cref="LocalModel"/> constructor).</summary>
     public void Dispose()
     {
         if (_owned == null) return;   // the caller owns the engine

@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Hub;
 /// Where a pull stands, for a front end to draw: bytes present of the total (resumed bytes count as present),
 /// the transfer speed over the last few seconds and the time left at that speed (null until known).
 /// </summary>
-public readonly record struct DownloadProgress(
+internal readonly record struct DownloadProgress(
     string Model, int FilesDone, int FilesTotal, long BytesDone, long BytesTotal, double BytesPerSecond, TimeSpan? Remaining, bool Finished);
 
 /// <summary>Adds up the bytes of files downloading at once and reports at most every <see cref="Interval"/>.</summary>

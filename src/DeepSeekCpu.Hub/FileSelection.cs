@@ -3,13 +3,13 @@ using System.Text.RegularExpressions;
 namespace DeepSeekCpu.Hub;
 
 /// <summary>The weights' container in a selection.</summary>
-public enum WeightFormat { Safetensors, Gguf }
+internal enum WeightFormat { Safetensors, Gguf }
 
 /// <summary>
 /// What to fetch from a repo: the weights in one format and, for safetensors, the config, tokenizer and generation
 /// files beside them. <see cref="ModelPath"/> is what a loader opens, relative to the snapshot ("" for the folder).
 /// </summary>
-public sealed record FileSelection(WeightFormat Format, IReadOnlyList<string> Files, string ModelPath, string? Tag)
+internal sealed record FileSelection(WeightFormat Format, IReadOnlyList<string> Files, string ModelPath, string? Tag)
 {
     // Read by the loaders (config, tokenizer, chat template, sampling defaults); the rest of a repo (README,
     // modeling code, original/ checkpoints, other formats) is never fetched.

@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Hub;
 ///                       refs/REVISION              the commit a branch or tag pointed to when last fetched
 /// </code>
 /// </summary>
-public sealed partial class HfCache(string root)
+internal sealed partial class HfCache(string root)
 {
     public string Root { get; } = root;
 
@@ -118,6 +118,6 @@ public sealed partial class HfCache(string root)
     private static partial Regex CommitPattern();
 }
 
-public sealed record CachedSnapshot(string Commit, IReadOnlyList<string> Refs, IReadOnlyList<string> Files);
+internal sealed record CachedSnapshot(string Commit, IReadOnlyList<string> Refs, IReadOnlyList<string> Files);
 
-public sealed record CachedRepo(string Repo, string Folder, long SizeOnDisk, IReadOnlyList<CachedSnapshot> Snapshots);
+internal sealed record CachedRepo(string Repo, string Folder, long SizeOnDisk, IReadOnlyList<CachedSnapshot> Snapshots);

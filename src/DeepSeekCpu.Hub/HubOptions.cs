@@ -4,7 +4,7 @@ namespace DeepSeekCpu.Hub;
 /// Where models come from and where they are kept. <see cref="FromEnvironment()"/> reads the variables Hugging Face's
 /// own tools read, so both share one cache and one login.
 /// </summary>
-public sealed record HubOptions
+internal sealed record HubOptions
 {
     /// <summary>The hub's base URL (HF_ENDPOINT; default https://huggingface.co), without a trailing slash.</summary>
     public string Endpoint { get; init; } = DefaultEndpoint;

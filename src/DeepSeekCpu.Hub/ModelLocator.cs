@@ -1,7 +1,7 @@
 namespace DeepSeekCpu.Hub;
 
 /// <summary>A model present in the cache: what to open (<see cref="Path"/>), from which commit, in which format.</summary>
-public sealed record ResolvedModel(ModelReference Reference, string Commit, string Path, FileSelection Selection);
+internal sealed record ResolvedModel(ModelReference Reference, string Commit, string Path, FileSelection Selection);
 
 /// <summary>
 /// Turns MODEL arguments into local paths. A path that exists wins; otherwise a repo id (org/repo[@rev][:TAG]) is
@@ -9,7 +9,7 @@ public sealed record ResolvedModel(ModelReference Reference, string Commit, stri
 /// downloaded (several at once, resumable, verified); offline (HF_HUB_OFFLINE), or when the hub cannot be reached,
 /// the cached snapshot the revision points to is used.
 /// </summary>
-public sealed class ModelLocator(HubOptions options, HttpMessageHandler? handler = null)
+internal sealed class ModelLocator(HubOptions options, HttpMessageHandler? handler = null)
 {
     public HubOptions Options { get; } = options;
     public HfCache Cache { get; } = new(options.CacheDir);

@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Hub;
 /// tag or commit) and, for GGUF repos, <c>org/repo:Q4_K_M</c> (the quant tag in the file name); both may combine as
 /// <c>org/repo@rev:TAG</c>.
 /// </summary>
-public sealed partial record ModelReference(string Repo, string Revision, string? Tag)
+internal sealed partial record ModelReference(string Repo, string Revision, string? Tag)
 {
     public const string DefaultRevision = "main";
 

@@ -16,9 +16,12 @@ namespace DeepSeekCpu;
 /// </summary>
 public sealed partial class LocalModel : IDisposable
 {
+    /// <summary>The model graph: <see cref="ILanguageModel.Info"/> describes it, a <see cref="Generation.ChatEngine"/> runs it.</summary>
     public ILanguageModel Model { get; }
+    /// <summary>The model's tokenizer, with its chat template when it has one.</summary>
     public ITokenizer Tokenizer { get; }
-    public ModelFormat Format { get; }
+    internal ModelFormat Format { get; }
+    /// <summary>What was loaded: the path given, or the cached snapshot a repo id resolved to.</summary>
     public string Path { get; }
 
     private LocalModel(string path, ILanguageModel model, ITokenizer tokenizer, ModelFormat format)
@@ -56,7 +59,7 @@ public sealed partial class LocalModel : IDisposable
     /// <paramref name="inner"/> (or no conversion) with each matrix's start reported: the bytes of the matrices before
     /// it are then converted and re-laid-out. Matrices may be built on the worker pool, so the count is atomic.
     /// </summary>
-    public static Func<WeightMatrix, WeightMatrix> Reporting(Func<WeightMatrix, WeightMatrix>? inner, string model, long totalBytes, IProgress<LoadProgress> progress)
+    internal static Func<WeightMatrix, WeightMatrix> Reporting(Func<WeightMatrix, WeightMatrix>? inner, string model, long totalBytes, IProgress<LoadProgress> progress)
     {
         long done = 0;
         return m =>
@@ -122,8 +125,13 @@ public sealed partial class LocalModel : IDisposable
         }
     }
 
+    /// <summary>Frees the model (its weights' memory maps and copies).</summary>
     public void Dispose() => Model.Dispose();
 }
 
 /// <summary>Where a load stands: bytes of the stored weights built into the graph so far, of the total.</summary>
+/// <param name="Model">The path being loaded.</param>
+/// <param name="BytesDone">Bytes of stored weights built so far.</param>
+/// <param name="BytesTotal">Bytes of all stored weights.</param>
+/// <param name="Finished">True once, when the model is ready.</param>
 public readonly record struct LoadProgress(string Model, long BytesDone, long BytesTotal, bool Finished);

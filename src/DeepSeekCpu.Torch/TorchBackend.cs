@@ -16,8 +16,17 @@ public static class TorchBackend
     private static readonly Lock Gate = new();
     private static bool _loaded;
 
+    /// <summary>
+    /// <paramref name="options"/> with the model graph built by this backend on <paramref name="torch"/>'s devices
+    /// instead of the managed engine: <c>LocalModel.Load(path, options: LoadOptions.Default.UseTorch(new() { Devices = ["cuda"] }))</c>.
+    /// The weights are read by the engine's loaders as usual; libtorch loads when the model is built, and a missing
+    /// library or device is one line (<see cref="NotSupportedException"/>, <see cref="ArgumentException"/>).
+    /// </summary>
+    public static LoadOptions UseTorch(this LoadOptions options, TorchOptions torch) =>
+        options with { Graph = (config, weights) => Build(config, weights, torch) };
+
     /// <summary>Builds the graph over already opened weights (ModelLoader's LoadOptions.Graph hook).</summary>
-    public static ILanguageModel Build(ModelConfig config, ModelWeights weights, TorchOptions options)
+    internal static ILanguageModel Build(ModelConfig config, ModelWeights weights, TorchOptions options)
     {
         if (options.Devices.Count == 0) throw new ArgumentException("torch backend: no device given");
         foreach (var d in options.Devices)
@@ -33,7 +42,7 @@ public static class TorchBackend
     /// does not load blames a missing package and then copies the natives elsewhere, while the dynamic loader's message
     /// names the real cause (e.g. a libstdc++ version).
     /// </summary>
-    public static void EnsureLoaded()
+    internal static void EnsureLoaded()
     {
         lock (Gate)
         {

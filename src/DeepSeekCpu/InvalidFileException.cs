@@ -8,6 +8,8 @@ namespace DeepSeekCpu;
 /// </summary>
 public sealed class InvalidFileException : Exception
 {
+    /// <summary>An error whose message names the file and what is wrong (kept to one line).</summary>
     public InvalidFileException(string message) : base(ModelFormatException.OneLine(message)) { }
+    /// <summary>As above, with the exception that revealed it.</summary>
     public InvalidFileException(string message, Exception inner) : base(ModelFormatException.OneLine(message), inner) { }
 }

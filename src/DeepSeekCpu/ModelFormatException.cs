@@ -9,7 +9,7 @@ namespace DeepSeekCpu;
 /// </summary>
 public sealed class ModelFormatException(string message) : Exception(OneLine(message))
 {
-    public static ModelFormatException In(string file, string what) => new($"{file}: {what}");
+    internal static ModelFormatException In(string file, string what) => new($"{file}: {what}");
 
     /// <summary>Longest message kept whole; a longer one (a file's 90 KB "key" quoted in it) keeps its start and end.</summary>
     public const int MaxMessageLength = 1024;

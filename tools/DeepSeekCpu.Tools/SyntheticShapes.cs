@@ -20,7 +20,7 @@ public sealed record ModelShape(
     /// The shape as the engine's config, for its GGUF metadata: RMS eps 1e-6; DeepSeek routing as V2-Lite's (softmax,
     /// greedy top-k over all experts, no normalisation, scale 1), or V3/R1's (<see cref="V3Routing"/>).
     /// </summary>
-    public ModelConfig ToConfig() => new()
+    internal ModelConfig ToConfig() => new()
     {
         Architecture = Arch switch { "llama" => Architecture.Llama, "qwen2" => Architecture.Qwen2, _ => V3Routing ? Architecture.DeepSeekV3 : Architecture.DeepSeekV2 },
         ModelType = Arch,

@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Formats;
 /// Metadata values are boxed as: string; long for every integer type; float / double; bool; arrays as
 /// string[], int[] (8..32-bit integers), long[] (64-bit), float[], double[], bool[].
 /// </summary>
-public sealed unsafe partial class GgufFile : IDisposable
+internal sealed unsafe partial class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
     private readonly MappedFile _file;

@@ -101,4 +101,4 @@ internal sealed unsafe class Llama2cCheckpoint : IDisposable
 /// A llama2.c header: <paramref name="VocabSize"/> is the absolute value of the stored vocab_size, whose sign says
 /// whether the classifier is the embedding (<paramref name="SharedClassifier"/>, positive) or stored after it.
 /// </summary>
-public sealed record Llama2cHeader(int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int VocabSize, int SeqLen, bool SharedClassifier);
+internal sealed record Llama2cHeader(int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int VocabSize, int SeqLen, bool SharedClassifier);

@@ -21,7 +21,7 @@ public enum WeightMemory
 /// <see cref="WeightMemory.Anonymous"/>, read once into private memory. Lives until <see cref="Dispose"/>; views
 /// must not outlive it.
 /// </summary>
-public sealed unsafe class MappedFile : IDisposable
+internal sealed unsafe class MappedFile : IDisposable
 {
     private MemoryMappedFile? _mmf;
     private MemoryMappedViewAccessor? _view;

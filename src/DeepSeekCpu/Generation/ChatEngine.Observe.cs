@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Generation;
 /// time-to-first-token and inter-token-latency histograms). Called on the scheduler thread between forward passes:
 /// an implementation must be quick and must not throw.
 /// </summary>
-public interface IEngineObserver
+internal interface IEngineObserver
 {
     /// <summary>A request's first sampled token: <paramref name="sinceSubmitted"/> counts its wait for a slot and its
     /// prompt, as vLLM's and llama.cpp's time to first token do.</summary>
@@ -20,15 +20,15 @@ public interface IEngineObserver
 /// <summary>What the engine holds at one moment: slots taken, requests waiting for one, and the KV cache in use.</summary>
 /// <param name="CachedTokens">Tokens whose keys and values the slots' caches hold (idle slots keep theirs for prefix reuse).</param>
 /// <param name="CacheCapacity">Tokens all the caches can hold: slots × context.</param>
-public readonly record struct EngineLoad(int BusySlots, int Slots, int Waiting, long CachedTokens, long CacheCapacity);
+internal readonly record struct EngineLoad(int BusySlots, int Slots, int Waiting, long CachedTokens, long CacheCapacity);
 
 public sealed partial class ChatEngine
 {
     /// <summary>Receives token timings (null: none). Set it before serving.</summary>
-    public IEngineObserver? Observer { get; set; }
+    internal IEngineObserver? Observer { get; set; }
 
     /// <summary>The engine's load now (read under the scheduler's lock, so counts agree with each other).</summary>
-    public EngineLoad Load
+    internal EngineLoad Load
     {
         get
         {

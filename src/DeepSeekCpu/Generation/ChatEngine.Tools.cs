@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Generation;
 
 /// <summary>A rendered chat prompt with what its answer needs to be read back: the tools offered and the text forced
 /// at the answer's start (tool_choice "required" or a named function).</summary>
-public sealed record ChatPrompt(int[] Tokens, bool StartsInReasoning, ToolOptions? Tools = null, ToolCallFormat Format = default, string Prefill = "")
+internal sealed record ChatPrompt(int[] Tokens, bool StartsInReasoning, ToolOptions? Tools = null, ToolCallFormat Format = default, string Prefill = "")
 {
     /// <summary>A parser for one answer (null when no tools are offered).</summary>
     public ToolCallParser? NewParser() =>
@@ -20,7 +20,7 @@ public sealed partial class ChatEngine
     /// the answer with the call's markers (and name), after an empty reasoning block where the prompt opened one.
     /// Throws <see cref="ArgumentException"/> when tools are offered to a model whose template has no call format.
     /// </summary>
-    public ChatPrompt PrepareChat(IReadOnlyList<ChatMessage> messages, bool? thinking, ToolOptions? tools, CancellationToken cancel = default)
+    internal ChatPrompt PrepareChat(IReadOnlyList<ChatMessage> messages, bool? thinking, ToolOptions? tools, CancellationToken cancel = default)
     {
         if (tools is not { Active: true })
             return new ChatPrompt(RenderChat(messages, thinking, out bool r, cancel), r, tools);
@@ -50,7 +50,7 @@ public sealed partial class ChatEngine
     /// arguments) and then whole (<see cref="ChatDelta.Call"/>); with parallel calls off, the stream (and the
     /// generation) ends after the first call. Without tools the deltas pass unchanged.
     /// </summary>
-    public static async IAsyncEnumerable<ChatDelta> ReadToolCalls(IAsyncEnumerable<ChatDelta> deltas, ChatPrompt prompt,
+    internal static async IAsyncEnumerable<ChatDelta> ReadToolCalls(IAsyncEnumerable<ChatDelta> deltas, ChatPrompt prompt,
         [EnumeratorCancellation] CancellationToken cancel = default)
     {
         var parser = prompt.NewParser();

@@ -51,10 +51,13 @@ public sealed partial class ChatEngine : IDisposable
     private bool _disposed;
     private readonly List<GeneratedToken> _pieces = [];
 
+    /// <summary>The model the engine runs (not owned: dispose it after the engine).</summary>
     public ILanguageModel Model { get; }
+    /// <summary>The tokenizer prompts are encoded and answers decoded with.</summary>
     public ITokenizer Tokenizer { get; }
     /// <summary>Tokens per slot (prompt and generation together).</summary>
     public int ContextLength { get; }
+    /// <summary>Requests that run at the same time (each slot a session with its own KV cache); more wait for a slot.</summary>
     public int SlotCount => _slots.Length;
     /// <summary>
     /// Prompt tokens per forward pass: the one prompt-chunk rule. A pass over many tokens is matrix-matrix work, faster
@@ -64,12 +67,12 @@ public sealed partial class ChatEngine : IDisposable
     /// for the pass to end.
     /// </summary>
     public int PromptChunk { get; init; } = 512;
-    public int PromptChunkWhileDecoding => Math.Max(1, PromptChunk / 4);
+    internal int PromptChunkWhileDecoding => Math.Max(1, PromptChunk / 4);
     /// <summary>
     /// Speculative decoding with a draft model (<see cref="Speculator"/>): used while one request is decoding (the
     /// one-slot engine of run --draft); several decoding requests are batched as usual. Null: plain decoding.
     /// </summary>
-    public Speculator? Draft { get; init; }
+    internal Speculator? Draft { get; init; }
     /// <summary>The reasoning budget of requests that name none (serve/run/chat --reasoning-budget); null: no limit.</summary>
     public int? ReasoningBudget { get; init; }
 
@@ -378,6 +381,7 @@ public sealed partial class ChatEngine : IDisposable
         while (_waiting.Count > 0) _waiting.Dequeue().End(e);
     }
 
+    /// <summary>Stops the scheduler and frees the slots' sessions (requests still running end as cancelled).</summary>
     public void Dispose()
     {
         lock (_lock)

@@ -15,6 +15,7 @@ public sealed class GenerationResult
     public string Content => _content.ToString();
     /// <summary>The reasoning text (R1's part before "&lt;/think&gt;").</summary>
     public string Reasoning => _reasoning.ToString();
+    /// <summary>Why the generation ended.</summary>
     public FinishReason FinishReason { get; internal set; } = FinishReason.Length;
 
     /// <summary>The prompt's length in tokens, a reused cached prefix included (OpenAI's usage.prompt_tokens).</summary>
@@ -32,6 +33,7 @@ public sealed class GenerationResult
     public TimeSpan GenerationTime { get; internal set; }
     /// <summary>From the request's start in its slot to its first token.</summary>
     public TimeSpan TimeToFirstToken { get; internal set; }
+    /// <summary>Prompt processing speed: <see cref="ProcessedPromptTokens"/> over <see cref="PromptTime"/>.</summary>
     public double PromptTokensPerSecond => ProcessedPromptTokens / Math.Max(1e-9, PromptTime.TotalSeconds);
     /// <summary>Decode speed: tokens after the first over the time after the first.</summary>
     public double GenerationTokensPerSecond => CompletionTokens <= 1 ? 0 : (CompletionTokens - 1) / Math.Max(1e-9, GenerationTime.TotalSeconds);

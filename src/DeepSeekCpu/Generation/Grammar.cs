@@ -16,7 +16,7 @@ namespace DeepSeekCpu.Generation;
 /// alternatives and references.
 /// </para>
 /// </summary>
-public sealed class Grammar
+internal sealed class Grammar
 {
     internal const int End = int.MinValue;
     /// <summary>Elements: a class index c ≥ 0, a rule reference as -(rule + 1), or <see cref="End"/>.</summary>

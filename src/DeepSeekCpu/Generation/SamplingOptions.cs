@@ -7,12 +7,19 @@ namespace DeepSeekCpu.Generation;
 /// </summary>
 public sealed record SamplingOptions
 {
+    /// <summary>Softmax temperature; 0: greedy (the most likely token).</summary>
     public float Temperature { get; init; } = 0.6f;
-    public int TopK { get; init; } = 0;            // 0: off
-    public float TopP { get; init; } = 0.95f;      // 1: off
-    public float MinP { get; init; } = 0f;         // 0: off
-    public float RepetitionPenalty { get; init; } = 1f; // 1: off (CTRL-style: divide positive logits, multiply negative)
+    /// <summary>Keep only the k most likely tokens; 0: off.</summary>
+    public int TopK { get; init; } = 0;
+    /// <summary>Keep the most likely tokens whose probabilities add up to p (nucleus); 1: off.</summary>
+    public float TopP { get; init; } = 0.95f;
+    /// <summary>Drop tokens less likely than min-p times the most likely one; 0: off.</summary>
+    public float MinP { get; init; } = 0f;
+    /// <summary>CTRL-style penalty on tokens seen in the repetition window (positive logits divided, negative multiplied); 1: off.</summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>How many of the last tokens the penalties look at.</summary>
     public int RepetitionWindow { get; init; } = 64;
+    /// <summary>Seed of the draw (the same seed, prompt and options draw the same tokens); null: a random seed.</summary>
     public ulong? Seed { get; init; }
     /// <summary>OpenAI presence_penalty: subtracted once from each token seen in the repetition window (0: off).</summary>
     public float PresencePenalty { get; init; }
@@ -21,6 +28,7 @@ public sealed record SamplingOptions
     /// <summary>OpenAI logit_bias: added to the logit of each listed token id (-100 bans it in practice).</summary>
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
 
+    /// <summary>Always the most likely token (temperature 0, no nucleus).</summary>
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0, TopP = 1 };
 
     /// <summary>Checks ranges; the message names the option.</summary>

@@ -10,7 +10,7 @@ namespace DeepSeekCpu.Generation;
 /// output of plain decoding. V3 trained one MTP module, which guesses one token ahead; k > 1 chains it on its own
 /// output (as vLLM does), with lower acceptance for the later guesses.
 /// </summary>
-public sealed partial class Speculator
+internal sealed partial class Speculator
 {
     private readonly Mtp? _mtp;
 

@@ -21,7 +21,7 @@ namespace DeepSeekCpu.Generation;
 /// The draft keeps its own cache of the target's tokens; each round it is cut back to what it shares with the
 /// target's and fed the difference, so rejected guesses, slot reuse and a failed pass need no other bookkeeping.
 /// </summary>
-public sealed partial class Speculator : IDisposable
+internal sealed partial class Speculator : IDisposable
 {
     private readonly ILanguageModel? _draft;     // null: the target's own MTP layer drafts (Speculator.Mtp.cs)
     private readonly int _vocab;                 // tokens both tokenizers define: guesses are chosen among these

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace DeepSeekCpu.Generation;
 
 /// <summary>A generated token's log-probability and the most likely alternatives at its step (OpenAI logprobs).</summary>
-public sealed record TokenLogprob(int Id, float Logprob, IReadOnlyList<TopLogprob> Top)
+internal sealed record TokenLogprob(int Id, float Logprob, IReadOnlyList<TopLogprob> Top)
 {
     /// <summary>
     /// Log-softmax of <paramref name="logits"/> at <paramref name="id"/>, and the <paramref name="top"/> largest: the
@@ -33,4 +33,4 @@ public sealed record TokenLogprob(int Id, float Logprob, IReadOnlyList<TopLogpro
 }
 
 /// <summary>One alternative token and its log-probability.</summary>
-public readonly record struct TopLogprob(int Id, float Logprob);
+internal readonly record struct TopLogprob(int Id, float Logprob);

@@ -1,11 +1,18 @@
 using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models;
 
-/// <summary>A loaded model graph (Llama/Qwen2 or DeepSeek MLA+MoE) over its weights.</summary>
+/// <summary>
+/// A loaded model graph (Llama/Qwen2 or DeepSeek MLA+MoE) over its weights: <see cref="Info"/> describes it,
+/// <see cref="NewSession"/> starts a sequence that computes logits. Implemented by the engine's graphs (and the
+/// TorchSharp backend); its configuration and weights are internal to the engine.
+/// </summary>
 public interface ILanguageModel : IDisposable
 {
-    ModelConfig Config { get; }
-    ModelWeights Weights { get; }
+    internal ModelConfig Config { get; }
+    internal ModelWeights Weights { get; }
+
+    /// <summary>The model's shape, limits and memory (computed on each call).</summary>
+    ModelInfo Info => ModelInfo.Of(this);
 
     /// <summary>
     /// A new sequence with its own KV cache of up to <paramref name="contextLength"/> tokens, capped at the model's
@@ -14,13 +21,13 @@ public interface ILanguageModel : IDisposable
     IModelSession NewSession(int contextLength);
 
     /// <summary>KV cache bytes per token (all layers), as the cache stores them.</summary>
-    long KvBytesPerToken { get; }
+    internal long KvBytesPerToken { get; }
 
     /// <summary>
     /// Bytes of weights one decoded token reads (every matrix it multiplies by, with MoE only the chosen experts and
     /// the shared ones): the numerator of the decode roofline, tokens/s ≤ bandwidth / this.
     /// </summary>
-    long WeightBytesPerToken { get; }
+    internal long WeightBytesPerToken { get; }
 
     /// <summary>
     /// One decoding step for several sequences: row i feeds <paramref name="tokens"/>[i] to <paramref name="sessions"/>[i]
@@ -53,6 +60,7 @@ public interface IModelSession : IDisposable
 {
     /// <summary>Tokens already in the cache (the position of the next token).</summary>
     int Position { get; }
+    /// <summary>Most tokens this sequence can hold: what <see cref="ILanguageModel.NewSession"/> was asked for, capped at the model's maximum.</summary>
     int ContextLength { get; }
 
     /// <summary>

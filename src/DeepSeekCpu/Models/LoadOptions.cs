@@ -10,6 +10,7 @@ namespace DeepSeekCpu.Models;
 /// </summary>
 public sealed record LoadOptions
 {
+    /// <summary>Memory-mapped weights, one thread per physical core, an f16 KV cache, repacked quantized matrices.</summary>
     public static LoadOptions Default { get; } = new();
 
     /// <summary>How the files are brought into memory: mapped (default) or read into private memory (--no-mmap).</summary>
@@ -26,7 +27,7 @@ public sealed record LoadOptions
     public KvCacheType CacheType { get; init; } = KvCacheType.F16;
 
     /// <summary>Conversion of matrices at load (e.g. --quant q8_0: quantize float weights); null keeps them as stored.</summary>
-    public Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }
+    internal Func<WeightMatrix, WeightMatrix>? MatrixTransform { get; init; }
 
     /// <summary>
     /// Whether quantized matrices get a copy re-laid-out for the decode kernels at load (--repack on|off; Q4_0 and Q8_0:
@@ -39,5 +40,5 @@ public sealed record LoadOptions
     /// Builds the model graph instead of the managed engine (the TorchSharp backend, DeepSeekCpu.Torch): it receives the
     /// configuration and weights the engine's readers opened; null: the managed graph.
     /// </summary>
-    public Func<ModelConfig, ModelWeights, ILanguageModel>? Graph { get; init; }
+    internal Func<ModelConfig, ModelWeights, ILanguageModel>? Graph { get; init; }
 }

@@ -8,7 +8,7 @@ namespace DeepSeekCpu.Models;
 /// The model graphs this engine knows. DeepSeekV32 is V3 plus DeepSeek Sparse Attention (config "deepseek_v32": a
 /// lightning indexer per layer); DeepSeekV4 ("deepseek_v4", <see cref="ModelConfig.V4"/>) has its own graph (Models/DeepSeek/V4).
 /// </summary>
-public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3, DeepSeekV32, DeepSeekV4 }
+internal enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3, DeepSeekV32, DeepSeekV4 }
 
 /// <summary>
 /// Rope scaling (HF config "rope_scaling"). Type "llama3" (Llama 3.1: factor, low/high_freq_factor,
@@ -18,7 +18,7 @@ public enum Architecture { Llama, Qwen2, DeepSeekV2, DeepSeekV3, Qwen3, DeepSeek
 /// "attention_factor" (HF transformers _compute_yarn_parameters), the cos/sin multiplier that replaces the mscale
 /// formula when given. Qwen3 configs' "attn_factor" is NOT it: transformers and llama.cpp ignore that key (DEEPSEEK.md).
 /// </summary>
-public sealed record RopeScaling(
+internal sealed record RopeScaling(
     string Type,
     double Factor,
     int OriginalMaxPositionEmbeddings,
@@ -35,7 +35,7 @@ public sealed record RopeScaling(
 /// Everything about a model's shape that changes the computation, from HF config.json, GGUF metadata or a
 /// llama2.c header. Field names follow HF config.json; grouped as DeepSeek's ModelArgs groups them.
 /// </summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     public required Architecture Architecture { get; init; }
     public string ModelType { get; init; } = "";

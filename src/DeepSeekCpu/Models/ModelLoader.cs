@@ -7,7 +7,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Models;
 
 /// <summary>Which container a model came from.</summary>
-public enum ModelFormat { HuggingFace, Gguf, Llama2c }
+internal enum ModelFormat { HuggingFace, Gguf, Llama2c }
 
 /// <summary>
 /// Opens a model from a Hugging Face folder (config.json + safetensors), a .gguf file or a llama2.c .bin, and builds

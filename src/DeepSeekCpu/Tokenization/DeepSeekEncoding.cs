@@ -13,7 +13,7 @@ namespace DeepSeekCpu.Tokenization;
 /// (tests/fixtures/chat-templates/reference-dsv32.jsonl, reference-dsv4.jsonl, reference-tools-dsv32.jsonl,
 /// reference-tools-dsv4.jsonl).
 /// </summary>
-public sealed class DeepSeekEncoding : IChatTemplate
+internal sealed class DeepSeekEncoding : IChatTemplate
 {
     public enum Version { V32, V4 }
 

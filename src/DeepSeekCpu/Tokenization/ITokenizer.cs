@@ -48,30 +48,36 @@ public interface ITokenizer
     int? TokenToId(string token);
 
     /// <summary>The chat template the model ships with, or null for plain-completion models.</summary>
-    IChatTemplate? ChatTemplate { get; }
+    internal IChatTemplate? ChatTemplate { get; }
+
+    /// <summary>True when the model ships a chat template this engine renders (<see cref="Generation.ChatEngine.RenderChat(IReadOnlyList{ChatMessage}, out bool, CancellationToken)"/>
+    /// then writes the conversation in it); false for plain-completion models, whose chats go as plain text.</summary>
+    bool HasChatTemplate => ChatTemplate != null;
 }
 
-/// <summary>A role/content message for chat rendering.</summary>
+/// <summary>A message of a conversation, rendered by the model's chat template.</summary>
+/// <param name="Role">Who speaks: "system", "user", "assistant" or "tool".</param>
+/// <param name="Content">What is said.</param>
 public sealed record ChatMessage(string Role, string Content)
 {
     /// <summary>An assistant turn's tool calls (OpenAI <c>tool_calls</c>); null when it made none. With calls, an empty
     /// <see cref="Content"/> stands for the JSON null the clients send.</summary>
-    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+    internal IReadOnlyList<ToolCall>? ToolCalls { get; init; }
 
     /// <summary>An assistant turn's reasoning (OpenAI-style <c>reasoning_content</c>), for the encodings that write it back
     /// (V3.2 and V4 in thinking mode); null when not given. The Jinja templates read only <see cref="Content"/>.</summary>
     public string? Reasoning { get; init; }
 
     /// <summary>A tool result's <c>tool_call_id</c>: V4 orders results by their calls' order.</summary>
-    public string? ToolCallId { get; init; }
+    internal string? ToolCallId { get; init; }
 
     /// <summary>Tools offered in a system message, for the encodings that render them themselves (V3.2, V4: DeepSeek's
     /// encoders read <c>tools</c> from the system message); see <see cref="ToolPrompt.Apply"/>.</summary>
-    public IReadOnlyList<ToolDefinition>? Tools { get; init; }
+    internal IReadOnlyList<ToolDefinition>? Tools { get; init; }
 }
 
 /// <summary>Renders a conversation to prompt text.</summary>
-public interface IChatTemplate
+internal interface IChatTemplate
 {
     /// <summary>Renders the conversation; with <paramref name="addGenerationPrompt"/> it ends where the assistant starts.</summary>
     string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);

@@ -3,7 +3,7 @@ using System.Text;
 namespace DeepSeekCpu.Tokenization;
 
 /// <summary>How a DeepSeek template lays out turns (each recognised from the template text, <see cref="R1ChatTemplate.FromJinja"/>).</summary>
-public enum DeepSeekChatStyle
+internal enum DeepSeekChatStyle
 {
     /// <summary>V3 and R1 (2024-12 / 2025-01): "&lt;｜User｜&gt;{user}" then "&lt;｜Assistant｜&gt;{answer}&lt;｜end▁of▁sentence｜&gt;".</summary>
     Classic,

@@ -12,7 +12,7 @@ namespace DeepSeekCpu.Tokenization;
 /// white space is accepted here. A call that breaks the markup (an unknown tool, a duplicate parameter, a string
 /// attribute other than true/false, a value that is not JSON) ends the block: it and what follows are text.
 /// </summary>
-public sealed partial class ToolCallParser
+internal sealed partial class ToolCallParser
 {
     private int _prefix;   // length of the block's opening (white space before it and its tag) at the start of _buf
 

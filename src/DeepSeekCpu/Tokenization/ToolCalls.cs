@@ -4,17 +4,17 @@ using System.Text.Json;
 namespace DeepSeekCpu.Tokenization;
 
 /// <summary>A function call the model made (OpenAI <c>tool_calls[i]</c>): its id, the function's name and its arguments as JSON text.</summary>
-public sealed record ToolCall(string Id, string Name, string Arguments)
+internal sealed record ToolCall(string Id, string Name, string Arguments)
 {
     /// <summary>An id in OpenAI's shape ("call_" and 24 hex digits).</summary>
     public static string NewId() => "call_" + Guid.NewGuid().ToString("N")[..24];
 }
 
 /// <summary>A function the model may call (OpenAI <c>tools[i].function</c>): name, description, JSON schema of its parameters.</summary>
-public sealed record ToolDefinition(string Name, string? Description, string ParametersJson);
+internal sealed record ToolDefinition(string Name, string? Description, string ParametersJson);
 
 /// <summary>How a template writes a call inside "&lt;｜tool▁calls▁begin｜&gt;…&lt;｜tool▁calls▁end｜&gt;".</summary>
-public enum ToolCallFormat
+internal enum ToolCallFormat
 {
     /// <summary>R1, V3, V3-0324, R1-0528: "&lt;｜tool▁call▁begin｜&gt;function&lt;｜tool▁sep｜&gt;NAME\n```json\n{args}\n```&lt;｜tool▁call▁end｜&gt;".</summary>
     FencedJson,
@@ -27,10 +27,10 @@ public enum ToolCallFormat
 }
 
 /// <summary>OpenAI <c>tool_choice</c>: auto, none, required, or one named function.</summary>
-public enum ToolChoiceMode { Auto, None, Required, Function }
+internal enum ToolChoiceMode { Auto, None, Required, Function }
 
 /// <summary>The tools of a request and how they may be used (OpenAI <c>tools</c>, <c>tool_choice</c>, <c>parallel_tool_calls</c>).</summary>
-public sealed record ToolOptions(IReadOnlyList<ToolDefinition> Tools, ToolChoiceMode Choice = ToolChoiceMode.Auto, string? Function = null,
+internal sealed record ToolOptions(IReadOnlyList<ToolDefinition> Tools, ToolChoiceMode Choice = ToolChoiceMode.Auto, string? Function = null,
     bool ParallelCalls = true)
 {
     /// <summary>True when the model is offered the tools (not "none", and there are some).</summary>
@@ -100,7 +100,7 @@ internal static class ToolPrompt
 
 /// <summary>What a streamed call is made of (<see cref="ToolCallFragment"/>): its start, a piece of its arguments, or the
 /// news that it turned out malformed after it started.</summary>
-public enum ToolCallFragmentKind { Start, Arguments, Abandoned }
+internal enum ToolCallFragmentKind { Start, Arguments, Abandoned }
 
 /// <summary>
 /// A call as it is generated, for front ends that stream calls as OpenAI does: a <see cref="ToolCallFragmentKind.Start"/>
@@ -108,10 +108,10 @@ public enum ToolCallFragmentKind { Start, Arguments, Abandoned }
 /// arguments. A call that breaks after it started gets <see cref="ToolCallFragmentKind.Abandoned"/> and its text comes as
 /// text after it; a call that ends well is also reported whole (<see cref="ToolCallEvent.Call"/>, same id).
 /// </summary>
-public readonly record struct ToolCallFragment(int Index, string Id, string Name, string Arguments, ToolCallFragmentKind Kind);
+internal readonly record struct ToolCallFragment(int Index, string Id, string Name, string Arguments, ToolCallFragmentKind Kind);
 
 /// <summary>What <see cref="ToolCallParser"/> makes of the answer: text, a whole call, or a piece of a call being read.</summary>
-public readonly record struct ToolCallEvent(string? Text, ToolCall? Call, ToolCallFragment? Fragment = null);
+internal readonly record struct ToolCallEvent(string? Text, ToolCall? Call, ToolCallFragment? Fragment = null);
 
 /// <summary>
 /// Reads tool calls out of a streamed answer. Text outside the call block ("&lt;｜tool▁calls▁begin｜&gt;…&lt;｜tool▁calls▁end｜&gt;",
@@ -122,7 +122,7 @@ public readonly record struct ToolCallEvent(string? Text, ToolCall? Call, ToolCa
 /// (no name, arguments that are not a JSON object, a name that is not one of the tools) and an unfinished block at the
 /// end come out as text, never as an error.
 /// </summary>
-public sealed partial class ToolCallParser(ToolCallFormat format, IReadOnlyCollection<string>? names = null)
+internal sealed partial class ToolCallParser(ToolCallFormat format, IReadOnlyCollection<string>? names = null)
 {
     private readonly StringBuilder _buf = new();
     private bool _inside;

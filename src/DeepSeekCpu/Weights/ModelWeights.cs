@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Weights;
 /// All tensors of a model by their Hugging Face name, whatever file format they came from (GGUF and llama2.c
 /// readers rename into HF names through a name map), as views over memory-mapped files. Owns the mappings.
 /// </summary>
-public sealed partial class ModelWeights : IDisposable
+internal sealed partial class ModelWeights : IDisposable
 {
     private readonly Dictionary<string, TensorView> _tensors;
     private readonly Dictionary<string, long> _matrixBytes = new(); // what the graph multiplies by, after MatrixTransform

@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Weights;
 /// Shape is outermost first, as PyTorch and safetensors write it (a linear weight is [out, in]);
 /// GGUF's ne[] is innermost first and readers reverse it.
 /// </summary>
-public readonly unsafe struct TensorView
+internal readonly unsafe struct TensorView
 {
     public string Name { get; }
     public DType Type { get; }

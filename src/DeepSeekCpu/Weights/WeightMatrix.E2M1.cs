@@ -7,7 +7,7 @@ namespace DeepSeekCpu.Weights;
 // (bit 3 the sign; value table 0, .5, 1, 1.5, 2, 3, 4, 6) and the same E8M0 byte per 32; its grid is the doubled
 // values with the halved scale 2^(e − 128), which is the identical product. Only the nibble order differs (MXFP4:
 // element j low, j + 16 high in byte j of a block), so the conversion is exact and the kernels never expand FP4.
-public sealed unsafe partial class WeightMatrix
+internal sealed unsafe partial class WeightMatrix
 {
     /// <summary>
     /// An MXFP4 copy (owned native memory, 4.25 bits per weight) of a V4 FP4 weight: <paramref name="codes"/> I8 [out, in/2]

@@ -5,7 +5,7 @@ namespace DeepSeekCpu.Weights;
 /// each row <see cref="RowBytes"/> bytes of <see cref="Type"/> blocks, pointing into the memory map (never copied).
 /// FP8 weights carry DeepSeek's block scales: the real value of (r, c) is fp8(r, c) * <see cref="BlockScales"/>[r/128, c/128].
 /// </summary>
-public sealed unsafe partial class WeightMatrix : IDisposable
+internal sealed unsafe partial class WeightMatrix : IDisposable
 {
     public const int Fp8BlockSize = 128; // DeepSeek-V3 weight_block_size [128, 128]
 

@@ -4,6 +4,7 @@ using DeepSeekCpu.Kernels;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek;
 using DeepSeekCpu.Tests.Models;
+using static DeepSeekCpu.Tests.DeepSeek.FixtureComparison;
 using static DeepSeekCpu.Tests.Models.Engine;
 using Xunit;
 
@@ -37,38 +38,12 @@ public class DeepSeekV32FixtureTests
             ReadRows(Path.Combine(dir, "logits_greedy_f32.bin"), greedy.Length), root.GetProperty("next_token_after_greedy").GetInt32(), selected);
     }
 
-    internal static float[][] ReadRows(string path, int rows)
-    {
-        var bytes = File.ReadAllBytes(path);
-        var all = new float[bytes.Length / 4];
-        Buffer.BlockCopy(bytes, 0, all, 0, bytes.Length);
-        int vocab = all.Length / rows;
-        Assert.Equal(rows * vocab, all.Length);
-        return Enumerable.Range(0, rows).Select(i => all.AsSpan(i * vocab, vocab).ToArray()).ToArray();
-    }
-
     internal static DeepSeekModel Open(MlaMode mode = MlaMode.Auto)
     {
         var m = Assert.IsType<DeepSeekModel>(ModelLoader.Load(FixtureDir, TestPaths.F32Cache));
         m.MlaMode = mode;
         return m;
     }
-
-    private static void AssertRowsMatch(string what, float[][] got, float[][] expected, int firstRow = 0)
-    {
-        double worst = 0;
-        for (int i = 0; i < got.Length; i++)
-        {
-            double d = MaxAbsDiff(got[i], expected[firstRow + i]);
-            worst = Math.Max(worst, d);
-            Assert.True(d <= 1e-4, $"{what} row {firstRow + i}: max abs diff {d}");
-            Assert.Equal(TensorPrimitives.IndexOfMax(expected[firstRow + i]), TensorPrimitives.IndexOfMax(got[i]));
-        }
-        TestContext.Current.TestOutputHelper?.WriteLine($"{what}: {got.Length} rows, max abs diff {worst:E2}");
-    }
-
-    private static float[][] Split(float[] all, int vocab) =>
-        Enumerable.Range(0, all.Length / vocab).Select(i => all.AsSpan(i * vocab, vocab).ToArray()).ToArray();
 
     [Fact]
     public void ConfigReadsTheIndexer()
@@ -80,12 +55,12 @@ public class DeepSeekV32FixtureTests
     }
 
     [Theory]
-    [InlineData(MlaMode.Auto)]
-    [InlineData(MlaMode.Naive)]   // DSA layers attend over the latent cache whatever the mode says
-    public void StepwiseMatchesReference(MlaMode mode)
+    [InlineData(nameof(MlaMode.Auto))]
+    [InlineData(nameof(MlaMode.Naive))]   // DSA layers attend over the latent cache whatever the mode says
+    public void StepwiseMatchesReference(string mode)   // MlaMode is internal: a public test names it by name
     {
         var r = LoadReference();
-        using var m = Open(mode);
+        using var m = Open(Enum.Parse<MlaMode>(mode));
         AssertRowsMatch($"stepwise {mode}", Split(Stepwise(m, r.PromptIds), m.Config.VocabSize), r.Rows);
     }
 
@@ -123,21 +98,7 @@ public class DeepSeekV32FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        using var s = m.NewSession(96);
-        var logits = new float[m.Config.VocabSize];
-        s.Forward(r.PromptIds, logits);
-        var got = new List<int>();
-        var rows = new List<float[]>();
-        for (int i = 0; i < r.Greedy.Length; i++)
-        {
-            int next = TensorPrimitives.IndexOfMax(logits);
-            got.Add(next);
-            s.Forward([next], logits);
-            rows.Add(logits.ToArray());
-        }
-        Assert.Equal(r.Greedy, got);
-        Assert.Equal(r.NextAfterGreedy, TensorPrimitives.IndexOfMax(logits));
-        AssertRowsMatch("greedy", [.. rows], r.GreedyRows);
+        AssertGreedyContinuation(m, 96, r.PromptIds, r.Greedy, r.GreedyRows, r.NextAfterGreedy);
     }
 
     /// <summary>
@@ -151,14 +112,8 @@ public class DeepSeekV32FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        var tokens = r.PromptIds.Concat(r.Greedy).ToArray();
-        var seen = new Dictionary<(int, int), int[]>();
-        m.SelectionObserver = (layer, pos, selected) => seen[(layer, pos)] = selected.ToArray();
-        if (prefill) Prefill(m, tokens); else Stepwise(m, tokens);
-        for (int layer = 0; layer < r.Selected.Length; layer++)
-            for (int pos = 0; pos < tokens.Length; pos++)
-                Assert.True(r.Selected[layer][pos].SequenceEqual(seen[(layer, pos)]),
-                    $"layer {layer} position {pos}: selected [{string.Join(",", seen[(layer, pos)])}], reference [{string.Join(",", r.Selected[layer][pos])}]");
+        AssertSelectionsMatch(m, o => m.SelectionObserver = o, [.. r.PromptIds, .. r.Greedy], prefill,
+            r.Selected.Select((perPosition, layer) => KeyValuePair.Create(layer, perPosition)));
     }
 
     /// <summary>
@@ -170,26 +125,7 @@ public class DeepSeekV32FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        int vocab = m.Config.VocabSize;
-        int[] start = [3, 15, 30, 44];
-        var sessions = start.Select(k =>
-        {
-            var s = m.NewSession(64);
-            s.Forward(r.PromptIds.AsSpan(0, k), new float[vocab]);
-            return s;
-        }).ToList();
-        var logits = new float[sessions.Count * vocab];
-        for (int step = 0; step < 3; step++)
-        {
-            m.DecodeBatch(sessions, start.Select(k => r.PromptIds[k + step]).ToArray(), logits);
-            for (int i = 0; i < sessions.Count; i++)
-            {
-                int pos = start[i] + step;
-                double d = MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
-                Assert.True(d <= 1e-4, $"session {i} position {pos}: max abs diff {d}");
-            }
-        }
-        foreach (var s in sessions) s.Dispose();
+        AssertDecodeBatchMatches(m, r.PromptIds, r.Rows, start: [3, 15, 30, 44], steps: 3, contextLength: 64, tolerance: 1e-4);
     }
 
     [Fact]

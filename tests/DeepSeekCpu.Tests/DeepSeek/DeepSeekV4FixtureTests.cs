@@ -3,6 +3,7 @@ using System.Text.Json;
 using DeepSeekCpu.Models;
 using DeepSeekCpu.Models.DeepSeek.V4;
 using DeepSeekCpu.Tests.Models;
+using static DeepSeekCpu.Tests.DeepSeek.FixtureComparison;
 using static DeepSeekCpu.Tests.Models.Engine;
 using Xunit;
 
@@ -33,28 +34,12 @@ public class DeepSeekV4FixtureTests
         var greedy = Ints(root.GetProperty("greedy_continuation_24"));
         var selected = root.GetProperty("indexer").GetProperty("selected_compressed_entries").EnumerateObject()
             .ToDictionary(p => int.Parse(p.Name), p => p.Value.EnumerateArray().Select(Ints).ToArray());
-        return new Reference(prompt, DeepSeekV32FixtureTests.ReadRows(Path.Combine(dir, "logits_stepwise_f32.bin"), prompt.Length), greedy,
-            DeepSeekV32FixtureTests.ReadRows(Path.Combine(dir, "logits_greedy_f32.bin"), greedy.Length),
+        return new Reference(prompt, ReadRows(Path.Combine(dir, "logits_stepwise_f32.bin"), prompt.Length), greedy,
+            ReadRows(Path.Combine(dir, "logits_greedy_f32.bin"), greedy.Length),
             root.GetProperty("next_token_after_greedy").GetInt32(), selected);
     }
 
     internal static DeepSeekV4Model Open() => Assert.IsType<DeepSeekV4Model>(ModelLoader.Load(FixtureDir, TestPaths.F32Cache));
-
-    internal static void AssertRowsMatch(string what, float[][] got, float[][] expected, int firstRow = 0, double tolerance = 1e-4)
-    {
-        double worst = 0;
-        for (int i = 0; i < got.Length; i++)
-        {
-            double d = MaxAbsDiff(got[i], expected[firstRow + i]);
-            worst = Math.Max(worst, d);
-            Assert.True(d <= tolerance, $"{what} row {firstRow + i}: max abs diff {d}");
-            Assert.Equal(TensorPrimitives.IndexOfMax(expected[firstRow + i]), TensorPrimitives.IndexOfMax(got[i]));
-        }
-        TestContext.Current.TestOutputHelper?.WriteLine($"{what}: {got.Length} rows, max abs diff {worst:E2}");
-    }
-
-    internal static float[][] Split(float[] all, int vocab) =>
-        Enumerable.Range(0, all.Length / vocab).Select(i => all.AsSpan(i * vocab, vocab).ToArray()).ToArray();
 
     [Fact]
     public void StepwiseMatchesReference()
@@ -88,21 +73,7 @@ public class DeepSeekV4FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        using var s = m.NewSession(128);
-        var logits = new float[m.Config.VocabSize];
-        s.Forward(r.PromptIds, logits);
-        var got = new List<int>();
-        var rows = new List<float[]>();
-        for (int i = 0; i < r.Greedy.Length; i++)
-        {
-            int next = TensorPrimitives.IndexOfMax(logits);
-            got.Add(next);
-            s.Forward([next], logits);
-            rows.Add(logits.ToArray());
-        }
-        Assert.Equal(r.Greedy, got);
-        Assert.Equal(r.NextAfterGreedy, TensorPrimitives.IndexOfMax(logits));
-        AssertRowsMatch("greedy", [.. rows], r.GreedyRows);
+        AssertGreedyContinuation(m, 128, r.PromptIds, r.Greedy, r.GreedyRows, r.NextAfterGreedy);
     }
 
     /// <summary>
@@ -116,15 +87,8 @@ public class DeepSeekV4FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        var tokens = r.PromptIds.Concat(r.Greedy).ToArray();
-        var seen = new Dictionary<(int, int), int[]>();
-        m.SelectionObserver = (layer, pos, selected) => seen[(layer, pos)] = selected.ToArray();
-        if (prefill) Prefill(m, tokens); else Stepwise(m, tokens);
         Assert.Equal([0, 3], r.Selected.Keys.Order());
-        foreach (var (layer, perPosition) in r.Selected)
-            for (int pos = 0; pos < tokens.Length; pos++)
-                Assert.True(perPosition[pos].SequenceEqual(seen[(layer, pos)]),
-                    $"layer {layer} position {pos}: selected [{string.Join(",", seen[(layer, pos)])}], reference [{string.Join(",", perPosition[pos])}]");
+        AssertSelectionsMatch(m, o => m.SelectionObserver = o, [.. r.PromptIds, .. r.Greedy], prefill, r.Selected);
     }
 
     /// <summary>
@@ -136,26 +100,7 @@ public class DeepSeekV4FixtureTests
     {
         var r = LoadReference();
         using var m = Open();
-        int vocab = m.Config.VocabSize;
-        int[] start = [2, 7, 30, 61];
-        var sessions = start.Select(k =>
-        {
-            var s = m.NewSession(96);
-            s.Forward(r.PromptIds.AsSpan(0, k), new float[vocab]);
-            return s;
-        }).ToList();
-        var logits = new float[sessions.Count * vocab];
-        for (int step = 0; step < 6; step++)
-        {
-            m.DecodeBatch(sessions, start.Select(k => r.PromptIds[k + step]).ToArray(), logits);
-            for (int i = 0; i < sessions.Count; i++)
-            {
-                int pos = start[i] + step;
-                double d = MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
-                Assert.True(d <= 1e-4, $"session {i} position {pos}: max abs diff {d}");
-            }
-        }
-        foreach (var s in sessions) s.Dispose();
+        AssertDecodeBatchMatches(m, r.PromptIds, r.Rows, start: [2, 7, 30, 61], steps: 6, contextLength: 96, tolerance: 1e-4);
     }
 
     /// <summary>After Truncate (a reused prefix) the window and compressor states are rebuilt: the next rows match the reference.</summary>

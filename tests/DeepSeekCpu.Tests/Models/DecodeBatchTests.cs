@@ -47,27 +47,8 @@ public class DecodeBatchTests
     {
         var r = DeepSeek.DeepSeekFixtureTests.LoadReference();
         using var m = DeepSeek.DeepSeekFixtureTests.Load(DeepSeek.DeepSeekFixtureTests.FixtureDir);
-        int vocab = m.Config.VocabSize, n = r.PromptIds.Length;
-        int[] start = [1, n / 2, n - 3];
-        var sessions = start.Select(k =>
-        {
-            var s = m.NewSession(64);
-            s.Forward(r.PromptIds.AsSpan(0, k), new float[vocab]);
-            return s;
-        }).ToList();
-        var logits = new float[sessions.Count * vocab];
-        for (int step = 0; step < 3; step++)
-        {
-            m.DecodeBatch(sessions, start.Select(k => r.PromptIds[k + step]).ToArray(), logits);
-            for (int i = 0; i < sessions.Count; i++)
-            {
-                int pos = start[i] + step;
-                Assert.Equal(pos + 1, sessions[i].Position);
-                double diff = Engine.MaxAbsDiff(logits.AsSpan(i * vocab, vocab), r.Rows[pos]);
-                Assert.True(diff <= 1e-3f, $"session {i} position {pos}: max |diff| {diff}");
-            }
-        }
-        foreach (var s in sessions) s.Dispose();
+        int n = r.PromptIds.Length;
+        DeepSeek.FixtureComparison.AssertDecodeBatchMatches(m, r.PromptIds, r.Rows, start: [1, n / 2, n - 3], steps: 3, contextLength: 64, tolerance: 1e-3f);
     }
 
     [Fact]

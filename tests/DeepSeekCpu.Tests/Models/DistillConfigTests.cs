@@ -9,21 +9,22 @@ namespace DeepSeekCpu.Tests.Models;
 /// </summary>
 public class DistillConfigTests
 {
-    public static TheoryData<string, Architecture, int, int, int, int, int, int, double> Distills => new()
+    public static TheoryData<string, string, int, int, int, int, int, int, double> Distills => new()
     {
-        // name, arch, layers, hidden, heads, kv heads, ffn, vocab, theta
-        { "DeepSeek-R1-Distill-Qwen-1.5B", Architecture.Qwen2, 28, 1536, 12, 2, 8960, 151936, 1e4 },
-        { "DeepSeek-R1-Distill-Qwen-7B", Architecture.Qwen2, 28, 3584, 28, 4, 18944, 152064, 1e4 },
-        { "DeepSeek-R1-Distill-Qwen-14B", Architecture.Qwen2, 48, 5120, 40, 8, 13824, 152064, 1e6 },
-        { "DeepSeek-R1-Distill-Qwen-32B", Architecture.Qwen2, 64, 5120, 40, 8, 27648, 152064, 1e6 },
-        { "DeepSeek-R1-Distill-Llama-8B", Architecture.Llama, 32, 4096, 32, 8, 14336, 128256, 5e5 },
-        { "DeepSeek-R1-Distill-Llama-70B", Architecture.Llama, 80, 8192, 64, 8, 28672, 128256, 5e5 },
+        // name, arch (by name: Architecture is internal, the test public), layers, hidden, heads, kv heads, ffn, vocab, theta
+        { "DeepSeek-R1-Distill-Qwen-1.5B", nameof(Architecture.Qwen2), 28, 1536, 12, 2, 8960, 151936, 1e4 },
+        { "DeepSeek-R1-Distill-Qwen-7B", nameof(Architecture.Qwen2), 28, 3584, 28, 4, 18944, 152064, 1e4 },
+        { "DeepSeek-R1-Distill-Qwen-14B", nameof(Architecture.Qwen2), 48, 5120, 40, 8, 13824, 152064, 1e6 },
+        { "DeepSeek-R1-Distill-Qwen-32B", nameof(Architecture.Qwen2), 64, 5120, 40, 8, 27648, 152064, 1e6 },
+        { "DeepSeek-R1-Distill-Llama-8B", nameof(Architecture.Llama), 32, 4096, 32, 8, 14336, 128256, 5e5 },
+        { "DeepSeek-R1-Distill-Llama-70B", nameof(Architecture.Llama), 80, 8192, 64, 8, 28672, 128256, 5e5 },
     };
 
     [Theory]
     [MemberData(nameof(Distills))]
-    public void Distill_config_parses_with_the_published_dims(string name, Architecture arch, int layers, int hidden, int heads, int kv, int ffn, int vocab, double theta)
+    public void Distill_config_parses_with_the_published_dims(string name, string archName, int layers, int hidden, int heads, int kv, int ffn, int vocab, double theta)
     {
+        var arch = Enum.Parse<Architecture>(archName);
         var c = ModelConfig.FromHfJson(TestPaths.Fixture("distill-configs", name + ".config.json"));
         Assert.Equal(arch, c.Architecture);
         Assert.Equal((layers, hidden, heads, kv, ffn, vocab), (c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKvHeads, c.IntermediateSize, c.VocabSize));
@@ -50,7 +51,7 @@ public class DistillConfigTests
 
     [Theory]
     [MemberData(nameof(Distills))]
-    public void Distill_rope_table_builds_with_the_right_frequencies(string name, Architecture arch, int layers, int hidden, int heads, int kv, int ffn, int vocab, double theta)
+    public void Distill_rope_table_builds_with_the_right_frequencies(string name, string arch, int layers, int hidden, int heads, int kv, int ffn, int vocab, double theta)
     {
         _ = (layers, hidden, heads, kv, ffn, vocab);
         var c = ModelConfig.FromHfJson(TestPaths.Fixture("distill-configs", name + ".config.json"));
@@ -59,7 +60,7 @@ public class DistillConfigTests
         Assert.Equal(1f, t.AttentionScaleFactor);
         for (int i = 0; i < 64; i++)
         {
-            double f = ExpectedInvFreq(i, 128, theta, arch == Architecture.Llama);
+            double f = ExpectedInvFreq(i, 128, theta, arch == nameof(Architecture.Llama));
             Assert.Equal(Math.Cos(f), t.Cos(1)[i], 1e-6);
             Assert.Equal(Math.Sin(15 * f), t.Sin(15)[i], 2e-6);
         }

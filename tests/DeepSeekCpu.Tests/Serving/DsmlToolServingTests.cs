@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using DeepSeekCpu.Extensions.AI;
 using DeepSeekCpu.Generation;
-using DeepSeekCpu.Server;
 using DeepSeekCpu.Tests.Tokenization;
 using DeepSeekCpu.Tokenization;
 using Microsoft.Extensions.AI;
@@ -42,23 +41,11 @@ public class DsmlToolServingTests
     private static (PromptScriptedModel Model, ChatEngine Engine, ITokenizer Tok) Engine(DeepSeekEncoding.Version version, params string[] outputs)
     {
         var tok = new EncodingTokenizer(LaterChatTemplateTests.V31Tokenizer, new DeepSeekEncoding(version));
-        var model = new PromptScriptedModel(tok.VocabSize, [.. outputs.Select(o => (int[])[.. tok.Encode(o), tok.EosId!.Value])]);
-        return (model, new ChatEngine(model, tok), tok);
+        var (model, engine) = TestServer.Scripted(tok, outputs);
+        return (model, engine, tok);
     }
 
-    private static async Task<(HttpStatusCode, JsonElement, string)> Post(ChatEngine engine, string json)
-    {
-        var app = OpenAiServer.Build(engine, "v32", "http://127.0.0.1:0");
-        await app.StartAsync();
-        try
-        {
-            using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-            using var res = await http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
-            string text = await res.Content.ReadAsStringAsync();
-            return (res.StatusCode, text.StartsWith('{') ? JsonDocument.Parse(text).RootElement.Clone() : default, text);
-        }
-        finally { await app.StopAsync(); await app.DisposeAsync(); }
-    }
+    private static Task<(HttpStatusCode, JsonElement, string)> Post(ChatEngine engine, string json) => TestServer.Post(engine, "v32", json);
 
     /// <summary>The choices of a streamed response's chunks.</summary>
     internal static List<JsonElement> Chunks(string sse) =>
@@ -98,10 +85,11 @@ public class DsmlToolServingTests
     }
 
     [Theory]
-    [InlineData(DeepSeekEncoding.Version.V32, "function_calls")]
-    [InlineData(DeepSeekEncoding.Version.V4, "tool_calls")]
-    public async Task Server_returns_dsml_calls_with_the_text_before_them(DeepSeekEncoding.Version version, string block)
+    [InlineData(nameof(DeepSeekEncoding.Version.V32), "function_calls")]
+    [InlineData(nameof(DeepSeekEncoding.Version.V4), "tool_calls")]
+    public async Task Server_returns_dsml_calls_with_the_text_before_them(string versionName, string block)
     {
+        var version = Enum.Parse<DeepSeekEncoding.Version>(versionName);   // by name: the type is internal, the test public
         var (model, engine, tok) = Engine(version, "Checking." + Block(block, Invoke("Paris"), Invoke("Rome")));
         using var _ = engine;
         var (status, body, _) = await Post(engine, $$"""{"messages":[{"role":"user","content":"Paris and Rome?"}],"tools":{{Tools}}}""");
@@ -178,11 +166,7 @@ public class DsmlToolServingTests
     {
         var (model, engine, tok) = Engine(DeepSeekEncoding.Version.V4, Block("tool_calls", Invoke("Paris")), "It is 18 degrees in Paris.");
         using var _ = engine;
-        var asked = new List<string>();
-        var weather = AIFunctionFactory.Create((string city) => { asked.Add(city); return city == "Paris" ? "18 degrees" : "unknown"; },
-            "get_weather", "Weather of a city.");
-        IChatClient client = new ChatClientBuilder(new DeepSeekChatClient(engine, "v4")).UseFunctionInvocation().Build();
-        var response = await client.GetResponseAsync("Weather in Paris?", new ChatOptions { Tools = [weather] });
+        var (asked, response) = await TestServer.AskWeather(engine, "v4");
 
         Assert.Equal(["Paris"], asked);
         Assert.Equal("It is 18 degrees in Paris.", response.Text);

@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using DeepSeekCpu.Extensions.AI;
 using DeepSeekCpu.Generation;
-using DeepSeekCpu.Server;
 using Json.Schema;
 using Microsoft.Extensions.AI;
 using Xunit;
@@ -19,15 +18,9 @@ public class OpenAiFieldTests
 {
     private static async Task<(HttpStatusCode, JsonElement)> Post(ChatEngine engine, string path, string json)
     {
-        var app = OpenAiServer.Build(engine, "m", "http://127.0.0.1:0");
-        await app.StartAsync();
-        try
-        {
-            using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-            using var res = await http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"));
-            return (res.StatusCode, JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement.Clone());
-        }
-        finally { await app.StopAsync(); await app.DisposeAsync(); }
+        var (status, body, text) = await TestServer.Post(engine, "m", json, path);
+        Assert.True(body.ValueKind == JsonValueKind.Object, $"not a JSON object: {text}");
+        return (status, body);
     }
 
     [Fact]

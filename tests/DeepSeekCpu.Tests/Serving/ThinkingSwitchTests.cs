@@ -1,9 +1,7 @@
 using System.Net;
-using System.Text;
 using System.Text.Json;
 using DeepSeekCpu.Extensions.AI;
 using DeepSeekCpu.Generation;
-using DeepSeekCpu.Server;
 using DeepSeekCpu.Tests.Tokenization;
 using Microsoft.Extensions.AI;
 using Xunit;
@@ -89,13 +87,9 @@ public class ThinkingSwitchTests
     {
         var (model, tok) = Scripted(R + "</think>" + A);
         using var engine = new ChatEngine(model, tok);
-        await using var app = OpenAiServer.Build(engine, "v31", "http://127.0.0.1:0");
-        await app.StartAsync();
-        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-        using var res = await http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
-        var body = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement.Clone();
-        await app.StopAsync();
-        return (res.StatusCode, body);
+        var (status, body, text) = await TestServer.Post(engine, "v31", json);
+        Assert.True(body.ValueKind == JsonValueKind.Object, $"not a JSON object: {text}");
+        return (status, body);
     }
 
     [Theory]

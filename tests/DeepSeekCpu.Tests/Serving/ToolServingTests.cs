@@ -1,9 +1,7 @@
 using System.Net;
-using System.Text;
 using System.Text.Json;
 using DeepSeekCpu.Extensions.AI;
 using DeepSeekCpu.Generation;
-using DeepSeekCpu.Server;
 using DeepSeekCpu.Tests.Tokenization;
 using DeepSeekCpu.Tokenization;
 using Microsoft.Extensions.AI;
@@ -23,26 +21,10 @@ public class ToolServingTests
     private const string End = "<｜tool▁calls▁end｜>";
     private const string Tools = """[{"type":"function","function":{"name":"get_weather","description":"Weather of a city.","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]""";
 
-    private static (PromptScriptedModel Model, ChatEngine Engine) Engine(params string[] outputs)
-    {
-        var tok = TokenizerFixtures.Json(TokenizerFixtures.V3);
-        var model = new PromptScriptedModel(tok.VocabSize, [.. outputs.Select(o => (int[])[.. tok.Encode(o), tok.EosId!.Value])]);
-        return (model, new ChatEngine(model, tok));
-    }
+    private static (PromptScriptedModel Model, ChatEngine Engine) Engine(params string[] outputs) =>
+        TestServer.Scripted(TokenizerFixtures.Json(TokenizerFixtures.V3), outputs);
 
-    private static async Task<(HttpStatusCode, JsonElement, string)> Post(ChatEngine engine, string json)
-    {
-        var app = OpenAiServer.Build(engine, "v3", "http://127.0.0.1:0");
-        await app.StartAsync();
-        try
-        {
-            using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
-            using var res = await http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
-            string text = await res.Content.ReadAsStringAsync();
-            return (res.StatusCode, text.StartsWith('{') ? JsonDocument.Parse(text).RootElement.Clone() : default, text);
-        }
-        finally { await app.StopAsync(); await app.DisposeAsync(); }
-    }
+    private static Task<(HttpStatusCode, JsonElement, string)> Post(ChatEngine engine, string json) => TestServer.Post(engine, "v3", json);
 
     [Fact]
     public async Task Server_returns_parallel_tool_calls_with_the_text_before_them()
@@ -136,11 +118,7 @@ public class ToolServingTests
     {
         var (model, engine) = Engine(CallParis + End, "It is 18 degrees in Paris.");
         using var _ = engine;
-        var asked = new List<string>();
-        var weather = AIFunctionFactory.Create((string city) => { asked.Add(city); return city == "Paris" ? "18 degrees" : "unknown"; },
-            "get_weather", "Weather of a city.");
-        IChatClient client = new ChatClientBuilder(new DeepSeekChatClient(engine, "v3")).UseFunctionInvocation().Build();
-        var response = await client.GetResponseAsync("Weather in Paris?", new ChatOptions { Tools = [weather] });
+        var (asked, response) = await TestServer.AskWeather(engine, "v3");
 
         Assert.Equal(["Paris"], asked);
         Assert.Equal("It is 18 degrees in Paris.", response.Text);

@@ -16,10 +16,11 @@ public class DeepSeekEncodingTests
     private static string Dir => Path.Combine(AppContext.BaseDirectory, "fixtures", "chat-templates");
 
     [Theory]
-    [InlineData("dsv32", DeepSeekEncoding.Version.V32, 40)]
-    [InlineData("dsv4", DeepSeekEncoding.Version.V4, 120)]
-    public void Renders_as_deepseeks_encoder(string name, DeepSeekEncoding.Version version, int count)
+    [InlineData("dsv32", nameof(DeepSeekEncoding.Version.V32), 40)]
+    [InlineData("dsv4", nameof(DeepSeekEncoding.Version.V4), 120)]
+    public void Renders_as_deepseeks_encoder(string name, string versionName, int count)
     {
+        var version = Enum.Parse<DeepSeekEncoding.Version>(versionName);   // by name: the type is internal, the test public
         int seen = 0;
         foreach (string line in File.ReadLines(Path.Combine(Dir, $"reference-{name}.jsonl")))
         {
@@ -54,10 +55,11 @@ public class DeepSeekEncodingTests
     }
 
     [Theory]
-    [InlineData("DeepseekV32ForCausalLM", DeepSeekEncoding.Version.V32)]
-    [InlineData("DeepseekV4ForCausalLM", DeepSeekEncoding.Version.V4)]
-    public void A_model_folder_without_a_template_gets_the_encoding_its_architecture_names(string architecture, DeepSeekEncoding.Version version)
+    [InlineData("DeepseekV32ForCausalLM", nameof(DeepSeekEncoding.Version.V32))]
+    [InlineData("DeepseekV4ForCausalLM", nameof(DeepSeekEncoding.Version.V4))]
+    public void A_model_folder_without_a_template_gets_the_encoding_its_architecture_names(string architecture, string versionName)
     {
+        var version = Enum.Parse<DeepSeekEncoding.Version>(versionName);   // by name: the type is internal, the test public
         using var tmp = TestPaths.NewTempDir();
         string src = TokenizerFixtures.TokenizerDir(TokenizerFixtures.V3);
         File.Copy(Path.Combine(src, "tokenizer.json"), tmp.File("tokenizer.json"));

@@ -38,10 +38,12 @@ public class DsmlToolCallTests
     }
 
     [Theory]
-    [InlineData("dsv32", DeepSeekEncoding.Version.V32, ToolCallFormat.DsmlFunctionCalls)]
-    [InlineData("dsv4", DeepSeekEncoding.Version.V4, ToolCallFormat.DsmlToolCalls)]
-    public void Tools_calls_results_and_reasoning_render_as_deepseeks_encoder(string name, DeepSeekEncoding.Version version, ToolCallFormat format)
+    [InlineData("dsv32", nameof(DeepSeekEncoding.Version.V32), nameof(ToolCallFormat.DsmlFunctionCalls))]
+    [InlineData("dsv4", nameof(DeepSeekEncoding.Version.V4), nameof(ToolCallFormat.DsmlToolCalls))]
+    public void Tools_calls_results_and_reasoning_render_as_deepseeks_encoder(string name, string versionName, string formatName)
     {
+        var version = Enum.Parse<DeepSeekEncoding.Version>(versionName);   // by name: the type is internal, the test public
+        var format = Enum.Parse<ToolCallFormat>(formatName);   // by name: the type is internal, the test public
         int seen = 0, refused = 0;
         foreach (string line in File.ReadLines(Path.Combine(Dir, $"reference-tools-{name}.jsonl")))
         {
@@ -61,10 +63,12 @@ public class DsmlToolCallTests
     }
 
     [Theory]
-    [InlineData(DeepSeekEncoding.Version.V32, ToolCallFormat.DsmlFunctionCalls)]
-    [InlineData(DeepSeekEncoding.Version.V4, ToolCallFormat.DsmlToolCalls)]
-    public void Tools_offered_without_a_system_message_render_as_an_empty_system_message_with_them(DeepSeekEncoding.Version version, ToolCallFormat format)
+    [InlineData(nameof(DeepSeekEncoding.Version.V32), nameof(ToolCallFormat.DsmlFunctionCalls))]
+    [InlineData(nameof(DeepSeekEncoding.Version.V4), nameof(ToolCallFormat.DsmlToolCalls))]
+    public void Tools_offered_without_a_system_message_render_as_an_empty_system_message_with_them(string versionName, string formatName)
     {
+        var version = Enum.Parse<DeepSeekEncoding.Version>(versionName);   // by name: the type is internal, the test public
+        var format = Enum.Parse<ToolCallFormat>(formatName);   // by name: the type is internal, the test public
         // the second reference conversation: [system "" with tools, user]; ToolPrompt.Apply makes it from the user turn
         string line = File.ReadLines(Path.Combine(Dir, $"reference-tools-{(version == DeepSeekEncoding.Version.V32 ? "dsv32" : "dsv4")}.jsonl")).Skip(4).First();
         var r = JsonDocument.Parse(line).RootElement;
@@ -102,10 +106,11 @@ public class DsmlToolCallTests
     }
 
     [Theory]
-    [InlineData("dsv32", ToolCallFormat.DsmlFunctionCalls)]
-    [InlineData("dsv4", ToolCallFormat.DsmlToolCalls)]
-    public void Model_outputs_are_read_as_deepseeks_decoder_reads_them(string name, ToolCallFormat format)
+    [InlineData("dsv32", nameof(ToolCallFormat.DsmlFunctionCalls))]
+    [InlineData("dsv4", nameof(ToolCallFormat.DsmlToolCalls))]
+    public void Model_outputs_are_read_as_deepseeks_decoder_reads_them(string name, string formatName)
     {
+        var format = Enum.Parse<ToolCallFormat>(formatName);   // by name: the type is internal, the test public
         const string Eos = "<｜end▁of▁sentence｜>";
         int rows = 0;
         foreach (string line in File.ReadLines(Path.Combine(Dir, $"parse-{name}.jsonl")))
@@ -239,9 +244,9 @@ public class DsmlEncodingSelectionTests
     }
 
     [Theory]
-    [InlineData("DeepseekV32ForCausalLM", ToolCallFormat.DsmlFunctionCalls)]
-    [InlineData("DeepseekV4ForCausalLM", ToolCallFormat.DsmlToolCalls)]
-    [InlineData("deepseek32", ToolCallFormat.DsmlFunctionCalls)]
-    public void Each_architecture_names_its_call_format(string architecture, ToolCallFormat format) =>
-        Assert.Equal(format, DeepSeekEncoding.ForArchitecture(architecture)!.ToolCallFormat);
+    [InlineData("DeepseekV32ForCausalLM", nameof(ToolCallFormat.DsmlFunctionCalls))]
+    [InlineData("DeepseekV4ForCausalLM", nameof(ToolCallFormat.DsmlToolCalls))]
+    [InlineData("deepseek32", nameof(ToolCallFormat.DsmlFunctionCalls))]
+    public void Each_architecture_names_its_call_format(string architecture, string formatName) =>   // by name: the type is internal
+        Assert.Equal(Enum.Parse<ToolCallFormat>(formatName), DeepSeekEncoding.ForArchitecture(architecture)!.ToolCallFormat);
 }

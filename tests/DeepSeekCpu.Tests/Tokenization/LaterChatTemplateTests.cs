@@ -64,11 +64,12 @@ public class LaterChatTemplateTests
     }
 
     [Theory]
-    [InlineData("v3-0324", DeepSeekChatStyle.AssistantAfterUser, false)]
-    [InlineData("r1-0528", DeepSeekChatStyle.AssistantAfterUser, true)]
-    [InlineData("v3.1", DeepSeekChatStyle.ThinkingSwitch, true)]
-    public void Renders_hugging_face_references_token_for_token(string name, DeepSeekChatStyle style, bool strips)
+    [InlineData("v3-0324", nameof(DeepSeekChatStyle.AssistantAfterUser), false)]
+    [InlineData("r1-0528", nameof(DeepSeekChatStyle.AssistantAfterUser), true)]
+    [InlineData("v3.1", nameof(DeepSeekChatStyle.ThinkingSwitch), true)]
+    public void Renders_hugging_face_references_token_for_token(string name, string styleName, bool strips)
     {
+        var style = Enum.Parse<DeepSeekChatStyle>(styleName);   // by name: the type is internal, the test public
         var t = R1ChatTemplate.FromJinja(Jinja(name), Bos);
         Assert.NotNull(t);
         Assert.Equal(style, t.Style);

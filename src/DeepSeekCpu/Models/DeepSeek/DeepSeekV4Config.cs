@@ -18,7 +18,7 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// <param name="NumHashLayers">The first num_hash_layers MoE layers route by a token-id table (tid2eid) [n_hash_layers].</param>
 /// <param name="SwigluLimit">SwiGLU clamp: up to ±limit, gate to ≤ limit.</param>
 /// <param name="ExpertDtype">Routed experts' storage ("fp4": packed e2m1 with E8M0 scales per 32 inputs).</param>
-public sealed record DeepSeekV4Config(int[] CompressRatios, double CompressRopeTheta, int SlidingWindow, int OGroups,
+internal sealed record DeepSeekV4Config(int[] CompressRatios, double CompressRopeTheta, int SlidingWindow, int OGroups,
     int OLoraRank, int HcMult, int HcSinkhornIters, double HcEps, int NumHashLayers, double SwigluLimit, string? ExpertDtype)
 {
     /// <summary>Reads and checks the V4 fields of a config.json (one line naming the field on bad input).</summary>

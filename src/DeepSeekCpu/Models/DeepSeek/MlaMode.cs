@@ -1,7 +1,7 @@
 namespace DeepSeekCpu.Models.DeepSeek;
 
 /// <summary>How MLA computes attention: over the latent cache (absorbed) or with keys/values expanded per head.</summary>
-public enum MlaMode
+internal enum MlaMode
 {
     /// <summary>Absorbed for decoding; naive for prompt chunks whose queries are most of the keys (cheaper there).</summary>
     Auto,
