@@ -189,8 +189,8 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
         if (!first)
         {
-            Load4(c, ldc, out f0a, out f1a, out f2a, out f3a);
-            if (two) Load4(cb, ldc, out f0b, out f1b, out f2b, out f3b);
+            (f0a, f1a, f2a, f3a) = (RowOf(c, ldc, 0), RowOf(c, ldc, 1), RowOf(c, ldc, 2), RowOf(c, ldc, 3));
+            if (two) (f0b, f1b, f2b, f3b) = (RowOf(cb, ldc, 0), RowOf(cb, ldc, 1), RowOf(cb, ldc, 2), RowOf(cb, ldc, 3));
         }
         for (int b = 0; b < nBlocks; b++)
         {
@@ -224,23 +224,17 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
                 f3b = TOps.Scale(f3b, a3b, wd[3 * Slice + b], db);
             }
         }
-        Store4(c, ldc, f0a, f1a, f2a, f3a);
-        if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
+        for (int i = 0; i < (two ? 2 : 1); i++)   // each panel's 4 rows
+        {
+            float* ci = c + i * panel;
+            Unsafe.WriteUnaligned(ci, i == 0 ? f0a : f0b); Unsafe.WriteUnaligned(ci + ldc, i == 0 ? f1a : f1b);
+            Unsafe.WriteUnaligned(ci + 2 * ldc, i == 0 ? f2a : f2b); Unsafe.WriteUnaligned(ci + 3 * ldc, i == 0 ? f3a : f3b);
+        }
     }
 
+    /// <summary>Row <paramref name="row"/> of C (row stride ldc), one panel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Load4(float* c, int ldc, out TF f0, out TF f1, out TF f2, out TF f3)
-    {
-        f0 = Unsafe.ReadUnaligned<TF>(c); f1 = Unsafe.ReadUnaligned<TF>(c + ldc);
-        f2 = Unsafe.ReadUnaligned<TF>(c + 2 * ldc); f3 = Unsafe.ReadUnaligned<TF>(c + 3 * ldc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store4(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
-    {
-        Unsafe.WriteUnaligned(c, f0); Unsafe.WriteUnaligned(c + ldc, f1);
-        Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
-    }
+    private static TF RowOf(float* c, int ldc, int row) => Unsafe.ReadUnaligned<TF>(c + row * ldc);
 }
 
 /// <summary>The Q8_0 GEMM on each instruction set, as <see cref="MatMul.Plan"/> names it.</summary>
