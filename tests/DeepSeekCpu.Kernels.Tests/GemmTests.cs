@@ -146,6 +146,9 @@ public unsafe class GemmTests
         if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run));
         if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run));
         if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run));
+        // Q8_0's own GEMM (signed weights read in the interleaved layout, one vpdpbusd / sdot per 4 bytes)
+        if (t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
+        if (t == DType.Q8_0 && KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
         // n = 37 once more from the interleaved copy of the decode kernels, which the tiles read where it exists
         foreach (int n in Interleave.Supports(t) ? new[] { 1, 13, 37, -37 } : [1, 13, 37])
         {

@@ -24,6 +24,9 @@ internal static unsafe class MatMul
         if (path == KernelPath.Scalar) return MatMulKernel.Gemv;
         var (gemm, from) = path switch
         {
+            // Q8_0: one vpdpbusd / sdot per 4 weight bytes (GemmQ8), before the nibble-plane split of GemmInt8Avx512
+            KernelPath.Avx512 or KernelPath.Avx2Vnni when t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported => (MatMulKernel.GemmQ8Vnni, path == KernelPath.Avx512 ? 10 : 6),
+            KernelPath.NeonDp when t == DType.Q8_0 => (MatMulKernel.GemmQ8Neon, 8),
             KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t is DType.Q6_K or DType.Q5_K ? 16 : 10),
             // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
             KernelPath.Avx2 or KernelPath.Avx2Vnni when X86.GemmInt8Avx2.Supports(t) => (MatMulKernel.GemmInt8Avx2, 6),
@@ -54,6 +57,8 @@ internal static unsafe class MatMul
                 case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n); break;
                 case MatMulKernel.GemmInt8Avx2: GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, n); break;
                 case MatMulKernel.GemmInt8Neon: GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, n); break;
+                case MatMulKernel.GemmQ8Vnni: GemmQ8.Vnni(w, px, py, n); break;
+                case MatMulKernel.GemmQ8Neon: GemmQ8.Neon(w, px, py, n); break;
                 default: Gemm.Run(w, px, py, n, path); break;
             }
         }
@@ -103,6 +108,10 @@ internal enum MatMulKernel
     GemmInt8Avx2,
     /// <summary>Tiled int8 GEMM with the Arm64 DotProd micro-kernel.</summary>
     GemmInt8Neon,
+    /// <summary>Tiled Q8_0 GEMM with AVX-VNNI (<see cref="Kernels.GemmQ8"/>).</summary>
+    GemmQ8Vnni,
+    /// <summary>Tiled Q8_0 GEMM with Arm64 DotProd.</summary>
+    GemmQ8Neon,
 }
 
 internal static class MatMulKernelExtensions

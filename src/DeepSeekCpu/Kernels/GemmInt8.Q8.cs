@@ -1,0 +1,250 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using DeepSeekCpu.Kernels.Repack;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>
+/// The instructions of the Q8_0 micro-kernel (<see cref="GemmQ8{TOps, TX, TAcc, TF}"/>) on one instruction set: TX
+/// holds 4 bytes of each of <see cref="Panel"/> tokens, TAcc their int32 sums, TF one float32 per token. Implemented
+/// by X86/GemmQ8Vnni (vpdpbusd) and Arm/GemmQ8Neon (sdot).
+/// </summary>
+internal unsafe interface IQ8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+{
+    /// <summary>Tokens per packed panel (one register of int32 lanes).</summary>
+    static abstract int Panel { get; }
+    /// <summary>Tokens per micro-kernel call: one or two panels.</summary>
+    static abstract int TokenStep { get; }
+    /// <summary>
+    /// Whether the product multiplies unsigned activations by signed weights (x86's vpdpbusd: the activations are
+    /// stored + 128, and each block's integer sum starts at −128·Σq_w to take the excess back), or signed by signed
+    /// (Arm's sdot, sums start at 0).
+    /// </summary>
+    static abstract bool UnsignedActs { get; }
+    /// <summary>An integer sum's start value in every lane.</summary>
+    static abstract TAcc Start(int bias);
+    /// <summary>4 signed weight bytes in every 32-bit lane.</summary>
+    static abstract TX Broadcast(sbyte* w);
+    /// <summary>acc += the 4 products w·x per token in int32 (exact: at most 32 · 255 · 128 per block).</summary>
+    static abstract TAcc Dot(TAcc acc, TX w, TX x);
+    /// <summary>f + float(acc)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
+    static abstract TF Scale(TF f, TAcc acc, float dw, TF dx);
+}
+
+/// <summary>
+/// Integer matrix-matrix product (prompt processing) of Q8_0 weights (ggml block_q8_0: w = d·q, q signed bytes) with
+/// activations quantized to Q8_0 (<see cref="ActQ8.QuantizeQ8_0"/>), one int8 multiply-add instruction per 4 weight
+/// bytes and token lane: vpdpbusd (AVX-VNNI) on x86, sdot on Arm64. The weights' signed bytes are read where they lie,
+/// from the decode kernels' interleaved copy (<see cref="Interleave"/>: per block column of 16 rows, 64-byte chunks
+/// holding 4 bytes of every row) when the matrix has one, else from a tile the stored rows are spread into in that same
+/// layout. Per 64 rows × 256 columns only d_w and the integer sums' start values are prepared (<see cref="Q8Tile.Unpack"/>).
+/// <para>
+/// vpdpbusd multiplies unsigned by signed bytes, so on x86 the activations are stored + 128 (xor 0x80 of the packed
+/// panels): Σ (q_x + 128)·q_w = Σ q_x·q_w + 128·Σ q_w, so each row's sum per block starts at −128·Σ q_w (exact in int32).
+/// The same idea as ik_llama.cpp's Q8_0_R8 GEMM over rows interleaved by its run-time repack; the code and the layout
+/// are this project's.
+/// </para>
+/// C[4 rows, TokenStep tokens] (+)= Σ_blocks d_x·d_w·Σ q_w·q_x, integer sums per 32-element block.
+/// </summary>
+internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
+    where TOps : IQ8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+{
+    private const int RowBlock = TiledGemm<Q8Tile>.RowBlock, KBlock = Int8Tiles.KBlock, Slice = Int8Tiles.BlocksPerSlice;
+    private const int Lanes = Interleave.Rows;
+    /// <summary>Interleaved Q8_0 block column of 16 rows: 16 halves d, then 8 chunks of 64 bytes.</summary>
+    private const int ColumnBytes = 32 + Lanes * 32;
+    /// <summary>Tile layout: a header (the weights' base pointer and group stride), d_w (float) and the sums' start values (int) [64 rows][8 blocks], quants of stored rows.</summary>
+    private const int ScalesAt = 64, QuantsAt = ScalesAt + 2 * RowBlock * Slice * sizeof(float);
+
+    [ThreadStatic] private static FlipJob? _flip;
+
+    public static void Run(WeightMatrix w, float* x, float* y, int n)
+    {
+        if (w.Type != DType.Q8_0) throw new ArgumentException($"{w.Name}: the Q8_0 GEMM got {w.Type}");
+        int step = TOps.TokenStep, nPad = (n + step - 1) / step * step;
+        var acts = Int8Panels.Pack(x, n, w.Cols, TOps.Panel, nPad / TOps.Panel, halfSums: false);
+        if (TOps.UnsignedActs)
+        {
+            var flip = _flip ??= new FlipJob();
+            flip.Q = (byte*)acts.Q;
+            flip.Bytes = (long)nPad * w.Cols;
+            WorkerPool.Shared.Run(flip, (int)((flip.Bytes + FlipJob.Chunk - 1) / FlipJob.Chunk), grain: 1);
+        }
+        TiledGemm<Q8Tile>.Run(w, new Q8Tile(acts), y, n, nPad);
+    }
+
+    /// <summary>q_x + 128 for every packed activation byte (xor 0x80), in chunks of 64 KiB over the worker pool.</summary>
+    private sealed class FlipJob : IRangeJob
+    {
+        public const int Chunk = 1 << 16;
+        public byte* Q;
+        public long Bytes;
+
+        public void Run(int start, int end)
+        {
+            var top = Vector128.Create((byte)0x80);
+            for (int c = start; c < end; c++)
+            {
+                byte* p = Q + (long)c * Chunk;
+                long len = Math.Min(Chunk, Bytes - (long)c * Chunk);   // a multiple of 32 (whole blocks)
+                for (long i = 0; i < len; i += 16) (Vector128.Load(p + i) ^ top).Store(p + i);
+            }
+        }
+    }
+
+    internal readonly struct Q8Tile(Int8Acts x) : ITileKernel
+    {
+        private readonly Int8Acts X = x;
+
+        public static int RowStep => 4;
+        public static int TokenStep => TOps.TokenStep;
+        public static long TileBytes(DType t) => QuantsAt + (long)RowBlock / Lanes * Slice * ColumnBytes;
+
+        /// <summary>
+        /// Where rows [r0, r0 + nrPad) × blocks [k0/32, k0/32 + len/32) lie (the interleaved copy, or the stored rows
+        /// spread into the tile in its layout), their d_w = d and their integer sums' start values −128·Σ q (x86) or 0 (Arm).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
+        {
+            int nb = len / 32, b0 = k0 / 32, groups = (nrPad + Lanes - 1) / Lanes;
+            byte* quants;
+            long stride;
+            if (w.Interleaved != null)
+            {
+                stride = Interleave.GroupBytes(DType.Q8_0, w.Cols);
+                quants = w.Interleaved + r0 / Lanes * stride + (long)b0 * ColumnBytes;
+            }
+            else
+            {
+                stride = Slice * ColumnBytes;
+                quants = tile + QuantsAt;
+                new Span<byte>(quants, (int)(groups * stride)).Clear();   // rows past nr: d = 0, q = 0
+                for (int r = 0; r < nr; r++)
+                {
+                    var blocks = (BlockQ8_0*)w.Row(r0 + r) + b0;
+                    for (int b = 0; b < nb; b++)
+                    {
+                        byte* col = quants + r / Lanes * stride + b * ColumnBytes;
+                        ((Half*)col)[r % Lanes] = blocks[b].D;
+                        for (int j = 0; j < 8; j++) *(int*)(col + 32 + 64 * j + 4 * (r % Lanes)) = ((int*)blocks[b].Qs)[j];
+                    }
+                }
+            }
+            *(byte**)tile = quants;
+            *(long*)(tile + 8) = stride;
+            float* wd = (float*)(tile + ScalesAt);
+            int* bias = (int*)(wd + RowBlock * Slice);
+            for (int g = 0; g < groups; g++)
+            for (int b = 0; b < nb; b++)
+            {
+                byte* col = quants + g * stride + b * ColumnBytes;
+                for (int quarter = 0; quarter < 4; quarter++)   // lanes 4·quarter .. +3: one int32 lane per row
+                {
+                    var sum = Vector128<int>.Zero;
+                    for (int j = 0; j < 8; j++)
+                    {
+                        var v = Vector128.Load((int*)(col + 32 + 64 * j + 16 * quarter));
+                        sum += Vector128.ShiftRightArithmetic(v << 24, 24) + Vector128.ShiftRightArithmetic(v << 16, 24)
+                             + Vector128.ShiftRightArithmetic(v << 8, 24) + Vector128.ShiftRightArithmetic(v, 24);
+                    }
+                    for (int i = 0; i < 4; i++)
+                    {
+                        int lane = 4 * quarter + i, r = g * Lanes + lane;
+                        if (r >= nrPad) break;
+                        float d = HalfBits.ToFloat(((Half*)col)[lane]);
+                        wd[r * Slice + b] = d;
+                        bias[r * Slice + b] = TOps.UnsignedActs ? -128 * sum[i] : 0;
+                    }
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        {
+            int panel = TOps.Panel, nb = X.Blocks;
+            sbyte* wq = (sbyte*)(*(byte**)tile + r / Lanes * *(long*)(tile + 8) + 32 + 4 * (r % Lanes));   // rows r..r+3, chunk 0
+            float* wd = (float*)(tile + ScalesAt) + r * Slice;
+            long pb = (long)(t0 / panel) * nb + k0 / 32;   // (panel, block) index
+            Micro4(wq, wd, (int*)(wd + RowBlock * Slice), len / 32, X.Q + pb * 32 * panel, X.D + pb * panel, (long)nb * panel, c, ldc, first);
+        }
+    }
+
+    /// <summary>
+    /// C[4 rows, TokenStep tokens] (+)= the rows at <paramref name="wq"/> (4-byte lanes of consecutive rows in the
+    /// interleaved layout: block b, chunk g at + ColumnBytes·b + 64·g) × one or two panels of activations (the second
+    /// <paramref name="panelStride"/> blocks·Panel on; quants at 32× that). Per block and 4 k, each panel's bytes are
+    /// loaded once and each row's 4 weight bytes broadcast against them; the int32 sums are scaled once per block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro4(sbyte* wq, float* wd, int* bias, int nBlocks, sbyte* xa, float* dxa, long panelStride, float* c, int ldc, bool first)
+    {
+        int panel = TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
+        sbyte* xb = xa + 32 * panelStride;
+        float* dxb = dxa + panelStride, cb = c + panel;
+        TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
+        if (!first)
+        {
+            (f0a, f1a, f2a, f3a) = (RowOf(c, ldc, 0), RowOf(c, ldc, 1), RowOf(c, ldc, 2), RowOf(c, ldc, 3));
+            if (two) (f0b, f1b, f2b, f3b) = (RowOf(cb, ldc, 0), RowOf(cb, ldc, 1), RowOf(cb, ldc, 2), RowOf(cb, ldc, 3));
+        }
+        for (int b = 0; b < nBlocks; b++)
+        {
+            TAcc a0a = TOps.Start(bias[b]), a1a = TOps.Start(bias[Slice + b]), a2a = TOps.Start(bias[2 * Slice + b]), a3a = TOps.Start(bias[3 * Slice + b]);
+            TAcc a0b = a0a, a1b = a1a, a2b = a2a, a3b = a3a;
+            sbyte* w0 = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
+            for (int g = 0; g < 8; g++)
+            {
+                var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
+                var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
+                var v = TOps.Broadcast(w0 + 64 * g);
+                a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
+                v = TOps.Broadcast(w0 + 64 * g + 4);
+                a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
+                v = TOps.Broadcast(w0 + 64 * g + 8);
+                a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
+                v = TOps.Broadcast(w0 + 64 * g + 12);
+                a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
+            }
+            var da = Unsafe.ReadUnaligned<TF>(dxa + panel * b);
+            f0a = TOps.Scale(f0a, a0a, wd[b], da);
+            f1a = TOps.Scale(f1a, a1a, wd[Slice + b], da);
+            f2a = TOps.Scale(f2a, a2a, wd[2 * Slice + b], da);
+            f3a = TOps.Scale(f3a, a3a, wd[3 * Slice + b], da);
+            if (two)
+            {
+                var db = Unsafe.ReadUnaligned<TF>(dxb + panel * b);
+                f0b = TOps.Scale(f0b, a0b, wd[b], db);
+                f1b = TOps.Scale(f1b, a1b, wd[Slice + b], db);
+                f2b = TOps.Scale(f2b, a2b, wd[2 * Slice + b], db);
+                f3b = TOps.Scale(f3b, a3b, wd[3 * Slice + b], db);
+            }
+        }
+        for (int i = 0; i < (two ? 2 : 1); i++)   // each panel's 4 rows
+        {
+            float* ci = c + i * panel;
+            Unsafe.WriteUnaligned(ci, i == 0 ? f0a : f0b); Unsafe.WriteUnaligned(ci + ldc, i == 0 ? f1a : f1b);
+            Unsafe.WriteUnaligned(ci + 2 * ldc, i == 0 ? f2a : f2b); Unsafe.WriteUnaligned(ci + 3 * ldc, i == 0 ? f3a : f3b);
+        }
+    }
+
+    /// <summary>Row <paramref name="row"/> of C (row stride ldc), one panel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TF RowOf(float* c, int ldc, int row) => Unsafe.ReadUnaligned<TF>(c + row * ldc);
+}
+
+/// <summary>The Q8_0 GEMM on each instruction set, as <see cref="MatMul.Plan"/> names it.</summary>
+internal static unsafe class GemmQ8
+{
+    /// <summary>x86 with AVX-VNNI (vpdpbusd at 256 bits; also on AVX-512 machines).</summary>
+    public static void Vnni(WeightMatrix w, float* x, float* y, int n) =>
+        GemmQ8<X86.GemmQ8Vnni, Vector256<sbyte>, Vector256<int>, Vector256<float>>.Run(w, x, y, n);
+
+    /// <summary>Arm64 with DotProd (sdot).</summary>
+    public static void Neon(WeightMatrix w, float* x, float* y, int n) =>
+        GemmQ8<Arm.GemmQ8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run(w, x, y, n);
+}

@@ -1,0 +1,28 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace DeepSeekCpu.Kernels.X86;
+
+/// <summary>
+/// AVX-VNNI operators of the Q8_0 GEMM (<see cref="GemmQ8{TOps, TX, TAcc, TF}"/>): 8-token panels (one 256-bit
+/// register of int32 lanes); per 4 k one vpdpbusd per row and panel multiplies the activations + 128 (unsigned) by the
+/// row's 4 signed weight bytes broadcast to every lane and adds the 4 products into int32, where the nibble-plane split
+/// of <see cref="GemmInt8Avx512"/> needs two vpmaddubsw and two int16 adds per 16 tokens. .NET 10 exposes VNNI only at
+/// 256 bits (no Avx512Vnni class); where AVX-512 is present its 32 registers hold two panels per call (4 rows × 16
+/// tokens: 8 int32 and 8 float accumulators), AVX2's 16 registers one panel.
+/// </summary>
+internal readonly unsafe struct GemmQ8Vnni : IQ8Ops<Vector256<sbyte>, Vector256<int>, Vector256<float>>
+{
+    public static int Panel => 8;
+    public static int TokenStep => Avx512F.VL.IsSupported ? 16 : 8;
+    public static bool UnsignedActs => true;
+
+    public static Vector256<int> Start(int bias) => Vector256.Create(bias);
+    public static Vector256<sbyte> Broadcast(sbyte* w) => Vector256.Create(*(int*)w).AsSByte();
+    public static Vector256<int> Dot(Vector256<int> acc, Vector256<sbyte> w, Vector256<sbyte> x) => AvxVnni.MultiplyWideningAndAdd(acc, x.AsByte(), w);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Scale(Vector256<float> f, Vector256<int> acc, float dw, Vector256<float> dx) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(acc), dx * Vector256.Create(dw), f);
+}
