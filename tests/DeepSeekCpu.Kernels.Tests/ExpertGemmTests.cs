@@ -8,8 +8,8 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// The MoE prefill's fused gate/up GEMM (<see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>): on every path this machine
 /// runs, each MLP's hidden rows equal, bit for bit, its two plain products over its gathered rows
 /// (<see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/>) followed by
-/// <see cref="Ops.SwiGlu"/>, and stay within quantization error of silu(x·W1ᵀ)·(x·W3ᵀ) in double over the
-/// dequantized weights. The batch mixes experts that take the fused int8 GEMM (many rows), experts that stay on the
+/// <see cref="Ops.SwiGlu"/>, and stay within the activations' quantization error of silu(x·W1ᵀ)·(x·W3ᵀ) in double
+/// over the dequantized weights. The batch mixes experts that take the fused int8 GEMM (many rows), experts that stay on the
 /// matrix-vector kernels (few rows), an expert nobody chose and a "shared expert" over every row.
 /// </summary>
 public class ExpertGemmTests
@@ -80,7 +80,10 @@ public class ExpertGemmTests
                         worst = Math.Max(worst, Math.Abs(expect - hs[e][i]));
                     }
                     double rms = Math.Sqrt(sq / (m * inter));
-                    Assert.True(worst <= 0.05 * rms, $"{t} {path} expert {e}: largest error {worst} against the double reference (rms {rms})");
+                    // activations are quantized to 8 bits (one scale per 32, or per 256 for the K-quants, outliers
+                    // included), so single values move by up to about a fifth of the rms; a wrong row, expert or
+                    // missing silu moves them by the whole rms
+                    Assert.True(worst <= 0.3 * rms, $"{t} {path} expert {e}: largest error {worst} against the double reference (rms {rms})");
                 }
             }
         }

@@ -255,16 +255,18 @@ internal static unsafe class ExpertGemm
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void WriteBack(float* g, float* u, int pad, int nr, int m, float* h, int ldh)
         {
-            Span<float> ut = stackalloc float[RowBlock], sig = stackalloc float[RowBlock];
-            var us = ut[..nr]; var s = sig[..nr];
+            // The sigmoid always runs over the whole 64 (zeros past nr): TensorPrimitives takes another, scalar, exp for
+            // spans shorter than a vector, which rounds differently from the vector one the unfused path uses.
+            Span<float> gt = stackalloc float[RowBlock], ut = stackalloc float[RowBlock], sig = stackalloc float[RowBlock];
+            gt.Clear();
+            var gs = gt[..nr]; var us = ut[..nr]; var s = sig[..nr];
             for (int t = 0; t < m; t++)
             {
-                float* dst = h + (long)t * ldh;
-                for (int r = 0; r < nr; r++) { dst[r] = g[(long)r * pad + t]; ut[r] = u[(long)r * pad + t]; }
-                var gs = new Span<float>(dst, nr);
-                TensorPrimitives.Sigmoid(gs, s);
-                TensorPrimitives.Multiply(gs, s, gs);
-                TensorPrimitives.Multiply(gs, us, gs);
+                for (int r = 0; r < nr; r++) { gt[r] = g[(long)r * pad + t]; ut[r] = u[(long)r * pad + t]; }
+                TensorPrimitives.Sigmoid(gt, sig);
+                var dst = new Span<float>(h + (long)t * ldh, nr);
+                TensorPrimitives.Multiply(gs, s, dst);
+                TensorPrimitives.Multiply(dst, us, dst);
             }
         }
     }
