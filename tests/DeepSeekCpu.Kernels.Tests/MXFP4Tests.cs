@@ -203,6 +203,10 @@ public unsafe class MXFP4Tests
         Assert.True(worstQuantized > 10, $"the default (Q8_0) products were within {worstQuantized:F1}x the float budget: not a quantized path?");
     }
 
+    /// <summary>The float GEMM's tile decode (WeightDecode's table lookup) equals Dequantize bit for bit.</summary>
+    [Fact]
+    public void Float_tile_decode_equals_Dequantize_bit_for_bit() => new GemmTests().Float_tile_decode_equals_Dequantize_bit_for_bit(DType.MXFP4);
+
     [Fact]
     public void Float_activations_are_refused_where_a_format_has_no_float_body()
     {
