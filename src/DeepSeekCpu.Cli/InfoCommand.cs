@@ -67,6 +67,7 @@ internal static partial class Commands
         if (model is DeepSeekCpu.Models.DeepSeek.DeepSeekModel ds && ds.MtpLayers > 0) Console.WriteLine("mtp:            " + MtpSummary(ds));
         var byType = w.Tensors.Values.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteLength));
         Console.WriteLine("tensor types:   " + string.Join(", ", byType.Select(g => $"{g.Key} x{g.Count()}")));
+        if (model is DeepSeekCpu.Models.DeepSeek.V4.DeepSeekV4Model v4e) Console.WriteLine($"routed experts: {v4e.ExpertDescription}");
         if (model is DeepSeekCpu.Models.DeepSeek.V4.DeepSeekV4Model v4) Console.WriteLine($"kv cache:       {v4.CacheDescription}");
         else Console.WriteLine(string.Format(inv, "kv cache:       {0:N0} bytes per token ({1} values per layer per token, {2})",
             model.KvBytesPerToken, c.KvValuesPerTokenPerLayer, KvCache.Name(options.CacheType)));

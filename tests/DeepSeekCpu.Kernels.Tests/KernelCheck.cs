@@ -81,7 +81,7 @@ internal static unsafe class KernelCheck
     public static void AssertProducts(WeightMatrix w, float[] deq, float[] x, ReadOnlySpan<float> y, double[] expect, int n, KernelPath path, string what)
     {
         int rows = w.Rows, cols = w.Cols;
-        bool quantizedActs = MatMul.Plan(w.Type, n, path).QuantizesActivations(w.Type);
+        bool quantizedActs = MatMul.Plan(w, n, path).QuantizesActivations(w);
         for (int tk = 0; tk < n; tk++)
         for (int r = 0; r < rows; r++)
         {

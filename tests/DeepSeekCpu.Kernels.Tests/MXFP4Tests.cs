@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using DeepSeekCpu.Formats;
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Kernels.Reference;
 using DeepSeekCpu.Weights;
 using Xunit;
 
@@ -111,6 +112,107 @@ public unsafe class MXFP4Tests
         mm.Multiply_matches_the_float_reference_on_every_path(DType.MXFP4, 3, 544);
         using var w = RandomBlocks(70, 512, seed: 70);
         KernelCheck.EveryPathMultipliesLikeTheFloatReference(w, [1, 3, 24], n => n + 39);
+    }
+
+    // ---------- float32 activations (ActivationPrecision.Float32: DeepSeek-V4's FP4 experts) ----------
+
+    /// <summary>Σ definition(w[r, c]) · x[c] in float64, and Σ |…| (the scale of its rounding).</summary>
+    private static (double Exact, double Norm) DefinitionDot(WeightMatrix w, int r, ReadOnlySpan<float> x)
+    {
+        double exact = 0, norm = 0;
+        var blocks = (BlockMXFP4*)w.Row(r);
+        for (int c = 0; c < w.Cols; c++)
+        {
+            double v = Definition(blocks[c / 32].E, blocks[c / 32].Qs, c % 32) * (double)x[c];
+            exact += v; norm += Math.Abs(v);
+        }
+        return (exact, norm);
+    }
+
+    /// <summary>float32 sums of <paramref name="cols"/> terms: a few ulps per √cols of the terms' scale. Q8_0 activations
+    /// (the quantized path) miss this by two orders of magnitude.</summary>
+    private static double FloatBudget(double norm, int cols) => 4e-7 * Math.Sqrt(cols) * norm + 1e-30;
+
+    /// <summary>The float-activation specification against the format's definition in float64, and every path's
+    /// body (<see cref="Gemv.FloatDotFor"/>) against both, on Gaussian and on all-±1 activations.</summary>
+    [Theory]
+    [MemberData(nameof(Widths))]
+    public void Float_activation_dot_matches_the_definition_on_every_path(int cols)
+    {
+        using var w = RandomBlocks(5, cols, seed: cols + 1);
+        var rng = new Random(cols + 2);
+        var extreme = Enumerable.Range(0, cols).Select(_ => rng.Next(2) == 0 ? -1f : 1f).ToArray();
+        foreach (var x in new[] { TestData.Gaussian(cols, cols + 9), extreme })
+            fixed (float* px = x)
+                for (int r = 0; r < w.Rows; r++)
+                {
+                    var (exact, norm) = DefinitionDot(w, r, x);
+                    double budget = FloatBudget(norm, cols);
+                    float spec = DotReference.MXFP4F32(w.Row(r), px, cols, null);
+                    Assert.True(Math.Abs(spec - exact) <= budget, $"reference cols {cols} row {r}: {spec} vs {exact}");
+                    foreach (var path in KernelInfo.Available)
+                    {
+                        var dot = Gemv.FloatDotFor(DType.MXFP4, path);
+                        Assert.True(dot != null, $"no MXFP4 float dot on {KernelInfo.Name(path)}");
+                        float got = dot(w.Row(r), px, cols, null);
+                        Assert.True(Math.Abs(got - exact) <= budget && Math.Abs(got - spec) <= budget,
+                            $"{KernelInfo.Name(path)} cols {cols} row {r}: {got} vs reference {spec}, float64 {exact} (budget {budget:G3})");
+                    }
+                }
+    }
+
+    /// <summary>
+    /// A matrix set to float32 activations: MatMul on every path (1 and 3 tokens: the float GEMV; 24: the float GEMM
+    /// over WeightDecode) within float32 rounding of float64, so no activation was quantized; the GEMV's values are the
+    /// body's own; and the same matrix left at its default still takes the Q8_0 kernels (ggml's semantics).
+    /// </summary>
+    [Fact]
+    public void Float_activation_products_match_float64_on_every_path()
+    {
+        using var w = RandomBlocks(70, 512, seed: 71);
+        var x = TestData.Gaussian(3 * 512, 72);
+        var quantized = new float[3 * 70];
+        MatMul.Multiply(w, x, quantized, 3);
+        Assert.Equal(ActivationPrecision.Quantized, w.Activations);
+        Assert.Same(w, w.WithFloatActivations());
+        Assert.Equal(ActivationPrecision.Float32, w.Activations);
+        double worstQuantized = 0;
+        foreach (int n in new[] { 1, 3, 24 })
+        {
+            var xs = TestData.Gaussian(n * 512, 72 + n);
+            if (n == 3) xs = x;
+            var expect = TestData.ReferenceMatMul(w, xs, n);
+            foreach (var path in KernelInfo.Available)
+            {
+                var y = new float[n * 70 + 1];
+                y[^1] = 12345f;
+                MatMul.Multiply(w, xs, y, n, path);
+                Assert.Equal(12345f, y[^1]);
+                for (int t = 0; t < n; t++)
+                    for (int r = 0; r < 70; r++)
+                    {
+                        var (exact, norm) = DefinitionDot(w, r, xs.AsSpan(t * 512, 512));
+                        Assert.True(Math.Abs(exact - expect[t * 70 + r]) <= 1e-9 * norm);
+                        double got = y[t * 70 + r];
+                        Assert.True(Math.Abs(got - exact) <= FloatBudget(norm, 512), $"{KernelInfo.Name(path)} n={n} token {t} row {r}: {got} vs {exact}");
+                        if (n == 3 && path == KernelInfo.Path)
+                            worstQuantized = Math.Max(worstQuantized, Math.Abs(quantized[t * 70 + r] - exact) / FloatBudget(norm, 512));
+                    }
+            }
+        }
+        Assert.True(worstQuantized > 10, $"the default (Q8_0) products were within {worstQuantized:F1}x the float budget: not a quantized path?");
+    }
+
+    /// <summary>The float GEMM's tile decode (WeightDecode's table lookup) equals Dequantize bit for bit.</summary>
+    [Fact]
+    public void Float_tile_decode_equals_Dequantize_bit_for_bit() => new GemmTests().Float_tile_decode_equals_Dequantize_bit_for_bit(DType.MXFP4);
+
+    [Fact]
+    public void Float_activations_are_refused_where_a_format_has_no_float_body()
+    {
+        using var w = TestData.Matrix(DType.Q4_0, TestData.Gaussian(4 * 64, 1), 4, 64);
+        var ex = Assert.Throws<ArgumentException>(() => w.WithFloatActivations());
+        Assert.Contains("Q4_0", ex.Message);
     }
 
     // ---------- DeepSeek-V4's layout ----------

@@ -84,6 +84,10 @@ internal static unsafe class Gemv
         _ => QuantDotReference(t),
     };
 
+    /// <summary>The quantized-activation dot of <paramref name="w"/>, or null where it computes with float32 activations.</summary>
+    private static delegate*<byte*, ActQ8*, float> QuantDotOf(WeightMatrix w, KernelPath path) =>
+        w.Activations == ActivationPrecision.Float32 ? null : QuantDot(w.Type, path);
+
     /// <summary>The scalar specification (also used on every path for formats without a SIMD body yet).</summary>
     public static delegate*<byte*, ActQ8*, float> QuantDotReference(DType t) =>
         IQuantDecode.Handles(t) ? IQuantDecode.Dot(t, KernelPath.Scalar) : BlockSpecs.For(t).Dot;
@@ -112,6 +116,14 @@ internal static unsafe class Gemv
             KernelPath.Avx2 or KernelPath.Avx2Vnni => &FloatDot.Fp8V256,
             KernelPath.Neon or KernelPath.NeonDp => &FloatDot.Fp8V128,
             _ => &FloatDot.Fp8Scalar,
+        },
+        // matrices with ActivationPrecision.Float32 (WeightMatrix.HasFloatActivationBody lists these formats)
+        DType.MXFP4 => path switch
+        {
+            KernelPath.Avx512 => &DotX86.MXFP4F32Avx512,
+            KernelPath.Avx2 or KernelPath.Avx2Vnni => &DotX86.MXFP4F32Avx2,
+            KernelPath.Neon or KernelPath.NeonDp => &DotArm.MXFP4F32,
+            _ => &DotReference.MXFP4F32,
         },
         _ => null,
     };
@@ -146,7 +158,7 @@ internal static unsafe class Gemv
         // previous task finds every share without an O(tasks²) search (MLA adds 128 per-head tasks on V3).
         long bytes = 0;
         for (int i = 0; i < count; i++)
-            if (QuantDot(batch.W[i].Type, path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * batch.N[i] + StructBytes(batch.N[i]);
+            if (QuantDotOf(batch.W[i], path) != null) bytes += ActQ8.BytesFor(batch.W[i].Cols) * batch.N[i] + StructBytes(batch.N[i]);
         byte* mem = bytes == 0 ? null : Scratch.Get(ref _actScratch, bytes);
         int rows = 0;
         for (int i = 0; i < count; i++)
@@ -157,7 +169,7 @@ internal static unsafe class Gemv
             // each task's rows start at a multiple of 16 in the combined range, so the pool's chunks (whole grains of
             // 16) never split an interleaved group; the padding rows of a task do nothing
             job.RowStart[i] = rows; rows += (w.Rows + Interleave.Rows - 1) / Interleave.Rows * Interleave.Rows;
-            var qdot = QuantDot(w.Type, path);
+            var qdot = QuantDotOf(w, path);
             job.QDot[i] = (nint)qdot;
             job.FDot[i] = qdot == null ? (nint)FloatDotFor(w.Type, path) : 0;
             // an interleaved copy (made at load) runs the group body: 16 rows per call, same activations

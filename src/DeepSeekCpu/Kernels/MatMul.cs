@@ -37,6 +37,15 @@ internal static unsafe class MatMul
         return n >= (gemmMinTokens > 0 ? gemmMinTokens : from) ? gemm : MatMulKernel.Gemv;
     }
 
+    /// <summary><see cref="Plan(DType, int, KernelPath, int)"/> for <paramref name="w"/>: float32 activations
+    /// (<see cref="ActivationPrecision.Float32"/>) never take an int8 GEMM.</summary>
+    internal static MatMulKernel Plan(WeightMatrix w, int n, KernelPath path, int gemmMinTokens = 0)
+    {
+        var kernel = Plan(w.Type, n, path, gemmMinTokens);
+        bool int8Gemm = kernel is not (MatMulKernel.Gemv or MatMulKernel.GemmFloat);
+        return int8Gemm && w.Activations == ActivationPrecision.Float32 ? MatMulKernel.GemmFloat : kernel;
+    }
+
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
 
@@ -51,7 +60,7 @@ internal static unsafe class MatMul
         if (n == 0 || w.Rows == 0) return;
         fixed (float* px = x, py = y)
         {
-            switch (Plan(w.Type, n, path, gemmMinTokens))
+            switch (Plan(w, n, path, gemmMinTokens))
             {
                 case MatMulKernel.Gemv: Gemv.Run(w, px, py, n, path); break;
                 case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n); break;
@@ -76,7 +85,7 @@ internal static unsafe class MatMul
         for (int i = 0; i < batch.Count; i++)
         {
             if (batch.N[i] == 0) continue;
-            if (Plan(batch.W[i].Type, batch.N[i], path) != MatMulKernel.Gemv) anyGemm = true; else anyGemv = true;
+            if (Plan(batch.W[i], batch.N[i], path) != MatMulKernel.Gemv) anyGemm = true; else anyGemv = true;
         }
         if (anyGemv && !anyGemm) { Gemv.Run(batch, path); return; }
         var rest = anyGemv ? (_rest ??= new MatMulBatch()) : null;
@@ -86,7 +95,7 @@ internal static unsafe class MatMul
             var w = batch.W[i];
             int n = batch.N[i];
             if (n == 0) continue;
-            if (Plan(w.Type, n, path) == MatMulKernel.Gemv) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
+            if (Plan(w, n, path) == MatMulKernel.Gemv) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
             Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
         }
         if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
@@ -119,4 +128,8 @@ internal static class MatMulKernelExtensions
     /// <summary>Whether the kernel quantizes activations to 8 bits (integer kernels) or keeps them float32.</summary>
     public static bool QuantizesActivations(this MatMulKernel k, DType t) =>
         k == MatMulKernel.Gemv ? t.IsQuantized() : k != MatMulKernel.GemmFloat;
+
+    /// <summary>As above for the kernel of <paramref name="w"/> (float32 activations where it asks for them).</summary>
+    public static bool QuantizesActivations(this MatMulKernel k, WeightMatrix w) =>
+        w.Activations != ActivationPrecision.Float32 && k.QuantizesActivations(w.Type);
 }

@@ -23,6 +23,7 @@ internal static unsafe partial class WeightDecode
                 case DType.Q8_0: Q8_0((BlockQ8_0*)src, len / 32, dst); return;
                 case DType.Q6_K: Q6_K((BlockQ6_K*)src, len / 256, dst); return;
                 case DType.BF16: Bf16((ushort*)src, len, dst); return;
+                case DType.MXFP4: NibbleGrid<MXFP4Grid>(src, len / 32, dst); return;
                 case var t when IQuantDecode.Handles(t): IQuantDecode.Floats(t, src, len / 256, dst); return;
             }
         }

@@ -25,6 +25,7 @@ internal static class GgufExport
         Architecture.Qwen2 => "qwen2",
         Architecture.Qwen3 => "qwen3",
         Architecture.DeepSeekV32 => DeepSeekGguf.V32Architecture,
+        Architecture.DeepSeekV4 => DeepSeek.V4.V4Gguf.Architecture,
         _ => "deepseek2",
     };
 
@@ -53,7 +54,7 @@ internal static class GgufExport
         var w = new GgufWriter();
         w.Add("general.architecture", arch).Add("general.name", name)
          .Add("general.file_type", FileType(type)).Add("general.quantization_version", 2u);
-        var meta = c.IsMla ? DeepSeekGguf.Metadata(c, hasSelectionBias, source) : LlamaMetadata(c, arch, source);
+        var meta = c.V4 != null ? DeepSeek.V4.V4Gguf.Metadata(c) : c.IsMla ? DeepSeekGguf.Metadata(c, hasSelectionBias, source) : LlamaMetadata(c, arch, source);
         foreach (var (k, v) in meta) w.Add(k, v);
         return w;
     }
@@ -97,6 +98,7 @@ internal static class GgufExport
     /// </summary>
     public static void AddTensors(GgufWriter w, ModelConfig c, ModelWeights weights, DType type)
     {
+        if (c.V4 != null) { DeepSeek.V4.V4Gguf.AddTensors(w, c, weights, type); return; }
         if (c.IsMla && weights.Contains("model.layers.0.self_attn.k_b_proj.weight"))
             throw new ModelFormatException($"{weights.Source}: stores MLA's kv_b split into attn_k_b/attn_v_b; re-quantizing that layout is not supported (quantize from the Hugging Face folder or a GGUF with attn_kv_b)");
         // llama.cpp expects its own rope layout for "llama": permute Q/K rows of HF weights (not of a llama GGUF source).
@@ -136,7 +138,7 @@ internal static class GgufExport
     }
 
     /// <summary>The requested type where the row length fits its blocks, else Q8_0, else F16 (llama.cpp's fallbacks).</summary>
-    private static DType TargetFor(DType type, int cols) =>
+    internal static DType TargetFor(DType type, int cols) =>
         cols % type.BlockSize() == 0 ? type : cols % DType.Q8_0.BlockSize() == 0 ? DType.Q8_0 : DType.F16;
 
     private static readonly Regex ExpertTensor = new(@"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$");
@@ -173,7 +175,7 @@ internal static class GgufExport
     /// Row r of the output is row src(r) of the input; with heads > 0, llama.cpp's Q/K permutation. Quantized in
     /// chunks of rows on the worker pool (Quantize.RowsInto), written in order.
     /// </summary>
-    private static unsafe void WriteRows(Stream s, WeightMatrix m, DType target, int heads)
+    internal static unsafe void WriteRows(Stream s, WeightMatrix m, DType target, int heads)
     {
         int perHead = heads > 0 ? m.Rows / heads : 0, half = perHead / 2;
         Func<int, int>? source = heads <= 0 ? null : r =>

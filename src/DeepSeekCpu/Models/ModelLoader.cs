@@ -54,7 +54,8 @@ internal static partial class ModelLoader
                     {
                         "llama" or "qwen2" or "qwen3" => LlamaGguf.FromGguf(g, all),
                         "deepseek2" or DeepSeekGguf.V32Architecture => DeepSeekGguf.FromGguf(g, all),
-                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3, deepseek2 or deepseek32)"),
+                        DeepSeek.V4.V4Gguf.Architecture => DeepSeek.V4.V4Gguf.FromGguf(g, all),
+                        _ => throw ModelFormatException.In(path, $"general.architecture \"{arch}\" is not supported (expected llama, qwen2, qwen3, deepseek2, deepseek32 or deepseek4)"),
                     };
                     config.Validate(path);
                     return (config, new ModelWeights(path, tensors, [.. shards]), format, g);

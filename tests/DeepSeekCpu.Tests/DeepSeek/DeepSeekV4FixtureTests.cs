@@ -41,6 +41,21 @@ public class DeepSeekV4FixtureTests
 
     internal static DeepSeekV4Model Open() => Assert.IsType<DeepSeekV4Model>(ModelLoader.Load(FixtureDir, TestPaths.F32Cache));
 
+    /// <summary>
+    /// The FP4 experts stay FP4 (issue 13): each of the 4 x 8 x 3 expert matrices is an MXFP4 copy of its e2m1 codes
+    /// and E8M0 scales (17 bytes per 32 weights, a quarter of BF16 plus the scale byte), computed with float32
+    /// activations (the reference's act_quant is off), and `info` says so.
+    /// </summary>
+    [Fact]
+    public void Fp4ExpertsStayPackedAndUseFloatActivations()
+    {
+        using var m = Open();
+        var c = m.Config;
+        long perMatrix = (long)c.HiddenSize * c.MoeIntermediateSize / 32 * 17;
+        Assert.Equal(c.NumLayers * c.NRoutedExperts * 3 * perMatrix, m.ExpertBytes);
+        Assert.StartsWith($"{c.NumLayers * c.NRoutedExperts * 3} x MXFP4 (4.25 bits per weight, float32 activations);", m.ExpertDescription);
+    }
+
     [Fact]
     public void StepwiseMatchesReference()
     {

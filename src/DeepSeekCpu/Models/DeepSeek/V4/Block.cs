@@ -19,6 +19,7 @@ internal sealed class Block
     private readonly float _eps;
 
     public long ExpertBytes => _ffn.ExpertBytes;
+    public IEnumerable<WeightMatrix> ExpertMatrices => _ffn.ExpertMatrices;
 
     public Block(ModelWeights w, ModelConfig c, int layer, V4Rope rope)
     {

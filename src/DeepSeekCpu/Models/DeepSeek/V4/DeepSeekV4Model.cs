@@ -75,6 +75,25 @@ internal sealed class DeepSeekV4Model : ILanguageModel, IForwardPass<V4Session>
     public long WeightBytesPerToken =>
         Weights.BytesPerToken("head.weight") - (long)(_expertBytes * (1 - Config.NumExpertsPerTok / (double)Config.NRoutedExperts));
 
+    /// <summary>Bytes of every routed expert's matrices in memory.</summary>
+    internal long ExpertBytes => _expertBytes;
+
+    /// <summary>
+    /// What `info` prints about the routed experts: per format, how many matrices, their bits per weight and how they
+    /// are computed, and the bytes they hold in memory (FP4 experts: an MXFP4 copy made at load, 4.25 bits per weight).
+    /// </summary>
+    public string ExpertDescription
+    {
+        get
+        {
+            var groups = _layers.SelectMany(b => b.ExpertMatrices).GroupBy(m => (m.Type, m.Activations))
+                .Select(g => string.Format(System.Globalization.CultureInfo.InvariantCulture, "{0} x {1} ({2:F2} bits per weight, {3} activations)",
+                    g.Count(), g.Key.Type, 8.0 * g.Key.Type.ByteCount(g.First().Cols) / g.First().Cols,
+                    g.Key.Activations == ActivationPrecision.Float32 || !g.Key.Type.IsQuantized() ? "float32" : "8-bit"));
+            return $"{string.Join(", ", groups)}; {_expertBytes:N0} bytes resident, {Config.NumExpertsPerTok} of {Config.NRoutedExperts} read per token and layer";
+        }
+    }
+
     /// <summary>
     /// Cache bytes per token of context: each compressed layer's entry [head_dim] per compress_ratio tokens and each CSA
     /// layer's index key [index_head_dim] per 4 (the windows are a fixed <see cref="WindowBytes"/> per sequence).

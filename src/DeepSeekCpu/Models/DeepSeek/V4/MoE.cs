@@ -86,6 +86,7 @@ internal sealed class Gate
 internal sealed class Expert(WeightMatrix w1, WeightMatrix w2, WeightMatrix w3, float swigluLimit)
 {
     public int Inter => w1.Rows;
+    public WeightMatrix[] Matrices => [w1, w2, w3];
 
     /// <summary>y [m, dim] = expert(x [m, dim]) with hidden rows scaled by rowScale [m] (null: 1).</summary>
     public void Forward(V4Pass p, ReadOnlySpan<float> x, Span<float> y, int m, ReadOnlySpan<float> rowScale)
@@ -121,6 +122,9 @@ internal sealed class MoE
     /// <summary>Bytes of all routed experts' matrices (a token reads k of them).</summary>
     public long ExpertBytes { get; }
 
+    /// <summary>w1, w2, w3 of every routed expert.</summary>
+    public IEnumerable<WeightMatrix> ExpertMatrices => _experts.SelectMany(e => e.Matrices);
+
     public MoE(ModelWeights w, ModelConfig c, int layer)
     {
         string p = $"layers.{layer}.ffn.";
@@ -141,11 +145,16 @@ internal sealed class MoE
             V4Weights.Linear(w, p + "shared_experts.w3", I, D), limit);
     }
 
-    /// <summary>FP4 (I8 codes + "….scale" E8M0) or any type the loader maps.</summary>
+    /// <summary>FP4 (I8 codes + "….scale" E8M0: kept as MXFP4, V4Weights.Fp4Expert) or any type the loader maps.</summary>
     private static WeightMatrix ExpertMatrix(ModelWeights w, string prefix, int rows, int cols)
     {
         var t = w.Get(prefix + ".weight");
-        if (t.Type != DType.I8) return V4Weights.Linear(w, prefix, rows, cols);
+        if (t.Type != DType.I8)
+        {
+            // a GGUF deepseek4 file's experts are MXFP4 (V4Gguf): the same numbers, computed the same way
+            var m0 = V4Weights.Linear(w, prefix, rows, cols);
+            return m0.Type == DType.MXFP4 ? m0.WithFloatActivations() : m0;
+        }
         var scales = w.TryGet(prefix + ".scale") ?? throw new ModelFormatException($"{t.File}: FP4 tensor {t.Name} has no {prefix}.scale");
         var m = V4Weights.Fp4Expert(t, scales, rows, cols);
         w.AddDerived(t.Name, m.ByteLength, m.Owner);

@@ -10,9 +10,6 @@ namespace DeepSeekCpu.Models.DeepSeek.V4;
 /// </summary>
 internal static unsafe class V4Weights
 {
-    /// <summary>E2M1 (FP4) code → value (fixture README; OCP Microscaling spec v1.0 §5.3.3): sign bit 3, exponent bits 2-1, mantissa bit 0.</summary>
-    internal static readonly float[] E2M1 = [0f, 0.5f, 1f, 1.5f, 2f, 3f, 4f, 6f, -0f, -0.5f, -1f, -1.5f, -2f, -3f, -4f, -6f];
-
     /// <summary>E8M0 scale byte → 2^(e − 127) (OCP MX spec §5.4.1; 0xFF is NaN, refused).</summary>
     internal static float E8M0(byte e, string file, string name) =>
         e == 0xFF ? throw new ModelFormatException($"{file}: tensor {name} holds a NaN scale (E8M0 0xFF)") : MathF.ScaleB(1f, e - 127);
@@ -41,35 +38,16 @@ internal static unsafe class V4Weights
     /// <summary>
     /// One routed expert matrix [rows, cols] from V4's FP4 layout: <paramref name="codes"/> I8 [rows, cols/2], two e2m1
     /// codes per byte (element 2j in the low nibble, 2j+1 in the high one), <paramref name="scales"/> F8_E8M0
-    /// [rows, cols/32]. Until the MXFP4 kernels land this decodes at load into BF16 (exact: every e2m1 value times a
-    /// power of two is a BF16 value), the one place that changes when they do.
+    /// [rows, cols/32]. It stays FP4: an MXFP4 copy (4.25 bits per weight, WeightMatrix.FromE2M1, exact) computed with
+    /// float32 activations, as the fixture's reference computes the experts (its act_quant is off; DeepSeek's deployment
+    /// rounds them to FP8 e4m3 per 128 before fp4_gemm, and ggml's MXFP4 kernels to Q8_0: both move the logits).
     /// </summary>
     public static WeightMatrix Fp4Expert(TensorView codes, TensorView scales, int rows, int cols)
     {
-        if (cols % 32 != 0) throw new ModelFormatException($"{codes.File}: tensor {codes.Name}: FP4 rows of {cols} values are not whole blocks of 32");
-        if (codes.Type != DType.I8 || codes.Rank != 2 || codes.Shape[0] != rows || codes.Shape[1] != cols / 2)
+        if (codes.Rank != 2 || codes.Shape[0] != rows || codes.Shape[1] * 2 != cols)
             throw new ModelFormatException($"{codes.File}: tensor {codes.Name} is {codes.Type} {codes.ShapeText}, expected I8 [{rows}, {cols / 2}] (FP4 pairs)");
-        if (scales.Type != DType.F8_E8M0 || scales.Rank != 2 || scales.Shape[0] != rows || scales.Shape[1] != cols / 32)
-            throw new ModelFormatException($"{scales.File}: tensor {scales.Name} is {scales.Type} {scales.ShapeText}, expected F8_E8M0 [{rows}, {cols / 32}]");
-        var buffer = new NativeBuffer((long)rows * cols * 2);
-        var dst = (ushort*)buffer.Pointer;
-        for (long r = 0; r < rows; r++)
-            for (int b = 0; b < cols / 32; b++)
-            {
-                float scale = E8M0(scales.Data[r * (cols / 32) + b], scales.File, scales.Name);
-                for (int i = 0; i < 16; i++)
-                {
-                    byte pair = codes.Data[r * (cols / 2) + b * 16 + i];
-                    long at = r * cols + b * 32 + 2 * i;
-                    dst[at] = Bf16(E2M1[pair & 0xF] * scale);
-                    dst[at + 1] = Bf16(E2M1[pair >> 4] * scale);
-                }
-            }
-        return new WeightMatrix(codes.Name, DType.BF16, rows, cols, (byte*)dst, null, buffer);
+        return WeightMatrix.FromE2M1(codes, scales).WithFloatActivations();
     }
-
-    /// <summary>The upper half of an f32 that BF16 holds exactly (an e2m1 value times a power of two).</summary>
-    private static ushort Bf16(float v) => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16);
 
     /// <summary>A float32 tensor of exactly <paramref name="shape"/> (hc_*_fn, ape), as a fresh array.</summary>
     public static float[] Floats(ModelWeights w, string name, params int[] shape)
