@@ -17,7 +17,7 @@ internal enum ActivationPrecision
     Float32,
 }
 
-public sealed partial class WeightMatrix
+internal sealed partial class WeightMatrix
 {
     /// <summary>
     /// How <c>MatMul</c> treats this matrix's activations; the default is the format's own (quantized for quantized
