@@ -4,7 +4,11 @@ using DeepSeekCpu.Weights;
 
 namespace DeepSeekCpu.Bench;
 
-/// <summary>`crossover`: time per token of the GEMV path and the GEMM path for small n (the per-format crossovers in MatMul.Plan).</summary>
+/// <summary>
+/// `crossover [--no-repack]`: time per token of the GEMV path and the GEMM path for small n (the per-format crossovers
+/// in MatMul.Plan). The matrices get an interleaved copy where the path has a group body, as models do by default
+/// (`--repack on`), so the GEMV side is the multi-token group body; `--no-repack` times the row bodies over the stored layout.
+/// </summary>
 internal static class Crossover
 {
     public static int Run(string[] args)
@@ -12,7 +16,8 @@ internal static class Crossover
         foreach (var type in new[] { DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K, DType.BF16 })
         {
             using var w = BenchWeights.Make(type, 8960, 1536);
-            var line = $"{type,-6} us/token gemv|gemm:";
+            bool x16 = !args.Contains("--no-repack") && Kernels.Repack.Interleave.Attach(w, KernelInfo.Path) > 0;
+            var line = $"{type + (x16 ? " x16" : ""),-10} us/token gemv|gemm:";
             foreach (int n in new[] { 1, 2, 4, 8, 16, 32 })
             {
                 var x = BenchWeights.Activations(n * 1536);

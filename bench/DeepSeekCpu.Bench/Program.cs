@@ -4,7 +4,7 @@ using DeepSeekCpu.Bench;
 // `quick [--threads N] [--n 512] [--formats Q4_0,Q8_0] [--ms 300] [--no-gemm] [--no-gemv] [--cpu-time] [--x16]`: a few seconds, no BDN.
 // `peak`: vpdpbusd and vpmaddubsw+vpaddw per second on one core (the GEMM inner loops' arithmetic bound).
 // `bodies`: each dot-product body alone (ns per 1000 weights, single thread, L2-resident).
-// `crossover`: GEMV vs GEMM time per token for small n (the crossovers in MatMul.Plan).
+// `crossover [--no-repack]`: GEMV vs GEMM time per token for small n (the crossovers in MatMul.Plan), over interleaved copies unless --no-repack.
 // `quantize`: Quantize.Matrix speed per target type.
 // `mmap FILE`: read bandwidth of a memory-mapped file with and without madvise/mlock/copy (see MmapBench).
 // Anything else goes to BenchmarkDotNet (e.g. `--filter *Gemv*`).

@@ -9,7 +9,7 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// Interleaved rows (Kernels/Repack/Interleave): the scalar group body over the repacked bytes equals DotReference
 /// over the original rows exactly, every group body this machine has matches it within float-order rounding, and the
 /// GEMV over interleaved copies (odd row counts, row counts not a multiple of 16, several tokens, mixed batches)
-/// matches DotReference row by row.
+/// matches DotReference row by row; the multi-token group bodies equal the one-token body per token bit for bit.
 /// </summary>
 public unsafe class InterleaveTests
 {
@@ -122,6 +122,56 @@ public unsafe class InterleaveTests
         GC.KeepAlive(mem);
     }
 
+    public static TheoryData<DType, int, int> MultiTokenShapes()
+    {
+        var d = new TheoryData<DType, int, int>();
+        foreach (var t in Types)
+            foreach (int n in new[] { 2, 3, 4, 5, 7, 8, 9 })
+                d.Add(t, n, t.BlockSize() == 256 ? 256 * (n % 3 + 1) : 32 * (n + 2));
+        return d;
+    }
+
+    /// <summary>
+    /// The multi-token group bodies (batched decoding: each weight chunk unpacked once per pass over up to 4 tokens) give,
+    /// for every token, exactly the one-token body's values (same operations per token in the same order), on every
+    /// path that has one; and write nothing past y[n, 16). Over 2 groups with a partial one, and every token count
+    /// that splits into passes of 1-4 differently.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(MultiTokenShapes))]
+    public void Multi_token_group_bodies_equal_the_one_token_body_per_token(DType t, int n, int cols)
+    {
+        using var w = Weights(t, 27, cols, n * 13 + cols);
+        var packed = Packed(w);
+        var (mem, acts) = Quantized(t, TestData.Gaussian(n * cols, n + cols), cols, n);
+        var single = new float[Interleave.Rows];
+        var multi = new float[Interleave.Rows * n + 1];
+        fixed (byte* p = packed)
+        fixed (float* ps = single, pm = multi)
+            foreach (var path in KernelInfo.Available)
+            {
+                var dots = Interleave.GroupDots(t, path);
+                if (dots == null) continue;
+                var dot = Interleave.GroupDot(t, path);
+                for (int g = 0; g < Interleave.Groups(w.Rows); g++)
+                {
+                    byte* group = p + g * Interleave.GroupBytes(t, cols);
+                    multi.AsSpan().Fill(float.NaN);
+                    multi[^1] = 12345f;
+                    dots(group, (ActQ8*)acts, n, pm);
+                    Assert.Equal(12345f, multi[^1]);
+                    for (int tk = 0; tk < n; tk++)
+                    {
+                        dot(group, (ActQ8*)acts + tk, ps);
+                        for (int r = 0; r < Interleave.Rows; r++)
+                            Assert.True(single[r].Equals(multi[Interleave.Rows * tk + r]),
+                                $"{t} {KernelInfo.Name(path)} n={n} group {g} token {tk} row {r}: {multi[Interleave.Rows * tk + r]} vs one-token body {single[r]}");
+                    }
+                }
+            }
+        GC.KeepAlive(mem);
+    }
+
     /// <summary>DotReference of every row against every token: what a GEMV must produce (same quantized activations).</summary>
     private static float[] ReferenceGemv(WeightMatrix w, float[] x, int n)
     {
@@ -161,7 +211,7 @@ public unsafe class InterleaveTests
         var weights = specs.Select((s, i) => Weights(s.Type, s.Rows, s.Cols, 500 + i)).ToArray();
         try
         {
-            foreach (int n in new[] { 1, 3 })
+            foreach (int n in new[] { 1, 3, 6 })
             {
                 var inputs = inputCols.Select((c, i) => { var a = GC.AllocateArray<float>(n * c, pinned: true); TestData.Gaussian(a.Length, 40 * n + i).CopyTo(a, 0); return a; }).ToArray();
                 var expect = specs.Select((s, i) => ReferenceGemv(weights[i], inputs[s.Input], n)).ToArray();

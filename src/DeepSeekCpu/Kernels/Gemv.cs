@@ -174,6 +174,7 @@ internal static unsafe class Gemv
             job.FDot[i] = qdot == null ? (nint)FloatDotFor(w.Type, path) : 0;
             // an interleaved copy (made at load) runs the group body: 16 rows per call, same activations
             job.GDot[i] = w.Interleaved != null ? (nint)Interleave.GroupDot(w.Type, path) : 0;
+            job.GDots[i] = w.Interleaved != null ? (nint)Interleave.GroupDots(w.Type, path) : 0;
             job.Acts[i] = 0;
             if (qdot == null) continue;
             int p = i - 1;
@@ -204,7 +205,7 @@ internal static unsafe class Gemv
         [ThreadStatic] private static float[]? _rowScratch;
         // per task i: the matrix, its input [N, cols] and output [N, rows], its first row in the combined range
         public WeightMatrix[] W = [];
-        public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [], GDot = [];
+        public nint[] X = [], Y = [], Acts = [], QDot = [], FDot = [], GDot = [], GDots = [];
         public int[] RowStart = [];   // [Count + 1]
         public int[] N = [];          // tokens of each task
         public int Count;
@@ -214,7 +215,7 @@ internal static unsafe class Gemv
             if (W.Length >= count) return;
             int c = Math.Max(count, W.Length * 2);
             W = new WeightMatrix[c]; X = new nint[c]; Y = new nint[c]; Acts = new nint[c];
-            QDot = new nint[c]; FDot = new nint[c]; GDot = new nint[c]; RowStart = new int[c + 1]; N = new int[c];
+            QDot = new nint[c]; FDot = new nint[c]; GDot = new nint[c]; GDots = new nint[c]; RowStart = new int[c + 1]; N = new int[c];
         }
 
         /// <summary>Rows [start, end) of the combined range, task by task.</summary>
@@ -234,25 +235,35 @@ internal static unsafe class Gemv
             }
         }
 
+        /// <summary>Most tokens per call of a multi-token group body here (its output, 16 floats per token, sits on the stack).</summary>
+        private const int GroupTokens = 16;
+
         /// <summary>Rows [start, end) of task <paramref name="i"/> from its interleaved copy, 16 rows per body call.</summary>
         private void RunGroups(int i, int start, int end)
         {
             var w = W[i];
             var dot = (delegate*<byte*, ActQ8*, float*, void>)GDot[i];
+            var dots = (delegate*<byte*, ActQ8*, int, float*, void>)GDots[i];
             var acts = (ActQ8*)Acts[i];
             int rows = w.Rows, n = N[i];
             long groupBytes = Interleave.GroupBytes(w.Type, w.Cols);
-            float* y16 = stackalloc float[Interleave.Rows];
+            float* y16 = stackalloc float[Interleave.Rows * GroupTokens];   // [tokens, 16]
             for (int g = start / Interleave.Rows; g * Interleave.Rows < end; g++)
             {
                 int r0 = Math.Max(start, g * Interleave.Rows), r1 = Math.Min(end, (g + 1) * Interleave.Rows);
                 byte* group = w.Interleaved + g * groupBytes;
-                // several tokens: the group (16 rows) stays in cache while every token's activations pass over it
-                for (int t = 0; t < n; t++)
+                // several tokens: the group (16 rows) stays in cache while every token's activations pass over it; a
+                // multi-token body unpacks each weight chunk once for up to 4 of them
+                for (int t0 = 0; t0 < n; t0 += GroupTokens)
                 {
-                    dot(group, acts + t, y16);
-                    float* yt = (float*)Y[i] + (long)t * rows;
-                    for (int r = r0; r < r1; r++) yt[r] = y16[r - g * Interleave.Rows];
+                    int k = Math.Min(GroupTokens, n - t0);
+                    if (dots != null && k > 1) dots(group, acts + t0, k, y16);
+                    else for (int t = 0; t < k; t++) dot(group, acts + t0 + t, y16 + Interleave.Rows * t);
+                    for (int t = 0; t < k; t++)
+                    {
+                        float* yt = (float*)Y[i] + (long)(t0 + t) * rows;
+                        for (int r = r0; r < r1; r++) yt[r] = y16[Interleave.Rows * t + r - g * Interleave.Rows];
+                    }
                 }
             }
         }

@@ -111,6 +111,22 @@ internal static unsafe class Interleave
         _ => null,
     };
 
+    /// <summary>
+    /// The group body over several tokens for weights of <paramref name="t"/> on <paramref name="path"/>: y[t, 0..16) =
+    /// <see cref="GroupDot"/> of token t, for t &lt; n, equal to it bit for bit (each weight chunk unpacked once per
+    /// pass over up to 4 tokens); null where only the one-token body exists (callers loop over the tokens).
+    /// </summary>
+    public static delegate*<byte*, ActQ8*, int, float*, void> GroupDots(DType t, KernelPath path) => (t, path) switch
+    {
+        (DType.Q4_0, KernelPath.Avx512) => &InterleavedX86.Q4_0Avx512,
+        (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_0Avx2,
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => &InterleavedX86.Q8_0<VnniDot>,
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
+        (DType.Q4_K, KernelPath.Avx512) => &InterleavedX86.Q4_KAvx512,
+        (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_KAvx2,
+        _ => null,
+    };
+
     /// <summary>The scalar specification of the group bodies.</summary>
     public static delegate*<byte*, ActQ8*, float*, void> GroupDotReference(DType t) => t switch
     {

@@ -8,7 +8,10 @@ namespace DeepSeekCpu.Kernels.X86;
 
 /// <summary>
 /// x86 dot products of one interleaved group of 16 rows (<see cref="Interleave"/>) with one token's activations
-/// (see <see cref="Reference.InterleavedReference"/> for the maths). Each 32-bit lane is one row: 4 activation bytes
+/// (see <see cref="Reference.InterleavedReference"/> for the maths), and with several tokens' at once (batched
+/// decoding, a MoE expert chosen by several tokens): each body is generic over the tokens per pass (<see cref="ITokens"/>,
+/// 1-4), so every weight chunk is loaded and unpacked once per pass and each token repeats only its multiplies and
+/// its scale step, in the one-token body's order (the results equal it bit for bit). Each 32-bit lane is one row: 4 activation bytes
 /// are broadcast to every lane and meet 4 bytes of each row, so a 64-byte weight load feeds 64 multiplies with no
 /// shuffle, the 16 rows' scales are one 32-byte load, and nothing is summed horizontally.
 /// </summary>
@@ -55,73 +58,134 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>
-    /// Q4_0 chunk j of 16 rows (64 bytes) against activations 4j..4j+3 (low nibbles) and 16+4j.. (high nibbles):
+    /// Q4_0 nibbles of chunk j of 16 rows (low: elements 4j..4j+3, high: 16+4j..) against one token's activations:
     /// vpmaddubsw pairs in int16 (|pair| ≤ 2·15·127; the 8 pairs of a block summed stay below 2^15).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Chunk(byte* chunk, sbyte* x, Vector512<byte> low4)
+    private static Vector512<short> Nibbles(Vector512<byte> lo, Vector512<byte> hi, sbyte* x) =>
+        Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(x)) + Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(x + 16));
+
+    /// <summary>One token's float step of a Q4_0 block: acc += d_w·d_x·Σ, bias += d_w·s_x (the −8 offset, applied at the end).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_0Scale(ref Vector512<float> acc, ref Vector512<float> bias, Vector512<short> s, Vector512<float> dw, ActQ8* a, int b)
     {
-        var c = Vector512.Load(chunk);
-        var lo = c & low4;
-        var hi = Avx512BW.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
-        return Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(x)) + Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(x + 16));
+        var p = Avx512BW.MultiplyAddAdjacent(s, Vector512<short>.One);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), dw * a->D[b], acc);
+        bias = Avx512F.FusedMultiplyAdd(dw, Vector512.Create(a->S[b]), bias);
+    }
+
+    public static void Q4_0Avx512(byte* g, ActQ8* a, float* y) => Q4_0Avx512<T1>(g, a, y);
+    public static void Q4_0Avx512(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_0Body512>(g, a, n, y);
+
+    private readonly struct Q4_0Body512 : IGroupBody
+    {
+        public static int MaxTokens => 4;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_0Avx512<TK>(g, a, y);
     }
 
     /// <summary>
-    /// Q4_0, 512-bit: per block, 4 loads of 64 bytes, 8 vpmaddubsw, one vpmaddwd, one convert and one FMA for 16 rows.
-    /// Unsigned nibbles: Σ (q − 8)·x = Σ q·x − 8·Σ x, with d_x·Σ x the activations' S.
+    /// Q4_0, 512-bit, 1-4 tokens (<typeparamref name="TK"/>) per pass: per block, 4 loads of 64 bytes unpacked once;
+    /// per token 8 vpmaddubsw, one vpmaddwd, one convert and two FMAs for 16 rows. Unsigned nibbles:
+    /// Σ (q − 8)·x = Σ q·x − 8·Σ x, with d_x·Σ x the activations' S. Each token's operations are those of the
+    /// one-token body in the same order (int16 sums wrap, so their order is free), so the results are equal bit for bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_0Avx512(byte* g, ActQ8* a, float* y)
+    private static void Q4_0Avx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
-        int nb = a->Cols / 32;
+        int nb = a->Cols / 32, k = TK.Count;
         int blockBytes = Interleave.BlockBytes(DType.Q4_0);
-        sbyte* xq = a->Q;
-        float* xd = a->D, xs = a->S;
         var low4 = Vector512.Create((byte)0x0F);
-        Vector512<float> acc = default, bias = default;
-        for (int b = 0; b < nb; b++, g += blockBytes, xq += 32)
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector512<float> bias0 = default, bias1 = default, bias2 = default, bias3 = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
         {
             PrefetchAhead(g, 5);                                        // 288 bytes
+            Vector512<short> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                var c = Vector512.Load(g + 32 + 64 * j);
+                var lo = c & low4;
+                var hi = Avx512BW.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
+                int x = 32 * b + 4 * j;
+                s0 += Nibbles(lo, hi, a[0].Q + x);
+                if (k > 1) s1 += Nibbles(lo, hi, a[1].Q + x);
+                if (k > 2) s2 += Nibbles(lo, hi, a[2].Q + x);
+                if (k > 3) s3 += Nibbles(lo, hi, a[3].Q + x);
+            }
             var dw = Scales16(g);
-            var s = (Chunk(g + 32, xq, low4) + Chunk(g + 96, xq + 4, low4)) + (Chunk(g + 160, xq + 8, low4) + Chunk(g + 224, xq + 12, low4));
-            var p = Avx512BW.MultiplyAddAdjacent(s, Vector512<short>.One);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), dw * xd[b], acc);
-            bias = Avx512F.FusedMultiplyAdd(dw, Vector512.Create(xs[b]), bias);
+            Q4_0Scale(ref acc0, ref bias0, s0, dw, a, b);
+            if (k > 1) Q4_0Scale(ref acc1, ref bias1, s1, dw, a + 1, b);
+            if (k > 2) Q4_0Scale(ref acc2, ref bias2, s2, dw, a + 2, b);
+            if (k > 3) Q4_0Scale(ref acc3, ref bias3, s3, dw, a + 3, b);
         }
-        (acc - bias * 8).Store(y);
+        (acc0 - bias0 * 8).Store(y);
+        if (k > 1) (acc1 - bias1 * 8).Store(y + 16);
+        if (k > 2) (acc2 - bias2 * 8).Store(y + 32);
+        if (k > 3) (acc3 - bias3 * 8).Store(y + 48);
     }
 
-    /// <summary>As <see cref="Chunk"/> for 8 rows (one half of a 64-byte chunk).</summary>
+    /// <summary>As <see cref="Nibbles"/> for 8 rows (one half of a 64-byte chunk).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Chunk8(Vector256<byte> c, sbyte* x, Vector256<byte> low4) =>
-        Avx2.MultiplyAddAdjacent(c & low4, Broadcast256(x)) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4, Broadcast256(x + 16));
+    private static Vector256<short> Nibbles8(Vector256<byte> lo, Vector256<byte> hi, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(lo, Broadcast256(x)) + Avx2.MultiplyAddAdjacent(hi, Broadcast256(x + 16));
+
+    /// <summary>As <see cref="Q4_0Scale"/> for 8 rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_0Scale8(ref Vector256<float> acc, ref Vector256<float> bias, Vector256<short> s, Vector256<float> d, ActQ8* a, int b)
+    {
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s, Vector256<short>.One)), d * a->D[b], acc);
+        bias = Fma.MultiplyAdd(d, Vector256.Create(a->S[b]), bias);
+    }
+
+    public static void Q4_0Avx2(byte* g, ActQ8* a, float* y) => Q4_0Avx2<T1>(g, a, y);
+    public static void Q4_0Avx2(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_0Body256>(g, a, n, y);
+
+    private readonly struct Q4_0Body256 : IGroupBody
+    {
+        public static int MaxTokens => 4;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_0Avx2<TK>(g, a, y);
+    }
 
     /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 (the second pass finds the group and activations in L1).</summary>
-    public static void Q4_0Avx2(byte* g, ActQ8* a, float* y)
+    private static void Q4_0Avx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
-        Q4_0Rows8(g, a, 0).Store(y);
-        Q4_0Rows8(g, a, 1).Store(y + 8);
+        Q4_0Rows8<TK>(g, a, 0, y);
+        Q4_0Rows8<TK>(g, a, 1, y + 8);
     }
 
-    /// <summary>Rows 8h..8h+7 of a Q4_0 group: scales at 16h, chunk columns at 32h.</summary>
+    /// <summary>Rows 8h..8h+7 of a Q4_0 group for 1-4 tokens (<see cref="Q4_0Avx512{TK}"/>): scales at 16h, chunk columns at 32h; token t's 8 values at y + 16t.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector256<float> Q4_0Rows8(byte* g, ActQ8* a, int h)
+    private static void Q4_0Rows8<TK>(byte* g, ActQ8* a, int h, float* y) where TK : struct, ITokens
     {
+        int k = TK.Count;
         var low4 = Vector256.Create((byte)0x0F);
-        Vector256<float> acc = default, bias = default;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> bias0 = default, bias1 = default, bias2 = default, bias3 = default;
         for (int b = 0; b < a->Cols / 32; b++, g += Interleave.BlockBytes(DType.Q4_0))
         {
             if (h == 0) PrefetchAhead(g, 5);                               // 288 bytes
-            sbyte* x = a->Q + 32 * b;
-            byte* c = g + 32 + 32 * h;
-            var s = (Chunk8(Vector256.Load(c), x, low4) + Chunk8(Vector256.Load(c + 64), x + 4, low4))
-                  + (Chunk8(Vector256.Load(c + 128), x + 8, low4) + Chunk8(Vector256.Load(c + 192), x + 12, low4));
+            Vector256<short> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                var c = Vector256.Load(g + 32 + 32 * h + 64 * j);
+                var lo = c & low4;
+                var hi = Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
+                int x = 32 * b + 4 * j;
+                s0 += Nibbles8(lo, hi, a[0].Q + x);
+                if (k > 1) s1 += Nibbles8(lo, hi, a[1].Q + x);
+                if (k > 2) s2 += Nibbles8(lo, hi, a[2].Q + x);
+                if (k > 3) s3 += Nibbles8(lo, hi, a[3].Q + x);
+            }
             var d = Scales8(g + 16 * h);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s, Vector256<short>.One)), d * a->D[b], acc);
-            bias = Fma.MultiplyAdd(d, Vector256.Create(a->S[b]), bias);
+            Q4_0Scale8(ref acc0, ref bias0, s0, d, a, b);
+            if (k > 1) Q4_0Scale8(ref acc1, ref bias1, s1, d, a + 1, b);
+            if (k > 2) Q4_0Scale8(ref acc2, ref bias2, s2, d, a + 2, b);
+            if (k > 3) Q4_0Scale8(ref acc3, ref bias3, s3, d, a + 3, b);
         }
-        return acc - bias * 8;
+        (acc0 - bias0 * 8).Store(y);
+        if (k > 1) (acc1 - bias1 * 8).Store(y + 16);
+        if (k > 2) (acc2 - bias2 * 8).Store(y + 32);
+        if (k > 3) (acc3 - bias3 * 8).Store(y + 48);
     }
 
     /// <summary>16 rows' 6-bit sub-block scales (16 bytes) as int16 pairs: each row's scale in both halves of its int32 lane, for vpmaddwd.</summary>
@@ -137,45 +201,99 @@ internal static unsafe class InterleavedX86
     private static int BSumPair(short* bs, int p) =>
         (ushort)(short)(bs[4 * p] + bs[4 * p + 1]) | (int)((uint)(ushort)(short)(bs[4 * p + 2] + bs[4 * p + 3]) << 16);
 
+    /// <summary>One token's products of one Q4_K chunk: low nibbles into <paramref name="lo"/>, high into <paramref name="hi"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Chunk(ref Vector512<short> lo, ref Vector512<short> hi, Vector512<byte> l, Vector512<byte> h, sbyte* x)
+    {
+        lo += Avx512BW.MultiplyAddAdjacent(l, Broadcast512(x));
+        hi += Avx512BW.MultiplyAddAdjacent(h, Broadcast512(x + 32));
+    }
+
+    /// <summary>One token's mins term of a Q4_K super-block: Σ over the 4 sub-block pairs of the rows' min pairs · the activations' sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> K4Mins(Vector512<short> m0, Vector512<short> m1, Vector512<short> m2, Vector512<short> m3, short* bs)
+    {
+        var msum = Vector512<int>.Zero;
+        msum += Avx512BW.MultiplyAddAdjacent(m0, Vector512.Create(BSumPair(bs, 0)).AsInt16());
+        msum += Avx512BW.MultiplyAddAdjacent(m1, Vector512.Create(BSumPair(bs, 1)).AsInt16());
+        msum += Avx512BW.MultiplyAddAdjacent(m2, Vector512.Create(BSumPair(bs, 2)).AsInt16());
+        return msum + Avx512BW.MultiplyAddAdjacent(m3, Vector512.Create(BSumPair(bs, 3)).AsInt16());
+    }
+
+    /// <summary>One token's float step of a Q4_K super-block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Scale(ref Vector512<float> acc, ref Vector512<float> accMin, Vector512<int> isum, Vector512<int> msum,
+        Vector512<float> d, Vector512<float> dmin, ActQ8* a, int b)
+    {
+        var dx = Vector512.Create(a->D[b]);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d * dx, acc);
+        accMin = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(msum), dmin * dx, accMin);
+    }
+
+    public static void Q4_KAvx512(byte* g, ActQ8* a, float* y) => Q4_KAvx512<T1>(g, a, y);
+    public static void Q4_KAvx512(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_KBody512>(g, a, n, y);
+
+    private readonly struct Q4_KBody512 : IGroupBody
+    {
+        public static int MaxTokens => 4;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_KAvx512<TK>(g, a, y);
+    }
+
     /// <summary>
-    /// Q4_K, 512-bit, per super-block of 16 rows: per pair of sub-blocks 8 chunks (vpmaddubsw of low and high nibbles
-    /// summed in int16: 8 pairs ≤ 8·2·15·127 &lt; 2^15), one vpmaddwd each against the rows' scales; the mins term is
-    /// 4 vpmaddwd of the row's min pairs against the activation sums. Two FMAs per super-block.
+    /// Q4_K, 512-bit, per super-block of 16 rows, 1-4 tokens (<typeparamref name="TK"/>) per pass: each chunk unpacked
+    /// once; per token and pair of sub-blocks 8 chunks' vpmaddubsw of low and high nibbles summed in int16
+    /// (8 pairs ≤ 8·2·15·127 &lt; 2^15), one vpmaddwd each against the rows' scales; the mins term is 4 vpmaddwd of the
+    /// rows' min pairs against the activation sums. Two FMAs per super-block and token, as in the one-token body
+    /// (integer sums are exact in any order, so every token's result equals the one-token body's bit for bit).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_KAvx512(byte* g, ActQ8* a, float* y)
+    private static void Q4_KAvx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
-        int nb = a->Cols / 256;
+        int nb = a->Cols / 256, k = TK.Count;
         int blockBytes = Interleave.BlockBytes(DType.Q4_K);
         var low4 = Vector512.Create((byte)0x0F);
-        Vector512<float> acc = default, accMin = default;
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector512<float> min0 = default, min1 = default, min2 = default, min3 = default;
         for (int b = 0; b < nb; b++, g += blockBytes)
         {
-            sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            var isum = Vector512<int>.Zero;
-            for (int p = 0; p < 4; p++, x += 64)
+            Vector512<int> isum0 = default, isum1 = default, isum2 = default, isum3 = default;
+            for (int p = 0; p < 4; p++)
             {
                 byte* c = g + Interleave.Q4_KQuants + 512 * p;
-                Vector512<short> lo = default, hi = default;
+                Vector512<short> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
                 for (int j = 0; j < 8; j++, c += 64)
                 {
                     PrefetchAhead(c, 1);
                     var v = Vector512.Load(c);
-                    lo += Avx512BW.MultiplyAddAdjacent(v & low4, Broadcast512(x + 4 * j));
-                    hi += Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & low4, Broadcast512(x + 32 + 4 * j));
+                    var l = v & low4;
+                    var h = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & low4;
+                    int x = 256 * b + 64 * p + 4 * j;
+                    K4Chunk(ref lo0, ref hi0, l, h, a[0].Q + x);
+                    if (k > 1) K4Chunk(ref lo1, ref hi1, l, h, a[1].Q + x);
+                    if (k > 2) K4Chunk(ref lo2, ref hi2, l, h, a[2].Q + x);
+                    if (k > 3) K4Chunk(ref lo3, ref hi3, l, h, a[3].Q + x);
                 }
-                isum += Avx512BW.MultiplyAddAdjacent(lo, ScalePairs16(g + Interleave.Q4_KScales + 32 * p))
-                      + Avx512BW.MultiplyAddAdjacent(hi, ScalePairs16(g + Interleave.Q4_KScales + 32 * p + 16));
+                var sl = ScalePairs16(g + Interleave.Q4_KScales + 32 * p);
+                var sh = ScalePairs16(g + Interleave.Q4_KScales + 32 * p + 16);
+                isum0 += Avx512BW.MultiplyAddAdjacent(lo0, sl) + Avx512BW.MultiplyAddAdjacent(hi0, sh);
+                if (k > 1) isum1 += Avx512BW.MultiplyAddAdjacent(lo1, sl) + Avx512BW.MultiplyAddAdjacent(hi1, sh);
+                if (k > 2) isum2 += Avx512BW.MultiplyAddAdjacent(lo2, sl) + Avx512BW.MultiplyAddAdjacent(hi2, sh);
+                if (k > 3) isum3 += Avx512BW.MultiplyAddAdjacent(lo3, sl) + Avx512BW.MultiplyAddAdjacent(hi3, sh);
             }
-            var msum = Vector512<int>.Zero;
-            for (int p = 0; p < 4; p++)
-                msum += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(g + Interleave.Q4_KMins + 32 * p)), Vector512.Create(BSumPair(bs, p)).AsInt16());
-            var dx = Vector512.Create(a->D[b]);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Scales16(g) * dx, acc);
-            accMin = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(msum), Scales16(g + Interleave.Q4_KDMin) * dx, accMin);
+            byte* mins = g + Interleave.Q4_KMins;
+            var m0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(mins)); var m1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(mins + 32));
+            var m2 = Avx512BW.ConvertToVector512Int16(Vector256.Load(mins + 64)); var m3 = Avx512BW.ConvertToVector512Int16(Vector256.Load(mins + 96));
+            var d = Scales16(g);
+            var dmin = Scales16(g + Interleave.Q4_KDMin);
+            K4Scale(ref acc0, ref min0, isum0, K4Mins(m0, m1, m2, m3, a[0].BSums + 16 * b), d, dmin, a, b);
+            if (k > 1) K4Scale(ref acc1, ref min1, isum1, K4Mins(m0, m1, m2, m3, a[1].BSums + 16 * b), d, dmin, a + 1, b);
+            if (k > 2) K4Scale(ref acc2, ref min2, isum2, K4Mins(m0, m1, m2, m3, a[2].BSums + 16 * b), d, dmin, a + 2, b);
+            if (k > 3) K4Scale(ref acc3, ref min3, isum3, K4Mins(m0, m1, m2, m3, a[3].BSums + 16 * b), d, dmin, a + 3, b);
         }
-        (acc - accMin).Store(y);
+        (acc0 - min0).Store(y);
+        if (k > 1) (acc1 - min1).Store(y + 16);
+        if (k > 2) (acc2 - min2).Store(y + 32);
+        if (k > 3) (acc3 - min3).Store(y + 48);
     }
 
     /// <summary>8 rows' sub-block scales (8 bytes) as int16 pairs (see <see cref="ScalePairs16"/>).</summary>
@@ -186,55 +304,106 @@ internal static unsafe class InterleavedX86
         return (s | Vector256.ShiftLeft(s, 16)).AsInt16();
     }
 
-    /// <summary>Q4_K, 256-bit: <see cref="Q4_KAvx512"/> on the two halves of 8 rows, sharing each activation broadcast.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_KAvx2(byte* g, ActQ8* a, float* y)
+    /// <summary>One token's state of the 256-bit Q4_K body: per half of 8 rows, the int16 sums of the current sub-block
+    /// pair, the super-block's int32 sums and the float accumulators.</summary>
+    private struct K4Token8
     {
-        int nb = a->Cols / 256;
+        public Vector256<short> Lo0, Hi0, Lo1, Hi1;
+        public Vector256<int> Isum0, Isum1;
+        public Vector256<float> Acc0, Acc1, Min0, Min1;
+    }
+
+    /// <summary>One token's products of one Q4_K chunk, both halves (unpacked nibbles l0/h0 of rows 0-7, l1/h1 of rows 8-15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Chunk8(ref K4Token8 s, Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1, sbyte* x)
+    {
+        var xl = Broadcast256(x);
+        var xh = Broadcast256(x + 32);
+        s.Lo0 += Avx2.MultiplyAddAdjacent(l0, xl);
+        s.Hi0 += Avx2.MultiplyAddAdjacent(h0, xh);
+        s.Lo1 += Avx2.MultiplyAddAdjacent(l1, xl);
+        s.Hi1 += Avx2.MultiplyAddAdjacent(h1, xh);
+    }
+
+    /// <summary>The end of a sub-block pair: the int16 sums times the rows' scales into the super-block's int32 sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Pair8(ref K4Token8 s, byte* sc)
+    {
+        s.Isum0 += Avx2.MultiplyAddAdjacent(s.Lo0, ScalePairs8(sc)) + Avx2.MultiplyAddAdjacent(s.Hi0, ScalePairs8(sc + 16));
+        s.Isum1 += Avx2.MultiplyAddAdjacent(s.Lo1, ScalePairs8(sc + 8)) + Avx2.MultiplyAddAdjacent(s.Hi1, ScalePairs8(sc + 24));
+        s.Lo0 = s.Hi0 = s.Lo1 = s.Hi1 = default;
+    }
+
+    /// <summary>The end of a super-block: the mins term and the two halves' float steps; the int32 sums restart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Block8(ref K4Token8 s, byte* g, ActQ8* a, int b)
+    {
+        short* bs = a->BSums + 16 * b;
+        Vector256<int> msum0 = default, msum1 = default;
+        for (int p = 0; p < 4; p++)
+        {
+            var pair = Vector256.Create(BSumPair(bs, p)).AsInt16();
+            byte* m = g + Interleave.Q4_KMins + 32 * p;
+            msum0 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m), pair);
+            msum1 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m + 16), pair);
+        }
+        var dx = Vector256.Create(a->D[b]);
+        s.Acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s.Isum0), Scales8(g) * dx, s.Acc0);
+        s.Acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s.Isum1), Scales8(g + 16) * dx, s.Acc1);
+        s.Min0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum0), Scales8(g + Interleave.Q4_KDMin) * dx, s.Min0);
+        s.Min1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum1), Scales8(g + Interleave.Q4_KDMin + 16) * dx, s.Min1);
+        s.Isum0 = s.Isum1 = default;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void K4Store8(in K4Token8 s, float* y)
+    {
+        (s.Acc0 - s.Min0).Store(y);
+        (s.Acc1 - s.Min1).Store(y + 8);
+    }
+
+    public static void Q4_KAvx2(byte* g, ActQ8* a, float* y) => Q4_KAvx2<T1>(g, a, y);
+    public static void Q4_KAvx2(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_KBody256>(g, a, n, y);
+
+    private readonly struct Q4_KBody256 : IGroupBody
+    {
+        // 16 ymm registers without AVX-512: a token's state is 10 of them
+        public static int MaxTokens => 2;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_KAvx2<TK>(g, a, y);
+    }
+
+    /// <summary>Q4_K, 256-bit, 1-2 tokens: <see cref="Q4_KAvx512{TK}"/> on the two halves of 8 rows, sharing each chunk's unpacked nibbles and each activation broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_KAvx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
+    {
+        int nb = a->Cols / 256, k = TK.Count;
         int blockBytes = Interleave.BlockBytes(DType.Q4_K);
         var low4 = Vector256.Create((byte)0x0F);
-        Vector256<float> acc0 = default, acc1 = default, min0 = default, min1 = default;
+        K4Token8 s0 = default, s1 = default;
         for (int b = 0; b < nb; b++, g += blockBytes)
         {
-            sbyte* x = a->Q + 256 * b;
-            short* bs = a->BSums + 16 * b;
-            Vector256<int> isum0 = default, isum1 = default;
-            for (int p = 0; p < 4; p++, x += 64)
+            for (int p = 0; p < 4; p++)
             {
                 byte* c = g + Interleave.Q4_KQuants + 512 * p;
-                Vector256<short> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
                 for (int j = 0; j < 8; j++, c += 64)
                 {
                     PrefetchAhead(c, 1);
-                    var xl = Broadcast256(x + 4 * j);
-                    var xh = Broadcast256(x + 32 + 4 * j);
                     var v0 = Vector256.Load(c);
                     var v1 = Vector256.Load(c + 32);
-                    lo0 += Avx2.MultiplyAddAdjacent(v0 & low4, xl);
-                    hi0 += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & low4, xh);
-                    lo1 += Avx2.MultiplyAddAdjacent(v1 & low4, xl);
-                    hi1 += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & low4, xh);
+                    var l0 = v0 & low4; var h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & low4;
+                    var l1 = v1 & low4; var h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & low4;
+                    int x = 256 * b + 64 * p + 4 * j;
+                    K4Chunk8(ref s0, l0, h0, l1, h1, a[0].Q + x);
+                    if (k > 1) K4Chunk8(ref s1, l0, h0, l1, h1, a[1].Q + x);
                 }
-                byte* sc = g + Interleave.Q4_KScales + 32 * p;
-                isum0 += Avx2.MultiplyAddAdjacent(lo0, ScalePairs8(sc)) + Avx2.MultiplyAddAdjacent(hi0, ScalePairs8(sc + 16));
-                isum1 += Avx2.MultiplyAddAdjacent(lo1, ScalePairs8(sc + 8)) + Avx2.MultiplyAddAdjacent(hi1, ScalePairs8(sc + 24));
+                K4Pair8(ref s0, g + Interleave.Q4_KScales + 32 * p);
+                if (k > 1) K4Pair8(ref s1, g + Interleave.Q4_KScales + 32 * p);
             }
-            Vector256<int> msum0 = default, msum1 = default;
-            for (int p = 0; p < 4; p++)
-            {
-                var pair = Vector256.Create(BSumPair(bs, p)).AsInt16();
-                byte* m = g + Interleave.Q4_KMins + 32 * p;
-                msum0 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m), pair);
-                msum1 += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m + 16), pair);
-            }
-            var dx = Vector256.Create(a->D[b]);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum0), Scales8(g) * dx, acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum1), Scales8(g + 16) * dx, acc1);
-            min0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum0), Scales8(g + Interleave.Q4_KDMin) * dx, min0);
-            min1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum1), Scales8(g + Interleave.Q4_KDMin + 16) * dx, min1);
+            K4Block8(ref s0, g, a, b);
+            if (k > 1) K4Block8(ref s1, g, a + 1, b);
         }
-        (acc0 - min0).Store(y);
-        (acc1 - min1).Store(y + 8);
+        K4Store8(s0, y);
+        if (k > 1) K4Store8(s1, y + 16);
     }
 
     /// <summary>
@@ -319,38 +488,105 @@ internal static unsafe class InterleavedX86
         acc1.Store(y + 8);
     }
 
-    /// <summary>Signed weights × signed activations by the sign trick: |w| (unsigned) × (x with w's sign).</summary>
+    /// <summary>One token's products of one Q8_0 chunk, both halves: signed weights × signed activations by the sign trick, |w| (unsigned, formed once for all tokens) × (x with w's sign).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> SignedDot<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : IU8S8Dot =>
-        TDot.Dot(Avx2.Abs(w), Avx2.Sign(x, w));
+    private static void Q8Chunk<TDot>(ref Vector256<int> p0, ref Vector256<int> p1, Vector256<sbyte> w0, Vector256<sbyte> w1,
+        Vector256<byte> abs0, Vector256<byte> abs1, sbyte* x) where TDot : IU8S8Dot
+    {
+        var xb = Broadcast256(x);
+        p0 += TDot.Dot(abs0, Avx2.Sign(xb, w0));
+        p1 += TDot.Dot(abs1, Avx2.Sign(xb, w1));
+    }
+
+    /// <summary>One token's float step of a Q8_0 block (both halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8Scale(ref Vector256<float> acc0, ref Vector256<float> acc1, Vector256<int> p0, Vector256<int> p1,
+        Vector256<float> d0, Vector256<float> d1, ActQ8* a, int b)
+    {
+        var dx = Vector256.Create(a->D[b]);
+        acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), d0 * dx, acc0);
+        acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), d1 * dx, acc1);
+    }
+
+    public static void Q8_0<TDot>(byte* g, ActQ8* a, float* y) where TDot : IU8S8Dot => Q8_0<TDot, T1>(g, a, y);
+    public static void Q8_0<TDot>(byte* g, ActQ8* a, int n, float* y) where TDot : IU8S8Dot => Tokens<Q8_0Body<TDot>>(g, a, n, y);
+
+    private readonly struct Q8_0Body<TDot> : IGroupBody where TDot : IU8S8Dot
+    {
+        // a token's state is 4 registers: 4 tokens where the JIT has 32 (AVX-512 machines), 2 with 16
+        public static int MaxTokens => Avx512F.IsSupported ? 4 : 2;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q8_0<TDot, TK>(g, a, y);
+    }
 
     /// <summary>
-    /// Q8_0, 256-bit (on AVX-512 machines too: with AVX-VNNI these are the "two 256-bit vpdpbusd" of a 512-bit step):
-    /// 8 chunks per block, each two halves of 8 rows against one broadcast; int32 lanes need no int16 stage.
+    /// Q8_0, 256-bit (on AVX-512 machines too: with AVX-VNNI these are the "two 256-bit vpdpbusd" of a 512-bit step),
+    /// 1-4 tokens: 8 chunks per block, each two halves of 8 rows whose |w| is formed once and meets every token's
+    /// broadcast; int32 lanes need no int16 stage.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q8_0<TDot>(byte* g, ActQ8* a, float* y) where TDot : IU8S8Dot
+    private static void Q8_0<TDot, TK>(byte* g, ActQ8* a, float* y) where TDot : IU8S8Dot where TK : struct, ITokens
     {
-        int nb = a->Cols / 32;
+        int nb = a->Cols / 32, k = TK.Count;
         int blockBytes = Interleave.BlockBytes(DType.Q8_0);
-        sbyte* xq = a->Q;
-        float* xd = a->D;
-        Vector256<float> acc0 = default, acc1 = default;
-        for (int b = 0; b < nb; b++, g += blockBytes, xq += 32)
+        Vector256<float> acc00 = default, acc01 = default, acc10 = default, acc11 = default, acc20 = default, acc21 = default, acc30 = default, acc31 = default;
+        for (int b = 0; b < nb; b++, g += blockBytes)
         {
             PrefetchAhead(g, 9);                                        // 544 bytes
-            Vector256<int> p0 = default, p1 = default;
+            Vector256<int> p00 = default, p01 = default, p10 = default, p11 = default, p20 = default, p21 = default, p30 = default, p31 = default;
             for (int j = 0; j < 8; j++)
             {
-                var x = Broadcast256(xq + 4 * j);
-                p0 += SignedDot<TDot>(Vector256.Load((sbyte*)g + 32 + 64 * j), x);
-                p1 += SignedDot<TDot>(Vector256.Load((sbyte*)g + 64 + 64 * j), x);
+                var w0 = Vector256.Load((sbyte*)g + 32 + 64 * j);
+                var w1 = Vector256.Load((sbyte*)g + 64 + 64 * j);
+                var abs0 = Avx2.Abs(w0); var abs1 = Avx2.Abs(w1);
+                int x = 32 * b + 4 * j;
+                Q8Chunk<TDot>(ref p00, ref p01, w0, w1, abs0, abs1, a[0].Q + x);
+                if (k > 1) Q8Chunk<TDot>(ref p10, ref p11, w0, w1, abs0, abs1, a[1].Q + x);
+                if (k > 2) Q8Chunk<TDot>(ref p20, ref p21, w0, w1, abs0, abs1, a[2].Q + x);
+                if (k > 3) Q8Chunk<TDot>(ref p30, ref p31, w0, w1, abs0, abs1, a[3].Q + x);
             }
-            var dx = Vector256.Create(xd[b]);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Scales8(g) * dx, acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Scales8(g + 16) * dx, acc1);
+            var d0 = Scales8(g); var d1 = Scales8(g + 16);
+            Q8Scale(ref acc00, ref acc01, p00, p01, d0, d1, a, b);
+            if (k > 1) Q8Scale(ref acc10, ref acc11, p10, p11, d0, d1, a + 1, b);
+            if (k > 2) Q8Scale(ref acc20, ref acc21, p20, p21, d0, d1, a + 2, b);
+            if (k > 3) Q8Scale(ref acc30, ref acc31, p30, p31, d0, d1, a + 3, b);
         }
-        acc0.Store(y);
-        acc1.Store(y + 8);
+        acc00.Store(y); acc01.Store(y + 8);
+        if (k > 1) { acc10.Store(y + 16); acc11.Store(y + 24); }
+        if (k > 2) { acc20.Store(y + 32); acc21.Store(y + 40); }
+        if (k > 3) { acc30.Store(y + 48); acc31.Store(y + 56); }
+    }
+
+    /// <summary>Tokens per pass of a multi-token group body (1-4): a JIT-time constant, so the unused tokens' code is dropped.</summary>
+    internal interface ITokens { static abstract int Count { get; } }
+    internal readonly struct T1 : ITokens { public static int Count => 1; }
+    internal readonly struct T2 : ITokens { public static int Count => 2; }
+    internal readonly struct T3 : ITokens { public static int Count => 3; }
+    internal readonly struct T4 : ITokens { public static int Count => 4; }
+
+    /// <summary>A group body over 1..<see cref="MaxTokens"/> tokens per pass (token t's 16 values at y + 16t).</summary>
+    private interface IGroupBody
+    {
+        static abstract int MaxTokens { get; }
+        static abstract void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens;
+    }
+
+    /// <summary>
+    /// y[t, 0..16) for tokens t &lt; n: passes of up to <c>MaxTokens</c> tokens over the group (each weight byte
+    /// unpacked once per pass and multiplied with every token of it), the tokens split evenly between passes.
+    /// </summary>
+    private static void Tokens<TB>(byte* g, ActQ8* a, int n, float* y) where TB : IGroupBody
+    {
+        for (int t = 0; t < n;)
+        {
+            int passes = (n - t + TB.MaxTokens - 1) / TB.MaxTokens, k = (n - t + passes - 1) / passes;
+            switch (k)
+            {
+                case 1: TB.Run<T1>(g, a + t, y + 16 * t); break;
+                case 2: TB.Run<T2>(g, a + t, y + 16 * t); break;
+                case 3: TB.Run<T3>(g, a + t, y + 16 * t); break;
+                default: TB.Run<T4>(g, a + t, y + 16 * t); break;
+            }
+            t += k;
+        }
     }
 }
