@@ -211,7 +211,7 @@ public unsafe class InterleaveTests
         var weights = specs.Select((s, i) => Weights(s.Type, s.Rows, s.Cols, 500 + i)).ToArray();
         try
         {
-            foreach (int n in new[] { 1, 3, 6 })
+            foreach (int n in new[] { 1, 3, 5 })   // below every path's GEMM crossover (6 on AVX2)
             {
                 var inputs = inputCols.Select((c, i) => { var a = GC.AllocateArray<float>(n * c, pinned: true); TestData.Gaussian(a.Length, 40 * n + i).CopyTo(a, 0); return a; }).ToArray();
                 var expect = specs.Select((s, i) => ReferenceGemv(weights[i], inputs[s.Input], n)).ToArray();
