@@ -5,15 +5,22 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Bench;
 
 /// <summary>
-/// `crossover [--no-repack]`: time per token of the GEMV path and the GEMM path for small n (the per-format crossovers
-/// in MatMul.Plan). The matrices get an interleaved copy where the path has a group body, as models do by default
-/// (`--repack on`), so the GEMV side is the multi-token group body; `--no-repack` times the row bodies over the stored layout.
+/// `crossover [--no-repack] [--threads N] [--cpu-time] [--formats Q4_0,Q8_0]`: time per token of the GEMV path and the
+/// GEMM path for small n (the per-format crossovers in MatMul.Plan). The matrices get an interleaved copy where the path
+/// has a group body, as models do by default (`--repack on`), so the GEMV side is the multi-token group body;
+/// `--no-repack` times the row bodies over the stored layout. `--cpu-time` times by the process's CPU time (with
+/// `--threads 1`, for a host shared with other work).
 /// </summary>
 internal static class Crossover
 {
     public static int Run(string[] args)
     {
-        foreach (var type in new[] { DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K, DType.BF16 })
+        int at = Array.IndexOf(args, "--threads");
+        if (at >= 0) Threading.WorkerPool.Configure(int.Parse(args[at + 1]));
+        _cpuTime = args.Contains("--cpu-time");
+        at = Array.IndexOf(args, "--formats");
+        var formats = at >= 0 ? args[at + 1].Split(',').Select(Enum.Parse<DType>).ToArray() : [DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K, DType.BF16];
+        foreach (var type in formats)
         {
             using var w = BenchWeights.Make(type, 8960, 1536);
             bool x16 = !args.Contains("--no-repack") && Kernels.Repack.Interleave.Attach(w, KernelInfo.Path) > 0;
@@ -31,12 +38,20 @@ internal static class Crossover
         return 0;
     }
 
+    private static bool _cpuTime;
+
     private static double Time(Action a)
     {
         a();
         double best = double.MaxValue;
         var sw = Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < 0.2) { long t0 = Stopwatch.GetTimestamp(); a(); best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds); }
+        for (int runs = 0; runs < 3 || sw.Elapsed.TotalSeconds < 0.2; runs++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            var cpu0 = _cpuTime ? Environment.CpuUsage.TotalTime : default;
+            a();
+            best = Math.Min(best, _cpuTime ? (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds : Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
         return best;
     }
 }
