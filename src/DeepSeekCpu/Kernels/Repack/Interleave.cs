@@ -93,14 +93,9 @@ internal static unsafe class Interleave
     /// the group's rows with one token's activations (Q8_0 style); null where no interleaved body pays (the row
     /// bodies over the mapping run instead).
     /// </summary>
-    public static delegate*<byte*, ActQ8*, float*, void> GroupDot(DType t, KernelPath path) => (t, path) switch
+    public static delegate*<byte*, ActQ8*, float*, void> GroupDot(DType t, KernelPath path) =>
+        X86Bodies(t, path) is { One: not 0 } x86 ? (delegate*<byte*, ActQ8*, float*, void>)x86.One : (t, path) switch
     {
-        (DType.Q4_0, KernelPath.Avx512) => &InterleavedX86.Q4_0Avx512,
-        (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_0Avx2,
-        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => &InterleavedX86.Q8_0<VnniDot>,
-        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
-        (DType.Q4_K, KernelPath.Avx512) => &InterleavedX86.Q4_KAvx512,
-        (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_KAvx2,
         // Q6_K on AVX-512 keeps the 512-bit row body: the 256-bit group body ran at 0.8x of it (bench quick, 2 threads)
         (DType.Q6_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q6_KAvx2,
         (DType.Q4_0, KernelPath.NeonDp) => &InterleavedArm.Q4_0,
@@ -116,16 +111,22 @@ internal static unsafe class Interleave
     /// <see cref="GroupDot"/> of token t, for t &lt; n, equal to it bit for bit (each weight chunk unpacked once per
     /// pass over up to 4 tokens); null where only the one-token body exists (callers loop over the tokens).
     /// </summary>
-    public static delegate*<byte*, ActQ8*, int, float*, void> GroupDots(DType t, KernelPath path) => (t, path) switch
+    public static delegate*<byte*, ActQ8*, int, float*, void> GroupDots(DType t, KernelPath path) =>
+        (delegate*<byte*, ActQ8*, int, float*, void>)X86Bodies(t, path).Many;
+
+    /// <summary>The x86 bodies that have a one-token and a multi-token entry (the same generic body), or zeros.</summary>
+    private static (nint One, nint Many) X86Bodies(DType t, KernelPath path) => (t, path) switch
     {
-        (DType.Q4_0, KernelPath.Avx512) => &InterleavedX86.Q4_0Avx512,
-        (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_0Avx2,
-        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => &InterleavedX86.Q8_0<VnniDot>,
-        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => &InterleavedX86.Q8_0<MaddDot>,
-        (DType.Q4_K, KernelPath.Avx512) => &InterleavedX86.Q4_KAvx512,
-        (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q4_KAvx2,
-        _ => null,
+        (DType.Q4_0, KernelPath.Avx512) => Pair(&InterleavedX86.Q4_0Avx512, &InterleavedX86.Q4_0Avx512),
+        (DType.Q4_0, KernelPath.Avx2 or KernelPath.Avx2Vnni) => Pair(&InterleavedX86.Q4_0Avx2, &InterleavedX86.Q4_0Avx2),
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2Vnni) when AvxVnni.IsSupported => Pair(&InterleavedX86.Q8_0<VnniDot>, &InterleavedX86.Q8_0<VnniDot>),
+        (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => Pair(&InterleavedX86.Q8_0<MaddDot>, &InterleavedX86.Q8_0<MaddDot>),
+        (DType.Q4_K, KernelPath.Avx512) => Pair(&InterleavedX86.Q4_KAvx512, &InterleavedX86.Q4_KAvx512),
+        (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => Pair(&InterleavedX86.Q4_KAvx2, &InterleavedX86.Q4_KAvx2),
+        _ => (0, 0),
     };
+
+    private static (nint, nint) Pair(delegate*<byte*, ActQ8*, float*, void> one, delegate*<byte*, ActQ8*, int, float*, void> many) => ((nint)one, (nint)many);
 
     /// <summary>The scalar specification of the group bodies.</summary>
     public static delegate*<byte*, ActQ8*, float*, void> GroupDotReference(DType t) => t switch
