@@ -10,8 +10,9 @@ namespace DeepSeekCpu.Kernels;
 /// The first half of several SwiGLU MLPs over their own tokens, run by <see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>:
 /// h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is the rows
 /// <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the shared
-/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the caller keeps the batch and keeps x,
-/// the row lists, h and u pinned until the call returns.
+/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
+/// the row lists, h and u: the caller keeps them pinned and referenced until the call returns (a pinned array that
+/// nothing references is still collected, and its memory handed to the next allocation).
 /// </summary>
 internal sealed unsafe class ExpertBatch
 {
@@ -69,7 +70,8 @@ internal sealed unsafe class ExpertBatch
 /// while the two accumulators are written back, so g and u never go to memory. Items of all MLPs share the
 /// dispatch, so the threads finish together instead of once per expert.</item>
 /// </list>
-/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM) run as one
+/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path; Q8_0 where VNNI or
+/// DotProd give it its own GEMM, <see cref="GemmQ8{TOps, TX, TAcc, TF}"/>, which is not fused yet) run as one
 /// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
 /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> then <see cref="Ops.SwiGlu"/>.
 /// </summary>
@@ -94,9 +96,11 @@ internal static unsafe class ExpertGemm
         for (int i = 0; i < b.Count; i++)
         {
             if (b.M[i] == 0) continue;
-            var k = MatMul.Plan(b.W1[i].Type, b.M[i], path);
+            // the kernel MatMul.Multiply would run for each product (so Q8_0 where VNNI or DotProd exist takes its own
+            // GEMM, GemmQ8, unfused, and float32-activation matrices the float GEMM)
+            var k = MatMul.Plan(b.W1[i], b.M[i], path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
-                && MatMul.Plan(b.W3[i].Type, b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
+                && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
             {
                 kind = k;
                 fused[nFused++] = i;
