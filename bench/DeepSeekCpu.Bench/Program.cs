@@ -5,6 +5,7 @@ using DeepSeekCpu.Bench;
 // `peak`: vpdpbusd and vpmaddubsw+vpaddw per second on one core (the GEMM inner loops' arithmetic bound).
 // `bodies`: each dot-product body alone (ns per 1000 weights, single thread, L2-resident).
 // `crossover [--no-repack]`: GEMV vs GEMM time per token for small n (the crossovers in MatMul.Plan), over interleaved copies unless --no-repack.
+// `experts [--threads N] [--n 256]`: an MoE layer's gate/up half, unfused vs fused (ExpertGemm), CPU time.
 // `quantize`: Quantize.Matrix speed per target type.
 // `mmap FILE`: read bandwidth of a memory-mapped file with and without madvise/mlock/copy (see MmapBench).
 // Anything else goes to BenchmarkDotNet (e.g. `--filter *Gemv*`).
@@ -13,6 +14,7 @@ if (args.Length > 0 && args[0] == "quick") return Quick.Run(args[1..]);
 if (args.Length > 0 && args[0] == "mmap") return MmapBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "bodies") return Bodies.Run(args[1..]);
 if (args.Length > 0 && args[0] == "crossover") return Crossover.Run(args[1..]);
+if (args.Length > 0 && args[0] == "experts") return ExpertsBench.Run(args[1..]);   // MoE gate/up: unfused vs ExpertGemm
 if (args.Length > 0 && args[0] == "quantize") return QuantizeBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak") return Soak.Run(args[1..]);   // the server under a mixed load (Soak.cs)
 if (args.Length > 0 && args[0] == "load") return LoadBench.Run(args[1..]);   // tokens/s, TTFT, inter-token latency at N clients

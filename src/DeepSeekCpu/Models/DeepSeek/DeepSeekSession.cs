@@ -57,7 +57,6 @@ internal sealed class DeepSeekPass
     public readonly float[] OLat;               // [R, heads, kvl]       absorbed output before W_uv
     public readonly float[] O;                  // [R, heads, v]
     public readonly float[] Hidden1, Hidden2;   // [R, max inter] dense MLP, or [R*k, moe inter] routed + [R, shared inter]
-    public readonly float[] ExpertIn;           // [R*k, dim] routed inputs in expert order
     public readonly float[] ExpertOut;          // [R*k + R, dim] routed outputs in expert order, then shared
     public readonly float[] RouterLogits;       // [R, n_experts]
     public readonly float[] RouterSelect;       // [n_experts]
@@ -65,6 +64,7 @@ internal sealed class DeepSeekPass
     public readonly int[] Chosen;               // [R, k] expert ids
     public readonly float[] ChosenWeights;      // [R, k]
     public readonly int[] Order;                // [R*k] (token*k + slot) grouped by expert
+    public readonly int[] ExpertTokens;         // [R*k] the token of each pair of Order (pinned: ExpertBatch rows)
     public readonly int[] ExpertFirst;          // [n_experts + 1] first index in Order of each expert
     public readonly int[] ExpertFill;           // [n_experts]
     public readonly float[] IndexQ;             // [R, index_heads, index_head_dim]  V3.2 indexer queries
@@ -74,6 +74,7 @@ internal sealed class DeepSeekPass
     public readonly int[] TopkCounts;           // [R]             how many of them
     public readonly int TopkStride;             // index_topk
     public readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
+    public readonly ExpertBatch Experts = new(); // SwiGLU hidden rows of the MLPs of one feed-forward
     private float[]? _naiveLatent;              // [tokens, kvl]            naive attention only, grows
     private float[]? _naiveRows;                // [tokens, kvl+rope]       naive attention only, grows
     private float[]? _naiveExpanded;            // [tokens, heads, nope+v]  naive attention only, grows
@@ -87,9 +88,10 @@ internal sealed class DeepSeekPass
         Q = F(R * H * (c.QkNopeHeadDim + rope)); QA = F(R * (c.QLoraRank ?? 0)); KV = F(R * (kvl + rope));
         QLat = F(R * H * (kvl + rope)); OLat = F(R * H * kvl); O = F(R * H * c.VHeadDim);
         Hidden1 = F(R * hidden); Hidden2 = F(R * hidden);
-        ExpertIn = F(R * k * dim); ExpertOut = F(R * (k + 1) * dim);
+        ExpertOut = F(R * (k + 1) * dim);
         RouterLogits = F(R * E); RouterSelect = F(E); GroupScratch = F(2 * Math.Max(1, c.NGroup));
         Chosen = new int[R * k]; ChosenWeights = F(R * k); Order = new int[R * k];
+        ExpertTokens = GC.AllocateArray<int>(R * k, pinned: true);
         ExpertFirst = new int[E + 1]; ExpertFill = new int[E];
         TopkStride = c.IndexTopk;
         IndexQ = F(R * c.IndexNHeads * c.IndexHeadDim); IndexK = F(R * c.IndexHeadDim); IndexWeights = F(R * c.IndexNHeads);
@@ -105,10 +107,10 @@ internal sealed class DeepSeekPass
         long k = Math.Max(1, c.NumExpertsPerTok), E = Math.Max(1, c.NRoutedExperts);
         long hidden = Math.Max(c.IntermediateSize, k * c.MoeIntermediateSize + c.NSharedExperts * c.MoeIntermediateSize);
         long floats = 3 * R * dim + R * H * (c.QkNopeHeadDim + rope) + R * (c.QLoraRank ?? 0) + R * (kvl + rope)
-            + R * H * (kvl + rope) + R * H * kvl + R * H * c.VHeadDim + 2 * R * hidden + R * k * dim + R * (k + 1) * dim
+            + R * H * (kvl + rope) + R * H * kvl + R * H * c.VHeadDim + 2 * R * hidden + R * (k + 1) * dim
             + R * E + E + 2 * Math.Max(1, c.NGroup) + R * k
             + R * c.IndexNHeads * c.IndexHeadDim + R * c.IndexHeadDim + R * c.IndexNHeads;
-        long ints = 2 * R * k + 2 * E + 1 + R * c.IndexTopk + R;
+        long ints = 3 * R * k + 2 * E + 1 + R * c.IndexTopk + R;
         return 4 * (floats + ints);
     }
 

@@ -17,21 +17,19 @@ internal sealed class MLP(ModelWeights w, string p, int dim, int inter) : IFeedF
 
     public void Forward(DeepSeekPass p, ReadOnlySpan<float> x, Span<float> y, int n)
     {
-        var g = p.Hidden1.AsSpan(0, n * inter);   // [n, inter]
-        var u = p.Hidden2.AsSpan(0, n * inter);   // [n, inter]
-        p.Batch.Clear(n);
-        AddGateUp(p.Batch, x, g, u, n);
-        MatMul.Multiply(p.Batch);
-        Ops.SwiGlu(g, u);
-        MatMul.Multiply(_w2, g, y, n);
+        var h = p.Hidden1.AsSpan(0, n * inter);   // [n, inter]
+        p.Experts.Clear();
+        AddHidden(p.Experts, x, [], n, h, p.Hidden2);
+        ExpertGemm.SwiGlu(p.Experts);
+        MatMul.Multiply(_w2, h, y, n);
     }
 
-    /// <summary>Adds g = w1 x and u = w3 x ([n, inter] each, x [n, dim]) to a batch.</summary>
-    public void AddGateUp(MatMulBatch b, ReadOnlySpan<float> x, Span<float> g, Span<float> u, int n)
-    {
-        b.Add(_w1, x, g, n);
-        b.Add(_w3, x, u, n);
-    }
+    /// <summary>
+    /// Adds h = silu(w1 x) * w3 x ([m, inter], x the rows <paramref name="rows"/> of <paramref name="x"/>, or its
+    /// first m rows) to a batch; <paramref name="u"/> ([m, inter]) is scratch.
+    /// </summary>
+    public void AddHidden(ExpertBatch b, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, int m, Span<float> h, Span<float> u) =>
+        b.Add(_w1, _w3, x, rows, m, h, u);
 
     /// <summary>Adds y = w2 h ([n, dim], h [n, inter]) to a batch.</summary>
     public void AddDown(MatMulBatch b, ReadOnlySpan<float> h, Span<float> y, int n) => b.Add(_w2, h, y, n);

@@ -7,7 +7,8 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// <summary>
 /// DeepSeekMoE (model.py class MoE): y = Σ_{chosen e} weight_e · Expert_e(x) + SharedExperts(x). Each chosen expert
 /// runs once over the tokens that chose it, and all of them (with the shared experts over every token) form one
-/// batch of gate/up products and one of down products; experts nobody chose are never read.
+/// batch of SwiGLU hidden rows (<see cref="ExpertGemm"/>: gate and up fused) and one of down products; experts nobody
+/// chose are never read.
 /// </summary>
 internal sealed class MoE : IFeedForward
 {
@@ -42,24 +43,21 @@ internal sealed class MoE : IFeedForward
         first[..E].CopyTo(fill);
         for (int i = 0; i < routed; i++) order[fill[chosen[i]]++] = i;
 
-        // Hidden rows: routed [n*k, inter] in expert order, then shared [n, shared inter]; outputs [n*k + n, dim] alike.
+        // Hidden rows h = silu(w1 x) * w3 x: routed [n*k, inter] in expert order, then shared [n, shared inter];
+        // outputs [n*k + n, dim] alike. The tokens of pair i are x's rows tokens[i].
         var g = p.Hidden1.AsSpan(); var u = p.Hidden2.AsSpan(); var outs = p.ExpertOut.AsSpan();
-        var xs = p.ExpertIn.AsSpan(0, routed * D);                   // [n*k, dim] inputs gathered in expert order
-        var b = p.Batch;
-        b.Clear(n);
+        var tokens = p.ExpertTokens.AsSpan(0, routed);
+        for (int i = 0; i < routed; i++) tokens[i] = order[i] / k;
+        var hidden = p.Experts;
+        hidden.Clear();
         for (int e = 0; e < E; e++)
         {
             int i0 = first[e], m = first[e + 1] - i0;
-            if (m == 0) continue;
-            // one row is read in place (decoding one token: every expert reads x itself, quantized once for all)
-            if (m > 1) for (int i = i0; i < i0 + m; i++) x.Slice(order[i] / k * D, D).CopyTo(xs.Slice(i * D, D));
-            var input = m == 1 ? x.Slice(order[i0] / k * D, D) : xs.Slice(i0 * D, m * D);
-            _experts[e].AddGateUp(b, input, g[(i0 * _inter)..], u[(i0 * _inter)..], m);
+            if (m > 0) _experts[e].AddHidden(hidden, x, tokens.Slice(i0, m), m, g[(i0 * _inter)..], u[(i0 * _inter)..]);
         }
-        _shared?.AddGateUp(b, x, g[(routed * _inter)..], u[(routed * _inter)..], n);
-        MatMul.Multiply(b);
-        int hidden = routed * _inter + n * (_shared?.Inter ?? 0);
-        Ops.SwiGlu(g[..hidden], u[..hidden]);
+        _shared?.AddHidden(hidden, x, [], n, g[(routed * _inter)..], u[(routed * _inter)..]);
+        ExpertGemm.SwiGlu(hidden);
+        var b = p.Batch;
         b.Clear(n);
         for (int e = 0; e < E; e++)
             if (first[e + 1] > first[e]) _experts[e].AddDown(b, g[(first[e] * _inter)..], outs[(first[e] * D)..], first[e + 1] - first[e]);

@@ -1,0 +1,277 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using DeepSeekCpu.Threading;
+using DeepSeekCpu.Weights;
+
+namespace DeepSeekCpu.Kernels;
+
+/// <summary>
+/// The first half of several SwiGLU MLPs over their own tokens, run by <see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>:
+/// h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is the rows
+/// <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the shared
+/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
+/// the row lists, h and u: the caller keeps them pinned and referenced until the call returns (a pinned array that
+/// nothing references is still collected, and its memory handed to the next allocation).
+/// </summary>
+internal sealed unsafe class ExpertBatch
+{
+    internal WeightMatrix[] W1 = new WeightMatrix[16], W3 = new WeightMatrix[16];
+    internal nint[] X = new nint[16], Rows = new nint[16], H = new nint[16], U = new nint[16];
+    internal int[] M = new int[16];
+
+    /// <summary>MLPs added since <see cref="Clear"/>.</summary>
+    public int Count { get; private set; }
+
+    public void Clear()
+    {
+        Array.Clear(W1, 0, Count); Array.Clear(W3, 0, Count);
+        Count = 0;
+    }
+
+    /// <summary>
+    /// Adds h[m, w1.Rows] = silu(x_r W1ᵀ) ⊙ (x_r W3ᵀ) over the rows r = <paramref name="rows"/>[0..m) of
+    /// <paramref name="x"/> (the first m rows when <paramref name="rows"/> is empty). <paramref name="u"/> ([m, w1.Rows])
+    /// is scratch where the products run unfused. All of them must stay pinned.
+    /// </summary>
+    public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, int m, Span<float> h, Span<float> u)
+    {
+        if (w3.Rows != w1.Rows || w3.Cols != w1.Cols) throw new ArgumentException($"{w3.Name}: shape differs from {w1.Name}");
+        if (!rows.IsEmpty && rows.Length < m) throw new ArgumentException($"{w1.Name}: {rows.Length} row indices for {m} rows");
+        if (rows.IsEmpty && x.Length < (long)m * w1.Cols) throw new ArgumentException($"{w1.Name}: input has {x.Length} values, expected {m} x {w1.Cols}");
+        if (h.Length < (long)m * w1.Rows || u.Length < (long)m * w1.Rows) throw new ArgumentException($"{w1.Name}: output is smaller than {m} x {w1.Rows}");
+        foreach (int r in rows[..(rows.IsEmpty ? 0 : m)])
+            if (r < 0 || (long)(r + 1) * w1.Cols > x.Length) throw new ArgumentException($"{w1.Name}: row {r} is outside the input");
+        if (Count == W1.Length)
+        {
+            int c = Count * 2;
+            Array.Resize(ref W1, c); Array.Resize(ref W3, c); Array.Resize(ref X, c); Array.Resize(ref Rows, c);
+            Array.Resize(ref H, c); Array.Resize(ref U, c); Array.Resize(ref M, c);
+        }
+        W1[Count] = w1; W3[Count] = w3; M[Count] = m;
+        X[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(x));
+        Rows[Count] = rows.IsEmpty ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(rows));
+        H[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(h));
+        U[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(u));
+        Count++;
+    }
+}
+
+/// <summary>
+/// SwiGLU hidden rows of an <see cref="ExpertBatch"/> (MoE prefill: each routed expert over the tokens that chose it,
+/// the shared experts over all of them). Where <see cref="MatMul.Plan"/> picks the int8 GEMM for an MLP, its gate and
+/// up products are fused:
+/// <list type="bullet">
+/// <item>the rows of every fused MLP are gathered into one buffer, each MLP's rows padded to whole micro-kernel token
+/// steps, and quantized and packed once (<see cref="Int8Panels"/>), so gate and up share one quantization;</item>
+/// <item>one pool dispatch runs every (MLP, block of 64 hidden rows) item: per item the W1 rows and then the W3 rows
+/// are unpacked tile by tile and multiplied with that MLP's tokens (the int8 GEMM's own tile and micro-kernel,
+/// <see cref="GemmInt8{TMicro}.Int8Tile"/>, as <see cref="TiledGemm{TKernel}"/> runs them), and silu(g)·u is formed
+/// while the two accumulators are written back, so g and u never go to memory. Items of all MLPs share the
+/// dispatch, so the threads finish together instead of once per expert.</item>
+/// </list>
+/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path; Q8_0 where VNNI or
+/// DotProd give it its own GEMM, <see cref="GemmQ8{TOps, TX, TAcc, TF}"/>, which is not fused yet) run as one
+/// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
+/// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> then <see cref="Ops.SwiGlu"/>.
+/// </summary>
+internal static unsafe class ExpertGemm
+{
+    private const int RowBlock = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.RowBlock;
+    private const int KBlock = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.KBlock;
+
+    [ThreadStatic] private static byte[]? _gather, _rest;
+    [ThreadStatic] private static MatMulBatch? _batch;
+    [ThreadStatic] private static int[]? _fused;
+
+    public static void SwiGlu(ExpertBatch b) => SwiGlu(b, KernelInfo.Path);
+
+    /// <summary>As <see cref="SwiGlu(ExpertBatch)"/> on a chosen path (one of <see cref="KernelInfo.Available"/>).</summary>
+    internal static void SwiGlu(ExpertBatch b, KernelPath path)
+    {
+        if (b.Count == 0) return;
+        var fused = _fused is { } f && f.Length >= b.Count ? f : (_fused = new int[Math.Max(16, 2 * b.Count)]);
+        int nFused = 0;
+        MatMulKernel kind = MatMulKernel.Gemv;
+        for (int i = 0; i < b.Count; i++)
+        {
+            if (b.M[i] == 0) continue;
+            // the kernel MatMul.Multiply would run for each product (so Q8_0 where VNNI or DotProd exist takes its own
+            // GEMM, GemmQ8, unfused, and float32-activation matrices the float GEMM)
+            var k = MatMul.Plan(b.W1[i], b.M[i], path);
+            if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
+                && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
+            {
+                kind = k;
+                fused[nFused++] = i;
+            }
+        }
+        RunUnfused(b, fused.AsSpan(0, nFused), path);
+        if (nFused == 0) return;
+        switch (kind)
+        {
+            case MatMulKernel.GemmInt8Avx512: Fused<X86.GemmInt8Avx512>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Avx2: Fused<X86.GemmInt8Avx2>.Run(b, fused, nFused); break;
+            default: Fused<Arm.GemmInt8Neon>.Run(b, fused, nFused); break;
+        }
+    }
+
+    /// <summary>The MLPs not in <paramref name="fused"/> (ascending): gate and up as one batch of products, then SwiGLU.</summary>
+    private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
+    {
+        // rows to gather first (one row is read in place: decoding one token, every expert reads x itself, and the
+        // matrix-vector batch quantizes an input shared by several products once)
+        long floats = 0;
+        for (int i = 0, j = 0; i < b.Count; i++)
+        {
+            if (j < fused.Length && fused[j] == i) { j++; continue; }
+            if (b.Rows[i] != 0 && b.M[i] > 1) floats += (long)b.M[i] * b.W1[i].Cols;
+        }
+        float* gather = (float*)Scratch.Get(ref _rest, floats * sizeof(float));
+        var batch = _batch ??= new MatMulBatch();
+        batch.Clear(0);
+        bool any = false;
+        for (int i = 0, j = 0; i < b.Count; i++)
+        {
+            if (j < fused.Length && fused[j] == i) { j++; continue; }
+            int m = b.M[i], cols = b.W1[i].Cols;
+            if (m == 0) continue;
+            float* x = (float*)b.X[i];
+            int* rows = (int*)b.Rows[i];
+            if (rows != null && m == 1) x += (long)rows[0] * cols;
+            else if (rows != null)
+            {
+                Gather(x, rows, m, cols, gather);
+                x = gather;
+                gather += (long)m * cols;
+            }
+            batch.Add(b.W1[i], x, (float*)b.H[i], m);
+            batch.Add(b.W3[i], x, (float*)b.U[i], m);
+            any = true;
+        }
+        if (!any) return;
+        MatMul.Multiply(batch, path);
+        batch.Clear(0);
+        for (int i = 0, j = 0; i < b.Count; i++)
+        {
+            if (j < fused.Length && fused[j] == i) { j++; continue; }
+            long len = (long)b.M[i] * b.W1[i].Rows;
+            Ops.SwiGlu(new Span<float>((float*)b.H[i], checked((int)len)), new ReadOnlySpan<float>((float*)b.U[i], (int)len));
+        }
+    }
+
+    /// <summary>dst[i, :] = x[rows[i], :] for i &lt; m.</summary>
+    private static void Gather(float* x, int* rows, int m, int cols, float* dst)
+    {
+        for (int i = 0; i < m; i++)
+            new ReadOnlySpan<float>(x + (long)rows[i] * cols, cols).CopyTo(new Span<float>(dst + (long)i * cols, cols));
+    }
+
+    /// <summary>The fused gate/up GEMM with the int8 micro-kernel <typeparamref name="TMicro"/>.</summary>
+    private static class Fused<TMicro> where TMicro : IInt8Micro
+    {
+        [ThreadStatic] private static Job? _job;
+
+        public static void Run(ExpertBatch b, int[] fused, int nFused)
+        {
+            int step = TMicro.TokenStep, cols = b.W1[fused[0]].Cols;
+            var job = _job ??= new Job();
+            if (job.Start.Length < nFused + 1) { job.Start = new int[2 * nFused + 1]; job.FirstItem = new int[2 * nFused + 1]; }
+            // each MLP's rows from a multiple of the token step on, so its tokens fill whole micro-kernel steps
+            int total = 0, items = 0, maxPad = 0;
+            bool halfSums = false;
+            for (int j = 0; j < nFused; j++)
+            {
+                int i = fused[j], pad = (b.M[i] + step - 1) / step * step;
+                if (b.W1[i].Cols != cols) throw new ArgumentException($"{b.W1[i].Name}: fused MLPs must share their input width ({cols})");
+                job.Start[j] = total; job.FirstItem[j] = items;
+                total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
+                maxPad = Math.Max(maxPad, pad);
+                halfSums |= Int8Tiles.ScalesPerBlock(b.W1[i].Type) == 2;
+            }
+            job.Start[nFused] = total; job.FirstItem[nFused] = items;
+
+            float* xs = (float*)Scratch.Get(ref _gather, (long)total * cols * sizeof(float));   // [total, cols]
+            for (int j = 0; j < nFused; j++)
+            {
+                int i = fused[j], m = b.M[i];
+                float* dst = xs + (long)job.Start[j] * cols;
+                if (b.Rows[i] != 0) Gather((float*)b.X[i], (int*)b.Rows[i], m, cols, dst);
+                else new ReadOnlySpan<float>((float*)b.X[i], checked(m * cols)).CopyTo(new Span<float>(dst, m * cols));
+                new Span<float>(dst + (long)m * cols, (job.Start[j + 1] - job.Start[j] - m) * cols).Clear();   // padding tokens: zero
+            }
+            var acts = Int8Panels.Pack(xs, total, cols, TMicro.Panel, total / TMicro.Panel, halfSums);
+
+            job.B = b; job.Fused = fused; job.Count = nFused; job.Tile = new GemmInt8<TMicro>.Int8Tile(acts); job.MaxPad = maxPad;
+            try { WorkerPool.Shared.Run(job, items, grain: 1); }
+            finally { job.B = null!; job.Fused = null!; }
+        }
+
+        private sealed class Job : IRangeJob
+        {
+            [ThreadStatic] private static byte[]? _tile, _ct;
+            public ExpertBatch B = null!;
+            public int[] Fused = null!;
+            public int[] Start = new int[17], FirstItem = new int[17];   // per fused MLP: first packed token, first item
+            public int Count, MaxPad;
+            public GemmInt8<TMicro>.Int8Tile Tile;
+
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            public void Run(int first, int end)
+            {
+                var kernel = Tile;
+                int rowStep = GemmInt8<TMicro>.Int8Tile.RowStep, tokenStep = GemmInt8<TMicro>.Int8Tile.TokenStep;
+                byte* tile = Scratch.Get(ref _tile, GemmInt8<TMicro>.Int8Tile.TileBytes(B.W1[Fused[0]].Type));
+                float* ct = (float*)Scratch.Get(ref _ct, 2L * RowBlock * MaxPad * sizeof(float));   // g, u: [64][pad] each
+                int j = 0;
+                for (int item = first; item < end; item++)
+                {
+                    while (FirstItem[j + 1] <= item) j++;
+                    int i = Fused[j], t0 = Start[j], pad = Start[j + 1] - t0, m = B.M[i];
+                    var w1 = B.W1[i];
+                    int inter = w1.Rows, cols = w1.Cols;
+                    int r0 = (item - FirstItem[j]) * RowBlock, nr = Math.Min(RowBlock, inter - r0);
+                    int nrPad = (nr + rowStep - 1) / rowStep * rowStep;
+                    float* cg = ct, cu = ct + (long)RowBlock * pad;   // [64][pad] each
+                    for (int half = 0; half < 2; half++)
+                    {
+                        var w = half == 0 ? w1 : B.W3[i];
+                        float* c = half == 0 ? cg : cu;
+                        for (int k0 = 0; k0 < cols; k0 += KBlock)
+                        {
+                            int len = Math.Min(KBlock, cols - k0);
+                            GemmInt8<TMicro>.Int8Tile.Unpack(w, r0, nr, nrPad, k0, len, tile);
+                            for (int t = 0; t < pad; t += tokenStep)
+                            for (int r = 0; r < nrPad; r += rowStep)
+                                kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * pad + t, pad, k0 == 0);
+                        }
+                    }
+                    WriteBack(cg, cu, pad, nr, m, (float*)B.H[i] + r0, inter);
+                }
+            }
+        }
+
+        /// <summary>
+        /// h[t, r] = silu(G[r, t]) · U[r, t] for r &lt; nr, t &lt; m (h with row stride ldh): token by token, each token's
+        /// nr values gathered from the row-major accumulators, then the element-wise operations of
+        /// <see cref="Ops.SwiGlu"/> (g·sigmoid(g)·u), the arithmetic of the unfused path.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void WriteBack(float* g, float* u, int pad, int nr, int m, float* h, int ldh)
+        {
+            // The sigmoid always runs over the whole 64 (zeros past nr): TensorPrimitives takes another, scalar, exp for
+            // spans shorter than a vector, which rounds differently from the vector one the unfused path uses.
+            Span<float> gt = stackalloc float[RowBlock], ut = stackalloc float[RowBlock], sig = stackalloc float[RowBlock];
+            gt.Clear();
+            var gs = gt[..nr]; var us = ut[..nr]; var s = sig[..nr];
+            for (int t = 0; t < m; t++)
+            {
+                for (int r = 0; r < nr; r++) { gt[r] = g[(long)r * pad + t]; ut[r] = u[(long)r * pad + t]; }
+                TensorPrimitives.Sigmoid(gt, sig);
+                var dst = new Span<float>(h + (long)t * ldh, nr);
+                TensorPrimitives.Multiply(gs, s, dst);
+                TensorPrimitives.Multiply(dst, us, dst);
+            }
+        }
+    }
+}

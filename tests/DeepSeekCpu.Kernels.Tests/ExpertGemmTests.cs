@@ -1,0 +1,200 @@
+using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Weights;
+using Xunit;
+
+namespace DeepSeekCpu.Kernels.Tests;
+
+/// <summary>
+/// The MoE prefill's fused gate/up GEMM (<see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>): on every path this machine
+/// runs, each MLP's hidden rows equal, bit for bit, its two plain products over its gathered rows
+/// (<see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/>) followed by
+/// <see cref="Ops.SwiGlu"/>, and stay within the activations' quantization error of silu(x·W1ᵀ)·(x·W3ᵀ) in double
+/// over the dequantized weights. The batch mixes experts that take the fused int8 GEMM (many rows), experts that stay on the
+/// matrix-vector kernels (few rows), an expert nobody chose and a "shared expert" over every row.
+/// </summary>
+public class ExpertGemmTests
+{
+    public static TheoryData<DType> Formats() => new(DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K);
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void Fused_gate_up_equals_two_products_then_SwiGlu(DType t)
+    {
+        int n = 45, cols = t.BlockSize() == 256 ? 768 : 544, inter = 67;   // a partial row block and slice
+        int[][] chosen =
+        [
+            Enumerable.Range(0, 37).Select(i => (i * 7) % n).ToArray(),   // many rows, out of order: fused
+            [3, 40, 9],                                                   // few: matrix-vector kernels
+            [],                                                           // chosen by nobody
+            Enumerable.Range(0, 12).Select(i => n - 1 - 3 * i).ToArray(),
+            [8],                                                          // one row, read in place
+        ];
+        var x = Pinned(TestData.Gaussian(n * cols, 5));
+        var experts = new List<(WeightMatrix W1, WeightMatrix W3, int[] Rows)>();
+        for (int e = 0; e < chosen.Length; e++)
+            experts.Add((TestData.Matrix(t, TestData.Gaussian(inter * cols, 100 + e, 0.05f), inter, cols),
+                         TestData.Matrix(t, TestData.Gaussian(inter * cols, 200 + e, 0.05f), inter, cols), chosen[e]));
+        experts.Add((TestData.Matrix(t, TestData.Gaussian(inter * cols, 300, 0.05f), inter, cols),
+                     TestData.Matrix(t, TestData.Gaussian(inter * cols, 301, 0.05f), inter, cols), null!));   // all rows
+        try
+        {
+            foreach (var path in KernelInfo.Available)
+            {
+                var b = new ExpertBatch();
+                var hs = new List<float[]>();
+                var scratch = new List<Array>();   // u and the row lists: the batch holds only their addresses
+                foreach (var (w1, w3, rows) in experts)
+                {
+                    int m = rows?.Length ?? n;
+                    var h = Pinned(new float[Math.Max(1, m * inter)]);
+                    var u = Pinned(new float[Math.Max(1, m * inter)]);
+                    var r = rows == null ? [] : Pinned(rows);
+                    b.Add(w1, w3, x, r, m, h, u);
+                    hs.Add(h); scratch.Add(u); scratch.Add(r);
+                }
+                ExpertGemm.SwiGlu(b, path);
+                // A pinned array is still collected once unreferenced, and the GC then hands its memory to the next
+                // allocation: without this the kernel read freed row lists and wrote u into freed memory whenever
+                // another thread's garbage collection came between Add and here (other test classes run in parallel).
+                GC.KeepAlive(scratch);
+
+                for (int e = 0; e < experts.Count; e++)
+                {
+                    var (w1, w3, rows) = experts[e];
+                    int m = rows?.Length ?? n;
+                    if (m == 0) continue;
+                    var xg = new float[m * cols];
+                    for (int i = 0; i < m; i++) x.AsSpan((rows?[i] ?? i) * cols, cols).CopyTo(xg.AsSpan(i * cols));
+                    var g = new float[m * inter];
+                    var u = new float[m * inter];
+                    MatMul.Multiply(w1, xg, g, m, path);
+                    MatMul.Multiply(w3, xg, u, m, path);
+                    Ops.SwiGlu(g, u);
+                    for (int i = 0; i < m * inter; i++)
+                        Assert.True(g[i] == hs[e][i], $"{t} {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
+
+                    // the float reference: silu(x W1ᵀ) · (x W3ᵀ) in double
+                    var rg = TestData.ReferenceMatMul(w1, xg, m);
+                    var ru = TestData.ReferenceMatMul(w3, xg, m);
+                    double sq = 0, worst = 0;
+                    for (int i = 0; i < m * inter; i++)
+                    {
+                        double expect = rg[i] / (1 + Math.Exp(-rg[i])) * ru[i];
+                        sq += expect * expect;
+                        worst = Math.Max(worst, Math.Abs(expect - hs[e][i]));
+                    }
+                    double rms = Math.Sqrt(sq / (m * inter));
+                    // activations are quantized to 8 bits (one scale per 32, or per 256 for the K-quants, outliers
+                    // included), so single values move by up to about a fifth of the rms; a wrong row, expert or
+                    // missing silu moves them by the whole rms
+                    Assert.True(worst <= 0.3 * rms, $"{t} {path} expert {e}: largest error {worst} against the double reference (rms {rms})");
+                }
+            }
+        }
+        finally
+        {
+            foreach (var (w1, w3, _) in experts) { w1.Dispose(); w3.Dispose(); }
+        }
+    }
+
+    /// <summary>
+    /// The same batch from several threads at once, beside plain products of the same matrices and of others on more
+    /// threads, while a thread churns the GC (xUnit runs test classes in parallel, so the kernels always run so): every
+    /// result still equals, bit for bit, the one computed alone beforehand. Kernel state that is shared between calling
+    /// threads, or scratch freed or reused while the pool still reads it, shows here as wrong values or a crash.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void Concurrent_batches_and_products_match_the_values_computed_alone(DType t)
+    {
+        int n = 40, cols = t.BlockSize() == 256 ? 512 : 288, inter = 70;
+        int[][] chosen = [Enumerable.Range(0, 33).Select(i => (i * 5) % n).ToArray(), [1, 7, 30], Enumerable.Range(0, 17).Select(i => 2 * i).ToArray()];
+        var x = Pinned(TestData.Gaussian(n * cols, 11));
+        var w1 = chosen.Select((_, e) => TestData.Matrix(t, TestData.Gaussian(inter * cols, 400 + e, 0.05f), inter, cols)).ToArray();
+        var w3 = chosen.Select((_, e) => TestData.Matrix(t, TestData.Gaussian(inter * cols, 500 + e, 0.05f), inter, cols)).ToArray();
+        var other = TestData.Matrix(t, TestData.Gaussian(2 * inter * cols, 600, 0.05f), 2 * inter, cols);
+        try
+        {
+            foreach (var path in KernelInfo.Available)
+            {
+                // alone: each expert's h (the fused or unfused batch), w1's product over the first n rows, other's
+                var expectH = Hidden(w1, w3, x, chosen, inter, path);
+                var expectG = new float[n * inter];
+                var expectO = new float[n * 2 * inter];
+                MatMul.Multiply(w1[0], x, expectG, n, path);
+                MatMul.Multiply(other, x, expectO, n, path);
+
+                var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
+                var threads = new List<Thread>();
+                void Start(Action<int> body)
+                {
+                    var th = new Thread(() =>
+                    {
+                        try { for (int it = 0; it < 6 && failures.IsEmpty; it++) body(it); }
+                        catch (Exception ex) { failures.Enqueue(ex.ToString()); }
+                    });
+                    threads.Add(th);
+                    th.Start();
+                }
+                for (int k = 0; k < 2; k++)
+                    Start(it =>
+                    {
+                        var h = Hidden(w1, w3, x, chosen, inter, path);
+                        for (int e = 0; e < h.Length; e++)
+                            if (!h[e].AsSpan().SequenceEqual(expectH[e])) failures.Enqueue($"{t} {path} iteration {it}: expert {e}'s fused rows differ");
+                    });
+                Start(it =>
+                {
+                    var g = new float[n * inter];
+                    MatMul.Multiply(w1[0], x, g, n, path);
+                    if (!g.AsSpan().SequenceEqual(expectG)) failures.Enqueue($"{t} {path} iteration {it}: w1's product differs");
+                });
+                Start(it =>
+                {
+                    var o = new float[n * 2 * inter];
+                    MatMul.Multiply(other, x, o, n, path);
+                    if (!o.AsSpan().SequenceEqual(expectO)) failures.Enqueue($"{t} {path} iteration {it}: another matrix's product differs");
+                });
+                Start(_ =>
+                {
+                    for (int i = 0; i < 20; i++) GC.KeepAlive(GC.AllocateUninitializedArray<byte>(1 << 16, pinned: i % 2 == 0));
+                    GC.Collect();
+                    GC.WaitForPendingFinalizers();
+                });
+                foreach (var th in threads) th.Join();
+                Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+            }
+        }
+        finally
+        {
+            foreach (var w in w1.Concat(w3).Append(other)) w.Dispose();
+        }
+    }
+
+    /// <summary>Each expert's h over its rows of x, all of them in one <see cref="ExpertBatch"/>.</summary>
+    private static float[][] Hidden(WeightMatrix[] w1, WeightMatrix[] w3, float[] x, int[][] rows, int inter, KernelPath path)
+    {
+        var b = new ExpertBatch();
+        var hs = new float[rows.Length][];
+        var keep = new List<object>();
+        for (int e = 0; e < rows.Length; e++)
+        {
+            int m = rows[e].Length;
+            hs[e] = Pinned(new float[m * inter]);
+            var u = Pinned(new float[m * inter]);
+            var r = Pinned(rows[e]);
+            keep.Add(u); keep.Add(r);
+            b.Add(w1[e], w3[e], x, r, m, hs[e], u);
+        }
+        ExpertGemm.SwiGlu(b, path);
+        GC.KeepAlive(keep);
+        return hs;
+    }
+
+    private static T[] Pinned<T>(T[] a) where T : unmanaged
+    {
+        var p = GC.AllocateArray<T>(a.Length, pinned: true);
+        a.CopyTo(p, 0);
+        return p;
+    }
+}
