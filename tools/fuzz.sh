@@ -47,6 +47,38 @@ done
 rm -rf "$work/seeds"
 dotnet "$plain/DeepSeekCpu.Fuzz.dll" seeds "$work/seeds"
 
+# 3b. dictionaries: the string literals of each reader's sources (metadata keys, tensor names, JSON fields, dtype
+# names), so AFL splices whole names instead of finding them a byte at a time (the coverage map sees a key only once
+# it matches). For GGUF also each key behind its u64 length (GGUF v3: strings are a u64 length then the bytes), and the
+# architecture-prefixed keys ("{arch}.attention.head_count").
+literals() { grep -rhoE '"[^"\\{}]{2,60}"' --include='*.cs' "$@" | sed 's/^"//; s/"$//' | grep -v '[[:cntrl:][:space:]+$]' | sort -u; }   # names, not messages
+# AFL's dictionary lines: "..." with every byte outside printable ASCII, and " and \, as \xNN (afl++ 4.04 repeats its
+# non-printable warning without end on a raw UTF-8 byte: a 20 GB log in minutes)
+# `quoted gguf` puts each word behind its u64 little-endian byte length, as GGUF stores strings.
+quoted() { LC_ALL=C perl -ne 'chomp; $_ = pack("Q<", length) . $_ if "'"${1:-}"'" eq "gguf";
+  s/([^\x20-\x7e]|["\\])/sprintf("\\x%02x", ord($1))/ge; print "\"$_\"\n"'; }
+dict() {   # dict TARGET -> artifacts/fuzz/dict/TARGET.dict (empty for the binary llama2.c formats)
+  local t=$1 d=$work/dict/$1.dict s=src/DeepSeekCpu
+  mkdir -p "$work/dict"
+  case $t in
+    gguf)
+      local files; files=$(grep -rlE 'Gguf|gguf|"blk' --include='*.cs' $s src/DeepSeekCpu.Tokenizers | grep -v /obj/)
+      { literals $files
+        for a in $(literals $files | grep -xE 'deepseek[0-9]*|qwen[0-9]*|llama[0-9]*'); do
+          literals $files | grep -E '^(attention|rope|expert|hyper_connection|nextn|leading|block_count|context_length|embedding_length|feed_forward_length|vocab_size)' | sed "s/^/$a./"
+        done; } | sort -u > "$d.words"
+      quoted < "$d.words" > "$d"
+      quoted gguf < "$d.words" >> "$d"
+      rm "$d.words" ;;
+    safetensors|safetensors-index) literals $s/Formats $s/Weights | quoted > "$d" ;;
+    tokenizer-json) literals src/DeepSeekCpu.Tokenizers $s/Tokenization | quoted > "$d" ;;
+    config-json) literals $s/Models | quoted > "$d" ;;
+    server-request) literals src/DeepSeekCpu.Server $s/Generation | quoted > "$d" ;;
+    *) : > "$d" ;;
+  esac
+  [ -s "$d" ] && echo "-x $d" || true
+}
+
 # 4. each target in turn, for a bounded time, at low priority (the machine is shared)
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 export DOTNET_GCHeapHardLimit=0x40000000 DOTNET_TieredCompilation=0
@@ -57,7 +89,7 @@ for t in "${targets[@]}"; do
   input=$work/seeds/$t
   if [ "${FUZZ_RESUME:-0}" = 1 ] && [ -d "$out/default/queue" ]; then input=-; export AFL_AUTORESUME=1; else rm -rf "$out"; fi
   mkdir -p "$work/findings"
-  nice -n 10 afl-fuzz -V "$seconds" -t 5000 -m none -i "$input" -o "$out" -- dotnet "$bin/DeepSeekCpu.Fuzz.dll" "$t" \
+  nice -n 10 afl-fuzz -V "$seconds" -t 5000 -m none $(dict "$t") -i "$input" -o "$out" -- dotnet "$bin/DeepSeekCpu.Fuzz.dll" "$t" \
     > "$work/$t.log" 2>&1 || { echo "afl-fuzz failed, see $work/$t.log"; tail -20 "$work/$t.log"; exit 1; }
   stats=$out/default/fuzzer_stats
   get() { grep -E "^$1 " "$stats" | sed -E 's/.*: //'; }
