@@ -132,4 +132,41 @@ public class AttentionTests
                 }
             }
     }
+
+    [Theory]
+    [InlineData(KvCacheType.F32, 8, 40, 16)]     // two tiles of selected rows, the second partial
+    [InlineData(KvCacheType.Q8_0, 3, 72, 64)]    // MLA-like latent rows [64 ; rope 8]; odd heads
+    public void Sparse_attention_over_selected_rows_matches_float64_attention(KvCacheType type, int heads, int dk, int dv)
+    {
+        // n rows, each over its own cache and its own list of selected positions (ascending, as the indexer gives
+        // them): softmax over those rows alone, values the first dv of each selected row
+        int len = 100, stride = 70, n = 3;
+        int[] counts = [1, 33, 70];
+        var caches = new KvCache[n];
+        var stored = new float[n][];
+        var indices = new int[n * stride];
+        for (int t = 0; t < n; t++)
+        {
+            caches[t] = new KvCache(type, dk, len);
+            stored[t] = new float[len * dk];
+            for (int j = 0; j < len; j++)
+            {
+                caches[t].Write(j, TestData.Gaussian(dk, 100 * t + j));
+                caches[t].Read(j, stored[t].AsSpan(j * dk, dk));
+            }
+            var pick = TestData.Gaussian(len, 50 + t).Select((x, j) => (x, j)).OrderBy(p => p.x).Take(counts[t]).Select(p => p.j).Order().ToArray();
+            pick.CopyTo(indices, t * stride);
+        }
+        var q = TestData.Gaussian(n * heads * dk, 7);
+        var o = new float[n * heads * dv];
+        float scale = 0.15f;
+        SparseAttention.Selected(q, o, n, heads, dk, dv, caches, indices, counts, stride, scale);
+        for (int t = 0; t < n; t++)
+        {
+            // the selected rows as one contiguous stream, then the shared float64 check over all of them
+            var rows = new float[counts[t] * dk];
+            for (int i = 0; i < counts[t]; i++) stored[t].AsSpan(indices[t * stride + i] * dk, dk).CopyTo(rows.AsSpan(i * dk));
+            AssertFloat64Attention(q[(t * heads * dk)..], dk, heads, dk, rows, dk, dk, dv, counts[t], scale, o[(t * heads * dv)..], dv, $"{type} row {t} ");
+        }
+    }
 }

@@ -136,6 +136,64 @@ public class KvCacheTests
     }
 
     [Theory]
+    [InlineData(KvCacheType.F16, 6, 2, 64, false)]     // GQA: each sequence's own K and V caches
+    [InlineData(KvCacheType.Q8_0, 4, 1, 72, true)]     // MLA-like: one latent stream, values its first 64 columns
+    public void Decoding_several_sequences_matches_float64_attention_for_every_row(KvCacheType type, int group, int kvHeads, int dk, bool latent)
+    {
+        // one row per sequence (a batched decoding step): each row its own caches and position, so every work item is
+        // one row whose heads' queries and outputs are used in place in q and o
+        int heads = group * kvHeads, dv = latent ? 64 : dk, kw = kvHeads * dk, vw = kvHeads * dv;
+        int[] positions = [40, 0, 99, 31, 64];
+        int n = positions.Length;
+        var keys = new KvCache[n]; var values = new KvCache[n];
+        var k = new float[n][]; var v = new float[n][];
+        for (int t = 0; t < n; t++)
+        {
+            int len = positions[t] + 1;
+            keys[t] = new KvCache(type, kw, len);
+            values[t] = latent ? keys[t] : new KvCache(type, vw, len);
+            for (int j = 0; j < len; j++)
+            {
+                keys[t].Write(j, TestData.Gaussian(kw, 1000 * t + j));
+                if (!latent) values[t].Write(j, TestData.Gaussian(vw, 1000 * t + 500 + j));
+            }
+            k[t] = new float[len * kw]; v[t] = new float[len * vw];
+            var row = new float[kw];
+            for (int j = 0; j < len; j++)
+            {
+                keys[t].Read(j, row);
+                row.AsSpan(0, kw).CopyTo(k[t].AsSpan(j * kw));
+                if (latent) row.AsSpan(0, dv).CopyTo(v[t].AsSpan(j * vw));
+                else values[t].Read(j, v[t].AsSpan(j * vw, vw));
+            }
+        }
+        var q = TestData.Gaussian(n * heads * dk, 9, 2f);
+        var o = new float[n * heads * dv];
+        float scale = 1f / MathF.Sqrt(dk);
+        Attention.Causal(q, o, n, heads, kvHeads, dk, dv, keys, values, positions, scale);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                int kvh = h / group, rows = positions[t] + 1;
+                var s = new double[rows];
+                for (int j = 0; j < rows; j++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < dk; d++) dot += (double)q[(t * heads + h) * dk + d] * k[t][j * kw + kvh * dk + d];
+                    s[j] = dot * scale;
+                }
+                double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+                for (int d = 0; d < dv; d++)
+                {
+                    double expect = 0;
+                    for (int j = 0; j < rows; j++) expect += Math.Exp(s[j] - max) / sum * v[t][j * vw + kvh * dv + d];
+                    float got = o[(t * heads + h) * dv + d];
+                    Assert.True(Math.Abs(got - expect) <= 2e-5 + 2e-5 * Math.Abs(expect), $"{type} row {t} head {h} dim {d}: {got} vs {expect}");
+                }
+            }
+    }
+
+    [Theory]
     [InlineData(KvCacheType.F16, 64, 32, 32)]
     [InlineData(KvCacheType.Q8_0, 96, 32, 64)]
     [InlineData(KvCacheType.BF16, 37, 5, 17)]

@@ -87,17 +87,19 @@ internal static class Attention
 
     /// <summary>
     /// One (block of rows, group of query heads sharing a KV head) per item, over the rows' cache a tile of
-    /// <see cref="KvCache.Tile"/> positions at a time with the softmax kept online (flash attention's recurrence: a
-    /// running maximum M and denominator L per query; when a tile raises M, what was summed so far is rescaled by
-    /// exp(M_old − M_new)), so each tile is converted from its stored type once per item, the value pass reuses the key
-    /// tile where values are a prefix of the keys (MLA's latent rows), and the scratch is a tile, not the context.
-    /// Only the item's KV head's columns are converted (<see cref="KvCache.Rows(int, int, Span{float}, int, int, out int)"/>).
-    /// A block is one row (decoding several sequences) or <see cref="BlockRows"/> consecutive rows of one sequence (a
-    /// prompt chunk): its rows × heads queries share each key tile, and keys past a row's own position are masked.
+    /// <see cref="KvCache.Tile"/> positions at a time with the softmax kept online (<see cref="AttentionTile.Flash"/>:
+    /// flash attention's recurrence, a running maximum M and denominator L per query; when a tile raises M, what was
+    /// summed so far is rescaled by exp(M_old − M_new)), so each tile is converted from its stored type once per item,
+    /// the value pass reuses the key tile where values are a prefix of the keys (MLA's latent rows), and the scratch is
+    /// a tile, not the context. Only the item's KV head's columns are converted
+    /// (<see cref="KvCache.Rows(int, int, Span{float}, int, int, out int)"/>).
+    /// A block is one row (decoding several sequences: its heads' queries and outputs are contiguous in Q and O and
+    /// are used in place) or <see cref="BlockRows"/> consecutive rows of one sequence (a prompt chunk: gathered into
+    /// [rows, G, Dk]): its rows × heads queries share each key tile, and keys past a row's own position are masked.
     /// </summary>
     private sealed unsafe class CausalJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _q, _o, _scores, _kTile, _vTile, _max, _sum;
+        [ThreadStatic] private static float[]? _q, _o;
         public float[] Q = null!, O = null!;
         public KvCache[] Keys = null!, Values = null!;
         public int[] Positions = null!;
@@ -106,124 +108,125 @@ internal static class Attention
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerBlock = Heads / G, group = Heads / KvHeads, T = KvCache.Tile, R = BlockRows;
-            int queries = R * G;
-            var qBlock = Grow(ref _q, queries * Dk);                 // [R, G, Dk] the item's queries
-            var oBlock = Grow(ref _o, queries * Dv);                 // [R, G, Dv]
-            var scores = Grow(ref _scores, queries * T);             // [R·G, T] this tile's scores, then weights
-            var kTile = Grow(ref _kTile, T * Dk);                    // [T, Dk] keys of this KV head
-            var vTile = Grow(ref _vTile, T * Dv);                    // [T, Dv] values of this KV head
-            var max = Grow(ref _max, queries);                       // M per query
-            var sum = Grow(ref _sum, queries);                       // L per query
+            int G = HeadsPerItem, itemsPerBlock = Heads / G, group = Heads / KvHeads;
             for (int item = first; item < end; item++)
             {
-                int t0 = item / itemsPerBlock * R, h0 = item % itemsPerBlock * G, kvh = h0 / group;
-                int r = Math.Min(R, N - t0), count = r * G;
-                int len = Positions[t0 + r - 1] + 1;                 // causal: keys 0..pos of the block's last row
-                var keys = Keys[t0]; var values = Values[t0];
-                // MLA: values are the first Dv columns of the key rows of the same cache → one tile serves both
-                bool valuesInKeys = ReferenceEquals(keys, values) && KvHeads == 1 && Dv <= Dk;
-                int kCol = kvh * Dk, vCol = kvh * Dv;
-                if (keys.Type == KvCacheType.Q8_0 && kCol % 32 != 0) kCol = -1;    // not on a block: whole rows
-                if (values.Type == KvCacheType.Q8_0 && vCol % 32 != 0) vCol = -1;
-                for (int i = 0; i < r; i++) Q.AsSpan(((t0 + i) * Heads + h0) * Dk, G * Dk).CopyTo(qBlock.AsSpan(i * G * Dk));
-                fixed (float* q = qBlock, o = oBlock, s = scores, m = max, l = sum)
+                int t0 = item / itemsPerBlock * BlockRows, h0 = item % itemsPerBlock * G, kvh = h0 / group;
+                int r = Math.Min(BlockRows, N - t0);
+                var tiles = new CacheTiles(Keys[t0], Values[t0], Positions, t0, kvh, KvHeads, Dk, Dv);
+                if (r == 1)
                 {
-                    AttentionTile.Begin(o, m, l, count, Dv);
-                    for (int j0 = 0; j0 < len; j0 += T)
-                    {
-                        int n = Math.Min(T, len - j0);
-                        var k = TileOf(keys, j0, n, kCol, Dk, kvh, kTile, out int kStride);
-                        fixed (float* kp = k)
-                        {
-                            AttentionTile.Scores(q, count, Dk, kp, n, kStride, Scale, s, T);
-                            if (j0 + n > Positions[t0] + 1)          // the tile crosses the block's first row: causal mask
-                                for (int i = 0; i < r; i++)
-                                    for (int j = Math.Max(0, Positions[t0 + i] + 1 - j0); j < n; j++)
-                                        for (int g = 0; g < G; g++) s[(i * G + g) * T + j] = float.NegativeInfinity;
-                            AttentionTile.Softmax(s, T, n, m, l, o, count, Dv);
-                            if (valuesInKeys) AttentionTile.Accumulate(s, T, count, kp, n, kStride, Dv, o);
-                            else
-                            {
-                                var v = TileOf(values, j0, n, vCol, Dv, kvh, vTile, out int vStride);
-                                fixed (float* vp = v) AttentionTile.Accumulate(s, T, count, vp, n, vStride, Dv, o);
-                            }
-                        }
-                    }
-                    AttentionTile.End(o, l, count, Dv);
+                    fixed (float* q = &Q[(t0 * Heads + h0) * Dk], o = &O[(t0 * Heads + h0) * Dv])
+                        AttentionTile.Flash(ref tiles, q, 1, G, Dk, Dv, Scale, o);
+                    continue;
                 }
+                var qBlock = Grow(ref _q, r * G * Dk);                  // [r, G, Dk] the item's queries
+                var oBlock = Grow(ref _o, r * G * Dv);                  // [r, G, Dv]
+                for (int i = 0; i < r; i++) Q.AsSpan(((t0 + i) * Heads + h0) * Dk, G * Dk).CopyTo(qBlock.AsSpan(i * G * Dk));
+                fixed (float* q = qBlock, o = oBlock) AttentionTile.Flash(ref tiles, q, r, G, Dk, Dv, Scale, o);
                 for (int i = 0; i < r; i++) oBlock.AsSpan(i * G * Dv, G * Dv).CopyTo(O.AsSpan(((t0 + i) * Heads + h0) * Dv));
             }
         }
+    }
 
-        /// <summary>
-        /// Rows j0..j0+n-1 of head <paramref name="head"/>'s columns [head·d, +d) of a cache: only those columns,
-        /// or (col = −1: a Q8_0 head not on a block) whole rows converted and the head's columns addressed in them.
-        /// </summary>
+    /// <summary>
+    /// The tiles of one KV head of a key cache and a value cache, for rows t0.. of the block (row i sees positions
+    /// 0..positions[t0 + i]): only the head's columns [kvh·d, +d) are converted, or (a Q8_0 head not on a block) whole
+    /// rows with the head's columns addressed in them; MLA's values, the first dv columns of the same single-stream
+    /// key rows, are read from the key tile.
+    /// </summary>
+    private readonly struct CacheTiles(KvCache keys, KvCache values, int[] positions, int t0, int kvh, int kvHeads, int dk, int dv)
+        : AttentionTile.ITileSource
+    {
+        [ThreadStatic] private static float[]? _kTile, _vTile, _whole;
+        private readonly float[] _keyTile = Grow(ref _kTile, KvCache.Tile * dk);     // [T, dk] keys of this KV head
+        private readonly float[] _valueTile = Grow(ref _vTile, KvCache.Tile * dv);   // [T, dv] its values
+        private readonly bool _valuesInKeys = ReferenceEquals(keys, values) && kvHeads == 1 && dv <= dk;
+        private readonly int _kCol = keys.Type == KvCacheType.Q8_0 && kvh * dk % 32 != 0 ? -1 : kvh * dk;
+        private readonly int _vCol = values.Type == KvCacheType.Q8_0 && kvh * dv % 32 != 0 ? -1 : kvh * dv;
+
+        public int Visible(int row) => positions[t0 + row] + 1;
+
+        public ReadOnlySpan<float> Keys(int j0, int n, out int stride) => TileOf(keys, j0, n, _kCol, dk, kvh, _keyTile, out stride);
+
+        public ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keyTile, int keyStride, out int stride)
+        {
+            if (_valuesInKeys) { stride = keyStride; return keyTile; }
+            return TileOf(values, j0, n, _vCol, dv, kvh, _valueTile, out stride);
+        }
+
+        /// <summary>Rows j0..j0+n-1 of a head's columns [head·d, +d) (col = −1: whole rows, the head's columns addressed in them).</summary>
         private static ReadOnlySpan<float> TileOf(KvCache cache, int j0, int n, int col, int d, int head, float[] tile, out int stride)
         {
             if (col >= 0) return cache.Rows(j0, n, tile, col, d, out stride);
             var whole = cache.Rows(j0, n, Grow(ref _whole, KvCache.Tile * cache.Width), 0, cache.Width, out stride);
             return whole[(head * d)..];
         }
-
-        [ThreadStatic] private static float[]? _whole;
     }
 
     /// <summary>
     /// One (head, block of <see cref="Rows"/> query rows) per item, flash attention over key tiles of
-    /// <see cref="KvCache.Tile"/>: the block's queries stand where a GQA group's heads stand in <see cref="CausalJob"/>
-    /// (each key row loaded once per 4 queries), keys [k_nope ; k_pe] gathered into one tile, values read in place;
-    /// on the tiles that cross the diagonal, keys past a row's own position are masked (−∞ before the softmax).
+    /// <see cref="KvCache.Tile"/> (<see cref="AttentionTile.Flash"/>): the block's queries stand where a GQA group's
+    /// heads stand in <see cref="CausalJob"/> (each key row loaded once per 4 queries), keys [k_nope ; k_pe] gathered
+    /// into one tile, values read in place; on the tiles that cross the diagonal, keys past a row's own position are
+    /// masked (−∞ before the softmax).
     /// </summary>
     private sealed unsafe class ExpandedJob : IRangeJob
     {
         /// <summary>Query rows per item.</summary>
         public const int Rows = 16;
-        [ThreadStatic] private static float[]? _q, _o, _k, _scores, _max, _sum;
+        [ThreadStatic] private static float[]? _q, _o;
         public float[] Q = null!, O = null!, Kv = null!, Pe = null!;
         public int N, Start, Heads, Nope, Rope, V, PeOffset, PeStride;
         public float Scale;
 
         public void Run(int first, int end)
         {
-            int H = Heads, nope = Nope, rope = Rope, v = V, dk = nope + rope, T = KvCache.Tile, kvRow = H * (nope + v);
+            int H = Heads, dk = Nope + Rope, v = V;
             var qBlock = Grow(ref _q, Rows * dk);                     // [Rows, dk] the block's queries of head h
             var oBlock = Grow(ref _o, Rows * v);                      // [Rows, v]
-            var kTile = Grow(ref _k, T * dk);                         // [T, dk] keys [k_nope ; k_pe] of head h
-            var scores = Grow(ref _scores, Rows * T);                 // [Rows, T]
-            var max = Grow(ref _max, Rows); var sum = Grow(ref _sum, Rows);
             int blocks = (N + Rows - 1) / Rows;
             for (int item = first; item < end; item++)
             {
                 int h = item / blocks, t0 = item % blocks * Rows, g = Math.Min(Rows, N - t0);
-                int len = Start + t0 + g;                             // keys the block's last row sees
                 for (int r = 0; r < g; r++) Q.AsSpan(((t0 + r) * H + h) * dk, dk).CopyTo(qBlock.AsSpan(r * dk, dk));
-                fixed (float* q = qBlock, o = oBlock, k = kTile, s = scores, m = max, l = sum, kv = Kv)
-                {
-                    AttentionTile.Begin(o, m, l, g, v);
-                    for (int j0 = 0; j0 < len; j0 += T)
-                    {
-                        int n = Math.Min(T, len - j0);
-                        for (int j = 0; j < n; j++)
-                        {
-                            Kv.AsSpan(((j0 + j) * H + h) * (nope + v), nope).CopyTo(kTile.AsSpan(j * dk, nope));
-                            Pe.AsSpan(PeOffset + (j0 + j) * PeStride, rope).CopyTo(kTile.AsSpan(j * dk + nope, rope));
-                        }
-                        AttentionTile.Scores(q, g, dk, k, n, dk, Scale, s, T);
-                        if (j0 + n > Start + t0 + 1)                  // the tile crosses the diagonal: causal mask
-                            for (int r = 0; r < g; r++)
-                                for (int j = Math.Max(0, Start + t0 + r + 1 - j0); j < n; j++) s[r * T + j] = float.NegativeInfinity;
-                        AttentionTile.Softmax(s, T, n, m, l, o, g, v);
-                        AttentionTile.Accumulate(s, T, g, kv + (long)j0 * kvRow + h * (nope + v) + nope, n, kvRow, v, o);
-                    }
-                    AttentionTile.End(o, l, g, v);
-                }
+                var tiles = new ExpandedTiles(this, h, Start + t0);
+                fixed (float* q = qBlock, o = oBlock) AttentionTile.Flash(ref tiles, q, g, 1, dk, v, Scale, o);
                 for (int r = 0; r < g; r++) oBlock.AsSpan(r * v, v).CopyTo(O.AsSpan(((t0 + r) * H + h) * v, v));
+            }
+        }
+
+        /// <summary>
+        /// Head h's tiles of the expanded cache for rows at positions p0, p0 + 1, ..: keys [k_nope ; k_pe] gathered
+        /// into a tile [T, nope + rope], values the v columns after k_nope of each expanded row, read in place.
+        /// </summary>
+        private readonly struct ExpandedTiles(ExpandedJob job, int h, int p0) : AttentionTile.ITileSource
+        {
+            [ThreadStatic] private static float[]? _k;
+            private readonly float[] _tile = Grow(ref _k, KvCache.Tile * (job.Nope + job.Rope));   // [T, dk] keys [k_nope ; k_pe] of head h
+
+            public int Visible(int row) => p0 + row + 1;
+
+            public ReadOnlySpan<float> Keys(int j0, int n, out int stride)
+            {
+                int nope = job.Nope, rope = job.Rope, dk = nope + rope, H = job.Heads, v = job.V;
+                var tile = _tile;
+                for (int j = 0; j < n; j++)
+                {
+                    job.Kv.AsSpan(((j0 + j) * H + h) * (nope + v), nope).CopyTo(tile.AsSpan(j * dk, nope));
+                    job.Pe.AsSpan(job.PeOffset + (j0 + j) * job.PeStride, rope).CopyTo(tile.AsSpan(j * dk + nope, rope));
+                }
+                stride = dk;
+                return tile;
+            }
+
+            public ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride)
+            {
+                stride = job.Heads * (job.Nope + job.V);                // rows of the expanded cache
+                return job.Kv.AsSpan(j0 * stride + h * (job.Nope + job.V) + job.Nope);
             }
         }
     }
 
-    private static float[] Grow(ref float[]? buffer, int length) =>
-        buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
+    private static float[] Grow(ref float[]? buffer, int length) => AttentionTile.Grow(ref buffer, length);
 }

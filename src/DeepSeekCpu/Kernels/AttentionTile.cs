@@ -82,6 +82,61 @@ internal static unsafe class AttentionTile
         }
     }
 
+    /// <summary>
+    /// Flash attention of one block of queries over the key/value tiles of <typeparamref name="TSource"/>: q is
+    /// [rows, heads, dk] (the heads of a row share what the row sees), o [rows, heads, dv]. Tiles of
+    /// <see cref="KvCache.Tile"/> positions 0 .. the last row's <see cref="ITileSource.Visible"/>: scores, the causal
+    /// mask (−∞ past each row's own limit, only on tiles that cross the first row's), the online
+    /// <see cref="Softmax"/>, the weighted sum of the values; then o / L. The source is a struct type parameter, so the
+    /// JIT compiles one loop per source with its tile reads inlined (no virtual call per tile).
+    /// </summary>
+    public static void Flash<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
+        where TSource : struct, ITileSource
+    {
+        int T = KvCache.Tile, count = rows * heads;
+        int first = source.Visible(0), len = source.Visible(rows - 1);
+        fixed (float* s = Grow(ref _scores, count * T), max = Grow(ref _max, count), sum = Grow(ref _sum, count))
+        {
+            // s [rows·heads, T] this tile's scores, then weights; max M and sum L per query
+            Begin(o, max, sum, count, dv);
+            for (int j0 = 0; j0 < len; j0 += T)
+            {
+                int n = Math.Min(T, len - j0);
+                var k = source.Keys(j0, n, out int kStride);
+                fixed (float* kp = k)
+                {
+                    Scores(q, count, dk, kp, n, kStride, scale, s, T);
+                    if (j0 + n > first)                                  // the tile crosses the first row's limit: causal mask
+                        for (int i = 0; i < rows; i++)
+                            for (int j = Math.Max(0, source.Visible(i) - j0); j < n; j++)
+                                for (int g = 0; g < heads; g++) s[(i * heads + g) * T + j] = float.NegativeInfinity;
+                    Softmax(s, T, n, max, sum, o, count, dv);
+                    fixed (float* vp = source.Values(j0, n, k, kStride, out int vStride)) Accumulate(s, T, count, vp, n, vStride, dv, o);
+                }
+            }
+            End(o, sum, count, dv);
+        }
+    }
+
+    /// <summary>Where <see cref="Flash"/>'s tiles come from (a cache's rows, gathered rows, an expanded cache).</summary>
+    internal interface ITileSource
+    {
+        /// <summary>Positions query row <paramref name="row"/> of the block sees: 0 .. Visible − 1 (nondecreasing in row).</summary>
+        int Visible(int row);
+
+        /// <summary>Keys of positions j0 .. j0 + n − 1 as float32, key j at [j·stride ..][..dk].</summary>
+        ReadOnlySpan<float> Keys(int j0, int n, out int stride);
+
+        /// <summary>Their values, value j at [j·stride ..][..dv]; <paramref name="keys"/> is the tile just read (values that are a prefix of the keys read nothing more).</summary>
+        ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride);
+    }
+
+    [ThreadStatic] private static float[]? _scores, _max, _sum;
+
+    /// <summary>A per-thread buffer of at least <paramref name="length"/> floats.</summary>
+    internal static float[] Grow(ref float[]? buffer, int length) =>
+        buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
+
     // ---------- scalar specification ----------
 
     public static void ScoresScalar(float* q, int heads, int dk, float* k, int m, int kStride, float scale, float* s, int sStride)

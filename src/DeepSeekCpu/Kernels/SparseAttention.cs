@@ -35,11 +35,11 @@ internal static class SparseAttention
     /// <summary>
     /// One (row, group of heads) per item: the selected rows gathered <see cref="KvCache.Tile"/> at a time into one
     /// float32 tile (each converted once; values are the first dv of the same rows), scored and summed by
-    /// <see cref="AttentionTile"/> with the online softmax, as <see cref="Attention.Causal"/> does over contiguous rows.
+    /// <see cref="AttentionTile.Flash"/> with the online softmax, as <see cref="Attention.Causal"/> does over contiguous
+    /// rows; the row's heads' queries and outputs are used in place.
     /// </summary>
     private sealed unsafe class SelectedJob : IRangeJob
     {
-        [ThreadStatic] private static float[]? _scores, _tile, _max, _sum;
         public float[] Q = null!, O = null!;
         public KvCache[] Caches = null!;
         public int[] Indices = null!, Counts = null!;
@@ -48,34 +48,39 @@ internal static class SparseAttention
 
         public void Run(int first, int end)
         {
-            int G = HeadsPerItem, itemsPerRow = Heads / G, T = KvCache.Tile;
+            int G = HeadsPerItem, itemsPerRow = Heads / G;
             for (int item = first; item < end; item++)
             {
-                int t = item / itemsPerRow, h0 = item % itemsPerRow * G, count = Counts[t];
-                var cache = Caches[t];
-                int width = cache.Width;
-                var scores = Grow(ref _scores, G * T);                       // [G, T]
-                var tile = Grow(ref _tile, T * width);                       // [T, width] the gathered rows
-                var max = Grow(ref _max, G); var sum = Grow(ref _sum, G);
-                var selected = Indices.AsSpan(t * Stride, count);
-                fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv], s = scores, rows = tile, m = max, l = sum)
-                {
-                    AttentionTile.Begin(o, m, l, G, Dv);
-                    // in ascending position order, a tile of selected rows at a time
-                    for (int i0 = 0; i0 < count; i0 += T)
-                    {
-                        int n = Math.Min(T, count - i0);
-                        for (int i = 0; i < n; i++) cache.Read(selected[i0 + i], tile.AsSpan(i * width, width));
-                        AttentionTile.Scores(q, G, Dk, rows, n, width, Scale, s, T);
-                        AttentionTile.Softmax(s, T, n, m, l, o, G, Dv);
-                        AttentionTile.Accumulate(s, T, G, rows, n, width, Dv, o);
-                    }
-                    AttentionTile.End(o, l, G, Dv);
-                }
+                int t = item / itemsPerRow, h0 = item % itemsPerRow * G;
+                var tiles = new SelectedRows(Caches[t], t * Stride, Counts[t], Indices);
+                fixed (float* q = &Q[(t * Heads + h0) * Dk], o = &O[(t * Heads + h0) * Dv])
+                    AttentionTile.Flash(ref tiles, q, 1, G, Dk, Dv, Scale, o);
             }
         }
+    }
 
-        private static float[] Grow(ref float[]? buffer, int length) =>
-            buffer is { } b && b.Length >= length ? b : (buffer = new float[length]);
+    /// <summary>
+    /// Rows indices[offset ..][..count] of a cache, in that order, gathered a tile at a time (each row converted once);
+    /// values are the first dv of the same rows.
+    /// </summary>
+    private readonly struct SelectedRows(KvCache cache, int offset, int count, int[] indices) : AttentionTile.ITileSource
+    {
+        [ThreadStatic] private static float[]? _rows;
+        private readonly float[] _tile = AttentionTile.Grow(ref _rows, KvCache.Tile * cache.Width);   // [T, width] the gathered rows
+
+        public int Visible(int row) => count;
+
+        public ReadOnlySpan<float> Keys(int j0, int n, out int stride)
+        {
+            int width = stride = cache.Width;
+            for (int i = 0; i < n; i++) cache.Read(indices[offset + j0 + i], _tile.AsSpan(i * width, width));
+            return _tile;
+        }
+
+        public ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride)
+        {
+            stride = keyStride;
+            return keys;
+        }
     }
 }
