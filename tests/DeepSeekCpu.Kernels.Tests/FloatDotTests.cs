@@ -77,9 +77,9 @@ public unsafe class FloatDotTests
                 Assert.True(expect == BitConverter.SingleToUInt32Bits(wide[i]), $"half 0x{i:X4}: 0x{BitConverter.SingleToUInt32Bits(wide[i]):X8} vs 0x{expect:X8}");
                 if (i % 16 != 0) continue;
                 // each width's decoder on its own, whether or not it is the one Widen picked here
-                var v128 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector128<float>));
-                var v256 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector256<float>));
-                var v512 = FloatDot.F16Decode.Decode((byte*)(c + i), 0, default(System.Runtime.Intrinsics.Vector512<float>));
+                var v128 = FloatDot.F16Decode.Decode<FloatDot.W128, System.Runtime.Intrinsics.Vector128<float>>((byte*)(c + i), 0);
+                var v256 = FloatDot.F16Decode.Decode<FloatDot.W256, System.Runtime.Intrinsics.Vector256<float>>((byte*)(c + i), 0);
+                var v512 = FloatDot.F16Decode.Decode<FloatDot.W512, System.Runtime.Intrinsics.Vector512<float>>((byte*)(c + i), 0);
                 for (int k = 0; k < 16; k++)
                 {
                     uint e = BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(codes[i + k]));

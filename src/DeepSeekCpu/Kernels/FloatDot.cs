@@ -74,12 +74,12 @@ internal static unsafe class FloatDot
             TVector p0 = TWidth.Zero, p1 = TWidth.Zero, p2 = TWidth.Zero, p3 = TWidth.Zero;
             for (; i + 4 * n <= end; i += 4 * n)
             {
-                p0 = TWidth.Fma(TWidth.Decode<TDecode>(w, i), TWidth.Load(x + i), p0);
-                p1 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + n), TWidth.Load(x + i + n), p1);
-                p2 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + 2 * n), TWidth.Load(x + i + 2 * n), p2);
-                p3 = TWidth.Fma(TWidth.Decode<TDecode>(w, i + 3 * n), TWidth.Load(x + i + 3 * n), p3);
+                p0 = TWidth.Fma(TDecode.Decode<TWidth, TVector>(w, i), TWidth.Load(x + i), p0);
+                p1 = TWidth.Fma(TDecode.Decode<TWidth, TVector>(w, i + n), TWidth.Load(x + i + n), p1);
+                p2 = TWidth.Fma(TDecode.Decode<TWidth, TVector>(w, i + 2 * n), TWidth.Load(x + i + 2 * n), p2);
+                p3 = TWidth.Fma(TDecode.Decode<TWidth, TVector>(w, i + 3 * n), TWidth.Load(x + i + 3 * n), p3);
             }
-            for (; i + n <= end; i += n) p0 = TWidth.Fma(TWidth.Decode<TDecode>(w, i), TWidth.Load(x + i), p0);
+            for (; i + n <= end; i += n) p0 = TWidth.Fma(TDecode.Decode<TWidth, TVector>(w, i), TWidth.Load(x + i), p0);
             var part = TWidth.Add(TWidth.Add(p0, p1), TWidth.Add(p2, p3));
             if (TDecode.ScaleBlock == 0)
             {
@@ -96,15 +96,14 @@ internal static unsafe class FloatDot
         return TWidth.Sum(acc) + tail;
     }
 
-    /// <summary>A weight format decoded in registers: <c>Vector{128,256,512}</c>-wide decoders plus the scalar one.</summary>
+    /// <summary>A weight format decoded in registers: one vector decoder generic over the width, plus the scalar one.</summary>
     internal interface IFloatDecode
     {
         /// <summary>Columns per scale block (FP8: 128), or 0 where the format has no block scales.</summary>
         static abstract int ScaleBlock { get; }
         static abstract float Scalar(byte* w, int i);
-        static abstract Vector128<float> Decode(byte* w, int i, Vector128<float> _);
-        static abstract Vector256<float> Decode(byte* w, int i, Vector256<float> _);
-        static abstract Vector512<float> Decode(byte* w, int i, Vector512<float> _);
+        /// <summary>Values i .. i + TWidth.Count as float32.</summary>
+        static abstract TVector Decode<TWidth, TVector>(byte* w, int i) where TWidth : IWidth<TVector> where TVector : unmanaged;
     }
 
     /// <summary>
@@ -115,11 +114,11 @@ internal static unsafe class FloatDot
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
-            for (; i + 16 <= n; i += 16) TDecode.Decode(w, i, default(Vector512<float>)).Store(dst + i);
+            for (; i + 16 <= n; i += 16) TDecode.Decode<W512, Vector512<float>>(w, i).Store(dst + i);
         else if (Vector256.IsHardwareAccelerated)
-            for (; i + 8 <= n; i += 8) TDecode.Decode(w, i, default(Vector256<float>)).Store(dst + i);
+            for (; i + 8 <= n; i += 8) TDecode.Decode<W256, Vector256<float>>(w, i).Store(dst + i);
         else if (Vector128.IsHardwareAccelerated)
-            for (; i + 4 <= n; i += 4) TDecode.Decode(w, i, default(Vector128<float>)).Store(dst + i);
+            for (; i + 4 <= n; i += 4) TDecode.Decode<W128, Vector128<float>>(w, i).Store(dst + i);
         for (; i < n; i++) dst[i] = TDecode.Scalar(w, i);
     }
 
@@ -141,49 +140,15 @@ internal static unsafe class FloatDot
         public static float Scalar(byte* w, int i) => (float)((Half*)w)[i];
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> Decode(byte* w, int i, Vector128<float> _) =>
-            Bits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)((ushort*)w + i)).AsUInt16()));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* w, int i, Vector256<float> _) =>
-            Bits(Vector256.WidenLower(Vector128.Load((ushort*)w + i).ToVector256Unsafe()));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Decode(byte* w, int i, Vector512<float> _) =>
-            Bits(Vector512.WidenLower(Vector256.Load((ushort*)w + i).ToVector512Unsafe()));
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector128<float> Bits(Vector128<uint> t)
+        public static TV Decode<TW, TV>(byte* w, int i) where TW : IWidth<TV> where TV : unmanaged
         {
-            var em = Vector128.ShiftLeft(t & Vector128.Create(0x7FFFu), 13);
-            var sub = Vector128.ConvertToSingle((t & Vector128.Create(0x3FFu)).AsInt32()) * Vector128.Create(Pow2_m24);
-            var special = Vector128.GreaterThanOrEqual(em, Vector128.Create(Exp31));
-            var rebias = Vector128.ConditionalSelect(special, Vector128.Create(InfRebias), Vector128.Create(Rebias));
-            var quiet = Vector128.GreaterThan(em, Vector128.Create(Exp31)) & Vector128.Create(QuietBit);
-            var mag = Vector128.ConditionalSelect(Vector128.LessThan(em, Vector128.Create(1u << 23)).AsSingle(), sub, ((em + rebias) | quiet).AsSingle());
-            return (mag.AsUInt32() | Vector128.ShiftLeft(t & Vector128.Create(0x8000u), 16)).AsSingle();
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Bits(Vector256<uint> t)
-        {
-            var em = Vector256.ShiftLeft(t & Vector256.Create(0x7FFFu), 13);
-            var sub = Vector256.ConvertToSingle((t & Vector256.Create(0x3FFu)).AsInt32()) * Vector256.Create(Pow2_m24);
-            var special = Vector256.GreaterThanOrEqual(em, Vector256.Create(Exp31));
-            var rebias = Vector256.ConditionalSelect(special, Vector256.Create(InfRebias), Vector256.Create(Rebias));
-            var quiet = Vector256.GreaterThan(em, Vector256.Create(Exp31)) & Vector256.Create(QuietBit);
-            var mag = Vector256.ConditionalSelect(Vector256.LessThan(em, Vector256.Create(1u << 23)).AsSingle(), sub, ((em + rebias) | quiet).AsSingle());
-            return (mag.AsUInt32() | Vector256.ShiftLeft(t & Vector256.Create(0x8000u), 16)).AsSingle();
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector512<float> Bits(Vector512<uint> t)
-        {
-            var em = Vector512.ShiftLeft(t & Vector512.Create(0x7FFFu), 13);
-            var sub = Vector512.ConvertToSingle((t & Vector512.Create(0x3FFu)).AsInt32()) * Vector512.Create(Pow2_m24);
-            var special = Vector512.GreaterThanOrEqual(em, Vector512.Create(Exp31));
-            var rebias = Vector512.ConditionalSelect(special, Vector512.Create(InfRebias), Vector512.Create(Rebias));
-            var quiet = Vector512.GreaterThan(em, Vector512.Create(Exp31)) & Vector512.Create(QuietBit);
-            var mag = Vector512.ConditionalSelect(Vector512.LessThan(em, Vector512.Create(1u << 23)).AsSingle(), sub, ((em + rebias) | quiet).AsSingle());
-            return (mag.AsUInt32() | Vector512.ShiftLeft(t & Vector512.Create(0x8000u), 16)).AsSingle();
+            var t = TW.WidenU16((ushort*)w + i);                                     // the halves' bits, one per 32-bit lane
+            var em = TW.ShiftLeft(TW.And(t, 0x7FFFu), 13);
+            var sub = TW.Multiply(TW.IntToFloat(TW.And(t, 0x3FFu)), TW.Broadcast(Pow2_m24));
+            var rebias = TW.Select(TW.GreaterThanOrEqual(em, Exp31), TW.Bits(InfRebias), TW.Bits(Rebias));
+            var quiet = TW.And(TW.GreaterThan(em, Exp31), QuietBit);
+            var mag = TW.Select(TW.LessThan(em, 1u << 23), sub, TW.Or(TW.AddBits(em, rebias), quiet));
+            return TW.Or(mag, TW.ShiftLeft(TW.And(t, 0x8000u), 16));
         }
     }
 
@@ -193,14 +158,8 @@ internal static unsafe class FloatDot
         public static int ScaleBlock => 0;
         public static float Scalar(byte* w, int i) => Dequantize.Bf16ToFloat(((ushort*)w)[i]);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> Decode(byte* w, int i, Vector128<float> _) =>
-            Vector128.ShiftLeft(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)((ushort*)w + i)).AsUInt16()), 16).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* w, int i, Vector256<float> _) =>
-            Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)w + i).ToVector256Unsafe()), 16).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Decode(byte* w, int i, Vector512<float> _) =>
-            Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)w + i).ToVector512Unsafe()), 16).AsSingle();
+        public static TV Decode<TW, TV>(byte* w, int i) where TW : IWidth<TV> where TV : unmanaged =>
+            TW.ShiftLeft(TW.WidenU16((ushort*)w + i), 16);
     }
 
     /// <summary>
@@ -219,46 +178,15 @@ internal static unsafe class FloatDot
         public static float Scalar(byte* w, int i) => Dequantize.Fp8E4M3ToFloat(w[i]);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> Decode(byte* w, int i, Vector128<float> _) =>
-            Bits(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)(w + i)).AsByte())));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* w, int i, Vector256<float> _) =>
-            Bits(Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)(w + i)).AsByte()).ToVector256Unsafe()));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Decode(byte* w, int i, Vector512<float> _) =>
-            Bits(Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(w + i).ToVector256Unsafe()).ToVector512Unsafe()));
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector128<float> Bits(Vector128<uint> t)
+        public static TV Decode<TW, TV>(byte* w, int i) where TW : IWidth<TV> where TV : unmanaged
         {
-            var magBits = t & Vector128.Create(0x7Fu);
-            var normal = Vector128.ShiftLeft(magBits, 20) + Vector128.Create(RebiasE4M3);
-            var subnormal = Vector128.ConvertToSingle(magBits.AsInt32()) * Vector128.Create(Pow2_m9);
-            var mag = Vector128.ConditionalSelect(Vector128.LessThan(magBits, Vector128.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-            var v = (mag.AsUInt32() | Vector128.ShiftLeft(t & Vector128.Create(0x80u), 24)).AsSingle();
-            return Vector128.ConditionalSelect(Vector128.Equals(magBits, Vector128.Create(0x7Fu)).AsSingle(), Vector128.Create(float.NaN), v);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Bits(Vector256<uint> t)
-        {
-            var magBits = t & Vector256.Create(0x7Fu);
-            var normal = Vector256.ShiftLeft(magBits, 20) + Vector256.Create(RebiasE4M3);
-            var subnormal = Vector256.ConvertToSingle(magBits.AsInt32()) * Vector256.Create(Pow2_m9);
-            var mag = Vector256.ConditionalSelect(Vector256.LessThan(magBits, Vector256.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-            var v = (mag.AsUInt32() | Vector256.ShiftLeft(t & Vector256.Create(0x80u), 24)).AsSingle();
-            return Vector256.ConditionalSelect(Vector256.Equals(magBits, Vector256.Create(0x7Fu)).AsSingle(), Vector256.Create(float.NaN), v);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector512<float> Bits(Vector512<uint> t)
-        {
-            var magBits = t & Vector512.Create(0x7Fu);
-            var normal = Vector512.ShiftLeft(magBits, 20) + Vector512.Create(RebiasE4M3);
-            var subnormal = Vector512.ConvertToSingle(magBits.AsInt32()) * Vector512.Create(Pow2_m9);
-            var mag = Vector512.ConditionalSelect(Vector512.LessThan(magBits, Vector512.Create(8u)).AsSingle(), subnormal, normal.AsSingle());
-            var v = (mag.AsUInt32() | Vector512.ShiftLeft(t & Vector512.Create(0x80u), 24)).AsSingle();
-            return Vector512.ConditionalSelect(Vector512.Equals(magBits, Vector512.Create(0x7Fu)).AsSingle(), Vector512.Create(float.NaN), v);
+            var t = TW.WidenU8(w + i);                                               // the codes, one per 32-bit lane
+            var magBits = TW.And(t, 0x7Fu);
+            var normal = TW.AddBits(TW.ShiftLeft(magBits, 20), TW.Bits(RebiasE4M3));
+            var subnormal = TW.Multiply(TW.IntToFloat(magBits), TW.Broadcast(Pow2_m9));
+            var mag = TW.Select(TW.LessThan(magBits, 8u), subnormal, normal);
+            var v = TW.Or(mag, TW.ShiftLeft(TW.And(t, 0x80u), 24));
+            return TW.Select(TW.EqualBits(magBits, 0x7Fu), TW.Broadcast(float.NaN), v);
         }
     }
 
@@ -274,7 +202,26 @@ internal static unsafe class FloatDot
         static abstract TVector Add(TVector a, TVector b);
         static abstract TVector Fma(TVector a, TVector b, TVector c);
         static abstract float Sum(TVector v);
-        static abstract TVector Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode;
+        static abstract TVector Multiply(TVector a, TVector b);
+        static abstract TVector Select(TVector mask, TVector a, TVector b);
+
+        // The decoders' integer operations: a vector's lanes as 32-bit unsigned integers (the bits of the floats).
+        /// <summary>Count uint16 values, each widened into a lane.</summary>
+        static abstract TVector WidenU16(ushort* p);
+        /// <summary>Count bytes, each widened into a lane.</summary>
+        static abstract TVector WidenU8(byte* p);
+        static abstract TVector Bits(uint v);
+        static abstract TVector And(TVector a, uint mask);
+        static abstract TVector Or(TVector a, TVector b);
+        static abstract TVector AddBits(TVector a, TVector b);
+        static abstract TVector ShiftLeft(TVector a, int bits);
+        /// <summary>All ones in the lanes where a &lt; b (unsigned), else zero; and so on.</summary>
+        static abstract TVector LessThan(TVector a, uint b);
+        static abstract TVector GreaterThan(TVector a, uint b);
+        static abstract TVector GreaterThanOrEqual(TVector a, uint b);
+        static abstract TVector EqualBits(TVector a, uint b);
+        /// <summary>Lanes as int32, converted to float.</summary>
+        static abstract TVector IntToFloat(TVector a);
     }
 
     internal readonly struct W128 : IWidth<Vector128<float>>
@@ -287,7 +234,20 @@ internal static unsafe class FloatDot
         public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
         public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector128<float> v) => Vector128.Sum(v);
-        public static Vector128<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector128<float>));
+        public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+        public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
+        public static Vector128<float> WidenU16(ushort* p) => Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsUInt16()).AsSingle();
+        public static Vector128<float> WidenU8(byte* p) => Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)p).AsByte())).AsSingle();
+        public static Vector128<float> Bits(uint v) => Vector128.Create(v).AsSingle();
+        public static Vector128<float> And(Vector128<float> a, uint mask) => (a.AsUInt32() & Vector128.Create(mask)).AsSingle();
+        public static Vector128<float> Or(Vector128<float> a, Vector128<float> b) => a | b;
+        public static Vector128<float> AddBits(Vector128<float> a, Vector128<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
+        public static Vector128<float> ShiftLeft(Vector128<float> a, int bits) => Vector128.ShiftLeft(a.AsUInt32(), bits).AsSingle();
+        public static Vector128<float> LessThan(Vector128<float> a, uint b) => Vector128.LessThan(a.AsUInt32(), Vector128.Create(b)).AsSingle();
+        public static Vector128<float> GreaterThan(Vector128<float> a, uint b) => Vector128.GreaterThan(a.AsUInt32(), Vector128.Create(b)).AsSingle();
+        public static Vector128<float> GreaterThanOrEqual(Vector128<float> a, uint b) => Vector128.GreaterThanOrEqual(a.AsUInt32(), Vector128.Create(b)).AsSingle();
+        public static Vector128<float> EqualBits(Vector128<float> a, uint b) => Vector128.Equals(a.AsUInt32(), Vector128.Create(b)).AsSingle();
+        public static Vector128<float> IntToFloat(Vector128<float> a) => Vector128.ConvertToSingle(a.AsInt32());
     }
 
     internal readonly struct W256 : IWidth<Vector256<float>>
@@ -300,7 +260,20 @@ internal static unsafe class FloatDot
         public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
         public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector256<float> v) => Vector256.Sum(v);
-        public static Vector256<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector256<float>));
+        public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+        public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
+        public static Vector256<float> WidenU16(ushort* p) => Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).AsSingle();
+        public static Vector256<float> WidenU8(byte* p) => Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsByte()).ToVector256Unsafe()).AsSingle();
+        public static Vector256<float> Bits(uint v) => Vector256.Create(v).AsSingle();
+        public static Vector256<float> And(Vector256<float> a, uint mask) => (a.AsUInt32() & Vector256.Create(mask)).AsSingle();
+        public static Vector256<float> Or(Vector256<float> a, Vector256<float> b) => a | b;
+        public static Vector256<float> AddBits(Vector256<float> a, Vector256<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
+        public static Vector256<float> ShiftLeft(Vector256<float> a, int bits) => Vector256.ShiftLeft(a.AsUInt32(), bits).AsSingle();
+        public static Vector256<float> LessThan(Vector256<float> a, uint b) => Vector256.LessThan(a.AsUInt32(), Vector256.Create(b)).AsSingle();
+        public static Vector256<float> GreaterThan(Vector256<float> a, uint b) => Vector256.GreaterThan(a.AsUInt32(), Vector256.Create(b)).AsSingle();
+        public static Vector256<float> GreaterThanOrEqual(Vector256<float> a, uint b) => Vector256.GreaterThanOrEqual(a.AsUInt32(), Vector256.Create(b)).AsSingle();
+        public static Vector256<float> EqualBits(Vector256<float> a, uint b) => Vector256.Equals(a.AsUInt32(), Vector256.Create(b)).AsSingle();
+        public static Vector256<float> IntToFloat(Vector256<float> a) => Vector256.ConvertToSingle(a.AsInt32());
     }
 
     internal readonly struct W512 : IWidth<Vector512<float>>
@@ -313,12 +286,25 @@ internal static unsafe class FloatDot
         public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
         public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector512<float> v) => Vector512.Sum(v);
-        public static Vector512<float> Decode<TDecode>(byte* w, int i) where TDecode : IFloatDecode => TDecode.Decode(w, i, default(Vector512<float>));
+        public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+        public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
+        public static Vector512<float> WidenU16(ushort* p) => Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()).AsSingle();
+        public static Vector512<float> WidenU8(byte* p) => Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).ToVector512Unsafe()).AsSingle();
+        public static Vector512<float> Bits(uint v) => Vector512.Create(v).AsSingle();
+        public static Vector512<float> And(Vector512<float> a, uint mask) => (a.AsUInt32() & Vector512.Create(mask)).AsSingle();
+        public static Vector512<float> Or(Vector512<float> a, Vector512<float> b) => a | b;
+        public static Vector512<float> AddBits(Vector512<float> a, Vector512<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
+        public static Vector512<float> ShiftLeft(Vector512<float> a, int bits) => Vector512.ShiftLeft(a.AsUInt32(), bits).AsSingle();
+        public static Vector512<float> LessThan(Vector512<float> a, uint b) => Vector512.LessThan(a.AsUInt32(), Vector512.Create(b)).AsSingle();
+        public static Vector512<float> GreaterThan(Vector512<float> a, uint b) => Vector512.GreaterThan(a.AsUInt32(), Vector512.Create(b)).AsSingle();
+        public static Vector512<float> GreaterThanOrEqual(Vector512<float> a, uint b) => Vector512.GreaterThanOrEqual(a.AsUInt32(), Vector512.Create(b)).AsSingle();
+        public static Vector512<float> EqualBits(Vector512<float> a, uint b) => Vector512.Equals(a.AsUInt32(), Vector512.Create(b)).AsSingle();
+        public static Vector512<float> IntToFloat(Vector512<float> a) => Vector512.ConvertToSingle(a.AsInt32());
     }
 
     /// <summary>Decodes 16 FP8 bytes with the 128-bit bit trick (exposed so tests check it on all 256 codes).</summary>
     internal static void DecodeFp8x16(byte* src, float* dst)
     {
-        for (int i = 0; i < 16; i += 4) Fp8Decode.Decode(src, i, default(Vector128<float>)).Store(dst + i);
+        for (int i = 0; i < 16; i += 4) Fp8Decode.Decode<W128, Vector128<float>>(src, i).Store(dst + i);
     }
 }
