@@ -57,23 +57,6 @@ internal static unsafe class InterleavedX86
         return (Vector256.ShiftLeft(h, 13) & Vector256.Create(HalfFieldMask)).AsSingle() * Vector256.Create(HalfBias);
     }
 
-    /// <summary>
-    /// Q4_0 nibbles of chunk j of 16 rows (low: elements 4j..4j+3, high: 16+4j..) against one token's activations:
-    /// vpmaddubsw pairs in int16 (|pair| ≤ 2·15·127; the 8 pairs of a block summed stay below 2^15).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Nibbles(Vector512<byte> lo, Vector512<byte> hi, sbyte* x) =>
-        Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(x)) + Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(x + 16));
-
-    /// <summary>One token's float step of a Q4_0 block: acc += d_w·d_x·Σ, bias += d_w·s_x (the −8 offset, applied at the end).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q4_0Scale(ref Vector512<float> acc, ref Vector512<float> bias, Vector512<short> s, Vector512<float> dw, ActQ8* a, int b)
-    {
-        var p = Avx512BW.MultiplyAddAdjacent(s, Vector512<short>.One);
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), dw * a->D[b], acc);
-        bias = Avx512F.FusedMultiplyAdd(dw, Vector512.Create(a->S[b]), bias);
-    }
-
     public static void Q4_0Avx512(byte* g, ActQ8* a, float* y) => Q4_0Avx512<T1>(g, a, y);
     public static void Q4_0Avx512(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_0Body512>(g, a, n, y);
 
@@ -83,59 +66,9 @@ internal static unsafe class InterleavedX86
         public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_0Avx512<TK>(g, a, y);
     }
 
-    /// <summary>
-    /// Q4_0, 512-bit, 1-4 tokens (<typeparamref name="TK"/>) per pass: per block, 4 loads of 64 bytes unpacked once;
-    /// per token 8 vpmaddubsw, one vpmaddwd, one convert and two FMAs for 16 rows. Unsigned nibbles:
-    /// Σ (q − 8)·x = Σ q·x − 8·Σ x, with d_x·Σ x the activations' S. Each token's operations are those of the
-    /// one-token body in the same order (int16 sums wrap, so their order is free), so the results are equal bit for bit.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4_0Avx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
-    {
-        int nb = a->Cols / 32, k = TK.Count;
-        int blockBytes = Interleave.BlockBytes(DType.Q4_0);
-        var low4 = Vector512.Create((byte)0x0F);
-        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector512<float> bias0 = default, bias1 = default, bias2 = default, bias3 = default;
-        for (int b = 0; b < nb; b++, g += blockBytes)
-        {
-            PrefetchAhead(g, 5);                                        // 288 bytes
-            Vector512<short> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int j = 0; j < 4; j++)
-            {
-                var c = Vector512.Load(g + 32 + 64 * j);
-                var lo = c & low4;
-                var hi = Avx512BW.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
-                int x = 32 * b + 4 * j;
-                s0 += Nibbles(lo, hi, a[0].Q + x);
-                if (k > 1) s1 += Nibbles(lo, hi, a[1].Q + x);
-                if (k > 2) s2 += Nibbles(lo, hi, a[2].Q + x);
-                if (k > 3) s3 += Nibbles(lo, hi, a[3].Q + x);
-            }
-            var dw = Scales16(g);
-            Q4_0Scale(ref acc0, ref bias0, s0, dw, a, b);
-            if (k > 1) Q4_0Scale(ref acc1, ref bias1, s1, dw, a + 1, b);
-            if (k > 2) Q4_0Scale(ref acc2, ref bias2, s2, dw, a + 2, b);
-            if (k > 3) Q4_0Scale(ref acc3, ref bias3, s3, dw, a + 3, b);
-        }
-        (acc0 - bias0 * 8).Store(y);
-        if (k > 1) (acc1 - bias1 * 8).Store(y + 16);
-        if (k > 2) (acc2 - bias2 * 8).Store(y + 32);
-        if (k > 3) (acc3 - bias3 * 8).Store(y + 48);
-    }
-
-    /// <summary>As <see cref="Nibbles"/> for 8 rows (one half of a 64-byte chunk).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Nibbles8(Vector256<byte> lo, Vector256<byte> hi, sbyte* x) =>
-        Avx2.MultiplyAddAdjacent(lo, Broadcast256(x)) + Avx2.MultiplyAddAdjacent(hi, Broadcast256(x + 16));
-
-    /// <summary>As <see cref="Q4_0Scale"/> for 8 rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q4_0Scale8(ref Vector256<float> acc, ref Vector256<float> bias, Vector256<short> s, Vector256<float> d, ActQ8* a, int b)
-    {
-        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s, Vector256<short>.One)), d * a->D[b], acc);
-        bias = Fma.MultiplyAdd(d, Vector256.Create(a->S[b]), bias);
-    }
+    /// <summary>Q4_0, 512-bit: the 16 rows in one pass (<see cref="Q4_0Rows"/>).</summary>
+    private static void Q4_0Avx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens =>
+        Q4_0Rows<Q4_0Rows16, Vector512<byte>, Vector512<short>, Vector512<float>, TK>(g, a, 0, y);
 
     public static void Q4_0Avx2(byte* g, ActQ8* a, float* y) => Q4_0Avx2<T1>(g, a, y);
     public static void Q4_0Avx2(byte* g, ActQ8* a, int n, float* y) => Tokens<Q4_0Body256>(g, a, n, y);
@@ -149,43 +82,118 @@ internal static unsafe class InterleavedX86
     /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 (the second pass finds the group and activations in L1).</summary>
     private static void Q4_0Avx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
-        Q4_0Rows8<TK>(g, a, 0, y);
-        Q4_0Rows8<TK>(g, a, 1, y + 8);
+        Q4_0Rows<Q4_0Rows8, Vector256<byte>, Vector256<short>, Vector256<float>, TK>(g, a, 0, y);
+        Q4_0Rows<Q4_0Rows8, Vector256<byte>, Vector256<short>, Vector256<float>, TK>(g, a, 1, y + 8);
     }
 
-    /// <summary>Rows 8h..8h+7 of a Q4_0 group for 1-4 tokens (<see cref="Q4_0Avx512{TK}"/>): scales at 16h, chunk columns at 32h; token t's 8 values at y + 16t.</summary>
+    /// <summary>
+    /// Q4_0, rows R·h .. R·h + R − 1 of a group (R = <typeparamref name="TW"/>'s rows: 16 at 512 bits, 8 at 256),
+    /// 1-4 tokens (<typeparamref name="TK"/>) per pass: per block, 4 chunks of the R rows' bytes unpacked once (chunk j's
+    /// low nibbles are elements 4j..4j+3, its high nibbles 16+4j..); per token 8 vpmaddubsw summed in int16
+    /// (|pair| ≤ 2·15·127; the 8 pairs of a block stay below 2^15), one vpmaddwd, one convert and two FMAs.
+    /// Unsigned nibbles: Σ (q − 8)·x = Σ q·x − 8·Σ x, with d_x·Σ x the activations' S. Each token's operations are those
+    /// of the one-token body in the same order (int16 sums wrap, so their order is free), so the results are equal
+    /// bit for bit. Token t's R values at y + 16t.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4_0Rows8<TK>(byte* g, ActQ8* a, int h, float* y) where TK : struct, ITokens
+    private static void Q4_0Rows<TW, TB, TS, TF, TK>(byte* g, ActQ8* a, int h, float* y)
+        where TW : IQ4_0Width<TB, TS, TF> where TB : unmanaged where TS : unmanaged where TF : unmanaged where TK : struct, ITokens
     {
-        int k = TK.Count;
-        var low4 = Vector256.Create((byte)0x0F);
-        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> bias0 = default, bias1 = default, bias2 = default, bias3 = default;
-        for (int b = 0; b < a->Cols / 32; b++, g += Interleave.BlockBytes(DType.Q4_0))
+        int nb = a->Cols / 32, k = TK.Count;
+        int blockBytes = Interleave.BlockBytes(DType.Q4_0);
+        byte* d = g + 2 * TW.Rows * h, q = g + 32 + 4 * TW.Rows * h;     // the rows' scales and their lanes of chunk 0
+        var low4 = TW.Low4;
+        TF acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        TF bias0 = default, bias1 = default, bias2 = default, bias3 = default;
+        for (int b = 0; b < nb; b++, d += blockBytes, q += blockBytes)
         {
-            if (h == 0) PrefetchAhead(g, 5);                               // 288 bytes
-            Vector256<short> s0 = default, s1 = default, s2 = default, s3 = default;
+            if (h == 0) PrefetchAhead(d, 5);                               // the group's 288 bytes, once
+            TS s0 = default, s1 = default, s2 = default, s3 = default;
             for (int j = 0; j < 4; j++)
             {
-                var c = Vector256.Load(g + 32 + 32 * h + 64 * j);
-                var lo = c & low4;
-                var hi = Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte() & low4;
+                var c = TW.Load(q + 64 * j);                               // the rows' 4 bytes of chunk j
+                var lo = TW.And(c, low4);
+                var hi = TW.And(TW.ShiftRight4(c), low4);
                 int x = 32 * b + 4 * j;
-                s0 += Nibbles8(lo, hi, a[0].Q + x);
-                if (k > 1) s1 += Nibbles8(lo, hi, a[1].Q + x);
-                if (k > 2) s2 += Nibbles8(lo, hi, a[2].Q + x);
-                if (k > 3) s3 += Nibbles8(lo, hi, a[3].Q + x);
+                s0 = TW.Add(s0, TW.Nibbles(lo, hi, a[0].Q + x));
+                if (k > 1) s1 = TW.Add(s1, TW.Nibbles(lo, hi, a[1].Q + x));
+                if (k > 2) s2 = TW.Add(s2, TW.Nibbles(lo, hi, a[2].Q + x));
+                if (k > 3) s3 = TW.Add(s3, TW.Nibbles(lo, hi, a[3].Q + x));
             }
-            var d = Scales8(g + 16 * h);
-            Q4_0Scale8(ref acc0, ref bias0, s0, d, a, b);
-            if (k > 1) Q4_0Scale8(ref acc1, ref bias1, s1, d, a + 1, b);
-            if (k > 2) Q4_0Scale8(ref acc2, ref bias2, s2, d, a + 2, b);
-            if (k > 3) Q4_0Scale8(ref acc3, ref bias3, s3, d, a + 3, b);
+            var dw = TW.Scales(d);
+            TW.Scale(ref acc0, ref bias0, s0, dw, a, b);
+            if (k > 1) TW.Scale(ref acc1, ref bias1, s1, dw, a + 1, b);
+            if (k > 2) TW.Scale(ref acc2, ref bias2, s2, dw, a + 2, b);
+            if (k > 3) TW.Scale(ref acc3, ref bias3, s3, dw, a + 3, b);
         }
-        (acc0 - bias0 * 8).Store(y);
-        if (k > 1) (acc1 - bias1 * 8).Store(y + 16);
-        if (k > 2) (acc2 - bias2 * 8).Store(y + 32);
-        if (k > 3) (acc3 - bias3 * 8).Store(y + 48);
+        TW.Store(acc0, bias0, y);
+        if (k > 1) TW.Store(acc1, bias1, y + 16);
+        if (k > 2) TW.Store(acc2, bias2, y + 32);
+        if (k > 3) TW.Store(acc3, bias3, y + 48);
+    }
+
+    /// <summary>
+    /// The vector width of a Q4_0 group body: one register holds one 4-byte lane per row (<see cref="Rows"/> rows), as
+    /// chunk bytes <typeparamref name="TB"/>, int16 pair sums <typeparamref name="TS"/> and float32 results <typeparamref name="TF"/>.
+    /// </summary>
+    private interface IQ4_0Width<TB, TS, TF>
+    {
+        static abstract int Rows { get; }
+        static abstract TB Low4 { get; }
+        static abstract TB Load(byte* p);
+        static abstract TB And(TB a, TB b);
+        /// <summary>Each byte's high nibble (shifted right by 4 in 16-bit lanes; the caller masks).</summary>
+        static abstract TB ShiftRight4(TB c);
+        /// <summary>One token's products of a chunk: low nibbles against x[0..4), high against x[16..20), as int16 pair sums.</summary>
+        static abstract TS Nibbles(TB lo, TB hi, sbyte* x);
+        static abstract TS Add(TS a, TS b);
+        /// <summary>The rows' scales (halves) as floats, exact.</summary>
+        static abstract TF Scales(byte* blk);
+        /// <summary>One token's float step of a block: acc += d_w·d_x·Σ, bias += d_w·s_x (the −8 offset, applied at the end).</summary>
+        static abstract void Scale(ref TF acc, ref TF bias, TS s, TF dw, ActQ8* a, int b);
+        /// <summary>y = acc − 8·bias.</summary>
+        static abstract void Store(TF acc, TF bias, float* y);
+    }
+
+    /// <summary>16 rows in a 512-bit register (AVX-512 BW).</summary>
+    private readonly struct Q4_0Rows16 : IQ4_0Width<Vector512<byte>, Vector512<short>, Vector512<float>>
+    {
+        public static int Rows => 16;
+        public static Vector512<byte> Low4 => Vector512.Create((byte)0x0F);
+        public static Vector512<byte> Load(byte* p) => Vector512.Load(p);
+        public static Vector512<byte> And(Vector512<byte> a, Vector512<byte> b) => a & b;
+        public static Vector512<byte> ShiftRight4(Vector512<byte> c) => Avx512BW.ShiftRightLogical(c.AsUInt16(), 4).AsByte();
+        public static Vector512<short> Nibbles(Vector512<byte> lo, Vector512<byte> hi, sbyte* x) =>
+            Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(x)) + Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(x + 16));
+        public static Vector512<short> Add(Vector512<short> a, Vector512<short> b) => a + b;
+        public static Vector512<float> Scales(byte* blk) => Scales16(blk);
+        public static void Scale(ref Vector512<float> acc, ref Vector512<float> bias, Vector512<short> s, Vector512<float> dw, ActQ8* a, int b)
+        {
+            var p = Avx512BW.MultiplyAddAdjacent(s, Vector512<short>.One);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), dw * a->D[b], acc);
+            bias = Avx512F.FusedMultiplyAdd(dw, Vector512.Create(a->S[b]), bias);
+        }
+        public static void Store(Vector512<float> acc, Vector512<float> bias, float* y) => (acc - bias * 8).Store(y);
+    }
+
+    /// <summary>8 rows (half a group) in a 256-bit register (AVX2, FMA).</summary>
+    private readonly struct Q4_0Rows8 : IQ4_0Width<Vector256<byte>, Vector256<short>, Vector256<float>>
+    {
+        public static int Rows => 8;
+        public static Vector256<byte> Low4 => Vector256.Create((byte)0x0F);
+        public static Vector256<byte> Load(byte* p) => Vector256.Load(p);
+        public static Vector256<byte> And(Vector256<byte> a, Vector256<byte> b) => a & b;
+        public static Vector256<byte> ShiftRight4(Vector256<byte> c) => Avx2.ShiftRightLogical(c.AsUInt16(), 4).AsByte();
+        public static Vector256<short> Nibbles(Vector256<byte> lo, Vector256<byte> hi, sbyte* x) =>
+            Avx2.MultiplyAddAdjacent(lo, Broadcast256(x)) + Avx2.MultiplyAddAdjacent(hi, Broadcast256(x + 16));
+        public static Vector256<short> Add(Vector256<short> a, Vector256<short> b) => a + b;
+        public static Vector256<float> Scales(byte* blk) => Scales8(blk);
+        public static void Scale(ref Vector256<float> acc, ref Vector256<float> bias, Vector256<short> s, Vector256<float> d, ActQ8* a, int b)
+        {
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s, Vector256<short>.One)), d * a->D[b], acc);
+            bias = Fma.MultiplyAdd(d, Vector256.Create(a->S[b]), bias);
+        }
+        public static void Store(Vector256<float> acc, Vector256<float> bias, float* y) => (acc - bias * 8).Store(y);
     }
 
     /// <summary>16 rows' 6-bit sub-block scales (16 bytes) as int16 pairs: each row's scale in both halves of its int32 lane, for vpmaddwd.</summary>
