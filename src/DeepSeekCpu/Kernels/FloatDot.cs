@@ -240,7 +240,7 @@ internal static unsafe class FloatDot
         public static Vector128<float> WidenU8(byte* p) => Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)p).AsByte())).AsSingle();
         public static Vector128<float> Bits(uint v) => Vector128.Create(v).AsSingle();
         public static Vector128<float> And(Vector128<float> a, uint mask) => (a.AsUInt32() & Vector128.Create(mask)).AsSingle();
-        public static Vector128<float> Or(Vector128<float> a, Vector128<float> b) => a | b;
+        public static Vector128<float> Or(Vector128<float> a, Vector128<float> b) => (a.AsUInt32() | b.AsUInt32()).AsSingle();
         public static Vector128<float> AddBits(Vector128<float> a, Vector128<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
         public static Vector128<float> ShiftLeft(Vector128<float> a, int bits) => Vector128.ShiftLeft(a.AsUInt32(), bits).AsSingle();
         public static Vector128<float> LessThan(Vector128<float> a, uint b) => Vector128.LessThan(a.AsUInt32(), Vector128.Create(b)).AsSingle();
@@ -266,7 +266,7 @@ internal static unsafe class FloatDot
         public static Vector256<float> WidenU8(byte* p) => Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsByte()).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> Bits(uint v) => Vector256.Create(v).AsSingle();
         public static Vector256<float> And(Vector256<float> a, uint mask) => (a.AsUInt32() & Vector256.Create(mask)).AsSingle();
-        public static Vector256<float> Or(Vector256<float> a, Vector256<float> b) => a | b;
+        public static Vector256<float> Or(Vector256<float> a, Vector256<float> b) => (a.AsUInt32() | b.AsUInt32()).AsSingle();
         public static Vector256<float> AddBits(Vector256<float> a, Vector256<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
         public static Vector256<float> ShiftLeft(Vector256<float> a, int bits) => Vector256.ShiftLeft(a.AsUInt32(), bits).AsSingle();
         public static Vector256<float> LessThan(Vector256<float> a, uint b) => Vector256.LessThan(a.AsUInt32(), Vector256.Create(b)).AsSingle();
@@ -292,7 +292,7 @@ internal static unsafe class FloatDot
         public static Vector512<float> WidenU8(byte* p) => Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> Bits(uint v) => Vector512.Create(v).AsSingle();
         public static Vector512<float> And(Vector512<float> a, uint mask) => (a.AsUInt32() & Vector512.Create(mask)).AsSingle();
-        public static Vector512<float> Or(Vector512<float> a, Vector512<float> b) => a | b;
+        public static Vector512<float> Or(Vector512<float> a, Vector512<float> b) => (a.AsUInt32() | b.AsUInt32()).AsSingle();
         public static Vector512<float> AddBits(Vector512<float> a, Vector512<float> b) => (a.AsUInt32() + b.AsUInt32()).AsSingle();
         public static Vector512<float> ShiftLeft(Vector512<float> a, int bits) => Vector512.ShiftLeft(a.AsUInt32(), bits).AsSingle();
         public static Vector512<float> LessThan(Vector512<float> a, uint b) => Vector512.LessThan(a.AsUInt32(), Vector512.Create(b)).AsSingle();
