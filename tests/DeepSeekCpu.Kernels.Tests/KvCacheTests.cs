@@ -113,7 +113,21 @@ public class KvCacheTests
         var positions = Enumerable.Range(len - n, n).ToArray();
         float scale = 1f / MathF.Sqrt(hd);
         Attention.Causal(q, o, n, heads, kvHeads, hd, hd, Enumerable.Repeat(keys, n).ToArray(), Enumerable.Repeat(values, n).ToArray(), positions, scale);
+        AssertFloat64Rows(q, o, n, heads, kvHeads, hd, hd, _ => k, _ => v, positions, scale, $"{type} ");
+    }
+
+    /// <summary>
+    /// o[t, h, :dv] against softmax_j(scale · q[t, h] · k_j) v_j in float64 over j ≤ positions[t], for every row t and
+    /// head h: k_j the dk values of KV head h / (heads / kvHeads) in row j of keysOf(t) [·, kvHeads·dk], v_j likewise in
+    /// valuesOf(t) [·, kvHeads·dv].
+    /// </summary>
+    private static void AssertFloat64Rows(float[] q, float[] o, int n, int heads, int kvHeads, int dk, int dv,
+        Func<int, float[]> keysOf, Func<int, float[]> valuesOf, int[] positions, float scale, string label)
+    {
+        int group = heads / kvHeads, kw = kvHeads * dk, vw = kvHeads * dv;
         for (int t = 0; t < n; t++)
+        {
+            float[] k = keysOf(t), v = valuesOf(t);
             for (int h = 0; h < heads; h++)
             {
                 int kvh = h / group, rows = positions[t] + 1;
@@ -121,18 +135,19 @@ public class KvCacheTests
                 for (int j = 0; j < rows; j++)
                 {
                     double dot = 0;
-                    for (int d = 0; d < hd; d++) dot += (double)q[(t * heads + h) * hd + d] * k[j * width + kvh * hd + d];
+                    for (int d = 0; d < dk; d++) dot += (double)q[(t * heads + h) * dk + d] * k[j * kw + kvh * dk + d];
                     s[j] = dot * scale;
                 }
                 double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
-                for (int d = 0; d < hd; d++)
+                for (int d = 0; d < dv; d++)
                 {
                     double expect = 0;
-                    for (int j = 0; j < rows; j++) expect += Math.Exp(s[j] - max) / sum * v[j * width + kvh * hd + d];
-                    float got = o[(t * heads + h) * hd + d];
-                    Assert.True(Math.Abs(got - expect) <= 2e-5 + 2e-5 * Math.Abs(expect), $"{type} row {t} head {h} dim {d}: {got} vs {expect}");
+                    for (int j = 0; j < rows; j++) expect += Math.Exp(s[j] - max) / sum * v[j * vw + kvh * dv + d];
+                    float got = o[(t * heads + h) * dv + d];
+                    Assert.True(Math.Abs(got - expect) <= 2e-5 + 2e-5 * Math.Abs(expect), $"{label}row {t} head {h} dim {d}: {got} vs {expect}");
                 }
             }
+        }
     }
 
     [Theory]
@@ -171,26 +186,7 @@ public class KvCacheTests
         var o = new float[n * heads * dv];
         float scale = 1f / MathF.Sqrt(dk);
         Attention.Causal(q, o, n, heads, kvHeads, dk, dv, keys, values, positions, scale);
-        for (int t = 0; t < n; t++)
-            for (int h = 0; h < heads; h++)
-            {
-                int kvh = h / group, rows = positions[t] + 1;
-                var s = new double[rows];
-                for (int j = 0; j < rows; j++)
-                {
-                    double dot = 0;
-                    for (int d = 0; d < dk; d++) dot += (double)q[(t * heads + h) * dk + d] * k[t][j * kw + kvh * dk + d];
-                    s[j] = dot * scale;
-                }
-                double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
-                for (int d = 0; d < dv; d++)
-                {
-                    double expect = 0;
-                    for (int j = 0; j < rows; j++) expect += Math.Exp(s[j] - max) / sum * v[t][j * vw + kvh * dv + d];
-                    float got = o[(t * heads + h) * dv + d];
-                    Assert.True(Math.Abs(got - expect) <= 2e-5 + 2e-5 * Math.Abs(expect), $"{type} row {t} head {h} dim {d}: {got} vs {expect}");
-                }
-            }
+        AssertFloat64Rows(q, o, n, heads, kvHeads, dk, dv, t => k[t], t => v[t], positions, scale, $"{type} ");
     }
 
     [Theory]
