@@ -66,7 +66,8 @@ internal static unsafe class InterleavedX86
         public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q4_0Avx512<TK>(g, a, y);
     }
 
-    /// <summary>Q4_0, 512-bit: the 16 rows in one pass (<see cref="Q4_0Rows"/>).</summary>
+    /// <summary>Q4_0, 512-bit: the 16 rows in one pass (<see cref="Q4_0Rows"/>, inlined here).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4_0Avx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens =>
         Q4_0Rows<Q4_0Rows16, Vector512<byte>, Vector512<short>, Vector512<float>, TK>(g, a, 0, y);
 
@@ -80,6 +81,7 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 (the second pass finds the group and activations in L1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4_0Avx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
         Q4_0Rows<Q4_0Rows8, Vector256<byte>, Vector256<short>, Vector256<float>, TK>(g, a, 0, y);
@@ -93,9 +95,9 @@ internal static unsafe class InterleavedX86
     /// (|pair| ≤ 2·15·127; the 8 pairs of a block stay below 2^15), one vpmaddwd, one convert and two FMAs.
     /// Unsigned nibbles: Σ (q − 8)·x = Σ q·x − 8·Σ x, with d_x·Σ x the activations' S. Each token's operations are those
     /// of the one-token body in the same order (int16 sums wrap, so their order is free), so the results are equal
-    /// bit for bit. Token t's R values at y + 16t.
+    /// bit for bit. Token t's R values at y + 16t. Inlined into its two entries, so the half h is a constant.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q4_0Rows<TW, TB, TS, TF, TK>(byte* g, ActQ8* a, int h, float* y)
         where TW : IQ4_0Width<TB, TS, TF> where TB : unmanaged where TS : unmanaged where TF : unmanaged where TK : struct, ITokens
     {
