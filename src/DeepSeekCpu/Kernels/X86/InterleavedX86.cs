@@ -266,6 +266,7 @@ internal static unsafe class InterleavedX86
         Vector512<float> min0 = default, min1 = default, min2 = default, min3 = default;
         for (int b = 0; b < nb; b++, g += blockBytes)
         {
+            PrefetchAhead(g, 5);                                        // the 320 header bytes; each chunk requests its own line
             Vector512<int> isum0 = default, isum1 = default, isum2 = default, isum3 = default;
             for (int p = 0; p < 4; p++)
             {
@@ -392,6 +393,7 @@ internal static unsafe class InterleavedX86
         K4Token8 s0 = default, s1 = default;
         for (int b = 0; b < nb; b++, g += blockBytes)
         {
+            PrefetchAhead(g, 5);                                           // the 320 header bytes; each chunk requests its own line
             for (int p = 0; p < 4; p++)
             {
                 byte* c = g + Interleave.Q4_KQuants + 512 * p;
