@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -28,11 +29,24 @@ internal static unsafe class InterleavedX86
     private const int HalfFieldMask = unchecked((int)0x8FFF_E000);
     private static float HalfBias => BitConverter.Int32BitsToSingle((127 + 112) << 23);   // 2^112
 
-    /// <summary>Requests the <paramref name="lines"/> cache lines <see cref="PrefetchDistance"/> past <paramref name="p"/>.</summary>
+    /// <summary>Requests the <paramref name="lines"/> (1-9, a constant at every call) cache lines
+    /// <see cref="PrefetchDistance"/> past <paramref name="p"/>. Written out rather than as a loop: the JIT does not
+    /// unroll the loop, which cost about 6 instructions per line (30 of Q4_0's 130 per block, per its JIT listing);
+    /// inlined with a constant count, the untaken tests fold away.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchAhead(byte* p, int lines)
     {
-        for (int l = 0; l < lines; l++) Sse.Prefetch0(p + PrefetchDistance + 64 * l);
+        Debug.Assert(lines is >= 1 and <= 9);
+        byte* q = p + PrefetchDistance;
+        Sse.Prefetch0(q);
+        if (lines > 1) Sse.Prefetch0(q + 64);
+        if (lines > 2) Sse.Prefetch0(q + 128);
+        if (lines > 3) Sse.Prefetch0(q + 192);
+        if (lines > 4) Sse.Prefetch0(q + 256);
+        if (lines > 5) Sse.Prefetch0(q + 320);
+        if (lines > 6) Sse.Prefetch0(q + 384);
+        if (lines > 7) Sse.Prefetch0(q + 448);
+        if (lines > 8) Sse.Prefetch0(q + 512);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
