@@ -1,4 +1,5 @@
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
 using Xunit;
 
@@ -16,9 +17,13 @@ public class ExpertGemmTests
 {
     public static TheoryData<DType> Formats() => new(DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K);
 
+    /// <summary>Each format from its stored rows, and Q4_0/Q8_0 also from the interleaved copy (which Q8_0's GEMM reads in place).</summary>
+    public static TheoryData<DType, bool> FormatsAndLayouts() =>
+        new() { { DType.Q4_0, false }, { DType.Q8_0, false }, { DType.Q4_K, false }, { DType.Q6_K, false }, { DType.Q4_0, true }, { DType.Q8_0, true } };
+
     [Theory]
-    [MemberData(nameof(Formats))]
-    public void Fused_gate_up_equals_two_products_then_SwiGlu(DType t)
+    [MemberData(nameof(FormatsAndLayouts))]
+    public void Fused_gate_up_equals_two_products_then_SwiGlu(DType t, bool interleaved)
     {
         int n = 45, cols = t.BlockSize() == 256 ? 768 : 544, inter = 67;   // a partial row block and slice
         int[][] chosen =
@@ -36,6 +41,8 @@ public class ExpertGemmTests
                          TestData.Matrix(t, TestData.Gaussian(inter * cols, 200 + e, 0.05f), inter, cols), chosen[e]));
         experts.Add((TestData.Matrix(t, TestData.Gaussian(inter * cols, 300, 0.05f), inter, cols),
                      TestData.Matrix(t, TestData.Gaussian(inter * cols, 301, 0.05f), inter, cols), null!));   // all rows
+        if (interleaved)
+            foreach (var (w1, w3, _) in experts) Assert.True(Interleave.Attach(w1, KernelPath.Scalar) > 0 && Interleave.Attach(w3, KernelPath.Scalar) > 0);
         try
         {
             foreach (var path in KernelInfo.Available)
@@ -71,7 +78,7 @@ public class ExpertGemmTests
                     MatMul.Multiply(w3, xg, u, m, path);
                     Ops.SwiGlu(g, u);
                     for (int i = 0; i < m * inter; i++)
-                        Assert.True(g[i] == hs[e][i], $"{t} {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
+                        Assert.True(g[i] == hs[e][i], $"{t} (interleaved: {interleaved}) {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
 
                     // the float reference: silu(x W1ᵀ) · (x W3ᵀ) in double
                     var rg = TestData.ReferenceMatMul(w1, xg, m);
