@@ -49,21 +49,21 @@ public class ExpertGemmTests
             {
                 var b = new ExpertBatch();
                 var hs = new List<float[]>();
-                var scratch = new List<Array>();   // u and the row lists: the batch holds only their addresses
                 foreach (var (w1, w3, rows) in experts)
                 {
                     int m = rows?.Length ?? n;
-                    var h = Pinned(new float[Math.Max(1, m * inter)]);
-                    var u = Pinned(new float[Math.Max(1, m * inter)]);
-                    var r = rows == null ? [] : Pinned(rows);
-                    b.Add(w1, w3, x, r, m, h, u);
-                    hs.Add(h); scratch.Add(u); scratch.Add(r);
+                    var h = new float[Math.Max(1, m * inter)];
+                    // u and the row lists are referenced by the batch alone (it holds and pins them): a GC from another
+                    // test class between Add and SwiGlu must neither free nor move them
+                    b.Add(w1, w3, x.AsMemory(), (rows?.ToArray() ?? []).AsMemory(), m, h.AsMemory(), new float[Math.Max(1, m * inter)].AsMemory());
+                    hs.Add(h);
                 }
+                // a compacting collection with garbage around them: had the batch only their addresses, u and the row
+                // lists would be freed and h moved under the kernels
+                for (int i = 0; i < 50; i++) GC.KeepAlive(new byte[1 << 12]);
+                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 ExpertGemm.SwiGlu(b, path);
-                // A pinned array is still collected once unreferenced, and the GC then hands its memory to the next
-                // allocation: without this the kernel read freed row lists and wrote u into freed memory whenever
-                // another thread's garbage collection came between Add and here (other test classes run in parallel).
-                GC.KeepAlive(scratch);
+                b.Clear();
 
                 for (int e = 0; e < experts.Count; e++)
                 {
@@ -183,18 +183,16 @@ public class ExpertGemmTests
     {
         var b = new ExpertBatch();
         var hs = new float[rows.Length][];
-        var keep = new List<object>();
         for (int e = 0; e < rows.Length; e++)
         {
             int m = rows[e].Length;
-            hs[e] = Pinned(new float[m * inter]);
-            var u = Pinned(new float[m * inter]);
-            var r = Pinned(rows[e]);
-            keep.Add(u); keep.Add(r);
-            b.Add(w1[e], w3[e], x, r, m, hs[e], u);
+            hs[e] = new float[m * inter];
+            // u and the copy of the row list live only in the batch, which holds and pins them (not pinned arrays:
+            // the GC churn beside would move them otherwise)
+            b.Add(w1[e], w3[e], x.AsMemory(), rows[e].ToArray().AsMemory(), m, hs[e].AsMemory(), new float[m * inter].AsMemory());
         }
         ExpertGemm.SwiGlu(b, path);
-        GC.KeepAlive(keep);
+        b.Clear();
         return hs;
     }
 

@@ -14,15 +14,17 @@ namespace DeepSeekCpu.Kernels;
 /// The first half of several SwiGLU MLPs over their own tokens, run by <see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>:
 /// h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is the rows
 /// <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the shared
-/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
-/// the row lists, h and u: the caller keeps them pinned and referenced until the call returns (a pinned array that
-/// nothing references is still collected, and its memory handed to the next allocation).
+/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the <see cref="Memory{T}"/> overload holds
+/// and pins x, the row list, h and u itself until <see cref="Clear"/>; the span overload takes only their addresses, for
+/// memory the caller keeps alive and pinned until the call returns (the models' pass buffers): a pinned array that
+/// nothing references is still collected, and its memory handed to the next allocation.
 /// </summary>
 internal sealed unsafe class ExpertBatch
 {
     internal WeightMatrix[] W1 = new WeightMatrix[16], W3 = new WeightMatrix[16];
     internal nint[] X = new nint[16], Rows = new nint[16], H = new nint[16], U = new nint[16];
     internal int[] M = new int[16];
+    private Pins _pins;
 
     /// <summary>MLPs added since <see cref="Clear"/>.</summary>
     public int Count { get; private set; }
@@ -31,12 +33,20 @@ internal sealed unsafe class ExpertBatch
     {
         Array.Clear(W1, 0, Count); Array.Clear(W3, 0, Count);
         Count = 0;
+        _pins.Release();
+    }
+
+    /// <summary>As the span overload, the batch holding x, rows, h and u pinned until <see cref="Clear"/>.</summary>
+    public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlyMemory<float> x, ReadOnlyMemory<int> rows, int m, Memory<float> h, Memory<float> u)
+    {
+        _pins.Add(x.Pin()); _pins.Add(rows.Pin()); _pins.Add(h.Pin()); _pins.Add(u.Pin());
+        Add(w1, w3, x.Span, rows.Span, m, h.Span, u.Span);
     }
 
     /// <summary>
     /// Adds h[m, w1.Rows] = silu(x_r W1ᵀ) ⊙ (x_r W3ᵀ) over the rows r = <paramref name="rows"/>[0..m) of
     /// <paramref name="x"/> (the first m rows when <paramref name="rows"/> is empty). <paramref name="u"/> ([m, w1.Rows])
-    /// is scratch where the products run unfused. All of them must stay pinned.
+    /// is scratch where the products run unfused. All of them must stay alive and pinned until the call returns.
     /// </summary>
     public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, int m, Span<float> h, Span<float> u)
     {
