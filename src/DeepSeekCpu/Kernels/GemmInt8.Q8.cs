@@ -197,92 +197,77 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
 
     /// <summary>
     /// C[4 rows, TokenStep tokens] (+)= the rows at <paramref name="wq"/> (4-byte lanes of consecutive rows in the
-    /// interleaved layout: block b, chunk g at + ColumnBytes·b + 64·g) × one to three panels of activations (each
-    /// <paramref name="panelStride"/> blocks·Panel after the one before; quants at 32× that). Per block and 4 k, each
-    /// panel's bytes are loaded once and each row's 4 weight bytes broadcast against them (the 8 groups of 4 k written
-    /// out: a loop over them cost a third of the instructions the front end issues); the int32 sums are scaled once per
-    /// block. Every token's arithmetic is the same whatever the number of panels.
+    /// interleaved layout: block b, chunk g at + ColumnBytes·b + 64·g) × one or two panels of activations (the second
+    /// <paramref name="panelStride"/> blocks·Panel on; quants at 32× that). Per block and 4 k, each panel's bytes are
+    /// loaded once and each row's 4 weight bytes broadcast against them (the 8 groups of 4 k written out: a loop over
+    /// them cost a third of the instructions the front end issues); the int32 sums are scaled once per block.
+    /// Three panels (24 tokens, 12 integer and 12 float sums) ran slower here (the JIT spilled float sums every block).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Micro4(sbyte* wq, float* wd, int* bias, int nBlocks, sbyte* xa, float* dxa, long panelStride, float* c, int ldc, bool first)
     {
-        int panel = TOps.Panel, panels = TOps.TokenStep / TOps.Panel;   // folded by the JIT
-        sbyte* xb = xa + 32 * panelStride, xc = xb + 32 * panelStride;
-        float* dxb = dxa + panelStride, dxc = dxb + panelStride;
-        // the float sums of rows 0..3 for panels a, b, c (locals: the JIT keeps them in registers)
+        int panel = TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
+        sbyte* xb = xa + 32 * panelStride;
+        float* dxb = dxa + panelStride, cb = c + panel;
         TF f0a = default, f1a = default, f2a = default, f3a = default, f0b = default, f1b = default, f2b = default, f3b = default;
-        TF f0c = default, f1c = default, f2c = default, f3c = default;
         if (!first)
         {
-            Load(c, ldc, out f0a, out f1a, out f2a, out f3a);
-            if (panels > 1) Load(c + panel, ldc, out f0b, out f1b, out f2b, out f3b);
-            if (panels > 2) Load(c + 2 * panel, ldc, out f0c, out f1c, out f2c, out f3c);
+            (f0a, f1a, f2a, f3a) = (RowOf(c, ldc, 0), RowOf(c, ldc, 1), RowOf(c, ldc, 2), RowOf(c, ldc, 3));
+            if (two) (f0b, f1b, f2b, f3b) = (RowOf(cb, ldc, 0), RowOf(cb, ldc, 1), RowOf(cb, ldc, 2), RowOf(cb, ldc, 3));
         }
         for (int b = 0; b < nBlocks; b++)
         {
             var qa = new Quad(TOps.Start(bias[b]), TOps.Start(bias[Slice + b]), TOps.Start(bias[2 * Slice + b]), TOps.Start(bias[3 * Slice + b]));
-            Quad qb = qa, qc = qa;
-            sbyte* w = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b, pc = xc + 32 * panel * b;
-            Group(ref qa, ref qb, ref qc, w, pa, pb, pc);
-            Group(ref qa, ref qb, ref qc, w + 64, pa + 4 * panel, pb + 4 * panel, pc + 4 * panel);
-            Group(ref qa, ref qb, ref qc, w + 128, pa + 8 * panel, pb + 8 * panel, pc + 8 * panel);
-            Group(ref qa, ref qb, ref qc, w + 192, pa + 12 * panel, pb + 12 * panel, pc + 12 * panel);
-            Group(ref qa, ref qb, ref qc, w + 256, pa + 16 * panel, pb + 16 * panel, pc + 16 * panel);
-            Group(ref qa, ref qb, ref qc, w + 320, pa + 20 * panel, pb + 20 * panel, pc + 20 * panel);
-            Group(ref qa, ref qb, ref qc, w + 384, pa + 24 * panel, pb + 24 * panel, pc + 24 * panel);
-            Group(ref qa, ref qb, ref qc, w + 448, pa + 28 * panel, pb + 28 * panel, pc + 28 * panel);
+            var qb = qa;
+            sbyte* w = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
+            Group(ref qa, ref qb, w, pa, pb);
+            Group(ref qa, ref qb, w + 64, pa + 4 * panel, pb + 4 * panel);
+            Group(ref qa, ref qb, w + 128, pa + 8 * panel, pb + 8 * panel);
+            Group(ref qa, ref qb, w + 192, pa + 12 * panel, pb + 12 * panel);
+            Group(ref qa, ref qb, w + 256, pa + 16 * panel, pb + 16 * panel);
+            Group(ref qa, ref qb, w + 320, pa + 20 * panel, pb + 20 * panel);
+            Group(ref qa, ref qb, w + 384, pa + 24 * panel, pb + 24 * panel);
+            Group(ref qa, ref qb, w + 448, pa + 28 * panel, pb + 28 * panel);
             float d0 = wd[b], d1 = wd[Slice + b], d2 = wd[2 * Slice + b], d3 = wd[3 * Slice + b];
-            ScaleInto(ref f0a, ref f1a, ref f2a, ref f3a, qa, d0, d1, d2, d3, Unsafe.ReadUnaligned<TF>(dxa + panel * b));
-            if (panels > 1) ScaleInto(ref f0b, ref f1b, ref f2b, ref f3b, qb, d0, d1, d2, d3, Unsafe.ReadUnaligned<TF>(dxb + panel * b));
-            if (panels > 2) ScaleInto(ref f0c, ref f1c, ref f2c, ref f3c, qc, d0, d1, d2, d3, Unsafe.ReadUnaligned<TF>(dxc + panel * b));
+            var da = Unsafe.ReadUnaligned<TF>(dxa + panel * b);
+            f0a = TOps.Scale(f0a, qa.R0, d0, da); f1a = TOps.Scale(f1a, qa.R1, d1, da);
+            f2a = TOps.Scale(f2a, qa.R2, d2, da); f3a = TOps.Scale(f3a, qa.R3, d3, da);
+            if (two)
+            {
+                var db = Unsafe.ReadUnaligned<TF>(dxb + panel * b);
+                f0b = TOps.Scale(f0b, qb.R0, d0, db); f1b = TOps.Scale(f1b, qb.R1, d1, db);
+                f2b = TOps.Scale(f2b, qb.R2, d2, db); f3b = TOps.Scale(f3b, qb.R3, d3, db);
+            }
         }
-        Store(c, ldc, f0a, f1a, f2a, f3a);
-        if (panels > 1) Store(c + panel, ldc, f0b, f1b, f2b, f3b);
-        if (panels > 2) Store(c + 2 * panel, ldc, f0c, f1c, f2c, f3c);
+        for (int i = 0; i < (two ? 2 : 1); i++)   // each panel's 4 rows
+        {
+            float* ci = c + i * panel;
+            Unsafe.WriteUnaligned(ci, i == 0 ? f0a : f0b); Unsafe.WriteUnaligned(ci + ldc, i == 0 ? f1a : f1b);
+            Unsafe.WriteUnaligned(ci + 2 * ldc, i == 0 ? f2a : f2b); Unsafe.WriteUnaligned(ci + 3 * ldc, i == 0 ? f3a : f3b);
+        }
     }
 
     /// <summary>One group of 4 k: each panel's 4 bytes per token loaded once, each row's 4 weight bytes broadcast once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Group(ref Quad qa, ref Quad qb, ref Quad qc, sbyte* w, sbyte* pa, sbyte* pb, sbyte* pc)
+    private static void Group(ref Quad qa, ref Quad qb, sbyte* w, sbyte* pa, sbyte* pb)
     {
-        int panels = TOps.TokenStep / TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;
         var xa = Unsafe.ReadUnaligned<TX>(pa);
-        var xb = panels > 1 ? Unsafe.ReadUnaligned<TX>(pb) : default;
-        var xc = panels > 2 ? Unsafe.ReadUnaligned<TX>(pc) : default;
+        var xb = two ? Unsafe.ReadUnaligned<TX>(pb) : default;
         var v = TOps.Broadcast(w);
-        qa.R0 = TOps.Dot(qa.R0, v, xa); if (panels > 1) qb.R0 = TOps.Dot(qb.R0, v, xb); if (panels > 2) qc.R0 = TOps.Dot(qc.R0, v, xc);
+        qa.R0 = TOps.Dot(qa.R0, v, xa); if (two) qb.R0 = TOps.Dot(qb.R0, v, xb);
         v = TOps.Broadcast(w + 4);
-        qa.R1 = TOps.Dot(qa.R1, v, xa); if (panels > 1) qb.R1 = TOps.Dot(qb.R1, v, xb); if (panels > 2) qc.R1 = TOps.Dot(qc.R1, v, xc);
+        qa.R1 = TOps.Dot(qa.R1, v, xa); if (two) qb.R1 = TOps.Dot(qb.R1, v, xb);
         v = TOps.Broadcast(w + 8);
-        qa.R2 = TOps.Dot(qa.R2, v, xa); if (panels > 1) qb.R2 = TOps.Dot(qb.R2, v, xb); if (panels > 2) qc.R2 = TOps.Dot(qc.R2, v, xc);
+        qa.R2 = TOps.Dot(qa.R2, v, xa); if (two) qb.R2 = TOps.Dot(qb.R2, v, xb);
         v = TOps.Broadcast(w + 12);
-        qa.R3 = TOps.Dot(qa.R3, v, xa); if (panels > 1) qb.R3 = TOps.Dot(qb.R3, v, xb); if (panels > 2) qc.R3 = TOps.Dot(qc.R3, v, xc);
+        qa.R3 = TOps.Dot(qa.R3, v, xa); if (two) qb.R3 = TOps.Dot(qb.R3, v, xb);
     }
 
-    /// <summary>f_i += float(q_i)·(dx·d_i) for rows i = 0..3.</summary>
+    /// <summary>Row <paramref name="row"/> of C (row stride ldc), one panel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScaleInto(ref TF f0, ref TF f1, ref TF f2, ref TF f3, in Quad q, float d0, float d1, float d2, float d3, TF dx)
-    {
-        f0 = TOps.Scale(f0, q.R0, d0, dx);
-        f1 = TOps.Scale(f1, q.R1, d1, dx);
-        f2 = TOps.Scale(f2, q.R2, d2, dx);
-        f3 = TOps.Scale(f3, q.R3, d3, dx);
-    }
-
-    /// <summary>4 rows of C (row stride ldc), one panel.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Load(float* c, int ldc, out TF f0, out TF f1, out TF f2, out TF f3)
-    {
-        f0 = Unsafe.ReadUnaligned<TF>(c); f1 = Unsafe.ReadUnaligned<TF>(c + ldc);
-        f2 = Unsafe.ReadUnaligned<TF>(c + 2 * ldc); f3 = Unsafe.ReadUnaligned<TF>(c + 3 * ldc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
-    {
-        Unsafe.WriteUnaligned(c, f0); Unsafe.WriteUnaligned(c + ldc, f1);
-        Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
-    }
+    private static TF RowOf(float* c, int ldc, int row) => Unsafe.ReadUnaligned<TF>(c + row * ldc);
 }
 
 /// <summary>The Q8_0 GEMM on each instruction set, as <see cref="MatMul.Plan"/> names it.</summary>
