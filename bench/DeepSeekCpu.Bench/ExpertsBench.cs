@@ -17,13 +17,15 @@ internal static class ExpertsBench
     {
         int Arg(string name, int d) { int i = Array.IndexOf(args, name); return i >= 0 ? int.Parse(args[i + 1]) : d; }
         int threads = Arg("--threads", 1), n = Arg("--n", 256), rounds = Arg("--rounds", 5);
+        int fi = Array.IndexOf(args, "--format");
+        var type = fi >= 0 ? Enum.Parse<DType>(args[fi + 1]) : DType.Q4_0;   // the experts' weight format
         const int E = 64, K = 6, Inter = 1408, Dim = 2048;
         WorkerPool.Configure(threads);
         var w1 = new WeightMatrix[E + 1]; var w3 = new WeightMatrix[E + 1];
         for (int e = 0; e <= E; e++)
         {
             int r = e == E ? 2 * Inter : Inter;   // the last one: the shared experts
-            w1[e] = BenchWeights.Make(DType.Q4_0, r, Dim, 2 * e + 1); w3[e] = BenchWeights.Make(DType.Q4_0, r, Dim, 2 * e + 2);
+            w1[e] = BenchWeights.Make(type, r, Dim, 2 * e + 1); w3[e] = BenchWeights.Make(type, r, Dim, 2 * e + 2);
         }
         var x = GC.AllocateArray<float>(n * Dim, pinned: true);
         BenchWeights.Activations(n * Dim).CopyTo(x, 0);
@@ -70,7 +72,7 @@ internal static class ExpertsBench
             ExpertGemm.SwiGlu(eb);
         }
         Unfused(); Fused();
-        Console.WriteLine($"experts: n={n}, threads={threads}, kernels {KernelInfo.ActivePath}; CPU ms per call, unfused | fused");
+        Console.WriteLine($"experts ({type}): n={n}, threads={threads}, kernels {KernelInfo.ActivePath}; CPU ms per call, unfused | fused");
         for (int r = 0; r < rounds; r++)
         {
             double a = Cpu(Unfused), b = Cpu(Fused);

@@ -5,7 +5,7 @@ using DeepSeekCpu.Bench;
 // `peak`: vpdpbusd and vpmaddubsw+vpaddw per second on one core (the GEMM inner loops' arithmetic bound).
 // `bodies`: each dot-product body alone (ns per 1000 weights, single thread, L2-resident).
 // `crossover [--no-repack]`: GEMV vs GEMM time per token for small n (the crossovers in MatMul.Plan), over interleaved copies unless --no-repack.
-// `experts [--threads N] [--n 256]`: an MoE layer's gate/up half, unfused vs fused (ExpertGemm), CPU time.
+// `experts [--threads N] [--n 256] [--format Q4_0]`: an MoE layer's gate/up half, unfused vs fused (ExpertGemm), CPU time.
 // `quantize`: Quantize.Matrix speed per target type.
 // `mmap FILE`: read bandwidth of a memory-mapped file with and without madvise/mlock/copy (see MmapBench).
 // Anything else goes to BenchmarkDotNet (e.g. `--filter *Gemv*`).

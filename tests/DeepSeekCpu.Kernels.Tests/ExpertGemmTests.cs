@@ -1,4 +1,5 @@
 using DeepSeekCpu.Kernels;
+using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
 using Xunit;
 
@@ -16,9 +17,13 @@ public class ExpertGemmTests
 {
     public static TheoryData<DType> Formats() => new(DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K);
 
+    /// <summary>Each format from its stored rows, and Q4_0/Q8_0 also from the interleaved copy (which Q8_0's GEMM reads in place).</summary>
+    public static TheoryData<DType, bool> FormatsAndLayouts() =>
+        new() { { DType.Q4_0, false }, { DType.Q8_0, false }, { DType.Q4_K, false }, { DType.Q6_K, false }, { DType.Q4_0, true }, { DType.Q8_0, true } };
+
     [Theory]
-    [MemberData(nameof(Formats))]
-    public void Fused_gate_up_equals_two_products_then_SwiGlu(DType t)
+    [MemberData(nameof(FormatsAndLayouts))]
+    public void Fused_gate_up_equals_two_products_then_SwiGlu(DType t, bool interleaved)
     {
         int n = 45, cols = t.BlockSize() == 256 ? 768 : 544, inter = 67;   // a partial row block and slice
         int[][] chosen =
@@ -36,27 +41,29 @@ public class ExpertGemmTests
                          TestData.Matrix(t, TestData.Gaussian(inter * cols, 200 + e, 0.05f), inter, cols), chosen[e]));
         experts.Add((TestData.Matrix(t, TestData.Gaussian(inter * cols, 300, 0.05f), inter, cols),
                      TestData.Matrix(t, TestData.Gaussian(inter * cols, 301, 0.05f), inter, cols), null!));   // all rows
+        if (interleaved)
+            foreach (var (w1, w3, _) in experts) Assert.True(Interleave.Attach(w1, KernelPath.Scalar) > 0 && Interleave.Attach(w3, KernelPath.Scalar) > 0);
         try
         {
             foreach (var path in KernelInfo.Available)
             {
                 var b = new ExpertBatch();
                 var hs = new List<float[]>();
-                var scratch = new List<Array>();   // u and the row lists: the batch holds only their addresses
                 foreach (var (w1, w3, rows) in experts)
                 {
                     int m = rows?.Length ?? n;
-                    var h = Pinned(new float[Math.Max(1, m * inter)]);
-                    var u = Pinned(new float[Math.Max(1, m * inter)]);
-                    var r = rows == null ? [] : Pinned(rows);
-                    b.Add(w1, w3, x, r, m, h, u);
-                    hs.Add(h); scratch.Add(u); scratch.Add(r);
+                    var h = new float[Math.Max(1, m * inter)];
+                    // u and the row lists are referenced by the batch alone (it holds and pins them): a GC from another
+                    // test class between Add and SwiGlu must neither free nor move them
+                    b.Add(w1, w3, x.AsMemory(), (rows?.ToArray() ?? []).AsMemory(), m, h.AsMemory(), new float[Math.Max(1, m * inter)].AsMemory());
+                    hs.Add(h);
                 }
+                // a compacting collection with garbage around them: had the batch only their addresses, u and the row
+                // lists would be freed and h moved under the kernels
+                for (int i = 0; i < 50; i++) GC.KeepAlive(new byte[1 << 12]);
+                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 ExpertGemm.SwiGlu(b, path);
-                // A pinned array is still collected once unreferenced, and the GC then hands its memory to the next
-                // allocation: without this the kernel read freed row lists and wrote u into freed memory whenever
-                // another thread's garbage collection came between Add and here (other test classes run in parallel).
-                GC.KeepAlive(scratch);
+                b.Clear();
 
                 for (int e = 0; e < experts.Count; e++)
                 {
@@ -71,7 +78,7 @@ public class ExpertGemmTests
                     MatMul.Multiply(w3, xg, u, m, path);
                     Ops.SwiGlu(g, u);
                     for (int i = 0; i < m * inter; i++)
-                        Assert.True(g[i] == hs[e][i], $"{t} {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
+                        Assert.True(g[i] == hs[e][i], $"{t} (interleaved: {interleaved}) {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
 
                     // the float reference: silu(x W1ᵀ) · (x W3ᵀ) in double
                     var rg = TestData.ReferenceMatMul(w1, xg, m);
@@ -176,18 +183,16 @@ public class ExpertGemmTests
     {
         var b = new ExpertBatch();
         var hs = new float[rows.Length][];
-        var keep = new List<object>();
         for (int e = 0; e < rows.Length; e++)
         {
             int m = rows[e].Length;
-            hs[e] = Pinned(new float[m * inter]);
-            var u = Pinned(new float[m * inter]);
-            var r = Pinned(rows[e]);
-            keep.Add(u); keep.Add(r);
-            b.Add(w1[e], w3[e], x, r, m, hs[e], u);
+            hs[e] = new float[m * inter];
+            // u and the copy of the row list live only in the batch, which holds and pins them (not pinned arrays:
+            // the GC churn beside would move them otherwise)
+            b.Add(w1[e], w3[e], x.AsMemory(), rows[e].ToArray().AsMemory(), m, hs[e].AsMemory(), new float[m * inter].AsMemory());
         }
         ExpertGemm.SwiGlu(b, path);
-        GC.KeepAlive(keep);
+        b.Clear();
         return hs;
     }
 

@@ -3,6 +3,10 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DeepSeekCpu.Threading;
 using DeepSeekCpu.Weights;
+using Q8Vnni = DeepSeekCpu.Kernels.GemmQ8<DeepSeekCpu.Kernels.X86.GemmQ8Vnni, System.Runtime.Intrinsics.Vector256<sbyte>,
+    System.Runtime.Intrinsics.Vector256<int>, System.Runtime.Intrinsics.Vector256<float>>;
+using Q8Neon = DeepSeekCpu.Kernels.GemmQ8<DeepSeekCpu.Kernels.Arm.GemmQ8Neon, System.Runtime.Intrinsics.Vector128<sbyte>,
+    System.Runtime.Intrinsics.Vector128<int>, System.Runtime.Intrinsics.Vector128<float>>;
 
 namespace DeepSeekCpu.Kernels;
 
@@ -10,15 +14,17 @@ namespace DeepSeekCpu.Kernels;
 /// The first half of several SwiGLU MLPs over their own tokens, run by <see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>:
 /// h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is the rows
 /// <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the shared
-/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
-/// the row lists, h and u: the caller keeps them pinned and referenced until the call returns (a pinned array that
-/// nothing references is still collected, and its memory handed to the next allocation).
+/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the <see cref="Memory{T}"/> overload holds
+/// and pins x, the row list, h and u itself until <see cref="Clear"/>; the span overload takes only their addresses, for
+/// memory the caller keeps alive and pinned until the call returns (the models' pass buffers): a pinned array that
+/// nothing references is still collected, and its memory handed to the next allocation.
 /// </summary>
 internal sealed unsafe class ExpertBatch
 {
     internal WeightMatrix[] W1 = new WeightMatrix[16], W3 = new WeightMatrix[16];
     internal nint[] X = new nint[16], Rows = new nint[16], H = new nint[16], U = new nint[16];
     internal int[] M = new int[16];
+    private Pins _pins;
 
     /// <summary>MLPs added since <see cref="Clear"/>.</summary>
     public int Count { get; private set; }
@@ -27,12 +33,20 @@ internal sealed unsafe class ExpertBatch
     {
         Array.Clear(W1, 0, Count); Array.Clear(W3, 0, Count);
         Count = 0;
+        _pins.Release();
+    }
+
+    /// <summary>As the span overload, the batch holding x, rows, h and u pinned until <see cref="Clear"/>.</summary>
+    public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlyMemory<float> x, ReadOnlyMemory<int> rows, int m, Memory<float> h, Memory<float> u)
+    {
+        _pins.Add(x.Pin()); _pins.Add(rows.Pin()); _pins.Add(h.Pin()); _pins.Add(u.Pin());
+        Add(w1, w3, x.Span, rows.Span, m, h.Span, u.Span);
     }
 
     /// <summary>
     /// Adds h[m, w1.Rows] = silu(x_r W1ᵀ) ⊙ (x_r W3ᵀ) over the rows r = <paramref name="rows"/>[0..m) of
     /// <paramref name="x"/> (the first m rows when <paramref name="rows"/> is empty). <paramref name="u"/> ([m, w1.Rows])
-    /// is scratch where the products run unfused. All of them must stay pinned.
+    /// is scratch where the products run unfused. All of them must stay alive and pinned until the call returns.
     /// </summary>
     public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, int m, Span<float> h, Span<float> u)
     {
@@ -66,12 +80,12 @@ internal sealed unsafe class ExpertBatch
 /// steps, and quantized and packed once (<see cref="Int8Panels"/>), so gate and up share one quantization;</item>
 /// <item>one pool dispatch runs every (MLP, block of 64 hidden rows) item: per item the W1 rows and then the W3 rows
 /// are unpacked tile by tile and multiplied with that MLP's tokens (the int8 GEMM's own tile and micro-kernel,
-/// <see cref="GemmInt8{TMicro}.Int8Tile"/>, as <see cref="TiledGemm{TKernel}"/> runs them), and silu(g)·u is formed
+/// <see cref="GemmInt8{TMicro}.Int8Tile"/>, or the Q8_0 GEMM's, <see cref="GemmQ8{TOps, TX, TAcc, TF}.Q8Tile"/>, as
+/// <see cref="TiledGemm{TKernel}"/> runs them), and silu(g)·u is formed
 /// while the two accumulators are written back, so g and u never go to memory. Items of all MLPs share the
 /// dispatch, so the threads finish together instead of once per expert.</item>
 /// </list>
-/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path; Q8_0 where VNNI or
-/// DotProd give it its own GEMM, <see cref="GemmQ8{TOps, TX, TAcc, TF}"/>, which is not fused yet) run as one
+/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path) run as one
 /// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
 /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> then <see cref="Ops.SwiGlu"/>.
 /// </summary>
@@ -79,6 +93,7 @@ internal static unsafe class ExpertGemm
 {
     private const int RowBlock = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.RowBlock;
     private const int KBlock = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.KBlock;
+    private const int CtPad = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.CtPad;
 
     [ThreadStatic] private static byte[]? _gather, _rest;
     [ThreadStatic] private static MatMulBatch? _batch;
@@ -96,10 +111,11 @@ internal static unsafe class ExpertGemm
         for (int i = 0; i < b.Count; i++)
         {
             if (b.M[i] == 0) continue;
-            // the kernel MatMul.Multiply would run for each product (so Q8_0 where VNNI or DotProd exist takes its own
-            // GEMM, GemmQ8, unfused, and float32-activation matrices the float GEMM)
+            // the kernel MatMul.Multiply would run for each product (Q8_0 where VNNI or DotProd exist its own GEMM,
+            // GemmQ8; float32-activation matrices the float GEMM, unfused)
             var k = MatMul.Plan(b.W1[i], b.M[i], path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
+                    or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
                 && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
             {
                 kind = k;
@@ -110,9 +126,11 @@ internal static unsafe class ExpertGemm
         if (nFused == 0) return;
         switch (kind)
         {
-            case MatMulKernel.GemmInt8Avx512: Fused<X86.GemmInt8Avx512>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmInt8Avx2: Fused<X86.GemmInt8Avx2>.Run(b, fused, nFused); break;
-            default: Fused<Arm.GemmInt8Neon>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Avx512: Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Int8Pack<X86.GemmInt8Avx512>>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Avx2: Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Neon: Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, Int8Pack<Arm.GemmInt8Neon>>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmQ8Vnni: Fused<Q8Vnni.Q8Tile, Q8Vnni.Packer>.Run(b, fused, nFused); break;
+            default: Fused<Q8Neon.Q8Tile, Q8Neon.Packer>.Run(b, fused, nFused); break;
         }
     }
 
@@ -167,19 +185,26 @@ internal static unsafe class ExpertGemm
             new ReadOnlySpan<float>(x + (long)rows[i] * cols, cols).CopyTo(new Span<float>(dst + (long)i * cols, cols));
     }
 
-    /// <summary>The fused gate/up GEMM with the int8 micro-kernel <typeparamref name="TMicro"/>.</summary>
-    private static class Fused<TMicro> where TMicro : IInt8Micro
+    /// <summary>The activations' packing of the int8 GEMM's tile (<see cref="GemmInt8{TMicro}.Run"/>'s).</summary>
+    private readonly struct Int8Pack<TMicro> : ITilePack<GemmInt8<TMicro>.Int8Tile> where TMicro : IInt8Micro
+    {
+        public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
+            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2));
+    }
+
+    /// <summary>The fused gate/up GEMM with the tile kernel <typeparamref name="TTile"/>, its activations packed by <typeparamref name="TPack"/>.</summary>
+    private static class Fused<TTile, TPack> where TTile : struct, ITileKernel where TPack : ITilePack<TTile>
     {
         [ThreadStatic] private static Job? _job;
 
         public static void Run(ExpertBatch b, int[] fused, int nFused)
         {
-            int step = TMicro.TokenStep, cols = b.W1[fused[0]].Cols;
+            int step = TTile.TokenStep, cols = b.W1[fused[0]].Cols;
             var job = _job ??= new Job();
             if (job.Start.Length < nFused + 1) { job.Start = new int[2 * nFused + 1]; job.FirstItem = new int[2 * nFused + 1]; }
             // each MLP's rows from a multiple of the token step on, so its tokens fill whole micro-kernel steps
             int total = 0, items = 0, maxPad = 0;
-            bool halfSums = false;
+            var packType = b.W1[fused[0]].Type;   // packed for this type (Q6_K's sums per 16 elements, if any, serve the others too)
             for (int j = 0; j < nFused; j++)
             {
                 int i = fused[j], pad = (b.M[i] + step - 1) / step * step;
@@ -187,7 +212,7 @@ internal static unsafe class ExpertGemm
                 job.Start[j] = total; job.FirstItem[j] = items;
                 total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
                 maxPad = Math.Max(maxPad, pad);
-                halfSums |= Int8Tiles.ScalesPerBlock(b.W1[i].Type) == 2;
+                if (Int8Tiles.ScalesPerBlock(b.W1[i].Type) == 2) packType = b.W1[i].Type;
             }
             job.Start[nFused] = total; job.FirstItem[nFused] = items;
 
@@ -200,9 +225,7 @@ internal static unsafe class ExpertGemm
                 else new ReadOnlySpan<float>((float*)b.X[i], checked(m * cols)).CopyTo(new Span<float>(dst, m * cols));
                 new Span<float>(dst + (long)m * cols, (job.Start[j + 1] - job.Start[j] - m) * cols).Clear();   // padding tokens: zero
             }
-            var acts = Int8Panels.Pack(xs, total, cols, TMicro.Panel, total / TMicro.Panel, halfSums);
-
-            job.B = b; job.Fused = fused; job.Count = nFused; job.Tile = new GemmInt8<TMicro>.Int8Tile(acts); job.MaxPad = maxPad;
+            job.B = b; job.Fused = fused; job.Count = nFused; job.Tile = TPack.Pack(xs, total, cols, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
             finally { job.B = null!; job.Fused = null!; }
         }
@@ -214,15 +237,16 @@ internal static unsafe class ExpertGemm
             public int[] Fused = null!;
             public int[] Start = new int[17], FirstItem = new int[17];   // per fused MLP: first packed token, first item
             public int Count, MaxPad;
-            public GemmInt8<TMicro>.Int8Tile Tile;
+            public TTile Tile;
 
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public void Run(int first, int end)
             {
                 var kernel = Tile;
-                int rowStep = GemmInt8<TMicro>.Int8Tile.RowStep, tokenStep = GemmInt8<TMicro>.Int8Tile.TokenStep;
-                byte* tile = Scratch.Get(ref _tile, GemmInt8<TMicro>.Int8Tile.TileBytes(B.W1[Fused[0]].Type));
-                float* ct = (float*)Scratch.Get(ref _ct, 2L * RowBlock * MaxPad * sizeof(float));   // g, u: [64][pad] each
+                int rowStep = TTile.RowStep, tokenStep = TTile.TokenStep;
+                byte* tile = Scratch.Get(ref _tile, TTile.TileBytes(B.W1[Fused[0]].Type));
+                // g, u: [64][pad + CtPad] each (TiledGemm's padded stride: rows 2 KiB apart would share two L1 sets)
+                float* ct = (float*)Scratch.Get(ref _ct, 2L * RowBlock * (MaxPad + CtPad) * sizeof(float));
                 int j = 0;
                 for (int item = first; item < end; item++)
                 {
@@ -232,7 +256,8 @@ internal static unsafe class ExpertGemm
                     int inter = w1.Rows, cols = w1.Cols;
                     int r0 = (item - FirstItem[j]) * RowBlock, nr = Math.Min(RowBlock, inter - r0);
                     int nrPad = (nr + rowStep - 1) / rowStep * rowStep;
-                    float* cg = ct, cu = ct + (long)RowBlock * pad;   // [64][pad] each
+                    int ldc = pad + CtPad;
+                    float* cg = ct, cu = ct + (long)RowBlock * ldc;   // [64][ldc] each
                     for (int half = 0; half < 2; half++)
                     {
                         var w = half == 0 ? w1 : B.W3[i];
@@ -240,24 +265,24 @@ internal static unsafe class ExpertGemm
                         for (int k0 = 0; k0 < cols; k0 += KBlock)
                         {
                             int len = Math.Min(KBlock, cols - k0);
-                            GemmInt8<TMicro>.Int8Tile.Unpack(w, r0, nr, nrPad, k0, len, tile);
+                            TTile.Unpack(w, r0, nr, nrPad, k0, len, tile);
                             for (int t = 0; t < pad; t += tokenStep)
                             for (int r = 0; r < nrPad; r += rowStep)
-                                kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * pad + t, pad, k0 == 0);
+                                kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
                         }
                     }
-                    WriteBack(cg, cu, pad, nr, m, (float*)B.H[i] + r0, inter);
+                    WriteBack(cg, cu, ldc, nr, m, (float*)B.H[i] + r0, inter);
                 }
             }
         }
 
         /// <summary>
-        /// h[t, r] = silu(G[r, t]) · U[r, t] for r &lt; nr, t &lt; m (h with row stride ldh): token by token, each token's
+        /// h[t, r] = silu(G[r, t]) · U[r, t] for r &lt; nr, t &lt; m (G and U with row stride ldc, h with ldh): token by token, each token's
         /// nr values gathered from the row-major accumulators, then the element-wise operations of
         /// <see cref="Ops.SwiGlu"/> (g·sigmoid(g)·u), the arithmetic of the unfused path.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void WriteBack(float* g, float* u, int pad, int nr, int m, float* h, int ldh)
+        private static void WriteBack(float* g, float* u, int ldc, int nr, int m, float* h, int ldh)
         {
             // The sigmoid always runs over the whole 64 (zeros past nr): TensorPrimitives takes another, scalar, exp for
             // spans shorter than a vector, which rounds differently from the vector one the unfused path uses.
@@ -266,7 +291,7 @@ internal static unsafe class ExpertGemm
             var gs = gt[..nr]; var us = ut[..nr]; var s = sig[..nr];
             for (int t = 0; t < m; t++)
             {
-                for (int r = 0; r < nr; r++) { gt[r] = g[(long)r * pad + t]; ut[r] = u[(long)r * pad + t]; }
+                for (int r = 0; r < nr; r++) { gt[r] = g[(long)r * ldc + t]; ut[r] = u[(long)r * ldc + t]; }
                 TensorPrimitives.Sigmoid(gt, sig);
                 var dst = new Span<float>(h + (long)t * ldh, nr);
                 TensorPrimitives.Multiply(gs, s, dst);

@@ -64,15 +64,30 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
     {
         if (w.Type != DType.Q8_0) throw new ArgumentException($"{w.Name}: the Q8_0 GEMM got {w.Type}");
         int step = TOps.TokenStep, nPad = (n + step - 1) / step * step;
-        var acts = Int8Panels.Pack(x, n, w.Cols, TOps.Panel, nPad / TOps.Panel, halfSums: false);
+        TiledGemm<Q8Tile>.Run(w, Pack(x, n, w.Cols, nPad), y, n, nPad);
+    }
+
+    /// <summary>
+    /// Tokens 0..n of x[n, cols] quantized and packed in panels for <paramref name="nPad"/> tokens (per-thread scratch,
+    /// valid until the next call), stored + 128 where the product is unsigned × signed.
+    /// </summary>
+    internal static Q8Tile Pack(float* x, int n, int cols, int nPad)
+    {
+        var acts = Int8Panels.Pack(x, n, cols, TOps.Panel, nPad / TOps.Panel, halfSums: false);
         if (TOps.UnsignedActs)
         {
             var flip = _flip ??= new FlipJob();
             flip.Q = (byte*)acts.Q;
-            flip.Bytes = (long)nPad * w.Cols;
+            flip.Bytes = (long)nPad * cols;
             WorkerPool.Shared.Run(flip, (int)((flip.Bytes + FlipJob.Chunk - 1) / FlipJob.Chunk), grain: 1);
         }
-        TiledGemm<Q8Tile>.Run(w, new Q8Tile(acts), y, n, nPad);
+        return new Q8Tile(acts);
+    }
+
+    /// <summary>The activations' packing for callers that run several Q8_0 matrices over one input (<see cref="ExpertGemm"/>).</summary>
+    internal readonly struct Packer : ITilePack<Q8Tile>
+    {
+        public static Q8Tile Pack(float* x, int n, int cols, DType t) => GemmQ8<TOps, TX, TAcc, TF>.Pack(x, n, cols, n);
     }
 
     /// <summary>q_x + 128 for every packed activation byte (xor 0x80), in chunks of 64 KiB over the worker pool.</summary>
@@ -173,11 +188,20 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         }
     }
 
+    /// <summary>The int32 sums of 4 rows for one panel of tokens.</summary>
+    private struct Quad
+    {
+        public TAcc R0, R1, R2, R3;
+        public Quad(TAcc r0, TAcc r1, TAcc r2, TAcc r3) { R0 = r0; R1 = r1; R2 = r2; R3 = r3; }
+    }
+
     /// <summary>
     /// C[4 rows, TokenStep tokens] (+)= the rows at <paramref name="wq"/> (4-byte lanes of consecutive rows in the
     /// interleaved layout: block b, chunk g at + ColumnBytes·b + 64·g) × one or two panels of activations (the second
     /// <paramref name="panelStride"/> blocks·Panel on; quants at 32× that). Per block and 4 k, each panel's bytes are
-    /// loaded once and each row's 4 weight bytes broadcast against them; the int32 sums are scaled once per block.
+    /// loaded once and each row's 4 weight bytes broadcast against them (the 8 groups of 4 k written out: a loop over
+    /// them cost a third of the instructions the front end issues); the int32 sums are scaled once per block.
+    /// Three panels (24 tokens, 12 integer and 12 float sums) ran slower here (the JIT spilled float sums every block).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Micro4(sbyte* wq, float* wd, int* bias, int nBlocks, sbyte* xa, float* dxa, long panelStride, float* c, int ldc, bool first)
@@ -186,7 +210,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
         sbyte* xb = xa + 32 * panelStride;
         float* dxb = dxa + panelStride, cb = c + panel;
-        TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
+        TF f0a = default, f1a = default, f2a = default, f3a = default, f0b = default, f1b = default, f2b = default, f3b = default;
         if (!first)
         {
             (f0a, f1a, f2a, f3a) = (RowOf(c, ldc, 0), RowOf(c, ldc, 1), RowOf(c, ldc, 2), RowOf(c, ldc, 3));
@@ -194,34 +218,26 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         }
         for (int b = 0; b < nBlocks; b++)
         {
-            TAcc a0a = TOps.Start(bias[b]), a1a = TOps.Start(bias[Slice + b]), a2a = TOps.Start(bias[2 * Slice + b]), a3a = TOps.Start(bias[3 * Slice + b]);
-            TAcc a0b = a0a, a1b = a1a, a2b = a2a, a3b = a3a;
-            sbyte* w0 = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
-            for (int g = 0; g < 8; g++)
-            {
-                var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
-                var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
-                var v = TOps.Broadcast(w0 + 64 * g);
-                a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
-                v = TOps.Broadcast(w0 + 64 * g + 4);
-                a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
-                v = TOps.Broadcast(w0 + 64 * g + 8);
-                a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
-                v = TOps.Broadcast(w0 + 64 * g + 12);
-                a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
-            }
+            var qa = new Quad(TOps.Start(bias[b]), TOps.Start(bias[Slice + b]), TOps.Start(bias[2 * Slice + b]), TOps.Start(bias[3 * Slice + b]));
+            var qb = qa;
+            sbyte* w = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
+            Group(ref qa, ref qb, w, pa, pb);
+            Group(ref qa, ref qb, w + 64, pa + 4 * panel, pb + 4 * panel);
+            Group(ref qa, ref qb, w + 128, pa + 8 * panel, pb + 8 * panel);
+            Group(ref qa, ref qb, w + 192, pa + 12 * panel, pb + 12 * panel);
+            Group(ref qa, ref qb, w + 256, pa + 16 * panel, pb + 16 * panel);
+            Group(ref qa, ref qb, w + 320, pa + 20 * panel, pb + 20 * panel);
+            Group(ref qa, ref qb, w + 384, pa + 24 * panel, pb + 24 * panel);
+            Group(ref qa, ref qb, w + 448, pa + 28 * panel, pb + 28 * panel);
+            float d0 = wd[b], d1 = wd[Slice + b], d2 = wd[2 * Slice + b], d3 = wd[3 * Slice + b];
             var da = Unsafe.ReadUnaligned<TF>(dxa + panel * b);
-            f0a = TOps.Scale(f0a, a0a, wd[b], da);
-            f1a = TOps.Scale(f1a, a1a, wd[Slice + b], da);
-            f2a = TOps.Scale(f2a, a2a, wd[2 * Slice + b], da);
-            f3a = TOps.Scale(f3a, a3a, wd[3 * Slice + b], da);
+            f0a = TOps.Scale(f0a, qa.R0, d0, da); f1a = TOps.Scale(f1a, qa.R1, d1, da);
+            f2a = TOps.Scale(f2a, qa.R2, d2, da); f3a = TOps.Scale(f3a, qa.R3, d3, da);
             if (two)
             {
                 var db = Unsafe.ReadUnaligned<TF>(dxb + panel * b);
-                f0b = TOps.Scale(f0b, a0b, wd[b], db);
-                f1b = TOps.Scale(f1b, a1b, wd[Slice + b], db);
-                f2b = TOps.Scale(f2b, a2b, wd[2 * Slice + b], db);
-                f3b = TOps.Scale(f3b, a3b, wd[3 * Slice + b], db);
+                f0b = TOps.Scale(f0b, qb.R0, d0, db); f1b = TOps.Scale(f1b, qb.R1, d1, db);
+                f2b = TOps.Scale(f2b, qb.R2, d2, db); f3b = TOps.Scale(f3b, qb.R3, d3, db);
             }
         }
         for (int i = 0; i < (two ? 2 : 1); i++)   // each panel's 4 rows
@@ -230,6 +246,23 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             Unsafe.WriteUnaligned(ci, i == 0 ? f0a : f0b); Unsafe.WriteUnaligned(ci + ldc, i == 0 ? f1a : f1b);
             Unsafe.WriteUnaligned(ci + 2 * ldc, i == 0 ? f2a : f2b); Unsafe.WriteUnaligned(ci + 3 * ldc, i == 0 ? f3a : f3b);
         }
+    }
+
+    /// <summary>One group of 4 k: each panel's 4 bytes per token loaded once, each row's 4 weight bytes broadcast once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group(ref Quad qa, ref Quad qb, sbyte* w, sbyte* pa, sbyte* pb)
+    {
+        bool two = TOps.TokenStep != TOps.Panel;
+        var xa = Unsafe.ReadUnaligned<TX>(pa);
+        var xb = two ? Unsafe.ReadUnaligned<TX>(pb) : default;
+        var v = TOps.Broadcast(w);
+        qa.R0 = TOps.Dot(qa.R0, v, xa); if (two) qb.R0 = TOps.Dot(qb.R0, v, xb);
+        v = TOps.Broadcast(w + 4);
+        qa.R1 = TOps.Dot(qa.R1, v, xa); if (two) qb.R1 = TOps.Dot(qb.R1, v, xb);
+        v = TOps.Broadcast(w + 8);
+        qa.R2 = TOps.Dot(qa.R2, v, xa); if (two) qb.R2 = TOps.Dot(qb.R2, v, xb);
+        v = TOps.Broadcast(w + 12);
+        qa.R3 = TOps.Dot(qa.R3, v, xa); if (two) qb.R3 = TOps.Dot(qb.R3, v, xb);
     }
 
     /// <summary>Row <paramref name="row"/> of C (row stride ldc), one panel.</summary>
