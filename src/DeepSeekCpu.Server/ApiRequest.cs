@@ -6,7 +6,7 @@ namespace DeepSeekCpu.Server;
 
 /// <summary>An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with an HTTP status.</summary>
 internal sealed class ApiError(int status, string message, string? param = null, string type = "invalid_request_error", string? code = null)
-    : Exception(message)
+    : Exception(ModelFormatException.OneLine(message))   // messages quote the request ("the model 'x\n' ..."): one line, cut past 1 KB
 {
     public int Status { get; } = status;
     public string? Param { get; } = param;
