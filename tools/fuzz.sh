@@ -95,8 +95,11 @@ for t in "${targets[@]}"; do
   get() { grep -E "^$1 " "$stats" | sed -E 's/.*: //'; }
   last=$(get last_find); end=$(get last_update)
   since=$([ "$last" = 0 ] && echo "-" || echo "$((end - last)) s")
-  summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago  crashes %s  hangs %s' \
-    "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$(get saved_crashes)" "$(get saved_hangs)")")
+  # executions since the corpus last grew, from AFL's plot_data (columns: corpus_count 4th, total_execs 12th): on a
+  # shared machine the seconds since the last new path say little, the executions say how hard it was looked for
+  dry=$(awk -F', ' 'NR > 1 { if ($4 != c) { c = $4; e = $12 } n = $12 } END { print n - e }' "$out/default/plot_data")
+  summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago, %9s execs ago  crashes %s  hangs %s' \
+    "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$dry" "$(get saved_crashes)" "$(get saved_hangs)")")
   for kind in crashes hangs; do
     files=("$out"/default/$kind/id*)
     [ -e "${files[0]}" ] || continue
@@ -105,5 +108,5 @@ for t in "${targets[@]}"; do
   done
 done
 
-echo "== summary (target, time, executions, corpus paths, time since the last new path, crashes, hangs)"
+echo "== summary (target, time, executions, corpus paths, time and executions since the last new path, crashes, hangs)"
 printf '%s\n' "${summary[@]}"
