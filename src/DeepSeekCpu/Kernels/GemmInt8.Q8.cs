@@ -23,14 +23,19 @@ internal unsafe interface IQ8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc :
     /// (Arm's sdot, sums start at 0).
     /// </summary>
     static abstract bool UnsignedActs { get; }
+    /// <summary>
+    /// Added to every block's integer sum start value (in the tile) so that <see cref="Scale"/> can take the sum's float
+    /// value from its bits instead of a convert instruction (x86: see <see cref="X86.GemmQ8Vnni.Scale"/>); 0 on Arm.
+    /// </summary>
+    static abstract int SumOffset { get; }
     /// <summary>An integer sum's start value in every lane.</summary>
     static abstract TAcc Start(int bias);
     /// <summary>4 signed weight bytes in every 32-bit lane.</summary>
     static abstract TX Broadcast(sbyte* w);
     /// <summary>acc += the 4 products w·x per token in int32 (exact: at most 32 · 255 · 128 per block).</summary>
     static abstract TAcc Dot(TAcc acc, TX w, TX x);
-    /// <summary>f + float(acc)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
-    static abstract TF Scale(TF f, TAcc acc, float dw, TF dx);
+    /// <summary>f + float(acc − SumOffset)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
+    static abstract TF Scale(TF f, TAcc acc, float* dw, TF dx);
 }
 
 /// <summary>
@@ -171,7 +176,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
                         if (r >= nrPad) break;
                         float d = HalfBits.ToFloat(((Half*)col)[lane]);
                         wd[r * Slice + b] = d;
-                        bias[r * Slice + b] = TOps.UnsignedActs ? -128 * sum[i] : 0;
+                        bias[r * Slice + b] = (TOps.UnsignedActs ? -128 * sum[i] : 0) + TOps.SumOffset;
                     }
                 }
             }
@@ -209,13 +214,14 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
         sbyte* xb = xa + 32 * panelStride;
-        float* dxb = dxa + panelStride, cb = c + panel;
-        TF f0a = default, f1a = default, f2a = default, f3a = default, f0b = default, f1b = default, f2b = default, f3b = default;
-        if (!first)
-        {
-            (f0a, f1a, f2a, f3a) = (RowOf(c, ldc, 0), RowOf(c, ldc, 1), RowOf(c, ldc, 2), RowOf(c, ldc, 3));
-            if (two) (f0b, f1b, f2b, f3b) = (RowOf(cb, ldc, 0), RowOf(cb, ldc, 1), RowOf(cb, ldc, 2), RowOf(cb, ldc, 3));
-        }
+        float* dxb = dxa + panelStride;
+        float* c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc;
+        if (first)
+            for (int i = 0; i < (two ? 2 : 1); i++)
+            {
+                Unsafe.WriteUnaligned(c0 + i * panel, default(TF)); Unsafe.WriteUnaligned(c1 + i * panel, default(TF));
+                Unsafe.WriteUnaligned(c2 + i * panel, default(TF)); Unsafe.WriteUnaligned(c3 + i * panel, default(TF));
+            }
         for (int b = 0; b < nBlocks; b++)
         {
             var qa = new Quad(TOps.Start(bias[b]), TOps.Start(bias[Slice + b]), TOps.Start(bias[2 * Slice + b]), TOps.Start(bias[3 * Slice + b]));
@@ -229,24 +235,27 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             Group(ref qa, ref qb, w + 320, pa + 20 * panel, pb + 20 * panel);
             Group(ref qa, ref qb, w + 384, pa + 24 * panel, pb + 24 * panel);
             Group(ref qa, ref qb, w + 448, pa + 28 * panel, pb + 28 * panel);
-            float d0 = wd[b], d1 = wd[Slice + b], d2 = wd[2 * Slice + b], d3 = wd[3 * Slice + b];
+            float* d0 = wd + b, d1 = d0 + Slice, d2 = d0 + 2 * Slice, d3 = d0 + 3 * Slice;   // d_w of the 4 rows, broadcast from memory
             var da = Unsafe.ReadUnaligned<TF>(dxa + panel * b);
-            f0a = TOps.Scale(f0a, qa.R0, d0, da); f1a = TOps.Scale(f1a, qa.R1, d1, da);
-            f2a = TOps.Scale(f2a, qa.R2, d2, da); f3a = TOps.Scale(f3a, qa.R3, d3, da);
+            Accumulate(c0, qa.R0, d0, da); Accumulate(c1, qa.R1, d1, da);
+            Accumulate(c2, qa.R2, d2, da); Accumulate(c3, qa.R3, d3, da);
             if (two)
             {
                 var db = Unsafe.ReadUnaligned<TF>(dxb + panel * b);
-                f0b = TOps.Scale(f0b, qb.R0, d0, db); f1b = TOps.Scale(f1b, qb.R1, d1, db);
-                f2b = TOps.Scale(f2b, qb.R2, d2, db); f3b = TOps.Scale(f3b, qb.R3, d3, db);
+                Accumulate(c0 + panel, qb.R0, d0, db); Accumulate(c1 + panel, qb.R1, d1, db);
+                Accumulate(c2 + panel, qb.R2, d2, db); Accumulate(c3 + panel, qb.R3, d3, db);
             }
         }
-        for (int i = 0; i < (two ? 2 : 1); i++)   // each panel's 4 rows
-        {
-            float* ci = c + i * panel;
-            Unsafe.WriteUnaligned(ci, i == 0 ? f0a : f0b); Unsafe.WriteUnaligned(ci + ldc, i == 0 ? f1a : f1b);
-            Unsafe.WriteUnaligned(ci + 2 * ldc, i == 0 ? f2a : f2b); Unsafe.WriteUnaligned(ci + 3 * ldc, i == 0 ? f3a : f3b);
-        }
     }
+
+    /// <summary>
+    /// One float sum of C, kept in memory (L1 after the first block; its previous value reaches the FMA by store
+    /// forwarding): held in registers, as before, the JIT's allocator spilled three of the eight across every block
+    /// anyway and the float registers pressed the integer sums; in memory the same arithmetic, bit for bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(float* c, TAcc acc, float* dw, TF dx) =>
+        Unsafe.WriteUnaligned(c, TOps.Scale(Unsafe.ReadUnaligned<TF>(c), acc, dw, dx));
 
     /// <summary>One group of 4 k: each panel's 4 bytes per token loaded once, each row's 4 weight bytes broadcast once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -264,10 +273,6 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         v = TOps.Broadcast(w + 12);
         qa.R3 = TOps.Dot(qa.R3, v, xa); if (two) qb.R3 = TOps.Dot(qb.R3, v, xb);
     }
-
-    /// <summary>Row <paramref name="row"/> of C (row stride ldc), one panel.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TF RowOf(float* c, int ldc, int row) => Unsafe.ReadUnaligned<TF>(c + row * ldc);
 }
 
 /// <summary>The Q8_0 GEMM on each instruction set, as <see cref="MatMul.Plan"/> names it.</summary>

@@ -16,12 +16,13 @@ internal readonly unsafe struct GemmQ8Neon : IQ8Ops<Vector128<sbyte>, Vector128<
 
     /// <summary>fmla computes a + b·c: f + float(acc)·(dx·dw), the x86 order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> Scale(Vector128<float> f, Vector128<int> acc, float dw, Vector128<float> dx) =>
-        AdvSimd.FusedMultiplyAdd(f, AdvSimd.ConvertToSingle(acc), dx * Vector128.Create(dw));
+    public static Vector128<float> Scale(Vector128<float> f, Vector128<int> acc, float* dw, Vector128<float> dx) =>
+        AdvSimd.FusedMultiplyAdd(f, AdvSimd.ConvertToSingle(acc), dx * Vector128.Create(*dw));
 
     public static Vector128<sbyte> Broadcast(sbyte* w) => Vector128.Create(*(int*)w).AsSByte();
     public static Vector128<int> Start(int bias) => Vector128.Create(bias);
     public static bool UnsignedActs => false;
+    public static int SumOffset => 0;
     public static int Panel => 4;
     public static int TokenStep => 8;
 }

@@ -18,11 +18,20 @@ internal readonly unsafe struct GemmQ8Vnni : IQ8Ops<Vector256<sbyte>, Vector256<
     public static int TokenStep => Avx512F.VL.IsSupported ? 16 : 8;
     public static bool UnsignedActs => true;
 
+    /// <summary>
+    /// The bits of 1.5·2²³ (0x4B400000): a sum that starts there holds, once all products are added, the float
+    /// 1.5·2²³ + s exactly (|s| ≤ 32·128·128 = 2¹⁹ &lt; 2²², where floats in [2²³, 2²⁴) step by 1; the running sums stay
+    /// within 2²¹ of it, far from int32 overflow), so float(s) = bits − 1.5·2²³: one exact float subtraction, the same
+    /// value as vcvtdq2ps gives. An add can issue on port 5 on Intel cores since Golden Cove, where vcvtdq2ps shares
+    /// ports 0 and 1 with vpdpbusd (per 8 vpdpbusd a row and panel pays convert, multiply and FMA).
+    /// </summary>
+    public static int SumOffset => 0x4B400000;
+
     public static Vector256<int> Start(int bias) => Vector256.Create(bias);
     public static Vector256<sbyte> Broadcast(sbyte* w) => Vector256.Create(*(int*)w).AsSByte();
     public static Vector256<int> Dot(Vector256<int> acc, Vector256<sbyte> w, Vector256<sbyte> x) => AvxVnni.MultiplyWideningAndAdd(acc, x.AsByte(), w);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Scale(Vector256<float> f, Vector256<int> acc, float dw, Vector256<float> dx) =>
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(acc), dx * Vector256.Create(dw), f);
+    public static Vector256<float> Scale(Vector256<float> f, Vector256<int> acc, float* dw, Vector256<float> dx) =>
+        Fma.MultiplyAdd(acc.AsSingle() - Vector256.Create(12582912f), dx * Vector256.Create(*dw), f);
 }
