@@ -68,6 +68,49 @@ public unsafe class GemmTests
         }
     }
 
+    /// <summary>
+    /// The Q8_0 GEMM where its int32 block sums are largest: weights at the format's extremes (q = −128 and 127, d = 1)
+    /// times activations that quantize to ±127, so every block sum is ±32·128·127 or a cancellation of such terms
+    /// (the x86 body reads the sums' float value from their bits, valid while |sum| &lt; 2²²), over a partial row
+    /// block and slice, from the stored rows and from the interleaved copy, equal to the integer reference.
+    /// </summary>
+    [Fact]
+    public void Q8_0_gemm_is_exact_at_the_largest_block_sums()
+    {
+        const int rows = 67, cols = 544, nb = cols / 32;
+        var buf = new NativeBuffer((long)rows * nb * 34);
+        for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+        {
+            byte* block = buf.Pointer + ((long)r * nb + b) * 34;   // ggml block_q8_0: half d, 32 signed q
+            *(Half*)block = (Half)1f;
+            for (int k = 0; k < 32; k++)
+                ((sbyte*)(block + 2))[k] = (r % 3) switch { 0 => (sbyte)-128, 1 => (sbyte)127, _ => (k + b + r) % 2 == 0 ? (sbyte)-128 : (sbyte)127 };
+        }
+        using var w = new WeightMatrix("q8-extremes", DType.Q8_0, rows, cols, buf.Pointer, null, buf);
+        var kernels = new List<(string Name, nint Run)>();
+        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
+        if (KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
+        const int n = 19;
+        var x = new float[n * cols];
+        for (int t = 0; t < n; t++)
+        for (int k = 0; k < cols; k++) x[t * cols + k] = ((k / 32 + t) % 2 == 0 ? 127f : -127f) / (1 << t % 4);   // q = ±127, d = 2^-(t%4)
+        var expect = new double[n * rows];
+        GemmReference.Int8(w, x, expect, n);
+        foreach (bool interleaved in new[] { false, true })
+        {
+            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
+            foreach (var (name, run) in kernels)
+            {
+                var y = new float[n * rows];
+                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+                // d_x, d_w powers of two and |Σ over the row| ≤ 17·32·128·127 < 2²⁴: every float step is exact, so equal
+                for (int i = 0; i < y.Length; i++)
+                    Assert.True(y[i] == expect[i], $"{name} interleaved={interleaved} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(FloatGemmFormats))]
     public void Float_tile_decode_equals_Dequantize_bit_for_bit(DType t)
