@@ -69,7 +69,7 @@ internal static class ExpertsBench
                 i0 += m;
             }
             eb.Add(w1[E], w3[E], x, [], n, h.AsSpan(i0 * Inter), u.AsSpan(i0 * Inter));
-            ExpertGemm.SwiGlu(eb);
+            ExpertGemm.Run(eb);
         }
         Unfused(); Fused();
         Console.WriteLine($"experts ({type}): n={n}, threads={threads}, kernels {KernelInfo.ActivePath}; CPU ms per call, unfused | fused");

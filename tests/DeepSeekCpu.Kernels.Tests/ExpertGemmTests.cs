@@ -6,7 +6,7 @@ using Xunit;
 namespace DeepSeekCpu.Kernels.Tests;
 
 /// <summary>
-/// The MoE prefill's fused gate/up GEMM (<see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>): on every path this machine
+/// The MoE prefill's fused gate/up GEMM (<see cref="ExpertGemm.Run(ExpertBatch)"/>): on every path this machine
 /// runs, each MLP's hidden rows equal, bit for bit, its two plain products over its gathered rows
 /// (<see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/>) followed by
 /// <see cref="Ops.SwiGlu"/>, and stay within the activations' quantization error of silu(x·W1ᵀ)·(x·W3ᵀ) in double
@@ -62,7 +62,7 @@ public class ExpertGemmTests
                 // lists would be freed and h moved under the kernels
                 for (int i = 0; i < 50; i++) GC.KeepAlive(new byte[1 << 12]);
                 GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-                ExpertGemm.SwiGlu(b, path);
+                ExpertGemm.Run(b, path);
                 b.Clear();
 
                 for (int e = 0; e < experts.Count; e++)
@@ -191,7 +191,7 @@ public class ExpertGemmTests
             // the GC churn beside would move them otherwise)
             b.Add(w1[e], w3[e], x.AsMemory(), rows[e].ToArray().AsMemory(), m, hs[e].AsMemory(), new float[m * inter].AsMemory());
         }
-        ExpertGemm.SwiGlu(b, path);
+        ExpertGemm.Run(b, path);
         b.Clear();
         return hs;
     }

@@ -11,17 +11,19 @@ using Q8Neon = DeepSeekCpu.Kernels.GemmQ8<DeepSeekCpu.Kernels.Arm.GemmQ8Neon, Sy
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// The first half of several SwiGLU MLPs over their own tokens, run by <see cref="ExpertGemm.SwiGlu(ExpertBatch)"/>:
-/// h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is the rows
-/// <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the shared
-/// experts or a dense MLP over every token). Like <see cref="MatMulBatch"/>, the <see cref="Memory{T}"/> overload holds
-/// and pins x, the row list, h and u itself until <see cref="Clear"/>; the span overload takes only their addresses, for
+/// Several MLP halves over their own tokens, run by <see cref="ExpertGemm.Run(ExpertBatch)"/>: either the first half of
+/// a SwiGLU MLP, h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is
+/// the rows <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the
+/// shared experts or a dense MLP over every token), or a plain product y_i[m_i, rows_i] = x_i W_iᵀ (the second half,
+/// w2, of those MLPs over their hidden rows). Like <see cref="MatMulBatch"/>, the <see cref="Memory{T}"/> overload holds
+/// and pins x, the row list, h and u itself until <see cref="Clear"/>; the span overloads take only their addresses, for
 /// memory the caller keeps alive and pinned until the call returns (the models' pass buffers): a pinned array that
 /// nothing references is still collected, and its memory handed to the next allocation.
 /// </summary>
 internal sealed unsafe class ExpertBatch
 {
-    internal WeightMatrix[] W1 = new WeightMatrix[16], W3 = new WeightMatrix[16];
+    internal WeightMatrix[] W1 = new WeightMatrix[16];
+    internal WeightMatrix?[] W3 = new WeightMatrix?[16];   // null: a plain product (H = x W1ᵀ, no U)
     internal nint[] X = new nint[16], Rows = new nint[16], H = new nint[16], U = new nint[16];
     internal int[] M = new int[16];
     private Pins _pins;
@@ -44,6 +46,17 @@ internal sealed unsafe class ExpertBatch
     }
 
     /// <summary>
+    /// Adds the plain product y[m, w.Rows] = x[m, w.Cols] · wᵀ over the first m rows of <paramref name="x"/> (an MLP's
+    /// down projection over its hidden rows); both must stay alive and pinned until the call returns.
+    /// </summary>
+    public void Add(WeightMatrix w, ReadOnlySpan<float> x, int m, Span<float> y)
+    {
+        if (x.Length < (long)m * w.Cols) throw new ArgumentException($"{w.Name}: input has {x.Length} values, expected {m} x {w.Cols}");
+        if (y.Length < (long)m * w.Rows) throw new ArgumentException($"{w.Name}: output has {y.Length} values, expected {m} x {w.Rows}");
+        Append(w, null, x, [], m, y, []);
+    }
+
+    /// <summary>
     /// Adds h[m, w1.Rows] = silu(x_r W1ᵀ) ⊙ (x_r W3ᵀ) over the rows r = <paramref name="rows"/>[0..m) of
     /// <paramref name="x"/> (the first m rows when <paramref name="rows"/> is empty). <paramref name="u"/> ([m, w1.Rows])
     /// is scratch where the products run unfused. All of them must stay alive and pinned until the call returns.
@@ -56,6 +69,11 @@ internal sealed unsafe class ExpertBatch
         if (h.Length < (long)m * w1.Rows || u.Length < (long)m * w1.Rows) throw new ArgumentException($"{w1.Name}: output is smaller than {m} x {w1.Rows}");
         foreach (int r in rows[..(rows.IsEmpty ? 0 : m)])
             if (r < 0 || (long)(r + 1) * w1.Cols > x.Length) throw new ArgumentException($"{w1.Name}: row {r} is outside the input");
+        Append(w1, w3, x, rows, m, h, u);
+    }
+
+    private void Append(WeightMatrix w1, WeightMatrix? w3, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, int m, Span<float> h, Span<float> u)
+    {
         if (Count == W1.Length)
         {
             int c = Count * 2;
@@ -66,15 +84,15 @@ internal sealed unsafe class ExpertBatch
         X[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(x));
         Rows[Count] = rows.IsEmpty ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(rows));
         H[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(h));
-        U[Count] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(u));
+        U[Count] = u.IsEmpty ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(u));
         Count++;
     }
 }
 
 /// <summary>
-/// SwiGLU hidden rows of an <see cref="ExpertBatch"/> (MoE prefill: each routed expert over the tokens that chose it,
-/// the shared experts over all of them). Where <see cref="MatMul.Plan"/> picks the int8 GEMM for an MLP, its gate and
-/// up products are fused:
+/// The entries of an <see cref="ExpertBatch"/>: SwiGLU hidden rows, or the down products over them (MoE prefill: each
+/// routed expert over the tokens that chose it, the shared experts over all of them). Where <see cref="MatMul.Plan"/>
+/// picks the int8 GEMM for an entry, its products (gate and up, or the down product alone) are fused with the others':
 /// <list type="bullet">
 /// <item>the rows of every fused MLP are gathered into one buffer, each MLP's rows padded to whole micro-kernel token
 /// steps, and quantized and packed once (<see cref="Int8Panels"/>), so gate and up share one quantization;</item>
@@ -82,8 +100,9 @@ internal sealed unsafe class ExpertBatch
 /// are unpacked tile by tile and multiplied with that MLP's tokens (the int8 GEMM's own tile and micro-kernel,
 /// <see cref="GemmInt8{TMicro}.Int8Tile"/>, or the Q8_0 GEMM's, <see cref="GemmQ8{TOps, TX, TAcc, TF}.Q8Tile"/>, as
 /// <see cref="TiledGemm{TKernel}"/> runs them), and silu(g)·u is formed
-/// while the two accumulators are written back, so g and u never go to memory. Items of all MLPs share the
-/// dispatch, so the threads finish together instead of once per expert.</item>
+/// while the two accumulators are written back, so g and u never go to memory (a down product's accumulator is
+/// transposed into its output). Items of all MLPs share the dispatch, so the threads finish together instead of once
+/// per expert, and the activations of all of them are quantized and packed in one pass.</item>
 /// </list>
 /// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path) run as one
 /// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
@@ -99,10 +118,10 @@ internal static unsafe class ExpertGemm
     [ThreadStatic] private static MatMulBatch? _batch;
     [ThreadStatic] private static int[]? _fused;
 
-    public static void SwiGlu(ExpertBatch b) => SwiGlu(b, KernelInfo.Path);
+    public static void Run(ExpertBatch b) => Run(b, KernelInfo.Path);
 
-    /// <summary>As <see cref="SwiGlu(ExpertBatch)"/> on a chosen path (one of <see cref="KernelInfo.Available"/>).</summary>
-    internal static void SwiGlu(ExpertBatch b, KernelPath path)
+    /// <summary>As <see cref="Run(ExpertBatch)"/> on a chosen path (one of <see cref="KernelInfo.Available"/>).</summary>
+    internal static void Run(ExpertBatch b, KernelPath path)
     {
         if (b.Count == 0) return;
         var fused = _fused is { } f && f.Length >= b.Count ? f : (_fused = new int[Math.Max(16, 2 * b.Count)]);
@@ -116,7 +135,7 @@ internal static unsafe class ExpertGemm
             var k = MatMul.Plan(b.W1[i], b.M[i], path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
-                && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
+                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type) && (nFused == 0 || k == kind))
             {
                 kind = k;
                 fused[nFused++] = i;
@@ -134,7 +153,7 @@ internal static unsafe class ExpertGemm
         }
     }
 
-    /// <summary>The MLPs not in <paramref name="fused"/> (ascending): gate and up as one batch of products, then SwiGLU.</summary>
+    /// <summary>The entries not in <paramref name="fused"/> (ascending) as one batch of products (gate and up, then SwiGLU).</summary>
     private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
     {
         // rows to gather first (one row is read in place: decoding one token, every expert reads x itself, and the
@@ -164,7 +183,7 @@ internal static unsafe class ExpertGemm
                 gather += (long)m * cols;
             }
             batch.Add(b.W1[i], x, (float*)b.H[i], m);
-            batch.Add(b.W3[i], x, (float*)b.U[i], m);
+            if (b.W3[i] is { } w3) batch.Add(w3, x, (float*)b.U[i], m);
             any = true;
         }
         if (!any) return;
@@ -173,6 +192,7 @@ internal static unsafe class ExpertGemm
         for (int i = 0, j = 0; i < b.Count; i++)
         {
             if (j < fused.Length && fused[j] == i) { j++; continue; }
+            if (b.W3[i] == null) continue;
             long len = (long)b.M[i] * b.W1[i].Rows;
             Ops.SwiGlu(new Span<float>((float*)b.H[i], checked((int)len)), new ReadOnlySpan<float>((float*)b.U[i], (int)len));
         }
@@ -258,9 +278,10 @@ internal static unsafe class ExpertGemm
                     int nrPad = (nr + rowStep - 1) / rowStep * rowStep;
                     int ldc = pad + CtPad;
                     float* cg = ct, cu = ct + (long)RowBlock * ldc;   // [64][ldc] each
-                    for (int half = 0; half < 2; half++)
+                    var w3 = B.W3[i];
+                    for (int half = 0; half < (w3 == null ? 1 : 2); half++)
                     {
-                        var w = half == 0 ? w1 : B.W3[i];
+                        var w = half == 0 ? w1 : w3!;
                         float* c = half == 0 ? cg : cu;
                         for (int k0 = 0; k0 < cols; k0 += KBlock)
                         {
@@ -271,7 +292,8 @@ internal static unsafe class ExpertGemm
                                 kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
                         }
                     }
-                    WriteBack(cg, cu, ldc, nr, m, (float*)B.H[i] + r0, inter);
+                    if (w3 == null) TiledGemm<TTile>.Transpose(cg, ldc, nr, m, (float*)B.H[i] + r0, inter);
+                    else WriteBack(cg, cu, ldc, nr, m, (float*)B.H[i] + r0, inter);
                 }
             }
         }

@@ -109,7 +109,7 @@ internal static unsafe class TiledGemm<TKernel> where TKernel : struct, ITileKer
     /// registers (8 loads and 8 stores of 8 floats instead of 64 of one); only moves, so the values are the same.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose(float* ct, int ldc, int nr, int n, float* y, int ldy)
+    internal static void Transpose(float* ct, int ldc, int nr, int n, float* y, int ldy)
     {
         int t8 = 0, r8 = 0;
         if (Avx.IsSupported)

@@ -20,7 +20,7 @@ internal sealed class MLP(ModelWeights w, string p, int dim, int inter) : IFeedF
         var h = p.Hidden1.AsSpan(0, n * inter);   // [n, inter]
         p.Experts.Clear();
         AddHidden(p.Experts, x, [], n, h, p.Hidden2);
-        ExpertGemm.SwiGlu(p.Experts);
+        ExpertGemm.Run(p.Experts);
         MatMul.Multiply(_w2, h, y, n);
     }
 
@@ -32,5 +32,5 @@ internal sealed class MLP(ModelWeights w, string p, int dim, int inter) : IFeedF
         b.Add(_w1, _w3, x, rows, m, h, u);
 
     /// <summary>Adds y = w2 h ([n, dim], h [n, inter]) to a batch.</summary>
-    public void AddDown(MatMulBatch b, ReadOnlySpan<float> h, Span<float> y, int n) => b.Add(_w2, h, y, n);
+    public void AddDown(ExpertBatch b, ReadOnlySpan<float> h, Span<float> y, int n) => b.Add(_w2, h, n, y);
 }

@@ -7,8 +7,8 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// <summary>
 /// DeepSeekMoE (model.py class MoE): y = Σ_{chosen e} weight_e · Expert_e(x) + SharedExperts(x). Each chosen expert
 /// runs once over the tokens that chose it, and all of them (with the shared experts over every token) form one
-/// batch of SwiGLU hidden rows (<see cref="ExpertGemm"/>: gate and up fused) and one of down products; experts nobody
-/// chose are never read.
+/// batch of SwiGLU hidden rows (<see cref="ExpertGemm"/>: gate and up fused) and one of down products (one dispatch,
+/// activations packed once for all of them); experts nobody chose are never read.
 /// </summary>
 internal sealed class MoE : IFeedForward
 {
@@ -48,21 +48,23 @@ internal sealed class MoE : IFeedForward
         var g = p.Hidden1.AsSpan(); var u = p.Hidden2.AsSpan(); var outs = p.ExpertOut.AsSpan();
         var tokens = p.ExpertTokens.AsSpan(0, routed);
         for (int i = 0; i < routed; i++) tokens[i] = order[i] / k;
-        var hidden = p.Experts;
-        hidden.Clear();
+        var batch = p.Experts;
+        batch.Clear();
         for (int e = 0; e < E; e++)
         {
             int i0 = first[e], m = first[e + 1] - i0;
-            if (m > 0) _experts[e].AddHidden(hidden, x, tokens.Slice(i0, m), m, g[(i0 * _inter)..], u[(i0 * _inter)..]);
+            if (m > 0) _experts[e].AddHidden(batch, x, tokens.Slice(i0, m), m, g[(i0 * _inter)..], u[(i0 * _inter)..]);
         }
-        _shared?.AddHidden(hidden, x, [], n, g[(routed * _inter)..], u[(routed * _inter)..]);
-        ExpertGemm.SwiGlu(hidden);
-        var b = p.Batch;
-        b.Clear(n);
+        _shared?.AddHidden(batch, x, [], n, g[(routed * _inter)..], u[(routed * _inter)..]);
+        ExpertGemm.Run(batch);
+        batch.Clear();
         for (int e = 0; e < E; e++)
-            if (first[e + 1] > first[e]) _experts[e].AddDown(b, g[(first[e] * _inter)..], outs[(first[e] * D)..], first[e + 1] - first[e]);
-        _shared?.AddDown(b, g[(routed * _inter)..], outs[(routed * D)..], n);
-        MatMul.Multiply(b);
+        {
+            int i0 = first[e], m = first[e + 1] - i0;
+            if (m > 0) _experts[e].AddDown(batch, g[(i0 * _inter)..], outs[(i0 * D)..], m);
+        }
+        _shared?.AddDown(batch, g[(routed * _inter)..], outs[(routed * D)..], n);
+        ExpertGemm.Run(batch);
 
         y = y[..(n * D)];
         y.Clear();
