@@ -105,6 +105,54 @@ public class ExpertGemmTests
     }
 
     /// <summary>
+    /// The MoE prefill's down products (plain entries of an <see cref="ExpertBatch"/>, y = h·W2ᵀ over each expert's own
+    /// hidden rows), all in one batch: each equals, bit for bit, its own <see cref="MatMul.Multiply(WeightMatrix,
+    /// ReadOnlySpan{float}, Span{float}, int)"/>, and stays within the activations' quantization error of the double
+    /// product over the dequantized weights. Token counts cover whole two-panel steps (64), a one-panel tail (48, 37),
+    /// fewer rows than the GEMM takes (3) and none.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FormatsAndLayouts))]
+    public void Down_products_equal_plain_products(DType t, bool interleaved)
+    {
+        int cols = t.BlockSize() == 256 ? 512 : 352, rows = 131;   // a partial row block
+        int[] tokens = [64, 48, 3, 0, 37];
+        var w = tokens.Select((_, e) => TestData.Matrix(t, TestData.Gaussian(rows * cols, 700 + e, 0.05f), rows, cols)).ToArray();
+        if (interleaved)
+            foreach (var m in w) Assert.True(Interleave.Attach(m, KernelPath.Scalar) > 0);
+        try
+        {
+            var xs = tokens.Select((m, e) => Pinned(TestData.Gaussian(Math.Max(1, m * cols), 800 + e))).ToArray();
+            foreach (var path in KernelInfo.Available)
+            {
+                var ys = tokens.Select(m => Pinned(new float[Math.Max(1, m * rows)])).ToArray();
+                var b = new ExpertBatch();
+                for (int e = 0; e < w.Length; e++) b.Add(w[e], xs[e], tokens[e], ys[e]);
+                ExpertGemm.Run(b, path);
+                b.Clear();
+                for (int e = 0; e < w.Length; e++)
+                {
+                    int m = tokens[e];
+                    if (m == 0) continue;
+                    var expect = new float[m * rows];
+                    MatMul.Multiply(w[e], xs[e], expect, m, path);
+                    for (int i = 0; i < m * rows; i++)
+                        Assert.True(expect[i] == ys[e][i], $"{t} (interleaved: {interleaved}) {path} expert {e} ({m} rows) value {i}: batch {ys[e][i]} vs alone {expect[i]}");
+                    var reference = TestData.ReferenceMatMul(w[e], xs[e], m);
+                    double sq = 0, worst = 0;
+                    for (int i = 0; i < m * rows; i++) { sq += reference[i] * reference[i]; worst = Math.Max(worst, Math.Abs(reference[i] - ys[e][i])); }
+                    // 8-bit activations move single values by a small fraction of the rms; a wrong row or token by all of it
+                    Assert.True(worst <= 0.2 * Math.Sqrt(sq / (m * rows)), $"{t} {path} expert {e}: largest error {worst} against the double reference");
+                }
+            }
+        }
+        finally
+        {
+            foreach (var m in w) m.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The same batch from several threads at once, beside plain products of the same matrices and of others on more
     /// threads, while a thread churns the GC (xUnit runs test classes in parallel, so the kernels always run so): every
     /// result still equals, bit for bit, the one computed alone beforehand. Kernel state that is shared between calling

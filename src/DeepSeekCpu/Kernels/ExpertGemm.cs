@@ -7,6 +7,14 @@ using Q8Vnni = DeepSeekCpu.Kernels.GemmQ8<DeepSeekCpu.Kernels.X86.GemmQ8Vnni, Sy
     System.Runtime.Intrinsics.Vector256<int>, System.Runtime.Intrinsics.Vector256<float>>;
 using Q8Neon = DeepSeekCpu.Kernels.GemmQ8<DeepSeekCpu.Kernels.Arm.GemmQ8Neon, System.Runtime.Intrinsics.Vector128<sbyte>,
     System.Runtime.Intrinsics.Vector128<int>, System.Runtime.Intrinsics.Vector128<float>>;
+using Avx512Tail = DeepSeekCpu.Kernels.ExpertGemm.Int8Tail<DeepSeekCpu.Kernels.X86.GemmInt8Avx512, System.Runtime.Intrinsics.Vector512<sbyte>,
+    System.Runtime.Intrinsics.Vector512<short>, System.Runtime.Intrinsics.Vector512<float>>;
+using Avx512OnePanel = DeepSeekCpu.Kernels.GemmInt8<DeepSeekCpu.Kernels.ExpertGemm.OnePanel<DeepSeekCpu.Kernels.X86.GemmInt8Avx512,
+    System.Runtime.Intrinsics.Vector512<sbyte>, System.Runtime.Intrinsics.Vector512<short>, System.Runtime.Intrinsics.Vector512<float>>>.Int8Tile;
+using NeonTail = DeepSeekCpu.Kernels.ExpertGemm.Int8Tail<DeepSeekCpu.Kernels.Arm.GemmInt8Neon, System.Runtime.Intrinsics.Vector128<sbyte>,
+    System.Runtime.Intrinsics.Vector128<int>, System.Runtime.Intrinsics.Vector128<float>>;
+using NeonOnePanel = DeepSeekCpu.Kernels.GemmInt8<DeepSeekCpu.Kernels.ExpertGemm.OnePanel<DeepSeekCpu.Kernels.Arm.GemmInt8Neon,
+    System.Runtime.Intrinsics.Vector128<sbyte>, System.Runtime.Intrinsics.Vector128<int>, System.Runtime.Intrinsics.Vector128<float>>>.Int8Tile;
 
 namespace DeepSeekCpu.Kernels;
 
@@ -145,11 +153,11 @@ internal static unsafe class ExpertGemm
         if (nFused == 0) return;
         switch (kind)
         {
-            case MatMulKernel.GemmInt8Avx512: Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Int8Pack<X86.GemmInt8Avx512>>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmInt8Avx2: Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmInt8Neon: Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, Int8Pack<Arm.GemmInt8Neon>>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmQ8Vnni: Fused<Q8Vnni.Q8Tile, Q8Vnni.Packer>.Run(b, fused, nFused); break;
-            default: Fused<Q8Neon.Q8Tile, Q8Neon.Packer>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Avx512: Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Avx2: Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmInt8Neon: Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused); break;
+            case MatMulKernel.GemmQ8Vnni: Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused); break;
+            default: Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused); break;
         }
     }
 
@@ -212,8 +220,69 @@ internal static unsafe class ExpertGemm
             new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2));
     }
 
-    /// <summary>The fused gate/up GEMM with the tile kernel <typeparamref name="TTile"/>, its activations packed by <typeparamref name="TPack"/>.</summary>
-    private static class Fused<TTile, TPack> where TTile : struct, ITileKernel where TPack : ITilePack<TTile>
+    /// <summary>
+    /// A tile kernel <typeparamref name="TTile"/> and a narrower one <typeparamref name="TTail"/> over the same packed
+    /// activations, for an entry's last tokens: a routed expert has a few dozen tokens, so padding them to the 32 tokens
+    /// of a two-panel AVX-512 micro-kernel call wastes a quarter of its products on average (48 → 64); one panel of 16
+    /// at the end halves that. Every token's values are the same either way (the panels are independent lanes).
+    /// </summary>
+    internal interface ITail<TTile, TTail> where TTile : struct, ITileKernel where TTail : struct, ITileKernel
+    {
+        /// <summary>x[n, cols] packed once for both kernels (n a multiple of TTail.TokenStep, padding tokens zero).</summary>
+        static abstract (TTile Body, TTail Tail) Pack(float* x, int n, int cols, DType t);
+        /// <summary>Whether <typeparamref name="TTail"/> multiplies weights of type <paramref name="t"/> (else entries pad to TTile.TokenStep).</summary>
+        static abstract bool Covers(DType t);
+    }
+
+    /// <summary>No narrower kernel: the tile kernel alone, packed by <typeparamref name="TPack"/>.</summary>
+    private readonly struct NoTail<TTile, TPack> : ITail<TTile, TTile> where TTile : struct, ITileKernel where TPack : ITilePack<TTile>
+    {
+        public static (TTile Body, TTile Tail) Pack(float* x, int n, int cols, DType t) { var k = TPack.Pack(x, n, cols, t); return (k, k); }
+        public static bool Covers(DType t) => false;
+    }
+
+    /// <summary>
+    /// The int8 GEMM's tile over two panels per call and over one (<see cref="OnePanel{TMicro, TX, TAcc, TF}"/>), from one
+    /// packing. Only for Q4_0 and Q4_1, which every micro-kernel runs through <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>
+    /// (AVX-512's 8-bit formats and Q5_K take its two-panel split kernel).
+    /// </summary>
+    internal readonly struct Int8Tail<TMicro, TX, TAcc, TF> : ITail<GemmInt8<TMicro>.Int8Tile, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile>
+        where TMicro : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+    {
+        public static (GemmInt8<TMicro>.Int8Tile Body, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile Tail) Pack(float* x, int n, int cols, DType t)
+        {
+            var acts = Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2);
+            return (new(acts), new(acts));
+        }
+
+        public static bool Covers(DType t) => t is DType.Q4_0 or DType.Q4_1;
+    }
+
+    /// <summary><typeparamref name="TMicro"/>'s 4-bit micro-kernel with one panel per call (its operators, TokenStep = Panel).</summary>
+    internal readonly struct OnePanel<TMicro, TX, TAcc, TF> : IInt8Micro, IInt8Ops<TX, TAcc, TF>
+        where TMicro : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
+    {
+        public static int Panel => TMicro.Panel;
+        public static int TokenStep => TMicro.Panel;
+        public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 && TMicro.Supports(t);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
+            Int8Micro4<OnePanel<TMicro, TX, TAcc, TF>, TX, TAcc, TF>.Run(w, nBlocks, x, c, ldc, first);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TX Broadcast(byte* w) => TMicro.Broadcast(w);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TAcc Dot(TAcc acc, TX w, TX x) => TMicro.Dot(acc, w, x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TF Scale(TF f, TAcc acc, float dw, float mw, TF dx, TF sx) => TMicro.Scale(f, acc, dw, mw, dx, sx);
+    }
+
+    /// <summary>
+    /// The fused GEMM with the tile kernel <typeparamref name="TTile"/> (and <typeparamref name="TTail"/> for the last
+    /// tokens of entries whose format it covers), its activations packed by <typeparamref name="TPack"/>.
+    /// </summary>
+    private static class Fused<TTile, TTail, TPack> where TTile : struct, ITileKernel where TTail : struct, ITileKernel where TPack : ITail<TTile, TTail>
     {
         [ThreadStatic] private static Job? _job;
 
@@ -222,12 +291,12 @@ internal static unsafe class ExpertGemm
             int step = TTile.TokenStep, cols = b.W1[fused[0]].Cols;
             var job = _job ??= new Job();
             if (job.Start.Length < nFused + 1) { job.Start = new int[2 * nFused + 1]; job.FirstItem = new int[2 * nFused + 1]; }
-            // each MLP's rows from a multiple of the token step on, so its tokens fill whole micro-kernel steps
+            // each MLP's rows from a multiple of the (tail's) token step on, so its tokens fill whole micro-kernel steps
             int total = 0, items = 0, maxPad = 0;
             var packType = b.W1[fused[0]].Type;   // packed for this type (Q6_K's sums per 16 elements, if any, serve the others too)
             for (int j = 0; j < nFused; j++)
             {
-                int i = fused[j], pad = (b.M[i] + step - 1) / step * step;
+                int i = fused[j], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (b.M[i] + last - 1) / last * last;
                 if (b.W1[i].Cols != cols) throw new ArgumentException($"{b.W1[i].Name}: fused MLPs must share their input width ({cols})");
                 job.Start[j] = total; job.FirstItem[j] = items;
                 total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
@@ -245,7 +314,7 @@ internal static unsafe class ExpertGemm
                 else new ReadOnlySpan<float>((float*)b.X[i], checked(m * cols)).CopyTo(new Span<float>(dst, m * cols));
                 new Span<float>(dst + (long)m * cols, (job.Start[j + 1] - job.Start[j] - m) * cols).Clear();   // padding tokens: zero
             }
-            job.B = b; job.Fused = fused; job.Count = nFused; job.Tile = TPack.Pack(xs, total, cols, packType); job.MaxPad = maxPad;
+            job.B = b; job.Fused = fused; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(xs, total, cols, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
             finally { job.B = null!; job.Fused = null!; }
         }
@@ -258,11 +327,13 @@ internal static unsafe class ExpertGemm
             public int[] Start = new int[17], FirstItem = new int[17];   // per fused MLP: first packed token, first item
             public int Count, MaxPad;
             public TTile Tile;
+            public TTail Tail;
 
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public void Run(int first, int end)
             {
                 var kernel = Tile;
+                var tail = Tail;
                 int rowStep = TTile.RowStep, tokenStep = TTile.TokenStep;
                 byte* tile = Scratch.Get(ref _tile, TTile.TileBytes(B.W1[Fused[0]].Type));
                 // g, u: [64][pad + CtPad] each (TiledGemm's padded stride: rows 2 KiB apart would share two L1 sets)
@@ -287,9 +358,13 @@ internal static unsafe class ExpertGemm
                         {
                             int len = Math.Min(KBlock, cols - k0);
                             TTile.Unpack(w, r0, nr, nrPad, k0, len, tile);
-                            for (int t = 0; t < pad; t += tokenStep)
+                            int t = 0;
+                            for (; t + tokenStep <= pad; t += tokenStep)
                             for (int r = 0; r < nrPad; r += rowStep)
                                 kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
+                            if (t < pad)   // one narrower step (pad is a multiple of TTail.TokenStep for the formats it covers)
+                                for (int r = 0; r < nrPad; r += rowStep)
+                                    tail.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
                         }
                     }
                     if (w3 == null) TiledGemm<TTile>.Transpose(cg, ldc, nr, m, (float*)B.H[i] + r0, inter);

@@ -10,8 +10,12 @@ namespace DeepSeekCpu.Models.DeepSeek;
 /// </summary>
 internal sealed class DeepSeekSession : ModelSession
 {
-    /// <summary>Rows per forward pass (bounds the pass buffers).</summary>
-    public const int MaxBatch = 256;
+    /// <summary>
+    /// Rows per forward pass (bounds the pass buffers). 512, as llama.cpp's default micro-batch: a prompt chunk's routed
+    /// experts get about 512·k/E tokens each (48 for V2-Lite), and every expert's weight tiles are unpacked once per
+    /// chunk, so at 256 rows the unpacking per token and the padding to whole micro-kernel steps doubled.
+    /// </summary>
+    public const int MaxBatch = 512;
 
     private readonly DeepSeekModel _m;
     internal readonly KvCache[] Cache;            // per layer [ctx, kvl + rope] = [c_kv (normalised) ; k_pe (rotated)]
