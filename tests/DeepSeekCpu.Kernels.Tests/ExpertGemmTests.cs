@@ -109,20 +109,21 @@ public class ExpertGemmTests
     /// hidden rows), all in one batch: each equals, bit for bit, its own <see cref="MatMul.Multiply(WeightMatrix,
     /// ReadOnlySpan{float}, Span{float}, int)"/>, and stays within the activations' quantization error of the double
     /// product over the dequantized weights. Token counts cover whole two-panel steps (64), a one-panel tail (48, 37),
-    /// fewer rows than the GEMM takes (3) and none.
+    /// fewer rows than the GEMM takes (3) and none; the last product is twice as wide (the shared experts' down
+    /// product beside the routed ones').
     /// </summary>
     [Theory]
     [MemberData(nameof(FormatsAndLayouts))]
     public void Down_products_equal_plain_products(DType t, bool interleaved)
     {
-        int cols = t.BlockSize() == 256 ? 512 : 352, rows = 131;   // a partial row block
-        int[] tokens = [64, 48, 3, 0, 37];
-        var w = tokens.Select((_, e) => TestData.Matrix(t, TestData.Gaussian(rows * cols, 700 + e, 0.05f), rows, cols)).ToArray();
+        int c0 = t.BlockSize() == 256 ? 512 : 352, rows = 131;   // a partial row block
+        int[] tokens = [64, 48, 3, 0, 37, 45], widths = [c0, c0, c0, c0, c0, 2 * c0];
+        var w = tokens.Select((_, e) => TestData.Matrix(t, TestData.Gaussian(rows * widths[e], 700 + e, 0.05f), rows, widths[e])).ToArray();
         if (interleaved)
             foreach (var m in w) Assert.True(Interleave.Attach(m, KernelPath.Scalar) > 0);
         try
         {
-            var xs = tokens.Select((m, e) => Pinned(TestData.Gaussian(Math.Max(1, m * cols), 800 + e))).ToArray();
+            var xs = tokens.Select((m, e) => Pinned(TestData.Gaussian(Math.Max(1, m * widths[e]), 800 + e))).ToArray();
             foreach (var path in KernelInfo.Available)
             {
                 var ys = tokens.Select(m => Pinned(new float[Math.Max(1, m * rows)])).ToArray();

@@ -139,11 +139,13 @@ internal static unsafe class ExpertGemm
         {
             if (b.M[i] == 0) continue;
             // the kernel MatMul.Multiply would run for each product (Q8_0 where VNNI or DotProd exist its own GEMM,
-            // GemmQ8; float32-activation matrices the float GEMM, unfused)
+            // GemmQ8; float32-activation matrices the float GEMM, unfused); one packing serves one input width (the
+            // shared experts' down product, twice as wide as a routed expert's, runs alone)
             var k = MatMul.Plan(b.W1[i], b.M[i], path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
-                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type) && (nFused == 0 || k == kind))
+                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type)
+                && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols))
             {
                 kind = k;
                 fused[nFused++] = i;
@@ -297,7 +299,6 @@ internal static unsafe class ExpertGemm
             for (int j = 0; j < nFused; j++)
             {
                 int i = fused[j], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (b.M[i] + last - 1) / last * last;
-                if (b.W1[i].Cols != cols) throw new ArgumentException($"{b.W1[i].Name}: fused MLPs must share their input width ({cols})");
                 job.Start[j] = total; job.FirstItem[j] = items;
                 total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
                 maxPad = Math.Max(maxPad, pad);
