@@ -49,21 +49,22 @@ public class ExpertGemmTests
             {
                 var b = new ExpertBatch();
                 var hs = new List<float[]>();
+                var kept = new List<object>();   // u and the row lists: pinned and referenced until the batch has run, as the batch asks
                 foreach (var (w1, w3, rows) in experts)
                 {
                     int m = rows?.Length ?? n;
-                    var h = new float[Math.Max(1, m * inter)];
-                    // u and the row lists are referenced by the batch alone (it holds and pins them): a GC from another
-                    // test class between Add and SwiGlu must neither free nor move them
-                    b.Add(w1, w3, x.AsMemory(), (rows?.ToArray() ?? []).AsMemory(), m, h.AsMemory(), new float[Math.Max(1, m * inter)].AsMemory());
-                    hs.Add(h);
+                    var h = Pinned(new float[Math.Max(1, m * inter)]);
+                    var u = Pinned(new float[Math.Max(1, m * inter)]);
+                    var r = Pinned(rows ?? []);
+                    b.Add(w1, w3, x, r, m, h, u);
+                    hs.Add(h); kept.Add(u); kept.Add(r);
                 }
-                // a compacting collection with garbage around them: had the batch only their addresses, u and the row
-                // lists would be freed and h moved under the kernels
+                // a compacting collection with garbage around them between Add and Run (another test class's, say)
                 for (int i = 0; i < 50; i++) GC.KeepAlive(new byte[1 << 12]);
                 GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 ExpertGemm.Run(b, path);
                 b.Clear();
+                GC.KeepAlive(kept);
 
                 for (int e = 0; e < experts.Count; e++)
                 {
@@ -232,16 +233,19 @@ public class ExpertGemmTests
     {
         var b = new ExpertBatch();
         var hs = new float[rows.Length][];
+        var kept = new List<object>();   // u and the row lists: pinned (the GC churn beside would move them) and referenced until the batch has run
         for (int e = 0; e < rows.Length; e++)
         {
             int m = rows[e].Length;
-            hs[e] = new float[m * inter];
-            // u and the copy of the row list live only in the batch, which holds and pins them (not pinned arrays:
-            // the GC churn beside would move them otherwise)
-            b.Add(w1[e], w3[e], x.AsMemory(), rows[e].ToArray().AsMemory(), m, hs[e].AsMemory(), new float[m * inter].AsMemory());
+            hs[e] = Pinned(new float[m * inter]);
+            var u = Pinned(new float[m * inter]);
+            var r = Pinned(rows[e]);
+            b.Add(w1[e], w3[e], x, r, m, hs[e], u);
+            kept.Add(u); kept.Add(r);
         }
         ExpertGemm.Run(b, path);
         b.Clear();
+        GC.KeepAlive(kept);
         return hs;
     }
 

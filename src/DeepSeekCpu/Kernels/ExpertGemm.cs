@@ -23,10 +23,9 @@ namespace DeepSeekCpu.Kernels;
 /// a SwiGLU MLP, h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is
 /// the rows <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the
 /// shared experts or a dense MLP over every token), or a plain product y_i[m_i, rows_i] = x_i W_iᵀ (the second half,
-/// w2, of those MLPs over their hidden rows). Like <see cref="MatMulBatch"/>, the <see cref="Memory{T}"/> overload holds
-/// and pins x, the row list, h and u itself until <see cref="Clear"/>; the span overloads take only their addresses, for
-/// memory the caller keeps alive and pinned until the call returns (the models' pass buffers): a pinned array that
-/// nothing references is still collected, and its memory handed to the next allocation.
+/// w2, of those MLPs over their hidden rows). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
+/// the row list, h and u: the caller keeps them alive and pinned until the call returns (the models' pass buffers); a
+/// pinned array that nothing references is still collected, and its memory handed to the next allocation.
 /// </summary>
 internal sealed unsafe class ExpertBatch
 {
@@ -34,7 +33,6 @@ internal sealed unsafe class ExpertBatch
     internal WeightMatrix?[] W3 = new WeightMatrix?[16];   // null: a plain product (H = x W1ᵀ, no U)
     internal nint[] X = new nint[16], Rows = new nint[16], H = new nint[16], U = new nint[16];
     internal int[] M = new int[16];
-    private Pins _pins;
 
     /// <summary>MLPs added since <see cref="Clear"/>.</summary>
     public int Count { get; private set; }
@@ -43,14 +41,6 @@ internal sealed unsafe class ExpertBatch
     {
         Array.Clear(W1, 0, Count); Array.Clear(W3, 0, Count);
         Count = 0;
-        _pins.Release();
-    }
-
-    /// <summary>As the span overload, the batch holding x, rows, h and u pinned until <see cref="Clear"/>.</summary>
-    public void Add(WeightMatrix w1, WeightMatrix w3, ReadOnlyMemory<float> x, ReadOnlyMemory<int> rows, int m, Memory<float> h, Memory<float> u)
-    {
-        _pins.Add(x.Pin()); _pins.Add(rows.Pin()); _pins.Add(h.Pin()); _pins.Add(u.Pin());
-        Add(w1, w3, x.Span, rows.Span, m, h.Span, u.Span);
     }
 
     /// <summary>

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DeepSeekCpu.Weights;
@@ -9,17 +8,15 @@ namespace DeepSeekCpu.Kernels;
 /// Independent products y_i[n, rows_i] = x_i[n, cols_i] · W_iᵀ over the same n tokens, run together by
 /// <see cref="MatMul.Multiply(MatMulBatch)"/>. Decoding issues many small matrices per layer (a token's chosen
 /// experts, q and kv projections of one input, MLA's per-head products); one batch costs one dispatch of the worker
-/// pool for all of them. The caller keeps the batch (nothing is allocated once it has grown). The
-/// <see cref="Memory{T}"/> overload holds and pins x_i and y_i itself until <see cref="Clear"/>, so memory the caller
-/// drops cannot be collected or moved under the kernels; the span and pointer overloads take the address of memory that
-/// the caller keeps alive and pinned until the call returns (the models' pass buffers, native memory, scratch).
+/// pool for all of them. The caller keeps the batch (nothing is allocated once it has grown). The batch holds
+/// addresses only: x_i and y_i must stay alive and pinned until the call returns (the models' pass buffers, allocated
+/// pinned and owned by the pass, native memory, scratch); a span over a movable array does not pin it.
 /// </summary>
 internal sealed unsafe class MatMulBatch
 {
     internal WeightMatrix[] W = new WeightMatrix[16];
     internal nint[] X = new nint[16], Y = new nint[16];
     internal int[] N = new int[16];
-    private Pins _pins;
 
     /// <summary>Products added since <see cref="Clear"/>.</summary>
     public int Count { get; private set; }
@@ -31,14 +28,6 @@ internal sealed unsafe class MatMulBatch
     {
         Array.Clear(W, 0, Count);
         Count = 0; Tokens = tokens;
-        _pins.Release();
-    }
-
-    /// <summary>Adds y[tokens, w.Rows] = x[tokens, w.Cols] · wᵀ; the batch holds x and y pinned until <see cref="Clear"/>.</summary>
-    public void Add(WeightMatrix w, ReadOnlyMemory<float> x, Memory<float> y, int tokens)
-    {
-        _pins.Add(x.Pin()); _pins.Add(y.Pin());
-        Add(w, x.Span, y.Span, tokens);
     }
 
     /// <summary>Adds y[n, w.Rows] = x[n, w.Cols] · wᵀ; <paramref name="x"/> and <paramref name="y"/> must stay pinned.</summary>
@@ -67,28 +56,5 @@ internal sealed unsafe class MatMulBatch
         }
         W[Count] = w; X[Count] = (nint)x; Y[Count] = (nint)y; N[Count] = tokens;
         Count++;
-    }
-}
-
-/// <summary>
-/// The pins a batch holds on the managed memory of its products (<see cref="MemoryHandle"/>s from
-/// <see cref="Memory{T}.Pin"/>): each keeps its array alive and in place until <see cref="Release"/>.
-/// </summary>
-internal struct Pins
-{
-    private MemoryHandle[]? _handles;
-    private int _count;
-
-    public void Add(MemoryHandle h)
-    {
-        if (_handles == null || _count == _handles.Length) Array.Resize(ref _handles, Math.Max(16, 2 * _count));
-        _handles[_count++] = h;
-    }
-
-    public void Release()
-    {
-        for (int i = 0; i < _count; i++) _handles![i].Dispose();
-        if (_count > 0) Array.Clear(_handles!, 0, _count);
-        _count = 0;
     }
 }
