@@ -126,7 +126,13 @@ internal static class GgufTokenizerReader
             {
                 var list = new List<int>();
                 foreach (object? x in e)
-                    list.Add(checked((int)(AsInteger(x) ?? throw Bad(source, $"metadata key {key} holds a {x?.GetType().Name ?? "null"}, expected integers"))));
+                {
+                    long n = AsInteger(x) ?? throw Bad(source, $"metadata key {key} holds a {x?.GetType().Name ?? "null"}, expected integers");
+                    // token types are small enums (llama.cpp's LLAMA_TOKEN_TYPE_*: 0..6); an int64 array may hold anything
+                    if (n is < int.MinValue or > int.MaxValue)
+                        throw Bad(source, $"metadata key {key} holds {n} at index {list.Count}, expected a 32-bit integer");
+                    list.Add((int)n);
+                }
                 return list.ToArray();
             }
             default:
