@@ -116,7 +116,9 @@ internal static unsafe class ExpertGemm
             var k = MatMul.Plan(b.W1[i], b.M[i], path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
-                && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind))
+                && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind)
+                // one packing of the activations for all: Q8_K (Q4_K) or Q8_0 style (Int8Tiles.UsesQ8K)
+                && (nFused == 0 || Int8Tiles.UsesQ8K(b.W1[i].Type) == Int8Tiles.UsesQ8K(b.W1[fused[0]].Type)))
             {
                 kind = k;
                 fused[nFused++] = i;
@@ -189,7 +191,7 @@ internal static unsafe class ExpertGemm
     private readonly struct Int8Pack<TMicro> : ITilePack<GemmInt8<TMicro>.Int8Tile> where TMicro : IInt8Micro
     {
         public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
-            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2));
+            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, Int8Tiles.UsesQ8K(t)));
     }
 
     /// <summary>The fused gate/up GEMM with the tile kernel <typeparamref name="TTile"/>, its activations packed by <typeparamref name="TPack"/>.</summary>

@@ -13,7 +13,8 @@ namespace DeepSeekCpu.Kernels.X86;
 /// row and vpmaddubsw against the token vectors, summed in int16 across the whole block (8 × 2·15·127 = 30480 fits),
 /// then one vpmaddwd to int32, converted and scaled per block: C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx).
 /// </summary>
-internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<sbyte>, Vector512<short>, Vector512<float>>
+internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<sbyte>, Vector512<short>, Vector512<float>>,
+    IInt8KOps<Vector512<short>, Vector512<int>, Vector512<float>>
 {
     private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
@@ -34,6 +35,11 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
+        if (t == DType.Q4_K)
+        {
+            Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run(w, x, c, ldc, first);
+            return;
+        }
         if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
         {
             Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run(w, nBlocks, x, c, ldc, first);
@@ -61,6 +67,18 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Scale(Vector512<float> f, Vector512<short> acc, float dw, float mw, Vector512<float> dx, Vector512<float> sx) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(acc, Vector512<short>.One)), dx * Vector512.Create(dw), Avx512F.FusedMultiplyAdd(sx, Vector512.Create(mw), f));
+
+    // ---------- Q4_K × Q8_K: the operators of Int8MicroK at 512 bits ----------
+
+    public static Vector512<int> AddScaled(Vector512<int> isum, Vector512<short> acc, int* sc) =>
+        isum + Avx512BW.MultiplyAddAdjacent(acc, Vector512.Create(*sc).AsInt16());
+    public static Vector512<int> AddMins(Vector512<int> imin, int* bs, int mins) =>
+        imin + Avx512BW.MultiplyAddAdjacent(Vector512.Load(bs).AsInt16(), Vector512.Create(mins).AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ScaleK(Vector512<float> f, Vector512<int> isum, Vector512<int> imin, float d, float negDmin, Vector512<float> dx) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(imin), dx * Vector512.Create(negDmin),
+            Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dx * Vector512.Create(d), f));
 
     /// <summary>How many scale groups one 32-element block has: its d and m apply after 32 / Groups elements.</summary>
     private interface IScaleGroups { static abstract int Groups { get; } }
@@ -147,15 +165,19 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
 /// one vpmaddwd to int32 per block (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>). 8-bit formats (Q8_0, Q6_K) keep the
 /// float GEMM here: their split into nibble planes doubles the int16 accumulators.
 /// </summary>
-internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>
+internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>,
+    IInt8KOps<Vector256<short>, Vector256<int>, Vector256<float>>
 {
     public static int Panel => 8;
     public static int TokenStep => 8;
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
-        Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        if (t == DType.Q4_K) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run(w, x, c, ldc, first);
+        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+    }
 
     public static Vector256<sbyte> Broadcast(byte* w) => Vector256.Create(*(uint*)w).AsSByte();
     public static Vector256<short> Dot(Vector256<short> acc, Vector256<sbyte> w, Vector256<sbyte> x) => acc + Avx2.MultiplyAddAdjacent(w.AsByte(), x);
@@ -163,4 +185,14 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Scale(Vector256<float> f, Vector256<short> acc, float dw, float mw, Vector256<float> dx, Vector256<float> sx) =>
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(acc, Vector256<short>.One)), dx * Vector256.Create(dw), Fma.MultiplyAdd(sx, Vector256.Create(mw), f));
+
+    public static Vector256<int> AddScaled(Vector256<int> isum, Vector256<short> acc, int* sc) =>
+        isum + Avx2.MultiplyAddAdjacent(acc, Vector256.Create(*sc).AsInt16());
+    public static Vector256<int> AddMins(Vector256<int> imin, int* bs, int mins) =>
+        imin + Avx2.MultiplyAddAdjacent(Vector256.Load(bs).AsInt16(), Vector256.Create(mins).AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ScaleK(Vector256<float> f, Vector256<int> isum, Vector256<int> imin, float d, float negDmin, Vector256<float> dx) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(imin), dx * Vector256.Create(negDmin),
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), dx * Vector256.Create(d), f));
 }
