@@ -45,21 +45,7 @@ internal static unsafe class GemmReference
         var high = new byte[cols];
         var d = new float[nb * perBlock];
         var m = new float[nb * perBlock];
-        var actMem = new byte[ActQ8.BytesFor(cols) + 64];
-        var xq = new sbyte[n * cols];
-        var xd = new float[n * nb];
-        fixed (byte* am = actMem)
-        fixed (float* px = x)
-        {
-            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
-            a.Nib = null;
-            for (int t = 0; t < n; t++)
-            {
-                ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
-                new ReadOnlySpan<sbyte>(a.Q, cols).CopyTo(xq.AsSpan(t * cols));
-                new ReadOnlySpan<float>(a.D, nb).CopyTo(xd.AsSpan(t * nb));
-            }
-        }
+        var (xq, xd) = QuantizeTokens(x, n, cols, q8k: false);
         fixed (byte* pq = q, ph = high)
         fixed (float* pd = d, pm = m)
         {
@@ -99,21 +85,7 @@ internal static unsafe class GemmReference
     {
         if (w.Type != DType.Q4_K) throw new ArgumentException($"{w.Name}: expected Q4_K, got {w.Type}");
         int cols = w.Cols, ns = cols / 256;
-        var xq = new sbyte[n * cols];
-        var xd = new float[n * ns];
-        var actMem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (byte* am = actMem)
-        fixed (float* px = x)
-        {
-            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
-            a.Nib = null;
-            for (int t = 0; t < n; t++)
-            {
-                ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
-                new ReadOnlySpan<sbyte>(a.Q, cols).CopyTo(xq.AsSpan(t * cols));
-                new ReadOnlySpan<float>(a.D, ns).CopyTo(xd.AsSpan(t * ns));
-            }
-        }
+        var (xq, xd) = QuantizeTokens(x, n, cols, q8k: true);
         var q = new int[256];
         for (int r = 0; r < w.Rows; r++)
         for (int t = 0; t < n; t++)
@@ -148,5 +120,29 @@ internal static unsafe class GemmReference
             }
             y[t * w.Rows + r] = s;
         }
+    }
+
+    /// <summary>Each token of x[n, cols] quantized by the scalar Q8_0 (scale per 32) or Q8_K (scale per 256) specification:
+    /// quants [n, cols] and scales [n, cols / 32 or cols / 256].</summary>
+    private static (sbyte[] Q, float[] D) QuantizeTokens(ReadOnlySpan<float> x, int n, int cols, bool q8k)
+    {
+        int ns = cols / (q8k ? 256 : 32);
+        var xq = new sbyte[n * cols];
+        var xd = new float[n * ns];
+        var actMem = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (byte* am = actMem)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
+            a.Nib = null;
+            for (int t = 0; t < n; t++)
+            {
+                if (q8k) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
+                else ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
+                new ReadOnlySpan<sbyte>(a.Q, cols).CopyTo(xq.AsSpan(t * cols));
+                new ReadOnlySpan<float>(a.D, ns).CopyTo(xd.AsSpan(t * ns));
+            }
+        }
+        return (xq, xd);
     }
 }
