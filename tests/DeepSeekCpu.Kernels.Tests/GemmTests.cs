@@ -187,8 +187,8 @@ public unsafe class GemmTests
         var deq = Dequantize.Matrix(w);
         var kernels = Int8Kernels(t);
         // Q8_0's own GEMM (signed weights read in the interleaved layout, one vpdpbusd / sdot per 4 bytes)
-        if (t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
-        if (t == DType.Q8_0 && KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
+        if (t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni, false));
+        if (t == DType.Q8_0 && KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon, false));
         // n = 37 once more from the interleaved copy of the decode kernels, which the tiles read where it exists
         foreach (int n in Interleave.Supports(t) ? new[] { 1, 13, 37, -37 } : [1, 13, 37])
         {
@@ -197,7 +197,9 @@ public unsafe class GemmTests
             var x = TestData.Gaussian(nt * cols, nt + (int)t);
             var expect = new double[nt * rows];
             GemmReference.Int8(w, x, expect, nt);
-            foreach (var (name, run) in kernels)
+            var expectQ8K = new double[nt * rows];   // Q4_K against Q8_K activations, where a kernel takes that path
+            if (kernels.Exists(k => k.Q8K)) GemmReference.Q4_KQ8_K(w, x, expectQ8K, nt);
+            foreach (var (name, run, q8k) in kernels)
             {
                 var y = new float[nt * rows + 1];
                 y[^1] = 12345f;
@@ -209,7 +211,7 @@ public unsafe class GemmTests
                     // Integer block sums are exact in both; only the float scaling and accumulation order differ.
                     double scale = 0;
                     for (int k = 0; k < cols; k++) scale += Math.Abs((double)deq[r * cols + k] * x[tk * cols + k]);
-                    double got = y[tk * rows + r], exp = expect[tk * rows + r], tol = 2e-6 * scale + 1e-7;
+                    double got = y[tk * rows + r], exp = (q8k ? expectQ8K : expect)[tk * rows + r], tol = 2e-6 * scale + 1e-7;
                     Assert.True(Math.Abs(got - exp) <= tol, $"{t} {name} n={n} token {tk} row {r}: {got} vs integer reference {exp} (tolerance {tol:G3})");
                 }
             }
@@ -217,12 +219,13 @@ public unsafe class GemmTests
     }
 
     /// <summary>The int8 GEMMs of <paramref name="t"/> this machine (or instruction-set configuration) runs.</summary>
-    private static List<(string Name, nint Run)> Int8Kernels(DType t)
+    /// <remarks>Q8K: whether the kernel multiplies <paramref name="t"/> against Q8_K activations (<see cref="IInt8Micro.UsesQ8K"/>).</remarks>
+    private static List<(string Name, nint Run, bool Q8K)> Int8Kernels(DType t)
     {
-        var kernels = new List<(string Name, nint Run)>();
-        if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run));
-        if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run));
-        if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run));
+        var kernels = new List<(string Name, nint Run, bool Q8K)>();
+        if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run, X86.GemmInt8Avx512.UsesQ8K(t)));
+        if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run, X86.GemmInt8Avx2.UsesQ8K(t)));
+        if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run, Arm.GemmInt8Neon.UsesQ8K(t)));
         return kernels;
     }
 
@@ -317,7 +320,7 @@ public unsafe class GemmTests
     /// <summary>
     /// Q4_K's int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
     /// 8 sub-blocks × 63 × 32·15·127 per int32): every q = 15, every scale and min 63, activations all ±1 (quantized to
-    /// ±127) or one sign per sub-block, on every int8 GEMM this configuration runs. The products are then known
+    /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
     /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
     /// </summary>
     [Fact]
@@ -344,8 +347,8 @@ public unsafe class GemmTests
             x[t * cols + k] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (k / 32 + t) % 2 == 0 ? 0.5f : -0.5f };
         var deq = Dequantize.Matrix(w);
         var reference = new double[n * rows];
-        GemmReference.Int8(w, x, reference, n);
-        foreach (var (name, run) in Int8Kernels(DType.Q4_K))
+        GemmReference.Q4_KQ8_K(w, x, reference, n);
+        foreach (var (name, run, _) in Int8Kernels(DType.Q4_K).Where(k => k.Q8K))
         {
             var y = new float[n * rows];
             fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);

@@ -117,8 +117,8 @@ internal static unsafe class ExpertGemm
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
                 && MatMul.Plan(b.W3[i], b.M[i], path) == k && b.W3[i].Type == b.W1[i].Type && (nFused == 0 || k == kind)
-                // one packing of the activations for all: Q8_K (Q4_K) or Q8_0 style (Int8Tiles.UsesQ8K)
-                && (nFused == 0 || Int8Tiles.UsesQ8K(b.W1[i].Type) == Int8Tiles.UsesQ8K(b.W1[fused[0]].Type)))
+                // one packing of the activations for all: Q8_K or Q8_0 style (IInt8Micro.UsesQ8K)
+                && (nFused == 0 || UsesQ8K(k, b.W1[i].Type) == UsesQ8K(k, b.W1[fused[0]].Type)))
             {
                 kind = k;
                 fused[nFused++] = i;
@@ -135,6 +135,15 @@ internal static unsafe class ExpertGemm
             default: Fused<Q8Neon.Q8Tile, Q8Neon.Packer>.Run(b, fused, nFused); break;
         }
     }
+
+    /// <summary>Whether the int8 GEMM <paramref name="k"/> multiplies <paramref name="t"/> against Q8_K activations.</summary>
+    private static bool UsesQ8K(MatMulKernel k, DType t) => k switch
+    {
+        MatMulKernel.GemmInt8Avx512 => X86.GemmInt8Avx512.UsesQ8K(t),
+        MatMulKernel.GemmInt8Avx2 => X86.GemmInt8Avx2.UsesQ8K(t),
+        MatMulKernel.GemmInt8Neon => Arm.GemmInt8Neon.UsesQ8K(t),
+        _ => false,
+    };
 
     /// <summary>The MLPs not in <paramref name="fused"/> (ascending): gate and up as one batch of products, then SwiGLU.</summary>
     private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
@@ -191,7 +200,7 @@ internal static unsafe class ExpertGemm
     private readonly struct Int8Pack<TMicro> : ITilePack<GemmInt8<TMicro>.Int8Tile> where TMicro : IInt8Micro
     {
         public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
-            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, Int8Tiles.UsesQ8K(t)));
+            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t)));
     }
 
     /// <summary>The fused gate/up GEMM with the tile kernel <typeparamref name="TTile"/>, its activations packed by <typeparamref name="TPack"/>.</summary>

@@ -52,6 +52,10 @@ internal unsafe interface IInt8Micro
     static abstract int TokenStep { get; }
     /// <summary>Weight formats this micro-kernel multiplies (all of them are unpacked by <see cref="Int8Tiles"/>).</summary>
     static abstract bool Supports(DType t);
+    /// <summary>Whether this micro-kernel multiplies <paramref name="t"/> against Q8_K activations with integer
+    /// sub-block scales (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>; only formats with
+    /// <see cref="Int8Tiles.UsesQ8K"/>), else against Q8_0 activations.</summary>
+    static abstract bool UsesQ8K(DType t);
 
     /// <summary>
     /// C[4 rows, TokenStep tokens] (+)= Σ over nBlocks blocks of d_w·d_x·Σq·qx + m_w·(d_x·Σqx), from the unpacked rows
@@ -260,8 +264,8 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
 /// <list type="bullet">
 /// <item>Weight tiles of 64 rows × 256 columns are unpacked once to bytes q with per-block d and m
 /// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
-/// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> (Q4_K: as
-/// <see cref="ActQ8.QuantizeQ8_K"/>, the activations its matrix-vector kernels use) and packed into panels
+/// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> (Q4_K where
+/// <see cref="IInt8Micro.UsesQ8K"/>: as <see cref="ActQ8.QuantizeQ8_K"/>, the activations its matrix-vector kernels use) and packed into panels
 /// (<see cref="Int8Panels"/>).</item>
 /// <item>The tiled driver (<see cref="TiledGemm{TKernel}"/>, shared with the float GEMM) runs the ISA's
 /// micro-kernel, which forms Σq·qx per block in integers and accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in
@@ -276,7 +280,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
     public static void Run(WeightMatrix w, float* x, float* y, int n)
     {
         int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep;
-        var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2, Int8Tiles.UsesQ8K(w.Type));
+        var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2, TMicro.UsesQ8K(w.Type));
         TiledGemm<Int8Tile>.Run(w, new Int8Tile(acts), y, n, nPad);
     }
 
@@ -298,7 +302,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            if (Int8Tiles.UsesQ8K(w.Type))
+            if (TMicro.UsesQ8K(w.Type))
                 for (int r = 0; r < nr; r++)
                     Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
             else

@@ -21,9 +21,10 @@ internal static unsafe class Int8Tiles
     public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
 
     /// <summary>
-    /// Whether the int8 GEMM multiplies <paramref name="t"/> against Q8_K activations (a scale per 256, as its
+    /// Whether the int8 GEMM can multiply <paramref name="t"/> against Q8_K activations (a scale per 256, as its
     /// matrix-vector kernels do) with the integer sub-block scales of <see cref="UnpackQ4_K"/>, rather than against
-    /// Q8_0 activations with float scales per 32 from <see cref="Unpack"/>.
+    /// Q8_0 activations with float scales per 32 from <see cref="Unpack"/>; each micro-kernel decides whether it does
+    /// (<see cref="IInt8Micro.UsesQ8K"/>).
     /// </summary>
     public static bool UsesQ8K(DType t) => t == DType.Q4_K;
 

@@ -18,11 +18,13 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
     public static int Panel => 4;
     public static int TokenStep => 8;
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+    /// <summary>Q4_K against Q8_K activations: not measured on Arm hardware; sdot and the float scaling share NEON's pipes, as on AVX2.</summary>
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
     {
-        if (t == DType.Q4_K) Int8MicroK<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<int>, Vector128<float>>.Run(w, x, c, ldc, first);
+        if (UsesQ8K(t)) Int8MicroK<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<int>, Vector128<float>>.Run(w, x, c, ldc, first);
         else Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run(w, nBlocks, x, c, ldc, first);
     }
 

@@ -34,12 +34,11 @@ internal static unsafe class GemmReference
     /// (<see cref="Int8Tiles.Unpack"/>, itself equal to <see cref="Dequantize"/>), and
     /// y[t, r] = Σ_groups d_w·d_x·Σ q·q_x + m_w·d_x·Σ q_x, with the inner sums in int32 and the outer in float64.
     /// A group is a 32-element block, or 16 elements where the format has a scale per 16 (Q6_K).
-    /// Q4_K, which the GEMM multiplies against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>), is specified by
-    /// <see cref="Q4_KQ8_K"/>.
+    /// Q4_K where a micro-kernel multiplies it against Q8_K activations (<see cref="IInt8Micro.UsesQ8K"/>) is
+    /// specified by <see cref="Q4_KQ8_K"/> instead.
     /// </summary>
     public static void Int8(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
     {
-        if (Int8Tiles.UsesQ8K(w.Type)) { Q4_KQ8_K(w, x, y, n); return; }
         int cols = w.Cols, nb = cols / 32, perBlock = Int8Tiles.ScalesPerBlock(w.Type), size = 32 / perBlock;
         var q = new byte[cols];
         var high = new byte[cols];
