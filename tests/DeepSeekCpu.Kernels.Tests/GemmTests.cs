@@ -185,13 +185,10 @@ public unsafe class GemmTests
         var (rows, cols) = Shape(t);
         using var w = TestData.Matrix(t, TestData.Gaussian(rows * cols, 23 + (int)t, 0.05f), rows, cols);
         var deq = Dequantize.Matrix(w);
-        var kernels = new List<(string Name, nint Run)>();
-        if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run));
-        if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run));
-        if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run));
+        var kernels = Int8Kernels(t);
         // Q8_0's own GEMM (signed weights read in the interleaved layout, one vpdpbusd / sdot per 4 bytes)
-        if (t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
-        if (t == DType.Q8_0 && KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
+        if (t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni, false));
+        if (t == DType.Q8_0 && KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon, false));
         // n = 37 once more from the interleaved copy of the decode kernels, which the tiles read where it exists
         foreach (int n in Interleave.Supports(t) ? new[] { 1, 13, 37, -37 } : [1, 13, 37])
         {
@@ -200,7 +197,9 @@ public unsafe class GemmTests
             var x = TestData.Gaussian(nt * cols, nt + (int)t);
             var expect = new double[nt * rows];
             GemmReference.Int8(w, x, expect, nt);
-            foreach (var (name, run) in kernels)
+            var expectQ8K = new double[nt * rows];   // Q4_K against Q8_K activations, where a kernel takes that path
+            if (kernels.Exists(k => k.Q8K)) GemmReference.Q4_KQ8_K(w, x, expectQ8K, nt);
+            foreach (var (name, run, q8k) in kernels)
             {
                 var y = new float[nt * rows + 1];
                 y[^1] = 12345f;
@@ -212,9 +211,156 @@ public unsafe class GemmTests
                     // Integer block sums are exact in both; only the float scaling and accumulation order differ.
                     double scale = 0;
                     for (int k = 0; k < cols; k++) scale += Math.Abs((double)deq[r * cols + k] * x[tk * cols + k]);
-                    double got = y[tk * rows + r], exp = expect[tk * rows + r], tol = 2e-6 * scale + 1e-7;
+                    double got = y[tk * rows + r], exp = (q8k ? expectQ8K : expect)[tk * rows + r], tol = 2e-6 * scale + 1e-7;
                     Assert.True(Math.Abs(got - exp) <= tol, $"{t} {name} n={n} token {tk} row {r}: {got} vs integer reference {exp} (tolerance {tol:G3})");
                 }
+            }
+        }
+    }
+
+    /// <summary>The int8 GEMMs of <paramref name="t"/> this machine (or instruction-set configuration) runs.</summary>
+    /// <remarks>Q8K: whether the kernel multiplies <paramref name="t"/> against Q8_K activations (<see cref="IInt8Micro.UsesQ8K"/>).</remarks>
+    private static List<(string Name, nint Run, bool Q8K)> Int8Kernels(DType t)
+    {
+        var kernels = new List<(string Name, nint Run, bool Q8K)>();
+        if (KernelInfo.Available.Contains(KernelPath.Avx512) && X86.GemmInt8Avx512.Supports(t)) kernels.Add(("avx512", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx512>.Run, X86.GemmInt8Avx512.UsesQ8K(t)));
+        if (KernelInfo.Available.Contains(KernelPath.Avx2) && X86.GemmInt8Avx2.Supports(t)) kernels.Add(("avx2", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<X86.GemmInt8Avx2>.Run, X86.GemmInt8Avx2.UsesQ8K(t)));
+        if (KernelInfo.Available.Contains(KernelPath.NeonDp) && Arm.GemmInt8Neon.Supports(t)) kernels.Add(("neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmInt8<Arm.GemmInt8Neon>.Run, Arm.GemmInt8Neon.UsesQ8K(t)));
+        return kernels;
+    }
+
+    /// <summary>
+    /// Q4_K's integer tile (the Q8_K path: 6-bit scales and mins kept as integers) against <see cref="Dequantize"/>:
+    /// (d·sc)·q − dmin·m rebuilt from it in Dequantize's float operations equals its values bit for bit, from the
+    /// stored rows and from the interleaved copy; random block bytes, so every 6-bit scale and min value occurs.
+    /// </summary>
+    [Fact]
+    public void Q4_K_integer_tile_unpack_equals_Dequantize_bit_for_bit()
+    {
+        const int rows = 37, cols = 768;
+        using var w = KQuantsTests.RandomBlocks(DType.Q4_K, rows, cols, 41);
+        var q = new byte[256];
+        var scales = new int[8];
+        var mins = new float[8];
+        var expect = new float[cols];
+        fixed (byte* pq = q)
+        fixed (int* ps = scales)
+        fixed (float* pm = mins)
+        foreach (bool interleaved in new[] { false, true })
+        {
+            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
+            for (int r = 0; r < rows; r++)
+            {
+                Dequantize.RowOf(w, r, expect);
+                for (int sb = 0; sb < cols / 256; sb++)
+                {
+                    Array.Clear(mins);
+                    Int8Tiles.UnpackQ4_K(w, r, sb, pq, ps, pm);
+                    float d = mins[4], dmin = -mins[5];
+                    for (int k = 0; k < 256; k++)
+                    {
+                        int j = k / 32, sc = scales[j] & 0xFFFF, mn = (BitConverter.SingleToInt32Bits(mins[j / 2]) >> (16 * (j % 2))) & 0xFFFF;
+                        Assert.Equal(sc * 0x10001, scales[j]);
+                        Assert.InRange(sc, 0, 63); Assert.InRange(mn, 0, 63); Assert.InRange(q[k], (byte)0, (byte)15);
+                        float dj = d * sc, mj = dmin * mn, got = dj * q[k] - mj;
+                        Assert.True(expect[256 * sb + k] == got,
+                            $"{(interleaved ? "interleaved" : "stored")} row {r} col {256 * sb + k}: unpacked {got} vs Dequantize {expect[256 * sb + k]}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The Q8_K mode of the activation packer (Q4_K's int8 GEMM) against <see cref="ActQ8.QuantizeQ8_KScalar"/>
+    /// (ggml's quantize_row_q8_K_ref): the same quant bytes in panel order, the scale per 256 in each of its blocks, and
+    /// Σq per sub-block of 32 (two of the reference's sums per 16) in int16 pairs in the first 4 blocks' slots.
+    /// </summary>
+    [Theory]
+    [InlineData(4)]
+    [InlineData(8)]
+    [InlineData(16)]
+    public void Q8_K_activation_panels_hold_the_bytes_of_the_scalar_Q8_K_quantizer(int panel)
+    {
+        int cols = 768, nb = cols / 32, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
+        var x = TestData.Gaussian(n * cols, 7 * panel);
+        for (int k = 0; k < 256; k++) x[cols + 256 + k] = 0;   // an all-zero super-block (d = 0)
+        for (int k = 0; k < 256; k++) x[2 * cols + k] = k % 2 == 0 ? 1 : -1;   // ±127: the extreme sums
+        var mem = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (float* px = x)
+        fixed (byte* am = mem)
+        {
+            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums: false, q8k: true);
+            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
+            a.Nib = null;
+            for (int t = 0; t < panels * panel; t++)
+            {
+                if (t < n) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
+                int p = t / panel, j = t % panel;
+                for (int b = 0; b < nb; b++)
+                {
+                    var at = packed.At((long)p * nb + b);
+                    for (int k = 0; k < 32; k++)
+                    {
+                        sbyte expect = t < n ? a.Q[32 * b + k] : (sbyte)0;
+                        sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
+                        Assert.True(expect == got, $"panel {panel} token {t} block {b} k {k}: {got} vs {expect}");
+                    }
+                    Assert.Equal(t < n ? a.D[b / 8] : 0f, at.D[j]);
+                    int sub = b % 8, pair = ((int*)at.S)[j];
+                    if (sub >= 4) { Assert.Equal(0, pair); continue; }
+                    short* bs = a.BSums + 16 * (b / 8) + 4 * sub;
+                    Assert.Equal(t < n ? bs[0] + bs[1] : 0, (short)pair);
+                    Assert.Equal(t < n ? bs[2] + bs[3] : 0, pair >> 16);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q4_K's int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
+    /// 8 sub-blocks × 63 × 32·15·127 per int32): every q = 15, every scale and min 63, activations all ±1 (quantized to
+    /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
+    /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
+    /// </summary>
+    [Fact]
+    public void Q4_K_gemm_is_exact_at_the_bounds_of_its_integer_sums()
+    {
+        const int rows = 12, cols = 512, n = 37;
+        long bytes = DType.Q4_K.ByteCount((long)rows * cols);
+        var buf = new NativeBuffer(bytes);
+        var blocks = new Span<BlockQ4_K>(buf.Pointer, (int)(bytes / sizeof(BlockQ4_K)));
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            fixed (BlockQ4_K* b = &blocks[i])
+            {
+                new Span<byte>(b, sizeof(BlockQ4_K)).Fill(0xFF);   // every 6-bit scale and min 63 (get_scale_min_k4), every nibble 15
+                int r = i / (cols / 256);
+                b->D = (Half)(r % 3 == 0 ? 1.0 : 0.25 * (r + 1));
+                b->DMin = (Half)(r % 4 == 1 ? 0.0 : 0.5 * (r % 5));   // a row without mins, and rows with both terms
+            }
+        }
+        using var w = new WeightMatrix("q4_k-bounds", DType.Q4_K, rows, cols, buf.Pointer, null, buf);
+        var x = new float[n * cols];
+        for (int t = 0; t < n; t++)
+        for (int k = 0; k < cols; k++)
+            x[t * cols + k] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (k / 32 + t) % 2 == 0 ? 0.5f : -0.5f };
+        var deq = Dequantize.Matrix(w);
+        var reference = new double[n * rows];
+        GemmReference.Q4_KQ8_K(w, x, reference, n);
+        foreach (var (name, run, _) in Int8Kernels(DType.Q4_K).Where(k => k.Q8K))
+        {
+            var y = new float[n * rows];
+            fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+            for (int t = 0; t < n; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                double exact = 0, scale = 0;
+                for (int k = 0; k < cols; k++) { exact += (double)deq[r * cols + k] * x[t * cols + k]; scale += Math.Abs((double)deq[r * cols + k] * x[t * cols + k]); }
+                double got = y[t * rows + r], tol = 1e-6 * scale;
+                // the reference differs from the exact sum only by d_x = 1/iscale rounded to float
+                Assert.True(Math.Abs(reference[t * rows + r] - exact) <= 1e-7 * scale, $"reference token {t} row {r}: {reference[t * rows + r]} vs exact {exact}");
+                Assert.True(Math.Abs(got - exact) <= tol, $"{name} token {t} row {r}: {got} vs exact {exact} (tolerance {tol:G3})");
             }
         }
     }

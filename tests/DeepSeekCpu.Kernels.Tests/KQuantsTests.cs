@@ -19,7 +19,7 @@ public unsafe class KQuantsTests
     {
         DType.Q2_K => [80, 82],
         DType.Q3_K => [108],
-        DType.Q5_1 => [0, 2],
+        DType.Q5_1 or DType.Q4_K => [0, 2],   // Q4_K: d, dmin
         _ => [0],   // IQ4_NL, IQ4_XS
     };
 

@@ -135,7 +135,9 @@ internal static unsafe class ExpertGemm
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
                 && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type)
-                && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols))
+                && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols)
+                // one packing of the activations for all: Q8_K or Q8_0 style (IInt8Micro.UsesQ8K)
+                && (nFused == 0 || UsesQ8K(k, b.W1[i].Type) == UsesQ8K(k, b.W1[fused[0]].Type)))
             {
                 kind = k;
                 fused[nFused++] = i;
@@ -152,6 +154,15 @@ internal static unsafe class ExpertGemm
             default: Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused); break;
         }
     }
+
+    /// <summary>Whether the int8 GEMM <paramref name="k"/> multiplies <paramref name="t"/> against Q8_K activations.</summary>
+    private static bool UsesQ8K(MatMulKernel k, DType t) => k switch
+    {
+        MatMulKernel.GemmInt8Avx512 => X86.GemmInt8Avx512.UsesQ8K(t),
+        MatMulKernel.GemmInt8Avx2 => X86.GemmInt8Avx2.UsesQ8K(t),
+        MatMulKernel.GemmInt8Neon => Arm.GemmInt8Neon.UsesQ8K(t),
+        _ => false,
+    };
 
     /// <summary>The entries not in <paramref name="fused"/> (ascending) as one batch of products (gate and up, then SwiGLU).</summary>
     private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
@@ -209,7 +220,7 @@ internal static unsafe class ExpertGemm
     private readonly struct Int8Pack<TMicro> : ITilePack<GemmInt8<TMicro>.Int8Tile> where TMicro : IInt8Micro
     {
         public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
-            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2));
+            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t)));
     }
 
     /// <summary>
@@ -243,7 +254,7 @@ internal static unsafe class ExpertGemm
     {
         public static (GemmInt8<TMicro>.Int8Tile Body, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile Tail) Pack(float* x, int n, int cols, DType t)
         {
-            var acts = Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2);
+            var acts = Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t));
             return (new(acts), new(acts));
         }
 

@@ -9,6 +9,9 @@ namespace DeepSeekCpu.Kernels;
 /// Rows of an unpacked weight tile (<see cref="Int8Tiles.Unpack"/>) from one row on: q bytes (low plane) and the high
 /// nibble plane of 8-bit formats at row stride <see cref="Int8Tiles.KBlock"/>, and per-block d and m at row stride
 /// <see cref="ScaleStride"/> (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for a scale per 16 elements).
+/// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers in the same slots
+/// (<see cref="Int8Tiles.UnpackQ4_K"/>): D holds sc·0x10001 per sub-block as int32, M the mins in int16 pairs
+/// (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in slots 4 and 5.
 /// </summary>
 internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m, int scaleStride)
 {
@@ -21,6 +24,9 @@ internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m
 /// Packed activations (<see cref="Int8Panels"/>) at one (panel, block): quants Q (32·Panel bytes per block), scales D
 /// and d·Σq S (Panel floats per block), and d·Σq per half block SHalf (2·Panel floats per block; filled only for
 /// formats with a scale per 16 elements). The next panel of a micro-kernel call starts <see cref="Blocks"/> blocks on.
+/// Packed in Q8_K mode (<see cref="Int8Panels.Pack"/>) D holds the token's scale of its 256-element super-block in
+/// every block, and S per super-block, in its first 4 blocks' slots, Σq over sub-blocks 2p and 2p + 1 (32 elements
+/// each) as an int16 pair (p = 0..3); its last 4 are zero.
 /// </summary>
 internal readonly unsafe struct Int8Acts(sbyte* q, float* d, float* s, float* sHalf, int panel, int blocks)
 {
@@ -46,6 +52,10 @@ internal unsafe interface IInt8Micro
     static abstract int TokenStep { get; }
     /// <summary>Weight formats this micro-kernel multiplies (all of them are unpacked by <see cref="Int8Tiles"/>).</summary>
     static abstract bool Supports(DType t);
+    /// <summary>Whether this micro-kernel multiplies <paramref name="t"/> against Q8_K activations with integer
+    /// sub-block scales (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>; only formats with
+    /// <see cref="Int8Tiles.UsesQ8K"/>), else against Q8_0 activations.</summary>
+    static abstract bool UsesQ8K(DType t);
 
     /// <summary>
     /// C[4 rows, TokenStep tokens] (+)= Σ over nBlocks blocks of d_w·d_x·Σq·qx + m_w·(d_x·Σqx), from the unpacked rows
@@ -99,26 +109,45 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         for (int b = 0; b < nBlocks; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            byte* w0 = w.Q + 32 * b;
-            sbyte* pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
-            for (int g = 0; g < 8; g++)
-            {
-                var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
-                var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
-                var v = TOps.Broadcast(w0 + 4 * g);
-                a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
-                v = TOps.Broadcast(w0 + K + 4 * g);
-                a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
-                v = TOps.Broadcast(w0 + 2 * K + 4 * g);
-                a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
-                v = TOps.Broadcast(w0 + 3 * K + 4 * g);
-                a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
-            }
+            Dot4(w.Q + 32 * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
             Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + b, w.M + b, dxa + panel * b, sxa + panel * b);
             if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + b, w.M + b, dxb + panel * b, sxb + panel * b);
         }
         Store4(c, ldc, f0a, f1a, f2a, f3a);
         if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
+    }
+
+    /// <summary>
+    /// The integer sums of one 32-element block: 4 rows (at w0, row stride K) × one or two panels (their quants of the
+    /// block at pa, pb). Per 4 k, the tokens' bytes are loaded once and each row's 4 weight bytes broadcast against them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Dot4(byte* w0, sbyte* pa, sbyte* pb, ref TAcc a0a, ref TAcc a0b, ref TAcc a1a, ref TAcc a1b,
+        ref TAcc a2a, ref TAcc a2b, ref TAcc a3a, ref TAcc a3b)
+    {
+        int panel = TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;
+        for (int g = 0; g < 8; g++)
+        {
+            var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
+            var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
+            var v = TOps.Broadcast(w0 + 4 * g);
+            a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
+            v = TOps.Broadcast(w0 + K + 4 * g);
+            a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
+            v = TOps.Broadcast(w0 + 2 * K + 4 * g);
+            a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
+            v = TOps.Broadcast(w0 + 3 * K + 4 * g);
+            a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
+        }
+    }
+
+    /// <summary>One panel's 4 rows of C (row stride ldc).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Load4(float* c, int ldc, bool first, out TF f0, out TF f1, out TF f2, out TF f3)
+    {
+        if (first) { f0 = f1 = f2 = f3 = default; return; }
+        Load4(c, ldc, out f0, out f1, out f2, out f3);
     }
 
     /// <summary>One panel's 4 rows of C (row stride ldc).</summary>
@@ -130,7 +159,7 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store4(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
+    internal static void Store4(float* c, int ldc, TF f0, TF f1, TF f2, TF f3)
     {
         Unsafe.WriteUnaligned(c, f0); Unsafe.WriteUnaligned(c + ldc, f1);
         Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
@@ -150,16 +179,98 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
 }
 
 /// <summary>
+/// The instructions of the Q4_K × Q8_K micro-kernel (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>) beside those of
+/// <see cref="IInt8Ops{TX, TAcc, TF}"/>: TI holds one int32 per token of a panel.
+/// </summary>
+internal unsafe interface IInt8KOps<TAcc, TI, TF> where TAcc : unmanaged where TI : unmanaged where TF : unmanaged
+{
+    /// <summary>
+    /// isum + sc·(the block's sums in <paramref name="acc"/>) per token, exact: <paramref name="sc"/> points at the
+    /// sub-block scale as sc·0x10001 (vpmaddwd multiplies both int16 halves; NEON reads the low one).
+    /// Bound: 2·30480·63 per block, 8 blocks: 30.7M &lt; 2^31.
+    /// </summary>
+    static abstract TI AddScaled(TI isum, TAcc acc, int* sc);
+    /// <summary>imin + the int16 pair per token at <paramref name="bs"/> (Σq_x of two sub-blocks) · the pair of mins in <paramref name="mins"/>.</summary>
+    static abstract TI AddMins(TI imin, int* bs, int mins);
+    /// <summary>f + float(isum)·(dx·d) + float(imin)·(dx·negDmin): one super-block of one row for one panel, in this order on every ISA.</summary>
+    static abstract TF ScaleK(TF f, TI isum, TI imin, float d, float negDmin, TF dx);
+}
+
+/// <summary>
+/// The micro-kernel of Q4_K against Q8_K activations (one scale per 256 per token) on every instruction set:
+/// C[4 rows, TokenStep tokens] (+)= d_x·(d·Σ_j sc_j·Σq·q_x − dmin·Σ_j m_j·Σq_x) over one super-block (the tile's slice),
+/// as ggml's vec_dot_q4_K_q8_K forms it. The block sums come from <see cref="Int8Micro4{TOps, TX, TAcc, TF}.Dot4"/>; each
+/// is multiplied by its integer 6-bit scale into an int32 sum (one multiply-add per block instead of a convert, a
+/// multiply and two FMAs of per-32 float scales), the mins term is an integer dot of the mins with the activations'
+/// sums per 32, and only one float step per super-block remains.
+/// </summary>
+internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
+    where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF>, IInt8KOps<TAcc, TI, TF>
+    where TX : unmanaged where TAcc : unmanaged where TI : unmanaged where TF : unmanaged
+{
+    private const int S = Int8Tiles.BlocksPerSlice;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Run(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        int panel = TOps.Panel;
+        bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
+        long next = (long)x.Blocks * panel;        // the second panel's offset in D and S (its quants: 32× that)
+        sbyte* xa = x.Q, xb = x.Q + 32 * next;
+        int* sc = (int*)w.D;                        // [4 rows][S]: sc·0x10001
+        TI i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
+        for (int b = 0; b < S; b++)
+        {
+            TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
+            Int8Micro4<TOps, TX, TAcc, TF>.Dot4(w.Q + 32 * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            i0a = TOps.AddScaled(i0a, a0a, sc + b); if (two) i0b = TOps.AddScaled(i0b, a0b, sc + b);
+            i1a = TOps.AddScaled(i1a, a1a, sc + S + b); if (two) i1b = TOps.AddScaled(i1b, a1b, sc + S + b);
+            i2a = TOps.AddScaled(i2a, a2a, sc + 2 * S + b); if (two) i2b = TOps.AddScaled(i2b, a2b, sc + 2 * S + b);
+            i3a = TOps.AddScaled(i3a, a3a, sc + 3 * S + b); if (two) i3b = TOps.AddScaled(i3b, a3b, sc + 3 * S + b);
+        }
+        Finish(w.M, i0a, i1a, i2a, i3a, x.D, (int*)x.S, c, ldc, first);
+        if (two) Finish(w.M, i0b, i1b, i2b, i3b, x.D + next, (int*)x.S + next, c + panel, ldc, first);
+    }
+
+    /// <summary>One panel: the mins term and the float step of 4 rows (mins, d, −dmin at row stride S in <paramref name="wm"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish(float* wm, TI i0, TI i1, TI i2, TI i3, float* dx, int* bs, float* c, int ldc, bool first)
+    {
+        var d = Unsafe.ReadUnaligned<TF>(dx);
+        Int8Micro4<TOps, TX, TAcc, TF>.Load4(c, ldc, first, out var f0, out var f1, out var f2, out var f3);
+        f0 = Row(f0, i0, wm, bs, d);
+        f1 = Row(f1, i1, wm + S, bs, d);
+        f2 = Row(f2, i2, wm + 2 * S, bs, d);
+        f3 = Row(f3, i3, wm + 3 * S, bs, d);
+        Int8Micro4<TOps, TX, TAcc, TF>.Store4(c, ldc, f0, f1, f2, f3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TF Row(TF f, TI isum, float* wm, int* bs, TF dx)
+    {
+        int* mins = (int*)wm;
+        int panel = TOps.Panel;
+        var imin = TOps.AddMins(default, bs, mins[0]);
+        imin = TOps.AddMins(imin, bs + panel, mins[1]);
+        imin = TOps.AddMins(imin, bs + 2 * panel, mins[2]);
+        imin = TOps.AddMins(imin, bs + 3 * panel, mins[3]);
+        return TOps.ScaleK(f, isum, imin, wm[4], wm[5], dx);
+    }
+}
+
+/// <summary>
 /// Integer matrix-matrix product (prompt processing) for the formats whose elements are d·q + m per 32 (or 16)
 /// elements, on every instruction set with an <typeparamref name="TMicro"/>:
 /// <list type="bullet">
 /// <item>Weight tiles of 64 rows × 256 columns are unpacked once to bytes q with per-block d and m
 /// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
-/// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> and packed into panels
+/// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> (Q4_K where
+/// <see cref="IInt8Micro.UsesQ8K"/>: as <see cref="ActQ8.QuantizeQ8_K"/>, the activations its matrix-vector kernels use) and packed into panels
 /// (<see cref="Int8Panels"/>).</item>
 /// <item>The tiled driver (<see cref="TiledGemm{TKernel}"/>, shared with the float GEMM) runs the ISA's
 /// micro-kernel, which forms Σq·qx per block in integers and accumulates C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx) in
-/// float.</item>
+/// float (Q4_K: sc·Σq·qx summed in int32 over the super-block, then one float step per 256,
+/// <see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>).</item>
 /// </list>
 /// </summary>
 internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
@@ -169,7 +280,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
     public static void Run(WeightMatrix w, float* x, float* y, int n)
     {
         int nPad = (n + TMicro.TokenStep - 1) / TMicro.TokenStep * TMicro.TokenStep;
-        var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2);
+        var acts = Int8Panels.Pack(x, n, w.Cols, TMicro.Panel, nPad / TMicro.Panel, Int8Tiles.ScalesPerBlock(w.Type) == 2, TMicro.UsesQ8K(w.Type));
         TiledGemm<Int8Tile>.Run(w, new Int8Tile(acts), y, n, nPad);
     }
 
@@ -191,8 +302,12 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            for (int r = 0; r < nr; r++)
-                Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            if (TMicro.UsesQ8K(w.Type))
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
+            else
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
             for (int r = nr; r < nrPad; r++)
             {
                 new Span<byte>(tile + r * KBlock, KBlock).Clear();
@@ -223,7 +338,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 /// scalar specification) and rearranged into panels of <c>panel</c> tokens so that one vector load holds 4 consecutive
 /// k of every token of a panel: Xq[panel][block][k/4][token][k%4], with Dx[panel][block][token] = d,
 /// Sx[panel][block][token] = d·Σq and, where asked, Sh[panel][block][half][token] = d·Σq over each 16. Padding tokens
-/// are zero.
+/// are zero. In Q8_K mode (for Q4_K weights) each token is quantized by <see cref="ActQ8.QuantizeQ8_K"/> instead: the
+/// same quant layout, Dx its scale per 256 repeated in each of the super-block's 8 blocks, and Sx per super-block the
+/// int16 pairs (Σq over sub-block 2p, over 2p + 1) in the slots of its blocks p = 0..3 (<see cref="Int8Acts"/>).
 /// </summary>
 internal static unsafe class Int8Panels
 {
@@ -231,7 +348,7 @@ internal static unsafe class Int8Panels
     [ThreadStatic] private static PackJob? _job;
 
     /// <summary>Packs tokens 0..n of x[n, cols] into <paramref name="panels"/> panels (per-thread scratch, valid until the next call).</summary>
-    public static Int8Acts Pack(float* x, int n, int cols, int panel, int panels, bool halfSums)
+    public static Int8Acts Pack(float* x, int n, int cols, int panel, int panels, bool halfSums, bool q8k = false)
     {
         int nb = cols / 32;
         long qBytes = (long)panels * nb * 32 * panel, floats = (long)panels * nb * panel;
@@ -239,7 +356,7 @@ internal static unsafe class Int8Panels
         float* d = (float*)(mem + qBytes);
         var acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, panel, nb);
         var job = _job ??= new PackJob();
-        job.X = x; job.N = n; job.Cols = cols; job.Acts = acts; job.HalfSums = halfSums;
+        job.X = x; job.N = n; job.Cols = cols; job.Acts = acts; job.HalfSums = halfSums; job.Q8K = q8k;
         WorkerPool.Shared.Run(job, panels, grain: 1);
         return acts;
     }
@@ -250,7 +367,7 @@ internal static unsafe class Int8Panels
         public float* X;
         public int N, Cols;
         public Int8Acts Acts;
-        public bool HalfSums;
+        public bool HalfSums, Q8K;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
@@ -274,11 +391,20 @@ internal static unsafe class Int8Panels
                     }
                     continue;
                 }
-                ActQ8.QuantizeQ8_0(X + (long)t * cols, &a);
+                if (Q8K) ActQ8.QuantizeQ8_K(X + (long)t * cols, &a);
+                else ActQ8.QuantizeQ8_0(X + (long)t * cols, &a);
                 sbyte* q = a.Q;
                 for (int b = 0; b < nb; b++, q += 32, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel)
                 {
                     for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = *(int*)(q + 4 * g);
+                    if (Q8K)
+                    {
+                        *d = a.D[b / 8];
+                        int pair = b % 8;   // pair p (sub-blocks 2p, 2p + 1): the super-block's sums per 16 at 4p..4p + 3
+                        short* bs = a.BSums + 16 * (b / 8) + 4 * pair;
+                        *(int*)s = pair < 4 ? (ushort)(bs[0] + bs[1]) | (bs[2] + bs[3]) << 16 : 0;
+                        continue;
+                    }
                     *d = a.D[b];
                     *s = a.S[b];
                     if (HalfSums)

@@ -20,6 +20,14 @@ internal static unsafe class Int8Tiles
     /// <summary>d and m per 32-element block: 1, or 2 for Q6_K (a scale per 16 elements).</summary>
     public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
 
+    /// <summary>
+    /// Whether the int8 GEMM can multiply <paramref name="t"/> against Q8_K activations (a scale per 256, as its
+    /// matrix-vector kernels do) with the integer sub-block scales of <see cref="UnpackQ4_K"/>, rather than against
+    /// Q8_0 activations with float scales per 32 from <see cref="Unpack"/>; each micro-kernel decides whether it does
+    /// (<see cref="IInt8Micro.UsesQ8K"/>).
+    /// </summary>
+    public static bool UsesQ8K(DType t) => t == DType.Q4_K;
+
     /// <summary>Blocks [b0, b0 + count) of row r as q bytes (element order) with per-32 d and m: w = d·q + m
     /// (8-bit formats and Q5_K: q = 16·high + low). Read from the interleaved copy where the matrix has one
     /// (<see cref="WeightMatrix.Interleaved"/>, the decode kernels' layout), so prompts and decoding read one copy of
@@ -95,18 +103,10 @@ internal static unsafe class Int8Tiles
                 {
                     byte* blk = src.Block((b0 + i) / 8);
                     float sd = HalfBits.ToFloat(src.Half(blk, 0, 0)), sm = HalfBits.ToFloat(src.Half(blk, 2, Interleave.Q4_KDMin));
-                    for (int g = 0; g < 4; g++)
-                        for (int h = 0; h < 2; h++)   // 128-bit halves: Vector256 is emulated on Arm64
-                        {
-                            var v = src.Quants(blk, 16, Interleave.Q4_KQuants, 32 * g + 16 * h);
-                            (v & mask).Store(q + 32 * i + 64 * g + 16 * h);
-                            (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 32 * i + 64 * g + 32 + 16 * h);
-                        }
+                    Q4_KQuants(src, blk, q + 32 * i);
                     for (int j = 0; j < 8; j++)
                     {
-                        int sc, mn;
-                        if (src.Grouped) { sc = blk[Interleave.Q4_KScales + 16 * j + src.R]; mn = blk[Interleave.Q4_KMins + 32 * (j / 2) + 2 * src.R + j % 2]; }
-                        else KQuant.ScaleMin(j, ((BlockQ4_K*)blk)->Scales, out sc, out mn);
+                        Q4_KScaleMin(src, blk, j, out int sc, out int mn);
                         d[i + j] = sd * sc;
                         m[i + j] = -sm * mn;
                     }
@@ -143,6 +143,53 @@ internal static unsafe class Int8Tiles
             default:
                 throw new NotSupportedException($"int8 GEMM for {w.Type}");
         }
+    }
+
+    /// <summary>
+    /// Super-block <paramref name="s"/> of Q4_K row r for the Q8_K path (<see cref="UsesQ8K"/>): its 256 q bytes in
+    /// element order as <see cref="Unpack"/> writes them, and its 6-bit scales and mins kept as integers (ggml
+    /// dequantize_row_q4_K: w = d·sc_j·q − dmin·m_j in sub-block j): scales[j] = sc_j·0x10001 (the scale in both int16
+    /// halves, for vpmaddwd), mins[p] = m_2p | m_2p+1 &lt;&lt; 16 (p = 0..3), then mins[4] = d and mins[5] = −dmin.
+    /// </summary>
+    public static void UnpackQ4_K(WeightMatrix w, int r, int s, byte* q, int* scales, float* mins)
+    {
+        var src = BlockSource.Of(w, r);
+        byte* blk = src.Block(s);
+        Q4_KQuants(src, blk, q);
+        for (int j = 0; j < 8; j += 2)
+        {
+            Q4_KScaleMin(src, blk, j, out int sc0, out int m0);
+            Q4_KScaleMin(src, blk, j + 1, out int sc1, out int m1);
+            scales[j] = sc0 * 0x10001;
+            scales[j + 1] = sc1 * 0x10001;
+            ((int*)mins)[j / 2] = m0 | m1 << 16;
+        }
+        mins[4] = HalfBits.ToFloat(src.Half(blk, 0, 0));
+        mins[5] = -HalfBits.ToFloat(src.Half(blk, 2, Interleave.Q4_KDMin));
+    }
+
+    /// <summary>A Q4_K super-block's 256 nibbles in element order (ggml dequantize_row_q4_K: per 64 elements g, the
+    /// low nibbles of qs[32g..32g + 31], then their high nibbles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_KQuants(in BlockSource src, byte* blk, byte* q)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        for (int g = 0; g < 4; g++)
+            for (int h = 0; h < 2; h++)   // 128-bit halves: Vector256 is emulated on Arm64
+            {
+                var v = src.Quants(blk, 16, Interleave.Q4_KQuants, 32 * g + 16 * h);
+                (v & mask).Store(q + 64 * g + 16 * h);
+                (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(q + 64 * g + 32 + 16 * h);
+            }
+    }
+
+    /// <summary>Scale and min of sub-block j: <see cref="KQuant.ScaleMin"/> of a stored block, or the bytes
+    /// <see cref="Interleave"/> unpacked them to in a group.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_KScaleMin(in BlockSource src, byte* blk, int j, out int sc, out int mn)
+    {
+        if (src.Grouped) { sc = blk[Interleave.Q4_KScales + 16 * j + src.R]; mn = blk[Interleave.Q4_KMins + 32 * (j / 2) + 2 * src.R + j % 2]; }
+        else KQuant.ScaleMin(j, ((BlockQ4_K*)blk)->Scales, out sc, out mn);
     }
 
     /// <summary>

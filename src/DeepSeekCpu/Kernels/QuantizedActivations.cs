@@ -174,6 +174,7 @@ internal unsafe struct ActQ8
 
     /// <summary>Q8_K style: quantize_row_q8_K_ref (iscale = -127/max with max the signed value of largest magnitude,
     /// d = 1/iscale, bsums per 16). SIMD where available, producing the bytes of <see cref="QuantizeQ8_KScalar"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeQ8_K(float* x, ActQ8* a)
     {
         if (!Vector128.IsHardwareAccelerated) { QuantizeQ8_KScalar(x, a); return; }
@@ -201,20 +202,37 @@ internal unsafe struct ActQ8
                 if (hits != 0) { max = xb[i + System.Numerics.BitOperations.TrailingZeroCount(hits)]; break; }
             }
             float iscale = -127f / max;
-            var vs = Vector128.Create(iscale);
-            var cap = Vector128.Create(127);
             for (int g = 0; g < 16; g++)
-            {
-                float* xg = xb + 16 * g;
-                var i0 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg) * vs)));
-                var i1 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 4) * vs)));
-                var i2 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 8) * vs)));
-                var i3 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(xg + 12) * vs)));
-                Vector128.Narrow(Vector128.Narrow(i0, i1), Vector128.Narrow(i2, i3)).Store(q + 16 * g);
-                bs[g] = (short)Vector128.Sum((i0 + i1) + (i2 + i3));
-            }
+                bs[g] = (short)(Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? Store16V512(xb + 16 * g, iscale, q + 16 * g) : Store16(xb + 16 * g, iscale, q + 16 * g));
             a->D[b] = 1 / iscale;
         }
+    }
+
+    /// <summary>16 values × iscale rounded half-to-even, capped at 127 (ggml's MIN(127, nearest_int(iscale·x))),
+    /// stored as int8; returns their sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Store16(float* x, float iscale, sbyte* q)
+    {
+        var vs = Vector128.Create(iscale);
+        var cap = Vector128.Create(127);
+        var i0 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x) * vs)));
+        var i1 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + 4) * vs)));
+        var i2 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + 8) * vs)));
+        var i3 = Vector128.Min(cap, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + 12) * vs)));
+        Vector128.Narrow(Vector128.Narrow(i0, i1), Vector128.Narrow(i2, i3)).Store(q);
+        return Vector128.Sum((i0 + i1) + (i2 + i3));
+    }
+
+    /// <summary>
+    /// <see cref="Store16"/> in one 512-bit register (the int8 GEMM quantizes whole Q4_K prompts through it): as in
+    /// <see cref="QuantizeQ8_0V512"/>, vcvtps2dq rounds to nearest even like Round + convert, and vpmovdb narrows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Store16V512(float* x, float iscale, sbyte* q)
+    {
+        var i = Vector512.Min(Vector512.Create(127), Avx512F.ConvertToVector512Int32(Vector512.Load(x) * iscale));
+        Avx512F.ConvertToVector128SByte(i).Store(q);
+        return Vector512.Sum(i);
     }
 
     /// <summary>The scalar specification of <see cref="QuantizeQ8_K"/> (ggml's quantize_row_q8_K_ref).</summary>

@@ -34,6 +34,8 @@ internal static unsafe class GemmReference
     /// (<see cref="Int8Tiles.Unpack"/>, itself equal to <see cref="Dequantize"/>), and
     /// y[t, r] = Σ_groups d_w·d_x·Σ q·q_x + m_w·d_x·Σ q_x, with the inner sums in int32 and the outer in float64.
     /// A group is a 32-element block, or 16 elements where the format has a scale per 16 (Q6_K).
+    /// Q4_K where a micro-kernel multiplies it against Q8_K activations (<see cref="IInt8Micro.UsesQ8K"/>) is
+    /// specified by <see cref="Q4_KQ8_K"/> instead.
     /// </summary>
     public static void Int8(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
     {
@@ -42,21 +44,7 @@ internal static unsafe class GemmReference
         var high = new byte[cols];
         var d = new float[nb * perBlock];
         var m = new float[nb * perBlock];
-        var actMem = new byte[ActQ8.BytesFor(cols) + 64];
-        var xq = new sbyte[n * cols];
-        var xd = new float[n * nb];
-        fixed (byte* am = actMem)
-        fixed (float* px = x)
-        {
-            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
-            a.Nib = null;
-            for (int t = 0; t < n; t++)
-            {
-                ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
-                new ReadOnlySpan<sbyte>(a.Q, cols).CopyTo(xq.AsSpan(t * cols));
-                new ReadOnlySpan<float>(a.D, nb).CopyTo(xd.AsSpan(t * nb));
-            }
-        }
+        var (xq, xd) = QuantizeTokens(x, n, cols, q8k: false);
         fixed (byte* pq = q, ph = high)
         fixed (float* pd = d, pm = m)
         {
@@ -83,5 +71,77 @@ internal static unsafe class GemmReference
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The Q4_K × Q8_K product of <see cref="GemmInt8{TMicro}"/>, written from the formats (ggml-quants.c:
+    /// block_q4_K with get_scale_min_k4 and dequantize_row_q4_K's element order; quantize_row_q8_K_ref through
+    /// <see cref="ActQ8.QuantizeQ8_KScalar"/>), as ggml's vec_dot_q4_K_q8_K sums it: per super-block,
+    /// isum = Σ_j sc_j·Σ q·q_x and imin = Σ_j m_j·Σ q_x over the 8 sub-blocks j of 32 in int32, then
+    /// y[t, r] = Σ_super-blocks d_x·(d·isum − dmin·imin) in float64.
+    /// </summary>
+    public static void Q4_KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
+    {
+        if (w.Type != DType.Q4_K) throw new ArgumentException($"{w.Name}: expected Q4_K, got {w.Type}");
+        int cols = w.Cols, ns = cols / 256;
+        var (xq, xd) = QuantizeTokens(x, n, cols, q8k: true);
+        var q = new int[256];
+        for (int r = 0; r < w.Rows; r++)
+        for (int t = 0; t < n; t++)
+        {
+            double s = 0;
+            for (int sb = 0; sb < ns; sb++)
+            {
+                var blk = (BlockQ4_K*)w.Row(r) + sb;
+                // element 64g + l: low nibble of qs[32g + l] (sub-block 2g); 64g + 32 + l: its high nibble (2g + 1)
+                for (int g = 0; g < 4; g++)
+                for (int l = 0; l < 32; l++)
+                {
+                    q[64 * g + l] = blk->Qs[32 * g + l] & 0xF;
+                    q[64 * g + 32 + l] = blk->Qs[32 * g + l] >> 4;
+                }
+                int isum = 0, imin = 0;
+                for (int j = 0; j < 8; j++)
+                {
+                    KQuant.ScaleMin(j, blk->Scales, out int sc, out int mn);
+                    int dot = 0, xs = 0;
+                    for (int k = 32 * j; k < 32 * j + 32; k++)
+                    {
+                        int qx = xq[t * cols + 256 * sb + k];
+                        dot += q[k] * qx;
+                        xs += qx;
+                    }
+                    isum += sc * dot;
+                    imin += mn * xs;
+                }
+                double dx = xd[t * ns + sb];
+                s += dx * ((double)HalfBits.ToFloat(blk->D) * isum - (double)HalfBits.ToFloat(blk->DMin) * imin);
+            }
+            y[t * w.Rows + r] = s;
+        }
+    }
+
+    /// <summary>Each token of x[n, cols] quantized by the scalar Q8_0 (scale per 32) or Q8_K (scale per 256) specification:
+    /// quants [n, cols] and scales [n, cols / 32 or cols / 256].</summary>
+    private static (sbyte[] Q, float[] D) QuantizeTokens(ReadOnlySpan<float> x, int n, int cols, bool q8k)
+    {
+        int ns = cols / (q8k ? 256 : 32);
+        var xq = new sbyte[n * cols];
+        var xd = new float[n * ns];
+        var actMem = new byte[ActQ8.BytesFor(cols) + 64];
+        fixed (byte* am = actMem)
+        fixed (float* px = x)
+        {
+            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
+            a.Nib = null;
+            for (int t = 0; t < n; t++)
+            {
+                if (q8k) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
+                else ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
+                new ReadOnlySpan<sbyte>(a.Q, cols).CopyTo(xq.AsSpan(t * cols));
+                new ReadOnlySpan<float>(a.D, ns).CopyTo(xd.AsSpan(t * ns));
+            }
+        }
+        return (xq, xd);
     }
 }

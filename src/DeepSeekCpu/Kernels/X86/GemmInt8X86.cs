@@ -25,6 +25,14 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q8_0 or DType.Q6_K or DType.Q5_K;
 
     /// <summary>
+    /// Q4_K stays on Q8_0 activations here: the Q8_K path (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>) measured
+    /// level with it at 512 bits on this Xeon (perf: micro-kernel samples per sample of the unchanged transpose 15.0
+    /// against 14.4; pp512 CPU time equal within noise), since vpmaddubsw and vpmaddwd take port 0 while the per-block
+    /// float scaling ran beside them on port 5. Where int8 multiplies and float operations share ports (AVX2) it pays.
+    /// </summary>
+    public static bool UsesQ8K(DType t) => false;
+
+    /// <summary>
     /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
     /// planes: q + 128 = 16·h + l with h, l in 0..15, and Σ q·x = 16·Σ h·x + Σ l·x − 128·Σ x (the −128 goes into m);
     /// two planes need twice the int16 accumulators, so they run two rows at a time. Q6_K carries a scale per 16
@@ -147,15 +155,20 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
 /// one vpmaddwd to int32 per block (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>). 8-bit formats (Q8_0, Q6_K) keep the
 /// float GEMM here: their split into nibble planes doubles the int16 accumulators.
 /// </summary>
-internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>
+internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>,
+    IInt8KOps<Vector256<short>, Vector256<int>, Vector256<float>>
 {
     public static int Panel => 8;
     public static int TokenStep => 8;
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
-        Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run(w, x, c, ldc, first);
+        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+    }
 
     public static Vector256<sbyte> Broadcast(byte* w) => Vector256.Create(*(uint*)w).AsSByte();
     public static Vector256<short> Dot(Vector256<short> acc, Vector256<sbyte> w, Vector256<sbyte> x) => acc + Avx2.MultiplyAddAdjacent(w.AsByte(), x);
@@ -163,4 +176,14 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Scale(Vector256<float> f, Vector256<short> acc, float dw, float mw, Vector256<float> dx, Vector256<float> sx) =>
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(acc, Vector256<short>.One)), dx * Vector256.Create(dw), Fma.MultiplyAdd(sx, Vector256.Create(mw), f));
+
+    public static Vector256<int> AddScaled(Vector256<int> isum, Vector256<short> acc, int* sc) =>
+        isum + Avx2.MultiplyAddAdjacent(acc, Vector256.Create(*sc).AsInt16());
+    public static Vector256<int> AddMins(Vector256<int> imin, int* bs, int mins) =>
+        imin + Avx2.MultiplyAddAdjacent(Vector256.Load(bs).AsInt16(), Vector256.Create(mins).AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ScaleK(Vector256<float> f, Vector256<int> isum, Vector256<int> imin, float d, float negDmin, Vector256<float> dx) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(imin), dx * Vector256.Create(negDmin),
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), dx * Vector256.Create(d), f));
 }
