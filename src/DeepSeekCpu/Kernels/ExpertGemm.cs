@@ -268,6 +268,8 @@ internal static unsafe class ExpertGemm
         public static int Panel => TMicro.Panel;
         public static int TokenStep => TMicro.Panel;
         public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 && TMicro.Supports(t);
+        /// <summary>Q4_0 and Q4_1 take per-32 (Q8_0/Q8_1 style) activations on every instruction set.</summary>
+        public static bool UsesQ8K(DType t) => false;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
