@@ -60,7 +60,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
     private const int Lanes = Interleave.Rows;
     /// <summary>Interleaved Q8_0 block column of 16 rows: 16 halves d, then 8 chunks of 64 bytes.</summary>
     private const int ColumnBytes = 32 + Lanes * 32;
-    /// <summary>Tile layout: a header (the weights' base pointer and group stride), d_w (float) and the sums' start values (int) [64 rows][8 blocks], quants of stored rows.</summary>
+    /// <summary>Tile layout: a header (the weights' base pointer and group stride), d_w (float) and the sums' start values (int) [8 blocks][64 rows], quants of stored rows.</summary>
     private const int ScalesAt = 64, QuantsAt = ScalesAt + 2 * RowBlock * Slice * sizeof(float);
 
     [ThreadStatic] private static FlipJob? _flip;
@@ -155,31 +155,40 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             }
             *(byte**)tile = quants;
             *(long*)(tile + 8) = stride;
-            float* wd = (float*)(tile + ScalesAt);
-            int* bias = (int*)(wd + RowBlock * Slice);
+            float* wd = (float*)(tile + ScalesAt);   // [8 blocks][64 rows]
+            int* bias = (int*)(wd + RowBlock * Slice);   // [8 blocks][64 rows]
+            int panel = TOps.Panel, ones = 0x01010101;
+            var one = TOps.Broadcast((sbyte*)&ones);
             for (int g = 0; g < groups; g++)
             for (int b = 0; b < nb; b++)
             {
                 byte* col = quants + g * stride + b * ColumnBytes;
-                for (int quarter = 0; quarter < 4; quarter++)   // lanes 4·quarter .. +3: one int32 lane per row
+                int at = b * RowBlock + g * Lanes;   // rows g·16 .. g·16 + 15 of block b
+                for (int i = 0; i < Lanes; i += 4)   // d as float (HalfBits.ToFloat on 4 lanes)
+                    HalfsToFloats(Vector128.WidenLower(Vector128.Load((ushort*)col + i).AsUInt16()).AsUInt32()).Store(wd + at + i);
+                // Σ q per row: the rows' bytes (4 per int32 lane, Panel rows per register) dotted with ones, 8 chunks
+                for (int i = 0; i < Lanes; i += panel)
                 {
-                    var sum = Vector128<int>.Zero;
-                    for (int j = 0; j < 8; j++)
-                    {
-                        var v = Vector128.Load((int*)(col + 32 + 64 * j + 16 * quarter));
-                        sum += Vector128.ShiftRightArithmetic(v << 24, 24) + Vector128.ShiftRightArithmetic(v << 16, 24)
-                             + Vector128.ShiftRightArithmetic(v << 8, 24) + Vector128.ShiftRightArithmetic(v, 24);
-                    }
-                    for (int i = 0; i < 4; i++)
-                    {
-                        int lane = 4 * quarter + i, r = g * Lanes + lane;
-                        if (r >= nrPad) break;
-                        float d = HalfBits.ToFloat(((Half*)col)[lane]);
-                        wd[r * Slice + b] = d;
-                        bias[r * Slice + b] = (TOps.UnsignedActs ? -128 * sum[i] : 0) + TOps.SumOffset;
-                    }
+                    var sum = TOps.Start(0);
+                    for (int j = 0; j < 8; j++) sum = TOps.Dot(sum, Unsafe.ReadUnaligned<TX>(col + 32 + 64 * j + 4 * i), one);
+                    Unsafe.WriteUnaligned(bias + at + i, sum);
                 }
             }
+            // start value = −128·Σq (x86: see the class summary) or 0 (Arm), + SumOffset
+            var factor = Vector128.Create(TOps.UnsignedActs ? -128 : 0);
+            var offset = Vector128.Create(TOps.SumOffset);
+            for (int i = 0; i < nb * RowBlock; i += 4) (Vector128.Load(bias + i) * factor + offset).Store(bias + i);
+        }
+
+        /// <summary><see cref="HalfBits.ToFloat"/> on 4 lanes (half bits zero-extended to 32): the same integer steps and one exact subtraction.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector128<float> HalfsToFloats(Vector128<uint> bits)
+        {
+            var mag = (bits & Vector128.Create(0x7FFFu)) << 13;
+            var sub = Vector128.LessThan(mag, Vector128.Create(0x0080_0000u));   // exponent 0: zero or subnormal
+            var f = (mag + Vector128.Create(0x3800_0000u) + (sub & Vector128.Create(0x0080_0000u))).AsSingle()
+                  - (sub & Vector128.Create(0x3880_0000u)).AsSingle();
+            return (f.AsUInt32() | ((bits & Vector128.Create(0x8000u)) << 16)).AsSingle();
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -187,7 +196,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         {
             int panel = TOps.Panel, nb = X.Blocks;
             sbyte* wq = (sbyte*)(*(byte**)tile + r / Lanes * *(long*)(tile + 8) + 32 + 4 * (r % Lanes));   // rows r..r+3, chunk 0
-            float* wd = (float*)(tile + ScalesAt) + r * Slice;
+            float* wd = (float*)(tile + ScalesAt) + r;
             long pb = (long)(t0 / panel) * nb + k0 / 32;   // (panel, block) index
             Micro4(wq, wd, (int*)(wd + RowBlock * Slice), len / 32, X.Q + pb * 32 * panel, X.D + pb * panel, (long)nb * panel, c, ldc, first);
         }
@@ -224,7 +233,8 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             }
         for (int b = 0; b < nBlocks; b++)
         {
-            var qa = new Quad(TOps.Start(bias[b]), TOps.Start(bias[Slice + b]), TOps.Start(bias[2 * Slice + b]), TOps.Start(bias[3 * Slice + b]));
+            int* s = bias + RowBlock * b;
+            var qa = new Quad(TOps.Start(s[0]), TOps.Start(s[1]), TOps.Start(s[2]), TOps.Start(s[3]));
             var qb = qa;
             sbyte* w = wq + ColumnBytes * b, pa = xa + 32 * panel * b, pb = xb + 32 * panel * b;
             Group(ref qa, ref qb, w, pa, pb);
@@ -235,7 +245,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             Group(ref qa, ref qb, w + 320, pa + 20 * panel, pb + 20 * panel);
             Group(ref qa, ref qb, w + 384, pa + 24 * panel, pb + 24 * panel);
             Group(ref qa, ref qb, w + 448, pa + 28 * panel, pb + 28 * panel);
-            float* d0 = wd + b, d1 = d0 + Slice, d2 = d0 + 2 * Slice, d3 = d0 + 3 * Slice;   // d_w of the 4 rows, broadcast from memory
+            float* d0 = wd + RowBlock * b, d1 = d0 + 1, d2 = d0 + 2, d3 = d0 + 3;   // d_w of the 4 rows, broadcast from memory
             var da = Unsafe.ReadUnaligned<TF>(dxa + panel * b);
             Accumulate(c0, qa.R0, d0, da); Accumulate(c1, qa.R1, d1, da);
             Accumulate(c2, qa.R2, d2, da); Accumulate(c3, qa.R3, d3, da);
