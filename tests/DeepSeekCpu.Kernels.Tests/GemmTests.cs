@@ -139,40 +139,57 @@ public unsafe class GemmTests
     [InlineData(16, true)]
     public void Int8_activation_panels_hold_the_bytes_of_the_scalar_quantizer(int panel, bool halfSums)
     {
-        int cols = 544, nb = cols / 32, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
+        int cols = 544, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
         var x = TestData.Gaussian(n * cols, panel);
         for (int k = 0; k < 32; k++) x[cols + 64 + k] = 0;   // an all-zero block (d = 0)
         for (int k = 0; k < 32; k++) x[2 * cols + k] = (k - 16) * 0.5f;   // exact halves: ties round to even
+        ForEachPackedBlock(x, n, cols, panel, panels, halfSums, q8k: false, (t, j, b, at, a) =>
+        {
+            float d = a != null ? a->D[b] : 0, s = a != null ? a->S[b] : 0;
+            Assert.Equal(d, at.D[j]);
+            Assert.Equal(s, at.S[j]);
+            if (halfSums)
+            {
+                int s0 = 0, s1 = 0;
+                for (int k = 0; a != null && k < 32; k++) if (k < 16) s0 += a->Q[32 * b + k]; else s1 += a->Q[32 * b + k];
+                Assert.Equal(d * s0, at.SHalf[j]);
+                Assert.Equal(d * s1, at.SHalf[panel + j]);
+            }
+        });
+    }
+
+    private delegate void PackedBlockCheck(int token, int lane, int block, Int8Acts packed, ActQ8* quantized);
+
+    /// <summary>
+    /// Packs <paramref name="n"/> tokens into int8 activation panels (the last panels padding) and checks every block's
+    /// 32 quants against the scalar quantizer of its token (Q8_0, or Q8_K when <paramref name="q8k"/>), zeros for
+    /// padding; <paramref name="check"/> then checks the block's scales and sums (<c>quantized</c> is null for padding).
+    /// </summary>
+    private static void ForEachPackedBlock(float[] x, int n, int cols, int panel, int panels, bool halfSums, bool q8k, PackedBlockCheck check)
+    {
+        int nb = cols / 32;
         var mem = new byte[ActQ8.BytesFor(cols) + 64];
         fixed (float* px = x)
         fixed (byte* am = mem)
         {
-            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums);
+            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums, q8k);
             var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
             a.Nib = null;
             for (int t = 0; t < panels * panel; t++)
             {
-                if (t < n) ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
+                if (t < n && q8k) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
+                else if (t < n) ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
                 int p = t / panel, j = t % panel;
                 for (int b = 0; b < nb; b++)
                 {
                     var at = packed.At((long)p * nb + b);
-                    int s0 = 0, s1 = 0;
                     for (int k = 0; k < 32; k++)
                     {
                         sbyte expect = t < n ? a.Q[32 * b + k] : (sbyte)0;
                         sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
                         Assert.True(expect == got, $"panel {panel} token {t} block {b} k {k}: {got} vs {expect}");
-                        if (k < 16) s0 += expect; else s1 += expect;
                     }
-                    float d = t < n ? a.D[b] : 0, s = t < n ? a.S[b] : 0;
-                    Assert.Equal(d, at.D[j]);
-                    Assert.Equal(s, at.S[j]);
-                    if (halfSums)
-                    {
-                        Assert.Equal(d * s0, at.SHalf[j]);
-                        Assert.Equal(d * s1, at.SHalf[panel + j]);
-                    }
+                    check(t, j, b, at, t < n ? &a : null);
                 }
             }
         }
@@ -282,39 +299,19 @@ public unsafe class GemmTests
     [InlineData(16)]
     public void Q8_K_activation_panels_hold_the_bytes_of_the_scalar_Q8_K_quantizer(int panel)
     {
-        int cols = 768, nb = cols / 32, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
+        int cols = 768, n = 2 * panel + 3, panels = (n + panel - 1) / panel + 1;   // one all-padding panel
         var x = TestData.Gaussian(n * cols, 7 * panel);
         for (int k = 0; k < 256; k++) x[cols + 256 + k] = 0;   // an all-zero super-block (d = 0)
         for (int k = 0; k < 256; k++) x[2 * cols + k] = k % 2 == 0 ? 1 : -1;   // ±127: the extreme sums
-        var mem = new byte[ActQ8.BytesFor(cols) + 64];
-        fixed (float* px = x)
-        fixed (byte* am = mem)
+        ForEachPackedBlock(x, n, cols, panel, panels, halfSums: false, q8k: true, (t, j, b, at, a) =>
         {
-            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums: false, q8k: true);
-            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
-            a.Nib = null;
-            for (int t = 0; t < panels * panel; t++)
-            {
-                if (t < n) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
-                int p = t / panel, j = t % panel;
-                for (int b = 0; b < nb; b++)
-                {
-                    var at = packed.At((long)p * nb + b);
-                    for (int k = 0; k < 32; k++)
-                    {
-                        sbyte expect = t < n ? a.Q[32 * b + k] : (sbyte)0;
-                        sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
-                        Assert.True(expect == got, $"panel {panel} token {t} block {b} k {k}: {got} vs {expect}");
-                    }
-                    Assert.Equal(t < n ? a.D[b / 8] : 0f, at.D[j]);
-                    int sub = b % 8, pair = ((int*)at.S)[j];
-                    if (sub >= 4) { Assert.Equal(0, pair); continue; }
-                    short* bs = a.BSums + 16 * (b / 8) + 4 * sub;
-                    Assert.Equal(t < n ? bs[0] + bs[1] : 0, (short)pair);
-                    Assert.Equal(t < n ? bs[2] + bs[3] : 0, pair >> 16);
-                }
-            }
-        }
+            Assert.Equal(a != null ? a->D[b / 8] : 0f, at.D[j]);
+            int sub = b % 8, pair = ((int*)at.S)[j];
+            if (sub >= 4) { Assert.Equal(0, pair); return; }
+            short* bs = a != null ? a->BSums + 16 * (b / 8) + 4 * sub : null;
+            Assert.Equal(a != null ? bs[0] + bs[1] : 0, (short)pair);
+            Assert.Equal(a != null ? bs[2] + bs[3] : 0, pair >> 16);
+        });
     }
 
     /// <summary>
