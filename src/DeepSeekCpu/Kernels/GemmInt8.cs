@@ -6,12 +6,17 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// Rows of an unpacked weight tile (<see cref="Int8Tiles.Unpack"/>) from one row on: q bytes (low plane) and the high
-/// nibble plane of 8-bit formats at row stride <see cref="Int8Tiles.KBlock"/>, and per-block d and m at row stride
-/// <see cref="ScaleStride"/> (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for a scale per 16 elements).
+/// Rows of an unpacked weight tile from one row on. The 4-bit formats (<see cref="Int8Tiles.InLanes"/>): q bytes in the
+/// lane layout of <see cref="Int8Tiles.UnpackLanes"/> (the row's 4 bytes of chunk j of block b at Q + 64j +
+/// <see cref="Int8Tiles.LaneBlockBytes"/>·b, the next row's 4 bytes on), d and m per block at D[<see cref="Int8Tiles.TileRows"/>·b],
+/// M[<see cref="Int8Tiles.TileRows"/>·b] (the next row's one float on). The others (<see cref="Int8Tiles.Unpack"/>): q
+/// bytes (low plane) and the high nibble plane of 8-bit formats at row stride <see cref="Int8Tiles.KBlock"/>, and
+/// per-block d and m at row stride <see cref="ScaleStride"/> (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for
+/// a scale per 16 elements).
 /// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers in the same slots
-/// (<see cref="Int8Tiles.UnpackQ4_K"/>): D holds sc·0x10001 per sub-block as int32, M the mins in int16 pairs
-/// (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in slots 4 and 5.
+/// (<see cref="Int8Tiles.UnpackQ4_K"/>): its quants in lanes, but per row at row stride ScaleStride D holds sc·0x10001
+/// per sub-block as int32, M the mins in int16 pairs (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in
+/// slots 4 and 5.
 /// </summary>
 internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m, int scaleStride)
 {
@@ -90,7 +95,7 @@ internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc
 internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
 {
-    private const int K = Int8Tiles.KBlock, S = Int8Tiles.BlocksPerSlice;
+    private const int LB = Int8Tiles.LaneBlockBytes, TR = Int8Tiles.TileRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
@@ -109,17 +114,18 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         for (int b = 0; b < nBlocks; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            Dot4(w.Q + 32 * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
-            Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + b, w.M + b, dxa + panel * b, sxa + panel * b);
-            if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + b, w.M + b, dxb + panel * b, sxb + panel * b);
+            Dot4(w.Q + LB * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + TR * b, w.M + TR * b, dxa + panel * b, sxa + panel * b);
+            if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + TR * b, w.M + TR * b, dxb + panel * b, sxb + panel * b);
         }
         Store4(c, ldc, f0a, f1a, f2a, f3a);
         if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
     }
 
     /// <summary>
-    /// The integer sums of one 32-element block: 4 rows (at w0, row stride K) × one or two panels (their quants of the
-    /// block at pa, pb). Per 4 k, the tokens' bytes are loaded once and each row's 4 weight bytes broadcast against them.
+    /// The integer sums of one 32-element block: 4 rows (in the lane layout at w0: 4 k of row i at w0 + 64·(k/4) + 4i) ×
+    /// one or two panels (their quants of the block at pa, pb). Per 4 k, the tokens' bytes are loaded once and each
+    /// row's 4 weight bytes broadcast against them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Dot4(byte* w0, sbyte* pa, sbyte* pb, ref TAcc a0a, ref TAcc a0b, ref TAcc a1a, ref TAcc a1b,
@@ -131,13 +137,13 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         {
             var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
             var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
-            var v = TOps.Broadcast(w0 + 4 * g);
+            var v = TOps.Broadcast(w0 + 64 * g);
             a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
-            v = TOps.Broadcast(w0 + K + 4 * g);
+            v = TOps.Broadcast(w0 + 64 * g + 4);
             a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
-            v = TOps.Broadcast(w0 + 2 * K + 4 * g);
+            v = TOps.Broadcast(w0 + 64 * g + 8);
             a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
-            v = TOps.Broadcast(w0 + 3 * K + 4 * g);
+            v = TOps.Broadcast(w0 + 64 * g + 12);
             a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
         }
     }
@@ -165,16 +171,16 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
     }
 
-    /// <summary>One block of 4 rows (d, m at row stride S) for one panel (its d and d·Σq at dx, sx).</summary>
+    /// <summary>One block of 4 consecutive rows (d, m one float apart) for one panel (its d and d·Σq at dx, sx).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scale4(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* wm, float* dx, float* sx)
     {
         var d = Unsafe.ReadUnaligned<TF>(dx);
         var s = Unsafe.ReadUnaligned<TF>(sx);
         f0 = TOps.Scale(f0, a0, wd[0], wm[0], d, s);
-        f1 = TOps.Scale(f1, a1, wd[S], wm[S], d, s);
-        f2 = TOps.Scale(f2, a2, wd[2 * S], wm[2 * S], d, s);
-        f3 = TOps.Scale(f3, a3, wd[3 * S], wm[3 * S], d, s);
+        f1 = TOps.Scale(f1, a1, wd[1], wm[1], d, s);
+        f2 = TOps.Scale(f2, a2, wd[2], wm[2], d, s);
+        f3 = TOps.Scale(f3, a3, wd[3], wm[3], d, s);
     }
 }
 
@@ -222,7 +228,7 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
         for (int b = 0; b < S; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            Int8Micro4<TOps, TX, TAcc, TF>.Dot4(w.Q + 32 * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            Int8Micro4<TOps, TX, TAcc, TF>.Dot4(w.Q + Int8Tiles.LaneBlockBytes * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
             i0a = TOps.AddScaled(i0a, a0a, sc + b); if (two) i0b = TOps.AddScaled(i0b, a0b, sc + b);
             i1a = TOps.AddScaled(i1a, a1a, sc + S + b); if (two) i1b = TOps.AddScaled(i1b, a1b, sc + S + b);
             i2a = TOps.AddScaled(i2a, a2a, sc + 2 * S + b); if (two) i2b = TOps.AddScaled(i2b, a2b, sc + 2 * S + b);
@@ -302,12 +308,13 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            if (TMicro.UsesQ8K(w.Type))
-                for (int r = 0; r < nr; r++)
-                    Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
-            else
-                for (int r = 0; r < nr; r++)
-                    Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            if (Int8Tiles.InLanes(w.Type))
+            {
+                Int8Tiles.UnpackLanes(w, r0, nr, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm, Int8Tiles.TileRows);
+                return;
+            }
+            for (int r = 0; r < nr; r++)
+                Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
             for (int r = nr; r < nrPad; r++)
             {
                 new Span<byte>(tile + r * KBlock, KBlock).Clear();
@@ -321,12 +328,14 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
         public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
             int ss = Int8Tiles.ScalesPerBlock(t) * BlocksPerSlice, nb = X.Blocks;
-            float* wd = (float*)(tile + 2 * RowBlock * KBlock) + r * ss;
+            float* wd = (float*)(tile + 2 * RowBlock * KBlock);
             long pb = (long)(t0 / TMicro.Panel) * nb + k0 / 32;   // (panel, block) index
             // Both built per call from the fields and constant panel sizes: a struct kept across calls, or one built
             // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
             // n = 256, one thread).
-            var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd, wd + RowBlock * ss, ss);
+            var wr = !Int8Tiles.InLanes(t) ? new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss)
+                : new Int8Rows(tile + r / Int8Tiles.Lanes * Int8Tiles.LaneGroupBytes + 4 * (r % Int8Tiles.Lanes), null,
+                    TMicro.UsesQ8K(t) ? wd + r * ss : wd + r, TMicro.UsesQ8K(t) ? wd + RowBlock * ss + r * ss : wd + RowBlock * ss + r, ss);
             var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
             TMicro.Micro4(t, wr, len / 32, xa, c, ldc, first);
         }

@@ -16,6 +16,8 @@ internal static unsafe class Int8Tiles
     /// <summary>Columns per unpacked slice (one K-quant super-block, 8 blocks of 32).</summary>
     public const int KBlock = 256;
     public const int BlocksPerSlice = KBlock / 32;
+    /// <summary>Rows of a tile (<see cref="TiledGemm{TKernel}.RowBlock"/>): the block stride of the lane layout's scales.</summary>
+    public const int TileRows = 64;
 
     /// <summary>d and m per 32-element block: 1, or 2 for Q6_K (a scale per 16 elements).</summary>
     public static int ScalesPerBlock(DType t) => t == DType.Q6_K ? 2 : 1;
@@ -156,6 +158,12 @@ internal static unsafe class Int8Tiles
         var src = BlockSource.Of(w, r);
         byte* blk = src.Block(s);
         Q4_KQuants(src, blk, q);
+        Q4_KIntegerScales(src, blk, scales, mins);
+    }
+
+    /// <summary>The scales and mins of <see cref="UnpackQ4_K"/> (a super-block of the row at <paramref name="blk"/>).</summary>
+    private static void Q4_KIntegerScales(in BlockSource src, byte* blk, int* scales, float* mins)
+    {
         for (int j = 0; j < 8; j += 2)
         {
             Q4_KScaleMin(src, blk, j, out int sc0, out int m0);
@@ -166,6 +174,143 @@ internal static unsafe class Int8Tiles
         }
         mins[4] = HalfBits.ToFloat(src.Half(blk, 0, 0));
         mins[5] = -HalfBits.ToFloat(src.Half(blk, 2, Interleave.Q4_KDMin));
+    }
+
+    /// <summary>
+    /// Whether the int8 GEMM's tile holds <paramref name="t"/> in the lane layout of <see cref="UnpackLanes"/> (the
+    /// 4-bit formats, which every micro-kernel multiplies through <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/> or
+    /// <see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>); the others are unpacked row by row (<see cref="Unpack"/>).
+    /// </summary>
+    public static bool InLanes(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+
+    /// <summary>Rows of a lane group: those of an <see cref="Interleave"/> group.</summary>
+    public const int Lanes = Interleave.Rows;
+    /// <summary>Bytes of one 32-element block of a lane group: 8 chunks of 64 bytes (4 k of 16 rows each).</summary>
+    public const int LaneBlockBytes = Lanes * 32;
+    /// <summary>Bytes of one lane group of a slice.</summary>
+    public const int LaneGroupBytes = BlocksPerSlice * LaneBlockBytes;
+
+    /// <summary>
+    /// Rows [r0, r0 + nrPad) × blocks [b0, b0 + count) of a 4-bit matrix (<see cref="InLanes"/>, r0 a multiple of
+    /// <see cref="Lanes"/>) into the lane layout: the q bytes of <see cref="Unpack"/> (element order) with rows
+    /// interleaved as in <see cref="Interleave"/>'s copy, per group of 16 rows (at <paramref name="q"/> + group ·
+    /// <see cref="LaneGroupBytes"/>) and block b (+ b · <see cref="LaneBlockBytes"/>) 8 chunks of 64 bytes, chunk j
+    /// holding q[4j..4j + 3] of row R at 4R; rows nr..nrPad are zero. Scales: d and m of <see cref="Unpack"/> per block
+    /// and row at d[ld·b + r], m[ld·b + r]; in Q8_K mode (<paramref name="q8k"/>) those of <see cref="UnpackQ4_K"/> per
+    /// row at d + 8r (as int32) and m + 8r.
+    /// <para>
+    /// From the interleaved copy (<see cref="WeightMatrix.Interleaved"/>) the quant bytes are already in lanes, so a
+    /// chunk of 64 nibble bytes becomes two chunks of q with one and, one shift and one and per 16 bytes (Q4_0's byte k
+    /// holds elements k and k + 16: chunk j is q chunks j and j + 4; Q4_K's chunk j holds sub-block 2(j/8) in its low
+    /// nibbles and 2(j/8) + 1 in its high ones, at q chunk j % 8), and 16 rows' half scales convert at once
+    /// (<see cref="HalfBits.ToFloat(Vector128{uint})"/>); what was a gather of 4-byte words, a mask and a scalar half
+    /// conversion per row and block. Without a copy (Q4_1, or a path without group bodies) each row is unpacked by
+    /// <see cref="Unpack"/> and its words spread into its lanes.
+    /// </para>
+    /// </summary>
+    public static void UnpackLanes(WeightMatrix w, int r0, int nr, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m, int ld)
+    {
+        if (w.Interleaved == null)
+        {
+            UnpackLanesFromRows(w, r0, nr, nrPad, b0, count, q8k, q, d, m, ld);
+            return;
+        }
+        long groupBytes = Interleave.GroupBytes(w.Type, w.Cols);
+        int blockBytes = Interleave.BlockBytes(w.Type);
+        for (int g = 0; g * Lanes < nrPad; g++)
+        {
+            byte* group = w.Interleaved + (r0 / Lanes + g) * groupBytes, qg = q + g * LaneGroupBytes;
+            if (w.Type == DType.Q4_0)
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    byte* col = group + (long)(b0 + i) * blockBytes;   // [16 halves d][4 chunks of 64 nibble bytes]
+                    SplitNibbles(col + 32, 4, qg + i * LaneBlockBytes, qg + i * LaneBlockBytes + 4 * 64);
+                    for (int l = 0; l < Lanes; l += 4)
+                    {
+                        var dv = HalfBits.ToFloat(Halves4(col + 2 * l));
+                        dv.Store(d + ld * i + Lanes * g + l);
+                        (dv * Vector128.Create(-8f)).Store(m + ld * i + Lanes * g + l);   // −8·d, as Unpack
+                    }
+                }
+                continue;
+            }
+            // Q4_K: one super-block per slice
+            byte* sb = group + (long)(b0 / 8) * blockBytes;
+            for (int i = 0; i < 4; i++)   // chunks 8i..8i + 7: sub-blocks 2i (low nibbles), 2i + 1 (high)
+                SplitNibbles(sb + Interleave.Q4_KQuants + 8 * 64 * i, 8, qg + 2 * i * LaneBlockBytes, qg + (2 * i + 1) * LaneBlockBytes);
+            if (q8k)
+            {
+                for (int l = 0; l < Lanes && g * Lanes + l < nrPad; l++)
+                {
+                    int r = g * Lanes + l;
+                    Q4_KIntegerScales(new BlockSource(group, blockBytes, l, true), sb, (int*)d + 8 * r, m + 8 * r);
+                }
+                continue;
+            }
+            for (int l = 0; l < Lanes; l += 4)
+            {
+                var sd = HalfBits.ToFloat(Halves4(sb + 2 * l));
+                var negSm = -HalfBits.ToFloat(Halves4(sb + Interleave.Q4_KDMin + 2 * l));
+                for (int j = 0; j < 8; j++)
+                {
+                    // 6-bit scale of sub-block j: byte Q4_KScales + 16j + row; min: byte Q4_KMins + 32(j/2) + 2·row + j%2
+                    var sc = Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalar(*(uint*)(sb + Interleave.Q4_KScales + 16 * j + l)).AsByte()));
+                    var mn = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)(sb + Interleave.Q4_KMins + 32 * (j / 2) + 2 * l)).AsUInt16());
+                    mn = j % 2 == 0 ? mn & Vector128.Create(0xFFu) : Vector128.ShiftRightLogical(mn, 8);
+                    (sd * Vector128.ConvertToSingle(sc.AsInt32())).Store(d + ld * j + Lanes * g + l);     // d·sc, as Unpack
+                    (negSm * Vector128.ConvertToSingle(mn.AsInt32())).Store(m + ld * j + Lanes * g + l); // −dmin·m
+                }
+            }
+        }
+    }
+
+    /// <summary>4 halves at <paramref name="p"/>, each in the low 16 bits of a lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<uint> Halves4(byte* p) => Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16());
+
+    /// <summary>
+    /// <paramref name="chunks"/> chunks of 64 nibble bytes at <paramref name="src"/>: low nibbles to <paramref name="low"/>,
+    /// high nibbles to <paramref name="high"/>, byte for byte (chunk for chunk).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SplitNibbles(byte* src, int chunks, byte* low, byte* high)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        for (int o = 0; o < 64 * chunks; o += 16)
+        {
+            var v = Vector128.Load(src + o);
+            (v & mask).Store(low + o);
+            (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(high + o);
+        }
+    }
+
+    /// <summary><see cref="UnpackLanes"/> from the stored rows: each row unpacked by <see cref="Unpack"/> (or
+    /// <see cref="UnpackQ4_K"/>) and its 4-byte words spread into its lane.</summary>
+    private static void UnpackLanesFromRows(WeightMatrix w, int r0, int nr, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m, int ld)
+    {
+        byte* rowQ = stackalloc byte[KBlock], rowHigh = stackalloc byte[KBlock];
+        float* rowD = stackalloc float[BlocksPerSlice], rowM = stackalloc float[BlocksPerSlice];
+        for (int r = 0; r < nrPad; r++)
+        {
+            byte* lane = q + r / Lanes * LaneGroupBytes + 4 * (r % Lanes);
+            if (r >= nr)
+            {
+                for (int i = 0; i < count; i++)
+                for (int j = 0; j < 8; j++) *(uint*)(lane + i * LaneBlockBytes + 64 * j) = 0;
+                if (q8k) { new Span<int>((int*)d + 8 * r, 8).Clear(); new Span<float>(m + 8 * r, 8).Clear(); }
+                else for (int i = 0; i < count; i++) d[ld * i + r] = m[ld * i + r] = 0;
+                continue;
+            }
+            if (q8k) UnpackQ4_K(w, r0 + r, b0 / 8, rowQ, (int*)d + 8 * r, m + 8 * r);
+            else
+            {
+                Unpack(w, r0 + r, b0, count, rowQ, rowHigh, rowD, rowM);
+                for (int i = 0; i < count; i++) { d[ld * i + r] = rowD[i]; m[ld * i + r] = rowM[i]; }
+            }
+            for (int i = 0; i < count; i++)
+            for (int j = 0; j < 8; j++) *(uint*)(lane + i * LaneBlockBytes + 64 * j) = *(uint*)(rowQ + 32 * i + 4 * j);
+        }
     }
 
     /// <summary>A Q4_K super-block's 256 nibbles in element order (ggml dequantize_row_q4_K: per 64 elements g, the
