@@ -6,7 +6,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Bench;
 
 /// <summary>
-/// `experts [--threads N] [--n 256] [--rounds 5]`: an MoE layer's gate/up half over a prompt chunk, V2-Lite shapes
+/// `experts [--threads N] [--n 256] [--rounds 5] [--format Q4_0] [--interleaved]`: an MoE layer's gate/up half over a prompt chunk, V2-Lite shapes
 /// (64 routed experts of 1408 x 2048 and 2 shared, Q4_0, 6 experts per token, random routing): the unfused path
 /// (one batch of products, then Ops.SwiGlu) against ExpertGemm's fused one, alternating, timed by the process's CPU
 /// time (a shared host's load does not count); prints ms per call.
@@ -17,6 +17,7 @@ internal static class ExpertsBench
     {
         int Arg(string name, int d) { int i = Array.IndexOf(args, name); return i >= 0 ? int.Parse(args[i + 1]) : d; }
         int threads = Arg("--threads", 1), n = Arg("--n", 256), rounds = Arg("--rounds", 5);
+        bool interleaved = args.Contains("--interleaved");   // the decode kernels' copy, as the model loader attaches it
         int fi = Array.IndexOf(args, "--format");
         var type = fi >= 0 ? Enum.Parse<DType>(args[fi + 1]) : DType.Q4_0;   // the experts' weight format
         const int E = 64, K = 6, Inter = 1408, Dim = 2048;
@@ -26,6 +27,7 @@ internal static class ExpertsBench
         {
             int r = e == E ? 2 * Inter : Inter;   // the last one: the shared experts
             w1[e] = BenchWeights.Make(type, r, Dim, 2 * e + 1); w3[e] = BenchWeights.Make(type, r, Dim, 2 * e + 2);
+            if (interleaved) { Kernels.Repack.Interleave.Attach(w1[e], KernelInfo.Path); Kernels.Repack.Interleave.Attach(w3[e], KernelInfo.Path); }
         }
         var x = GC.AllocateArray<float>(n * Dim, pinned: true);
         BenchWeights.Activations(n * Dim).CopyTo(x, 0);
@@ -72,7 +74,7 @@ internal static class ExpertsBench
             ExpertGemm.Run(eb);
         }
         Unfused(); Fused();
-        Console.WriteLine($"experts ({type}): n={n}, threads={threads}, kernels {KernelInfo.ActivePath}; CPU ms per call, unfused | fused");
+        Console.WriteLine($"experts ({type}{(interleaved ? ", interleaved" : "")}): n={n}, threads={threads}, kernels {KernelInfo.ActivePath}; CPU ms per call, unfused | fused");
         for (int r = 0; r < rounds; r++)
         {
             double a = Cpu(Unfused), b = Cpu(Fused);

@@ -272,8 +272,8 @@ internal static unsafe class ExpertGemm
         public static bool UsesQ8K(DType t) => false;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) =>
-            Int8Micro4<OnePanel<TMicro, TX, TAcc, TF>, TX, TAcc, TF>.Run(w, nBlocks, x, c, ldc, first);
+        public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout =>
+            Int8Micro4<OnePanel<TMicro, TX, TAcc, TF>, TX, TAcc, TF>.Run<TL>(w, nBlocks, x, c, ldc, first);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TX Broadcast(byte* w) => TMicro.Broadcast(w);

@@ -67,7 +67,46 @@ internal unsafe interface IInt8Micro
     /// <paramref name="w"/> of format <paramref name="t"/> and the packed activations <paramref name="x"/>; C has row
     /// stride <paramref name="ldc"/> and is overwritten when <paramref name="first"/>.
     /// </summary>
-    static abstract void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first);
+    static abstract void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout;
+}
+
+/// <summary>
+/// Where a tile of a 4-bit format keeps its rows' weight bytes and per-block d and m, as constants the JIT folds into
+/// the micro-kernels' addresses: <see cref="RowTiles"/> (rows unpacked one after the other) or <see cref="LaneTiles"/>
+/// (16 rows interleaved, as the decode kernels' copy holds them). The 8-bit formats' tiles are always row tiles.
+/// </summary>
+internal interface ITileLayout
+{
+    /// <summary>Bytes from a row's 4 weight bytes to the next row's.</summary>
+    static abstract int Row { get; }
+    /// <summary>Bytes from a row's 4 k to its next 4 k.</summary>
+    static abstract int Group { get; }
+    /// <summary>Bytes from a row's 32-element block to its next.</summary>
+    static abstract int Block { get; }
+    /// <summary>Floats from a row's d (and m) to the next row's (Q8_K mode: always <see cref="Int8Tiles.BlocksPerSlice"/>).</summary>
+    static abstract int ScaleRow { get; }
+    /// <summary>Floats from a block's d (and m) to the next block's.</summary>
+    static abstract int ScaleBlock { get; }
+}
+
+/// <summary>Rows one after the other (<see cref="Int8Tiles.Unpack"/>): q[row][256], d and m [row][8].</summary>
+internal readonly struct RowTiles : ITileLayout
+{
+    public static int Row => Int8Tiles.KBlock;
+    public static int Group => 4;
+    public static int Block => 32;
+    public static int ScaleRow => Int8Tiles.BlocksPerSlice;
+    public static int ScaleBlock => 1;
+}
+
+/// <summary>Groups of 16 rows in lanes (<see cref="Int8Tiles.UnpackLanes"/>): per block 8 chunks of 64 bytes holding 4 k of each row, d and m [block][64 rows].</summary>
+internal readonly struct LaneTiles : ITileLayout
+{
+    public static int Row => 4;
+    public static int Group => 64;
+    public static int Block => Int8Tiles.LaneBlockBytes;
+    public static int ScaleRow => 1;
+    public static int ScaleBlock => Int8Tiles.TileRows;
 }
 
 /// <summary>
@@ -95,10 +134,8 @@ internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc
 internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
 {
-    private const int LB = Int8Tiles.LaneBlockBytes, TR = Int8Tiles.TileRows;
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    public static void Run<TL>(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
@@ -114,22 +151,22 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         for (int b = 0; b < nBlocks; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            Dot4(w.Q + LB * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
-            Scale4(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + TR * b, w.M + TR * b, dxa + panel * b, sxa + panel * b);
-            if (two) Scale4(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + TR * b, w.M + TR * b, dxb + panel * b, sxb + panel * b);
+            Dot4<TL>(w.Q + TL.Block * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            Scale4<TL>(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + TL.ScaleBlock * b, w.M + TL.ScaleBlock * b, dxa + panel * b, sxa + panel * b);
+            if (two) Scale4<TL>(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + TL.ScaleBlock * b, w.M + TL.ScaleBlock * b, dxb + panel * b, sxb + panel * b);
         }
         Store4(c, ldc, f0a, f1a, f2a, f3a);
         if (two) Store4(cb, ldc, f0b, f1b, f2b, f3b);
     }
 
     /// <summary>
-    /// The integer sums of one 32-element block: 4 rows (in the lane layout at w0: 4 k of row i at w0 + 64·(k/4) + 4i) ×
-    /// one or two panels (their quants of the block at pa, pb). Per 4 k, the tokens' bytes are loaded once and each
-    /// row's 4 weight bytes broadcast against them.
+    /// The integer sums of one 32-element block: 4 rows (laid out as <typeparamref name="TL"/> says from w0) × one or two
+    /// panels (their quants of the block at pa, pb). Per 4 k, the tokens' bytes are loaded once and each row's 4 weight
+    /// bytes broadcast against them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Dot4(byte* w0, sbyte* pa, sbyte* pb, ref TAcc a0a, ref TAcc a0b, ref TAcc a1a, ref TAcc a1b,
-        ref TAcc a2a, ref TAcc a2b, ref TAcc a3a, ref TAcc a3b)
+    internal static void Dot4<TL>(byte* w0, sbyte* pa, sbyte* pb, ref TAcc a0a, ref TAcc a0b, ref TAcc a1a, ref TAcc a1b,
+        ref TAcc a2a, ref TAcc a2b, ref TAcc a3a, ref TAcc a3b) where TL : struct, ITileLayout
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;
@@ -137,13 +174,13 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         {
             var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
             var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
-            var v = TOps.Broadcast(w0 + 64 * g);
+            var v = TOps.Broadcast(w0 + TL.Group * g);
             a0a = TOps.Dot(a0a, v, x0); if (two) a0b = TOps.Dot(a0b, v, x1);
-            v = TOps.Broadcast(w0 + 64 * g + 4);
+            v = TOps.Broadcast(w0 + TL.Group * g + TL.Row);
             a1a = TOps.Dot(a1a, v, x0); if (two) a1b = TOps.Dot(a1b, v, x1);
-            v = TOps.Broadcast(w0 + 64 * g + 8);
+            v = TOps.Broadcast(w0 + TL.Group * g + 2 * TL.Row);
             a2a = TOps.Dot(a2a, v, x0); if (two) a2b = TOps.Dot(a2b, v, x1);
-            v = TOps.Broadcast(w0 + 64 * g + 12);
+            v = TOps.Broadcast(w0 + TL.Group * g + 3 * TL.Row);
             a3a = TOps.Dot(a3a, v, x0); if (two) a3b = TOps.Dot(a3b, v, x1);
         }
     }
@@ -171,16 +208,17 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         Unsafe.WriteUnaligned(c + 2 * ldc, f2); Unsafe.WriteUnaligned(c + 3 * ldc, f3);
     }
 
-    /// <summary>One block of 4 consecutive rows (d, m one float apart) for one panel (its d and d·Σq at dx, sx).</summary>
+    /// <summary>One block of 4 rows (d, m at row stride <typeparamref name="TL"/>.ScaleRow) for one panel (its d and d·Σq at dx, sx).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scale4(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* wm, float* dx, float* sx)
+    private static void Scale4<TL>(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* wm, float* dx, float* sx)
+        where TL : struct, ITileLayout
     {
         var d = Unsafe.ReadUnaligned<TF>(dx);
         var s = Unsafe.ReadUnaligned<TF>(sx);
         f0 = TOps.Scale(f0, a0, wd[0], wm[0], d, s);
-        f1 = TOps.Scale(f1, a1, wd[1], wm[1], d, s);
-        f2 = TOps.Scale(f2, a2, wd[2], wm[2], d, s);
-        f3 = TOps.Scale(f3, a3, wd[3], wm[3], d, s);
+        f1 = TOps.Scale(f1, a1, wd[TL.ScaleRow], wm[TL.ScaleRow], d, s);
+        f2 = TOps.Scale(f2, a2, wd[2 * TL.ScaleRow], wm[2 * TL.ScaleRow], d, s);
+        f3 = TOps.Scale(f3, a3, wd[3 * TL.ScaleRow], wm[3 * TL.ScaleRow], d, s);
     }
 }
 
@@ -217,7 +255,7 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
     private const int S = Int8Tiles.BlocksPerSlice;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first)
+    public static void Run<TL>(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
@@ -228,7 +266,7 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
         for (int b = 0; b < S; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            Int8Micro4<TOps, TX, TAcc, TF>.Dot4(w.Q + Int8Tiles.LaneBlockBytes * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            Int8Micro4<TOps, TX, TAcc, TF>.Dot4<TL>(w.Q + TL.Block * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
             i0a = TOps.AddScaled(i0a, a0a, sc + b); if (two) i0b = TOps.AddScaled(i0b, a0b, sc + b);
             i1a = TOps.AddScaled(i1a, a1a, sc + S + b); if (two) i1b = TOps.AddScaled(i1b, a1b, sc + S + b);
             i2a = TOps.AddScaled(i2a, a2a, sc + 2 * S + b); if (two) i2b = TOps.AddScaled(i2b, a2b, sc + 2 * S + b);
@@ -292,15 +330,18 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 
     /// <summary>
     /// The int8 tile: q bytes [64][256] (low plane), the high nibble plane [64][256] (8-bit formats only), then d and m
-    /// floats [64][ss] each, ss = scales per row of a slice; and the packed activations.
+    /// floats [64][ss] each, ss = scales per row of a slice (<see cref="RowTiles"/>); or, for a 4-bit matrix with an
+    /// interleaved copy, its q bytes in lanes and d, m [8][64] (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>);
+    /// then which of the two it holds. And the packed activations.
     /// </summary>
     internal readonly struct Int8Tile(Int8Acts x) : ITileKernel
     {
+        private const int LayoutAt = 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
         private readonly Int8Acts X = x;
 
         public static int RowStep => 4;
         public static int TokenStep => TMicro.TokenStep;
-        public static long TileBytes(DType t) => 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
+        public static long TileBytes(DType t) => LayoutAt + 64;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
@@ -308,13 +349,18 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            if (Int8Tiles.InLanes(w.Type))
-            {
-                Int8Tiles.UnpackLanes(w, r0, nr, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm, Int8Tiles.TileRows);
-                return;
-            }
-            for (int r = 0; r < nr; r++)
-                Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            // Lanes where the interleaved copy holds the rows in them already; the stored rows unpack faster to row tiles.
+            bool lanes = w.Interleaved != null && Int8Tiles.InLanes(w.Type);
+            *(int*)(tile + LayoutAt) = lanes ? 1 : 0;
+            if (lanes)
+                Int8Tiles.UnpackLanes(w, r0, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm);
+            else if (TMicro.UsesQ8K(w.Type))
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
+            else
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);
+            if (lanes) return;   // the copy's padding rows are zero
             for (int r = nr; r < nrPad; r++)
             {
                 new Span<byte>(tile + r * KBlock, KBlock).Clear();
@@ -333,11 +379,18 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             // Both built per call from the fields and constant panel sizes: a struct kept across calls, or one built
             // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
             // n = 256, one thread).
-            var wr = !Int8Tiles.InLanes(t) ? new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss)
-                : new Int8Rows(tile + r / Int8Tiles.Lanes * Int8Tiles.LaneGroupBytes + 4 * (r % Int8Tiles.Lanes), null,
-                    TMicro.UsesQ8K(t) ? wd + r * ss : wd + r, TMicro.UsesQ8K(t) ? wd + RowBlock * ss + r * ss : wd + RowBlock * ss + r, ss);
             var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
-            TMicro.Micro4(t, wr, len / 32, xa, c, ldc, first);
+            if (*(int*)(tile + LayoutAt) == 0)
+            {
+                var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss);
+                TMicro.Micro4<RowTiles>(t, wr, len / 32, xa, c, ldc, first);
+            }
+            else
+            {
+                int sr = TMicro.UsesQ8K(t) ? ss : 1;   // Q8_K mode keeps its integer scales per row
+                var wr = new Int8Rows(tile + r / Int8Tiles.Lanes * Int8Tiles.LaneGroupBytes + 4 * (r % Int8Tiles.Lanes), null, wd + r * sr, wd + RowBlock * ss + r * sr, ss);
+                TMicro.Micro4<LaneTiles>(t, wr, len / 32, xa, c, ldc, first);
+            }
         }
     }
 }

@@ -177,11 +177,12 @@ internal static unsafe class Int8Tiles
     }
 
     /// <summary>
-    /// Whether the int8 GEMM's tile holds <paramref name="t"/> in the lane layout of <see cref="UnpackLanes"/> (the
+    /// Whether the int8 GEMM's tile can hold <paramref name="t"/> in the lane layout of <see cref="UnpackLanes"/> (the
     /// 4-bit formats, which every micro-kernel multiplies through <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/> or
-    /// <see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>); the others are unpacked row by row (<see cref="Unpack"/>).
+    /// <see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>, <see cref="LaneTiles"/>); it does where the matrix has an
+    /// interleaved copy in that layout (Q4_0, Q4_K).
     /// </summary>
-    public static bool InLanes(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+    public static bool InLanes(DType t) => t is DType.Q4_0 or DType.Q4_K;
 
     /// <summary>Rows of a lane group: those of an <see cref="Interleave"/> group.</summary>
     public const int Lanes = Interleave.Rows;
@@ -191,30 +192,27 @@ internal static unsafe class Int8Tiles
     public const int LaneGroupBytes = BlocksPerSlice * LaneBlockBytes;
 
     /// <summary>
-    /// Rows [r0, r0 + nrPad) × blocks [b0, b0 + count) of a 4-bit matrix (<see cref="InLanes"/>, r0 a multiple of
-    /// <see cref="Lanes"/>) into the lane layout: the q bytes of <see cref="Unpack"/> (element order) with rows
-    /// interleaved as in <see cref="Interleave"/>'s copy, per group of 16 rows (at <paramref name="q"/> + group ·
-    /// <see cref="LaneGroupBytes"/>) and block b (+ b · <see cref="LaneBlockBytes"/>) 8 chunks of 64 bytes, chunk j
-    /// holding q[4j..4j + 3] of row R at 4R; rows nr..nrPad are zero. Scales: d and m of <see cref="Unpack"/> per block
-    /// and row at d[ld·b + r], m[ld·b + r]; in Q8_K mode (<paramref name="q8k"/>) those of <see cref="UnpackQ4_K"/> per
-    /// row at d + 8r (as int32) and m + 8r.
+    /// Rows [r0, r0 + nrPad) × blocks [b0, b0 + count) of a Q4_0 or Q4_K matrix from its interleaved copy
+    /// (<see cref="WeightMatrix.Interleaved"/>; r0 a multiple of <see cref="Lanes"/>) in the lane layout
+    /// (<see cref="LaneTiles"/>): the q bytes of <see cref="Unpack"/> (element order) with 16 rows interleaved as in the
+    /// copy, per group of 16 rows (at <paramref name="q"/> + group · <see cref="LaneGroupBytes"/>) and block b (+ b ·
+    /// <see cref="LaneBlockBytes"/>) 8 chunks of 64 bytes, chunk j holding q[4j..4j + 3] of row R at 4R. Scales: d and m
+    /// of <see cref="Unpack"/> per block and row at d[<see cref="TileRows"/>·b + r], m[<see cref="TileRows"/>·b + r]; in
+    /// Q8_K mode (<paramref name="q8k"/>) those of <see cref="UnpackQ4_K"/> per row at d + 8r (as int32) and m + 8r. Rows
+    /// past the matrix are zero, as in the copy.
     /// <para>
-    /// From the interleaved copy (<see cref="WeightMatrix.Interleaved"/>) the quant bytes are already in lanes, so a
-    /// chunk of 64 nibble bytes becomes two chunks of q with one and, one shift and one and per 16 bytes (Q4_0's byte k
-    /// holds elements k and k + 16: chunk j is q chunks j and j + 4; Q4_K's chunk j holds sub-block 2(j/8) in its low
-    /// nibbles and 2(j/8) + 1 in its high ones, at q chunk j % 8), and 16 rows' half scales convert at once
-    /// (<see cref="HalfBits.ToFloat(Vector128{uint})"/>); what was a gather of 4-byte words, a mask and a scalar half
-    /// conversion per row and block. Without a copy (Q4_1, or a path without group bodies) each row is unpacked by
-    /// <see cref="Unpack"/> and its words spread into its lanes.
+    /// The copy's quant bytes are in lanes already, so a chunk of 64 nibble bytes becomes two chunks of q with one and,
+    /// one shift and one and per 16 bytes (Q4_0's byte k holds elements k and k + 16: its chunk j gives q chunks j and
+    /// j + 4; Q4_K's chunk j holds sub-block 2(j/8) in its low nibbles and 2(j/8) + 1 in its high ones, at q chunk j % 8),
+    /// and 16 rows' half scales convert at once (<see cref="HalfBits.ToFloat(Vector128{uint})"/>): in the row layout each
+    /// row's bytes were gathered from 4 chunks and its scale converted alone (perf, V2-Lite Q4_0 prefill: ~11% of the
+    /// time in unpacking, amortized over the ~48 tokens an expert sees in a 512-token prompt).
     /// </para>
     /// </summary>
-    public static void UnpackLanes(WeightMatrix w, int r0, int nr, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m, int ld)
+    public static void UnpackLanes(WeightMatrix w, int r0, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m)
     {
-        if (w.Interleaved == null)
-        {
-            UnpackLanesFromRows(w, r0, nr, nrPad, b0, count, q8k, q, d, m, ld);
-            return;
-        }
+        if (w.Interleaved == null || !InLanes(w.Type)) throw new ArgumentException($"{w.Name}: no interleaved copy of 4-bit rows");
+        const int ld = TileRows;
         long groupBytes = Interleave.GroupBytes(w.Type, w.Cols);
         int blockBytes = Interleave.BlockBytes(w.Type);
         for (int g = 0; g * Lanes < nrPad; g++)
@@ -282,34 +280,6 @@ internal static unsafe class Int8Tiles
             var v = Vector128.Load(src + o);
             (v & mask).Store(low + o);
             (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(high + o);
-        }
-    }
-
-    /// <summary><see cref="UnpackLanes"/> from the stored rows: each row unpacked by <see cref="Unpack"/> (or
-    /// <see cref="UnpackQ4_K"/>) and its 4-byte words spread into its lane.</summary>
-    private static void UnpackLanesFromRows(WeightMatrix w, int r0, int nr, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m, int ld)
-    {
-        byte* rowQ = stackalloc byte[KBlock], rowHigh = stackalloc byte[KBlock];
-        float* rowD = stackalloc float[BlocksPerSlice], rowM = stackalloc float[BlocksPerSlice];
-        for (int r = 0; r < nrPad; r++)
-        {
-            byte* lane = q + r / Lanes * LaneGroupBytes + 4 * (r % Lanes);
-            if (r >= nr)
-            {
-                for (int i = 0; i < count; i++)
-                for (int j = 0; j < 8; j++) *(uint*)(lane + i * LaneBlockBytes + 64 * j) = 0;
-                if (q8k) { new Span<int>((int*)d + 8 * r, 8).Clear(); new Span<float>(m + 8 * r, 8).Clear(); }
-                else for (int i = 0; i < count; i++) d[ld * i + r] = m[ld * i + r] = 0;
-                continue;
-            }
-            if (q8k) UnpackQ4_K(w, r0 + r, b0 / 8, rowQ, (int*)d + 8 * r, m + 8 * r);
-            else
-            {
-                Unpack(w, r0 + r, b0, count, rowQ, rowHigh, rowD, rowM);
-                for (int i = 0; i < count; i++) { d[ld * i + r] = rowD[i]; m[ld * i + r] = rowM[i]; }
-            }
-            for (int i = 0; i < count; i++)
-            for (int j = 0; j < 8; j++) *(uint*)(lane + i * LaneBlockBytes + 64 * j) = *(uint*)(rowQ + 32 * i + 4 * j);
         }
     }
 

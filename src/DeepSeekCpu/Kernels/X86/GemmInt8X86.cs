@@ -40,11 +40,11 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     /// overflow int16) runs the same way with its fifth bit as the high plane.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
         {
-            Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run(w, nBlocks, x, c, ldc, first);
+            Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
             return;
         }
         sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * 16;   // the two panels
@@ -164,10 +164,10 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Micro4(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first)
+    public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
-        if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run(w, x, c, ldc, first);
-        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run(w, nBlocks, x, c, ldc, first);
+        if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run<TL>(w, x, c, ldc, first);
+        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
     }
 
     public static Vector256<sbyte> Broadcast(byte* w) => Vector256.Create(*(uint*)w).AsSByte();
