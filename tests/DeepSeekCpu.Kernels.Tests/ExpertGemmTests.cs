@@ -17,9 +17,9 @@ public class ExpertGemmTests
 {
     public static TheoryData<DType> Formats() => new(DType.Q4_0, DType.Q8_0, DType.Q4_K, DType.Q6_K);
 
-    /// <summary>Each format from its stored rows, and Q4_0/Q8_0 also from the interleaved copy (which Q8_0's GEMM reads in place).</summary>
+    /// <summary>Each format from its stored rows, and Q4_0/Q8_0/Q4_K also from the interleaved copy (which Q8_0's GEMM reads in place, and Q4_0's and Q4_K's int8 GEMM as lane tiles).</summary>
     public static TheoryData<DType, bool> FormatsAndLayouts() =>
-        new() { { DType.Q4_0, false }, { DType.Q8_0, false }, { DType.Q4_K, false }, { DType.Q6_K, false }, { DType.Q4_0, true }, { DType.Q8_0, true } };
+        new() { { DType.Q4_0, false }, { DType.Q8_0, false }, { DType.Q4_K, false }, { DType.Q6_K, false }, { DType.Q4_0, true }, { DType.Q8_0, true }, { DType.Q4_K, true } };
 
     [Theory]
     [MemberData(nameof(FormatsAndLayouts))]
