@@ -155,6 +155,43 @@ public class ExpertGemmTests
     }
 
     /// <summary>
+    /// Entries whose formats take different activation packings (Q4_K against Q8_K activations on AVX2 and NEON, Q4_0
+    /// against Q8_0 ones) in one batch, Q4_K first and then Q4_0 first: the fused GEMM keeps those of the first entry's
+    /// packing and leaves the others to the unfused batch, so each still equals its own product bit for bit.
+    /// </summary>
+    [Fact]
+    public void Entries_of_different_activation_packings_each_equal_their_own_product()
+    {
+        const int cols = 512, rows = 67, n = 40;
+        var types = new[] { DType.Q4_K, DType.Q4_0, DType.Q4_K, DType.Q4_0 };
+        var w = types.Select((t, e) => TestData.Matrix(t, TestData.Gaussian(rows * cols, 1000 + e, 0.05f), rows, cols)).ToArray();
+        try
+        {
+            var x = Pinned(TestData.Gaussian(n * cols, 1010));
+            foreach (var path in KernelInfo.Available)
+            foreach (var order in new[] { new[] { 0, 1, 2, 3 }, new[] { 1, 0, 3, 2 } })
+            {
+                var ys = order.Select(_ => Pinned(new float[n * rows])).ToArray();
+                var b = new ExpertBatch();
+                for (int i = 0; i < order.Length; i++) b.Add(w[order[i]], x, n, ys[i]);
+                ExpertGemm.Run(b, path);
+                b.Clear();
+                for (int i = 0; i < order.Length; i++)
+                {
+                    var expect = new float[n * rows];
+                    MatMul.Multiply(w[order[i]], x, expect, n, path);
+                    for (int j = 0; j < expect.Length; j++)
+                        Assert.True(expect[j] == ys[i][j], $"{path} entry {i} ({types[order[i]]}) value {j}: batch {ys[i][j]} vs alone {expect[j]}");
+                }
+            }
+        }
+        finally
+        {
+            foreach (var m in w) m.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The same batch from several threads at once, beside plain products of the same matrices and of others on more
     /// threads, while a thread churns the GC (xUnit runs test classes in parallel, so the kernels always run so): every
     /// result still equals, bit for bit, the one computed alone beforehand. Kernel state that is shared between calling

@@ -135,34 +135,25 @@ internal static unsafe class ExpertGemm
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
                 && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type)
-                && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols)
-                // one packing of the activations for all: Q8_K or Q8_0 style (IInt8Micro.UsesQ8K)
-                && (nFused == 0 || UsesQ8K(k, b.W1[i].Type) == UsesQ8K(k, b.W1[fused[0]].Type)))
+                && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols))
             {
                 kind = k;
                 fused[nFused++] = i;
             }
         }
+        // the fused GEMM keeps the candidates its one packing serves (Q8_K or Q8_0 style, by its micro-kernel's
+        // IInt8Micro.UsesQ8K) and leaves the others to the unfused batch
+        if (nFused > 0)
+            nFused = kind switch
+            {
+                MatMulKernel.GemmInt8Avx512 => Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused),
+                MatMulKernel.GemmInt8Avx2 => Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused),
+                MatMulKernel.GemmInt8Neon => Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused),
+                MatMulKernel.GemmQ8Vnni => Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused),
+                _ => Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused),
+            };
         RunUnfused(b, fused.AsSpan(0, nFused), path);
-        if (nFused == 0) return;
-        switch (kind)
-        {
-            case MatMulKernel.GemmInt8Avx512: Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmInt8Avx2: Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmInt8Neon: Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused); break;
-            case MatMulKernel.GemmQ8Vnni: Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused); break;
-            default: Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused); break;
-        }
     }
-
-    /// <summary>Whether the int8 GEMM <paramref name="k"/> multiplies <paramref name="t"/> against Q8_K activations.</summary>
-    private static bool UsesQ8K(MatMulKernel k, DType t) => k switch
-    {
-        MatMulKernel.GemmInt8Avx512 => X86.GemmInt8Avx512.UsesQ8K(t),
-        MatMulKernel.GemmInt8Avx2 => X86.GemmInt8Avx2.UsesQ8K(t),
-        MatMulKernel.GemmInt8Neon => Arm.GemmInt8Neon.UsesQ8K(t),
-        _ => false,
-    };
 
     /// <summary>The entries not in <paramref name="fused"/> (ascending) as one batch of products (gate and up, then SwiGLU).</summary>
     private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
@@ -221,6 +212,7 @@ internal static unsafe class ExpertGemm
     {
         public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
             new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t)));
+        public static bool UsesQ8K(DType t) => TMicro.UsesQ8K(t);
     }
 
     /// <summary>
@@ -235,6 +227,8 @@ internal static unsafe class ExpertGemm
         static abstract (TTile Body, TTail Tail) Pack(float* x, int n, int cols, DType t);
         /// <summary>Whether <typeparamref name="TTail"/> multiplies weights of type <paramref name="t"/> (else entries pad to TTile.TokenStep).</summary>
         static abstract bool Covers(DType t);
+        /// <summary>Whether weights of type <paramref name="t"/> take Q8_K-style activations (<see cref="ITilePack{TTile}.UsesQ8K"/>).</summary>
+        static abstract bool UsesQ8K(DType t);
     }
 
     /// <summary>No narrower kernel: the tile kernel alone, packed by <typeparamref name="TPack"/>.</summary>
@@ -242,6 +236,7 @@ internal static unsafe class ExpertGemm
     {
         public static (TTile Body, TTile Tail) Pack(float* x, int n, int cols, DType t) { var k = TPack.Pack(x, n, cols, t); return (k, k); }
         public static bool Covers(DType t) => false;
+        public static bool UsesQ8K(DType t) => TPack.UsesQ8K(t);
     }
 
     /// <summary>
@@ -259,6 +254,7 @@ internal static unsafe class ExpertGemm
         }
 
         public static bool Covers(DType t) => t is DType.Q4_0 or DType.Q4_1;
+        public static bool UsesQ8K(DType t) => TMicro.UsesQ8K(t);
     }
 
     /// <summary><typeparamref name="TMicro"/>'s 4-bit micro-kernel with one panel per call (its operators, TokenStep = Panel).</summary>
@@ -291,8 +287,15 @@ internal static unsafe class ExpertGemm
     {
         [ThreadStatic] private static Job? _job;
 
-        public static void Run(ExpertBatch b, int[] fused, int nFused)
+        /// <summary>Runs the entries <paramref name="fused"/>[0..nFused) that take the first one's activation packing,
+        /// moved to the front in their order; returns their count (the rest are left to the caller).</summary>
+        public static int Run(ExpertBatch b, int[] fused, int nFused)
         {
+            bool q8k = TPack.UsesQ8K(b.W1[fused[0]].Type);
+            int kept = 0;
+            for (int j = 0; j < nFused; j++)
+                if (TPack.UsesQ8K(b.W1[fused[j]].Type) == q8k) fused[kept++] = fused[j];
+            nFused = kept;
             int step = TTile.TokenStep, cols = b.W1[fused[0]].Cols;
             var job = _job ??= new Job();
             if (job.Start.Length < nFused + 1) { job.Start = new int[2 * nFused + 1]; job.FirstItem = new int[2 * nFused + 1]; }
@@ -321,6 +324,7 @@ internal static unsafe class ExpertGemm
             job.B = b; job.Fused = fused; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(xs, total, cols, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
             finally { job.B = null!; job.Fused = null!; }
+            return nFused;
         }
 
         private sealed class Job : IRangeJob
