@@ -6,17 +6,15 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// Rows of an unpacked weight tile from one row on. The 4-bit formats (<see cref="Int8Tiles.InLanes"/>): q bytes in the
-/// lane layout of <see cref="Int8Tiles.UnpackLanes"/> (the row's 4 bytes of chunk j of block b at Q + 64j +
-/// <see cref="Int8Tiles.LaneBlockBytes"/>·b, the next row's 4 bytes on), d and m per block at D[<see cref="Int8Tiles.TileRows"/>·b],
-/// M[<see cref="Int8Tiles.TileRows"/>·b] (the next row's one float on). The others (<see cref="Int8Tiles.Unpack"/>): q
-/// bytes (low plane) and the high nibble plane of 8-bit formats at row stride <see cref="Int8Tiles.KBlock"/>, and
-/// per-block d and m at row stride <see cref="ScaleStride"/> (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for
-/// a scale per 16 elements).
-/// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers in the same slots
-/// (<see cref="Int8Tiles.UnpackQ4_K"/>): its quants in lanes, but per row at row stride ScaleStride D holds sc·0x10001
-/// per sub-block as int32, M the mins in int16 pairs (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in
-/// slots 4 and 5.
+/// Rows of an unpacked weight tile from one row on, as its <see cref="ITileLayout"/> places them. Row tiles
+/// (<see cref="RowTiles"/>, <see cref="Int8Tiles.Unpack"/>): q bytes (low plane) and the high nibble plane of 8-bit
+/// formats at row stride <see cref="Int8Tiles.KBlock"/>, and per-block d and m at row stride <see cref="ScaleStride"/>
+/// (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for a scale per 16 elements). Lane tiles of Q4_0 and Q4_K
+/// (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>): q bytes with 16 rows interleaved in 4-byte lanes, d
+/// and m per block at D[<see cref="Int8Tiles.TileRows"/>·b], the next row's one float on; no high plane.
+/// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers per row at row stride
+/// ScaleStride in either layout (<see cref="Int8Tiles.UnpackQ4_K"/>): D holds sc·0x10001 per sub-block as int32, M the
+/// mins in int16 pairs (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in slots 4 and 5.
 /// </summary>
 internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m, int scaleStride)
 {
@@ -306,8 +304,10 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
 /// Integer matrix-matrix product (prompt processing) for the formats whose elements are d·q + m per 32 (or 16)
 /// elements, on every instruction set with an <typeparamref name="TMicro"/>:
 /// <list type="bullet">
-/// <item>Weight tiles of 64 rows × 256 columns are unpacked once to bytes q with per-block d and m
-/// (<see cref="Int8Tiles.Unpack"/>), and reused for every token.</item>
+/// <item>Weight tiles of 64 rows × 256 columns are unpacked once per call to bytes q with per-block d and m, and
+/// reused for every token: from the decode kernels' interleaved copy where a 4-bit matrix has one, as lane tiles in
+/// its own layout (<see cref="Int8Tiles.UnpackLanes"/>: nibble splits of whole chunks), else row by row
+/// (<see cref="Int8Tiles.Unpack"/>).</item>
 /// <item>Activations are quantized once per call exactly as <see cref="ActQ8.QuantizeQ8_0"/> (Q4_K where
 /// <see cref="IInt8Micro.UsesQ8K"/>: as <see cref="ActQ8.QuantizeQ8_K"/>, the activations its matrix-vector kernels use) and packed into panels
 /// (<see cref="Int8Panels"/>).</item>
