@@ -165,7 +165,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
                 byte* col = quants + g * stride + b * ColumnBytes;
                 int at = b * RowBlock + g * Lanes;   // rows g·16 .. g·16 + 15 of block b
                 for (int i = 0; i < Lanes; i += 4)   // d as float (HalfBits.ToFloat on 4 lanes)
-                    HalfsToFloats(Vector128.WidenLower(Vector128.Load((ushort*)col + i).AsUInt16()).AsUInt32()).Store(wd + at + i);
+                    HalfBits.ToFloat(Vector128.WidenLower(Vector128.Load((ushort*)col + i).AsUInt16()).AsUInt32()).Store(wd + at + i);
                 // Σ q per row: the rows' bytes (4 per int32 lane, Panel rows per register) dotted with ones, 8 chunks
                 for (int i = 0; i < Lanes; i += panel)
                 {
@@ -178,17 +178,6 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
             var factor = Vector128.Create(TOps.UnsignedActs ? -128 : 0);
             var offset = Vector128.Create(TOps.SumOffset);
             for (int i = 0; i < nb * RowBlock; i += 4) (Vector128.Load(bias + i) * factor + offset).Store(bias + i);
-        }
-
-        /// <summary><see cref="HalfBits.ToFloat"/> on 4 lanes (half bits zero-extended to 32): the same integer steps and one exact subtraction.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector128<float> HalfsToFloats(Vector128<uint> bits)
-        {
-            var mag = (bits & Vector128.Create(0x7FFFu)) << 13;
-            var sub = Vector128.LessThan(mag, Vector128.Create(0x0080_0000u));   // exponent 0: zero or subnormal
-            var f = (mag + Vector128.Create(0x3800_0000u) + (sub & Vector128.Create(0x0080_0000u))).AsSingle()
-                  - (sub & Vector128.Create(0x3880_0000u)).AsSingle();
-            return (f.AsUInt32() | ((bits & Vector128.Create(0x8000u)) << 16)).AsSingle();
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
