@@ -33,21 +33,33 @@ public unsafe class GemmQ8Tests
             if (r % 5 == 1) blocks[r % nb].D = BitConverter.UInt16BitsToHalf((ushort)(0x0001 + r));   // subnormal
             if (r % 7 == 2) blocks[(r + 3) % nb].D = -blocks[(r + 3) % nb].D;
         }
+        var x = TestData.Gaussian(n * cols, 43 + n);
+        var expect = Expected(w, x, n);
+        ForEachQ8Gemm(w, x, n, (name, interleaved, y) =>
+        {
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(y[i]) == BitConverter.SingleToInt32Bits(expect[i]),
+                    $"{name} interleaved={interleaved} n={n} token {i / rows} row {i % rows}: {y[i]:R} vs {expect[i]:R} summed in block order");
+        });
+    }
+
+    /// <summary>
+    /// Y[n, rows] from every GemmQ8 body this machine runs (AVX-VNNI, NEON DotProd), over the stored rows and then with
+    /// the interleaved copy attached, each handed to <paramref name="check"/> with the body's name.
+    /// </summary>
+    internal static void ForEachQ8Gemm(WeightMatrix w, float[] x, int n, Action<string, bool, float[]> check)
+    {
         var kernels = new List<(string Name, nint Run)>();
         if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
         if (KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
-        var x = TestData.Gaussian(n * cols, 43 + n);
-        var expect = Expected(w, x, n);
         foreach (bool interleaved in new[] { false, true })
         {
             if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
             foreach (var (name, run) in kernels)
             {
-                var y = new float[n * rows];
+                var y = new float[n * w.Rows];
                 fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
-                for (int i = 0; i < y.Length; i++)
-                    Assert.True(BitConverter.SingleToInt32Bits(y[i]) == BitConverter.SingleToInt32Bits(expect[i]),
-                        $"{name} interleaved={interleaved} n={n} token {i / rows} row {i % rows}: {y[i]:R} vs {expect[i]:R} summed in block order");
+                check(name, interleaved, y);
             }
         }
     }

@@ -88,27 +88,18 @@ public unsafe class GemmTests
                 ((sbyte*)(block + 2))[k] = (r % 3) switch { 0 => (sbyte)-128, 1 => (sbyte)127, _ => (k + b + r) % 2 == 0 ? (sbyte)-128 : (sbyte)127 };
         }
         using var w = new WeightMatrix("q8-extremes", DType.Q8_0, rows, cols, buf.Pointer, null, buf);
-        var kernels = new List<(string Name, nint Run)>();
-        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) kernels.Add(("q8-vnni", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Vnni));
-        if (KernelInfo.Available.Contains(KernelPath.NeonDp)) kernels.Add(("q8-neon-dp", (nint)(delegate*<WeightMatrix, float*, float*, int, void>)&GemmQ8.Neon));
         const int n = 19;
         var x = new float[n * cols];
         for (int t = 0; t < n; t++)
         for (int k = 0; k < cols; k++) x[t * cols + k] = ((k / 32 + t) % 2 == 0 ? 127f : -127f) / (1 << t % 4);   // q = ±127, d = 2^-(t%4)
         var expect = new double[n * rows];
         GemmReference.Int8(w, x, expect, n);
-        foreach (bool interleaved in new[] { false, true })
+        // d_x, d_w powers of two and |Σ over the row| ≤ 17·32·128·127 < 2²⁴: every float step is exact, so equal
+        GemmQ8Tests.ForEachQ8Gemm(w, x, n, (name, interleaved, y) =>
         {
-            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
-            foreach (var (name, run) in kernels)
-            {
-                var y = new float[n * rows];
-                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
-                // d_x, d_w powers of two and |Σ over the row| ≤ 17·32·128·127 < 2²⁴: every float step is exact, so equal
-                for (int i = 0; i < y.Length; i++)
-                    Assert.True(y[i] == expect[i], $"{name} interleaved={interleaved} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
-            }
-        }
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(y[i] == expect[i], $"{name} interleaved={interleaved} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
+        });
     }
 
     [Theory]
