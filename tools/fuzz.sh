@@ -96,10 +96,13 @@ for t in "${targets[@]}"; do
   last=$(get last_find); end=$(get last_update)
   since=$([ "$last" = 0 ] && echo "-" || echo "$((end - last)) s")
   # executions since the corpus last grew, from AFL's plot_data (columns: corpus_count 4th, total_execs 12th): on a
-  # shared machine the seconds since the last new path say little, the executions say how hard it was looked for
+  # shared machine the seconds since the last new path say little, the executions say how hard it was looked for.
+  # A new path is also a new hit count (AFL's buckets 1, 2, 3, 4-7, ... 128+) of an edge already seen; edges_found
+  # (13th column) counts distinct edges, so the executions since it last grew measure the plateau of coverage itself.
   dry=$(awk -F', ' 'NR > 1 { if ($4 != c) { c = $4; e = $12 } n = $12 } END { print n - e }' "$out/default/plot_data")
-  summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago, %9s execs ago  crashes %s  hangs %s' \
-    "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$dry" "$(get saved_crashes)" "$(get saved_hangs)")")
+  edry=$(awk -F', ' 'NR > 1 { if ($13 != c) { c = $13; e = $12 } n = $12 } END { print c " edges, last new " n - e }' "$out/default/plot_data")
+  summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago, %9s execs ago  %s execs ago  crashes %s  hangs %s' \
+    "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$dry" "$edry" "$(get saved_crashes)" "$(get saved_hangs)")")
   for kind in crashes hangs; do
     files=("$out"/default/$kind/id*)
     [ -e "${files[0]}" ] || continue
@@ -108,5 +111,5 @@ for t in "${targets[@]}"; do
   done
 done
 
-echo "== summary (target, time, executions, corpus paths, time and executions since the last new path, crashes, hangs)"
+echo "== summary (target, time, executions, corpus paths, time and executions since the last new path, distinct edges and executions since the last new edge, crashes, hangs)"
 printf '%s\n' "${summary[@]}"
