@@ -6,6 +6,7 @@
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      default: 300 seconds for each of the 8 targets
 #   FUZZ_RESUME=1 tools/fuzz.sh 300 gguf                 go on from the queue of the last run instead of the seeds
+#   FUZZ_KEEP=1 tools/fuzz.sh 3600 gguf                  and keep the queue in tests/fuzz-corpus/queues (commit it)
 #
 # Targets (tests/DeepSeekCpu.Tests/Hardening/FuzzTargets.cs): gguf safetensors safetensors-index tokenizer-json
 # config-json llama2c-checkpoint llama2c-tokenizer server-request.
@@ -46,6 +47,13 @@ done
 # 3. seed corpora: small valid files written by the formats' writers and the project's fixtures
 rm -rf "$work/seeds"
 dotnet "$plain/DeepSeekCpu.Fuzz.dll" seeds "$work/seeds"
+# 3a. the kept queues (tests/fuzz-corpus/queues/TARGET.tar.gz): every input earlier runs found to reach new coverage,
+# on earlier machines too, joins the seeds, so a fresh machine goes on where the last run stopped. FUZZ_KEEP=1 writes
+# the queue back at the end of a run (step 4); FuzzCorpusTests replays every kept input in the normal test suite.
+queues=tests/fuzz-corpus/queues
+for t in "${targets[@]}"; do
+  if [ -f "$queues/$t.tar.gz" ]; then tar xzf "$queues/$t.tar.gz" -C "$work/seeds/$t" --transform 's|^|kept-|'; fi
+done
 
 # 3b. dictionaries: the string literals of each reader's sources (metadata keys, tensor names, JSON fields, dtype
 # names), so AFL splices whole names instead of finding them a byte at a time (the coverage map sees a key only once
@@ -103,6 +111,14 @@ for t in "${targets[@]}"; do
   edry=$(awk -F', ' 'NR > 1 { if ($13 != c) { c = $13; e = $12 } n = $12 } END { print c " edges, last new " n - e }' "$out/default/plot_data")
   summary+=("$(printf '%-20s %6s s  %9s execs  %5s paths  last new path %6s ago, %9s execs ago  %s execs ago  crashes %s  hangs %s' \
     "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$dry" "$edry" "$(get saved_crashes)" "$(get saved_hangs)")")
+  if [ "${FUZZ_KEEP:-0}" = 1 ]; then   # the queue (seeds included) under content names, reproducibly archived
+    keep=$(mktemp -d)
+    for f in "$out"/default/queue/id*; do cp "$f" "$keep/$(sha1sum < "$f" | cut -c1-16)"; done
+    mkdir -p "$queues"
+    (cd "$keep" && ls | LC_ALL=C sort | tar cf - --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=644 -T - | gzip -9n) > "$queues/$t.tar.gz"
+    echo "kept $(ls "$keep" | wc -l) inputs in $queues/$t.tar.gz ($(stat -c %s "$queues/$t.tar.gz") bytes)"
+    rm -rf "$keep"
+  fi
   for kind in crashes hangs; do
     files=("$out"/default/$kind/id*)
     [ -e "${files[0]}" ] || continue

@@ -1,3 +1,5 @@
+using System.Formats.Tar;
+using System.IO.Compression;
 using DeepSeekCpu.Fuzzing;
 using Xunit;
 
@@ -7,7 +9,8 @@ namespace DeepSeekCpu.Tests.Hardening;
 /// Replays tests/fuzz-corpus/TARGET/*: the seeds of each fuzz target and every input the fuzzers (tools/fuzz.sh)
 /// found to crash, hang or allocate without bound before the reader was fixed. Each must load or fail with the
 /// reader's clean one-line error naming the file (<see cref="FuzzTargets"/> throws otherwise), without an allocation
-/// sized by the input.
+/// sized by the input. The same holds for every input of the fuzzers' kept queues (tests/fuzz-corpus/queues/TARGET.tar.gz:
+/// the inputs that reached new coverage, kept by <c>FUZZ_KEEP=1 tools/fuzz.sh</c> so the next machine goes on from them).
 /// </summary>
 public sealed class FuzzCorpusTests : IDisposable
 {
@@ -40,13 +43,43 @@ public sealed class FuzzCorpusTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Inputs))]
-    public void Input_loads_or_fails_with_a_clean_one_line_error(string target, string file)
+    public void Input_loads_or_fails_with_a_clean_one_line_error(string target, string file) =>
+        Replay(target, file, File.ReadAllBytes(Path.Combine(CorpusDir(), target, file)));
+
+    public static TheoryData<string> Queues()
     {
-        byte[] input = File.ReadAllBytes(Path.Combine(CorpusDir(), target, file));
+        var data = new TheoryData<string>();
+        foreach (string target in FuzzTargets.Names)
+            if (File.Exists(QueuePath(target))) data.Add(target);
+        return data;
+    }
+
+    private static string QueuePath(string target) => Path.Combine(CorpusDir(), "queues", target + ".tar.gz");
+
+    [Theory]
+    [MemberData(nameof(Queues))]
+    public void Every_kept_queue_input_loads_or_fails_with_a_clean_one_line_error(string target)
+    {
+        using var tar = new TarReader(new GZipStream(File.OpenRead(QueuePath(target)), CompressionMode.Decompress));
+        int inputs = 0;
+        while (tar.GetNextEntry() is { } entry)
+        {
+            if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
+            Assert.InRange(entry.Length, 0, 1 << 20);   // AFL's inputs are small; a larger one is not ours
+            using var data = new MemoryStream();
+            entry.DataStream?.CopyTo(data);
+            Replay(target, entry.Name, data.ToArray());
+            inputs++;
+        }
+        Assert.True(inputs > 0, $"{QueuePath(target)} holds no inputs");
+    }
+
+    private void Replay(string target, string name, byte[] input)
+    {
         long before = GC.GetAllocatedBytesForCurrentThread();
         string outcome = FuzzTargets.Run(target, input, _scratch);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.DoesNotContain('\n', outcome);
-        Assert.True(allocated < (64L << 20) + 64L * input.Length, $"{target}/{file}: allocated {allocated} bytes for {input.Length} ({outcome})");
+        Assert.True(allocated < (64L << 20) + 64L * input.Length, $"{target}/{name}: allocated {allocated} bytes for {input.Length} ({outcome})");
     }
 }
