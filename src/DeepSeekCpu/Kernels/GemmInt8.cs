@@ -27,7 +27,7 @@ internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m
 /// Packed activations (<see cref="Int8Panels"/>) at one (panel, block): quants Q (32·Panel bytes per block), scales D
 /// and d·Σq S (Panel floats per block), and d·Σq per half block SHalf (2·Panel floats per block; filled only for
 /// formats with a scale per 16 elements). The next panel of a micro-kernel call starts <see cref="Blocks"/> blocks on.
-/// Packed in Q8_K mode (<see cref="Int8Panels.Pack"/>) D holds the token's scale of its 256-element super-block in
+/// Packed in Q8_K mode (<see cref="Int8Panels"/>) D holds the token's scale of its 256-element super-block in
 /// every block, and S per super-block, in its first 4 blocks' slots, Σq over sub-blocks 2p and 2p + 1 (32 elements
 /// each) as an int16 pair (p = 0..3); its last 4 are zero.
 /// </summary>
