@@ -155,32 +155,46 @@ public unsafe class GemmTests
     /// Packs <paramref name="n"/> tokens into int8 activation panels (the last panels padding) and checks every block's
     /// 32 quants against the scalar quantizer of its token (Q8_0, or Q8_K when <paramref name="q8k"/>), zeros for
     /// padding; <paramref name="check"/> then checks the block's scales and sums (<c>quantized</c> is null for padding).
+    /// Twice: tokens quantized while packed (x's rows), then from x's rows quantized once (<see cref="Int8Panels.Quantize"/>)
+    /// packed through an index that takes rows out of order, some twice, with a padding token (−1) among them, as
+    /// <see cref="ExpertGemm"/> packs an MoE layer's experts.
     /// </summary>
     private static void ForEachPackedBlock(float[] x, int n, int cols, int panel, int panels, bool halfSums, bool q8k, PackedBlockCheck check)
     {
-        int nb = cols / 32;
+        int nb = cols / 32, tokens = n + 3;   // from rows: three more tokens than rows (panels * panel ≥ n + panel)
         var mem = new byte[ActQ8.BytesFor(cols) + 64];
+        var index = new int[panels * panel];
+        for (int t = 0; t < index.Length; t++) index[t] = t == 1 || t >= tokens ? -1 : (3 * t + 2) % n;
+        var src = new nint[n];
         fixed (float* px = x)
         fixed (byte* am = mem)
+        fixed (int* pi = index)
         {
-            var packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums, q8k);
-            var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
-            a.Nib = null;
-            for (int t = 0; t < panels * panel; t++)
+            for (int r = 0; r < n; r++) src[r] = (nint)(px + (long)r * cols);
+            foreach (bool fromRows in new[] { false, true })
             {
-                if (t < n && q8k) ActQ8.QuantizeQ8_KScalar(px + (long)t * cols, &a);
-                else if (t < n) ActQ8.QuantizeQ8_0Scalar(px + (long)t * cols, &a);
-                int p = t / panel, j = t % panel;
-                for (int b = 0; b < nb; b++)
+                Int8Acts packed;
+                if (!fromRows) packed = Int8Panels.Pack(px, n, cols, panel, panels, halfSums, q8k);
+                else fixed (nint* ps = src) packed = Int8Panels.Pack(Int8Panels.Quantize((float**)ps, n, cols, q8k), pi, panels * panel, panel, panels, halfSums);
+                var a = ActQ8.At((byte*)(((nint)am + 63) & ~63), cols);
+                a.Nib = null;
+                for (int t = 0; t < panels * panel; t++)
                 {
-                    var at = packed.At((long)p * nb + b);
-                    for (int k = 0; k < 32; k++)
+                    int row = fromRows ? index[t] : t < n ? t : -1;   // the token's row of x, −1 for padding
+                    if (row >= 0 && q8k) ActQ8.QuantizeQ8_KScalar(px + (long)row * cols, &a);
+                    else if (row >= 0) ActQ8.QuantizeQ8_0Scalar(px + (long)row * cols, &a);
+                    int p = t / panel, j = t % panel;
+                    for (int b = 0; b < nb; b++)
                     {
-                        sbyte expect = t < n ? a.Q[32 * b + k] : (sbyte)0;
-                        sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
-                        Assert.True(expect == got, $"panel {panel} token {t} block {b} k {k}: {got} vs {expect}");
+                        var at = packed.At((long)p * nb + b);
+                        for (int k = 0; k < 32; k++)
+                        {
+                            sbyte expect = row >= 0 ? a.Q[32 * b + k] : (sbyte)0;
+                            sbyte got = at.Q[4 * panel * (k / 4) + 4 * j + k % 4];
+                            Assert.True(expect == got, $"panel {panel} token {t} (row {row}, from rows: {fromRows}) block {b} k {k}: {got} vs {expect}");
+                        }
+                        check(t, j, b, at, row >= 0 ? &a : null);
                     }
-                    check(t, j, b, at, t < n ? &a : null);
                 }
             }
         }

@@ -92,15 +92,17 @@ internal sealed unsafe class ExpertBatch
 /// routed expert over the tokens that chose it, the shared experts over all of them). Where <see cref="MatMul.Plan"/>
 /// picks the int8 GEMM for an entry, its products (gate and up, or the down product alone) are fused with the others':
 /// <list type="bullet">
-/// <item>the rows of every fused MLP are gathered into one buffer, each MLP's rows padded to whole micro-kernel token
-/// steps, and quantized and packed once (<see cref="Int8Panels"/>), so gate and up share one quantization;</item>
+/// <item>each input row is quantized once (<see cref="Int8Panels.Quantize"/>: a token chosen by k routed experts and
+/// taken by the shared experts is one row, the same bytes for every expert), then the rows of every fused MLP are
+/// packed from those into one buffer, each MLP's rows padded to whole micro-kernel token steps
+/// (<see cref="Int8Panels"/>), so gate and up share one packing;</item>
 /// <item>one pool dispatch runs every (MLP, block of 64 hidden rows) item: per item the W1 rows and then the W3 rows
 /// are unpacked tile by tile and multiplied with that MLP's tokens (the int8 GEMM's own tile and micro-kernel,
 /// <see cref="GemmInt8{TMicro}.Int8Tile"/>, or the Q8_0 GEMM's, <see cref="GemmQ8{TOps, TX, TAcc, TF}.Q8Tile"/>, as
 /// <see cref="TiledGemm{TKernel}"/> runs them), and silu(g)·u is formed
 /// while the two accumulators are written back, so g and u never go to memory (a down product's accumulator is
 /// transposed into its output). Items of all MLPs share the dispatch, so the threads finish together instead of once
-/// per expert, and the activations of all of them are quantized and packed in one pass.</item>
+/// per expert.</item>
 /// </list>
 /// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path) run as one
 /// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
@@ -112,7 +114,7 @@ internal static unsafe class ExpertGemm
     private const int KBlock = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.KBlock;
     private const int CtPad = TiledGemm<GemmInt8<X86.GemmInt8Avx512>.Int8Tile>.CtPad;
 
-    [ThreadStatic] private static byte[]? _gather, _rest;
+    [ThreadStatic] private static byte[]? _rest;
     [ThreadStatic] private static MatMulBatch? _batch;
     [ThreadStatic] private static int[]? _fused;
 
@@ -210,8 +212,8 @@ internal static unsafe class ExpertGemm
     /// <summary>The activations' packing of the int8 GEMM's tile (<see cref="GemmInt8{TMicro}.Run"/>'s).</summary>
     private readonly struct Int8Pack<TMicro> : ITilePack<GemmInt8<TMicro>.Int8Tile> where TMicro : IInt8Micro
     {
-        public static GemmInt8<TMicro>.Int8Tile Pack(float* x, int n, int cols, DType t) =>
-            new(Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t)));
+        public static GemmInt8<TMicro>.Int8Tile Pack(in ActQ8Rows rows, int* index, int n, DType t) =>
+            new(Int8Panels.Pack(rows, index, n, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2));
         public static bool UsesQ8K(DType t) => TMicro.UsesQ8K(t);
     }
 
@@ -223,8 +225,9 @@ internal static unsafe class ExpertGemm
     /// </summary>
     internal interface ITail<TTile, TTail> where TTile : struct, ITileKernel where TTail : struct, ITileKernel
     {
-        /// <summary>x[n, cols] packed once for both kernels (n a multiple of TTail.TokenStep, padding tokens zero).</summary>
-        static abstract (TTile Body, TTail Tail) Pack(float* x, int n, int cols, DType t);
+        /// <summary>The rows <paramref name="index"/>[0..n) of <paramref name="rows"/> packed once for both kernels, as
+        /// <see cref="ITilePack{TTile}.Pack"/> (n a multiple of TTail.TokenStep).</summary>
+        static abstract (TTile Body, TTail Tail) Pack(in ActQ8Rows rows, int* index, int n, DType t);
         /// <summary>Whether <typeparamref name="TTail"/> multiplies weights of type <paramref name="t"/> (else entries pad to TTile.TokenStep).</summary>
         static abstract bool Covers(DType t);
         /// <summary>Whether weights of type <paramref name="t"/> take Q8_K-style activations (<see cref="ITilePack{TTile}.UsesQ8K"/>).</summary>
@@ -234,7 +237,7 @@ internal static unsafe class ExpertGemm
     /// <summary>No narrower kernel: the tile kernel alone, packed by <typeparamref name="TPack"/>.</summary>
     private readonly struct NoTail<TTile, TPack> : ITail<TTile, TTile> where TTile : struct, ITileKernel where TPack : ITilePack<TTile>
     {
-        public static (TTile Body, TTile Tail) Pack(float* x, int n, int cols, DType t) { var k = TPack.Pack(x, n, cols, t); return (k, k); }
+        public static (TTile Body, TTile Tail) Pack(in ActQ8Rows rows, int* index, int n, DType t) { var k = TPack.Pack(rows, index, n, t); return (k, k); }
         public static bool Covers(DType t) => false;
         public static bool UsesQ8K(DType t) => TPack.UsesQ8K(t);
     }
@@ -247,9 +250,9 @@ internal static unsafe class ExpertGemm
     internal readonly struct Int8Tail<TMicro, TX, TAcc, TF> : ITail<GemmInt8<TMicro>.Int8Tile, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile>
         where TMicro : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
     {
-        public static (GemmInt8<TMicro>.Int8Tile Body, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile Tail) Pack(float* x, int n, int cols, DType t)
+        public static (GemmInt8<TMicro>.Int8Tile Body, GemmInt8<OnePanel<TMicro, TX, TAcc, TF>>.Int8Tile Tail) Pack(in ActQ8Rows rows, int* index, int n, DType t)
         {
-            var acts = Int8Panels.Pack(x, n, cols, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2, TMicro.UsesQ8K(t));
+            var acts = Int8Panels.Pack(rows, index, n, TMicro.Panel, n / TMicro.Panel, Int8Tiles.ScalesPerBlock(t) == 2);
             return (new(acts), new(acts));
         }
 
@@ -286,6 +289,8 @@ internal static unsafe class ExpertGemm
     private static class Fused<TTile, TTail, TPack> where TTile : struct, ITileKernel where TTail : struct, ITileKernel where TPack : ITail<TTile, TTail>
     {
         [ThreadStatic] private static Job? _job;
+        [ThreadStatic] private static int[]? _rowBase, _rowEnd;
+        [ThreadStatic] private static byte[]? _index;
 
         /// <summary>Runs the entries <paramref name="fused"/>[0..nFused) that take the first one's activation packing,
         /// moved to the front in their order; returns their count (the rest are left to the caller).</summary>
@@ -299,29 +304,47 @@ internal static unsafe class ExpertGemm
             int step = TTile.TokenStep, cols = b.W1[fused[0]].Cols;
             var job = _job ??= new Job();
             if (job.Start.Length < nFused + 1) { job.Start = new int[2 * nFused + 1]; job.FirstItem = new int[2 * nFused + 1]; }
-            // each MLP's rows from a multiple of the (tail's) token step on, so its tokens fill whole micro-kernel steps
-            int total = 0, items = 0, maxPad = 0;
+            if (_rowBase is not { } rowBase || rowBase.Length < nFused) { _rowBase = rowBase = new int[2 * nFused]; _rowEnd = new int[2 * nFused]; }
+            int[] rowEnd = _rowEnd!;
+            // Each MLP's tokens from a multiple of the (tail's) token step on, so its tokens fill whole micro-kernel
+            // steps. The input rows it reads (its first m, or up to its largest row index) are quantized once into
+            // [rowBase, rowEnd) of one list of rows: MLPs over the same x that follow each other in the batch (an MoE
+            // layer's routed experts and shared experts) share them, so a token chosen by k experts is quantized once.
+            int total = 0, items = 0, maxPad = 0, nRows = 0;
             var packType = b.W1[fused[0]].Type;   // packed for this type (Q6_K's sums per 16 elements, if any, serve the others too)
             for (int j = 0; j < nFused; j++)
             {
-                int i = fused[j], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (b.M[i] + last - 1) / last * last;
+                int i = fused[j], m = b.M[i], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (m + last - 1) / last * last;
                 job.Start[j] = total; job.FirstItem[j] = items;
                 total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
                 maxPad = Math.Max(maxPad, pad);
                 if (Int8Tiles.ScalesPerBlock(b.W1[i].Type) == 2) packType = b.W1[i].Type;
+                int read = m;
+                if (b.Rows[i] != 0)
+                {
+                    read = 0;
+                    foreach (int r in new ReadOnlySpan<int>((int*)b.Rows[i], m)) read = Math.Max(read, r + 1);
+                }
+                rowBase[j] = j > 0 && b.X[i] == b.X[fused[j - 1]] ? rowBase[j - 1] : nRows;
+                rowEnd[j] = rowBase[j] + read;
+                nRows = Math.Max(nRows, rowEnd[j]);
             }
             job.Start[nFused] = total; job.FirstItem[nFused] = items;
 
-            float* xs = (float*)Scratch.Get(ref _gather, (long)total * cols * sizeof(float));   // [total, cols]
-            for (int j = 0; j < nFused; j++)
+            // src[nRows]: where each quantized row is read; index[total]: the quantized row of each packed token (−1: padding)
+            byte* mem = Scratch.Get(ref _index, (long)nRows * sizeof(nint) + (long)total * sizeof(int));
+            float** src = (float**)mem;
+            int* index = (int*)(src + nRows);
+            for (int j = 0, filled = 0; j < nFused; j++)
             {
                 int i = fused[j], m = b.M[i];
-                float* dst = xs + (long)job.Start[j] * cols;
-                if (b.Rows[i] != 0) Gather((float*)b.X[i], (int*)b.Rows[i], m, cols, dst);
-                else new ReadOnlySpan<float>((float*)b.X[i], checked(m * cols)).CopyTo(new Span<float>(dst, m * cols));
-                new Span<float>(dst + (long)m * cols, (job.Start[j + 1] - job.Start[j] - m) * cols).Clear();   // padding tokens: zero
+                for (; filled < rowEnd[j]; filled++) src[filled] = (float*)b.X[i] + (long)(filled - rowBase[j]) * cols;
+                int* rows = (int*)b.Rows[i], dst = index + job.Start[j];
+                for (int t = 0; t < m; t++) dst[t] = rowBase[j] + (rows != null ? rows[t] : t);
+                new Span<int>(dst + m, job.Start[j + 1] - job.Start[j] - m).Fill(-1);
             }
-            job.B = b; job.Fused = fused; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(xs, total, cols, packType); job.MaxPad = maxPad;
+            var quantized = Int8Panels.Quantize(src, nRows, cols, q8k);
+            job.B = b; job.Fused = fused; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(quantized, index, total, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
             finally { job.B = null!; job.Fused = null!; }
             return nFused;

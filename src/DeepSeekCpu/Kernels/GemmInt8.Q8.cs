@@ -76,14 +76,17 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
     /// Tokens 0..n of x[n, cols] quantized and packed in panels for <paramref name="nPad"/> tokens (per-thread scratch,
     /// valid until the next call), stored + 128 where the product is unsigned × signed.
     /// </summary>
-    internal static Q8Tile Pack(float* x, int n, int cols, int nPad)
+    internal static Q8Tile Pack(float* x, int n, int cols, int nPad) =>
+        Flipped(Int8Panels.Pack(x, n, cols, TOps.Panel, nPad / TOps.Panel, halfSums: false), (long)nPad * cols);
+
+    /// <summary>The activations stored + 128 where the product is unsigned × signed (<paramref name="bytes"/> packed quants).</summary>
+    private static Q8Tile Flipped(Int8Acts acts, long bytes)
     {
-        var acts = Int8Panels.Pack(x, n, cols, TOps.Panel, nPad / TOps.Panel, halfSums: false);
         if (TOps.UnsignedActs)
         {
             var flip = _flip ??= new FlipJob();
             flip.Q = (byte*)acts.Q;
-            flip.Bytes = (long)nPad * cols;
+            flip.Bytes = bytes;
             WorkerPool.Shared.Run(flip, (int)((flip.Bytes + FlipJob.Chunk - 1) / FlipJob.Chunk), grain: 1);
         }
         return new Q8Tile(acts);
@@ -92,7 +95,8 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
     /// <summary>The activations' packing for callers that run several Q8_0 matrices over one input (<see cref="ExpertGemm"/>).</summary>
     internal readonly struct Packer : ITilePack<Q8Tile>
     {
-        public static Q8Tile Pack(float* x, int n, int cols, DType t) => GemmQ8<TOps, TX, TAcc, TF>.Pack(x, n, cols, n);
+        public static Q8Tile Pack(in ActQ8Rows rows, int* index, int n, DType t) =>
+            Flipped(Int8Panels.Pack(rows, index, n, TOps.Panel, n / TOps.Panel, halfSums: false), (long)n * rows.Cols);
     }
 
     /// <summary>q_x + 128 for every packed activation byte (xor 0x80), in chunks of 64 KiB over the worker pool.</summary>

@@ -27,7 +27,7 @@ internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m
 /// Packed activations (<see cref="Int8Panels"/>) at one (panel, block): quants Q (32·Panel bytes per block), scales D
 /// and d·Σq S (Panel floats per block), and d·Σq per half block SHalf (2·Panel floats per block; filled only for
 /// formats with a scale per 16 elements). The next panel of a micro-kernel call starts <see cref="Blocks"/> blocks on.
-/// Packed in Q8_K mode (<see cref="Int8Panels.Pack"/>) D holds the token's scale of its 256-element super-block in
+/// Packed in Q8_K mode (<see cref="Int8Panels"/>) D holds the token's scale of its 256-element super-block in
 /// every block, and S per super-block, in its first 4 blocks' slots, Σq over sub-blocks 2p and 2p + 1 (32 elements
 /// each) as an int16 pair (p = 0..3); its last 4 are zero.
 /// </summary>
@@ -396,6 +396,31 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 }
 
 /// <summary>
+/// Rows of activations quantized once each, for packings that take a row several times (<see cref="ExpertGemm"/>: a
+/// token chosen by several routed experts and by the shared experts): per row <see cref="RowBytes"/> bytes holding
+/// <see cref="ActQ8"/>'s arrays, Q [cols], then D [cols/32] and S [cols/32] in Q8_0 style, or in Q8_K style D
+/// [cols/256] (in D's place) and BSums [cols/16] int16 (in S's place). Filled by <see cref="Int8Panels.Quantize"/>.
+/// </summary>
+internal readonly unsafe struct ActQ8Rows(byte* mem, int cols, bool q8k)
+{
+    public readonly byte* Mem = mem;
+    public readonly int Cols = cols;
+    /// <summary>Q8_K style (<see cref="ActQ8.QuantizeQ8_K"/>), else Q8_0 style (<see cref="ActQ8.QuantizeQ8_0"/>).</summary>
+    public readonly bool Q8K = q8k;
+
+    public static long RowBytes(int cols) => cols + 2L * (cols / 32) * sizeof(float);
+
+    /// <summary>Row <paramref name="r"/>'s arrays (no nibble order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ActQ8 Row(long r)
+    {
+        byte* p = Mem + r * RowBytes(Cols);
+        float* d = (float*)(p + Cols), s = d + Cols / 32;
+        return new ActQ8 { Cols = Cols, Q = (sbyte*)p, D = d, S = s, BSums = (short*)s };
+    }
+}
+
+/// <summary>
 /// The activations of the int8 GEMMs: each token quantized by <see cref="ActQ8.QuantizeQ8_0"/> (the same bytes as its
 /// scalar specification) and rearranged into panels of <c>panel</c> tokens so that one vector load holds 4 consecutive
 /// k of every token of a panel: Xq[panel][block][k/4][token][k%4], with Dx[panel][block][token] = d,
@@ -403,38 +428,94 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
 /// are zero. In Q8_K mode (for Q4_K weights) each token is quantized by <see cref="ActQ8.QuantizeQ8_K"/> instead: the
 /// same quant layout, Dx its scale per 256 repeated in each of the super-block's 8 blocks, and Sx per super-block the
 /// int16 pairs (Σq over sub-block 2p, over 2p + 1) in the slots of its blocks p = 0..3 (<see cref="Int8Acts"/>).
+/// The tokens are either quantized while packed (rows of one x), or quantized once beforehand (<see cref="Quantize"/>)
+/// and only rearranged, so a row packed several times is quantized once.
 /// </summary>
 internal static unsafe class Int8Panels
 {
-    [ThreadStatic] private static byte[]? _mem;
+    [ThreadStatic] private static byte[]? _mem, _rows;
     [ThreadStatic] private static PackJob? _job;
+    [ThreadStatic] private static QuantizeJob? _quantize;
 
     /// <summary>Packs tokens 0..n of x[n, cols] into <paramref name="panels"/> panels (per-thread scratch, valid until the next call).</summary>
     public static Int8Acts Pack(float* x, int n, int cols, int panel, int panels, bool halfSums, bool q8k = false)
     {
-        int nb = cols / 32;
+        var job = _job ??= new PackJob();
+        job.X = x; job.Rows = new ActQ8Rows(null, cols, q8k); job.Index = null;
+        return Run(job, n, panel, panels, halfSums);
+    }
+
+    /// <summary>
+    /// Packs token t = 0..n as the quantized row <paramref name="index"/>[t] of <paramref name="rows"/> (a padding token
+    /// where it is negative) into <paramref name="panels"/> panels: the bytes <see cref="Pack(float*, int, int, int, int, bool, bool)"/>
+    /// gives for those rows gathered as floats (per-thread scratch, valid until the next call).
+    /// </summary>
+    public static Int8Acts Pack(in ActQ8Rows rows, int* index, int n, int panel, int panels, bool halfSums)
+    {
+        var job = _job ??= new PackJob();
+        job.X = null; job.Rows = rows; job.Index = index;
+        return Run(job, n, panel, panels, halfSums);
+    }
+
+    private static Int8Acts Run(PackJob job, int n, int panel, int panels, bool halfSums)
+    {
+        int nb = job.Rows.Cols / 32;
         long qBytes = (long)panels * nb * 32 * panel, floats = (long)panels * nb * panel;
         byte* mem = Scratch.Get(ref _mem, qBytes + 4 * floats * sizeof(float));
         float* d = (float*)(mem + qBytes);
-        var acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, panel, nb);
-        var job = _job ??= new PackJob();
-        job.X = x; job.N = n; job.Cols = cols; job.Acts = acts; job.HalfSums = halfSums; job.Q8K = q8k;
-        WorkerPool.Shared.Run(job, panels, grain: 1);
-        return acts;
+        job.Acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, panel, nb);
+        job.N = n; job.HalfSums = halfSums;
+        try { WorkerPool.Shared.Run(job, panels, grain: 1); }
+        finally { job.X = null; job.Index = null; }
+        return job.Acts;
     }
 
+    /// <summary>
+    /// Quantizes the rows <paramref name="src"/>[0..n) (each <paramref name="cols"/> floats) once each, Q8_K style where
+    /// <paramref name="q8k"/>, else Q8_0 style, over the worker pool (per-thread scratch, valid until the next call).
+    /// </summary>
+    public static ActQ8Rows Quantize(float** src, int n, int cols, bool q8k)
+    {
+        var rows = new ActQ8Rows(Scratch.Get(ref _rows, n * ActQ8Rows.RowBytes(cols)), cols, q8k);
+        var job = _quantize ??= new QuantizeJob();
+        job.Src = src; job.Rows = rows;
+        try { WorkerPool.Shared.Run(job, n, grain: 4); }
+        finally { job.Src = null; }
+        return rows;
+    }
+
+    private sealed class QuantizeJob : IRangeJob
+    {
+        public float** Src;
+        public ActQ8Rows Rows;
+
+        public void Run(int start, int end)
+        {
+            for (int r = start; r < end; r++)
+            {
+                var a = Rows.Row(r);
+                if (Rows.Q8K) ActQ8.QuantizeQ8_K(Src[r], &a);
+                else ActQ8.QuantizeQ8_0(Src[r], &a);
+            }
+        }
+    }
+
+    /// <summary>Tokens from x[N, cols], each quantized here, or (X null) the quantized rows Rows[Index[t]].</summary>
     private sealed class PackJob : IRangeJob
     {
         [ThreadStatic] private static byte[]? _token;
         public float* X;
-        public int N, Cols;
+        public ActQ8Rows Rows;   // Cols and Q8K; Mem only where Index is set
+        public int* Index;
+        public int N;
         public Int8Acts Acts;
-        public bool HalfSums, Q8K;
+        public bool HalfSums;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int end)
         {
-            int cols = Cols, nb = cols / 32, panel = Acts.Panel, group = 4 * panel;   // bytes per 4 k of a panel
+            int cols = Rows.Cols, nb = cols / 32, panel = Acts.Panel, group = 4 * panel;   // bytes per 4 k of a panel
+            bool q8k = Rows.Q8K;
             var a = ActQ8.At(Scratch.Get(ref _token, ActQ8.BytesFor(cols)), cols);
             a.Nib = null;   // no nibble order: only the GEMV's VBMI Q4_0 body reads it
             for (int p = start; p < end; p++)
@@ -444,7 +525,7 @@ internal static unsafe class Int8Panels
                 var at = Acts.At((long)p * nb);
                 sbyte* dst = at.Q + 4 * j;                   // block b, group g (4 k) of this token at dst + 32·panel·b + group·g
                 float* d = at.D + j, s = at.S + j, sh = at.SHalf + j;   // block b at + panel·b (SHalf: + 2·panel·b, + panel for the second half)
-                if (t >= N)
+                if (t >= N || Index != null && Index[t] < 0)
                 {
                     for (int b = 0; b < nb; b++, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel)
                     {
@@ -453,13 +534,14 @@ internal static unsafe class Int8Panels
                     }
                     continue;
                 }
-                if (Q8K) ActQ8.QuantizeQ8_K(X + (long)t * cols, &a);
+                if (Index != null) a = Rows.Row(Index[t]);
+                else if (q8k) ActQ8.QuantizeQ8_K(X + (long)t * cols, &a);
                 else ActQ8.QuantizeQ8_0(X + (long)t * cols, &a);
                 sbyte* q = a.Q;
                 for (int b = 0; b < nb; b++, q += 32, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel)
                 {
                     for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = *(int*)(q + 4 * g);
-                    if (Q8K)
+                    if (q8k)
                     {
                         *d = a.D[b / 8];
                         int pair = b % 8;   // pair p (sub-blocks 2p, 2p + 1): the super-block's sums per 16 at 4p..4p + 3

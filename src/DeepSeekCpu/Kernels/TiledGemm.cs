@@ -33,8 +33,9 @@ internal unsafe interface ITileKernel
 /// </summary>
 internal unsafe interface ITilePack<TTile> where TTile : struct, ITileKernel
 {
-    /// <summary>x[n, cols] packed for matrices of type <paramref name="t"/>; n is a multiple of TTile.TokenStep (the caller zeroes padding tokens).</summary>
-    static abstract TTile Pack(float* x, int n, int cols, DType t);
+    /// <summary>Token t = 0..n as the quantized row <paramref name="index"/>[t] of <paramref name="rows"/> (negative: a zero
+    /// padding token), packed for matrices of type <paramref name="t"/>; n is a multiple of TTile.TokenStep.</summary>
+    static abstract TTile Pack(in ActQ8Rows rows, int* index, int n, DType t);
     /// <summary>Whether matrices of type <paramref name="t"/> take Q8_K-style activations (<see cref="IInt8Micro.UsesQ8K"/>);
     /// one packing serves only matrices that agree.</summary>
     static virtual bool UsesQ8K(DType t) => false;
