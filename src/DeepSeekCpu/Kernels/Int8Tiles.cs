@@ -237,9 +237,10 @@ internal static unsafe class Int8Tiles
     /// rows per vector: the copy keeps every per-row value of a block column side by side (16 halves d, Q4_K's 16
     /// halves dmin, its 6-bit scales as 16 bytes per sub-block and its mins as 16 byte pairs per pair of sub-blocks,
     /// <see cref="Interleave"/>), so each is one widening load (an odd sub-block's mins: the same 16 pairs read one
-    /// byte on, their low bytes kept), then the same float operations as <see cref="Unpack"/>, lane by lane.
+    /// byte on, their low bytes kept), then the same float operations as <see cref="Unpack"/>, lane by lane. Not
+    /// inlined: called once per group, and its own inlining budget keeps the width's operators inline.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static void LaneScales<TW, TV>(DType t, byte* group, int blockBytes, int b0, int count, bool q8k, float* d, float* m)
         where TW : FloatDot.IWidth<TV> where TV : unmanaged
     {
@@ -256,32 +257,33 @@ internal static unsafe class Int8Tiles
                 }
                 continue;
             }
-            byte* sb = group + (long)(b0 / 8) * blockBytes;
+            byte* sb = group + (long)(b0 / 8) * blockBytes, scales = sb + Interleave.Q4_KScales + l;
             var sd = HalfBits.ToFloat<TW, TV>(TW.WidenU16((ushort*)sb + l));
             var negSm = TW.Multiply(HalfBits.ToFloat<TW, TV>(TW.WidenU16((ushort*)(sb + Interleave.Q4_KDMin) + l)), TW.Broadcast(-1f));   // exact negation
+            for (int p = 0; p < 4; p++)
+            {
+                byte* pairs = sb + Interleave.Q4_KMins + 32 * p + 2 * l;   // row R: m_2p at 2R, m_2p+1 at 2R + 1
+                if (q8k)
+                {
+                    var s0 = TW.WidenU8(scales + 32 * p);
+                    var s1 = TW.WidenU8(scales + 32 * p + 16);
+                    TW.Store(TW.Or(s0, TW.ShiftLeft(s0, 16)), d + ld * 2 * p + l);         // sc·0x10001
+                    TW.Store(TW.Or(s1, TW.ShiftLeft(s1, 16)), d + ld * (2 * p + 1) + l);
+                    var pair = TW.WidenU16((ushort*)pairs);
+                    TW.Store(TW.Or(TW.And(pair, 0xFFu), TW.ShiftLeft(TW.And(pair, 0xFF00u), 8)), m + ld * p + l);   // m_2p | m_2p+1 << 16
+                    continue;
+                }
+                var m0 = TW.IntToFloat(TW.And(TW.WidenU16((ushort*)pairs), 0xFFu));
+                var m1 = TW.IntToFloat(TW.And(TW.WidenU16((ushort*)(pairs + 1)), 0xFFu));
+                TW.Store(TW.Multiply(sd, TW.IntToFloat(TW.WidenU8(scales + 32 * p))), d + ld * 2 * p + l);   // d·sc, as Unpack
+                TW.Store(TW.Multiply(sd, TW.IntToFloat(TW.WidenU8(scales + 32 * p + 16))), d + ld * (2 * p + 1) + l);
+                TW.Store(TW.Multiply(negSm, m0), m + ld * 2 * p + l);                                     // −dmin·m
+                TW.Store(TW.Multiply(negSm, m1), m + ld * (2 * p + 1) + l);
+            }
             if (q8k)
             {
-                for (int j = 0; j < 8; j++)
-                {
-                    var sc = TW.WidenU8(sb + Interleave.Q4_KScales + 16 * j + l);
-                    TW.Store(TW.Or(sc, TW.ShiftLeft(sc, 16)), d + ld * j + l);                   // sc·0x10001
-                }
-                for (int p = 0; p < 4; p++)
-                {
-                    var pair = TW.WidenU16((ushort*)(sb + Interleave.Q4_KMins + 32 * p) + l);  // m_2p | m_2p+1 << 8
-                    TW.Store(TW.Or(TW.And(pair, 0xFFu), TW.ShiftLeft(TW.And(pair, 0xFF00u), 8)), m + ld * p + l);
-                }
                 TW.Store(sd, m + 4 * ld + l);
                 TW.Store(negSm, m + 5 * ld + l);
-                continue;
-            }
-            for (int j = 0; j < 8; j++)
-            {
-                // 6-bit scale of sub-block j: byte Q4_KScales + 16j + row; min: byte Q4_KMins + 32(j/2) + 2·row + j%2
-                var sc = TW.IntToFloat(TW.WidenU8(sb + Interleave.Q4_KScales + 16 * j + l));
-                var mn = TW.IntToFloat(TW.And(TW.WidenU16((ushort*)(sb + Interleave.Q4_KMins + 32 * (j / 2) + j % 2) + l), 0xFFu));
-                TW.Store(TW.Multiply(sd, sc), d + ld * j + l);       // d·sc, as Unpack
-                TW.Store(TW.Multiply(negSm, mn), m + ld * j + l);    // −dmin·m
             }
         }
     }
