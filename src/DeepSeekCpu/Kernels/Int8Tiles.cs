@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using DeepSeekCpu.Kernels.Reference;
 using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
@@ -228,6 +229,16 @@ internal static unsafe class Int8Tiles
             if (Vector512.IsHardwareAccelerated) LaneScales<FloatDot.W512, Vector512<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
             else if (Vector256.IsHardwareAccelerated) LaneScales<FloatDot.W256, Vector256<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
             else LaneScales<FloatDot.W128, Vector128<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
+            // The group's next slice (the same columns on, contiguous in the copy) is read by the next call, after this
+            // slice's micro-kernels have run: requested now into L2, so that the split does not wait on memory at
+            // the first touch of each line, as it did (the copy of an MoE layer's experts comes from DRAM every call).
+            int per = w.Type == DType.Q4_K ? 8 : 1, next = b0 + count, left = w.Cols / 32 - next;   // blocks per column of the copy
+            if (Sse.IsSupported && left > 0)
+            {
+                byte* p = group + (long)(next / per) * blockBytes;
+                long bytes = (long)Math.Min(count, left) / per * blockBytes;
+                for (long o = 0; o < bytes; o += 64) Sse.Prefetch1(p + o);
+            }
         }
     }
 
