@@ -333,17 +333,20 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
     /// <summary>
     /// The int8 tile: q bytes [64][256] (low plane), the high nibble plane [64][256] (8-bit formats only), then d and m
     /// floats [64][ss] each, ss = scales per row of a slice (<see cref="RowTiles"/>); or, for a 4-bit matrix with an
-    /// interleaved copy, its q bytes in lanes and d, m [8][64] (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>);
-    /// then which of the two it holds. And the packed activations.
+    /// interleaved copy, its q bytes in lanes and d, m [8][64] (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>;
+    /// which of the two: <see cref="InLanes"/> of the matrix). And the packed activations.
     /// </summary>
     internal readonly struct Int8Tile(Int8Acts x) : ITileKernel
     {
-        private const int LayoutAt = 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
         private readonly Int8Acts X = x;
 
         public static int RowStep => 4;
         public static int TokenStep => TMicro.TokenStep;
-        public static long TileBytes(DType t) => LayoutAt + 64;
+        public static long TileBytes(DType t) => 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
+
+        /// <summary>Whether <paramref name="w"/>'s tiles are lane tiles: where its interleaved copy holds the rows in
+        /// lanes already; the stored rows unpack faster to row tiles.</summary>
+        private static bool InLanes(WeightMatrix w) => w.Interleaved != null && Int8Tiles.InLanes(w.Type);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
@@ -351,9 +354,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            // Lanes where the interleaved copy holds the rows in them already; the stored rows unpack faster to row tiles.
-            bool lanes = w.Interleaved != null && Int8Tiles.InLanes(w.Type);
-            *(int*)(tile + LayoutAt) = lanes ? 1 : 0;
+            bool lanes = InLanes(w);
             if (lanes)
                 Int8Tiles.UnpackLanes(w, r0, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm);
             else if (TMicro.UsesQ8K(w.Type))
@@ -373,8 +374,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        public void Micro(WeightMatrix w, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
+            var t = w.Type;
             int ss = Int8Tiles.ScalesPerBlock(t) * BlocksPerSlice, nb = X.Blocks;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock);
             long pb = (long)(t0 / TMicro.Panel) * nb + k0 / 32;   // (panel, block) index
@@ -382,7 +384,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
             // n = 256, one thread).
             var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
-            if (*(int*)(tile + LayoutAt) == 0)
+            if (!InLanes(w))
             {
                 var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss);
                 TMicro.Micro4<RowTiles>(t, wr, len / 32, xa, c, ldc, first);
