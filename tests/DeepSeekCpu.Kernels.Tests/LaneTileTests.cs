@@ -51,11 +51,12 @@ public unsafe class LaneTileTests
                         float got;
                         if (q8k)
                         {
-                            int* sc = (int*)pd + 8 * r;
-                            float* mins = pm + 8 * r;
-                            int s = sc[i] & 0xFFFF, mn = (BitConverter.SingleToInt32Bits(mins[i / 2]) >> (16 * (i % 2))) & 0xFFFF;
-                            Assert.Equal(s * 0x10001, sc[i]);
-                            got = mins[4] * s * qk - -mins[5] * mn;   // (d·sc)·q − dmin·m, Dequantize's operations
+                            // per sub-block (or slot) i and row r at [64·i + r]: sc·0x10001; the mins' int16 pairs, d, −dmin
+                            const int ld = Int8Tiles.TileRows;
+                            int sc = ((int*)pd)[ld * i + r];
+                            int s = sc & 0xFFFF, mn = (BitConverter.SingleToInt32Bits(pm[ld * (i / 2) + r]) >> (16 * (i % 2))) & 0xFFFF;
+                            Assert.Equal(s * 0x10001, sc);
+                            got = pm[ld * 4 + r] * s * qk - -pm[ld * 5 + r] * mn;   // (d·sc)·q − dmin·m, Dequantize's operations
                         }
                         else got = (float)((double)d[Int8Tiles.TileRows * i + r] * qk + m[Int8Tiles.TileRows * i + r]);   // d·q + m rounded once
                         float want = r < nr ? expect[k0 + k] : 0;   // rows past the matrix: zero (the copy's padding)
@@ -137,10 +138,22 @@ public unsafe class LaneTileTests
         return ys;
     }
 
-    /// <summary>The vector half conversion of the lane tiles' scales equals the scalar one for every half.</summary>
+    /// <summary>The vector half conversion of the lane tiles' scales equals the scalar one for every half, at every width.</summary>
     [Fact]
     public void Vector_half_conversion_equals_the_scalar_one_for_every_half()
     {
+        for (uint h = 0; h < 65536; h += 16)
+        {
+            var bits = Vector512.Create(h) + Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            var w512 = HalfBits.ToFloat<FloatDot.W512, Vector512<float>>(bits.AsSingle()).AsUInt32();
+            var w256 = HalfBits.ToFloat<FloatDot.W256, Vector256<float>>(bits.GetLower().AsSingle()).AsUInt32();
+            for (int i = 0; i < 16; i++)
+            {
+                uint want = BitConverter.SingleToUInt32Bits(HalfBits.ToFloat(BitConverter.UInt16BitsToHalf((ushort)(h + i))));
+                Assert.True(want == w512[i], $"half 0x{h + i:X4}, 512 bits: 0x{w512[i]:X8} vs 0x{want:X8}");
+                if (i < 8) Assert.True(want == w256[i], $"half 0x{h + i:X4}, 256 bits: 0x{w256[i]:X8} vs 0x{want:X8}");
+            }
+        }
         for (uint h = 0; h < 65536; h += 4)
         {
             var got = HalfBits.ToFloat(Vector128.Create(h, h + 1, h + 2, h + 3));

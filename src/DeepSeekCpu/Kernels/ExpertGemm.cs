@@ -392,10 +392,10 @@ internal static unsafe class ExpertGemm
                             int t = 0;
                             for (; t + tokenStep <= pad; t += tokenStep)
                             for (int r = 0; r < nrPad; r += rowStep)
-                                kernel.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
+                                kernel.Micro(w, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
                             if (t < pad)   // one narrower step (pad is a multiple of TTail.TokenStep for the formats it covers)
                                 for (int r = 0; r < nrPad; r += rowStep)
-                                    tail.Micro(w.Type, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
+                                    tail.Micro(w, tile, r, k0, len, t0 + t, c + (long)r * ldc + t, ldc, k0 == 0);
                         }
                     }
                     if (w3 == null) TiledGemm<TTile>.Transpose(cg, ldc, nr, m, (float*)B.H[i] + r0, inter);

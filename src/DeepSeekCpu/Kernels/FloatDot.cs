@@ -203,6 +203,7 @@ internal static unsafe class FloatDot
         static abstract TVector Fma(TVector a, TVector b, TVector c);
         static abstract float Sum(TVector v);
         static abstract TVector Multiply(TVector a, TVector b);
+        static abstract TVector Subtract(TVector a, TVector b);
         static abstract TVector Select(TVector mask, TVector a, TVector b);
 
         // The decoders' integer operations: a vector's lanes as 32-bit unsigned integers (the bits of the floats).
@@ -235,6 +236,7 @@ internal static unsafe class FloatDot
         public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector128<float> v) => Vector128.Sum(v);
         public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+        public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
         public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
         public static Vector128<float> WidenU16(ushort* p) => Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsUInt16()).AsSingle();
         public static Vector128<float> WidenU8(byte* p) => Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)p).AsByte())).AsSingle();
@@ -261,6 +263,7 @@ internal static unsafe class FloatDot
         public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector256<float> v) => Vector256.Sum(v);
         public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+        public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
         public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
         public static Vector256<float> WidenU16(ushort* p) => Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> WidenU8(byte* p) => Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsByte()).ToVector256Unsafe()).AsSingle();
@@ -287,6 +290,7 @@ internal static unsafe class FloatDot
         public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector512<float> v) => Vector512.Sum(v);
         public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+        public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
         public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
         public static Vector512<float> WidenU16(ushort* p) => Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> WidenU8(byte* p) => Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).ToVector512Unsafe()).AsSingle();

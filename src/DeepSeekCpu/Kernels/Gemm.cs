@@ -99,7 +99,7 @@ internal static unsafe class Gemm
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        public void Micro(WeightMatrix w, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
             // the step's two vectors of tokens at this k-slice: t0 and t0 + Count (in the next panel at 512 bits)
             int t1 = t0 + TWidth.Count;

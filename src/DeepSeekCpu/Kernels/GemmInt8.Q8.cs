@@ -185,7 +185,7 @@ internal static unsafe class GemmQ8<TOps, TX, TAcc, TF>
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        public void Micro(WeightMatrix w, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
             int panel = TOps.Panel, nb = X.Blocks;
             sbyte* wq = (sbyte*)(*(byte**)tile + r / Lanes * *(long*)(tile + 8) + 32 + 4 * (r % Lanes));   // rows r..r+3, chunk 0

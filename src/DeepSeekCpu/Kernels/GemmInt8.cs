@@ -12,9 +12,9 @@ namespace DeepSeekCpu.Kernels;
 /// (<see cref="Int8Tiles.BlocksPerSlice"/>, or twice that for a scale per 16 elements). Lane tiles of Q4_0 and Q4_K
 /// (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>): q bytes with 16 rows interleaved in 4-byte lanes, d
 /// and m per block at D[<see cref="Int8Tiles.TileRows"/>·b], the next row's one float on; no high plane.
-/// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers per row at row stride
-/// ScaleStride in either layout (<see cref="Int8Tiles.UnpackQ4_K"/>): D holds sc·0x10001 per sub-block as int32, M the
-/// mins in int16 pairs (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in slots 4 and 5.
+/// Q4_K against Q8_K activations (<see cref="Int8Tiles.UsesQ8K"/>) keeps its scales as integers in the same places
+/// (<see cref="Int8Tiles.UnpackQ4_K"/>): D holds sc·0x10001 per sub-block as int32, M the mins in int16 pairs
+/// (sub-blocks 2p, 2p + 1 in slot p), then d and −dmin as floats in slots 4 and 5.
 /// </summary>
 internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m, int scaleStride)
 {
@@ -81,9 +81,9 @@ internal interface ITileLayout
     static abstract int Group { get; }
     /// <summary>Bytes from a row's 32-element block to its next.</summary>
     static abstract int Block { get; }
-    /// <summary>Floats from a row's d (and m) to the next row's (Q8_K mode: always <see cref="Int8Tiles.BlocksPerSlice"/>).</summary>
+    /// <summary>Floats from a row's d (and m) to the next row's.</summary>
     static abstract int ScaleRow { get; }
-    /// <summary>Floats from a block's d (and m) to the next block's.</summary>
+    /// <summary>Floats from a block's d (and m) to the next block's (Q8_K mode: from a slot to the next).</summary>
     static abstract int ScaleBlock { get; }
 }
 
@@ -259,44 +259,46 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
         long next = (long)x.Blocks * panel;        // the second panel's offset in D and S (its quants: 32× that)
         sbyte* xa = x.Q, xb = x.Q + 32 * next;
-        int* sc = (int*)w.D;                        // [4 rows][S]: sc·0x10001
+        int* sc = (int*)w.D;                        // sc·0x10001 of sub-block b of row k at TL.ScaleBlock·b + TL.ScaleRow·k
         TI i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
         for (int b = 0; b < S; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
             Int8Micro4<TOps, TX, TAcc, TF>.Dot4<TL>(w.Q + TL.Block * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
-            i0a = TOps.AddScaled(i0a, a0a, sc + b); if (two) i0b = TOps.AddScaled(i0b, a0b, sc + b);
-            i1a = TOps.AddScaled(i1a, a1a, sc + S + b); if (two) i1b = TOps.AddScaled(i1b, a1b, sc + S + b);
-            i2a = TOps.AddScaled(i2a, a2a, sc + 2 * S + b); if (two) i2b = TOps.AddScaled(i2b, a2b, sc + 2 * S + b);
-            i3a = TOps.AddScaled(i3a, a3a, sc + 3 * S + b); if (two) i3b = TOps.AddScaled(i3b, a3b, sc + 3 * S + b);
+            int* sb = sc + TL.ScaleBlock * b;
+            i0a = TOps.AddScaled(i0a, a0a, sb); if (two) i0b = TOps.AddScaled(i0b, a0b, sb);
+            i1a = TOps.AddScaled(i1a, a1a, sb + TL.ScaleRow); if (two) i1b = TOps.AddScaled(i1b, a1b, sb + TL.ScaleRow);
+            i2a = TOps.AddScaled(i2a, a2a, sb + 2 * TL.ScaleRow); if (two) i2b = TOps.AddScaled(i2b, a2b, sb + 2 * TL.ScaleRow);
+            i3a = TOps.AddScaled(i3a, a3a, sb + 3 * TL.ScaleRow); if (two) i3b = TOps.AddScaled(i3b, a3b, sb + 3 * TL.ScaleRow);
         }
-        Finish(w.M, i0a, i1a, i2a, i3a, x.D, (int*)x.S, c, ldc, first);
-        if (two) Finish(w.M, i0b, i1b, i2b, i3b, x.D + next, (int*)x.S + next, c + panel, ldc, first);
+        Finish<TL>(w.M, i0a, i1a, i2a, i3a, x.D, (int*)x.S, c, ldc, first);
+        if (two) Finish<TL>(w.M, i0b, i1b, i2b, i3b, x.D + next, (int*)x.S + next, c + panel, ldc, first);
     }
 
-    /// <summary>One panel: the mins term and the float step of 4 rows (mins, d, −dmin at row stride S in <paramref name="wm"/>).</summary>
+    /// <summary>One panel: the mins term and the float step of 4 rows (slots 0..5 of mins, d, −dmin in <paramref name="wm"/>,
+    /// as <typeparamref name="TL"/> places them).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish(float* wm, TI i0, TI i1, TI i2, TI i3, float* dx, int* bs, float* c, int ldc, bool first)
+    private static void Finish<TL>(float* wm, TI i0, TI i1, TI i2, TI i3, float* dx, int* bs, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         var d = Unsafe.ReadUnaligned<TF>(dx);
         Int8Micro4<TOps, TX, TAcc, TF>.Load4(c, ldc, first, out var f0, out var f1, out var f2, out var f3);
-        f0 = Row(f0, i0, wm, bs, d);
-        f1 = Row(f1, i1, wm + S, bs, d);
-        f2 = Row(f2, i2, wm + 2 * S, bs, d);
-        f3 = Row(f3, i3, wm + 3 * S, bs, d);
+        f0 = Row<TL>(f0, i0, wm, bs, d);
+        f1 = Row<TL>(f1, i1, wm + TL.ScaleRow, bs, d);
+        f2 = Row<TL>(f2, i2, wm + 2 * TL.ScaleRow, bs, d);
+        f3 = Row<TL>(f3, i3, wm + 3 * TL.ScaleRow, bs, d);
         Int8Micro4<TOps, TX, TAcc, TF>.Store4(c, ldc, f0, f1, f2, f3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TF Row(TF f, TI isum, float* wm, int* bs, TF dx)
+    private static TF Row<TL>(TF f, TI isum, float* wm, int* bs, TF dx) where TL : struct, ITileLayout
     {
         int* mins = (int*)wm;
-        int panel = TOps.Panel;
+        int panel = TOps.Panel, slot = TL.ScaleBlock;
         var imin = TOps.AddMins(default, bs, mins[0]);
-        imin = TOps.AddMins(imin, bs + panel, mins[1]);
-        imin = TOps.AddMins(imin, bs + 2 * panel, mins[2]);
-        imin = TOps.AddMins(imin, bs + 3 * panel, mins[3]);
-        return TOps.ScaleK(f, isum, imin, wm[4], wm[5], dx);
+        imin = TOps.AddMins(imin, bs + panel, mins[slot]);
+        imin = TOps.AddMins(imin, bs + 2 * panel, mins[2 * slot]);
+        imin = TOps.AddMins(imin, bs + 3 * panel, mins[3 * slot]);
+        return TOps.ScaleK(f, isum, imin, wm[4 * slot], wm[5 * slot], dx);
     }
 }
 
@@ -331,17 +333,20 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
     /// <summary>
     /// The int8 tile: q bytes [64][256] (low plane), the high nibble plane [64][256] (8-bit formats only), then d and m
     /// floats [64][ss] each, ss = scales per row of a slice (<see cref="RowTiles"/>); or, for a 4-bit matrix with an
-    /// interleaved copy, its q bytes in lanes and d, m [8][64] (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>);
-    /// then which of the two it holds. And the packed activations.
+    /// interleaved copy, its q bytes in lanes and d, m [8][64] (<see cref="LaneTiles"/>, <see cref="Int8Tiles.UnpackLanes"/>;
+    /// which of the two: <see cref="InLanes"/> of the matrix). And the packed activations.
     /// </summary>
     internal readonly struct Int8Tile(Int8Acts x) : ITileKernel
     {
-        private const int LayoutAt = 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
         private readonly Int8Acts X = x;
 
         public static int RowStep => 4;
         public static int TokenStep => TMicro.TokenStep;
-        public static long TileBytes(DType t) => LayoutAt + 64;
+        public static long TileBytes(DType t) => 2 * RowBlock * KBlock + 2 * RowBlock * 2 * BlocksPerSlice * sizeof(float);
+
+        /// <summary>Whether <paramref name="w"/>'s tiles are lane tiles: where its interleaved copy holds the rows in
+        /// lanes already; the stored rows unpack faster to row tiles.</summary>
+        private static bool InLanes(WeightMatrix w) => w.Interleaved != null && Int8Tiles.InLanes(w.Type);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile)
@@ -349,9 +354,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             int ss = Int8Tiles.ScalesPerBlock(w.Type) * BlocksPerSlice, nBlocks = len / 32, b0 = k0 / 32;
             byte* high = tile + RowBlock * KBlock;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock), wm = wd + RowBlock * ss;
-            // Lanes where the interleaved copy holds the rows in them already; the stored rows unpack faster to row tiles.
-            bool lanes = w.Interleaved != null && Int8Tiles.InLanes(w.Type);
-            *(int*)(tile + LayoutAt) = lanes ? 1 : 0;
+            bool lanes = InLanes(w);
             if (lanes)
                 Int8Tiles.UnpackLanes(w, r0, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm);
             else if (TMicro.UsesQ8K(w.Type))
@@ -371,8 +374,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
+        public void Micro(WeightMatrix w, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first)
         {
+            var t = w.Type;
             int ss = Int8Tiles.ScalesPerBlock(t) * BlocksPerSlice, nb = X.Blocks;
             float* wd = (float*)(tile + 2 * RowBlock * KBlock);
             long pb = (long)(t0 / TMicro.Panel) * nb + k0 / 32;   // (panel, block) index
@@ -380,15 +384,14 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
             // n = 256, one thread).
             var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
-            if (*(int*)(tile + LayoutAt) == 0)
+            if (!InLanes(w))
             {
                 var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss);
                 TMicro.Micro4<RowTiles>(t, wr, len / 32, xa, c, ldc, first);
             }
             else
             {
-                int sr = TMicro.UsesQ8K(t) ? ss : 1;   // Q8_K mode keeps its integer scales per row
-                var wr = new Int8Rows(tile + r / Int8Tiles.Lanes * Int8Tiles.LaneGroupBytes + 4 * (r % Int8Tiles.Lanes), null, wd + r * sr, wd + RowBlock * ss + r * sr, ss);
+                var wr = new Int8Rows(tile + r / Int8Tiles.Lanes * Int8Tiles.LaneGroupBytes + 4 * (r % Int8Tiles.Lanes), null, wd + r, wd + RowBlock * ss + r, ss);
                 TMicro.Micro4<LaneTiles>(t, wr, len / 32, xa, c, ldc, first);
             }
         }

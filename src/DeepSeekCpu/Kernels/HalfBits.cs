@@ -27,12 +27,20 @@ internal static class HalfBits
 
     /// <summary><see cref="ToFloat(Half)"/> of 4 halves (their bits in the low 16 bits of each lane), the same operations lane by lane, so the same floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> ToFloat(Vector128<uint> bits)
+    public static Vector128<float> ToFloat(Vector128<uint> bits) => ToFloat<FloatDot.W128, Vector128<float>>(bits.AsSingle());
+
+    /// <summary>
+    /// <see cref="ToFloat(Half)"/> of TW.Count halves at once (their bits in the low 16 bits of each lane, the lanes as
+    /// <see cref="FloatDot.IWidth{TVector}"/>'s integer operations see them), the same operations lane by lane, so the
+    /// same floats: 16 rows' scales of an interleaved group in one 512-bit register (<see cref="Int8Tiles.UnpackLanes"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV ToFloat<TW, TV>(TV bits) where TW : FloatDot.IWidth<TV> where TV : unmanaged
     {
-        var mag = (bits & Vector128.Create(0x7FFFu)) << 13;
-        var sub = Vector128.LessThan(mag.AsInt32(), Vector128.Create(0x0080_0000)).AsUInt32();   // mag < 2^28: the signed compare is the unsigned one
-        var f = (mag + Vector128.Create(0x3800_0000u) + (sub & Vector128.Create(0x0080_0000u))).AsSingle()
-              - (sub & Vector128.Create(0x3880_0000u)).AsSingle();
-        return (f.AsUInt32() | ((bits & Vector128.Create(0x8000u)) << 16)).AsSingle();
+        var mag = TW.ShiftLeft(TW.And(bits, 0x7FFFu), 13);
+        var sub = TW.LessThan(mag, 0x0080_0000u);                                          // exponent 0: zero or subnormal
+        var f = TW.Subtract(TW.AddBits(TW.AddBits(mag, TW.Bits(0x3800_0000u)), TW.And(sub, 0x0080_0000u)),
+                            TW.And(sub, 0x3880_0000u));                                   // − 2^-14 (− 0 for normal halves)
+        return TW.Or(f, TW.ShiftLeft(TW.And(bits, 0x8000u), 16));
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using DeepSeekCpu.Kernels.Reference;
 using DeepSeekCpu.Kernels.Repack;
 using DeepSeekCpu.Weights;
@@ -9,7 +10,8 @@ namespace DeepSeekCpu.Kernels;
 /// <summary>
 /// Weight tiles for the int8 GEMM (<see cref="GemmInt8{TMicro}"/> on every instruction set): a row's blocks unpacked
 /// once per tile to bytes q with per-block (or per-16) d and m, w = d·q + m, then reused for every token.
-/// Only 128-bit vector operations, so every instruction set runs it natively.
+/// 128-bit vector operations, so every instruction set runs it natively; the lane tiles' nibble split and scales at the
+/// widest width the machine has.
 /// </summary>
 internal static unsafe class Int8Tiles
 {
@@ -158,12 +160,6 @@ internal static unsafe class Int8Tiles
         var src = BlockSource.Of(w, r);
         byte* blk = src.Block(s);
         Q4_KQuants(src, blk, q);
-        Q4_KIntegerScales(src, blk, scales, mins);
-    }
-
-    /// <summary>The scales and mins of <see cref="UnpackQ4_K"/> (a super-block of the row at <paramref name="blk"/>).</summary>
-    private static void Q4_KIntegerScales(in BlockSource src, byte* blk, int* scales, float* mins)
-    {
         for (int j = 0; j < 8; j += 2)
         {
             Q4_KScaleMin(src, blk, j, out int sc0, out int m0);
@@ -196,76 +192,112 @@ internal static unsafe class Int8Tiles
     /// (<see cref="WeightMatrix.Interleaved"/>; r0 a multiple of <see cref="Lanes"/>) in the lane layout
     /// (<see cref="LaneTiles"/>): the q bytes of <see cref="Unpack"/> (element order) with 16 rows interleaved as in the
     /// copy, per group of 16 rows (at <paramref name="q"/> + group · <see cref="LaneGroupBytes"/>) and block b (+ b ·
-    /// <see cref="LaneBlockBytes"/>) 8 chunks of 64 bytes, chunk j holding q[4j..4j + 3] of row R at 4R. Scales: d and m
-    /// of <see cref="Unpack"/> per block and row at d[<see cref="TileRows"/>·b + r], m[<see cref="TileRows"/>·b + r]; in
-    /// Q8_K mode (<paramref name="q8k"/>) those of <see cref="UnpackQ4_K"/> per row at d + 8r (as int32) and m + 8r. Rows
-    /// past the matrix are zero, as in the copy.
+    /// <see cref="LaneBlockBytes"/>) 8 chunks of 64 bytes, chunk j holding q[4j..4j + 3] of row R at 4R. Scales, per
+    /// block (or slot) b and row r at [<see cref="TileRows"/>·b + r]: d and m of <see cref="Unpack"/>; in Q8_K mode
+    /// (<paramref name="q8k"/>) the values of <see cref="UnpackQ4_K"/> in the same places: d as int32 sc·0x10001 of
+    /// sub-block b, m slots 0..3 the int16 pairs of mins, slot 4 d and slot 5 −dmin. Rows past the matrix are zero, as in
+    /// the copy.
     /// <para>
     /// The copy's quant bytes are in lanes already, so a chunk of 64 nibble bytes becomes two chunks of q with one and,
     /// one shift and one and per 16 bytes (Q4_0's byte k holds elements k and k + 16: its chunk j gives q chunks j and
     /// j + 4; Q4_K's chunk j holds sub-block 2(j/8) in its low nibbles and 2(j/8) + 1 in its high ones, at q chunk j % 8),
-    /// and 16 rows' half scales convert at once (<see cref="HalfBits.ToFloat(Vector128{uint})"/>): in the row layout each
-    /// row's bytes were gathered from 4 chunks and its scale converted alone (perf, V2-Lite Q4_0 prefill: ~11% of the
-    /// time in unpacking, amortized over the ~48 tokens an expert sees in a 512-token prompt).
+    /// and the scales need no transposition either: the copy holds each half, scale and min of the 16 rows side by
+    /// side, so 16 rows' values are widened and converted in one 512-bit register (<see cref="LaneScales{TW, TV}"/>;
+    /// 256 or 128 bits without AVX-512). In the row layout each row's bytes were gathered from 4 chunks and its scale
+    /// converted alone (perf, V2-Lite Q4_0 prefill: ~11% of the time in unpacking, amortized over the ~48 tokens an
+    /// expert sees in a 512-token prompt).
     /// </para>
     /// </summary>
     public static void UnpackLanes(WeightMatrix w, int r0, int nrPad, int b0, int count, bool q8k, byte* q, float* d, float* m)
     {
         if (w.Interleaved == null || !InLanes(w.Type)) throw new ArgumentException($"{w.Name}: no interleaved copy of 4-bit rows");
-        const int ld = TileRows;
         long groupBytes = Interleave.GroupBytes(w.Type, w.Cols);
         int blockBytes = Interleave.BlockBytes(w.Type);
         for (int g = 0; g * Lanes < nrPad; g++)
         {
             byte* group = w.Interleaved + (r0 / Lanes + g) * groupBytes, qg = q + g * LaneGroupBytes;
             if (w.Type == DType.Q4_0)
-            {
                 for (int i = 0; i < count; i++)
                 {
                     byte* col = group + (long)(b0 + i) * blockBytes;   // [16 halves d][4 chunks of 64 nibble bytes]
                     SplitNibbles(col + 32, 4, qg + i * LaneBlockBytes, qg + i * LaneBlockBytes + 4 * 64);
-                    for (int l = 0; l < Lanes; l += 4)
-                    {
-                        var dv = HalfBits.ToFloat(Halves4(col + 2 * l));
-                        dv.Store(d + ld * i + Lanes * g + l);
-                        (dv * Vector128.Create(-8f)).Store(m + ld * i + Lanes * g + l);   // −8·d, as Unpack
-                    }
                 }
-                continue;
-            }
-            // Q4_K: one super-block per slice
-            byte* sb = group + (long)(b0 / 8) * blockBytes;
-            for (int i = 0; i < 4; i++)   // chunks 8i..8i + 7: sub-blocks 2i (low nibbles), 2i + 1 (high)
-                SplitNibbles(sb + Interleave.Q4_KQuants + 8 * 64 * i, 8, qg + 2 * i * LaneBlockBytes, qg + (2 * i + 1) * LaneBlockBytes);
-            if (q8k)
+            else   // Q4_K: one super-block per slice
+                for (int i = 0; i < 4; i++)   // chunks 8i..8i + 7: sub-blocks 2i (low nibbles), 2i + 1 (high)
+                    SplitNibbles(group + (long)(b0 / 8) * blockBytes + Interleave.Q4_KQuants + 8 * 64 * i, 8, qg + 2 * i * LaneBlockBytes, qg + (2 * i + 1) * LaneBlockBytes);
+            // the JIT keeps one of the three
+            if (Vector512.IsHardwareAccelerated) LaneScales<FloatDot.W512, Vector512<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
+            else if (Vector256.IsHardwareAccelerated) LaneScales<FloatDot.W256, Vector256<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
+            else LaneScales<FloatDot.W128, Vector128<float>>(w.Type, group, blockBytes, b0, count, q8k, d + Lanes * g, m + Lanes * g);
+            // The group's next slice (the same columns on, contiguous in the copy) is read by the next call, after this
+            // slice's micro-kernels have run: requested now into L2, so that the split does not wait on memory at
+            // the first touch of each line, as it did (the copy of an MoE layer's experts comes from DRAM every call).
+            int per = w.Type == DType.Q4_K ? 8 : 1, next = b0 + count, left = w.Cols / 32 - next;   // blocks per column of the copy
+            if (Sse.IsSupported && left > 0)
             {
-                for (int l = 0; l < Lanes && g * Lanes + l < nrPad; l++)
-                {
-                    int r = g * Lanes + l;
-                    Q4_KIntegerScales(new BlockSource(group, blockBytes, l, true), sb, (int*)d + 8 * r, m + 8 * r);
-                }
-                continue;
-            }
-            for (int l = 0; l < Lanes; l += 4)
-            {
-                var sd = HalfBits.ToFloat(Halves4(sb + 2 * l));
-                var negSm = -HalfBits.ToFloat(Halves4(sb + Interleave.Q4_KDMin + 2 * l));
-                for (int j = 0; j < 8; j++)
-                {
-                    // 6-bit scale of sub-block j: byte Q4_KScales + 16j + row; min: byte Q4_KMins + 32(j/2) + 2·row + j%2
-                    var sc = Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalar(*(uint*)(sb + Interleave.Q4_KScales + 16 * j + l)).AsByte()));
-                    var mn = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)(sb + Interleave.Q4_KMins + 32 * (j / 2) + 2 * l)).AsUInt16());
-                    mn = j % 2 == 0 ? mn & Vector128.Create(0xFFu) : Vector128.ShiftRightLogical(mn, 8);
-                    (sd * Vector128.ConvertToSingle(sc.AsInt32())).Store(d + ld * j + Lanes * g + l);     // d·sc, as Unpack
-                    (negSm * Vector128.ConvertToSingle(mn.AsInt32())).Store(m + ld * j + Lanes * g + l); // −dmin·m
-                }
+                byte* p = group + (long)(next / per) * blockBytes;
+                long bytes = (long)Math.Min(count, left) / per * blockBytes;
+                for (long o = 0; o < bytes; o += 64) Sse.Prefetch1(p + o);
             }
         }
     }
 
-    /// <summary>4 halves at <paramref name="p"/>, each in the low 16 bits of a lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<uint> Halves4(byte* p) => Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16());
+    /// <summary>
+    /// The scales of <see cref="UnpackLanes"/> for the 16 rows of one interleaved group (its block columns at
+    /// <paramref name="group"/>, <paramref name="blockBytes"/> apart) to d and m from the group's first row on, TW.Count
+    /// rows per vector: the copy keeps every per-row value of a block column side by side (16 halves d, Q4_K's 16
+    /// halves dmin, its 6-bit scales as 16 bytes per sub-block and its mins as 16 byte pairs per pair of sub-blocks,
+    /// <see cref="Interleave"/>), so each is one widening load (an odd sub-block's mins: the same 16 pairs read one
+    /// byte on, their low bytes kept), then the same float operations as <see cref="Unpack"/>, lane by lane. Not
+    /// inlined: called once per group, and its own inlining budget keeps the width's operators inline.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void LaneScales<TW, TV>(DType t, byte* group, int blockBytes, int b0, int count, bool q8k, float* d, float* m)
+        where TW : FloatDot.IWidth<TV> where TV : unmanaged
+    {
+        const int ld = TileRows;
+        for (int l = 0; l < Lanes; l += TW.Count)
+        {
+            if (t == DType.Q4_0)
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    var dv = HalfBits.ToFloat<TW, TV>(TW.WidenU16((ushort*)(group + (long)(b0 + i) * blockBytes) + l));
+                    TW.Store(dv, d + ld * i + l);
+                    TW.Store(TW.Multiply(dv, TW.Broadcast(-8f)), m + ld * i + l);   // −8·d, as Unpack
+                }
+                continue;
+            }
+            byte* sb = group + (long)(b0 / 8) * blockBytes, scales = sb + Interleave.Q4_KScales + l;
+            var sd = HalfBits.ToFloat<TW, TV>(TW.WidenU16((ushort*)sb + l));
+            var negSm = TW.Multiply(HalfBits.ToFloat<TW, TV>(TW.WidenU16((ushort*)(sb + Interleave.Q4_KDMin) + l)), TW.Broadcast(-1f));   // exact negation
+            for (int p = 0; p < 4; p++)
+            {
+                byte* pairs = sb + Interleave.Q4_KMins + 32 * p + 2 * l;   // row R: m_2p at 2R, m_2p+1 at 2R + 1
+                if (q8k)
+                {
+                    var s0 = TW.WidenU8(scales + 32 * p);
+                    var s1 = TW.WidenU8(scales + 32 * p + 16);
+                    TW.Store(TW.Or(s0, TW.ShiftLeft(s0, 16)), d + ld * 2 * p + l);         // sc·0x10001
+                    TW.Store(TW.Or(s1, TW.ShiftLeft(s1, 16)), d + ld * (2 * p + 1) + l);
+                    var pair = TW.WidenU16((ushort*)pairs);
+                    TW.Store(TW.Or(TW.And(pair, 0xFFu), TW.ShiftLeft(TW.And(pair, 0xFF00u), 8)), m + ld * p + l);   // m_2p | m_2p+1 << 16
+                    continue;
+                }
+                var m0 = TW.IntToFloat(TW.And(TW.WidenU16((ushort*)pairs), 0xFFu));
+                var m1 = TW.IntToFloat(TW.And(TW.WidenU16((ushort*)(pairs + 1)), 0xFFu));
+                TW.Store(TW.Multiply(sd, TW.IntToFloat(TW.WidenU8(scales + 32 * p))), d + ld * 2 * p + l);   // d·sc, as Unpack
+                TW.Store(TW.Multiply(sd, TW.IntToFloat(TW.WidenU8(scales + 32 * p + 16))), d + ld * (2 * p + 1) + l);
+                TW.Store(TW.Multiply(negSm, m0), m + ld * 2 * p + l);                                     // −dmin·m
+                TW.Store(TW.Multiply(negSm, m1), m + ld * (2 * p + 1) + l);
+            }
+            if (q8k)
+            {
+                TW.Store(sd, m + 4 * ld + l);
+                TW.Store(negSm, m + 5 * ld + l);
+            }
+        }
+    }
 
     /// <summary>
     /// <paramref name="chunks"/> chunks of 64 nibble bytes at <paramref name="src"/>: low nibbles to <paramref name="low"/>,

@@ -23,8 +23,10 @@ internal unsafe interface ITileKernel
     /// <summary>Decodes rows [r0, r0 + nr) × columns [k0, k0 + len) into <paramref name="tile"/>; rows nr..nrPad are zero.</summary>
     static abstract void Unpack(WeightMatrix w, int r0, int nr, int nrPad, int k0, int len, byte* tile);
     /// <summary>C[RowStep rows from r, TokenStep tokens from t0] (+)= the tile's rows · the tokens over the slice at k0 of
-    /// <paramref name="len"/> columns; C has row stride <paramref name="ldc"/> and is overwritten when <paramref name="first"/>.</summary>
-    void Micro(DType t, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first);
+    /// <paramref name="len"/> columns; C has row stride <paramref name="ldc"/> and is overwritten when <paramref name="first"/>.
+    /// <paramref name="w"/> is the matrix the tile was unpacked from (its format, and whatever else decides how the tile
+    /// was laid out).</summary>
+    void Micro(WeightMatrix w, byte* tile, int r, int k0, int len, int t0, float* c, int ldc, bool first);
 }
 
 /// <summary>
@@ -98,7 +100,7 @@ internal static unsafe class TiledGemm<TKernel> where TKernel : struct, ITileKer
                     bool first = k0 == 0;
                     for (int t0 = 0; t0 < nPad; t0 += tokenStep)
                     for (int r = 0; r < nrPad; r += rowStep)
-                        k.Micro(type, tile, r, k0, len, t0, ct + (long)r * ldc + t0, ldc, first);
+                        k.Micro(w, tile, r, k0, len, t0, ct + (long)r * ldc + t0, ldc, first);
                 }
                 Transpose(ct, ldc, nr, n, Y + r0, rows);
             }
