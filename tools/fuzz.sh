@@ -113,6 +113,8 @@ for t in "${targets[@]}"; do
     "$t" "$(get run_time)" "$(get execs_done)" "$(get corpus_count)" "$since" "$dry" "$edry" "$(get saved_crashes)" "$(get saved_hangs)")")
   if [ "${FUZZ_KEEP:-0}" = 1 ]; then   # the queue (seeds included) under content names, reproducibly archived
     keep=$(mktemp -d)
+    # the kept inputs stay too (a FUZZ_RESUME run starts from its old findings, which may lack them); content names dedupe
+    if [ -f "$queues/$t.tar.gz" ]; then tar xzf "$queues/$t.tar.gz" -C "$keep"; fi
     for f in "$out"/default/queue/id*; do cp "$f" "$keep/$(sha1sum < "$f" | cut -c1-16)"; done
     mkdir -p "$queues"
     (cd "$keep" && ls | LC_ALL=C sort | tar cf - --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=644 -T - | gzip -9n) > "$queues/$t.tar.gz"
