@@ -7,6 +7,8 @@
 #   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      default: 300 seconds for each of the 8 targets
 #   FUZZ_RESUME=1 tools/fuzz.sh 300 gguf                 go on from the queue of the last run instead of the seeds
 #   FUZZ_KEEP=1 tools/fuzz.sh 3600 gguf                  and keep the queue in tests/fuzz-corpus/queues (commit it)
+#   tools/fuzz.sh --stability gguf                       which branches of the target vary between runs of the same
+#                                                        input (AFL's stability under 100%), over seeds and kept queue
 #
 # Targets (tests/DeepSeekCpu.Tests/Hardening/FuzzTargets.cs): gguf safetensors safetensors-index tokenizer-json
 # config-json llama2c-checkpoint llama2c-tokenizer server-request.
@@ -17,6 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
+stability=0
+if [ "${1:-}" = --stability ]; then stability=1; shift; set -- 0 "$@"; fi
 seconds=${1:-300}; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors safetensors-index tokenizer-json config-json llama2c-checkpoint llama2c-tokenizer server-request)
@@ -54,6 +58,20 @@ queues=tests/fuzz-corpus/queues
 for t in "${targets[@]}"; do
   if [ -f "$queues/$t.tar.gz" ]; then tar xzf "$queues/$t.tar.gz" -C "$work/seeds/$t" --transform 's|^|kept-|'; fi
 done
+
+# 3a'. --stability: a copy whose every branch reports its method (SharpFuzz's on-branch callback) runs each input
+# four times (the Fuzz program's `stability` mode) and names the methods whose branches took another course
+if [ $stability = 1 ]; then
+  rm -rf "$work/stability"; cp -r "$plain" "$work/stability"
+  for dll in DeepSeekCpu.dll DeepSeekCpu.Tokenizers.dll DeepSeekCpu.Server.dll; do
+    SHARPFUZZ_ENABLE_ON_BRANCH_CALLBACK=1 .tools/sharpfuzz "$work/stability/$dll" >/dev/null
+  done
+  for t in "${targets[@]}"; do
+    echo "== stability of $t"
+    DOTNET_TieredCompilation=0 dotnet "$work/stability/DeepSeekCpu.Fuzz.dll" stability "$t" "$work/seeds/$t"/*
+  done
+  exit 0
+fi
 
 # 3b. dictionaries: the string literals of each reader's sources (metadata keys, tensor names, JSON fields, dtype
 # names), so AFL splices whole names instead of finding them a byte at a time (the coverage map sees a key only once

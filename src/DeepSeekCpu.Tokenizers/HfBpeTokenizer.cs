@@ -55,70 +55,84 @@ internal sealed class HfBpeTokenizer : ITokenizer
         AddedTokens = d.AddedTokens;
 
         // Building the Microsoft.ML.Tokenizers model (vocabulary dictionary, merge table, reverse map) is the slow
-        // part of loading; it runs on another core while the id tables below are built.
-        Task<BpeTokenizer> model = Task.Run(() => CreateModel(d));
+        // part of loading; it runs on another core while the id tables below are built (unless OneThreadSwitch asks
+        // for one thread: the fuzzer's coverage map must not see two threads' branches interleave).
+        Task<BpeTokenizer> model = AppContext.TryGetSwitch(OneThreadSwitch, out bool oneThread) && oneThread
+            ? Task.FromResult(CreateModel(d))
+            : Task.Run(() => CreateModel(d));
+        try
+        {
+            // Id tables cover the model vocabulary and the added tokens; ids in neither (padding) stand for no bytes.
+            // The tables are sized by the largest id, which comes from the file: ids must stay within the tokens listed
+            // plus a margin for padding, so an id of 10^9 in a small file cannot allocate gigabytes (or -1 index nothing).
+            long idLimit = Math.Max(d.VocabSize ?? 0, (long)d.Vocab.Count + d.AddedTokens.Count + MaxIdGap);
+            int size = d.VocabSize ?? 0;
+            foreach (var kv in d.Vocab)
+            {
+                if (kv.Value < 0 || kv.Value >= idLimit)
+                    throw new InvalidFileException($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
+                size = Math.Max(size, kv.Value + 1);
+            }
+            foreach (AddedToken t in d.AddedTokens)
+            {
+                if (t.Id < 0 || t.Id >= idLimit)
+                    throw new InvalidFileException($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
+                size = Math.Max(size, t.Id + 1);
+            }
+            foreach (int? id in new[] { d.BosId, d.EosId })
+                if (id is int bad && (bad < 0 || bad >= size))
+                    throw new InvalidFileException($"{d.Source}: special token id {bad} is outside the vocabulary (0..{size - 1})");
+            _idToToken = new string?[size];
+            _tokenToId = new Dictionary<string, int>(d.Vocab.Count + d.AddedTokens.Count, StringComparer.Ordinal);
+            foreach (var kv in d.Vocab)
+            {
+                _idToToken[kv.Value] = kv.Key;
+                _tokenToId.TryAdd(kv.Key, kv.Value);
+            }
+            foreach (AddedToken t in d.AddedTokens)
+            {
+                _idToToken[t.Id] = t.Content;
+                _tokenToId[t.Content] = t.Id;
+            }
+            _tokenLookup = _tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
+            _addedIds = d.AddedTokens.Select(t => t.Id).ToHashSet();
 
-        // Id tables cover the model vocabulary and the added tokens; ids in neither (padding) stand for no bytes.
-        // The tables are sized by the largest id, which comes from the file: ids must stay within the tokens listed
-        // plus a margin for padding, so an id of 10^9 in a small file cannot allocate gigabytes (or -1 index nothing).
-        long idLimit = Math.Max(d.VocabSize ?? 0, (long)d.Vocab.Count + d.AddedTokens.Count + MaxIdGap);
-        int size = d.VocabSize ?? 0;
-        foreach (var kv in d.Vocab)
-        {
-            if (kv.Value < 0 || kv.Value >= idLimit)
-                throw new InvalidFileException($"{d.Source}: token '{kv.Key}' has id {kv.Value} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
-            size = Math.Max(size, kv.Value + 1);
-        }
-        foreach (AddedToken t in d.AddedTokens)
-        {
-            if (t.Id < 0 || t.Id >= idLimit)
-                throw new InvalidFileException($"{d.Source}: added token '{t.Content}' has id {t.Id} (expected 0..{idLimit - 1} for {d.Vocab.Count} tokens)");
-            size = Math.Max(size, t.Id + 1);
-        }
-        foreach (int? id in new[] { d.BosId, d.EosId })
-            if (id is int bad && (bad < 0 || bad >= size))
-                throw new InvalidFileException($"{d.Source}: special token id {bad} is outside the vocabulary (0..{size - 1})");
-        _idToToken = new string?[size];
-        _tokenToId = new Dictionary<string, int>(d.Vocab.Count + d.AddedTokens.Count, StringComparer.Ordinal);
-        foreach (var kv in d.Vocab)
-        {
-            _idToToken[kv.Value] = kv.Key;
-            _tokenToId.TryAdd(kv.Key, kv.Value);
-        }
-        foreach (AddedToken t in d.AddedTokens)
-        {
-            _idToToken[t.Id] = t.Content;
-            _tokenToId[t.Content] = t.Id;
-        }
-        _tokenLookup = _tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
-        _addedIds = d.AddedTokens.Select(t => t.Id).ToHashSet();
+            (_tokenBytes, _tokenOffsets) = BuildTokenBytes(_idToToken);
 
-        (_tokenBytes, _tokenOffsets) = BuildTokenBytes(_idToToken);
+            _rawAdded = new AddedTokenMatcher(d.AddedTokens.Where(t => !t.Normalized));
+            var normalizedTokens = d.AddedTokens.Where(t => t.Normalized).ToList();
+            if (normalizedTokens.Count > 0)
+                _normalizedAdded = new AddedTokenMatcher(normalizedTokens, _normalizer is null ? null : _normalizer.Normalize);
 
-        _rawAdded = new AddedTokenMatcher(d.AddedTokens.Where(t => !t.Normalized));
-        var normalizedTokens = d.AddedTokens.Where(t => t.Normalized).ToList();
-        if (normalizedTokens.Count > 0)
-            _normalizedAdded = new AddedTokenMatcher(normalizedTokens, _normalizer is null ? null : _normalizer.Normalize);
-
-        BosId = d.BosId;
-        EosId = d.EosId;
-        AddsBos = d.AddBos && d.BosId.HasValue;
-        AddsEos = d.AddEos && d.EosId.HasValue;
-        _stopIds = [];
-        if (d.EosId is int eos)
-            _stopIds.Add(eos);
-        foreach (int id in d.ExtraStopIds)
-            _stopIds.Add(id);
-        foreach (string name in s_endOfTurnTokens)
-        {
-            if (_tokenToId.TryGetValue(name, out int id))
+            BosId = d.BosId;
+            EosId = d.EosId;
+            AddsBos = d.AddBos && d.BosId.HasValue;
+            AddsEos = d.AddEos && d.EosId.HasValue;
+            _stopIds = [];
+            if (d.EosId is int eos)
+                _stopIds.Add(eos);
+            foreach (int id in d.ExtraStopIds)
                 _stopIds.Add(id);
+            foreach (string name in s_endOfTurnTokens)
+            {
+                if (_tokenToId.TryGetValue(name, out int id))
+                    _stopIds.Add(id);
+            }
+            ChatTemplateText = d.ChatTemplate;
+            BosToken = d.BosId is int b ? _idToToken[b] : null;
+            ChatTemplate = (IChatTemplate?)R1ChatTemplate.FromJinja(d.ChatTemplate, BosToken ?? "") ?? (d.ChatTemplate == null ? encoding : null);
         }
-        ChatTemplateText = d.ChatTemplate;
-        BosToken = d.BosId is int b ? _idToToken[b] : null;
-        ChatTemplate = (IChatTemplate?)R1ChatTemplate.FromJinja(d.ChatTemplate, BosToken ?? "") ?? (d.ChatTemplate == null ? encoding : null);
+        catch
+        {
+            // a rejected file leaves nothing running: the model's build ends (or fails) before the error goes up
+            try { model.Wait(); } catch (AggregateException) { }
+            throw;
+        }
         _bpe = model.GetAwaiter().GetResult(); // rethrows CreateModel's exception as is
     }
+
+    /// <summary>AppContext switch: build the tokenizer on the calling thread only (tools/DeepSeekCpu.Fuzz sets it).</summary>
+    public const string OneThreadSwitch = "DeepSeekCpu.Tokenizers.LoadOnOneThread";
 
     private static BpeTokenizer CreateModel(BpeDefinition d)
     {

@@ -8,6 +8,9 @@ using SharpFuzz;
 // DeepSeekCpu.Fuzz replay TARGET FILE...   run inputs without AFL and print what each got (for triage)
 // DeepSeekCpu.Fuzz seeds DIR         write the seed corpus of every target into DIR/TARGET/
 // The targets are FuzzTargets (tests/DeepSeekCpu.Tests/Hardening/FuzzTargets.cs); tools/fuzz.sh drives all of this.
+// Everything on this thread: branches of another thread would interleave with the loop's in AFL's coverage map (edges
+// are pairs of consecutive branches), which it counts as instability and as new paths that are only timing.
+AppContext.SetSwitch(DeepSeekCpu.Tokenizers.HfBpeTokenizer.OneThreadSwitch, true);
 if (args.Length >= 2 && args[0] == "seeds") { Seeds.Write(args[1]); return 0; }
 if (args.Length >= 3 && args[0] == "replay")
 {
@@ -21,12 +24,18 @@ if (args.Length >= 3 && args[0] == "replay")
     Directory.Delete(scratch, recursive: true);
     return bad == 0 ? 0 : 1;
 }
+if (args.Length >= 3 && args[0] == "stability")
+{
+    if (Environment.GetEnvironmentVariable("FUZZ_NO_WARMUP") != "1") WarmUp(args[1], Directory.CreateTempSubdirectory("dsc-warm-").FullName);
+    return Stability.Run(args[1], args[2..]);
+}
 if (args.Length == 1 && FuzzTargets.Names.Contains(args[0]))
 {
     // a folder per process in memory: every input is written to a file, as the readers take paths
     string root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
     string scratch = Path.Combine(root, $"dsc-fuzz-{args[0]}-{Environment.ProcessId}");
     string target = args[0];
+    WarmUp(target, scratch);
     Fuzzer.Run(stream =>
     {
         using var buffer = new MemoryStream();
@@ -37,6 +46,29 @@ if (args.Length == 1 && FuzzTargets.Names.Contains(args[0]))
 }
 Console.Error.WriteLine($"usage: DeepSeekCpu.Fuzz TARGET | replay TARGET FILE... | seeds DIR   (targets: {string.Join(", ", FuzzTargets.Names)})");
 return 2;
+
+// Static initializers (NFC tables, the byte-level alphabet, regex stand-ins) run once per process: inside the fuzzing
+// loop their branches would be taken by whichever input came first after a start and by no run after it, which AFL
+// counts as instability (the same input taking another course) and as new paths that are only history. So each
+// target first runs over its own seeds, before AFL's loop; `stability` (below) found nothing else that varies.
+static unsafe void WarmUp(string target, string scratch)
+{
+    if (SharpFuzz.Common.Trace.SharedMem == null)   // AFL's map is attached by Fuzzer.Run; until then, a private one
+        SharpFuzz.Common.Trace.SharedMem = (byte*)System.Runtime.InteropServices.Marshal.AllocHGlobal(1 << 16);
+    SharpFuzz.Common.Trace.OnBranch ??= (_, _) => { };   // called by every branch of the `stability` build
+    string seeds = Directory.CreateTempSubdirectory("dsc-fuzz-seeds-").FullName;
+    try
+    {
+        Seeds.Write(seeds);
+        foreach (string file in Directory.GetFiles(Path.Combine(seeds, target)))
+        {
+            byte[] seed = File.ReadAllBytes(file);
+            foreach (byte[] input in new[] { seed, seed[..(seed.Length / 2)], [] })   // and errors (their message cleanup)
+                try { FuzzTargets.Run(target, input, scratch); } catch { }
+        }
+    }
+    finally { Directory.Delete(seeds, recursive: true); }
+}
 
 static string Flat(string s) => s.Length > 200 ? s[..200].ReplaceLineEndings(" ") + "…" : s.ReplaceLineEndings(" ");
 
@@ -132,4 +164,83 @@ static class Seeds
             if (Path.Combine(d.FullName, relative) is var p && (File.Exists(p) || Directory.Exists(p))) return p;
         throw new FileNotFoundException($"{relative} not found above {AppContext.BaseDirectory}");
     }
+}
+
+/// <summary>
+/// Which branches take a different course when the same input runs again in the same process: AFL's "stability"
+/// (under 100% a persistent harness keeps reporting new paths that are only history, such as a cache filled by an
+/// earlier input). Needs the build instrumented with SHARPFUZZ_ENABLE_ON_BRANCH_CALLBACK=1 (`tools/fuzz.sh
+/// --stability TARGET`), whose every branch calls Trace.OnBranch with its id and method. Runs the inputs twice in
+/// turn, each twice in a row, and counts per method the branches whose hit count falls in a different AFL bucket
+/// (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+) from one run of an input to another.
+/// </summary>
+static class Stability
+{
+    public static unsafe int Run(string target, string[] files)
+    {
+        const int MapSize = 1 << 16;
+        byte* map = (byte*)System.Runtime.InteropServices.Marshal.AllocHGlobal(MapSize);
+        SharpFuzz.Common.Trace.SharedMem = map;
+        var counts = new Dictionary<(int Id, string Method), int>();
+        var gate = new object();
+        int main = Environment.CurrentManagedThreadId;
+        var elsewhere = new Dictionary<string, long>();   // branches taken on other threads: they interleave in AFL's map
+        SharpFuzz.Common.Trace.OnBranch = (id, method) =>
+        {
+            lock (gate)
+            {
+                counts[(id, method)] = counts.GetValueOrDefault((id, method)) + 1;
+                if (Environment.CurrentManagedThreadId != main) elsewhere[method] = elsewhere.GetValueOrDefault(method) + 1;
+            }
+        };
+        string scratch = Directory.CreateTempSubdirectory("dsc-stability-").FullName;
+        var runs = files.ToDictionary(f => f, _ => new List<Dictionary<(int, string), int>>());
+        var maps = files.ToDictionary(f => f, _ => new List<byte[]>());   // AFL's own view: edge map, bucketed
+        for (int pass = 0; pass < 2; pass++)
+            foreach (string file in files)
+                for (int again = 0; again < 2; again++)
+                {
+                    lock (gate) counts.Clear();
+                    new Span<byte>(map, MapSize).Clear();
+                    SharpFuzz.Common.Trace.PrevLocation = 0;
+                    try { FuzzTargets.Run(target, File.ReadAllBytes(file), scratch); } catch { }
+                    lock (gate) runs[file].Add(counts.ToDictionary(kv => kv.Key, kv => Bucket(kv.Value)));
+                    var bytes = new byte[MapSize];
+                    for (int i = 0; i < MapSize; i++) bytes[i] = (byte)Bucket(map[i]);
+                    maps[file].Add(bytes);
+                }
+        Directory.Delete(scratch, recursive: true);
+        var seen = new bool[MapSize]; var varied = new bool[MapSize];
+        foreach (var list in maps.Values)
+            for (int i = 0; i < MapSize; i++)
+            {
+                if (list.Any(m => m[i] != 0)) seen[i] = true;
+                if (list.Any(m => m[i] != list[0][i])) varied[i] = true;
+            }
+        Console.WriteLine($"edge map: {seen.Count(b => b)} bytes set, {varied.Count(b => b)} varied between runs of one input");
+        var unstable = new Dictionary<string, HashSet<int>>();
+        int stableInputs = 0;
+        foreach (var (file, course) in runs)
+        {
+            var keys = course.SelectMany(m => m.Keys).ToHashSet();
+            bool stable = true;
+            foreach (var key in keys)
+            {
+                int first = course[0].GetValueOrDefault(key);
+                if (course.All(m => m.GetValueOrDefault(key) == first)) continue;
+                stable = false;
+                (unstable.TryGetValue(key.Item2, out var set) ? set : unstable[key.Item2] = []).Add(key.Item1);
+            }
+            if (stable) stableInputs++;
+        }
+        Console.WriteLine($"{stableInputs} of {files.Length} inputs ran the same course 4 times; methods with branches that varied:");
+        foreach (var (method, ids) in unstable.OrderByDescending(kv => kv.Value.Count))
+            Console.WriteLine($"{ids.Count,6}  {method}");
+        Console.WriteLine($"branches taken on threads other than the fuzzing loop's: {elsewhere.Values.Sum()}");
+        foreach (var (method, n) in elsewhere.OrderByDescending(kv => kv.Value).Take(20))
+            Console.WriteLine($"{n,10}  {method}");
+        return 0;
+    }
+
+    static int Bucket(int n) => n switch { <= 3 => n, <= 7 => 4, <= 15 => 5, <= 31 => 6, <= 127 => 7, _ => 8 };
 }
