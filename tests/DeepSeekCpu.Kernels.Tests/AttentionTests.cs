@@ -96,6 +96,45 @@ public class AttentionTests
     }
 
     [Theory]
+    [InlineData(64, 576, 32, 576)]    // MLA prompt block: 8 rows x 8 heads over latent rows, a whole tile
+    [InlineData(60, 128, 13, 160)]    // Qwen 1.5B: 10 rows x 6 heads padded to whole vectors, 4-key steps and a tail
+    [InlineData(7, 21, 5, 30)]        // fewer queries than a vector, odd sizes: tails everywhere
+    [InlineData(16, 3, 2, 3)]         // narrower than a vector: scalar columns
+    public unsafe void Block_tile_products_match_their_float64_definitions(int count, int d, int m, int stride)
+    {
+        // queries in lanes: qT [d, cp], cp = count rounded up to the vector width; padding queries zero
+        int cp = (count + AttentionTile.Lanes - 1) / AttentionTile.Lanes * AttentionTile.Lanes;
+        var q = TestData.Gaussian(count * d, 1);
+        var qT = new float[d * cp];
+        for (int g = 0; g < count; g++)
+            for (int c = 0; c < d; c++) qT[c * cp + g] = q[g * d + c];
+        var rows = TestData.Gaussian(m * stride, 2);
+        var pT = TestData.Gaussian(m * cp, 3);                         // weights [m, cp], key-major
+        var o = TestData.Gaussian(count * d, 4);                       // accumulated onto
+        var sT = new float[m * cp];
+        var acc = (float[])o.Clone();
+        fixed (float* qp = qT, rp = rows, pp = pT, sp = sT, ap = acc)
+        {
+            AttentionTile.ScoresT(qp, cp, d, rp, m, stride, 0.5f, sp);
+            AttentionTile.AccumulateT(pp, cp, count, rp, m, stride, d, ap);
+        }
+        for (int j = 0; j < m; j++)
+            for (int g = 0; g < cp; g++)
+            {
+                double dot = 0;
+                for (int c = 0; c < d && g < count; c++) dot += (double)q[g * d + c] * rows[j * stride + c];
+                Assert.True(Math.Abs(sT[j * cp + g] - 0.5 * dot) <= 1e-5 * (1 + Math.Abs(dot)), $"score {g},{j}: {sT[j * cp + g]} vs {0.5 * dot}");
+            }
+        for (int g = 0; g < count; g++)
+            for (int c = 0; c < d; c++)
+            {
+                double expect = o[g * d + c];
+                for (int j = 0; j < m; j++) expect += (double)pT[j * cp + g] * rows[j * stride + c];
+                Assert.True(Math.Abs(acc[g * d + c] - expect) <= 1e-5 * (1 + Math.Abs(expect)), $"output {g},{c}");
+            }
+    }
+
+    [Theory]
     [InlineData(3, 37, 0, 16, 8, 16)]     // a prompt chunk of 37 rows: three query blocks, diagonal tiles masked
     [InlineData(2, 20, 45, 24, 8, 20)]    // a later chunk after 45 cached positions
     [InlineData(4, 1, 9, 12, 4, 12)]      // one row

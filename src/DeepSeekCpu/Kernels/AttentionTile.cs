@@ -93,6 +93,7 @@ internal static unsafe class AttentionTile
     public static void Flash<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
         where TSource : struct, ITileSource
     {
+        if (rows > 1) { FlashBlock(ref source, q, rows, heads, dk, dv, scale, o); return; }
         int T = KvCache.Tile, count = rows * heads;
         int first = source.Visible(0), len = source.Visible(rows - 1);
         fixed (float* s = Grow(ref _scores, count * T), max = Grow(ref _max, count), sum = Grow(ref _sum, count))
@@ -118,6 +119,114 @@ internal static unsafe class AttentionTile
         }
     }
 
+    /// <summary>
+    /// <see cref="Flash"/> for a block of several query rows (a prompt chunk): the same recurrence with the queries in
+    /// vector lanes. The block's rows·heads queries are transposed once into qT [dk, cp] (cp: their count rounded up
+    /// to whole vectors, padding queries zero), so a tile's scores are a register-blocked product with no horizontal
+    /// sums (<see cref="ScoresT"/>: 4 keys × 4 vectors of queries per step, each key value broadcast once for 64
+    /// queries at 512 bits) into sT [n, cp], key-major; the softmax runs down the columns (a running maximum and sum
+    /// per lane); the weighted sum of values is an outer-product block of 4 queries × 4 vectors of columns
+    /// (<see cref="AccumulateT"/>). With one query per lane-row the per-head path spent most of a long prompt's
+    /// attention re-reading every query from L2 for every key and reducing each dot product horizontally.
+    /// </summary>
+    private static void FlashBlock<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
+        where TSource : struct, ITileSource
+    {
+        int T = KvCache.Tile, count = rows * heads, lanes = Lanes, cp = (count + lanes - 1) / lanes * lanes;
+        int first = source.Visible(0), len = source.Visible(rows - 1);
+        fixed (float* qT = Grow(ref _qT, dk * cp), s = Grow(ref _scores, T * cp), max = Grow(ref _max, cp), sum = Grow(ref _sum, cp),
+               work = Grow(ref _work, 2 * cp))
+        {
+            // qT[c·cp + g] = q[g·dk + c]; the padding queries stay zero (their scores 0, their outputs never written)
+            new Span<float>(qT, dk * cp).Clear();
+            for (int g = 0; g < count; g++)
+                for (int c = 0; c < dk; c++) qT[c * cp + g] = q[g * dk + c];
+            new Span<float>(o, count * dv).Clear();
+            new Span<float>(max, cp).Fill(float.NegativeInfinity);
+            new Span<float>(sum, cp).Clear();
+            for (int j0 = 0; j0 < len; j0 += T)
+            {
+                int n = Math.Min(T, len - j0);
+                var k = source.Keys(j0, n, out int kStride);
+                fixed (float* kp = k)
+                {
+                    ScoresT(qT, cp, dk, kp, n, kStride, scale, s);     // sT [n, cp]
+                    if (j0 + n > first)                                  // the tile crosses the first row's limit: causal mask
+                        for (int i = 0; i < rows; i++)
+                            for (int j = Math.Max(0, source.Visible(i) - j0); j < n; j++)
+                                new Span<float>(s + j * cp + i * heads, heads).Fill(float.NegativeInfinity);
+                    SoftmaxT(s, cp, n, max, sum, work, o, count, dv);
+                    fixed (float* vp = source.Values(j0, n, k, kStride, out int vStride)) AccumulateT(s, cp, count, vp, n, vStride, dv, o);
+                }
+            }
+            for (int g = 0; g < count; g++)
+            {
+                var og = new Span<float>(o + g * dv, dv);
+                TensorPrimitives.Multiply(og, 1f / sum[g], og);
+            }
+        }
+    }
+
+    /// <summary>Float32 lanes of the widest vector path: the multiple <see cref="FlashBlock"/> pads its queries to.</summary>
+    internal static int Lanes => Vector512.IsHardwareAccelerated ? W512.Count
+        : Vector256.IsHardwareAccelerated ? W256.Count : Vector128.IsHardwareAccelerated ? W128.Count : 1;
+
+    /// <summary>
+    /// Block layout (queries in lanes): sT[j·cp + g] = scale · Σ_c qT[c·cp + g] · k[j·kStride + c] for g &lt; cp, j &lt; m,
+    /// qT [dk, cp] with cp a multiple of <see cref="Lanes"/>.
+    /// </summary>
+    public static void ScoresT(float* qT, int cp, int dk, float* k, int m, int kStride, float scale, float* sT)
+    {
+        if (Vector512.IsHardwareAccelerated && cp % W512.Count == 0) ScoresT<W512, Vector512<float>>(qT, cp, dk, k, m, kStride, scale, sT);
+        else if (Vector256.IsHardwareAccelerated && cp % W256.Count == 0) ScoresT<W256, Vector256<float>>(qT, cp, dk, k, m, kStride, scale, sT);
+        else if (Vector128.IsHardwareAccelerated && cp % W128.Count == 0) ScoresT<W128, Vector128<float>>(qT, cp, dk, k, m, kStride, scale, sT);
+        else ScoresTScalar(qT, cp, dk, k, m, kStride, scale, sT);
+    }
+
+    /// <summary>
+    /// Block layout: o[g·dv + c] += Σ_j pT[j·cp + g] · v[j·vStride + c] for g &lt; count, c &lt; dv, summed in order of j.
+    /// </summary>
+    public static void AccumulateT(float* pT, int cp, int count, float* v, int m, int vStride, int dv, float* o)
+    {
+        if (Vector512.IsHardwareAccelerated && dv >= W512.Count) AccumulateT<W512, Vector512<float>>(pT, cp, count, v, m, vStride, dv, o);
+        else if (Vector256.IsHardwareAccelerated && dv >= W256.Count) AccumulateT<W256, Vector256<float>>(pT, cp, count, v, m, vStride, dv, o);
+        else if (Vector128.IsHardwareAccelerated && dv >= W128.Count) AccumulateT<W128, Vector128<float>>(pT, cp, count, v, m, vStride, dv, o);
+        else AccumulateTScalar(pT, cp, count, v, m, vStride, dv, o);
+    }
+
+    /// <summary>
+    /// <see cref="Softmax"/> in the block layout, sT [n, cp] key-major: per query lane M' = max(M, max_j sT[j]),
+    /// sT ← exp(sT − M') in place, L ← L·exp(M − M') + Σ_j sT[j], o_g rescaled by exp(M_g − M'_g) when its maximum rose.
+    /// <paramref name="work"/> holds 2·cp floats.
+    /// </summary>
+    public static void SoftmaxT(float* sT, int cp, int n, float* max, float* sum, float* work, float* o, int count, int dv)
+    {
+        var m = new Span<float>(max, cp);
+        var mNew = new Span<float>(work, cp);
+        var alpha = new Span<float>(work + cp, cp);
+        m.CopyTo(mNew);
+        for (int j = 0; j < n; j++) TensorPrimitives.Max(mNew, new ReadOnlySpan<float>(sT + j * cp, cp), mNew);
+        TensorPrimitives.Subtract(m, mNew, alpha);
+        TensorPrimitives.Exp(alpha, alpha);                          // 0 on the first tile (M = −∞)
+        mNew.CopyTo(m);
+        for (int j = 0; j < n; j++)
+        {
+            var sj = new Span<float>(sT + j * cp, cp);
+            TensorPrimitives.Subtract(sj, mNew, sj);
+        }
+        var all = new Span<float>(sT, n * cp);
+        TensorPrimitives.Exp(all, all);
+        var l = new Span<float>(sum, cp);
+        TensorPrimitives.Multiply(l, alpha, l);
+        for (int j = 0; j < n; j++) TensorPrimitives.Add(l, new ReadOnlySpan<float>(sT + j * cp, cp), l);
+        for (int g = 0; g < count; g++)
+            if (alpha[g] != 1f)
+            {
+                var og = new Span<float>(o + g * dv, dv);
+                TensorPrimitives.Multiply(og, alpha[g], og);
+            }
+    }
+
     /// <summary>Where <see cref="Flash"/>'s tiles come from (a cache's rows, gathered rows, an expanded cache).</summary>
     internal interface ITileSource
     {
@@ -131,7 +240,7 @@ internal static unsafe class AttentionTile
         ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride);
     }
 
-    [ThreadStatic] private static float[]? _scores, _max, _sum;
+    [ThreadStatic] private static float[]? _scores, _max, _sum, _qT, _work;
 
     /// <summary>A per-thread buffer of at least <paramref name="length"/> floats.</summary>
     internal static float[] Grow(ref float[]? buffer, int length) =>
@@ -161,7 +270,172 @@ internal static unsafe class AttentionTile
             }
     }
 
+    public static void ScoresTScalar(float* qT, int cp, int dk, float* k, int m, int kStride, float scale, float* sT)
+    {
+        for (int j = 0; j < m; j++)
+            for (int g = 0; g < cp; g++)
+            {
+                float dot = 0;
+                for (int c = 0; c < dk; c++) dot += qT[c * cp + g] * k[j * kStride + c];
+                sT[j * cp + g] = dot * scale;
+            }
+    }
+
+    public static void AccumulateTScalar(float* pT, int cp, int count, float* v, int m, int vStride, int dv, float* o)
+    {
+        for (int g = 0; g < count; g++)
+            for (int c = 0; c < dv; c++)
+            {
+                float acc = o[g * dv + c];
+                for (int j = 0; j < m; j++) acc += pT[j * cp + g] * v[j * vStride + c];
+                o[g * dv + c] = acc;
+            }
+    }
+
     // ---------- vector bodies ----------
+
+    /// <summary>
+    /// Per 4 keys × 4 vectors of queries: 16 accumulators over c, per step 4 query vectors loaded and each key's value
+    /// broadcast (4 + 4 loads for 16 FMAs); fewer query vectors one at a time against the 4 keys; the last keys one at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresT<TW, TV>(float* qT, int cp, int dk, float* k, int m, int kStride, float scale, float* sT)
+        where TW : IWidth<TV> where TV : unmanaged
+    {
+        int L = TW.Count;
+        var sc = TW.Broadcast(scale);
+        int j = 0;
+        for (; j + 4 <= m; j += 4)
+        {
+            float* k0 = k + (long)j * kStride, k1 = k0 + kStride, k2 = k1 + kStride, k3 = k2 + kStride;
+            float* s0 = sT + (long)j * cp;
+            int g = 0;
+            for (; g + 4 * L <= cp; g += 4 * L)
+            {
+                TV a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
+                TV a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+                TV a20 = TW.Zero, a21 = TW.Zero, a22 = TW.Zero, a23 = TW.Zero;
+                TV a30 = TW.Zero, a31 = TW.Zero, a32 = TW.Zero, a33 = TW.Zero;
+                float* qc = qT + g;
+                for (int c = 0; c < dk; c++, qc += cp)
+                {
+                    TV q0 = TW.Load(qc), q1 = TW.Load(qc + L), q2 = TW.Load(qc + 2 * L), q3 = TW.Load(qc + 3 * L);
+                    TV b = TW.Broadcast(k0[c]);
+                    a00 = TW.Fma(q0, b, a00); a01 = TW.Fma(q1, b, a01); a02 = TW.Fma(q2, b, a02); a03 = TW.Fma(q3, b, a03);
+                    b = TW.Broadcast(k1[c]);
+                    a10 = TW.Fma(q0, b, a10); a11 = TW.Fma(q1, b, a11); a12 = TW.Fma(q2, b, a12); a13 = TW.Fma(q3, b, a13);
+                    b = TW.Broadcast(k2[c]);
+                    a20 = TW.Fma(q0, b, a20); a21 = TW.Fma(q1, b, a21); a22 = TW.Fma(q2, b, a22); a23 = TW.Fma(q3, b, a23);
+                    b = TW.Broadcast(k3[c]);
+                    a30 = TW.Fma(q0, b, a30); a31 = TW.Fma(q1, b, a31); a32 = TW.Fma(q2, b, a32); a33 = TW.Fma(q3, b, a33);
+                }
+                float* d = s0 + g;
+                TW.Store(TW.Multiply(a00, sc), d); TW.Store(TW.Multiply(a01, sc), d + L); TW.Store(TW.Multiply(a02, sc), d + 2 * L); TW.Store(TW.Multiply(a03, sc), d + 3 * L);
+                d += cp;
+                TW.Store(TW.Multiply(a10, sc), d); TW.Store(TW.Multiply(a11, sc), d + L); TW.Store(TW.Multiply(a12, sc), d + 2 * L); TW.Store(TW.Multiply(a13, sc), d + 3 * L);
+                d += cp;
+                TW.Store(TW.Multiply(a20, sc), d); TW.Store(TW.Multiply(a21, sc), d + L); TW.Store(TW.Multiply(a22, sc), d + 2 * L); TW.Store(TW.Multiply(a23, sc), d + 3 * L);
+                d += cp;
+                TW.Store(TW.Multiply(a30, sc), d); TW.Store(TW.Multiply(a31, sc), d + L); TW.Store(TW.Multiply(a32, sc), d + 2 * L); TW.Store(TW.Multiply(a33, sc), d + 3 * L);
+            }
+            for (; g < cp; g += L)
+            {
+                TV a0 = TW.Zero, a1 = TW.Zero, a2 = TW.Zero, a3 = TW.Zero;
+                float* qc = qT + g;
+                for (int c = 0; c < dk; c++, qc += cp)
+                {
+                    TV q0 = TW.Load(qc);
+                    a0 = TW.Fma(q0, TW.Broadcast(k0[c]), a0); a1 = TW.Fma(q0, TW.Broadcast(k1[c]), a1);
+                    a2 = TW.Fma(q0, TW.Broadcast(k2[c]), a2); a3 = TW.Fma(q0, TW.Broadcast(k3[c]), a3);
+                }
+                float* d = s0 + g;
+                TW.Store(TW.Multiply(a0, sc), d); TW.Store(TW.Multiply(a1, sc), d + cp);
+                TW.Store(TW.Multiply(a2, sc), d + 2 * cp); TW.Store(TW.Multiply(a3, sc), d + 3 * cp);
+            }
+        }
+        for (; j < m; j++)
+        {
+            float* kj = k + (long)j * kStride;
+            for (int g = 0; g < cp; g += L)
+            {
+                TV a = TW.Zero;
+                float* qc = qT + g;
+                for (int c = 0; c < dk; c++, qc += cp) a = TW.Fma(TW.Load(qc), TW.Broadcast(kj[c]), a);
+                TW.Store(TW.Multiply(a, sc), sT + (long)j * cp + g);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Per 4 queries × 4 vectors of output columns: 16 accumulators held over all m keys, per key 4 value vectors
+    /// loaded and each query's weight broadcast (4 + 4 loads for 16 FMAs); the last queries one at a time; then one
+    /// vector of columns at a time; tail columns scalar.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateT<TW, TV>(float* pT, int cp, int count, float* v, int m, int vStride, int dv, float* o)
+        where TW : IWidth<TV> where TV : unmanaged
+    {
+        int L = TW.Count, c = 0;
+        for (; c + 4 * L <= dv; c += 4 * L)
+        {
+            int g = 0;
+            for (; g + 4 <= count; g += 4)
+            {
+                float* o0 = o + g * dv + c, o1 = o0 + dv, o2 = o1 + dv, o3 = o2 + dv;
+                TV a00 = TW.Load(o0), a01 = TW.Load(o0 + L), a02 = TW.Load(o0 + 2 * L), a03 = TW.Load(o0 + 3 * L);
+                TV a10 = TW.Load(o1), a11 = TW.Load(o1 + L), a12 = TW.Load(o1 + 2 * L), a13 = TW.Load(o1 + 3 * L);
+                TV a20 = TW.Load(o2), a21 = TW.Load(o2 + L), a22 = TW.Load(o2 + 2 * L), a23 = TW.Load(o2 + 3 * L);
+                TV a30 = TW.Load(o3), a31 = TW.Load(o3 + L), a32 = TW.Load(o3 + 2 * L), a33 = TW.Load(o3 + 3 * L);
+                float* pj = pT + g, vj = v + c;
+                for (int j = 0; j < m; j++, pj += cp, vj += vStride)
+                {
+                    TV v0 = TW.Load(vj), v1 = TW.Load(vj + L), v2 = TW.Load(vj + 2 * L), v3 = TW.Load(vj + 3 * L);
+                    TV b = TW.Broadcast(pj[0]);
+                    a00 = TW.Fma(b, v0, a00); a01 = TW.Fma(b, v1, a01); a02 = TW.Fma(b, v2, a02); a03 = TW.Fma(b, v3, a03);
+                    b = TW.Broadcast(pj[1]);
+                    a10 = TW.Fma(b, v0, a10); a11 = TW.Fma(b, v1, a11); a12 = TW.Fma(b, v2, a12); a13 = TW.Fma(b, v3, a13);
+                    b = TW.Broadcast(pj[2]);
+                    a20 = TW.Fma(b, v0, a20); a21 = TW.Fma(b, v1, a21); a22 = TW.Fma(b, v2, a22); a23 = TW.Fma(b, v3, a23);
+                    b = TW.Broadcast(pj[3]);
+                    a30 = TW.Fma(b, v0, a30); a31 = TW.Fma(b, v1, a31); a32 = TW.Fma(b, v2, a32); a33 = TW.Fma(b, v3, a33);
+                }
+                TW.Store(a00, o0); TW.Store(a01, o0 + L); TW.Store(a02, o0 + 2 * L); TW.Store(a03, o0 + 3 * L);
+                TW.Store(a10, o1); TW.Store(a11, o1 + L); TW.Store(a12, o1 + 2 * L); TW.Store(a13, o1 + 3 * L);
+                TW.Store(a20, o2); TW.Store(a21, o2 + L); TW.Store(a22, o2 + 2 * L); TW.Store(a23, o2 + 3 * L);
+                TW.Store(a30, o3); TW.Store(a31, o3 + L); TW.Store(a32, o3 + 2 * L); TW.Store(a33, o3 + 3 * L);
+            }
+            for (; g < count; g++)
+            {
+                float* og = o + g * dv + c;
+                TV a0 = TW.Load(og), a1 = TW.Load(og + L), a2 = TW.Load(og + 2 * L), a3 = TW.Load(og + 3 * L);
+                float* pj = pT + g, vj = v + c;
+                for (int j = 0; j < m; j++, pj += cp, vj += vStride)
+                {
+                    TV b = TW.Broadcast(pj[0]);
+                    a0 = TW.Fma(b, TW.Load(vj), a0); a1 = TW.Fma(b, TW.Load(vj + L), a1);
+                    a2 = TW.Fma(b, TW.Load(vj + 2 * L), a2); a3 = TW.Fma(b, TW.Load(vj + 3 * L), a3);
+                }
+                TW.Store(a0, og); TW.Store(a1, og + L); TW.Store(a2, og + 2 * L); TW.Store(a3, og + 3 * L);
+            }
+        }
+        for (; c + L <= dv; c += L)
+            for (int g = 0; g < count; g++)
+            {
+                float* og = o + g * dv + c;
+                TV a = TW.Load(og);
+                float* pj = pT + g, vj = v + c;
+                for (int j = 0; j < m; j++, pj += cp, vj += vStride) a = TW.Fma(TW.Broadcast(pj[0]), TW.Load(vj), a);
+                TW.Store(a, og);
+            }
+        for (; c < dv; c++)
+            for (int g = 0; g < count; g++)
+            {
+                float acc = o[g * dv + c];
+                for (int j = 0; j < m; j++) acc += pT[j * cp + g] * v[(long)j * vStride + c];
+                o[g * dv + c] = acc;
+            }
+    }
+
 
     /// <summary>
     /// Per row j: 4 heads at a time, 4 accumulators (independent FMA chains) over the row's vectors, each vector of
