@@ -135,7 +135,7 @@ public class AttentionTests
     }
 
     [Theory]
-    [InlineData(3, 37, 0, 16, 8, 16)]     // a prompt chunk of 37 rows: three query blocks, diagonal tiles masked
+    [InlineData(3, 150, 0, 16, 8, 16)]    // a prompt chunk of 150 rows: three query blocks of 64, diagonal tiles masked
     [InlineData(2, 20, 45, 24, 8, 20)]    // a later chunk after 45 cached positions
     [InlineData(4, 1, 9, 12, 4, 12)]      // one row
     public void Expanded_MLA_attention_matches_float64_causal_attention(int heads, int n, int start, int nope, int rope, int v)

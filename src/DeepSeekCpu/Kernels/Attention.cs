@@ -167,14 +167,17 @@ internal static class Attention
     /// <summary>
     /// One (head, block of <see cref="Rows"/> query rows) per item, flash attention over key tiles of
     /// <see cref="KvCache.Tile"/> (<see cref="AttentionTile.Flash"/>): the block's queries stand where a GQA group's
-    /// heads stand in <see cref="CausalJob"/> (each key row loaded once per 4 queries), keys [k_nope ; k_pe] gathered
+    /// heads stand in <see cref="CausalJob"/>, keys [k_nope ; k_pe] gathered
     /// into one tile, values read in place; on the tiles that cross the diagonal, keys past a row's own position are
     /// masked (−∞ before the softmax).
     /// </summary>
     private sealed unsafe class ExpandedJob : IRangeJob
     {
-        /// <summary>Query rows per item.</summary>
-        public const int Rows = 16;
+        /// <summary>
+        /// Query rows per item: 64 fill the four 512-bit query vectors of the block path's register tile
+        /// (<see cref="AttentionTile.Flash"/>; 16 left it to a one-vector loop); a 512-row chunk still makes heads × 8 items.
+        /// </summary>
+        public const int Rows = 64;
         [ThreadStatic] private static float[]? _q, _o;
         public float[] Q = null!, O = null!, Kv = null!, Pe = null!;
         public int N, Start, Heads, Nope, Rope, V, PeOffset, PeStride;

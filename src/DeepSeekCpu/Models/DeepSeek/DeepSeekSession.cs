@@ -124,6 +124,16 @@ internal sealed class DeepSeekPass
 
     public float[] NaiveExpanded(int length) => Grow(ref _naiveExpanded, length);
 
+    /// <summary>
+    /// Drops the naive path's expanded keys and values when they outgrew 64 MiB (a long prompt's: 268 MB for V2-Lite
+    /// at 16K tokens), so a session does not hold them after its prompt; the next long chunk allocates them again
+    /// (tens of milliseconds beside seconds of attention).
+    /// </summary>
+    public void TrimNaive()
+    {
+        if ((long)(_naiveExpanded?.Length ?? 0) * sizeof(float) > 64L << 20) _naiveExpanded = null;
+    }
+
     private static float[] Grow(ref float[]? a, int length) =>
         a is { } b && b.Length >= length ? b : (a = new float[Math.Max(length, (a?.Length ?? 0) * 2)]);
 }

@@ -14,22 +14,47 @@ internal enum MlaMode
 /// <summary>Which MLA computation a forward pass uses (the cost model; the layer only does what it is told).</summary>
 internal static class MlaPlan
 {
+    /// <summary>
+    /// The most the naive path's expanded keys and values ([tokens, heads, nope + v] float32) may take: past it a
+    /// prompt chunk attends absorbed (same values, more arithmetic, no scratch). V2-Lite: 65K tokens; V3: 8K.
+    /// </summary>
+    public const long MaxExpandedBytes = 1L << 30;
+
     /// <summary>Whether a pass over <paramref name="rows"/> expands keys and values (naive) instead of absorbing.</summary>
     public static bool Expands(MlaMode mode, BatchRows<DeepSeekSession> rows, ModelConfig c)
     {
         // rows of several sequences each attend over their own latent cache: absorbed
-        if (!rows.OneSequence) return false;
-        int n = rows.Count, start = rows.Positions[0];
-        // The naive path expands the whole cache into one array, [tokens, heads, nope+v]; past .NET's array limit
-        // (about 65K tokens for V3's 128 heads) it cannot, and absorbed attention computes the same values.
-        if ((long)(start + n) * c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim) > Array.MaxLength) return false;
+        return rows.OneSequence && Expands(mode, c, rows.Count, rows.Positions[0]);
+    }
+
+    /// <summary>Whether a prompt chunk of <paramref name="n"/> rows at positions start.. expands keys and values.</summary>
+    internal static bool Expands(MlaMode mode, ModelConfig c, int n, int start)
+    {
+        // The naive path expands the whole cache into one array, [tokens, heads, nope+v]: within .NET's array limit
+        // and the scratch budget; beyond them absorbed attention computes the same values.
+        long expanded = (long)(start + n) * c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim);
+        if (expanded > Array.MaxLength || 4 * expanded > MaxExpandedBytes) return false;
         return mode switch
         {
             MlaMode.Naive => true,
             MlaMode.Absorbed => false,
-            // Naive expansion costs heads*(nope+v)*kvl per cached token once per pass, then per (query, key) pair
-            // heads*(nope+rope+v) instead of absorbed heads*(2*kvl+rope): it wins when the queries are most of the keys.
-            _ => n >= 8 && 2 * n >= start + n,
+            _ => n >= 8 && NaiveCost(c, n, start) < AbsorbedCost(c, n, start),
         };
     }
+
+    // Multiply-adds of the attention of n rows at positions start.. (causal: pairs = n·start + n(n+1)/2), per head:
+    //   naive:    expand every cached latent, (nope+v)·kvl per token, then (nope+rope) per score and v per value;
+    //   absorbed: fold W_uk into each query and W_uv after its sum, (nope+v)·kvl per row, then (kvl+rope) per score
+    //             and kvl per value.
+    // The expansion is paid for the whole cache once per chunk, so naive wins for long chunks at any depth: V2-Lite
+    // (kvl 512, nope = v = 128, rope 64) from about 170 rows on; a decoding row (n = 1) is always absorbed.
+    internal static double NaiveCost(ModelConfig c, int n, int start) =>
+        (double)c.NumHeads * ((double)(start + n) * (c.QkNopeHeadDim + c.VHeadDim) * c.KvLoraRank
+                              + Pairs(n, start) * (c.QkNopeHeadDim + c.QkRopeHeadDim + c.VHeadDim));
+
+    internal static double AbsorbedCost(ModelConfig c, int n, int start) =>
+        (double)c.NumHeads * ((double)n * (c.QkNopeHeadDim + c.VHeadDim) * c.KvLoraRank
+                              + Pairs(n, start) * (2.0 * c.KvLoraRank + c.QkRopeHeadDim));
+
+    private static double Pairs(int n, int start) => (double)n * start + (double)n * (n + 1) / 2;
 }
