@@ -116,6 +116,39 @@ public class KvCacheTests
         AssertFloat64Rows(q, o, n, heads, kvHeads, hd, hd, _ => k, _ => v, positions, scale, $"{type} ");
     }
 
+    [Theory]
+    [InlineData(KvCacheType.F16, 4, 1, 72, 64, 300, 3)]    // MLA-like: one stream, values the keys' first 64; parts of 128 keys
+    [InlineData(KvCacheType.Q8_0, 3, 2, 32, 32, 100, 5)]   // GQA with separate V: parts of 32 keys, the second row's last ones empty
+    [InlineData(KvCacheType.F32, 2, 2, 20, 20, 40, 2)]     // head dims under one 512-bit vector
+    public void Decoding_rows_split_over_key_ranges_match_float64_for_every_row(KvCacheType type, int group, int kvHeads, int dk, int dv, int len, int parts)
+    {
+        // two decoding rows of two sequences (flash decoding: each (row, KV head) stream's keys in `parts` ranges,
+        // combined afterwards), the second row 37 positions shorter
+        int heads = group * kvHeads, kw = kvHeads * dk, vw = kvHeads * dv, n = 2;
+        bool shared = kvHeads == 1 && dv < dk;                 // values are the key rows' prefix, read from the key tile
+        var keyCaches = new KvCache[n]; var valueCaches = new KvCache[n];
+        var k = new float[n][]; var v = new float[n][];
+        for (int t = 0; t < n; t++)
+        {
+            keyCaches[t] = new KvCache(type, kw, len);
+            valueCaches[t] = shared ? keyCaches[t] : new KvCache(type, vw, len);
+            k[t] = new float[len * kw]; v[t] = new float[len * vw];
+            for (int j = 0; j < len; j++)
+            {
+                keyCaches[t].Write(j, TestData.Gaussian(kw, 1000 * t + j));
+                keyCaches[t].Read(j, k[t].AsSpan(j * kw, kw));
+                if (!shared) { valueCaches[t].Write(j, TestData.Gaussian(vw, 5000 + 1000 * t + j)); valueCaches[t].Read(j, v[t].AsSpan(j * vw, vw)); }
+                else k[t].AsSpan(j * kw, dv).CopyTo(v[t].AsSpan(j * vw, vw));
+            }
+        }
+        var q = TestData.Gaussian(n * heads * dk, 9, 2f);
+        var o = new float[n * heads * dv];
+        int[] positions = [len - 1, len - 38];
+        float scale = 1f / MathF.Sqrt(dk);
+        Attention.CausalSplit(q, o, n, heads, kvHeads, dk, dv, keyCaches, valueCaches, positions, scale, parts);
+        AssertFloat64Rows(q, o, n, heads, kvHeads, dk, dv, t => k[t], t => v[t], positions, scale, $"{type} ");
+    }
+
     /// <summary>
     /// o[t, h, :dv] against softmax_j(scale · q[t, h] · k_j) v_j in float64 over j ≤ positions[t], for every row t and
     /// head h: k_j the dk values of KV head h / (heads / kvHeads) in row j of keysOf(t) [·, kvHeads·dk], v_j likewise in

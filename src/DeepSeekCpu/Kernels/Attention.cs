@@ -41,14 +41,26 @@ internal static class Attention
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads do not split into {kvHeads} KV heads");
         if (q.Length < (long)n * heads * dk || o.Length < (long)n * heads * dv || keys.Length < n || values.Length < n || positions.Length < n)
             throw new ArgumentException("attention buffers are smaller than n rows");
+        int threads = WorkerPool.Shared.ThreadCount, group = heads / kvHeads;
+        bool decoding = n == 1 || !OneSequence(keys, values, positions, n);
+        if (decoding)
+        {
+            // Decoding rows: every (row, KV head) is a stream of its own. Fewer streams than threads: each stream's
+            // keys are split between items (flash decoding) rather than its query heads, which would have every item
+            // convert and read the whole context (MLA's one latent stream: all heads, every item, at 2 threads twice).
+            int streams = n * kvHeads, shortest = int.MaxValue;
+            for (int t = 0; t < n; t++) shortest = Math.Min(shortest, positions[t] + 1);
+            int parts = streams >= threads ? 1 : Math.Min((threads + streams - 1) / streams, shortest / MinSplitKeys);
+            if (parts > 1) { CausalSplit(q, o, n, heads, kvHeads, dk, dv, keys, values, positions, scale, parts); return; }
+        }
         var job = _causal ??= new CausalJob();
         job.Q = q; job.O = o; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv;
         job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
-        job.HeadsPerItem = HeadsPerItem(heads / kvHeads, kvHeads, WorkerPool.Shared.ThreadCount);
+        job.HeadsPerItem = HeadsPerItem(group, decoding ? n * kvHeads : kvHeads, threads);
         // rows of one sequence at consecutive positions (a prompt chunk) share their keys: blocks of rows per item, so
         // each key tile is converted and loaded once for up to 64 queries; rows of several sequences: one per item
         job.N = n;
-        job.BlockRows = OneSequence(keys, values, positions, n) ? Math.Max(1, 64 / job.HeadsPerItem) : 1;
+        job.BlockRows = decoding ? 1 : Math.Max(1, 64 / job.HeadsPerItem);
         int blocks = (n + job.BlockRows - 1) / job.BlockRows;
         try { WorkerPool.Shared.Run(job, blocks * (heads / job.HeadsPerItem), grain: 1); }
         finally { job.Q = job.O = null!; job.Keys = job.Values = null!; job.Positions = null!; }
@@ -75,6 +87,39 @@ internal static class Attention
         finally { job.Q = job.O = job.Kv = job.Pe = null!; }
     }
 
+    /// <summary>Fewest keys a part of a split decoding stream gets (below it the split's dispatch and combine cost more).</summary>
+    internal const int MinSplitKeys = 256;
+
+    /// <summary>
+    /// Decoding rows with each (row, KV head) stream's keys split into <paramref name="parts"/> ranges of whole tiles:
+    /// one item per (stream, range) with all of the stream's query heads (<see cref="AttentionTile.FlashPartial"/>),
+    /// then per stream the parts combined (<see cref="AttentionTile.Combine"/>).
+    /// </summary>
+    internal static void CausalSplit(float[] q, float[] o, int n, int heads, int kvHeads, int dk, int dv,
+        KvCache[] keys, KvCache[] values, int[] positions, float scale, int parts)
+    {
+        var job = _split ??= new SplitJob();
+        int group = heads / kvHeads, items = n * kvHeads * parts;
+        job.Q = q; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv; job.Parts = parts;
+        job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
+        job.PartO = Grow(ref job.PartO, items * group * dv);
+        job.PartM = Grow(ref job.PartM, items * group);
+        job.PartL = Grow(ref job.PartL, items * group);
+        try { WorkerPool.Shared.Run(job, items, grain: 1); }
+        finally { job.Q = null!; job.Keys = job.Values = null!; job.Positions = null!; }
+        unsafe
+        {
+            fixed (float* po = job.PartO, pm = job.PartM, pl = job.PartL, out0 = o)
+                for (int stream = 0; stream < n * kvHeads; stream++)
+                {
+                    int first = stream * parts;                                  // its parts' items
+                    int t = stream / kvHeads, kvh = stream % kvHeads;
+                    AttentionTile.Combine(po + (long)first * group * dv, pm + first * group, pl + first * group, parts, group * dv,
+                        group, dv, out0 + ((long)t * heads + kvh * group) * dv);
+                }
+        }
+    }
+
     private static bool OneSequence(KvCache[] keys, KvCache[] values, int[] positions, int n)
     {
         for (int t = 1; t < n; t++)
@@ -83,6 +128,7 @@ internal static class Attention
     }
 
     [ThreadStatic] private static CausalJob? _causal;
+    [ThreadStatic] private static SplitJob? _split;
     [ThreadStatic] private static ExpandedJob? _expanded;
 
     /// <summary>
@@ -127,6 +173,49 @@ internal static class Attention
                 for (int i = 0; i < r; i++) oBlock.AsSpan(i * G * Dv, G * Dv).CopyTo(O.AsSpan(((t0 + i) * Heads + h0) * Dv));
             }
         }
+    }
+
+    /// <summary>
+    /// One (row, KV head, range of keys) per item, all the KV head's query heads over the range's tiles
+    /// (<see cref="AttentionTile.FlashPartial"/>): part p of a row that sees len positions takes the whole tiles
+    /// [p·per, (p+1)·per) with per = len / parts rounded up to <see cref="KvCache.Tile"/> (the last parts may be empty).
+    /// </summary>
+    private sealed unsafe class SplitJob : IRangeJob
+    {
+        public float[] Q = null!;
+        public float[]? PartO, PartM, PartL;                     // [items, group, dv], [items, group], [items, group]
+        public KvCache[] Keys = null!, Values = null!;
+        public int[] Positions = null!;
+        public int Heads, KvHeads, Dk, Dv, Parts;
+        public float Scale;
+
+        public void Run(int first, int end)
+        {
+            int group = Heads / KvHeads, T = KvCache.Tile;
+            for (int item = first; item < end; item++)
+            {
+                int part = item % Parts, stream = item / Parts, t = stream / KvHeads, kvh = stream % KvHeads;
+                int len = Positions[t] + 1, per = ((len + Parts - 1) / Parts + T - 1) / T * T;
+                var range = new KeyRange<CacheTiles>(new CacheTiles(Keys[t], Values[t], Positions, t, kvh, KvHeads, Dk, Dv),
+                    part * per, Math.Min(len, (part + 1) * per));
+                fixed (float* q = &Q[(t * Heads + kvh * group) * Dk], o = &PartO![item * group * Dv], m = &PartM![item * group], l = &PartL![item * group])
+                    AttentionTile.FlashPartial(ref range, q, group, Dk, Dv, Scale, o, m, l);
+            }
+        }
+    }
+
+    /// <summary>The keys [begin, end) of a source, as positions 0 .. end − begin − 1 of one query row.</summary>
+    private readonly struct KeyRange<TSource>(TSource inner, int begin, int end) : AttentionTile.ITileSource
+        where TSource : struct, AttentionTile.ITileSource
+    {
+        private readonly TSource _inner = inner;
+
+        public int Visible(int row) => Math.Max(0, Math.Min(_inner.Visible(row), end) - begin);
+
+        public ReadOnlySpan<float> Keys(int j0, int n, out int stride) => _inner.Keys(begin + j0, n, out stride);
+
+        public ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride) =>
+            _inner.Values(begin + j0, n, keys, keyStride, out stride);
     }
 
     /// <summary>

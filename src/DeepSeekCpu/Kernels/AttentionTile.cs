@@ -87,35 +87,71 @@ internal static unsafe class AttentionTile
     /// [rows, heads, dk] (the heads of a row share what the row sees), o [rows, heads, dv]. Tiles of
     /// <see cref="KvCache.Tile"/> positions 0 .. the last row's <see cref="ITileSource.Visible"/>: scores, the causal
     /// mask (−∞ past each row's own limit, only on tiles that cross the first row's), the online
-    /// <see cref="Softmax"/>, the weighted sum of the values; then o / L. The source is a struct type parameter, so the
-    /// JIT compiles one loop per source with its tile reads inlined (no virtual call per tile).
+    /// <see cref="Softmax"/>, the weighted sum of the values; then o / L. One row (decoding) per head
+    /// (<see cref="FlashPartial"/>), several (a prompt chunk) with the queries in lanes (<see cref="FlashBlock"/>).
+    /// The source is a struct type parameter, so the JIT compiles one loop per source with its tile reads inlined (no
+    /// virtual call per tile).
     /// </summary>
     public static void Flash<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
         where TSource : struct, ITileSource
     {
         if (rows > 1) { FlashBlock(ref source, q, rows, heads, dk, dv, scale, o); return; }
-        int T = KvCache.Tile, count = rows * heads;
-        int first = source.Visible(0), len = source.Visible(rows - 1);
-        fixed (float* s = Grow(ref _scores, count * T), max = Grow(ref _max, count), sum = Grow(ref _sum, count))
+        fixed (float* max = Grow(ref _max, heads), sum = Grow(ref _sum, heads))
         {
-            // s [rows·heads, T] this tile's scores, then weights; max M and sum L per query
-            Begin(o, max, sum, count, dv);
+            FlashPartial(ref source, q, heads, dk, dv, scale, o, max, sum);
+            End(o, sum, heads, dv);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Flash"/> of one query row without the final division: o [heads, dv] the unnormalised sum
+    /// Σ_j exp(s_j − M) v_j, with the running maximum M and denominator L of each head in max and sum. Parts over
+    /// disjoint key ranges combine into the whole (<see cref="Combine"/>): flash decoding's split of a long context.
+    /// </summary>
+    public static void FlashPartial<TSource>(ref TSource source, float* q, int heads, int dk, int dv, float scale, float* o, float* max, float* sum)
+        where TSource : struct, ITileSource
+    {
+        int T = KvCache.Tile, len = source.Visible(0);
+        fixed (float* s = Grow(ref _scores, heads * T))
+        {
+            // s [heads, T] this tile's scores, then weights; max M and sum L per head
+            Begin(o, max, sum, heads, dv);
             for (int j0 = 0; j0 < len; j0 += T)
             {
                 int n = Math.Min(T, len - j0);
                 var k = source.Keys(j0, n, out int kStride);
                 fixed (float* kp = k)
                 {
-                    Scores(q, count, dk, kp, n, kStride, scale, s, T);
-                    if (j0 + n > first)                                  // the tile crosses the first row's limit: causal mask
-                        for (int i = 0; i < rows; i++)
-                            for (int j = Math.Max(0, source.Visible(i) - j0); j < n; j++)
-                                for (int g = 0; g < heads; g++) s[(i * heads + g) * T + j] = float.NegativeInfinity;
-                    Softmax(s, T, n, max, sum, o, count, dv);
-                    fixed (float* vp = source.Values(j0, n, k, kStride, out int vStride)) Accumulate(s, T, count, vp, n, vStride, dv, o);
+                    Scores(q, heads, dk, kp, n, kStride, scale, s, T);
+                    Softmax(s, T, n, max, sum, o, heads, dv);
+                    fixed (float* vp = source.Values(j0, n, k, kStride, out int vStride)) Accumulate(s, T, heads, vp, n, vStride, dv, o);
                 }
             }
-            End(o, sum, count, dv);
+        }
+    }
+
+    /// <summary>
+    /// The attention output of <paramref name="heads"/> heads from <paramref name="parts"/> partial results over
+    /// disjoint key ranges (<see cref="FlashPartial"/>; part p's at o + p·partStride [heads, dv], its M and L at
+    /// max/sum + p·heads): with M* = max_p M_p, out_g = Σ_p exp(M_p − M*) o_p / Σ_p exp(M_p − M*) L_p.
+    /// </summary>
+    public static void Combine(float* o, float* max, float* sum, int parts, int partStride, int heads, int dv, float* output)
+    {
+        for (int g = 0; g < heads; g++)
+        {
+            float m = float.NegativeInfinity;
+            for (int p = 0; p < parts; p++) m = Math.Max(m, max[p * heads + g]);
+            float l = 0;
+            var og = new Span<float>(output + g * dv, dv);
+            og.Clear();
+            for (int p = 0; p < parts; p++)
+            {
+                float w = MathF.Exp(max[p * heads + g] - m);             // 0 for a part that saw no key (M = −∞)
+                if (w == 0) continue;
+                l += w * sum[p * heads + g];
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(o + p * partStride + g * dv, dv), w, og, og);
+            }
+            TensorPrimitives.Multiply(og, 1f / l, og);
         }
     }
 
