@@ -98,6 +98,7 @@ public class KvCacheTests
     [InlineData(KvCacheType.Q8_0, 6, 2, 128, 97, 3)]     // each KV head starts on a Q8_0 block
     [InlineData(KvCacheType.Q8_0, 2, 3, 40, 65, 30)]     // ... and here it does not (40 % 32): whole rows are converted
     [InlineData(KvCacheType.F16, 5, 1, 20, 33, 1)]       // head dims under one 512-bit vector: tails only
+    [InlineData(KvCacheType.F16, 16, 1, 64, 100, 1)]     // one decoding row, 16 heads over one stream (in lanes where they fill vectors)
     public void Grouped_query_attention_over_typed_caches_matches_float64_for_every_row(KvCacheType type, int group, int kvHeads, int hd, int len, int n)
     {
         // separate K and V caches [len, kvHeads·hd]; n rows of one sequence at the last n positions (a prompt
@@ -118,6 +119,7 @@ public class KvCacheTests
 
     [Theory]
     [InlineData(KvCacheType.F16, 4, 1, 72, 64, 300, 3)]    // MLA-like: one stream, values the keys' first 64; parts of 128 keys
+    [InlineData(KvCacheType.F16, 16, 1, 72, 64, 300, 2)]   // V2-Lite's 16 heads: whole vectors of heads, in lanes
     [InlineData(KvCacheType.Q8_0, 3, 2, 32, 32, 100, 5)]   // GQA with separate V: parts of 32 keys, the second row's last ones empty
     [InlineData(KvCacheType.F32, 2, 2, 20, 20, 40, 2)]     // head dims under one 512-bit vector
     public void Decoding_rows_split_over_key_ranges_match_float64_for_every_row(KvCacheType type, int group, int kvHeads, int dk, int dv, int len, int parts)

@@ -95,11 +95,12 @@ internal static unsafe class AttentionTile
     public static void Flash<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
         where TSource : struct, ITileSource
     {
-        if (rows > 1) { FlashBlock(ref source, q, rows, heads, dk, dv, scale, o); return; }
-        fixed (float* max = Grow(ref _max, heads), sum = Grow(ref _sum, heads))
+        int count = rows * heads, cp = (count + Lanes - 1) / Lanes * Lanes;
+        fixed (float* max = Grow(ref _max, cp), sum = Grow(ref _sum, cp))
         {
-            FlashPartial(ref source, q, heads, dk, dv, scale, o, max, sum);
-            End(o, sum, heads, dv);
+            if (rows > 1) FlashBlock(ref source, q, rows, heads, dk, dv, scale, o, max, sum);
+            else FlashPartial(ref source, q, heads, dk, dv, scale, o, max, sum);
+            End(o, sum, count, dv);
         }
     }
 
@@ -111,6 +112,9 @@ internal static unsafe class AttentionTile
     public static void FlashPartial<TSource>(ref TSource source, float* q, int heads, int dk, int dv, float scale, float* o, float* max, float* sum)
         where TSource : struct, ITileSource
     {
+        // heads that fill whole vectors (MLA's 16 over the latent stream) go in lanes, as a block's queries do: no
+        // horizontal sum per score, and 4 heads x 4 vectors of values per step of the weighted sum
+        if (heads % Lanes == 0 && Lanes > 1) { FlashBlock(ref source, q, 1, heads, dk, dv, scale, o, max, sum); return; }
         int T = KvCache.Tile, len = source.Visible(0);
         fixed (float* s = Grow(ref _scores, heads * T))
         {
@@ -164,14 +168,15 @@ internal static unsafe class AttentionTile
     /// per lane); the weighted sum of values is an outer-product block of 4 queries × 4 vectors of columns
     /// (<see cref="AccumulateT"/>). With one query per lane-row the per-head path spent most of a long prompt's
     /// attention re-reading every query from L2 for every key and reducing each dot product horizontally.
+    /// As <see cref="FlashPartial"/>, it leaves o unnormalised with M and L in max and sum (cp floats each).
     /// </summary>
-    private static void FlashBlock<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o)
+    private static void FlashBlock<TSource>(ref TSource source, float* q, int rows, int heads, int dk, int dv, float scale, float* o,
+        float* max, float* sum)
         where TSource : struct, ITileSource
     {
         int T = KvCache.Tile, count = rows * heads, lanes = Lanes, cp = (count + lanes - 1) / lanes * lanes;
         int first = source.Visible(0), len = source.Visible(rows - 1);
-        fixed (float* qT = Grow(ref _qT, dk * cp), s = Grow(ref _scores, T * cp), max = Grow(ref _max, cp), sum = Grow(ref _sum, cp),
-               work = Grow(ref _work, 2 * cp))
+        fixed (float* qT = Grow(ref _qT, dk * cp), s = Grow(ref _scores, T * cp), work = Grow(ref _work, 2 * cp))
         {
             // qT[c·cp + g] = q[g·dk + c]; the padding queries stay zero (their scores 0, their outputs never written)
             new Span<float>(qT, dk * cp).Clear();
@@ -194,11 +199,6 @@ internal static unsafe class AttentionTile
                     SoftmaxT(s, cp, n, max, sum, work, o, count, dv);
                     fixed (float* vp = source.Values(j0, n, k, kStride, out int vStride)) AccumulateT(s, cp, count, vp, n, vStride, dv, o);
                 }
-            }
-            for (int g = 0; g < count; g++)
-            {
-                var og = new Span<float>(o + g * dv, dv);
-                TensorPrimitives.Multiply(og, 1f / sum[g], og);
             }
         }
     }
