@@ -13,7 +13,8 @@
 # one .md per table. Environment: DSC (our binary; default the Release build of this checkout), MODELS (the four
 # above), THREADS (2),
 # ROUNDS (3), REPS (1), DEPTHS (1024,4096), DEPTH_MODELS (q15-q4_0 v2l-q4_0), TG_DEPTH (32), BATCHES (1,2,4,8),
-# TG_BATCH (32), PARTS (all of: pptg depth batched).
+# TG_BATCH (32), PP_LONG (4096), PARTS (all of: pptg depth batched; and long: one prompt of PP_LONG tokens per
+# DEPTH_MODELS file, the peers with flash attention).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 3 ]; then sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; fi
@@ -22,7 +23,7 @@ DSC="${DSC:-src/DeepSeekCpu.Cli/bin/Release/net10.0/deepseek-cpu}"
 THREADS="${THREADS:-2}"; ROUNDS="${ROUNDS:-3}"; REPS="${REPS:-1}"
 MODELS="${MODELS:-q15-q4_0 q15-q8_0 q15-q4_k v2l-q4_0}"
 DEPTHS="${DEPTHS:-1024,4096}"; DEPTH_MODELS="${DEPTH_MODELS:-q15-q4_0 v2l-q4_0}"; TG_DEPTH="${TG_DEPTH:-32}"
-BATCHES="${BATCHES:-1,2,4,8}"; TG_BATCH="${TG_BATCH:-32}"; PARTS="${PARTS:-pptg depth batched}"
+BATCHES="${BATCHES:-1,2,4,8}"; TG_BATCH="${TG_BATCH:-32}"; PARTS="${PARTS:-pptg depth batched}"; PP_LONG="${PP_LONG:-4096}"
 
 missing=0
 iks=("$ik/llama-bench"); [ "$ik" = none ] && iks=()   # IK_LLAMA_CPP_BIN "none": llama.cpp only
@@ -53,6 +54,12 @@ for part in $PARTS; do
         f="$models/$m.gguf"; [ -f "$f" ] || { echo "skipped: $f not found"; continue; }
         run "depth-$m" -m "$f" -p 0 -n "$TG_DEPTH" -d "$DEPTHS" -t "$THREADS" -r "$REPS" --rounds "$ROUNDS" \
           --llama-bench "$llama/llama-bench" --peer-args "-fa 1"
+      done ;;
+    long)  # one long prompt (prefill dominated by attention at this length), beside the peers with flash attention
+      for m in $DEPTH_MODELS; do
+        f="$models/$m.gguf"; [ -f "$f" ] || { echo "skipped: $f not found"; continue; }
+        run "long-$m" -m "$f" -p "$PP_LONG" -n 0 -t "$THREADS" -r "$REPS" --rounds "$ROUNDS" \
+          --llama-bench "$llama/llama-bench" ${iks[@]:+--ik-bench "${iks[0]}"} --peer-args "-fa 1"
       done ;;
     batched)  # aggregate tokens/s of B sequences decoded together, beside llama-batched-bench
       f="$models/q15-q4_0.gguf"; [ -f "$f" ] || { echo "skipped: $f not found"; continue; }
