@@ -153,9 +153,11 @@ public sealed class OperationsTests : IAsyncDisposable
         (await _http.GetAsync("/metrics")).Dispose();
         (await _http.GetAsync("/v1/models")).Dispose();
 
-        string[] lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] lines = await LogLines(log, 3);
         Assert.Equal(3, lines.Length);
-        using var ok1 = JsonDocument.Parse(lines[0]);
+        // each line is written once its response has gone out, so a client can be faster than the line: by path
+        string Line(string path) => Assert.Single(lines, l => l.Contains($"\"path\":\"{path}\"", StringComparison.Ordinal));
+        using var ok1 = JsonDocument.Parse(Line("/v1/completions"));
         var o = ok1.RootElement;
         Assert.Equal("POST", o.GetProperty("method").GetString());
         Assert.Equal("/v1/completions", o.GetProperty("path").GetString());
@@ -164,12 +166,28 @@ public sealed class OperationsTests : IAsyncDisposable
         Assert.Equal(12, o.GetProperty("completion_tokens").GetInt32());
         Assert.Equal("length", o.GetProperty("finish_reason").GetString());
         Assert.True(DateTimeOffset.TryParse(o.GetProperty("time").GetString(), CultureInfo.InvariantCulture, out _));
-        using var bad1 = JsonDocument.Parse(lines[1]);
+        using var bad1 = JsonDocument.Parse(Line("/v1/chat/completions"));
         Assert.Equal(400, bad1.RootElement.GetProperty("status").GetInt32());
         Assert.Equal("/v1/chat/completions", bad1.RootElement.GetProperty("path").GetString());
-        using var list = JsonDocument.Parse(lines[2]);
+        using var list = JsonDocument.Parse(Line("/v1/models"));
         Assert.Equal("/v1/models", list.RootElement.GetProperty("path").GetString());
         Assert.False(list.RootElement.TryGetProperty("prompt_tokens", out _));
+    }
+
+    /// <summary>
+    /// The log's lines once it has <paramref name="expected"/> of them, or after 5 s: the server writes a request's
+    /// line after its response has been sent (with its duration), which the client may read first.
+    /// </summary>
+    private static async Task<string[]> LogLines(StringWriter log, int expected)
+    {
+        for (int wait = 0; ; wait += 25)
+        {
+            string text;
+            lock (log) text = log.ToString();
+            string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines.Length >= expected || wait >= 5000) return lines;
+            await Task.Delay(25);
+        }
     }
 
     [Fact]
@@ -178,7 +196,7 @@ public sealed class OperationsTests : IAsyncDisposable
         var log = new StringWriter();
         await StartStories(log: log);
         using (var ok = await Post("/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 7, "temperature": 0}""")) Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
-        string line = Assert.Single(log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        string line = Assert.Single(await LogLines(log, 1));
         Assert.Matches(@"^POST /v1/completions 200 prompt=5 completion=7 \d+\.\d\ds$", line);
     }
 
