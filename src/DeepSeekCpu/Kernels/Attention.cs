@@ -102,9 +102,9 @@ internal static class Attention
         int group = heads / kvHeads, items = n * kvHeads * parts;
         job.Q = q; job.Heads = heads; job.KvHeads = kvHeads; job.Dk = dk; job.Dv = dv; job.Parts = parts;
         job.Keys = keys; job.Values = values; job.Positions = positions; job.Scale = scale;
-        job.PartO = Grow(ref job.PartO, items * group * dv);
-        job.PartM = Grow(ref job.PartM, items * group);
-        job.PartL = Grow(ref job.PartL, items * group);
+        Grow(ref job.PartO, items * group * dv);
+        Grow(ref job.PartM, items * group);
+        Grow(ref job.PartL, items * group);
         try { WorkerPool.Shared.Run(job, items, grain: 1); }
         finally { job.Q = null!; job.Keys = job.Values = null!; job.Positions = null!; }
         unsafe
