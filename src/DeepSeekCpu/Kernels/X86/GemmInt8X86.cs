@@ -13,7 +13,8 @@ namespace DeepSeekCpu.Kernels.X86;
 /// row and vpmaddubsw against the token vectors, summed in int16 across the whole block (8 × 2·15·127 = 30480 fits),
 /// then one vpmaddwd to int32, converted and scaled per block: C += d_w·d_x·Σq·qx + m_w·(d_x·Σqx).
 /// </summary>
-internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<sbyte>, Vector512<short>, Vector512<float>>
+internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<sbyte>, Vector512<short>, Vector512<float>>,
+    IInt8KOps<Vector512<short>, Vector512<int>, Vector512<float>>
 {
     private const int KBlock = Int8Tiles.KBlock, BlocksPerSlice = Int8Tiles.BlocksPerSlice;
 
@@ -25,12 +26,14 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q8_0 or DType.Q6_K or DType.Q5_K;
 
     /// <summary>
-    /// Q4_K stays on Q8_0 activations here: the Q8_K path (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>) measured
-    /// level with it at 512 bits on this Xeon (perf: micro-kernel samples per sample of the unchanged transpose 15.0
-    /// against 14.4; pp512 CPU time equal within noise), since vpmaddubsw and vpmaddwd take port 0 while the per-block
-    /// float scaling ran beside them on port 5. Where int8 multiplies and float operations share ports (AVX2) it pays.
+    /// Q4_K against Q8_K activations (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>: integer sub-block scales, one float
+    /// step per 256). On an Intel Xeon (README, prompt kernels) it measured level with Q8_0 activations (its float scaling ran on
+    /// port 5 beside vpmaddubsw on port 0); on Zen 4, where 512-bit integer multiplies, converts and FMAs share the same
+    /// four double-pumped pipes, it is 5-10% faster (`DeepSeekCpu.Bench quick --no-gemv --n 512 --formats Q4_K --threads 1
+    /// --cpu-time --x16`, twelfth session: x16 shapes 190-219 → 212-240 GFLOP/s, layer mix 186-192 → 200-207), and the
+    /// prompt then quantizes its activations as decoding does.
     /// </summary>
-    public static bool UsesQ8K(DType t) => false;
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
 
     /// <summary>
     /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
@@ -42,6 +45,11 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
+        if (UsesQ8K(t))
+        {
+            Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run<TL>(w, x, c, ldc, first);
+            return;
+        }
         if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
         {
             Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
@@ -69,6 +77,16 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Scale(Vector512<float> f, Vector512<short> acc, float dw, float mw, Vector512<float> dx, Vector512<float> sx) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(acc, Vector512<short>.One)), dx * Vector512.Create(dw), Avx512F.FusedMultiplyAdd(sx, Vector512.Create(mw), f));
+
+    public static Vector512<int> AddScaled(Vector512<int> isum, Vector512<short> acc, int* sc) =>
+        isum + Avx512BW.MultiplyAddAdjacent(acc, Vector512.Create(*sc).AsInt16());
+    public static Vector512<int> AddMins(Vector512<int> imin, int* bs, int mins) =>
+        imin + Avx512BW.MultiplyAddAdjacent(Vector512.Load(bs).AsInt16(), Vector512.Create(mins).AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ScaleK(Vector512<float> f, Vector512<int> isum, Vector512<int> imin, float d, float negDmin, Vector512<float> dx) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(imin), dx * Vector512.Create(negDmin),
+            Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dx * Vector512.Create(d), f));
 
     /// <summary>How many scale groups one 32-element block has: its d and m apply after 32 / Groups elements.</summary>
     private interface IScaleGroups { static abstract int Groups { get; } }
