@@ -205,6 +205,10 @@ internal static unsafe class FloatDot
         static abstract TVector Multiply(TVector a, TVector b);
         static abstract TVector Subtract(TVector a, TVector b);
         static abstract TVector Select(TVector mask, TVector a, TVector b);
+        /// <summary>Lane-wise maximum (vmaxps: no NaN or signed-zero rules; attention's scores are finite or −∞).</summary>
+        static abstract TVector Max(TVector a, TVector b);
+        /// <summary>Lane-wise e^x in float32 (<see cref="VectorExp"/>: 0 below −87, so −∞ gives 0).</summary>
+        static abstract TVector Exp(TVector a);
 
         // The decoders' integer operations: a vector's lanes as 32-bit unsigned integers (the bits of the floats).
         /// <summary>Count uint16 values, each widened into a lane.</summary>
@@ -238,6 +242,8 @@ internal static unsafe class FloatDot
         public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
         public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
         public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
+        public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
+        public static Vector128<float> Exp(Vector128<float> a) => VectorExp.Exp(a);
         public static Vector128<float> WidenU16(ushort* p) => Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsUInt16()).AsSingle();
         public static Vector128<float> WidenU8(byte* p) => Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)p).AsByte())).AsSingle();
         public static Vector128<float> Bits(uint v) => Vector128.Create(v).AsSingle();
@@ -265,6 +271,8 @@ internal static unsafe class FloatDot
         public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
         public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
         public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
+        public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+        public static Vector256<float> Exp(Vector256<float> a) => VectorExp.Exp(a);
         public static Vector256<float> WidenU16(ushort* p) => Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> WidenU8(byte* p) => Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsByte()).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> Bits(uint v) => Vector256.Create(v).AsSingle();
@@ -292,6 +300,8 @@ internal static unsafe class FloatDot
         public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
         public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
         public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
+        public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+        public static Vector512<float> Exp(Vector512<float> a) => VectorExp.Exp(a);
         public static Vector512<float> WidenU16(ushort* p) => Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> WidenU8(byte* p) => Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> Bits(uint v) => Vector512.Create(v).AsSingle();

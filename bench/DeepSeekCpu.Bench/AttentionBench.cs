@@ -1,0 +1,136 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using DeepSeekCpu.Kernels;
+
+namespace DeepSeekCpu.Bench;
+
+/// <summary>
+/// `attention [--keys N] [--rows 64] [--heads 1] [--dk 192] [--dv 128] [--rounds 5]`: one thread, flash attention of a
+/// block of query rows (<see cref="AttentionTile.Flash"/>, the prompt path: queries in lanes) over N float32 keys and
+/// values with no causal mask, timed by CPU time; GFLOP/s (2·(dk + dv) per query, key and head) beside this core's
+/// float FMA rate (independent chains of 512-bit, else 256-bit FMAs). The defaults are MLA's naive prefill on V2-Lite/V3
+/// (one head of 64 rows, k [nope 128; rope 64], v 128): the arithmetic of a long MLA prompt.
+/// </summary>
+internal static unsafe class AttentionBench
+{
+    public static int Run(string[] args)
+    {
+        int keys = Arg(args, "--keys", 4096), rows = Arg(args, "--rows", 64), heads = Arg(args, "--heads", 1);
+        int dk = Arg(args, "--dk", 192), dv = Arg(args, "--dv", 128), rounds = Arg(args, "--rounds", 5);
+        var rng = new Random(1);
+        var k = new float[keys * dk]; var v = new float[keys * dv]; var q = new float[rows * heads * dk]; var o = new float[rows * heads * dv];
+        foreach (var a in new[] { k, v, q }) for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
+        double flops = 2.0 * (dk + dv) * rows * heads * keys;
+        double peak = FmaPeak();
+        Console.WriteLine($"float FMA chains: {peak / 1e9:F1} GFLOP/s on one core");
+        fixed (float* kp = k, vp = v, qp = q, op = o)
+        {
+            var source = new Dense(kp, vp, keys, dk, dv);
+            int reps = Math.Max(1, (int)(2e9 / flops));
+            AttentionTile.Flash(ref source, qp, rows, heads, dk, dv, 0.1f, op);   // warm-up (JIT, buffers)
+            for (int r = 0; r < rounds; r++)
+            {
+                var cpu0 = Environment.CpuUsage.TotalTime;
+                for (int i = 0; i < reps; i++) AttentionTile.Flash(ref source, qp, rows, heads, dk, dv, 0.1f, op);
+                double s = (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds;
+                Console.WriteLine($"rows {rows} x heads {heads}, dk {dk}, dv {dv}, keys {keys}: {flops * reps / s / 1e9,6:F1} GFLOP/s ({flops * reps / s / peak:P0} of the FMA rate), {s / reps * 1e3:F2} ms per call");
+            }
+            Parts(qp, rows * heads, dk, dv, kp, vp, op, peak);
+        }
+        return 0;
+    }
+
+    /// <summary>The three steps of one key tile on their own, repeated over the same tile (L1/L2-resident): ns per tile and GFLOP/s.</summary>
+    private static void Parts(float* q, int count, int dk, int dv, float* k, float* v, float* o, double peak)
+    {
+        int T = KvCache.Tile, cp = (count + AttentionTile.Lanes - 1) / AttentionTile.Lanes * AttentionTile.Lanes;
+        static float* Alloc(int n) => (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(n * 4), 64);
+        float* qt = Alloc(dk * cp), s = Alloc(T * cp), mx = Alloc(cp), sm = Alloc(cp), wk = Alloc(2 * cp);
+        new Span<float>(qt, dk * cp).Clear();
+        {
+            for (int g = 0; g < count; g++) for (int c = 0; c < dk; c++) qt[c * cp + g] = q[g * dk + c];
+            const int reps = 20000;
+            Time("scores (ScoresT)", 2.0 * cp * T * dk, reps, peak, () => AttentionTile.ScoresT(qt, cp, dk, k, T, dk, 0.1f, s));
+            new Span<float>(mx, cp).Fill(float.NegativeInfinity);
+            new Span<float>(sm, cp).Clear();
+            // after the first call the maximum stays (the tile then holds exps <= 1): the steady state deep in a
+            // context, where a new key seldom raises a query's maximum and no output is rescaled
+            Time("softmax (SoftmaxT)", 0, reps, peak, () => AttentionTile.SoftmaxT(s, cp, T, mx, sm, wk, o, count, dv));
+            Time("weighted sum (AccumulateT)", 2.0 * count * T * dv, reps, peak, () => AttentionTile.AccumulateT(s, cp, count, v, T, dv, dv, o));
+        }
+        foreach (var p in new[] { qt, s, mx, sm, wk }) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
+    }
+
+    private static void Time(string name, double flops, int reps, double peak, Action body)
+    {
+        for (int i = 0; i < 1000; i++) body();
+        double best = double.MaxValue;
+        for (int r = 0; r < 3; r++)
+        {
+            var cpu0 = Environment.CpuUsage.TotalTime;
+            for (int i = 0; i < reps; i++) body();
+            best = Math.Min(best, (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / reps);
+        }
+        Console.WriteLine(flops > 0 ? $"  {name,-28} {best * 1e9,8:F0} ns per tile  {flops / best / 1e9,6:F1} GFLOP/s ({flops / best / peak:P0})"
+                                    : $"  {name,-28} {best * 1e9,8:F0} ns per tile");
+    }
+
+    private static int Arg(string[] args, string name, int dflt)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : dflt;
+    }
+
+    /// <summary>Keys [N, dk] and values [N, dv] in float32, all visible to every row.</summary>
+    private readonly struct Dense(float* k, float* v, int n, int dk, int dv) : AttentionTile.ITileSource
+    {
+        public int Visible(int row) => n;
+        public ReadOnlySpan<float> Keys(int j0, int count, out int stride) { stride = dk; return new ReadOnlySpan<float>(k + (long)j0 * dk, count * dk); }
+        public ReadOnlySpan<float> Values(int j0, int count, ReadOnlySpan<float> keys, int keyStride, out int stride) { stride = dv; return new ReadOnlySpan<float>(v + (long)j0 * dv, count * dv); }
+    }
+
+    private static double FmaPeak()
+    {
+        const long iters = 20_000_000;
+        Chains(1000);
+        double best = double.MaxValue;
+        for (int i = 0; i < 3; i++)
+        {
+            var cpu0 = Environment.CpuUsage.TotalTime;
+            Chains(iters);
+            best = Math.Min(best, (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds);
+        }
+        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+        return 2.0 * 12 * lanes * iters / best;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Chains(long iters)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var a = Vector512.Create(0.999f); var b = Vector512.Create(1e-3f);
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default,
+                c6 = default, c7 = default, c8 = default, c9 = default, c10 = default, c11 = default;
+            for (long i = 0; i < iters; i++)
+            {
+                c0 = Vector512.FusedMultiplyAdd(c0, a, b); c1 = Vector512.FusedMultiplyAdd(c1, a, b); c2 = Vector512.FusedMultiplyAdd(c2, a, b);
+                c3 = Vector512.FusedMultiplyAdd(c3, a, b); c4 = Vector512.FusedMultiplyAdd(c4, a, b); c5 = Vector512.FusedMultiplyAdd(c5, a, b);
+                c6 = Vector512.FusedMultiplyAdd(c6, a, b); c7 = Vector512.FusedMultiplyAdd(c7, a, b); c8 = Vector512.FusedMultiplyAdd(c8, a, b);
+                c9 = Vector512.FusedMultiplyAdd(c9, a, b); c10 = Vector512.FusedMultiplyAdd(c10, a, b); c11 = Vector512.FusedMultiplyAdd(c11, a, b);
+            }
+            return (c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11).GetElement(0);
+        }
+        var x = Vector256.Create(0.999f); var y = Vector256.Create(1e-3f);
+        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default, d4 = default, d5 = default,
+            d6 = default, d7 = default, d8 = default, d9 = default, d10 = default, d11 = default;
+        for (long i = 0; i < iters; i++)
+        {
+            d0 = Vector256.FusedMultiplyAdd(d0, x, y); d1 = Vector256.FusedMultiplyAdd(d1, x, y); d2 = Vector256.FusedMultiplyAdd(d2, x, y);
+            d3 = Vector256.FusedMultiplyAdd(d3, x, y); d4 = Vector256.FusedMultiplyAdd(d4, x, y); d5 = Vector256.FusedMultiplyAdd(d5, x, y);
+            d6 = Vector256.FusedMultiplyAdd(d6, x, y); d7 = Vector256.FusedMultiplyAdd(d7, x, y); d8 = Vector256.FusedMultiplyAdd(d8, x, y);
+            d9 = Vector256.FusedMultiplyAdd(d9, x, y); d10 = Vector256.FusedMultiplyAdd(d10, x, y); d11 = Vector256.FusedMultiplyAdd(d11, x, y);
+        }
+        return (d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7 + d8 + d9 + d10 + d11).GetElement(0);
+    }
+}
