@@ -57,12 +57,10 @@ internal static unsafe class AttentionTile
     {
         for (int g = 0; g < heads; g++)
         {
-            var sg = new Span<float>(s + g * sStride, n);
-            float mNew = Math.Max(max[g], TensorPrimitives.Max(sg));
-            float alpha = MathF.Exp(max[g] - mNew);                  // 0 on the first tile (M = −∞)
-            TensorPrimitives.Subtract(sg, mNew, sg);
-            TensorPrimitives.Exp(sg, sg);
-            sum[g] = sum[g] * alpha + TensorPrimitives.Sum(sg);
+            float* sg = s + g * sStride;
+            float mNew = Math.Max(max[g], TensorPrimitives.Max(new ReadOnlySpan<float>(sg, n)));
+            float alpha = VectorExp.Exp(max[g] - mNew);              // 0 on the first tile (M = −∞)
+            sum[g] = sum[g] * alpha + ExpShifted(sg, n, mNew);
             max[g] = mNew;
             if (alpha != 1f)
             {
@@ -70,6 +68,31 @@ internal static unsafe class AttentionTile
                 TensorPrimitives.Multiply(og, alpha, og);
             }
         }
+    }
+
+    /// <summary>
+    /// s ← exp(s − m) over n scores (<see cref="VectorExp"/>, whole vectors then the tail lane by lane), returning their
+    /// sum: the vectors' lanes summed, then the tail. A tile is 32 scores, where TensorPrimitives' float64-widening
+    /// exp and its per-call setup had been a sixth of a decoding step's attention.
+    /// </summary>
+    internal static float ExpShifted(float* s, int n, float m)
+    {
+        int i = 0;
+        float total = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var acc = Vector512<float>.Zero; var mv = Vector512.Create(m);
+            for (; i + 16 <= n; i += 16) { var e = VectorExp.Exp(Vector512.Load(s + i) - mv); e.Store(s + i); acc += e; }
+            total = Vector512.Sum(acc);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var acc = Vector256<float>.Zero; var mv = Vector256.Create(m);
+            for (; i + 8 <= n; i += 8) { var e = VectorExp.Exp(Vector256.Load(s + i) - mv); e.Store(s + i); acc += e; }
+            total = Vector256.Sum(acc);
+        }
+        for (; i < n; i++) total += s[i] = VectorExp.Exp(s[i] - m);
+        return total;
     }
 
     /// <summary>Ends the online softmax: o_g ← o_g / L_g.</summary>
