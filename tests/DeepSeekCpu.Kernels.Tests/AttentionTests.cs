@@ -140,15 +140,24 @@ public class AttentionTests
     [InlineData(4, 1, 9, 12, 4, 12)]      // one row
     public void Expanded_MLA_attention_matches_float64_causal_attention(int heads, int n, int start, int nope, int rope, int v)
     {
-        // kv [total, heads, nope + v] (expanded keys' nope part, then values), rope keys in a cache of rows
-        // [latent 10 ; k_pe] (peOffset 10, peStride 10 + rope), queries [n, heads, nope + rope]
+        // kv [total, heads, nope + v] (the expansion product: keys' nope part, then values), rope keys in a cache of
+        // rows [latent 10 ; k_pe] (peOffset 10, peStride 10 + rope), queries [n, heads, nope + rope]
         int total = start + n, dk = nope + rope, peStride = 10 + rope;
         var kv = TestData.Gaussian(total * heads * (nope + v), 1);
         var pe = TestData.Gaussian(total * peStride, 2);
         var q = TestData.Gaussian(n * heads * dk, 3);
         var o = new float[n * heads * v];
         float scale = 0.2f;
-        Attention.Expanded(q, o, n, start, heads, nope, rope, v, kv, pe, peOffset: 10, peStride: peStride, scale);
+        // laid out per head a slice of 7 tokens at a time (as MLA expands in slices), into a buffer with room for
+        // 3 more tokens than the sequence holds (cap > total)
+        int cap = total + 3;
+        var kvHeads = new float[heads * cap * (dk + v)];
+        for (int t0 = 0; t0 < total; t0 += 7)
+        {
+            int m = Math.Min(7, total - t0);
+            Attention.ToHeads(kv[(t0 * heads * (nope + v))..], m, t0, cap, heads, nope, rope, v, pe, peOffset: 10, peStride: peStride, kvHeads);
+        }
+        Attention.Expanded(q, o, n, start, heads, dk, v, kvHeads, cap, scale);
         for (int t = 0; t < n; t++)
             for (int h = 0; h < heads; h++)
             {

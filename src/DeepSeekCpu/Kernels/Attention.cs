@@ -68,23 +68,21 @@ internal static class Attention
 
     /// <summary>
     /// MLA's naive (expanded) attention for n rows of one sequence at positions start..start+n-1
-    /// (model.py attn_impl "naive"): per head, k_j = [k_nope_j ; k_pe_j] and v_j come from the expanded cache
-    /// kv [tokens, heads, nope + v] and the rope keys peCache[peOffset + j * peStride ..][..rope];
-    /// o[t, h, :v] = Σ_j softmax_j(scale · (q_nope · k_nope_j + q_pe · k_pe_j)) v_j over j ≤ start + t.
-    /// q is [n, heads, nope + rope], o [n, heads, v].
+    /// (model.py attn_impl "naive") over per-head keys and values laid out by <see cref="ToHeads"/>: head h's key j
+    /// [k_nope_j ; k_pe_j] at kvHeads[(h·cap + j)·dk ..], its value at kvHeads[heads·cap·dk + (h·cap + j)·v ..];
+    /// o[t, h, :v] = Σ_j softmax_j(scale · q_h · k_j) v_j over j ≤ start + t. q is [n, heads, dk], o [n, heads, v].
     /// </summary>
-    public static void Expanded(float[] q, float[] o, int n, int start, int heads, int nope, int rope, int v,
-        float[] kv, float[] peCache, int peOffset, int peStride, float scale)
+    public static void Expanded(float[] q, float[] o, int n, int start, int heads, int dk, int v, float[] kvHeads, int cap, float scale)
     {
         if (n <= 0) return;
-        if (q.Length < (long)n * heads * (nope + rope) || o.Length < (long)n * heads * v || kv.Length < (long)(start + n) * heads * (nope + v))
+        if (q.Length < (long)n * heads * dk || o.Length < (long)n * heads * v || cap < start + n || kvHeads.Length < (long)heads * cap * (dk + v))
             throw new ArgumentException("attention buffers are smaller than n rows");
         var job = _expanded ??= new ExpandedJob();
-        job.Q = q; job.O = o; job.Start = start; job.Heads = heads; job.Nope = nope; job.Rope = rope; job.V = v;
-        job.Kv = kv; job.Pe = peCache; job.PeOffset = peOffset; job.PeStride = peStride; job.Scale = scale;
+        job.Q = q; job.O = o; job.Start = start; job.Heads = heads; job.Dk = dk; job.V = v;
+        job.Kv = kvHeads; job.Cap = cap; job.Scale = scale;
         job.N = n;
         try { WorkerPool.Shared.Run(job, heads * ((n + ExpandedJob.Rows - 1) / ExpandedJob.Rows), grain: 1); }
-        finally { job.Q = job.O = job.Kv = job.Pe = null!; }
+        finally { job.Q = job.O = job.Kv = null!; }
     }
 
     /// <summary>Fewest keys a part of a split decoding stream gets (below it the split's dispatch and combine cost more).</summary>
@@ -254,11 +252,59 @@ internal static class Attention
     }
 
     /// <summary>
+    /// Lays out tokens t0 .. t0 + m − 1 of MLA's expansion for <see cref="Expanded"/>: slice is the product
+    /// kv_b · c for those tokens, [m, heads, nope + v] (k_nope then v of each head), and the rope keys of token j are
+    /// peCache[peOffset + j·peStride ..][..rope]. Head h's key [k_nope ; k_pe] goes to kvHeads[(h·cap + j)·(nope + rope) ..]
+    /// and its value to kvHeads[heads·cap·(nope + rope) + (h·cap + j)·v ..]: each head's keys and values contiguous, so
+    /// attention reads its tiles in place, where the product's own rows put a head's consecutive keys heads·(nope + v)
+    /// floats apart (16 KB on V2-Lite: a gather copy and a TLB miss per key, per query block and head).
+    /// </summary>
+    public static void ToHeads(float[] slice, int m, int t0, int cap, int heads, int nope, int rope, int v,
+        float[] peCache, int peOffset, int peStride, float[] kvHeads)
+    {
+        if (m <= 0) return;
+        if (t0 + m > cap || slice.Length < (long)m * heads * (nope + v) || kvHeads.Length < (long)heads * cap * (nope + rope + v)
+            || peCache.Length < peOffset + (long)(t0 + m - 1) * peStride + rope)
+            throw new ArgumentException("expanded attention buffers are smaller than the tokens laid out");
+        var job = _toHeads ??= new ToHeadsJob();
+        job.Slice = slice; job.Pe = peCache; job.Out = kvHeads;
+        job.T0 = t0; job.Cap = cap; job.Heads = heads; job.Nope = nope; job.Rope = rope; job.V = v; job.PeOffset = peOffset; job.PeStride = peStride;
+        try { WorkerPool.Shared.Run(job, m, grain: 16); }
+        finally { job.Slice = job.Pe = job.Out = null!; }
+    }
+
+    [ThreadStatic] private static ToHeadsJob? _toHeads;
+
+    private sealed class ToHeadsJob : IRangeJob
+    {
+        public float[] Slice = null!, Pe = null!, Out = null!;
+        public int T0, Cap, Heads, Nope, Rope, V, PeOffset, PeStride;
+
+        public void Run(int first, int end)
+        {
+            int dk = Nope + Rope, row = Nope + V;
+            long values = (long)Heads * Cap * dk;
+            for (int t = first; t < end; t++)
+            {
+                int j = T0 + t;
+                var pe = Pe.AsSpan(PeOffset + j * PeStride, Rope);
+                for (int h = 0; h < Heads; h++)
+                {
+                    var src = Slice.AsSpan((t * Heads + h) * row, row);
+                    long k = ((long)h * Cap + j) * dk;
+                    src[..Nope].CopyTo(Out.AsSpan((int)k, Nope));
+                    pe.CopyTo(Out.AsSpan((int)k + Nope, Rope));
+                    src[Nope..].CopyTo(Out.AsSpan((int)(values + ((long)h * Cap + j) * V), V));
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// One (head, block of <see cref="Rows"/> query rows) per item, flash attention over key tiles of
     /// <see cref="KvCache.Tile"/> (<see cref="AttentionTile.Flash"/>): the block's queries stand where a GQA group's
-    /// heads stand in <see cref="CausalJob"/>, keys [k_nope ; k_pe] gathered
-    /// into one tile, values read in place; on the tiles that cross the diagonal, keys past a row's own position are
-    /// masked (−∞ before the softmax).
+    /// heads stand in <see cref="CausalJob"/>, the head's keys and values read in place (<see cref="ToHeads"/>'s
+    /// layout); on the tiles that cross the diagonal, keys past a row's own position are masked (−∞ before the softmax).
     /// </summary>
     private sealed unsafe class ExpandedJob : IRangeJob
     {
@@ -268,13 +314,13 @@ internal static class Attention
         /// </summary>
         public const int Rows = 64;
         [ThreadStatic] private static float[]? _q, _o;
-        public float[] Q = null!, O = null!, Kv = null!, Pe = null!;
-        public int N, Start, Heads, Nope, Rope, V, PeOffset, PeStride;
+        public float[] Q = null!, O = null!, Kv = null!;
+        public int N, Start, Heads, Dk, V, Cap;
         public float Scale;
 
         public void Run(int first, int end)
         {
-            int H = Heads, dk = Nope + Rope, v = V;
+            int H = Heads, dk = Dk, v = V;
             var qBlock = Grow(ref _q, Rows * dk);                     // [Rows, dk] the block's queries of head h
             var oBlock = Grow(ref _o, Rows * v);                      // [Rows, v]
             int blocks = (N + Rows - 1) / Rows;
@@ -288,34 +334,21 @@ internal static class Attention
             }
         }
 
-        /// <summary>
-        /// Head h's tiles of the expanded cache for rows at positions p0, p0 + 1, ..: keys [k_nope ; k_pe] gathered
-        /// into a tile [T, nope + rope], values the v columns after k_nope of each expanded row, read in place.
-        /// </summary>
+        /// <summary>Head h's keys and values as <see cref="ToHeads"/> laid them out, read in place, for rows at positions p0, p0 + 1, ...</summary>
         private readonly struct ExpandedTiles(ExpandedJob job, int h, int p0) : AttentionTile.ITileSource
         {
-            [ThreadStatic] private static float[]? _k;
-            private readonly float[] _tile = Grow(ref _k, KvCache.Tile * (job.Nope + job.Rope));   // [T, dk] keys [k_nope ; k_pe] of head h
-
             public int Visible(int row) => p0 + row + 1;
 
             public ReadOnlySpan<float> Keys(int j0, int n, out int stride)
             {
-                int nope = job.Nope, rope = job.Rope, dk = nope + rope, H = job.Heads, v = job.V;
-                var tile = _tile;
-                for (int j = 0; j < n; j++)
-                {
-                    job.Kv.AsSpan(((j0 + j) * H + h) * (nope + v), nope).CopyTo(tile.AsSpan(j * dk, nope));
-                    job.Pe.AsSpan(job.PeOffset + (j0 + j) * job.PeStride, rope).CopyTo(tile.AsSpan(j * dk + nope, rope));
-                }
-                stride = dk;
-                return tile;
+                stride = job.Dk;
+                return job.Kv.AsSpan((int)(((long)h * job.Cap + j0) * job.Dk), n * job.Dk);
             }
 
             public ReadOnlySpan<float> Values(int j0, int n, ReadOnlySpan<float> keys, int keyStride, out int stride)
             {
-                stride = job.Heads * (job.Nope + job.V);                // rows of the expanded cache
-                return job.Kv.AsSpan(j0 * stride + h * (job.Nope + job.V) + job.Nope);
+                stride = job.V;
+                return job.Kv.AsSpan((int)((long)job.Heads * job.Cap * job.Dk + ((long)h * job.Cap + j0) * job.V), n * job.V);
             }
         }
     }

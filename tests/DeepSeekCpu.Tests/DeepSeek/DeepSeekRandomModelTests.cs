@@ -106,6 +106,29 @@ public class DeepSeekRandomModelTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>
+    /// The naive path expands the latent cache a slice of tokens at a time into per-head keys and values
+    /// (MLA.ExpandSlice, 512 in use): with 5-token slices the 12-token prompt takes three, whose offsets must line up
+    /// with the latent and rope rows, against the same float64 reference.
+    /// </summary>
+    [Fact]
+    public void Naive_attention_expanded_in_slices_matches_the_reference()
+    {
+        var spec = ByName("V2Lite");
+        var tensors = TinyDeepSeek.Generate(spec);
+        var expected = new NaiveDeepSeekReference(spec, TinyDeepSeek.ValuesByName(tensors)).Forward(Prompt);
+        string dir = TinyDeepSeek.WriteFolder(spec, tensors);
+        int before = MLA.ExpandSlice;
+        try
+        {
+            using var m = DeepSeekFixtureTests.Load(dir);
+            m.MlaMode = MlaMode.Naive;
+            MLA.ExpandSlice = 5;
+            AssertClose(expected, DeepSeekFixtureTests.Prefill(m, Prompt), 1e-3f, "naive in 5-token slices, prefill");
+        }
+        finally { MLA.ExpandSlice = before; Directory.Delete(dir, true); }
+    }
+
     /// <summary>A random model in the official checkpoint's layout (the FP8 test below; also the torch backend's tests).</summary>
     internal static (TinySpec spec, List<TinyTensor> tensors) Fp8Checkpoint(string? scaleFmt = null)
     {

@@ -119,7 +119,7 @@ internal sealed partial class DeepSeekModel : ILanguageModel, IForwardPass<DeepS
             if (SelectionObserver is { } see && Config.HasIndexer)
                 for (int t = 0; t < n; t++) see(l, rows.Positions[t], p.TopkIndices.AsSpan(t * p.TopkStride, p.TopkCounts[t]));
         }
-        if (expand) p.TrimNaive();
+        if (!expand) p.TrimNaive();   // after a long prompt, at its first decoding step: its chunks share the buffer
         _mtp?.Capture(rows, x);   // the MTP module, once loaded, keeps every row's last hidden state
         Ops.NormThenHead(x[(firstLogitRow * dim)..], _norm, Config.RmsNormEps, _head, p.Normed, logits);
     }

@@ -81,7 +81,8 @@ internal sealed class DeepSeekPass
     public readonly ExpertBatch Experts = new(); // SwiGLU hidden rows of the MLPs of one feed-forward
     private float[]? _naiveLatent;              // [tokens, kvl]            naive attention only, grows
     private float[]? _naiveRows;                // [tokens, kvl+rope]       naive attention only, grows
-    private float[]? _naiveExpanded;            // [tokens, heads, nope+v]  naive attention only, grows
+    private float[]? _naiveExpanded;            // [heads, tokens, nope+rope] keys, [heads, tokens, v] values  naive attention only, grows
+    private float[]? _naiveSlice;               // [512 tokens, heads, nope+v] one expansion product  naive attention only
 
     public DeepSeekPass(ModelConfig c, int rows)
     {
@@ -124,10 +125,13 @@ internal sealed class DeepSeekPass
 
     public float[] NaiveExpanded(int length) => Grow(ref _naiveExpanded, length);
 
+    public float[] NaiveSlice(int length) => Grow(ref _naiveSlice, length);
+
     /// <summary>
-    /// Drops the naive path's expanded keys and values when they outgrew 64 MiB (a long prompt's: 268 MB for V2-Lite
-    /// at 16K tokens), so a session does not hold them after its prompt; the next long chunk allocates them again
-    /// (tens of milliseconds beside seconds of attention).
+    /// Drops the naive path's expanded keys and values when they outgrew 64 MiB (a long prompt's: 335 MB for V2-Lite
+    /// at 16K tokens), so they are not held after a prompt. Called on passes that do not expand (decoding steps), so the
+    /// chunks of one long prompt share one buffer: dropped after every chunk, each chunk allocated and the kernel
+    /// cleared hundreds of megabytes again (on this project's VM a fresh page costs far more than the copy into it).
     /// </summary>
     public void TrimNaive()
     {

@@ -103,7 +103,7 @@ internal sealed class MLA
     // product, [k_nope ; v]_h = kv_b c_t, then ordinary attention with k_h = [k_nope_h ; k_pe]. Rows of one sequence.
     private void AttendNaive(DeepSeekPass p, BatchRows<DeepSeekSession> rows, int layer)
     {
-        int n = rows.Count, start = rows.Positions[0], total = start + n;
+        int n = rows.Count, start = rows.Positions[0], total = start + n, dk = _nope + _rope;
         var cache = rows.Sessions[0].Cache[layer];                   // [ctx, kvl+rope] as stored
         var all = p.NaiveRows(total * _row);                         // [total, kvl+rope] as float32
         var c = p.NaiveLatent(total * _kvl);                         // [total, kvl]
@@ -112,8 +112,21 @@ internal sealed class MLA
             cache.Read(j, all.AsSpan(j * _row, _row));
             all.AsSpan(j * _row, _kvl).CopyTo(c.AsSpan(j * _kvl, _kvl));
         }
-        var kv = p.NaiveExpanded(total * _heads * (_nope + _v));     // [total, heads, nope+v]
-        MatMul.Multiply(W.WkvB, c.AsSpan(0, total * _kvl), kv.AsSpan(0, total * _heads * (_nope + _v)), total);
-        Attention.Expanded(p.Q, p.O, n, start, _heads, _nope, _rope, _v, kv, all, peOffset: _kvl, peStride: _row, _softmaxScale);
+        // keys [heads, total, nope+rope] then values [heads, total, v] (Attention.ToHeads), expanded a slice of tokens
+        // at a time through a [slice, heads, nope+v] product
+        var kv = p.NaiveExpanded(total * _heads * (dk + _v));
+        int slice = Math.Min(total, ExpandSlice);
+        var part = p.NaiveSlice(slice * _heads * (_nope + _v));
+        for (int t0 = 0; t0 < total; t0 += slice)
+        {
+            int m = Math.Min(slice, total - t0);
+            MatMul.Multiply(W.WkvB, c.AsSpan(t0 * _kvl, m * _kvl), part.AsSpan(0, m * _heads * (_nope + _v)), m);
+            Attention.ToHeads(part, m, t0, total, _heads, _nope, _rope, _v, all, peOffset: _kvl, peStride: _row, kv);
+        }
+        Attention.Expanded(p.Q, p.O, n, start, _heads, dk, _v, kv, total, _softmaxScale);
     }
+
+    /// <summary>Tokens per expansion product of the naive path (its [slice, heads, nope+v] scratch: 8 MB on V2-Lite, 64 MB
+    /// on V3). Settable for tests only: a few tokens make a short prompt take several slices.</summary>
+    internal static int ExpandSlice = 512;
 }

@@ -15,8 +15,9 @@ internal enum MlaMode
 internal static class MlaPlan
 {
     /// <summary>
-    /// The most the naive path's expanded keys and values ([tokens, heads, nope + v] float32) may take: past it a
-    /// prompt chunk attends absorbed (same values, more arithmetic, no scratch). V2-Lite: 65K tokens; V3: 8K.
+    /// The most the naive path's expanded keys and values (per head [tokens, nope + rope] and [tokens, v], float32) may
+    /// take: past it a prompt chunk attends absorbed (same values, more arithmetic, no scratch). V2-Lite: 52K tokens;
+    /// V3: 6.5K.
     /// </summary>
     public const long MaxExpandedBytes = 1L << 30;
 
@@ -30,9 +31,9 @@ internal static class MlaPlan
     /// <summary>Whether a prompt chunk of <paramref name="n"/> rows at positions start.. expands keys and values.</summary>
     internal static bool Expands(MlaMode mode, ModelConfig c, int n, int start)
     {
-        // The naive path expands the whole cache into one array, [tokens, heads, nope+v]: within .NET's array limit
-        // and the scratch budget; beyond them absorbed attention computes the same values.
-        long expanded = (long)(start + n) * c.NumHeads * (c.QkNopeHeadDim + c.VHeadDim);
+        // The naive path expands the whole cache into one array, per head [tokens, nope+rope] keys then [tokens, v]
+        // values: within .NET's array limit and the scratch budget; beyond them absorbed attention computes the same values.
+        long expanded = (long)(start + n) * c.NumHeads * (c.QkNopeHeadDim + c.QkRopeHeadDim + c.VHeadDim);
         if (expanded > Array.MaxLength || 4 * expanded > MaxExpandedBytes) return false;
         return mode switch
         {
