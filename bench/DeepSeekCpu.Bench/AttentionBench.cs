@@ -59,6 +59,28 @@ internal static unsafe class AttentionBench
             Time("weighted sum (AccumulateT)", 2.0 * count * T * dv, reps, peak, () => AttentionTile.AccumulateT(s, cp, count, v, T, dv, dv, o));
         }
         foreach (var p in new[] { qt, s, mx, sm, wk }) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
+        if (Vector512.IsHardwareAccelerated) Widening(dk);
+    }
+
+    /// <summary>A tile of an f16 cache (T rows of dk normal halves) to float32: the decoder as used, and its full path alone.</summary>
+    private static void Widening(int dk)
+    {
+        int count = KvCache.Tile * dk / 16 * 16;
+        var rng = new Random(3);
+        var halves = new Half[count];
+        for (int i = 0; i < count; i++) halves[i] = (Half)(rng.NextDouble() * 4 - 2);
+        var dst = new float[count];
+        fixed (Half* h = halves)
+        fixed (float* d = dst)
+        {
+            byte* w = (byte*)h; float* o = d;
+            Time("f16 tile to float32 (as used)", 0, 20000, 1, () => FloatDot.Widen<FloatDot.F16Decode>(w, o, count));
+            Time("f16 tile, full decoding only", 0, 20000, 1, () =>
+            {
+                for (int i = 0; i < count; i += 16)
+                    FloatDot.F16Decode.Full<FloatDot.W512, Vector512<float>>(FloatDot.W512.WidenU16((ushort*)w + i)).Store(o + i);
+            });
+        }
     }
 
     private static void Time(string name, double flops, int reps, double peak, Action body)

@@ -88,6 +88,15 @@ public unsafe class FloatDotTests
                     Assert.Equal(e, BitConverter.SingleToUInt32Bits(v512[k]));
                 }
             }
+            // shuffled, so that vectors mix normal halves with zeros, subnormals, infinities and NaNs (the decoder takes
+            // its short path only for vectors of normal halves)
+            new Random(11).Shuffle(codes);
+            FloatDot.Widen<FloatDot.F16Decode>((byte*)c, d, codes.Length);
+            for (int i = 0; i < codes.Length; i++)
+            {
+                uint expect = BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(codes[i]));
+                Assert.True(expect == BitConverter.SingleToUInt32Bits(wide[i]), $"shuffled, half 0x{codes[i]:X4}: 0x{BitConverter.SingleToUInt32Bits(wide[i]):X8} vs 0x{expect:X8}");
+            }
         }
     }
 }

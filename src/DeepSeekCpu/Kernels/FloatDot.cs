@@ -139,10 +139,25 @@ internal static unsafe class FloatDot
         public static int ScaleBlock => 0;
         public static float Scalar(byte* w, int i) => (float)((Half*)w)[i];
 
+        /// <remarks>
+        /// A vector whose halves are all normal (exponent neither 0 nor 31: in a KV cache nearly every vector) takes
+        /// the short path, 5 integer operations after a test: ((h + 0x400) &amp; 0x7800) is zero exactly for exponents
+        /// 0 and 31 (the mantissa's 10 bits never carry into bit 11; the sign's carry falls outside the mask). The full
+        /// decoding below it costs 16 (a tenth of a V2-Lite decoding step at 4K was this conversion).
+        /// </remarks>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Decode<TW, TV>(byte* w, int i) where TW : IWidth<TV> where TV : unmanaged
         {
             var t = TW.WidenU16((ushort*)w + i);                                     // the halves' bits, one per 32-bit lane
+            if (!TW.AnyZero(TW.And(TW.AddBits(t, TW.Bits(0x400u)), 0x7800u)))
+                return TW.Or(TW.AddBits(TW.ShiftLeft(TW.And(t, 0x7FFFu), 13), TW.Bits(Rebias)), TW.ShiftLeft(TW.And(t, 0x8000u), 16));
+            return Full<TW, TV>(t);
+        }
+
+        /// <summary>Every half, zeros, subnormals, infinities and NaNs included.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static TV Full<TW, TV>(TV t) where TW : IWidth<TV> where TV : unmanaged
+        {
             var em = TW.ShiftLeft(TW.And(t, 0x7FFFu), 13);
             var sub = TW.Multiply(TW.IntToFloat(TW.And(t, 0x3FFu)), TW.Broadcast(Pow2_m24));
             var rebias = TW.Select(TW.GreaterThanOrEqual(em, Exp31), TW.Bits(InfRebias), TW.Bits(Rebias));
@@ -227,6 +242,8 @@ internal static unsafe class FloatDot
         static abstract TVector EqualBits(TVector a, uint b);
         /// <summary>Lanes as int32, converted to float.</summary>
         static abstract TVector IntToFloat(TVector a);
+        /// <summary>Whether any lane's 32 bits are all zero.</summary>
+        static abstract bool AnyZero(TVector a);
     }
 
     internal readonly struct W128 : IWidth<Vector128<float>>
@@ -244,6 +261,7 @@ internal static unsafe class FloatDot
         public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
         public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
         public static Vector128<float> Exp(Vector128<float> a) => VectorExp.Exp(a);
+        public static bool AnyZero(Vector128<float> a) => Vector128.EqualsAny(a.AsUInt32(), Vector128<uint>.Zero);
         public static Vector128<float> WidenU16(ushort* p) => Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsUInt16()).AsSingle();
         public static Vector128<float> WidenU8(byte* p) => Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(uint*)p).AsByte())).AsSingle();
         public static Vector128<float> Bits(uint v) => Vector128.Create(v).AsSingle();
@@ -273,6 +291,7 @@ internal static unsafe class FloatDot
         public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
         public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
         public static Vector256<float> Exp(Vector256<float> a) => VectorExp.Exp(a);
+        public static bool AnyZero(Vector256<float> a) => Vector256.EqualsAny(a.AsUInt32(), Vector256<uint>.Zero);
         public static Vector256<float> WidenU16(ushort* p) => Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> WidenU8(byte* p) => Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsByte()).ToVector256Unsafe()).AsSingle();
         public static Vector256<float> Bits(uint v) => Vector256.Create(v).AsSingle();
@@ -302,6 +321,7 @@ internal static unsafe class FloatDot
         public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
         public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
         public static Vector512<float> Exp(Vector512<float> a) => VectorExp.Exp(a);
+        public static bool AnyZero(Vector512<float> a) => Vector512.EqualsAny(a.AsUInt32(), Vector512<uint>.Zero);
         public static Vector512<float> WidenU16(ushort* p) => Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> WidenU8(byte* p) => Vector512.WidenLower(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()).ToVector512Unsafe()).AsSingle();
         public static Vector512<float> Bits(uint v) => Vector512.Create(v).AsSingle();
