@@ -27,8 +27,10 @@ public class MlaPlanTests
     [InlineData(16, 128, 16384, false)]   // a short chunk deep in the context: the expansion of 16K tokens is not
     [InlineData(16, 1, 4096, false)]      // decoding
     [InlineData(16, 4, 0, false)]         // fewer than 8 rows
-    [InlineData(128, 512, 4096, true)]    // V3: 4608 x 128 x 256 floats = 604 MB of expanded keys and values
-    [InlineData(128, 512, 16384, false)]  // V3: 2.2 GB, past the 1 GiB scratch budget
+    [InlineData(128, 512, 4096, true)]    // V3: 4608 tokens x 128 heads x 320 floats (keys with their k_pe, values) = 755 MB
+    [InlineData(128, 512, 6000, true)]    // V3: 6512 tokens, 1.067 GB: just within the 1 GiB (1.074 GB) scratch budget
+    [InlineData(128, 512, 6144, false)]   // V3: 6656 tokens, 1.091 GB: past it (without k_pe per head it would fit)
+    [InlineData(128, 512, 16384, false)]  // V3: 2.8 GB
     public void A_chunk_expands_when_that_is_less_arithmetic_within_the_scratch_budget(int heads, int n, int start, bool naive)
     {
         Assert.Equal(naive, MlaPlan.Expands(MlaMode.Auto, Shape(heads), n, start));
