@@ -4,8 +4,10 @@ using System.Runtime.Intrinsics;
 namespace DeepSeekCpu.Kernels;
 
 /// <summary>
-/// e^x for float32 vectors, as attention's softmax needs it: relative error within a few units in the last place over
-/// [−87, 88], exactly 0 below −87 (so −∞, a masked score, gives a weight of 0) and +∞ past 88.7. .NET's Vector512.Exp
+/// e^x for float32 vectors, as attention's softmax needs it (its arguments are scores minus their maximum, ≤ 0):
+/// relative error within a few units in the last place over [−87, 88.3], exactly 0 below −87 (so −∞, a masked score,
+/// gives a weight of 0), +∞ above 88.3 (2^n must stay a normal float: n = round(x·log2 e) ≤ 127; float32 itself
+/// overflows only at 88.72). .NET's Vector512.Exp
 /// (what TensorPrimitives.Exp runs) widens to float64 and took a sixth of a long prompt's attention tile here; this
 /// is float32 throughout: e^x = 2^n · e^r with n = round(x·log2 e), r = x − n·ln 2 in two steps (Cody and Waite's split of
 /// ln 2), and e^r by the degree-7 polynomial of Cephes' expf (coefficients from Moshier's Cephes library, expf.c).
@@ -13,7 +15,7 @@ namespace DeepSeekCpu.Kernels;
 internal static class VectorExp
 {
     private const float Log2E = 1.44269504088896341f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
-    private const float Low = -87f, High = 88.7f;
+    private const float Low = -87f, High = 88.3f;
     private const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f, P3 = 4.1665795894e-2f,
         P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
 
