@@ -126,33 +126,23 @@ internal static unsafe class AttentionBench
         return 2.0 * 12 * lanes * iters / best;
     }
 
+    private static float Chains(long iters) => Vector512.IsHardwareAccelerated
+        ? Chains<FloatDot.W512, Vector512<float>>(iters) : Chains<FloatDot.W256, Vector256<float>>(iters);
+
+    /// <summary>12 independent FMA chains (enough to cover the FMA latency on every core here).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Chains(long iters)
+    private static float Chains<TW, TV>(long iters) where TW : FloatDot.IWidth<TV> where TV : unmanaged
     {
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var a = Vector512.Create(0.999f); var b = Vector512.Create(1e-3f);
-            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default,
-                c6 = default, c7 = default, c8 = default, c9 = default, c10 = default, c11 = default;
-            for (long i = 0; i < iters; i++)
-            {
-                c0 = Vector512.FusedMultiplyAdd(c0, a, b); c1 = Vector512.FusedMultiplyAdd(c1, a, b); c2 = Vector512.FusedMultiplyAdd(c2, a, b);
-                c3 = Vector512.FusedMultiplyAdd(c3, a, b); c4 = Vector512.FusedMultiplyAdd(c4, a, b); c5 = Vector512.FusedMultiplyAdd(c5, a, b);
-                c6 = Vector512.FusedMultiplyAdd(c6, a, b); c7 = Vector512.FusedMultiplyAdd(c7, a, b); c8 = Vector512.FusedMultiplyAdd(c8, a, b);
-                c9 = Vector512.FusedMultiplyAdd(c9, a, b); c10 = Vector512.FusedMultiplyAdd(c10, a, b); c11 = Vector512.FusedMultiplyAdd(c11, a, b);
-            }
-            return (c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11).GetElement(0);
-        }
-        var x = Vector256.Create(0.999f); var y = Vector256.Create(1e-3f);
-        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default, d4 = default, d5 = default,
-            d6 = default, d7 = default, d8 = default, d9 = default, d10 = default, d11 = default;
+        TV a = TW.Broadcast(0.999f), b = TW.Broadcast(1e-3f);
+        TV c0 = TW.Zero, c1 = TW.Zero, c2 = TW.Zero, c3 = TW.Zero, c4 = TW.Zero, c5 = TW.Zero;
+        TV c6 = TW.Zero, c7 = TW.Zero, c8 = TW.Zero, c9 = TW.Zero, c10 = TW.Zero, c11 = TW.Zero;
         for (long i = 0; i < iters; i++)
         {
-            d0 = Vector256.FusedMultiplyAdd(d0, x, y); d1 = Vector256.FusedMultiplyAdd(d1, x, y); d2 = Vector256.FusedMultiplyAdd(d2, x, y);
-            d3 = Vector256.FusedMultiplyAdd(d3, x, y); d4 = Vector256.FusedMultiplyAdd(d4, x, y); d5 = Vector256.FusedMultiplyAdd(d5, x, y);
-            d6 = Vector256.FusedMultiplyAdd(d6, x, y); d7 = Vector256.FusedMultiplyAdd(d7, x, y); d8 = Vector256.FusedMultiplyAdd(d8, x, y);
-            d9 = Vector256.FusedMultiplyAdd(d9, x, y); d10 = Vector256.FusedMultiplyAdd(d10, x, y); d11 = Vector256.FusedMultiplyAdd(d11, x, y);
+            c0 = TW.Fma(c0, a, b); c1 = TW.Fma(c1, a, b); c2 = TW.Fma(c2, a, b); c3 = TW.Fma(c3, a, b);
+            c4 = TW.Fma(c4, a, b); c5 = TW.Fma(c5, a, b); c6 = TW.Fma(c6, a, b); c7 = TW.Fma(c7, a, b);
+            c8 = TW.Fma(c8, a, b); c9 = TW.Fma(c9, a, b); c10 = TW.Fma(c10, a, b); c11 = TW.Fma(c11, a, b);
         }
-        return (d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7 + d8 + d9 + d10 + d11).GetElement(0);
+        var s = TW.Add(TW.Add(TW.Add(c0, c1), TW.Add(c2, c3)), TW.Add(TW.Add(c4, c5), TW.Add(c6, c7)));
+        return TW.Sum(TW.Add(s, TW.Add(TW.Add(c8, c9), TW.Add(c10, c11))));
     }
 }

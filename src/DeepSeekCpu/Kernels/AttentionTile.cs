@@ -77,20 +77,20 @@ internal static unsafe class AttentionTile
     /// </summary>
     internal static float ExpShifted(float* s, int n, float m)
     {
-        int i = 0;
+        if (Vector512.IsHardwareAccelerated && n >= W512.Count) return ExpShifted<W512, Vector512<float>>(s, n, m);
+        if (Vector256.IsHardwareAccelerated && n >= W256.Count) return ExpShifted<W256, Vector256<float>>(s, n, m);
         float total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            var acc = Vector512<float>.Zero; var mv = Vector512.Create(m);
-            for (; i + 16 <= n; i += 16) { var e = VectorExp.Exp(Vector512.Load(s + i) - mv); e.Store(s + i); acc += e; }
-            total = Vector512.Sum(acc);
-        }
-        else if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            var acc = Vector256<float>.Zero; var mv = Vector256.Create(m);
-            for (; i + 8 <= n; i += 8) { var e = VectorExp.Exp(Vector256.Load(s + i) - mv); e.Store(s + i); acc += e; }
-            total = Vector256.Sum(acc);
-        }
+        for (int i = 0; i < n; i++) total += s[i] = VectorExp.Exp(s[i] - m);
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ExpShifted<TW, TV>(float* s, int n, float m) where TW : IWidth<TV> where TV : unmanaged
+    {
+        int i = 0, L = TW.Count;
+        TV acc = TW.Zero, mv = TW.Broadcast(m);
+        for (; i + L <= n; i += L) { TV e = TW.Exp(TW.Subtract(TW.Load(s + i), mv)); TW.Store(e, s + i); acc = TW.Add(acc, e); }
+        float total = TW.Sum(acc);
         for (; i < n; i++) total += s[i] = VectorExp.Exp(s[i] - m);
         return total;
     }
@@ -199,7 +199,7 @@ internal static unsafe class AttentionTile
     {
         int T = KvCache.Tile, count = rows * heads, lanes = Lanes, cp = (count + lanes - 1) / lanes * lanes;
         int first = source.Visible(0), len = source.Visible(rows - 1);
-        fixed (float* qT = Grow(ref _qT, dk * cp), s = Grow(ref _scores, T * cp), work = Grow(ref _work, 2 * cp))
+        fixed (float* qT = Grow(ref _qT, dk * cp), s = Grow(ref _scores, T * cp), work = Grow(ref _work, cp))
         {
             // qT[c·cp + g] = q[g·dk + c]; the padding queries stay zero (their scores 0, their outputs never written)
             new Span<float>(qT, dk * cp).Clear();
