@@ -139,6 +139,11 @@ public unsafe class GemmTests
             float d = a != null ? a->D[b] : 0, s = a != null ? a->S[b] : 0;
             Assert.Equal(d, at.D[j]);
             Assert.Equal(s, at.S[j]);
+            // Q4_0's offset: −8·Σq over the k that vpmaddubsw sums into a token's low int16 lane (k mod 4 = 0, 1), then its high one
+            int lo = 0, hi = 0;
+            for (int k = 0; a != null && k < 32; k++) if (k % 4 < 2) lo += a->Q[32 * b + k]; else hi += a->Q[32 * b + k];
+            Assert.Equal(-8 * lo, (int)(short)at.O[j]);
+            Assert.Equal(-8 * hi, at.O[j] >> 16);
             if (halfSums)
             {
                 int s0 = 0, s1 = 0;
@@ -325,6 +330,45 @@ public unsafe class GemmTests
     /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
     /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
     /// </summary>
+    /// <summary>
+    /// Q4_0's sums start at −8·Σq_x (<see cref="IInt8Ops{TX, TAcc, TF}.Offset"/>) and end at Σ(q − 8)·q_x in int16 lanes:
+    /// at q = 0 or 15 and q_x = ±127 every lane meets its largest magnitude (16·8·127), and with powers of two for
+    /// d_w and d_x every float step is exact, so every int8 GEMM equals the integer reference, from the stored rows
+    /// and from the interleaved copy.
+    /// </summary>
+    [Fact]
+    public void Q4_0_gemm_is_exact_at_the_bounds_of_its_integer_sums()
+    {
+        const int rows = 67, cols = 544, nb = cols / 32;
+        var buf = new NativeBuffer((long)rows * nb * 18);
+        for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+        {
+            byte* block = buf.Pointer + ((long)r * nb + b) * 18;   // ggml block_q4_0: half d, 16 bytes (k in the low nibble, k + 16 in the high)
+            *(Half*)block = (Half)(1f / (1 << r % 3));
+            for (int k = 0; k < 16; k++)
+                block[2 + k] = (r % 3) switch { 0 => 0x00, 1 => 0xFF, _ => (k + b) % 2 == 0 ? (byte)0x0F : (byte)0xF0 };
+        }
+        using var w = new WeightMatrix("q4_0-extremes", DType.Q4_0, rows, cols, buf.Pointer, null, buf);
+        const int n = 37;
+        var x = new float[n * cols];
+        for (int t = 0; t < n; t++)
+        for (int k = 0; k < cols; k++) x[t * cols + k] = ((k / 32 + t) % 2 == 0 ? 127f : -127f) / (1 << t % 4);   // q = ±127, d = 2^-(t%4)
+        var expect = new double[n * rows];
+        GemmReference.Int8(w, x, expect, n);
+        foreach (bool interleaved in new[] { false, true })
+        {
+            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
+            foreach (var (name, run, _) in Int8Kernels(DType.Q4_0))
+            {
+                var y = new float[n * rows];
+                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+                for (int i = 0; i < y.Length; i++)
+                    Assert.True(y[i] == expect[i], $"{name} interleaved={interleaved} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
+            }
+        }
+    }
+
     [Fact]
     public void Q4_K_gemm_is_exact_at_the_bounds_of_its_integer_sums()
     {

@@ -272,7 +272,7 @@ internal static unsafe class ExpertGemm
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout =>
-            Int8Micro4<OnePanel<TMicro, TX, TAcc, TF>, TX, TAcc, TF>.Run<TL>(w, nBlocks, x, c, ldc, first);
+            Int8Micro4<OnePanel<TMicro, TX, TAcc, TF>, TX, TAcc, TF>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TX Broadcast(byte* w) => TMicro.Broadcast(w);
@@ -280,6 +280,10 @@ internal static unsafe class ExpertGemm
         public static TAcc Dot(TAcc acc, TX w, TX x) => TMicro.Dot(acc, w, x);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TF Scale(TF f, TAcc acc, float dw, float mw, TF dx, TF sx) => TMicro.Scale(f, acc, dw, mw, dx, sx);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TAcc Offset(int* o) => TMicro.Offset(o);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TF Scale(TF f, TAcc acc, float dw, TF dx) => TMicro.Scale(f, acc, dw, dx);
     }
 
     /// <summary>

@@ -30,16 +30,20 @@ internal readonly unsafe struct Int8Rows(byte* q, byte* high, float* d, float* m
 /// Packed in Q8_K mode (<see cref="Int8Panels"/>) D holds the token's scale of its 256-element super-block in
 /// every block, and S per super-block, in its first 4 blocks' slots, Σq over sub-blocks 2p and 2p + 1 (32 elements
 /// each) as an int16 pair (p = 0..3); its last 4 are zero.
+/// Q4_0's offset O (Panel int32 per block, Q8_0 mode only): per token the int16 pair (−8·Σq_x over k ≡ 0, 1 mod 4,
+/// −8·Σq_x over k ≡ 2, 3 mod 4), the block's −8·Σq_x split as vpmaddubsw splits its sums into the two int16 lanes
+/// of a token (<see cref="IInt8Ops{TX, TAcc, TF}.Offset"/>).
 /// </summary>
-internal readonly unsafe struct Int8Acts(sbyte* q, float* d, float* s, float* sHalf, int panel, int blocks)
+internal readonly unsafe struct Int8Acts(sbyte* q, float* d, float* s, float* sHalf, int* o, int panel, int blocks)
 {
     public readonly sbyte* Q = q;
     public readonly float* D = d, S = s, SHalf = sHalf;
+    public readonly int* O = o;
     public readonly int Panel = panel, Blocks = blocks;
 
     /// <summary>The same arrays at (panel, block) index <paramref name="pb"/> = panel·Blocks + block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Int8Acts At(long pb) => new(Q + pb * 32 * Panel, D + pb * Panel, S + pb * Panel, SHalf + pb * 2 * Panel, Panel, Blocks);
+    public Int8Acts At(long pb) => new(Q + pb * 32 * Panel, D + pb * Panel, S + pb * Panel, SHalf + pb * 2 * Panel, O + pb * Panel, Panel, Blocks);
 }
 
 /// <summary>
@@ -121,6 +125,15 @@ internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc
     static abstract TAcc Dot(TAcc acc, TX w, TX x);
     /// <summary>f + sx·m_w + float(Σ acc)·(dx·d_w): one block of one row for one panel, in this order on every ISA.</summary>
     static abstract TF Scale(TF f, TAcc acc, float dw, float mw, TF dx, TF sx);
+    /// <summary>
+    /// Q4_0 (w = d·(q − 8)): the integer sums' start, −8·Σq_x of one panel's tokens from <see cref="Int8Acts.O"/>, so
+    /// that the block's sums are Σ(q − 8)·q_x and the float step needs no m term. Exact: each int16 lane ends at a
+    /// sum over 16 k of (q − 8)·q_x, |·| ≤ 16·8·128 (vpaddw wraps on the way, the end fits).
+    /// </summary>
+    static abstract TAcc Offset(int* o);
+    /// <summary>f + float(Σ acc)·(dx·d_w): one block of one row for one panel (Q4_0, its m folded into
+    /// <see cref="Offset"/>).</summary>
+    static abstract TF Scale(TF f, TAcc acc, float dw, TF dx);
 }
 
 /// <summary>
@@ -128,17 +141,34 @@ internal unsafe interface IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc
 /// blocks of d_w·d_x·Σq·qx + m_w·(d_x·Σqx), with one or two panels per call (<see cref="IInt8Micro.TokenStep"/>; the
 /// second panel's code is dropped by the JIT where TokenStep is one panel). Per block and 4 k, the tokens' bytes are
 /// loaded once and each row's 4 weight bytes broadcast against them; the integer sums are scaled once per block.
+/// Q4_0 (m_w = −8·d_w) starts its sums at −8·Σqx instead (<see cref="IInt8Ops{TX, TAcc, TF}.Offset"/>): one load per
+/// panel and block in place of a broadcast and an FMA per row (5-8% of the kernel's time, `DeepSeekCpu.Bench quick
+/// --formats Q4_0`), and the sums are then exactly ggml's Σ(q − 8)·q_x.
 /// </summary>
 internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     where TOps : IInt8Micro, IInt8Ops<TX, TAcc, TF> where TX : unmanaged where TAcc : unmanaged where TF : unmanaged
 {
+    /// <summary>Whether the block's m term is the −8 of Q4_0, folded into the integer sums (<see cref="Run{TL}"/>).</summary>
+    private interface IMins { static abstract bool Folded { get; } }
+    private readonly struct Q4_0Offset : IMins { public static bool Folded => true; }
+    private readonly struct PerBlockMin : IMins { public static bool Folded => false; }
+
+    /// <summary>C (+)= the rows of format <paramref name="t"/> (Q4_0, Q4_1 or Q4_K against Q8_0 activations) times the panels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Run<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
+    {
+        if (t == DType.Q4_0) Run<TL, Q4_0Offset>(w, nBlocks, x, c, ldc, first);
+        else Run<TL, PerBlockMin>(w, nBlocks, x, c, ldc, first);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TL>(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
+    private static void Run<TL, TMins>(in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout where TMins : IMins
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
         sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * panel;     // the two panels
         float* dxa = x.D, dxb = x.D + (long)x.Blocks * panel, sxa = x.S, sxb = x.S + (long)x.Blocks * panel;
+        int* oa = x.O, ob = x.O + (long)x.Blocks * panel;
         float* cb = c + panel;                                        // C of the second panel
         TF f0a = default, f0b = default, f1a = default, f1b = default, f2a = default, f2b = default, f3a = default, f3b = default;
         if (!first)
@@ -149,7 +179,18 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         for (int b = 0; b < nBlocks; b++)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
+            if (TMins.Folded)
+            {
+                a0a = a1a = a2a = a3a = TOps.Offset(oa + panel * b);
+                if (two) a0b = a1b = a2b = a3b = TOps.Offset(ob + panel * b);
+            }
             Dot4<TL>(w.Q + TL.Block * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            if (TMins.Folded)
+            {
+                Scale4<TL>(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + TL.ScaleBlock * b, dxa + panel * b);
+                if (two) Scale4<TL>(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + TL.ScaleBlock * b, dxb + panel * b);
+                continue;
+            }
             Scale4<TL>(ref f0a, ref f1a, ref f2a, ref f3a, a0a, a1a, a2a, a3a, w.D + TL.ScaleBlock * b, w.M + TL.ScaleBlock * b, dxa + panel * b, sxa + panel * b);
             if (two) Scale4<TL>(ref f0b, ref f1b, ref f2b, ref f3b, a0b, a1b, a2b, a3b, w.D + TL.ScaleBlock * b, w.M + TL.ScaleBlock * b, dxb + panel * b, sxb + panel * b);
         }
@@ -217,6 +258,18 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
         f1 = TOps.Scale(f1, a1, wd[TL.ScaleRow], wm[TL.ScaleRow], d, s);
         f2 = TOps.Scale(f2, a2, wd[2 * TL.ScaleRow], wm[2 * TL.ScaleRow], d, s);
         f3 = TOps.Scale(f3, a3, wd[3 * TL.ScaleRow], wm[3 * TL.ScaleRow], d, s);
+    }
+
+    /// <summary>As the other Scale4, for sums that carry their m term (Q4_0's offset).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scale4<TL>(ref TF f0, ref TF f1, ref TF f2, ref TF f3, TAcc a0, TAcc a1, TAcc a2, TAcc a3, float* wd, float* dx)
+        where TL : struct, ITileLayout
+    {
+        var d = Unsafe.ReadUnaligned<TF>(dx);
+        f0 = TOps.Scale(f0, a0, wd[0], d);
+        f1 = TOps.Scale(f1, a1, wd[TL.ScaleRow], d);
+        f2 = TOps.Scale(f2, a2, wd[2 * TL.ScaleRow], d);
+        f3 = TOps.Scale(f3, a3, wd[3 * TL.ScaleRow], d);
     }
 }
 
@@ -383,7 +436,7 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             // Both built per call from the fields and constant panel sizes: a struct kept across calls, or one built
             // from hoisted locals or by Int8Acts.At, measured 15 % slower on AVX-512 (JIT code generation; 256x1536,
             // n = 256, one thread).
-            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), TMicro.Panel, nb);
+            var xa = new Int8Acts(X.Q + pb * (32 * TMicro.Panel), X.D + pb * TMicro.Panel, X.S + pb * TMicro.Panel, X.SHalf + pb * (2 * TMicro.Panel), X.O + pb * TMicro.Panel, TMicro.Panel, nb);
             if (!InLanes(w))
             {
                 var wr = new Int8Rows(tile + r * KBlock, tile + RowBlock * KBlock + r * KBlock, wd + r * ss, wd + RowBlock * ss + r * ss, ss);
@@ -464,9 +517,9 @@ internal static unsafe class Int8Panels
     {
         int nb = job.Rows.Cols / 32;
         long qBytes = (long)panels * nb * 32 * panel, floats = (long)panels * nb * panel;
-        byte* mem = Scratch.Get(ref _mem, qBytes + 4 * floats * sizeof(float));
+        byte* mem = Scratch.Get(ref _mem, qBytes + 5 * floats * sizeof(float));
         float* d = (float*)(mem + qBytes);
-        job.Acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, panel, nb);
+        job.Acts = new Int8Acts((sbyte*)mem, d, d + floats, d + 2 * floats, (int*)(d + 4 * floats), panel, nb);
         job.N = n; job.HalfSums = halfSums;
         try { WorkerPool.Shared.Run(job, panels, grain: 1); }
         finally { job.X = null; job.Index = null; }
@@ -503,6 +556,17 @@ internal static unsafe class Int8Panels
         }
     }
 
+    /// <summary>
+    /// <see cref="Int8Acts.O"/> of one block of 32 quants: (−8·Σ q[k] over k ≡ 0, 1 mod 4) in the low int16 and (−8·Σ
+    /// over k ≡ 2, 3 mod 4) in the high one, each within ±8·16·128.
+    /// </summary>
+    internal static int Q4_0Offset(sbyte* q)
+    {
+        int lo = 0, hi = 0;
+        for (int k = 0; k < 32; k += 4) { lo += q[k] + q[k + 1]; hi += q[k + 2] + q[k + 3]; }
+        return (ushort)(short)(-8 * lo) | -8 * hi << 16;
+    }
+
     /// <summary>Tokens from x[N, cols], each quantized here, or (X null) the quantized rows Rows[Index[t]].</summary>
     private sealed class PackJob : IRangeJob
     {
@@ -528,12 +592,14 @@ internal static unsafe class Int8Panels
                 var at = Acts.At((long)p * nb);
                 sbyte* dst = at.Q + 4 * j;                   // block b, group g (4 k) of this token at dst + 32·panel·b + group·g
                 float* d = at.D + j, s = at.S + j, sh = at.SHalf + j;   // block b at + panel·b (SHalf: + 2·panel·b, + panel for the second half)
+                int* o = at.O + j;                                       // block b at + panel·b
                 if (t >= N || Index != null && Index[t] < 0)
                 {
-                    for (int b = 0; b < nb; b++, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel)
+                    for (int b = 0; b < nb; b++, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel, o += panel)
                     {
                         for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = 0;
                         *d = *s = sh[0] = sh[panel] = 0;
+                        *o = 0;
                     }
                     continue;
                 }
@@ -541,7 +607,7 @@ internal static unsafe class Int8Panels
                 else if (q8k) ActQ8.QuantizeQ8_K(X + (long)t * cols, &a);
                 else ActQ8.QuantizeQ8_0(X + (long)t * cols, &a);
                 sbyte* q = a.Q;
-                for (int b = 0; b < nb; b++, q += 32, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel)
+                for (int b = 0; b < nb; b++, q += 32, dst += 32 * panel, d += panel, s += panel, sh += 2 * panel, o += panel)
                 {
                     for (int g = 0; g < 8; g++) *(int*)(dst + group * g) = *(int*)(q + 4 * g);
                     if (q8k)
@@ -550,10 +616,12 @@ internal static unsafe class Int8Panels
                         int pair = b % 8;   // pair p (sub-blocks 2p, 2p + 1): the super-block's sums per 16 at 4p..4p + 3
                         short* bs = a.BSums + 16 * (b / 8) + 4 * pair;
                         *(int*)s = pair < 4 ? (ushort)(bs[0] + bs[1]) | (bs[2] + bs[3]) << 16 : 0;
+                        *o = 0;
                         continue;
                     }
                     *d = a.D[b];
                     *s = a.S[b];
+                    *o = Q4_0Offset(q);
                     if (HalfSums)
                     {
                         var v = Vector128.Load(q);

@@ -25,7 +25,7 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         if (UsesQ8K(t)) Int8MicroK<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<int>, Vector128<float>>.Run<TL>(w, x, c, ldc, first);
-        else Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
+        else Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
     }
 
     public static Vector128<sbyte> Broadcast(byte* w) => Vector128.Create(*(uint*)w).AsSByte();
@@ -35,6 +35,16 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Scale(Vector128<float> f, Vector128<int> acc, float dw, float mw, Vector128<float> dx, Vector128<float> sx) =>
         AdvSimd.FusedMultiplyAdd(AdvSimd.FusedMultiplyAdd(f, sx, Vector128.Create(mw)), AdvSimd.ConvertToSingle(acc), dx * Vector128.Create(dw));
+
+    /// <summary>sdot sums a token's 4 k into one int32: the offset's two int16 halves added (sign-extended).</summary>
+    public static Vector128<int> Offset(int* o)
+    {
+        var v = Vector128.Load(o);
+        return (v << 16 >> 16) + (v >> 16);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Scale(Vector128<float> f, Vector128<int> acc, float dw, Vector128<float> dx) =>
+        AdvSimd.FusedMultiplyAdd(f, AdvSimd.ConvertToSingle(acc), dx * Vector128.Create(dw));
 
     /// <summary>sdot's sums are int32 already: mla by the scale (the low int16 half of sc·0x10001).</summary>
     public static Vector128<int> AddScaled(Vector128<int> isum, Vector128<int> acc, int* sc) =>

@@ -52,7 +52,7 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
         }
         if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
         {
-            Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
+            Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
             return;
         }
         sbyte* xa = x.Q, xb = x.Q + (long)x.Blocks * 32 * 16;   // the two panels
@@ -77,6 +77,10 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Scale(Vector512<float> f, Vector512<short> acc, float dw, float mw, Vector512<float> dx, Vector512<float> sx) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(acc, Vector512<short>.One)), dx * Vector512.Create(dw), Avx512F.FusedMultiplyAdd(sx, Vector512.Create(mw), f));
+    public static Vector512<short> Offset(int* o) => Vector512.Load((short*)o);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Scale(Vector512<float> f, Vector512<short> acc, float dw, Vector512<float> dx) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(acc, Vector512<short>.One)), dx * Vector512.Create(dw), f);
 
     public static Vector512<int> AddScaled(Vector512<int> isum, Vector512<short> acc, int* sc) =>
         isum + Avx512BW.MultiplyAddAdjacent(acc, Vector512.Create(*sc).AsInt16());
@@ -185,7 +189,7 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
         if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run<TL>(w, x, c, ldc, first);
-        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run<TL>(w, nBlocks, x, c, ldc, first);
+        else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
     }
 
     public static Vector256<sbyte> Broadcast(byte* w) => Vector256.Create(*(uint*)w).AsSByte();
@@ -194,6 +198,10 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Scale(Vector256<float> f, Vector256<short> acc, float dw, float mw, Vector256<float> dx, Vector256<float> sx) =>
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(acc, Vector256<short>.One)), dx * Vector256.Create(dw), Fma.MultiplyAdd(sx, Vector256.Create(mw), f));
+    public static Vector256<short> Offset(int* o) => Vector256.Load((short*)o);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Scale(Vector256<float> f, Vector256<short> acc, float dw, Vector256<float> dx) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(acc, Vector256<short>.One)), dx * Vector256.Create(dw), f);
 
     public static Vector256<int> AddScaled(Vector256<int> isum, Vector256<short> acc, int* sc) =>
         isum + Avx2.MultiplyAddAdjacent(acc, Vector256.Create(*sc).AsInt16());
