@@ -100,6 +100,14 @@ public unsafe class GemmTests
             for (int i = 0; i < y.Length; i++)
                 Assert.True(y[i] == expect[i], $"{name} interleaved={interleaved} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
         });
+        // and the nibble-plane split of the int8 GEMM (AVX-512 without VNNI), whose high plane starts at −8·Σq_x
+        foreach (var (name, run, _) in Int8Kernels(DType.Q8_0))
+        {
+            var y = new float[n * rows];
+            fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(y[i] == expect[i], $"{name} token {i / rows} row {i % rows}: {y[i]} vs integer reference {expect[i]}");
+        }
     }
 
     [Theory]
