@@ -15,6 +15,7 @@ internal static unsafe class AttentionBench
 {
     public static int Run(string[] args)
     {
+        if (args.Contains("--decode")) return Decode(args);
         int keys = Arg(args, "--keys", 4096), rows = Arg(args, "--rows", 64), heads = Arg(args, "--heads", 1);
         int dk = Arg(args, "--dk", 192), dv = Arg(args, "--dv", 128), rounds = Arg(args, "--rounds", 5);
         var rng = new Random(1);
@@ -36,6 +37,53 @@ internal static unsafe class AttentionBench
                 Console.WriteLine($"rows {rows} x heads {heads}, dk {dk}, dv {dv}, keys {keys}: {flops * reps / s / 1e9,6:F1} GFLOP/s ({flops * reps / s / peak:P0} of the FMA rate), {s / reps * 1e3:F2} ms per call");
             }
             Parts(qp, rows * heads, dk, dv, kp, vp, op, peak);
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// `attention --decode [--keys 8192] [--heads 12] [--kv-heads 2] [--dk 128] [--dv 128] [--cache f16] [--threads 1]`:
+    /// one decoding row of grouped-query attention (<see cref="Attention.Causal"/>, as a decoding step calls it) over
+    /// K and V caches of N positions in the cache type, by wall time (the defaults: the 1.5B distill's layer); the
+    /// bytes of cache read per call over the time, and GFLOP/s beside the FMA rate.
+    /// </summary>
+    private static int Decode(string[] args)
+    {
+        int keys = Arg(args, "--keys", 8192), heads = Arg(args, "--heads", 12), kvHeads = Arg(args, "--kv-heads", 2);
+        int dk = Arg(args, "--dk", 128), dv = Arg(args, "--dv", 128), threads = Arg(args, "--threads", 1), rounds = Arg(args, "--rounds", 5);
+        int ci = Array.IndexOf(args, "--cache");
+        var type = KvCache.Parse(ci >= 0 && ci + 1 < args.Length ? args[ci + 1] : "f16") ?? throw new ArgumentException("--cache: f32, f16, bf16 or q8_0");
+        DeepSeekCpu.Threading.WorkerPool.Configure(threads);
+        const int layers = 8;   // caches of 8 layers visited in turn, as a step visits its layers: not all in L3 at once
+        var rng = new Random(1);
+        var kc = new KvCache[layers][]; var vc = new KvCache[layers][];
+        var rowK = new float[kvHeads * dk]; var rowV = new float[kvHeads * dv];
+        for (int l = 0; l < layers; l++)
+        {
+            var k = new KvCache(type, kvHeads * dk, keys); var v = new KvCache(type, kvHeads * dv, keys);
+            for (int j = 0; j < keys; j++)
+            {
+                for (int i = 0; i < rowK.Length; i++) rowK[i] = (float)(rng.NextDouble() * 2 - 1);
+                for (int i = 0; i < rowV.Length; i++) rowV[i] = (float)(rng.NextDouble() * 2 - 1);
+                k.Write(j, rowK); v.Write(j, rowV);
+            }
+            kc[l] = [k]; vc[l] = [v];
+        }
+        var q = new float[heads * dk]; var o = new float[heads * dv];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        int[] pos = [keys - 1];
+        double flops = 2.0 * (dk + dv) * heads * keys;
+        long bytes = (long)keys * (kc[0][0].RowBytes + vc[0][0].RowBytes);
+        double peak = FmaPeak();
+        for (int l = 0; l < layers; l++) Attention.Causal(q, o, 1, heads, kvHeads, dk, dv, kc[l], vc[l], pos, 0.1f);   // warm-up
+        int reps = Math.Max(layers, (int)(2e9 / flops) / layers * layers);
+        Console.WriteLine($"decoding attention: {keys} keys, {heads} heads over {kvHeads} KV heads, dk {dk}, dv {dv}, {KvCache.Name(type)} cache, {threads} threads, {layers} layers' caches in turn");
+        for (int r = 0; r < rounds; r++)
+        {
+            var t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (int i = 0; i < reps; i++) Attention.Causal(q, o, 1, heads, kvHeads, dk, dv, kc[i % layers], vc[i % layers], pos, 0.1f);
+            double s = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds / reps;
+            Console.WriteLine($"  {s * 1e6,8:F1} us per call, cache read {bytes / s / 1e9,5:F1} GB/s, {flops / s / 1e9,5:F1} GFLOP/s ({flops / s / (peak * threads):P0} of {threads} cores' FMA rate)");
         }
         return 0;
     }

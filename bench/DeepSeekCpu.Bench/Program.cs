@@ -8,6 +8,7 @@ using DeepSeekCpu.Bench;
 // `experts [--threads N] [--n 256] [--format Q4_0]`: an MoE layer's gate/up half, unfused vs fused (ExpertGemm), CPU time.
 // `quantize`: Quantize.Matrix speed per target type.
 // `attention [--keys N] [--rows 64] [--heads 1] [--dk 192] [--dv 128]`: flash attention of a block of query rows, one thread, GFLOP/s beside the FMA rate.
+// `attention --decode [--keys 8192] [--heads 12] [--kv-heads 2] [--cache f16] [--threads 1]`: one decoding row over K/V caches, GB/s of cache read.
 // `mmap FILE`: read bandwidth of a memory-mapped file with and without madvise/mlock/copy (see MmapBench).
 // Anything else goes to BenchmarkDotNet (e.g. `--filter *Gemv*`).
 if (args.Length > 0 && args[0] == "peak") return Peak.Run(args[1..]);   // the int8 instructions' bound on this core (Peak.cs)

@@ -526,7 +526,10 @@ internal static unsafe class AttentionTile
 
     /// <summary>
     /// Per row j: 4 heads at a time, 4 accumulators (independent FMA chains) over the row's vectors, each vector of
-    /// k_j loaded once for the 4; the last heads one at a time with 2 chains; columns past the last full vector scalar.
+    /// k_j loaded once for the 4, the 4 dot products reduced together (<see cref="IWidth{TVector}.Sum4"/>: one
+    /// transposing reduction, not four horizontal sums); the last 1-3 heads the same way as one group; columns past
+    /// the last full vector scalar. (A decoding row of the 1.5B distill's group of 6: `DeepSeekCpu.Bench attention
+    /// --rows 1 --heads 6 --dk 128 --dv 128 --keys 256`, 27 → 34 GFLOP/s with this and the reduction together.)
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores<TW, TV>(float* q, int heads, int dk, float* k, int m, int kStride, float scale, float* s, int sStride)
@@ -549,7 +552,8 @@ internal static unsafe class AttentionTile
                     a2 = TW.Fma(TW.Load(q2 + c), kv, a2);
                     a3 = TW.Fma(TW.Load(q3 + c), kv, a3);
                 }
-                float t0 = TW.Sum(a0), t1 = TW.Sum(a1), t2 = TW.Sum(a2), t3 = TW.Sum(a3);
+                var sums = TW.Sum4(a0, a1, a2, a3);
+                float t0 = sums.GetElement(0), t1 = sums.GetElement(1), t2 = sums.GetElement(2), t3 = sums.GetElement(3);
                 for (int c = full; c < dk; c++)
                 {
                     t0 += q0[c] * kj[c]; t1 += q1[c] * kj[c]; t2 += q2[c] * kj[c]; t3 += q3[c] * kj[c];
@@ -559,33 +563,58 @@ internal static unsafe class AttentionTile
                 s[(g + 2) * sStride + j] = t2 * scale;
                 s[(g + 3) * sStride + j] = t3 * scale;
             }
-            for (; g < heads; g++)
+            if (g < heads)   // the last 1-3 heads, reduced together as a group of 4 would be
             {
-                float* qg = q + g * dk;
-                TV a0 = TW.Zero, a1 = TW.Zero;
-                int c = 0;
-                for (; c + 2 * n <= full; c += 2 * n)
+                int rest = heads - g;
+                float* q0 = q + g * dk, q1 = rest > 1 ? q0 + dk : q0, q2 = rest > 2 ? q0 + 2 * dk : q0;
+                TV a0 = TW.Zero, a1 = TW.Zero, a2 = TW.Zero;
+                for (int c = 0; c < full; c += n)
                 {
-                    a0 = TW.Fma(TW.Load(qg + c), TW.Load(kj + c), a0);
-                    a1 = TW.Fma(TW.Load(qg + c + n), TW.Load(kj + c + n), a1);
+                    var kv = TW.Load(kj + c);
+                    a0 = TW.Fma(TW.Load(q0 + c), kv, a0);
+                    if (rest > 1) a1 = TW.Fma(TW.Load(q1 + c), kv, a1);
+                    if (rest > 2) a2 = TW.Fma(TW.Load(q2 + c), kv, a2);
                 }
-                if (c < full) a0 = TW.Fma(TW.Load(qg + c), TW.Load(kj + c), a0);
-                float t = TW.Sum(TW.Add(a0, a1));
-                for (c = full; c < dk; c++) t += qg[c] * kj[c];
-                s[g * sStride + j] = t * scale;
+                var sums = TW.Sum4(a0, a1, a2, TW.Zero);
+                for (int i = 0; i < rest; i++)
+                {
+                    float* qi = q0 + i * dk;
+                    float t = sums.GetElement(i);
+                    for (int c = full; c < dk; c++) t += qi[c] * kj[c];
+                    s[(g + i) * sStride + j] = t * scale;
+                }
             }
         }
     }
 
     /// <summary>
     /// Per vector of output columns: 4 heads' accumulators held in registers over all m rows (each row's vector
-    /// loaded once for the 4, each weight broadcast), then stored; the last heads one at a time; tail columns scalar.
+    /// loaded once for the 4, each weight broadcast), then stored; the last heads one at a time over 4 vectors of
+    /// columns (4 chains; 34 → 44 GFLOP/s in the bench above); tail columns scalar.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate<TW, TV>(float* p, int pStride, int heads, float* v, int m, int vStride, int dv, float* o)
         where TW : IWidth<TV> where TV : unmanaged
     {
-        int n = TW.Count, full = dv - dv % n;
+        int n = TW.Count, full = dv - dv % n, g4 = heads - heads % 4;
+        // the last heads % 4 heads, one at a time, over 4 vectors of columns: 4 independent FMA chains, as the groups
+        // of 4 heads have (one chain per head and vector ran at a quarter of the FMA rate: a GQA group of 6 spent two
+        // thirds of this product's time on its last 2 heads)
+        int c4 = 0;
+        for (; c4 + 4 * n <= full; c4 += 4 * n)
+            for (int g = g4; g < heads; g++)
+            {
+                float* og = o + g * dv + c4, pg = p + g * pStride;
+                TV a0 = TW.Load(og), a1 = TW.Load(og + n), a2 = TW.Load(og + 2 * n), a3 = TW.Load(og + 3 * n);
+                for (int j = 0; j < m; j++)
+                {
+                    float* vj = v + (long)j * vStride + c4;
+                    var w = TW.Broadcast(pg[j]);
+                    a0 = TW.Fma(w, TW.Load(vj), a0); a1 = TW.Fma(w, TW.Load(vj + n), a1);
+                    a2 = TW.Fma(w, TW.Load(vj + 2 * n), a2); a3 = TW.Fma(w, TW.Load(vj + 3 * n), a3);
+                }
+                TW.Store(a0, og); TW.Store(a1, og + n); TW.Store(a2, og + 2 * n); TW.Store(a3, og + 3 * n);
+            }
         for (int c = 0; c < full; c += n)
         {
             int g = 0;
@@ -603,7 +632,7 @@ internal static unsafe class AttentionTile
                 }
                 TW.Store(a0, o0); TW.Store(a1, o0 + dv); TW.Store(a2, o0 + 2 * dv); TW.Store(a3, o0 + 3 * dv);
             }
-            for (; g < heads; g++)
+            for (g = c < c4 ? heads : g; g < heads; g++)
             {
                 float* og = o + g * dv + c, pg = p + g * pStride;
                 TV a = TW.Load(og);

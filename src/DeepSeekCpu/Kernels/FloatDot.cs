@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace DeepSeekCpu.Kernels;
 
@@ -110,6 +111,19 @@ internal static unsafe class FloatDot
     /// n values of a float-like format as float32 (a KV cache's f16/bf16 rows, a tile at a time): the decoder's widest
     /// vector on this machine, then its scalar definition for the tail. Bit-exact with the scalar definitions.
     /// </summary>
+    /// <summary><paramref name="rows"/> rows of <see cref="Widen{TDecode}"/>: row r from w + r·<paramref name="wStride"/>
+    /// bytes to dst + r·n, in one call (a KV cache tile's rows: per-row calls cost as much as their 8 vectors).</summary>
+    public static void WidenRows<TDecode>(byte* w, int wStride, float* dst, int n, int rows) where TDecode : IFloatDecode
+    {
+        if (Vector512.IsHardwareAccelerated && n % 16 == 0)
+        {
+            for (int r = 0; r < rows; r++, w += wStride, dst += n)
+                for (int i = 0; i < n; i += 16) TDecode.Decode<W512, Vector512<float>>(w, i).Store(dst + i);
+            return;
+        }
+        for (int r = 0; r < rows; r++) Widen<TDecode>(w + (long)r * wStride, dst + (long)r * n, n);
+    }
+
     public static void Widen<TDecode>(byte* w, float* dst, int n) where TDecode : IFloatDecode
     {
         int i = 0;
@@ -217,6 +231,9 @@ internal static unsafe class FloatDot
         static abstract TVector Add(TVector a, TVector b);
         static abstract TVector Fma(TVector a, TVector b, TVector c);
         static abstract float Sum(TVector v);
+        /// <summary>The lane sums of four vectors at once, [Σa, Σb, Σc, Σd]: one transposing reduction in place of four
+        /// (a decoding row's scores, one dot product per head and key).</summary>
+        static abstract Vector128<float> Sum4(TVector a, TVector b, TVector c, TVector d);
         static abstract TVector Multiply(TVector a, TVector b);
         static abstract TVector Subtract(TVector a, TVector b);
         static abstract TVector Select(TVector mask, TVector a, TVector b);
@@ -256,6 +273,14 @@ internal static unsafe class FloatDot
         public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
         public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector128<float> v) => Vector128.Sum(v);
+        public static Vector128<float> Sum4(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d)
+        {
+            if (!Sse.IsSupported) return Vector128.Create(Vector128.Sum(a), Vector128.Sum(b), Vector128.Sum(c), Vector128.Sum(d));
+            // [a0 + a2, b0 + b2, a1 + a3, b1 + b3] and the same of c, d; then their halves crossed and added
+            var ab = Sse.UnpackLow(a, b) + Sse.UnpackHigh(a, b);
+            var cd = Sse.UnpackLow(c, d) + Sse.UnpackHigh(c, d);
+            return Sse.Shuffle(ab, cd, 0x44) + Sse.Shuffle(ab, cd, 0xEE);
+        }
         public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
         public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
         public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
@@ -286,6 +311,14 @@ internal static unsafe class FloatDot
         public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
         public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+        public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+        {
+            // per 128-bit half as W128.Sum4, then the halves added
+            var ab = Avx.UnpackLow(a, b) + Avx.UnpackHigh(a, b);
+            var cd = Avx.UnpackLow(c, d) + Avx.UnpackHigh(c, d);
+            var u = Avx.Shuffle(ab, cd, 0x44) + Avx.Shuffle(ab, cd, 0xEE);
+            return u.GetLower() + u.GetUpper();
+        }
         public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
         public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
         public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
@@ -316,6 +349,15 @@ internal static unsafe class FloatDot
         public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
         public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
         public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+        public static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+        {
+            // per 128-bit block as W128.Sum4, then the four blocks added
+            var ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);
+            var cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);
+            var u = Avx512F.Shuffle(ab, cd, 0x44) + Avx512F.Shuffle(ab, cd, 0xEE);
+            var h = u.GetLower() + u.GetUpper();
+            return h.GetLower() + h.GetUpper();
+        }
         public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
         public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
         public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
