@@ -60,7 +60,7 @@ internal static unsafe class AttentionBench
         var rowK = new float[kvHeads * dk]; var rowV = new float[kvHeads * dv];
         for (int l = 0; l < layers; l++)
         {
-            var k = new KvCache(type, kvHeads * dk, keys); var v = new KvCache(type, kvHeads * dv, keys);
+            var k = new KvCache(type, kvHeads * dk, keys, kvHeads); var v = new KvCache(type, kvHeads * dv, keys, kvHeads);   // as LlamaSession stores them
             for (int j = 0; j < keys; j++)
             {
                 for (int i = 0; i < rowK.Length; i++) rowK[i] = (float)(rng.NextDouble() * 2 - 1);

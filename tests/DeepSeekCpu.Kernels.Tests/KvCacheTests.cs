@@ -104,8 +104,8 @@ public class KvCacheTests
         // separate K and V caches [len, kvHeads·hd]; n rows of one sequence at the last n positions (a prompt
         // chunk), each attending to its own prefix; the values the kernel sees are what the cache stores
         int heads = group * kvHeads, width = kvHeads * hd;
-        var keys = new KvCache(type, width, len);
-        var values = new KvCache(type, width, len);
+        var keys = new KvCache(type, width, len, kvHeads);     // stored head by head, as LlamaSession's
+        var values = new KvCache(type, width, len, kvHeads);
         for (int j = 0; j < len; j++) { keys.Write(j, TestData.Gaussian(width, 200 + j)); values.Write(j, TestData.Gaussian(width, 900 + j)); }
         var k = new float[len * width]; var v = new float[len * width];
         for (int j = 0; j < len; j++) { keys.Read(j, k.AsSpan(j * width, width)); values.Read(j, v.AsSpan(j * width, width)); }
@@ -200,8 +200,8 @@ public class KvCacheTests
         for (int t = 0; t < n; t++)
         {
             int len = positions[t] + 1;
-            keys[t] = new KvCache(type, kw, len);
-            values[t] = latent ? keys[t] : new KvCache(type, vw, len);
+            keys[t] = new KvCache(type, kw, len, latent ? 1 : kvHeads);
+            values[t] = latent ? keys[t] : new KvCache(type, vw, len, kvHeads);
             for (int j = 0; j < len; j++)
             {
                 keys[t].Write(j, TestData.Gaussian(kw, 1000 * t + j));
@@ -222,6 +222,44 @@ public class KvCacheTests
         float scale = 1f / MathF.Sqrt(dk);
         Attention.Causal(q, o, n, heads, kvHeads, dk, dv, keys, values, positions, scale);
         AssertFloat64Rows(q, o, n, heads, kvHeads, dk, dv, t => k[t], t => v[t], positions, scale, $"{type} ");
+    }
+
+    /// <summary>
+    /// A row of several KV heads stored head by head holds the same bytes and reads the same values as the row stored
+    /// whole: every reader (a row, whole-row tiles across heads, a head's columns, columns inside a head), over three
+    /// chunks; where the heads do not split a row into whole Q8_0 blocks, or the width into equal heads, it is stored whole.
+    /// </summary>
+    [Theory]
+    [InlineData(KvCacheType.F32, 4, 20)]
+    [InlineData(KvCacheType.F16, 2, 128)]
+    [InlineData(KvCacheType.BF16, 3, 40)]
+    [InlineData(KvCacheType.Q8_0, 2, 64)]
+    public void Heads_stored_apart_read_as_whole_rows(KvCacheType type, int heads, int hw)
+    {
+        int width = heads * hw, len = 600;
+        var whole = new KvCache(type, width, len);
+        var apart = new KvCache(type, width, len, heads);
+        Assert.Equal(heads, apart.Heads);
+        Assert.Equal(whole.RowBytes, apart.RowBytes);
+        for (int j = 0; j < len; j++) { var x = TestData.Gaussian(width, 300 + j); whole.Write(j, x); apart.Write(j, x); }
+        Assert.Equal(whole.AllocatedBytes, apart.AllocatedBytes);
+        foreach (int j in new[] { 0, 255, 256, 599 })
+        {
+            Assert.Equal(whole.RowBytesAt(j).ToArray(), apart.RowBytesAt(j).ToArray());
+            var a = new float[width]; var b = new float[width];
+            whole.Read(j, a); apart.Read(j, b);
+            Assert.Equal(a, b);
+        }
+        foreach (var (col, cols) in new[] { (0, width), (0, hw), ((heads - 1) * hw, hw), (hw, type == KvCacheType.Q8_0 ? 32 : hw / 2), (hw / 2 / 32 * 32, hw) })
+        {
+            if (type == KvCacheType.Q8_0 && col % 32 != 0) continue;
+            var a = whole.Rows(512, KvCache.Tile, new float[KvCache.Tile * width], col, cols, out int sa);
+            var b = apart.Rows(512, KvCache.Tile, new float[KvCache.Tile * width], col, cols, out int sb);
+            for (int r = 0; r < KvCache.Tile; r++)
+                Assert.Equal(a.Slice(r * sa, cols).ToArray(), b.Slice(r * sb, cols).ToArray());
+        }
+        Assert.Equal(1, new KvCache(KvCacheType.Q8_0, 2 * 48, len, 2).Heads);   // heads of 48: not whole blocks
+        Assert.Equal(1, new KvCache(KvCacheType.F16, 100, len, 3).Heads);      // 100 does not split in 3
     }
 
     [Theory]

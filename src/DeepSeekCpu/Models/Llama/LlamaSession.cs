@@ -15,7 +15,8 @@ internal sealed class LlamaSession : ModelSession
         int kv = m.Config.NumKvHeads * m.Config.HeadDim;
         KCache = new KvCache[m.Config.NumLayers];
         VCache = new KvCache[m.Config.NumLayers];
-        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new KvCache(type, kv, ctx); VCache[l] = new KvCache(type, kv, ctx); }
+        int heads = m.Config.NumKvHeads;   // stored head by head: a decoding step streams each head's keys contiguously
+        for (int l = 0; l < KCache.Length; l++) { KCache[l] = new KvCache(type, kv, ctx, heads); VCache[l] = new KvCache(type, kv, ctx, heads); }
     }
 
     /// <summary>Bytes of cache allocated so far (all layers, K and V).</summary>
