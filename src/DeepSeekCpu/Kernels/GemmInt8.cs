@@ -563,7 +563,19 @@ internal static unsafe class Int8Panels
     internal static int Q4_0Offset(sbyte* q)
     {
         int lo = 0, hi = 0;
-        for (int k = 0; k < 32; k += 4) { lo += q[k] + q[k + 1]; hi += q[k + 2] + q[k + 3]; }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            // per k mod 8 (|·| ≤ 4·128), then the lanes 0, 1, 4, 5 (k ≡ 0, 1 mod 4) apart from the rest: 4% of a Q4_0
+            // GEMM's time went to the scalar loop (perf, 1.5B shapes, one thread)
+            var a = Vector128.Load(q);
+            var b = Vector128.Load(q + 16);
+            var byMod8 = Vector128.WidenLower(a) + Vector128.WidenUpper(a) + Vector128.WidenLower(b) + Vector128.WidenUpper(b);
+            int all = Vector128.Sum(byMod8);
+            lo = Vector128.Sum(byMod8 & Vector128.Create((short)-1, -1, 0, 0, -1, -1, 0, 0));
+            hi = all - lo;
+        }
+        else
+            for (int k = 0; k < 32; k += 4) { lo += q[k] + q[k + 1]; hi += q[k + 2] + q[k + 3]; }
         return (ushort)(short)(-8 * lo) | -8 * hi << 16;
     }
 
