@@ -576,7 +576,7 @@ internal static unsafe class AttentionTile
                 {
                     var x = TW.Load(kj + c);
                     a = TW.Fma(TW.Load(qa + c), x, a);
-                    b = TW.Fma(TW.Load(qb + c), x, b);
+                    if (two) b = TW.Fma(TW.Load(qb + c), x, b);
                 }
                 float ta = TW.Sum(a), tb = TW.Sum(b);
                 for (int c = full; c < dk; c++) { ta += qa[c] * kj[c]; tb += qb[c] * kj[c]; }
@@ -639,7 +639,8 @@ internal static unsafe class AttentionTile
                 }
                 TW.Store(a0, o0); TW.Store(a1, o0 + dv); TW.Store(a2, o0 + 2 * dv); TW.Store(a3, o0 + 3 * dv);
             }
-            for (g = c < c4 ? heads : g; g < heads; g++)
+            if (c < c4) continue;   // the last heads' columns before c4 were done 4 vectors at a time above
+            for (; g < heads; g++)
             {
                 float* og = o + g * dv + c, pg = p + g * pStride;
                 TV a = TW.Load(og);
