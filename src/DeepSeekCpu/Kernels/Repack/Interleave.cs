@@ -96,7 +96,6 @@ internal static unsafe class Interleave
     public static delegate*<byte*, ActQ8*, float*, void> GroupDot(DType t, KernelPath path) =>
         X86Bodies(t, path) is { One: not 0 } x86 ? (delegate*<byte*, ActQ8*, float*, void>)x86.One : (t, path) switch
     {
-        // Q6_K on AVX-512 keeps the 512-bit row body: the 256-bit group body ran at 0.8x of it (bench quick, 2 threads)
         (DType.Q6_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => &InterleavedX86.Q6_KAvx2,
         (DType.Q4_0, KernelPath.NeonDp) => &InterleavedArm.Q4_0,
         (DType.Q4_K, KernelPath.NeonDp) => &InterleavedArm.Q4_K,
@@ -123,6 +122,7 @@ internal static unsafe class Interleave
         (DType.Q8_0, KernelPath.Avx512 or KernelPath.Avx2) => Pair(&InterleavedX86.Q8_0<MaddDot>, &InterleavedX86.Q8_0<MaddDot>),
         (DType.Q4_K, KernelPath.Avx512) => Pair(&InterleavedX86.Q4_KAvx512, &InterleavedX86.Q4_KAvx512),
         (DType.Q4_K, KernelPath.Avx2 or KernelPath.Avx2Vnni) => Pair(&InterleavedX86.Q4_KAvx2, &InterleavedX86.Q4_KAvx2),
+        (DType.Q6_K, KernelPath.Avx512) => Pair(&InterleavedX86.Q6_KAvx512, &InterleavedX86.Q6_KAvx512),
         _ => (0, 0),
     };
 

@@ -493,7 +493,7 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>
-    /// Q6_K, 256-bit (AVX2 paths only: on AVX-512 the 512-bit row body over the stored layout was faster), the two
+    /// Q6_K, 256-bit (AVX2 paths; AVX-512 has <see cref="Q6_KAvx512{TK}"/>), the two
     /// halves of 8 rows: unsigned 6-bit quants (the −32 is applied once:
     /// −32·Σ scale·bsum by vpmaddwd of the scale pairs against the activations' sums); two chunks' vpmaddubsw summed
     /// in int16 (2·2·63·127 &lt; 2^15), then one vpmaddwd against the rows' scale for those 16 weights.
@@ -516,6 +516,122 @@ internal static unsafe class InterleavedX86
         }
         acc0.Store(y);
         acc1.Store(y + 8);
+    }
+
+    /// <summary>The four 6-bit quarters of Q6_K chunk jj of one half for all 16 rows (<see cref="Q6Quarters8"/> at 512 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>) Q6Quarters16(byte* ql0, byte* ql1, byte* qh)
+    {
+        var low4 = Vector512.Create((byte)0x0F);
+        var bits45 = Vector512.Create((byte)0x30);
+        var a = Vector512.Load(ql0); var b = Vector512.Load(ql1); var c = Vector512.Load(qh).AsUInt16();
+        return ((a & low4) | (Vector512.ShiftLeft(c, 4).AsByte() & bits45),
+                (b & low4) | (Vector512.ShiftLeft(c, 2).AsByte() & bits45),
+                (Vector512.ShiftRightLogical(a.AsUInt16(), 4).AsByte() & low4) | (c.AsByte() & bits45),
+                (Vector512.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & low4) | (Vector512.ShiftRightLogical(c, 2).AsByte() & bits45));
+    }
+
+    /// <summary>One token's state in the 512-bit Q6_K body: the int16 sums of the current pair of chunks per quarter,
+    /// and the super-block's int32 sums.</summary>
+    private struct Q6Token16
+    {
+        public Vector512<short> S1, S2, S3, S4;
+        public Vector512<int> Isum;
+    }
+
+    /// <summary>One token's products of the four quarters of a chunk (x: the token's activations of the half, chunk jj's 4 bytes at 4jj).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Chunk16(ref Q6Token16 s, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3, Vector512<byte> q4, sbyte* x)
+    {
+        s.S1 += Avx512BW.MultiplyAddAdjacent(q1, Broadcast512(x));
+        s.S2 += Avx512BW.MultiplyAddAdjacent(q2, Broadcast512(x + 32));
+        s.S3 += Avx512BW.MultiplyAddAdjacent(q3, Broadcast512(x + 64));
+        s.S4 += Avx512BW.MultiplyAddAdjacent(q4, Broadcast512(x + 96));
+    }
+
+    /// <summary>A token's pair of chunks into its int32 sums: each quarter's int16 pair sums times the rows' scale for those 16 weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Pair16(ref Q6Token16 s, Vector512<short> c0, Vector512<short> c1, Vector512<short> c2, Vector512<short> c3)
+    {
+        s.Isum += Avx512BW.MultiplyAddAdjacent(s.S1, c0) + Avx512BW.MultiplyAddAdjacent(s.S2, c1)
+                + Avx512BW.MultiplyAddAdjacent(s.S3, c2) + Avx512BW.MultiplyAddAdjacent(s.S4, c3);
+        s.S1 = s.S2 = s.S3 = s.S4 = default;
+    }
+
+    /// <summary>−32·Σ scale·bsum of one half for one token (bs: the token's 16-element sums of the super-block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q6Bias16(Vector512<short> p0, Vector512<short> p1, Vector512<short> p2, Vector512<short> p3, short* bs) =>
+        Avx512BW.MultiplyAddAdjacent(p0, Vector512.Create(*(int*)bs).AsInt16()) + Avx512BW.MultiplyAddAdjacent(p1, Vector512.Create(*(int*)(bs + 2)).AsInt16())
+        + Avx512BW.MultiplyAddAdjacent(p2, Vector512.Create(*(int*)(bs + 4)).AsInt16()) + Avx512BW.MultiplyAddAdjacent(p3, Vector512.Create(*(int*)(bs + 6)).AsInt16());
+
+    public static void Q6_KAvx512(byte* g, ActQ8* a, float* y) => Q6_KAvx512<T1>(g, a, y);
+    public static void Q6_KAvx512(byte* g, ActQ8* a, int n, float* y) => Tokens<Q6_KBody512>(g, a, n, y);
+
+    /// <summary>Two tokens per pass: each token keeps 5 registers of sums, and with the 4 quarters and 4 scale vectors
+    /// shared, three or four tokens would not fit in the 32 registers.</summary>
+    private readonly struct Q6_KBody512 : IGroupBody
+    {
+        public static int MaxTokens => 2;
+        public static void Run<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens => Q6_KAvx512<TK>(g, a, y);
+    }
+
+    /// <summary>
+    /// Q6_K, 512-bit, the 16 rows in one pass, 1-2 tokens (<typeparamref name="TK"/>): the 256-bit body's operations
+    /// (<see cref="Q6_KAvx2"/>) on both halves of 8 rows at once, each 64-byte chunk unpacked once for every token;
+    /// the scale pairs of 16 rows are one 32-byte load, widened to int16 (vpshufb picks the even or odd scale in every
+    /// 128-bit lane alike). Integer sums are exact in any order, so each token's result equals the one-token body's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q6_KAvx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
+    {
+        int nb = a->Cols / 256, k = TK.Count;
+        int blockBytes = Interleave.BlockBytes(DType.Q6_K);
+        var even = Vector512.Create((byte)0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+                                    0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+        var odd = even + Vector512.Create((byte)2);
+        Vector512<float> acc0 = default, acc1 = default;
+        sbyte* q0 = a[0].Q, q1 = k > 1 ? a[1].Q : null;
+        for (int b = 0; b < nb; b++, g += blockBytes)
+        {
+            Q6Token16 t0 = default, t1 = default;
+            Vector512<int> bias0 = default, bias1 = default;
+            for (int h = 0; h < 2; h++)
+            {
+                nint x = 256 * b + 128 * h;
+                byte* ql = g + Interleave.Q6_KLow + 64 * 16 * h;
+                byte* qh = g + Interleave.Q6_KHigh + 64 * 8 * h;
+                sbyte* sp = (sbyte*)g + Interleave.Q6_KScales + 32 * 4 * h;
+                // scale pair k = 4h + i of row r in int32 lane r: (scales[2k], scales[2k+1]) as int16
+                var p0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(sp)); var p1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(sp + 32));
+                var p2 = Avx512BW.ConvertToVector512Int16(Vector256.Load(sp + 64)); var p3 = Avx512BW.ConvertToVector512Int16(Vector256.Load(sp + 96));
+                bias0 += Q6Bias16(p0, p1, p2, p3, a[0].BSums + 16 * b + 8 * h);
+                if (k > 1) bias1 += Q6Bias16(p0, p1, p2, p3, a[1].BSums + 16 * b + 8 * h);
+                for (int jp = 0; jp < 4; jp++)
+                {
+                    // two chunks' vpmaddubsw per quarter stay in int16: 2·2·63·127 < 2^15
+                    for (int jj = 2 * jp; jj < 2 * jp + 2; jj++)
+                    {
+                        // the super-block 2 KB on, requested in order, 256 bytes per chunk (16 × 256 ≥ its 3,360): a line
+                        // 2 KB past each line read, as the other bodies do, requested the three streams of ql, ql + 32 and qh
+                        // out of order, and the output head (151936 rows, from memory) ran at 0.6x of the row body
+                        PrefetchAhead(g + 256 * (8 * h + jj), 4);
+                        var (c1, c2, c3, c4) = Q6Quarters16(ql + 64 * jj, ql + 64 * (8 + jj), qh + 64 * jj);
+                        Q6Chunk16(ref t0, c1, c2, c3, c4, q0 + x + 4 * jj);
+                        if (k > 1) Q6Chunk16(ref t1, c1, c2, c3, c4, q1 + x + 4 * jj);
+                    }
+                    var pick = jp < 2 ? even : odd;                      // elements 4jj.. < 16 of each quarter take scales[2k]
+                    var s0 = Avx512BW.Shuffle(p0.AsByte(), pick).AsInt16(); var s1 = Avx512BW.Shuffle(p1.AsByte(), pick).AsInt16();
+                    var s2 = Avx512BW.Shuffle(p2.AsByte(), pick).AsInt16(); var s3 = Avx512BW.Shuffle(p3.AsByte(), pick).AsInt16();
+                    Q6Pair16(ref t0, s0, s1, s2, s3);
+                    if (k > 1) Q6Pair16(ref t1, s0, s1, s2, s3);
+                }
+            }
+            var d = Scales16(g);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(t0.Isum - Vector512.ShiftLeft(bias0, 5)), d * Vector512.Create(a[0].D[b]), acc0);
+            if (k > 1) acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(t1.Isum - Vector512.ShiftLeft(bias1, 5)), d * Vector512.Create(a[1].D[b]), acc1);
+        }
+        acc0.Store(y);
+        if (k > 1) acc1.Store(y + 16);
     }
 
     /// <summary>One token's products of one Q8_0 chunk, both halves: signed weights × signed activations by the sign trick, |w| (unsigned, formed once for all tokens) × (x with w's sign).</summary>
