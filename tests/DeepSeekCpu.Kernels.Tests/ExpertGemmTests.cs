@@ -155,15 +155,16 @@ public class ExpertGemmTests
     }
 
     /// <summary>
-    /// Entries whose formats take different activation packings (Q4_K against Q8_K activations on AVX2 and NEON, Q4_0
-    /// against Q8_0 ones) in one batch, Q4_K first and then Q4_0 first: the fused GEMM keeps those of the first entry's
-    /// packing and leaves the others to the unfused batch, so each still equals its own product bit for bit.
+    /// Entries whose formats take different activation packings (Q4_K against Q8_K activations, and Q6_K on AVX-512;
+    /// Q4_0 against Q8_0 ones) in one batch, Q4_K first and then Q4_0 first: the fused GEMM keeps those of the first
+    /// entry's packing and leaves the others to the unfused batch, so each still equals its own product bit for bit. Q4_K
+    /// and Q6_K fused share one packing (Q4_K's sums per 32 and Q6_K's per 16 side by side).
     /// </summary>
     [Fact]
     public void Entries_of_different_activation_packings_each_equal_their_own_product()
     {
         const int cols = 512, rows = 67, n = 40;
-        var types = new[] { DType.Q4_K, DType.Q4_0, DType.Q4_K, DType.Q4_0 };
+        var types = new[] { DType.Q4_K, DType.Q4_0, DType.Q6_K, DType.Q4_0 };
         var w = types.Select((t, e) => TestData.Matrix(t, TestData.Gaussian(rows * cols, 1000 + e, 0.05f), rows, cols)).ToArray();
         try
         {

@@ -232,8 +232,8 @@ public unsafe class GemmTests
             var x = TestData.Gaussian(nt * cols, nt + (int)t);
             var expect = new double[nt * rows];
             GemmReference.Int8(w, x, expect, nt);
-            var expectQ8K = new double[nt * rows];   // Q4_K against Q8_K activations, where a kernel takes that path
-            if (kernels.Exists(k => k.Q8K)) GemmReference.Q4_KQ8_K(w, x, expectQ8K, nt);
+            var expectQ8K = new double[nt * rows];   // Q4_K or Q6_K against Q8_K activations, where a kernel takes that path
+            if (kernels.Exists(k => k.Q8K)) GemmReference.KQ8_K(w, x, expectQ8K, nt);
             foreach (var (name, run, q8k) in kernels)
             {
                 var y = new float[nt * rows + 1];
@@ -333,12 +333,6 @@ public unsafe class GemmTests
     }
 
     /// <summary>
-    /// Q4_K's int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
-    /// 8 sub-blocks × 63 × 32·15·127 per int32): every q = 15, every scale and min 63, activations all ±1 (quantized to
-    /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
-    /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
-    /// </summary>
-    /// <summary>
     /// Q4_0's sums start at −8·Σq_x (<see cref="IInt8Ops{TX, TAcc, TF}.Offset"/>) and end at Σ(q − 8)·q_x in int16 lanes:
     /// at q = 0 or 15 and q_x = ±127 every lane meets its largest magnitude (16·8·127), and with powers of two for
     /// d_w and d_x every float step is exact, so every int8 GEMM equals the integer reference, from the stored rows
@@ -377,6 +371,12 @@ public unsafe class GemmTests
         }
     }
 
+    /// <summary>
+    /// Q4_K's int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
+    /// 8 sub-blocks × 63 × 32·15·127 per int32): every q = 15, every scale and min 63, activations all ±1 (quantized to
+    /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
+    /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
+    /// </summary>
     [Fact]
     public void Q4_K_gemm_is_exact_at_the_bounds_of_its_integer_sums()
     {
@@ -415,6 +415,59 @@ public unsafe class GemmTests
                 // the reference differs from the exact sum only by d_x = 1/iscale rounded to float
                 Assert.True(Math.Abs(reference[t * rows + r] - exact) <= 1e-7 * scale, $"reference token {t} row {r}: {reference[t * rows + r]} vs exact {exact}");
                 Assert.True(Math.Abs(got - exact) <= tol, $"{name} token {t} row {r}: {got} vs exact {exact} (tolerance {tol:G3})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q6_K's int8 GEMM against Q8_K activations (AVX-512) at the bounds of its integer sums: every q = 63 (w = d·sc·31)
+    /// and activations all ±1 (quantized to ∓127), so each int16 lane of two vpmaddubsw meets 4·63·127 = 32004 of its
+    /// 32767, and the scales at the int8 extremes (127, −128, or alternating per sub-block): each row's int32 sums are then
+    /// 63·127 times a sum of ±127·(±128 or 127) per element. Against the exact products of the dequantized weights, on
+    /// every int8 GEMM of this configuration that takes the Q8_K path, from the stored rows and from the interleaved copy.
+    /// </summary>
+    [Fact]
+    public void Q6_K_gemm_is_exact_at_the_bounds_of_its_integer_sums()
+    {
+        const int rows = 12, cols = 512, n = 37;
+        long bytes = DType.Q6_K.ByteCount((long)rows * cols);
+        var buf = new NativeBuffer(bytes);
+        var blocks = new Span<BlockQ6_K>(buf.Pointer, (int)(bytes / sizeof(BlockQ6_K)));
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            fixed (BlockQ6_K* b = &blocks[i])
+            {
+                new Span<byte>(b, sizeof(BlockQ6_K)).Fill(0xFF);   // every 6-bit q = 63
+                int r = i / (cols / 256);
+                for (int j = 0; j < 16; j++) b->Scales[j] = (r % 3) switch { 0 => 127, 1 => -128, _ => j % 2 == 0 ? (sbyte)127 : (sbyte)-128 };
+                b->D = (Half)(r % 2 == 0 ? 1.0 / 64 : 0.125 * (r + 1));
+            }
+        }
+        using var w = new WeightMatrix("q6_k-bounds", DType.Q6_K, rows, cols, buf.Pointer, null, buf);
+        var x = new float[n * cols];
+        for (int t = 0; t < n; t++)
+        for (int k = 0; k < cols; k++)
+            x[t * cols + k] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (k / 16 + t) % 2 == 0 ? 0.5f : -0.5f };
+        var deq = Dequantize.Matrix(w);
+        var reference = new double[n * rows];
+        GemmReference.Q6_KQ8_K(w, x, reference, n);
+        var kernels = Int8Kernels(DType.Q6_K).Where(k => k.Q8K).ToList();
+        foreach (bool interleaved in new[] { false, true })
+        {
+            if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
+            foreach (var (name, run, _) in kernels)
+            {
+                var y = new float[n * rows];
+                fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
+                for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double exact = 0, scale = 0;
+                    for (int k = 0; k < cols; k++) { exact += (double)deq[r * cols + k] * x[t * cols + k]; scale += Math.Abs((double)deq[r * cols + k] * x[t * cols + k]); }
+                    double got = y[t * rows + r], tol = 1e-6 * scale;
+                    Assert.True(Math.Abs(reference[t * rows + r] - exact) <= 1e-7 * scale, $"reference token {t} row {r}: {reference[t * rows + r]} vs exact {exact}");
+                    Assert.True(Math.Abs(got - exact) <= tol, $"{name} interleaved={interleaved} token {t} row {r}: {got} vs exact {exact} (tolerance {tol:G3})");
+                }
             }
         }
     }

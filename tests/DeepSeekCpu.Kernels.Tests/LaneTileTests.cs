@@ -103,7 +103,7 @@ public unsafe class LaneTileTests
                         _ => throw new InvalidOperationException($"{path}: {kind} for {n} tokens"),
                     };
                     var expect = new double[n * nr];
-                    if (q8k) GemmReference.Q4_KQ8_K(w[e], xs[e], expect, n);
+                    if (q8k) GemmReference.KQ8_K(w[e], xs[e], expect, n);
                     else GemmReference.Int8(w[e], xs[e], expect, n);
                     var alone = new float[n * nr];
                     MatMul.Multiply(w[e], xs[e], alone, n, path);

@@ -410,6 +410,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             bool lanes = InLanes(w);
             if (lanes)
                 Int8Tiles.UnpackLanes(w, r0, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm);
+            else if (TMicro.UsesQ8K(w.Type) && w.Type == DType.Q6_K)
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.UnpackQ6_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
             else if (TMicro.UsesQ8K(w.Type))
                 for (int r = 0; r < nr; r++)
                     Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
@@ -483,7 +486,9 @@ internal readonly unsafe struct ActQ8Rows(byte* mem, int cols, bool q8k)
 /// Sx[panel][block][token] = d·Σq and, where asked, Sh[panel][block][half][token] = d·Σq over each 16. Padding tokens
 /// are zero. In Q8_K mode (for Q4_K weights) each token is quantized by <see cref="ActQ8.QuantizeQ8_K"/> instead: the
 /// same quant layout, Dx its scale per 256 repeated in each of the super-block's 8 blocks, and Sx per super-block the
-/// int16 pairs (Σq over sub-block 2p, over 2p + 1) in the slots of its blocks p = 0..3 (<see cref="Int8Acts"/>).
+/// int16 pairs (Σq over sub-block 2p, over 2p + 1) in the slots of its blocks p = 0..3 (<see cref="Int8Acts"/>), and,
+/// where asked for sums per 16 (Q6_K), Sh's first slot of block b the int16 pair (Σq over elements 32b..32b + 15, over
+/// 32b + 16..32b + 31).
 /// The tokens are either quantized while packed (rows of one x), or quantized once beforehand (<see cref="Quantize"/>)
 /// and only rearranged, so a row packed several times is quantized once.
 /// </summary>
@@ -629,6 +634,14 @@ internal static unsafe class Int8Panels
                         short* bs = a.BSums + 16 * (b / 8) + 4 * pair;
                         *(int*)s = pair < 4 ? (ushort)(bs[0] + bs[1]) | (bs[2] + bs[3]) << 16 : 0;
                         *o = 0;
+                        // formats with a scale per 16 (Q6_K): block b's two sums per 16, an int16 pair, in its first
+                        // SHalf slot (S keeps Q4_K's pairs per 32, so one packing serves both in a fused expert batch)
+                        if (HalfSums)
+                        {
+                            short* b16 = a.BSums + 2 * b;
+                            *(int*)sh = (ushort)b16[0] | b16[1] << 16;
+                            sh[panel] = 0;
+                        }
                         continue;
                     }
                     *d = a.D[b];

@@ -173,6 +173,43 @@ internal static unsafe class Int8Tiles
     }
 
     /// <summary>
+    /// Super-block <paramref name="s"/> of Q6_K row r for the Q8_K path (AVX-512's <see cref="IInt8Micro.UsesQ8K"/>):
+    /// its 256 6-bit q (0..63) in element order in one plane (ggml dequantize_row_q6_K: w = d·sc_j·(q − 32) in
+    /// sub-block j of 16), the int8 scales kept as integers: scales[j] = sc_j·0x10001 (j = 0..15, for vpmaddwd), and in
+    /// <paramref name="m"/> the scale pairs for the −32 term, ((int*)m)[p] = sc_2p | sc_2p+1 &lt;&lt; 16 (p = 0..7, int16
+    /// halves), then m[8] = d.
+    /// </summary>
+    public static void UnpackQ6_K(WeightMatrix w, int r, int s, byte* q, int* scales, float* m)
+    {
+        var src = BlockSource.Of(w, r);
+        byte* blk = src.Block(s);
+        var low4 = Vector128.Create((byte)0x0F);
+        var m30 = Vector128.Create((byte)0x30);
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 2; k++)
+            {
+                var l0 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 16 * k);
+                var l1 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 32 + 16 * k);
+                var h = src.Quants(blk, 128, Interleave.Q6_KHigh, 32 * half + 16 * k);
+                byte* o = q + 128 * half + 16 * k;   // element order: l (0..31), l + 32, l + 64, l + 96 of this half
+                ((l0 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30)).Store(o);
+                ((l1 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30)).Store(o + 32);
+                ((Vector128.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (h & m30)).Store(o + 64);
+                ((Vector128.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector128.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m30)).Store(o + 96);
+            }
+        for (int j = 0; j < 16; j += 2)
+        {
+            // scales[j]: stored at 192 + j; interleaved in pairs (Interleave's Q6_K scale pairs)
+            int s0 = (sbyte)(src.Grouped ? blk[Interleave.Q6_KScales + 32 * (j / 2) + 2 * src.R] : blk[192 + j]);
+            int s1 = (sbyte)(src.Grouped ? blk[Interleave.Q6_KScales + 32 * (j / 2) + 2 * src.R + 1] : blk[192 + j + 1]);
+            scales[j] = (ushort)(short)s0 * 0x10001;
+            scales[j + 1] = (ushort)(short)s1 * 0x10001;
+            ((int*)m)[j / 2] = (ushort)(short)s0 | s1 << 16;
+        }
+        m[8] = HalfBits.ToFloat(src.Half(blk, 208, 0));
+    }
+
+    /// <summary>
     /// Whether the int8 GEMM's tile can hold <paramref name="t"/> in the lane layout of <see cref="UnpackLanes"/> (the
     /// 4-bit formats, which every micro-kernel multiplies through <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/> or
     /// <see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>, <see cref="LaneTiles"/>); it does where the matrix has an

@@ -121,6 +121,57 @@ internal static unsafe class GemmReference
         }
     }
 
+    /// <summary>The product of a K-quant matrix against Q8_K activations as the int8 GEMM forms it where a micro-kernel
+    /// takes that path (<see cref="IInt8Micro.UsesQ8K"/>): <see cref="Q4_KQ8_K"/> or <see cref="Q6_KQ8_K"/>.</summary>
+    public static void KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
+    {
+        if (w.Type == DType.Q6_K) Q6_KQ8_K(w, x, y, n);
+        else Q4_KQ8_K(w, x, y, n);
+    }
+
+    /// <summary>
+    /// The Q6_K × Q8_K product, written from the format (ggml-quants.c: block_q6_K and dequantize_row_q6_K's element
+    /// order; quantize_row_q8_K_ref through <see cref="ActQ8.QuantizeQ8_KScalar"/>), as ggml's vec_dot_q6_K_q8_K sums
+    /// it: per super-block isum = Σ_j sc_j·Σ (q − 32)·q_x over the 16 sub-blocks j of 16 in int32, then
+    /// y[t, r] = Σ_super-blocks d_x·d·isum in float64.
+    /// </summary>
+    public static void Q6_KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
+    {
+        if (w.Type != DType.Q6_K) throw new ArgumentException($"{w.Name}: expected Q6_K, got {w.Type}");
+        int cols = w.Cols, ns = cols / 256;
+        var (xq, xd) = QuantizeTokens(x, n, cols, q8k: true);
+        var q = new int[256];
+        for (int r = 0; r < w.Rows; r++)
+        for (int t = 0; t < n; t++)
+        {
+            double s = 0;
+            for (int sb = 0; sb < ns; sb++)
+            {
+                var blk = (BlockQ6_K*)w.Row(r) + sb;
+                // per half h (128 elements): element 32i + l from ql[64h + l] (i = 0, 2: low nibble, of l or l + 32;
+                // i = 1, 3: high nibble) and bits 2i..2i + 1 of qh[32h + l], minus 32
+                for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 32; l++)
+                {
+                    int lo = blk->Ql[64 * h + l], lo32 = blk->Ql[64 * h + l + 32], hb = blk->Qh[32 * h + l];
+                    q[128 * h + l] = ((lo & 0xF) | (hb & 3) << 4) - 32;
+                    q[128 * h + l + 32] = ((lo32 & 0xF) | (hb >> 2 & 3) << 4) - 32;
+                    q[128 * h + l + 64] = ((lo >> 4) | (hb >> 4 & 3) << 4) - 32;
+                    q[128 * h + l + 96] = ((lo32 >> 4) | (hb >> 6 & 3) << 4) - 32;
+                }
+                int isum = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    int dot = 0;
+                    for (int k = 16 * j; k < 16 * j + 16; k++) dot += q[k] * xq[t * cols + 256 * sb + k];
+                    isum += blk->Scales[j] * dot;
+                }
+                s += xd[t * ns + sb] * ((double)HalfBits.ToFloat(blk->D) * isum);
+            }
+            y[t * w.Rows + r] = s;
+        }
+    }
+
     /// <summary>Each token of x[n, cols] quantized by the scalar Q8_0 (scale per 32) or Q8_K (scale per 256) specification:
     /// quants [n, cols] and scales [n, cols / 32 or cols / 256].</summary>
     private static (sbyte[] Q, float[] D) QuantizeTokens(ReadOnlySpan<float> x, int n, int cols, bool q8k)

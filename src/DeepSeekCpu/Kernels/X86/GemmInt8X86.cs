@@ -33,7 +33,7 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     /// --cpu-time --x16`, twelfth session: x16 shapes 190-219 → 212-240 GFLOP/s, layer mix 186-192 → 200-207), and the
     /// prompt then quantizes its activations as decoding does.
     /// </summary>
-    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t == DType.Q6_K;
 
     /// <summary>
     /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
@@ -45,6 +45,11 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
+        if (t == DType.Q6_K)
+        {
+            Micro4x32Q6_K(w, x, c, ldc, first);   // Q6_K's tiles are row tiles (no lane layout)
+            return;
+        }
         if (UsesQ8K(t))
         {
             Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run<TL>(w, x, c, ldc, first);
@@ -91,6 +96,85 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     public static Vector512<float> ScaleK(Vector512<float> f, Vector512<int> isum, Vector512<int> imin, float d, float negDmin, Vector512<float> dx) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(imin), dx * Vector512.Create(negDmin),
             Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dx * Vector512.Create(d), f));
+
+    /// <summary>
+    /// Q6_K against Q8_K activations, 4 rows × 32 tokens (two panels) over one super-block (the tile's slice; row tiles
+    /// from <see cref="Int8Tiles.UnpackQ6_K"/>): q (0..63) in one plane, so one vpmaddubsw per 4 k and row and panel,
+    /// as for the 4-bit formats; but 2·63·128 per int16 pair leaves room for only two of them, so each 8 k go to int32
+    /// by one vpmaddwd against the sub-block's scale (sc·0x10001), and the super-block ends as ggml's
+    /// vec_dot_q6_K_q8_K does: d_x·d·(Σ_j sc_j·Σ q·q_x − 32·Σ_j sc_j·Σq_x), the second sum one vpmaddwd per 32 of the
+    /// scale pairs against the activations' int16 pairs of sums per 16 (<see cref="Int8Acts.SHalf"/>). Per 32 k and row
+    /// and panel: 8 vpmaddubsw, 4 vpaddw, 4 vpmaddwd and 4 vpaddd (the nibble-plane split did 16, 16 and a float step
+    /// per 16: half the speed of the Q4_K kernel).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro4x32Q6_K(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        const int Row = Int8Tiles.KBlock;                        // RowTiles: a row's 256 q bytes, then the next row's
+        int ss = w.ScaleStride;                                  // 16 scales per row, and 9 values in M
+        long next = (long)x.Blocks * 16;                         // the second panel's offset in D (SHalf: twice that, Q: 32×)
+        sbyte* xa = x.Q, xb = x.Q + 32 * next;
+        int* sc = (int*)w.D;
+        Vector512<int> i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
+        for (int b = 0; b < BlocksPerSlice; b++)
+        {
+            for (int e = 0; e < 4; e++)                          // 8 k: groups 2e, 2e + 1 of block b, in sub-block 2b + e/2
+            {
+                byte* q = w.Q + 32 * b + 8 * e;
+                sbyte* pa = xa + 512 * b + 128 * e, pb = xb + 512 * b + 128 * e;
+                var x0 = Vector512.Load(pa); var x1 = Vector512.Load(pb);
+                var y0 = Vector512.Load(pa + 64); var y1 = Vector512.Load(pb + 64);
+                Q6Pair(q, x0, x1, y0, y1, out var a0a, out var a0b);
+                Q6Pair(q + Row, x0, x1, y0, y1, out var a1a, out var a1b);
+                Q6Pair(q + 2 * Row, x0, x1, y0, y1, out var a2a, out var a2b);
+                Q6Pair(q + 3 * Row, x0, x1, y0, y1, out var a3a, out var a3b);
+                int j = 2 * b + e / 2;
+                var s0 = Vector512.Create(sc[j]).AsInt16(); var s1 = Vector512.Create(sc[ss + j]).AsInt16();
+                var s2 = Vector512.Create(sc[2 * ss + j]).AsInt16(); var s3 = Vector512.Create(sc[3 * ss + j]).AsInt16();
+                i0a += Avx512BW.MultiplyAddAdjacent(a0a, s0); i0b += Avx512BW.MultiplyAddAdjacent(a0b, s0);
+                i1a += Avx512BW.MultiplyAddAdjacent(a1a, s1); i1b += Avx512BW.MultiplyAddAdjacent(a1b, s1);
+                i2a += Avx512BW.MultiplyAddAdjacent(a2a, s2); i2b += Avx512BW.MultiplyAddAdjacent(a2b, s2);
+                i3a += Avx512BW.MultiplyAddAdjacent(a3a, s3); i3b += Avx512BW.MultiplyAddAdjacent(a3b, s3);
+            }
+        }
+        Q6Finish(w.M, ss, i0a, i1a, i2a, i3a, x.D, (int*)x.SHalf, c, ldc, first);
+        Q6Finish(w.M, ss, i0b, i1b, i2b, i3b, x.D + next, (int*)x.SHalf + 2 * next, c + 16, ldc, first);
+    }
+
+    /// <summary>One row's 8 k against both panels: two vpmaddubsw each, summed in int16 (|·| ≤ 4·63·128 &lt; 2^15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Pair(byte* q, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> y0, Vector512<sbyte> y1,
+        out Vector512<short> a, out Vector512<short> b)
+    {
+        var v = Vector512.Create(*(uint*)q).AsByte();
+        var u = Vector512.Create(*(uint*)(q + 4)).AsByte();
+        a = Avx512BW.MultiplyAddAdjacent(v, x0) + Avx512BW.MultiplyAddAdjacent(u, y0);
+        b = Avx512BW.MultiplyAddAdjacent(v, x1) + Avx512BW.MultiplyAddAdjacent(u, y1);
+    }
+
+    /// <summary>One panel's 4 rows: the −32 term (8 vpmaddwd of the rows' scale pairs against the int16 pairs of sums
+    /// per 16 at <paramref name="bs"/>, block p at 2·16·p) and the float step, C (+)= d_x·d·isum − 32·d_x·d·ibias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Finish(float* wm, int ss, Vector512<int> i0, Vector512<int> i1, Vector512<int> i2, Vector512<int> i3,
+        float* dx, int* bs, float* c, int ldc, bool first)
+    {
+        var d = Vector512.Load(dx);                              // the super-block's d_x, repeated in each block's slot
+        Q6Row(ref i0, wm, bs, d, c, first);
+        Q6Row(ref i1, wm + ss, bs, d, c + ldc, first);
+        Q6Row(ref i2, wm + 2 * ss, bs, d, c + 2 * ldc, first);
+        Q6Row(ref i3, wm + 3 * ss, bs, d, c + 3 * ldc, first);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Row(ref Vector512<int> isum, float* wm, int* bs, Vector512<float> dx, float* c, bool first)
+    {
+        int* pairs = (int*)wm;
+        var ib = Vector512<int>.Zero;
+        for (int p = 0; p < BlocksPerSlice; p++)
+            ib = AddMins(ib, bs + 32 * p, pairs[p]);
+        var f = first ? Vector512<float>.Zero : Vector512.Load(c);
+        ScaleK(f, isum, ib, wm[8], -32 * wm[8], dx).Store(c);
+    }
 
     /// <summary>How many scale groups one 32-element block has: its d and m apply after 32 / Groups elements.</summary>
     private interface IScaleGroups { static abstract int Groups { get; } }
