@@ -8,9 +8,9 @@
 # LLAMA_CPP_BIN, IK_LLAMA_CPP_BIN: the build/bin folders of your own CPU builds of llama.cpp and ik_llama.cpp (with
 # llama-bench, and llama-batched-bench for llama.cpp; this project ships and fetches neither); IK_LLAMA_CPP_BIN "none"
 # leaves ik_llama.cpp out. MODELS_DIR holds the GGUF files
-# written by `synth` (README, Performance): q15-q4_0.gguf, q15-q8_0.gguf, q15-q4_k.gguf (R1-Distill-Qwen-1.5B shape)
+# written by `synth` (README, Performance): q15-q4_0.gguf, q15-q8_0.gguf, q15-q4_k.gguf, q15-q4_k_m.gguf (R1-Distill-Qwen-1.5B shape)
 # and v2l-q4_0.gguf (DeepSeek-V2-Lite); a missing file is skipped with a note. OUT_DIR (default ./compare-out) gets
-# one .md per table. Environment: DSC (our binary; default the Release build of this checkout), MODELS (the four
+# one .md per table. Environment: DSC (our binary; default the Release build of this checkout), MODELS (the five
 # above), THREADS (2),
 # ROUNDS (3), REPS (1), DEPTHS (1024,4096), DEPTH_MODELS (q15-q4_0 v2l-q4_0), TG_DEPTH (32), BATCHES (1,2,4,8),
 # TG_BATCH (32), PP_LONG (4096), PARTS (all of: pptg depth batched; and long: one prompt of PP_LONG tokens per
@@ -21,7 +21,7 @@ if [ $# -lt 3 ]; then sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; fi
 llama="$1"; ik="$2"; models="$3"; out="${4:-compare-out}"
 DSC="${DSC:-src/DeepSeekCpu.Cli/bin/Release/net10.0/deepseek-cpu}"
 THREADS="${THREADS:-2}"; ROUNDS="${ROUNDS:-3}"; REPS="${REPS:-1}"
-MODELS="${MODELS:-q15-q4_0 q15-q8_0 q15-q4_k v2l-q4_0}"
+MODELS="${MODELS:-q15-q4_0 q15-q8_0 q15-q4_k q15-q4_k_m v2l-q4_0}"
 DEPTHS="${DEPTHS:-1024,4096}"; DEPTH_MODELS="${DEPTH_MODELS:-q15-q4_0 v2l-q4_0}"; TG_DEPTH="${TG_DEPTH:-32}"
 BATCHES="${BATCHES:-1,2,4,8}"; TG_BATCH="${TG_BATCH:-32}"; PARTS="${PARTS:-pptg depth batched}"; PP_LONG="${PP_LONG:-4096}"
 
