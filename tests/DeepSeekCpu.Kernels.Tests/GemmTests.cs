@@ -372,29 +372,31 @@ public unsafe class GemmTests
     }
 
     /// <summary>
-    /// Q4_K's int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
+    /// Q4_K's (and Q5_K's, 4 groups per int16 sum) int8 GEMM at the bounds of its integer sums (the design's overflow budget: 8 × 2·15·127 per int16 lane,
     /// 8 sub-blocks × 63 × 32·15·127 per int32): every q = 15, every scale and min 63, activations all ±1 (quantized to
     /// ±127) or one sign per sub-block, on every int8 GEMM of this configuration that takes the Q8_K path. The products are then known
     /// exactly: each weight is d·63·15 − dmin·63, and each Q8_K quant is exactly ∓127·x/max.
     /// </summary>
-    [Fact]
-    public void Q4_K_gemm_is_exact_at_the_bounds_of_its_integer_sums()
+    [Theory]
+    [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q5_K)]
+    public void Q4_K_gemm_is_exact_at_the_bounds_of_its_integer_sums(DType type)
     {
         const int rows = 12, cols = 512, n = 37;
-        long bytes = DType.Q4_K.ByteCount((long)rows * cols);
+        long bytes = type.ByteCount((long)rows * cols);
+        int blockBytes = type.BlockBytes();
         var buf = new NativeBuffer(bytes);
-        var blocks = new Span<BlockQ4_K>(buf.Pointer, (int)(bytes / sizeof(BlockQ4_K)));
-        for (int i = 0; i < blocks.Length; i++)
+        for (int i = 0; i < bytes / blockBytes; i++)
         {
-            fixed (BlockQ4_K* b = &blocks[i])
-            {
-                new Span<byte>(b, sizeof(BlockQ4_K)).Fill(0xFF);   // every 6-bit scale and min 63 (get_scale_min_k4), every nibble 15
-                int r = i / (cols / 256);
-                b->D = (Half)(r % 3 == 0 ? 1.0 : 0.25 * (r + 1));
-                b->DMin = (Half)(r % 4 == 1 ? 0.0 : 0.5 * (r % 5));   // a row without mins, and rows with both terms
-            }
+            // every 6-bit scale and min 63 (get_scale_min_k4), every nibble 15 (Q5_K: every fifth bit set, q = 31:
+            // 4 groups' pairs of 2·31·127 fill its int16 sums to 31,496); d and dmin first in both layouts
+            byte* b = buf.Pointer + (long)i * blockBytes;
+            new Span<byte>(b, blockBytes).Fill(0xFF);
+            int r = i / (cols / 256);
+            ((Half*)b)[0] = (Half)(r % 3 == 0 ? 1.0 : 0.25 * (r + 1));
+            ((Half*)b)[1] = (Half)(r % 4 == 1 ? 0.0 : 0.5 * (r % 5));   // a row without mins, and rows with both terms
         }
-        using var w = new WeightMatrix("q4_k-bounds", DType.Q4_K, rows, cols, buf.Pointer, null, buf);
+        using var w = new WeightMatrix("k-bounds", type, rows, cols, buf.Pointer, null, buf);
         var x = new float[n * cols];
         for (int t = 0; t < n; t++)
         for (int k = 0; k < cols; k++)
@@ -402,7 +404,9 @@ public unsafe class GemmTests
         var deq = Dequantize.Matrix(w);
         var reference = new double[n * rows];
         GemmReference.Q4_KQ8_K(w, x, reference, n);
-        foreach (var (name, run, _) in Int8Kernels(DType.Q4_K).Where(k => k.Q8K))
+        var kernels = Int8Kernels(type).Where(k => k.Q8K).ToList();
+        Assert.True(type != DType.Q5_K || !KernelInfo.Available.Contains(KernelPath.Avx512) || kernels.Count > 0, "AVX-512 takes Q5_K on the Q8_K path");
+        foreach (var (name, run, _) in kernels)
         {
             var y = new float[n * rows];
             fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);

@@ -9,8 +9,8 @@ try
 {
     if (args.Length < 1 || args[0] != "synth")
     {
-        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q4_k_m|q5_k|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--mtp] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
-        Console.Error.WriteLine("       (q4_k_m: llama.cpp's Q4_K_M mix on the dense shapes: output, and attn_v/ffn_down of some layers, Q6_K; the rest Q4_K)");
+        Console.Error.WriteLine("usage: deepseek-cpu-tools synth --shape " + string.Join("|", SyntheticShapes.Names) + " --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q4_k_m|q5_k|q5_k_m|q6_k|q2_k|q3_k|iq4_nl|iq4_xs -o OUT.gguf|OUT_DIR [--layers N] [--mtp] [--seed S] [--tokenizer HF_TOKENIZER_DIR]");
+        Console.Error.WriteLine("       (q4_k_m, q5_k_m: llama.cpp's Q4_K_M / Q5_K_M mix on the dense shapes: output, and attn_v/ffn_down of some layers, Q6_K; the rest Q4_K / Q5_K)");
         Console.Error.WriteLine("       deepseek-cpu-tools synth --shape r1 --mix iq1_s|iq1_m|iq2_xxs|iq2_xs|iq2_s|iq3_xxs|iq3_s|q2_k -o OUT.gguf [--layers N]   (a dynamic R1 mix: routed experts in that type, attention/dense Q4_K, shared experts Q6_K; random valid blocks)");
         return 2;
     }
@@ -33,8 +33,9 @@ try
     }
     if (shape == null || (type == null && mix == null) || output == null) throw new ArgumentException("synth needs --shape, --type (or --mix) and -o");
     var tensorMix = mix == null ? null : new TensorMix(SyntheticShapes.ParseType(mix));
-    bool q4KM = string.Equals(type, "q4_k_m", StringComparison.OrdinalIgnoreCase);
-    var dtype = type == null ? tensorMix!.Attention : q4KM ? DType.Q4_K : SyntheticShapes.ParseType(type);
+    // q4_k_m / q5_k_m: the base type with llama.cpp's Q6_K choices (SyntheticWriter.Write's kM)
+    bool kM = type?.ToLowerInvariant() is "q4_k_m" or "q5_k_m";
+    var dtype = type == null ? tensorMix!.Attention : kM ? SyntheticShapes.ParseType(type![..4]) : SyntheticShapes.ParseType(type);
     if (tensorMix == null && DeepSeekCpu.Kernels.IQuantRandom.Handles(dtype))
         throw new ArgumentException($"--type {type}: only routed experts are written in that type (use --mix {type})");
     var s = SyntheticShapes.Get(shape);
@@ -43,9 +44,9 @@ try
     var vocabMeta = tokenizer == null ? null : DeepSeekCpu.Tokenizers.GgufVocabulary.FromHuggingFace(tokenizer, s.Vocab);
     // OUT ending in .gguf: llama.cpp layout (any type); otherwise a Hugging Face folder (f32/f16/bf16).
     long bytes = output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
-        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta, tensorMix, mtp, q4KM)
-        : mtp || q4KM ? throw new ArgumentException("--mtp and --type q4_k_m are written to GGUF files only (OUT.gguf)") : SyntheticHfWriter.Write(s, dtype, output, seed);
-    Console.Error.WriteLine($"wrote {output}: {s.Name}, {(q4KM ? "Q4_K_M" : tensorMix == null ? dtype : $"{tensorMix.Experts} experts + {tensorMix.Attention}/{tensorMix.Shared}")}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
+        ? SyntheticWriter.Write(s, dtype, output, seed, vocabMeta, tensorMix, mtp, kM)
+        : mtp || kM ? throw new ArgumentException($"--mtp and --type {type} are written to GGUF files only (OUT.gguf)") : SyntheticHfWriter.Write(s, dtype, output, seed);
+    Console.Error.WriteLine($"wrote {output}: {s.Name}, {(kM ? type!.ToUpperInvariant() : tensorMix == null ? dtype : $"{tensorMix.Experts} experts + {tensorMix.Attention}/{tensorMix.Shared}")}, {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s");
     return 0;
 }
 catch (Exception e) when (e is ArgumentException or ModelFormatException or IOException or FormatException or NotSupportedException)

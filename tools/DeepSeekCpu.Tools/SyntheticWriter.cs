@@ -16,16 +16,16 @@ public static class SyntheticWriter
     /// <param name="mtp">deepseek2: one multi-token-prediction layer after the main ones (block_count + 1 and
     /// nextn_predict_layers = 1; its block as the last layer's, plus blk.N.nextn.{eh_proj,enorm,hnorm,shared_head_norm};
     /// embedding and head are the main model's, which llama.cpp allows).</param>
-    /// <param name="q4KM">llama.cpp's Q4_K_M choice of types (dense shapes; <paramref name="type"/> Q4_K): src/llama-quant.cpp,
+    /// <param name="kM">llama.cpp's Q4_K_M or Q5_K_M choice of types (dense shapes; <paramref name="type"/> Q4_K or Q5_K): src/llama-quant.cpp,
     /// llama_tensor_get_type, gives output.weight Q6_K, and attn_v and ffn_down Q6_K in the layers its use_more_bits
     /// picks (the first and last eighth and every third between; for a dense model the attn_v and ffn_down counters
-    /// are the layer index), every other matrix Q4_K. What Ollama's and the hub's Q4_K_M files of the distills hold.</param>
-    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null, TensorMix? mix = null, bool mtp = false, bool q4KM = false)
+    /// are the layer index), every other matrix <paramref name="type"/>. What Ollama's and the hub's Q4_K_M files of the distills hold.</param>
+    public static long Write(ModelShape s, DType type, string path, ulong seed, List<(string key, object value)>? vocabulary = null, TensorMix? mix = null, bool mtp = false, bool kM = false)
     {
         if (mtp && s.Arch != "deepseek2") throw new ArgumentException($"--mtp: {s.Name} is not a DeepSeek shape");
-        if (q4KM && (s.Arch == "deepseek2" || type != DType.Q4_K || mix != null)) throw new ArgumentException($"--type q4_k_m: {s.Name} is not a dense shape");
+        if (kM && (s.Arch == "deepseek2" || type is not (DType.Q4_K or DType.Q5_K) || mix != null)) throw new ArgumentException($"--type {type}_M: {s.Name} is not a dense shape");
         static bool MoreBits(int i, int n) => i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
-        DType MoreBitsType(int l) => q4KM && MoreBits(l, s.Layers) ? DType.Q6_K : type;
+        DType MoreBitsType(int l) => kM && MoreBits(l, s.Layers) ? DType.Q6_K : type;
         var m = mix ?? TensorMix.Uniform(type);
         // general.file_type names the routed experts' type (most of the bytes) where llama.h has one for it
         DType fileType = mix == null ? type : Supported(() => GgufExport.FileType(mix.Experts)) ? mix.Experts : mix.Attention;
@@ -97,7 +97,7 @@ public static class SyntheticWriter
             }
         }
         Ones("output_norm.weight", s.Hidden);
-        if (!s.Tied) Matrix("output.weight", s.Vocab, s.Hidden, q4KM ? DType.Q6_K : m.Output);
+        if (!s.Tied) Matrix("output.weight", s.Vocab, s.Hidden, kM ? DType.Q6_K : m.Output);
         w.Write(path);
         return new FileInfo(path).Length;
 

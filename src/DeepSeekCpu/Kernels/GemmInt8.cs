@@ -205,11 +205,11 @@ internal static unsafe class Int8Micro4<TOps, TX, TAcc, TF>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Dot4<TL>(byte* w0, sbyte* pa, sbyte* pb, ref TAcc a0a, ref TAcc a0b, ref TAcc a1a, ref TAcc a1b,
-        ref TAcc a2a, ref TAcc a2b, ref TAcc a3a, ref TAcc a3b) where TL : struct, ITileLayout
+        ref TAcc a2a, ref TAcc a2b, ref TAcc a3a, ref TAcc a3b, int groups = 8) where TL : struct, ITileLayout
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;
-        for (int g = 0; g < 8; g++)
+        for (int g = 0; g < groups; g++)
         {
             var x0 = Unsafe.ReadUnaligned<TX>(pa + 4 * panel * g);
             var x1 = two ? Unsafe.ReadUnaligned<TX>(pb + 4 * panel * g) : default;
@@ -305,8 +305,22 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
 {
     private const int S = Int8Tiles.BlocksPerSlice;
 
+    /// <summary>How many 4-k groups one int16 (or int32) sum takes before its multiply-add by the sub-block scale:
+    /// all 8 of a block for Q4_K's 4-bit q (8 × 2·15·128 fits int16), 4 for Q5_K's 5-bit q (2·31·128 per pair).</summary>
+    internal interface ISums { static abstract int Groups { get; } }
+    internal readonly struct WholeBlock : ISums { public static int Groups => 8; }
+    internal readonly struct HalfBlocks : ISums { public static int Groups => 4; }
+
+    /// <summary>C (+)= the rows (Q4_K, or Q5_K where <typeparamref name="TOps"/> takes it) times the panels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Run<TL>(DType t, in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
+    {
+        if (t == DType.Q5_K) Run<TL, HalfBlocks>(w, x, c, ldc, first);
+        else Run<TL, WholeBlock>(w, x, c, ldc, first);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TL>(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
+    private static void Run<TL, TSums>(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout where TSums : ISums
     {
         int panel = TOps.Panel;
         bool two = TOps.TokenStep != TOps.Panel;   // folded by the JIT
@@ -315,9 +329,11 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
         int* sc = (int*)w.D;                        // sc·0x10001 of sub-block b of row k at TL.ScaleBlock·b + TL.ScaleRow·k
         TI i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
         for (int b = 0; b < S; b++)
+        for (int g0 = 0; g0 < 8; g0 += TSums.Groups)
         {
             TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
-            Int8Micro4<TOps, TX, TAcc, TF>.Dot4<TL>(w.Q + TL.Block * b, xa + 32 * panel * b, xb + 32 * panel * b, ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b);
+            Int8Micro4<TOps, TX, TAcc, TF>.Dot4<TL>(w.Q + TL.Block * b + TL.Group * g0, xa + 32 * panel * b + 4 * panel * g0, xb + 32 * panel * b + 4 * panel * g0,
+                ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b, TSums.Groups);
             int* sb = sc + TL.ScaleBlock * b;
             i0a = TOps.AddScaled(i0a, a0a, sb); if (two) i0b = TOps.AddScaled(i0b, a0b, sb);
             i1a = TOps.AddScaled(i1a, a1a, sb + TL.ScaleRow); if (two) i1b = TOps.AddScaled(i1b, a1b, sb + TL.ScaleRow);
@@ -413,6 +429,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             else if (TMicro.UsesQ8K(w.Type) && w.Type == DType.Q6_K)
                 for (int r = 0; r < nr; r++)
                     Int8Tiles.UnpackQ6_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
+            else if (TMicro.UsesQ8K(w.Type) && w.Type == DType.Q5_K)
+                for (int r = 0; r < nr; r++)
+                    Int8Tiles.UnpackQ5_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
             else if (TMicro.UsesQ8K(w.Type))
                 for (int r = 0; r < nr; r++)
                     Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);

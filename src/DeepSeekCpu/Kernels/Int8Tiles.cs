@@ -173,6 +173,39 @@ internal static unsafe class Int8Tiles
     }
 
     /// <summary>
+    /// Super-block <paramref name="s"/> of Q5_K row r for the Q8_K path (AVX-512's <see cref="IInt8Micro.UsesQ8K"/>), as
+    /// <see cref="UnpackQ4_K"/>: q = low nibble + 16·fifth bit (0..31) in element order (ggml dequantize_row_q5_K: per
+    /// 64 elements g, the low nibbles of qs[32g..32g + 31] with bit 2g of qh, then the high nibbles with bit 2g + 1), the
+    /// scales and mins as integers in the same places. Q5_K has no interleaved copy: the stored rows.
+    /// </summary>
+    public static void UnpackQ5_K(WeightMatrix w, int r, int s, byte* q, int* scales, float* mins)
+    {
+        var blk = (BlockQ5_K*)(w.Row(r) + (long)s * sizeof(BlockQ5_K));
+        var mask = Vector128.Create((byte)0x0F);
+        var one = Vector128.Create((byte)1);
+        for (int g = 0; g < 4; g++)
+            for (int h = 0; h < 2; h++)
+            {
+                var v = Vector128.Load(blk->Qs + 32 * g + 16 * h);
+                var bits = Vector128.Load(blk->Qh + 16 * h);
+                var b0 = Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g).AsByte() & one;       // 0 or 1 per byte: the
+                var b1 = Vector128.ShiftRightLogical(bits.AsUInt16(), 2 * g + 1).AsByte() & one;   // 16-bit shift left by 4 stays in the byte
+                ((v & mask) | Vector128.ShiftLeft(b0.AsUInt16(), 4).AsByte()).Store(q + 64 * g + 16 * h);
+                ((Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | Vector128.ShiftLeft(b1.AsUInt16(), 4).AsByte()).Store(q + 64 * g + 32 + 16 * h);
+            }
+        for (int j = 0; j < 8; j += 2)
+        {
+            KQuant.ScaleMin(j, blk->Scales, out int sc0, out int m0);
+            KQuant.ScaleMin(j + 1, blk->Scales, out int sc1, out int m1);
+            scales[j] = sc0 * 0x10001;
+            scales[j + 1] = sc1 * 0x10001;
+            ((int*)mins)[j / 2] = m0 | m1 << 16;
+        }
+        mins[4] = HalfBits.ToFloat(blk->D);
+        mins[5] = -HalfBits.ToFloat(blk->DMin);
+    }
+
+    /// <summary>
     /// Super-block <paramref name="s"/> of Q6_K row r for the Q8_K path (AVX-512's <see cref="IInt8Micro.UsesQ8K"/>):
     /// its 256 6-bit q (0..63) in element order in one plane (ggml dequantize_row_q6_K: w = d·sc_j·(q − 32) in
     /// sub-block j of 16), the int8 scales kept as integers: scales[j] = sc_j·0x10001 (j = 0..15, for vpmaddwd), and in

@@ -24,7 +24,7 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
-        if (UsesQ8K(t)) Int8MicroK<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<int>, Vector128<float>>.Run<TL>(w, x, c, ldc, first);
+        if (UsesQ8K(t)) Int8MicroK<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<int>, Vector128<float>>.Run<TL>(t, w, x, c, ldc, first);
         else Int8Micro4<GemmInt8Neon, Vector128<sbyte>, Vector128<int>, Vector128<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
     }
 

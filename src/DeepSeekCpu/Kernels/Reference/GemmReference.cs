@@ -80,9 +80,12 @@ internal static unsafe class GemmReference
     /// isum = Σ_j sc_j·Σ q·q_x and imin = Σ_j m_j·Σ q_x over the 8 sub-blocks j of 32 in int32, then
     /// y[t, r] = Σ_super-blocks d_x·(d·isum − dmin·imin) in float64.
     /// </summary>
+    /// <remarks>Q5_K (block_q5_K, dequantize_row_q5_K; ggml's vec_dot_q5_K_q8_K) the same way, each q with its fifth bit:
+    /// element 64g + l gets bit 2g of qh[l], element 64g + 32 + l bit 2g + 1, as 16.</remarks>
     public static void Q4_KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
     {
-        if (w.Type != DType.Q4_K) throw new ArgumentException($"{w.Name}: expected Q4_K, got {w.Type}");
+        if (w.Type is not (DType.Q4_K or DType.Q5_K)) throw new ArgumentException($"{w.Name}: expected Q4_K or Q5_K, got {w.Type}");
+        bool five = w.Type == DType.Q5_K;
         int cols = w.Cols, ns = cols / 256;
         var (xq, xd) = QuantizeTokens(x, n, cols, q8k: true);
         var q = new int[256];
@@ -92,13 +95,15 @@ internal static unsafe class GemmReference
             double s = 0;
             for (int sb = 0; sb < ns; sb++)
             {
-                var blk = (BlockQ4_K*)w.Row(r) + sb;
+                // the two layouts share d, dmin and the 12 scale bytes; Q5_K keeps qh[32] before qs
+                var blk = (BlockQ4_K*)(w.Row(r) + sb * w.Type.BlockBytes());
+                byte* qs = five ? ((BlockQ5_K*)blk)->Qs : blk->Qs, qh = ((BlockQ5_K*)blk)->Qh;
                 // element 64g + l: low nibble of qs[32g + l] (sub-block 2g); 64g + 32 + l: its high nibble (2g + 1)
                 for (int g = 0; g < 4; g++)
                 for (int l = 0; l < 32; l++)
                 {
-                    q[64 * g + l] = blk->Qs[32 * g + l] & 0xF;
-                    q[64 * g + 32 + l] = blk->Qs[32 * g + l] >> 4;
+                    q[64 * g + l] = (qs[32 * g + l] & 0xF) + (five ? 16 * (qh[l] >> 2 * g & 1) : 0);
+                    q[64 * g + 32 + l] = (qs[32 * g + l] >> 4) + (five ? 16 * (qh[l] >> 2 * g + 1 & 1) : 0);
                 }
                 int isum = 0, imin = 0;
                 for (int j = 0; j < 8; j++)
@@ -122,7 +127,7 @@ internal static unsafe class GemmReference
     }
 
     /// <summary>The product of a K-quant matrix against Q8_K activations as the int8 GEMM forms it where a micro-kernel
-    /// takes that path (<see cref="IInt8Micro.UsesQ8K"/>): <see cref="Q4_KQ8_K"/> or <see cref="Q6_KQ8_K"/>.</summary>
+    /// takes that path (<see cref="IInt8Micro.UsesQ8K"/>): <see cref="Q4_KQ8_K"/> (Q4_K, Q5_K) or <see cref="Q6_KQ8_K"/>.</summary>
     public static void KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
     {
         if (w.Type == DType.Q6_K) Q6_KQ8_K(w, x, y, n);

@@ -33,7 +33,7 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     /// --cpu-time --x16`, twelfth session: x16 shapes 190-219 → 212-240 GFLOP/s, layer mix 186-192 → 200-207), and the
     /// prompt then quantizes its activations as decoding does.
     /// </summary>
-    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t == DType.Q6_K;
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t is DType.Q6_K or DType.Q5_K;
 
     /// <summary>
     /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
@@ -52,7 +52,7 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
         }
         if (UsesQ8K(t))
         {
-            Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run<TL>(w, x, c, ldc, first);
+            Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run<TL>(t, w, x, c, ldc, first);
             return;
         }
         if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
@@ -272,7 +272,7 @@ internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
-        if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run<TL>(w, x, c, ldc, first);
+        if (UsesQ8K(t)) Int8MicroK<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<int>, Vector256<float>>.Run<TL>(t, w, x, c, ldc, first);
         else Int8Micro4<GemmInt8Avx2, Vector256<sbyte>, Vector256<short>, Vector256<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
     }
 
