@@ -15,7 +15,9 @@ internal static unsafe class MatMul
     /// Which kernel runs y[n, rows] = x[n, cols] · Wᵀ for weights of <paramref name="t"/> on <paramref name="path"/>:
     /// the one rule that picks GEMV or GEMM, and which GEMM. The GEMM's tile decode pays off only over enough tokens;
     /// from <paramref name="gemmMinTokens"/> tokens on when positive, otherwise from per-format crossovers measured with
-    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K and, by analogy, not measured, Q5_K: both split planes), 6 for the AVX2
+    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K and, by analogy, not measured, Q5_K,
+    /// when both split planes; kept since their Q8_K kernels: on a Zen 4 with 2 cores the multi-token GEMV still beat
+    /// the GEMM per token at 16 tokens, Q6_K 211 against 474 µs, Q4_K 122 against 254, `crossover --threads 1 --cpu-time`), 6 for the AVX2
     /// int8 GEMM, 16 for the float GEMM, whose per-call dequantization pays off only over more tokens. The scalar path
     /// has no tiled GEMM.
     /// </summary>
