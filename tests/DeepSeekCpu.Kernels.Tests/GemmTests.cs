@@ -401,26 +401,10 @@ public unsafe class GemmTests
         for (int t = 0; t < n; t++)
         for (int k = 0; k < cols; k++)
             x[t * cols + k] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (k / 32 + t) % 2 == 0 ? 0.5f : -0.5f };
-        var deq = Dequantize.Matrix(w);
         var reference = new double[n * rows];
         GemmReference.Q4_KQ8_K(w, x, reference, n);
-        var kernels = Int8Kernels(type).Where(k => k.Q8K).ToList();
-        Assert.True(type != DType.Q5_K || !KernelInfo.Available.Contains(KernelPath.Avx512) || kernels.Count > 0, "AVX-512 takes Q5_K on the Q8_K path");
-        foreach (var (name, run, _) in kernels)
-        {
-            var y = new float[n * rows];
-            fixed (float* px = x, py = y) ((delegate*<WeightMatrix, float*, float*, int, void>)run)(w, px, py, n);
-            for (int t = 0; t < n; t++)
-            for (int r = 0; r < rows; r++)
-            {
-                double exact = 0, scale = 0;
-                for (int k = 0; k < cols; k++) { exact += (double)deq[r * cols + k] * x[t * cols + k]; scale += Math.Abs((double)deq[r * cols + k] * x[t * cols + k]); }
-                double got = y[t * rows + r], tol = 1e-6 * scale;
-                // the reference differs from the exact sum only by d_x = 1/iscale rounded to float
-                Assert.True(Math.Abs(reference[t * rows + r] - exact) <= 1e-7 * scale, $"reference token {t} row {r}: {reference[t * rows + r]} vs exact {exact}");
-                Assert.True(Math.Abs(got - exact) <= tol, $"{name} token {t} row {r}: {got} vs exact {exact} (tolerance {tol:G3})");
-            }
-        }
+        Assert.True(type != DType.Q5_K || !KernelInfo.Available.Contains(KernelPath.Avx512) || Int8Kernels(type).Exists(k => k.Q8K), "AVX-512 takes Q5_K on the Q8_K path");
+        AssertQ8KProducts(w, x, n, reference, interleavedToo: Interleave.Supports(type));   // Q4_K: the lane tiles too
     }
 
     /// <summary>
@@ -452,11 +436,23 @@ public unsafe class GemmTests
         for (int t = 0; t < n; t++)
         for (int k = 0; k < cols; k++)
             x[t * cols + k] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (k / 16 + t) % 2 == 0 ? 0.5f : -0.5f };
-        var deq = Dequantize.Matrix(w);
-        var reference = new double[n * rows];
+        var reference = new double[n * w.Rows];
         GemmReference.Q6_KQ8_K(w, x, reference, n);
-        var kernels = Int8Kernels(DType.Q6_K).Where(k => k.Q8K).ToList();
-        foreach (bool interleaved in new[] { false, true })
+        AssertQ8KProducts(w, x, n, reference, interleavedToo: true);
+    }
+
+    /// <summary>
+    /// Every int8 GEMM of this configuration that takes <paramref name="w"/>'s type on the Q8_K path equals the exact
+    /// products of the dequantized weights with x (within 1e-6 of Σ|w·x|), and so does the integer reference (within
+    /// 1e-7: it differs from them only by d_x = 1/iscale rounded to float); from the stored rows, and from the
+    /// interleaved copy too where <paramref name="interleavedToo"/>.
+    /// </summary>
+    private static void AssertQ8KProducts(WeightMatrix w, float[] x, int n, double[] reference, bool interleavedToo)
+    {
+        int rows = w.Rows, cols = w.Cols;
+        var deq = Dequantize.Matrix(w);
+        var kernels = Int8Kernels(w.Type).Where(k => k.Q8K).ToList();
+        foreach (bool interleaved in interleavedToo ? new[] { false, true } : [false])
         {
             if (interleaved) Assert.True(Interleave.Attach(w, KernelPath.Scalar) > 0);
             foreach (var (name, run, _) in kernels)
