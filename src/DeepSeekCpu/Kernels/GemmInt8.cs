@@ -426,15 +426,9 @@ internal static unsafe class GemmInt8<TMicro> where TMicro : IInt8Micro
             bool lanes = InLanes(w);
             if (lanes)
                 Int8Tiles.UnpackLanes(w, r0, nrPad, b0, nBlocks, TMicro.UsesQ8K(w.Type), tile, wd, wm);
-            else if (TMicro.UsesQ8K(w.Type) && w.Type == DType.Q6_K)
-                for (int r = 0; r < nr; r++)
-                    Int8Tiles.UnpackQ6_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
-            else if (TMicro.UsesQ8K(w.Type) && w.Type == DType.Q5_K)
-                for (int r = 0; r < nr; r++)
-                    Int8Tiles.UnpackQ5_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
             else if (TMicro.UsesQ8K(w.Type))
                 for (int r = 0; r < nr; r++)
-                    Int8Tiles.UnpackQ4_K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
+                    Int8Tiles.UnpackQ8K(w, r0 + r, k0 / KBlock, tile + r * KBlock, (int*)(wd + r * ss), wm + r * ss);
             else
                 for (int r = 0; r < nr; r++)
                     Int8Tiles.Unpack(w, r0 + r, b0, nBlocks, tile + r * KBlock, high + r * KBlock, wd + r * ss, wm + r * ss);

@@ -48,22 +48,16 @@ internal static unsafe class Int8Tiles
                 {
                     byte* blk = src.Block((b0 + i) / 8);
                     float sd = HalfBits.ToFloat(src.Half(blk, 208, 0));
-                    var m30 = Vector128.Create((byte)0x30);
                     for (int half = 0; half < 2; half++)
-                    {
-                        int o = 32 * i + 128 * half;
                         for (int k = 0; k < 2; k++)
                         {
-                            var l0 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 16 * k);
-                            var l1 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 32 + 16 * k);
-                            var h = src.Quants(blk, 128, Interleave.Q6_KHigh, 32 * half + 16 * k);
-                            // element order: l (0..31), l + 32, l + 64, l + 96 of this half
-                            StoreQ6(l0 & mask, Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30, q + o + 16 * k, high + o + 16 * k);
-                            StoreQ6(l1 & mask, Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30, q + o + 32 + 16 * k, high + o + 32 + 16 * k);
-                            StoreQ6(Vector128.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & mask, h & m30, q + o + 64 + 16 * k, high + o + 64 + 16 * k);
-                            StoreQ6(Vector128.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & mask, Vector128.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m30, q + o + 96 + 16 * k, high + o + 96 + 16 * k);
+                            int o = 32 * i + 128 * half + 16 * k;
+                            var (q1, q2, q3, q4) = Q6Quarters(src, blk, half, k);
+                            StoreQ6(q1, q + o, high + o);
+                            StoreQ6(q2, q + o + 32, high + o + 32);
+                            StoreQ6(q3, q + o + 64, high + o + 64);
+                            StoreQ6(q4, q + o + 96, high + o + 96);
                         }
-                    }
                     for (int s16 = 0; s16 < 16; s16++)
                     {
                         // scales[s16]: stored at 192 + s16; interleaved in pairs (Interleave's Q6_K scale pairs)
@@ -149,6 +143,19 @@ internal static unsafe class Int8Tiles
         }
     }
 
+    /// <summary>Super-block <paramref name="s"/> of row r for the Q8_K path, integer scales kept: <see cref="UnpackQ4_K"/>,
+    /// <see cref="UnpackQ5_K"/> or <see cref="UnpackQ6_K"/> by the matrix's type.</summary>
+    public static void UnpackQ8K(WeightMatrix w, int r, int s, byte* q, int* scales, float* m)
+    {
+        switch (w.Type)
+        {
+            case DType.Q4_K: UnpackQ4_K(w, r, s, q, scales, m); break;
+            case DType.Q5_K: UnpackQ5_K(w, r, s, q, scales, m); break;
+            case DType.Q6_K: UnpackQ6_K(w, r, s, q, scales, m); break;
+            default: throw new NotSupportedException($"int8 GEMM against Q8_K activations for {w.Type}");
+        }
+    }
+
     /// <summary>
     /// Super-block <paramref name="s"/> of Q4_K row r for the Q8_K path (<see cref="UsesQ8K"/>): its 256 q bytes in
     /// element order as <see cref="Unpack"/> writes them, and its 6-bit scales and mins kept as integers (ggml
@@ -216,19 +223,12 @@ internal static unsafe class Int8Tiles
     {
         var src = BlockSource.Of(w, r);
         byte* blk = src.Block(s);
-        var low4 = Vector128.Create((byte)0x0F);
-        var m30 = Vector128.Create((byte)0x30);
         for (int half = 0; half < 2; half++)
             for (int k = 0; k < 2; k++)
             {
-                var l0 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 16 * k);
-                var l1 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 32 + 16 * k);
-                var h = src.Quants(blk, 128, Interleave.Q6_KHigh, 32 * half + 16 * k);
-                byte* o = q + 128 * half + 16 * k;   // element order: l (0..31), l + 32, l + 64, l + 96 of this half
-                ((l0 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30)).Store(o);
-                ((l1 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30)).Store(o + 32);
-                ((Vector128.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (h & m30)).Store(o + 64);
-                ((Vector128.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector128.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m30)).Store(o + 96);
+                byte* o = q + 128 * half + 16 * k;
+                var (q1, q2, q3, q4) = Q6Quarters(src, blk, half, k);
+                q1.Store(o); q2.Store(o + 32); q3.Store(o + 64); q4.Store(o + 96);
             }
         for (int j = 0; j < 16; j += 2)
         {
@@ -452,12 +452,32 @@ internal static unsafe class Int8Tiles
         }
     }
 
-    /// <summary>Q6_K planes: low nibble as is, the two high bits (already at bits 4-5) shifted down to 0..3.</summary>
+    /// <summary>
+    /// 16 q (0..63) of each quarter of half <paramref name="half"/> of a Q6_K block, elements 128·half + l, + 32, + 64,
+    /// + 96 for l in [16k, 16k + 16) (ggml dequantize_row_q6_K): the low or high nibbles of ql[64·half + l] and
+    /// ql[64·half + 32 + l] with bits 0-1, 2-3, 4-5, 6-7 of qh[32·half + l] as bits 4-5 (16-bit shifts; the bits shifted
+    /// in from the neighbour byte are masked off).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreQ6(Vector128<byte> low, Vector128<byte> highBits45, byte* q, byte* high)
+    private static (Vector128<byte>, Vector128<byte>, Vector128<byte>, Vector128<byte>) Q6Quarters(in BlockSource src, byte* blk, int half, int k)
     {
-        low.Store(q);
-        Vector128.ShiftRightLogical(highBits45.AsUInt16(), 4).AsByte().Store(high);
+        var low4 = Vector128.Create((byte)0x0F);
+        var m30 = Vector128.Create((byte)0x30);
+        var l0 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 16 * k);
+        var l1 = src.Quants(blk, 0, Interleave.Q6_KLow, 64 * half + 32 + 16 * k);
+        var h = src.Quants(blk, 128, Interleave.Q6_KHigh, 32 * half + 16 * k);
+        return ((l0 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 4).AsByte() & m30),
+                (l1 & low4) | (Vector128.ShiftLeft(h.AsUInt16(), 2).AsByte() & m30),
+                (Vector128.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (h & m30),
+                (Vector128.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector128.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & m30));
+    }
+
+    /// <summary>A Q6_K q (0..63) as two planes: the low nibble, and the two high bits as 0..3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreQ6(Vector128<byte> v, byte* q, byte* high)
+    {
+        (v & Vector128.Create((byte)0x0F)).Store(q);
+        (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x03)).Store(high);   // 16-bit shift: mask the neighbour's bits
     }
 
 }

@@ -80,8 +80,8 @@ internal static unsafe class GemmReference
     /// isum = Σ_j sc_j·Σ q·q_x and imin = Σ_j m_j·Σ q_x over the 8 sub-blocks j of 32 in int32, then
     /// y[t, r] = Σ_super-blocks d_x·(d·isum − dmin·imin) in float64.
     /// </summary>
-    /// <remarks>Q5_K (block_q5_K, dequantize_row_q5_K; ggml's vec_dot_q5_K_q8_K) the same way, each q with its fifth bit:
-    /// element 64g + l gets bit 2g of qh[l], element 64g + 32 + l bit 2g + 1, as 16.</remarks>
+    /// <remarks>Q5_K (block_q5_K, dequantize_row_q5_K; ggml's vec_dot_q5_K_q8_K) the same way, each q with its fifth bit
+    /// (<see cref="KQuant.K4Quant"/>, the accessor <see cref="Dequantize"/> reads).</remarks>
     public static void Q4_KQ8_K(WeightMatrix w, ReadOnlySpan<float> x, Span<double> y, int n)
     {
         if (w.Type is not (DType.Q4_K or DType.Q5_K)) throw new ArgumentException($"{w.Name}: expected Q4_K or Q5_K, got {w.Type}");
@@ -97,14 +97,9 @@ internal static unsafe class GemmReference
             {
                 // the two layouts share d, dmin and the 12 scale bytes; Q5_K keeps qh[32] before qs
                 var blk = (BlockQ4_K*)(w.Row(r) + sb * w.Type.BlockBytes());
-                byte* qs = five ? ((BlockQ5_K*)blk)->Qs : blk->Qs, qh = ((BlockQ5_K*)blk)->Qh;
-                // element 64g + l: low nibble of qs[32g + l] (sub-block 2g); 64g + 32 + l: its high nibble (2g + 1)
-                for (int g = 0; g < 4; g++)
-                for (int l = 0; l < 32; l++)
-                {
-                    q[64 * g + l] = (qs[32 * g + l] & 0xF) + (five ? 16 * (qh[l] >> 2 * g & 1) : 0);
-                    q[64 * g + 32 + l] = (qs[32 * g + l] >> 4) + (five ? 16 * (qh[l] >> 2 * g + 1 & 1) : 0);
-                }
+                byte* qs = five ? ((BlockQ5_K*)blk)->Qs : blk->Qs, qh = five ? ((BlockQ5_K*)blk)->Qh : null;
+                for (int j = 0; j < 8; j++)
+                for (int l = 0; l < 32; l++) q[32 * j + l] = KQuant.K4Quant(qs, qh, j, l);
                 int isum = 0, imin = 0;
                 for (int j = 0; j < 8; j++)
                 {
@@ -136,7 +131,7 @@ internal static unsafe class GemmReference
 
     /// <summary>
     /// The Q6_K × Q8_K product, written from the format (ggml-quants.c: block_q6_K and dequantize_row_q6_K's element
-    /// order; quantize_row_q8_K_ref through <see cref="ActQ8.QuantizeQ8_KScalar"/>), as ggml's vec_dot_q6_K_q8_K sums
+    /// order through <see cref="KQuant.Q6Quant"/>; quantize_row_q8_K_ref through <see cref="ActQ8.QuantizeQ8_KScalar"/>), as ggml's vec_dot_q6_K_q8_K sums
     /// it: per super-block isum = Σ_j sc_j·Σ (q − 32)·q_x over the 16 sub-blocks j of 16 in int32, then
     /// y[t, r] = Σ_super-blocks d_x·d·isum in float64.
     /// </summary>
@@ -153,17 +148,7 @@ internal static unsafe class GemmReference
             for (int sb = 0; sb < ns; sb++)
             {
                 var blk = (BlockQ6_K*)w.Row(r) + sb;
-                // per half h (128 elements): element 32i + l from ql[64h + l] (i = 0, 2: low nibble, of l or l + 32;
-                // i = 1, 3: high nibble) and bits 2i..2i + 1 of qh[32h + l], minus 32
-                for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 32; l++)
-                {
-                    int lo = blk->Ql[64 * h + l], lo32 = blk->Ql[64 * h + l + 32], hb = blk->Qh[32 * h + l];
-                    q[128 * h + l] = ((lo & 0xF) | (hb & 3) << 4) - 32;
-                    q[128 * h + l + 32] = ((lo32 & 0xF) | (hb >> 2 & 3) << 4) - 32;
-                    q[128 * h + l + 64] = ((lo >> 4) | (hb >> 4 & 3) << 4) - 32;
-                    q[128 * h + l + 96] = ((lo32 >> 4) | (hb >> 6 & 3) << 4) - 32;
-                }
+                for (int k = 0; k < 256; k++) q[k] = KQuant.Q6Quant(blk, k);   // q − 32, as Dequantize reads it
                 int isum = 0;
                 for (int j = 0; j < 16; j++)
                 {
