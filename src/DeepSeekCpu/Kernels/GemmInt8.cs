@@ -311,11 +311,12 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
     internal readonly struct WholeBlock : ISums { public static int Groups => 8; }
     internal readonly struct HalfBlocks : ISums { public static int Groups => 4; }
 
-    /// <summary>C (+)= the rows (Q4_K, or Q5_K where <typeparamref name="TOps"/> takes it) times the panels.</summary>
+    /// <summary>C (+)= the rows (Q4_K, Q5_K or Q6_K) times the panels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Run<TL>(DType t, in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
-        if (t == DType.Q5_K) Run<TL, HalfBlocks>(w, x, c, ldc, first);
+        if (t == DType.Q6_K) RunQ6_K(w, x, c, ldc, first);   // Q6_K's tiles are row tiles (no lane layout)
+        else if (t == DType.Q5_K) Run<TL, HalfBlocks>(w, x, c, ldc, first);
         else Run<TL, WholeBlock>(w, x, c, ldc, first);
     }
 
@@ -342,6 +343,65 @@ internal static unsafe class Int8MicroK<TOps, TX, TAcc, TI, TF>
         }
         Finish<TL>(w.M, i0a, i1a, i2a, i3a, x.D, (int*)x.S, c, ldc, first);
         if (two) Finish<TL>(w.M, i0b, i1b, i2b, i3b, x.D + next, (int*)x.S + next, c + panel, ldc, first);
+    }
+
+    /// <summary>
+    /// Q6_K against Q8_K activations over one super-block (row tiles from <see cref="Int8Tiles.UnpackQ6_K"/>): q (0..63)
+    /// in one plane, so per 4 k one vpmaddubsw (sdot) per row and panel, as for the 4-bit formats; but 2·63·128 per int16
+    /// pair leaves room for only two of them, so each 8 k go to int32 by one multiply-add against the sub-block's scale
+    /// (sc·0x10001), and the super-block ends as ggml's vec_dot_q6_K_q8_K does: d_x·d·(Σ_j sc_j·Σ q·q_x −
+    /// 32·Σ_j sc_j·Σq_x), the second sum one multiply-add per 32 of the scale pairs against the activations' int16 pairs
+    /// of sums per 16 (<see cref="Int8Acts.SHalf"/>). Per 32 k and row and panel (AVX-512): 8 vpmaddubsw, 4 vpaddw, 4
+    /// vpmaddwd and 4 vpaddd (the nibble-plane split it replaced did 16, 16 and a float step per 16).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RunQ6_K(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first)
+    {
+        int panel = TOps.Panel, ss = w.ScaleStride;   // 16 scales per row in D, the 8 scale pairs and d in M
+        bool two = TOps.TokenStep != TOps.Panel;
+        long next = (long)x.Blocks * panel;           // the second panel's offset in D (SHalf: twice that, Q: 32×)
+        sbyte* xa = x.Q, xb = x.Q + 32 * next;
+        int* sc = (int*)w.D;
+        TI i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
+        for (int b = 0; b < S; b++)
+        for (int e = 0; e < 4; e++)                   // 8 k: groups 2e, 2e + 1 of block b, in sub-block 2b + e/2
+        {
+            TAcc a0a = default, a0b = default, a1a = default, a1b = default, a2a = default, a2b = default, a3a = default, a3b = default;
+            Int8Micro4<TOps, TX, TAcc, TF>.Dot4<RowTiles>(w.Q + 32 * b + 8 * e, xa + 32 * panel * b + 8 * panel * e, xb + 32 * panel * b + 8 * panel * e,
+                ref a0a, ref a0b, ref a1a, ref a1b, ref a2a, ref a2b, ref a3a, ref a3b, groups: 2);
+            int* sb = sc + 2 * b + e / 2;
+            i0a = TOps.AddScaled(i0a, a0a, sb); if (two) i0b = TOps.AddScaled(i0b, a0b, sb);
+            i1a = TOps.AddScaled(i1a, a1a, sb + ss); if (two) i1b = TOps.AddScaled(i1b, a1b, sb + ss);
+            i2a = TOps.AddScaled(i2a, a2a, sb + 2 * ss); if (two) i2b = TOps.AddScaled(i2b, a2b, sb + 2 * ss);
+            i3a = TOps.AddScaled(i3a, a3a, sb + 3 * ss); if (two) i3b = TOps.AddScaled(i3b, a3b, sb + 3 * ss);
+        }
+        FinishQ6_K(w.M, ss, i0a, i1a, i2a, i3a, x.D, (int*)x.SHalf, c, ldc, first);
+        if (two) FinishQ6_K(w.M, ss, i0b, i1b, i2b, i3b, x.D + next, (int*)x.SHalf + 2 * next, c + panel, ldc, first);
+    }
+
+    /// <summary>One panel's 4 rows of Q6_K (row stride <paramref name="ss"/> in <paramref name="wm"/>): the −32 term
+    /// (8 multiply-adds of the row's scale pairs against the int16 pairs of sums per 16 at <paramref name="bs"/>, block p
+    /// at 2·Panel·p) and the float step, C (+)= d_x·d·isum − 32·d_x·d·ibias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishQ6_K(float* wm, int ss, TI i0, TI i1, TI i2, TI i3, float* dx, int* bs, float* c, int ldc, bool first)
+    {
+        var d = Unsafe.ReadUnaligned<TF>(dx);         // the super-block's d_x, repeated in each block's slot
+        Int8Micro4<TOps, TX, TAcc, TF>.Load4(c, ldc, first, out var f0, out var f1, out var f2, out var f3);
+        f0 = RowQ6_K(f0, i0, wm, bs, d);
+        f1 = RowQ6_K(f1, i1, wm + ss, bs, d);
+        f2 = RowQ6_K(f2, i2, wm + 2 * ss, bs, d);
+        f3 = RowQ6_K(f3, i3, wm + 3 * ss, bs, d);
+        Int8Micro4<TOps, TX, TAcc, TF>.Store4(c, ldc, f0, f1, f2, f3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TF RowQ6_K(TF f, TI isum, float* wm, int* bs, TF dx)
+    {
+        int* pairs = (int*)wm;
+        TI ib = default;
+        for (int p = 0; p < S; p++)
+            ib = TOps.AddMins(ib, bs + 2 * TOps.Panel * p, pairs[p]);
+        return TOps.ScaleK(f, isum, ib, wm[8], -32 * wm[8], dx);
     }
 
     /// <summary>One panel: the mins term and the float step of 4 rows (slots 0..5 of mins, d, −dmin in <paramref name="wm"/>,

@@ -180,7 +180,7 @@ internal static unsafe class Int8Tiles
     }
 
     /// <summary>
-    /// Super-block <paramref name="s"/> of Q5_K row r for the Q8_K path (AVX-512's <see cref="IInt8Micro.UsesQ8K"/>), as
+    /// Super-block <paramref name="s"/> of Q5_K row r for the Q8_K path (<see cref="IInt8Micro.UsesQ8K"/>), as
     /// <see cref="UnpackQ4_K"/>: q = low nibble + 16·fifth bit (0..31) in element order (ggml dequantize_row_q5_K: per
     /// 64 elements g, the low nibbles of qs[32g..32g + 31] with bit 2g of qh, then the high nibbles with bit 2g + 1), the
     /// scales and mins as integers in the same places. Q5_K has no interleaved copy: the stored rows.
@@ -213,7 +213,7 @@ internal static unsafe class Int8Tiles
     }
 
     /// <summary>
-    /// Super-block <paramref name="s"/> of Q6_K row r for the Q8_K path (AVX-512's <see cref="IInt8Micro.UsesQ8K"/>):
+    /// Super-block <paramref name="s"/> of Q6_K row r for the Q8_K path (<see cref="IInt8Micro.UsesQ8K"/>):
     /// its 256 6-bit q (0..63) in element order in one plane (ggml dequantize_row_q6_K: w = d·sc_j·(q − 32) in
     /// sub-block j of 16), the int8 scales kept as integers: scales[j] = sc_j·0x10001 (j = 0..15, for vpmaddwd), and in
     /// <paramref name="m"/> the scale pairs for the −32 term, ((int*)m)[p] = sc_2p | sc_2p+1 &lt;&lt; 16 (p = 0..7, int16

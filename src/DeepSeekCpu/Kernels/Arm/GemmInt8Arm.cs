@@ -6,7 +6,7 @@ using DeepSeekCpu.Weights;
 namespace DeepSeekCpu.Kernels.Arm;
 
 /// <summary>
-/// Arm64 DotProd micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, prompt processing on ARMv8.2+ with
+/// Arm64 DotProd micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, Q5_K and Q6_K; prompt processing on ARMv8.2+ with
 /// sdot: Apple M1 and later, Graviton 2 and later): 4-token panels (one 128-bit register of int32 lanes), two per call;
 /// per 4 k, a broadcast of 4 weight bytes per row and sdot against each panel (4 exact products into each int32 lane),
 /// in <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>. Checked against the integer reference under qemu
@@ -17,9 +17,10 @@ internal readonly unsafe struct GemmInt8Neon : IInt8Micro, IInt8Ops<Vector128<sb
 {
     public static int Panel => 4;
     public static int TokenStep => 8;
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
-    /// <summary>Q4_K against Q8_K activations: not measured on Arm hardware; sdot and the float scaling share NEON's pipes, as on AVX2.</summary>
-    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q5_K or DType.Q6_K;
+    /// <summary>The K-quants against Q8_K activations: not measured on Arm hardware; sdot and the float scaling share
+    /// NEON's pipes, as on AVX2. sdot sums in int32, so Q5_K's and Q6_K's wider q need no int16 headroom here.</summary>
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t is DType.Q5_K or DType.Q6_K;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout

@@ -36,26 +36,21 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
     public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t is DType.Q6_K or DType.Q5_K;
 
     /// <summary>
-    /// 8-bit weights do not fit vpmaddubsw's unsigned operand with int16 headroom, so they are split into two nibble
-    /// planes: q + 128 = 16·h + l with h, l in 0..15, and Σ q·x = 16·Σ h·x + Σ l·x − 128·Σ x (the −128 goes into m);
-    /// two planes need twice the int16 accumulators, so they run two rows at a time. Q6_K carries a scale per 16
-    /// elements: its d and m are per half block, applied after 4 groups of 4 k. Q5_K's 5-bit q (8 × 2·31·127 would
-    /// overflow int16) runs the same way with its fifth bit as the high plane.
+    /// Q4_K, Q5_K and Q6_K multiply against Q8_K activations (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>), Q4_0 and
+    /// Q4_1 through <see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>. Q8_0 (where AVX-VNNI is missing: with it, GemmQ8 runs)
+    /// does not fit vpmaddubsw's unsigned operand with int16 headroom, so it is split into two nibble planes:
+    /// q + 128 = 16·h + l with h, l in 0..15, and Σ q·x = 16·Σ h·x + Σ l·x − 128·Σ x (the −128 goes into m); two planes
+    /// need twice the int16 accumulators, so they run two rows at a time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
     {
-        if (t == DType.Q6_K)
-        {
-            Micro4x32Q6_K(w, x, c, ldc, first);   // Q6_K's tiles are row tiles (no lane layout)
-            return;
-        }
         if (UsesQ8K(t))
         {
             Int8MicroK<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<int>, Vector512<float>>.Run<TL>(t, w, x, c, ldc, first);
             return;
         }
-        if (t is not (DType.Q8_0 or DType.Q6_K or DType.Q5_K))
+        if (t != DType.Q8_0)
         {
             Int8Micro4<GemmInt8Avx512, Vector512<sbyte>, Vector512<short>, Vector512<float>>.Run<TL>(t, w, nBlocks, x, c, ldc, first);
             return;
@@ -64,14 +59,8 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
         float* dxa = x.D, dxb = x.D + (long)x.Blocks * 16;
         int ss = w.ScaleStride;
         for (int h = 0; h < 4; h += 2)
-        {
-            if (t == DType.Q6_K)
-                Micro2x32Split<PerHalfBlock>(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
-                    xa, xb, dxa, dxb, x.SHalf, x.SHalf + (long)x.Blocks * 32, c + (long)h * ldc, ldc, first);
-            else
-                Micro2x32Split<PerBlock>(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
-                    xa, xb, dxa, dxb, x.S, x.S + (long)x.Blocks * 16, c + (long)h * ldc, ldc, first);
-        }
+            Micro2x32Split(w.Q + h * KBlock, w.High + h * KBlock, w.D + h * ss, w.M + h * ss, nBlocks,
+                xa, xb, dxa, dxb, x.S, x.S + (long)x.Blocks * 16, c + (long)h * ldc, ldc, first);
     }
 
     // ---------- the 4-bit formats: the operators of Int8Micro4 at 512 bits ----------
@@ -98,102 +87,14 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
             Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dx * Vector512.Create(d), f));
 
     /// <summary>
-    /// Q6_K against Q8_K activations, 4 rows × 32 tokens (two panels) over one super-block (the tile's slice; row tiles
-    /// from <see cref="Int8Tiles.UnpackQ6_K"/>): q (0..63) in one plane, so one vpmaddubsw per 4 k and row and panel,
-    /// as for the 4-bit formats; but 2·63·128 per int16 pair leaves room for only two of them, so each 8 k go to int32
-    /// by one vpmaddwd against the sub-block's scale (sc·0x10001), and the super-block ends as ggml's
-    /// vec_dot_q6_K_q8_K does: d_x·d·(Σ_j sc_j·Σ q·q_x − 32·Σ_j sc_j·Σq_x), the second sum one vpmaddwd per 32 of the
-    /// scale pairs against the activations' int16 pairs of sums per 16 (<see cref="Int8Acts.SHalf"/>). Per 32 k and row
-    /// and panel: 8 vpmaddubsw, 4 vpaddw, 4 vpmaddwd and 4 vpaddd (the nibble-plane split did 16, 16 and a float step
-    /// per 16: half the speed of the Q4_K kernel).
+    /// Two rows × 32 tokens of Q8_0 split into nibble planes (see <see cref="Micro4"/>): each plane accumulates in
+    /// int16 like the 4-bit kernel (8 × 2·15·127 per lane); the high plane's sums are weighted by 16 in vpmaddwd, and
+    /// both scaled once per block (wd/wm one value per block, row stride BlocksPerSlice; sxa/sxb the activations' d·Σq).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro4x32Q6_K(in Int8Rows w, in Int8Acts x, float* c, int ldc, bool first)
+    private static void Micro2x32Split(byte* wl, byte* wh, float* wd, float* wm, int nBlocks, sbyte* xa, sbyte* xb,
+        float* dxa, float* dxb, float* sxa, float* sxb, float* c, int ldc, bool first)
     {
-        const int Row = Int8Tiles.KBlock;                        // RowTiles: a row's 256 q bytes, then the next row's
-        int ss = w.ScaleStride;                                  // 16 scales per row, and 9 values in M
-        long next = (long)x.Blocks * 16;                         // the second panel's offset in D (SHalf: twice that, Q: 32×)
-        sbyte* xa = x.Q, xb = x.Q + 32 * next;
-        int* sc = (int*)w.D;
-        Vector512<int> i0a = default, i0b = default, i1a = default, i1b = default, i2a = default, i2b = default, i3a = default, i3b = default;
-        for (int b = 0; b < BlocksPerSlice; b++)
-        {
-            for (int e = 0; e < 4; e++)                          // 8 k: groups 2e, 2e + 1 of block b, in sub-block 2b + e/2
-            {
-                byte* q = w.Q + 32 * b + 8 * e;
-                sbyte* pa = xa + 512 * b + 128 * e, pb = xb + 512 * b + 128 * e;
-                var x0 = Vector512.Load(pa); var x1 = Vector512.Load(pb);
-                var y0 = Vector512.Load(pa + 64); var y1 = Vector512.Load(pb + 64);
-                Q6Pair(q, x0, x1, y0, y1, out var a0a, out var a0b);
-                Q6Pair(q + Row, x0, x1, y0, y1, out var a1a, out var a1b);
-                Q6Pair(q + 2 * Row, x0, x1, y0, y1, out var a2a, out var a2b);
-                Q6Pair(q + 3 * Row, x0, x1, y0, y1, out var a3a, out var a3b);
-                int j = 2 * b + e / 2;
-                var s0 = Vector512.Create(sc[j]).AsInt16(); var s1 = Vector512.Create(sc[ss + j]).AsInt16();
-                var s2 = Vector512.Create(sc[2 * ss + j]).AsInt16(); var s3 = Vector512.Create(sc[3 * ss + j]).AsInt16();
-                i0a += Avx512BW.MultiplyAddAdjacent(a0a, s0); i0b += Avx512BW.MultiplyAddAdjacent(a0b, s0);
-                i1a += Avx512BW.MultiplyAddAdjacent(a1a, s1); i1b += Avx512BW.MultiplyAddAdjacent(a1b, s1);
-                i2a += Avx512BW.MultiplyAddAdjacent(a2a, s2); i2b += Avx512BW.MultiplyAddAdjacent(a2b, s2);
-                i3a += Avx512BW.MultiplyAddAdjacent(a3a, s3); i3b += Avx512BW.MultiplyAddAdjacent(a3b, s3);
-            }
-        }
-        Q6Finish(w.M, ss, i0a, i1a, i2a, i3a, x.D, (int*)x.SHalf, c, ldc, first);
-        Q6Finish(w.M, ss, i0b, i1b, i2b, i3b, x.D + next, (int*)x.SHalf + 2 * next, c + 16, ldc, first);
-    }
-
-    /// <summary>One row's 8 k against both panels: two vpmaddubsw each, summed in int16 (|·| ≤ 4·63·128 &lt; 2^15).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6Pair(byte* q, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> y0, Vector512<sbyte> y1,
-        out Vector512<short> a, out Vector512<short> b)
-    {
-        var v = Vector512.Create(*(uint*)q).AsByte();
-        var u = Vector512.Create(*(uint*)(q + 4)).AsByte();
-        a = Avx512BW.MultiplyAddAdjacent(v, x0) + Avx512BW.MultiplyAddAdjacent(u, y0);
-        b = Avx512BW.MultiplyAddAdjacent(v, x1) + Avx512BW.MultiplyAddAdjacent(u, y1);
-    }
-
-    /// <summary>One panel's 4 rows: the −32 term (8 vpmaddwd of the rows' scale pairs against the int16 pairs of sums
-    /// per 16 at <paramref name="bs"/>, block p at 2·16·p) and the float step, C (+)= d_x·d·isum − 32·d_x·d·ibias.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6Finish(float* wm, int ss, Vector512<int> i0, Vector512<int> i1, Vector512<int> i2, Vector512<int> i3,
-        float* dx, int* bs, float* c, int ldc, bool first)
-    {
-        var d = Vector512.Load(dx);                              // the super-block's d_x, repeated in each block's slot
-        Q6Row(ref i0, wm, bs, d, c, first);
-        Q6Row(ref i1, wm + ss, bs, d, c + ldc, first);
-        Q6Row(ref i2, wm + 2 * ss, bs, d, c + 2 * ldc, first);
-        Q6Row(ref i3, wm + 3 * ss, bs, d, c + 3 * ldc, first);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6Row(ref Vector512<int> isum, float* wm, int* bs, Vector512<float> dx, float* c, bool first)
-    {
-        int* pairs = (int*)wm;
-        var ib = Vector512<int>.Zero;
-        for (int p = 0; p < BlocksPerSlice; p++)
-            ib = AddMins(ib, bs + 32 * p, pairs[p]);
-        var f = first ? Vector512<float>.Zero : Vector512.Load(c);
-        ScaleK(f, isum, ib, wm[8], -32 * wm[8], dx).Store(c);
-    }
-
-    /// <summary>How many scale groups one 32-element block has: its d and m apply after 32 / Groups elements.</summary>
-    private interface IScaleGroups { static abstract int Groups { get; } }
-    /// <summary>A scale per 32 elements (Q8_0).</summary>
-    private readonly struct PerBlock : IScaleGroups { public static int Groups => 1; }
-    /// <summary>A scale per 16 elements (Q6_K).</summary>
-    private readonly struct PerHalfBlock : IScaleGroups { public static int Groups => 2; }
-
-    /// <summary>
-    /// Two rows × 32 tokens of an 8-bit format split into nibble planes (see <see cref="Micro4"/>): each plane
-    /// accumulates in int16 like the 4-bit kernel; the high plane's sums are weighted by 16 in vpmaddwd. The int16 sums
-    /// are scaled after each of <typeparamref name="TGroups"/> groups per block; wd/wm hold one value per group (row
-    /// stride Groups·BlocksPerSlice) and sxa/sxb the activations' d·Σq per group (16·Groups floats per block).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro2x32Split<TGroups>(byte* wl, byte* wh, float* wd, float* wm, int nBlocks, sbyte* xa, sbyte* xb,
-        float* dxa, float* dxb, float* sxa, float* sxb, float* c, int ldc, bool first) where TGroups : struct, IScaleGroups
-    {
-        int groups = TGroups.Groups, perGroup = 8 / groups, rowStride = groups * BlocksPerSlice;
         Vector512<float> f00, f01, f10, f11;
         if (first)
         {
@@ -208,33 +109,29 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
         var sixteens = Vector512.Create((short)16);
         for (int b = 0; b < nBlocks; b++)
         {
-            for (int half = 0; half < groups; half++)
+            Vector512<short> l00 = default, l01 = default, l10 = default, l11 = default;
+            Vector512<short> h00 = default, h01 = default, h10 = default, h11 = default;
+            byte* pl = wl + 32 * b, ph = wh + 32 * b;
+            sbyte* pa = xa + 512 * b, pb = xb + 512 * b;
+            for (int g = 0; g < 8; g++)
             {
-                Vector512<short> l00 = default, l01 = default, l10 = default, l11 = default;
-                Vector512<short> h00 = default, h01 = default, h10 = default, h11 = default;
-                byte* pl = wl + 32 * b + 4 * perGroup * half, ph = wh + 32 * b + 4 * perGroup * half;
-                sbyte* pa = xa + 512 * b + 64 * perGroup * half, pb = xb + 512 * b + 64 * perGroup * half;
-                for (int g = 0; g < perGroup; g++)
-                {
-                    var x0 = Vector512.Load(pa + 64 * g);
-                    var x1 = Vector512.Load(pb + 64 * g);
-                    var v = Vector512.Create(*(uint*)(pl + 4 * g)).AsByte();
-                    l00 += Avx512BW.MultiplyAddAdjacent(v, x0); l01 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                    v = Vector512.Create(*(uint*)(ph + 4 * g)).AsByte();
-                    h00 += Avx512BW.MultiplyAddAdjacent(v, x0); h01 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                    v = Vector512.Create(*(uint*)(pl + KBlock + 4 * g)).AsByte();
-                    l10 += Avx512BW.MultiplyAddAdjacent(v, x0); l11 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                    v = Vector512.Create(*(uint*)(ph + KBlock + 4 * g)).AsByte();
-                    h10 += Avx512BW.MultiplyAddAdjacent(v, x0); h11 += Avx512BW.MultiplyAddAdjacent(v, x1);
-                }
-                var da = Vector512.Load(dxa + 16 * b);
-                var db = Vector512.Load(dxb + 16 * b);
-                var sa = Vector512.Load(sxa + groups * 16 * b + 16 * half);
-                var sb = Vector512.Load(sxb + groups * 16 * b + 16 * half);
-                int si = groups * b + half;
-                ScaleSplit(ref f00, ref f01, l00, l01, h00, h01, wd[si], wm[si], da, db, sa, sb, ones, sixteens);
-                ScaleSplit(ref f10, ref f11, l10, l11, h10, h11, wd[rowStride + si], wm[rowStride + si], da, db, sa, sb, ones, sixteens);
+                var x0 = Vector512.Load(pa + 64 * g);
+                var x1 = Vector512.Load(pb + 64 * g);
+                var v = Vector512.Create(*(uint*)(pl + 4 * g)).AsByte();
+                l00 += Avx512BW.MultiplyAddAdjacent(v, x0); l01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(ph + 4 * g)).AsByte();
+                h00 += Avx512BW.MultiplyAddAdjacent(v, x0); h01 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(pl + KBlock + 4 * g)).AsByte();
+                l10 += Avx512BW.MultiplyAddAdjacent(v, x0); l11 += Avx512BW.MultiplyAddAdjacent(v, x1);
+                v = Vector512.Create(*(uint*)(ph + KBlock + 4 * g)).AsByte();
+                h10 += Avx512BW.MultiplyAddAdjacent(v, x0); h11 += Avx512BW.MultiplyAddAdjacent(v, x1);
             }
+            var da = Vector512.Load(dxa + 16 * b);
+            var db = Vector512.Load(dxb + 16 * b);
+            var sa = Vector512.Load(sxa + 16 * b);
+            var sb = Vector512.Load(sxb + 16 * b);
+            ScaleSplit(ref f00, ref f01, l00, l01, h00, h01, wd[b], wm[b], da, db, sa, sb, ones, sixteens);
+            ScaleSplit(ref f10, ref f11, l10, l11, h10, h11, wd[BlocksPerSlice + b], wm[BlocksPerSlice + b], da, db, sa, sb, ones, sixteens);
         }
         f00.Store(c); f01.Store(c + 16);
         f10.Store(c + ldc); f11.Store(c + ldc + 16);
@@ -255,19 +152,20 @@ internal readonly unsafe struct GemmInt8Avx512 : IInt8Micro, IInt8Ops<Vector512<
 }
 
 /// <summary>
-/// AVX2 micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, prompt processing on x86 without AVX-512):
+/// AVX2 micro-kernel of <see cref="GemmInt8{TMicro}"/> (4-bit weights, Q5_K and Q6_K; prompt processing on x86 without AVX-512):
 /// 8-token panels (one 256-bit register of int32 lanes), one per call (two would need more than AVX2's 16 registers);
 /// per 4 k, a broadcast of 4 weight bytes per row and vpmaddubsw against the panel, summed in int16 across the block,
-/// one vpmaddwd to int32 per block (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>). 8-bit formats (Q8_0, Q6_K) keep the
-/// float GEMM here: their split into nibble planes doubles the int16 accumulators.
+/// one vpmaddwd to int32 per block (<see cref="Int8Micro4{TOps, TX, TAcc, TF}"/>); the K-quants against Q8_K activations
+/// (<see cref="Int8MicroK{TOps, TX, TAcc, TI, TF}"/>). Q8_0 takes GemmQ8 where AVX-VNNI exists, else the float GEMM:
+/// its split into nibble planes would double the int16 accumulators.
 /// </summary>
 internal readonly unsafe struct GemmInt8Avx2 : IInt8Micro, IInt8Ops<Vector256<sbyte>, Vector256<short>, Vector256<float>>,
     IInt8KOps<Vector256<short>, Vector256<int>, Vector256<float>>
 {
     public static int Panel => 8;
     public static int TokenStep => 8;
-    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
-    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t);
+    public static bool Supports(DType t) => t is DType.Q4_0 or DType.Q4_1 or DType.Q4_K or DType.Q5_K or DType.Q6_K;
+    public static bool UsesQ8K(DType t) => Int8Tiles.UsesQ8K(t) || t is DType.Q5_K or DType.Q6_K;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro4<TL>(DType t, in Int8Rows w, int nBlocks, in Int8Acts x, float* c, int ldc, bool first) where TL : struct, ITileLayout
