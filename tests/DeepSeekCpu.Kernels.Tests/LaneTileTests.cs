@@ -69,7 +69,7 @@ public unsafe class LaneTileTests
 
     /// <summary>
     /// An expert batch of plain products (the MoE's down projections, each over its own tokens) and the same products
-    /// alone, on every int8 GEMM path this machine runs: with the interleaved copies attached (lane tiles) the values
+    /// alone (the GEMM over all their tokens, as the MoE runs them), on every int8 GEMM path this machine runs: with the interleaved copies attached (lane tiles) the values
     /// equal, bit for bit, those computed before from the stored rows (row tiles), and the scalar integer GEMM within
     /// float rounding of the per-block scaling.
     /// </summary>
@@ -106,7 +106,7 @@ public unsafe class LaneTileTests
                     if (q8k) GemmReference.KQ8_K(w[e], xs[e], expect, n);
                     else GemmReference.Int8(w[e], xs[e], expect, n);
                     var alone = new float[n * nr];
-                    MatMul.Multiply(w[e], xs[e], alone, n, path);
+                    MatMul.Multiply(w[e], xs[e], alone, n, path, gemvTail: false);
                     var deq = Dequantize.Matrix(w[e]);
                     for (int tk = 0; tk < n; tk++)
                     for (int r = 0; r < nr; r++)

@@ -15,11 +15,13 @@ internal static unsafe class MatMul
     /// Which kernel runs y[n, rows] = x[n, cols] · Wᵀ for weights of <paramref name="t"/> on <paramref name="path"/>:
     /// the one rule that picks GEMV or GEMM, and which GEMM. The GEMM's tile decode pays off only over enough tokens;
     /// from <paramref name="gemmMinTokens"/> tokens on when positive, otherwise from per-format crossovers measured with
-    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K and, by analogy, not measured, Q5_K,
-    /// when both split planes; kept since their Q8_K kernels: on a Zen 4 with 2 cores the multi-token GEMV still beat
-    /// the GEMM per token at 16 tokens, Q6_K 211 against 474 µs, Q4_K 122 against 254, `crossover --threads 1 --cpu-time`), 6 for the AVX2
-    /// int8 GEMM, 16 for the float GEMM, whose per-call dequantization pays off only over more tokens. The scalar path
-    /// has no tiled GEMM.
+    /// bench `crossover` (Zen 5, 2 threads): 10 tokens where the AVX-512 int8 GEMM runs (16 for Q6_K; 8 for Q5_K, whose
+    /// GEMV runs one token per pass: Intel Xeon, fifteenth session, `crossover --threads 1 --cpu-time`, µs per token
+    /// GEMV | GEMM n=4 866 | 1382, n=8 864 | 645), 6 for the AVX2 int8 GEMM, 16 for the float GEMM, whose per-call
+    /// dequantization pays off only over more tokens. The scalar path has no tiled GEMM. Where the matrix has a
+    /// multi-token GEMV body, <see cref="GemmTokens"/> gives it the tokens short of a whole GEMM step (below 32 on
+    /// AVX-512 every token), so these crossovers count for the matrices without one and for the fused MoE GEMM
+    /// (<see cref="ExpertGemm"/>), which runs a 16-token tail panel.
     /// </summary>
     internal static MatMulKernel Plan(DType t, int n, KernelPath path, int gemmMinTokens = 0)
     {
@@ -29,7 +31,7 @@ internal static unsafe class MatMul
             // Q8_0: one vpdpbusd / sdot per 4 weight bytes (GemmQ8), before the nibble-plane split of GemmInt8Avx512
             KernelPath.Avx512 or KernelPath.Avx2Vnni when t == DType.Q8_0 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported => (MatMulKernel.GemmQ8Vnni, path == KernelPath.Avx512 ? 10 : 6),
             KernelPath.NeonDp when t == DType.Q8_0 => (MatMulKernel.GemmQ8Neon, 8),
-            KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t is DType.Q6_K or DType.Q5_K ? 16 : 10),
+            KernelPath.Avx512 when X86.GemmInt8Avx512.Supports(t) => (MatMulKernel.GemmInt8Avx512, t == DType.Q6_K ? 16 : t == DType.Q5_K ? 8 : 10),
             // bench crossover, AVX-512 off: Q4_0 GEMV 300 µs/token, GEMM 260 at n = 4
             KernelPath.Avx2 or KernelPath.Avx2Vnni when X86.GemmInt8Avx2.Supports(t) => (MatMulKernel.GemmInt8Avx2, 6),
             // not measured on Arm hardware: the AVX2 crossover, rounded up
@@ -48,21 +50,56 @@ internal static unsafe class MatMul
         return int8Gemm && w.Activations == ActivationPrecision.Float32 ? MatMulKernel.GemmFloat : kernel;
     }
 
+    /// <summary>
+    /// How many of <paramref name="n"/> tokens (the first ones) the GEMM takes, the rest going to the GEMV: none where
+    /// <see cref="Plan(WeightMatrix, int, KernelPath, int)"/> picks the GEMV, all where it picks a GEMM, except for an
+    /// int8 GEMM over a matrix with a multi-token GEMV body (<see cref="Repack.Interleave.GroupDots"/>). The GEMM's
+    /// micro-kernel runs a whole step of tokens (32 on AVX-512: two 16-token panels; 8 on AVX2 and NEON) at the same
+    /// cost however many of them are padding, while the multi-token GEMV costs about as much per token as the GEMM per
+    /// token of a full step (bench `crossover --threads 1 --cpu-time`, 8960×1536 with its interleaved copy, µs per
+    /// token GEMV | GEMM, AVX-512: Intel Xeon (fifteenth session) Q4_K n=16 125 | 223, n=24 125 | 151, n=32 126 | 114,
+    /// n=48 127 | 142 (padded to 64), Q6_K n=32 222 | 223; Zen 4 (fourteenth) Q4_K n=16 122 | 254). So below one
+    /// step the GEMV takes every token, and past the last whole step a tail of less than three quarters of a step.
+    /// </summary>
+    internal static int GemmTokens(WeightMatrix w, int n, KernelPath path, int gemmMinTokens = 0)
+    {
+        var kernel = Plan(w, n, path, gemmMinTokens);
+        if (kernel == MatMulKernel.Gemv) return 0;
+        int step = kernel switch
+        {
+            MatMulKernel.GemmInt8Avx512 => X86.GemmInt8Avx512.TokenStep,
+            MatMulKernel.GemmInt8Avx2 => X86.GemmInt8Avx2.TokenStep,
+            MatMulKernel.GemmInt8Neon => Arm.GemmInt8Neon.TokenStep,
+            _ => 0,
+        };
+        if (gemmMinTokens > 0 || step == 0 || w.Interleaved == null || Repack.Interleave.GroupDots(w.Type, path) == null) return n;
+        int whole = n / step * step, tail = n - whole;
+        return 4 * tail >= 3 * step ? n : whole;
+    }
+
     public static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n) =>
         Multiply(w, x, y, n, KernelInfo.Path);
 
     /// <summary>As <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> on a chosen path
     /// (tests run every path this machine has; <paramref name="path"/> must be in <see cref="KernelInfo.Available"/>).</summary>
     /// <param name="gemmMinTokens">See <see cref="Plan"/> (bench `crossover` times both sides of the crossover).</param>
-    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path, int gemmMinTokens = 0)
+    /// <param name="gemvTail">False: the GEMM takes all tokens where it takes any (the kernel the fused MoE GEMM,
+    /// <see cref="ExpertGemm"/>, runs its products with; its tests compare the two bit for bit).</param>
+    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path, int gemmMinTokens = 0, bool gemvTail = true)
     {
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
         if (x.Length < (long)n * w.Cols) throw new ArgumentException($"{w.Name}: input has {x.Length} values, expected {n} x {w.Cols}");
         if (y.Length < (long)n * w.Rows) throw new ArgumentException($"{w.Name}: output has {y.Length} values, expected {n} x {w.Rows}");
         if (n == 0 || w.Rows == 0) return;
+        var kernel = Plan(w, n, path, gemmMinTokens);
+        int gemmTokens = kernel == MatMulKernel.Gemv || !gemvTail ? n : GemmTokens(w, n, path, gemmMinTokens);
         fixed (float* px = x, py = y)
         {
-            switch (Plan(w, n, path, gemmMinTokens))
+            // the tokens past the GEMM's last whole step (all of them below one step) to the multi-token GEMV
+            if (gemmTokens < n) Gemv.Run(w, px + (long)gemmTokens * w.Cols, py + (long)gemmTokens * w.Rows, n - gemmTokens, path);
+            if (gemmTokens == 0) { GC.KeepAlive(w); return; }
+            n = gemmTokens;
+            switch (kernel)
             {
                 case MatMulKernel.Gemv: Gemv.Run(w, px, py, n, path); break;
                 case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n); break;
@@ -79,7 +116,8 @@ internal static unsafe class MatMul
     /// <summary>Every product of <paramref name="batch"/>: one pool dispatch while they are matrix-vector products.</summary>
     public static void Multiply(MatMulBatch batch) => Multiply(batch, KernelInfo.Path);
 
-    internal static void Multiply(MatMulBatch batch, KernelPath path)
+    /// <param name="gemvTail">See <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/>.</param>
+    internal static void Multiply(MatMulBatch batch, KernelPath path, bool gemvTail = true)
     {
         if (batch.Count == 0) return;
         // Products with enough tokens for the tiled GEMM run one by one; the rest go to the GEMV in one dispatch.
@@ -87,7 +125,7 @@ internal static unsafe class MatMul
         for (int i = 0; i < batch.Count; i++)
         {
             if (batch.N[i] == 0) continue;
-            if (Plan(batch.W[i], batch.N[i], path) != MatMulKernel.Gemv) anyGemm = true; else anyGemv = true;
+            if (GemvOnly(batch.W[i], batch.N[i], path, gemvTail)) anyGemv = true; else anyGemm = true;
         }
         if (anyGemv && !anyGemm) { Gemv.Run(batch, path); return; }
         var rest = anyGemv ? (_rest ??= new MatMulBatch()) : null;
@@ -97,11 +135,16 @@ internal static unsafe class MatMul
             var w = batch.W[i];
             int n = batch.N[i];
             if (n == 0) continue;
-            if (Plan(w, n, path) == MatMulKernel.Gemv) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
-            Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
+            if (GemvOnly(w, n, path, gemvTail)) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
+            Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path, gemvTail: gemvTail);
         }
         if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
     }
+
+    /// <summary>Whether <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/>
+    /// would give all <paramref name="n"/> tokens to the GEMV.</summary>
+    private static bool GemvOnly(WeightMatrix w, int n, KernelPath path, bool gemvTail) =>
+        gemvTail ? GemmTokens(w, n, path) == 0 : Plan(w, n, path) == MatMulKernel.Gemv;
 
     [ThreadStatic] private static MatMulBatch? _rest;
 }
