@@ -27,6 +27,17 @@ internal static unsafe class InterleavedX86
     /// multiply that follows (<see cref="HalfBias"/>).
     /// </summary>
     private const int HalfFieldMask = unchecked((int)0x8FFF_E000);
+    /// <summary>
+    /// The group bodies are compiled once, fully optimized, and never inlined into their one-token entries (a call per
+    /// group of 16 rows): inlined at tier 1, Q8_0's and Q4_0's bodies ran out of the JIT's inlining budget, left their
+    /// scale helpers as calls and kept their sums on the stack (Q8_0: 42 stack accesses against 1 in the body compiled
+    /// alone, `DOTNET_JitDisasm`; the one-token entry is what decoding runs). No speed difference was measured on the
+    /// Intel Xeon of the fifteenth session (`DeepSeekCpu.Bench quick --formats Q8_0 --no-gemm --threads 1 --cpu-time`,
+    /// three alternations: 1536×1536 102-148 µs either way, the host's noise), so this keeps the code the JIT emits
+    /// the same at every tier rather than making it faster.
+    /// </summary>
+    private const MethodImplOptions BodyOptions = MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization;
+
     private static float HalfBias => BitConverter.Int32BitsToSingle((127 + 112) << 23);   // 2^112
 
     /// <summary>Requests the <paramref name="lines"/> (1-9, a constant at every call) cache lines
@@ -81,7 +92,7 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>Q4_0, 512-bit: the 16 rows in one pass (<see cref="Q4_0Rows"/>, inlined here).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q4_0Avx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens =>
         Q4_0Rows<Q4_0Rows16, Vector512<byte>, Vector512<short>, Vector512<float>, TK>(g, a, 0, y);
 
@@ -95,7 +106,7 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>Q4_0, 256-bit: the 16 rows as two halves of 8 (the second pass finds the group and activations in L1).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q4_0Avx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
         Q4_0Rows<Q4_0Rows8, Vector256<byte>, Vector256<short>, Vector256<float>, TK>(g, a, 0, y);
@@ -270,7 +281,7 @@ internal static unsafe class InterleavedX86
     /// rows' min pairs against the activation sums. Two FMAs per super-block and token, as in the one-token body
     /// (integer sums are exact in any order, so every token's result equals the one-token body's bit for bit).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q4_KAvx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
         int nb = a->Cols / 256, k = TK.Count;
@@ -401,7 +412,7 @@ internal static unsafe class InterleavedX86
     }
 
     /// <summary>Q4_K, 256-bit, 1-2 tokens: <see cref="Q4_KAvx512{TK}"/> on the two halves of 8 rows, sharing each chunk's unpacked nibbles and each activation broadcast.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q4_KAvx2<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
         int nb = a->Cols / 256, k = TK.Count;
@@ -581,7 +592,7 @@ internal static unsafe class InterleavedX86
     /// the scale pairs of 16 rows are one 32-byte load, widened to int16 (vpshufb picks the even or odd scale in every
     /// 128-bit lane alike). Integer sums are exact in any order, so each token's result equals the one-token body's.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q6_KAvx512<TK>(byte* g, ActQ8* a, float* y) where TK : struct, ITokens
     {
         int nb = a->Cols / 256, k = TK.Count;
@@ -669,7 +680,7 @@ internal static unsafe class InterleavedX86
     /// 1-4 tokens: 8 chunks per block, each two halves of 8 rows whose |w| is formed once and meets every token's
     /// broadcast; int32 lanes need no int16 stage.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(BodyOptions)]
     private static void Q8_0<TDot, TK>(byte* g, ActQ8* a, float* y) where TDot : IU8S8Dot where TK : struct, ITokens
     {
         int nb = a->Cols / 32, k = TK.Count;
