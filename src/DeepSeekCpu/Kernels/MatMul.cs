@@ -141,7 +141,7 @@ internal static unsafe class MatMul
         if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
     }
 
-    /// <summary>Whether <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/>
+    /// <summary>Whether <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/>
     /// would give all <paramref name="n"/> tokens to the GEMV.</summary>
     private static bool GemvOnly(WeightMatrix w, int n, KernelPath path, bool gemvTail) =>
         gemvTail ? GemmTokens(w, n, path) == 0 : Plan(w, n, path) == MatMulKernel.Gemv;
