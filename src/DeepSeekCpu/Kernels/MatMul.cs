@@ -19,7 +19,7 @@ internal static unsafe class MatMul
     /// GEMV runs one token per pass: Intel Xeon, fifteenth session, `crossover --threads 1 --cpu-time`, µs per token
     /// GEMV | GEMM n=4 866 | 1382, n=8 864 | 645), 6 for the AVX2 int8 GEMM, 16 for the float GEMM, whose per-call
     /// dequantization pays off only over more tokens. The scalar path has no tiled GEMM. Where the matrix has a
-    /// multi-token GEMV body, <see cref="GemmTokens"/> gives it the tokens short of a whole GEMM step (below 32 on
+    /// multi-token GEMV body, <see cref="GemmTokens(WeightMatrix, int, KernelPath)"/> gives it the tokens short of a whole GEMM step (below 32 on
     /// AVX-512 every token), so these crossovers count for the matrices without one and for the fused MoE GEMM
     /// (<see cref="ExpertGemm"/>), which runs a 16-token tail panel.
     /// </summary>
@@ -61,9 +61,12 @@ internal static unsafe class MatMul
     /// n=48 127 | 142 (padded to 64), Q6_K n=32 222 | 223; Zen 4 (fourteenth) Q4_K n=16 122 | 254). So below one
     /// step the GEMV takes every token, and past the last whole step a tail of less than three quarters of a step.
     /// </summary>
-    internal static int GemmTokens(WeightMatrix w, int n, KernelPath path, int gemmMinTokens = 0)
+    internal static int GemmTokens(WeightMatrix w, int n, KernelPath path) => GemmTokens(w, n, Plan(w, n, path), path, split: true);
+
+    /// <summary><see cref="GemmTokens(WeightMatrix, int, KernelPath)"/> for the planned <paramref name="kernel"/>; without
+    /// <paramref name="split"/> a GEMM takes all tokens.</summary>
+    private static int GemmTokens(WeightMatrix w, int n, MatMulKernel kernel, KernelPath path, bool split)
     {
-        var kernel = Plan(w, n, path, gemmMinTokens);
         if (kernel == MatMulKernel.Gemv) return 0;
         int step = kernel switch
         {
@@ -72,7 +75,7 @@ internal static unsafe class MatMul
             MatMulKernel.GemmInt8Neon => Arm.GemmInt8Neon.TokenStep,
             _ => 0,
         };
-        if (gemmMinTokens > 0 || step == 0 || w.Interleaved == null || Repack.Interleave.GroupDots(w.Type, path) == null) return n;
+        if (!split || step == 0 || w.Interleaved == null || Repack.Interleave.GroupDots(w.Type, path) == null) return n;
         int whole = n / step * step, tail = n - whole;
         return 4 * tail >= 3 * step ? n : whole;
     }
@@ -92,23 +95,21 @@ internal static unsafe class MatMul
         if (y.Length < (long)n * w.Rows) throw new ArgumentException($"{w.Name}: output has {y.Length} values, expected {n} x {w.Rows}");
         if (n == 0 || w.Rows == 0) return;
         var kernel = Plan(w, n, path, gemmMinTokens);
-        int gemmTokens = kernel == MatMulKernel.Gemv || !gemvTail ? n : GemmTokens(w, n, path, gemmMinTokens);
+        // the GEMM takes the first tokens (none, whole steps, or all), the GEMV the rest (gemmMinTokens: as Plan says)
+        int gemm = GemmTokens(w, n, kernel, path, split: gemvTail && gemmMinTokens == 0);
         fixed (float* px = x, py = y)
         {
-            // the tokens past the GEMM's last whole step (all of them below one step) to the multi-token GEMV
-            if (gemmTokens < n) Gemv.Run(w, px + (long)gemmTokens * w.Cols, py + (long)gemmTokens * w.Rows, n - gemmTokens, path);
-            if (gemmTokens == 0) { GC.KeepAlive(w); return; }
-            n = gemmTokens;
-            switch (kernel)
-            {
-                case MatMulKernel.Gemv: Gemv.Run(w, px, py, n, path); break;
-                case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, n); break;
-                case MatMulKernel.GemmInt8Avx2: GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, n); break;
-                case MatMulKernel.GemmInt8Neon: GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, n); break;
-                case MatMulKernel.GemmQ8Vnni: GemmQ8.Vnni(w, px, py, n); break;
-                case MatMulKernel.GemmQ8Neon: GemmQ8.Neon(w, px, py, n); break;
-                default: Gemm.Run(w, px, py, n, path); break;
-            }
+            if (gemm < n) Gemv.Run(w, px + (long)gemm * w.Cols, py + (long)gemm * w.Rows, n - gemm, path);
+            if (gemm > 0)
+                switch (kernel)
+                {
+                    case MatMulKernel.GemmInt8Avx512: GemmInt8<X86.GemmInt8Avx512>.Run(w, px, py, gemm); break;
+                    case MatMulKernel.GemmInt8Avx2: GemmInt8<X86.GemmInt8Avx2>.Run(w, px, py, gemm); break;
+                    case MatMulKernel.GemmInt8Neon: GemmInt8<Arm.GemmInt8Neon>.Run(w, px, py, gemm); break;
+                    case MatMulKernel.GemmQ8Vnni: GemmQ8.Vnni(w, px, py, gemm); break;
+                    case MatMulKernel.GemmQ8Neon: GemmQ8.Neon(w, px, py, gemm); break;
+                    default: Gemm.Run(w, px, py, gemm, path); break;
+                }
         }
         GC.KeepAlive(w);
     }
