@@ -8,8 +8,8 @@ namespace DeepSeekCpu.Kernels.Tests;
 /// <summary>
 /// The MoE prefill's fused gate/up GEMM (<see cref="ExpertGemm.Run(ExpertBatch)"/>): on every path this machine
 /// runs, each MLP's hidden rows equal, bit for bit, its two plain products over its gathered rows
-/// (<see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/> with the
-/// GEMM over all of them, as the MoE runs its products: no tail on the GEMV) followed by
+/// (<see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/>: where a
+/// matrix has an interleaved copy, the GEMM takes whole token steps and the GEMV the rest, in the batch as alone) followed by
 /// <see cref="Ops.SwiGlu"/>, and stay within the activations' quantization error of silu(x·W1ᵀ)·(x·W3ᵀ) in double
 /// over the dequantized weights. The batch mixes experts that take the fused int8 GEMM (many rows), experts that stay on the
 /// matrix-vector kernels (few rows), an expert nobody chose and a "shared expert" over every row.
@@ -76,8 +76,8 @@ public class ExpertGemmTests
                     for (int i = 0; i < m; i++) x.AsSpan((rows?[i] ?? i) * cols, cols).CopyTo(xg.AsSpan(i * cols));
                     var g = new float[m * inter];
                     var u = new float[m * inter];
-                    MatMul.Multiply(w1, xg, g, m, path, gemvTail: false);
-                    MatMul.Multiply(w3, xg, u, m, path, gemvTail: false);
+                    MatMul.Multiply(w1, xg, g, m, path);
+                    MatMul.Multiply(w3, xg, u, m, path);
                     Ops.SwiGlu(g, u);
                     for (int i = 0; i < m * inter; i++)
                         Assert.True(g[i] == hs[e][i], $"{t} (interleaved: {interleaved}) {path} expert {e} ({m} rows) value {i}: fused {hs[e][i]} vs unfused {g[i]}");
@@ -109,8 +109,8 @@ public class ExpertGemmTests
     /// <summary>
     /// The MoE prefill's down products (plain entries of an <see cref="ExpertBatch"/>, y = h·W2ᵀ over each expert's own
     /// hidden rows), all in one batch: each equals, bit for bit, its own <see cref="MatMul.Multiply(WeightMatrix,
-    /// ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/> (no tail on the GEMV), and stays within the activations' quantization error of the double
-    /// product over the dequantized weights. Token counts cover whole two-panel steps (64), a one-panel tail (48, 37),
+    /// ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/> (with its GEMV tail where the matrix has an interleaved copy), and stays within the activations' quantization error of the double
+    /// product over the dequantized weights. Token counts cover whole two-panel steps (64), a one-panel tail (48, 37; with an interleaved copy, 32 and the GEMV's tail),
     /// fewer rows than the GEMM takes (3) and none; the last product is twice as wide (the shared experts' down
     /// product beside the routed ones').
     /// </summary>
@@ -138,7 +138,7 @@ public class ExpertGemmTests
                     int m = tokens[e];
                     if (m == 0) continue;
                     var expect = new float[m * rows];
-                    MatMul.Multiply(w[e], xs[e], expect, m, path, gemvTail: false);
+                    MatMul.Multiply(w[e], xs[e], expect, m, path);
                     for (int i = 0; i < m * rows; i++)
                         Assert.True(expect[i] == ys[e][i], $"{t} (interleaved: {interleaved}) {path} expert {e} ({m} rows) value {i}: batch {ys[e][i]} vs alone {expect[i]}");
                     var reference = TestData.ReferenceMatMul(w[e], xs[e], m);
@@ -181,7 +181,7 @@ public class ExpertGemmTests
                 for (int i = 0; i < order.Length; i++)
                 {
                     var expect = new float[n * rows];
-                    MatMul.Multiply(w[order[i]], x, expect, n, path, gemvTail: false);
+                    MatMul.Multiply(w[order[i]], x, expect, n, path);
                     for (int j = 0; j < expect.Length; j++)
                         Assert.True(expect[j] == ys[i][j], $"{path} entry {i} ({types[order[i]]}) value {j}: batch {ys[i][j]} vs alone {expect[j]}");
                 }

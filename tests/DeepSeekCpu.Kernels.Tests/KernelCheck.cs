@@ -50,7 +50,7 @@ internal static unsafe class KernelCheck
     }
 
     /// <summary>
-    /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/> on every
+    /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/> on every
     /// path for each token count in <paramref name="tokens"/> (inputs Gaussian with seed <paramref name="seed"/>(n)),
     /// against float64 products of the dequantized weights within <see cref="AssertProducts"/>' budget; and nothing
     /// written past n·rows.

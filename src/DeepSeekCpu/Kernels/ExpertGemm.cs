@@ -104,8 +104,10 @@ internal sealed unsafe class ExpertBatch
 /// transposed into its output). Items of all MLPs share the dispatch, so the threads finish together instead of once
 /// per expert.</item>
 /// </list>
-/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path) run as one
-/// <see cref="MatMulBatch"/> followed by <see cref="Ops.SwiGlu"/>. Both give the values of
+/// The others (few tokens: the matrix-vector kernels; formats without an int8 GEMM on the path), and the tokens past
+/// a fused entry's whole micro-kernel steps where its matrices have a multi-token GEMV body
+/// (<see cref="MatMul.GemmTokens(WeightMatrix, int, KernelPath)"/>, as a plain product splits them), run as one <see cref="MatMulBatch"/> followed
+/// by <see cref="Ops.SwiGlu"/>. Both give the values of
 /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> then <see cref="Ops.SwiGlu"/>.
 /// </summary>
 internal static unsafe class ExpertGemm
@@ -116,7 +118,7 @@ internal static unsafe class ExpertGemm
 
     [ThreadStatic] private static byte[]? _rest;
     [ThreadStatic] private static MatMulBatch? _batch;
-    [ThreadStatic] private static int[]? _fused;
+    [ThreadStatic] private static int[]? _fused, _tokens, _from;
 
     public static void Run(ExpertBatch b) => Run(b, KernelInfo.Path);
 
@@ -124,81 +126,94 @@ internal static unsafe class ExpertGemm
     internal static void Run(ExpertBatch b, KernelPath path)
     {
         if (b.Count == 0) return;
-        var fused = _fused is { } f && f.Length >= b.Count ? f : (_fused = new int[Math.Max(16, 2 * b.Count)]);
+        if (_fused is not { } fused || fused.Length < b.Count) { _fused = fused = new int[Math.Max(16, 2 * b.Count)]; _tokens = new int[fused.Length]; }
+        int[] tokens = _tokens!;   // per entry: its first tokens taken by the fused GEMM (the rest go to the unfused batch)
         int nFused = 0;
         MatMulKernel kind = MatMulKernel.Gemv;
         for (int i = 0; i < b.Count; i++)
         {
-            if (b.M[i] == 0) continue;
+            tokens[i] = 0;
+            int m = b.M[i];
+            if (m == 0) continue;
             // the kernel MatMul.Multiply would run for each product (Q8_0 where VNNI or DotProd exist its own GEMM,
-            // GemmQ8; float32-activation matrices the float GEMM, unfused); one packing serves one input width (the
-            // shared experts' down product, twice as wide as a routed expert's, runs alone)
-            var k = MatMul.Plan(b.W1[i], b.M[i], path);
+            // GemmQ8; float32-activation matrices the float GEMM, unfused), over the tokens it would give the GEMM
+            // (whole micro-kernel steps where the matrix has a multi-token GEMV body: a routed expert's few dozen
+            // tokens would otherwise pad a step, 48 -> 64); one packing serves one input width (the shared experts'
+            // down product, twice as wide as a routed expert's, runs alone)
+            var k = MatMul.Plan(b.W1[i], m, path);
+            int gemm = MatMul.GemmTokens(b.W1[i], m, path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
-                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, b.M[i], path) == k && w3.Type == b.W1[i].Type)
+                && gemm > 0
+                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, m, path) == k && w3.Type == b.W1[i].Type && MatMul.GemmTokens(w3, m, path) == gemm)
                 && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols))
             {
                 kind = k;
                 fused[nFused++] = i;
+                tokens[i] = gemm;
             }
         }
         // the fused GEMM keeps the candidates its one packing serves (Q8_K or Q8_0 style, by its micro-kernel's
         // IInt8Micro.UsesQ8K) and leaves the others to the unfused batch
-        if (nFused > 0)
-            nFused = kind switch
-            {
-                MatMulKernel.GemmInt8Avx512 => Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused),
-                MatMulKernel.GemmInt8Avx2 => Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused),
-                MatMulKernel.GemmInt8Neon => Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused),
-                MatMulKernel.GemmQ8Vnni => Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused),
-                _ => Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused),
-            };
-        RunUnfused(b, fused.AsSpan(0, nFused), path);
+        int kept = nFused == 0 ? 0 : kind switch
+        {
+            MatMulKernel.GemmInt8Avx512 => Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused, tokens),
+            MatMulKernel.GemmInt8Avx2 => Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused, tokens),
+            MatMulKernel.GemmInt8Neon => Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused, tokens),
+            MatMulKernel.GemmQ8Vnni => Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused, tokens),
+            _ => Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused, tokens),
+        };
+        // the unfused batch takes each entry's tokens from there on: a kept entry's GEMV tail, all of the others'
+        var from = _from is { } f && f.Length >= b.Count ? f : (_from = new int[fused.Length]);
+        Array.Clear(from, 0, b.Count);
+        for (int j = 0; j < kept; j++) from[fused[j]] = tokens[fused[j]];
+        RunUnfused(b, from, path);
     }
 
-    /// <summary>The entries not in <paramref name="fused"/> (ascending) as one batch of products (gate and up, then SwiGLU).</summary>
-    private static void RunUnfused(ExpertBatch b, ReadOnlySpan<int> fused, KernelPath path)
+    /// <summary>
+    /// Every entry's tokens from <paramref name="from"/>[i] on (all of an unfused entry's, the GEMV's tail of a fused
+    /// one) as one batch of products (gate and up, then SwiGLU), each run as
+    /// <see cref="MatMul.Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> runs it.
+    /// </summary>
+    private static void RunUnfused(ExpertBatch b, int[] from, KernelPath path)
     {
         // rows to gather first (one row is read in place: decoding one token, every expert reads x itself, and the
         // matrix-vector batch quantizes an input shared by several products once)
         long floats = 0;
-        for (int i = 0, j = 0; i < b.Count; i++)
-        {
-            if (j < fused.Length && fused[j] == i) { j++; continue; }
-            if (b.Rows[i] != 0 && b.M[i] > 1) floats += (long)b.M[i] * b.W1[i].Cols;
-        }
+        for (int i = 0; i < b.Count; i++)
+            if (b.Rows[i] != 0 && b.M[i] - from[i] > 1) floats += (long)(b.M[i] - from[i]) * b.W1[i].Cols;
         float* gather = (float*)Scratch.Get(ref _rest, floats * sizeof(float));
         var batch = _batch ??= new MatMulBatch();
         batch.Clear(0);
         bool any = false;
-        for (int i = 0, j = 0; i < b.Count; i++)
+        for (int i = 0; i < b.Count; i++)
         {
-            if (j < fused.Length && fused[j] == i) { j++; continue; }
-            int m = b.M[i], cols = b.W1[i].Cols;
+            int t0 = from[i], m = b.M[i] - t0, cols = b.W1[i].Cols, inter = b.W1[i].Rows;
             if (m == 0) continue;
             float* x = (float*)b.X[i];
             int* rows = (int*)b.Rows[i];
-            if (rows != null && m == 1) x += (long)rows[0] * cols;
-            else if (rows != null)
+            if (rows == null) x += (long)t0 * cols;
+            else if (m == 1) x += (long)rows[t0] * cols;
+            else
             {
-                Gather(x, rows, m, cols, gather);
+                Gather(x, rows + t0, m, cols, gather);
                 x = gather;
                 gather += (long)m * cols;
             }
-            batch.Add(b.W1[i], x, (float*)b.H[i], m);
-            if (b.W3[i] is { } w3) batch.Add(w3, x, (float*)b.U[i], m);
+            batch.Add(b.W1[i], x, (float*)b.H[i] + (long)t0 * inter, m);
+            if (b.W3[i] is { } w3) batch.Add(w3, x, (float*)b.U[i] + (long)t0 * inter, m);
             any = true;
         }
         if (!any) return;
-        MatMul.Multiply(batch, path, gemvTail: false);   // each product as the fused GEMM would run it (its tests compare them bit for bit)
+        MatMul.Multiply(batch, path);
         batch.Clear(0);
-        for (int i = 0, j = 0; i < b.Count; i++)
+        for (int i = 0; i < b.Count; i++)
         {
-            if (j < fused.Length && fused[j] == i) { j++; continue; }
-            if (b.W3[i] == null) continue;
-            long len = (long)b.M[i] * b.W1[i].Rows;
-            Ops.SwiGlu(new Span<float>((float*)b.H[i], checked((int)len)), new ReadOnlySpan<float>((float*)b.U[i], (int)len));
+            int t0 = from[i];
+            if (b.W3[i] == null || b.M[i] == t0) continue;
+            int inter = b.W1[i].Rows;
+            long len = (long)(b.M[i] - t0) * inter;
+            Ops.SwiGlu(new Span<float>((float*)b.H[i] + (long)t0 * inter, checked((int)len)), new ReadOnlySpan<float>((float*)b.U[i] + (long)t0 * inter, (int)len));
         }
     }
 
@@ -219,9 +234,10 @@ internal static unsafe class ExpertGemm
 
     /// <summary>
     /// A tile kernel <typeparamref name="TTile"/> and a narrower one <typeparamref name="TTail"/> over the same packed
-    /// activations, for an entry's last tokens: a routed expert has a few dozen tokens, so padding them to the 32 tokens
-    /// of a two-panel AVX-512 micro-kernel call wastes a quarter of its products on average (48 → 64); one panel of 16
-    /// at the end halves that. Every token's values are the same either way (the panels are independent lanes).
+    /// activations, for an entry's last tokens where its matrices have no multi-token GEMV body to take them (no
+    /// interleaved copy: --repack off, or memory short; Q4_1): a routed expert has a few dozen tokens, so padding them
+    /// to the 32 tokens of a two-panel AVX-512 micro-kernel call wastes a quarter of its products on average
+    /// (48 → 64); one panel of 16 at the end halves that. Every token's values are the same either way (the panels are independent lanes).
     /// </summary>
     internal interface ITail<TTile, TTail> where TTile : struct, ITileKernel where TTail : struct, ITileKernel
     {
@@ -296,9 +312,10 @@ internal static unsafe class ExpertGemm
         [ThreadStatic] private static int[]? _rowBase, _rowEnd;
         [ThreadStatic] private static byte[]? _index;
 
-        /// <summary>Runs the entries <paramref name="fused"/>[0..nFused) that take the first one's activation packing,
-        /// moved to the front in their order; returns their count (the rest are left to the caller).</summary>
-        public static int Run(ExpertBatch b, int[] fused, int nFused)
+        /// <summary>Runs the first <paramref name="tokens"/>[i] tokens of the entries i = <paramref name="fused"/>[0..nFused)
+        /// that take the first one's activation packing, moved to the front in their order; returns their count (the
+        /// rest are left to the caller).</summary>
+        public static int Run(ExpertBatch b, int[] fused, int nFused, int[] tokens)
         {
             bool q8k = TPack.UsesQ8K(b.W1[fused[0]].Type);
             int kept = 0;
@@ -318,7 +335,7 @@ internal static unsafe class ExpertGemm
             var packType = b.W1[fused[0]].Type;   // packed for this type (Q6_K's sums per 16 elements, if any, serve the others too)
             for (int j = 0; j < nFused; j++)
             {
-                int i = fused[j], m = b.M[i], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (m + last - 1) / last * last;
+                int i = fused[j], m = tokens[i], last = TPack.Covers(b.W1[i].Type) ? TTail.TokenStep : step, pad = (m + last - 1) / last * last;
                 job.Start[j] = total; job.FirstItem[j] = items;
                 total += pad; items += (b.W1[i].Rows + RowBlock - 1) / RowBlock;
                 maxPad = Math.Max(maxPad, pad);
@@ -341,16 +358,16 @@ internal static unsafe class ExpertGemm
             int* index = (int*)(src + nRows);
             for (int j = 0, filled = 0; j < nFused; j++)
             {
-                int i = fused[j], m = b.M[i];
+                int i = fused[j], m = tokens[i];
                 for (; filled < rowEnd[j]; filled++) src[filled] = (float*)b.X[i] + (long)(filled - rowBase[j]) * cols;
                 int* rows = (int*)b.Rows[i], dst = index + job.Start[j];
                 for (int t = 0; t < m; t++) dst[t] = rowBase[j] + (rows != null ? rows[t] : t);
                 new Span<int>(dst + m, job.Start[j + 1] - job.Start[j] - m).Fill(-1);
             }
             var quantized = Int8Panels.Quantize(src, nRows, cols, q8k);
-            job.B = b; job.Fused = fused; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(quantized, index, total, packType); job.MaxPad = maxPad;
+            job.B = b; job.Fused = fused; job.Tokens = tokens; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(quantized, index, total, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
-            finally { job.B = null!; job.Fused = null!; }
+            finally { job.B = null!; job.Fused = null!; job.Tokens = null!; }
             return nFused;
         }
 
@@ -358,7 +375,7 @@ internal static unsafe class ExpertGemm
         {
             [ThreadStatic] private static byte[]? _tile, _ct;
             public ExpertBatch B = null!;
-            public int[] Fused = null!;
+            public int[] Fused = null!, Tokens = null!;
             public int[] Start = new int[17], FirstItem = new int[17];   // per fused MLP: first packed token, first item
             public int Count, MaxPad;
             public TTile Tile;
@@ -377,7 +394,7 @@ internal static unsafe class ExpertGemm
                 for (int item = first; item < end; item++)
                 {
                     while (FirstItem[j + 1] <= item) j++;
-                    int i = Fused[j], t0 = Start[j], pad = Start[j + 1] - t0, m = B.M[i];
+                    int i = Fused[j], t0 = Start[j], pad = Start[j + 1] - t0, m = Tokens[i];
                     var w1 = B.W1[i];
                     int inter = w1.Rows, cols = w1.Cols;
                     int r0 = (item - FirstItem[j]) * RowBlock, nr = Math.Min(RowBlock, inter - r0);
@@ -409,25 +426,30 @@ internal static unsafe class ExpertGemm
         }
 
         /// <summary>
-        /// h[t, r] = silu(G[r, t]) · U[r, t] for r &lt; nr, t &lt; m (G and U with row stride ldc, h with ldh): token by token, each token's
-        /// nr values gathered from the row-major accumulators, then the element-wise operations of
-        /// <see cref="Ops.SwiGlu"/> (g·sigmoid(g)·u), the arithmetic of the unfused path.
+        /// h[t, r] = silu(G[r, t]) · U[r, t] for r &lt; nr, t &lt; m (G and U with row stride ldc, h with ldh): 8 tokens at a
+        /// time, their nr values of G and of U transposed into token rows of 64 (<see cref="TiledGemm{TKernel}.Transpose"/>),
+        /// then the element-wise operations of <see cref="Ops.SwiGlu"/> (g·sigmoid(g)·u), the arithmetic of the unfused path.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void WriteBack(float* g, float* u, int ldc, int nr, int m, float* h, int ldh)
         {
-            // The sigmoid always runs over the whole 64 (zeros past nr): TensorPrimitives takes another, scalar, exp for
-            // spans shorter than a vector, which rounds differently from the vector one the unfused path uses.
-            Span<float> gt = stackalloc float[RowBlock], ut = stackalloc float[RowBlock], sig = stackalloc float[RowBlock];
-            gt.Clear();
-            var gs = gt[..nr]; var us = ut[..nr]; var s = sig[..nr];
-            for (int t = 0; t < m; t++)
+            // The sigmoid always runs over whole rows of 64 (zeros past nr): TensorPrimitives takes another, scalar, exp
+            // for spans shorter than a vector, which rounds differently from the vector one the unfused path uses.
+            const int Tokens = 8;
+            float* gt = stackalloc float[Tokens * RowBlock], ut = stackalloc float[Tokens * RowBlock], sig = stackalloc float[Tokens * RowBlock];
+            for (int t0 = 0; t0 < m; t0 += Tokens)
             {
-                for (int r = 0; r < nr; r++) { gt[r] = g[(long)r * ldc + t]; ut[r] = u[(long)r * ldc + t]; }
-                TensorPrimitives.Sigmoid(gt, sig);
-                var dst = new Span<float>(h + (long)t * ldh, nr);
-                TensorPrimitives.Multiply(gs, s, dst);
-                TensorPrimitives.Multiply(dst, us, dst);
+                // rows past nr: g = 0 for the sigmoid; the products there are written over but never stored
+                int k = Math.Min(Tokens, m - t0);
+                for (int t = 0; t < k; t++) new Span<float>(gt + t * RowBlock + nr, RowBlock - nr).Clear();
+                TiledGemm<TTile>.Transpose(g + t0, ldc, nr, k, gt, RowBlock);   // gt[k][64], ut[k][64]
+                TiledGemm<TTile>.Transpose(u + t0, ldc, nr, k, ut, RowBlock);
+                var gs = new Span<float>(gt, k * RowBlock);
+                TensorPrimitives.Sigmoid(gs, new Span<float>(sig, k * RowBlock));
+                TensorPrimitives.Multiply(gs, new ReadOnlySpan<float>(sig, k * RowBlock), gs);
+                TensorPrimitives.Multiply(gs, new ReadOnlySpan<float>(ut, k * RowBlock), gs);
+                for (int t = 0; t < k; t++)
+                    new ReadOnlySpan<float>(gt + t * RowBlock, nr).CopyTo(new Span<float>(h + (long)(t0 + t) * ldh, nr));
             }
         }
     }

@@ -20,8 +20,8 @@ internal static unsafe class MatMul
     /// GEMV | GEMM n=4 866 | 1382, n=8 864 | 645), 6 for the AVX2 int8 GEMM, 16 for the float GEMM, whose per-call
     /// dequantization pays off only over more tokens. The scalar path has no tiled GEMM. Where the matrix has a
     /// multi-token GEMV body, <see cref="GemmTokens(WeightMatrix, int, KernelPath)"/> gives it the tokens short of a whole GEMM step (below 32 on
-    /// AVX-512 every token), so these crossovers count for the matrices without one and for the fused MoE GEMM
-    /// (<see cref="ExpertGemm"/>), which runs a 16-token tail panel.
+    /// AVX-512 every token), so these crossovers count for the matrices without one (the fused MoE GEMM,
+    /// <see cref="ExpertGemm"/>, splits its entries' tokens the same way).
     /// </summary>
     internal static MatMulKernel Plan(DType t, int n, KernelPath path, int gemmMinTokens = 0)
     {
@@ -86,9 +86,7 @@ internal static unsafe class MatMul
     /// <summary>As <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int)"/> on a chosen path
     /// (tests run every path this machine has; <paramref name="path"/> must be in <see cref="KernelInfo.Available"/>).</summary>
     /// <param name="gemmMinTokens">See <see cref="Plan"/> (bench `crossover` times both sides of the crossover).</param>
-    /// <param name="gemvTail">False: the GEMM takes all tokens where it takes any (the kernel the fused MoE GEMM,
-    /// <see cref="ExpertGemm"/>, runs its products with; its tests compare the two bit for bit).</param>
-    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path, int gemmMinTokens = 0, bool gemvTail = true)
+    internal static void Multiply(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int n, KernelPath path, int gemmMinTokens = 0)
     {
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
         if (x.Length < (long)n * w.Cols) throw new ArgumentException($"{w.Name}: input has {x.Length} values, expected {n} x {w.Cols}");
@@ -96,7 +94,7 @@ internal static unsafe class MatMul
         if (n == 0 || w.Rows == 0) return;
         var kernel = Plan(w, n, path, gemmMinTokens);
         // the GEMM takes the first tokens (none, whole steps, or all), the GEMV the rest (gemmMinTokens: as Plan says)
-        int gemm = GemmTokens(w, n, kernel, path, split: gemvTail && gemmMinTokens == 0);
+        int gemm = GemmTokens(w, n, kernel, path, split: gemmMinTokens == 0);
         fixed (float* px = x, py = y)
         {
             if (gemm < n) Gemv.Run(w, px + (long)gemm * w.Cols, py + (long)gemm * w.Rows, n - gemm, path);
@@ -117,8 +115,7 @@ internal static unsafe class MatMul
     /// <summary>Every product of <paramref name="batch"/>: one pool dispatch while they are matrix-vector products.</summary>
     public static void Multiply(MatMulBatch batch) => Multiply(batch, KernelInfo.Path);
 
-    /// <param name="gemvTail">See <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/>.</param>
-    internal static void Multiply(MatMulBatch batch, KernelPath path, bool gemvTail = true)
+    internal static void Multiply(MatMulBatch batch, KernelPath path)
     {
         if (batch.Count == 0) return;
         // Products with enough tokens for the tiled GEMM run one by one; the rest go to the GEMV in one dispatch.
@@ -126,7 +123,7 @@ internal static unsafe class MatMul
         for (int i = 0; i < batch.Count; i++)
         {
             if (batch.N[i] == 0) continue;
-            if (GemvOnly(batch.W[i], batch.N[i], path, gemvTail)) anyGemv = true; else anyGemm = true;
+            if (GemvOnly(batch.W[i], batch.N[i], path)) anyGemv = true; else anyGemm = true;
         }
         if (anyGemv && !anyGemm) { Gemv.Run(batch, path); return; }
         var rest = anyGemv ? (_rest ??= new MatMulBatch()) : null;
@@ -136,16 +133,15 @@ internal static unsafe class MatMul
             var w = batch.W[i];
             int n = batch.N[i];
             if (n == 0) continue;
-            if (GemvOnly(w, n, path, gemvTail)) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
-            Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path, gemvTail: gemvTail);
+            if (GemvOnly(w, n, path)) { rest!.Add(w, (float*)batch.X[i], (float*)batch.Y[i], n); continue; }
+            Multiply(w, new ReadOnlySpan<float>((float*)batch.X[i], n * w.Cols), new Span<float>((float*)batch.Y[i], n * w.Rows), n, path);
         }
         if (rest != null) { Gemv.Run(rest, path); rest.Clear(0); }
     }
 
-    /// <summary>Whether <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int, bool)"/>
+    /// <summary>Whether <see cref="Multiply(WeightMatrix, ReadOnlySpan{float}, Span{float}, int, KernelPath, int)"/>
     /// would give all <paramref name="n"/> tokens to the GEMV.</summary>
-    private static bool GemvOnly(WeightMatrix w, int n, KernelPath path, bool gemvTail) =>
-        gemvTail ? GemmTokens(w, n, path) == 0 : Plan(w, n, path) == MatMulKernel.Gemv;
+    private static bool GemvOnly(WeightMatrix w, int n, KernelPath path) => GemmTokens(w, n, path) == 0;
 
     [ThreadStatic] private static MatMulBatch? _rest;
 }

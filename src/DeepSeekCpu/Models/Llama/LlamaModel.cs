@@ -170,11 +170,9 @@ internal sealed class LlamaBlock
         var g = p.G.AsSpan(0, n * _ffn);                             // [n, ffn]
         var u = p.U.AsSpan(0, n * _ffn);                             // [n, ffn]
         Ops.RmsNormRows(x, _mlpNorm, h, n, _dim, _eps);
-        b.Clear(n);
-        b.Add(_gate, h, g);
-        b.Add(_up, h, u);
-        MatMul.Multiply(b);
-        Ops.SwiGlu(g, u);
+        p.Mlp.Clear();
+        p.Mlp.Add(_gate, _up, h, [], n, g, u);                       // g = silu(Gate · h) * (Up · h), fused where a GEMM runs
+        ExpertGemm.Run(p.Mlp);
         MatMul.Multiply(_down, g, o, n);
         TensorPrimitives.Add(x, o, x);
     }

@@ -41,8 +41,9 @@ internal sealed class LlamaPass(ModelConfig c, int rows)
     public readonly float[] K = F(rows * c.NumKvHeads * c.HeadDim);           // [R, kv heads, hd]
     public readonly float[] V = F(rows * c.NumKvHeads * c.HeadDim);           // [R, kv heads, hd]
     public readonly float[] G = F(rows * c.IntermediateSize);                 // [R, ffn]
-    public readonly float[] U = F(rows * c.IntermediateSize);                 // [R, ffn]
+    public readonly float[] U = F(rows * c.IntermediateSize);                 // [R, ffn] scratch where gate and up run unfused
     public readonly MatMulBatch Batch = new();                                // products issued together
+    public readonly ExpertBatch Mlp = new();                                  // the MLP's gate and up with SwiGLU
 
     private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
 
