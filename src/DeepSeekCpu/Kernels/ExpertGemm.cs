@@ -23,7 +23,7 @@ namespace DeepSeekCpu.Kernels;
 /// a SwiGLU MLP, h_i[m_i, inter_i] = silu(x_i W1_iᵀ) ⊙ (x_i W3_iᵀ) (model.py Expert.forward before w2), where x_i is
 /// the rows <c>rows_i</c> of one input x[*, dim] (an MoE layer's routed experts over the tokens that chose them; the
 /// shared experts or a dense MLP over every token), or a plain product y_i[m_i, rows_i] = x_i W_iᵀ (the second half,
-/// w2, of those MLPs over their hidden rows). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
+/// w2, of those MLPs over their hidden rows; attention's projections of one input, which then quantize it once). Like <see cref="MatMulBatch"/>, the batch holds only the addresses of x,
 /// the row list, h and u: the caller keeps them alive and pinned until the call returns (the models' pass buffers); a
 /// pinned array that nothing references is still collected, and its memory handed to the next allocation.
 /// </summary>

@@ -47,7 +47,7 @@ internal sealed class DeepSeekSession : ModelSession
 
 /// <summary>
 /// The activations of one DeepSeek forward pass over up to <see cref="Rows"/> rows (R), one set per model. Arrays are
-/// pinned: batched products take their addresses (<see cref="MatMulBatch"/>).
+/// pinned: batched products take their addresses (<see cref="ExpertBatch"/>).
 /// </summary>
 internal sealed class DeepSeekPass
 {
@@ -77,7 +77,7 @@ internal sealed class DeepSeekPass
     public readonly int[] TopkIndices;          // [R, index_topk] positions each row attends to (ascending)
     public readonly int[] TopkCounts;           // [R]             how many of them
     public readonly int TopkStride;             // index_topk
-    public readonly MatMulBatch Batch = new();  // products issued together (one pool dispatch while decoding)
+    public readonly ExpertBatch Batch = new();  // products of one input run together (quantized once, one dispatch)
     public readonly ExpertBatch Experts = new(); // SwiGLU hidden rows of the MLPs of one feed-forward
     private float[]? _naiveLatent;              // [tokens, kvl]            naive attention only, grows
     private float[]? _naiveRows;                // [tokens, kvl+rope]       naive attention only, grows

@@ -53,10 +53,10 @@ internal sealed class Indexer
         // q = wq_b(qr); k = wk(x); weights = weights_proj(x)
         MatMul.Multiply(_wqB, qr, q, n);
         var b = p.Batch;
-        b.Clear(n);
-        b.Add(_wk, x, k);
-        b.Add(_weightsProj, x, weights);
-        MatMul.Multiply(b);
+        b.Clear();
+        b.Add(_wk, x, n, k);
+        b.Add(_weightsProj, x, n, weights);
+        ExpertGemm.Run(b);
         TensorPrimitives.Multiply(weights, _weightScale, weights);
 
         for (int t = 0; t < n; t++)

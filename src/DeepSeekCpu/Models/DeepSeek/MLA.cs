@@ -39,12 +39,12 @@ internal sealed class MLA
         var kv = p.KV.AsSpan(0, n * _row);                           // [n, kvl+rope] = [c_kv ; k_pe] before norm and rope
         var qa = p.QA.AsSpan(0, n * (W.WqA?.Rows ?? 0));             // [n, q_lora]
 
-        // q = wq(x), or wq_b(q_norm(wq_a(x))); kv = wkv_a(x). Both read x: one batch.
+        // q = wq(x), or wq_b(q_norm(wq_a(x))); kv = wkv_a(x). Both read x: one batch (x quantized once).
         var b = p.Batch;
-        b.Clear(n);
-        if (W.Wq != null) b.Add(W.Wq, x, q); else b.Add(W.WqA!, x, qa);
-        b.Add(W.WkvA, x, kv);
-        MatMul.Multiply(b);
+        b.Clear();
+        if (W.Wq != null) b.Add(W.Wq, x, n, q); else b.Add(W.WqA!, x, n, qa);
+        b.Add(W.WkvA, x, n, kv);
+        ExpertGemm.Run(b);
         if (W.WqA != null)
         {
             Ops.RmsNormRows(qa, W.QNorm!, qa, n, W.WqA.Rows, _eps);

@@ -138,12 +138,12 @@ internal sealed class LlamaBlock
 
         // --- attention: x += Wo · attn(RMSNorm(x)) ---
         Ops.RmsNormRows(x, _attnNorm, h, n, _dim, _eps);
-        var b = p.Batch;
-        b.Clear(n);                                                  // one dispatch while decoding
-        b.Add(_wq, h, q);
-        b.Add(_wk, h, k);
-        b.Add(_wv, h, v);
-        MatMul.Multiply(b);
+        var b = p.Products;                                          // h quantized once for the three, one dispatch
+        b.Clear();
+        b.Add(_wq, h, n, q);
+        b.Add(_wk, h, n, k);
+        b.Add(_wv, h, n, v);
+        ExpertGemm.Run(b);
         for (int t = 0; t < n; t++)
         {
             var qt = q.Slice(t * qDim, qDim); var kt = k.Slice(t * kvDim, kvDim); var vt = v.Slice(t * kvDim, kvDim);
@@ -170,9 +170,9 @@ internal sealed class LlamaBlock
         var g = p.G.AsSpan(0, n * _ffn);                             // [n, ffn]
         var u = p.U.AsSpan(0, n * _ffn);                             // [n, ffn]
         Ops.RmsNormRows(x, _mlpNorm, h, n, _dim, _eps);
-        p.Mlp.Clear();
-        p.Mlp.Add(_gate, _up, h, [], n, g, u);                       // g = silu(Gate · h) * (Up · h), fused where a GEMM runs
-        ExpertGemm.Run(p.Mlp);
+        b.Clear();
+        b.Add(_gate, _up, h, [], n, g, u);                           // g = silu(Gate · h) * (Up · h), fused where a GEMM runs
+        ExpertGemm.Run(b);
         MatMul.Multiply(_down, g, o, n);
         TensorPrimitives.Add(x, o, x);
     }

@@ -28,7 +28,7 @@ internal sealed class LlamaSession : ModelSession
 
 /// <summary>
 /// The activations of one Llama forward pass over up to <see cref="Rows"/> rows (R), one set per model (passes run
-/// one at a time), llama2.c's names. Pinned: batched products take their addresses (<see cref="MatMulBatch"/>).
+/// one at a time), llama2.c's names. Pinned: batched products take their addresses (<see cref="ExpertBatch"/>).
 /// </summary>
 internal sealed class LlamaPass(ModelConfig c, int rows)
 {
@@ -42,8 +42,7 @@ internal sealed class LlamaPass(ModelConfig c, int rows)
     public readonly float[] V = F(rows * c.NumKvHeads * c.HeadDim);           // [R, kv heads, hd]
     public readonly float[] G = F(rows * c.IntermediateSize);                 // [R, ffn]
     public readonly float[] U = F(rows * c.IntermediateSize);                 // [R, ffn] scratch where gate and up run unfused
-    public readonly MatMulBatch Batch = new();                                // products issued together
-    public readonly ExpertBatch Mlp = new();                                  // the MLP's gate and up with SwiGLU
+    public readonly ExpertBatch Products = new();                             // products of one input run together (q, k, v; gate and up with SwiGLU)
 
     private static float[] F(long length) => GC.AllocateArray<float>(checked((int)length), pinned: true);
 
