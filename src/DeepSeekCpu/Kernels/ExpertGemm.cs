@@ -118,7 +118,7 @@ internal static unsafe class ExpertGemm
 
     [ThreadStatic] private static byte[]? _rest;
     [ThreadStatic] private static MatMulBatch? _batch;
-    [ThreadStatic] private static int[]? _fused, _tokens, _from;
+    [ThreadStatic] private static int[]? _fused, _tokens;
 
     public static void Run(ExpertBatch b) => Run(b, KernelInfo.Path);
 
@@ -141,11 +141,11 @@ internal static unsafe class ExpertGemm
             // tokens would otherwise pad a step, 48 -> 64); one packing serves one input width (the shared experts'
             // down product, twice as wide as a routed expert's, runs alone)
             var k = MatMul.Plan(b.W1[i], m, path);
-            int gemm = MatMul.GemmTokens(b.W1[i], m, path);
+            int gemm = MatMul.GemmTokens(b.W1[i], m, k, path);
             if (k is MatMulKernel.GemmInt8Avx512 or MatMulKernel.GemmInt8Avx2 or MatMulKernel.GemmInt8Neon
                     or MatMulKernel.GemmQ8Vnni or MatMulKernel.GemmQ8Neon
                 && gemm > 0
-                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, m, path) == k && w3.Type == b.W1[i].Type && MatMul.GemmTokens(w3, m, path) == gemm)
+                && (b.W3[i] is not { } w3 || MatMul.Plan(w3, m, path) == k && w3.Type == b.W1[i].Type && MatMul.GemmTokens(w3, m, k, path) == gemm)
                 && (nFused == 0 || k == kind && b.W1[i].Cols == b.W1[fused[0]].Cols))
             {
                 kind = k;
@@ -155,19 +155,17 @@ internal static unsafe class ExpertGemm
         }
         // the fused GEMM keeps the candidates its one packing serves (Q8_K or Q8_0 style, by its micro-kernel's
         // IInt8Micro.UsesQ8K) and leaves the others to the unfused batch
-        int kept = nFused == 0 ? 0 : kind switch
+        switch (nFused > 0 ? kind : MatMulKernel.Gemv)
         {
-            MatMulKernel.GemmInt8Avx512 => Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused, tokens),
-            MatMulKernel.GemmInt8Avx2 => Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused, tokens),
-            MatMulKernel.GemmInt8Neon => Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused, tokens),
-            MatMulKernel.GemmQ8Vnni => Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused, tokens),
-            _ => Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused, tokens),
-        };
-        // the unfused batch takes each entry's tokens from there on: a kept entry's GEMV tail, all of the others'
-        var from = _from is { } f && f.Length >= b.Count ? f : (_from = new int[fused.Length]);
-        Array.Clear(from, 0, b.Count);
-        for (int j = 0; j < kept; j++) from[fused[j]] = tokens[fused[j]];
-        RunUnfused(b, from, path);
+            case MatMulKernel.Gemv: break;
+            case MatMulKernel.GemmInt8Avx512: Fused<GemmInt8<X86.GemmInt8Avx512>.Int8Tile, Avx512OnePanel, Avx512Tail>.Run(b, fused, nFused, tokens); break;
+            case MatMulKernel.GemmInt8Avx2: Fused<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, GemmInt8<X86.GemmInt8Avx2>.Int8Tile, NoTail<GemmInt8<X86.GemmInt8Avx2>.Int8Tile, Int8Pack<X86.GemmInt8Avx2>>>.Run(b, fused, nFused, tokens); break;
+            case MatMulKernel.GemmInt8Neon: Fused<GemmInt8<Arm.GemmInt8Neon>.Int8Tile, NeonOnePanel, NeonTail>.Run(b, fused, nFused, tokens); break;
+            case MatMulKernel.GemmQ8Vnni: Fused<Q8Vnni.Q8Tile, Q8Vnni.Q8Tile, NoTail<Q8Vnni.Q8Tile, Q8Vnni.Packer>>.Run(b, fused, nFused, tokens); break;
+            default: Fused<Q8Neon.Q8Tile, Q8Neon.Q8Tile, NoTail<Q8Neon.Q8Tile, Q8Neon.Packer>>.Run(b, fused, nFused, tokens); break;
+        }
+        // the unfused batch takes each entry's tokens from tokens[i] on: a fused entry's GEMV tail, all of the others'
+        RunUnfused(b, tokens, path);
     }
 
     /// <summary>
@@ -313,14 +311,15 @@ internal static unsafe class ExpertGemm
         [ThreadStatic] private static byte[]? _index;
 
         /// <summary>Runs the first <paramref name="tokens"/>[i] tokens of the entries i = <paramref name="fused"/>[0..nFused)
-        /// that take the first one's activation packing, moved to the front in their order; returns their count (the
-        /// rest are left to the caller).</summary>
-        public static int Run(ExpertBatch b, int[] fused, int nFused, int[] tokens)
+        /// that take the first one's activation packing (moved to the front in their order); the rest are left to the
+        /// caller, their <paramref name="tokens"/>[i] set to 0.</summary>
+        public static void Run(ExpertBatch b, int[] fused, int nFused, int[] tokens)
         {
             bool q8k = TPack.UsesQ8K(b.W1[fused[0]].Type);
             int kept = 0;
             for (int j = 0; j < nFused; j++)
                 if (TPack.UsesQ8K(b.W1[fused[j]].Type) == q8k) fused[kept++] = fused[j];
+                else tokens[fused[j]] = 0;   // left to the caller whole
             nFused = kept;
             int step = TTile.TokenStep, cols = b.W1[fused[0]].Cols;
             var job = _job ??= new Job();
@@ -368,7 +367,6 @@ internal static unsafe class ExpertGemm
             job.B = b; job.Fused = fused; job.Tokens = tokens; job.Count = nFused; (job.Tile, job.Tail) = TPack.Pack(quantized, index, total, packType); job.MaxPad = maxPad;
             try { WorkerPool.Shared.Run(job, items, grain: 1); }
             finally { job.B = null!; job.Fused = null!; job.Tokens = null!; }
-            return nFused;
         }
 
         private sealed class Job : IRangeJob

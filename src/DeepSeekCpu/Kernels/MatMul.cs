@@ -61,11 +61,11 @@ internal static unsafe class MatMul
     /// n=48 127 | 142 (padded to 64), Q6_K n=32 222 | 223; Zen 4 (fourteenth) Q4_K n=16 122 | 254). So below one
     /// step the GEMV takes every token, and past the last whole step a tail of less than three quarters of a step.
     /// </summary>
-    internal static int GemmTokens(WeightMatrix w, int n, KernelPath path) => GemmTokens(w, n, Plan(w, n, path), path, split: true);
+    internal static int GemmTokens(WeightMatrix w, int n, KernelPath path) => GemmTokens(w, n, Plan(w, n, path), path);
 
-    /// <summary><see cref="GemmTokens(WeightMatrix, int, KernelPath)"/> for the planned <paramref name="kernel"/>; without
-    /// <paramref name="split"/> a GEMM takes all tokens.</summary>
-    private static int GemmTokens(WeightMatrix w, int n, MatMulKernel kernel, KernelPath path, bool split)
+    /// <summary><see cref="GemmTokens(WeightMatrix, int, KernelPath)"/> for the <paramref name="kernel"/> Plan picked
+    /// for these n tokens; without <paramref name="split"/> a GEMM takes all tokens.</summary>
+    internal static int GemmTokens(WeightMatrix w, int n, MatMulKernel kernel, KernelPath path, bool split = true)
     {
         if (kernel == MatMulKernel.Gemv) return 0;
         int step = kernel switch
